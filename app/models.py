@@ -1,0 +1,139 @@
+"""The canonical application (DESIGN §2): Kombo's create-application shape, as msgspec Structs.
+
+Two forms exist. `ApplicationIn` is what clients post (attachments carry base64 `data` or a
+`data_url`). `StoredApplication` is what the relay keeps and connectors read: attachment bytes are
+moved out to their own Redis keys and replaced by an `AttachmentRef` (name, type, sha256, size),
+so a connector loads a file only when it uploads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+# A pragmatic address check: one @, a dot in the domain, no spaces. Full RFC 5322 is not the goal;
+# catching typos and garbage at intake is.
+EMAIL_PATTERN = r"^[^@\s<>()\[\]\\,;:\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+
+NonEmpty = Annotated[str, Meta(min_length=1, max_length=200)]
+Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=254)]
+Phone = Annotated[str, Meta(pattern=r"^[+0-9 ().\-/]{3,40}$")]
+CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+Id = Annotated[str, Meta(min_length=1, max_length=200)]
+
+Gender = Literal["MALE", "FEMALE", "OTHER"]
+AttachmentType = Literal["CV", "COVER_LETTER", "OTHER"]
+
+
+class Location(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    city: Annotated[str, Meta(max_length=200)] | None = None
+    country: CountryCode | None = None
+    zip_code: Annotated[str, Meta(max_length=20)] | None = None
+
+
+class Candidate(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    first_name: NonEmpty
+    last_name: NonEmpty
+    email_address: Email
+    phone_number: Phone | None = None
+    company: Annotated[str, Meta(max_length=200)] | None = None
+    location: Location | None = None
+    gender: Gender | None = None
+    availability_date: dt.date | None = None
+
+
+class JobRef(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    job_id: Id
+    stage_id: Id | None = None
+
+
+class FileAnswer(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: Annotated[str, Meta(min_length=1, max_length=255)]
+    content_type: str | None = None
+    data: str | None = None
+    data_url: str | None = None
+
+
+AnswerValue = str | bool | int | float | list[str] | FileAnswer
+
+
+class ScreeningAnswer(Struct, forbid_unknown_fields=True):
+    question_id: Id
+    answer: AnswerValue
+
+
+class AttachmentIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: Annotated[str, Meta(min_length=1, max_length=255)]
+    type: AttachmentType
+    content_type: Annotated[str, Meta(max_length=200)] | None = None
+    data: str | None = None
+    data_url: Annotated[str, Meta(max_length=2048)] | None = None
+
+
+class Source(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    id: Id | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    unified_key: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+
+
+class GdprConsent(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    given: bool
+    expires_at: dt.datetime | dt.date | None = None
+
+
+class ApplicationIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """POST /v1/applications body."""
+
+    connection_id: Id
+    candidate: Candidate
+    application: JobRef
+    screening_question_answers: list[ScreeningAnswer] = []
+    attachments: Annotated[list[AttachmentIn], Meta(max_length=20)] = []
+    source: Source | None = None
+    gdpr_consent: GdprConsent | None = None
+    remote_fields: dict[str, Any] = {}
+
+
+class Origin(Struct, omit_defaults=True):
+    """Where an application came from: the inbound route, the board's own id, when."""
+
+    channel: str  # api | indeed | webhook | form
+    received_at: float
+    board: str | None = None
+    board_application_id: str | None = None
+
+
+class AttachmentRef(Struct, omit_defaults=True):
+    """A stored attachment: bytes live under the delivery's file key `index`."""
+
+    index: int
+    name: str
+    type: str
+    content_type: str | None = None
+    sha256: str | None = None  # None until a data_url file has been fetched
+    size: int | None = None
+    data_url: str | None = None
+
+
+class StoredAnswer(Struct, omit_defaults=True):
+    question_id: str
+    answer: str | bool | int | float | list[str] | AttachmentRef
+
+
+class StoredApplication(Struct, omit_defaults=True):
+    connection_id: str
+    candidate: Candidate
+    application: JobRef
+    origin: Origin
+    screening_question_answers: list[StoredAnswer] = []
+    attachments: list[AttachmentRef] = []
+    source: Source | None = None
+    gdpr_consent: GdprConsent | None = None
+    remote_fields: dict[str, Any] = {}
+
+
+stored_encoder = msgspec.msgpack.Encoder()
+stored_decoder = msgspec.msgpack.Decoder(StoredApplication)

@@ -1,0 +1,23 @@
+"""ATS connectors, by name. Imported lazily: a deployment loads only the connectors it uses."""
+
+from __future__ import annotations
+
+import importlib
+
+from connectors.base import Connector
+
+CONNECTORS: dict[str, str] = {
+    "factorial": "connectors.factorial:FactorialConnector",
+    "flatchr": "connectors.flatchr:FlatchrConnector",
+    "otys": "connectors.otys:OtysConnector",
+    "laura": "connectors.laura:LauraConnector",
+}
+
+
+def connector_class(name: str) -> type[Connector]:
+    try:
+        target = CONNECTORS[name]
+    except KeyError:
+        raise KeyError(f"unknown connector {name!r}; known: {', '.join(sorted(CONNECTORS))}") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,285 @@
+"""The connector contract: what the delivery engine may ask of an ATS connector.
+
+A connector speaks one ATS's API and nothing else. It never sleeps, retries, queues or touches
+Redis: it turns the canonical application into a *plan* of named steps, and each step either
+returns the remote id it produced or raises one of the three errors below. The engine stores each
+returned id (a checkpoint) before running the next step and skips steps already checkpointed, so a
+re-run after a crash or a retry resumes where the last one stopped.
+
+Error hierarchy (the engine maps these to the retry policy, DESIGN §4.5):
+
+    ConnectorError
+     ├── TransientError     retry later (network, timeout, 408/425/429/5xx); may carry retry_after
+     │    └── UnknownOutcome   the request may have been applied (timeout or drop after sending):
+     │                         the step must look the result up before re-sending
+     ├── PermanentError     dead-letter now (400/404/410/413/422 ...), with the ATS's reason
+     │    └── AttachmentRejected  a file was refused: the engine completes the rest and runs the
+     │                            full-attachment retry
+     └── AuthError          credentials refused after one refresh: pause the connection
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from app.models import AttachmentRef, StoredApplication
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class ConnectorError(Exception):
+    """Base of every error a connector raises; `detail` must never contain PII."""
+
+    def __init__(self, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail[:500]
+        self.status = status
+
+
+class TransientError(ConnectorError):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        timeout: bool = False,
+    ) -> None:
+        super().__init__(detail, status=status)
+        self.retry_after = retry_after
+        self.timeout = timeout
+
+
+class UnknownOutcome(TransientError):
+    """Sent, but no answer: the ATS may or may not have applied it."""
+
+
+class PermanentError(ConnectorError):
+    pass
+
+
+class AttachmentRejected(PermanentError):
+    pass
+
+
+class AuthError(ConnectorError):
+    pass
+
+
+ACTION_ADD_ATTACHMENT_TO_APPLICATION = "add_attachment_to_application"
+ACTION_ADD_ATTACHMENT_TO_CANDIDATE = "add_attachment_to_candidate"
+ACTION_ADD_RESULT_LINK_TO_APPLICATION = "add_result_link_to_application"
+ACTION_ADD_RESULT_LINK_TO_CANDIDATE = "add_result_link_to_candidate"
+ACTION_MOVE_APPLICATION_TO_STAGE = "move_application_to_stage"
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+AUTH_STATUSES = frozenset({401, 403})
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def error_for_response(response: httpx.Response, detail: str) -> ConnectorError:
+    """Classify a non-2xx answer into the error the retry policy understands."""
+    status = response.status_code
+    text = f"{detail}: HTTP {status}"
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return TransientError(
+            text, status=status, retry_after=parse_retry_after(response.headers.get("retry-after"))
+        )
+    if status in AUTH_STATUSES:
+        return AuthError(text, status=status)
+    return PermanentError(text, status=status)
+
+
+def error_for_transport(exc: httpx.HTTPError, detail: str, *, sent: bool) -> TransientError:
+    """Network failures are transient; a failure after the request left is an unknown outcome."""
+    name = type(exc).__name__
+    is_timeout = isinstance(exc, httpx.TimeoutException)
+    if sent and not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return UnknownOutcome(f"{detail}: {name}", timeout=is_timeout)
+    return TransientError(f"{detail}: {name}", timeout=is_timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Capabilities and steps
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can write; mirrors the coverage table in shared/connectors/<ats>.md.
+
+    `fields` are dotted canonical field names (``candidate.location.city``). Intake warns (or
+    refuses, for attachments) when an application uses a field the target cannot take.
+    """
+
+    fields: frozenset[str]
+    attachment_types: frozenset[str] = frozenset()
+    max_attachments: int | None = None
+    answer_types: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Warning_:
+    code: str
+    message: str
+
+
+@dataclass
+class StepContext:
+    """What a running step may see. `checkpoints` maps step name → remote id of finished steps."""
+
+    application: StoredApplication | None  # None for action deliveries
+    checkpoints: Mapping[str, str]
+    load_attachment: Callable[[AttachmentRef], Awaitable[bytes]]
+    warnings: list[Warning_] = field(default_factory=list)
+
+    def remote_id(self, step: str) -> str:
+        try:
+            return self.checkpoints[step]
+        except KeyError:
+            raise PermanentError(f"step {step!r} has not run before a step that needs it") from None
+
+    def warn(self, code: str, message: str) -> None:
+        """Record something the ATS could not take; shown on the delivery, never PII."""
+        self.warnings.append(Warning_(code, message))
+
+
+StepFn = Callable[[StepContext], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One resumable unit of a delivery. `name` must be stable across runs of the same delivery:
+    it is the checkpoint key. Attachment steps carry their file (`attachment`) and are named
+    ``attachment:<sha256>``; the engine runs them after the core steps and retries them apart."""
+
+    name: str
+    run: StepFn
+    attachment: AttachmentRef | None = None
+    core: bool = True
+
+
+def attachment_step_name(ref: AttachmentRef) -> str:
+    return f"attachment:{ref.sha256 or ref.index}"
+
+
+@dataclass(frozen=True)
+class PassthroughResult:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """The parts of a connection a connector may read (no queue, no Redis)."""
+
+    id: str
+    connector: str
+    base_url: str
+    credentials: str
+    settings: Mapping[str, Any]
+    timeout_s: float = 20.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+
+
+class Connector(ABC):
+    """One ATS. Instances live for the worker's lifetime (one per connection) so that tokens and
+    sessions are reused; `http` is shared and owned by the caller."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
+        self.connection = connection
+        self.http = http
+        self.settings = connection.settings
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def plan(self, application: StoredApplication) -> list[Step]:
+        """The ordered steps that write `application` into the ATS."""
+
+    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+        """Intake-time check: (errors that make the application unacceptable, warnings)."""
+        return [], []
+
+    def action_plan(self, action: str, params: Mapping[str, Any],
+                    attachments: list[AttachmentRef]) -> list[Step]:
+        """Steps for an extra action, queued and retried like a delivery. Names (ACTION_*):
+        add_attachment_to_application {application_id, candidate_id?} + attachments[0];
+        add_attachment_to_candidate {candidate_id} + attachments[0];
+        add_result_link_to_application / _to_candidate {application_id | candidate_id, label, url,
+        details: {custom_field_name_prefix, attributes: {k: v}}};
+        move_application_to_stage {application_id, stage_id}."""
+        raise PermanentError(f"action {action!r} is not supported by {self.name}")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
+                          body: Any) -> PassthroughResult:
+        raise PermanentError(f"passthrough is not supported by {self.name}")
+
+    async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's questions in a connector-neutral shape:
+        ``{"id", "type", "required", "options": [{"id", "label"}], "label"}``."""
+        return []
+
+    async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
+        """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""
+        raise PermanentError(f"reading candidate attachments is not supported by {self.name}")
+
+    async def close(self) -> None:
+        """Release sessions (log out) when the worker stops."""
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        expect: tuple[int, ...] = (200, 201),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one request and classify failures. `what` names the call in errors (no PII)."""
+        kwargs.setdefault("timeout", self.connection.timeout_s)
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, what, sent=True) from None
+        if response.status_code not in expect:
+            raise error_for_response(response, what)
+        return response
+
+
+ConnectorFactory = Callable[[ConnectionSpec, httpx.AsyncClient], Connector]

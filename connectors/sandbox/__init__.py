@@ -1,0 +1,19 @@
+"""Emulators of each ATS's API (ASGI apps) for tests, benchmarks and the demo."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+EMULATORS: dict[str, str] = {
+    "factorial": "connectors.sandbox.factorial:create_app",
+    "flatchr": "connectors.sandbox.flatchr:create_app",
+    "otys": "connectors.sandbox.otys:create_app",
+    "laura": "connectors.sandbox.laura:create_app",
+}
+
+
+def create_emulator(name: str, **options: Any) -> Any:
+    """Build the emulator app for `name`; options: api_key and emulator-specific ones."""
+    module, _, attr = EMULATORS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(**options)
