@@ -162,6 +162,19 @@ def otys_datetime(value: dt.date | dt.datetime) -> str:
     return f"{value.isoformat()} 00:00:00"
 
 
+def expiry_date(value: str | dt.date | dt.datetime) -> str:
+    """The consent expiry as OTYS's due date (``YYYY-MM-DD``): the canonical model carries an ISO
+    8601 date or date-time string (older model: date / datetime)."""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    try:
+        return dt.date.fromisoformat(str(value)[:10]).isoformat()
+    except ValueError:
+        raise PermanentError("gdpr_consent.expires_at is not an ISO 8601 date") from None
+
+
 def stage_field(stage_id: str) -> tuple[str, str]:
     """Canonical stage id → (procedure field, status uid). OTYS has three parallel status lists;
     ids are ``"<list>_<uid>"`` (``"1_3"``); a bare uid means list 1, the pipeline stage."""
@@ -565,8 +578,7 @@ class OtysConnector(Connector):
         consent = application.gdpr_consent
         assert consent is not None
         if consent.expires_at is not None:
-            value = consent.expires_at
-            return (value.date() if isinstance(value, dt.datetime) else value).isoformat()
+            return expiry_date(consent.expires_at)
         received = dt.datetime.fromtimestamp(application.origin.received_at, dt.UTC).date()
         if consent.given:
             months = int(self.settings.get("gdpr_retention_months", 12))

@@ -39,7 +39,7 @@ from connectors.base import (
     TransientError,
     UnknownOutcome,
 )
-from connectors.otys import OtysConnector, classify_rpc_error, stage_field
+from connectors.otys import OtysConnector, classify_rpc_error, expiry_date, stage_field
 from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.otys import create_app
 
@@ -96,7 +96,7 @@ def application(
         "origin": Origin(channel="api", received_at=time.time(), board="indeed"),
         "attachments": list(ATTACHMENTS) if attachments else [],
         "source": Source(name="Indeed"),
-        "gdpr_consent": GdprConsent(given=True, expires_at=dt.datetime(2028, 1, 31, 12, 0, tzinfo=dt.UTC)),
+        "gdpr_consent": GdprConsent(given=True, expires_at="2028-01-31T12:00:00Z"),
     }
     values.update(overrides)
     return StoredApplication(**values)
@@ -354,6 +354,10 @@ def test_rpc_error_classification() -> None:
     assert isinstance(classify_rpc_error(1003, "Access denied; insufficient rights", "x"), AuthError)
     assert stage_field("3") == ("ProcedureStatus1", "1_3")
     assert stage_field("2_1") == ("ProcedureStatus2", "2_1")
+    assert expiry_date("2028-01-31") == expiry_date("2028-01-31T23:00:00+01:00") == "2028-01-31"
+    assert expiry_date(dt.date(2028, 1, 31)) == "2028-01-31"
+    with pytest.raises(PermanentError):
+        expiry_date("soon")
 
 
 async def test_validation_error_in_http_200_is_permanent(
