@@ -360,9 +360,7 @@ class OtysConnector(Connector):
         known = self._document_types()
         for ref in application.attachments:
             if ref.type not in known:
-                warnings.append(
-                    Warning_("attachment_type", f"OTYS: attachment type {ref.type} sent as other")
-                )
+                warnings.append(Warning_("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
         return [], warnings
 
     def plan(self, application: StoredApplication) -> list[Step]:
@@ -420,9 +418,7 @@ class OtysConnector(Connector):
             return ""
         try:  # assumption: ReferrerPortalService.add {portal} creates a portal and returns its uid
             return str(
-                await self.call(
-                    f"{SVC}ReferrerPortalService.add", {"portal": value}, what="create referrer portal"
-                )
+                await self.call(f"{SVC}ReferrerPortalService.add", {"portal": value}, what="create referrer portal")
             )
         except (PermanentError, UnknownOutcome):
             found = self._match_portal(await self._portals(), keys)  # created meanwhile / by us
@@ -447,9 +443,7 @@ class OtysConnector(Connector):
     def _match_portal(portals: list[dict[str, Any]], keys: list[str]) -> str | None:
         wanted = {k.strip().lower() for k in keys if k}
         for portal in portals:
-            names = {
-                str(portal.get(f) or "").strip().lower() for f in ("portal", "alias1", "alias2", "alias3")
-            }
+            names = {str(portal.get(f) or "").strip().lower() for f in ("portal", "alias1", "alias2", "alias3")}
             if wanted & (names - {""}):
                 return str(portal["uid"])
         return None
@@ -493,9 +487,9 @@ class OtysConnector(Connector):
             payload["portalId"] = portal_uid
         if application.gdpr_consent is not None and application.gdpr_consent.given:
             payload["acceptTerms"] = True
-            payload["acceptTermsTs"] = dt.datetime.fromtimestamp(
-                application.origin.received_at, dt.UTC
-            ).strftime("%Y/%m/%d %H:%M:%S")
+            payload["acceptTermsTs"] = dt.datetime.fromtimestamp(application.origin.received_at, dt.UTC).strftime(
+                "%Y/%m/%d %H:%M:%S"
+            )
         payload.update(self._source_tags(application))
         payload.update(dict((application.remote_fields or {}).get("otys", {}).get("candidate", {})))
         return payload
@@ -537,6 +531,31 @@ class OtysConnector(Connector):
             },
             what="find candidate by e-mail",
         )
+        found = self._row_with_email(result, email)
+        return found or await self._find_candidate_by_condition(email)
+
+    async def _find_candidate_by_condition(self, email: str) -> str | None:
+        """Second lookup on the stored field itself: a search index may lag behind a candidate
+        created a moment ago (the very case of a re-run after an unknown outcome).
+        assumption: ``Person.emailPrimary`` is accepted in a getListEx condition; if OTYS refuses
+        the condition, the ACTONOMY answer stands."""
+        try:
+            result = await self.call(
+                f"{SVC}CandidateService.getListEx",
+                {
+                    "what": {"uid": 1, "Person": {"emailPrimary": 1}},
+                    "limit": 10,
+                    "offset": 0,
+                    "condition": {"type": "COND", "field": "Person.emailPrimary", "op": "EQ", "param": email},
+                },
+                what="find candidate by e-mail field",
+            )
+        except PermanentError:
+            return None
+        return self._row_with_email(result, email)
+
+    @staticmethod
+    def _row_with_email(result: Any, email: str) -> str | None:
         for row in (result or {}).get("listOutput", []):
             found = str(((row.get("Person") or {}).get("emailPrimary")) or "")
             if found.lower() == email.lower() and row.get("uid"):
@@ -756,9 +775,7 @@ class OtysConnector(Connector):
         if procedure_uid:
             document["procedureUid"] = procedure_uid  # assumption: links the document to the procedure
         try:
-            return str(
-                await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document")
-            )
+            return str(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"))
         except AttachmentRejected:
             raise
         except PermanentError as exc:
@@ -767,9 +784,7 @@ class OtysConnector(Connector):
     # =========================================================================================
     # Actions
 
-    def action_plan(
-        self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]
-    ) -> list[Step]:
+    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
         if action == ACTION_ADD_ATTACHMENT_TO_CANDIDATE:
             if not attachments:
                 raise PermanentError("add_attachment_to_candidate needs one attachment")
@@ -789,9 +804,7 @@ class OtysConnector(Connector):
             return [Step("stage", lambda ctx: self._move_stage(params))]
         return super().action_plan(action, params, attachments)
 
-    def _action_attachment_step(
-        self, ref: AttachmentRef, candidate_uid: str | None, procedure_uid: str | None
-    ) -> Step:
+    def _action_attachment_step(self, ref: AttachmentRef, candidate_uid: str | None, procedure_uid: str | None) -> Step:
         async def run(ctx: StepContext) -> str:
             cand = candidate_uid or await self._procedure_candidate(str(procedure_uid))
             return await self.deliver_attachment(ctx, ref, cand, procedure_uid)
@@ -832,9 +845,7 @@ class OtysConnector(Connector):
             raise PermanentError("result link url must be http(s)")
         if action == ACTION_ADD_RESULT_LINK_TO_APPLICATION:
             procedure_uid: str | None = str(params["application_id"])
-            candidate_uid = str(
-                params.get("candidate_id") or await self._procedure_candidate(str(procedure_uid))
-            )
+            candidate_uid = str(params.get("candidate_id") or await self._procedure_candidate(str(procedure_uid)))
         else:
             procedure_uid, candidate_uid = None, str(params["candidate_id"])
         data = self.result_link_text(params).encode()
@@ -880,8 +891,7 @@ class OtysConnector(Connector):
                 answers = q.get("PossibleAnswersExt") or []
                 if isinstance(answers, Mapping):
                     answers = [
-                        {"uid": k, **(v if isinstance(v, Mapping) else {"answer": v})}
-                        for k, v in answers.items()
+                        {"uid": k, **(v if isinstance(v, Mapping) else {"answer": v})} for k, v in answers.items()
                     ]
                 out.append(
                     {
@@ -930,9 +940,7 @@ class OtysConnector(Connector):
                 "params": [session, *params],
                 "id": body.get("id", next(self._ids)),
             }
-            response = await self.request(
-                "POST", self.rpc_url, what="OTYS passthrough", expect=(200,), json=envelope
-            )
+            response = await self.request("POST", self.rpc_url, what="OTYS passthrough", expect=(200,), json=envelope)
             data = self._decode(response, "OTYS passthrough")
             error = data.get("error") if isinstance(data, dict) else None
             message = str((error or {}).get("message", "")).lower()

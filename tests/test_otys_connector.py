@@ -231,9 +231,7 @@ async def test_rerun_creates_nothing_new(server: BackgroundServer, http: httpx.A
     assert len(rec["candidates"]) == 1 and len(rec["procedures"]) == 1 and len(rec["documents"]) == 3
 
 
-async def test_source_by_id_unknown_name_and_default(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_source_by_id_unknown_name_and_default(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http, default_source="Career site")
     app = application("a@example.nl", attachments=False, source=Source(id="p-linkedin"))
     checkpoints, _, _ = await run(connector.plan(app), app)
@@ -254,9 +252,7 @@ async def test_source_by_id_unknown_name_and_default(
     assert checkpoints["source"] == "" and ctx.warnings[0].code == "source_not_found"
 
 
-async def test_existing_candidate_is_updated_not_duplicated(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_existing_candidate_is_updated_not_duplicated(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http)
     first = application(attachments=False)
     await run(connector.plan(first), first)
@@ -295,9 +291,7 @@ async def test_gdpr_declined_uses_retention_rule(server: BackgroundServer, http:
 # Sessions
 
 
-async def test_session_expiry_relogs_in_without_error(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_session_expiry_relogs_in_without_error(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http)
     app = application()
     await run(connector.plan(app)[:2], app)  # source + candidate with a first session
@@ -360,9 +354,7 @@ def test_rpc_error_classification() -> None:
         expiry_date("soon")
 
 
-async def test_validation_error_in_http_200_is_permanent(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_validation_error_in_http_200_is_permanent(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     app = application(attachments=False, application=JobRef(job_id=JOB, stage_id="99"))
     with pytest.raises(PermanentError) as info:
         await run(make(server, http).plan(app), app)
@@ -384,18 +376,14 @@ async def test_http_statuses(server: BackgroundServer, http: httpx.AsyncClient) 
             await connector.find_candidate("x@example.nl")
 
 
-async def test_drop_after_create_then_rerun_finds_it(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_drop_after_create_then_rerun_finds_it(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http)
     for email, method in (
         ("a@example.nl", r"CandidateService\.add"),
         ("b@example.nl", r"ProcedureService\.add"),
     ):
         app = application(email, attachments=False)
-        await sandbox(
-            http, server, "/_sandbox/otys/rpc-faults", {"script": ["drop_after"], "path_regex": method}
-        )
+        await sandbox(http, server, "/_sandbox/otys/rpc-faults", {"script": ["drop_after"], "path_regex": method})
         checkpoints: dict[str, str] = {}
         with pytest.raises(UnknownOutcome):
             await run(connector.plan(app), app, checkpoints)
@@ -404,13 +392,31 @@ async def test_drop_after_create_then_rerun_finds_it(
     assert len(rec["candidates"]) == 2 and len(rec["procedures"]) == 2
 
 
+async def test_lagging_search_index_no_duplicate_candidate(http: httpx.AsyncClient) -> None:
+    """OTYS allows a second candidate with the same e-mail and its search index lags: after a
+    dropped answer to CandidateService.add, the re-run must still find the candidate."""
+    srv = BackgroundServer(create_app(unique_email=False, search_index_lag_s=30)).start()
+    try:
+        connector = make(srv, http)
+        app = application(attachments=False)
+        await sandbox(
+            http, srv, "/_sandbox/otys/rpc-faults", {"script": ["drop_after"], "path_regex": r"CandidateService\.add"}
+        )
+        checkpoints: dict[str, str] = {}
+        with pytest.raises(UnknownOutcome):
+            await run(connector.plan(app), app, checkpoints)
+        await run(connector.plan(app), app, checkpoints)
+        rec = await records(http, srv)
+        assert len(rec["candidates"]) == 1 and rec["procedures"][0]["candidateUid"] == checkpoints["candidate"]
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # Attachments: rejection, full-attachment retry, unknown outcomes
 
 
-async def test_rejected_file_then_full_attachment_retry(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_rejected_file_then_full_attachment_retry(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     await sandbox(http, server, "/_sandbox/otys/upload-faults", {"extensions": [".docx"]})
     connector = make(server, http)
     app = application()
@@ -426,10 +432,7 @@ async def test_rejected_file_then_full_attachment_retry(
     assert not failed2
     rec = await records(http, server)
     assert sorted(d["fileName"] for d in rec["documents"]) == ["cv.pdf", "letter.docx", "portfolio.png"]
-    assert (
-        checkpoints2[f"attachment:{ATTACHMENTS[0].sha256}"]
-        == checkpoints[f"attachment:{ATTACHMENTS[0].sha256}"]
-    )
+    assert checkpoints2[f"attachment:{ATTACHMENTS[0].sha256}"] == checkpoints[f"attachment:{ATTACHMENTS[0].sha256}"]
 
 
 async def test_too_large_file_is_rejected(http: httpx.AsyncClient) -> None:
@@ -442,9 +445,7 @@ async def test_too_large_file_is_rejected(http: httpx.AsyncClient) -> None:
         srv.stop()
 
 
-async def test_attach_timeout_after_store_no_duplicate(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_attach_timeout_after_store_no_duplicate(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http, timeout_s=0.5)
     app = application()
     await sandbox(
@@ -461,9 +462,7 @@ async def test_attach_timeout_after_store_no_duplicate(
     assert len(rec["documents"]) == 3
 
 
-async def test_upload_timeout_after_store_no_duplicate(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_upload_timeout_after_store_no_duplicate(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http, timeout_s=0.5)
     app = application()
     await sandbox(
@@ -489,9 +488,7 @@ async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> Non
     app = application(attachments=False)
     checkpoints, _, _ = await run(connector.plan(app), app)
     cand, proc = checkpoints["candidate"], checkpoints["application"]
-    steps = connector.action_plan(
-        ACTION_ADD_ATTACHMENT_TO_APPLICATION, {"application_id": proc}, [ATTACHMENTS[0]]
-    )
+    steps = connector.action_plan(ACTION_ADD_ATTACHMENT_TO_APPLICATION, {"application_id": proc}, [ATTACHMENTS[0]])
     assert [s.core for s in steps] == [False]
     await run(steps, None)
     await run(
@@ -527,9 +524,7 @@ async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> Non
         None,
     )
     await run(
-        connector.action_plan(
-            ACTION_MOVE_APPLICATION_TO_STAGE, {"application_id": proc, "stage_id": "4"}, []
-        ),
+        connector.action_plan(ACTION_MOVE_APPLICATION_TO_STAGE, {"application_id": proc, "stage_id": "4"}, []),
         None,
     )
     rec = await records(http, server)
@@ -550,9 +545,7 @@ async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> Non
 # Reading, check, passthrough
 
 
-async def test_screening_questions_stages_and_check(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_screening_questions_stages_and_check(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http)
     questions = await connector.screening_questions(JOB)
     types = {q["type"] for q in questions}

@@ -16,6 +16,10 @@ Sandbox-only controls, besides the common ``/_sandbox`` endpoints:
 * ``POST /_sandbox/otys/rpc-faults``        the common `Faults` body, but ``path_regex`` is matched
   against the JSON-RPC *method* (all calls share one URL), e.g. ``AttachedDocumentsService\\.add``
 * option ``session_max_calls=N``: a session expires after N authenticated calls
+* option ``unique_email=False``: allow two candidates with one e-mail (refused by default;
+  assumption: whether OTYS refuses is not public)
+* option ``search_index_lag_s=S``: the ACTONOMY search sees a new candidate only S seconds after
+  it was created (a search index lags; plain ``condition`` queries see it at once)
 
 Assumptions where the sources are silent are marked "assumption:".
 """
@@ -28,6 +32,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -206,6 +211,9 @@ class OtysState:
 
     api_key: str
     session_max_calls: int | None = None
+    search_index_lag_s: float = 0.0
+    unique_email: bool = True
+    indexed_at: dict[str, float] = field(default_factory=dict)
     max_file_bytes: int = 10_000_000
     lock: threading.Lock = field(default_factory=threading.Lock)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -236,6 +244,7 @@ class OtysState:
             self.portals = _seed_portals()
             self.questionsets = _seed_questionsets()
             self.candidates.clear()
+            self.indexed_at.clear()
             self.procedures.clear()
             self.files.clear()
             self.documents.clear()
@@ -322,7 +331,8 @@ def _match_condition(record: dict[str, Any], cond: Any) -> bool:
     if isinstance(param, list) and op == "EQ":
         return value in param
     if op == "EQ":
-        return value == param or (value is not None and str(value) == str(param))
+        # MySQL-style case-insensitive comparison of strings
+        return value == param or (value is not None and str(value).lower() == str(param).lower())
     if op == "LIKE":
         pattern = re.escape(str(param)).replace("%", ".*")
         return value is not None and re.fullmatch(pattern, str(value), re.IGNORECASE) is not None
@@ -341,9 +351,7 @@ def _project(record: dict[str, Any], what: Any) -> dict[str, Any]:
         if key not in record:
             continue
         out[key] = (
-            _project(record[key], sub)
-            if isinstance(sub, dict) and isinstance(record[key], dict)
-            else record[key]
+            _project(record[key], sub) if isinstance(sub, dict) and isinstance(record[key], dict) else record[key]
         )
     return out
 
@@ -405,11 +413,7 @@ def _validate_candidate(state: OtysState, data: Any, *, creating: bool) -> None:
     for slot, phone in (person.get("PhoneNumbers") or {}).items():
         if slot == "DELETE":
             continue
-        if (
-            slot not in {"1", "2", "3", "4", "5"}
-            or not isinstance(phone, dict)
-            or not phone.get("phoneNumber")
-        ):
+        if slot not in {"1", "2", "3", "4", "5"} or not isinstance(phone, dict) or not phone.get("phoneNumber"):
             raise RpcError(E_VALIDATION, "Invalid value for field Person.PhoneNumbers")
     if "availableAt" in data:
         _check_date(data["availableAt"], "availableAt")
@@ -459,7 +463,13 @@ def candidate_list(state: OtysState, args: list[Any]) -> Any:
     records = list(state.candidates.values())
     email = _actonomy_email(query) if isinstance(query, dict) else None
     if email is not None:
-        records = [c for c in records if str(c["Person"].get("emailPrimary", "")).lower() == email.lower()]
+        now = time.time()
+        records = [
+            c
+            for c in records
+            if str(c["Person"].get("emailPrimary", "")).lower() == email.lower()
+            and state.indexed_at.get(c["uid"], 0.0) <= now
+        ]
     return _list_ex(records, query)
 
 
@@ -467,13 +477,16 @@ def candidate_add(state: OtysState, args: list[Any]) -> Any:
     data = _arg(args, 0, "candidate")
     _validate_candidate(state, data, creating=True)
     email = str(data["Person"]["emailPrimary"]).lower()
-    if any(str(c["Person"].get("emailPrimary", "")).lower() == email for c in state.candidates.values()):
+    if state.unique_email and any(
+        str(c["Person"].get("emailPrimary", "")).lower() == email for c in state.candidates.values()
+    ):
         # assumption: OTYS refuses a second candidate with the same primary e-mail
         raise RpcError(E_VALIDATION, "Duplicate candidate: e-mail address already exists")
     uid = _uid()
     record = json.loads(json.dumps(data))
     record.update(uid=uid, entryDateTime=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"))
     state.candidates[uid] = record
+    state.indexed_at[uid] = time.time() + state.search_index_lag_s
     return uid
 
 
@@ -691,22 +704,16 @@ SERVICES: dict[str, Handler] = {
     "Otys.Services.CandidateService.getOptionLists": candidate_option_lists,
     "Otys.Services.ProcedureService.add": procedure_add,
     "Otys.Services.ProcedureService.update": procedure_update,
-    "Otys.Services.ProcedureService.getListEx": lambda s, a: _list_ex(
-        list(s.procedures.values()), _arg(a, 0, "q")
-    ),
+    "Otys.Services.ProcedureService.getListEx": lambda s, a: _list_ex(list(s.procedures.values()), _arg(a, 0, "q")),
     "Otys.Services.ProcedureService.getDetail": lambda s, a: _project(
         _procedure(s, _arg(a, 0, "uid")), a[1] if len(a) > 1 else None
     ),
     "Otys.Services.ProcedureStatus1Service.getList": status_list(1),
     "Otys.Services.ProcedureStatus2Service.getList": status_list(2),
     "Otys.Services.ProcedureStatus3Service.getList": status_list(3),
-    "Otys.Services.VacancyService.getListEx": lambda s, a: _list_ex(
-        list(s.vacancies.values()), _arg(a, 0, "q")
-    ),
+    "Otys.Services.VacancyService.getListEx": lambda s, a: _list_ex(list(s.vacancies.values()), _arg(a, 0, "q")),
     "Otys.Services.VacancyService.getDetail": vacancy_detail,
-    "Otys.Services.ReferrerPortalService.getListEx": lambda s, a: _list_ex(
-        list(s.portals.values()), _arg(a, 0, "q")
-    ),
+    "Otys.Services.ReferrerPortalService.getListEx": lambda s, a: _list_ex(list(s.portals.values()), _arg(a, 0, "q")),
     "Otys.Services.ReferrerPortalService.add": portal_add,
     "Otys.Services.AttachedDocumentsService.add": document_add,
     "Otys.Services.AttachedDocumentsService.getListEx": document_list,
@@ -807,9 +814,7 @@ class RpcFaultMiddleware:
         if action == "session_expired":
             self.state.expire_sessions()
         if action == "drop":
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
             raise ConnectionAbortedError("sandbox drop")
         if action in ("drop_after", "timeout_after"):
             held: list[Any] = []
@@ -823,9 +828,7 @@ class RpcFaultMiddleware:
                 for message in held:
                     await send(message)
                 return
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
             raise ConnectionAbortedError("sandbox drop after processing")
         await self.app(scope, replay, send)
 
@@ -841,10 +844,13 @@ async def _raw(send: Send, status: int, body: bytes, extra: list[tuple[bytes, by
 
 
 def create_app(api_key: str = "sandbox", **options: Any) -> Any:
-    """Options: session_max_calls (int), max_file_bytes (int), upload_faults (dict)."""
+    """Options: session_max_calls (int), search_index_lag_s (float), unique_email (bool),
+    max_file_bytes (int), upload_faults (dict)."""
     state = OtysState(
         api_key=api_key,
         session_max_calls=options.get("session_max_calls"),
+        search_index_lag_s=float(options.get("search_index_lag_s", 0.0)),
+        unique_email=bool(options.get("unique_email", True)),
         max_file_bytes=int(options.get("max_file_bytes", 10_000_000)),
     )
     initial_upload_faults = options.get("upload_faults")
@@ -864,9 +870,7 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         try:
             payload = json.loads(body)
         except ValueError:
-            return Response(
-                {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
-            )
+            return Response({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}})
         if isinstance(payload, list):  # JSON-RPC batch
             return Response([execute(state, item) for item in payload])
         return Response(execute(state, payload))
