@@ -177,6 +177,22 @@ async def test_timeout_after_store_no_duplicate(make_relay: Callable[..., Relay]
     assert_files_once(otys)
 
 
+@pytest.mark.parametrize("method", [r"CandidateService\.add", r"ProcedureService\.add"])
+async def test_drop_after_create_does_not_duplicate(
+    make_relay: Callable[..., Relay], otys: Emulator, method: str
+) -> None:
+    otys.http.post("/_sandbox/otys/rpc-faults", json={"script": ["drop_after"], "path_regex": method})
+    relay = relay_for(make_relay, otys)
+    delivery_id = await accepted(relay, payload())
+    await relay.start_worker()
+    await relay.wait_for(delivery_id, "retry_scheduled")
+    await relay.fast_forward(3600)
+    await relay.wait_for(delivery_id, "delivered")
+    rec = otys.records()
+    assert len(rec["candidates"]) == 1 and len(rec["procedures"]) == 1
+    assert_files_once(otys)
+
+
 async def test_session_expiry_mid_delivery(make_relay: Callable[..., Relay], otys: Emulator) -> None:
     otys.http.post(
         "/_sandbox/otys/rpc-faults", json={"script": ["session_expired"], "path_regex": r"ProcedureService\.add"}
