@@ -27,6 +27,7 @@ from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
     Capabilities,
     Connector,
+    ConnectorError,
     PassthroughResult,
     PermanentError,
     Step,
@@ -392,7 +393,7 @@ class LauraConnector(Connector):
             "screening_question_answers.question_id", "screening_question_answers.answer",
         }),
         attachment_types=frozenset(),
-        max_attachments=0,
+        max_attachments=None,  # refused or dropped by check(), per the drop_attachments setting
         answer_types=ANSWER_TYPES,
         actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
         features=frozenset({"api_passthrough", "screening_questions", "sync_only_created_applications"}),
@@ -424,14 +425,15 @@ class LauraConnector(Connector):
     # -- intake check -------------------------------------------------------------------------
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+        """Errors are ``"<field>: <reason>"`` (intake splits on the first colon)."""
         errors: list[str] = []
         warnings: list[Warning_] = []
         if application.attachments:
             if self.drop_attachments:
                 warnings.extend(dropped_attachment_warnings(application))
             else:
-                errors.append(f"Laura takes no attachments ({len(application.attachments)} given); "
-                              "remove them or set drop_attachments = true on the connection")
+                errors.append(f"attachments: Laura takes no attachments ({len(application.attachments)} "
+                              "given); remove them or set drop_attachments = true on the connection")
         for qid, value in _answer_pairs(application.screening_question_answers):
             if _is_file(value):
                 errors.append(f"question {qid}: file answers are not supported by Laura")
@@ -444,9 +446,20 @@ class LauraConnector(Connector):
                 warnings.append(Warning_("field_unsupported", f"{name} is not written to Laura"))
         return errors, warnings
 
-    async def answer_errors(self, job_id: str, answers: Iterable[Any]) -> list[str]:
-        """Intake helper: fetch (cached) the job's questions and validate `answers` against them."""
-        return validate_answers(await self.screening_questions(job_id), answers)
+    async def check_answers(self, application: StoredApplication) -> list[str]:
+        """Intake-time answer check against the job's questions (cached a minute).
+
+        Errors name the question (``"question <id>: <reason>"``). When Laura cannot be asked
+        (down, rate-limited, credentials refused) this returns no errors: the delivery's
+        application step validates again and dead-letters with the reason."""
+        job_id = application.application.job_id
+        try:
+            questions = await self.screening_questions(job_id)
+        except PermanentError as exc:
+            return ["application.job_id: not a job in this Laura account"] if exc.status == 404 else []
+        except ConnectorError:
+            return []
+        return validate_answers(questions, application.screening_question_answers)
 
     # -- plan ---------------------------------------------------------------------------------
 
