@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -26,6 +26,7 @@ from app.models import AttachmentRef, FileAnswer, StoredApplication
 from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
     Capabilities,
+    ConnectionSpec,
     Connector,
     ConnectorError,
     PassthroughResult,
@@ -120,12 +121,17 @@ class LauraWire:
         }
 
     @staticmethod
-    def job_questions_path(job_id: str) -> str:
-        return f"/jobs/{job_id}/questions"
+    def segment(value: str) -> str:
+        """An id as one path segment: client-given ids must not be able to add segments or ``..``."""
+        return quote(value, safe="")
 
-    @staticmethod
-    def stage_path(application_id: str) -> str:
-        return f"/applications/{application_id}/stage"
+    @classmethod
+    def job_questions_path(cls, job_id: str) -> str:
+        return f"/jobs/{cls.segment(job_id)}/questions"
+
+    @classmethod
+    def stage_path(cls, application_id: str) -> str:
+        return f"/applications/{cls.segment(application_id)}/stage"
 
     @classmethod
     def stage_body(cls, stage_id: str) -> dict[str, Any]:
@@ -399,7 +405,7 @@ class LauraConnector(Connector):
         features=frozenset({"api_passthrough", "screening_questions", "sync_only_created_applications"}),
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._questions_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 

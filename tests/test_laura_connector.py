@@ -331,9 +331,10 @@ async def test_screening_questions_carry_preconditions(
         "DATE",
     }
     assert validate_answers(questions, GOOD_ANSWERS) == []
-    with pytest.raises(PermanentError) as err:
-        await make(server, http).screening_questions("999")
-    assert err.value.status == 404
+    for job_id in ("999", "../stages", "101/../../stages"):
+        with pytest.raises(PermanentError) as err:
+            await make(server, http).screening_questions(job_id)
+        assert err.value.status == 404
 
 
 QUESTIONS = [
