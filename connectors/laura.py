@@ -480,7 +480,9 @@ class LauraConnector(Connector):
         return steps
 
     async def _candidate(self, application: StoredApplication) -> str:
-        """Find by email before creating; a 409 duplicate is success with the existing id."""
+        """Validate the answers first (nothing is written for a doomed application), then find
+        the candidate by email before creating; a 409 duplicate is success with the existing id."""
+        await self._valid_answers(application, fresh=True)
         path, params = LauraWire.find_candidate(application.candidate.email_address)
         existing = await self._find(path, params, what="find candidate")
         if existing:
@@ -504,16 +506,22 @@ class LauraConnector(Connector):
         existing = await self._find(path, params, what="find application")
         if existing:
             return existing
-        errors, answers = _check_answers(await self.screening_questions(job_id, fresh=True),
-                                         application.screening_question_answers)
-        if errors:
-            raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
+        answers = await self._valid_answers(application)
         response = await self._call("POST", "/applications", what="create application",
                                     expect=(200, 201, 409),
                                     json=LauraWire.application_body(candidate_id, job_id, answers))
         if response.status_code != 409:
             return LauraWire.created_id(response)
         return LauraWire.duplicate_id(response) or await self._require(path, params, "application")
+
+    async def _valid_answers(self, application: StoredApplication, *,
+                             fresh: bool = False) -> list[tuple[str, str, Any]]:
+        """The answers to send, coerced, or PermanentError naming every problem (dead letter)."""
+        questions = await self.screening_questions(application.application.job_id, fresh=fresh)
+        errors, answers = _check_answers(questions, application.screening_question_answers)
+        if errors:
+            raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
+        return answers
 
     async def _move(self, application_id: str, stage_id: str) -> str:
         """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
