@@ -39,6 +39,7 @@ from connectors.base import (
 
 API_PATH = "/api/v1.2"
 QUESTIONS_CACHE_S = 60.0
+QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
 
 TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
 SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
@@ -561,6 +562,8 @@ class LauraConnector(Connector):
                                     expect=(200,))
         rows = LauraWire.data(response)
         questions = [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
+        if len(self._questions_cache) >= QUESTIONS_CACHE_MAX:
+            self._questions_cache.clear()
         self._questions_cache[job_id] = (time.monotonic(), questions)
         return questions
 
