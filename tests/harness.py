@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from app import queue
 from app.config import parse_config
 from app.runtime import Runtime
 from app.settings import Settings
+from app.tokens import SCOPES, ApiToken
 from app.web.app import create_app
 from app.worker import WakeableWorker, create_worker
 from connectors.sandbox.common import BackgroundServer
@@ -56,7 +57,7 @@ class Relay:
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
         self.env = test_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
-        self.settings = Settings(redis_url=redis_url, config=config, admin_tokens={"admin": ADMIN_TOKEN},
+        self.settings = Settings(redis_url=redis_url, config=config, tokens=[ApiToken("admin", ADMIN_TOKEN, SCOPES)],
                                  job_timeout_s=job_timeout_s)
         self.web_runtime = Runtime(self.settings)
         self.server = BackgroundServer(create_app(self.web_runtime)).start()
@@ -84,11 +85,13 @@ class Relay:
         response.raise_for_status()
         return response.json()
 
-    async def wait_for(self, delivery_id: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_for(self, delivery_id: str, *statuses: str, timeout: float = 30.0,
+                       until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Poll the delivery until its status is one of `statuses` (and `until` holds)."""
         deadline = time.monotonic() + timeout
         while True:
             record = await self.delivery(delivery_id)
-            if record["status"] in statuses:
+            if record["status"] in statuses and (until is None or until(record)):
                 return record
             if time.monotonic() > deadline:
                 raise AssertionError(f"delivery stayed {record['status']}, wanted {statuses}: {record}")
@@ -129,7 +132,7 @@ class Relay:
         env = {**os.environ, **self.env, "REDIS_URL": self.redis_url, "APPLYRELAY_CONFIG": str(config),
                "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(REPO),
                "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s)}
-        log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")  # noqa: SIM115
+        log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO,
                                    stdout=log, stderr=subprocess.STDOUT)
         self._processes.append(process)
