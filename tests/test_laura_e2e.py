@@ -89,19 +89,6 @@ async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def wait_transient(relay: Relay, delivery_id: str, count: int, within_s: float = 15.0) -> None:
-    """Until the delivery has `count` transient attempts and is waiting for its next run."""
-    deadline = time.monotonic() + within_s
-    while True:
-        record = await relay.delivery(delivery_id)
-        transient = [a for a in record.get("attempts", []) if a["outcome"] == "transient"]
-        if len(transient) >= count and record["status"] == "retry_scheduled":
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"wanted {count} transient attempts: {record}")
-        await asyncio.sleep(0.05)
-
-
 async def test_all_fields_arrive(make_relay: Callable[..., Relay], laura: Emulator) -> None:
     relay = relay_for(make_relay, laura)
     await relay.start_worker()
@@ -220,7 +207,7 @@ async def test_move_to_stage_after_delivery_is_queued_and_retried(
         None,
     )
     assert created
-    await relay.wait_for(action_id, "retry_scheduled")
+    await relay.wait_for(action_id, "retry_scheduled", until=lambda r: r["failed_attempts"] == 1)
     await relay.run_due_jobs()
     action = await relay.wait_for(action_id, "delivered")
     assert action["checkpoints"] == {"stage": "3"}
@@ -237,7 +224,7 @@ async def test_5xx_and_429_are_retried(make_relay: Callable[..., Relay], laura: 
     await relay.start_worker()
     created = await accepted(relay, payload())
     for failures in range(1, len(script) + 1):
-        await wait_transient(relay, created["id"], failures)
+        await relay.wait_for(created["id"], "retry_scheduled", until=lambda r, n=failures: r["failed_attempts"] == n)
         await relay.run_due_jobs()
     delivery = await relay.wait_for(created["id"], "delivered")
     statuses = [a.get("http_status") for a in delivery["attempts"] if a["outcome"] == "transient"]
@@ -263,3 +250,26 @@ async def test_kill_9_mid_delivery_delivers_once(make_relay: Callable[..., Relay
     data = laura.records()
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
     assert delivery["checkpoints"]["application"] == str(data["applications"][0]["id"])
+
+
+async def test_closed_job_is_dead_lettered_at_once_with_lauras_reason(
+    make_relay: Callable[..., Relay], laura: Emulator
+) -> None:
+    relay = relay_for(make_relay, laura)
+    await relay.start_worker()
+    created = await accepted(relay, payload(job_id="103", answers=[]))
+    record = await relay.wait_for(created["id"], "failed")
+    assert record["last_error"]["http_status"] == 422 and record["last_error"]["step"] == "application"
+    assert record["failed_attempts"] == 0 and record["runs"] == 1
+    assert laura.records()["applications"] == []
+
+
+async def test_wrong_token_pauses_the_connection_without_spending_attempts(
+    make_relay: Callable[..., Relay], laura: Emulator
+) -> None:
+    relay = make_relay({"laura": connection_table("laura", laura.url, _secret="wrong-token")})
+    await relay.start_worker()
+    created = await accepted(relay, payload())
+    record = await relay.wait_for(created["id"], "paused")
+    assert record["failed_attempts"] == 0 and record["last_error"]["http_status"] == 401
+    assert laura.records()["candidates"] == []
