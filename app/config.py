@@ -206,13 +206,15 @@ def demo_config(env: Mapping[str, str] | None = None) -> Config:
         "APPLYRELAY_SANDBOX_OTYS_KEY": DEMO_SANDBOX_KEY,
         "APPLYRELAY_SANDBOX_LAURA_KEY": DEMO_SANDBOX_KEY,
     }
+    ports = {"factorial": 8091, "flatchr": 8092, "otys": 8093, "laura": 8094}
     data = {
         "connections": {
-            "factorial-sandbox": {
-                "connector": "factorial",
-                "base_url": env.get("APPLYRELAY_SANDBOX_FACTORIAL_URL", "http://127.0.0.1:8091"),
-                "credentials_env": "APPLYRELAY_SANDBOX_FACTORIAL_KEY",
-            },
+            f"{name}-sandbox": {
+                "connector": name,
+                "base_url": env.get(f"APPLYRELAY_SANDBOX_{name.upper()}_URL", f"http://127.0.0.1:{port}"),
+                "credentials_env": f"APPLYRELAY_SANDBOX_{name.upper()}_KEY",
+            }
+            for name, port in ports.items()
         }
     }
     return parse_config(data, env, source="<built-in demo>", secret_defaults=defaults)

@@ -207,7 +207,10 @@ class Intake:
     async def accept(self, app: ApplicationIn, origin: Origin, idempotency_key: str | None = None) -> Accepted:
         connection = self.connection(app.connection_id)
         stored, blobs = build_stored(app, connection, origin)
-        errors, warnings = self.checker_for(connection.id).check(stored)
+        checker = self.checker_for(connection.id)
+        errors, warnings = checker.check(stored)
+        if not errors:
+            errors = await checker.check_answers(stored)
         if errors:
             raise IntakeError(422, "Not accepted by the target ATS", "; ".join(errors),
                               [FieldError(e.split(":")[0], e) for e in errors])

@@ -232,6 +232,12 @@ class Connector(ABC):
         """Intake-time check: (errors that make the application unacceptable, warnings)."""
         return [], []
 
+    async def check_answers(self, application: StoredApplication) -> list[str]:
+        """Intake-time check of screening answers against the job's questions (may read the ATS,
+        cached); errors as "<field>: <reason>"; [] when the ATS cannot be asked right now (the
+        delivery then validates again and dead-letters with the reason)."""
+        return []
+
     def action_plan(self, action: str, params: Mapping[str, Any],
                     attachments: list[AttachmentRef]) -> list[Step]:
         """Steps for an extra action, queued and retried like a delivery. Names (ACTION_*):

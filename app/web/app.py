@@ -23,7 +23,9 @@ def _max_body(runtime: Runtime) -> int:
 
 # Feature routers, each `module:function(runtime) -> Router`; one line per feature, so that
 # features (inbound, dashboard, operations, data protection) plug in without touching the rest.
-ROUTER_FACTORIES: list[str] = []
+ROUTER_FACTORIES: list[str] = [
+    "app.web.actions:router",
+]
 
 
 def feature_routers(runtime: Runtime) -> list[Any]:

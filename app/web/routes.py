@@ -7,7 +7,6 @@ import re
 import time
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -16,8 +15,8 @@ from litestar.handlers.base import BaseRouteHandler
 
 from app import operations
 from app.delivery import STATUSES, public_view
-from app.intake import Intake, IntakeError, build_attachments, decode_application
-from app.models import AttachmentIn, Origin
+from app.intake import Intake, IntakeError, decode_application
+from app.models import Origin
 from app.runtime import Runtime
 from app.web.auth import admin_guard, current_token, retry_guard
 from app.web.problems import problem
@@ -124,47 +123,6 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
                     status_code=202 if result.changed else 200)
 
 
-class AddAttachment(msgspec.Struct, forbid_unknown_fields=True):
-    attachment: AttachmentIn
-
-
-_add_attachment_decoder = msgspec.json.Decoder(AddAttachment)
-
-
-@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
-async def add_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
-    """The action "add attachment to application" on a delivered application."""
-    runtime = _runtime(request)
-    parent = await runtime.store.get(delivery_id)
-    if parent is None:
-        return problem(404, "Not found", f"no delivery {delivery_id}")
-    application_id = parent.checkpoints.get("application")
-    if parent.kind != "application" or not application_id:
-        return problem(409, "Not delivered yet", "the application has no remote id yet; retry once it is delivered")
-    try:
-        body = _add_attachment_decoder.decode(await read_body(request))
-    except msgspec.ValidationError as exc:
-        return problem(422, "Invalid attachment", str(exc))
-    except msgspec.DecodeError as exc:
-        return problem(400, "Malformed JSON", str(exc))
-    connection = _intake(request).connection(parent.connection_id)
-    connector = runtime.connectors.get(connection.id)
-    if body.attachment.type not in connector.capabilities.attachment_types:
-        return problem(422, "Not accepted by the target ATS",
-                       f"{connection.connector} takes attachments of type "
-                       f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
-                       errors=[{"field": "attachment.type", "message": "not supported by this ATS"}])
-    files = build_attachments([("attachment", body.attachment)], connection)
-    params = {"application_id": application_id}
-    if "candidate" in parent.checkpoints:
-        params["candidate_id"] = parent.checkpoints["candidate"]
-    delivery_id_new, created = await operations.enqueue_action(
-        runtime.store, parent, "add_attachment_to_application", params,
-        files, idempotency_key(request))
-    return Response({"id": delivery_id_new, "status": "queued", "duplicate": not created}, status_code=202,
-                    headers={"Location": f"/v1/deliveries/{delivery_id_new}"})
-
-
 @get("/health", sync_to_thread=False)
 def health() -> dict[str, str]:
     """The process is up (liveness)."""
@@ -183,6 +141,6 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
 
 def api_router() -> Router:
     return Router(path="/", route_handlers=[
-        create_application, get_delivery, list_deliveries, retry_delivery, retry_attachments, add_attachment,
+        create_application, get_delivery, list_deliveries, retry_delivery, retry_attachments,
         health, ready,
     ], request_max_body_size=None)
