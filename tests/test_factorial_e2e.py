@@ -97,7 +97,8 @@ async def test_same_idempotency_key_five_times_gives_one_delivery(relay: Relay, 
 
 async def test_without_key_the_same_candidate_and_job_is_one_delivery(relay: Relay) -> None:
     first = await relay.post(application())
-    second = await relay.post(application(candidate={**application()["candidate"], "email_address": "ZOE.VDB@example.org"}))
+    shouting = {**application()["candidate"], "email_address": "ZOE.VDB@example.org"}
+    second = await relay.post(application(candidate=shouting))
     assert first.json()["id"] == second.json()["id"]
 
 
@@ -107,7 +108,8 @@ async def test_transient_failures_then_retry_after_follow_the_policy(relay: Rela
     delivery_id = (await relay.post(application(attachments=[], screening_question_answers=[]))).json()["id"]
     expected = [(15, "schedule"), (60, "schedule"), (300, "schedule"), (7200, "Retry-After")]
     for attempt, (base, reason) in enumerate(expected, start=1):
-        record = await relay.wait_for(delivery_id, "retry_scheduled", until=lambda r, n=attempt: r["failed_attempts"] == n)
+        record = await relay.wait_for(delivery_id, "retry_scheduled",
+                                      until=lambda r, n=attempt: r["failed_attempts"] == n)
         scheduled = [a for a in record["attempts"] if a["outcome"] == "transient"]
         assert len(scheduled) == attempt
         last = scheduled[-1]
