@@ -211,3 +211,14 @@ async def test_wrong_api_key_pauses_the_connection_without_spending_attempts(
     record = await relay.wait_for(delivery_id, "paused")
     assert record["failed_attempts"] == 0 and record["last_error"]["http_status"] == 401
     assert await relay.redis.get("ar:paused:acme")
+
+
+async def test_legacy_cv_part_upload(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="legacy_cv_part")})
+    await relay.start_worker()
+    delivery_id = (await relay.post(application())).json()["id"]
+    await relay.wait_for(delivery_id, "delivered")
+    [file] = factorial.records()["files"]
+    assert file["via"] == "legacy_cv" and file["sha256"] == hashlib.sha256(PDF_BYTES).hexdigest()
+    [app] = factorial.records()["applications"]
+    assert app["cv"]["byte_size"] == len(PDF_BYTES)
