@@ -113,8 +113,8 @@ class DeliveryEngine:
             delivery = await store.get(delivery_id)
             if delivery is None:
                 return "missing"
-            if job_id is not None and delivery.job is not None and job_id != delivery.job:
-                return "stale"
+            if job_id is not None and job_id != delivery.job:
+                return "stale"  # superseded by a newer run (operator retry, resume), or finished
             if delivery.status in TERMINAL:
                 return delivery.status
             return await self._run(delivery, job_try)

@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 import structlog
-from arq import Worker
+from arq import Retry, Worker
 from arq.connections import RedisSettings
 from arq.worker import func
 
@@ -23,13 +23,17 @@ from app.runtime import Runtime
 from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.worker")
+BUSY_RETRY_S = 5
 
 
 async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     engine: DeliveryEngine = ctx["engine"]
     structlog.contextvars.bind_contextvars(delivery_id=delivery_id, job_try=ctx.get("job_try", 1))
     try:
-        return await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+        outcome = await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+        if outcome == "busy":  # another run holds the lease: come back rather than drop this job
+            raise Retry(defer=BUSY_RETRY_S)
+        return outcome
     finally:
         structlog.contextvars.clear_contextvars()
 
