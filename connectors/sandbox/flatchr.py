@@ -78,7 +78,8 @@ CUSTOM_SOURCES: dict[str, str] = {
 }
 COLUMNS = [
     {"id": "Nk5aMxpQ4b9GZ2Oz", "title": "À traiter", "position": 1, "visible": True, "hired": False},
-    {"id": "a4JL2lpEQKpwBXKe", "title": "Pré-qualification RH", "position": 2, "visible": True, "hired": False},
+    {"id": "a4JL2lpEQKpwBXKe", "title": "Pré-qualification RH", "position": 2, "visible": True,
+     "hired": False},
     {"id": "G6KzqPnNLyp31m0l", "title": "Entretien", "position": 3, "visible": True, "hired": False},
     {"id": "LrENkKp8lZd3xYGM", "title": "Recruté", "position": 4, "visible": True, "hired": True},
 ]
@@ -412,8 +413,9 @@ class FlatchrSandbox:
         candidate = next((c for c in self.candidates.values()
                           if email and (c["email"] or "").lower() == email.lower()), None)
         if candidate is None:
-            candidate = {"id": self.next_candidate, "firstname": body["firstname"], "lastname": body["lastname"],
-                         "email": email, "phone": checked["phone"], "consent": True,
+            candidate = {"id": self.next_candidate, "firstname": body["firstname"],
+                         "lastname": body["lastname"], "email": email,
+                         "phone": checked["phone"], "consent": True,
                          "created_at": _now_iso()}
             self.candidates[candidate["id"]] = candidate
             self.next_candidate += 1
@@ -593,7 +595,8 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         media = sb.medias.get(request.query_params.get("key", ""))
         if media is None or media["kind"] != "document":
             raise FlatchrError(404, "File not found")
-        return Response(content={"url": f"https://files.sandbox.invalid/{media['id']}?expires={int(time.time()) + 300}"})
+        expires = int(time.time()) + 300
+        return Response(content={"url": f"https://files.sandbox.invalid/{media['id']}?expires={expires}"})
 
     def on_flatchr_error(_: Request[Any, Any, Any], exc: FlatchrError) -> Response[Any]:
         return exc.response()
