@@ -16,13 +16,17 @@ from msgspec import Meta, Struct
 
 # A pragmatic address check: one @, a dot in the domain, no spaces. Full RFC 5322 is not the goal;
 # catching typos and garbage at intake is.
-EMAIL_PATTERN = r"^[^@\s<>()\[\]\\,;:\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = rf"^[^@\s<>()\[\]\\,;:\"]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=254)]
 Phone = Annotated[str, Meta(pattern=r"^[+0-9 ().\-/]{3,40}$")]
 CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
+
+IsoDateOrDateTime = Annotated[
+    str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")]
 
 Gender = Literal["MALE", "FEMALE", "OTHER"]
 AttachmentType = Literal["CV", "COVER_LETTER", "OTHER"]
@@ -81,7 +85,8 @@ class Source(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class GdprConsent(Struct, forbid_unknown_fields=True, omit_defaults=True):
     given: bool
-    expires_at: dt.datetime | dt.date | None = None
+    # ISO 8601 date or date-time (msgspec cannot hold both types in one union)
+    expires_at: IsoDateOrDateTime | None = None
 
 
 class ApplicationIn(Struct, forbid_unknown_fields=True, omit_defaults=True):

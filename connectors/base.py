@@ -257,7 +257,7 @@ class Connector(ABC):
         """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""
         raise PermanentError(f"reading candidate attachments is not supported by {self.name}")
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing
         """Release sessions (log out) when the worker stops."""
 
     # -- helpers for subclasses ---------------------------------------------------------------

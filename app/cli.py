@@ -1,0 +1,114 @@
+"""`applyrelay` — run the service, its parts, and the ATS emulators."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from app.config import ConfigError
+
+
+def _settings(redis_url: str | None = None):  # type: ignore[no-untyped-def]
+    from app.settings import load_settings
+
+    try:
+        return load_settings(redis_url)
+    except ConfigError as exc:
+        sys.exit(f"applyrelay: configuration error: {exc}")
+
+
+def cmd_web(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.logging import configure
+    from app.runtime import Runtime
+    from app.web.app import create_app
+
+    configure()
+    settings = _settings()
+    uvicorn.run(create_app(Runtime(settings)), host=args.host, port=args.port, log_level="warning",
+                access_log=False, timeout_graceful_shutdown=30)
+
+
+def cmd_worker(_: argparse.Namespace) -> None:
+    from app.logging import configure
+    from app.worker import create_worker
+
+    configure()
+    settings = _settings()
+    create_worker(settings).run()
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """Web + one worker, with an embedded Redis (AOF under ./var) unless REDIS_URL is set."""
+    from app.embedded_redis import EmbeddedRedis
+
+    embedded = None
+    env = dict(os.environ)
+    if not env.get("REDIS_URL"):
+        embedded = EmbeddedRedis(Path(env.get("APPLYRELAY_VAR_DIR", "var")) / "redis")
+        env["REDIS_URL"] = embedded.start()
+        print(f"applyrelay: embedded Redis on 127.0.0.1:{embedded.port} (AOF in {embedded.data_dir})", flush=True)
+    settings = _settings(env["REDIS_URL"])
+    os.environ["REDIS_URL"] = env["REDIS_URL"]
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+    print(f"applyrelay: web on http://{args.host}:{args.port}  (config: {settings.config.source}; "
+          f"connections: {', '.join(settings.config.connections)})", flush=True)
+    if settings.dev and not os.environ.get("APPLYRELAY_ADMIN_TOKEN"):
+        print("applyrelay: development admin token in var/admin-token", flush=True)
+    try:
+        cmd_web(args)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=settings.job_timeout_s + 5)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        if embedded:
+            embedded.stop()
+
+
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    from connectors.sandbox import EMULATORS, create_emulator
+    from connectors.sandbox.common import serve
+
+    if args.name not in EMULATORS:
+        sys.exit(f"applyrelay: unknown emulator {args.name!r}; known: {', '.join(EMULATORS)}")
+    print(f"applyrelay: {args.name} emulator on http://{args.host}:{args.port} (API key {args.api_key!r})",
+          flush=True)
+    serve(create_emulator(args.name, api_key=args.api_key), host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="applyrelay", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_text in (("run", cmd_run, "web + worker (+ embedded Redis without REDIS_URL)"),
+                                ("web", cmd_web, "the HTTP service only")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+        p.set_defaults(fn=fn)
+    sub.add_parser("worker", help="one delivery worker").set_defaults(fn=cmd_worker)
+    p = sub.add_parser("sandbox", help="an ATS emulator (factorial, flatchr, otys, laura)")
+    p.add_argument("name")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8091)
+    p.add_argument("--api-key", default="sandbox")
+    p.set_defaults(fn=cmd_sandbox)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The Delivery record: the relay's state of one application (or action) on its way to an ATS.
+
+It holds no PII: ids, statuses, step checkpoints (remote ids), an attempt log with truncated,
+PII-free error summaries, and warnings. The candidate's payload and files live apart
+(see store.py), so listing deliveries never loads candidate data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import Struct
+
+Status = Literal["queued", "delivering", "retry_scheduled", "delivered", "failed", "paused"]
+STATUSES: tuple[Status, ...] = ("queued", "delivering", "retry_scheduled", "delivered", "failed", "paused")
+TERMINAL: frozenset[str] = frozenset({"delivered", "failed"})
+Outcome = Literal["ok", "transient", "permanent", "auth", "crash", "attachment_failed"]
+
+
+class Attempt(Struct, omit_defaults=True):
+    number: int
+    started_at: float
+    finished_at: float
+    outcome: Outcome
+    step: str | None = None
+    http_status: int | None = None
+    latency_ms: int = 0
+    error: str | None = None
+    next_attempt_at: float | None = None
+    retry_reason: str | None = None
+
+
+class ErrorInfo(Struct, omit_defaults=True):
+    kind: str  # transient | permanent | auth | crash | exhausted | attachment
+    message: str
+    step: str | None = None
+    http_status: int | None = None
+    at: float = 0.0
+
+
+class WarningInfo(Struct):
+    code: str
+    message: str
+
+
+class AttachmentState(Struct, omit_defaults=True):
+    """Per-file outcome; `confirmed` once the ATS holds it (its step is checkpointed)."""
+
+    step: str
+    name_hint: str  # the file's extension and type only (a file name may carry a person's name)
+    type: str
+    size: int | None = None
+    confirmed: bool = False
+    failures: int = 0
+    last_error: str | None = None
+
+
+class Delivery(Struct, omit_defaults=True):
+    id: str
+    connection_id: str
+    connector: str
+    status: Status
+    created_at: float
+    updated_at: float
+    idempotency_key_hash: str
+    channel: str
+    kind: Literal["application", "action"] = "application"
+    board: str | None = None
+    board_application_id: str | None = None
+    job_id: str | None = None
+    action: str | None = None
+    action_params: dict[str, Any] = {}
+    parent_id: str | None = None
+    job: str | None = None  # the pending arq job; any other job for this delivery is stale
+    runs: int = 0  # engine runs started (incl. crash re-runs)
+    failed_attempts: int = 0  # transient failures of core steps: the schedule index
+    attachment_failures: int = 0  # transient failures of attachment steps: their own schedule
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    checkpoints: dict[str, str] = {}
+    attachments: list[AttachmentState] = []
+    warnings: list[WarningInfo] = []
+    last_error: ErrorInfo | None = None
+    attempts: list[Attempt] = []
+    files_purged: bool = False
+    payload_purged: bool = False
+    version: int = 0
+
+    def add_warning(self, code: str, message: str) -> None:
+        if not any(w.code == code and w.message == message for w in self.warnings):
+            self.warnings.append(WarningInfo(code, message))
+
+
+MAX_ATTEMPT_LOG = 50
+
+delivery_encoder = msgspec.msgpack.Encoder()
+delivery_decoder = msgspec.msgpack.Decoder(Delivery)
+
+
+def public_view(delivery: Delivery) -> dict[str, Any]:
+    """The JSON shape of GET /v1/deliveries/{id}: everything but internal counters."""
+    data = msgspec.to_builtins(delivery)
+    data.pop("idempotency_key_hash", None)
+    data.pop("version", None)
+    data["steps"] = [{"name": k, "remote_id": v} for k, v in delivery.checkpoints.items()]
+    return data

@@ -1,0 +1,230 @@
+"""Intake: turn a posted application into a stored, enqueued Delivery — or a clear refusal.
+
+Every inbound route (canonical API, Indeed, Standard Webhooks, career forms) ends here with an
+`ApplicationIn` and an `Origin`; this module validates what the schema cannot (base64, file
+types, sizes, URLs, what the target connection can take), applies the idempotency rule
+(DESIGN §4.2) and stores everything in one atomic Redis step before anyone answers 202.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from app import files, ssrf
+from app.config import Config, Connection
+from app.delivery import Delivery
+from app.models import (
+    ApplicationIn,
+    AttachmentIn,
+    AttachmentRef,
+    FileAnswer,
+    Origin,
+    StoredAnswer,
+    StoredApplication,
+    stored_encoder,
+)
+from app.store import DeliveryStore, new_delivery_id
+from connectors.base import Connector
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+
+class IntakeError(Exception):
+    """A refusal, rendered as problem+json by the web layer."""
+
+    def __init__(self, status: int, title: str, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.errors = errors or []
+
+    @classmethod
+    def invalid(cls, field_path: str, message: str, status: int = 422) -> IntakeError:
+        return cls(status, "Invalid application", f"{field_path}: {message}", [FieldError(field_path, message)])
+
+
+@dataclass
+class Accepted:
+    delivery_id: str
+    created: bool
+    status: str
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+_decoder = msgspec.json.Decoder(ApplicationIn)
+_PATH_RE = re.compile(r"at `\$(.*)`")
+
+
+def decode_application(body: bytes) -> ApplicationIn:
+    """Parse and validate the canonical JSON; errors name the field at fault (JSON path)."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH_RE.search(message)
+        path = match.group(1).lstrip(".") if match else ""
+        text = _PATH_RE.sub("", message).strip(" -")
+        raise IntakeError.invalid(path or "$", text) from None
+    except msgspec.DecodeError as exc:
+        raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+
+
+def decode_base64(data: str, field_path: str) -> bytes:
+    """Strict-ish base64: whitespace and missing padding are tolerated (boards do both)."""
+    cleaned = re.sub(r"\s+", "", data)
+    if cleaned.startswith("data:") and ";base64," in cleaned[:200]:
+        cleaned = cleaned.split(";base64,", 1)[1]
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned, validate=True) if "-" not in cleaned and "_" not in cleaned \
+            else base64.urlsafe_b64decode(cleaned)
+    except (binascii.Error, ValueError):
+        raise IntakeError.invalid(field_path, "is not valid base64") from None
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().casefold()
+
+
+def idempotency_hash(connection_id: str, key: str) -> str:
+    return hashlib.sha256(f"{connection_id}\0{key}".encode()).hexdigest()
+
+
+def default_idempotency_key(app: ApplicationIn) -> str:
+    return "auto:" + hashlib.sha256(
+        f"{app.application.job_id}\0{normalise_email(app.candidate.email_address)}".encode()).hexdigest()
+
+
+class _Files:
+    """Collects decoded files in order, with their refs, enforcing the size limits."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.blobs: list[bytes] = []
+        self.refs: list[AttachmentRef] = []
+        self.total = 0
+
+    def add(self, field_path: str, name: str, kind: str, content_type: str | None, data: str | None,
+            data_url: str | None) -> AttachmentRef:
+        limits = self.connection.limits
+        if (data is None) == (data_url is None):
+            raise IntakeError.invalid(field_path, "give exactly one of data (base64) or data_url")
+        index = len(self.refs)
+        if data_url is not None:
+            try:
+                ssrf.check_url(data_url, allow_hosts=self.connection.fetch_allow_hosts,
+                               allow_http=self.connection.fetch_allow_http)
+            except ssrf.UnsafeURL as exc:
+                raise IntakeError.invalid(f"{field_path}.data_url", str(exc)) from None
+            ref = AttachmentRef(index=index, name=name, type=kind, content_type=content_type, data_url=data_url)
+            self.blobs.append(b"")
+        else:
+            assert data is not None
+            if len(data) * 3 // 4 > limits.max_file_bytes + 3:
+                raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
+            raw = decode_base64(data, f"{field_path}.data")
+            if len(raw) > limits.max_file_bytes:
+                raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
+            self.total += len(raw)
+            if self.total > limits.max_application_bytes:
+                raise IntakeError.invalid(field_path, f"attachments exceed {limits.max_application_bytes} bytes", 413)
+            try:
+                actual = files.sniff(raw)
+                files.check_declared(content_type, actual)
+            except files.FileRejected as exc:
+                raise IntakeError.invalid(field_path, str(exc)) from None
+            ref = AttachmentRef(index=index, name=name, type=kind, content_type=actual,
+                                sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+            self.blobs.append(raw)
+        self.refs.append(ref)
+        return ref
+
+
+def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> tuple[StoredApplication, list[bytes]]:
+    """Move file bytes out of the payload; validate what the schema cannot."""
+    collected = _Files(connection)
+    attachments: list[AttachmentRef] = []
+    for i, att in enumerate(app.attachments):
+        attachments.append(_add_attachment(collected, f"attachments[{i}]", att))
+    answers: list[StoredAnswer] = []
+    seen: set[str] = set()
+    for i, answer in enumerate(app.screening_question_answers):
+        if answer.question_id in seen:
+            raise IntakeError.invalid(f"screening_question_answers[{i}].question_id", "answered twice")
+        seen.add(answer.question_id)
+        value: Any = answer.answer
+        if isinstance(value, FileAnswer):
+            value = collected.add(f"screening_question_answers[{i}].answer", value.name, "ANSWER",
+                                  value.content_type, value.data, value.data_url)
+        elif isinstance(value, str) and len(value) > 20_000:
+            raise IntakeError.invalid(f"screening_question_answers[{i}].answer", "longer than 20000 characters")
+        answers.append(StoredAnswer(question_id=answer.question_id, answer=value))
+    stored = StoredApplication(
+        connection_id=app.connection_id, candidate=app.candidate, application=app.application, origin=origin,
+        screening_question_answers=answers, attachments=attachments, source=app.source,
+        gdpr_consent=app.gdpr_consent, remote_fields=app.remote_fields,
+    )
+    return stored, collected.blobs
+
+
+def _add_attachment(collected: _Files, path: str, att: AttachmentIn) -> AttachmentRef:
+    return collected.add(path, att.name, att.type, att.content_type, att.data, att.data_url)
+
+
+def build_attachments(items: list[tuple[str, AttachmentIn]], connection: Connection
+                      ) -> list[tuple[AttachmentRef, bytes]]:
+    """Validate attachments posted on their own (the add-attachment actions)."""
+    collected = _Files(connection)
+    refs = [_add_attachment(collected, path, att) for path, att in items]
+    return list(zip(refs, collected.blobs, strict=True))
+
+
+class Intake:
+    def __init__(self, store: DeliveryStore, config: Config, checker_for: Callable[[str], Connector]) -> None:
+        self.store = store
+        self.config = config
+        self.checker_for = checker_for
+
+    def connection(self, connection_id: str) -> Connection:
+        connection = self.config.connections.get(connection_id)
+        if connection is None:
+            raise IntakeError(404, "Unknown connection", f"connection {connection_id!r} is not configured",
+                              [FieldError("connection_id", "unknown connection")])
+        return connection
+
+    async def accept(self, app: ApplicationIn, origin: Origin, idempotency_key: str | None = None) -> Accepted:
+        connection = self.connection(app.connection_id)
+        stored, blobs = build_stored(app, connection, origin)
+        errors, warnings = self.checker_for(connection.id).check(stored)
+        if errors:
+            raise IntakeError(422, "Not accepted by the target ATS", "; ".join(errors),
+                              [FieldError(e.split(":")[0], e) for e in errors])
+        key = idempotency_key or (f"board:{origin.board}:{origin.board_application_id}"
+                                  if origin.board_application_id else default_idempotency_key(app))
+        now = time.time()
+        delivery = Delivery(
+            id=new_delivery_id(), connection_id=connection.id, connector=connection.connector, status="queued",
+            created_at=now, updated_at=now, idempotency_key_hash=idempotency_hash(connection.id, key),
+            channel=origin.channel, board=origin.board, board_application_id=origin.board_application_id,
+            job_id=app.application.job_id, next_attempt_at=now,
+        )
+        for warning in warnings:
+            delivery.add_warning(warning.code, warning.message)
+        result = await self.store.create(delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash)
+        if not result.created:
+            existing = await self.store.get(result.delivery_id)
+            return Accepted(result.delivery_id, False, existing.status if existing else "queued")
+        warnings_out = [{"code": w.code, "message": w.message} for w in delivery.warnings]
+        return Accepted(delivery.id, True, "queued", warnings_out)

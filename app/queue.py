@@ -1,0 +1,57 @@
+"""The arq side of the queue: job ids, job bodies and the wake-up signal.
+
+The relay writes arq's job records itself (`arq:job:<id>` + a score in `arq:queue`) inside its
+own transactions, so a state change and the run it needs are stored together; arq's workers then
+pick them up as usual. Job bodies use msgspec's msgpack (the worker is configured to match).
+Each run of a delivery is its own short-lived job (`<delivery id>:<n>`): retries are scheduled by
+the engine, never by arq's `Retry`, which would tie the schedule to arq's `max_tries` and to the
+job body's expiry (anchors §1.2).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from arq.constants import default_queue_name, job_key_prefix
+from arq.jobs import serialize_job
+
+QUEUE_NAME = default_queue_name
+WAKE_KEY = "ar:wake"
+DELIVER_FUNCTION = "deliver"
+# A job body outlives its run time by a day: generous against clock skew and paused workers.
+JOB_EXPIRES_MS = 24 * 3600 * 1000
+
+
+def job_serializer(data: dict[str, Any]) -> bytes:
+    return msgspec.msgpack.encode(data)
+
+
+def job_deserializer(data: bytes) -> dict[str, Any]:
+    return msgspec.msgpack.decode(data)
+
+
+def job_id(delivery_id: str, seq: int | str | None = None) -> str:
+    return f"{delivery_id}:{seq if seq is not None else uuid.uuid4().hex[:12]}"
+
+
+def job_key(jid: str) -> str:
+    return job_key_prefix + jid
+
+
+def serialize(delivery_id: str, enqueue_ms: int) -> bytes:
+    return serialize_job(DELIVER_FUNCTION, (delivery_id,), {}, None, enqueue_ms, serializer=job_serializer)
+
+
+def add_to_pipeline(pipe: Any, delivery_id: str, jid: str, run_at: float) -> str:
+    """Queue job `jid` running `delivery_id` at `run_at` (epoch seconds) on a Redis pipeline."""
+    now_ms = int(time.time() * 1000)
+    score = int(run_at * 1000)
+    pipe.psetex(job_key(jid), max(score - now_ms, 0) + JOB_EXPIRES_MS, serialize(delivery_id, now_ms))
+    pipe.zadd(QUEUE_NAME, {jid: score})
+    if score <= now_ms + 50:
+        pipe.lpush(WAKE_KEY, b"1")
+        pipe.ltrim(WAKE_KEY, 0, 63)
+    return jid

@@ -1,0 +1,87 @@
+"""What the web and worker processes share: one Redis client, the store, the connectors."""
+
+from __future__ import annotations
+
+import httpx
+from redis.asyncio import Redis
+
+from app import files, ssrf
+from app.config import Config
+from app.delivery import Delivery
+from app.models import AttachmentRef
+from app.settings import Settings
+from app.store import DeliveryStore
+from connectors import connector_class
+from connectors.base import AttachmentRejected, Connector, PermanentError, TransientError
+
+
+def redis_client(url: str) -> Redis:
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, retry_on_timeout=True,
+                          health_check_interval=15)
+
+
+class ConnectorPool:
+    """One connector instance per connection, reused across deliveries (tokens, sessions)."""
+
+    def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.http = http
+        self._connectors: dict[str, Connector] = {}
+
+    def get(self, connection_id: str) -> Connector:
+        connector = self._connectors.get(connection_id)
+        if connector is None:
+            connection = self.config.connections[connection_id]
+            connector = connector_class(connection.connector)(connection.spec(), self.http)
+            self._connectors[connection_id] = connector
+        return connector
+
+    async def close(self) -> None:
+        for connector in self._connectors.values():
+            await connector.close()
+
+
+class Runtime:
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
+        self.settings = settings
+        self.config = settings.config
+        self.redis = redis or redis_client(settings.redis_url)
+        self.store = DeliveryStore(self.redis)
+        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        self.connectors = ConnectorPool(self.config, self.http)
+
+    async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
+        """A file's bytes: stored at intake, or fetched (once) from its data_url behind the guard."""
+        data = await self.store.load_file(delivery.id, ref.index)
+        if data:
+            return data
+        if not ref.data_url:
+            raise PermanentError(f"attachment #{ref.index}: its bytes are no longer stored")
+        connection = self.config.connections[delivery.connection_id]
+        try:
+            data, _declared = await ssrf.fetch(
+                ref.data_url, self.http, max_bytes=connection.limits.max_file_bytes,
+                allow_hosts=connection.fetch_allow_hosts, allow_http=connection.fetch_allow_http,
+                timeout_s=connection.timeout_s)
+            files.sniff(data)
+        except (ssrf.UnsafeURL, files.FileRejected) as exc:
+            raise AttachmentRejected(f"attachment #{ref.index}: {exc}") from None
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            if status in (408, 425, 429) or status >= 500:
+                raise TransientError(f"attachment #{ref.index}: download HTTP {status}", status=status) from None
+            raise AttachmentRejected(f"attachment #{ref.index}: download HTTP {status}") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise TransientError(f"attachment #{ref.index}: download failed ({type(exc).__name__})") from None
+        await self.store.store_file(delivery.id, ref.index, data)
+        return data
+
+    async def close(self) -> None:
+        await self.connectors.close()
+        await self.http.aclose()
+        await self.redis.aclose()
+
+    def __repr__(self) -> str:  # pragma: no cover
+        return f"Runtime(connections={list(self.config.connections)})"
+
+

@@ -1,0 +1,220 @@
+"""Redis persistence of deliveries: one place that knows the key layout.
+
+Keys (prefix ``ar:``):
+    ar:d:<id>            Delivery state (msgpack, no PII)
+    ar:p:<id>            payload: StoredApplication or action payload (msgpack, sealed)
+    ar:f:<id>:<n>        attachment n's bytes (sealed)
+    ar:idem:<hash>       idempotency key → delivery id
+    ar:ix:all            every delivery, scored by creation time
+    ar:ix:st:<status>    deliveries per status, scored by last update
+    ar:lock:<id>         the lease of the worker running the delivery
+    ar:paused:<conn>     a connection paused on auth failure
+and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
+the state change that needs a run, so "stored" and "enqueued" can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from app import queue
+from app.delivery import STATUSES, Delivery, delivery_decoder, delivery_encoder
+
+PREFIX = "ar:"
+IX_ALL = PREFIX + "ix:all"
+DEFAULT_RETENTION_S = 30 * 24 * 3600
+
+# Atomic intake: claim the idempotency key, store state, payload and files, index, enqueue, wake.
+# Runs as one Lua script: it is applied (and AOF-logged) whole or not at all.
+_CREATE = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4])
+redis.call('PSETEX', KEYS[4], ARGV[6], ARGV[5])
+redis.call('ZADD', KEYS[5], ARGV[7], ARGV[9])
+redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[8], ARGV[1])
+redis.call('LPUSH', KEYS[8], '1')
+redis.call('LTRIM', KEYS[8], 0, 63)
+for i = 9, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1]) end
+return {1, ARGV[1]}
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Sealer(Protocol):
+    """Encrypts what is stored about a candidate (payload and files). See app/crypto.py."""
+
+    def seal(self, data: bytes) -> bytes: ...
+    def open(self, data: bytes) -> bytes: ...
+
+
+class PlainSealer:
+    def seal(self, data: bytes) -> bytes:
+        return data
+
+    def open(self, data: bytes) -> bytes:
+        return data
+
+
+def state_key(delivery_id: str) -> str:
+    return f"{PREFIX}d:{delivery_id}"
+
+
+def payload_key(delivery_id: str) -> str:
+    return f"{PREFIX}p:{delivery_id}"
+
+
+def file_key(delivery_id: str, index: int) -> str:
+    return f"{PREFIX}f:{delivery_id}:{index}"
+
+
+def status_index(status: str) -> str:
+    return f"{PREFIX}ix:st:{status}"
+
+
+def new_delivery_id() -> str:
+    return "dlv_" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    created: bool
+    delivery_id: str
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis, sealer: Sealer | None = None,
+                 retention_s: int = DEFAULT_RETENTION_S) -> None:
+        self.redis = redis
+        self.sealer = sealer or PlainSealer()
+        self.retention_s = retention_s
+        self._create = redis.register_script(_CREATE)
+        self._unlock = redis.register_script(_UNLOCK)
+
+    # -- intake -------------------------------------------------------------------------------
+
+    async def create(self, delivery: Delivery, payload: bytes, files: Sequence[bytes],
+                     idempotency_hash: str) -> CreateResult:
+        """Store a new delivery and enqueue its first run, unless the idempotency key is known."""
+        job_id = queue.job_id(delivery.id, 0)
+        delivery.job = job_id
+        now_ms = int(time.time() * 1000)
+        keys = [
+            f"{PREFIX}idem:{idempotency_hash}", state_key(delivery.id), payload_key(delivery.id),
+            queue.job_key(job_id), queue.QUEUE_NAME, IX_ALL, status_index(delivery.status), queue.WAKE_KEY,
+            *(file_key(delivery.id, i) for i in range(len(files))),
+        ]
+        args: list[Any] = [
+            delivery.id, self.retention_s, delivery_encoder.encode(delivery), self.sealer.seal(payload),
+            queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
+            *(self.sealer.seal(f) for f in files),
+        ]
+        created, delivery_id = await self._create(keys=keys, args=args)
+        return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        raw = await self.redis.get(state_key(delivery_id))
+        return delivery_decoder.decode(raw) if raw else None
+
+    async def get_many(self, ids: Sequence[str]) -> list[Delivery]:
+        if not ids:
+            return []
+        raws = await self.redis.mget([state_key(i) for i in ids])
+        return [delivery_decoder.decode(r) for r in raws if r]
+
+    async def load_payload(self, delivery_id: str) -> bytes | None:
+        raw = await self.redis.get(payload_key(delivery_id))
+        return self.sealer.open(raw) if raw else None
+
+    async def load_file(self, delivery_id: str, index: int) -> bytes | None:
+        raw = await self.redis.get(file_key(delivery_id, index))
+        return self.sealer.open(raw) if raw else None
+
+    async def store_file(self, delivery_id: str, index: int, data: bytes) -> None:
+        await self.redis.set(file_key(delivery_id, index), self.sealer.seal(data))
+
+    async def list_ids(self, status: str | None = None, *, offset: int = 0, count: int = 50,
+                       newest_first: bool = True) -> list[str]:
+        key = status_index(status) if status else IX_ALL
+        fn = self.redis.zrevrange if newest_first else self.redis.zrange
+        return [i.decode() for i in await fn(key, offset, offset + count - 1)]
+
+    async def counts(self) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for status in STATUSES:
+            pipe.zcard(status_index(status))
+        return dict(zip(STATUSES, await pipe.execute(), strict=True))
+
+    # -- state changes ------------------------------------------------------------------------
+
+    async def save(self, delivery: Delivery, previous_status: str | None, *,
+                   run_at: float | None = None, run_seq: int | None = None,
+                   extra_files: dict[int, bytes] | None = None) -> None:
+        """Write the state, move it between status indexes, and (with `run_at`) enqueue its next
+        run, in one MULTI/EXEC."""
+        delivery.updated_at = time.time()
+        delivery.version += 1
+        jid = None
+        if run_at is not None:
+            jid = queue.job_id(delivery.id, f"{run_seq if run_seq is not None else delivery.runs}-{delivery.version}")
+            delivery.job = jid
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
+        if previous_status and previous_status != delivery.status:
+            pipe.zrem(status_index(previous_status), delivery.id)
+        pipe.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
+        for index, data in (extra_files or {}).items():
+            pipe.set(file_key(delivery.id, index), self.sealer.seal(data))
+        if jid is not None and run_at is not None:
+            queue.add_to_pipeline(pipe, delivery.id, jid, run_at)
+        await pipe.execute()
+
+    async def drop_files(self, delivery: Delivery, count: int) -> None:
+        if count:
+            await self.redis.delete(*(file_key(delivery.id, i) for i in range(count)))
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def acquire(self, delivery_id: str, ttl_s: float) -> str | None:
+        token = uuid.uuid4().hex
+        ok = await self.redis.set(f"{PREFIX}lock:{delivery_id}", token, nx=True, px=int(ttl_s * 1000))
+        return token if ok else None
+
+    async def release(self, delivery_id: str, token: str) -> None:
+        await self._unlock(keys=[f"{PREFIX}lock:{delivery_id}"], args=[token])
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def pause_connection(self, connection_id: str, reason: str) -> None:
+        await self.redis.set(f"{PREFIX}paused:{connection_id}", reason.encode())
+
+    async def paused_reason(self, connection_id: str) -> str | None:
+        raw = await self.redis.get(f"{PREFIX}paused:{connection_id}")
+        return raw.decode() if raw else None
+
+    async def resume_connection(self, connection_id: str) -> int:
+        """Lift the pause and re-enqueue the connection's paused deliveries; returns how many."""
+        await self.redis.delete(f"{PREFIX}paused:{connection_id}")
+        resumed = 0
+        for delivery in await self.get_many(await self.list_ids("paused", count=100_000)):
+            if delivery.connection_id == connection_id and delivery.status == "paused":
+                delivery.status = "queued"
+                delivery.next_attempt_at = time.time()
+                await self.save(delivery, "paused", run_at=time.time(), run_seq=delivery.runs + 1)
+                resumed += 1
+        return resumed

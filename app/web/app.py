@@ -1,0 +1,41 @@
+"""The Litestar application: routes, problem+json errors, shared runtime in app.state."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from litestar import Litestar
+
+from app.intake import Intake
+from app.runtime import Runtime
+from app.web.problems import EXCEPTION_HANDLERS
+from app.web.routes import api_router
+
+
+def _max_body(runtime: Runtime) -> int:
+    """Base64 grows files by 4/3; leave room for the JSON around them."""
+    largest = max([c.limits.max_application_bytes for c in runtime.config.connections.values()]
+                  + [runtime.config.limits.max_application_bytes])
+    return largest * 4 // 3 + 1_000_000
+
+
+def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
+    intake = Intake(runtime.store, runtime.config, runtime.connectors.get)
+
+    async def on_shutdown(_: Litestar) -> None:
+        await runtime.close()
+
+    app = Litestar(
+        route_handlers=[api_router(_max_body(runtime)), *(extra_routers or [])],
+        exception_handlers=EXCEPTION_HANDLERS,
+        on_shutdown=[on_shutdown],
+        debug=False,
+        logging_config=None,
+        openapi_config=None,
+    )
+    app.state.runtime = runtime
+    app.state.intake = intake
+    app.state.admin_tokens = dict(runtime.settings.admin_tokens)
+    app.state.intake_tokens = [t for t in os.environ.get("APPLYRELAY_INTAKE_TOKENS", "").split(",") if t]
+    return app

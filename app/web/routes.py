@@ -1,0 +1,171 @@
+"""The JSON API: canonical intake, delivery status and operator actions, health."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+
+from app import operations
+from app.delivery import STATUSES, public_view
+from app.intake import Intake, IntakeError, build_attachments, decode_application
+from app.models import AttachmentIn, Origin
+from app.runtime import Runtime
+from app.web.auth import admin_guard
+from app.web.problems import problem
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def intake_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The canonical API takes an intake token or an admin token."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    tokens = list(connection.app.state.admin_tokens.values()) + list(connection.app.state.intake_tokens)
+    if scheme.lower() == "bearer" and presented:
+        matches = [hmac.compare_digest(presented.encode(), t.encode()) for t in tokens]
+        if any(matches):
+            return
+    raise NotAuthorizedException("a valid API token is required (Authorization: Bearer <token>)")
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    return request.app.state.runtime
+
+
+def _intake(request: Request[Any, Any, Any]) -> Intake:
+    return request.app.state.intake
+
+
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise IntakeError(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters",
+                          [])
+    return key
+
+
+def accepted_response(delivery_id: str, status: str, created: bool, warnings: list[dict[str, str]]) -> Response[Any]:
+    body: dict[str, Any] = {"id": delivery_id, "status": status, "duplicate": not created}
+    if warnings:
+        body["warnings"] = warnings
+    return Response(body, status_code=202, headers={"Location": f"/v1/deliveries/{delivery_id}"})
+
+
+@post("/v1/applications", guards=[intake_guard])
+async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Accept a canonical application: 202 once stored and enqueued (or a repeat of a known key)."""
+    key = idempotency_key(request)
+    application = decode_application(await request.body())
+    accepted = await _intake(request).accept(application, Origin(channel="api", received_at=time.time()), key)
+    return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
+
+
+@get("/v1/deliveries/{delivery_id:str}", guards=[admin_guard])
+async def get_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    delivery = await _runtime(request).store.get(delivery_id)
+    if delivery is None:
+        return problem(404, "Not found", f"no delivery {delivery_id}")
+    return Response(public_view(delivery))
+
+
+@get("/v1/deliveries", guards=[admin_guard])
+async def list_deliveries(request: Request[Any, Any, Any], status: str | None = None, limit: int = 50,
+                          offset: int = 0) -> Response[Any]:
+    if status is not None and status not in STATUSES:
+        return problem(400, "Invalid request", f"status must be one of {', '.join(STATUSES)}",
+                       errors=[{"field": "status", "message": "unknown status"}])
+    limit = max(1, min(limit, 500))
+    store = _runtime(request).store
+    deliveries = await store.get_many(await store.list_ids(status, offset=max(offset, 0), count=limit))
+    return Response({"data": [public_view(d) for d in deliveries], "counts": await store.counts()})
+
+
+@post("/v1/deliveries/{delivery_id:str}/retry", guards=[admin_guard])
+async def retry_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    return await _retry(request, delivery_id, attachments_only=False)
+
+
+@post("/v1/deliveries/{delivery_id:str}/retry-attachments", guards=[admin_guard])
+async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    return await _retry(request, delivery_id, attachments_only=True)
+
+
+async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachments_only: bool) -> Response[Any]:
+    try:
+        result = await operations.retry(_runtime(request).store, delivery_id, attachments_only=attachments_only)
+    except operations.OperationError as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    return Response({"id": result.delivery_id, "status": result.status, "changed": result.changed},
+                    status_code=202 if result.changed else 200)
+
+
+class AddAttachment(msgspec.Struct, forbid_unknown_fields=True):
+    attachment: AttachmentIn
+
+
+_add_attachment_decoder = msgspec.json.Decoder(AddAttachment)
+
+
+@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[admin_guard])
+async def add_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    """The action "add attachment to application" on a delivered application."""
+    runtime = _runtime(request)
+    parent = await runtime.store.get(delivery_id)
+    if parent is None:
+        return problem(404, "Not found", f"no delivery {delivery_id}")
+    application_id = parent.checkpoints.get("application")
+    if parent.kind != "application" or not application_id:
+        return problem(409, "Not delivered yet", "the application has no remote id yet; retry once it is delivered")
+    try:
+        body = _add_attachment_decoder.decode(await request.body())
+    except msgspec.ValidationError as exc:
+        return problem(422, "Invalid attachment", str(exc))
+    except msgspec.DecodeError as exc:
+        return problem(400, "Malformed JSON", str(exc))
+    connection = _intake(request).connection(parent.connection_id)
+    connector = runtime.connectors.get(connection.id)
+    if body.attachment.type not in connector.capabilities.attachment_types:
+        return problem(422, "Not accepted by the target ATS",
+                       f"{connection.connector} takes attachments of type "
+                       f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
+                       errors=[{"field": "attachment.type", "message": "not supported by this ATS"}])
+    files = build_attachments([("attachment", body.attachment)], connection)
+    params = {"application_id": application_id}
+    if "candidate" in parent.checkpoints:
+        params["candidate_id"] = parent.checkpoints["candidate"]
+    delivery_id_new, created = await operations.enqueue_action(
+        runtime.store, parent, "add_attachment_to_application", params,
+        files, idempotency_key(request))
+    return Response({"id": delivery_id_new, "status": "queued", "duplicate": not created}, status_code=202,
+                    headers={"Location": f"/v1/deliveries/{delivery_id_new}"})
+
+
+@get("/health", sync_to_thread=False)
+def health() -> dict[str, str]:
+    """The process is up (liveness)."""
+    return {"status": "ok"}
+
+
+@get("/ready")
+async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Redis answers (readiness)."""
+    try:
+        await _runtime(request).redis.ping()
+    except Exception as exc:  # any failure to reach Redis means not ready
+        return problem(503, "Not ready", f"redis: {type(exc).__name__}", headers={"Retry-After": "5"})
+    return Response({"status": "ready"})
+
+
+def api_router(max_body: int) -> Router:
+    return Router(path="/", route_handlers=[
+        create_application, get_delivery, list_deliveries, retry_delivery, retry_attachments, add_attachment,
+        health, ready,
+    ], request_max_body_size=max_body)

@@ -1,0 +1,91 @@
+"""The arq worker: picks delivery jobs and hands them to the engine.
+
+Pickup is immediate: intake pushes a token on `ar:wake` in the same transaction that enqueues,
+and the worker waits on it (BLPOP) between polls instead of sleeping arq's 0.5 s poll delay.
+Jobs are short (`job_timeout`), so a killed worker's job is re-run soon after arq's in-progress
+lease (job_timeout + 10 s) lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from arq import Worker
+from arq.connections import RedisSettings
+from arq.worker import func
+
+from app import queue
+from app.engine import DeliveryEngine, EngineDeps
+from app.runtime import Runtime
+from app.settings import Settings
+
+log = structlog.get_logger("applyrelay.worker")
+
+
+async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
+    engine: DeliveryEngine = ctx["engine"]
+    structlog.contextvars.bind_contextvars(delivery_id=delivery_id, job_try=ctx.get("job_try", 1))
+    try:
+        return await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def build_engine(runtime: Runtime) -> DeliveryEngine:
+    settings = runtime.settings
+    return DeliveryEngine(EngineDeps(
+        store=runtime.store,
+        config=runtime.config,
+        connector_for=runtime.connectors.get,
+        load_attachment=runtime.load_attachment,
+        run_budget_s=settings.run_budget_s,
+        lease_s=settings.lease_s,
+        keep_files_after_delivery=settings.keep_files_after_delivery,
+    ))
+
+
+class WakeableWorker(Worker):
+    """arq's Worker, woken by intake instead of polling every `poll_delay`."""
+
+    async def _poll_iteration(self) -> None:
+        await super()._poll_iteration()
+        if not self.burst and self.job_counter < self.max_jobs:
+            try:
+                await self.pool.blpop([queue.WAKE_KEY], timeout=self.poll_delay_s)
+            except (TimeoutError, ConnectionError, OSError):
+                await asyncio.sleep(self.poll_delay_s)
+
+
+def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50,
+                  runtime: Runtime | None = None) -> WakeableWorker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        rt = runtime or Runtime(settings)
+        ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
+        log.info("worker.started", connections=len(settings.config.connections))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if runtime is None and "runtime" in ctx:
+            await ctx["runtime"].close()
+
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings.retry_on_timeout = True
+    redis_settings.conn_retries = 30
+    redis_settings.conn_retry_delay = 1
+    return WakeableWorker(
+        functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
+                        timeout=settings.job_timeout_s)],
+        redis_settings=redis_settings,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        job_serializer=queue.job_serializer,
+        job_deserializer=queue.job_deserializer,
+        burst=burst,
+        max_jobs=max_jobs,
+        poll_delay=0.5,
+        keep_result=0,
+        health_check_interval=10,
+        job_completion_wait=int(settings.job_timeout_s),
+        handle_signals=not burst,
+    )

@@ -1,0 +1,553 @@
+"""An emulator of the subset of Factorial's ATS API (dated version 2026-07-01) the connector uses.
+
+Faithful to Factorial's OpenAPI document (shared/specs/factorial-ats-2026-07-01.yaml): paths under
+``/api/{version}/resources/``, ``x-api-key`` or OAuth bearer auth, list envelope ``{data, meta}``
+with cursor (``after_id``) or offset (``page``) pagination capped at 100, single records at top
+level, string ids, 201 on create. Tests validate its answers against that document.
+
+Where Factorial's behaviour is not public, the emulator picks the plausible one and says so:
+* candidates are NOT de-duplicated by email (nothing documents it): de-duplication is the client's job;
+* a second application of one candidate to one posting is refused with 422 (assumption);
+* validation errors are 422 ``{"errors": {"errors": [...]}}``, missing records 404
+  ``{"errors": ["..."]}``, auth failures 401 ``{"message": ...}`` (shapes seen by third parties);
+* a file above 10 MB is refused with 413 (assumption: no limit is documented);
+* an application to a posting that is not published or unlisted is refused with 422.
+The legacy v1 ``PUT /api/v1/ats/applications/{id}`` with a multipart ``cv`` part is emulated for
+the connector's ``legacy_cv_part`` mode, and ``POST /oauth/token`` for the refresh-token grant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request, Response, get, post, put
+from litestar.datastructures import UploadFile
+from litestar.exceptions import HTTPException
+
+from connectors.sandbox.common import sandbox_app
+
+VERSION = "2026-07-01"
+MAX_FILE_BYTES = 10_000_000
+COMPANY_ID = "100001"
+QUESTION_TYPES = ("text", "long_text", "single_choice", "multiple_choice", "file")
+ANSWER_TYPES = ("text", "long_text", "single_choice", "multiple_choice")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FactorialError(HTTPException):
+    """An error with Factorial's body shape."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status_code=status, detail="factorial error")
+        self.body = body
+
+
+def _validation(*messages: str) -> FactorialError:
+    return FactorialError(422, {"errors": {"errors": list(messages)}})
+
+
+def _not_found(what: str) -> FactorialError:
+    return FactorialError(404, {"errors": [f"{what} not found"]})
+
+
+@dataclass
+class FactorialState:
+    api_key: str
+    ids: itertools.count = field(default_factory=lambda: itertools.count(7_000_000_000_000_000_001))
+    job_postings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    questions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applications: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    access_tokens: set[str] = field(default_factory=set)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token → client id
+    oauth_clients: dict[str, str] = field(default_factory=dict)  # client id → secret
+    requests: int = 0
+
+    def new_id(self) -> str:
+        # Large values on purpose: since 2026-07-01 ids are strings and may exceed 2**53.
+        return str(next(self.ids))
+
+    def seed(self) -> None:
+        for name in ("job_postings", "questions", "phases", "sources", "candidates", "applications", "answers",
+                     "messages", "files"):
+            getattr(self, name).clear()
+        now = _now()
+        postings = [
+            ("2001", "Backend Engineer", "published"),
+            ("2002", "Account Executive", "published"),
+            ("2003", "Office Manager", "archived"),
+        ]
+        for pid, title, status in postings:
+            self.job_postings[pid] = {
+                "id": pid, "company_id": COMPANY_ID, "ats_company_id": "1", "title": title, "remote": False,
+                "status": status, "cv_requirement": "mandatory", "cover_letter_requirement": "optional",
+                "phone_requirement": "optional", "photo_requirement": "do_not_ask",
+                "personal_url_requirement": "do_not_ask", "salary_period": "annual", "created_at": now,
+                "workplace_type": "hybrid", "schedule_type": "full_time",
+                "url": f"https://example.factorialhr.com/job_posting/{pid}",
+            }
+            for pos, (phase_name, phase_type) in enumerate(
+                    [("New", "initial"), ("Screening", "screening"), ("Interview", "interview"),
+                     ("Offer", "offer"), ("Hired", "hired")]):
+                phase_id = f"{pid}{pos + 1:02d}"
+                self.phases[phase_id] = {
+                    "id": phase_id, "ats_job_posting_id": pid, "name": phase_name, "position": pos,
+                    "editable": phase_type not in ("initial", "hired"), "phase_type": phase_type,
+                    "applications_count": 0, "active_applications_count": 0, "ats_hiring_stage_id": str(pos + 1),
+                }
+        seeded_questions = [
+            ("3001", "2001", "Why do you want to join us?", "long_text", True, []),
+            ("3002", "2001", "Your expected salary", "text", False, []),
+            ("3003", "2001", "Do you hold an EU work permit?", "single_choice", True,
+             [{"text": "Yes", "disqualifies": False}, {"text": "No", "disqualifies": True}]),
+            ("3004", "2001", "Which languages do you write?", "multiple_choice", False,
+             [{"text": "Python", "disqualifies": False}, {"text": "Go", "disqualifies": False},
+              {"text": "Rust", "disqualifies": False}]),
+            ("3005", "2001", "Portfolio file", "file", False, []),
+            ("3006", "2002", "Years of sales experience", "text", True, []),
+        ]
+        for qid, pid, label, qtype, mandatory, options in seeded_questions:
+            self.questions[qid] = {
+                "id": qid, "ats_job_posting_id": pid, "label": label, "position": len(self.questions),
+                "mandatory": mandatory, "auto_disqualify": any(o["disqualifies"] for o in options),
+                "question_type": qtype, "created_at": now, "updated_at": now, "options": options,
+            }
+        for sid, name, label, category in [
+            ("4001", "linkedin", "LinkedIn", "social_media"),
+            ("4002", "indeed", "Indeed", "job_board"),
+            ("4003", "career_site", "Career site", "organic"),
+            ("4004", "referral", "Referral", "referral"),
+            ("4005", "manually_added", "Manually added", "manually_added"),
+        ]:
+            self.sources[sid] = {"id": sid, "company_id": COMPANY_ID, "category": category, "name": name,
+                                 "label": label}
+
+    def records(self) -> dict[str, Any]:
+        return {
+            "company_id": COMPANY_ID,
+            "job_postings": list(self.job_postings.values()),
+            "questions": list(self.questions.values()),
+            "phases": list(self.phases.values()),
+            "sources": list(self.sources.values()),
+            "candidates": list(self.candidates.values()),
+            "applications": list(self.applications.values()),
+            "answers": list(self.answers.values()),
+            "messages": list(self.messages.values()),
+            "files": list(self.files.values()),
+            "requests": self.requests,
+        }
+
+
+def _page(request: Request[Any, Any, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Factorial's pagination: cursor (after_id) by default, offset (page) when asked; max 100."""
+    params = request.query_params
+    try:
+        limit = max(1, min(int(params.get("limit", 100)), 100))
+        page = int(params["page"]) if "page" in params else None
+    except ValueError:
+        raise _validation("limit and page must be integers") from None
+    items = sorted(items, key=lambda r: int(r["id"]))
+    total = len(items)
+    if page is not None:
+        start = (max(page, 1) - 1) * limit
+    elif after := params.get("after_id"):
+        start = next((i + 1 for i, r in enumerate(items) if r["id"] == after), total)
+    else:
+        start = 0
+    chunk = items[start:start + limit]
+    meta: dict[str, Any] = {"has_previous_page": start > 0, "has_next_page": start + limit < total,
+                            "limit": limit, "total": total}
+    if chunk:
+        meta["start_cursor"], meta["end_cursor"] = chunk[0]["id"], chunk[-1]["id"]
+    return {"data": chunk, "meta": meta}
+
+
+def _filter(request: Request[Any, Any, Any], items: list[dict[str, Any]],
+            **filters: str) -> list[dict[str, Any]]:
+    """Apply Rails-style list filters: ``ids[]=1&ids[]=2`` or a scalar ``field=value``."""
+    params = request.query_params
+    for param, record_field in filters.items():
+        values = params.getall(param, []) if param.endswith("[]") else (
+            [params[param]] if param in params else [])
+        if values:
+            wanted = {v.lower() if record_field == "email" else v for v in values}
+            items = [r for r in items if (str(r.get(record_field) or "").lower() if record_field == "email"
+                                          else str(r.get(record_field))) in wanted]
+    return items
+
+
+def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
+               oauth_client_secret: str | None = None, oauth_refresh_token: str | None = None) -> Any:
+    state = FactorialState(api_key=api_key)
+    state.seed()
+    if oauth_client_id and oauth_client_secret:
+        state.oauth_clients[oauth_client_id] = oauth_client_secret
+        if oauth_refresh_token:
+            state.refresh_tokens[oauth_refresh_token] = oauth_client_id
+    prefix = f"/api/{VERSION}/resources"
+
+    def authorize(request: Request[Any, Any, Any]) -> None:
+        state.requests += 1
+        key = request.headers.get("x-api-key")
+        if key is not None:
+            if secrets.compare_digest(key, state.api_key):
+                return
+        else:
+            auth = request.headers.get("authorization", "")
+            if auth.startswith("Bearer ") and auth[7:] in state.access_tokens:
+                return
+        raise FactorialError(401, {"message": "Unauthorized"})
+
+    async def json_body(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except Exception:
+            raise FactorialError(400, {"message": "Malformed JSON body"}) from None
+        if not isinstance(body, dict):
+            raise FactorialError(400, {"message": "Expected a JSON object"})
+        return body
+
+    def require(body: dict[str, Any], *names: str) -> None:
+        missing = [n for n in names if body.get(n) in (None, "")]
+        if missing:
+            raise _validation(*(f"{n} is missing" for n in missing))
+        wrong = [n for n, v in body.items() if n.endswith("_id") and v is not None and not isinstance(v, str)]
+        if wrong:
+            raise _validation(*(f"{n} must be a string (ids are strings since 2026-07-01)" for n in wrong))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @get(f"{prefix}/api_public/credentials", sync_to_thread=False)
+    def credentials(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return {"data": [{"id": "1", "company_id": COMPANY_ID, "employee_id": "1", "name": "Sandbox S.L."}],
+                "meta": {"has_previous_page": False, "has_next_page": False, "limit": 100, "total": 1}}
+
+    @get(f"{prefix}/ats/job_postings", sync_to_thread=False)
+    def list_postings(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        postings = list(state.job_postings.values())
+        return _page(request, _filter(request, postings, **{"ids[]": "id", "status": "status"}))
+
+    @get(f"{prefix}/ats/job_postings/{{posting_id:str}}", sync_to_thread=False)
+    def get_posting(request: Request[Any, Any, Any], posting_id: str) -> dict[str, Any]:
+        authorize(request)
+        if posting_id not in state.job_postings:
+            raise _not_found("Job posting")
+        return state.job_postings[posting_id]
+
+    @get(f"{prefix}/ats/questions", sync_to_thread=False)
+    def list_questions(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.questions.values()),
+                                      **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"}))
+
+    @get(f"{prefix}/ats/application_phases", sync_to_thread=False)
+    def list_phases(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.phases.values()),
+                                      **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"}))
+
+    @get(f"{prefix}/ats/candidate_sources", sync_to_thread=False)
+    def list_sources(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.sources.values()), **{"ids[]": "id"}))
+
+    @get(f"{prefix}/ats/candidate_sources/{{source_id:str}}", sync_to_thread=False)
+    def get_source(request: Request[Any, Any, Any], source_id: str) -> dict[str, Any]:
+        authorize(request)
+        if source_id not in state.sources:
+            raise _not_found("Candidate source")
+        return state.sources[source_id]
+
+    @get(f"{prefix}/ats/candidates", sync_to_thread=False)
+    def list_candidates(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.candidates.values()),
+                                      **{"ids[]": "id", "emails[]": "email"}))
+
+    @get(f"{prefix}/ats/applications", sync_to_thread=False)
+    def list_applications(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.applications.values()), **{
+            "ids[]": "id", "ats_candidate_ids[]": "ats_candidate_id", "ats_job_posting_id": "ats_job_posting_id"}))
+
+    @get(f"{prefix}/ats/applications/{{application_id:str}}", sync_to_thread=False)
+    def get_application(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
+        authorize(request)
+        if application_id not in state.applications:
+            raise _not_found("Application")
+        return state.applications[application_id]
+
+    @get(f"{prefix}/ats/answers", sync_to_thread=False)
+    def list_answers(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.answers.values()),
+                                      **{"ids[]": "id", "ats_application_ids[]": "ats_application_id"}))
+
+    @get(f"{prefix}/ats/messages", sync_to_thread=False)
+    def list_messages(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        return _page(request, _filter(request, list(state.messages.values()), **{
+            "ids[]": "id", "ats_conversation_id": "ats_conversation_id",
+            "ats_conversation_ids[]": "ats_conversation_id"}))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    @post(f"{prefix}/ats/candidates", status_code=201)
+    async def create_candidate(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        body = await json_body(request)
+        require(body, "first_name", "last_name", "company_id")
+        if body["company_id"] != COMPANY_ID:
+            raise _validation("company_id does not match the credentials' company")
+        email = body.get("email")
+        if email is not None and (not isinstance(email, str) or "@" not in email):
+            raise _validation("email is invalid")
+        gender = body.get("gender")
+        if gender is not None and gender not in ("female", "male", "unanswered", "other"):
+            raise _validation("gender is not included in the list")
+        source_id = None
+        if body.get("source"):
+            source_id = next((s["id"] for s in state.sources.values()
+                              if body["source"] in (s["name"], s["label"])), None)
+        now = _now()
+        cid = state.new_id()
+        state.candidates[cid] = {
+            "id": cid, "company_id": COMPANY_ID, "first_name": body["first_name"], "last_name": body["last_name"],
+            "full_name": f"{body['first_name']} {body['last_name']}", "email": email,
+            "talent_pool": bool(body.get("talent_pool", False)), "phone_number": body.get("phone_number"),
+            "created_at": now, "updated_at": now, "consent_given_at": body.get("consent_given_at"),
+            "ats_job_posting_ids": [], "medium": body.get("medium"), "source_id": source_id,
+            "gender": gender or "unanswered", "source": body.get("source"),
+        }
+        return {k: v for k, v in state.candidates[cid].items() if k != "source" and v is not None}
+
+    def _posting_for_apply(posting_id: str) -> dict[str, Any]:
+        posting = state.job_postings.get(posting_id)
+        if posting is None:
+            raise _validation("ats_job_posting_id is invalid")
+        if posting["status"] not in ("published", "unlisted"):
+            raise _validation("Job posting is not accepting applications")
+        return posting
+
+    @post(f"{prefix}/ats/applications", status_code=201)
+    async def create_application(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        body = await json_body(request)
+        require(body, "ats_job_posting_id")
+        posting = _posting_for_apply(body["ats_job_posting_id"])
+        candidate_id = body.get("ats_candidate_id")
+        if candidate_id is None or candidate_id not in state.candidates:
+            raise _validation("ats_candidate_id is invalid")
+        if any(a["ats_candidate_id"] == candidate_id and a["ats_job_posting_id"] == posting["id"]
+               for a in state.applications.values()):
+            raise _validation("Candidate has already applied to this job posting")
+        phase_id = body.get("ats_application_phase_id")
+        phases = [p for p in state.phases.values() if p["ats_job_posting_id"] == posting["id"]]
+        if phase_id is None:
+            phase_id = min(phases, key=lambda p: p["position"])["id"]
+        elif not any(p["id"] == phase_id for p in phases):
+            raise _validation("ats_application_phase_id does not belong to the job posting")
+        source_id = None
+        if body.get("source"):
+            source_id = next((s["id"] for s in state.sources.values()
+                              if body["source"] in (s["name"], s["label"])), None)
+        aid = state.new_id()
+        state.applications[aid] = {
+            "id": aid, "company_id": COMPANY_ID, "ats_job_posting_id": posting["id"],
+            "ats_candidate_id": candidate_id, "phone": body.get("phone"), "qualified": True,
+            "ats_application_phase_id": phase_id, "created_at": _now(), "cover_letter": body.get("cover_letter"),
+            "ats_conversation_id": state.new_id(), "medium": body.get("medium"), "source_id": source_id,
+        }
+        state.candidates[candidate_id]["ats_job_posting_ids"].append(posting["id"])
+        return {k: v for k, v in state.applications[aid].items() if v is not None}
+
+    @put(f"{prefix}/ats/applications/{{application_id:str}}")
+    async def update_application(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
+        authorize(request)
+        body = await json_body(request)
+        require(body, "id")
+        app = state.applications.get(application_id)
+        if app is None or body["id"] != application_id:
+            raise _not_found("Application")
+        if "source_id" in body:
+            if body["source_id"] not in state.sources:
+                raise _validation("source_id is invalid")
+            app["source_id"] = body["source_id"]
+        if "ats_application_phase_id" in body:
+            phase = state.phases.get(body["ats_application_phase_id"])
+            if phase is None or phase["ats_job_posting_id"] != app["ats_job_posting_id"]:
+                raise _validation("ats_application_phase_id does not belong to the job posting")
+            app["ats_application_phase_id"] = phase["id"]
+        for name in ("phone", "qualified", "medium"):
+            if name in body:
+                app[name] = body[name]
+        return {k: v for k, v in app.items() if v is not None}
+
+    @post(f"{prefix}/ats/applications/move_to_phase", status_code=200)
+    async def move_to_phase(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        body = await json_body(request)
+        require(body, "id", "ats_application_phase_id")
+        app = state.applications.get(body["id"])
+        if app is None:
+            raise _not_found("Application")
+        phase = state.phases.get(body["ats_application_phase_id"])
+        if phase is None or phase["ats_job_posting_id"] != app["ats_job_posting_id"]:
+            raise _validation("ats_application_phase_id does not belong to the job posting")
+        app["ats_application_phase_id"] = phase["id"]
+        return {k: v for k, v in app.items() if v is not None}
+
+    @post(f"{prefix}/ats/answers", status_code=201)
+    async def create_answer(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        body = await json_body(request)
+        require(body, "ats_question_id", "ats_application_id", "value", "original_question_label",
+                "original_question_type")
+        app = state.applications.get(body["ats_application_id"])
+        question = state.questions.get(body["ats_question_id"])
+        if app is None:
+            raise _validation("ats_application_id is invalid")
+        if question is None or question["ats_job_posting_id"] != app["ats_job_posting_id"]:
+            raise _validation("ats_question_id does not belong to the application's job posting")
+        qtype = body["original_question_type"]
+        if qtype not in ANSWER_TYPES:
+            raise _validation("original_question_type is not included in the list")
+        if qtype != question["question_type"]:
+            raise _validation("original_question_type does not match the question")
+        value = body["value"]
+        if not isinstance(value, str):
+            raise _validation("value must be a string")
+        labels = [o["text"] for o in question["options"]]
+        if qtype == "single_choice" and value not in labels:
+            raise _validation("value is not one of the question's options")
+        if qtype == "multiple_choice" and not all(v.strip() in labels for v in value.split(",")):
+            raise _validation("value is not a comma-separated list of the question's options")
+        answer_id = state.new_id()
+        now = _now()
+        state.answers[answer_id] = {
+            "id": answer_id, "ats_question_id": question["id"], "ats_application_id": app["id"],
+            "original_question_label": body["original_question_label"], "value": value,
+            "original_question_type": qtype, "created_at": now, "updated_at": now,
+        }
+        return state.answers[answer_id]
+
+    def _store_file(upload_name: str | None, content_type: str | None, data: bytes, **extra: Any) -> dict[str, Any]:
+        if len(data) > MAX_FILE_BYTES:
+            raise FactorialError(413, {"message": "File is too large"})
+        if not data:
+            raise _validation("attachment is empty")
+        file_id = state.new_id()
+        record = {"id": file_id, "filename": upload_name, "content_type": content_type, "byte_size": len(data),
+                  "sha256": hashlib.sha256(data).hexdigest(), "created_at": _now(), **extra}
+        state.files[file_id] = record
+        return record
+
+    @post(f"{prefix}/ats/messages", status_code=201)
+    async def create_message(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise FactorialError(415, {"message": "messages must be multipart/form-data"})
+        form = await request.form()
+        body = {k: form.get(k) for k in ("content", "sent_by_id", "sent_by_type", "ats_application_id", "topic",
+                                          "send_as_corporate_email")}
+        require(body, *body.keys())
+        app = state.applications.get(body["ats_application_id"])
+        if app is None:
+            raise _validation("ats_application_id is invalid")
+        if body["sent_by_type"] not in ("candidate", "user"):
+            raise _validation("sent_by_type is not included in the list")
+        if body["sent_by_type"] == "candidate" and body["sent_by_id"] != app["ats_candidate_id"]:
+            raise _validation("sent_by_id is not the application's candidate")
+        uploads = [u for u in form.getall("attachments[]", []) if isinstance(u, UploadFile)]
+        if not uploads:
+            raise _validation("attachments[] is missing")
+        message_id = state.new_id()
+        attachments = []
+        for upload in uploads:
+            data = await upload.read()
+            record = _store_file(upload.filename, upload.content_type, data, via="message",
+                                 ats_message_id=message_id, ats_application_id=app["id"])
+            attachments.append({"id": record["id"], "filename": record["filename"],
+                                "content_type": record["content_type"], "byte_size": record["byte_size"],
+                                "url": f"https://example.factorialhr.com/files/{record['id']}"})
+        state.messages[message_id] = {
+            "id": message_id, "content": body["content"], "ats_conversation_id": app["ats_conversation_id"],
+            "sent_by_id": body["sent_by_id"], "sent_by_type": body["sent_by_type"], "created_at": _now(),
+            "attachments": attachments, "topic": body["topic"],
+        }
+        return state.messages[message_id]
+
+    @put("/api/v1/ats/applications/{application_id:str}")
+    async def legacy_cv(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
+        """Legacy v1: multipart update carrying the application's `cv` file."""
+        authorize(request)
+        app = state.applications.get(application_id)
+        if app is None:
+            raise _not_found("Application")
+        form = await request.form()
+        upload = form.get("cv")
+        if not isinstance(upload, UploadFile):
+            raise _validation("cv is missing")
+        record = _store_file(upload.filename, upload.content_type, await upload.read(), via="legacy_cv",
+                             ats_application_id=application_id)
+        app["cv"] = {"filename": record["filename"], "content_type": record["content_type"],
+                     "byte_size": record["byte_size"], "created_at": record["created_at"],
+                     "url": f"https://example.factorialhr.com/files/{record['id']}"}
+        return {k: v for k, v in app.items() if v is not None}
+
+    @post("/oauth/token", status_code=200)
+    async def oauth_token(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        form = await request.form()
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if form.get("grant_type") != "refresh_token":
+            raise FactorialError(400, {"error": "unsupported_grant_type"})
+        if not (isinstance(client_id, str) and isinstance(client_secret, str)
+                and secrets.compare_digest(state.oauth_clients.get(client_id, "\0"), client_secret)):
+            raise FactorialError(401, {"error": "invalid_client"})
+        refresh = form.get("refresh_token")
+        if state.refresh_tokens.get(str(refresh)) != client_id:
+            raise FactorialError(400, {"error": "invalid_grant"})
+        access, new_refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        state.access_tokens.add(access)
+        state.refresh_tokens[new_refresh] = client_id  # the old refresh token stays valid for a week
+        return {"access_token": access, "token_type": "Bearer", "expires_in": 7200,
+                "refresh_token": new_refresh, "created_at": int(dt.datetime.now(dt.UTC).timestamp())}
+
+    @post("/_sandbox/factorial/revoke-tokens", status_code=200, sync_to_thread=False)
+    def revoke_tokens() -> dict[str, int]:
+        """Expire every OAuth access token now (to exercise the connector's refresh)."""
+        count = len(state.access_tokens)
+        state.access_tokens.clear()
+        return {"revoked": count}
+
+    def handle_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        if isinstance(exc, FactorialError):
+            return Response(exc.body, status_code=exc.status_code)
+        status = getattr(exc, "status_code", 500)
+        return Response({"message": str(getattr(exc, "detail", "error"))}, status_code=status)
+
+    return sandbox_app(
+        name="factorial",
+        routes=[credentials, list_postings, get_posting, list_questions, list_phases, list_sources, get_source,
+                list_candidates, list_applications, get_application, list_answers, list_messages,
+                create_candidate, create_application, update_application, move_to_phase, create_answer,
+                create_message, legacy_cv, oauth_token, revoke_tokens],
+        records=state.records,
+        reset=state.seed,
+        exception_handlers={HTTPException: handle_error},
+    )
