@@ -358,14 +358,14 @@ class FlatchrConnector(Connector):
     def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
         errors: list[str] = []
         if not isinstance(self.settings.get("company_id"), str):
-            errors.append("connection setting company_id is missing")
+            errors.append("connection: setting company_id is missing")
         cv = pick_cv(application.attachments)
         if cv is None and self.settings.get("require_cv", True):
-            errors.append("Flatchr requires a CV: add an attachment of type CV "
+            errors.append("attachments: Flatchr requires an attachment of type CV "
                           "(or set require_cv = false on the connection)")
         max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
         if cv is not None and cv.size is not None and cv.size > max_bytes:
-            errors.append(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)")
+            errors.append(f"attachments: the CV is larger than Flatchr accepts ({max_bytes} bytes)")
         warnings = extra_attachment_warnings(application.attachments)
         warnings += file_answer_warnings(application.screening_question_answers)
         _, problem = resolve_source(self.settings, application)
