@@ -315,7 +315,7 @@ class FlatchrConnector(Connector):
         attachment_types=frozenset({"CV"}),
         max_attachments=1,
         answer_types=frozenset({"TEXT", "BOOLEAN", "SINGLE_SELECT", "MULTI_SELECT", "NUMBER", "DATE"}),
-        actions=frozenset({"get_candidate_attachments"}),
+        actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
         features=frozenset({"source_writing", "api_passthrough", "candidate_attachments"}),
     )
 
@@ -571,9 +571,11 @@ class FlatchrConnector(Connector):
     # -- passthrough --------------------------------------------------------------------------
 
     def passthrough_url(self, path: str) -> str:
-        """`path` joined to the API base, refusing anything that could leave it."""
-        if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
-            raise PermanentError("passthrough path must be relative to the API base and start with /")
+        """`path` (``company/{id}/columns`` or ``/company/...``) joined to the API base, refusing
+        anything that could leave it."""
+        if not isinstance(path, str) or not path or path.startswith("//") or urlsplit(path).scheme:
+            raise PermanentError("passthrough path must be relative to the API base (e.g. company/{id}/columns)")
+        path = path if path.startswith("/") else f"/{path}"
         if "\\" in path or "://" in path or any(ord(c) < 0x21 for c in path):
             raise PermanentError("passthrough path contains forbidden characters")
         if any(seg in ("..", ".") for seg in path.split("?", 1)[0].split("/")) or "%2e" in path.lower():

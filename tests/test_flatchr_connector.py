@@ -65,9 +65,7 @@ def make_connector(
     return connector
 
 
-def ref(
-    index: int, data: bytes, type_: str, name: str, content_type: str = "application/pdf"
-) -> AttachmentRef:
+def ref(index: int, data: bytes, type_: str, name: str, content_type: str = "application/pdf") -> AttachmentRef:
     return AttachmentRef(
         index=index,
         name=name,
@@ -200,9 +198,7 @@ async def test_cv_uploaded_and_cover_letter_warned(server: BackgroundServer, htt
     assert listed == [{**listed[0], "type": "CV", "name": "cv-jeanne.pdf", "content_type": "application/pdf"}]
 
 
-async def test_check_refuses_missing_or_oversized_cv(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_check_refuses_missing_or_oversized_cv(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make_connector(server, http)
     errors, _ = connector.check(application(attachments=[]))
     assert errors and "CV" in errors[0]
@@ -239,9 +235,7 @@ async def test_source_by_origin(
     request_source: str | None,
     expected: tuple[int | None, str | None],
 ) -> None:
-    connector = make_connector(
-        server, http, offerer_id=75, source_id="src_partner_form", source_by_origin=SOURCE_RULES
-    )
+    connector = make_connector(server, http, offerer_id=75, source_id="src_partner_form", source_by_origin=SOURCE_RULES)
     await run_plan(connector, application(channel=channel, board=board, source_id=request_source))
     [applicant] = (await records(http, server))["applicants"]
     assert (applicant["offerer_id"], applicant["source_id"]) == expected
@@ -292,9 +286,7 @@ async def test_dropped_answer_after_create_is_an_unknown_outcome_then_one_record
     assert checkpoints["candidate"] == data["applicants"][0]["id"]
 
 
-async def test_conflict_answer_is_success_with_existing_id(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_conflict_answer_is_success_with_existing_id(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     """A concurrent delivery created the applicant between our lookup and our create: 409."""
     connector = make_connector(server, http)
     other, _ = await run_plan(make_connector(server, http), application())
@@ -326,9 +318,7 @@ async def test_same_person_on_another_vacancy_is_a_new_applicant(
 # -- errors -------------------------------------------------------------------------------------
 
 
-async def test_rate_limit_is_transient_with_retry_after(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_rate_limit_is_transient_with_retry_after(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     await faults(http, server, script=["rate_limit"], retry_after=7)
     with pytest.raises(TransientError) as info:
         await run_plan(make_connector(server, http), application())
@@ -354,9 +344,7 @@ async def test_validation_error_is_permanent_with_reason_and_no_pii(
     assert (await records(http, server))["applicants"] == []
 
 
-async def test_bad_option_is_refused_before_sending(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_bad_option_is_refused_before_sending(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     app = application(
         answers=[StoredAnswer(Q_WHY, "x"), StoredAnswer(Q_LICENSE, False), StoredAnswer(Q_CITY, "Marseille")]
     )
@@ -410,15 +398,17 @@ async def test_passthrough_reaches_the_api_and_stays_confined(
     connector = make_connector(server, http)
     result = await connector.passthrough("GET", f"/company/{COMPANY_ID}/columns", None, None)
     assert result.status == 200 and result.body[0]["title"] == "À traiter"
-    result = await connector.passthrough(
-        "POST", f"/company/{COMPANY_ID}/search/applicants", {}, {"email": "x@y.z"}
-    )
+    result = await connector.passthrough("POST", f"/company/{COMPANY_ID}/search/applicants", {}, {"email": "x@y.z"})
     assert result.status == 200 and result.body == []
+    relative = await connector.passthrough("GET", f"vacancy/{PY_JOB}", {"fields": "questions"}, None)
+    assert relative.status == 200 and len(relative.body["questions"]) == 9
+    missing = await connector.passthrough("GET", "vacancy/unknown", None, None)
+    assert missing.status == 404 and missing.body["error"] == "Not Found"
     for bad in (
         "http://evil.example/x",
         "//evil.example/x",
         "/company/../../x",
-        "company",
+        "http:/evil",
         "/a/%2e%2e/b",
         "/a\\b",
         "/x @evil",
@@ -429,9 +419,7 @@ async def test_passthrough_reaches_the_api_and_stays_confined(
         await connector.passthrough("TRACE", "/x", None, None)
 
 
-async def test_candidate_attachments_unknown_applicant(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_candidate_attachments_unknown_applicant(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make_connector(server, http)
     with pytest.raises(PermanentError):
         await connector.candidate_attachments("AAAAAAAAAAAAAAAA")
