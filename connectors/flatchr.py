@@ -29,6 +29,9 @@ Connection settings (extra TOML keys of the connection):
     require_cv        default true: Flatchr's create route requires a resume
     max_cv_bytes      default 5_000_000: a larger CV is refused at intake
     date_format       strftime format for DATE answers, default "%Y-%m-%d"
+
+`remote_fields.flatchr` in a request may set the create fields the unified model lacks:
+comment, urls, legalNewsletterPartners, user_id, response_text (others are warned about).
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ QUESTION_TYPES: dict[str, str] = {
     "integer": "NUMBER", "numeric": "NUMBER", "date": "DATE", "file": "FILE", "upload": "FILE",
     "document": "FILE",
 }
+# Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
+REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
 TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
 FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
 
@@ -260,9 +265,25 @@ def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[Warning_
     cv = pick_cv(attachments)
     return [
         Warning_("attachment_not_supported",
-                 f"Flatchr takes a single CV; attachment {a.index} ({a.type}) was not sent")
+                 f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent")
         for a in attachments if a is not cv
     ]
+
+
+def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]:
+    """Canonical fields the Flatchr create route has no place for."""
+    names = [f"candidate.{n}" for n in ("company", "location", "gender", "availability_date")
+             if getattr(application.candidate, n) is not None]
+    if application.application.stage_id:
+        names.append("application.stage_id")
+    if application.source and not application.source.id and (application.source.name or application.source.unified_key):
+        names.append("source.name")
+    if application.gdpr_consent is not None:
+        names.append("gdpr_consent")
+    extra = application.remote_fields.get("flatchr")
+    if isinstance(extra, Mapping):
+        names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
+    return [Warning_("field_not_supported", f"{n} is not written to Flatchr") for n in names]
 
 
 def file_answer_warnings(answers: list[StoredAnswer]) -> list[Warning_]:
@@ -368,6 +389,7 @@ class FlatchrConnector(Connector):
             errors.append(f"attachments: the CV is larger than Flatchr accepts ({max_bytes} bytes)")
         warnings = extra_attachment_warnings(application.attachments)
         warnings += file_answer_warnings(application.screening_question_answers)
+        warnings += unsupported_field_warnings(application)
         _, problem = resolve_source(self.settings, application)
         if problem:
             warnings.append(Warning_("source_not_written", problem))
@@ -447,6 +469,9 @@ class FlatchrConnector(Connector):
         answers = self._answers(app, vacancy)
         if answers:
             payload["answers"] = answers
+        extra = app.remote_fields.get("flatchr")
+        if isinstance(extra, Mapping):
+            payload.update({k: v for k, v in extra.items() if k in REMOTE_FIELDS})
         payload.update(self._source_fields(ctx.checkpoints.get("source", "none")))
         return payload
 

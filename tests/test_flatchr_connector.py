@@ -11,7 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from app.models import AttachmentRef, Candidate, JobRef, Origin, Source, StoredAnswer, StoredApplication
+from app.models import (
+    AttachmentRef,
+    Candidate,
+    JobRef,
+    Location,
+    Origin,
+    Source,
+    StoredAnswer,
+    StoredApplication,
+)
 from connectors import connector_class
 from connectors.base import (
     AuthError,
@@ -459,3 +468,27 @@ def test_encode_answer(question: dict[str, Any], answer: Any, expected: str) -> 
         )
         == expected
     )
+
+
+async def test_remote_fields_and_unsupported_fields(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+    app = application()
+    app.candidate.location = Location(city="Lyon", country="FR")
+    app.remote_fields = {
+        "flatchr": {
+            "comment": "Disponible vite",
+            "urls": {"linkedin": "https://li/x"},
+            "legalNewsletterPartners": True,
+            "salary": 1,
+        }
+    }
+    connector = make_connector(server, http)
+    errors, warnings = connector.check(app)
+    assert errors == []
+    assert sorted(w.message for w in warnings if w.code == "field_not_supported") == [
+        "candidate.location is not written to Flatchr",
+        "remote_fields.flatchr.salary is not written to Flatchr",
+    ]
+    await run_plan(connector, app)
+    [applicant] = (await records(http, server))["applicants"]
+    assert applicant["comment"] == "Disponible vite" and applicant["urls"] == {"linkedin": "https://li/x"}
+    assert applicant["newsletter"] is True

@@ -427,7 +427,8 @@ class FlatchrSandbox:
             "id": applicant_id, "applicant_id": self.next_applicant_num, "candidate_id": candidate["id"],
             "vacancy": vacancy["id"], "vacancy_id": vacancy["vacancy_id"], "column_id": COLUMNS[0]["id"],
             "offerer_id": offerer_id, "source_id": source_id, "source_label": source_label,
-            "comment": body.get("comment"), "answers": checked["answers"], "archived": False,
+            "comment": body.get("comment"), "urls": body.get("urls"), "answers": checked["answers"],
+            "newsletter": bool(body.get("legalNewsletterPartners")), "archived": False,
             "created_at": _now_iso(), "created_at_short": time.strftime("%d/%m/%y"),
         }
         self.next_applicant_num += 1
