@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import subprocess
@@ -83,6 +84,10 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     serve(create_emulator(args.name, api_key=args.api_key), host=args.host, port=args.port)
 
 
+# Feature command modules, each with `register(subparsers)`; one line per feature.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="applyrelay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--api-key", default="sandbox")
     p.set_defaults(fn=cmd_sandbox)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

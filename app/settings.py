@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import Config, ConfigError, demo_config, load_config
+from app.tokens import SCOPES, ApiToken, TokenConfigError, parse_tokens
 
 VAR_DIR = Path(os.environ.get("APPLYRELAY_VAR_DIR", "var"))
 
@@ -16,7 +17,7 @@ VAR_DIR = Path(os.environ.get("APPLYRELAY_VAR_DIR", "var"))
 class Settings:
     redis_url: str
     config: Config
-    admin_tokens: dict[str, str] = field(repr=False, default_factory=dict)
+    tokens: list[ApiToken] = field(repr=False, default_factory=list)
     job_timeout_s: float = 45.0
     keep_files_after_delivery: bool = False
     dev: bool = False
@@ -47,13 +48,15 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
     dev = (not env.get("APPLYRELAY_CONFIG")) if dev is None else dev
     config_path = env.get("APPLYRELAY_CONFIG")
     config = load_config(config_path) if config_path else demo_config()
-    tokens: dict[str, str] = {}
-    if env.get("APPLYRELAY_ADMIN_TOKEN"):
-        tokens["admin"] = env["APPLYRELAY_ADMIN_TOKEN"]
-    elif dev:
-        tokens["admin"] = _dev_admin_token()
-    else:
-        raise ConfigError("APPLYRELAY_ADMIN_TOKEN: must be set (the dashboard and admin API need it)")
+    try:
+        tokens = parse_tokens(env)
+    except TokenConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if not any(t.name == "admin" for t in tokens):
+        if dev:
+            tokens.append(ApiToken("admin", _dev_admin_token(), SCOPES))
+        elif not tokens:
+            raise ConfigError("APPLYRELAY_ADMIN_TOKEN: must be set (the dashboard and admin API need it)")
     url = redis_url or env.get("REDIS_URL")
     if not url:
         raise ConfigError("REDIS_URL: not set (use `applyrelay run` for an embedded Redis)")
@@ -62,6 +65,6 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
     except ValueError:
         raise ConfigError("APPLYRELAY_JOB_TIMEOUT_S: must be a number of seconds") from None
     return Settings(
-        redis_url=url, config=config, admin_tokens=tokens, job_timeout_s=job_timeout,
+        redis_url=url, config=config, tokens=tokens, job_timeout_s=job_timeout,
         keep_files_after_delivery=env.get("APPLYRELAY_KEEP_FILES", "0") == "1", dev=dev,
     )

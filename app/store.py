@@ -184,6 +184,15 @@ class DeliveryStore:
             queue.add_to_pipeline(pipe, delivery.id, jid, run_at)
         await pipe.execute()
 
+    async def purge(self, delivery: Delivery, file_count: int) -> None:
+        """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts)."""
+        keys = [payload_key(delivery.id), *(file_key(delivery.id, i) for i in range(file_count))]
+        delivery.payload_purged = delivery.files_purged = True
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
+        await pipe.execute()
+
     async def drop_files(self, delivery: Delivery, count: int) -> None:
         if count:
             await self.redis.delete(*(file_key(delivery.id, i) for i in range(count)))

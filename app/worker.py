@@ -9,6 +9,7 @@ lease (job_timeout + 10 s) lapses.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import Any
 
 import structlog
@@ -58,6 +59,18 @@ class WakeableWorker(Worker):
                 await asyncio.sleep(self.poll_delay_s)
 
 
+# Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
+CRON_JOBS: list[str] = []
+
+
+def cron_jobs(settings: Settings) -> list[Any]:
+    jobs = []
+    for target in CRON_JOBS:
+        module, _, attr = target.partition(":")
+        jobs.append(getattr(importlib.import_module(module), attr)(settings))
+    return jobs
+
+
 def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50,
                   runtime: Runtime | None = None) -> WakeableWorker:
     async def startup(ctx: dict[str, Any]) -> None:
@@ -76,6 +89,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
     return WakeableWorker(
         functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
                         timeout=settings.job_timeout_s)],
+        cron_jobs=cron_jobs(settings),
         redis_settings=redis_settings,
         on_startup=startup,
         on_shutdown=shutdown,

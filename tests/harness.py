@@ -25,6 +25,7 @@ from app import queue
 from app.config import parse_config
 from app.runtime import Runtime
 from app.settings import Settings
+from app.tokens import SCOPES, ApiToken
 from app.web.app import create_app
 from app.worker import WakeableWorker, create_worker
 from connectors.sandbox.common import BackgroundServer
@@ -56,7 +57,7 @@ class Relay:
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
         self.env = test_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
-        self.settings = Settings(redis_url=redis_url, config=config, admin_tokens={"admin": ADMIN_TOKEN},
+        self.settings = Settings(redis_url=redis_url, config=config, tokens=[ApiToken("admin", ADMIN_TOKEN, SCOPES)],
                                  job_timeout_s=job_timeout_s)
         self.web_runtime = Runtime(self.settings)
         self.server = BackgroundServer(create_app(self.web_runtime)).start()
@@ -129,7 +130,7 @@ class Relay:
         env = {**os.environ, **self.env, "REDIS_URL": self.redis_url, "APPLYRELAY_CONFIG": str(config),
                "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(REPO),
                "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s)}
-        log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")  # noqa: SIM115
+        log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO,
                                    stdout=log, stderr=subprocess.STDOUT)
         self._processes.append(process)

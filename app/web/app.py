@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
@@ -20,6 +21,19 @@ def _max_body(runtime: Runtime) -> int:
     return largest * 4 // 3 + 1_000_000
 
 
+# Feature routers, each `module:function(runtime) -> Router`; one line per feature, so that
+# features (inbound, dashboard, operations, data protection) plug in without touching the rest.
+ROUTER_FACTORIES: list[str] = []
+
+
+def feature_routers(runtime: Runtime) -> list[Any]:
+    routers = []
+    for target in ROUTER_FACTORIES:
+        module, _, attr = target.partition(":")
+        routers.append(getattr(importlib.import_module(module), attr)(runtime))
+    return routers
+
+
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
     intake = Intake(runtime.store, runtime.config, runtime.connectors.get)
 
@@ -27,7 +41,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
         await runtime.close()
 
     app = Litestar(
-        route_handlers=[api_router(_max_body(runtime)), *(extra_routers or [])],
+        route_handlers=[api_router(_max_body(runtime)), *feature_routers(runtime), *(extra_routers or [])],
         exception_handlers=EXCEPTION_HANDLERS,
         on_shutdown=[on_shutdown],
         debug=False,
@@ -36,6 +50,6 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
     )
     app.state.runtime = runtime
     app.state.intake = intake
-    app.state.admin_tokens = dict(runtime.settings.admin_tokens)
+    app.state.tokens = list(runtime.settings.tokens)
     app.state.intake_tokens = [t for t in os.environ.get("APPLYRELAY_INTAKE_TOKENS", "").split(",") if t]
     return app

@@ -1,29 +1,40 @@
-"""Bearer-token guard for the admin API (constant-time comparison against every known token)."""
+"""Bearer-token guards for the admin API: who is calling (for the audit log) and with which scopes."""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from app.tokens import ApiToken, find_token
 
-def token_name(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """The name of the admin token presented (header `Authorization: Bearer ...`), or None."""
-    tokens: dict[str, str] = connection.app.state.admin_tokens
-    header = connection.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def current_token(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiToken | None:
+    """The token presented as `Authorization: Bearer ...` (or set by another auth layer, such as
+    the dashboard's session, in `connection.scope["applyrelay_token"]`)."""
+    preset = connection.scope.get("applyrelay_token")  # type: ignore[typeddict-item]
+    if isinstance(preset, ApiToken):
+        return preset
+    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented:
         return None
-    found = None
-    for name, token in tokens.items():
-        if hmac.compare_digest(presented.encode(), token.encode()):
-            found = name
-    return found
+    return find_token(connection.app.state.tokens, presented)
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    if token_name(connection) is None:
-        raise NotAuthorizedException("a valid admin token is required (Authorization: Bearer <token>)")
+def require_scope(scope: str) -> Guard:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        token = current_token(connection)
+        if token is None:
+            raise NotAuthorizedException("a valid admin token is required (Authorization: Bearer <token>)")
+        if scope not in token.scopes:
+            raise PermissionDeniedException(f"this token lacks the {scope!r} scope")
+    return guard
+
+
+admin_guard = require_scope("read")
+retry_guard = require_scope("retry")

@@ -18,19 +18,19 @@ from app.delivery import STATUSES, public_view
 from app.intake import Intake, IntakeError, build_attachments, decode_application
 from app.models import AttachmentIn, Origin
 from app.runtime import Runtime
-from app.web.auth import admin_guard
+from app.web.auth import admin_guard, current_token, retry_guard
 from app.web.problems import problem
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def intake_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """The canonical API takes an intake token or an admin token."""
-    header = connection.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    tokens = list(connection.app.state.admin_tokens.values()) + list(connection.app.state.intake_tokens)
+    """The canonical API takes an intake token (APPLYRELAY_INTAKE_TOKENS) or an operator token."""
+    if current_token(connection) is not None:
+        return
+    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and presented:
-        matches = [hmac.compare_digest(presented.encode(), t.encode()) for t in tokens]
+        matches = [hmac.compare_digest(presented.encode(), t.encode()) for t in connection.app.state.intake_tokens]
         if any(matches):
             return
     raise NotAuthorizedException("a valid API token is required (Authorization: Bearer <token>)")
@@ -88,12 +88,12 @@ async def list_deliveries(request: Request[Any, Any, Any], status: str | None = 
     return Response({"data": [public_view(d) for d in deliveries], "counts": await store.counts()})
 
 
-@post("/v1/deliveries/{delivery_id:str}/retry", guards=[admin_guard])
+@post("/v1/deliveries/{delivery_id:str}/retry", guards=[retry_guard])
 async def retry_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     return await _retry(request, delivery_id, attachments_only=False)
 
 
-@post("/v1/deliveries/{delivery_id:str}/retry-attachments", guards=[admin_guard])
+@post("/v1/deliveries/{delivery_id:str}/retry-attachments", guards=[retry_guard])
 async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     return await _retry(request, delivery_id, attachments_only=True)
 
@@ -114,7 +114,7 @@ class AddAttachment(msgspec.Struct, forbid_unknown_fields=True):
 _add_attachment_decoder = msgspec.json.Decoder(AddAttachment)
 
 
-@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[admin_guard])
+@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
 async def add_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     """The action "add attachment to application" on a delivered application."""
     runtime = _runtime(request)
