@@ -108,11 +108,15 @@ def unified_type(question: Mapping[str, Any]) -> str:
 
 
 def boolean_labels(question: Mapping[str, Any], language: str) -> tuple[str, str]:
-    """(yes, no) as the vacancy spells them. assumption: with two options the first means yes;
-    without options Flatchr's French forms use Oui/Non (the docs' answer example is "Oui")."""
+    """(yes, no) as the vacancy spells them. With two options, the one that reads as yes (oui,
+    yes, true...) else the first (assumption); without options Oui/Non for French vacancies (the
+    docs' answer example is "Oui"), Yes/No otherwise."""
     options = question_options(question)
     if len(options) == 2:
-        return options[0], options[1]
+        first, second = options
+        if second.strip().lower() in TRUE_WORDS | {"vrai"} and first.strip().lower() not in TRUE_WORDS:
+            return second, first
+        return first, second
     return ("Oui", "Non") if language.lower().startswith("fr") else ("Yes", "No")
 
 

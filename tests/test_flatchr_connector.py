@@ -451,6 +451,8 @@ def test_careers_host_derivation() -> None:
     [
         ({"id": "q", "type": "yesno", "options": ""}, "non", "Non"),
         ({"id": "q", "type": "yesno", "options": "Absolument;Pas du tout"}, True, "Absolument"),
+        ({"id": "q", "type": "yesno", "options": "Non;Oui"}, True, "Oui"),
+        ({"id": "q", "type": "yesno", "options": "Non;Oui"}, "false", "Non"),
         ({"id": "q", "type": "checkbox", "options": "A;B;C"}, "b", "B"),
         ({"id": "q", "type": "number", "options": ""}, "3,5", "3.5"),
         ({"id": "q", "type": "number", "options": ""}, 12, "12"),
