@@ -30,7 +30,7 @@ from connectors.base import (
     TransientError,
     UnknownOutcome,
 )
-from connectors.flatchr import FlatchrConnector, encode_answer, resolve_source
+from connectors.flatchr import FlatchrConnector, encode_answer, resolve_source, scrub
 from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.flatchr import COMPANY_ID, create_app
 
@@ -494,3 +494,10 @@ async def test_remote_fields_and_unsupported_fields(server: BackgroundServer, ht
     [applicant] = (await records(http, server))["applicants"]
     assert applicant["comment"] == "Disponible vite" and applicant["urls"] == {"linkedin": "https://li/x"}
     assert applicant["newsletter"] is True
+
+
+def test_scrub_removes_personal_data_from_ats_messages() -> None:
+    message = 'Candidate Jeanne MARTIN <jeanne.martin@example.fr> (+33 6 12 34 56 78) already applied with "Oui"'
+    cleaned = scrub(message, ["Jeanne", "Martin", "Oui"])
+    assert "Jeanne" not in cleaned and "MARTIN" not in cleaned and "example.fr" not in cleaned
+    assert "34 56" not in cleaned and "Oui" not in cleaned and "already applied" in cleaned
