@@ -83,6 +83,7 @@ class EngineDeps:
 @dataclass
 class _RunState:
     started: float
+    done_before: int = 0
     step: str | None = None
 
 
@@ -157,7 +158,7 @@ class DeliveryEngine:
             checkpoints=delivery.checkpoints,
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
         )
-        run = _RunState(started=now)
+        run = _RunState(started=now, done_before=len(delivery.checkpoints))
         try:
             async with asyncio.timeout(deps.run_budget_s):
                 outcome = await self._run_steps(delivery, steps, ctx, run)
@@ -250,8 +251,11 @@ class DeliveryEngine:
         deps, now = self.deps, self.deps.clock()
         if outcome == "ok":
             return await self._delivered(delivery)
+        if outcome == "budget" and len(delivery.checkpoints) == run.done_before:
+            # Not one step finished in a whole run: the ATS is too slow; a timeout, on the schedule.
+            outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
         if outcome == "budget":
-            # Out of time for this run but not failing: continue at once, no attempt spent.
+            # Out of time for this run but progressing: continue at once, no attempt spent.
             _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now,
                                       outcome="transient", step=run.step, error="run budget used, continuing"))
             delivery.status = "queued"

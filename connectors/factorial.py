@@ -319,7 +319,8 @@ class FactorialConnector(Connector):
         marker = f"[{CV_MARKER}:{(ref.sha256 or str(ref.index))[:16]}]"
         conversation = record.get("ats_conversation_id")
         if conversation:  # a previous try may have stored it before its answer was lost
-            messages = await self._list("ats/messages", [("ats_conversation_id", str(conversation))],
+            messages = await self._list("ats/messages", [("ats_conversation_id", str(conversation)),
+                                                         ("last_per_conversation", "false")],
                                         what="list application messages")
             match = next((m for m in messages if marker in str(m.get("content", ""))), None)
             if match:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +85,13 @@ class Relay:
         response.raise_for_status()
         return response.json()
 
-    async def wait_for(self, delivery_id: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_for(self, delivery_id: str, *statuses: str, timeout: float = 30.0,
+                       until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Poll the delivery until its status is one of `statuses` (and `until` holds)."""
         deadline = time.monotonic() + timeout
         while True:
             record = await self.delivery(delivery_id)
-            if record["status"] in statuses:
+            if record["status"] in statuses and (until is None or until(record)):
                 return record
             if time.monotonic() > deadline:
                 raise AssertionError(f"delivery stayed {record['status']}, wanted {statuses}: {record}")

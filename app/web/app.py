@@ -16,8 +16,8 @@ from app.web.routes import api_router
 
 def _max_body(runtime: Runtime) -> int:
     """Base64 grows files by 4/3; leave room for the JSON around them."""
-    largest = max([c.limits.max_application_bytes for c in runtime.config.connections.values()]
-                  + [runtime.config.limits.max_application_bytes])
+    per_connection = [c.limits.max_application_bytes for c in runtime.config.connections.values()]
+    largest = max(per_connection or [runtime.config.limits.max_application_bytes])
     return largest * 4 // 3 + 1_000_000
 
 
@@ -41,7 +41,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
         await runtime.close()
 
     app = Litestar(
-        route_handlers=[api_router(_max_body(runtime)), *feature_routers(runtime), *(extra_routers or [])],
+        route_handlers=[api_router(), *feature_routers(runtime), *(extra_routers or [])],
         exception_handlers=EXCEPTION_HANDLERS,
         on_shutdown=[on_shutdown],
         debug=False,
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
     )
     app.state.runtime = runtime
     app.state.intake = intake
+    app.state.max_body_bytes = _max_body(runtime)
     app.state.tokens = list(runtime.settings.tokens)
     app.state.intake_tokens = [t for t in os.environ.get("APPLYRELAY_INTAKE_TOKENS", "").split(",") if t]
     return app

@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers.base import BaseRouteHandler
 
 from app import operations
@@ -52,6 +53,22 @@ def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The body, refused with 413 past the app's limit. Enforced here rather than by Litestar's
+    `request_max_body_size`, whose resolution is cached on module-level handlers and so cannot
+    differ between two app instances (tests, or two configs in one process)."""
+    limit: int = request.app.state.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def accepted_response(delivery_id: str, status: str, created: bool, warnings: list[dict[str, str]]) -> Response[Any]:
     body: dict[str, Any] = {"id": delivery_id, "status": status, "duplicate": not created}
     if warnings:
@@ -63,7 +80,7 @@ def accepted_response(delivery_id: str, status: str, created: bool, warnings: li
 async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
     """Accept a canonical application: 202 once stored and enqueued (or a repeat of a known key)."""
     key = idempotency_key(request)
-    application = decode_application(await request.body())
+    application = decode_application(await read_body(request))
     accepted = await _intake(request).accept(application, Origin(channel="api", received_at=time.time()), key)
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
 
@@ -125,7 +142,7 @@ async def add_attachment(request: Request[Any, Any, Any], delivery_id: str) -> R
     if parent.kind != "application" or not application_id:
         return problem(409, "Not delivered yet", "the application has no remote id yet; retry once it is delivered")
     try:
-        body = _add_attachment_decoder.decode(await request.body())
+        body = _add_attachment_decoder.decode(await read_body(request))
     except msgspec.ValidationError as exc:
         return problem(422, "Invalid attachment", str(exc))
     except msgspec.DecodeError as exc:
@@ -164,8 +181,8 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response({"status": "ready"})
 
 
-def api_router(max_body: int) -> Router:
+def api_router() -> Router:
     return Router(path="/", route_handlers=[
         create_application, get_delivery, list_deliveries, retry_delivery, retry_attachments, add_attachment,
         health, ready,
-    ], request_max_body_size=max_body)
+    ], request_max_body_size=None)

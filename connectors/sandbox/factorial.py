@@ -151,6 +151,11 @@ class FactorialState:
         }
 
 
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """Factorial omits unset fields rather than sending null where its schema says string."""
+    return {k: v for k, v in record.items() if v is not None}
+
+
 def _page(request: Request[Any, Any, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
     """Factorial's pagination: cursor (after_id) by default, offset (page) when asked; max 100."""
     params = request.query_params
@@ -167,7 +172,7 @@ def _page(request: Request[Any, Any, Any], items: list[dict[str, Any]]) -> dict[
         start = next((i + 1 for i, r in enumerate(items) if r["id"] == after), total)
     else:
         start = 0
-    chunk = items[start:start + limit]
+    chunk = [_clean(r) for r in items[start:start + limit]]
     meta: dict[str, Any] = {"has_previous_page": start > 0, "has_next_page": start + limit < total,
                             "limit": limit, "total": total}
     if chunk:
@@ -290,7 +295,7 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         authorize(request)
         if application_id not in state.applications:
             raise _not_found("Application")
-        return state.applications[application_id]
+        return _clean(state.applications[application_id])
 
     @get(f"{prefix}/ats/answers", sync_to_thread=False)
     def list_answers(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -301,6 +306,8 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
     @get(f"{prefix}/ats/messages", sync_to_thread=False)
     def list_messages(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
+        if request.query_params.get("last_per_conversation") not in ("true", "false"):
+            raise FactorialError(400, {"errors": ["last_per_conversation is required (true or false)"]})
         return _page(request, _filter(request, list(state.messages.values()), **{
             "ids[]": "id", "ats_conversation_id": "ats_conversation_id",
             "ats_conversation_ids[]": "ats_conversation_id"}))
@@ -334,7 +341,7 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
             "ats_job_posting_ids": [], "medium": body.get("medium"), "source_id": source_id,
             "gender": gender or "unanswered", "source": body.get("source"),
         }
-        return {k: v for k, v in state.candidates[cid].items() if k != "source" and v is not None}
+        return _clean({k: v for k, v in state.candidates[cid].items() if k != "source"})
 
     def _posting_for_apply(posting_id: str) -> dict[str, Any]:
         posting = state.job_postings.get(posting_id)
@@ -374,7 +381,7 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
             "ats_conversation_id": state.new_id(), "medium": body.get("medium"), "source_id": source_id,
         }
         state.candidates[candidate_id]["ats_job_posting_ids"].append(posting["id"])
-        return {k: v for k, v in state.applications[aid].items() if v is not None}
+        return _clean(state.applications[aid])
 
     @put(f"{prefix}/ats/applications/{{application_id:str}}")
     async def update_application(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
@@ -396,7 +403,7 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         for name in ("phone", "qualified", "medium"):
             if name in body:
                 app[name] = body[name]
-        return {k: v for k, v in app.items() if v is not None}
+        return _clean(app)
 
     @post(f"{prefix}/ats/applications/move_to_phase", status_code=200)
     async def move_to_phase(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -410,7 +417,7 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         if phase is None or phase["ats_job_posting_id"] != app["ats_job_posting_id"]:
             raise _validation("ats_application_phase_id does not belong to the job posting")
         app["ats_application_phase_id"] = phase["id"]
-        return {k: v for k, v in app.items() if v is not None}
+        return _clean(app)
 
     @post(f"{prefix}/ats/answers", status_code=201)
     async def create_answer(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -508,7 +515,7 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         app["cv"] = {"filename": record["filename"], "content_type": record["content_type"],
                      "byte_size": record["byte_size"], "created_at": record["created_at"],
                      "url": f"https://example.factorialhr.com/files/{record['id']}"}
-        return {k: v for k, v in app.items() if v is not None}
+        return _clean(app)
 
     @post("/oauth/token", status_code=200)
     async def oauth_token(request: Request[Any, Any, Any]) -> dict[str, Any]:

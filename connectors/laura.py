@@ -1,0 +1,605 @@
+"""Laura (LAURA Rekrytointi, Finland) connector.
+
+Laura publishes no API reference: the only public facts are Kombo's passthrough base URL
+(``https://{subdomain}.rekrytointi.com/api/v1.2``) and Kombo's coverage table (create candidate /
+application with location, gender and screening answers; move application to stage; no
+attachments). Everything about endpoints, auth and payload shapes is therefore an assumption, and
+all of it lives in `LauraWire` below, so correcting it against the real API touches one class.
+
+Plan: ``candidate`` (look up by email, else create; 409 duplicate = success) → ``application``
+(look up by candidate + job, else validate the answers against the job's questions and create
+the application carrying them) → ``stage`` (only when the application names a stage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+
+from app.models import AttachmentRef, FileAnswer, StoredApplication
+from connectors.base import (
+    ACTION_MOVE_APPLICATION_TO_STAGE,
+    Capabilities,
+    ConnectionSpec,
+    Connector,
+    ConnectorError,
+    PassthroughResult,
+    PermanentError,
+    Step,
+    StepContext,
+    Warning_,
+    error_for_transport,
+)
+
+API_PATH = "/api/v1.2"
+QUESTIONS_CACHE_S = 60.0
+QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
+
+TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
+SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
+ANSWER_TYPES = frozenset({TEXT, NUMBER, BOOLEAN, DATE, SINGLE_SELECT, MULTI_SELECT})
+
+# ---------------------------------------------------------------------------------------------
+# Wire format: the one place that knows Laura's HTTP shapes (all of it assumed, see module doc)
+
+
+class LauraWire:
+    """Encode requests and decode responses for Laura's API v1.2.
+
+    Assumptions (no public reference exists): bearer-token auth; JSON bodies; every answer wrapped
+    as ``{"data": ...}``, errors as ``{"error": {"code", "message", "existing_id"?}}``; integer ids;
+    ``409`` with ``existing_id`` for a duplicate candidate email or candidate+job application;
+    question formats ``text|textarea|number|boolean|date|select|multiselect``; gender as
+    ``male|female|other``; location as ``address {city, zip_code, country_code}``.
+    """
+
+    GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
+    FORMATS = {
+        "text": TEXT, "textarea": TEXT, "number": NUMBER, "boolean": BOOLEAN, "date": DATE,
+        "select": SINGLE_SELECT, "multiselect": MULTI_SELECT,
+    }
+
+    # -- requests -----------------------------------------------------------------------------
+
+    @staticmethod
+    def headers(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    @staticmethod
+    def wire_id(value: str) -> int | str:
+        """Laura's ids look numeric (public job URLs use ``jid=<int>``): send numbers as numbers."""
+        return int(value) if value.isdigit() else value
+
+    @staticmethod
+    def find_candidate(email: str) -> tuple[str, dict[str, str]]:
+        return "/candidates", {"email": email}
+
+    @classmethod
+    def candidate_body(cls, application: StoredApplication) -> dict[str, Any]:
+        c = application.candidate
+        body: dict[str, Any] = {"first_name": c.first_name, "last_name": c.last_name,
+                                "email": c.email_address}
+        if c.phone_number:
+            body["phone"] = c.phone_number
+        if c.gender:
+            body["gender"] = cls.GENDERS[c.gender]
+        if c.location:
+            address = {"city": c.location.city, "zip_code": c.location.zip_code,
+                       "country_code": c.location.country}
+            address = {k: v for k, v in address.items() if v}
+            if address:
+                body["address"] = address
+        return body
+
+    @classmethod
+    def find_application(cls, candidate_id: str, job_id: str) -> tuple[str, dict[str, str]]:
+        return "/applications", {"candidate_id": candidate_id, "job_id": job_id}
+
+    @classmethod
+    def answer_value(cls, kind: str, value: Any) -> Any:
+        """Typed answer → wire value: option ids as Laura ids, the rest as JSON scalars."""
+        if kind == SINGLE_SELECT:
+            return cls.wire_id(value)
+        if kind == MULTI_SELECT:
+            return [cls.wire_id(v) for v in value]
+        return value
+
+    @classmethod
+    def application_body(cls, candidate_id: str, job_id: str,
+                         answers: list[tuple[str, str, Any]]) -> dict[str, Any]:
+        """`answers`: (question id, neutral type, coerced value) of the questions shown."""
+        return {
+            "candidate_id": cls.wire_id(candidate_id),
+            "job_id": cls.wire_id(job_id),
+            "answers": [{"question_id": cls.wire_id(qid), "value": cls.answer_value(kind, value)}
+                        for qid, kind, value in answers],
+        }
+
+    @staticmethod
+    def segment(value: str) -> str:
+        """An id as one path segment: client-given ids must not be able to add segments or ``..``."""
+        return quote(value, safe="")
+
+    @classmethod
+    def job_questions_path(cls, job_id: str) -> str:
+        return f"/jobs/{cls.segment(job_id)}/questions"
+
+    @classmethod
+    def stage_path(cls, application_id: str) -> str:
+        return f"/applications/{cls.segment(application_id)}/stage"
+
+    @classmethod
+    def stage_body(cls, stage_id: str) -> dict[str, Any]:
+        return {"stage_id": cls.wire_id(stage_id)}
+
+    # -- responses ----------------------------------------------------------------------------
+
+    @staticmethod
+    def data(response: httpx.Response) -> Any:
+        try:
+            payload = response.json()
+        except ValueError:
+            raise PermanentError(f"Laura answered HTTP {response.status_code} with a non-JSON body") from None
+        if not isinstance(payload, dict) or "data" not in payload:
+            raise PermanentError(f"Laura answered HTTP {response.status_code} without a data envelope")
+        return payload["data"]
+
+    @classmethod
+    def created_id(cls, response: httpx.Response) -> str:
+        record = cls.data(response)
+        if not isinstance(record, dict) or record.get("id") is None:
+            raise PermanentError("Laura's create answer has no id")
+        return str(record["id"])
+
+    @classmethod
+    def first_id(cls, response: httpx.Response) -> str | None:
+        rows = cls.data(response)
+        return str(rows[0]["id"]) if isinstance(rows, list) and rows else None
+
+    @staticmethod
+    def duplicate_id(response: httpx.Response) -> str | None:
+        """A 409's ``error.existing_id``, if Laura names the record it already has."""
+        try:
+            existing = response.json().get("error", {}).get("existing_id")
+        except (ValueError, AttributeError):
+            return None
+        return None if existing is None else str(existing)
+
+    @classmethod
+    def question(cls, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A job-specific question row → the relay's neutral shape (Kombo's model names)."""
+        q = row.get("question") or {}
+        fmt = q.get("format") or {}
+        kind = fmt.get("type", "")
+        out: dict[str, Any] = {
+            "id": str(row.get("question_id", q.get("id"))),
+            "job_question_id": str(row.get("id")),
+            "index": row.get("index", 0),
+            "label": q.get("title", ""),
+            "type": cls.FORMATS.get(kind, kind.upper() or "UNKNOWN"),
+            "required": bool(row.get("required")),
+            "options": [{"id": str(o["id"]), "label": o.get("label", "")} for o in fmt.get("options") or []],
+            "precondition_question_id": (None if row.get("precondition_question_id") is None
+                                         else str(row["precondition_question_id"])),
+            "precondition_options": [str(o) for o in row.get("precondition_options") or []],
+        }
+        for key in ("max_length", "min", "max"):
+            if fmt.get(key) is not None:
+                out[key] = fmt[key]
+        if kind == "textarea":
+            out["display_type"] = "MULTI_LINE"
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Screening answers: pure validation against the job's questions
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _answer_pairs(answers: Iterable[Any]) -> list[tuple[str, Any]]:
+    """(question_id, answer) from StoredAnswer / ScreeningAnswer objects or plain dicts."""
+    pairs = []
+    for a in answers:
+        if isinstance(a, Mapping):
+            pairs.append((str(a.get("question_id")), a.get("answer")))
+        else:
+            pairs.append((str(a.question_id), a.answer))
+    return pairs
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, list) and not value)
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, FileAnswer | AttachmentRef) or (
+        isinstance(value, Mapping) and ("data" in value or "data_url" in value or "name" in value))
+
+
+def _option_ids(question: Mapping[str, Any]) -> set[str]:
+    return {str(o["id"]) for o in question.get("options") or []}
+
+
+def _coerce_number(q: Mapping[str, Any], value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise _Invalid("must be a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().replace(",", "."))
+        except ValueError:
+            raise _Invalid("must be a number") from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Invalid("must be a number")
+    if q.get("min") is not None and value < q["min"]:
+        raise _Invalid(f"must be at least {q['min']}")
+    if q.get("max") is not None and value > q["max"]:
+        raise _Invalid(f"must be at most {q['max']}")
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _coerce_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _Invalid("must be true or false")
+
+
+def _coerce_date(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10]).isoformat()
+        except ValueError:
+            pass
+    raise _Invalid("must be a date (YYYY-MM-DD)")
+
+
+def _coerce_text(q: Mapping[str, Any], value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("must be text")
+    if q.get("max_length") and len(value) > q["max_length"]:
+        raise _Invalid(f"must be at most {q['max_length']} characters")
+    return value
+
+
+def _coerce_select(q: Mapping[str, Any], value: Any, *, multi: bool) -> str | list[str]:
+    chosen = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in chosen):
+        raise _Invalid("must be option ids")
+    ids = [str(v) for v in chosen]
+    if not multi and len(ids) != 1:
+        raise _Invalid("must be exactly one option id")
+    if len(set(ids)) != len(ids):
+        raise _Invalid("repeats an option")
+    unknown = [i for i in ids if i not in _option_ids(q)]
+    if unknown:
+        raise _Invalid("names an option that is not one of the question's options")
+    return ids if multi else ids[0]
+
+
+def coerce_answer(question: Mapping[str, Any], value: Any) -> Any:
+    """The answer in the type Laura stores for `question`; raises _Invalid (message without value)."""
+    if _is_file(value):
+        raise _Invalid("file answers are not supported by Laura")
+    kind = question.get("type")
+    if kind == TEXT:
+        return _coerce_text(question, value)
+    if kind == NUMBER:
+        return _coerce_number(question, value)
+    if kind == BOOLEAN:
+        return _coerce_boolean(value)
+    if kind == DATE:
+        return _coerce_date(value)
+    if kind in (SINGLE_SELECT, MULTI_SELECT):
+        return _coerce_select(question, value, multi=kind == MULTI_SELECT)
+    raise _Invalid(f"has type {kind!r}, which the relay cannot answer")
+
+
+def _answer_tokens(value: Any) -> set[str]:
+    """How an answer is compared with a precondition's options (booleans as "true"/"false")."""
+    values = value if isinstance(value, list) else [value]
+    return {str(v).lower() if isinstance(v, bool) else str(v) for v in values}
+
+
+def _active(q: Mapping[str, Any], given: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]],
+            depth: int = 0) -> bool:
+    """Whether `q` is shown: no precondition, or its parent is shown and answered with one of
+    `precondition_options`. Assumption: a precondition naming a question the job does not have
+    cannot be evaluated and does not hide the question."""
+    parent_id = q.get("precondition_question_id")
+    if parent_id is None or depth > 20:
+        return True
+    parent = by_id.get(str(parent_id))
+    if parent is None:
+        return True
+    if not _active(parent, given, by_id, depth + 1):
+        return False
+    answer = given.get(str(parent_id))
+    if _is_blank(answer):
+        return False
+    options = {str(o) for o in q.get("precondition_options") or []}
+    return not options or bool(_answer_tokens(answer) & options)
+
+
+def validate_answers(questions: Sequence[Mapping[str, Any]], answers: Iterable[Any]) -> list[str]:
+    """Errors (one per problem, each naming the question id, never the answer) for `answers`
+    against the job's `questions` as returned by `LauraConnector.screening_questions`: unknown or
+    repeated question, answer to a question whose precondition is not met, required question
+    (whose precondition is met) left unanswered, wrong type, unknown option, out of range."""
+    return _check_answers(questions, answers)[0]
+
+
+def _check_answers(questions: Sequence[Mapping[str, Any]],
+                   answers: Iterable[Any]) -> tuple[list[str], list[tuple[str, str, Any]]]:
+    """(errors, [(question_id, type, coerced value)] in question order)."""
+    by_id = {str(q["id"]): q for q in questions}
+    errors: list[str] = []
+    given: dict[str, Any] = {}
+    for qid, value in _answer_pairs(answers):
+        if qid not in by_id:
+            errors.append(f"question {qid}: not a question of this job")
+        elif qid in given:
+            errors.append(f"question {qid}: answered more than once")
+        elif not _is_blank(value):
+            given[qid] = value
+    coerced: list[tuple[str, str, Any]] = []
+    for q in sorted(questions, key=lambda q: (q.get("index", 0), str(q["id"]))):
+        qid = str(q["id"])
+        active = _active(q, given, by_id)
+        if qid not in given:
+            if active and q.get("required"):
+                errors.append(f"question {qid}: required")
+            continue
+        if not active:
+            errors.append(f"question {qid}: answered, but its precondition on question "
+                          f"{q.get('precondition_question_id')} is not met")
+            continue
+        try:
+            coerced.append((qid, str(q.get("type")), coerce_answer(q, given[qid])))
+        except _Invalid as exc:
+            errors.append(f"question {qid}: {exc}")
+    return errors, coerced
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+
+
+def dropped_attachment_warnings(application: StoredApplication) -> list[Warning_]:
+    """One warning per file (no file name: names can carry the candidate's name)."""
+    return [Warning_("attachment_dropped",
+                     f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
+            for i, ref in enumerate(application.attachments)]
+
+
+class LauraConnector(Connector):
+    """Laura: candidate + application (with answers) + optional stage; no attachments.
+
+    Settings: ``drop_attachments`` (bool, default false): accept applications with attachments
+    and drop the files with one warning each, instead of refusing them at intake;
+    ``api_path`` (default ``/api/v1.2``) appended to ``base_url`` unless it already has ``/api/``.
+    """
+
+    name = "laura"
+    capabilities = Capabilities(
+        fields=frozenset({
+            "candidate.first_name", "candidate.last_name", "candidate.email_address",
+            "candidate.phone_number", "candidate.location.city", "candidate.location.country",
+            "candidate.location.zip_code", "candidate.gender", "application.job_id",
+            "application.stage_id",  # written by a follow-up move to stage
+            "screening_question_answers.question_id", "screening_question_answers.answer",
+        }),
+        attachment_types=frozenset(),
+        max_attachments=None,  # refused or dropped by check(), per the drop_attachments setting
+        answer_types=ANSWER_TYPES,
+        actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
+        features=frozenset({"api_passthrough", "screening_questions", "sync_only_created_applications"}),
+    )
+
+    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
+        super().__init__(connection, http)
+        self._questions_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    @property
+    def api_root(self) -> str:
+        base = self.connection.base_url.rstrip("/")
+        if "/api/" in urlsplit(base).path + "/":
+            return base
+        return base + str(self.settings.get("api_path", API_PATH))
+
+    @property
+    def drop_attachments(self) -> bool:
+        return self.settings.get("drop_attachments") is True
+
+    async def _call(self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201),
+                    **kwargs: Any) -> httpx.Response:
+        headers = LauraWire.headers(self.connection.credentials)
+        return await self.request(method, self.api_root + path, what=what, expect=expect,
+                                  headers=headers, **kwargs)
+
+    # -- intake check -------------------------------------------------------------------------
+
+    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+        """Errors are ``"<field>: <reason>"`` (intake splits on the first colon)."""
+        errors: list[str] = []
+        warnings: list[Warning_] = []
+        if application.attachments:
+            if self.drop_attachments:
+                warnings.extend(dropped_attachment_warnings(application))
+            else:
+                errors.append(f"attachments: Laura takes no attachments ({len(application.attachments)} "
+                              "given); remove them or set drop_attachments = true on the connection")
+        for qid, value in _answer_pairs(application.screening_question_answers):
+            if _is_file(value):
+                errors.append(f"question {qid}: file answers are not supported by Laura")
+        c = application.candidate
+        for name, present in (("candidate.company", c.company), ("candidate.availability_date",
+                              c.availability_date), ("source", application.source),
+                              ("gdpr_consent", application.gdpr_consent),
+                              ("remote_fields", application.remote_fields)):
+            if present:
+                warnings.append(Warning_("field_unsupported", f"{name} is not written to Laura"))
+        return errors, warnings
+
+    async def check_answers(self, application: StoredApplication) -> list[str]:
+        """Intake-time answer check against the job's questions (cached a minute).
+
+        Errors name the question (``"question <id>: <reason>"``). When Laura cannot be asked
+        (down, rate-limited, credentials refused) this returns no errors: the delivery's
+        application step validates again and dead-letters with the reason."""
+        job_id = application.application.job_id
+        try:
+            questions = await self.screening_questions(job_id)
+        except PermanentError as exc:
+            return ["application.job_id: not a job in this Laura account"] if exc.status == 404 else []
+        except ConnectorError:
+            return []
+        return validate_answers(questions, application.screening_question_answers)
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    def plan(self, application: StoredApplication) -> list[Step]:
+        steps = [
+            Step("candidate", lambda ctx: self._candidate(application)),
+            Step("application", lambda ctx: self._application(application, ctx)),
+        ]
+        if application.application.stage_id:
+            stage_id = application.application.stage_id
+            steps.append(Step("stage", lambda ctx: self._move(ctx.remote_id("application"), stage_id)))
+        return steps
+
+    async def _candidate(self, application: StoredApplication) -> str:
+        """Validate the answers first (nothing is written for a doomed application), then find
+        the candidate by email before creating; a 409 duplicate is success with the existing id."""
+        await self._valid_answers(application, fresh=True)
+        path, params = LauraWire.find_candidate(application.candidate.email_address)
+        existing = await self._find(path, params, what="find candidate")
+        if existing:
+            return existing
+        response = await self._call("POST", "/candidates", what="create candidate", expect=(200, 201, 409),
+                                    json=LauraWire.candidate_body(application))
+        if response.status_code != 409:
+            return LauraWire.created_id(response)
+        return LauraWire.duplicate_id(response) or await self._require(path, params, "candidate")
+
+    async def _application(self, application: StoredApplication, ctx: StepContext) -> str:
+        """Find by candidate + job; else validate the answers (→ PermanentError) and create."""
+        if application.attachments:
+            if not self.drop_attachments:
+                raise PermanentError("Laura takes no attachments and drop_attachments is not set")
+            for w in dropped_attachment_warnings(application):
+                ctx.warn(w.code, w.message)
+        candidate_id = ctx.remote_id("candidate")
+        job_id = application.application.job_id
+        path, params = LauraWire.find_application(candidate_id, job_id)
+        existing = await self._find(path, params, what="find application")
+        if existing:
+            return existing
+        answers = await self._valid_answers(application)
+        response = await self._call("POST", "/applications", what="create application",
+                                    expect=(200, 201, 409),
+                                    json=LauraWire.application_body(candidate_id, job_id, answers))
+        if response.status_code != 409:
+            return LauraWire.created_id(response)
+        return LauraWire.duplicate_id(response) or await self._require(path, params, "application")
+
+    async def _valid_answers(self, application: StoredApplication, *,
+                             fresh: bool = False) -> list[tuple[str, str, Any]]:
+        """The answers to send, coerced, or PermanentError naming every problem (dead letter)."""
+        questions = await self.screening_questions(application.application.job_id, fresh=fresh)
+        errors, answers = _check_answers(questions, application.screening_question_answers)
+        if errors:
+            raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
+        return answers
+
+    async def _move(self, application_id: str, stage_id: str) -> str:
+        """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
+        await self._call("PUT", LauraWire.stage_path(application_id), what="move application to stage",
+                         json=LauraWire.stage_body(stage_id))
+        return stage_id
+
+    async def _find(self, path: str, params: Mapping[str, str], *, what: str) -> str | None:
+        return LauraWire.first_id(await self._call("GET", path, what=what, expect=(200,), params=params))
+
+    async def _require(self, path: str, params: Mapping[str, str], kind: str) -> str:
+        found = await self._find(path, params, what=f"find {kind}")
+        if not found:
+            raise PermanentError(f"Laura reported a duplicate {kind} but none can be found")
+        return found
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_plan(self, action: str, params: Mapping[str, Any],
+                    attachments: list[AttachmentRef]) -> list[Step]:
+        if action != ACTION_MOVE_APPLICATION_TO_STAGE:
+            return super().action_plan(action, params, attachments)
+        application_id, stage_id = params.get("application_id"), params.get("stage_id")
+        if not application_id or not stage_id:
+            raise PermanentError("move_application_to_stage needs application_id and stage_id")
+        return [Step("stage", lambda ctx: self._move(str(application_id), str(stage_id)))]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The job's questions (neutral shape plus ``precondition_question_id`` and
+        ``precondition_options``), cached for a minute; `fresh` bypasses the cache."""
+        hit = self._questions_cache.get(job_id)
+        if hit and not fresh and time.monotonic() - hit[0] < QUESTIONS_CACHE_S:
+            return hit[1]
+        response = await self._call("GET", LauraWire.job_questions_path(job_id), what="job questions",
+                                    expect=(200,))
+        rows = LauraWire.data(response)
+        questions = [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
+        if len(self._questions_cache) >= QUESTIONS_CACHE_MAX:
+            self._questions_cache.clear()
+        self._questions_cache[job_id] = (time.monotonic(), questions)
+        return questions
+
+    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
+                          body: Any) -> PassthroughResult:
+        """Forward a raw call under the API root; the ATS's status and body come back as they are."""
+        method = method.upper()
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise PermanentError(f"passthrough method {method} is not allowed")
+        url = self.api_root + passthrough_path(path)
+        kwargs: dict[str, Any] = {"params": dict(query or {}), "timeout": self.connection.timeout_s,
+                                  "headers": LauraWire.headers(self.connection.credentials)}
+        if body is not None:
+            kwargs["json"] = body
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, "passthrough", sent=method != "GET") from None
+        try:
+            content: Any = response.json()
+        except ValueError:
+            content = response.text
+        headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
+        return PassthroughResult(status=response.status_code, headers=headers, body=content)
+
+
+def passthrough_path(path: str) -> str:
+    """A relative API path, or PermanentError: no scheme/host, no ``..``, no query or fragment
+    (the query goes apart), checked after percent-decoding so ``%2e%2e`` cannot slip through."""
+    decoded = unquote(unquote(path))
+    if "\\" in decoded or "?" in path or "#" in path or any(ord(ch) < 32 for ch in decoded):
+        raise PermanentError("passthrough path must be a plain relative API path")
+    split = urlsplit(decoded)
+    if split.scheme or split.netloc or decoded.startswith("//"):
+        raise PermanentError("passthrough path must be relative to the Laura API, not a URL")
+    segments = decoded.split("/")
+    if any(s in ("..", ".") for s in segments):
+        raise PermanentError("passthrough path must not contain '.' or '..' segments")
+    return "/" + path.lstrip("/")

@@ -1,0 +1,127 @@
+"""Bad input gets a clear 4xx problem+json naming the field, and nothing is stored or enqueued."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
+
+
+def valid() -> dict[str, Any]:
+    return {
+        "connection_id": "acme",
+        "candidate": {"first_name": "Ana", "last_name": "López", "email_address": "ana@example.org"},
+        "application": {"job_id": "2001"},
+        "attachments": [{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES)}],
+    }
+
+
+def mutate(path: str, value: Any) -> dict[str, Any]:
+    body = valid()
+    target: Any = body
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if key.isdigit() else target[key]
+    last = keys[-1]
+    if value is KeyError:
+        del target[last]
+    elif last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return body
+
+
+@pytest.fixture
+def relay(make_relay: Any, factorial: Emulator) -> Relay:
+    return make_relay({"acme": connection_table("factorial", factorial.url, max_file_bytes=50_000,
+                                                 max_application_bytes=80_000)})
+
+
+async def assert_nothing_stored(relay: Relay) -> None:
+    assert await relay.queued_jobs() == 0
+    assert await relay.redis.keys("ar:*") == []
+
+
+CASES = [
+    ("wrong type", mutate("candidate.first_name", 42), 422, "candidate.first_name"),
+    ("missing name", mutate("candidate.last_name", KeyError), 422, "candidate"),
+    ("empty name", mutate("candidate.first_name", ""), 422, "candidate.first_name"),
+    ("bad email", mutate("candidate.email_address", "ana@"), 422, "candidate.email_address"),
+    ("bad gender", mutate("candidate.gender", "robot"), 422, "candidate.gender"),
+    ("bad country", mutate("candidate.location", {"country": "Spain"}), 422, "candidate.location.country"),
+    ("unknown field", mutate("candidate.nickname", "x"), 422, "candidate"),
+    ("bad base64", mutate("attachments.0.data", "not base64 at all!"), 422, "attachments[0].data"),
+    ("data and url", mutate("attachments.0.data_url", "https://files.example.org/cv.pdf"), 422, "attachments[0]"),
+    ("bad type", mutate("attachments.0.type", "PHOTO"), 422, "attachments[0].type"),
+    ("executable as pdf", mutate("attachments.0.data", b64(b"MZ\x90\x00" + b"\x00" * 100)), 422, "attachments[0]"),
+    ("declared pdf is text", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf",
+                                                      "data": b64(b"just some text")}), 422, "attachments[0]"),
+    ("http data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "http://example.org/cv"}),
+     422, "attachments[0].data_url"),
+    ("private data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV",
+                                                  "data_url": "https://169.254.169.254/latest/meta-data"}),
+     422, "attachments[0].data_url"),
+    ("loopback data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://127.0.0.1/x"}),
+     422, "attachments[0].data_url"),
+    ("localhost data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://localhost/x"}),
+     422, "attachments[0].data_url"),
+    ("file too large", mutate("attachments.0.data", b64(PDF_BYTES * 40)), 413, "attachments[0].data"),
+    ("application too large", mutate("attachments", [{"name": f"{i}.pdf", "type": "OTHER", "data": b64(PDF_BYTES * 15)}
+                                                     for i in range(3)]), 413, "attachments[2]"),
+    ("unknown connection", mutate("connection_id", "nope"), 404, "connection_id"),
+    ("answer twice", mutate("screening_question_answers", [{"question_id": "1", "answer": "a"},
+                                                           {"question_id": "1", "answer": "b"}]),
+     422, "screening_question_answers[1].question_id"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status", "field"), CASES, ids=[c[0] for c in CASES])
+async def test_bad_input_is_refused_with_the_field(relay: Relay, name: str, body: Any, status: int, field: str) -> None:
+    response = await relay.post(body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status and problem["title"]
+    assert any(e["field"] == field for e in problem["errors"]), problem
+    await assert_nothing_stored(relay)
+
+
+async def test_malformed_json_is_a_400(relay: Relay) -> None:
+    for raw in (b"{not json", b"", b"[]", b'{"connection_id": "acme",'):
+        response = await relay.post(None, raw=raw)
+        assert response.status_code in (400, 422), raw
+        assert response.headers["content-type"].startswith("application/problem+json")
+    await assert_nothing_stored(relay)
+
+
+async def test_oversized_body_is_a_413(relay: Relay) -> None:
+    huge = json.dumps(valid()).encode()[:-1] + b', "x": "' + b"a" * 2_000_000 + b'"}'
+    response = await relay.post(None, raw=huge)
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("application/problem+json")
+    await assert_nothing_stored(relay)
+
+
+async def test_no_token_no_intake_and_no_admin_api(relay: Relay) -> None:
+    response = await relay.client.post("/v1/applications", json=valid())
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    response = await relay.client.post("/v1/applications", json=valid(), headers={"authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert (await relay.client.get("/v1/deliveries/x")).status_code == 401
+    assert (await relay.client.post("/v1/deliveries/x/retry")).status_code == 401
+    await assert_nothing_stored(relay)
+
+
+async def test_bad_idempotency_key_is_refused(relay: Relay) -> None:
+    response = await relay.post(valid(), key="x" * 300)
+    assert response.status_code == 400
+    await assert_nothing_stored(relay)
+
+
+async def test_health(relay: Relay) -> None:
+    assert (await relay.client.get("/health")).json() == {"status": "ok"}
+    assert (await relay.client.get("/ready")).status_code == 200
