@@ -132,6 +132,7 @@ async def test_cv_uploaded_cover_letter_warned(make_relay: Callable[..., Relay],
     assert file["sha256"] == hashlib.sha256(PDF_BYTES).hexdigest() and file["name"] == "cv-jeanne.pdf"
     assert warning_codes(record) == ["attachment_not_supported"]
     assert [a["type"] for a in record["attachments"]] == ["CV"] and record["attachments"][0]["confirmed"]
+    assert record["files_purged"] is True and not await relay.redis.keys("ar:f:*")
 
 
 async def test_missing_cv_is_refused_at_intake(make_relay: Callable[..., Relay], flatchr: Emulator) -> None:
@@ -170,9 +171,9 @@ async def test_offerer_id_vs_source_id(make_relay: Callable[..., Relay], flatchr
 async def test_duplicate_delivery_one_applicant(make_relay: Callable[..., Relay], flatchr: Emulator) -> None:
     relay = make_relay({"acme": flatchr_connection(flatchr)})
     await relay.start_worker()
-    first = await relay.post(payload(), key="board-42")
-    repeat = await relay.post(payload(), key="board-42")
-    assert repeat.json()["id"] == first.json()["id"] and repeat.json()["duplicate"] is True
+    first, *repeats = await asyncio.gather(*(relay.post(payload(), key="board-42") for _ in range(4)))
+    assert {r.json()["id"] for r in repeats} == {first.json()["id"]}
+    assert sorted(r.json()["duplicate"] for r in (first, *repeats)) == [False, True, True, True]
     one = await relay.wait_for(first.json()["id"], "delivered")
     two = await deliver(relay, payload(), key="another-key")  # a second delivery of the same person
     data = flatchr.records()
@@ -190,6 +191,13 @@ async def test_transient_errors_are_retried_and_delivered_once(
     response = await relay.post(payload())
     record = await relay.wait_for(response.json()["id"], "retry_scheduled")
     assert record["last_error"]["http_status"] == (503 if fault == "error" else 429)
+    assert record["last_error"]["step"] == "candidate"
+    last = record["attempts"][-1]
+    delay = last["next_attempt_at"] - last["finished_at"]
+    if fault == "error":
+        assert 15 * 0.8 - 1 <= delay <= 15 * 1.2 + 1  # first step of the schedule
+    else:
+        assert delay == pytest.approx(60, abs=1)  # 429 waits at least a minute (Retry-After: 5)
     await relay.run_due_jobs()
     record = await relay.wait_for(response.json()["id"], "delivered")
     data = flatchr.records()
@@ -221,6 +229,7 @@ async def test_validation_error_is_dead_lettered_with_reason(
     error = record["last_error"]
     assert error["kind"] == "permanent" and error["http_status"] == 400 and error["step"] == "candidate"
     assert Q_SINCE in error["message"] and "required" in error["message"]
+    assert record["failed_attempts"] == 0 and record["runs"] == 1
     assert "Jeanne" not in str(record) and "jeanne.martin" not in str(record)
     assert flatchr.records()["applicants"] == []
 
@@ -230,6 +239,8 @@ async def test_wrong_key_pauses_the_connection(make_relay: Callable[..., Relay],
     await relay.start_worker()
     record = await deliver(relay, payload(), statuses=("paused",))
     assert record["last_error"]["http_status"] == 401 and "revoked" not in str(record)
+    assert record["failed_attempts"] == 0 and await relay.redis.get("ar:paused:acme")
+    assert flatchr.records()["applicants"] == []
 
 
 @pytest.mark.slow
@@ -256,3 +267,34 @@ async def test_kill_9_mid_delivery_resumes_without_duplicate(
     assert len(data["applicants"]) == 1 and data["create_calls"] == 1
     assert "crash" in [a["outcome"] for a in record["attempts"]]
     assert record["checkpoints"]["application"] == data["applicants"][0]["id"]
+
+
+async def test_retry_of_dead_letter_resumes_from_checkpoint(
+    make_relay: Callable[..., Relay], flatchr: Emulator
+) -> None:
+    relay = make_relay({"acme": flatchr_connection(flatchr, offerer_id=12)})
+    flatchr.faults(script=["error"], error_status=400, path_regex="/vacancy/candidate/json$")
+    await relay.start_worker()
+    delivery_id = (await relay.post(payload())).json()["id"]
+    failed = await relay.wait_for(delivery_id, "failed")
+    assert failed["last_error"]["step"] == "candidate" and failed["checkpoints"] == {"source": "offerer_id:12"}
+    response = await relay.client.post(f"/v1/deliveries/{delivery_id}/retry", headers=relay.admin)
+    assert response.status_code == 202 and response.json()["changed"] is True
+    record = await relay.wait_for(delivery_id, "delivered")
+    [applicant] = flatchr.records()["applicants"]
+    assert applicant["offerer_id"] == 12 and record["checkpoints"]["application"] == applicant["id"]
+
+
+async def test_files_cannot_be_added_after_creation(make_relay: Callable[..., Relay], flatchr: Emulator) -> None:
+    """Flatchr's current API has no upload route: an added file is refused, never silently lost."""
+    relay = make_relay({"acme": flatchr_connection(flatchr)})
+    await relay.start_worker()
+    delivery_id = (await deliver(relay, payload()))["id"]
+    body = {"attachment": {"name": "cv-v2.pdf", "type": "CV", "data": b64(PDF_BYTES + b"v2")}}
+    response = await relay.client.post(f"/v1/deliveries/{delivery_id}/attachments", json=body, headers=relay.admin)
+    if response.status_code == 202:  # the route queues it; the connector refuses the action
+        action = await relay.wait_for(response.json()["id"], "failed")
+        assert "not supported by flatchr" in action["last_error"]["message"]
+    else:
+        assert response.status_code == 422
+    assert len(flatchr.records()["files"]) == 1
