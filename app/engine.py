@@ -24,6 +24,9 @@ from typing import Any
 
 import msgspec
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Config
 from app.delivery import (
@@ -119,7 +122,17 @@ class DeliveryEngine:
                 return delivery.status
             return await self._run(delivery, job_try)
         finally:
-            await store.release(delivery_id, token)
+            await self._release(delivery_id, token)
+
+    async def _release(self, delivery_id: str, token: str) -> None:
+        """Give the lease back, briefly: this also runs when the run is cancelled (its deadline)
+        or Redis is away, and must not hold the job past arq's timeout; an unreleased lease
+        simply expires after `lease_s`."""
+        try:
+            async with asyncio.timeout(1.0):
+                await self.deps.store.release(delivery_id, token)
+        except (TimeoutError, OSError, RedisError) as exc:
+            log.warning("delivery.lease_not_released", delivery_id=delivery_id, error_type=type(exc).__name__)
 
     # -- one run ------------------------------------------------------------------------------
 
@@ -220,6 +233,8 @@ class DeliveryEngine:
         except ConnectorError as exc:
             self._log_step(delivery, step, exc, t0)
             return exc
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # our own store is away, not the ATS: the worker re-runs the job, no attempt spent
         except Exception as exc:  # a connector bug: keep it retryable, never let it kill the job
             log.exception("delivery.step_crashed", delivery_id=delivery.id, step=step.name,
                           error_type=type(exc).__name__)

@@ -16,6 +16,9 @@ import structlog
 from arq import Retry, Worker
 from arq.connections import RedisSettings
 from arq.worker import func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from app import queue
 from app.engine import DeliveryEngine, EngineDeps
@@ -24,13 +27,37 @@ from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.worker")
 BUSY_RETRY_S = 5
+REDIS_RETRY_S = 2
+# Redis going away (restart, failover, network): the worker waits for it rather than exiting.
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# redis-py reports a connection lost during WATCH as a WatchError; arq's polling WATCHes.
+POLL_ERRORS = (*REDIS_ERRORS, WatchError)
+
+
+# arq cancels a job that overruns its timeout and, with `keep_result=0`, drops it: the delivery
+# would stay `delivering` with no job left to run it. So the run ends itself at `job_timeout_s`
+# (and asks arq to run the job again), and arq's own timeout, a few seconds later, is only a
+# backstop. arq's in-progress lease stays at job_timeout + 10 s (how soon a killed worker's job
+# is re-run), above the backstop.
+ARQ_BACKSTOP_S = 4.0
+IN_PROGRESS_EXTRA_S = 10.0
 
 
 async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     engine: DeliveryEngine = ctx["engine"]
     structlog.contextvars.bind_contextvars(delivery_id=delivery_id, job_try=ctx.get("job_try", 1))
     try:
-        outcome = await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+        async with asyncio.timeout(ctx.get("run_deadline_s")):
+            outcome = await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+    except TimeoutError:
+        # Overran (an overloaded process, a slow Redis): run the same job again, from the checkpoints.
+        log.warning("delivery.run_overran", delivery_id=delivery_id)
+        raise Retry(defer=0) from None
+    except REDIS_ERRORS as exc:
+        # The state could not be written: keep the job (arq would drop a failed one) and come back.
+        log.warning("delivery.redis_unavailable", delivery_id=delivery_id, error_type=type(exc).__name__)
+        raise Retry(defer=REDIS_RETRY_S) from None
+    else:
         if outcome == "busy":  # another run holds the lease: come back rather than drop this job
             raise Retry(defer=BUSY_RETRY_S)
         return outcome
@@ -54,8 +81,22 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
 class WakeableWorker(Worker):
     """arq's Worker, woken by intake instead of polling every `poll_delay`."""
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except POLL_ERRORS:
+            # arq had taken a slot for the job it was claiming when Redis failed: give it back.
+            self.job_counter -= 1
+            self.sem.release()
+            raise
+
     async def _poll_iteration(self) -> None:
-        await super()._poll_iteration()
+        try:
+            await super()._poll_iteration()
+        except POLL_ERRORS as exc:  # arq's own loop would end the worker; wait for Redis instead
+            log.warning("worker.redis_unavailable", error_type=type(exc).__name__)
+            await asyncio.sleep(self.poll_delay_s)
+            return
         if not self.burst and self.job_counter < self.max_jobs:
             try:
                 await self.pool.blpop([queue.WAKE_KEY], timeout=self.poll_delay_s)
@@ -80,6 +121,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
     async def startup(ctx: dict[str, Any]) -> None:
         rt = runtime or Runtime(settings)
         ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
+        ctx["run_deadline_s"] = settings.job_timeout_s
         log.info("worker.started", connections=len(settings.config.connections))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -90,9 +132,9 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
     redis_settings.retry_on_timeout = True
     redis_settings.conn_retries = 30
     redis_settings.conn_retry_delay = 1
-    return WakeableWorker(
+    worker = WakeableWorker(
         functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
-                        timeout=settings.job_timeout_s)],
+                        timeout=settings.job_timeout_s + ARQ_BACKSTOP_S)],
         cron_jobs=cron_jobs(settings),
         redis_settings=redis_settings,
         on_startup=startup,
@@ -107,3 +149,5 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         job_completion_wait=int(settings.job_timeout_s),
         handle_signals=not burst,
     )
+    worker.in_progress_timeout_s = settings.job_timeout_s + IN_PROGRESS_EXTRA_S
+    return worker
