@@ -21,7 +21,7 @@ KILLS = 10
 
 async def test_thousand_applications_through_ten_kill9(make_relay: Any, factorial: Emulator) -> None:
     # A short job timeout: a killed worker's job is re-run after arq's lease (timeout + 10 s).
-    relay = make_relay({"acme": connection_table("factorial", factorial.url)}, job_timeout_s=2.0)
+    relay = make_relay({"acme": connection_table("factorial", factorial.url)}, job_timeout_s=5.0)
     workers: list[subprocess.Popen[bytes]] = [relay.spawn_worker(), relay.spawn_worker()]
     rng = random.Random(8)
     tally = Tally()
