@@ -86,6 +86,10 @@ def decode_application(body: bytes) -> ApplicationIn:
 
 def decode_base64(data: str, field_path: str) -> bytes:
     """Strict-ish base64: whitespace and missing padding are tolerated (boards do both)."""
+    try:  # the common case, clean standard base64, at C speed (regex checks cost ~40 % of intake)
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
     cleaned = re.sub(r"\s+", "", data)
     if cleaned.startswith("data:") and ";base64," in cleaned[:200]:
         cleaned = cleaned.split(";base64,", 1)[1]

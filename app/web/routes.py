@@ -24,8 +24,9 @@ from app.web.problems import problem
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def intake_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """The canonical API takes an intake token (APPLYRELAY_INTAKE_TOKENS) or an operator token."""
+async def intake_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The canonical API takes an intake token (APPLYRELAY_INTAKE_TOKENS) or an operator token.
+    Async on purpose: Litestar runs a sync guard in a thread pool, a hop per request (bench P1)."""
     if current_token(connection) is not None:
         return
     scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
