@@ -27,6 +27,8 @@ from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.worker")
 BUSY_RETRY_S = 5
+WAKE_WAIT_S = 0.5  # longest wait for a wake-up token (scheduled retries are picked up this late at most)
+BUSY_POLL_S = 0.05
 REDIS_RETRY_S = 2
 # Redis going away (restart, failover, network): the worker waits for it rather than exiting.
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -79,7 +81,11 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
 
 
 class WakeableWorker(Worker):
-    """arq's Worker, woken by intake instead of polling every `poll_delay`."""
+    """arq's Worker, woken by intake instead of polling every `poll_delay`.
+
+    arq's main loop sleeps whatever is left of `poll_delay` after each iteration, which would
+    defeat the wake-up (a job accepted just after a poll waited up to 0.5 s, bench P3): the
+    worker runs with `poll_delay=0` and does its own waiting here, on the wake list."""
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         try:
@@ -95,13 +101,17 @@ class WakeableWorker(Worker):
             await super()._poll_iteration()
         except POLL_ERRORS as exc:  # arq's own loop would end the worker; wait for Redis instead
             log.warning("worker.redis_unavailable", error_type=type(exc).__name__)
-            await asyncio.sleep(self.poll_delay_s)
+            await asyncio.sleep(WAKE_WAIT_S)
             return
-        if not self.burst and self.job_counter < self.max_jobs:
+        if self.burst:
+            await asyncio.sleep(BUSY_POLL_S)
+        elif self.job_counter < self.max_jobs:
             try:
-                await self.pool.blpop([queue.WAKE_KEY], timeout=self.poll_delay_s)
-            except (TimeoutError, ConnectionError, OSError):
-                await asyncio.sleep(self.poll_delay_s)
+                await self.pool.blpop([queue.WAKE_KEY], timeout=WAKE_WAIT_S)
+            except POLL_ERRORS:
+                await asyncio.sleep(WAKE_WAIT_S)
+        else:
+            await asyncio.sleep(BUSY_POLL_S)  # every slot taken: look again soon, a job may have ended
 
 
 # Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
@@ -143,7 +153,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         job_deserializer=queue.job_deserializer,
         burst=burst,
         max_jobs=max_jobs,
-        poll_delay=0.5,
+        poll_delay=0,  # WakeableWorker waits itself
         keep_result=0,
         health_check_interval=10,
         job_completion_wait=int(settings.job_timeout_s),
