@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from app.models import AttachmentRef, StoredApplication
+from app.pii import scrub
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
     ACTION_ADD_ATTACHMENT_TO_CANDIDATE,
@@ -124,7 +125,7 @@ def classify_rpc_error(code: Any, message: str, what: str) -> Exception:
     names fields, not values) is kept, truncated, for the operator.
     """
     lower = message.lower()
-    detail = f"{what}: OTYS error {code}: {message[:200]}"
+    detail = f"{what}: OTYS error {code}: {scrub(message, [], numbers=True, limit=200)}"
     if any(m in lower for m in SESSION_MESSAGES):
         return _SessionRefused(detail)
     if lower.startswith("access denied") or "not allowed to" in lower or "no rights" in lower:
@@ -242,7 +243,8 @@ class OtysConnector(Connector):
                 exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), "OTYS login")
                 if isinstance(exc, TransientError):
                     raise exc
-                raise AuthError(f"OTYS login refused: {str(error.get('message', ''))[:200]}")
+                reason = scrub(str(error.get("message", "")), [self.connection.credentials], limit=200)
+                raise AuthError(f"OTYS login refused: {reason}")
             session = body.get("result")
             if not isinstance(session, str) or not session:
                 raise AuthError("OTYS login returned no session")
@@ -417,14 +419,21 @@ class OtysConnector(Connector):
             ctx.warn("source_not_found", "OTYS: no referrer portal matches the source; none set")
             return ""
         try:  # assumption: ReferrerPortalService.add {portal} creates a portal and returns its uid
-            return str(
-                await self.call(f"{SVC}ReferrerPortalService.add", {"portal": value}, what="create referrer portal")
+            return _uid(
+                await self.call(f"{SVC}ReferrerPortalService.add", {"portal": value}, what="create referrer portal"),
+                "referrer portal",
             )
-        except (PermanentError, UnknownOutcome):
+        except UnknownOutcome:
             found = self._match_portal(await self._portals(), keys)  # created meanwhile / by us
             if found:
                 return found
             raise
+        except PermanentError:  # the source is metadata: never lose the application over it
+            found = self._match_portal(await self._portals(), keys)
+            if found:
+                return found
+            ctx.warn("source_not_written", "OTYS refused to create the referrer portal; no source set")
+            return ""
 
     async def _portals(self) -> list[dict[str, Any]]:
         result = await self.call(
@@ -491,7 +500,7 @@ class OtysConnector(Connector):
                 "%Y/%m/%d %H:%M:%S"
             )
         payload.update(self._source_tags(application))
-        payload.update(dict((application.remote_fields or {}).get("otys", {}).get("candidate", {})))
+        payload.update(_remote_object(application, "candidate"))
         return payload
 
     def _source_tags(self, application: StoredApplication) -> dict[str, Any]:
@@ -571,12 +580,13 @@ class OtysConnector(Connector):
                 await self._update_candidate(existing, payload)
             return existing
         try:
-            return str(await self.call(f"{SVC}CandidateService.add", payload, what="create candidate"))
+            return _uid(await self.call(f"{SVC}CandidateService.add", payload, what="create candidate"), "candidate")
         except PermanentError as exc:
             if is_duplicate(exc):
                 found = await self.find_candidate(email)
                 if found:
                     return found
+                raise TransientError("OTYS reports a duplicate candidate its search does not show yet") from None
             raise
 
     async def _update_candidate(self, uid: str, payload: dict[str, Any]) -> None:
@@ -659,14 +669,15 @@ class OtysConnector(Connector):
         if portal:
             body["portalId"] = portal  # assumption: procedures take the portal like candidates
         body.update(self._source_tags(application))
-        body.update(dict((application.remote_fields or {}).get("otys", {}).get("procedure", {})))
+        body.update(_remote_object(application, "procedure"))
         try:
-            return str(await self.call(f"{SVC}ProcedureService.add", body, what="create application"))
+            return _uid(await self.call(f"{SVC}ProcedureService.add", body, what="create application"), "application")
         except PermanentError as exc:
             if is_duplicate(exc):
                 found = await self.find_procedure(candidate_uid, vacancy_uid)
                 if found:
                     return found
+                raise TransientError("OTYS reports a duplicate application its search does not show yet") from None
             raise
 
     def _vacancy_uid(self, job_id: str) -> str:
@@ -775,7 +786,8 @@ class OtysConnector(Connector):
         if procedure_uid:
             document["procedureUid"] = procedure_uid  # assumption: links the document to the procedure
         try:
-            return str(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"))
+            return _uid(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"),
+                        "document")
         except AttachmentRejected:
             raise
         except PermanentError as exc:
@@ -951,3 +963,22 @@ class OtysConnector(Connector):
                 status=response.status_code, headers={"content-type": "application/json"}, body=data
             )
         raise AssertionError("unreachable")
+
+
+def _uid(result: Any, what: str) -> str:
+    """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
+    not have happened: the retry's lookup decides)."""
+    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
+        raise UnknownOutcome(f"OTYS returned no {what} id")
+    return str(result)
+
+
+def _remote_object(application: StoredApplication, name: str) -> dict[str, Any]:
+    """`remote_fields.otys.<name>`, which must be an object of OTYS fields."""
+    otys = (application.remote_fields or {}).get("otys", {})
+    if not isinstance(otys, Mapping):
+        raise PermanentError("remote_fields.otys must be an object")
+    value = otys.get(name, {})
+    if not isinstance(value, Mapping):
+        raise PermanentError(f"remote_fields.otys.{name} must be an object")
+    return dict(value)

@@ -198,7 +198,7 @@ async def test_duplicate_answer_is_success_with_the_existing_id(
     server: BackgroundServer, http: httpx.AsyncClient
 ) -> None:
     class Blind(LauraConnector):  # misses every look-up, as in a race with another writer
-        async def _find(self, path: str, params: Any, *, what: str) -> str | None:
+        async def _find(self, path: str, params: Any, matches: Any, *, what: str) -> str | None:
             return None
 
     spec = make(server, http).connection
@@ -208,6 +208,25 @@ async def test_duplicate_answer_is_success_with_the_existing_id(
     assert first == second
     data = await records(http, server)
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
+
+
+async def test_a_lookup_ignoring_its_filter_never_picks_someone_else(
+    server: BackgroundServer, http: httpx.AsyncClient
+) -> None:
+    """If Laura's search ignored `email`, the first row would be another person: rows are checked."""
+    class Sloppy(LauraConnector):
+        async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+            if method == "GET":
+                kwargs.pop("params", None)
+            return await super()._call(method, path, **kwargs)
+
+    await run(make(server, http).plan(application()), application())  # somebody is already in Laura
+    other = application()
+    other.candidate.email_address = "someone.else@example.org"
+    checkpoints, _ = await run(Sloppy(make(server, http).connection, http).plan(other), other)
+    data = await records(http, server)
+    assert len(data["candidates"]) == 2 and len(data["applications"]) == 2
+    assert checkpoints["candidate"] != str(data["candidates"][0]["id"])
 
 
 @pytest.mark.parametrize("path", ["/candidates$", "/applications$", "/stage$"])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -255,7 +256,7 @@ class OtysState:
     # -- sessions ---------------------------------------------------------------------------
 
     def login(self, key: Any) -> str:
-        if key != self.api_key:
+        if not isinstance(key, str) or not hmac.compare_digest(key.encode(), self.api_key.encode()):
             raise RpcError(E_INVALID_KEY, "Access denied; invalid API key")
         session = _uid()
         self.sessions[session] = {"calls": 0, "expired": False}
