@@ -666,8 +666,9 @@ class OtysConnector(Connector):
             key, uid = stage_field(application.application.stage_id)
             body[key] = {"uid": uid}
         portal = ctx.checkpoints.get("source")
-        if portal:
-            body["portalId"] = portal  # assumption: procedures take the portal like candidates
+        if portal and self.settings.get("procedure_portal", False):
+            # assumption, off by default: only candidates are documented to take portalId
+            body["portalId"] = portal
         body.update(self._source_tags(application))
         body.update(_remote_object(application, "procedure"))
         try:
@@ -706,7 +707,7 @@ class OtysConnector(Connector):
                     "fileSize": 1,
                     "typeId": 1,
                     "mimeType": 1,
-                    "procedureUid": 1,
+                    "applicationUid": 1,
                 },
                 "limit": 200,
                 "offset": 0,
@@ -784,7 +785,7 @@ class OtysConnector(Connector):
             "description": dedupe_marker(sha256),
         }
         if procedure_uid:
-            document["procedureUid"] = procedure_uid  # assumption: links the document to the procedure
+            document["applicationUid"] = procedure_uid  # documented as optional on AttachedDocumentsService.add
         try:
             return _uid(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"),
                         "document")
