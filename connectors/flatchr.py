@@ -61,6 +61,7 @@ from connectors.base import (
     TransientError,
     Warning_,
     attachment_step_name,
+    confined_url,
     error_for_response,
     error_for_transport,
 )
@@ -637,19 +638,7 @@ class FlatchrConnector(Connector):
     def passthrough_url(self, path: str) -> str:
         """`path` (``company/{id}/columns`` or ``/company/...``) joined to the API base, refusing
         anything that could leave it."""
-        if not isinstance(path, str) or not path or path.startswith("//") or urlsplit(path).scheme:
-            raise PermanentError("passthrough path must be relative to the API base (e.g. company/{id}/columns)")
-        path = path if path.startswith("/") else f"/{path}"
-        if "\\" in path or "://" in path or any(ord(c) < 0x21 for c in path):
-            raise PermanentError("passthrough path contains forbidden characters")
-        if any(seg in ("..", ".") for seg in path.split("?", 1)[0].split("/")) or "%2e" in path.lower():
-            raise PermanentError("passthrough path must not contain dot segments")
-        url = f"{self.api_base}{path}"
-        base, target = urlsplit(self.api_base), urlsplit(url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or \
-                not target.path.startswith(base.path.rstrip("/") + "/"):
-            raise PermanentError("passthrough path leaves the API base")
-        return url
+        return confined_url(self.api_base, path)
 
     async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
                           body: Any) -> PassthroughResult:

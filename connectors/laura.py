@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -36,6 +36,7 @@ from connectors.base import (
     TransientError,
     UnknownOutcome,
     Warning_,
+    confined_url,
     error_for_transport,
 )
 
@@ -597,7 +598,7 @@ class LauraConnector(Connector):
         method = method.upper()
         if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             raise PermanentError(f"passthrough method {method} is not allowed")
-        url = self.api_root + passthrough_path(path)
+        url = confined_url(self.api_root, path)
         kwargs: dict[str, Any] = {"params": dict(query or {}), "timeout": self.connection.timeout_s,
                                   "headers": LauraWire.headers(self.connection.credentials)}
         if body is not None:
@@ -612,18 +613,3 @@ class LauraConnector(Connector):
             content = response.text
         headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
         return PassthroughResult(status=response.status_code, headers=headers, body=content)
-
-
-def passthrough_path(path: str) -> str:
-    """A relative API path, or PermanentError: no scheme/host, no ``..``, no query or fragment
-    (the query goes apart), checked after percent-decoding so ``%2e%2e`` cannot slip through."""
-    decoded = unquote(unquote(path))
-    if "\\" in decoded or "?" in path or "#" in path or any(ord(ch) < 32 for ch in decoded):
-        raise PermanentError("passthrough path must be a plain relative API path")
-    split = urlsplit(decoded)
-    if split.scheme or split.netloc or decoded.startswith("//"):
-        raise PermanentError("passthrough path must be relative to the Laura API, not a URL")
-    segments = decoded.split("/")
-    if any(s in ("..", ".") for s in segments):
-        raise PermanentError("passthrough path must not contain '.' or '..' segments")
-    return "/" + path.lstrip("/")

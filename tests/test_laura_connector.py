@@ -30,8 +30,9 @@ from connectors.base import (
     StepContext,
     TransientError,
     UnknownOutcome,
+    confined_url,
 )
-from connectors.laura import LauraConnector, passthrough_path, validate_answers
+from connectors.laura import LauraConnector, validate_answers
 from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.laura import create_app
 
@@ -531,8 +532,11 @@ async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) ->
     ],
 )
 def test_passthrough_paths_stay_under_the_api(path: str) -> None:
+    """The one check every connector's passthrough uses (connectors.base.confined_url)."""
     with pytest.raises(PermanentError):
-        passthrough_path(path)
+        confined_url("https://acme.rekrytointi.com/api/v1.2", path)
+    assert confined_url("https://acme.rekrytointi.com/api/v1.2", "/jobs/12") == \
+        "https://acme.rekrytointi.com/api/v1.2/jobs/12"
 
 
 async def test_api_root(server: BackgroundServer, http: httpx.AsyncClient) -> None:
