@@ -31,8 +31,8 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
@@ -59,6 +59,7 @@ from connectors.base import (
 )
 
 DEFAULT_BASE_URL = "https://ows.otys.nl"
+T = TypeVar("T")
 SVC = "Otys.Services."
 SESSION_MESSAGES = ("please login again", "please login first")
 DEDUPE_MARKER = "applyrelay-sha256:"
@@ -273,41 +274,40 @@ class OtysConnector(Connector):
         except ValueError:
             raise UnknownOutcome(f"{what}: OTYS answered HTTP 200 without JSON") from None
 
-    async def call(self, method: str, *args: Any, what: str) -> Any:
-        """Call an OWS method with the session as first param; re-login once on session expiry
-        (the refused call was not applied, so repeating it is safe)."""
+    async def _with_session(self, attempt: Callable[[str, bool], Awaitable[T]], what: str) -> T:
+        """Run `attempt(session, last)`; when it raises _SessionRefused, log in again once and
+        repeat (the refused call was not applied, so repeating it is safe)."""
         stale: str | None = None
-        for attempt in (1, 2):
+        for last in (False, True):
             session = await self._login(stale) if stale else await self._ensure_session()
+            try:
+                return await attempt(session, last)
+            except _SessionRefused:
+                if last:
+                    raise AuthError(f"{what}: OTYS refused a fresh session") from None
+                stale = session
+        raise AssertionError("unreachable")
+
+    async def call(self, method: str, *args: Any, what: str) -> Any:
+        """Call an OWS method with the session as first param (re-login once on expiry)."""
+        async def attempt(session: str, _last: bool) -> Any:
             payload = {"jsonrpc": "2.0", "method": method, "params": [session, *args], "id": next(self._ids)}
             body = await self._post_json(payload, what=what)
             error = body.get("error") if isinstance(body, dict) else None
             if not error:
                 return body.get("result") if isinstance(body, dict) else None
-            exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
-            if isinstance(exc, _SessionRefused):
-                if attempt == 2:
-                    raise AuthError(f"{what}: OTYS refused a fresh session")
-                stale = session
-                continue
-            raise exc
-        raise AssertionError("unreachable")
+            raise classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
+
+        return await self._with_session(attempt, what)
 
     async def _upload(self, name: str, content_type: str, data: bytes, *, what: str) -> str:
         """fileService.php (multipart: ``file`` + ``sessionId``) → the file's ouid. Any refusal of
         the file itself is AttachmentRejected, so the engine completes the rest of the delivery."""
-        stale: str | None = None
-        for attempt in (1, 2):
-            session = await self._login(stale) if stale else await self._ensure_session()
+        async def attempt(session: str, _last: bool) -> str:
             try:
-                response = await self.request(
-                    "POST",
-                    self.file_url,
-                    what=what,
-                    expect=(200,),
-                    files={"file": (name, data, content_type)},
-                    data={"sessionId": session},
-                )
+                response = await self.request("POST", self.file_url, what=what, expect=(200,),
+                                              files={"file": (name, data, content_type)},
+                                              data={"sessionId": session})
             except (AuthError, TransientError):
                 raise
             except PermanentError as exc:  # 413 / 415 / 400 from the file endpoint
@@ -316,24 +316,17 @@ class OtysConnector(Connector):
             if isinstance(body, dict) and body.get("error"):
                 error = body["error"]
                 exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
-                if isinstance(exc, _SessionRefused):
-                    if attempt == 2:
-                        raise AuthError(f"{what}: OTYS refused a fresh session")
-                    stale = session
-                    continue
                 if isinstance(exc, PermanentError):
                     raise AttachmentRejected(exc.detail) from None
                 raise exc
-            first = (
-                next(iter(body.values()), None)
-                if isinstance(body, dict)
-                else (body[0] if isinstance(body, list) and body else None)
-            )
+            first = (next(iter(body.values()), None) if isinstance(body, dict)
+                     else (body[0] if isinstance(body, list) and body else None))
             ouid = first.get("ouid") if isinstance(first, dict) else None
             if not ouid:
                 raise UnknownOutcome(f"{what}: OTYS upload answer has no file id")
             return str(ouid)
-        raise AssertionError("unreachable")
+
+        return await self._with_session(attempt, what)
 
     async def close(self) -> None:
         if self._session is None:
@@ -944,27 +937,20 @@ class OtysConnector(Connector):
         params = body.get("params") or []
         if not isinstance(params, list):
             raise PermanentError("OTYS passthrough: params must be a list")
-        stale: str | None = None
-        for attempt in (1, 2):
-            session = await self._login(stale) if stale else await self._ensure_session()
-            envelope = {
-                "jsonrpc": "2.0",
-                "method": rpc_method,
-                "params": [session, *params],
-                "id": body.get("id", next(self._ids)),
-            }
+        async def attempt(session: str, last: bool) -> PassthroughResult:
+            envelope = {"jsonrpc": "2.0", "method": rpc_method, "params": [session, *params],
+                        "id": body.get("id", next(self._ids))}
             response = await self.request("POST", self.rpc_url, what="OTYS passthrough", expect=(200,), json=envelope)
             data = self._decode(response, "OTYS passthrough")
             error = data.get("error") if isinstance(data, dict) else None
             message = str((error or {}).get("message", "")).lower()
-            if error and any(m in message for m in SESSION_MESSAGES) and attempt == 1:
-                stale = session
-                continue
-            return PassthroughResult(
-                status=response.status_code, headers={"content-type": "application/json"}, body=data
-            )
-        raise AssertionError("unreachable")
+            if error and any(m in message for m in SESSION_MESSAGES) and not last:
+                raise _SessionRefused(message)
+            # the envelope goes back as it is, errors included (a second refusal too)
+            return PassthroughResult(status=response.status_code, headers={"content-type": "application/json"},
+                                     body=data)
 
+        return await self._with_session(attempt, "OTYS passthrough")
 
 def _uid(result: Any, what: str) -> str:
     """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
