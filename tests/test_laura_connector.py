@@ -4,7 +4,6 @@ attachments, stage moves, passthrough."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -34,24 +33,12 @@ from connectors.base import (
 )
 from connectors.laura import LauraConnector, validate_answers
 from connectors.sandbox.common import BackgroundServer
-from connectors.sandbox.laura import create_app
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and a tiny runner (what the engine does: skip checkpointed steps, store returned ids)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_app()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        await client.post(server.url + "/_sandbox/reset")
-        yield client
+EMULATOR = "laura"  # the `server` and `http` fixtures of conftest.py serve it
 
 
 def make(

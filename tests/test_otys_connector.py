@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -106,18 +105,7 @@ def application(
 # Fixtures and a tiny runner (what the engine does: core steps first, skip checkpointed steps)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_app()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        await client.post(server.url + "/_sandbox/reset")
-        yield client
+EMULATOR = "otys"  # the `server` and `http` fixtures of conftest.py serve it
 
 
 def make(
