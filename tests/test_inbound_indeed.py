@@ -184,7 +184,7 @@ def _without(path: str) -> dict[str, Any]:
     (indeed_payload(job={"jobId": "2003"}), 410, "job.jobId"),
     (indeed_payload(applicant={"fullName": "Ana", "email": "a@example.org", "resume": {"file": {
         "fileName": "cv.pdf", "contentType": "application/pdf", "data": base64.b64encode(EXE).decode()}}}),
-     422, "attachments[0]"),
+     422, "applicant.resume.file"),
     (indeed_payload(applicant={"fullName": "Ana", "email": "a@example.org", "resume": {"file": {
         "fileName": "cv.pdf", "data": "***not base64***"}}}), 422, "applicant.resume.file.data"),
     (indeed_payload(screenerQuestionsAndAnswers={"questionsAndAnswers": [{"question": {"id": "q"},

@@ -34,7 +34,6 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 from app.config import Connection
 from app.inbound.mapping import Draft, FileValue, check_file_size, split_name, truthy
 from app.intake import IntakeError
-from app.models import ApplicationIn
 
 MAX_FIELD_BYTES = 100_000  # one text field (an answer may be 20,000 characters of any script)
 MAX_FIELDS_BYTES = 1_000_000  # all text fields together
@@ -205,7 +204,8 @@ FILE_TYPES = {"resume": "CV", "cv": "CV", "cover_letter": "COVER_LETTER", "attac
               "attachments[]": "OTHER", "attachment": "OTHER"}
 
 
-def to_application(form: ParsedForm, connection: Connection, job_id: str) -> ApplicationIn:
+def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Draft:
+    """The draft application (`.build()` validates it, `.rename()` names refusals by form field)."""
     first, last = (form.value("first_name") or "").strip(), (form.value("last_name") or "").strip()
     if not (first and last) and (form.value("name") or "").strip():
         first, last = split_name(form.value("name") or "")
@@ -222,8 +222,8 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> App
         draft.gdpr_consent = {"given": True}
     letter = (form.value("cover_letter") or "").strip()
     if letter:
-        draft.attachments.append(("cover_letter.txt", "COVER_LETTER", "text/plain", letter.encode()))
-    answers: dict[str, list[str] | str | FileValue] = {}
+        draft.add_attachment("cover_letter.txt", "COVER_LETTER", "text/plain", letter.encode(), "cover_letter")
+    answers: dict[str, tuple[str, list[str] | str | FileValue]] = {}
     for name, values in form.fields.items():
         match = _QUESTION.match(name)
         if not match:
@@ -231,15 +231,15 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> App
         qid, several = match.group(1), bool(match.group(2))
         kept = [v for v in values if v != ""]
         if several and kept:
-            answers[qid] = kept
+            answers[qid] = (name, kept)
         elif kept:
-            answers[qid] = kept[0] if len(kept) == 1 else kept
+            answers[qid] = (name, kept[0] if len(kept) == 1 else kept)
     for name, parts in form.files.items():
         match = _QUESTION.match(name)
         if match and not match.group(2):
             part = parts[0]
             check_file_size(len(part.data), connection, name)
-            answers[match.group(1)] = FileValue(part.filename or "file", part.content_type, bytes(part.data))
+            answers[match.group(1)] = (name, FileValue(part.filename or "file", part.content_type, bytes(part.data)))
             continue
         kind = FILE_TYPES.get(name)
         if kind is None:
@@ -248,9 +248,9 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> App
             part_name = part.filename or {"CV": "resume", "COVER_LETTER": "cover_letter"}.get(kind, "attachment")
             data = bytes(part.data)
             part.data = bytearray()  # one copy of the file at a time
-            draft.attachments.append((part_name, kind, part.content_type, data))
-    for qid, value in answers.items():
+            draft.add_attachment(part_name, kind, part.content_type, data, name)
+    for qid, (name, value) in answers.items():
         if len(qid) > 200:
             raise IntakeError.invalid(f"question_{qid[:40]}…", "question id longer than 200 characters")
-        draft.answers.append((qid, value))
-    return draft.build()
+        draft.add_answer(qid, value, name)
+    return draft

@@ -36,7 +36,7 @@ from app.inbound.mapping import (
     split_name,
 )
 from app.intake import FieldError, IntakeError, decode_base64
-from app.models import ApplicationIn, Origin
+from app.models import Origin
 from connectors.base import Connector, Warning_
 
 SIGNATURE_HEADER = "x-indeed-signature"
@@ -276,7 +276,9 @@ FIELD_NAMES = {
 
 
 async def to_application(apply: IndeedApply, connection: Connection, connector: Connector, job_id: str
-                         ) -> tuple[ApplicationIn, Origin, list[Warning_]]:
+                         ) -> tuple[Draft, Origin, list[Warning_]]:
+    """The draft application (`.build()` validates it; `.rename()` names intake's refusals
+    in Indeed's terms), where it came from, and what could not be mapped."""
     notes: list[Warning_] = []
     applicant = apply.applicant
     assert applicant is not None
@@ -294,21 +296,22 @@ async def to_application(apply: IndeedApply, connection: Connection, connector: 
     if resume is not None and resume.file is not None and resume.file.data:
         value = _file("applicant.resume.file", resume.file.fileName, resume.file.contentType, resume.file.data,
                       connection)
-        draft.attachments.append((file_name(value, "resume", "applicant.resume.file"), "CV", value.content_type,
-                                  value.data))
+        draft.add_attachment(file_name(value, "resume", "applicant.resume.file"), "CV", value.content_type,
+                             value.data, "applicant.resume.file")
     elif resume is not None and (resume.text or resume.html or "").strip():
         text = resume.text if (resume.text or "").strip() else resume.html or ""
         name = "resume.txt" if (resume.text or "").strip() else "resume.html"
-        draft.attachments.append((name, "CV", "text/plain", text.encode()))
+        draft.add_attachment(name, "CV", "text/plain", text.encode(), "applicant.resume")
     if (applicant.coverletter or "").strip():
-        draft.attachments.append(("cover_letter.txt", "COVER_LETTER", "text/plain",
-                                  (applicant.coverletter or "").encode()))
+        draft.add_attachment("cover_letter.txt", "COVER_LETTER", "text/plain", (applicant.coverletter or "").encode(),
+                             "applicant.coverletter")
     explicit = connection.settings.get("indeed_questions") or {}
     mapper = QuestionMapper(explicit, lambda: connector.screening_questions(job_id), "Indeed")
     mapped = await mapper.map(board_answers(apply, connection), notes)
-    draft.answers = [(qid, _canonical_answer(value)) for qid, value in mapped]
+    for qid, value, path in mapped:
+        draft.add_answer(qid, _canonical_answer(value), path)
     origin = Origin(channel="indeed", received_at=time.time(), board="indeed", board_application_id=apply.id)
-    return draft.build(), origin, notes
+    return draft, origin, notes
 
 
 def _canonical_answer(value: Any) -> Any:

@@ -145,6 +145,23 @@ class Draft:
     attachments: list[tuple[str, str, str | None, bytes]] = field(default_factory=list)  # name, type, ctype, data
     source: dict[str, Any] | None = None
     gdpr_consent: dict[str, Any] | None = None
+    board_fields: dict[str, str] = field(default_factory=dict)  # canonical path → the board's field
+
+    def add_attachment(self, name: str, kind: str, content_type: str | None, data: bytes, board_field: str) -> None:
+        self.board_fields[f"attachments[{len(self.attachments)}]"] = board_field
+        self.attachments.append((name, kind, content_type, data))
+
+    def add_answer(self, question_id: str, value: Any, board_field: str) -> None:
+        self.board_fields[f"screening_question_answers[{len(self.answers)}]"] = board_field
+        self.answers.append((question_id, value))
+
+    def rename(self, exc: IntakeError) -> IntakeError:
+        """An intake refusal, with the fields named as the sender wrote them."""
+        names = {**self.field_names, **self.board_fields}
+        errors = [FieldError(_board_path(e.field, names), e.message) for e in exc.errors]
+        head, sep, rest = exc.detail.partition(": ")
+        detail = f"{_board_path(head, names)}{sep}{rest}" if sep else exc.detail
+        return IntakeError(exc.status, exc.title, detail, errors)
 
     def build(self) -> ApplicationIn:
         blobs: list[bytes] = []
@@ -280,8 +297,9 @@ class QuestionMapper:
                     return str(question["id"]), question
         return None, None
 
-    async def map(self, answers: Sequence[BoardAnswer], notes: list[Warning_]) -> list[tuple[str, Any]]:
-        mapped: list[tuple[str, Any]] = []
+    async def map(self, answers: Sequence[BoardAnswer], notes: list[Warning_]) -> list[tuple[str, Any, str]]:
+        """(ATS question id, value, the board's field path) for every answer that maps."""
+        mapped: list[tuple[str, Any, str]] = []
         seen: set[str] = set()
         for answer in answers:
             qid, question = await self.target(answer)
@@ -293,7 +311,7 @@ class QuestionMapper:
             if qid in seen:
                 continue
             seen.add(qid)
-            mapped.append((qid, option_value(answer.value, question)))
+            mapped.append((qid, option_value(answer.value, question), answer.path))
         return mapped
 
 

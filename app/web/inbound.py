@@ -15,13 +15,14 @@ from litestar.response import Redirect
 
 from app.config import Config, ConfigError, Connection
 from app.inbound import forms, indeed, webhooks
-from app.inbound.mapping import check_job, configured_secrets, matches_any, not_configured
-from app.intake import Intake, IntakeError, idempotency_hash
+from app.inbound.mapping import Draft, check_job, configured_secrets, matches_any, not_configured
+from app.intake import Accepted, Intake, IntakeError, idempotency_hash
 from app.models import Origin
 from app.runtime import Runtime
 from app.store import PREFIX
 from app.web.problems import problem
 from app.web.routes import accepted_response, idempotency_key
+from connectors.base import Warning_
 
 log = structlog.get_logger("applyrelay.inbound")
 FORM_OVERHEAD_BYTES = forms.MAX_FIELDS_BYTES + 1_000_000  # part headers and boundaries around the files
@@ -101,11 +102,21 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
     job_id, job_field = indeed.ats_job_id(apply, connection)
     connector = runtime.connectors.get(connection.id)
     await check_job(connector, connection, job_id, job_field)
-    application, origin, notes = await indeed.to_application(apply, connection, connector, job_id)
-    accepted = await intake.accept(application, origin, None, notes)
+    draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id)
+    accepted = await _accept(intake, draft, origin, None, notes)
     if not accepted.created:
         return _duplicate(accepted.delivery_id)
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
+
+
+async def _accept(intake: Intake, draft: Draft, origin: Origin, key: str | None,
+                  notes: list[Warning_] | None = None) -> Accepted:
+    """Validate and store; intake's refusals name the sender's own fields."""
+    application = draft.build()
+    try:
+        return await intake.accept(application, origin, key, notes)
+    except IntakeError as exc:
+        raise draft.rename(exc) from None
 
 
 def _idem_hash(connection_id: str, board_id: str) -> str:
@@ -184,9 +195,9 @@ async def _career_form(request: Request[Any, Any, Any], connection_id: str, job_
         raise IntakeError.invalid("job_id", "1 to 200 characters")
     connector = runtime.connectors.get(connection.id)
     await check_job(connector, connection, job_id, "job_id")
-    application = forms.to_application(form, connection, job_id)
+    draft = forms.to_application(form, connection, job_id)
     origin = Origin(channel="form", received_at=time.time(), board="career_site")
-    accepted = await intake.accept(application, origin, idempotency_key(request))
+    accepted = await _accept(intake, draft, origin, idempotency_key(request))
     return _form_success(connection, browser, accepted)
 
 
