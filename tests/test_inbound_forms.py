@@ -336,3 +336,25 @@ async def test_a_real_browser_posts_a_pdf_and_it_reaches_factorial(relay: Relay,
     [cv] = records["files"]
     assert cv["filename"] == "Zoë CV — 履歴書.pdf" and cv["sha256"] == hashlib.sha256(PDF_BYTES).hexdigest()
     assert records["applications"][0]["source_id"] == "4003"  # "Career site"
+
+
+async def test_names_are_kept_exactly_and_a_full_name_field_is_split(relay: Relay) -> None:
+    decomposed = "Zoe\u0301 Cv\u0327.pdf"  # NFD, as macOS browsers send it: not normalised on the way
+    response = await post_form(relay, fields(first_name=None, last_name=None, name="Ngũgĩ wa Thiong'o"),
+                               [("resume", (decomposed, PDF_BYTES, "application/pdf"))])
+    assert response.status_code == 202, response.text
+    application = await stored(relay, response.json()["id"])
+    assert (application.candidate.first_name, application.candidate.last_name) == ("Ngũgĩ", "wa Thiong'o")
+    assert application.attachments[0].name == decomposed
+
+
+def test_inbound_settings_are_checked_at_start() -> None:
+    from app.config import ConfigError, parse_config
+    from app.web.inbound import validate_settings
+
+    for bad in ({"indeed_jobs": "REQ-1"}, {"indeed_job_field": "jobKey"}, {"form_rate_limit": "ten"},
+                {"inbound_job_check": "no"}, {"form_thank_you_url": 3}):
+        table = {"connector": "factorial", "base_url": "http://127.0.0.1:1", "credentials_env": "K", **bad}
+        config = parse_config({"connections": {"acme": table}}, {"K": "k"})
+        with pytest.raises(ConfigError, match=f"connections.acme.{next(iter(bad))}"):
+            validate_settings(config)

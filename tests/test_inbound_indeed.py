@@ -242,3 +242,16 @@ async def test_too_large_is_a_413(relay: Relay) -> None:
     response = await post_indeed(relay, payload, connection="mapped")
     assert response.status_code == 413
     await assert_nothing_stored(relay)
+
+
+async def test_a_cv_above_the_default_body_limit_fits(relay: Relay) -> None:
+    """Litestar's default limit is 10 MB; a 9 MB CV in base64 is a 12 MB body (default here: 25 MB)."""
+    payload = indeed_payload(id="nine-mb")
+    payload["applicant"]["resume"]["file"]["data"] = base64.b64encode(
+        PDF_BYTES + b"0" * (9_000_000 - len(PDF_BYTES))).decode()
+    body = indeed_body(payload)
+    assert len(body) > 12_000_000
+    response = await post_indeed(relay, raw=body)
+    assert response.status_code == 202, response.text
+    cv = next(a for a in (await stored(relay, response.json()["id"])).attachments if a.type == "CV")
+    assert cv.size == 9_000_000

@@ -51,6 +51,8 @@ def validate_settings(config: Config) -> None:
         for key in TEXT_SETTINGS:
             if key in settings and not isinstance(settings[key], str):
                 raise ConfigError(f"{where}.{key}: must be a string")
+        if not isinstance(settings.get("inbound_job_check", True), bool):
+            raise ConfigError(f"{where}.inbound_job_check: must be true or false")
         if settings.get("indeed_job_field", "jobId") not in ("jobId", "jobMeta"):
             raise ConfigError(f"{where}.indeed_job_field: must be jobId or jobMeta")
 
