@@ -255,3 +255,31 @@ async def test_a_cv_above_the_default_body_limit_fits(relay: Relay) -> None:
     assert response.status_code == 202, response.text
     cv = next(a for a in (await stored(relay, response.json()["id"])).attachments if a.type == "CV")
     assert cv.size == 9_000_000
+
+
+async def test_open_jobs_are_remembered_missing_and_closed_ones_asked_again(relay: Relay) -> None:
+    from app.inbound.mapping import check_job
+    from app.intake import IntakeError
+
+    class Answers:
+        """A connector's job_status, counting how often the ATS is asked."""
+
+        def __init__(self, status: str) -> None:
+            self.status, self.calls = status, 0
+
+        async def job_status(self, job_id: str) -> str:
+            self.calls += 1
+            return self.status
+
+    connection = relay.settings.config.connections["acme"]
+    opened = Answers("open")
+    for _ in range(3):
+        await check_job(opened, connection, "cache-open", "job.jobId")
+    assert opened.calls == 1
+    for status, code in (("closed", 410), ("missing", 404)):
+        asked = Answers(status)
+        for _ in range(2):
+            with pytest.raises(IntakeError) as caught:
+                await check_job(asked, connection, f"cache-{status}", "job.jobId")
+            assert caught.value.status == code
+        assert asked.calls == 2

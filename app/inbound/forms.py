@@ -149,7 +149,7 @@ class MultipartStream:
         if not name:
             raise IntakeError(400, "Malformed form", "a form part has no name")
         content_type = self._headers.get("content-type")
-        self._part = Part(name=name, filename=filename, content_type=content_type)
+        self._part = Part(name=name[:256], filename=filename, content_type=content_type)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part

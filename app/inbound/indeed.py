@@ -284,7 +284,8 @@ async def to_application(apply: IndeedApply, connection: Connection, connector: 
     assert applicant is not None
     first, last = (applicant.firstName or "").strip(), (applicant.lastName or "").strip()
     if not first or not last:
-        full_first, full_last = split_name(applicant.fullName or first or last)
+        full = next((n for n in (applicant.fullName, f"{first} {last}") if n and n.strip()), "")
+        full_first, full_last = split_name(full)
         first, last = first or full_first, last or full_last
     candidate = {
         "first_name": first, "last_name": last, "email_address": (applicant.email or "").strip(),

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -226,17 +227,30 @@ def _board_path(path: str, names: Mapping[str, str]) -> str:
 # -- jobs ---------------------------------------------------------------------------------------
 
 
+JOB_OPEN_CACHE_S = 60.0
+_open_jobs: dict[tuple[str, str, str], float] = {}
+
+
 async def check_job(connector: Any, connection: Connection, job_id: str, field_path: str) -> None:
     """404 for a job the ATS does not have, 410 for a closed one — when the ATS answers within
     2 s; otherwise the application is accepted and the delivery finds out (never lose one to a
-    slow ATS). Off with `inbound_job_check = false`."""
+    slow ATS). An open job is remembered for a minute (one ATS read per job, not per
+    application); missing and closed ones are asked again. Off with `inbound_job_check = false`."""
     if connection.settings.get("inbound_job_check", True) is False:
+        return
+    key = (connection.base_url, connection.id, job_id)
+    now = time.monotonic()
+    if _open_jobs.get(key, 0.0) > now:
         return
     try:
         async with asyncio.timeout(ATS_READ_TIMEOUT_S):
             status = await connector.job_status(job_id)
     except (TimeoutError, ConnectorError):
         return
+    if status == "open":
+        if len(_open_jobs) > 10_000:
+            _open_jobs.clear()
+        _open_jobs[key] = now + JOB_OPEN_CACHE_S
     if status == "missing":
         raise IntakeError(404, "Unknown job", f"{field_path}: the job does not exist in the ATS",
                           [FieldError(field_path, "unknown job")])
