@@ -32,6 +32,7 @@ def relay(make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch)
         "acme": inbound_connection(factorial.url),
         "nosecret": inbound_connection(factorial.url, webhook_secret_env="TEST_UNSET_WEBHOOK"),
         "broken": inbound_connection(factorial.url, webhook_secret_env="TEST_BROKEN_WEBHOOK_SECRET"),
+        "small": inbound_connection(factorial.url, webhook_max_body_bytes=20_000, max_file_bytes=1_000),
     })
 
 
@@ -162,4 +163,15 @@ async def test_signed_but_invalid_is_refused_with_the_field(relay: Relay, docume
 async def test_signed_malformed_json_is_a_400(relay: Relay) -> None:
     body = b'{"candidate": '
     assert (await send(relay, body, webhook_headers(body))).status_code == 400
+    await assert_nothing_stored(relay)
+
+
+async def test_too_large_is_a_413(relay: Relay) -> None:
+    body = encode(canonical(connection_id="small"))  # the CV alone is over the 1 kB file limit
+    response = await send(relay, body, webhook_headers(body, msg_id="msg_file"), "small")
+    assert response.status_code == 413 and response.json()["errors"][0]["field"] == "attachments[0].data"
+    big = encode(canonical(connection_id="small", attachments=[
+        {"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES * 10)}]))
+    response = await send(relay, big, webhook_headers(big, msg_id="msg_body"), "small")
+    assert response.status_code == 413  # over the route's body limit, refused before parsing
     await assert_nothing_stored(relay)
