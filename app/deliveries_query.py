@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,11 +20,13 @@ from typing import Any
 from app.delivery import STATUSES, Delivery
 from app.store import (
     IX_ALL,
+    SERIES_STEP_S,
     DeliveryStore,
     connection_status_index,
     index_key,
     names_key,
     query_cache_key,
+    series_key,
     state_key,
     status_index,
 )
@@ -229,16 +232,30 @@ async def known_names(store: DeliveryStore, kind: str) -> list[str]:
 
 async def series(store: DeliveryStore, *, span_s: float, buckets: int, now: float | None = None
                  ) -> dict[str, Any]:
-    """Deliveries received, delivered and failed per time bucket (from the indexes' scores:
-    received by receipt time; delivered and failed by the time they reached that status)."""
+    """Deliveries received, delivered and dead-lettered per time bucket: received from the index
+    of receipt times; delivered and failed from the per-5-minute event counters (a failure that
+    was later retried still shows where it happened)."""
     now = now or time.time()
     step = span_s / buckets
-    start = now - span_s
+    end = math.ceil(now / SERIES_STEP_S) * SERIES_STEP_S
+    start = end - span_s
     edges = [start + i * step for i in range(buckets + 1)]
+    days = range(int(start // 86400), int(end // 86400) + 1)
     pipe = store.redis.pipeline(transaction=False)
-    for key in (IX_ALL, status_index("delivered"), status_index("failed")):
-        for i in range(buckets):
-            pipe.zcount(key, edges[i], f"({edges[i + 1]}" if i < buckets - 1 else edges[i + 1])
+    for i in range(buckets):
+        pipe.zcount(IX_ALL, edges[i], f"({edges[i + 1]}")
+    for event in ("delivered", "failed"):
+        for day in days:
+            pipe.hgetall(series_key(event, day))
     values = await pipe.execute()
-    return {"start": start, "step": step, "received": values[:buckets],
-            "delivered": values[buckets:2 * buckets], "failed": values[2 * buckets:]}
+    out: dict[str, Any] = {"start": start, "step": step, "received": values[:buckets]}
+    hashes = iter(values[buckets:])
+    for event in ("delivered", "failed"):
+        counts_ = [0] * buckets
+        for _ in days:
+            for field, value in next(hashes).items():
+                index = int((int(field) - start) // step)
+                if 0 <= index < buckets:
+                    counts_[index] += int(value)
+        out[event] = counts_
+    return out

@@ -13,6 +13,7 @@ Keys (prefix ``ar:``):
     ar:ix:cs:<conn>:<status>  deliveries per connection and status, scored by last update
     ar:ix:names:<kind>   the connection / channel / board values seen (for filter menus)
     ar:m:<metric>        metric counters (hashes), written in the same step as the change they count
+    ar:m:ts:<event>:<day> deliveries delivered / dead-lettered per 5 minutes (the dashboard's chart)
     ar:bulk:<id>         a bulk retry's progress (hash)
     ar:sess:<hash>       a dashboard session (hash)
     ar:lock:<id>         the lease of the worker running the delivery
@@ -139,6 +140,21 @@ def query_cache_key(digest: str) -> str:
     return f"{PREFIX}q:{digest}"
 
 
+SERIES_STEP_S = 300  # the chart's finest bucket
+SERIES_KEEP_DAYS = 8
+
+
+def series_key(event: str, day: int) -> str:
+    """Per-day hash: 5-minute bucket start (epoch s) → how many deliveries reached `event` then."""
+    return f"{PREFIX}m:ts:{event}:{day}"
+
+
+def _count_event(pipe: Any, event: str, at: float) -> None:
+    key = series_key(event, int(at // 86400))
+    pipe.hincrby(key, str(int(at // SERIES_STEP_S) * SERIES_STEP_S), 1)
+    pipe.expire(key, SERIES_KEEP_DAYS * 86400)
+
+
 def latency_bucket(seconds: float) -> str:
     for le in LATENCY_BUCKETS_S:
         if seconds <= le:
@@ -162,8 +178,10 @@ def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> 
         latency = max((delivery.delivered_at or delivery.updated_at) - delivery.created_at, 0.0)
         pipe.hincrby(metric_key("latency"), SEP.join((delivery.connector, latency_bucket(latency))), 1)
         pipe.hincrbyfloat(metric_key("latency"), SEP.join((delivery.connector, "sum")), latency)
+        _count_event(pipe, "delivered", delivery.updated_at)
     elif delivery.status == "failed":
         pipe.hincrby(metric_key("failed"), labels, 1)
+        _count_event(pipe, "failed", delivery.updated_at)
     elif delivery.status == "retry_scheduled":
         code = delivery.last_error.http_status if delivery.last_error else None
         pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, str(code or "none"))), 1)

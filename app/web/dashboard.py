@@ -45,7 +45,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-RANGES = {"1h": (3600, 30), "24h": (86400, 24), "7d": (7 * 86400, 28)}
+SHORT = {"queued": "queued", "delivering": "running", "retry_scheduled": "retry", "delivered": "delivered",
+         "failed": "failed", "paused": "paused"}
+RANGES = {"1h": (3600, 12), "24h": (86400, 24), "7d": (7 * 86400, 28)}
 
 read_guard = require_scope("read")
 retry_guard = require_scope("retry")
@@ -60,7 +62,7 @@ def _utc(ts: float | None) -> str:
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                           autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                          undefined=jinja2.StrictUndefined)
+                          undefined=jinja2.Undefined)
 _env.filters["utc"] = _utc
 
 
@@ -237,7 +239,7 @@ async def dashboard(request: Request[Any, Any, Any], cursor: str | None = None, 
         connectors=sorted({c.connector for c in runtime.config.connections.values()}),
         channels=await known_names(store, "channel"), boards=await known_names(store, "board"),
         chart=_chart(await series(store, span_s=RANGES[span][0], buckets=RANGES[span][1]), span),
-        ranges=list(RANGES), progress=progress, now=time.time(), **_chrome(request))
+        ranges=list(RANGES), progress=progress, short=SHORT, now=time.time(), **_chrome(request))
 
 
 @get("/dashboard/api/counts", guards=[read_guard])
