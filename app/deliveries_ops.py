@@ -134,6 +134,15 @@ _tasks: set[asyncio.Task[Any]] = set()
 
 async def start_bulk_retry(store: DeliveryStore, f: DeliveryFilter, actor: str) -> str:
     """Record the job and run it as a task of this process; returns its id at once."""
+    bulk_id = await create_bulk_retry(store, f, actor)
+    task = asyncio.create_task(run_bulk_retry(store, bulk_id, f))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return bulk_id
+
+
+async def create_bulk_retry(store: DeliveryStore, f: DeliveryFilter, actor: str) -> str:
+    """Record a bulk retry (progress, audit entry); `run_bulk_retry` does it."""
     bulk_id = "blk_" + secrets.token_hex(12)
     now = time.time()
     await store.redis.hset(bulk_key(bulk_id), mapping={
@@ -142,9 +151,6 @@ async def start_bulk_retry(store: DeliveryStore, f: DeliveryFilter, actor: str) 
     })
     await store.redis.expire(bulk_key(bulk_id), BULK_KEEP_S)
     await audit.record(store.redis, actor, "bulk_retry", bulk_id, {"filter": f.as_params()})
-    task = asyncio.create_task(run_bulk_retry(store, bulk_id, f))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
     return bulk_id
 
 
