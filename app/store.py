@@ -16,6 +16,7 @@ Keys (prefix ``ar:``):
     ar:m:ts:<event>:<day> deliveries delivered / dead-lettered per 5 minutes (the dashboard's chart)
     ar:bulk:<id>         a bulk retry's progress (hash)
     ar:sess:<hash>       a dashboard session (hash)
+    ar:login-fail:<ip>   failed dashboard logins from one client (a counter, 5 minutes)
     ar:lock:<id>         the lease of the worker running the delivery
     ar:paused:<conn>     a connection paused on auth failure
 and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
@@ -134,6 +135,10 @@ def bulk_key(bulk_id: str) -> str:
 
 def session_key(session_hash: str) -> str:
     return f"{PREFIX}sess:{session_hash}"
+
+
+def login_failures_key(client: str) -> str:
+    return f"{PREFIX}login-fail:{client}"
 
 
 def query_cache_key(digest: str) -> str:

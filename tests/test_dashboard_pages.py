@@ -160,3 +160,18 @@ async def test_logout_ends_the_session(relay: Relay) -> None:
     assert out.status_code == 303
     assert (await relay.client.get("/dashboard", headers=admin)).status_code == 303
     assert not await relay.redis.keys("ar:sess:*")
+
+
+async def test_repeated_wrong_tokens_are_slowed_down(relay: Relay) -> None:
+    page = await relay.client.get("/dashboard/login")
+    pre = _value(_set_cookies(page)["applyrelay_login_csrf"])
+    login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    statuses = []
+    for _ in range(21):
+        response = await relay.client.post("/dashboard/login", data={"token": "guess", "login_csrf": login_csrf},
+                                           headers={"cookie": f"applyrelay_login_csrf={pre}"})
+        statuses.append(response.status_code)
+    assert statuses[:20] == [401] * 20 and statuses[20] == 429
+    right = await relay.client.post("/dashboard/login", data={"token": ADMIN_TOKEN, "login_csrf": login_csrf},
+                                    headers={"cookie": f"applyrelay_login_csrf={pre}"})
+    assert right.status_code == 429  # blocked for the window, whatever the token

@@ -160,13 +160,21 @@ async def login(request: Request[Any, Any, Any]) -> Response[Any]:
     if not sessions.csrf_ok(request.cookies.get(sessions.LOGIN_CSRF_COOKIE), form.get("login_csrf")):
         return render("login.html", status_code=403, login_csrf="", next=next_path, user=None, scopes=[], csrf="",
                       error="The login form expired; reload the page and try again.")
+    redis = _runtime(request).redis
+    client = request.client.host if request.client else "?"
+    if await sessions.login_blocked(redis, client):
+        return render("login.html", status_code=429, login_csrf=request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""),
+                      next=next_path, user=None, scopes=[], csrf="",
+                      error="Too many failed logins from this address; wait a few minutes.")
     token = find_token(request.app.state.tokens, form.get("token", "").strip()) if form.get("token") else None
+    if token is None:
+        await sessions.login_failed(redis, client)
     if token is None or "read" not in token.scopes:
         csrf = request.cookies.get(sessions.LOGIN_CSRF_COOKIE, "")
         message = "Unknown token." if token is None else "This token lacks the read scope."
         return render("login.html", status_code=401, login_csrf=csrf, next=next_path, user=None, scopes=[], csrf="",
                       error=message)
-    session_id, _ = await sessions.create(_runtime(request).redis, token)
+    session_id, _ = await sessions.create(redis, token)
     cookies = [
         Cookie(key=sessions.COOKIE, value=session_id, path="/dashboard", httponly=True, secure=True,
                samesite="strict", max_age=sessions.SESSION_TTL_S),

@@ -14,12 +14,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from app.store import session_key
+from app.store import login_failures_key, session_key
 from app.tokens import ApiToken
 
 COOKIE = "applyrelay_session"
 LOGIN_CSRF_COOKIE = "applyrelay_login_csrf"
 SESSION_TTL_S = 8 * 3600
+MAX_LOGIN_FAILURES = 20  # per client address and LOGIN_FAILURE_WINDOW_S
+LOGIN_FAILURE_WINDOW_S = 300
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,16 @@ def csrf_ok(expected: str | None, presented: Any) -> bool:
     if not expected or not isinstance(presented, str) or not presented:
         return False
     return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+async def login_blocked(redis: Redis, client: str) -> bool:
+    raw = await redis.get(login_failures_key(client))
+    return raw is not None and int(raw) >= MAX_LOGIN_FAILURES
+
+
+async def login_failed(redis: Redis, client: str) -> None:
+    """Count a failed login; tokens are long random secrets, this only slows down a guesser."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.incr(login_failures_key(client))
+    pipe.expire(login_failures_key(client), LOGIN_FAILURE_WINDOW_S, nx=True)
+    await pipe.execute()
