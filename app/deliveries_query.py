@@ -32,6 +32,8 @@ from app.store import (
 )
 
 QUERY_CACHE_S = 30
+INTERSECT_MAX = 20_000  # intersect filter sets up to this size (Redis blocks ~2 ms per 1000 members)
+SCAN_MAX = 20_000  # rows one request may walk when the filter sets are all larger
 MAX_LIMIT = 500
 
 
@@ -130,9 +132,13 @@ class Page:
     next_cursor: str | None
 
 
-async def _source_key(store: DeliveryStore, f: DeliveryFilter, fresh: bool) -> str:
-    """The sorted set holding exactly the filtered deliveries, scored by receipt time. An
-    intersection is computed for a first page and reused by the next pages for a while."""
+async def _plan(store: DeliveryStore, f: DeliveryFilter, fresh: bool) -> tuple[str, list[str]]:
+    """Where to read and what to check: (a set scored by receipt time, sets each row must be in).
+
+    One filter: its own set. Several, when the smallest is small: their intersection (ZINTERSTORE
+    costs about the smallest set's size), computed for a first page and reused by the next pages
+    for a while. Several large ones: walk the smallest receipt-time set newest first and check
+    membership in the others (ZMSCORE) — never one long-blocking Redis command."""
     by_created = [index_key(kind, value) for kind, value in (
         ("connection", f.connection), ("connector", f.connector), ("channel", f.channel), ("board", f.board))
         if value]
@@ -140,9 +146,15 @@ async def _source_key(store: DeliveryStore, f: DeliveryFilter, fresh: bool) -> s
     if f.status:
         by_updated.append(connection_status_index(f.connection, f.status) if f.connection else status_index(f.status))
     if not by_updated and len(by_created) <= 1:
-        return by_created[0] if by_created else IX_ALL
-    scored = by_created[0] if by_created else IX_ALL
-    others = [*by_created[1:], *by_updated]
+        return (by_created[0] if by_created else IX_ALL), []
+    pipe = store.redis.pipeline(transaction=False)
+    for key in (*by_created, *by_updated):
+        pipe.zcard(key)
+    sizes = dict(zip((*by_created, *by_updated), await pipe.execute(), strict=True))
+    scored = min(by_created, key=lambda k: sizes[k]) if by_created else IX_ALL
+    others = [k for k in (*by_created, *by_updated) if k != scored]
+    if min(sizes.values()) > INTERSECT_MAX:
+        return scored, others
     digest = hashlib.sha256("\0".join([scored, *others]).encode()).hexdigest()[:32]
     key = query_cache_key(digest)
     if fresh or not await store.redis.exists(key):
@@ -150,37 +162,64 @@ async def _source_key(store: DeliveryStore, f: DeliveryFilter, fresh: bool) -> s
         pipe.zinterstore(key, {scored: 1, **{k: 0 for k in others}}, aggregate="SUM")
         pipe.expire(key, QUERY_CACHE_S)
         await pipe.execute()
-    return key
+    return key, []
 
 
 async def find(store: DeliveryStore, f: DeliveryFilter, *, limit: int = 50, cursor: str | None = None) -> Page:
-    """One page of deliveries matching `f`, newest received first."""
+    """One page of deliveries matching `f`, newest received first. A page may be short (rows that
+    changed status meanwhile, or a membership walk that hit its bound); `next_cursor` is None only
+    at the end."""
     limit = max(1, min(limit, MAX_LIMIT))
     if f.q:
         return await _search(store, f, limit)
-    key = await _source_key(store, f, fresh=cursor is None)
+    key, check = await _plan(store, f, fresh=cursor is None)
     low = f.received_from if f.received_from is not None else "-inf"
     high: float | str = f.received_to if f.received_to is not None else "+inf"
     after: tuple[float, str] | None = decode_cursor(cursor) if cursor else None
     if after is not None:
         high = after[0] if high == "+inf" else min(float(high), after[0])
     rows: list[tuple[str, float]] = []
-    offset = 0
+    offset = scanned = 0
+    last: tuple[str, float] | None = None
+    exhausted = False
+    chunk = limit + 1 if not check else max(limit * 4, 200)
     while len(rows) <= limit:
-        batch = await store.redis.zrevrangebyscore(key, high, low, start=offset, num=limit + 1, withscores=True)
+        if check and scanned >= SCAN_MAX:
+            break
+        batch = await store.redis.zrevrangebyscore(key, high, low, start=offset, num=chunk, withscores=True)
         if not batch:
+            exhausted = True
             break
         offset += len(batch)
+        candidates = []
         for member, score in batch:
             delivery_id = member.decode()
             # equal scores come in descending id order: skip up to and including the cursor's row
             if after is not None and score == after[0] and delivery_id >= after[1]:
                 continue
-            rows.append((delivery_id, score))
+            candidates.append((delivery_id, score))
+        if check and candidates:
+            pipe = store.redis.pipeline(transaction=False)
+            for other in check:
+                pipe.zmscore(other, [i for i, _ in candidates])
+            memberships = await pipe.execute()
+            candidates = [row for n, row in enumerate(candidates) if all(m[n] is not None for m in memberships)]
+            scanned += len(batch)
+        for row in candidates:
+            rows.append(row)
+            if len(rows) > limit:
+                break
+        if batch:
+            last = (batch[-1][0].decode(), batch[-1][1])
     page, more = rows[:limit], len(rows) > limit
     # a delivery may have changed status since the intersection was made: show what matches now
     deliveries = [d for d in await store.get_many([i for i, _ in page]) if f.matches(d)]
-    next_cursor = encode_cursor(page[-1][1], page[-1][0]) if more and page else None
+    if more and page:
+        next_cursor = encode_cursor(page[-1][1], page[-1][0])
+    elif not exhausted and check and last is not None and len(rows) <= limit and scanned >= SCAN_MAX:
+        next_cursor = encode_cursor(last[1], last[0])  # the walk's bound: go on from where it stopped
+    else:
+        next_cursor = None
     return Page(deliveries, next_cursor)
 
 

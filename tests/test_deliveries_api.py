@@ -322,3 +322,39 @@ async def test_ready_needs_a_fresh_worker_heartbeat(relay: Relay) -> None:
         assert time.monotonic() < deadline, "the worker's heartbeat never made /ready pass"
         await asyncio.sleep(0.05)
     assert (await relay.client.get("/health")).status_code == 200
+
+
+@pytest.mark.parametrize(("intersect_max", "scan_max"), [(0, 20_000), (0, 3)])
+async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkeypatch: pytest.MonkeyPatch,
+                                                            intersect_max: int, scan_max: int) -> None:
+    """Past INTERSECT_MAX the query walks the smallest set and checks the others; bounded walks
+    return short pages with a cursor, and the pages still add up to exactly the matches."""
+    from redis.asyncio import Redis
+
+    from app import deliveries_query
+    from app.store import DeliveryStore
+
+    acme = [await post(relay, n) for n in range(5)]
+    beta = [await post(relay, 10 + n, "beta") for n in range(4)]
+    board = await accept_from_board(relay, 30, connection="beta")
+    monkeypatch.setattr(deliveries_query, "INTERSECT_MAX", intersect_max)
+    monkeypatch.setattr(deliveries_query, "SCAN_MAX", scan_max)
+    redis = Redis.from_url(relay.redis_url)
+    store = DeliveryStore(redis)
+    try:
+        for params, expected in (({"status": "queued", "connection": "beta"}, [board, *reversed(beta)]),
+                                 ({"status": "queued", "channel": "api"}, [*reversed(beta), *reversed(acme)]),
+                                 ({"connection": "beta", "channel": "api"}, list(reversed(beta))),
+                                 ({"status": "failed", "channel": "api"}, [])):
+            f = deliveries_query.build_filter(params)
+            seen: list[str] = []
+            cursor = None
+            for _ in range(50):
+                page = await deliveries_query.find(store, f, limit=2, cursor=cursor)
+                seen += [d.id for d in page.deliveries]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == expected, params
+    finally:
+        await redis.aclose()
