@@ -38,6 +38,7 @@ from app.web.problems import problem
 
 HERE = Path(__file__).parent
 STATIC = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+STATIC_BYTES = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -355,7 +356,7 @@ async def purge_action(request: Request[Any, Any, Any], delivery_id: str) -> Res
 async def static(name: str) -> Response[Any]:
     if name not in STATIC:
         return problem(404, "Not found", "no such file")
-    return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+    return Response(STATIC_BYTES[name], media_type=STATIC[name],
                     headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
 
 
