@@ -84,6 +84,7 @@ class Delivery(Struct, omit_defaults=True):
     last_error: ErrorInfo | None = None
     attempts: list[Attempt] = []
     files_purged: bool = False
+    keep_files_until: float | None = None  # signed links were handed out: keep the bytes until then
     payload_purged: bool = False
     version: int = 0
 
