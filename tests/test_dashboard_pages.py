@@ -175,3 +175,12 @@ async def test_repeated_wrong_tokens_are_slowed_down(relay: Relay) -> None:
     right = await relay.client.post("/dashboard/login", data={"token": ADMIN_TOKEN, "login_csrf": login_csrf},
                                     headers={"cookie": f"applyrelay_login_csrf={pre}"})
     assert right.status_code == 429  # blocked for the window, whatever the token
+
+
+async def test_chart_ranges_keep_the_filters(relay: Relay) -> None:
+    await post(relay, 1)
+    admin, _ = await login(relay)
+    for span in ("1h", "24h", "7d"):
+        page = await relay.client.get("/dashboard", params={"range": span, "connection": "acme"}, headers=admin)
+        assert page.status_code == 200 and "received 1" in page.text
+        assert 'href="/dashboard?connection=acme&amp;range=7d"' in page.text

@@ -248,7 +248,8 @@ async def dashboard(request: Request[Any, Any, Any], cursor: str | None = None, 
         connectors=sorted({c.connector for c in runtime.config.connections.values()}),
         channels=await known_names(store, "channel"), boards=await known_names(store, "board"),
         chart=_chart(await series(store, span_s=RANGES[span][0], buckets=RANGES[span][1]), span),
-        ranges=list(RANGES), progress=progress, short=SHORT, now=time.time(), **_chrome(request))
+        ranges={r: "/dashboard?" + urlencode({**{k: v for k, v in current.items() if v}, "range": r}) for r in RANGES},
+        progress=progress, short=SHORT, now=time.time(), **_chrome(request))
 
 
 @get("/dashboard/api/counts", guards=[read_guard])
