@@ -173,6 +173,13 @@ def _index_values(delivery: Delivery) -> list[tuple[str, str]]:
     return [(kind, value) for kind, value in values.items() if value]
 
 
+def secondary_index_keys(delivery: Delivery) -> list[str]:
+    """Every list index a delivery can be in (for whoever deletes a delivery for good)."""
+    return [IX_ALL, *(status_index(s) for s in STATUSES),
+            *(connection_status_index(delivery.connection_id, s) for s in STATUSES),
+            *(index_key(kind, value) for kind, value in _index_values(delivery))]
+
+
 def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> None:
     """Count what a status change means for the metrics, in the same transaction as the change."""
     if previous == delivery.status:
@@ -311,6 +318,13 @@ class DeliveryStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
+        await pipe.execute()
+
+    async def unindex(self, delivery: Delivery) -> None:
+        """Take a delivery out of every list index (a retention or erasure job deleting it)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for key in secondary_index_keys(delivery):
+            pipe.zrem(key, delivery.id)
         await pipe.execute()
 
     async def drop_files(self, delivery: Delivery, count: int) -> None:

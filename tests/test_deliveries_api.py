@@ -358,3 +358,23 @@ async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkey
             assert seen == expected, params
     finally:
         await redis.aclose()
+
+
+async def test_unindex_takes_a_delivery_out_of_every_list(relay: Relay) -> None:
+    from redis.asyncio import Redis
+
+    from app.store import DeliveryStore, secondary_index_keys
+
+    board = await accept_from_board(relay, 1, board_application_id="IND-9")
+    redis = Redis.from_url(relay.redis_url)
+    try:
+        store = DeliveryStore(redis)
+        delivery = await store.get(board)
+        assert delivery is not None
+        await store.unindex(delivery)
+        for key in secondary_index_keys(delivery):
+            assert await redis.zscore(key, board) is None, key
+    finally:
+        await redis.aclose()
+    for params in ({}, {"status": "queued"}, {"connection": "acme"}, {"channel": "indeed"}, {"q": "IND-9"}):
+        assert board not in await ids_of(relay, **params)
