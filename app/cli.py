@@ -110,7 +110,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
 
 # Feature command modules, each with `register(subparsers)`; one line per feature.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["app.cli_deliveries"]
 
 
 def build_parser() -> argparse.ArgumentParser:
