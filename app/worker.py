@@ -19,6 +19,7 @@ from arq.worker import func
 
 from app import queue
 from app.engine import DeliveryEngine, EngineDeps
+from app.limits import ConnectionLimiter
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -44,6 +45,7 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
         run_budget_s=settings.run_budget_s,
         lease_s=settings.lease_s,
         keep_files_after_delivery=settings.keep_files_after_delivery,
+        limiter=ConnectionLimiter(runtime.redis, settings.lease_s),
     ))
 
 
