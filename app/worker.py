@@ -62,7 +62,9 @@ class WakeableWorker(Worker):
 
 
 # Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
-CRON_JOBS: list[str] = []
+CRON_JOBS: list[str] = [
+    "app.connection_status:cron_job",
+]
 
 
 def cron_jobs(settings: Settings) -> list[Any]:
