@@ -85,6 +85,7 @@ class Delivery(Struct, omit_defaults=True):
     attempts: list[Attempt] = []
     files_purged: bool = False
     payload_purged: bool = False
+    remote_status: dict[str, Any] | None = None  # the application's stage/outcome in the ATS (status sync)
     version: int = 0
 
     def add_warning(self, code: str, message: str) -> None:

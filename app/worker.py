@@ -64,6 +64,8 @@ class WakeableWorker(Worker):
 # Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
 CRON_JOBS: list[str] = [
     "app.connection_status:cron_job",
+    "app.status_sync:cron_job",
+    "app.status_callbacks:cron_job",
 ]
 
 
