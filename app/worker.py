@@ -14,10 +14,12 @@ from typing import Any
 
 import structlog
 from arq import Worker
-from arq.connections import RedisSettings
 from arq.worker import func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import queue
+from app import queue, redis_conn
 from app.engine import DeliveryEngine, EngineDeps
 from app.limits import ConnectionLimiter
 from app.runtime import Runtime
@@ -53,11 +55,18 @@ class WakeableWorker(Worker):
     """arq's Worker, woken by intake instead of polling every `poll_delay`."""
 
     async def _poll_iteration(self) -> None:
-        await super()._poll_iteration()
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError) as exc:
+            # Redis restarting or a Sentinel failover: keep polling (the pool finds the new master)
+            # instead of letting arq's main loop end on the first failed poll.
+            log.warning("worker.redis_unavailable", error_type=type(exc).__name__)
+            await asyncio.sleep(1)
+            return
         if not self.burst and self.job_counter < self.max_jobs:
             try:
                 await self.pool.blpop([queue.WAKE_KEY], timeout=self.poll_delay_s)
-            except (TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError, RedisConnectionError, RedisTimeoutError, ReadOnlyError):
                 await asyncio.sleep(self.poll_delay_s)
 
 
@@ -88,10 +97,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         if runtime is None and "runtime" in ctx:
             await ctx["runtime"].close()
 
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    redis_settings.retry_on_timeout = True
-    redis_settings.conn_retries = 30
-    redis_settings.conn_retry_delay = 1
+    redis_settings = redis_conn.arq_settings(settings.redis_url)  # REDIS_URL, or Sentinel
     return WakeableWorker(
         functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
                         timeout=settings.job_timeout_s)],
