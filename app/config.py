@@ -234,12 +234,14 @@ def demo_config(env: Mapping[str, str] | None = None) -> Config:
         "APPLYRELAY_SANDBOX_LAURA_KEY": DEMO_SANDBOX_KEY,
     }
     ports = {"factorial": 8091, "flatchr": 8092, "otys": 8093, "laura": 8094}
+    settings: dict[str, dict[str, Any]] = {"flatchr": {"company_id": "Wy3EOp2NP3p1KMq8", "offerer_id": 75}}
     data = {
         "connections": {
             f"{name}-sandbox": {
                 "connector": name,
                 "base_url": env.get(f"APPLYRELAY_SANDBOX_{name.upper()}_URL", f"http://127.0.0.1:{port}"),
                 "credentials_env": f"APPLYRELAY_SANDBOX_{name.upper()}_KEY",
+                **settings.get(name, {}),
             }
             for name, port in ports.items()
         }

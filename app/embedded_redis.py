@@ -32,7 +32,7 @@ def free_port() -> int:
 
 class EmbeddedRedis:
     def __init__(self, data_dir: str | Path, *, port: int | None = None, appendfsync: str = "everysec") -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()  # redis-server chdirs into --dir first
         self.port = port or free_port()
         self.password = secrets.token_hex(16)
         self.appendfsync = appendfsync

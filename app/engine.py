@@ -80,6 +80,7 @@ class EngineDeps:
     lease_s: float = 50.0
     keep_files_after_delivery: bool = False
     limiter: ConnectionLimiter | None = None  # per-connection concurrency / rate (app/limits.py)
+    file_links: Callable[[str, int, float], str] | None = None  # (delivery, index, expiry) → URL
 
 
 @dataclass
@@ -115,8 +116,8 @@ class DeliveryEngine:
             delivery = await store.get(delivery_id)
             if delivery is None:
                 return "missing"
-            if job_id is not None and delivery.job is not None and job_id != delivery.job:
-                return "stale"
+            if job_id is not None and job_id != delivery.job:
+                return "stale"  # superseded by a newer run (operator retry, resume), or finished
             if delivery.status in TERMINAL:
                 return delivery.status
             return await self._run(delivery, job_try)
@@ -182,6 +183,7 @@ class DeliveryEngine:
             application=application,
             checkpoints=delivery.checkpoints,
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
+            file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
         run = _RunState(started=now, done_before=len(delivery.checkpoints))
         try:
@@ -193,6 +195,13 @@ class DeliveryEngine:
             for warning in ctx.warnings:
                 delivery.add_warning(warning.code, warning.message)
         return await self._finish(delivery, outcome, run, connection.retry)
+
+    def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:
+        if self.deps.file_links is None:
+            return None
+        expires_at = self.deps.clock() + ttl_s
+        delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
+        return self.deps.file_links(delivery.id, ref.index, expires_at)
 
     async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None]:
         raw = await self.deps.store.load_payload(delivery.id)
@@ -301,7 +310,8 @@ class DeliveryEngine:
         delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
         delivery.delivered_at, delivery.last_error = now, None
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
-        if not self.deps.keep_files_after_delivery and not delivery.files_purged:
+        links_live = (delivery.keep_files_until or 0) > now
+        if not self.deps.keep_files_after_delivery and not links_live and not delivery.files_purged:
             await self._drop_files(delivery)
         await self.deps.store.save(delivery, "delivering")
         log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,

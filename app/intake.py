@@ -8,6 +8,7 @@ types, sizes, URLs, what the target connection can take), applies the idempotenc
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -33,7 +34,9 @@ from app.models import (
     stored_encoder,
 )
 from app.store import DeliveryStore, new_delivery_id
-from connectors.base import Connector
+from connectors.base import Connector, ConnectorError
+
+ANSWER_CHECK_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -204,13 +207,23 @@ class Intake:
                               [FieldError("connection_id", "unknown connection")])
         return connection
 
+    @staticmethod
+    async def _check_answers(checker: Connector, stored: StoredApplication) -> list[str]:
+        """Answers against the job's questions, when the ATS answers fast; otherwise accepted and
+        checked again at delivery (intake never waits on a slow ATS)."""
+        try:
+            async with asyncio.timeout(ANSWER_CHECK_TIMEOUT_S):
+                return await checker.check_answers(stored)
+        except (TimeoutError, ConnectorError):
+            return []
+
     async def accept(self, app: ApplicationIn, origin: Origin, idempotency_key: str | None = None) -> Accepted:
         connection = self.connection(app.connection_id)
         stored, blobs = build_stored(app, connection, origin)
         checker = self.checker_for(connection.id)
         errors, warnings = checker.check(stored)
         if not errors:
-            errors = await checker.check_answers(stored)
+            errors = await self._check_answers(checker, stored)
         if errors:
             raise IntakeError(422, "Not accepted by the target ATS", "; ".join(errors),
                               [FieldError(e.split(":")[0], e) for e in errors])

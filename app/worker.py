@@ -10,29 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
-from arq import Worker
+from arq import Retry, Worker
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import queue, redis_conn
+from app import file_links, queue, redis_conn
 from app.engine import DeliveryEngine, EngineDeps
 from app.limits import ConnectionLimiter
 from app.runtime import Runtime
 from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.worker")
+BUSY_RETRY_S = 5
 
 
 async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     engine: DeliveryEngine = ctx["engine"]
     structlog.contextvars.bind_contextvars(delivery_id=delivery_id, job_try=ctx.get("job_try", 1))
     try:
-        return await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+        outcome = await engine.run(delivery_id, job_id=ctx.get("job_id"), job_try=ctx.get("job_try", 1))
+        if outcome == "busy":  # another run holds the lease: come back rather than drop this job
+            raise Retry(defer=BUSY_RETRY_S)
+        return outcome
     finally:
         structlog.contextvars.clear_contextvars()
 
@@ -48,7 +53,18 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
         lease_s=settings.lease_s,
         keep_files_after_delivery=settings.keep_files_after_delivery,
         limiter=ConnectionLimiter(runtime.redis, settings.lease_s),
+        file_links=_file_links(settings),
     ))
+
+
+def _file_links(settings: Settings) -> Callable[[str, int, float], str] | None:
+    public_url, secret = settings.public_url, settings.link_secret
+    if not public_url or not secret:
+        return None
+
+    def link(delivery_id: str, index: int, expires_at: float) -> str:
+        return f"{public_url.rstrip('/')}/v1/files/{file_links.sign(secret, delivery_id, index, expires_at)}"
+    return link
 
 
 class WakeableWorker(Worker):

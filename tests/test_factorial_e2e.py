@@ -97,7 +97,8 @@ async def test_same_idempotency_key_five_times_gives_one_delivery(relay: Relay, 
 
 async def test_without_key_the_same_candidate_and_job_is_one_delivery(relay: Relay) -> None:
     first = await relay.post(application())
-    second = await relay.post(application(candidate={**application()["candidate"], "email_address": "ZOE.VDB@example.org"}))
+    shouting = {**application()["candidate"], "email_address": "ZOE.VDB@example.org"}
+    second = await relay.post(application(candidate=shouting))
     assert first.json()["id"] == second.json()["id"]
 
 
@@ -107,7 +108,8 @@ async def test_transient_failures_then_retry_after_follow_the_policy(relay: Rela
     delivery_id = (await relay.post(application(attachments=[], screening_question_answers=[]))).json()["id"]
     expected = [(15, "schedule"), (60, "schedule"), (300, "schedule"), (7200, "Retry-After")]
     for attempt, (base, reason) in enumerate(expected, start=1):
-        record = await relay.wait_for(delivery_id, "retry_scheduled", until=lambda r, n=attempt: r["failed_attempts"] == n)
+        record = await relay.wait_for(delivery_id, "retry_scheduled",
+                                      until=lambda r, n=attempt: r["failed_attempts"] == n)
         scheduled = [a for a in record["attempts"] if a["outcome"] == "transient"]
         assert len(scheduled) == attempt
         last = scheduled[-1]
@@ -209,3 +211,34 @@ async def test_wrong_api_key_pauses_the_connection_without_spending_attempts(
     record = await relay.wait_for(delivery_id, "paused")
     assert record["failed_attempts"] == 0 and record["last_error"]["http_status"] == 401
     assert await relay.redis.get("ar:paused:acme")
+
+
+async def test_legacy_cv_part_upload(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="legacy_cv_part")})
+    await relay.start_worker()
+    delivery_id = (await relay.post(application())).json()["id"]
+    await relay.wait_for(delivery_id, "delivered")
+    [file] = factorial.records()["files"]
+    assert file["via"] == "legacy_cv" and file["sha256"] == hashlib.sha256(PDF_BYTES).hexdigest()
+    [app] = factorial.records()["applications"]
+    assert app["cv"]["byte_size"] == len(PDF_BYTES)
+
+
+async def test_cv_as_a_signed_link_in_the_cover_letter(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=2)},
+                       link_secret="link-secret-for-tests", public_url="http://relay.example")
+    await relay.start_worker()
+    delivery_id = (await relay.post(application())).json()["id"]
+    record = await relay.wait_for(delivery_id, "delivered")
+    assert factorial.records()["files"] == []  # nothing uploaded: the CV is a link
+    [app] = factorial.records()["applications"]
+    url = app["cover_letter"].split(": ", 1)[1].split()[0]
+    assert url.startswith("http://relay.example/v1/files/") and "valid for 2 days" in app["cover_letter"]
+    assert record["files_purged"] is False  # kept while the link lives
+    path = url.removeprefix("http://relay.example")
+    download = await relay.client.get(path)  # the token is the credential
+    assert download.status_code == 200 and download.content == PDF_BYTES
+    assert download.headers["content-type"] == "application/pdf"
+    assert "Zo%C3%AB%20CV.pdf" in download.headers["content-disposition"]
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    assert (await relay.client.get(tampered)).status_code == 404

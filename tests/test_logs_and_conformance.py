@@ -178,7 +178,8 @@ async def test_emulator_list_and_error_answers_match_openapi(openapi: OpenAPI, f
         page = (await http.get("/api/2026-07-01/resources/ats/application_phases?limit=2")).json()
         assert page["meta"]["has_next_page"] and len(page["data"]) == 2
         after = page["meta"]["end_cursor"]
-        following = (await http.get(f"/api/2026-07-01/resources/ats/application_phases?limit=2&after_id={after}")).json()
+        path = f"/api/2026-07-01/resources/ats/application_phases?limit=2&after_id={after}"
+        following = (await http.get(path)).json()
         assert following["data"][0]["id"] != page["data"][-1]["id"]
 
 

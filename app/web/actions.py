@@ -26,6 +26,7 @@ from connectors.base import (
     ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
     ACTION_MOVE_APPLICATION_TO_STAGE,
     ConnectorError,
+    TransientError,
 )
 
 RemoteId = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -35,9 +36,16 @@ class AddAttachment(msgspec.Struct, forbid_unknown_fields=True):
     attachment: AttachmentIn
 
 
+class ResultAttribute(msgspec.Struct, forbid_unknown_fields=True):
+    key: Annotated[str, Meta(min_length=1, max_length=100)]
+    value: Annotated[str, Meta(max_length=2000)]
+
+
 class ResultLinkDetails(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Kombo's result-link details: a field-name prefix and key/value attributes."""
+
     custom_field_name_prefix: Annotated[str, Meta(max_length=100)] | None = None
-    attributes: dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=2000)]] = {}
+    attributes: Annotated[list[ResultAttribute], Meta(max_length=50)] = []
 
 
 class AddResultLink(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -227,6 +235,9 @@ async def list_candidate_attachments(request: Request[Any, Any, Any], connection
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
     try:
         files = await runtime.connectors.get(connection_id).candidate_attachments(candidate_id)
+    except TransientError as exc:
+        return problem(503, "The ATS is unavailable", exc.detail,
+                       headers={"Retry-After": str(int(exc.retry_after or 30))})
     except ConnectorError as exc:
         status = exc.status if exc.status in (404, 422) else 502
         return problem(status, "The ATS refused", exc.detail)

@@ -1,0 +1,677 @@
+"""Flatchr connector: one create call carries the candidate, the application, the answers and the CV.
+
+Flatchr's write path (developers.flatchr.io, "Créer un candidat") is a single
+``POST https://careers.flatchr.io/vacancy/candidate/json`` keyed by the vacancy *slug*, with the API
+key both as ``Authorization: Bearer`` and as ``token`` in the body. It answers
+``{"response": "applicant created"}`` without an id, so the applicant id is read back with
+``POST https://api.flatchr.io/company/{companyId}/search/applicants`` (email + vacancy), which is
+also the find-before-create lookup that makes re-runs safe.
+
+Steps (checkpoint names are stable):
+
+    source       which source this origin writes: "offerer_id:<n>", "source_id:<id>" or "none"
+    candidate    find the applicant by (email, vacancy) or create it, CV and answers included
+    application  the same applicant id (Flatchr's applicant is both the candidate-on-a-job and
+                 the application)
+    attachment:<sha256>  (non-core) confirms the one CV, sent inline by the create call
+
+Only one file is accepted per application: the first attachment of type CV; every other file and
+every FILE answer is reported as a warning (at intake and on the delivery), never dropped quietly.
+
+Connection settings (extra TOML keys of the connection):
+
+    company_id        Flatchr company key (required; Settings > Advanced > API)
+    careers_base_url  host of the create route; default derived from base_url
+                      (https://api.flatchr.io -> https://careers.flatchr.io; anything else: base_url)
+    offerer_id        official Flatchr job board id (integer) written as `offerer_id`
+    source_id         default custom source id written as `source_id`
+    source_by_origin  table: origin key -> rule (see `resolve_source`)
+    require_cv        default true: Flatchr's create route requires a resume
+    max_cv_bytes      default 5_000_000: a larger CV is refused at intake
+    date_format       strftime format for DATE answers, default "%Y-%m-%d"
+
+`remote_fields.flatchr` in a request may set the create fields the unified model lacks:
+comment, urls, legalNewsletterPartners, user_id, response_text (others are warned about).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+import mimetypes
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from app.models import AttachmentRef, StoredAnswer, StoredApplication
+from connectors.base import (
+    Capabilities,
+    Connector,
+    PassthroughResult,
+    PermanentError,
+    Step,
+    StepContext,
+    TransientError,
+    Warning_,
+    attachment_step_name,
+    error_for_response,
+    error_for_transport,
+)
+
+PROD_API_HOST = "api.flatchr.io"
+CREATE_PATH = "/vacancy/candidate/json"
+DEFAULT_MAX_CV_BYTES = 5_000_000
+QUESTIONS_TTL_S = 300.0
+PASSTHROUGH_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Flatchr question `type` strings -> unified types. assumption: Flatchr does not document the
+# values `question.type` takes; these are the names its form builder shows, unknown ones -> TEXT.
+QUESTION_TYPES: dict[str, str] = {
+    "text": "TEXT", "textarea": "TEXT", "string": "TEXT", "email": "TEXT", "url": "TEXT",
+    "phone": "TEXT", "yesno": "BOOLEAN", "boolean": "BOOLEAN", "bool": "BOOLEAN",
+    "radio": "SINGLE_SELECT", "select": "SINGLE_SELECT", "list": "SINGLE_SELECT",
+    "dropdown": "SINGLE_SELECT", "checkbox": "MULTI_SELECT", "checkboxes": "MULTI_SELECT",
+    "multiselect": "MULTI_SELECT", "multiple": "MULTI_SELECT", "number": "NUMBER",
+    "integer": "NUMBER", "numeric": "NUMBER", "date": "DATE", "file": "FILE", "upload": "FILE",
+    "document": "FILE",
+}
+# Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
+REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
+TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
+FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
+
+
+class AnswerError(ValueError):
+    """An answer that cannot be encoded for its question; the message names no value."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers (unit-testable, no I/O)
+
+
+def question_options(question: Mapping[str, Any]) -> list[str]:
+    """Flatchr keeps options as one ";"-separated string."""
+    raw = question.get("options") or ""
+    if isinstance(raw, list):
+        return [str(o).strip() for o in raw if str(o).strip()]
+    return [o.strip() for o in str(raw).split(";") if o.strip()]
+
+
+def unified_type(question: Mapping[str, Any]) -> str:
+    return QUESTION_TYPES.get(str(question.get("type") or "").lower(), "TEXT")
+
+
+def boolean_labels(question: Mapping[str, Any], language: str) -> tuple[str, str]:
+    """(yes, no) as the vacancy spells them. With two options, the one that reads as yes (oui,
+    yes, true...) else the first (assumption); without options Oui/Non for French vacancies (the
+    docs' answer example is "Oui"), Yes/No otherwise."""
+    options = question_options(question)
+    if len(options) == 2:
+        first, second = options
+        if second.strip().lower() in TRUE_WORDS | {"vrai"} and first.strip().lower() not in TRUE_WORDS:
+            return second, first
+        return first, second
+    return ("Oui", "Non") if language.lower().startswith("fr") else ("Yes", "No")
+
+
+def _match_option(value: Any, options: list[str], qid: str) -> str:
+    text = str(value).strip()
+    if text in options:
+        return text
+    folded = {o.casefold(): o for o in options}
+    if text.casefold() in folded:
+        return folded[text.casefold()]
+    raise AnswerError(f"answer to question {qid} is not one of its options")
+
+
+def _as_bool(value: Any, qid: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise AnswerError(f"answer to question {qid} must be a boolean")
+
+
+def _as_number(value: Any, qid: str) -> str:
+    if isinstance(value, bool):
+        raise AnswerError(f"answer to question {qid} must be a number")
+    try:
+        number = float(str(value).replace(",", ".")) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise AnswerError(f"answer to question {qid} must be a number") from None
+    if not math.isfinite(number):
+        raise AnswerError(f"answer to question {qid} must be a finite number")
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _as_date(value: Any, qid: str, date_format: str) -> str:
+    try:
+        day = dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise AnswerError(f"answer to question {qid} must be an ISO date") from None
+    return day.strftime(date_format)
+
+
+def encode_answer(question: Mapping[str, Any], answer: Any, *, language: str,
+                  date_format: str = "%Y-%m-%d") -> str:
+    """One canonical answer -> Flatchr's `value` string, by the question's unified type.
+
+    TEXT as given; BOOLEAN as the vacancy's yes/no label; SINGLE_SELECT as the option text (option
+    ids are the option texts, see `FlatchrConnector.screening_questions`); MULTI_SELECT as option
+    texts joined with ";" (assumption: Flatchr stores multiple values ";"-separated, as it does
+    for `options` and multi-value tags); NUMBER as a plain decimal; DATE with `date_format`
+    (assumption: ISO, which is what an HTML date input on the career site posts)."""
+    qid = str(question.get("id"))
+    kind = unified_type(question)
+    if isinstance(answer, AttachmentRef) or kind == "FILE":
+        raise AnswerError(f"FILE answer to question {qid} is not supported on create")
+    options = question_options(question)
+    if kind == "BOOLEAN":
+        yes, no = boolean_labels(question, language)
+        return yes if _as_bool(answer, qid) else no
+    if kind == "SINGLE_SELECT":
+        if isinstance(answer, list):
+            if len(answer) != 1:
+                raise AnswerError(f"answer to question {qid} must be exactly one option")
+            answer = answer[0]
+        return _match_option(answer, options, qid)
+    if kind == "MULTI_SELECT":
+        values = answer if isinstance(answer, list) else [answer]
+        if not values:
+            raise AnswerError(f"answer to question {qid} must select at least one option")
+        return ";".join(_match_option(v, options, qid) for v in values)
+    if kind == "NUMBER":
+        return _as_number(answer, qid)
+    if kind == "DATE":
+        return _as_date(answer, qid, date_format)
+    if isinstance(answer, list):
+        return ", ".join(str(v) for v in answer)
+    if isinstance(answer, bool):
+        return "true" if answer else "false"
+    return str(answer)
+
+
+def origin_keys(application: StoredApplication) -> list[str]:
+    """Keys tried in `source_by_origin`, most specific first."""
+    origin = application.origin
+    keys = []
+    if origin.board:
+        keys += [f"{origin.channel}:{origin.board}", origin.board]
+    return [*keys, origin.channel, "default"]
+
+
+def _offerer(value: Any) -> int | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def resolve_source(settings: Mapping[str, Any], application: StoredApplication) -> tuple[str, str | None]:
+    """Which Flatchr source this application writes, as (marker, problem).
+
+    marker is "offerer_id:<n>" (an official Flatchr job board), "source_id:<id>" (a custom
+    source) or "none"; problem is a PII-free reason when a rule could not be honoured.
+
+    `source_by_origin` maps an origin key ("<channel>:<board>", "<board>", "<channel>" or
+    "default"; channel is api | indeed | webhook | form) to a rule:
+
+    * ``"offerer_id"``          the connection's `offerer_id`
+    * ``{offerer_id = 152}``    that job board
+    * ``"source_id"``           the request's `source.id`, else the connection's `source_id`
+    * ``{source_id = "x"}``     the request's `source.id`, else "x"
+    * ``"none"``                write no source
+
+    Without a matching rule: the request's `source.id`, else the connection's `source_id`, else
+    its `offerer_id`, else none."""
+    request_source = application.source.id if application.source and application.source.id else None
+    rules = settings.get("source_by_origin") or {}
+    rule: Any = None
+    if isinstance(rules, Mapping):
+        rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
+    conn_offerer = _offerer(settings.get("offerer_id"))
+    conn_source = settings.get("source_id") or None
+    if rule is None:
+        if request_source or conn_source:
+            return f"source_id:{request_source or conn_source}", None
+        return (f"offerer_id:{conn_offerer}", None) if conn_offerer is not None else ("none", None)
+    if rule == "none":
+        return "none", None
+    if rule == "offerer_id" or (isinstance(rule, Mapping) and "offerer_id" in rule):
+        offerer = conn_offerer if rule == "offerer_id" else _offerer(rule.get("offerer_id"))
+        if offerer is None:
+            return "none", "source rule for this origin needs an integer offerer_id; no source written"
+        return f"offerer_id:{offerer}", None
+    if rule == "source_id" or (isinstance(rule, Mapping) and "source_id" in rule):
+        fallback = conn_source if rule == "source_id" else (rule.get("source_id") or conn_source)
+        chosen = request_source or fallback
+        if not chosen:
+            return "none", "source rule for this origin needs a source_id; no source written"
+        return f"source_id:{chosen}", None
+    return "none", "source rule for this origin is not understood; no source written"
+
+
+def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
+    """Flatchr takes one file: the first attachment of type CV."""
+    return next((a for a in attachments if a.type == "CV"), None)
+
+
+def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[Warning_]:
+    cv = pick_cv(attachments)
+    return [
+        Warning_("attachment_not_supported",
+                 f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent")
+        for a in attachments if a is not cv
+    ]
+
+
+def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]:
+    """Canonical fields the Flatchr create route has no place for."""
+    names = [f"candidate.{n}" for n in ("company", "location", "gender", "availability_date")
+             if getattr(application.candidate, n) is not None]
+    if application.application.stage_id:
+        names.append("application.stage_id")
+    if application.source and not application.source.id and (application.source.name or application.source.unified_key):
+        names.append("source.name")
+    if application.gdpr_consent is not None:
+        names.append("gdpr_consent")
+    extra = application.remote_fields.get("flatchr")
+    if isinstance(extra, Mapping):
+        names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
+    return [Warning_("field_not_supported", f"{n} is not written to Flatchr") for n in names]
+
+
+def file_answer_warnings(answers: list[StoredAnswer]) -> list[Warning_]:
+    return [
+        Warning_("answer_type_unsupported",
+                 f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent")
+        for a in answers if isinstance(a.answer, AttachmentRef)
+    ]
+
+
+_EMAIL_RE = re.compile(r"[^\s@\"']+@[^\s@\"']+")
+_DIGITS_RE = re.compile(r"\+?\d[\d .\-()]{5,}\d")
+
+
+def scrub(text: str, secrets_: list[str]) -> str:
+    """Remove anything personal from an ATS error message before it becomes a `detail`."""
+    for value in sorted((s for s in secrets_ if s and len(s) >= 2), key=len, reverse=True):
+        text = re.sub(re.escape(value), "<redacted>", text, flags=re.IGNORECASE)
+    text = _EMAIL_RE.sub("<email>", text)
+    return _DIGITS_RE.sub("<number>", text)[:200]
+
+
+def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
+    """The Boom message of a Flatchr error (`{"statusCode","error","message"}`), scrubbed."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    message = body.get("message") or body.get("error") or ""
+    return scrub(str(message), secrets_) if message else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The connector
+
+
+class FlatchrConnector(Connector):
+    """Flatchr (French ATS); see the module docstring for steps and settings."""
+
+    name: ClassVar[str] = "flatchr"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        fields=frozenset({
+            "candidate.first_name", "candidate.last_name", "candidate.email_address",
+            "candidate.phone_number", "application.job_id", "screening_question_answers.question_id",
+            "screening_question_answers.answer", "attachments.name", "attachments.content_type",
+            "attachments.data_url", "attachments.data", "attachments.type", "source.id",
+        }),
+        attachment_types=frozenset({"CV"}),
+        max_attachments=1,
+        answer_types=frozenset({"TEXT", "BOOLEAN", "SINGLE_SELECT", "MULTI_SELECT", "NUMBER", "DATE"}),
+        actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
+        features=frozenset({"source_writing", "api_passthrough", "candidate_attachments"}),
+    )
+
+    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+        super().__init__(connection, http)
+        self._vacancies: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    # -- settings -----------------------------------------------------------------------------
+
+    @property
+    def api_base(self) -> str:
+        return self.connection.base_url.rstrip("/")
+
+    @property
+    def careers_base(self) -> str:
+        """Host of the create route. assumption: a non-production base_url (sandbox, proxy)
+        serves both path sets unless `careers_base_url` says otherwise; api.<x>.flatchr.io ->
+        careers.<x>.flatchr.io (the demo careers host is not documented)."""
+        explicit = self.settings.get("careers_base_url")
+        if explicit:
+            return str(explicit).rstrip("/")
+        parts = urlsplit(self.api_base)
+        host = parts.hostname or ""
+        if host.startswith("api.") and host.endswith("flatchr.io"):
+            return f"{parts.scheme}://careers.{host[4:]}"
+        return self.api_base
+
+    @property
+    def company_id(self) -> str:
+        company = self.settings.get("company_id")
+        if not isinstance(company, str) or not SAFE_ID.match(company):
+            raise PermanentError("connection setting company_id is missing or malformed")
+        return company
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.connection.credentials}", "Accept": "application/json"}
+
+    # -- intake check -------------------------------------------------------------------------
+
+    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+        errors: list[str] = []
+        if not isinstance(self.settings.get("company_id"), str):
+            errors.append("connection: setting company_id is missing")
+        cv = pick_cv(application.attachments)
+        if cv is None and self.settings.get("require_cv", True):
+            errors.append("attachments: Flatchr requires an attachment of type CV "
+                          "(or set require_cv = false on the connection)")
+        max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
+        if cv is not None and cv.size is not None and cv.size > max_bytes:
+            errors.append(f"attachments: the CV is larger than Flatchr accepts ({max_bytes} bytes)")
+        warnings = extra_attachment_warnings(application.attachments)
+        warnings += file_answer_warnings(application.screening_question_answers)
+        warnings += unsupported_field_warnings(application)
+        _, problem = resolve_source(self.settings, application)
+        if problem:
+            warnings.append(Warning_("source_not_written", problem))
+        return errors, warnings
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    def plan(self, application: StoredApplication) -> list[Step]:
+        steps = [
+            Step("source", self._step_source),
+            Step("candidate", self._step_candidate),
+            Step("application", self._step_application),
+        ]
+        cv = pick_cv(application.attachments)
+        if cv is not None:
+            steps.append(Step(attachment_step_name(cv), self._step_cv, attachment=cv, core=False))
+        return steps
+
+    async def _step_source(self, ctx: StepContext) -> str:
+        marker, problem = resolve_source(self.settings, self._app(ctx))
+        if problem:
+            ctx.warn("source_not_written", problem)
+        return marker
+
+    async def _step_candidate(self, ctx: StepContext) -> str:
+        """Find the applicant on this vacancy by e-mail, else create it (one call with CV,
+        answers and source), then read its id back. Safe to re-run after any failure."""
+        app = self._app(ctx)
+        job_id = self._job_id(app)
+        email = app.candidate.email_address
+        found = await self._find_applicant(email, job_id)
+        if found:
+            return found
+        vacancy = await self._vacancy(job_id)
+        for warning in extra_attachment_warnings(app.attachments) + file_answer_warnings(
+                app.screening_question_answers):
+            ctx.warn(warning.code, warning.message)
+        payload = await self._create_payload(ctx, app, vacancy)
+        await self._send("POST", f"{self.careers_base}{CREATE_PATH}", what="flatchr create applicant",
+                         expect=(200, 201, 409), json=payload, pii=self._pii(app))
+        # 409: this e-mail already applied to this vacancy (a concurrent or earlier delivery):
+        # success, with the existing applicant's id.
+        found = await self._find_applicant(email, job_id)
+        if found:
+            return found
+        raise TransientError("flatchr create applicant: accepted but not found by search yet")
+
+    async def _step_application(self, ctx: StepContext) -> str:
+        """Flatchr's applicant is the application: same id, recorded under its own step."""
+        return ctx.remote_id("candidate")
+
+    async def _step_cv(self, ctx: StepContext) -> str:
+        """The CV went inline with the create call (Flatchr has no separate upload route in its
+        current docs); this checkpoint records it as delivered with that applicant."""
+        return f"{ctx.remote_id('candidate')}/cv"
+
+    # -- create payload -----------------------------------------------------------------------
+
+    async def _create_payload(self, ctx: StepContext, app: StoredApplication,
+                              vacancy: Mapping[str, Any]) -> dict[str, Any]:
+        slug = vacancy.get("slug")
+        if not isinstance(slug, str) or not slug:
+            raise PermanentError("flatchr vacancy has no slug")
+        payload: dict[str, Any] = {
+            "vacancy": slug,
+            "firstname": app.candidate.first_name,
+            "lastname": app.candidate.last_name,
+            "email": app.candidate.email_address,
+            "token": self.connection.credentials,
+        }
+        if app.candidate.phone_number:
+            payload["phone"] = app.candidate.phone_number
+        cv = pick_cv(app.attachments)
+        if cv is not None:
+            payload["type"] = "document"
+            payload["resume"] = await self._resume(ctx, cv)
+        answers = self._answers(app, vacancy)
+        if answers:
+            payload["answers"] = answers
+        extra = app.remote_fields.get("flatchr")
+        if isinstance(extra, Mapping):
+            payload.update({k: v for k, v in extra.items() if k in REMOTE_FIELDS})
+        payload.update(self._source_fields(ctx.checkpoints.get("source", "none")))
+        return payload
+
+    async def _resume(self, ctx: StepContext, cv: AttachmentRef) -> dict[str, str]:
+        data = await ctx.load_attachment(cv)
+        max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
+        if len(data) > max_bytes:
+            raise PermanentError(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)")
+        content_type = cv.content_type or mimetypes.guess_type(cv.name)[0] or "application/pdf"
+        return {"data": base64.b64encode(data).decode("ascii"), "fileName": cv.name,
+                "contentType": content_type}
+
+    def _answers(self, app: StoredApplication, vacancy: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Canonical answers -> Flatchr's answers array: `question` is the question's text
+        (Flatchr's answer schema: "texte de la question ou ID du tag"), `value` a string."""
+        questions = {str(q.get("id")): q for q in vacancy.get("questions") or []}
+        language = str(vacancy.get("language") or "fr_FR")
+        date_format = str(self.settings.get("date_format", "%Y-%m-%d"))
+        out = []
+        for answer in app.screening_question_answers:
+            if isinstance(answer.answer, AttachmentRef):
+                continue  # warned: FILE answers are not supported on create
+            question = questions.get(answer.question_id)
+            if question is None:
+                raise PermanentError(f"question {answer.question_id} is not a question of this vacancy")
+            if unified_type(question) == "FILE":
+                continue
+            try:
+                value = encode_answer(question, answer.answer, language=language, date_format=date_format)
+            except AnswerError as exc:
+                raise PermanentError(str(exc)) from None
+            out.append({"question": question.get("text"), "value": value})
+        return out
+
+    @staticmethod
+    def _source_fields(marker: str) -> dict[str, Any]:
+        kind, _, value = marker.partition(":")
+        if kind == "offerer_id" and value.isdigit():
+            return {"offerer_id": int(value)}
+        if kind == "source_id" and value:
+            return {"source_id": value}
+        return {}
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def _find_applicant(self, email: str, job_id: str) -> str | None:
+        response = await self._send(
+            "POST", f"{self.api_base}/company/{self.company_id}/search/applicants",
+            what="flatchr search applicants", json={"email": email, "vacancy": job_id},
+        )
+        rows = response.json()
+        if not isinstance(rows, list):
+            raise TransientError("flatchr search applicants: unexpected answer shape")
+        for row in rows:
+            if isinstance(row, dict) and str(row.get("email") or "").lower() == email.lower() \
+                    and row.get("applicant"):
+                return str(row["applicant"])
+        return None
+
+    async def _vacancy(self, job_id: str) -> dict[str, Any]:
+        """The vacancy with its questions, cached briefly (questions change rarely)."""
+        cached = self._vacancies.get(job_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        response = await self._send(
+            "GET", f"{self.api_base}/vacancy/{quote(job_id, safe='')}", what="flatchr get vacancy",
+            params={"fields": "questions"},
+        )
+        vacancy = response.json()
+        if not isinstance(vacancy, dict):
+            raise TransientError("flatchr get vacancy: unexpected answer shape")
+        self._vacancies[job_id] = (time.monotonic() + QUESTIONS_TTL_S, vacancy)
+        return vacancy
+
+    async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
+        """The vacancy's questions; option ids are the option texts (Flatchr has no option ids)."""
+        vacancy = await self._vacancy(self._safe_id(job_id, "job_id"))
+        out = []
+        for q in vacancy.get("questions") or []:
+            options = question_options(q)
+            kind = unified_type(q)
+            if kind == "BOOLEAN" and not options:
+                options = list(boolean_labels(q, str(vacancy.get("language") or "fr_FR")))
+            out.append({
+                "id": str(q.get("id")), "type": kind, "required": bool(q.get("required")),
+                "label": q.get("text"), "options": [{"id": o, "label": o} for o in options],
+                "remote_type": q.get("type"), "index": q.get("position"),
+                "precondition_question_id": q.get("parent_question"),
+                "precondition_options": [expected] if (expected := q.get("parent_answer_expected")) else [],
+            })
+        return out
+
+    async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
+        """Files of a Flatchr applicant (the relay's candidate id is the applicant id), from
+        ``GET /company/{companyId}/applicant/{applicantId}/medias``. assumption: that route of
+        the 2020 docs is served by api.flatchr.io."""
+        applicant = self._safe_id(candidate_id, "candidate_id")
+        response = await self._send(
+            "GET", f"{self.api_base}/company/{self.company_id}/applicant/{applicant}/medias",
+            what="flatchr list applicant files",
+        )
+        rows = response.json()
+        if not isinstance(rows, list):
+            raise TransientError("flatchr list applicant files: unexpected answer shape")
+        return [self._attachment_row(r) for r in rows if isinstance(r, dict)]
+
+    @staticmethod
+    def _attachment_row(row: Mapping[str, Any]) -> dict[str, Any]:
+        attachment = row.get("attachment") if isinstance(row.get("attachment"), dict) else {}
+        name = str(attachment.get("name") or "")
+        tag = str(row.get("tag") or "").lower()
+        return {
+            "id": str(attachment.get("id") or row.get("id") or ""),
+            "name": name,
+            "content_type": mimetypes.guess_type(name)[0],
+            "size": attachment.get("size"),
+            "type": "CV" if tag in ("cv", "resume") else "OTHER",
+            "created_at": attachment.get("created_at") or row.get("created_at"),
+            "url": attachment.get("url"),
+        }
+
+    # -- passthrough --------------------------------------------------------------------------
+
+    def passthrough_url(self, path: str) -> str:
+        """`path` (``company/{id}/columns`` or ``/company/...``) joined to the API base, refusing
+        anything that could leave it."""
+        if not isinstance(path, str) or not path or path.startswith("//") or urlsplit(path).scheme:
+            raise PermanentError("passthrough path must be relative to the API base (e.g. company/{id}/columns)")
+        path = path if path.startswith("/") else f"/{path}"
+        if "\\" in path or "://" in path or any(ord(c) < 0x21 for c in path):
+            raise PermanentError("passthrough path contains forbidden characters")
+        if any(seg in ("..", ".") for seg in path.split("?", 1)[0].split("/")) or "%2e" in path.lower():
+            raise PermanentError("passthrough path must not contain dot segments")
+        url = f"{self.api_base}{path}"
+        base, target = urlsplit(self.api_base), urlsplit(url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or \
+                not target.path.startswith(base.path.rstrip("/") + "/"):
+            raise PermanentError("passthrough path leaves the API base")
+        return url
+
+    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
+                          body: Any) -> PassthroughResult:
+        method = method.upper()
+        if method not in PASSTHROUGH_METHODS:
+            raise PermanentError(f"passthrough method {method} is not allowed")
+        url = self.passthrough_url(path)
+        kwargs: dict[str, Any] = {"params": dict(query or {}), "headers": self._headers(),
+                                  "timeout": self.connection.timeout_s}
+        if body is not None and method != "GET":
+            kwargs["json"] = body
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, f"flatchr passthrough {method}", sent=method != "GET") from None
+        try:
+            content: Any = response.json()
+        except ValueError:
+            content = response.text
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() in ("content-type", "retry-after", "x-request-id")}
+        return PassthroughResult(status=response.status_code, headers=headers, body=content)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _send(self, method: str, url: str, *, what: str, expect: tuple[int, ...] = (200, 201),
+                    pii: list[str] | None = None, **kwargs: Any) -> httpx.Response:
+        """One call with auth; failures classified with Flatchr's own (scrubbed) reason."""
+        kwargs.setdefault("timeout", self.connection.timeout_s)
+        kwargs["headers"] = {**self._headers(), **kwargs.get("headers", {})}
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, what, sent=True) from None
+        if response.status_code not in expect:
+            reason = response_reason(response, [self.connection.credentials, *(pii or [])])
+            raise error_for_response(response, f"{what} ({reason})" if reason else what)
+        return response
+
+    @staticmethod
+    def _pii(app: StoredApplication) -> list[str]:
+        c = app.candidate
+        values = [c.first_name, c.last_name, c.email_address, c.phone_number or ""]
+        values += [a.answer for a in app.screening_question_answers if isinstance(a.answer, str)]
+        return [v for v in values if v]
+
+    @staticmethod
+    def _app(ctx: StepContext) -> StoredApplication:
+        if ctx.application is None:
+            raise PermanentError("flatchr steps need an application")
+        return ctx.application
+
+    def _job_id(self, app: StoredApplication) -> str:
+        return self._safe_id(app.application.job_id, "job_id")
+
+    @staticmethod
+    def _safe_id(value: str, what: str) -> str:
+        if not isinstance(value, str) or not SAFE_ID.match(value):
+            raise PermanentError(f"{what} is not a Flatchr id")
+        return value
