@@ -136,8 +136,10 @@ async def check_connections(ctx: dict[str, Any]) -> list[str]:
 
 
 def cron_job(settings: Any) -> Any:
-    """Every minute, on one worker (arq's cron jobs have unique ids across workers)."""
-    return cron(check_connections, name="check_connections", second=0, timeout=50, run_at_startup=True)
+    """Every minute, on one worker (arq's cron jobs have unique ids across workers). The timeout is
+    the job timeout: arq holds a killed worker's jobs for the longest function timeout + 10 s."""
+    return cron(check_connections, name="check_connections", second=0, timeout=settings.job_timeout_s,
+                run_at_startup=True)
 
 
 # -- Prometheus text exposition ---------------------------------------------------------------------

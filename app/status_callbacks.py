@@ -172,11 +172,15 @@ async def send(redis: Redis, callback: Callback, config: Config, http: httpx.Asy
 
 
 async def dispatch_due(redis: Redis, config: Config, http: httpx.AsyncClient, *, now: float | None = None,
-                       limit: int = 100) -> dict[str, int]:
-    """Send the callbacks due by `now` (the clock is a parameter so tests can jump ahead)."""
+                       limit: int = 100, budget_s: float = 30.0) -> dict[str, int]:
+    """Send the callbacks due by `now` (the clock is a parameter so tests can jump ahead); no new
+    send starts after `budget_s`, so the cron job ends within its timeout."""
     now = time.time() if now is None else now
+    deadline = time.monotonic() + budget_s
     outcomes: dict[str, int] = {}
     for raw_id in await redis.zrangebyscore(DUE, "-inf", now, start=0, num=limit):
+        if time.monotonic() > deadline:
+            break
         callback_id = raw_id.decode()
         lock = f"ar:cb:lock:{callback_id}"
         if not await redis.set(lock, b"1", nx=True, px=60_000):
@@ -195,10 +199,11 @@ async def dispatch_due(redis: Redis, config: Config, http: httpx.AsyncClient, *,
 
 async def dispatch_callbacks(ctx: dict[str, Any]) -> dict[str, int]:
     runtime = ctx["runtime"]
-    return await dispatch_due(runtime.redis, runtime.config, runtime.http)
+    return await dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=runtime.settings.run_budget_s / 2)
 
 
 def cron_job(settings: Any) -> Any:
     """Every 10 s: the first attempt goes out within seconds, retries on the connection's schedule."""
-    return cron(dispatch_callbacks, name="dispatch_status_callbacks", second=set(range(0, 60, 10)), timeout=50)
+    return cron(dispatch_callbacks, name="dispatch_status_callbacks", second=set(range(0, 60, 10)),
+                timeout=settings.job_timeout_s)
 

@@ -151,9 +151,12 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
         await store.release(delivery_id, lock)
 
 
-async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200) -> SyncReport:
-    """Enrol newly delivered applications, then check those that are due by `now`."""
+async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200,
+                    budget_s: float = 30.0) -> SyncReport:
+    """Enrol newly delivered applications, then check those that are due by `now`; no new check
+    starts after `budget_s` (the rest wait for the next run), so the cron job ends in time."""
     now = time.time() if now is None else now
+    deadline = time.monotonic() + budget_s
     report = SyncReport()
     await enroll(runtime, now, report)
     limiter = ConnectionLimiter(runtime.redis, runtime.settings.lease_s)
@@ -161,7 +164,8 @@ async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200)
 
     async def check(delivery_id: str) -> None:
         async with gate:
-            await check_one(runtime, limiter, delivery_id, now, report)
+            if time.monotonic() < deadline:
+                await check_one(runtime, limiter, delivery_id, now, report)
 
     due = await runtime.redis.zrangebyscore(SYNC_SET, "-inf", now, start=0, num=batch)
     await asyncio.gather(*(check(raw.decode()) for raw in due))
@@ -169,13 +173,15 @@ async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200)
 
 
 async def sync_application_status(ctx: dict[str, Any]) -> dict[str, int]:
-    report = await sync_once(ctx["runtime"])
+    runtime = ctx["runtime"]
+    budget = runtime.settings.run_budget_s / 2
+    report = await sync_once(runtime, budget_s=budget)
     if report.callbacks:  # the first attempt goes out now, not at the next dispatch tick
-        runtime = ctx["runtime"]
-        await status_callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http)
+        await status_callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=budget / 2)
     return {"enrolled": report.enrolled, "checked": report.checked, "changed": len(report.changed)}
 
 
 def cron_job(settings: Any) -> Any:
     """Every minute; each application is checked at most every APPLYRELAY_STATUS_SYNC_INTERVAL_S."""
-    return cron(sync_application_status, name="sync_application_status", second=30, timeout=55)
+    return cron(sync_application_status, name="sync_application_status", second=30,
+                timeout=settings.job_timeout_s)

@@ -19,7 +19,7 @@ from app import status_callbacks, status_sync
 from app.config import ConfigError, parse_config
 from app.runtime import Runtime
 from app.settings import Settings
-from app.worker import cron_jobs
+from app.worker import create_worker, cron_jobs
 from connectors.sandbox.common import BackgroundServer
 from tests.harness import Emulator, Relay, connection_table
 
@@ -167,3 +167,7 @@ def test_status_callback_config_needs_url_and_secret() -> None:
 def test_sync_and_callbacks_run_on_the_workers_schedule(relay: Relay) -> None:
     names = {job.name for job in cron_jobs(relay.settings)}
     assert {"sync_application_status", "dispatch_status_callbacks", "check_connections"} <= names
+    # arq holds a killed worker's jobs for the longest function timeout + 10 s: the cron jobs must
+    # not lengthen that past the delivery job's own timeout.
+    worker = create_worker(relay.settings)
+    assert worker.in_progress_timeout_s == relay.settings.job_timeout_s + 10
