@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,6 +39,7 @@ from connectors.base import (
     StepContext,
     Warning_,
     attachment_step_name,
+    confined_url,
     error_for_response,
     error_for_transport,
 )
@@ -415,13 +415,11 @@ class FactorialConnector(Connector):
     async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
                           body: Any) -> PassthroughResult:
         """Any call under the API base (``ats/...``): confined there, credentials added."""
-        parts = urlsplit(path)
-        if parts.scheme or parts.netloc or ".." in path.split("/") or path.startswith("/"):
-            raise PermanentError("passthrough path must be relative to the API base (e.g. ats/job_postings)")
+        url = confined_url(self.api, path)
         kwargs: dict[str, Any] = {"params": dict(query or {})}
         if body is not None:
             kwargs["json"] = body
-        response = await self._send(method.upper(), path, what="passthrough",
+        response = await self._send(method.upper(), url, what="passthrough",
                                     expect=tuple(range(200, 600)), **kwargs)
         try:
             payload: Any = response.json()
