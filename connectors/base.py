@@ -293,6 +293,11 @@ class Connector(ABC):
         ``{"id", "type", "required", "options": [{"id", "label"}], "label"}``."""
         return []
 
+    async def job_status(self, job_id: str) -> str | None:
+        """Whether the ATS has the job and takes applications: "open", "closed" or "missing"; None
+        when this connector cannot tell. Inbound boards answer 404 (missing) or 410 (closed)."""
+        return None
+
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
         """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""
         raise PermanentError(f"reading candidate attachments is not supported by {self.name}")

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -380,6 +381,16 @@ class FactorialConnector(Connector):
         rows = [{**q, "id": str(q["id"])} for q in rows]
         self._questions[job_id] = (time.monotonic(), rows)
         return rows
+
+    async def job_status(self, job_id: str) -> str | None:
+        try:
+            posting = (await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}",
+                                        what="read job posting")).json()
+        except PermanentError as exc:
+            if exc.status == 404:
+                return "missing"
+            raise
+        return "open" if posting.get("status") in ("published", "unlisted") else "closed"
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         return [{

@@ -27,6 +27,7 @@ ROUTER_FACTORIES: list[str] = [
     "app.web.actions:router",
     "app.web.connections:router",
     "app.web.files:router",
+    "app.web.inbound:router",
 ]
 
 
