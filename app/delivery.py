@@ -84,7 +84,9 @@ class Delivery(Struct, omit_defaults=True):
     last_error: ErrorInfo | None = None
     attempts: list[Attempt] = []
     files_purged: bool = False
+    keep_files_until: float | None = None  # signed links were handed out: keep the bytes until then
     payload_purged: bool = False
+    remote_status: dict[str, Any] | None = None  # the application's stage/outcome in the ATS (status sync)
     version: int = 0
 
     def add_warning(self, code: str, message: str) -> None:

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.config import Config
+from app.config import Config, Connection
 from app.delivery import (
     MAX_ATTEMPT_LOG,
     TERMINAL,
@@ -37,7 +37,9 @@ from app.delivery import (
     Delivery,
     ErrorInfo,
 )
+from app.limits import ConnectionLimiter, Denied
 from app.models import AttachmentRef, StoredApplication, stored_decoder
+from app.pii import personal_values, scrub
 from app.retry_policy import next_retry
 from app.store import DeliveryStore
 from connectors.base import (
@@ -81,6 +83,8 @@ class EngineDeps:
     run_budget_s: float = 40.0
     lease_s: float = 50.0
     keep_files_after_delivery: bool = False
+    limiter: ConnectionLimiter | None = None  # per-connection concurrency / rate (app/limits.py)
+    file_links: Callable[[str, int, float], str] | None = None  # (delivery, index, expiry) → URL
 
 
 @dataclass
@@ -88,6 +92,7 @@ class _RunState:
     started: float
     done_before: int = 0
     step: str | None = None
+    personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
 
 
 def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None) -> ErrorInfo:
@@ -155,6 +160,29 @@ class DeliveryEngine:
             if job_try > MAX_CRASH_RERUNS:
                 return await self._dead_letter(delivery, previous, ErrorInfo(
                     kind="crash", message=f"the worker died {job_try - 1} times running this delivery", at=now))
+        if deps.limiter is None:
+            return await self._run_limited(delivery, previous, connection)
+        lease = await deps.limiter.acquire(connection)
+        if isinstance(lease, Denied):
+            return await self._defer(delivery, previous, lease)
+        try:
+            return await self._run_limited(delivery, previous, connection)
+        finally:
+            await deps.limiter.release(lease)
+
+    async def _defer(self, delivery: Delivery, previous: str, denied: Denied) -> str:
+        """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""
+        wait = denied.wait_s if denied.wait_s is not None else 0.25
+        run_at = self.deps.clock() + wait + self.deps.rng.uniform(0.05, 0.5)
+        delivery.status = "queued" if previous != "retry_scheduled" else previous
+        delivery.next_attempt_at = run_at
+        await self.deps.store.save(delivery, previous, run_at=run_at, run_seq=delivery.runs)
+        log.debug("delivery.deferred", delivery_id=delivery.id, connection=delivery.connection_id,
+                  reason="rate" if denied.wait_s is not None else "concurrency")
+        return "deferred"
+
+    async def _run_limited(self, delivery: Delivery, previous: str, connection: Connection) -> str:
+        deps, now = self.deps, self.deps.clock()
         delivery.status = "delivering"
         delivery.runs += 1
         await deps.store.save(delivery, previous)
@@ -170,8 +198,9 @@ class DeliveryEngine:
             application=application,
             checkpoints=delivery.checkpoints,
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
+            file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
-        run = _RunState(started=now, done_before=len(delivery.checkpoints))
+        run = _RunState(started=now, done_before=len(delivery.checkpoints), personal=personal_values(application))
         try:
             async with asyncio.timeout(deps.run_budget_s):
                 outcome = await self._run_steps(delivery, steps, ctx, run)
@@ -179,8 +208,15 @@ class DeliveryEngine:
             outcome = "budget"
         finally:
             for warning in ctx.warnings:
-                delivery.add_warning(warning.code, warning.message)
+                delivery.add_warning(warning.code, scrub(warning.message, run.personal))
         return await self._finish(delivery, outcome, run, connection.retry)
+
+    def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:
+        if self.deps.file_links is None:
+            return None
+        expires_at = self.deps.clock() + ttl_s
+        delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
+        return self.deps.file_links(delivery.id, ref.index, expires_at)
 
     async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None]:
         raw = await self.deps.store.load_payload(delivery.id)
@@ -231,6 +267,7 @@ class DeliveryEngine:
         try:
             remote_id = await step.run(ctx)
         except ConnectorError as exc:
+            exc.detail = scrub(exc.detail, run.personal)  # an ATS may echo what it was sent
             self._log_step(delivery, step, exc, t0)
             return exc
         except (RedisConnectionError, RedisTimeoutError):
@@ -291,7 +328,8 @@ class DeliveryEngine:
         delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
         delivery.delivered_at, delivery.last_error = now, None
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
-        if not self.deps.keep_files_after_delivery and not delivery.files_purged:
+        links_live = (delivery.keep_files_until or 0) > now
+        if not self.deps.keep_files_after_delivery and not links_live and not delivery.files_purged:
             await self._drop_files(delivery)
         await self.deps.store.save(delivery, "delivering")
         log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,

@@ -21,6 +21,8 @@ class Settings:
     job_timeout_s: float = 45.0
     keep_files_after_delivery: bool = False
     dev: bool = False
+    public_url: str | None = None  # where ATS users can reach GET /v1/files/{token}
+    link_secret: str | None = field(repr=False, default=None)
 
     @property
     def run_budget_s(self) -> float:
@@ -67,4 +69,5 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
     return Settings(
         redis_url=url, config=config, tokens=tokens, job_timeout_s=job_timeout,
         keep_files_after_delivery=env.get("APPLYRELAY_KEEP_FILES", "0") == "1", dev=dev,
+        public_url=env.get("APPLYRELAY_PUBLIC_URL"), link_secret=env.get("APPLYRELAY_LINK_SECRET"),
     )

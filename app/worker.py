@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from arq import Retry, Worker
-from arq.connections import RedisSettings
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
-from app import queue
+from app import file_links, queue, redis_conn
 from app.engine import DeliveryEngine, EngineDeps
+from app.limits import ConnectionLimiter
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -31,7 +32,8 @@ WAKE_WAIT_S = 0.5  # longest wait for a wake-up token (scheduled retries are pic
 BUSY_POLL_S = 0.05
 REDIS_RETRY_S = 2
 # Redis going away (restart, failover, network): the worker waits for it rather than exiting.
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# (ReadOnlyError: a Sentinel failover in progress.)
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError, OSError)
 # redis-py reports a connection lost during WATCH as a WatchError; arq's polling WATCHes.
 POLL_ERRORS = (*REDIS_ERRORS, WatchError)
 
@@ -77,7 +79,19 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
         run_budget_s=settings.run_budget_s,
         lease_s=settings.lease_s,
         keep_files_after_delivery=settings.keep_files_after_delivery,
+        limiter=ConnectionLimiter(runtime.redis, settings.lease_s),
+        file_links=_file_links(settings),
     ))
+
+
+def _file_links(settings: Settings) -> Callable[[str, int, float], str] | None:
+    public_url, secret = settings.public_url, settings.link_secret
+    if not public_url or not secret:
+        return None
+
+    def link(delivery_id: str, index: int, expires_at: float) -> str:
+        return f"{public_url.rstrip('/')}/v1/files/{file_links.sign(secret, delivery_id, index, expires_at)}"
+    return link
 
 
 class WakeableWorker(Worker):
@@ -115,7 +129,11 @@ class WakeableWorker(Worker):
 
 
 # Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
-CRON_JOBS: list[str] = []
+CRON_JOBS: list[str] = [
+    "app.connection_status:cron_job",
+    "app.status_sync:cron_job",
+    "app.status_callbacks:cron_job",
+]
 
 
 def cron_jobs(settings: Settings) -> list[Any]:
@@ -138,10 +156,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         if runtime is None and "runtime" in ctx:
             await ctx["runtime"].close()
 
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    redis_settings.retry_on_timeout = True
-    redis_settings.conn_retries = 30
-    redis_settings.conn_retry_delay = 1
+    redis_settings = redis_conn.arq_settings(settings.redis_url)  # REDIS_URL, or Sentinel
     worker = WakeableWorker(
         functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
                         timeout=settings.job_timeout_s + ARQ_BACKSTOP_S)],
@@ -155,7 +170,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         max_jobs=max_jobs,
         poll_delay=0,  # WakeableWorker waits itself
         keep_result=0,
-        health_check_interval=10,
+        health_check_interval=queue.HEALTH_CHECK_INTERVAL_S,
         job_completion_wait=int(settings.job_timeout_s),
         handle_signals=not burst,
     )

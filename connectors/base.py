@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -122,6 +123,29 @@ def error_for_transport(exc: httpx.HTTPError, detail: str, *, sent: bool) -> Tra
     return TransientError(f"{detail}: {name}", timeout=is_timeout)
 
 
+def confined_url(base_url: str, path: str) -> str:
+    """`path` joined under `base_url`, or PermanentError if it could leave it: no scheme or host,
+    no ``.``/``..`` segments (also percent-encoded, once or twice), no backslash, control
+    characters, query or fragment (the query travels apart). The API passthrough uses it."""
+    if not isinstance(path, str) or not path.strip():
+        raise PermanentError("passthrough path must be a relative API path")
+    decoded = unquote(unquote(path))
+    if "\\" in decoded or "?" in path or "#" in path or any(ord(ch) <= 32 for ch in decoded):
+        raise PermanentError("passthrough path must be a plain relative API path")
+    split = urlsplit(decoded)
+    if split.scheme or split.netloc or decoded.startswith("//"):
+        raise PermanentError("passthrough path must be relative to the API base, not a URL")
+    if any(segment in ("..", ".") for segment in decoded.split("/")):
+        raise PermanentError("passthrough path must not contain '.' or '..' segments")
+    base = base_url.rstrip("/")
+    url = f"{base}/{path.lstrip('/')}"
+    origin, target = urlsplit(base), urlsplit(url)
+    if (target.scheme, target.netloc) != (origin.scheme, origin.netloc) or not target.path.startswith(
+            origin.path.rstrip("/") + "/"):
+        raise PermanentError("passthrough path leaves the API base")
+    return url
+
+
 # ---------------------------------------------------------------------------------------------
 # Capabilities and steps
 
@@ -156,6 +180,9 @@ class StepContext:
     checkpoints: Mapping[str, str]
     load_attachment: Callable[[AttachmentRef], Awaitable[bytes]]
     warnings: list[Warning_] = field(default_factory=list)
+    # A signed download link to a stored file, valid `ttl_s` (the relay keeps the file that long);
+    # None when the relay has no public URL configured.
+    file_link: Callable[[AttachmentRef, float], str | None] = lambda ref, ttl_s: None
 
     def remote_id(self, step: str) -> str:
         try:
@@ -254,10 +281,22 @@ class Connector(ABC):
                           body: Any) -> PassthroughResult:
         raise PermanentError(f"passthrough is not supported by {self.name}")
 
+    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+        """The current stage and outcome of an application the relay created, for status sync:
+        ``{"stage_id", "stage_name", "outcome": "PENDING" | "HIRED" | "DECLINED", ...}`` (ids and
+        labels only, no PII). None: this ATS cannot be asked (the default; the relay stops asking).
+        A deleted application raises PermanentError with status 404."""
+        return None
+
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The job's questions in a connector-neutral shape:
         ``{"id", "type", "required", "options": [{"id", "label"}], "label"}``."""
         return []
+
+    async def job_status(self, job_id: str) -> str | None:
+        """Whether the ATS has the job and takes applications: "open", "closed" or "missing"; None
+        when this connector cannot tell. Inbound boards answer 404 (missing) or 410 (closed)."""
+        return None
 
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
         """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -40,6 +40,7 @@ from connectors.base import (
     StepContext,
     Warning_,
     attachment_step_name,
+    confined_url,
     error_for_response,
     error_for_transport,
 )
@@ -76,12 +77,14 @@ class FactorialConnector(Connector):
         self.version = str(self.settings.get("api_version", DEFAULT_VERSION))
         self.api = f"{connection.base_url}/api/{self.version}/resources/"
         self.cv_upload = str(self.settings.get("cv_upload", "message"))
-        if self.cv_upload not in ("message", "legacy_cv_part"):
-            raise PermanentError(f"cv_upload must be message or legacy_cv_part, not {self.cv_upload!r}")
+        if self.cv_upload not in ("message", "legacy_cv_part", "link"):
+            raise PermanentError(f"cv_upload must be message, legacy_cv_part or link, not {self.cv_upload!r}")
+        self.cv_link_ttl_s = float(self.settings.get("cv_link_ttl_days", 7)) * 86400
         self.oauth = self.settings.get("auth", "api_key") == "oauth"
         self._access_token = connection.credentials if self.oauth else None
         self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
         self._questions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._phase_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -270,6 +273,8 @@ class FactorialConnector(Connector):
                 body["phone"] = app.candidate.phone_number
             if app.gdpr_consent is not None:
                 body["consent_to_talent_pool"] = app.gdpr_consent.given
+            if self.cv_upload == "link" and (letter := self._cv_link_letter(ctx, app)):
+                body["cover_letter"] = letter
             body.update(self._source_fields(ctx))
             match = (await self._send("POST", "ats/applications", what="create application", json=body)).json()
         kind, _, source_id = ctx.checkpoints.get("source", "none:").partition(":")
@@ -306,9 +311,22 @@ class FactorialConnector(Connector):
                 ctx.warn("required_question_unanswered", f"mandatory question {question['id']} has no answer")
         return f"{written + len(done)} answers"
 
+    def _cv_link_letter(self, ctx: StepContext, app: StoredApplication) -> str | None:
+        """`link` mode: the CV travels as a signed, expiring relay link in the cover letter."""
+        cv = next((a for a in app.attachments if a.type == "CV"), None)
+        if cv is None:
+            return None
+        url = ctx.file_link(cv, self.cv_link_ttl_s)
+        if url is None:
+            raise PermanentError("cv_upload = link needs APPLYRELAY_PUBLIC_URL and APPLYRELAY_LINK_SECRET")
+        days = int(self.cv_link_ttl_s // 86400)
+        return f"CV ({cv.name}): {url}\n(download link valid for {days} days)"
+
     def _cv_step(self, ref: AttachmentRef, application: str) -> Any:
         async def run(ctx: StepContext) -> str:
             application_id = ctx.remote_id("application") if application == "application" else application
+            if self.cv_upload == "link" and application == "application":
+                return f"link:{application_id}"  # written with the application's cover letter
             if self.cv_upload == "legacy_cv_part":
                 return await self._legacy_cv(ctx, ref, application_id)
             return await self._cv_message(ctx, ref, application_id)
@@ -364,22 +382,55 @@ class FactorialConnector(Connector):
         self._questions[job_id] = (time.monotonic(), rows)
         return rows
 
+    async def job_status(self, job_id: str) -> str | None:
+        try:
+            posting = (await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}",
+                                        what="read job posting")).json()
+        except PermanentError as exc:
+            if exc.status == 404:
+                return "missing"
+            raise
+        return "open" if posting.get("status") in ("published", "unlisted") else "closed"
+
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         return [{
             "id": q["id"], "label": q["label"], "type": q["question_type"], "required": bool(q.get("mandatory")),
             "options": [{"id": o["text"], "label": o["text"]} for o in q.get("options") or []],
         } for q in await self._raw_questions(job_id)]
 
+    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+        """Phase (id, name, type) and outcome: DECLINED when disqualified or given a rejection reason,
+        HIRED in a phase of type `hired`, else PENDING. Phase names are cached per job posting."""
+        app = (await self._send("GET", f"ats/applications/{application_id}", what="get application")).json()
+        phase_id = str(app.get("ats_application_phase_id") or "")
+        phase = (await self._phases(str(app.get("ats_job_posting_id") or ""))).get(phase_id, {})
+        rejection = app.get("ats_rejection_reason_id")
+        declined = app.get("qualified") is False or rejection not in (None, "")
+        outcome = "DECLINED" if declined else "HIRED" if phase.get("phase_type") == "hired" else "PENDING"
+        return {"stage_id": phase_id or None, "stage_name": phase.get("name"), "stage_type": phase.get("phase_type"),
+                "outcome": outcome, "qualified": app.get("qualified"),
+                "rejection_reason_id": str(rejection) if rejection not in (None, "") else None}
+
+    async def _phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
+        cached = self._phase_cache.get(posting_id)
+        if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
+            return cached[1]
+        rows = await self._list("ats/application_phases", [("ats_job_posting_ids[]", posting_id)],
+                                what="list application phases")
+        phases = {str(p["id"]): p for p in rows}
+        if len(self._phase_cache) > 1000:
+            self._phase_cache.clear()
+        self._phase_cache[posting_id] = (time.monotonic(), phases)
+        return phases
+
     async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
                           body: Any) -> PassthroughResult:
         """Any call under the API base (``ats/...``): confined there, credentials added."""
-        parts = urlsplit(path)
-        if parts.scheme or parts.netloc or ".." in path.split("/") or path.startswith("/"):
-            raise PermanentError("passthrough path must be relative to the API base (e.g. ats/job_postings)")
+        url = confined_url(self.api, path)
         kwargs: dict[str, Any] = {"params": dict(query or {})}
         if body is not None:
             kwargs["json"] = body
-        response = await self._send(method.upper(), path, what="passthrough",
+        response = await self._send(method.upper(), url, what="passthrough",
                                     expect=tuple(range(200, 600)), **kwargs)
         try:
             payload: Any = response.json()

@@ -52,13 +52,13 @@ class Relay:
     """One relay under test: its web app over HTTP, workers on demand, helpers to wait and look."""
 
     def __init__(self, redis_url: str, connections: Mapping[str, Mapping[str, Any]], *,
-                 job_timeout_s: float = 8.0, tmp_path: Path | None = None) -> None:
+                 job_timeout_s: float = 8.0, tmp_path: Path | None = None, **settings: Any) -> None:
         self.redis_url = redis_url
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
         self.env = test_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
         self.settings = Settings(redis_url=redis_url, config=config, tokens=[ApiToken("admin", ADMIN_TOKEN, SCOPES)],
-                                 job_timeout_s=job_timeout_s)
+                                 job_timeout_s=job_timeout_s, **settings)
         self.web_runtime = Runtime(self.settings)
         self.server = BackgroundServer(create_app(self.web_runtime)).start()
         self.client = httpx.AsyncClient(base_url=self.server.url, timeout=30)
@@ -122,6 +122,11 @@ class Relay:
         task = asyncio.create_task(worker.async_run())
         self._workers.append((worker, task, runtime))
         return worker
+
+    @property
+    def worker_runtimes(self) -> list[Runtime]:
+        """The runtimes of the in-process workers (their connectors, clients)."""
+        return [runtime for _, _, runtime in self._workers]
 
     def spawn_worker(self) -> subprocess.Popen[bytes]:
         """A worker in its own process (to be killed with SIGKILL)."""

@@ -4,6 +4,7 @@ real HTTP and a real redis-server. Each test asserts what the emulator holds."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -127,12 +128,13 @@ async def test_every_field_and_three_attachments_arrive(make_relay: Callable[...
     assert rec["gdpr"][0]["dueDate"] == "2028-06-30" and rec["gdpr"][0]["reason"] == "otherYes"
     [proc] = rec["procedures"]
     assert proc["vacancyUid"] == JOB and proc["candidateUid"] == cand["uid"]
-    assert proc["ProcedureStatus1"] == {"uid": "1_3"} and proc["portalId"] == "p-indeed"
+    assert proc["ProcedureStatus1"] == {"uid": "1_3"}
+    assert "portalId" not in proc  # undocumented on procedures: only with procedure_portal = true
     steps = {s["name"]: s["remote_id"] for s in record["steps"]}
     assert steps["candidate"] == cand["uid"] and steps["application"] == proc["uid"]
     assert_files_once(otys)
     assert {d["typeId"] for d in documents(otys)} == {1, 2, 201}
-    assert all(d["procedureUid"] == proc["uid"] for d in documents(otys))
+    assert all(d["applicationUid"] == proc["uid"] for d in documents(otys))
 
 
 async def test_rejected_file_then_full_attachment_retry(make_relay: Callable[..., Relay], otys: Emulator) -> None:
@@ -294,9 +296,25 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
     for action, params, files in actions:
         action_id, _ = await operations.enqueue_action(store, parent, action, params, files, None)
         await relay.wait_for(action_id, "delivered")
+    # the same actions through the relay's routes
+    link = {"label": "Route link", "url": "https://assess.example/r/10",
+            "details": {"custom_field_name_prefix": "Acme:", "attributes": [{"key": "Score", "value": "91"}]}}
+    routed = [
+        (f"/v1/deliveries/{parent.id}/result-links", link),
+        (f"/v1/connections/acme-otys/candidates/{steps['candidate']}/result-links", {**link, "label": "Cand link"}),
+        (f"/v1/connections/acme-otys/candidates/{steps['candidate']}/attachments",
+         {"attachment": {"name": "extra.png", "type": "OTHER", "data": base64.b64encode(PNG_BYTES + b"2").decode()}}),
+    ]
+    for path, body in routed:
+        response = await relay.client.post(path, json=body, headers=relay.admin)
+        assert response.status_code == 202, (path, response.text)
+        await relay.wait_for(response.json()["id"], "delivered")
+    routed_docs = {d["subject"] for d in documents(otys)}
+    assert {"Route link", "Cand link", "extra.png"} <= routed_docs
+    docs_before = len(documents(otys))
     docs = {d["subject"]: d for d in documents(otys)}
-    assert docs["cv.pdf"]["procedureUid"] == steps["application"] and docs["cv.pdf"]["sha256"] == SHA["cv.pdf"]
-    assert docs["portfolio.png"]["procedureUid"] is None and docs["portfolio.png"]["sha256"] == SHA["portfolio.png"]
-    assert docs["Assessment"]["procedureUid"] == steps["application"]
+    assert docs["cv.pdf"]["applicationUid"] == steps["application"] and docs["cv.pdf"]["sha256"] == SHA["cv.pdf"]
+    assert docs["portfolio.png"]["applicationUid"] is None and docs["portfolio.png"]["sha256"] == SHA["portfolio.png"]
+    assert docs["Assessment"]["applicationUid"] == steps["application"]
     assert docs["Video interview"]["candidateUid"] == steps["candidate"]
-    assert len(docs) == 4
+    assert len(docs) == docs_before == 7
