@@ -62,8 +62,14 @@ def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int =
     lua = body_path.with_suffix(".lua")
     lua.write_text(LUA)
     env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_PREFIX": prefix, "BENCH_TOKEN": TOKEN}
-    out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua),
-                                 url], LOAD_CORE), env=env, capture_output=True, text=True, check=True).stdout
+    for _ in range(2):  # once more if a run measured nothing (a stalled server under outside load)
+        out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+                                     str(lua), url], LOAD_CORE), env=env, capture_output=True, text=True,
+                             check=True).stdout
+        if re.search(r"50%\s+[\d.]+\w", out):
+            break
+    if not re.search(r"50%\s+[\d.]+\w", out):
+        raise RuntimeError(f"wrk against {url} measured nothing:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
@@ -72,7 +78,7 @@ def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int =
             "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
-def p1(seconds: int = 8) -> dict[str, Any]:
+def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
     stack = Stack()
     try:
         subprocess.run(["taskset", "-pc", str(LOAD_CORE), str(stack.redis.process.pid)],  # type: ignore[union-attr]
@@ -86,15 +92,18 @@ def p1(seconds: int = 8) -> dict[str, Any]:
             ("applyrelay web (durable + enqueued)", lambda: stack.web(WEB_CORE)),
             ("FastAPI + Pydantic + arq", lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE)),
         ]
-        for name, start in targets:
-            proc, url = start()
-            wrk(url, body, f"warm-{proc.pid}-", 2)
-            stack.redis_client().flushall()
-            result = wrk(url, body, f"run-{proc.pid}-", seconds)
-            results[name] = result
-            log(f"P1 {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
-                f"non-2xx {result['non2xx']}")
-            proc.stop()
+        # Rounds, interleaved, best of each: other load on the machine hits every target alike.
+        for round_no in range(rounds):
+            for name, start in targets:
+                proc, url = start()
+                wrk(url, body, f"warm-{proc.pid}-", 2)
+                stack.redis_client().flushall()
+                result = wrk(url, body, f"run-{proc.pid}-", seconds)
+                log(f"P1 round {round_no + 1} {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, "
+                    f"p99 {result['p99']:.1f} ms, non-2xx {result['non2xx']}")
+                if name not in results or result["rps"] > results[name]["rps"]:
+                    results[name] = result
+                proc.stop()
         relay = results["applyrelay web (durable + enqueued)"]["rps"]
         results["vs_bare"] = relay / results["bare Litestar (validate, 202, no Redis)"]["rps"]
         results["vs_fastapi"] = relay / results["FastAPI + Pydantic + arq"]["rps"]
@@ -143,8 +152,10 @@ def wait_count(stack: Stack, target: int, timeout: float, *, key: str = "ar:ix:s
 
 # -- P2 relay ---------------------------------------------------------------------------------------
 
-def p2(count: int = 2000) -> dict[str, Any]:
-    stack = Stack()
+def p2(count: int = 2000, concurrency: int = 50) -> dict[str, Any]:
+    # The connection's concurrency limit (default 10, a Redis semaphore across workers) would
+    # measure the limiter's deferrals, not the relay: allow as many as the worker runs (max_jobs).
+    stack = Stack(connection={"concurrency": concurrency})
     try:
         stack.emulator(LOAD_CORE)
         web, url = stack.web(LOAD_CORE)
@@ -160,7 +171,8 @@ def p2(count: int = 2000) -> dict[str, Any]:
         ratio = relay_rate / arq_rate
         log(f"P2 relay: {relay_rate:.0f} deliveries/s (one worker, ~6 emulator calls each); arq no-op: "
             f"{arq_rate:.0f} jobs/s; ratio {ratio:.2f}x (target >= 0.6)")
-        return {"relay": relay_rate, "arq_noop": arq_rate, "ratio": ratio, "count": count}
+        return {"relay": relay_rate, "arq_noop": arq_rate, "ratio": ratio, "count": count,
+                "concurrency": concurrency}
     finally:
         stack.close()
 
@@ -299,7 +311,8 @@ def write_results(results: dict[str, Any]) -> None:
              f"{os.cpu_count()} cores. Each figure is compared with a baseline measured in the same run.\n"]
     if "p1" in results:
         r = results["p1"]
-        lines += ["## P1 intake", f"wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB body (2 KB canonical "
+        lines += ["## P1 intake", "Best of 3 interleaved 6 s runs per server. "
+                  f"wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB body (2 KB canonical "
                   "JSON + a 100 KB CV in base64), unique Idempotency-Key per request; server on core 0, wrk and "
                   "Redis on core 1.\n", "| server | req/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|"]
         for name, v in r.items():
@@ -310,7 +323,7 @@ def write_results(results: dict[str, Any]) -> None:
     if "p2" in results:
         r = results["p2"]
         lines += ["## P2 relay", f"One worker process (core 0) draining {r['count']} queued applications into the "
-                  "Factorial emulator (core 1, zero added latency).\n",
+                  f"Factorial emulator (core 1, zero added latency), connection concurrency {r['concurrency']}.\n",
                   f"- applyrelay: **{r['relay']:.0f} deliveries/s**", f"- arq no-op jobs: {r['arq_noop']:.0f} jobs/s",
                   f"- ratio **{r['ratio']:.2f}x** (target >= 0.6)\n"]
     if "p3" in results:
