@@ -85,6 +85,7 @@ class Delivery(Struct, omit_defaults=True):
     attempts: list[Attempt] = []
     files_purged: bool = False
     payload_purged: bool = False
+    erased_at: float | None = None  # erased at the candidate's request (app/erasure.py)
     version: int = 0
 
     def add_warning(self, code: str, message: str) -> None:

@@ -9,6 +9,8 @@ Keys (prefix ``ar:``):
     ar:ix:st:<status>    deliveries per status, scored by last update
     ar:lock:<id>         the lease of the worker running the delivery
     ar:paused:<conn>     a connection paused on auth failure
+    ar:ix:email:<hmac>   a candidate's deliveries, by keyed hash of the address (app/erasure.py)
+    ar:erased:<hmac>     erasure tombstone (hash: when, how many); ar:keys:index the sealed index key
 and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
 the state change that needs a run, so "stored" and "enqueued" can never disagree.
 """
@@ -107,8 +109,10 @@ class DeliveryStore:
     # -- intake -------------------------------------------------------------------------------
 
     async def create(self, delivery: Delivery, payload: bytes, files: Sequence[bytes],
-                     idempotency_hash: str) -> CreateResult:
-        """Store a new delivery and enqueue its first run, unless the idempotency key is known."""
+                     idempotency_hash: str, index_sets: Sequence[str] = ()) -> CreateResult:
+        """Store a new delivery and enqueue its first run, unless the idempotency key is known.
+        `index_sets` (e.g. the candidate's keyed-hash email index) get the new id in the same
+        MULTI/EXEC as the script (a duplicate adds an id that never exists: harmless)."""
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
@@ -122,7 +126,14 @@ class DeliveryStore:
             queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
             *(self.sealer.seal(f) for f in files),
         ]
-        created, delivery_id = await self._create(keys=keys, args=args)
+        if index_sets:
+            pipe = self.redis.pipeline(transaction=True)
+            await self._create(keys=keys, args=args, client=pipe)
+            for key in index_sets:
+                pipe.sadd(key, delivery.id)
+            created, delivery_id = (await pipe.execute())[0]
+        else:
+            created, delivery_id = await self._create(keys=keys, args=args)
         return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id)
 
     # -- reading ------------------------------------------------------------------------------
@@ -196,6 +207,10 @@ class DeliveryStore:
     async def drop_files(self, delivery: Delivery, count: int) -> None:
         if count:
             await self.redis.delete(*(file_key(delivery.id, i) for i in range(count)))
+
+    async def drop_file(self, delivery_id: str, index: int) -> None:
+        """One file's bytes, once the ATS confirmed it (retention: nothing kept longer than needed)."""
+        await self.redis.delete(file_key(delivery_id, index))
 
     # -- leases -------------------------------------------------------------------------------
 

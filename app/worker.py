@@ -64,7 +64,9 @@ class WakeableWorker(Worker):
 
 
 # Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
-CRON_JOBS: list[str] = []
+CRON_JOBS: list[str] = [
+    "app.retention:cron_job",
+]
 
 
 def cron_jobs(settings: Settings) -> list[Any]:

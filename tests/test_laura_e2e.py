@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from app import operations
-from app.store import DeliveryStore
 from connectors.base import Connector
 from connectors.sandbox import create_emulator
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
@@ -194,7 +193,7 @@ async def test_move_to_stage_after_delivery_is_queued_and_retried(
     await relay.start_worker()
     parent = await relay.wait_for((await accepted(relay, payload()))["id"], "delivered")
     laura.faults(script=["error"], error_status=503, path_regex="/stage$")
-    store = DeliveryStore(relay.redis)  # on this loop (the web runtime's client is on the server's)
+    store = relay.store  # on this loop (the web runtime's client is on the server's), sealing like it
     parent_record = await store.get(parent["id"])
     assert parent_record is not None
     # what POST /v1/deliveries/{id}/stage does: an action on the delivered application's id

@@ -25,6 +25,7 @@ def _max_body(runtime: Runtime) -> int:
 # features (inbound, dashboard, operations, data protection) plug in without touching the rest.
 ROUTER_FACTORIES: list[str] = [
     "app.web.actions:router",
+    "app.web.privacy:router",
 ]
 
 
@@ -37,7 +38,7 @@ def feature_routers(runtime: Runtime) -> list[Any]:
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
-    intake = Intake(runtime.store, runtime.config, runtime.connectors.get)
+    intake = Intake(runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms)
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()

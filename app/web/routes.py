@@ -13,10 +13,10 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers.base import BaseRouteHandler
 
-from app import operations
+from app import audit, operations
 from app.delivery import STATUSES, public_view
 from app.intake import Intake, IntakeError, decode_application
-from app.models import Origin
+from app.models import Origin, stored_decoder
 from app.runtime import Runtime
 from app.web.auth import admin_guard, current_token, retry_guard
 from app.web.problems import problem
@@ -85,11 +85,31 @@ async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/v1/deliveries/{delivery_id:str}", guards=[admin_guard])
-async def get_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
-    delivery = await _runtime(request).store.get(delivery_id)
+async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, include: str | None = None) -> Response[Any]:
+    """`include=candidate` adds the candidate's name and address, for a token with the `pii`
+    scope only, and records in the audit log that this token saw them."""
+    if include not in (None, "", "candidate"):
+        return problem(400, "Invalid request", "include: only 'candidate' is supported",
+                       errors=[{"field": "include", "message": "unknown value"}])
+    store = _runtime(request).store
+    delivery = await store.get(delivery_id)
     if delivery is None:
         return problem(404, "Not found", f"no delivery {delivery_id}")
-    return Response(public_view(delivery))
+    body = public_view(delivery)
+    if include == "candidate":
+        token = current_token(request)
+        if token is None or "pii" not in token.scopes:
+            return problem(403, "Forbidden", "this token lacks the 'pii' scope")
+        raw = await store.load_payload(delivery.id) if delivery.kind == "application" else None
+        if raw is not None:
+            candidate = stored_decoder.decode(raw).candidate
+            body["candidate"] = {"first_name": candidate.first_name, "last_name": candidate.last_name,
+                                 "email_address": candidate.email_address}
+            await audit.record(store.redis, token.name, "view_detail", delivery.id,
+                               {"fields": "first_name,last_name,email_address"})
+        else:
+            body["candidate"] = None
+    return Response(body)
 
 
 @get("/v1/deliveries", guards=[admin_guard])
@@ -119,6 +139,9 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
         result = await operations.retry(_runtime(request).store, delivery_id, attachments_only=attachments_only)
     except operations.OperationError as exc:
         return problem(exc.status, exc.title, exc.detail)
+    token = current_token(request)
+    await audit.record(_runtime(request).redis, token.name if token else "?",
+                       "retry_attachments" if attachments_only else "retry", delivery_id, {"changed": result.changed})
     return Response({"id": result.delivery_id, "status": result.status, "changed": result.changed},
                     status_code=202 if result.changed else 200)
 
