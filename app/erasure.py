@@ -30,6 +30,9 @@ from app.store import IX_ALL, PREFIX, DeliveryStore
 PURGED_METRIC = PREFIX + "m:purged"  # hash: reason (delivered | dead_letter | erasure) → records purged
 FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
 SCAN_BATCH = 500
+# Checkpoints that are not candidate records in the ATS (the account's company, a source, a stage
+# move; "answers" holds a count, the answers live on the application): left out of `erase_in_ats`.
+NOT_CANDIDATE_RECORDS = frozenset({"company", "source", "stage", "move", "answers"})
 
 
 def email_index_key(email_hash: str) -> str:
@@ -88,11 +91,13 @@ class ErasureReport:
         """What the relay created in each ATS for this candidate: the operator erases it there."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for d in self.deliveries:
-            if not d.remote_ids:
+            if not set(d.remote_ids) - NOT_CANDIDATE_RECORDS:
                 continue
             row = rows.setdefault((d.connection_id, d.connector), {
                 "connection_id": d.connection_id, "connector": d.connector, "records": []})
             for step, remote_id in sorted(d.remote_ids.items()):
+                if step.split(":", 1)[0] in NOT_CANDIDATE_RECORDS:
+                    continue
                 record = {"type": step.split(":", 1)[0], "step": step, "remote_id": remote_id}
                 if record not in row["records"]:
                     row["records"].append(record)

@@ -54,7 +54,7 @@ def _subject(body: bytes) -> SubjectRequest | Response[Any]:
                        errors=[{"field": "$", "message": "not JSON"}])
 
 
-@post("/v1/erasure", guards=[require_scope("erase")])
+@post("/v1/erasure", guards=[require_scope("erase")], status_code=200)
 async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     """Erase every stored payload and file of the candidate with this address."""
     subject = _subject(await read_body(request))
@@ -68,7 +68,7 @@ async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(report.to_json())
 
 
-@post("/v1/subject-access", guards=[require_scope("pii")])
+@post("/v1/subject-access", guards=[require_scope("pii")], status_code=200)
 async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     """Everything the relay still holds about the candidate (GDPR art. 15): each delivery's state
     and stored application; files are listed (name, type, size, sha256), not included."""
