@@ -41,42 +41,59 @@ class RetentionPolicy:
         return self.keep_delivered_s if status == "delivered" else self.keep_dead_letters_s
 
 
-async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float) -> dict[str, int]:
-    """Purge every delivered / failed delivery whose last change is older than its retention."""
+async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float,
+                budget_s: float | None = None) -> dict[str, int]:
+    """Purge every delivered / failed delivery whose last change is older than its retention.
+    With `budget_s`, stop in time and leave the rest (in score order) to the next sweep."""
     purged: dict[str, int] = {}
     redis = store.redis
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     for status, reason in RULES:
         cutoff = now - policy.keep(status)
         raw_cursor = await redis.hget(CURSOR_KEY, status)
         start: Any = float(raw_cursor) if raw_cursor else "-inf"
-        held: float | None = None  # the oldest record skipped (busy): the next sweep starts there
-        count, offset = 0, 0
-        while True:
+        resume = cutoff  # where the next sweep starts: the oldest record left behind, else the cutoff
+        count, offset, out_of_time = 0, 0, False
+        while not out_of_time:
             rows = await redis.zrangebyscore(status_index(status), start, cutoff, start=offset, num=BATCH,
                                              withscores=True)
             if not rows:
                 break
             offset += len(rows)
-            for delivery in await store.get_many([i.decode() for i, _ in rows]):
-                if delivery.status != status or (delivery.payload_purged and delivery.files_purged):
+            states = {d.id: d for d in await store.get_many([i.decode() for i, _ in rows])}
+            for raw_id, score in rows:
+                if deadline is not None and time.monotonic() > deadline:
+                    resume, out_of_time = min(resume, score), True
+                    break
+                delivery = states.get(raw_id.decode())
+                if delivery is None or delivery.status != status or (delivery.payload_purged
+                                                                     and delivery.files_purged):
                     continue
-                token = await store.acquire(delivery.id, 30.0)
-                if token is None:  # being retried right now: leave it for the next sweep
-                    held = delivery.updated_at if held is None else min(held, delivery.updated_at)
-                    continue
-                try:
-                    fresh = await store.get(delivery.id)
-                    if fresh is None or fresh.status != status or fresh.updated_at > cutoff:
-                        continue
-                    await store.purge(fresh, await file_count(store, fresh))
-                    count += 1
-                finally:
-                    await store.release(delivery.id, token)
-        await redis.hset(CURSOR_KEY, status, str(cutoff if held is None else min(held, cutoff)))
+                done = await _purge(store, delivery.id, status, cutoff)
+                if done is None:
+                    resume = min(resume, score)  # being run right now: leave it for the next sweep
+                count += bool(done)
+        await redis.hset(CURSOR_KEY, status, repr(resume))
         if count:
             await redis.hincrby(PURGED_METRIC, reason, count)
         purged[reason] = count
     return purged
+
+
+async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: float) -> bool | None:
+    """Purge under the delivery's lease (never under a running delivery); None if busy, False if
+    it changed meanwhile and is no longer due."""
+    token = await store.acquire(delivery_id, 30.0)
+    if token is None:
+        return None
+    try:
+        fresh = await store.get(delivery_id)
+        if fresh is not None and fresh.status == status and fresh.updated_at <= cutoff:
+            await store.purge(fresh, await file_count(store, fresh))
+            return True
+        return False
+    finally:
+        await store.release(delivery_id, token)
 
 
 def policy_from(settings: Any) -> RetentionPolicy:
@@ -84,11 +101,11 @@ def policy_from(settings: Any) -> RetentionPolicy:
                            keep_dead_letters_s=settings.keep_dead_letters_s)
 
 
-def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time) -> Any:
+def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time, budget_s: float | None = None) -> Any:
     async def retention(ctx: dict[str, Any]) -> dict[str, int]:
         runtime = ctx["runtime"]
         now = getattr(runtime, "clock", clock)()  # a runtime may carry its own clock (tests move it)
-        purged = await sweep(runtime.store, policy, now)
+        purged = await sweep(runtime.store, policy, now, budget_s=budget_s)
         if any(purged.values()):
             log.info("retention.purged", **purged)
         return purged
@@ -96,6 +113,11 @@ def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time) ->
 
 
 def cron_job(settings: Any) -> Any:
-    """`CRON_JOBS` entry: the retention sweep every 10 minutes, and once at worker start-up."""
-    return cron(make_job(policy_from(settings)), name="retention", minute=set(range(0, 60, 10)),
-                run_at_startup=True, unique=True, timeout=600)
+    """`CRON_JOBS` entry: the retention sweep every 10 minutes, and once at worker start-up.
+
+    Its timeout is the delivery jobs' one: arq sizes every job's in-progress lease on the longest
+    function timeout, and a longer one would delay the re-run of a killed worker's deliveries. A
+    sweep that runs out of time resumes where it stopped."""
+    timeout = settings.job_timeout_s
+    return cron(make_job(policy_from(settings), budget_s=timeout * 0.8), name="retention",
+                minute=set(range(0, 60, 10)), run_at_startup=True, unique=True, timeout=timeout)

@@ -155,3 +155,23 @@ async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(make_rela
                                     headers=relay.admin)).status_code == 202
     await relay.wait_for(delivery_id, "delivered")
     assert await held(relay, delivery_id) == [f"ar:p:{delivery_id}".encode()]
+
+
+async def test_a_sweep_out_of_time_resumes_where_it_stopped(relay: Relay) -> None:
+    await relay.start_worker()
+    ids = []
+    for _ in range(3):
+        ids.append((await relay.post(Person().application(cv=False))).json()["id"])
+        await relay.wait_for(ids[-1], "delivered")
+    late = max([await updated_at(relay, i) for i in ids]) + 8 * DAY
+    assert await sweep(relay.store, POLICY, late, budget_s=0) == {"delivered": 0, "dead_letter": 0}
+    assert all([await held(relay, i) for i in ids])
+    assert await sweep(relay.store, POLICY, late) == {"delivered": 3, "dead_letter": 0}
+    assert not any([await held(relay, i) for i in ids])
+
+
+def test_scheduled_jobs_do_not_delay_crash_recovery(relay: Relay) -> None:
+    """arq leases every job for the longest function timeout + 10 s: a cron job with a longer
+    timeout than the deliveries' would hold a killed worker's deliveries that much longer."""
+    worker = create_worker(relay.settings, burst=True)
+    assert worker.in_progress_timeout_s == relay.settings.job_timeout_s + 10
