@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from app.config import ConfigError
@@ -56,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"applyrelay: embedded Redis on 127.0.0.1:{embedded.port} (AOF in {embedded.data_dir})", flush=True)
     settings = _settings(env["REDIS_URL"])
     os.environ["REDIS_URL"] = env["REDIS_URL"]
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env)
+    worker = _Supervised([sys.executable, "-m", "app.cli", "worker"], env)
     print(f"applyrelay: web on http://{args.host}:{args.port}  (config: {settings.config.source}; "
           f"connections: {', '.join(settings.config.connections)})", flush=True)
     if settings.dev and not os.environ.get("APPLYRELAY_ADMIN_TOKEN"):
@@ -67,13 +68,37 @@ def cmd_run(args: argparse.Namespace) -> None:
     try:
         cmd_web(args)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=settings.job_timeout_s + 5)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop(timeout=settings.job_timeout_s + 5)
         if embedded:
             embedded.stop()
+
+
+class _Supervised:
+    """A child process restarted (after a pause) whenever it exits on its own."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv, self.env = argv, env
+        self.stopping = threading.Event()
+        self.process = subprocess.Popen(argv, env=env)
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.stopping.is_set():
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            print(f"applyrelay: worker exited ({code}); restarting", file=sys.stderr, flush=True)
+            self.stopping.wait(1.0)
+            if not self.stopping.is_set():
+                self.process = subprocess.Popen(self.argv, env=self.env)
+
+    def stop(self, timeout: float) -> None:
+        self.stopping.set()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def cmd_sandbox(args: argparse.Namespace) -> None:

@@ -84,6 +84,7 @@ class Delivery(Struct, omit_defaults=True):
     last_error: ErrorInfo | None = None
     attempts: list[Attempt] = []
     files_purged: bool = False
+    keep_files_until: float | None = None  # signed links were handed out: keep the bytes until then
     payload_purged: bool = False
     erased_at: float | None = None  # erased at the candidate's request (app/erasure.py)
     version: int = 0

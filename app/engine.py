@@ -79,6 +79,7 @@ class EngineDeps:
     run_budget_s: float = 40.0
     lease_s: float = 50.0
     keep_files_after_delivery: bool = False
+    file_links: Callable[[str, int, float], str] | None = None  # (delivery, index, expiry) → URL
 
 
 @dataclass
@@ -162,6 +163,7 @@ class DeliveryEngine:
             application=application,
             checkpoints=delivery.checkpoints,
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
+            file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
         run = _RunState(started=now, done_before=len(delivery.checkpoints))
         try:
@@ -173,6 +175,13 @@ class DeliveryEngine:
             for warning in ctx.warnings:
                 delivery.add_warning(warning.code, warning.message)
         return await self._finish(delivery, outcome, run, connection.retry)
+
+    def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:
+        if self.deps.file_links is None:
+            return None
+        expires_at = self.deps.clock() + ttl_s
+        delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
+        return self.deps.file_links(delivery.id, ref.index, expires_at)
 
     async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None]:
         try:
@@ -240,7 +249,8 @@ class DeliveryEngine:
                                   outcome="ok", step=step.name,
                                   latency_ms=int((time.perf_counter() - t0) * 1000)))
         await deps.store.save(delivery, "delivering")
-        if step.attachment is not None and not deps.keep_files_after_delivery:
+        links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
+        if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
             await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
         self._log_step(delivery, step, None, t0)
         return None
@@ -286,7 +296,8 @@ class DeliveryEngine:
         delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
         delivery.delivered_at, delivery.last_error = now, None
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
-        if not self.deps.keep_files_after_delivery and not delivery.files_purged:
+        links_live = (delivery.keep_files_until or 0) > now
+        if not self.deps.keep_files_after_delivery and not links_live and not delivery.files_purged:
             await self._drop_files(delivery)
         await self.deps.store.save(delivery, "delivering")
         log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,

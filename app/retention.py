@@ -69,7 +69,7 @@ async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float,
                 if delivery is None or delivery.status != status or (delivery.payload_purged
                                                                      and delivery.files_purged):
                     continue
-                done = await _purge(store, delivery.id, status, cutoff)
+                done = await _purge(store, delivery.id, status, cutoff, now)
                 if done is None:
                     resume = min(resume, score)  # being run right now: leave it for the next sweep
                 count += bool(done)
@@ -80,14 +80,17 @@ async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float,
     return purged
 
 
-async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: float) -> bool | None:
-    """Purge under the delivery's lease (never under a running delivery); None if busy, False if
-    it changed meanwhile and is no longer due."""
+async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: float, now: float) -> bool | None:
+    """Purge under the delivery's lease (never under a running delivery); None if busy or if a
+    signed file link handed to the ATS is still valid (kept until it expires), False if it changed
+    meanwhile and is no longer due."""
     token = await store.acquire(delivery_id, 30.0)
     if token is None:
         return None
     try:
         fresh = await store.get(delivery_id)
+        if fresh is not None and (fresh.keep_files_until or 0) > now:
+            return None
         if fresh is not None and fresh.status == status and fresh.updated_at <= cutoff:
             await store.purge(fresh, await file_count(store, fresh))
             return True

@@ -27,6 +27,8 @@ class Settings:
     data_keys: list[bytes] = field(repr=False, default_factory=list)
     keep_delivered_s: float = 7 * 86400.0  # delivered payloads, then purged (retention)
     keep_dead_letters_s: float = 30 * 86400.0  # failed deliveries' payloads and files
+    public_url: str | None = None  # where ATS users can reach GET /v1/files/{token}
+    link_secret: str | None = field(repr=False, default=None)
 
     @property
     def run_budget_s(self) -> float:
@@ -115,4 +117,5 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
         data_keys=_data_keys(env, dev),
         keep_delivered_s=_days(env, "APPLYRELAY_KEEP_DELIVERED_DAYS", 7),
         keep_dead_letters_s=_days(env, "APPLYRELAY_KEEP_DEAD_LETTERS_DAYS", 30),
+        public_url=env.get("APPLYRELAY_PUBLIC_URL"), link_secret=env.get("APPLYRELAY_LINK_SECRET"),
     )

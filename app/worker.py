@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,7 +18,7 @@ from arq import Retry, Worker
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from app import queue
+from app import file_links, queue
 from app.engine import DeliveryEngine, EngineDeps
 from app.runtime import Runtime
 from app.settings import Settings
@@ -48,7 +49,18 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
         run_budget_s=settings.run_budget_s,
         lease_s=settings.lease_s,
         keep_files_after_delivery=settings.keep_files_after_delivery,
+        file_links=_file_links(settings),
     ))
+
+
+def _file_links(settings: Settings) -> Callable[[str, int, float], str] | None:
+    public_url, secret = settings.public_url, settings.link_secret
+    if not public_url or not secret:
+        return None
+
+    def link(delivery_id: str, index: int, expires_at: float) -> str:
+        return f"{public_url.rstrip('/')}/v1/files/{file_links.sign(secret, delivery_id, index, expires_at)}"
+    return link
 
 
 class WakeableWorker(Worker):

@@ -156,6 +156,9 @@ class StepContext:
     checkpoints: Mapping[str, str]
     load_attachment: Callable[[AttachmentRef], Awaitable[bytes]]
     warnings: list[Warning_] = field(default_factory=list)
+    # A signed download link to a stored file, valid `ttl_s` (the relay keeps the file that long);
+    # None when the relay has no public URL configured.
+    file_link: Callable[[AttachmentRef, float], str | None] = lambda ref, ttl_s: None
 
     def remote_id(self, step: str) -> str:
         try:

@@ -76,8 +76,9 @@ class FactorialConnector(Connector):
         self.version = str(self.settings.get("api_version", DEFAULT_VERSION))
         self.api = f"{connection.base_url}/api/{self.version}/resources/"
         self.cv_upload = str(self.settings.get("cv_upload", "message"))
-        if self.cv_upload not in ("message", "legacy_cv_part"):
-            raise PermanentError(f"cv_upload must be message or legacy_cv_part, not {self.cv_upload!r}")
+        if self.cv_upload not in ("message", "legacy_cv_part", "link"):
+            raise PermanentError(f"cv_upload must be message, legacy_cv_part or link, not {self.cv_upload!r}")
+        self.cv_link_ttl_s = float(self.settings.get("cv_link_ttl_days", 7)) * 86400
         self.oauth = self.settings.get("auth", "api_key") == "oauth"
         self._access_token = connection.credentials if self.oauth else None
         self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
@@ -270,6 +271,8 @@ class FactorialConnector(Connector):
                 body["phone"] = app.candidate.phone_number
             if app.gdpr_consent is not None:
                 body["consent_to_talent_pool"] = app.gdpr_consent.given
+            if self.cv_upload == "link" and (letter := self._cv_link_letter(ctx, app)):
+                body["cover_letter"] = letter
             body.update(self._source_fields(ctx))
             match = (await self._send("POST", "ats/applications", what="create application", json=body)).json()
         kind, _, source_id = ctx.checkpoints.get("source", "none:").partition(":")
@@ -306,9 +309,22 @@ class FactorialConnector(Connector):
                 ctx.warn("required_question_unanswered", f"mandatory question {question['id']} has no answer")
         return f"{written + len(done)} answers"
 
+    def _cv_link_letter(self, ctx: StepContext, app: StoredApplication) -> str | None:
+        """`link` mode: the CV travels as a signed, expiring relay link in the cover letter."""
+        cv = next((a for a in app.attachments if a.type == "CV"), None)
+        if cv is None:
+            return None
+        url = ctx.file_link(cv, self.cv_link_ttl_s)
+        if url is None:
+            raise PermanentError("cv_upload = link needs APPLYRELAY_PUBLIC_URL and APPLYRELAY_LINK_SECRET")
+        days = int(self.cv_link_ttl_s // 86400)
+        return f"CV ({cv.name}): {url}\n(download link valid for {days} days)"
+
     def _cv_step(self, ref: AttachmentRef, application: str) -> Any:
         async def run(ctx: StepContext) -> str:
             application_id = ctx.remote_id("application") if application == "application" else application
+            if self.cv_upload == "link" and application == "application":
+                return f"link:{application_id}"  # written with the application's cover letter
             if self.cv_upload == "legacy_cv_part":
                 return await self._legacy_cv(ctx, ref, application_id)
             return await self._cv_message(ctx, ref, application_id)

@@ -56,14 +56,15 @@ class Relay:
 
     def __init__(self, redis_url: str, connections: Mapping[str, Mapping[str, Any]], *,
                  job_timeout_s: float = 8.0, tmp_path: Path | None = None,
-                 extra_tokens: Sequence[ApiToken] = ()) -> None:
+                 extra_tokens: Sequence[ApiToken] = (), **settings: Any) -> None:
         self.redis_url = redis_url
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
         self.env = test_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
         tokens = [ApiToken("admin", ADMIN_TOKEN, SCOPES), *extra_tokens]
+        settings.setdefault("data_keys", parse_keys(DATA_KEY))
         self.settings = Settings(redis_url=redis_url, config=config, tokens=tokens, job_timeout_s=job_timeout_s,
-                                 data_keys=parse_keys(DATA_KEY))
+                                 **settings)
         self.web_runtime = Runtime(self.settings)
         self.server = BackgroundServer(create_app(self.web_runtime)).start()
         self.client = httpx.AsyncClient(base_url=self.server.url, timeout=30)

@@ -222,3 +222,23 @@ async def test_legacy_cv_part_upload(make_relay: Any, factorial: Emulator) -> No
     assert file["via"] == "legacy_cv" and file["sha256"] == hashlib.sha256(PDF_BYTES).hexdigest()
     [app] = factorial.records()["applications"]
     assert app["cv"]["byte_size"] == len(PDF_BYTES)
+
+
+async def test_cv_as_a_signed_link_in_the_cover_letter(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=2)},
+                       link_secret="link-secret-for-tests", public_url="http://relay.example")
+    await relay.start_worker()
+    delivery_id = (await relay.post(application())).json()["id"]
+    record = await relay.wait_for(delivery_id, "delivered")
+    assert factorial.records()["files"] == []  # nothing uploaded: the CV is a link
+    [app] = factorial.records()["applications"]
+    url = app["cover_letter"].split(": ", 1)[1].split()[0]
+    assert url.startswith("http://relay.example/v1/files/") and "valid for 2 days" in app["cover_letter"]
+    assert record["files_purged"] is False  # kept while the link lives
+    path = url.removeprefix("http://relay.example")
+    download = await relay.client.get(path)  # the token is the credential
+    assert download.status_code == 200 and download.content == PDF_BYTES
+    assert download.headers["content-type"] == "application/pdf"
+    assert "Zo%C3%AB%20CV.pdf" in download.headers["content-disposition"]
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    assert (await relay.client.get(tampered)).status_code == 404

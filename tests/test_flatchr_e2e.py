@@ -298,3 +298,19 @@ async def test_files_cannot_be_added_after_creation(make_relay: Callable[..., Re
     else:
         assert response.status_code == 422
     assert len(flatchr.records()["files"]) == 1
+
+
+async def test_operator_reads_candidate_attachments(make_relay: Callable[..., Relay], flatchr: Emulator) -> None:
+    relay = make_relay({"acme": flatchr_connection(flatchr)})
+    await relay.start_worker()
+    record = await deliver(relay, payload(attachments=[cv()]))
+    candidate_id = record["checkpoints"]["candidate"]
+    path = f"/v1/connections/acme/candidates/{candidate_id}/attachments"
+    response = await relay.client.get(path, headers=relay.admin)
+    assert response.status_code == 200, response.text
+    assert [f["name"] for f in response.json()["data"]] == ["cv-jeanne.pdf"]
+    assert (await relay.client.get(path)).status_code == 401
+    missing = await relay.client.get("/v1/connections/acme/candidates/nope/attachments", headers=relay.admin)
+    assert missing.status_code in (404, 422)
+    assert (await relay.client.get("/v1/connections/other/candidates/1/attachments",
+                                   headers=relay.admin)).status_code == 404

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from app import operations
 from connectors.base import Connector
 from connectors.sandbox import create_emulator
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
@@ -193,19 +192,13 @@ async def test_move_to_stage_after_delivery_is_queued_and_retried(
     await relay.start_worker()
     parent = await relay.wait_for((await accepted(relay, payload()))["id"], "delivered")
     laura.faults(script=["error"], error_status=503, path_regex="/stage$")
-    store = relay.store  # on this loop (the web runtime's client is on the server's), sealing like it
-    parent_record = await store.get(parent["id"])
-    assert parent_record is not None
-    # what POST /v1/deliveries/{id}/stage does: an action on the delivered application's id
-    action_id, created = await operations.enqueue_action(
-        store,
-        parent_record,
-        "move_application_to_stage",
-        {"application_id": parent["checkpoints"]["application"], "stage_id": "3"},
-        [],
-        None,
-    )
-    assert created
+    response = await relay.client.post(f"/v1/deliveries/{parent['id']}/stage", json={"stage_id": "3"},
+                                       headers=relay.admin)
+    assert response.status_code == 202, response.text
+    action_id = response.json()["id"]
+    again = await relay.client.post(f"/v1/deliveries/{parent['id']}/stage", json={"stage_id": "3"},
+                                    headers=relay.admin)
+    assert again.json() == {"id": action_id, "status": "queued", "duplicate": True}
     await relay.wait_for(action_id, "retry_scheduled", until=lambda r: r["failed_attempts"] == 1)
     await relay.run_due_jobs()
     action = await relay.wait_for(action_id, "delivered")

@@ -4,6 +4,7 @@ real HTTP and a real redis-server. Each test asserts what the emulator holds."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -293,9 +294,25 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
     for action, params, files in actions:
         action_id, _ = await operations.enqueue_action(store, parent, action, params, files, None)
         await relay.wait_for(action_id, "delivered")
+    # the same actions through the relay's routes
+    link = {"label": "Route link", "url": "https://assess.example/r/10",
+            "details": {"custom_field_name_prefix": "Acme:", "attributes": [{"key": "Score", "value": "91"}]}}
+    routed = [
+        (f"/v1/deliveries/{parent.id}/result-links", link),
+        (f"/v1/connections/acme-otys/candidates/{steps['candidate']}/result-links", {**link, "label": "Cand link"}),
+        (f"/v1/connections/acme-otys/candidates/{steps['candidate']}/attachments",
+         {"attachment": {"name": "extra.png", "type": "OTHER", "data": base64.b64encode(PNG_BYTES + b"2").decode()}}),
+    ]
+    for path, body in routed:
+        response = await relay.client.post(path, json=body, headers=relay.admin)
+        assert response.status_code == 202, (path, response.text)
+        await relay.wait_for(response.json()["id"], "delivered")
+    routed_docs = {d["subject"] for d in documents(otys)}
+    assert {"Route link", "Cand link", "extra.png"} <= routed_docs
+    docs_before = len(documents(otys))
     docs = {d["subject"]: d for d in documents(otys)}
     assert docs["cv.pdf"]["procedureUid"] == steps["application"] and docs["cv.pdf"]["sha256"] == SHA["cv.pdf"]
     assert docs["portfolio.png"]["procedureUid"] is None and docs["portfolio.png"]["sha256"] == SHA["portfolio.png"]
     assert docs["Assessment"]["procedureUid"] == steps["application"]
     assert docs["Video interview"]["candidateUid"] == steps["candidate"]
-    assert len(docs) == 4
+    assert len(docs) == docs_before == 7

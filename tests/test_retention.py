@@ -175,3 +175,19 @@ def test_scheduled_jobs_do_not_delay_crash_recovery(relay: Relay) -> None:
     timeout than the deliveries' would hold a killed worker's deliveries that much longer."""
     worker = create_worker(relay.settings, burst=True)
     assert worker.in_progress_timeout_s == relay.settings.job_timeout_s + 10
+
+
+async def test_a_live_signed_link_keeps_its_file_until_it_expires(make_relay: Any, factorial: Emulator) -> None:
+    """Factorial `cv_upload = link`: the ATS holds a link to the relay's copy, so the copy stays
+    (through its checkpoint and past the 7 days) until the link expires, then goes."""
+    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=10)},
+                       link_secret="link-secret-for-tests", public_url="http://relay.example")
+    await relay.start_worker()
+    delivery_id = (await relay.post(Person().application())).json()["id"]
+    record = await relay.wait_for(delivery_id, "delivered")
+    assert record["keep_files_until"] and len(await held(relay, delivery_id)) == 2
+    t = await updated_at(relay, delivery_id)
+    assert await sweep(relay.store, POLICY, t + 8 * DAY) == {"delivered": 0, "dead_letter": 0}
+    assert len(await held(relay, delivery_id)) == 2
+    assert await sweep(relay.store, POLICY, record["keep_files_until"] + 1) == {"delivered": 1, "dead_letter": 0}
+    assert await held(relay, delivery_id) == []

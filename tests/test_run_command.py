@@ -4,6 +4,7 @@ and `applyrelay sandbox factorial` as separate processes, then the README's curl
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,23 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not come up")
+
+
+def _kill_worker_children(parent_pid: int) -> None:
+    """SIGKILL the `applyrelay worker` child of `applyrelay run`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent_pid and b"worker" in cmdline:
+            os.kill(int(entry.name), signal.SIGKILL)
+            return
+    raise AssertionError("no worker child found")
 
 
 def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
@@ -64,9 +82,20 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert status == "delivered"
+        _kill_worker_children(run.pid)  # `applyrelay run` restarts its worker
+        response = httpx.post(f"http://127.0.0.1:{web_port}/v1/applications", headers=headers,
+                              json={**body, "candidate": {**body["candidate"], "email_address": "bo@example.org"}})
+        second = response.headers["location"]
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            if httpx.get(f"http://127.0.0.1:{web_port}{second}", headers=headers).json()["status"] == "delivered":
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the restarted worker did not deliver")
         records = httpx.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/records").json()
-        assert [c["email"] for c in records["candidates"]] == ["ana@example.org"]
-        assert len(records["files"]) == 1
+        assert sorted(c["email"] for c in records["candidates"]) == ["ana@example.org", "bo@example.org"]
+        assert len(records["files"]) == 2
         redis_dir = tmp_path / "var" / "redis"
         assert (redis_dir / "appendonlydir").exists() or list(redis_dir.glob("*.aof"))  # AOF is on
     finally:

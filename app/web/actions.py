@@ -36,9 +36,16 @@ class AddAttachment(msgspec.Struct, forbid_unknown_fields=True):
     attachment: AttachmentIn
 
 
+class ResultAttribute(msgspec.Struct, forbid_unknown_fields=True):
+    key: Annotated[str, Meta(min_length=1, max_length=100)]
+    value: Annotated[str, Meta(max_length=2000)]
+
+
 class ResultLinkDetails(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Kombo's result-link details: a field-name prefix and key/value attributes."""
+
     custom_field_name_prefix: Annotated[str, Meta(max_length=100)] | None = None
-    attributes: dict[Annotated[str, Meta(max_length=100)], Annotated[str, Meta(max_length=2000)]] = {}
+    attributes: Annotated[list[ResultAttribute], Meta(max_length=50)] = []
 
 
 class AddResultLink(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
