@@ -158,3 +158,20 @@ async def test_erase_command_does_the_same_from_a_terminal(relay: Relay, tmp_pat
     assert await stored_keys(relay, erased) == [] and await stored_keys(relay, kept)
     assert (await audit.read(relay.redis))[0].action == "erase"
     assert [k async for k in relay.redis.scan_iter(match="ar:erased:*")]
+
+
+async def test_erasure_waits_for_a_run_in_progress_then_erases(relay: Relay, factorial: Emulator) -> None:
+    """A worker is mid-delivery (its lease held): erasure waits for the run to end rather than
+    purge under it, then erases, and reports what the run created in the ATS."""
+    ana = Person()
+    factorial.faults(latency_ms=1500, path_regex="/ats/applications$", methods=["POST"])
+    await relay.start_worker()
+    delivery_id = (await relay.post(ana.application(cv=False))).json()["id"]
+    await relay.wait_for(delivery_id, "delivering", until=lambda r: "candidate" in r["checkpoints"])
+    report = (await relay.client.post("/v1/erasure", json={"email": ana.email}, headers=relay.admin)).json()
+    [erased] = report["deliveries"]
+    assert erased["status_before"] == "delivered" and not erased["in_flight"] and not erased["stopped"]
+    assert {r["type"] for r in report["erase_in_ats"][0]["records"]} == {"candidate", "application"}
+    record = await relay.delivery(delivery_id)
+    assert record["status"] == "delivered" and record["payload_purged"] and record["erased_at"]
+    assert await stored_keys(relay, delivery_id) == []
