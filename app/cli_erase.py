@@ -31,6 +31,9 @@ def cmd_erase(args: argparse.Namespace) -> None:
 
     from app.cli import _settings
     from app.cli_keys import operator
+    from app.logging import configure
+
+    configure(stream=sys.stderr)  # stdout carries the report alone
 
     if not re.match(EMAIL_PATTERN, args.email.strip()):
         sys.exit("applyrelay: --email: not a valid email address")

@@ -86,7 +86,10 @@ def cmd_new(_: argparse.Namespace) -> None:
 
 def cmd_rotate(_: argparse.Namespace) -> None:
     from app.cli import _settings
+    from app.logging import configure
     from app.runtime import redis_client
+
+    configure(stream=sys.stderr)
 
     settings = _settings()
     sealer = AesGcmSealer(settings.data_keys)

@@ -21,12 +21,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from app.crypto import Pseudonyms
 from app.delivery import TERMINAL, Delivery, ErrorInfo
 from app.engine import action_decoder
 from app.models import AttachmentRef, stored_decoder
 from app.store import IX_ALL, PREFIX, DeliveryStore
 
+log = structlog.get_logger("applyrelay.erasure")
 PURGED_METRIC = PREFIX + "m:purged"  # hash: reason (delivered | dead_letter | erasure) → records purged
 FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
 SCAN_BATCH = 500
@@ -130,7 +133,7 @@ class Eraser:
         now = self.clock()
         report = ErasureReport(subject=digest[:16], erased_at=now)
         ids = sorted(i.decode() for i in await self.redis.smembers(index))
-        roots = [d for d in await self.store.get_many(ids)]
+        roots = await self.store.get_many(ids)
         for delivery in roots:
             report.deliveries.append(await self._erase_one(delivery.id, now))
         for child_id in await self._actions_on(roots):
@@ -142,6 +145,9 @@ class Eraser:
         if report.deliveries:
             pipe.hincrby(PURGED_METRIC, "erasure", len(report.deliveries))
         await pipe.execute()
+        log.info("candidate.erased", subject=report.subject, deliveries=len(report.deliveries),
+                 stopped=sum(d.stopped for d in report.deliveries),
+                 in_flight=sum(d.in_flight for d in report.deliveries))
         return report
 
     async def _actions_on(self, roots: Iterable[Delivery]) -> list[str]:

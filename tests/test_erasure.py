@@ -4,6 +4,7 @@ still delivered; the ATS records to erase are reported; a later duplicate is rec
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from typing import Any
@@ -154,7 +155,11 @@ async def test_erase_command_does_the_same_from_a_terminal(relay: Relay, tmp_pat
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err
-    assert erased.encode() in out and b"erased 1 deliveries" in err
+    report = json.loads(out)  # stdout is the report alone; logs go to stderr
+    assert [d["delivery_id"] for d in report["deliveries"]] == [erased] and b"erased 1 deliveries" in err
+    [event] = [json.loads(line) for line in err.splitlines() if b'"candidate.erased"' in line]
+    assert event["deliveries"] == 1 and event["subject"] == report["subject"]
+    assert leaks(out + err, ana) == []
     assert await stored_keys(relay, erased) == [] and await stored_keys(relay, kept)
     assert (await audit.read(relay.redis))[0].action == "erase"
     assert [k async for k in relay.redis.scan_iter(match="ar:erased:*")]
