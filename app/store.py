@@ -64,11 +64,25 @@ class Sealer(Protocol):
 
 
 class PlainSealer:
+    """No encryption: for tests of the store alone, never for a relay (see app/runtime.py)."""
+
     def seal(self, data: bytes) -> bytes:
         return data
 
     def open(self, data: bytes) -> bytes:
         return data
+
+
+class NoSealer:
+    """The default: a store built without a sealer may read and write delivery states, but never
+    candidate data — neither storing it in clear nor handing back sealed bytes as if they were it."""
+
+    def seal(self, data: bytes) -> bytes:
+        raise RuntimeError("this DeliveryStore has no sealer: candidate data is stored encrypted; "
+                           "pass sealer=runtime.sealer (tests: relay.store)")
+
+    def open(self, data: bytes) -> bytes:
+        return self.seal(data)
 
 
 def state_key(delivery_id: str) -> str:
@@ -101,7 +115,7 @@ class DeliveryStore:
     def __init__(self, redis: Redis, sealer: Sealer | None = None,
                  retention_s: int = DEFAULT_RETENTION_S) -> None:
         self.redis = redis
-        self.sealer = sealer or PlainSealer()
+        self.sealer: Sealer = sealer or NoSealer()
         self.retention_s = retention_s
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)

@@ -191,3 +191,13 @@ def test_keys_new_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> Non
     name, _, value = out.out.strip().partition("=")
     assert name == "APPLYRELAY_DATA_KEY" and len(base64.urlsafe_b64decode(value + "=")) == 32
     assert "keys rotate" in out.err
+
+
+async def test_a_store_without_a_sealer_never_stores_or_returns_candidate_data(relay: Relay) -> None:
+    delivery_id = (await relay.post(Person().application())).json()["id"]
+    bare = DeliveryStore(relay.redis)
+    assert (await bare.get(delivery_id)) is not None  # states carry no candidate data: readable
+    with pytest.raises(RuntimeError, match="no sealer"):
+        await bare.load_payload(delivery_id)
+    with pytest.raises(RuntimeError, match="no sealer"):
+        await bare.store_file(delivery_id, 0, b"%PDF-1.4 clear")
