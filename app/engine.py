@@ -36,6 +36,7 @@ from app.delivery import (
     ErrorInfo,
 )
 from app.models import AttachmentRef, StoredApplication, stored_decoder
+from app.pii import personal_values, scrub
 from app.retry_policy import next_retry
 from app.store import DeliveryStore
 from connectors.base import (
@@ -87,6 +88,7 @@ class _RunState:
     started: float
     done_before: int = 0
     step: str | None = None
+    personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
 
 
 def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None) -> ErrorInfo:
@@ -165,7 +167,7 @@ class DeliveryEngine:
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
             file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
-        run = _RunState(started=now, done_before=len(delivery.checkpoints))
+        run = _RunState(started=now, done_before=len(delivery.checkpoints), personal=personal_values(application))
         try:
             async with asyncio.timeout(deps.run_budget_s):
                 outcome = await self._run_steps(delivery, steps, ctx, run)
@@ -173,7 +175,7 @@ class DeliveryEngine:
             outcome = "budget"
         finally:
             for warning in ctx.warnings:
-                delivery.add_warning(warning.code, warning.message)
+                delivery.add_warning(warning.code, scrub(warning.message, run.personal))
         return await self._finish(delivery, outcome, run, connection.retry)
 
     def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:
@@ -235,6 +237,7 @@ class DeliveryEngine:
         try:
             remote_id = await step.run(ctx)
         except ConnectorError as exc:
+            exc.detail = scrub(exc.detail, run.personal)  # an ATS may echo what it was sent
             self._log_step(delivery, step, exc, t0)
             return exc
         except Exception as exc:  # a connector bug: keep it retryable, never let it kill the job

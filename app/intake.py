@@ -35,7 +35,7 @@ from app.models import (
     stored_encoder,
 )
 from app.store import DeliveryStore, new_delivery_id
-from connectors.base import Connector, ConnectorError
+from connectors.base import Connector, ConnectorError, Warning_
 
 ANSWER_CHECK_TIMEOUT_S = 2.0
 
@@ -120,8 +120,10 @@ class _Files:
         self.refs: list[AttachmentRef] = []
         self.total = 0
 
-    def add(self, field_path: str, name: str, kind: str, content_type: str | None, data: str | None,
+    def add(self, field_path: str, name: str, kind: str, content_type: str | None, data: str | bytes | None,
             data_url: str | None) -> AttachmentRef:
+        """`data` is base64 text, or raw bytes from an inbound adapter that already holds them (a
+        multipart part, a leniently decoded Indeed resume): no second copy of a 20 MB CV."""
         limits = self.connection.limits
         if (data is None) == (data_url is None):
             raise IntakeError.invalid(field_path, "give exactly one of data (base64) or data_url")
@@ -136,9 +138,9 @@ class _Files:
             self.blobs.append(b"")
         else:
             assert data is not None
-            if len(data) * 3 // 4 > limits.max_file_bytes + 3:
+            if len(data) * (1 if isinstance(data, bytes) else 3 / 4) > limits.max_file_bytes + 3:
                 raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
-            raw = decode_base64(data, f"{field_path}.data")
+            raw = data if isinstance(data, bytes) else decode_base64(data, f"{field_path}.data")
             if len(raw) > limits.max_file_bytes:
                 raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
             self.total += len(raw)
@@ -220,7 +222,10 @@ class Intake:
         except (TimeoutError, ConnectorError):
             return []
 
-    async def accept(self, app: ApplicationIn, origin: Origin, idempotency_key: str | None = None) -> Accepted:
+    async def accept(self, app: ApplicationIn, origin: Origin, idempotency_key: str | None = None,
+                     notes: list[Warning_] | None = None) -> Accepted:
+        """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
+        recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
         stored, blobs = build_stored(app, connection, origin)
         checker = self.checker_for(connection.id)
@@ -239,7 +244,7 @@ class Intake:
             channel=origin.channel, board=origin.board, board_application_id=origin.board_application_id,
             job_id=app.application.job_id, next_attempt_at=now,
         )
-        for warning in warnings:
+        for warning in [*(notes or []), *warnings]:
             delivery.add_warning(warning.code, warning.message)
         index_sets: list[str] = []
         if self.pseudonyms is not None:

@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -120,6 +121,29 @@ def error_for_transport(exc: httpx.HTTPError, detail: str, *, sent: bool) -> Tra
     if sent and not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return UnknownOutcome(f"{detail}: {name}", timeout=is_timeout)
     return TransientError(f"{detail}: {name}", timeout=is_timeout)
+
+
+def confined_url(base_url: str, path: str) -> str:
+    """`path` joined under `base_url`, or PermanentError if it could leave it: no scheme or host,
+    no ``.``/``..`` segments (also percent-encoded, once or twice), no backslash, control
+    characters, query or fragment (the query travels apart). The API passthrough uses it."""
+    if not isinstance(path, str) or not path.strip():
+        raise PermanentError("passthrough path must be a relative API path")
+    decoded = unquote(unquote(path))
+    if "\\" in decoded or "?" in path or "#" in path or any(ord(ch) <= 32 for ch in decoded):
+        raise PermanentError("passthrough path must be a plain relative API path")
+    split = urlsplit(decoded)
+    if split.scheme or split.netloc or decoded.startswith("//"):
+        raise PermanentError("passthrough path must be relative to the API base, not a URL")
+    if any(segment in ("..", ".") for segment in decoded.split("/")):
+        raise PermanentError("passthrough path must not contain '.' or '..' segments")
+    base = base_url.rstrip("/")
+    url = f"{base}/{path.lstrip('/')}"
+    origin, target = urlsplit(base), urlsplit(url)
+    if (target.scheme, target.netloc) != (origin.scheme, origin.netloc) or not target.path.startswith(
+            origin.path.rstrip("/") + "/"):
+        raise PermanentError("passthrough path leaves the API base")
+    return url
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +285,11 @@ class Connector(ABC):
         """The job's questions in a connector-neutral shape:
         ``{"id", "type", "required", "options": [{"id", "label"}], "label"}``."""
         return []
+
+    async def job_status(self, job_id: str) -> str | None:
+        """Whether the ATS has the job and takes applications: "open", "closed" or "missing"; None
+        when this connector cannot tell. Inbound boards answer 404 (missing) or 410 (closed)."""
+        return None
 
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
         """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""

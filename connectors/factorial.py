@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -40,6 +40,7 @@ from connectors.base import (
     StepContext,
     Warning_,
     attachment_step_name,
+    confined_url,
     error_for_response,
     error_for_transport,
 )
@@ -380,6 +381,16 @@ class FactorialConnector(Connector):
         self._questions[job_id] = (time.monotonic(), rows)
         return rows
 
+    async def job_status(self, job_id: str) -> str | None:
+        try:
+            posting = (await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}",
+                                        what="read job posting")).json()
+        except PermanentError as exc:
+            if exc.status == 404:
+                return "missing"
+            raise
+        return "open" if posting.get("status") in ("published", "unlisted") else "closed"
+
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         return [{
             "id": q["id"], "label": q["label"], "type": q["question_type"], "required": bool(q.get("mandatory")),
@@ -389,13 +400,11 @@ class FactorialConnector(Connector):
     async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
                           body: Any) -> PassthroughResult:
         """Any call under the API base (``ats/...``): confined there, credentials added."""
-        parts = urlsplit(path)
-        if parts.scheme or parts.netloc or ".." in path.split("/") or path.startswith("/"):
-            raise PermanentError("passthrough path must be relative to the API base (e.g. ats/job_postings)")
+        url = confined_url(self.api, path)
         kwargs: dict[str, Any] = {"params": dict(query or {})}
         if body is not None:
             kwargs["json"] = body
-        response = await self._send(method.upper(), path, what="passthrough",
+        response = await self._send(method.upper(), url, what="passthrough",
                                     expect=tuple(range(200, 600)), **kwargs)
         try:
             payload: Any = response.json()

@@ -49,7 +49,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from app.models import AttachmentRef, StoredAnswer, StoredApplication
+from app.pii import scrub
 from connectors.base import (
+    AttachmentRejected,
     Capabilities,
     Connector,
     PassthroughResult,
@@ -59,6 +61,7 @@ from connectors.base import (
     TransientError,
     Warning_,
     attachment_step_name,
+    confined_url,
     error_for_response,
     error_for_transport,
 )
@@ -298,16 +301,6 @@ def file_answer_warnings(answers: list[StoredAnswer]) -> list[Warning_]:
     ]
 
 
-_EMAIL_RE = re.compile(r"[^\s@\"']+@[^\s@\"']+")
-_DIGITS_RE = re.compile(r"\+?\d[\d .\-()]{5,}\d")
-
-
-def scrub(text: str, secrets_: list[str]) -> str:
-    """Remove anything personal from an ATS error message before it becomes a `detail`."""
-    for value in sorted((s for s in secrets_ if s and len(s) >= 2), key=len, reverse=True):
-        text = re.sub(re.escape(value), "<redacted>", text, flags=re.IGNORECASE)
-    text = _EMAIL_RE.sub("<email>", text)
-    return _DIGITS_RE.sub("<number>", text)[:200]
 
 
 def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
@@ -319,7 +312,7 @@ def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
     if not isinstance(body, dict):
         return ""
     message = body.get("message") or body.get("error") or ""
-    return scrub(str(message), secrets_) if message else ""
+    return scrub(str(message), secrets_, numbers=True, limit=200) if message else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,6 +397,7 @@ class FlatchrConnector(Connector):
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
             Step("source", self._step_source),
+            Step("create", self._step_create),
             Step("candidate", self._step_candidate),
             Step("application", self._step_application),
         ]
@@ -418,25 +412,50 @@ class FlatchrConnector(Connector):
             ctx.warn("source_not_written", problem)
         return marker
 
-    async def _step_candidate(self, ctx: StepContext) -> str:
-        """Find the applicant on this vacancy by e-mail, else create it (one call with CV,
-        answers and source), then read its id back. Safe to re-run after any failure."""
+    async def _step_create(self, ctx: StepContext) -> str:
+        """Find the applicant on this vacancy by e-mail, else create it (one call carrying CV,
+        answers and source). Returns ``found:<id>``, ``sent`` or ``sent-without-cv``. Split from
+        the id lookup so that a search lagging behind the write never leads to a second create."""
         app = self._app(ctx)
         job_id = self._job_id(app)
-        email = app.candidate.email_address
-        found = await self._find_applicant(email, job_id)
+        found = await self._find_applicant(app.candidate.email_address, job_id)
         if found:
-            return found
+            return f"found:{found}"
         vacancy = await self._vacancy(job_id)
         for warning in extra_attachment_warnings(app.attachments) + file_answer_warnings(
                 app.screening_question_answers):
             ctx.warn(warning.code, warning.message)
-        payload = await self._create_payload(ctx, app, vacancy)
-        await self._send("POST", f"{self.careers_base}{CREATE_PATH}", what="flatchr create applicant",
-                         expect=(200, 201, 409), json=payload, pii=self._pii(app))
-        # 409: this e-mail already applied to this vacancy (a concurrent or earlier delivery):
-        # success, with the existing applicant's id.
-        found = await self._find_applicant(email, job_id)
+        try:
+            await self._create(ctx, app, vacancy, with_cv=True)
+            return "sent"
+        except AttachmentRejected as exc:
+            if self.settings.get("require_cv", True):
+                raise PermanentError(f"Flatchr requires a CV and refused this one: {exc.detail}",
+                                     status=exc.status) from None
+            ctx.warn("attachment_rejected", f"the CV was refused on create ({exc.detail}); sent without it")
+            await self._create(ctx, app, vacancy, with_cv=False)
+            return "sent-without-cv"
+
+    async def _create(self, ctx: StepContext, app: StoredApplication, vacancy: Mapping[str, Any], *,
+                      with_cv: bool) -> None:
+        payload = await self._create_payload(ctx, app, vacancy, with_cv=with_cv)
+        try:
+            # 409: this e-mail already applied to this vacancy (a concurrent or earlier delivery):
+            # success; the next step reads the existing applicant's id.
+            await self._send("POST", f"{self.careers_base}{CREATE_PATH}", what="flatchr create applicant",
+                             expect=(200, 201, 409), json=payload, pii=self._pii(app))
+        except PermanentError as exc:
+            if with_cv and exc.status in (413, 415):
+                raise AttachmentRejected(exc.detail, status=exc.status) from None
+            raise
+
+    async def _step_candidate(self, ctx: StepContext) -> str:
+        """The applicant's id, read back by search (Flatchr's create answer carries none)."""
+        app = self._app(ctx)
+        kind, _, found = ctx.remote_id("create").partition(":")
+        if kind == "found":
+            return found
+        found = await self._find_applicant(app.candidate.email_address, self._job_id(app))
         if found:
             return found
         raise TransientError("flatchr create applicant: accepted but not found by search yet")
@@ -447,13 +466,24 @@ class FlatchrConnector(Connector):
 
     async def _step_cv(self, ctx: StepContext) -> str:
         """The CV went inline with the create call (Flatchr has no separate upload route in its
-        current docs); this checkpoint records it as delivered with that applicant."""
-        return f"{ctx.remote_id('candidate')}/cv"
+        current docs). Confirmed only if this delivery's create carried it, or Flatchr shows a CV
+        on the applicant (an earlier run's create, whose answer was lost, may have carried it)."""
+        applicant = ctx.remote_id("candidate")
+        created = ctx.remote_id("create")
+        if created == "sent":
+            return f"{applicant}/cv"
+        if created == "sent-without-cv":
+            raise AttachmentRejected("Flatchr refused the CV on create")
+        files = await self.candidate_attachments(applicant)
+        if any(f["type"] == "CV" for f in files):
+            return f"{applicant}/cv"
+        raise AttachmentRejected("the applicant existed before this delivery and Flatchr takes no CV upload "
+                                 "for an existing applicant")
 
     # -- create payload -----------------------------------------------------------------------
 
     async def _create_payload(self, ctx: StepContext, app: StoredApplication,
-                              vacancy: Mapping[str, Any]) -> dict[str, Any]:
+                              vacancy: Mapping[str, Any], *, with_cv: bool = True) -> dict[str, Any]:
         slug = vacancy.get("slug")
         if not isinstance(slug, str) or not slug:
             raise PermanentError("flatchr vacancy has no slug")
@@ -466,7 +496,7 @@ class FlatchrConnector(Connector):
         }
         if app.candidate.phone_number:
             payload["phone"] = app.candidate.phone_number
-        cv = pick_cv(app.attachments)
+        cv = pick_cv(app.attachments) if with_cv else None
         if cv is not None:
             payload["type"] = "document"
             payload["resume"] = await self._resume(ctx, cv)
@@ -483,7 +513,7 @@ class FlatchrConnector(Connector):
         data = await ctx.load_attachment(cv)
         max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
         if len(data) > max_bytes:
-            raise PermanentError(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)")
+            raise AttachmentRejected(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)", status=413)
         content_type = cv.content_type or mimetypes.guess_type(cv.name)[0] or "application/pdf"
         return {"data": base64.b64encode(data).decode("ascii"), "fileName": cv.name,
                 "contentType": content_type}
@@ -529,9 +559,15 @@ class FlatchrConnector(Connector):
         rows = response.json()
         if not isinstance(rows, list):
             raise TransientError("flatchr search applicants: unexpected answer shape")
+        # Rows are checked, not trusted: a search ignoring a filter must not pick another
+        # person's or another vacancy's applicant.
+        vacancy_id = (await self._vacancy(job_id)).get("vacancy_id")
         for row in rows:
-            if isinstance(row, dict) and str(row.get("email") or "").lower() == email.lower() \
-                    and row.get("applicant"):
+            if not isinstance(row, dict) or not row.get("applicant"):
+                continue
+            same_person = str(row.get("email") or "").lower() == email.lower()
+            same_vacancy = vacancy_id is None or str(row.get("vacancy_id")) == str(vacancy_id)
+            if same_person and same_vacancy:
                 return str(row["applicant"])
         return None
 
@@ -602,19 +638,7 @@ class FlatchrConnector(Connector):
     def passthrough_url(self, path: str) -> str:
         """`path` (``company/{id}/columns`` or ``/company/...``) joined to the API base, refusing
         anything that could leave it."""
-        if not isinstance(path, str) or not path or path.startswith("//") or urlsplit(path).scheme:
-            raise PermanentError("passthrough path must be relative to the API base (e.g. company/{id}/columns)")
-        path = path if path.startswith("/") else f"/{path}"
-        if "\\" in path or "://" in path or any(ord(c) < 0x21 for c in path):
-            raise PermanentError("passthrough path contains forbidden characters")
-        if any(seg in ("..", ".") for seg in path.split("?", 1)[0].split("/")) or "%2e" in path.lower():
-            raise PermanentError("passthrough path must not contain dot segments")
-        url = f"{self.api_base}{path}"
-        base, target = urlsplit(self.api_base), urlsplit(url)
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or \
-                not target.path.startswith(base.path.rstrip("/") + "/"):
-            raise PermanentError("passthrough path leaves the API base")
-        return url
+        return confined_url(self.api_base, path)
 
     async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
                           body: Any) -> PassthroughResult:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -33,7 +33,10 @@ from connectors.base import (
     PermanentError,
     Step,
     StepContext,
+    TransientError,
+    UnknownOutcome,
     Warning_,
+    confined_url,
     error_for_transport,
 )
 
@@ -74,7 +77,7 @@ class LauraWire:
     @staticmethod
     def wire_id(value: str) -> int | str:
         """Laura's ids look numeric (public job URLs use ``jid=<int>``): send numbers as numbers."""
-        return int(value) if value.isdigit() else value
+        return int(value) if value.isascii() and value.isdigit() else value
 
     @staticmethod
     def find_candidate(email: str) -> tuple[str, dict[str, str]]:
@@ -152,15 +155,32 @@ class LauraWire:
 
     @classmethod
     def created_id(cls, response: httpx.Response) -> str:
-        record = cls.data(response)
+        """The new record's id. A 2xx we cannot read is an unknown outcome, not a failure: the
+        record may exist, and the retry's lookup will find it."""
+        try:
+            record = cls.data(response)
+        except PermanentError as exc:
+            raise UnknownOutcome(f"create answered without a readable body: {exc.detail}") from None
         if not isinstance(record, dict) or record.get("id") is None:
-            raise PermanentError("Laura's create answer has no id")
+            raise UnknownOutcome("Laura's create answer has no id")
         return str(record["id"])
 
     @classmethod
-    def first_id(cls, response: httpx.Response) -> str | None:
+    def first_id(cls, response: httpx.Response, matches: Callable[[Mapping[str, Any]], bool]) -> str | None:
+        """The first row that really matches: a server ignoring a filter must not make us file an
+        application under someone else."""
         rows = cls.data(response)
-        return str(rows[0]["id"]) if isinstance(rows, list) and rows else None
+        if not isinstance(rows, list):
+            return None
+        return next((str(r["id"]) for r in rows if isinstance(r, Mapping) and "id" in r and matches(r)), None)
+
+    @staticmethod
+    def candidate_matches(email: str) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda row: str(row.get("email", "")).strip().casefold() == email.strip().casefold()
+
+    @staticmethod
+    def application_matches(candidate_id: str, job_id: str) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda row: (str(row.get("candidate_id")), str(row.get("job_id"))) == (candidate_id, job_id)
 
     @staticmethod
     def duplicate_id(response: httpx.Response) -> str | None:
@@ -485,14 +505,15 @@ class LauraConnector(Connector):
         the candidate by email before creating; a 409 duplicate is success with the existing id."""
         await self._valid_answers(application, fresh=True)
         path, params = LauraWire.find_candidate(application.candidate.email_address)
-        existing = await self._find(path, params, what="find candidate")
+        matches = LauraWire.candidate_matches(application.candidate.email_address)
+        existing = await self._find(path, params, matches, what="find candidate")
         if existing:
             return existing
         response = await self._call("POST", "/candidates", what="create candidate", expect=(200, 201, 409),
                                     json=LauraWire.candidate_body(application))
         if response.status_code != 409:
             return LauraWire.created_id(response)
-        return LauraWire.duplicate_id(response) or await self._require(path, params, "candidate")
+        return LauraWire.duplicate_id(response) or await self._require(path, params, matches, "candidate")
 
     async def _application(self, application: StoredApplication, ctx: StepContext) -> str:
         """Find by candidate + job; else validate the answers (→ PermanentError) and create."""
@@ -504,7 +525,8 @@ class LauraConnector(Connector):
         candidate_id = ctx.remote_id("candidate")
         job_id = application.application.job_id
         path, params = LauraWire.find_application(candidate_id, job_id)
-        existing = await self._find(path, params, what="find application")
+        matches = LauraWire.application_matches(candidate_id, job_id)
+        existing = await self._find(path, params, matches, what="find application")
         if existing:
             return existing
         answers = await self._valid_answers(application)
@@ -513,7 +535,7 @@ class LauraConnector(Connector):
                                     json=LauraWire.application_body(candidate_id, job_id, answers))
         if response.status_code != 409:
             return LauraWire.created_id(response)
-        return LauraWire.duplicate_id(response) or await self._require(path, params, "application")
+        return LauraWire.duplicate_id(response) or await self._require(path, params, matches, "application")
 
     async def _valid_answers(self, application: StoredApplication, *,
                              fresh: bool = False) -> list[tuple[str, str, Any]]:
@@ -530,13 +552,16 @@ class LauraConnector(Connector):
                          json=LauraWire.stage_body(stage_id))
         return stage_id
 
-    async def _find(self, path: str, params: Mapping[str, str], *, what: str) -> str | None:
-        return LauraWire.first_id(await self._call("GET", path, what=what, expect=(200,), params=params))
+    async def _find(self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *,
+                    what: str) -> str | None:
+        response = await self._call("GET", path, what=what, expect=(200,), params=params)
+        return LauraWire.first_id(response, matches)
 
-    async def _require(self, path: str, params: Mapping[str, str], kind: str) -> str:
-        found = await self._find(path, params, what=f"find {kind}")
-        if not found:
-            raise PermanentError(f"Laura reported a duplicate {kind} but none can be found")
+    async def _require(self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool],
+                       kind: str) -> str:
+        found = await self._find(path, params, matches, what=f"find {kind}")
+        if not found:  # the search may lag the write: look again later rather than give up
+            raise TransientError(f"Laura reported a duplicate {kind} that its search does not show yet")
         return found
 
     # -- actions ------------------------------------------------------------------------------
@@ -573,7 +598,7 @@ class LauraConnector(Connector):
         method = method.upper()
         if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             raise PermanentError(f"passthrough method {method} is not allowed")
-        url = self.api_root + passthrough_path(path)
+        url = confined_url(self.api_root, path)
         kwargs: dict[str, Any] = {"params": dict(query or {}), "timeout": self.connection.timeout_s,
                                   "headers": LauraWire.headers(self.connection.credentials)}
         if body is not None:
@@ -588,18 +613,3 @@ class LauraConnector(Connector):
             content = response.text
         headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
         return PassthroughResult(status=response.status_code, headers=headers, body=content)
-
-
-def passthrough_path(path: str) -> str:
-    """A relative API path, or PermanentError: no scheme/host, no ``..``, no query or fragment
-    (the query goes apart), checked after percent-decoding so ``%2e%2e`` cannot slip through."""
-    decoded = unquote(unquote(path))
-    if "\\" in decoded or "?" in path or "#" in path or any(ord(ch) < 32 for ch in decoded):
-        raise PermanentError("passthrough path must be a plain relative API path")
-    split = urlsplit(decoded)
-    if split.scheme or split.netloc or decoded.startswith("//"):
-        raise PermanentError("passthrough path must be relative to the Laura API, not a URL")
-    segments = decoded.split("/")
-    if any(s in ("..", ".") for s in segments):
-        raise PermanentError("passthrough path must not contain '.' or '..' segments")
-    return "/" + path.lstrip("/")

@@ -31,12 +31,13 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
 from app.models import AttachmentRef, StoredApplication
+from app.pii import scrub
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
     ACTION_ADD_ATTACHMENT_TO_CANDIDATE,
@@ -58,6 +59,7 @@ from connectors.base import (
 )
 
 DEFAULT_BASE_URL = "https://ows.otys.nl"
+T = TypeVar("T")
 SVC = "Otys.Services."
 SESSION_MESSAGES = ("please login again", "please login first")
 DEDUPE_MARKER = "applyrelay-sha256:"
@@ -124,7 +126,7 @@ def classify_rpc_error(code: Any, message: str, what: str) -> Exception:
     names fields, not values) is kept, truncated, for the operator.
     """
     lower = message.lower()
-    detail = f"{what}: OTYS error {code}: {message[:200]}"
+    detail = f"{what}: OTYS error {code}: {scrub(message, [], numbers=True, limit=200)}"
     if any(m in lower for m in SESSION_MESSAGES):
         return _SessionRefused(detail)
     if lower.startswith("access denied") or "not allowed to" in lower or "no rights" in lower:
@@ -242,7 +244,8 @@ class OtysConnector(Connector):
                 exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), "OTYS login")
                 if isinstance(exc, TransientError):
                     raise exc
-                raise AuthError(f"OTYS login refused: {str(error.get('message', ''))[:200]}")
+                reason = scrub(str(error.get("message", "")), [self.connection.credentials], limit=200)
+                raise AuthError(f"OTYS login refused: {reason}")
             session = body.get("result")
             if not isinstance(session, str) or not session:
                 raise AuthError("OTYS login returned no session")
@@ -271,41 +274,40 @@ class OtysConnector(Connector):
         except ValueError:
             raise UnknownOutcome(f"{what}: OTYS answered HTTP 200 without JSON") from None
 
-    async def call(self, method: str, *args: Any, what: str) -> Any:
-        """Call an OWS method with the session as first param; re-login once on session expiry
-        (the refused call was not applied, so repeating it is safe)."""
+    async def _with_session(self, attempt: Callable[[str, bool], Awaitable[T]], what: str) -> T:
+        """Run `attempt(session, last)`; when it raises _SessionRefused, log in again once and
+        repeat (the refused call was not applied, so repeating it is safe)."""
         stale: str | None = None
-        for attempt in (1, 2):
+        for last in (False, True):
             session = await self._login(stale) if stale else await self._ensure_session()
+            try:
+                return await attempt(session, last)
+            except _SessionRefused:
+                if last:
+                    raise AuthError(f"{what}: OTYS refused a fresh session") from None
+                stale = session
+        raise AssertionError("unreachable")
+
+    async def call(self, method: str, *args: Any, what: str) -> Any:
+        """Call an OWS method with the session as first param (re-login once on expiry)."""
+        async def attempt(session: str, _last: bool) -> Any:
             payload = {"jsonrpc": "2.0", "method": method, "params": [session, *args], "id": next(self._ids)}
             body = await self._post_json(payload, what=what)
             error = body.get("error") if isinstance(body, dict) else None
             if not error:
                 return body.get("result") if isinstance(body, dict) else None
-            exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
-            if isinstance(exc, _SessionRefused):
-                if attempt == 2:
-                    raise AuthError(f"{what}: OTYS refused a fresh session")
-                stale = session
-                continue
-            raise exc
-        raise AssertionError("unreachable")
+            raise classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
+
+        return await self._with_session(attempt, what)
 
     async def _upload(self, name: str, content_type: str, data: bytes, *, what: str) -> str:
         """fileService.php (multipart: ``file`` + ``sessionId``) → the file's ouid. Any refusal of
         the file itself is AttachmentRejected, so the engine completes the rest of the delivery."""
-        stale: str | None = None
-        for attempt in (1, 2):
-            session = await self._login(stale) if stale else await self._ensure_session()
+        async def attempt(session: str, _last: bool) -> str:
             try:
-                response = await self.request(
-                    "POST",
-                    self.file_url,
-                    what=what,
-                    expect=(200,),
-                    files={"file": (name, data, content_type)},
-                    data={"sessionId": session},
-                )
+                response = await self.request("POST", self.file_url, what=what, expect=(200,),
+                                              files={"file": (name, data, content_type)},
+                                              data={"sessionId": session})
             except (AuthError, TransientError):
                 raise
             except PermanentError as exc:  # 413 / 415 / 400 from the file endpoint
@@ -314,24 +316,17 @@ class OtysConnector(Connector):
             if isinstance(body, dict) and body.get("error"):
                 error = body["error"]
                 exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
-                if isinstance(exc, _SessionRefused):
-                    if attempt == 2:
-                        raise AuthError(f"{what}: OTYS refused a fresh session")
-                    stale = session
-                    continue
                 if isinstance(exc, PermanentError):
                     raise AttachmentRejected(exc.detail) from None
                 raise exc
-            first = (
-                next(iter(body.values()), None)
-                if isinstance(body, dict)
-                else (body[0] if isinstance(body, list) and body else None)
-            )
+            first = (next(iter(body.values()), None) if isinstance(body, dict)
+                     else (body[0] if isinstance(body, list) and body else None))
             ouid = first.get("ouid") if isinstance(first, dict) else None
             if not ouid:
                 raise UnknownOutcome(f"{what}: OTYS upload answer has no file id")
             return str(ouid)
-        raise AssertionError("unreachable")
+
+        return await self._with_session(attempt, what)
 
     async def close(self) -> None:
         if self._session is None:
@@ -417,14 +412,21 @@ class OtysConnector(Connector):
             ctx.warn("source_not_found", "OTYS: no referrer portal matches the source; none set")
             return ""
         try:  # assumption: ReferrerPortalService.add {portal} creates a portal and returns its uid
-            return str(
-                await self.call(f"{SVC}ReferrerPortalService.add", {"portal": value}, what="create referrer portal")
+            return _uid(
+                await self.call(f"{SVC}ReferrerPortalService.add", {"portal": value}, what="create referrer portal"),
+                "referrer portal",
             )
-        except (PermanentError, UnknownOutcome):
+        except UnknownOutcome:
             found = self._match_portal(await self._portals(), keys)  # created meanwhile / by us
             if found:
                 return found
             raise
+        except PermanentError:  # the source is metadata: never lose the application over it
+            found = self._match_portal(await self._portals(), keys)
+            if found:
+                return found
+            ctx.warn("source_not_written", "OTYS refused to create the referrer portal; no source set")
+            return ""
 
     async def _portals(self) -> list[dict[str, Any]]:
         result = await self.call(
@@ -491,7 +493,7 @@ class OtysConnector(Connector):
                 "%Y/%m/%d %H:%M:%S"
             )
         payload.update(self._source_tags(application))
-        payload.update(dict((application.remote_fields or {}).get("otys", {}).get("candidate", {})))
+        payload.update(_remote_object(application, "candidate"))
         return payload
 
     def _source_tags(self, application: StoredApplication) -> dict[str, Any]:
@@ -571,12 +573,13 @@ class OtysConnector(Connector):
                 await self._update_candidate(existing, payload)
             return existing
         try:
-            return str(await self.call(f"{SVC}CandidateService.add", payload, what="create candidate"))
+            return _uid(await self.call(f"{SVC}CandidateService.add", payload, what="create candidate"), "candidate")
         except PermanentError as exc:
             if is_duplicate(exc):
                 found = await self.find_candidate(email)
                 if found:
                     return found
+                raise TransientError("OTYS reports a duplicate candidate its search does not show yet") from None
             raise
 
     async def _update_candidate(self, uid: str, payload: dict[str, Any]) -> None:
@@ -656,17 +659,19 @@ class OtysConnector(Connector):
             key, uid = stage_field(application.application.stage_id)
             body[key] = {"uid": uid}
         portal = ctx.checkpoints.get("source")
-        if portal:
-            body["portalId"] = portal  # assumption: procedures take the portal like candidates
+        if portal and self.settings.get("procedure_portal", False):
+            # assumption, off by default: only candidates are documented to take portalId
+            body["portalId"] = portal
         body.update(self._source_tags(application))
-        body.update(dict((application.remote_fields or {}).get("otys", {}).get("procedure", {})))
+        body.update(_remote_object(application, "procedure"))
         try:
-            return str(await self.call(f"{SVC}ProcedureService.add", body, what="create application"))
+            return _uid(await self.call(f"{SVC}ProcedureService.add", body, what="create application"), "application")
         except PermanentError as exc:
             if is_duplicate(exc):
                 found = await self.find_procedure(candidate_uid, vacancy_uid)
                 if found:
                     return found
+                raise TransientError("OTYS reports a duplicate application its search does not show yet") from None
             raise
 
     def _vacancy_uid(self, job_id: str) -> str:
@@ -695,7 +700,7 @@ class OtysConnector(Connector):
                     "fileSize": 1,
                     "typeId": 1,
                     "mimeType": 1,
-                    "procedureUid": 1,
+                    "applicationUid": 1,
                 },
                 "limit": 200,
                 "offset": 0,
@@ -773,9 +778,10 @@ class OtysConnector(Connector):
             "description": dedupe_marker(sha256),
         }
         if procedure_uid:
-            document["procedureUid"] = procedure_uid  # assumption: links the document to the procedure
+            document["applicationUid"] = procedure_uid  # documented as optional on AttachedDocumentsService.add
         try:
-            return str(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"))
+            return _uid(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"),
+                        "document")
         except AttachmentRejected:
             raise
         except PermanentError as exc:
@@ -931,23 +937,35 @@ class OtysConnector(Connector):
         params = body.get("params") or []
         if not isinstance(params, list):
             raise PermanentError("OTYS passthrough: params must be a list")
-        stale: str | None = None
-        for attempt in (1, 2):
-            session = await self._login(stale) if stale else await self._ensure_session()
-            envelope = {
-                "jsonrpc": "2.0",
-                "method": rpc_method,
-                "params": [session, *params],
-                "id": body.get("id", next(self._ids)),
-            }
+        async def attempt(session: str, last: bool) -> PassthroughResult:
+            envelope = {"jsonrpc": "2.0", "method": rpc_method, "params": [session, *params],
+                        "id": body.get("id", next(self._ids))}
             response = await self.request("POST", self.rpc_url, what="OTYS passthrough", expect=(200,), json=envelope)
             data = self._decode(response, "OTYS passthrough")
             error = data.get("error") if isinstance(data, dict) else None
             message = str((error or {}).get("message", "")).lower()
-            if error and any(m in message for m in SESSION_MESSAGES) and attempt == 1:
-                stale = session
-                continue
-            return PassthroughResult(
-                status=response.status_code, headers={"content-type": "application/json"}, body=data
-            )
-        raise AssertionError("unreachable")
+            if error and any(m in message for m in SESSION_MESSAGES) and not last:
+                raise _SessionRefused(message)
+            # the envelope goes back as it is, errors included (a second refusal too)
+            return PassthroughResult(status=response.status_code, headers={"content-type": "application/json"},
+                                     body=data)
+
+        return await self._with_session(attempt, "OTYS passthrough")
+
+def _uid(result: Any, what: str) -> str:
+    """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
+    not have happened: the retry's lookup decides)."""
+    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
+        raise UnknownOutcome(f"OTYS returned no {what} id")
+    return str(result)
+
+
+def _remote_object(application: StoredApplication, name: str) -> dict[str, Any]:
+    """`remote_fields.otys.<name>`, which must be an object of OTYS fields."""
+    otys = (application.remote_fields or {}).get("otys", {})
+    if not isinstance(otys, Mapping):
+        raise PermanentError("remote_fields.otys must be an object")
+    value = otys.get(name, {})
+    if not isinstance(value, Mapping):
+        raise PermanentError(f"remote_fields.otys.{name} must be an object")
+    return dict(value)

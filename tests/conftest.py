@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
 from app.embedded_redis import EmbeddedRedis
 from app.logging import configure
 from connectors.sandbox import create_emulator
+from connectors.sandbox.common import BackgroundServer
 from tests.harness import Emulator, Relay
 
 configure("WARNING")
@@ -64,3 +66,19 @@ async def make_relay(redis_url: str, tmp_path: Path) -> AsyncIterator[Callable[.
     yield make
     for relay in relays:
         await relay.close()
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
+    """The emulator named by the test module's `EMULATOR`, served over HTTP for the module."""
+    srv = BackgroundServer(create_emulator(request.module.EMULATOR)).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client, with the module's emulator reset to its seed."""
+    async with httpx.AsyncClient() as client:
+        await client.post(f"{server.url}/_sandbox/reset")
+        yield client

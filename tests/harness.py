@@ -131,6 +131,11 @@ class Relay:
         self._workers.append((worker, task, runtime))
         return worker
 
+    @property
+    def worker_runtimes(self) -> list[Runtime]:
+        """The runtimes of the in-process workers (their connectors, clients)."""
+        return [runtime for _, _, runtime in self._workers]
+
     def spawn_worker(self) -> subprocess.Popen[bytes]:
         """A worker in its own process (to be killed with SIGKILL)."""
         if self.tmp_path is None:

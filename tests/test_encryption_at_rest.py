@@ -201,3 +201,27 @@ async def test_a_store_without_a_sealer_never_stores_or_returns_candidate_data(r
         await bare.load_payload(delivery_id)
     with pytest.raises(RuntimeError, match="no sealer"):
         await bare.store_file(delivery_id, 0, b"%PDF-1.4 clear")
+
+
+async def test_inbound_channels_store_nothing_in_clear_and_are_erasable(make_relay: Any, factorial: Emulator,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Indeed Apply application (signed webhook, its own field names) goes through the same
+    intake: sealed, indexed for erasure."""
+    from tests.inbound_support import inbound_connection, inbound_env, indeed_payload, lenient_b64, post_indeed
+
+    inbound_env(monkeypatch)
+    relay = make_relay({"acme": inbound_connection(factorial.url)})
+    person = Person()
+    payload = indeed_payload(id="e" * 64)
+    payload["applicant"].update({
+        "fullName": f"{person.first} {person.last}", "email": person.email, "phoneNumber": person.phone,
+        "coverletter": person.answer,
+        "resume": {"file": {"fileName": f"{person.first}.pdf", "contentType": "application/pdf",
+                            "data": lenient_b64(person.cv)}}})
+    response = await post_indeed(relay, payload)
+    assert response.status_code in (200, 201, 202), response.text
+    assert await relay.redis.keys("ar:p:*")
+    assert leaks(await dump(relay.redis), person) == []
+    erased = await relay.client.post("/v1/erasure", json={"email": person.email}, headers=relay.admin)
+    assert erased.json()["deliveries_erased"] == 1
+    assert await relay.redis.keys("ar:p:*") == [] and await relay.redis.keys("ar:f:*") == []

@@ -191,7 +191,7 @@ async def test_transient_errors_are_retried_and_delivered_once(
     response = await relay.post(payload())
     record = await relay.wait_for(response.json()["id"], "retry_scheduled")
     assert record["last_error"]["http_status"] == (503 if fault == "error" else 429)
-    assert record["last_error"]["step"] == "candidate"
+    assert record["last_error"]["step"] == "create"
     last = record["attempts"][-1]
     delay = last["next_attempt_at"] - last["finished_at"]
     if fault == "error":
@@ -227,7 +227,7 @@ async def test_validation_error_is_dead_lettered_with_reason(
     body = payload(answers=[{"question_id": Q_WHY, "answer": "x"}, {"question_id": Q_LICENSE, "answer": True}])
     record = await deliver(relay, body, statuses=("failed",))
     error = record["last_error"]
-    assert error["kind"] == "permanent" and error["http_status"] == 400 and error["step"] == "candidate"
+    assert error["kind"] == "permanent" and error["http_status"] == 400 and error["step"] == "create"
     assert Q_SINCE in error["message"] and "required" in error["message"]
     assert record["failed_attempts"] == 0 and record["runs"] == 1
     assert "Jeanne" not in str(record) and "jeanne.martin" not in str(record)
@@ -277,7 +277,7 @@ async def test_retry_of_dead_letter_resumes_from_checkpoint(
     await relay.start_worker()
     delivery_id = (await relay.post(payload())).json()["id"]
     failed = await relay.wait_for(delivery_id, "failed")
-    assert failed["last_error"]["step"] == "candidate" and failed["checkpoints"] == {"source": "offerer_id:12"}
+    assert failed["last_error"]["step"] == "create" and failed["checkpoints"] == {"source": "offerer_id:12"}
     response = await relay.client.post(f"/v1/deliveries/{delivery_id}/retry", headers=relay.admin)
     assert response.status_code == 202 and response.json()["changed"] is True
     record = await relay.wait_for(delivery_id, "delivered")
@@ -314,3 +314,24 @@ async def test_operator_reads_candidate_attachments(make_relay: Callable[..., Re
     assert missing.status_code in (404, 422)
     assert (await relay.client.get("/v1/connections/other/candidates/1/attachments",
                                    headers=relay.admin)).status_code == 404
+
+
+async def test_cv_refused_on_create_still_creates_the_applicant(make_relay: Callable[..., Relay],
+                                                                 flatchr: Emulator) -> None:
+    """Flatchr answers 413 to a create carrying a too-large CV: without `require_cv`, the applicant is
+    created without it and only the CV fails (DESIGN §4.6), for an operator to follow up."""
+    tenant = Emulator(create_emulator("flatchr", resume_required=False))  # a tenant not requiring a CV
+    try:
+        relay = make_relay({"acme": flatchr_connection(tenant, require_cv=False, max_cv_bytes=50_000_000)})
+        await relay.start_worker()
+        big = PDF_BYTES + b"0" * 6_000_000
+        response = await relay.post(payload(attachments=[{"name": "cv.pdf", "type": "CV", "data": b64(big)}]))
+        assert response.status_code == 202, response.text
+        record = await relay.wait_for(response.json()["id"], "failed")
+        assert record["checkpoints"].get("create") == "sent-without-cv", record["last_error"]
+        assert record["last_error"]["kind"] == "attachment"
+        assert "attachment_rejected" in warning_codes(record)
+        data = tenant.records()
+        assert len(data["applicants"]) == 1 and data["files"] == []
+    finally:
+        tenant.close()

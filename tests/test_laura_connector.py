@@ -4,7 +4,6 @@ attachments, stage moves, passthrough."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -30,27 +29,16 @@ from connectors.base import (
     StepContext,
     TransientError,
     UnknownOutcome,
+    confined_url,
 )
-from connectors.laura import LauraConnector, passthrough_path, validate_answers
+from connectors.laura import LauraConnector, validate_answers
 from connectors.sandbox.common import BackgroundServer
-from connectors.sandbox.laura import create_app
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and a tiny runner (what the engine does: skip checkpointed steps, store returned ids)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_app()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        await client.post(server.url + "/_sandbox/reset")
-        yield client
+EMULATOR = "laura"  # the `server` and `http` fixtures of conftest.py serve it
 
 
 def make(
@@ -198,7 +186,7 @@ async def test_duplicate_answer_is_success_with_the_existing_id(
     server: BackgroundServer, http: httpx.AsyncClient
 ) -> None:
     class Blind(LauraConnector):  # misses every look-up, as in a race with another writer
-        async def _find(self, path: str, params: Any, *, what: str) -> str | None:
+        async def _find(self, path: str, params: Any, matches: Any, *, what: str) -> str | None:
             return None
 
     spec = make(server, http).connection
@@ -208,6 +196,25 @@ async def test_duplicate_answer_is_success_with_the_existing_id(
     assert first == second
     data = await records(http, server)
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
+
+
+async def test_a_lookup_ignoring_its_filter_never_picks_someone_else(
+    server: BackgroundServer, http: httpx.AsyncClient
+) -> None:
+    """If Laura's search ignored `email`, the first row would be another person: rows are checked."""
+    class Sloppy(LauraConnector):
+        async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+            if method == "GET":
+                kwargs.pop("params", None)
+            return await super()._call(method, path, **kwargs)
+
+    await run(make(server, http).plan(application()), application())  # somebody is already in Laura
+    other = application()
+    other.candidate.email_address = "someone.else@example.org"
+    checkpoints, _ = await run(Sloppy(make(server, http).connection, http).plan(other), other)
+    data = await records(http, server)
+    assert len(data["candidates"]) == 2 and len(data["applications"]) == 2
+    assert checkpoints["candidate"] != str(data["candidates"][0]["id"])
 
 
 @pytest.mark.parametrize("path", ["/candidates$", "/applications$", "/stage$"])
@@ -512,8 +519,11 @@ async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) ->
     ],
 )
 def test_passthrough_paths_stay_under_the_api(path: str) -> None:
+    """The one check every connector's passthrough uses (connectors.base.confined_url)."""
     with pytest.raises(PermanentError):
-        passthrough_path(path)
+        confined_url("https://acme.rekrytointi.com/api/v1.2", path)
+    assert confined_url("https://acme.rekrytointi.com/api/v1.2", "/jobs/12") == \
+        "https://acme.rekrytointi.com/api/v1.2/jobs/12"
 
 
 async def test_api_root(server: BackgroundServer, http: httpx.AsyncClient) -> None:

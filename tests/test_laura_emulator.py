@@ -9,16 +9,11 @@ import httpx
 import pytest
 
 from connectors.sandbox.common import BackgroundServer
-from connectors.sandbox.laura import create_app
 
 API = "/api/v1.2"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_app()).start()
-    yield srv
-    srv.stop()
+EMULATOR = "laura"  # the `server` fixture of conftest.py serves it
 
 
 @pytest.fixture

@@ -185,3 +185,27 @@ async def test_emulator_list_and_error_answers_match_openapi(openapi: OpenAPI, f
 
 def test_pdf_fixture_is_a_pdf() -> None:
     assert base64.b64decode(b64(PDF_BYTES)).startswith(b"%PDF-")
+
+
+async def test_an_ats_echoing_candidate_data_never_reaches_the_dead_letter(make_relay: Any,
+                                                                           factorial: Emulator) -> None:
+    """The engine scrubs recorded errors with the application's own values, whatever the connector."""
+    from connectors.base import PermanentError
+    from connectors.factorial import FactorialConnector as Base
+
+    class Echoing(Base):
+        async def _candidate(self, ctx: Any) -> str:
+            c = ctx.application.candidate
+            raise PermanentError(f"candidate {c.first_name} {c.last_name} <{c.email_address}> {c.phone_number} "
+                                 "already exists", status=422)
+
+    relay = make_relay({"acme": connection_table("factorial", factorial.url)})
+    await relay.start_worker()
+    runtime = relay.worker_runtimes[-1]
+    runtime.connectors._connectors["acme"] = Echoing(runtime.config.connections["acme"].spec(), runtime.http)
+    delivery_id = (await relay.post(application())).json()["id"]
+    record = await relay.wait_for(delivery_id, "failed")
+    text = json.dumps(record)
+    for secret in ("Zoë", "Van der Berg", "zoe.vdb", "612 345 678"):
+        assert secret not in text, secret
+    assert "already exists" in record["last_error"]["message"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -106,18 +105,7 @@ def application(
 # Fixtures and a tiny runner (what the engine does: core steps first, skip checkpointed steps)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_app()).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        await client.post(server.url + "/_sandbox/reset")
-        yield client
+EMULATOR = "otys"  # the `server` and `http` fixtures of conftest.py serve it
 
 
 def make(
@@ -217,7 +205,7 @@ async def test_every_field_arrives(server: BackgroundServer, http: httpx.AsyncCl
     for r in ATTACHMENTS:
         doc = docs[r.name]
         assert doc["sha256"] == r.sha256 and doc["fileSize"] == r.size
-        assert doc["candidateUid"] == cand["uid"] and doc["procedureUid"] == proc["uid"]
+        assert doc["candidateUid"] == cand["uid"] and doc["applicationUid"] == proc["uid"]
         assert checkpoints[f"attachment:{r.sha256}"] == doc["uid"]
 
 
@@ -529,11 +517,11 @@ async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> Non
     )
     rec = await records(http, server)
     docs = rec["documents"]
-    assert [d["procedureUid"] for d in docs if d["fileName"] == "cv.pdf"] == [proc]
-    assert [d["procedureUid"] for d in docs if d["fileName"] == "portfolio.png"] == [None]
+    assert [d["applicationUid"] for d in docs if d["fileName"] == "cv.pdf"] == [proc]
+    assert [d["applicationUid"] for d in docs if d["fileName"] == "portfolio.png"] == [None]
     links = [d for d in docs if d["subject"] in ("Assessment result", "Video")]
     assert len(links) == 2
-    assert [d["procedureUid"] for d in links if d["subject"] == "Assessment result"] == [proc]
+    assert [d["applicationUid"] for d in links if d["subject"] == "Assessment result"] == [proc]
     text = OtysConnector.result_link_text(link)
     assert "https://assess.example/r/1" in text and "Acme: Score: 91%" in text
     assert rec["procedures"][0]["ProcedureStatus1"] == {"uid": "1_4"}

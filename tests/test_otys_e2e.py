@@ -127,12 +127,13 @@ async def test_every_field_and_three_attachments_arrive(make_relay: Callable[...
     assert rec["gdpr"][0]["dueDate"] == "2028-06-30" and rec["gdpr"][0]["reason"] == "otherYes"
     [proc] = rec["procedures"]
     assert proc["vacancyUid"] == JOB and proc["candidateUid"] == cand["uid"]
-    assert proc["ProcedureStatus1"] == {"uid": "1_3"} and proc["portalId"] == "p-indeed"
+    assert proc["ProcedureStatus1"] == {"uid": "1_3"}
+    assert "portalId" not in proc  # undocumented on procedures: only with procedure_portal = true
     steps = {s["name"]: s["remote_id"] for s in record["steps"]}
     assert steps["candidate"] == cand["uid"] and steps["application"] == proc["uid"]
     assert_files_once(otys)
     assert {d["typeId"] for d in documents(otys)} == {1, 2, 201}
-    assert all(d["procedureUid"] == proc["uid"] for d in documents(otys))
+    assert all(d["applicationUid"] == proc["uid"] for d in documents(otys))
 
 
 async def test_rejected_file_then_full_attachment_retry(make_relay: Callable[..., Relay], otys: Emulator) -> None:
@@ -311,8 +312,8 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
     assert {"Route link", "Cand link", "extra.png"} <= routed_docs
     docs_before = len(documents(otys))
     docs = {d["subject"]: d for d in documents(otys)}
-    assert docs["cv.pdf"]["procedureUid"] == steps["application"] and docs["cv.pdf"]["sha256"] == SHA["cv.pdf"]
-    assert docs["portfolio.png"]["procedureUid"] is None and docs["portfolio.png"]["sha256"] == SHA["portfolio.png"]
-    assert docs["Assessment"]["procedureUid"] == steps["application"]
+    assert docs["cv.pdf"]["applicationUid"] == steps["application"] and docs["cv.pdf"]["sha256"] == SHA["cv.pdf"]
+    assert docs["portfolio.png"]["applicationUid"] is None and docs["portfolio.png"]["sha256"] == SHA["portfolio.png"]
+    assert docs["Assessment"]["applicationUid"] == steps["application"]
     assert docs["Video interview"]["candidateUid"] == steps["candidate"]
     assert len(docs) == docs_before == 7

@@ -26,6 +26,7 @@ def _max_body(runtime: Runtime) -> int:
 ROUTER_FACTORIES: list[str] = [
     "app.web.actions:router",
     "app.web.files:router",
+    "app.web.inbound:router",
     "app.web.privacy:router",
 ]
 

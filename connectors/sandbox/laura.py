@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hmac
 import re
 import threading
 from typing import Any
@@ -261,7 +262,8 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
     state = LauraState()
 
     def check_auth(request: Request[Any, Any, Any]) -> Response[Any] | None:
-        if request.headers.get("authorization", "") != f"Bearer {api_key}":
+        presented = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(presented, f"Bearer {api_key}".encode()):
             return _err(401, "UNAUTHORIZED", "missing or invalid API token")
         return None
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -255,7 +256,7 @@ class OtysState:
     # -- sessions ---------------------------------------------------------------------------
 
     def login(self, key: Any) -> str:
-        if key != self.api_key:
+        if not isinstance(key, str) or not hmac.compare_digest(key.encode(), self.api_key.encode()):
             raise RpcError(E_INVALID_KEY, "Access denied; invalid API key")
         session = _uid()
         self.sessions[session] = {"calls": 0, "expired": False}
@@ -583,6 +584,11 @@ def procedure_add(state: OtysState, args: list[Any]) -> Any:
     return record["uid"]
 
 
+# AttachedDocumentsService.add's fields as documented (shared/connectors/otys-api.md §7)
+DOCUMENT_FIELDS = frozenset({"candidateUid", "fileUid", "subject", "typeId", "private", "customerRightsLevel",
+                             "alwaysOnTop", "description", "applicationUid"})
+
+
 def _procedure(state: OtysState, uid: Any) -> dict[str, Any]:
     record = state.procedures.get(uid) if isinstance(uid, str) else None
     if record is None:
@@ -639,6 +645,9 @@ def document_add(state: OtysState, args: list[Any]) -> Any:
     data = _arg(args, 0, "document")
     if not isinstance(data, dict):
         raise RpcError(E_VALIDATION, "Invalid document data")
+    unknown = set(data) - DOCUMENT_FIELDS
+    if unknown:  # the documented fields only: a connector sending others must be caught here
+        raise RpcError(E_VALIDATION, f"Unknown field {sorted(unknown)[0]}")
     candidate = _candidate(state, data.get("candidateUid"))
     file = state.files.get(data.get("fileUid"))  # type: ignore[arg-type]
     if file is None:
@@ -649,14 +658,14 @@ def document_add(state: OtysState, args: list[Any]) -> Any:
         type_id = -1
     if type_id not in DOCUMENT_TYPES:
         raise RpcError(E_VALIDATION, "Invalid value for field typeId")
-    procedure_uid = data.get("procedureUid")
+    procedure_uid = data.get("applicationUid")
     if procedure_uid is not None:
         _procedure(state, procedure_uid)
     uid = _uid()
     state.documents[uid] = {
         "uid": uid,
         "candidateUid": candidate["uid"],
-        "procedureUid": procedure_uid,
+        "applicationUid": procedure_uid,
         "fileUid": file["ouid"],
         "subject": str(data.get("subject") or file["name"]),
         "description": str(data.get("description") or ""),
