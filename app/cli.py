@@ -114,6 +114,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
 # Feature command modules, each with `register(subparsers)`; one line per feature.
 COMMAND_MODULES: list[str] = [
+    "app.cli_deliveries",
     "app.cli_keys",
     "app.cli_erase",
 ]

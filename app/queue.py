@@ -15,12 +15,15 @@ import uuid
 from typing import Any
 
 import msgspec
-from arq.constants import default_queue_name, job_key_prefix
+from arq.constants import default_queue_name, health_check_key_suffix, job_key_prefix
 from arq.jobs import serialize_job
 
 QUEUE_NAME = default_queue_name
 WAKE_KEY = "ar:wake"
 DELIVER_FUNCTION = "deliver"
+# arq's workers write this key every HEALTH_CHECK_INTERVAL_S, expiring one second later: /ready's heartbeat.
+HEALTH_CHECK_KEY = default_queue_name + health_check_key_suffix
+HEALTH_CHECK_INTERVAL_S = 10
 # A job body outlives its run time by a day: generous against clock skew and paused workers.
 JOB_EXPIRES_MS = 24 * 3600 * 1000
 

@@ -80,6 +80,20 @@ def _data_keys(env: Mapping[str, str], dev: bool) -> list[bytes]:
         raise ConfigError(str(exc)) from None
 
 
+def data_keys_for_tools(env: Mapping[str, str]) -> list[bytes]:
+    """The data keys for a command that only needs Redis (no config, no tokens): the environment's,
+    or in development the one `applyrelay run` generated; never a new one."""
+    text = env.get(crypto.KEY_ENV, "").strip()
+    if not text and not env.get("APPLYRELAY_CONFIG") and (VAR_DIR / DATA_KEY_FILE).exists():
+        text = (VAR_DIR / DATA_KEY_FILE).read_text().strip()
+    if not text:
+        raise ConfigError(f"{crypto.KEY_ENV}: not set (the key the relay encrypts candidate data with)")
+    try:
+        return crypto.parse_keys(text)
+    except crypto.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _days(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         days = float(env.get(name, default))

@@ -7,6 +7,16 @@ Keys (prefix ``ar:``):
     ar:idem:<hash>       idempotency key → delivery id
     ar:ix:all            every delivery, scored by creation time
     ar:ix:st:<status>    deliveries per status, scored by last update
+    ar:ix:c:<conn> / ar:ix:k:<connector> / ar:ix:ch:<channel> / ar:ix:b:<board> / ar:ix:bid:<board app id>
+                         deliveries per connection, connector, origin channel, board and board
+                         application id, scored by creation time (they never change after intake)
+    ar:ix:cs:<conn>:<status>  deliveries per connection and status, scored by last update
+    ar:ix:names:<kind>   the connection / channel / board values seen (for filter menus)
+    ar:m:<metric>        metric counters (hashes), written in the same step as the change they count
+    ar:m:ts:<event>:<day> deliveries delivered / dead-lettered per 5 minutes (the dashboard's chart)
+    ar:bulk:<id>         a bulk retry's progress (hash)
+    ar:sess:<hash>       a dashboard session (hash)
+    ar:login-fail:<ip>   failed dashboard logins from one client (a counter, 5 minutes)
     ar:lock:<id>         the lease of the worker running the delivery
     ar:paused:<conn>     a connection paused on auth failure
     ar:ix:email:<hmac>   a candidate's deliveries, by keyed hash of the address (app/erasure.py)
@@ -46,7 +56,15 @@ redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[7], ARGV[8], ARGV[1])
 redis.call('LPUSH', KEYS[8], '1')
 redis.call('LTRIM', KEYS[8], 0, 63)
-for i = 9, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1]) end
+local nfiles = tonumber(ARGV[10])
+for i = 1, nfiles do redis.call('SET', KEYS[8 + i], ARGV[10 + i]) end
+local nix = tonumber(ARGV[11 + nfiles])
+for i = 1, nix do redis.call('ZADD', KEYS[8 + nfiles + i], ARGV[8], ARGV[1]) end
+local base = 8 + nfiles + nix
+for i = 1, 3 do
+  if ARGV[11 + nfiles + i] ~= '' then redis.call('SADD', KEYS[base + i], ARGV[11 + nfiles + i]) end
+end
+redis.call('HINCRBY', KEYS[base + 4], ARGV[15 + nfiles], 1)
 return {1, ARGV[1]}
 """
 
@@ -101,6 +119,104 @@ def status_index(status: str) -> str:
     return f"{PREFIX}ix:st:{status}"
 
 
+# -- secondary indexes, metrics, bulk jobs and sessions (the dashboard's keys) ------------------
+
+SEP = "\x1f"  # joins label values in metric hash fields (never in an id or a name)
+LATENCY_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
+INDEX_KINDS = ("connection", "connector", "channel", "board", "board_application_id")
+_INDEX_CODES = {"connection": "c", "connector": "k", "channel": "ch", "board": "b", "board_application_id": "bid"}
+
+
+def index_key(kind: str, value: str) -> str:
+    """Deliveries with this connection / connector / channel / board / board application id,
+    scored by creation time."""
+    return f"{PREFIX}ix:{_INDEX_CODES[kind]}:{value}"
+
+
+def connection_status_index(connection_id: str, status: str) -> str:
+    return f"{PREFIX}ix:cs:{connection_id}:{status}"
+
+
+def names_key(kind: str) -> str:
+    return f"{PREFIX}ix:names:{kind}"
+
+
+def metric_key(name: str) -> str:
+    return f"{PREFIX}m:{name}"
+
+
+def bulk_key(bulk_id: str) -> str:
+    return f"{PREFIX}bulk:{bulk_id}"
+
+
+def session_key(session_hash: str) -> str:
+    return f"{PREFIX}sess:{session_hash}"
+
+
+def login_failures_key(client: str) -> str:
+    return f"{PREFIX}login-fail:{client}"
+
+
+def query_cache_key(digest: str) -> str:
+    return f"{PREFIX}q:{digest}"
+
+
+SERIES_STEP_S = 300  # the chart's finest bucket
+SERIES_KEEP_DAYS = 8
+
+
+def series_key(event: str, day: int) -> str:
+    """Per-day hash: 5-minute bucket start (epoch s) → how many deliveries reached `event` then."""
+    return f"{PREFIX}m:ts:{event}:{day}"
+
+
+def _count_event(pipe: Any, event: str, at: float) -> None:
+    key = series_key(event, int(at // 86400))
+    pipe.hincrby(key, str(int(at // SERIES_STEP_S) * SERIES_STEP_S), 1)
+    pipe.expire(key, SERIES_KEEP_DAYS * 86400)
+
+
+def latency_bucket(seconds: float) -> str:
+    for le in LATENCY_BUCKETS_S:
+        if seconds <= le:
+            return repr(float(le))
+    return "+Inf"
+
+
+def _index_values(delivery: Delivery) -> list[tuple[str, str]]:
+    values = {"connection": delivery.connection_id, "connector": delivery.connector, "channel": delivery.channel,
+              "board": delivery.board, "board_application_id": delivery.board_application_id}
+    return [(kind, value) for kind, value in values.items() if value]
+
+
+def secondary_index_keys(delivery: Delivery) -> list[str]:
+    """Every list index a delivery can be in (for whoever deletes a delivery for good)."""
+    return [IX_ALL, *(status_index(s) for s in STATUSES),
+            *(connection_status_index(delivery.connection_id, s) for s in STATUSES),
+            *(index_key(kind, value) for kind, value in _index_values(delivery))]
+
+
+def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> None:
+    """Count what a status change means for the metrics, in the same transaction as the change."""
+    if previous == delivery.status:
+        return
+    labels = SEP.join((delivery.connection_id, delivery.connector))
+    if delivery.status == "delivered":
+        pipe.hincrby(metric_key("delivered"), labels, 1)
+        latency = max((delivery.delivered_at or delivery.updated_at) - delivery.created_at, 0.0)
+        pipe.hincrby(metric_key("latency"), SEP.join((delivery.connector, latency_bucket(latency))), 1)
+        pipe.hincrbyfloat(metric_key("latency"), SEP.join((delivery.connector, "sum")), latency)
+        _count_event(pipe, "delivered", delivery.updated_at)
+    elif delivery.status == "failed":
+        pipe.hincrby(metric_key("failed"), labels, 1)
+        _count_event(pipe, "failed", delivery.updated_at)
+    elif delivery.status == "retry_scheduled":
+        code = delivery.last_error.http_status if delivery.last_error else None
+        pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, str(code or "none"))), 1)
+    elif delivery.status == "queued" and previous in ("failed", "paused", "retry_scheduled", "delivered"):
+        pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, "manual")), 1)
+
+
 def new_delivery_id() -> str:
     return "dlv_" + uuid.uuid4().hex
 
@@ -130,15 +246,21 @@ class DeliveryStore:
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
+        indexes = [index_key(kind, value) for kind, value in _index_values(delivery)]
+        indexes.append(connection_status_index(delivery.connection_id, delivery.status))
         keys = [
             f"{PREFIX}idem:{idempotency_hash}", state_key(delivery.id), payload_key(delivery.id),
             queue.job_key(job_id), queue.QUEUE_NAME, IX_ALL, status_index(delivery.status), queue.WAKE_KEY,
             *(file_key(delivery.id, i) for i in range(len(files))),
+            *indexes,
+            names_key("connection"), names_key("channel"), names_key("board"), metric_key("accepted"),
         ]
         args: list[Any] = [
             delivery.id, self.retention_s, delivery_encoder.encode(delivery), self.sealer.seal(payload),
             queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
-            *(self.sealer.seal(f) for f in files),
+            len(files), *(self.sealer.seal(f) for f in files),
+            len(indexes), delivery.connection_id, delivery.channel, delivery.board or "",
+            SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
         ]
         if index_sets:
             pipe = self.redis.pipeline(transaction=True)
@@ -203,6 +325,11 @@ class DeliveryStore:
         if previous_status and previous_status != delivery.status:
             pipe.zrem(status_index(previous_status), delivery.id)
         pipe.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
+        for status in STATUSES:  # per-connection status sets: self-healing, whatever `previous_status` says
+            if status != delivery.status:
+                pipe.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
+        pipe.zadd(connection_status_index(delivery.connection_id, delivery.status), {delivery.id: delivery.updated_at})
+        _transition_metrics(pipe, delivery, previous_status)
         for index, data in (extra_files or {}).items():
             pipe.set(file_key(delivery.id, index), self.sealer.seal(data))
         if jid is not None and run_at is not None:
@@ -216,6 +343,13 @@ class DeliveryStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
+        await pipe.execute()
+
+    async def unindex(self, delivery: Delivery) -> None:
+        """Take a delivery out of every list index (a retention or erasure job deleting it)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for key in secondary_index_keys(delivery):
+            pipe.zrem(key, delivery.id)
         await pipe.execute()
 
     async def drop_files(self, delivery: Delivery, count: int) -> None:

@@ -117,7 +117,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         max_jobs=max_jobs,
         poll_delay=0.5,
         keep_result=0,
-        health_check_interval=10,
+        health_check_interval=queue.HEALTH_CHECK_INTERVAL_S,
         job_completion_wait=int(settings.job_timeout_s),
         handle_signals=not burst,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -124,4 +125,10 @@ async def test_bad_idempotency_key_is_refused(relay: Relay) -> None:
 
 async def test_health(relay: Relay) -> None:
     assert (await relay.client.get("/health")).json() == {"status": "ok"}
+    assert (await relay.client.get("/ready")).status_code == 503  # no worker heartbeat yet
+    await relay.start_worker()
+    for _ in range(200):
+        if (await relay.client.get("/ready")).status_code == 200:
+            break
+        await asyncio.sleep(0.05)
     assert (await relay.client.get("/ready")).status_code == 200

@@ -27,6 +27,8 @@ ROUTER_FACTORIES: list[str] = [
     "app.web.actions:router",
     "app.web.files:router",
     "app.web.inbound:router",
+    "app.web.deliveries_api:router",
+    "app.web.dashboard:router",
     "app.web.privacy:router",
 ]
 

@@ -1,4 +1,4 @@
-"""The JSON API: canonical intake, delivery status and operator actions, health."""
+"""The JSON API: canonical intake and health (deliveries: app/web/deliveries_api.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers.base import BaseRouteHandler
 
-from app import audit, operations
-from app.delivery import STATUSES, public_view
+from app import queue
 from app.intake import Intake, IntakeError, decode_application
-from app.models import Origin, stored_decoder
+from app.models import Origin
 from app.runtime import Runtime
-from app.web.auth import admin_guard, current_token, retry_guard
+from app.web.auth import current_token
 from app.web.problems import problem
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -84,68 +83,6 @@ async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
 
 
-@get("/v1/deliveries/{delivery_id:str}", guards=[admin_guard])
-async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, include: str | None = None) -> Response[Any]:
-    """`include=candidate` adds the candidate's name and address, for a token with the `pii`
-    scope only, and records in the audit log that this token saw them."""
-    if include not in (None, "", "candidate"):
-        return problem(400, "Invalid request", "include: only 'candidate' is supported",
-                       errors=[{"field": "include", "message": "unknown value"}])
-    store = _runtime(request).store
-    delivery = await store.get(delivery_id)
-    if delivery is None:
-        return problem(404, "Not found", f"no delivery {delivery_id}")
-    body = public_view(delivery)
-    if include == "candidate":
-        token = current_token(request)
-        if token is None or "pii" not in token.scopes:
-            return problem(403, "Forbidden", "this token lacks the 'pii' scope")
-        raw = await store.load_payload(delivery.id) if delivery.kind == "application" else None
-        if raw is not None:
-            candidate = stored_decoder.decode(raw).candidate
-            body["candidate"] = {"first_name": candidate.first_name, "last_name": candidate.last_name,
-                                 "email_address": candidate.email_address}
-            await audit.record(store.redis, token.name, "view_detail", delivery.id,
-                               {"fields": "first_name,last_name,email_address"})
-        else:
-            body["candidate"] = None
-    return Response(body)
-
-
-@get("/v1/deliveries", guards=[admin_guard])
-async def list_deliveries(request: Request[Any, Any, Any], status: str | None = None, limit: int = 50,
-                          offset: int = 0) -> Response[Any]:
-    if status is not None and status not in STATUSES:
-        return problem(400, "Invalid request", f"status must be one of {', '.join(STATUSES)}",
-                       errors=[{"field": "status", "message": "unknown status"}])
-    limit = max(1, min(limit, 500))
-    store = _runtime(request).store
-    deliveries = await store.get_many(await store.list_ids(status, offset=max(offset, 0), count=limit))
-    return Response({"data": [public_view(d) for d in deliveries], "counts": await store.counts()})
-
-
-@post("/v1/deliveries/{delivery_id:str}/retry", guards=[retry_guard])
-async def retry_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
-    return await _retry(request, delivery_id, attachments_only=False)
-
-
-@post("/v1/deliveries/{delivery_id:str}/retry-attachments", guards=[retry_guard])
-async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
-    return await _retry(request, delivery_id, attachments_only=True)
-
-
-async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachments_only: bool) -> Response[Any]:
-    try:
-        result = await operations.retry(_runtime(request).store, delivery_id, attachments_only=attachments_only)
-    except operations.OperationError as exc:
-        return problem(exc.status, exc.title, exc.detail)
-    token = current_token(request)
-    await audit.record(_runtime(request).redis, token.name if token else "?",
-                       "retry_attachments" if attachments_only else "retry", delivery_id, {"changed": result.changed})
-    return Response({"id": result.delivery_id, "status": result.status, "changed": result.changed},
-                    status_code=202 if result.changed else 200)
-
-
 @get("/health", sync_to_thread=False)
 def health() -> dict[str, str]:
     """The process is up (liveness)."""
@@ -154,16 +91,20 @@ def health() -> dict[str, str]:
 
 @get("/ready")
 async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Redis answers (readiness)."""
+    """Redis answers and a worker has written its heartbeat lately (readiness)."""
     try:
-        await _runtime(request).redis.ping()
+        redis = _runtime(request).redis
+        await redis.ping()
+        heartbeat = await redis.exists(queue.HEALTH_CHECK_KEY)
     except Exception as exc:  # any failure to reach Redis means not ready
         return problem(503, "Not ready", f"redis: {type(exc).__name__}", headers={"Retry-After": "5"})
+    if not heartbeat:
+        return problem(503, "Not ready", "no worker heartbeat in the last "
+                       f"{queue.HEALTH_CHECK_INTERVAL_S + 1} s", headers={"Retry-After": "5"})
     return Response({"status": "ready"})
 
 
 def api_router() -> Router:
     return Router(path="/", route_handlers=[
-        create_application, get_delivery, list_deliveries, retry_delivery, retry_attachments,
-        health, ready,
+        create_application, health, ready,
     ], request_max_body_size=None)
