@@ -85,6 +85,8 @@ async def test_erasure_removes_one_candidate_everywhere_and_the_rest_is_delivere
     erase = next(e for e in entries if e.action == "erase")
     assert erase.actor == "admin" and erase.target == f"subject:{report['subject']}"
     assert erase.detail == {"deliveries": 4, "stopped": 1}
+    assert 'applyrelay_records_purged_total{reason="erasure"} 4.0' in (
+        await relay.client.get("/metrics", headers=relay.admin)).text
     assert ana.email not in str([e.detail for e in entries] + [e.target for e in entries])
 
 

@@ -66,6 +66,10 @@ async def test_retention_purges_exactly_what_is_due(relay: Relay, factorial: Emu
     assert await sweep(store, POLICY, queued_at + 365 * DAY) == {"delivered": 0, "dead_letter": 0}
     assert len(await held(relay, retrying)) == 2
     assert await relay.redis.hgetall(PURGED_METRIC) == {b"delivered": b"2", b"dead_letter": b"1"}
+    metrics = (await relay.client.get("/metrics", headers=relay.admin)).text
+    assert 'applyrelay_records_purged_total{reason="delivered"} 2.0' in metrics
+    assert 'applyrelay_records_purged_total{reason="dead_letter"} 1.0' in metrics
+    assert 'applyrelay_records_purged_total{reason="erasure"} 0.0' in metrics
     # a retried dead letter purged by retention cannot be retried any more: the API says so
     response = await relay.client.post(f"/v1/deliveries/{dead}/retry", headers=relay.admin)
     assert response.status_code == 409
