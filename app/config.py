@@ -10,6 +10,9 @@
     credentials_env = "ACME_FACTORIAL_API_KEY"   # the *name* of the variable holding the secret
     timeout_s = 20                 # per HTTP call, kept below the worker's job timeout
     concurrency = 10               # in-flight deliveries for this connection, across workers
+    rate_per_s = 5                 # optional: delivery runs started per second, across workers
+    status_callback_url = "https://board.example/applyrelay/status"   # optional: ATS status changes
+    status_callback_secret_env = "ACME_STATUS_WEBHOOK_SECRET"          # its whsec_... signing secret
     retry_schedule = [15, 60, 300, 1800, 7200, 21600, 43200]
     api_version = "2026-07-01"     # any other key is a connector setting
 
@@ -64,6 +67,9 @@ class Connection:
     credentials_env: str
     timeout_s: float = 20.0
     concurrency: int = 10
+    rate_per_s: float | None = None
+    status_callback_url: str | None = None
+    status_callback_secret: str | None = field(default=None, repr=False)
     retry: RetryPolicyConfig = RetryPolicyConfig()
     limits: Limits = Limits()
     fetch_allow_hosts: tuple[str, ...] = ()
@@ -91,6 +97,7 @@ class Config:
 _COMMON_KEYS = {
     "connector", "base_url", "credentials_env", "timeout_s", "concurrency", "retry_schedule",
     "retry_jitter", "max_file_bytes", "max_application_bytes", "fetch_allow_hosts", "fetch_allow_http",
+    "rate_per_s", "status_callback_url", "status_callback_secret_env",
 }
 
 
@@ -148,6 +155,8 @@ def _connection(conn_id: str, table: Any, env: Mapping[str, str], limits: Limits
     timeout_s = _positive_number(table.get("timeout_s", 20), f"{where}.timeout_s")
     if timeout_s > 50:
         raise ConfigError(f"{where}.timeout_s: must stay below the worker's job timeout (50 s at most)")
+    rate = table.get("rate_per_s")
+    callback_url, callback_secret = _status_callback(table, where, env)
     return Connection(
         id=conn_id,
         connector=connector,
@@ -156,12 +165,30 @@ def _connection(conn_id: str, table: Any, env: Mapping[str, str], limits: Limits
         credentials_env=cred_env,
         timeout_s=timeout_s,
         concurrency=_positive_int(table.get("concurrency", 10), f"{where}.concurrency"),
+        rate_per_s=None if rate is None else _positive_number(rate, f"{where}.rate_per_s"),
+        status_callback_url=callback_url,
+        status_callback_secret=callback_secret,
         retry=retry,
         limits=_limits(table, where, limits),
         fetch_allow_hosts=tuple(allow),
         fetch_allow_http=bool(table.get("fetch_allow_http", False)),
         settings={k: v for k, v in table.items() if k not in _COMMON_KEYS},
     )
+
+
+def _status_callback(table: Mapping[str, Any], where: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """Both or neither: the URL ATS status changes are posted to, and the env var of its secret."""
+    url, secret_env = table.get("status_callback_url"), table.get("status_callback_secret_env")
+    if url is None and secret_env is None:
+        return None, None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"{where}.status_callback_url: must be an http(s) URL (with status_callback_secret_env)")
+    if not isinstance(secret_env, str) or not secret_env:
+        raise ConfigError(f"{where}.status_callback_secret_env: must name the variable holding the whsec_ secret")
+    secret = env.get(secret_env)
+    if not secret:
+        raise ConfigError(f"{where}.status_callback_secret_env: environment variable {secret_env} is not set")
+    return url, secret
 
 
 def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None, *, source: str = "<dict>",

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from app.config import Config
+from app.config import Config, Connection
 from app.crypto import SealError
 from app.delivery import (
     MAX_ATTEMPT_LOG,
@@ -35,6 +35,7 @@ from app.delivery import (
     Delivery,
     ErrorInfo,
 )
+from app.limits import ConnectionLimiter, Denied
 from app.models import AttachmentRef, StoredApplication, stored_decoder
 from app.pii import personal_values, scrub
 from app.retry_policy import next_retry
@@ -80,6 +81,7 @@ class EngineDeps:
     run_budget_s: float = 40.0
     lease_s: float = 50.0
     keep_files_after_delivery: bool = False
+    limiter: ConnectionLimiter | None = None  # per-connection concurrency / rate (app/limits.py)
     file_links: Callable[[str, int, float], str] | None = None  # (delivery, index, expiry) → URL
 
 
@@ -146,6 +148,29 @@ class DeliveryEngine:
             if job_try > MAX_CRASH_RERUNS:
                 return await self._dead_letter(delivery, previous, ErrorInfo(
                     kind="crash", message=f"the worker died {job_try - 1} times running this delivery", at=now))
+        if deps.limiter is None:
+            return await self._run_limited(delivery, previous, connection)
+        lease = await deps.limiter.acquire(connection)
+        if isinstance(lease, Denied):
+            return await self._defer(delivery, previous, lease)
+        try:
+            return await self._run_limited(delivery, previous, connection)
+        finally:
+            await deps.limiter.release(lease)
+
+    async def _defer(self, delivery: Delivery, previous: str, denied: Denied) -> str:
+        """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""
+        wait = denied.wait_s if denied.wait_s is not None else 0.25
+        run_at = self.deps.clock() + wait + self.deps.rng.uniform(0.05, 0.5)
+        delivery.status = "queued" if previous != "retry_scheduled" else previous
+        delivery.next_attempt_at = run_at
+        await self.deps.store.save(delivery, previous, run_at=run_at, run_seq=delivery.runs)
+        log.debug("delivery.deferred", delivery_id=delivery.id, connection=delivery.connection_id,
+                  reason="rate" if denied.wait_s is not None else "concurrency")
+        return "deferred"
+
+    async def _run_limited(self, delivery: Delivery, previous: str, connection: Connection) -> str:
+        deps, now = self.deps, self.deps.clock()
         delivery.status = "delivering"
         delivery.runs += 1
         await deps.store.save(delivery, previous)

@@ -27,6 +27,7 @@ from app.crypto import Pseudonyms
 from app.delivery import TERMINAL, Delivery, ErrorInfo
 from app.engine import action_decoder
 from app.models import AttachmentRef, stored_decoder
+from app.status_sync import SYNC_SET
 from app.store import IX_ALL, PREFIX, DeliveryStore
 
 log = structlog.get_logger("applyrelay.erasure")
@@ -193,6 +194,7 @@ class Eraser:
             delivery.erased_at = now
             await self.store.save(delivery, before)  # a pending job is now stale: it will not run
             await self.store.purge(delivery, count)
+            await self.redis.zrem(SYNC_SET, delivery.id)  # no more status polling of an erased application
             return ErasedDelivery(delivery.id, delivery.kind, before, delivery.status, delivery.connection_id,
                                   delivery.connector, dict(delivery.checkpoints), stopped, in_flight=token is None)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
-from app import files, ssrf
+from app import files, redis_conn, ssrf
 from app.config import Config
 from app.crypto import AesGcmSealer, Pseudonyms
 from app.delivery import Delivery
@@ -17,8 +17,8 @@ from connectors.base import AttachmentRejected, Connector, PermanentError, Trans
 
 
 def redis_client(url: str) -> Redis:
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, retry_on_timeout=True,
-                          health_check_interval=15)
+    """REDIS_URL, or the master the Sentinels name when REDIS_SENTINELS is set (app/redis_conn.py)."""
+    return redis_conn.async_client(url)
 
 
 class ConnectorPool:

@@ -96,3 +96,37 @@ async def fetch(url: str, http: httpx.AsyncClient, *, max_bytes: int, allow_host
         return b"".join(chunks), response.headers.get("content-type")
     finally:
         await response.aclose()
+
+
+async def _pinned(url: str, allow_hosts: Iterable[str]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL to connect to, extra headers, extensions): the resolved public address, pinned."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if _allowed(host.lower(), parts.port, allow_hosts):
+        return url, {}, {}
+    address = await resolve_public(host, port)
+    literal = f"[{address}]" if ":" in address else address
+    target = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, ""))
+    return target, {"host": parts.netloc}, {"sni_hostname": host}
+
+
+async def post(url: str, http: httpx.AsyncClient, *, content: bytes, headers: dict[str, str],
+               allow_hosts: Iterable[str] = (), allow_http: bool = False,
+               timeout_s: float = 20.0) -> httpx.Response:
+    """POST `content` to `url` behind the same guard as `fetch` (outbound status callbacks): no
+    redirects followed, the answer's body not read past 64 kB. Returns the (closed) response."""
+    check_url(url, allow_hosts=allow_hosts, allow_http=allow_http)
+    target, extra, extensions = await _pinned(url, allow_hosts)
+    request = http.build_request("POST", target, content=content, headers={**headers, **extra},
+                                 extensions=extensions, timeout=timeout_s)
+    response = await http.send(request, stream=True, follow_redirects=False)
+    try:
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > 64_000:
+                break
+        return response
+    finally:
+        await response.aclose()

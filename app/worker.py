@@ -15,11 +15,14 @@ from typing import Any
 
 import structlog
 from arq import Retry, Worker
-from arq.connections import RedisSettings
 from arq.worker import func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import file_links, queue
+from app import file_links, queue, redis_conn
 from app.engine import DeliveryEngine, EngineDeps
+from app.limits import ConnectionLimiter
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -49,6 +52,7 @@ def build_engine(runtime: Runtime) -> DeliveryEngine:
         run_budget_s=settings.run_budget_s,
         lease_s=settings.lease_s,
         keep_files_after_delivery=settings.keep_files_after_delivery,
+        limiter=ConnectionLimiter(runtime.redis, settings.lease_s),
         file_links=_file_links(settings),
     ))
 
@@ -67,16 +71,26 @@ class WakeableWorker(Worker):
     """arq's Worker, woken by intake instead of polling every `poll_delay`."""
 
     async def _poll_iteration(self) -> None:
-        await super()._poll_iteration()
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError) as exc:
+            # Redis restarting or a Sentinel failover: keep polling (the pool finds the new master)
+            # instead of letting arq's main loop end on the first failed poll.
+            log.warning("worker.redis_unavailable", error_type=type(exc).__name__)
+            await asyncio.sleep(1)
+            return
         if not self.burst and self.job_counter < self.max_jobs:
             try:
                 await self.pool.blpop([queue.WAKE_KEY], timeout=self.poll_delay_s)
-            except (TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError, RedisConnectionError, RedisTimeoutError, ReadOnlyError):
                 await asyncio.sleep(self.poll_delay_s)
 
 
 # Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
 CRON_JOBS: list[str] = [
+    "app.connection_status:cron_job",
+    "app.status_sync:cron_job",
+    "app.status_callbacks:cron_job",
     "app.retention:cron_job",
 ]
 
@@ -100,10 +114,7 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         if runtime is None and "runtime" in ctx:
             await ctx["runtime"].close()
 
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    redis_settings.retry_on_timeout = True
-    redis_settings.conn_retries = 30
-    redis_settings.conn_retry_delay = 1
+    redis_settings = redis_conn.arq_settings(settings.redis_url)  # REDIS_URL, or Sentinel
     return WakeableWorker(
         functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
                         timeout=settings.job_timeout_s)],

@@ -281,6 +281,13 @@ class Connector(ABC):
                           body: Any) -> PassthroughResult:
         raise PermanentError(f"passthrough is not supported by {self.name}")
 
+    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+        """The current stage and outcome of an application the relay created, for status sync:
+        ``{"stage_id", "stage_name", "outcome": "PENDING" | "HIRED" | "DECLINED", ...}`` (ids and
+        labels only, no PII). None: this ATS cannot be asked (the default; the relay stops asking).
+        A deleted application raises PermanentError with status 404."""
+        return None
+
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The job's questions in a connector-neutral shape:
         ``{"id", "type", "required", "options": [{"id", "label"}], "label"}``."""

@@ -84,6 +84,7 @@ class FactorialConnector(Connector):
         self._access_token = connection.credentials if self.oauth else None
         self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
         self._questions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._phase_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -396,6 +397,31 @@ class FactorialConnector(Connector):
             "id": q["id"], "label": q["label"], "type": q["question_type"], "required": bool(q.get("mandatory")),
             "options": [{"id": o["text"], "label": o["text"]} for o in q.get("options") or []],
         } for q in await self._raw_questions(job_id)]
+
+    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+        """Phase (id, name, type) and outcome: DECLINED when disqualified or given a rejection reason,
+        HIRED in a phase of type `hired`, else PENDING. Phase names are cached per job posting."""
+        app = (await self._send("GET", f"ats/applications/{application_id}", what="get application")).json()
+        phase_id = str(app.get("ats_application_phase_id") or "")
+        phase = (await self._phases(str(app.get("ats_job_posting_id") or ""))).get(phase_id, {})
+        rejection = app.get("ats_rejection_reason_id")
+        declined = app.get("qualified") is False or rejection not in (None, "")
+        outcome = "DECLINED" if declined else "HIRED" if phase.get("phase_type") == "hired" else "PENDING"
+        return {"stage_id": phase_id or None, "stage_name": phase.get("name"), "stage_type": phase.get("phase_type"),
+                "outcome": outcome, "qualified": app.get("qualified"),
+                "rejection_reason_id": str(rejection) if rejection not in (None, "") else None}
+
+    async def _phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
+        cached = self._phase_cache.get(posting_id)
+        if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
+            return cached[1]
+        rows = await self._list("ats/application_phases", [("ats_job_posting_ids[]", posting_id)],
+                                what="list application phases")
+        phases = {str(p["id"]): p for p in rows}
+        if len(self._phase_cache) > 1000:
+            self._phase_cache.clear()
+        self._phase_cache[posting_id] = (time.monotonic(), phases)
+        return phases
 
     async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
                           body: Any) -> PassthroughResult:

@@ -25,6 +25,7 @@ def _max_body(runtime: Runtime) -> int:
 # features (inbound, dashboard, operations, data protection) plug in without touching the rest.
 ROUTER_FACTORIES: list[str] = [
     "app.web.actions:router",
+    "app.web.connections:router",
     "app.web.files:router",
     "app.web.inbound:router",
     "app.web.deliveries_api:router",

@@ -3,7 +3,8 @@
 An emulator is a Litestar app built by `sandbox_app(...)`: its own ATS routes plus
 
 * ``POST /_sandbox/faults``  set fault injection (JSON body, see `Faults`); ``DELETE`` clears it.
-* ``GET  /_sandbox/records`` everything the emulator holds, as JSON (seed data and what it got).
+* ``GET  /_sandbox/records`` everything the emulator holds, as JSON (seed data and what it got),
+  plus ``max_in_flight``: the most ATS requests it was handling at once since the last reset.
 * ``POST /_sandbox/reset``   back to the seed.
 
 Faults are applied by an ASGI middleware in front of the ATS routes (never the ``/_sandbox``
@@ -61,6 +62,8 @@ class FaultState:
     faults: Faults = field(default_factory=Faults)
     rng: random.Random = field(default_factory=random.Random)
     injected: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0  # ATS requests being handled now, and the most seen at once since reset
+    max_in_flight: int = 0
 
     def set(self, faults: Faults) -> None:
         self.faults = faults
@@ -107,6 +110,14 @@ class FaultMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(SANDBOX_PREFIX):
             await self.app(scope, receive, send)
             return
+        self.state.in_flight += 1
+        self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.state.in_flight -= 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         faults = self.state.faults
         if faults.latency_ms and self.state.matches(scope["method"], scope["path"]):
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -178,6 +189,7 @@ def sandbox_app(
     def get_records() -> dict[str, Any]:
         data = records()
         data["faults_injected"] = dict(faults.injected)
+        data["max_in_flight"] = faults.max_in_flight
         return data
 
     @post(f"{SANDBOX_PREFIX}/reset", status_code=200, sync_to_thread=False)
@@ -185,6 +197,7 @@ def sandbox_app(
         reset()
         faults.set(Faults())
         faults.injected.clear()
+        faults.max_in_flight = faults.in_flight
         return {"reset": name}
 
     def wrap(app: ASGIApp) -> ASGIApp:
