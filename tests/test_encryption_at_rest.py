@@ -225,3 +225,19 @@ async def test_inbound_channels_store_nothing_in_clear_and_are_erasable(make_rel
     erased = await relay.client.post("/v1/erasure", json={"email": person.email}, headers=relay.admin)
     assert erased.json()["deliveries_erased"] == 1
     assert await relay.redis.keys("ar:p:*") == [] and await relay.redis.keys("ar:f:*") == []
+
+
+def test_tools_use_the_environment_s_key_or_the_development_one_never_a_new_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.settings import data_keys_for_tools
+
+    monkeypatch.setattr("app.settings.VAR_DIR", tmp_path / "var")
+    assert data_keys_for_tools({"APPLYRELAY_DATA_KEY": DATA_KEY}) == parse_keys(DATA_KEY)
+    with pytest.raises(ConfigError, match="APPLYRELAY_DATA_KEY: not set"):
+        data_keys_for_tools({})
+    assert not (tmp_path / "var").exists()  # nothing generated
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "data-key").write_text(DATA_KEY + "\n")
+    assert data_keys_for_tools({}) == parse_keys(DATA_KEY)  # development: the one `applyrelay run` made
+    with pytest.raises(ConfigError):
+        data_keys_for_tools({"APPLYRELAY_CONFIG": "/etc/applyrelay.toml"})  # production: the environment only
