@@ -62,6 +62,9 @@ def cmd_run(args: argparse.Namespace) -> None:
           f"connections: {', '.join(settings.config.connections)})", flush=True)
     if settings.dev and not os.environ.get("APPLYRELAY_ADMIN_TOKEN"):
         print("applyrelay: development admin token in var/admin-token", flush=True)
+    if settings.dev and not os.environ.get("APPLYRELAY_DATA_KEY"):
+        print("applyrelay: development data key in var/data-key (candidate data is encrypted with it; "
+              "production needs APPLYRELAY_DATA_KEY: `applyrelay keys new`)", flush=True)
     try:
         cmd_web(args)
     finally:
@@ -110,7 +113,11 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
 
 # Feature command modules, each with `register(subparsers)`; one line per feature.
-COMMAND_MODULES: list[str] = ["app.cli_deliveries"]
+COMMAND_MODULES: list[str] = [
+    "app.cli_deliveries",
+    "app.cli_keys",
+    "app.cli_erase",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,14 +96,21 @@ class _Store:
     """The store on REDIS_URL, closed on exit."""
 
     async def __aenter__(self) -> Any:
+        from app.config import ConfigError
+        from app.crypto import AesGcmSealer
         from app.runtime import redis_client
+        from app.settings import data_keys_for_tools
         from app.store import DeliveryStore
 
         url = os.environ.get("REDIS_URL")
         if not url:
             sys.exit("applyrelay: REDIS_URL is not set (the Redis the relay uses; `applyrelay run` prints it)")
+        try:  # the data keys: purge reads the payload to count its files
+            keys = data_keys_for_tools(os.environ)
+        except ConfigError as exc:
+            sys.exit(f"applyrelay: {exc}")
         self.redis = redis_client(url)
-        return DeliveryStore(self.redis)
+        return DeliveryStore(self.redis, sealer=AesGcmSealer(keys))
 
     async def __aexit__(self, *_: Any) -> None:
         await self.redis.aclose()

@@ -175,8 +175,7 @@ async def metrics_text(store: DeliveryStore, config: Config) -> str:
     gauge("applyrelay_connection_deliveries", "Deliveries not yet delivered, and dead letters, by status.",
           [({**lbl, "status": st}, float(n)) for lbl, s in ids for st, n in s.counts.items()])
     redis = store.redis
-    gauge("applyrelay_queue_jobs", "Jobs in the arq queue (due now and scheduled).",
-          [({}, float(await redis.zcard(queue.QUEUE_NAME)))])
+    # (applyrelay_queue_jobs{state} is in app/metrics.py; this one is the autoscaling signal)
     gauge("applyrelay_queue_due_jobs", "Jobs in the arq queue that are due now (the autoscaling signal).",
           [({}, float(await redis.zcount(queue.QUEUE_NAME, "-inf", int(time.time() * 1000))))])
     return "\n".join(lines) + "\n"

@@ -53,21 +53,22 @@ def timeline(delivery: Delivery) -> list[dict[str, Any]]:
 
 
 async def candidate_name(store: DeliveryStore, delivery: Delivery) -> dict[str, str] | None:
-    """The candidate's first and last name, or None (an action, or a purged payload)."""
+    """The candidate's name and address, or None (an action, or a purged payload)."""
     if delivery.kind != "application" or delivery.payload_purged:
         return None
     raw = await store.load_payload(delivery.id)
     if raw is None:
         return None
     candidate = stored_decoder.decode(raw).candidate
-    return {"first_name": candidate.first_name, "last_name": candidate.last_name}
+    return {"first_name": candidate.first_name, "last_name": candidate.last_name,
+            "email_address": candidate.email_address}
 
 
 async def show_candidate(store: DeliveryStore, delivery: Delivery, actor: str, via: str) -> dict[str, str] | None:
     """Load the name to show it, and record that `actor` saw it."""
     name = await candidate_name(store, delivery)
     if name is not None:
-        await audit.record(store.redis, actor, "view_detail", delivery.id, {"via": via, "fields": "name"})
+        await audit.record(store.redis, actor, "view_detail", delivery.id, {"via": via, "fields": "name,email"})
     return name
 
 

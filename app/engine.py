@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Config, Connection
+from app.crypto import SealError
 from app.delivery import (
     MAX_ATTEMPT_LOG,
     TERMINAL,
@@ -193,6 +194,10 @@ class DeliveryEngine:
             steps, application = await self._plan(delivery, connector)
         except (PermanentError, msgspec.DecodeError) as exc:
             return await self._dead_letter(delivery, previous, _error_info("permanent", exc, now, "plan"))
+        except TransientError as exc:
+            delivery.failed_attempts += 1
+            return await self._retry_or_give_up(delivery, exc, _RunState(started=now, step="plan"), connection.retry,
+                                                delivery.failed_attempts)
         self._track_attachments(delivery, steps)
         ctx = StepContext(
             application=application,
@@ -219,7 +224,10 @@ class DeliveryEngine:
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
     async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None]:
-        raw = await self.deps.store.load_payload(delivery.id)
+        try:
+            raw = await self.deps.store.load_payload(delivery.id)
+        except SealError as exc:  # a data key missing from the environment: fixable, so not permanent
+            raise TransientError(f"payload: {exc}") from None
         if raw is None:
             raise PermanentError("the stored payload is gone (purged or erased)")
         if delivery.kind == "action":
@@ -284,6 +292,9 @@ class DeliveryEngine:
                                   outcome="ok", step=step.name,
                                   latency_ms=int((time.perf_counter() - t0) * 1000)))
         await deps.store.save(delivery, "delivering")
+        links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
+        if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
+            await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
         self._log_step(delivery, step, None, t0)
         return None
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import msgspec
 
-from app import files, ssrf
+from app import erasure, files, ssrf
 from app.config import Config, Connection
+from app.crypto import Pseudonyms
 from app.delivery import Delivery
 from app.models import (
     ApplicationIn,
@@ -201,10 +202,12 @@ def build_attachments(items: list[tuple[str, AttachmentIn]], connection: Connect
 
 
 class Intake:
-    def __init__(self, store: DeliveryStore, config: Config, checker_for: Callable[[str], Connector]) -> None:
+    def __init__(self, store: DeliveryStore, config: Config, checker_for: Callable[[str], Connector], *,
+                 pseudonyms: Pseudonyms | None = None) -> None:
         self.store = store
         self.config = config
         self.checker_for = checker_for
+        self.pseudonyms = pseudonyms  # keyed-hash email index for erasure (app/erasure.py)
 
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
@@ -247,9 +250,20 @@ class Intake:
         )
         for warning in [*(notes or []), *warnings]:
             delivery.add_warning(warning.code, warning.message)
-        result = await self.store.create(delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash)
+        index_sets: list[str] = []
+        if self.pseudonyms is not None:
+            email_hash = await self.pseudonyms.email(app.candidate.email_address)
+            index_sets.append(erasure.email_index_key(email_hash))
+            if await erasure.is_erased(self.store, email_hash):
+                delivery.add_warning("previously_erased", "an earlier application from this address was erased "
+                                     "at the candidate's request; this is a new one (check its consent)")
+        result = await self.store.create(delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash,
+                                         index_sets)
         if not result.created:
             existing = await self.store.get(result.delivery_id)
+            if existing is not None and existing.erased_at is not None:
+                raise IntakeError(409, "Erased", "this application was erased at the candidate's request; "
+                                  "it is not stored again (a new application needs a new idempotency key)")
             return Accepted(result.delivery_id, False, existing.status if existing else "queued")
         warnings_out = [{"code": w.code, "message": w.message} for w in delivery.warnings]
         return Accepted(delivery.id, True, "queued", warnings_out)

@@ -85,7 +85,17 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
             fam.add_metric([connection, status], next(per_connection))
     families.append(fam)
     families.append(_latency_histogram(latency))
+    families.append(_purged(_decode(await redis.hgetall(metric_key("purged")))))
     return families
+
+
+def _purged(counts: dict[str, float]) -> Metric:
+    """Candidate records purged (payload and files dropped) by retention or erasure (app/retention.py)."""
+    fam = CounterMetricFamily("applyrelay_records_purged", "Candidate records purged, by reason "
+                              "(delivered / dead_letter: retention; erasure: on request)", labels=["reason"])
+    for reason in ("delivered", "dead_letter", "erasure"):
+        fam.add_metric([reason], counts.get(reason, 0.0))
+    return fam
 
 
 def _latency_histogram(latency: dict[str, float]) -> Metric:

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from app import files, redis_conn, ssrf
 from app.config import Config
+from app.crypto import AesGcmSealer, Pseudonyms
 from app.delivery import Delivery
 from app.models import AttachmentRef
 from app.settings import Settings
@@ -46,7 +47,11 @@ class Runtime:
         self.settings = settings
         self.config = settings.config
         self.redis = redis or redis_client(settings.redis_url)
-        self.store = DeliveryStore(self.redis)
+        if not settings.data_keys:
+            raise ValueError("Settings.data_keys is empty: candidate data is only stored encrypted")
+        self.sealer = AesGcmSealer(settings.data_keys)
+        self.store = DeliveryStore(self.redis, sealer=self.sealer)
+        self.pseudonyms = Pseudonyms(self.redis, self.sealer)
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.connectors = ConnectorPool(self.config, self.http)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app import crypto
 from app.config import Config, ConfigError, demo_config, load_config
 from app.tokens import SCOPES, ApiToken, TokenConfigError, parse_tokens
 
@@ -21,6 +23,10 @@ class Settings:
     job_timeout_s: float = 45.0
     keep_files_after_delivery: bool = False
     dev: bool = False
+    # Encryption at rest (app/crypto.py): raw 32-byte keys, the first one seals new writes.
+    data_keys: list[bytes] = field(repr=False, default_factory=list)
+    keep_delivered_s: float = 7 * 86400.0  # delivered payloads, then purged (retention)
+    keep_dead_letters_s: float = 30 * 86400.0  # failed deliveries' payloads and files
     public_url: str | None = None  # where ATS users can reach GET /v1/files/{token}
     link_secret: str | None = field(repr=False, default=None)
 
@@ -43,6 +49,59 @@ def _dev_admin_token() -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
+
+
+DATA_KEY_FILE = "data-key"
+
+
+def _dev_data_key() -> str:
+    """In development, a data key kept under ./var (like the admin token); production must set
+    APPLYRELAY_DATA_KEY, or the relay refuses to start."""
+    path = VAR_DIR / DATA_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = crypto.new_key()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _data_keys(env: Mapping[str, str], dev: bool) -> list[bytes]:
+    text = env.get(crypto.KEY_ENV, "").strip()
+    if not text:
+        if not dev:
+            raise ConfigError(f"{crypto.KEY_ENV}: not set. Candidate data is encrypted at rest and needs a key: "
+                              f"make one with `applyrelay keys new` and set {crypto.KEY_ENV}=<key>")
+        text = _dev_data_key()
+    try:
+        return crypto.parse_keys(text)
+    except crypto.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def data_keys_for_tools(env: Mapping[str, str]) -> list[bytes]:
+    """The data keys for a command that only needs Redis (no config, no tokens): the environment's,
+    or in development the one `applyrelay run` generated; never a new one."""
+    text = env.get(crypto.KEY_ENV, "").strip()
+    if not text and not env.get("APPLYRELAY_CONFIG") and (VAR_DIR / DATA_KEY_FILE).exists():
+        text = (VAR_DIR / DATA_KEY_FILE).read_text().strip()
+    if not text:
+        raise ConfigError(f"{crypto.KEY_ENV}: not set (the key the relay encrypts candidate data with)")
+    try:
+        return crypto.parse_keys(text)
+    except crypto.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _days(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        days = float(env.get(name, default))
+    except ValueError:
+        raise ConfigError(f"{name}: must be a number of days") from None
+    if days <= 0:
+        raise ConfigError(f"{name}: must be more than 0 days")
+    return days * 86400.0
 
 
 def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> Settings:
@@ -69,5 +128,8 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
     return Settings(
         redis_url=url, config=config, tokens=tokens, job_timeout_s=job_timeout,
         keep_files_after_delivery=env.get("APPLYRELAY_KEEP_FILES", "0") == "1", dev=dev,
+        data_keys=_data_keys(env, dev),
+        keep_delivered_s=_days(env, "APPLYRELAY_KEEP_DELIVERED_DAYS", 7),
+        keep_dead_letters_s=_days(env, "APPLYRELAY_KEEP_DEAD_LETTERS_DAYS", 30),
         public_url=env.get("APPLYRELAY_PUBLIC_URL"), link_secret=env.get("APPLYRELAY_LINK_SECRET"),
     )

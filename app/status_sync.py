@@ -58,6 +58,7 @@ class SyncReport:
 def _syncable(delivery: Delivery, now: float) -> bool:
     return (delivery.kind == "application" and delivery.status == "delivered"
             and bool(delivery.checkpoints.get("application")) and delivery.remote_status is None
+            and delivery.erased_at is None
             and (delivery.delivered_at or now) >= now - horizon_s())
 
 
@@ -98,7 +99,8 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
     try:
         delivery = await store.get(delivery_id)
         connection = config.connections.get(delivery.connection_id) if delivery else None
-        if delivery is None or connection is None or (delivery.delivered_at or now) < now - horizon_s():
+        if delivery is None or connection is None or delivery.erased_at is not None \
+                or (delivery.delivered_at or now) < now - horizon_s():
             await redis.zrem(SYNC_SET, delivery_id)
             report.dropped += 1
             return

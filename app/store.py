@@ -19,6 +19,8 @@ Keys (prefix ``ar:``):
     ar:login-fail:<ip>   failed dashboard logins from one client (a counter, 5 minutes)
     ar:lock:<id>         the lease of the worker running the delivery
     ar:paused:<conn>     a connection paused on auth failure
+    ar:ix:email:<hmac>   a candidate's deliveries, by keyed hash of the address (app/erasure.py)
+    ar:erased:<hmac>     erasure tombstone (hash: when, how many); ar:keys:index the sealed index key
 and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
 the state change that needs a run, so "stored" and "enqueued" can never disagree.
 """
@@ -80,11 +82,25 @@ class Sealer(Protocol):
 
 
 class PlainSealer:
+    """No encryption: for tests of the store alone, never for a relay (see app/runtime.py)."""
+
     def seal(self, data: bytes) -> bytes:
         return data
 
     def open(self, data: bytes) -> bytes:
         return data
+
+
+class NoSealer:
+    """The default: a store built without a sealer may read and write delivery states, but never
+    candidate data — neither storing it in clear nor handing back sealed bytes as if they were it."""
+
+    def seal(self, data: bytes) -> bytes:
+        raise RuntimeError("this DeliveryStore has no sealer: candidate data is stored encrypted; "
+                           "pass sealer=runtime.sealer (tests: relay.store)")
+
+    def open(self, data: bytes) -> bytes:
+        return self.seal(data)
 
 
 def state_key(delivery_id: str) -> str:
@@ -215,7 +231,7 @@ class DeliveryStore:
     def __init__(self, redis: Redis, sealer: Sealer | None = None,
                  retention_s: int = DEFAULT_RETENTION_S) -> None:
         self.redis = redis
-        self.sealer = sealer or PlainSealer()
+        self.sealer: Sealer = sealer or NoSealer()
         self.retention_s = retention_s
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)
@@ -223,8 +239,10 @@ class DeliveryStore:
     # -- intake -------------------------------------------------------------------------------
 
     async def create(self, delivery: Delivery, payload: bytes, files: Sequence[bytes],
-                     idempotency_hash: str) -> CreateResult:
-        """Store a new delivery and enqueue its first run, unless the idempotency key is known."""
+                     idempotency_hash: str, index_sets: Sequence[str] = ()) -> CreateResult:
+        """Store a new delivery and enqueue its first run, unless the idempotency key is known.
+        `index_sets` (e.g. the candidate's keyed-hash email index) get the new id in the same
+        MULTI/EXEC as the script (a duplicate adds an id that never exists: harmless)."""
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
@@ -244,7 +262,14 @@ class DeliveryStore:
             len(indexes), delivery.connection_id, delivery.channel, delivery.board or "",
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
         ]
-        created, delivery_id = await self._create(keys=keys, args=args)
+        if index_sets:
+            pipe = self.redis.pipeline(transaction=True)
+            await self._create(keys=keys, args=args, client=pipe)
+            for key in index_sets:
+                pipe.sadd(key, delivery.id)
+            created, delivery_id = (await pipe.execute())[0]
+        else:
+            created, delivery_id = await self._create(keys=keys, args=args)
         return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id)
 
     # -- reading ------------------------------------------------------------------------------
@@ -330,6 +355,10 @@ class DeliveryStore:
     async def drop_files(self, delivery: Delivery, count: int) -> None:
         if count:
             await self.redis.delete(*(file_key(delivery.id, i) for i in range(count)))
+
+    async def drop_file(self, delivery_id: str, index: int) -> None:
+        """One file's bytes, once the ATS confirmed it (retention: nothing kept longer than needed)."""
+        await self.redis.delete(file_key(delivery_id, index))
 
     # -- leases -------------------------------------------------------------------------------
 

@@ -133,6 +133,7 @@ CRON_JOBS: list[str] = [
     "app.connection_status:cron_job",
     "app.status_sync:cron_job",
     "app.status_callbacks:cron_job",
+    "app.retention:cron_job",
 ]
 
 

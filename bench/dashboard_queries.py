@@ -16,6 +16,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from app import metrics
+from app.crypto import AesGcmSealer, new_key, parse_keys
 from app.deliveries_query import build_filter, counts, find, series
 from app.delivery import Delivery
 from app.embedded_redis import EmbeddedRedis
@@ -64,7 +65,7 @@ async def main(n: int) -> None:
         server = EmbeddedRedis(Path(tmp))
         url = server.start()
         redis = Redis.from_url(url)
-        store = DeliveryStore(redis)
+        store = DeliveryStore(redis, sealer=AesGcmSealer(parse_keys(new_key())))  # sealed, as in the relay
         try:
             t0 = time.perf_counter()
             await seed(store, n)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ from redis.asyncio import Redis
 
 from app import queue
 from app.config import parse_config
+from app.crypto import AesGcmSealer, parse_keys
 from app.runtime import Runtime
 from app.settings import Settings
+from app.store import DeliveryStore
 from app.tokens import SCOPES, ApiToken
 from app.web.app import create_app
 from app.worker import WakeableWorker, create_worker
@@ -32,6 +34,7 @@ from connectors.sandbox.common import BackgroundServer
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
+DATA_KEY = "dGVzdC1kYXRhLWtleS0wMDAwMDAwMDAwMDAwMDAwMDA"  # base64url of 32 bytes: tests only
 PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" + bytes(range(256)) * 8
 
 
@@ -52,13 +55,16 @@ class Relay:
     """One relay under test: its web app over HTTP, workers on demand, helpers to wait and look."""
 
     def __init__(self, redis_url: str, connections: Mapping[str, Mapping[str, Any]], *,
-                 job_timeout_s: float = 8.0, tmp_path: Path | None = None, **settings: Any) -> None:
+                 job_timeout_s: float = 8.0, tmp_path: Path | None = None,
+                 extra_tokens: Sequence[ApiToken] = (), **settings: Any) -> None:
         self.redis_url = redis_url
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
         self.env = test_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
-        self.settings = Settings(redis_url=redis_url, config=config, tokens=[ApiToken("admin", ADMIN_TOKEN, SCOPES)],
-                                 job_timeout_s=job_timeout_s, **settings)
+        tokens = [ApiToken("admin", ADMIN_TOKEN, SCOPES), *extra_tokens]
+        settings.setdefault("data_keys", parse_keys(DATA_KEY))
+        self.settings = Settings(redis_url=redis_url, config=config, tokens=tokens, job_timeout_s=job_timeout_s,
+                                 **settings)
         self.web_runtime = Runtime(self.settings)
         self.server = BackgroundServer(create_app(self.web_runtime)).start()
         self.client = httpx.AsyncClient(base_url=self.server.url, timeout=30)
@@ -67,6 +73,8 @@ class Relay:
         self.tmp_path = tmp_path
         self._workers: list[tuple[WakeableWorker, asyncio.Task[Any], Runtime]] = []
         self._processes: list[subprocess.Popen[bytes]] = []
+        # the store on the test's loop (the web runtime's client is on the server's), sealing like it
+        self.store = DeliveryStore(self.redis, sealer=AesGcmSealer(self.settings.data_keys))
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -135,7 +143,7 @@ class Relay:
         config = self.tmp_path / "applyrelay.toml"
         config.write_text(_toml(self.connections))
         env = {**os.environ, **self.env, "REDIS_URL": self.redis_url, "APPLYRELAY_CONFIG": str(config),
-               "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(REPO),
+               "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(REPO), "APPLYRELAY_DATA_KEY": DATA_KEY,
                "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s)}
         log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO,

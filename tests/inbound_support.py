@@ -12,7 +12,6 @@ from standardwebhooks import Webhook
 
 from app.inbound import indeed
 from app.models import StoredApplication, stored_decoder
-from app.store import DeliveryStore
 from tests.harness import PDF_BYTES, Relay, connection_table
 
 INDEED_SECRET = "Y0ur api secret key not shared &$%@"
@@ -107,7 +106,7 @@ def webhook_headers(body: bytes, *, msg_id: str = "msg_0001", secret: str = WEBH
 
 
 async def stored(relay: Relay, delivery_id: str) -> StoredApplication:
-    payload = await DeliveryStore(relay.redis).load_payload(delivery_id)  # the test loop's client
+    payload = await relay.store.load_payload(delivery_id)  # the test loop's client, sealing like the relay
     assert payload is not None
     return stored_decoder.decode(payload)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard_helpers import CANDIDATE_FIRST, audit_entries, make_failed, post
-from tests.harness import REPO, Emulator, Relay, connection_table
+from tests.harness import DATA_KEY, REPO, Emulator, Relay, connection_table
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def relay(make_relay: Any, factorial: Emulator) -> Relay:
 
 
 async def cli(relay: Relay, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "REDIS_URL": relay.redis_url, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "REDIS_URL": relay.redis_url, "PYTHONPATH": str(REPO), "APPLYRELAY_DATA_KEY": DATA_KEY}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.cli", "deliveries", *args, env=env, cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -276,8 +276,9 @@ def test_the_parser_holds_a_20_mb_cv_once(relay: Relay) -> None:
 async def test_a_20_mb_cv_costs_a_few_times_its_size(relay: Relay) -> None:
     """The whole request, posted, parsed, checked and stored: peak Python memory (tracemalloc; the
     server runs in this process). Parsing costs 1x (above); the rest is the immutable copy handed
-    to intake and the Redis client's write buffers (asyncio joins and buffers what it cannot send
-    at once). Budget: 4x."""
+    to intake, its sealed copy (encryption at rest: the ciphertext exists while the clear bytes are
+    still referenced up the stack) and the Redis client's write buffers (asyncio joins and buffers
+    what it cannot send at once). Budget: 5x."""
     size = 20_000_000
     gc.collect()
     tracemalloc.start()
@@ -295,7 +296,7 @@ async def test_a_20_mb_cv_costs_a_few_times_its_size(relay: Relay) -> None:
     assert cv.size == size
     used = peak - base
     print(f"\n20 MB CV, whole request: peak {used / 1e6:.1f} MB ({used / size:.2f}x the file)")
-    assert used < 4 * size, f"{used / size:.2f}x the CV size"
+    assert used < 5 * size, f"{used / size:.2f}x the CV size"
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install -y chromium)")

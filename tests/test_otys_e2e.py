@@ -14,7 +14,6 @@ import pytest
 
 from app import operations
 from app.models import AttachmentRef
-from app.store import DeliveryStore
 from connectors.sandbox import create_emulator
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
 
@@ -259,7 +258,7 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
     await relay.wait_for(response.json()["id"], "delivered")
     # add attachment to candidate and result links: queued as actions on the delivered application
     # (the relay has no route for these yet: queued through operations, as a route would)
-    store = DeliveryStore(relay.redis)
+    store = relay.store
     parent = await store.get(delivery_id)
     assert parent is not None
     ref = AttachmentRef(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.embedded_redis import free_port
-from tests.harness import ADMIN_TOKEN, PDF_BYTES, REPO, Emulator, _toml, b64, connection_table
+from tests.harness import ADMIN_TOKEN, DATA_KEY, PDF_BYTES, REPO, Emulator, _toml, b64, connection_table
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +49,7 @@ async def test_procfile_lines_serve_and_deliver(redis_url: str, factorial: Emula
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "APPLYRELAY_CONFIG": str(config), "PORT": str(port),
            "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "TEST_FACTORIAL_KEY": "sandbox", "PYTHONPATH": str(REPO),
+           "APPLYRELAY_DATA_KEY": DATA_KEY,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     processes = {name: start(line, env, tmp_path / f"{name}.log") for name, line in procfile().items()}
     try:

@@ -106,3 +106,6 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
         log.close()
     # the embedded Redis went down with the service
     assert "embedded Redis" in (tmp_path / "run.log").read_text()
+    # development mode made its own data key and said so
+    assert (tmp_path / "var" / "data-key").exists()
+    assert "development data key in var/data-key" in (tmp_path / "run.log").read_text()

@@ -61,7 +61,8 @@ def sync_runtime(relay: Relay, factorial: Emulator, callback_url: str, **extra: 
                              status_callback_secret_env="TEST_STATUS_SECRET", **extra)
     config = parse_config({"connections": {"acme": table}},
                           {"TEST_FACTORIAL_KEY": "sandbox", "TEST_STATUS_SECRET": SECRET})
-    return Runtime(Settings(redis_url=relay.redis_url, config=config, job_timeout_s=8.0))
+    return Runtime(Settings(redis_url=relay.redis_url, config=config, job_timeout_s=8.0,
+                            data_keys=relay.settings.data_keys))
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ ROUTER_FACTORIES: list[str] = [
     "app.web.inbound:router",
     "app.web.deliveries_api:router",
     "app.web.dashboard:router",
+    "app.web.privacy:router",
 ]
 
 
@@ -42,7 +43,7 @@ def feature_routers(runtime: Runtime) -> list[Any]:
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
-    intake = Intake(runtime.store, runtime.config, runtime.connectors.get)
+    intake = Intake(runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms)
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()

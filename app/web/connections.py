@@ -19,7 +19,7 @@ from litestar import Request, Response, Router, get, post
 from msgspec import Meta
 
 from app import audit
-from app.connection_status import connection_statuses, metrics_text
+from app.connection_status import connection_statuses
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope
 from app.web.problems import problem
@@ -128,11 +128,5 @@ async def passthrough(request: Request[Any, Any, Any], connection_id: str) -> Re
     return Response({"status": result.status, "headers": result.headers, "body": result.body})
 
 
-@get("/metrics", guards=[read_guard], media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
-    runtime = _runtime(request)
-    return Response(await metrics_text(runtime.store, runtime.config), media_type="text/plain; version=0.0.4")
-
-
 def router(runtime: Runtime) -> Router:
-    return Router(path="/", route_handlers=[list_connections, resume, passthrough, metrics])
+    return Router(path="/", route_handlers=[list_connections, resume, passthrough])

@@ -16,6 +16,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from app import audit, deliveries_ops, metrics, operations
+from app.connection_status import metrics_text as connection_metrics_text
 from app.deliveries_query import DeliveryFilter, QueryError, build_filter, counts, find, known_names
 from app.delivery import Delivery, public_view
 from app.runtime import Runtime
@@ -196,7 +197,9 @@ def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = _runtime(request)
     names = connection_names(runtime, await known_names(runtime.store, "connection"))
-    return Response(await metrics.render(runtime.store, names), media_type=metrics.CONTENT_TYPE)
+    body = await metrics.render(runtime.store, names)
+    body += (await connection_metrics_text(runtime.store, runtime.config)).encode()  # health per connection
+    return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
 def router(_: Runtime) -> Router:
