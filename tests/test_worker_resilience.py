@@ -23,8 +23,9 @@ def body(i: int) -> dict[str, Any]:
 async def test_worker_outlives_a_redis_restart(tmp_path: Path, factorial: Emulator) -> None:
     server = EmbeddedRedis(tmp_path / "redis")
     server.start()
-    relay = Relay(server.url, {"acme": connection_table("factorial", factorial.url)}, tmp_path=tmp_path)
+    relay: Relay | None = None
     try:
+        relay = Relay(server.url, {"acme": connection_table("factorial", factorial.url)}, tmp_path=tmp_path)
         await relay.start_worker()
         first = (await relay.post(body(1))).json()["id"]
         await relay.wait_for(first, "delivered")
@@ -35,7 +36,8 @@ async def test_worker_outlives_a_redis_restart(tmp_path: Path, factorial: Emulat
         second = (await relay.post(body(2))).json()["id"]
         await relay.wait_for(second, "delivered", timeout=20)
     finally:
-        await relay.close()
+        if relay is not None:
+            await relay.close()
         server.stop()
 
 

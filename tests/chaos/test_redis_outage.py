@@ -22,8 +22,12 @@ OUTAGE_S = 3.0
 async def test_redis_restart_during_intake_and_delivery(tmp_path: Path, factorial: Emulator) -> None:
     redis_server = EmbeddedRedis(tmp_path / "outage-redis")
     redis_server.start()
-    relay = Relay(redis_server.url, {"acme": connection_table("factorial", factorial.url)}, job_timeout_s=2.0,
-                  tmp_path=tmp_path)
+    try:
+        relay = Relay(redis_server.url, {"acme": connection_table("factorial", factorial.url)}, job_timeout_s=2.0,
+                      tmp_path=tmp_path)
+    except BaseException:
+        redis_server.stop()
+        raise
     workers = [relay.spawn_worker(), relay.spawn_worker()]
     tally = Tally()
     accepted: dict[int, str] = {}
