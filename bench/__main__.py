@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -364,7 +363,6 @@ def main(argv: list[str]) -> None:
         log(f"results written to {RESULTS}")
     else:
         log(f"a subset ran: {RESULTS} left as it is (run all to rewrite it)")
-    _ = statistics
 
 
 if __name__ == "__main__":
