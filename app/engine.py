@@ -102,6 +102,15 @@ def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None
     return ErrorInfo(kind=kind, message=str(exc)[:500], step=step, at=at)
 
 
+def _trailing_crashes(delivery: Delivery) -> int:
+    count = 0
+    for attempt in reversed(delivery.attempts):
+        if attempt.outcome != "crash":
+            break
+        count += 1
+    return count
+
+
 def _record(delivery: Delivery, attempt: Attempt) -> None:
     delivery.attempts.append(attempt)
     if len(delivery.attempts) > MAX_ATTEMPT_LOG:
@@ -158,9 +167,13 @@ class DeliveryEngine:
         if previous == "delivering":  # the last run died without recording its end
             _record(delivery, Attempt(number=delivery.runs, started_at=delivery.updated_at, finished_at=now,
                                       outcome="crash", error="worker stopped during the run"))
-            if job_try > MAX_CRASH_RERUNS:
+            # Counted from the delivery's own log, not arq's job_try, which also counts re-queues
+            # that were no crash (lease busy, Redis briefly away).
+            crashes = _trailing_crashes(delivery)
+            if crashes >= MAX_CRASH_RERUNS:
                 return await self._dead_letter(delivery, previous, ErrorInfo(
-                    kind="crash", message=f"the worker died {job_try - 1} times running this delivery", at=now))
+                    kind="crash", message=f"the worker died {crashes} times in a row running this delivery",
+                    at=now))
         if deps.limiter is None:
             return await self._run_limited(delivery, previous, connection)
         lease = await deps.limiter.acquire(connection)
