@@ -84,6 +84,8 @@ class FactorialConnector(Connector):
         self._access_token = connection.credentials if self.oauth else None
         self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
         self._questions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._company_id: str | None = None
+        self._sources: tuple[float, list[dict[str, Any]]] | None = None
         self._phase_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
 
     # -- HTTP -----------------------------------------------------------------------------------
@@ -190,11 +192,21 @@ class FactorialConnector(Connector):
     # -- steps ----------------------------------------------------------------------------------
 
     async def _company(self, ctx: StepContext) -> str:
-        data = (await self._send("GET", "api_public/credentials", what="read credentials")).json()
-        rows = data.get("data", data if isinstance(data, list) else [data])
-        if not rows or not rows[0].get("company_id"):
-            raise PermanentError("the credentials carry no company_id")
-        return str(rows[0]["company_id"])
+        """The company of the credentials: constant for a connection, so read once per process."""
+        if self._company_id is None:
+            data = (await self._send("GET", "api_public/credentials", what="read credentials")).json()
+            rows = data.get("data", data if isinstance(data, list) else [data])
+            if not rows or not rows[0].get("company_id"):
+                raise PermanentError("the credentials carry no company_id")
+            self._company_id = str(rows[0]["company_id"])
+        return self._company_id
+
+    async def _candidate_sources(self) -> list[dict[str, Any]]:
+        """The tenant's sources, re-read at most every minute (they change rarely)."""
+        if self._sources is None or time.monotonic() - self._sources[0] > QUESTION_CACHE_S:
+            rows = await self._list("ats/candidate_sources", [], what="list candidate sources")
+            self._sources = (time.monotonic(), rows)
+        return self._sources[1]
 
     async def _source(self, ctx: StepContext) -> str:
         """The candidate source to write: ``id:<source id>`` or ``name:<free text>``."""
@@ -208,7 +220,7 @@ class FactorialConnector(Connector):
             self.settings.get("default_source"),
             app.origin.board,
         ) if v]
-        sources = await self._list("ats/candidate_sources", [], what="list candidate sources")
+        sources = await self._candidate_sources()
         for name in wanted:
             match = next((s for s in sources if name.casefold() in (str(s.get("name", "")).casefold(),
                                                                       str(s.get("label", "")).casefold())), None)
