@@ -16,8 +16,8 @@ import structlog
 from app import audit, operations
 from app.deliveries_query import DeliveryFilter, find_all_ids
 from app.delivery import Delivery
-from app.engine import action_decoder
-from app.models import AttachmentRef, stored_decoder
+from app.engine import file_count
+from app.models import stored_decoder
 from app.store import DeliveryStore, bulk_key
 
 log = structlog.get_logger("applyrelay.operations")
@@ -84,24 +84,8 @@ async def purge(store: DeliveryStore, delivery_id: str) -> Delivery:
                                         f"only failed deliveries can be purged; this one is {delivery.status}")
     if delivery.payload_purged:
         return delivery
-    await store.purge(delivery, await _file_count(store, delivery))
+    await store.purge(delivery, await file_count(store, delivery))
     return delivery
-
-
-async def _file_count(store: DeliveryStore, delivery: Delivery) -> int:
-    raw = await store.load_payload(delivery.id)
-    count = 0
-    if raw is not None:
-        try:
-            if delivery.kind == "action":
-                count = len(action_decoder.decode(raw).attachments)
-            else:
-                app = stored_decoder.decode(raw)
-                count = len(app.attachments) + sum(
-                    1 for a in app.screening_question_answers if isinstance(a.answer, AttachmentRef))
-        except msgspec.DecodeError:
-            count = 0
-    return count + 4  # the same margin as the engine: stray files past the known count go too
 
 
 # -- bulk retries -------------------------------------------------------------------------------

@@ -102,6 +102,27 @@ def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None
     return ErrorInfo(kind=kind, message=str(exc)[:500], step=step, at=at)
 
 
+FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
+
+
+async def file_count(store: DeliveryStore, delivery: Delivery) -> int:
+    """How many file keys a delivery may have (from its payload), plus slack: what a purge,
+    an erasure or the end of a delivery must delete."""
+    raw = await store.load_payload(delivery.id)
+    count = 0
+    if raw is not None:
+        try:
+            if delivery.kind == "action":
+                count = len(action_decoder.decode(raw).attachments)
+            else:
+                app = stored_decoder.decode(raw)
+                count = len(app.attachments) + sum(
+                    1 for a in app.screening_question_answers if isinstance(a.answer, AttachmentRef))
+        except msgspec.DecodeError:
+            count = 0
+    return count + FILE_SLACK
+
+
 def _trailing_crashes(delivery: Delivery) -> int:
     count = 0
     for attempt in reversed(delivery.attempts):
@@ -361,16 +382,7 @@ class DeliveryEngine:
         return "delivered"
 
     async def _drop_files(self, delivery: Delivery) -> None:
-        raw = await self.deps.store.load_payload(delivery.id)
-        count = 0
-        if raw is not None:
-            if delivery.kind == "action":
-                count = len(action_decoder.decode(raw).attachments)
-            else:
-                app = stored_decoder.decode(raw)
-                count = len(app.attachments) + sum(
-                    1 for a in app.screening_question_answers if isinstance(a.answer, AttachmentRef))
-        await self.deps.store.drop_files(delivery, count + 4)
+        await self.deps.store.drop_files(delivery, await file_count(self.deps.store, delivery))
         delivery.files_purged = True
 
     async def _retry_or_give_up(self, delivery: Delivery, error: TransientError, run: _RunState, policy: Any,

@@ -25,14 +25,12 @@ import structlog
 
 from app.crypto import Pseudonyms
 from app.delivery import TERMINAL, Delivery, ErrorInfo
-from app.engine import action_decoder
-from app.models import AttachmentRef, stored_decoder
+from app.engine import FILE_SLACK, file_count
 from app.status_sync import SYNC_SET
 from app.store import IX_ALL, PREFIX, DeliveryStore
 
 log = structlog.get_logger("applyrelay.erasure")
 PURGED_METRIC = PREFIX + "m:purged"  # hash: reason (delivered | dead_letter | erasure) → records purged
-FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
 SCAN_BATCH = 500
 # Checkpoints that are not candidate records in the ATS (the account's company, a source, a stage
 # move; "answers" holds a count, the answers live on the application): left out of `erase_in_ats`.
@@ -45,20 +43,6 @@ def email_index_key(email_hash: str) -> str:
 
 def tombstone_key(email_hash: str) -> str:
     return f"{PREFIX}erased:{email_hash}"
-
-
-async def file_count(store: DeliveryStore, delivery: Delivery) -> int:
-    """How many file keys the delivery may have (from its payload), plus slack."""
-    raw = await store.load_payload(delivery.id)
-    count = 0
-    if raw is not None:
-        if delivery.kind == "action":
-            count = len(action_decoder.decode(raw).attachments)
-        else:
-            app = stored_decoder.decode(raw)
-            count = len(app.attachments) + sum(
-                1 for a in app.screening_question_answers if isinstance(a.answer, AttachmentRef))
-    return count + FILE_SLACK
 
 
 async def hold_lease(store: DeliveryStore, delivery_id: str, wait_s: float) -> str | None:

@@ -23,7 +23,8 @@ from typing import Any
 import structlog
 from arq import cron
 
-from app.erasure import PURGED_METRIC, file_count
+from app.engine import file_count
+from app.erasure import PURGED_METRIC
 from app.store import PREFIX, DeliveryStore, status_index
 
 log = structlog.get_logger("applyrelay.retention")

@@ -17,7 +17,8 @@ from litestar import Request, Response, Router, get, post
 from msgspec import Meta
 
 from app import audit
-from app.erasure import Eraser, email_index_key, file_count
+from app.engine import file_count
+from app.erasure import Eraser, email_index_key
 from app.models import EMAIL_PATTERN, stored_decoder
 from app.runtime import Runtime
 from app.store import file_key
