@@ -141,6 +141,22 @@ class LauraWire:
     def stage_body(cls, stage_id: str) -> dict[str, Any]:
         return {"stage_id": cls.wire_id(stage_id)}
 
+    @classmethod
+    def application_path(cls, application_id: str) -> str:
+        return f"/applications/{cls.segment(application_id)}"
+
+    STAGES_PATH = "/stages"
+    OUTCOMES = {"hired": "HIRED", "rejected": "DECLINED", "declined": "DECLINED", "withdrawn": "DECLINED"}
+
+    @classmethod
+    def status_of(cls, record: Mapping[str, Any], stage_names: Mapping[str, str]) -> dict[str, Any]:
+        """An application's stage and outcome. assumption: `current_stage_id` and an `outcome`
+        of hired / rejected / declined / withdrawn (null while in process)."""
+        stage = record.get("current_stage_id")
+        stage_id = None if stage is None else str(stage)
+        outcome = cls.OUTCOMES.get(str(record.get("outcome") or "").lower(), "PENDING")
+        return {"stage_id": stage_id, "stage_name": stage_names.get(stage_id or ""), "outcome": outcome}
+
     # -- responses ----------------------------------------------------------------------------
 
     @staticmethod
@@ -429,6 +445,7 @@ class LauraConnector(Connector):
     def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._questions_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._stage_names: tuple[float, dict[str, str]] | None = None
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -545,6 +562,19 @@ class LauraConnector(Connector):
         if errors:
             raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
         return answers
+
+    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+        """For status sync: the application's stage (name from the cached stage list) and outcome."""
+        response = await self._call("GET", LauraWire.application_path(application_id), what="get application",
+                                    expect=(200,))
+        record = LauraWire.data(response)
+        if not isinstance(record, Mapping):
+            raise TransientError("Laura's application answer has no record")
+        if self._stage_names is None or time.monotonic() - self._stage_names[0] > QUESTIONS_CACHE_S:
+            rows = LauraWire.data(await self._call("GET", LauraWire.STAGES_PATH, what="list stages", expect=(200,)))
+            names = {str(r["id"]): str(r.get("name", "")) for r in rows if isinstance(r, Mapping) and "id" in r}
+            self._stage_names = (time.monotonic(), names)
+        return LauraWire.status_of(record, self._stage_names[1])
 
     async def _move(self, application_id: str, stage_id: str) -> str:
         """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""

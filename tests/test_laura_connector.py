@@ -553,3 +553,17 @@ async def test_check_answers_for_intake(server: BackgroundServer, http: httpx.As
     ]
     await fault(http, server, script=["error"], error_status=503)
     assert await connector.check_answers(application(job_id="102", answers=[StoredAnswer("505", 99)])) == []
+
+
+async def test_application_status_for_status_sync(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+    connector = make(server, http)
+    app = application()
+    checkpoints, _ = await run(connector.plan(app), app)
+    status = await connector.application_status(checkpoints["application"])
+    assert status == {"stage_id": "1", "stage_name": "Uusi hakemus / New", "outcome": "PENDING"}
+    await run(connector.action_plan("move_application_to_stage",
+                                    {"application_id": checkpoints["application"], "stage_id": "5"}, []), None)
+    moved = await connector.application_status(checkpoints["application"])
+    assert (moved["stage_id"], moved["stage_name"]) == ("5", "Palkattu / Hired")
+    with pytest.raises(PermanentError):
+        await connector.application_status("999999")
