@@ -9,7 +9,6 @@ lease (job_timeout + 10 s) lapses.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import file_links, queue, redis_conn
+from app import file_links, plugins, queue, redis_conn
 from app.engine import DeliveryEngine, EngineDeps
 from app.limits import ConnectionLimiter
 from app.runtime import Runtime
@@ -138,11 +137,7 @@ CRON_JOBS: list[str] = [
 
 
 def cron_jobs(settings: Settings) -> list[Any]:
-    jobs = []
-    for target in CRON_JOBS:
-        module, _, attr = target.partition(":")
-        jobs.append(getattr(importlib.import_module(module), attr)(settings))
-    return jobs
+    return [plugins.load(target)(settings) for target in CRON_JOBS]
 
 
 def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from app import plugins
 from connectors.base import Connector
 
 CONNECTORS: dict[str, str] = {
@@ -19,5 +18,4 @@ def connector_class(name: str) -> type[Connector]:
         target = CONNECTORS[name]
     except KeyError:
         raise KeyError(f"unknown connector {name!r}; known: {', '.join(sorted(CONNECTORS))}") from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return plugins.load(target)

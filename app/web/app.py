@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
 from litestar import Litestar
 
+from app import plugins
 from app.intake import Intake
 from app.runtime import Runtime
 from app.web.problems import EXCEPTION_HANDLERS
@@ -35,11 +35,7 @@ ROUTER_FACTORIES: list[str] = [
 
 
 def feature_routers(runtime: Runtime) -> list[Any]:
-    routers = []
-    for target in ROUTER_FACTORIES:
-        module, _, attr = target.partition(":")
-        routers.append(getattr(importlib.import_module(module), attr)(runtime))
-    return routers
+    return [plugins.load(target)(runtime) for target in ROUTER_FACTORIES]
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from app import plugins
 
 EMULATORS: dict[str, str] = {
     "factorial": "connectors.sandbox.factorial:create_app",
@@ -15,5 +16,4 @@ EMULATORS: dict[str, str] = {
 
 def create_emulator(name: str, **options: Any) -> Any:
     """Build the emulator app for `name`; options: api_key and emulator-specific ones."""
-    module, _, attr = EMULATORS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(**options)
+    return plugins.load(EMULATORS[name])(**options)
