@@ -115,7 +115,7 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
             return
         try:
             status = await runtime.connectors.get(connection.id).application_status(
-                delivery.checkpoints["application"])
+                delivery.checkpoints["application"], job_id=delivery.job_id)
         except PermanentError as exc:
             if exc.status not in (404, 410):
                 raise

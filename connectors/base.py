@@ -281,10 +281,13 @@ class Connector(ABC):
                           body: Any) -> PassthroughResult:
         raise PermanentError(f"passthrough is not supported by {self.name}")
 
-    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str,
+                                 job_id: str | None = None) -> dict[str, Any] | None:
         """The current stage and outcome of an application the relay created, for status sync:
         ``{"stage_id", "stage_name", "outcome": "PENDING" | "HIRED" | "DECLINED", ...}`` (ids and
-        labels only, no PII). None: this ATS cannot be asked (the default; the relay stops asking).
+        labels only, no PII); `job_id` is the job the relay applied to (some ATSs find an
+        application only within its job). None: this ATS cannot be asked (the default; the relay
+        stops asking).
         A deleted application raises PermanentError with status 404."""
         return None
 

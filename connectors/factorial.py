@@ -410,7 +410,8 @@ class FactorialConnector(Connector):
             "options": [{"id": o["text"], "label": o["text"]} for o in q.get("options") or []],
         } for q in await self._raw_questions(job_id)]
 
-    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str,
+                                 job_id: str | None = None) -> dict[str, Any] | None:
         """Phase (id, name, type) and outcome: DECLINED when disqualified or given a rejection reason,
         HIRED in a phase of type `hired`, else PENDING. Phase names are cached per job posting."""
         app = (await self._send("GET", f"ats/applications/{application_id}", what="get application")).json()

@@ -90,6 +90,8 @@ TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
 FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
 
 
+COLUMNS_CACHE_S = 60.0
+
 class AnswerError(ValueError):
     """An answer that cannot be encoded for its question; the message names no value."""
 
@@ -339,6 +341,7 @@ class FlatchrConnector(Connector):
 
     def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
+        self._columns_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._vacancies: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # -- settings -----------------------------------------------------------------------------
@@ -603,6 +606,39 @@ class FlatchrConnector(Connector):
                 "precondition_options": [expected] if (expected := q.get("parent_answer_expected")) else [],
             })
         return out
+
+    async def application_status(self, application_id: str,
+                                 job_id: str | None = None) -> dict[str, Any] | None:
+        """For status sync: the applicant's pipeline column, read from a search of the vacancy's
+        applicants (no candidate data needed) and the company's columns (their `hired` flag).
+        assumption: an applicant no longer listed among the vacancy's active applicants was
+        archived, which in Flatchr means turned down."""
+        if not job_id:
+            return None
+        response = await self._send(
+            "POST", f"{self.api_base}/company/{self.company_id}/search/applicants",
+            what="flatchr search vacancy applicants", json={"vacancy": self._safe_id(job_id, "job_id")},
+        )
+        rows = response.json()
+        if not isinstance(rows, list):
+            raise TransientError("flatchr search applicants: unexpected answer shape")
+        row = next((r for r in rows if isinstance(r, dict) and str(r.get("applicant")) == application_id), None)
+        if row is None:
+            return {"stage_id": None, "stage_name": None, "outcome": "DECLINED", "archived": True}
+        columns = await self._columns()
+        column = next((c for c in columns if c.get("title") == row.get("column")), None)
+        return {"stage_id": str(column["id"]) if column and column.get("id") else None,
+                "stage_name": row.get("column"), "outcome": "HIRED" if column and column.get("hired") else "PENDING"}
+
+    async def _columns(self) -> list[dict[str, Any]]:
+        """The company's pipeline columns, re-read at most every minute."""
+        if self._columns_cache is None or time.monotonic() - self._columns_cache[0] > COLUMNS_CACHE_S:
+            response = await self._send("GET", f"{self.api_base}/company/{self.company_id}/columns",
+                                        what="flatchr list columns")
+            rows = response.json()
+            self._columns_cache = (time.monotonic(), [r for r in rows if isinstance(r, dict)]
+                                   if isinstance(rows, list) else [])
+        return self._columns_cache[1]
 
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
         """Files of a Flatchr applicant (the relay's candidate id is the applicant id), from

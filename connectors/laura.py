@@ -563,7 +563,8 @@ class LauraConnector(Connector):
             raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
         return answers
 
-    async def application_status(self, application_id: str) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str,
+                                 job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the application's stage (name from the cached stage list) and outcome."""
         response = await self._call("GET", LauraWire.application_path(application_id), what="get application",
                                     expect=(200,))

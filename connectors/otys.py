@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -60,6 +61,9 @@ from connectors.base import (
 
 DEFAULT_BASE_URL = "https://ows.otys.nl"
 T = TypeVar("T")
+STAGE_CACHE_S = 60.0
+HIRED_CODES = ("hired", "aangenomen", "geplaatst", "placed")
+DECLINED_CODES = ("rejected", "afgewezen", "declined", "withdrawn", "teruggetrokken")
 SVC = "Otys.Services."
 SESSION_MESSAGES = ("please login again", "please login first")
 DEDUPE_MARKER = "applyrelay-sha256:"
@@ -214,6 +218,7 @@ class OtysConnector(Connector):
     def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._session: str | None = None
+        self._stage_names: tuple[float, dict[str, str]] | None = None
         self._login_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         base = (connection.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -910,6 +915,24 @@ class OtysConnector(Connector):
                     }
                 )
         return out
+
+    async def application_status(self, application_id: str,
+                                 job_id: str | None = None) -> dict[str, Any] | None:
+        """For status sync: the procedure's pipeline stage (status list 1) and an outcome.
+        assumption: OTYS has no outcome field; HIRED / DECLINED are read from the stage's code,
+        per the settings `hired_stage_codes` / `declined_stage_codes` (defaults in English and Dutch)."""
+        detail = await self.call(f"{SVC}ProcedureService.getDetail", application_id,
+                                 {"uid": 1, "ProcedureStatus1": 1}, what="read application status")
+        status = (detail or {}).get("ProcedureStatus1") if isinstance(detail, Mapping) else None
+        stage_id = str(status.get("uid")) if isinstance(status, Mapping) and status.get("uid") else None
+        if self._stage_names is None or time.monotonic() - self._stage_names[0] > STAGE_CACHE_S:
+            self._stage_names = (time.monotonic(), {r["id"]: str(r["name"] or "") for r in await self.stages()})
+        name = self._stage_names[1].get(stage_id or "")
+        code = (name or "").casefold()
+        hired = {c.casefold() for c in self.settings.get("hired_stage_codes", HIRED_CODES)}
+        declined = {c.casefold() for c in self.settings.get("declined_stage_codes", DECLINED_CODES)}
+        outcome = "HIRED" if code in hired else "DECLINED" if code in declined else "PENDING"
+        return {"stage_id": stage_id, "stage_name": name, "outcome": outcome}
 
     async def stages(self) -> list[dict[str, Any]]:
         """Status list 1 (the pipeline) as ``{"id": "1_<uid>", "name"}``."""

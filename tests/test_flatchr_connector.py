@@ -489,3 +489,21 @@ def test_scrub_removes_personal_data_from_ats_messages() -> None:
     cleaned = scrub(message, ["Jeanne", "Martin", "Oui"], numbers=True)
     assert "Jeanne" not in cleaned and "MARTIN" not in cleaned and "example.fr" not in cleaned
     assert "34 56" not in cleaned and "Oui" not in cleaned and "already applied" in cleaned
+
+
+async def test_application_status_for_status_sync(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+    """Read from a search of the vacancy's applicants: no candidate data goes to Flatchr for it."""
+    connector = make_connector(server, http)
+    checkpoints, _ = await run_plan(connector, application())
+    applicant = checkpoints["application"]
+    assert await connector.application_status(applicant) is None  # without the job it cannot be found
+    status = await connector.application_status(applicant, job_id=PY_JOB)
+    assert status == {"stage_id": "Nk5aMxpQ4b9GZ2Oz", "stage_name": "À traiter", "outcome": "PENDING"}
+    auth = {"Authorization": "Bearer sandbox"}
+    base = f"{server.url}/company/{COMPANY_ID}/vacancy/{PY_JOB}/applicant/{applicant}"
+    (await http.put(base, json={"column_id": "LrENkKp8lZd3xYGM"}, headers=auth)).raise_for_status()
+    hired = await connector.application_status(applicant, job_id=PY_JOB)
+    assert hired is not None and (hired["stage_name"], hired["outcome"]) == ("Recruté", "HIRED")
+    (await http.delete(base, headers=auth)).raise_for_status()
+    archived = await connector.application_status(applicant, job_id=PY_JOB)
+    assert archived is not None and archived["outcome"] == "DECLINED"

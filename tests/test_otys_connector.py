@@ -571,3 +571,16 @@ async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) ->
             await connector.passthrough(method, path, None, body)
     await connector.close()
     assert (await records(http, server))["live_sessions"] == 0
+
+
+async def test_application_status_for_status_sync(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+    connector = make(server, http)
+    app = application()
+    checkpoints, _, _ = await run(connector.plan(app), app, core_only=True)
+    procedure = checkpoints["application"]
+    status = await connector.application_status(procedure)
+    assert status is not None and status["outcome"] == "PENDING" and status["stage_id"].startswith("1_")
+    await run(connector.action_plan("move_application_to_stage", {"application_id": procedure, "stage_id": "1_5"},
+                                    []), None)
+    assert await connector.application_status(procedure) == {"stage_id": "1_5", "stage_name": "Hired",
+                                                             "outcome": "HIRED"}
