@@ -27,11 +27,11 @@ def check_retries_follow_policy(delivery: dict[str, Any]) -> list[str]:
     """Every transient attempt's scheduled delay: the schedule ±jitter, at least 60 s after a 429
     or a timeout, never more attempts than the schedule allows."""
     problems = []
-    failures = 0
+    failures = {"core": 0, "attachments": 0}  # files retry on their own schedule (DESIGN §4.6)
     for attempt in delivery["attempts"]:
         if attempt["outcome"] != "transient" or attempt.get("next_attempt_at") is None:
             continue
-        failures += 1
+        failures["attachments" if str(attempt.get("step") or "").startswith("attachment:") else "core"] += 1
         delay = attempt["next_attempt_at"] - attempt["finished_at"]
         reason = attempt.get("retry_reason", "")
         if reason.startswith("schedule"):
@@ -48,8 +48,9 @@ def check_retries_follow_policy(delivery: dict[str, Any]) -> list[str]:
                 problems.append(f"Retry-After delay {delay:.1f}s above the cap")
         else:
             problems.append(f"unknown retry reason {reason!r}")
-    if failures > len(SCHEDULE):
-        problems.append(f"{failures} retries, the policy allows {len(SCHEDULE)}")
+    for kind, count in failures.items():
+        if count > len(SCHEDULE):
+            problems.append(f"{count} {kind} retries, the policy allows {len(SCHEDULE)}")
     return problems
 
 
