@@ -65,12 +65,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     if settings.dev and not os.environ.get("APPLYRELAY_DATA_KEY"):
         print("applyrelay: development data key in var/data-key (candidate data is encrypted with it; "
               "production needs APPLYRELAY_DATA_KEY: `applyrelay keys new`)", flush=True)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default handler
+    # that would end this process before the worker and the embedded Redis are stopped.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         cmd_web(args)
     finally:
         worker.stop(timeout=settings.job_timeout_s + 5)
         if embedded:
             embedded.stop()
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 class _Supervised:

@@ -31,6 +31,14 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+def _in(proc: Path, directory: Path) -> bool:
+    """Whether the process runs in `directory` (the service's processes all do)."""
+    try:
+        return Path(os.readlink(proc / "cwd")) == directory
+    except OSError:
+        return False
+
+
 def _kill_worker_children(parent_pid: int) -> None:
     """SIGKILL the `applyrelay worker` child of `applyrelay run`."""
     for entry in Path("/proc").iterdir():
@@ -104,8 +112,10 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
         run.wait(timeout=60)
         sandbox.wait(timeout=10)
         log.close()
-    # the embedded Redis went down with the service
+    # SIGTERM stops the whole service: no worker or Redis outlives `applyrelay run`
     assert "embedded Redis" in (tmp_path / "run.log").read_text()
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in(p, tmp_path)]
+    assert leftovers == [], [(p / "cmdline").read_bytes() for p in leftovers]
     # development mode made its own data key and said so
     assert (tmp_path / "var" / "data-key").exists()
     assert "development data key in var/data-key" in (tmp_path / "run.log").read_text()
