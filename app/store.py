@@ -320,16 +320,25 @@ class DeliveryStore:
         if run_at is not None:
             jid = queue.job_id(delivery.id, f"{run_seq if run_seq is not None else delivery.runs}-{delivery.version}")
             delivery.job = jid
+        state = delivery_encoder.encode(delivery)
+        moved = previous_status != delivery.status
+        if not moved and jid is None and not extra_files:
+            # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
+            # write. Most saves of a delivery are these, one per ATS step.
+            await self.redis.set(state_key(delivery.id), state)
+            return
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
-        if previous_status and previous_status != delivery.status:
-            pipe.zrem(status_index(previous_status), delivery.id)
-        pipe.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
-        for status in STATUSES:  # per-connection status sets: self-healing, whatever `previous_status` says
-            if status != delivery.status:
-                pipe.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
-        pipe.zadd(connection_status_index(delivery.connection_id, delivery.status), {delivery.id: delivery.updated_at})
-        _transition_metrics(pipe, delivery, previous_status)
+        pipe.set(state_key(delivery.id), state)
+        if moved:
+            if previous_status:
+                pipe.zrem(status_index(previous_status), delivery.id)
+            pipe.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
+            for status in STATUSES:  # per-connection status sets: self-healing, whatever `previous_status` says
+                if status != delivery.status:
+                    pipe.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
+            pipe.zadd(connection_status_index(delivery.connection_id, delivery.status),
+                      {delivery.id: delivery.updated_at})
+            _transition_metrics(pipe, delivery, previous_status)
         for index, data in (extra_files or {}).items():
             pipe.set(file_key(delivery.id, index), self.sealer.seal(data))
         if jid is not None and run_at is not None:
