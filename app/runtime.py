@@ -6,6 +6,7 @@ import httpx
 from redis.asyncio import Redis
 
 from app import files, redis_conn, ssrf
+from app.ats_http import ats_client
 from app.config import Config
 from app.crypto import AesGcmSealer, Pseudonyms
 from app.delivery import Delivery
@@ -53,7 +54,8 @@ class Runtime:
         self.store = DeliveryStore(self.redis, sealer=self.sealer)
         self.pseudonyms = Pseudonyms(self.redis, self.sealer)
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        self.connectors = ConnectorPool(self.config, self.http)
+        self.ats_http = ats_client()  # the connectors' client (app/ats_http.py says why it differs)
+        self.connectors = ConnectorPool(self.config, self.ats_http)
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
         """A file's bytes: stored at intake, or fetched (once) from its data_url behind the guard."""
@@ -84,6 +86,7 @@ class Runtime:
     async def close(self) -> None:
         await self.connectors.close()
         await self.http.aclose()
+        await self.ats_http.aclose()
         await self.redis.aclose()
 
     def __repr__(self) -> str:  # pragma: no cover

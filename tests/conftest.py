@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from app.ats_http import ats_client
 from app.embedded_redis import EmbeddedRedis
 from app.logging import configure
 from connectors.sandbox import create_emulator
@@ -78,7 +79,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
 
 @pytest.fixture
 async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A client, with the module's emulator reset to its seed."""
-    async with httpx.AsyncClient() as client:
+    """The connectors' production client (app/ats_http.py), with the module's emulator reset to its seed."""
+    async with ats_client() as client:
         await client.post(f"{server.url}/_sandbox/reset")
         yield client

@@ -1,0 +1,136 @@
+"""The HTTP client the connectors talk to the ATSs with: httpx's API on aiohttp's connection pool.
+
+Why not httpx's own transport: profiling P2 (bench/RESULTS.md) put more than half of the
+worker's CPU in httpcore and anyio (a scan of every pooled connection per request, cancel scopes,
+locks); with aiohttp underneath the same deliveries cost ~40 % less CPU. Connectors keep httpx's
+API (requests, responses, exceptions), so nothing above this module knows the difference.
+
+The transport is `httpx-aiohttp` (by an httpx maintainer; OpenAI's and Anthropic's SDKs ship it
+as their aiohttp option). Its exception mapping is too coarse for us: it reports a connection the
+server dropped *after* our request left as `ConnectTimeout`, which would tell the connectors the
+ATS never saw the request. `_to_httpx` maps failures by where they happened, because "sent or
+not" decides between a plain retry and an unknown outcome (connectors/base.error_for_transport).
+
+The SSRF-guarded fetches and the outbound status callbacks keep httpx's own transport
+(`Runtime.http`): rare calls, pinned addresses with SNI, no reason to change what is proven.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+POOL = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+def _to_httpx(exc: BaseException) -> httpx.TransportError | None:
+    """The httpx error for an aiohttp failure (or for httpx-aiohttp's own mapping of one)."""
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None else exc
+    message = str(cause) or type(cause).__name__
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):  # no connection (pool or connect): not sent
+        return httpx.ConnectTimeout(message)
+    if isinstance(cause, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake: not sent
+        return httpx.ConnectError(message)
+    if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):  # sent, no (full) answer in time
+        return httpx.ReadTimeout(message)
+    if isinstance(cause, aiohttp.ClientPayloadError):
+        return httpx.ReadError(message)
+    if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(cause, aiohttp.ClientError):  # reset mid-exchange and the rest: assume it was sent
+        return httpx.ReadError(message)
+    return None
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except (TimeoutError, aiohttp.ClientError, httpx.TransportError) as exc:
+        mapped = _to_httpx(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+class _MappedStream(httpx.AsyncByteStream):
+    """The response body, with the same mapping for failures while it is read."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped():
+            async for chunk in self._inner:
+                yield chunk
+
+    async def aclose(self) -> None:
+        with _mapped():
+            await self._inner.aclose()
+
+
+class ATSTransport(AiohttpTransport):
+    def get_client(self) -> aiohttp.ClientSession:
+        """No cookie jar, and no `trust_env`: with it aiohttp reads ~/.netrc in a thread on every
+        request (74 % of the worker's samples in P2). A proxy is read from the environment once,
+        in `ats_client`."""
+        connector = aiohttp.TCPConnector(limit=self.limits.max_connections or 0, ssl=self.ssl_context,
+                                         keepalive_timeout=self.limits.keepalive_expiry)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        with _mapped():
+            response = await super().handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _MappedStream(response.stream)
+        return response
+
+
+def _no_cookies() -> CookieJar:
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def ats_client(limits: httpx.Limits = POOL) -> httpx.AsyncClient:
+    """One per process, shared by every connection's connector (aiohttp pools per host).
+
+    It keeps no cookies: two connections may be two tenants of the same ATS host, and a cookie
+    one tenant's answer sets must never ride along on the other's requests. Connectors
+    authenticate with headers or tokens they hold themselves.
+
+    An egress proxy comes from HTTPS_PROXY (or HTTP_PROXY) and NO_PROXY, read here once."""
+    proxy_url = next((os.environ[name] for name in PROXY_ENV if os.environ.get(name)), None)
+    direct = ATSTransport(limits=limits)
+    if proxy_url is None:
+        return httpx.AsyncClient(transport=direct, cookies=_no_cookies())
+    proxied = ATSTransport(limits=limits, proxy=httpx.Proxy(proxy_url))
+    return httpx.AsyncClient(transport=_ProxyRouter(direct, proxied, _no_proxy()), cookies=_no_cookies())
+
+
+def _no_proxy() -> dict[str, str]:
+    value = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    return {"no": value} if value else {}
+
+
+class _ProxyRouter(httpx.AsyncBaseTransport):
+    """Through the proxy, except for the hosts NO_PROXY names (as httpx and curl do)."""
+
+    def __init__(self, direct: httpx.AsyncBaseTransport, proxied: httpx.AsyncBaseTransport,
+                 no_proxy: dict[str, str]) -> None:
+        self.direct, self.proxied, self.no_proxy = direct, proxied, no_proxy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host + (f":{request.url.port}" if request.url.port else "")
+        bypass = bool(self.no_proxy) and proxy_bypass_environment(host, self.no_proxy)
+        return await (self.direct if bypass else self.proxied).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.direct.aclose()
+        await self.proxied.aclose()
