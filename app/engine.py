@@ -94,6 +94,7 @@ class _RunState:
     done_before: int = 0
     step: str | None = None
     personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
+    files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
 
 
 def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None) -> ErrorInfo:
@@ -109,18 +110,21 @@ async def file_count(store: DeliveryStore, delivery: Delivery) -> int:
     """How many file keys a delivery may have (from its payload), plus slack: what a purge,
     an erasure or the end of a delivery must delete."""
     raw = await store.load_payload(delivery.id)
-    count = 0
     if raw is not None:
         try:
-            if delivery.kind == "action":
-                count = len(action_decoder.decode(raw).attachments)
-            else:
-                app = stored_decoder.decode(raw)
-                count = len(app.attachments) + sum(
-                    1 for a in app.screening_question_answers if isinstance(a.answer, AttachmentRef))
+            return planned_file_count(action_decoder.decode(raw) if delivery.kind == "action"
+                                      else stored_decoder.decode(raw))
         except msgspec.DecodeError:
-            count = 0
-    return count + FILE_SLACK
+            pass
+    return FILE_SLACK
+
+
+def planned_file_count(payload: ActionPayload | StoredApplication) -> int:
+    """How many file keys the decoded payload of a delivery may have (see `file_count`)."""
+    if isinstance(payload, ActionPayload):
+        return len(payload.attachments) + FILE_SLACK
+    return len(payload.attachments) + sum(
+        1 for a in payload.screening_question_answers if isinstance(a.answer, AttachmentRef)) + FILE_SLACK
 
 
 def _trailing_crashes(delivery: Delivery) -> int:
@@ -145,11 +149,10 @@ class DeliveryEngine:
     async def run(self, delivery_id: str, job_id: str | None = None, job_try: int = 1) -> str:
         """Run one delivery; returns the resulting status (or why nothing ran)."""
         store = self.deps.store
-        token = await store.acquire(delivery_id, self.deps.lease_s)
+        token, delivery = await store.acquire_and_get(delivery_id, self.deps.lease_s)
         if token is None:
             return "busy"
         try:
-            delivery = await store.get(delivery_id)
             if delivery is None:
                 return "missing"
             if job_id is not None and job_id != delivery.job:
@@ -225,7 +228,7 @@ class DeliveryEngine:
 
         connector = deps.connector_for(delivery.connection_id)
         try:
-            steps, application = await self._plan(delivery, connector)
+            steps, application, files = await self._plan(delivery, connector)
         except (PermanentError, msgspec.DecodeError) as exc:
             return await self._dead_letter(delivery, previous, _error_info("permanent", exc, now, "plan"))
         except TransientError as exc:
@@ -239,7 +242,8 @@ class DeliveryEngine:
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
             file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
-        run = _RunState(started=now, done_before=len(delivery.checkpoints), personal=personal_values(application))
+        run = _RunState(started=now, done_before=len(delivery.checkpoints), personal=personal_values(application),
+                        files=files)
         try:
             async with asyncio.timeout(deps.run_budget_s):
                 outcome = await self._run_steps(delivery, steps, ctx, run)
@@ -257,7 +261,9 @@ class DeliveryEngine:
         delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
-    async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None]:
+    async def _plan(self, delivery: Delivery,
+                    connector: Connector) -> tuple[list[Step], StoredApplication | None, int]:
+        """(steps, the application or None for an action, how many file keys it may have)."""
         try:
             raw = await self.deps.store.load_payload(delivery.id)
         except SealError as exc:  # a data key missing from the environment: fixable, so not permanent
@@ -266,9 +272,10 @@ class DeliveryEngine:
             raise PermanentError("the stored payload is gone (purged or erased)")
         if delivery.kind == "action":
             payload = action_decoder.decode(raw)
-            return connector.action_plan(payload.action, payload.params, payload.attachments), None
+            return (connector.action_plan(payload.action, payload.params, payload.attachments), None,
+                    planned_file_count(payload))
         application = stored_decoder.decode(raw)
-        return connector.plan(application), application
+        return connector.plan(application), application, planned_file_count(application)
 
     @staticmethod
     def _track_attachments(delivery: Delivery, steps: list[Step]) -> None:
@@ -347,7 +354,7 @@ class DeliveryEngine:
     async def _finish(self, delivery: Delivery, outcome: Any, run: _RunState, policy: Any) -> str:
         deps, now = self.deps, self.deps.clock()
         if outcome == "ok":
-            return await self._delivered(delivery)
+            return await self._delivered(delivery, run.files)
         if outcome == "budget" and len(delivery.checkpoints) == run.done_before:
             # Not one step finished in a whole run: the ATS is too slow; a timeout, on the schedule.
             outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
@@ -368,22 +375,21 @@ class DeliveryEngine:
         return await self._dead_letter(delivery, "delivering", _error_info("permanent", outcome, now, run.step),
                                        run=run)
 
-    async def _delivered(self, delivery: Delivery) -> str:
+    async def _delivered(self, delivery: Delivery, files: int | None = None) -> str:
         now = self.deps.clock()
         delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
         delivery.delivered_at, delivery.last_error = now, None
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
         links_live = (delivery.keep_files_until or 0) > now
+        drop = 0
         if not self.deps.keep_files_after_delivery and not links_live and not delivery.files_purged:
-            await self._drop_files(delivery)
-        await self.deps.store.save(delivery, "delivering")
+            # The ATS holds the files now: deleted in the same transaction as the outcome.
+            drop = files if files is not None else await file_count(self.deps.store, delivery)
+            delivery.files_purged = True
+        await self.deps.store.save(delivery, "delivering", drop_files=drop)
         log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,
                  connector=delivery.connector, attempt=delivery.runs)
         return "delivered"
-
-    async def _drop_files(self, delivery: Delivery) -> None:
-        await self.deps.store.drop_files(delivery, await file_count(self.deps.store, delivery))
-        delivery.files_purged = True
 
     async def _retry_or_give_up(self, delivery: Delivery, error: TransientError, run: _RunState, policy: Any,
                                 failures: int) -> str:

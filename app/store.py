@@ -311,9 +311,9 @@ class DeliveryStore:
 
     async def save(self, delivery: Delivery, previous_status: str | None, *,
                    run_at: float | None = None, run_seq: int | None = None,
-                   extra_files: dict[int, bytes] | None = None) -> None:
+                   extra_files: dict[int, bytes] | None = None, drop_files: int = 0) -> None:
         """Write the state, move it between status indexes, and (with `run_at`) enqueue its next
-        run, in one MULTI/EXEC."""
+        run, in one MULTI/EXEC; also store `extra_files` and delete the first `drop_files` files."""
         delivery.updated_at = time.time()
         delivery.version += 1
         jid = None
@@ -322,7 +322,7 @@ class DeliveryStore:
             delivery.job = jid
         state = delivery_encoder.encode(delivery)
         moved = previous_status != delivery.status
-        if not moved and jid is None and not extra_files:
+        if not moved and jid is None and not extra_files and not drop_files:
             # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
             # write. Most saves of a delivery are these, one per ATS step.
             await self.redis.set(state_key(delivery.id), state)
@@ -341,6 +341,8 @@ class DeliveryStore:
             _transition_metrics(pipe, delivery, previous_status)
         for index, data in (extra_files or {}).items():
             pipe.set(file_key(delivery.id, index), self.sealer.seal(data))
+        if drop_files:
+            pipe.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
         if jid is not None and run_at is not None:
             queue.add_to_pipeline(pipe, delivery.id, jid, run_at)
         await pipe.execute()
@@ -375,6 +377,18 @@ class DeliveryStore:
         token = uuid.uuid4().hex
         ok = await self.redis.set(f"{PREFIX}lock:{delivery_id}", token, nx=True, px=int(ttl_s * 1000))
         return token if ok else None
+
+    async def acquire_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
+        """Take the lease and read the state in one round trip: (lease token or None, delivery).
+        Without the lease the state is not decoded (someone else is running it)."""
+        token = uuid.uuid4().hex
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(f"{PREFIX}lock:{delivery_id}", token, nx=True, px=int(ttl_s * 1000))
+        pipe.get(state_key(delivery_id))
+        ok, raw = await pipe.execute()
+        if not ok:
+            return None, None
+        return token, delivery_decoder.decode(raw) if raw else None
 
     async def release(self, delivery_id: str, token: str) -> None:
         await self._unlock(keys=[f"{PREFIX}lock:{delivery_id}"], args=[token])
