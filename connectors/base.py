@@ -183,6 +183,10 @@ class StepContext:
     # A signed download link to a stored file, valid `ttl_s` (the relay keeps the file that long);
     # None when the relay has no public URL configured.
     file_link: Callable[[AttachmentRef, float], str | None] = lambda ref, ttl_s: None
+    # Steps whose remote record this very run created (it was looked for and not found). A later
+    # step may then skip looking for a record that could only hang off that new one: nothing can
+    # exist under it yet. A new run starts empty, so a re-run after a crash looks again.
+    created_here: set[str] = field(default_factory=set)
 
     def remote_id(self, step: str) -> str:
         try:

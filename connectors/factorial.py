@@ -268,15 +268,18 @@ class FactorialConnector(Connector):
             body["consent_given_at"] = _iso(app.origin.received_at)
         body.update(self._source_fields(ctx))
         created = (await self._send("POST", "ats/candidates", what="create candidate", json=body)).json()
+        ctx.created_here.add("candidate")
         return str(created["id"])
 
     async def _application(self, ctx: StepContext) -> str:
         app = _app(ctx)
         candidate_id = ctx.remote_id("candidate")
         job_id = app.application.job_id
-        existing = await self._list("ats/applications", [("ats_candidate_ids[]", candidate_id),
-                                                         ("ats_job_posting_id", job_id)], what="find application")
-        match = next((a for a in existing if str(a.get("ats_job_posting_id")) == job_id), None)
+        match = None
+        if "candidate" not in ctx.created_here:  # a candidate created in this run has no applications yet
+            existing = await self._list("ats/applications", [("ats_candidate_ids[]", candidate_id),
+                                                             ("ats_job_posting_id", job_id)], what="find application")
+            match = next((a for a in existing if str(a.get("ats_job_posting_id")) == job_id), None)
         if match is None:
             body: dict[str, Any] = {"ats_job_posting_id": job_id, "ats_candidate_id": candidate_id}
             if app.application.stage_id:
