@@ -151,7 +151,33 @@ def wait_count(stack: Stack, target: int, timeout: float, *, key: str = "ar:ix:s
 
 # -- P2 relay ---------------------------------------------------------------------------------------
 
-def p2(count: int = 2000, concurrency: int = 50) -> dict[str, Any]:
+def p2(count: int = 2000, concurrency: int = 50, rounds: int = 3) -> dict[str, Any]:
+    """Best of `rounds` interleaved runs of each: the shared machine's speed drifts by up to 2x
+    within minutes, and interleaving gives both sides the same conditions."""
+    relay_rates, cpu_ms, arq_rates = [], [], []
+    for round_no in range(rounds):
+        rate, cpu = _p2_relay(count, concurrency)
+        relay_rates.append(rate)
+        cpu_ms.append(cpu)
+        stack = Stack()
+        try:
+            out = subprocess.run(pinned([sys.executable, "-m", "bench.arq_noop", str(count * 5)], WEB_CORE),
+                                 env=stack.env, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+        finally:
+            stack.close()
+        arq_rates.append(int(out[0]) / float(out[1]))
+        log(f"P2 round {round_no + 1}: relay {rate:.0f} deliveries/s ({cpu:.2f} ms of worker CPU each), "
+            f"arq no-op {arq_rates[-1]:.0f} jobs/s")
+    relay_rate, arq_rate = max(relay_rates), max(arq_rates)
+    ratio = relay_rate / arq_rate
+    log(f"P2 relay: {relay_rate:.0f} deliveries/s (one worker, ~6 emulator calls each); arq no-op: "
+        f"{arq_rate:.0f} jobs/s; ratio {ratio:.2f}x (target >= 0.6)")
+    return {"relay": relay_rate, "arq_noop": arq_rate, "ratio": ratio, "count": count, "concurrency": concurrency,
+            "cpu_ms": min(cpu_ms), "rounds": rounds}
+
+
+def _p2_relay(count: int, concurrency: int) -> tuple[float, float]:
+    """(deliveries/s, worker CPU ms per delivery) for one worker draining `count` applications."""
     # The connection's concurrency limit (default 10, a Redis semaphore across workers) would
     # measure the limiter's deferrals, not the relay: allow as many as the worker runs (max_jobs).
     stack = Stack(connection={"concurrency": concurrency})
@@ -161,17 +187,10 @@ def p2(count: int = 2000, concurrency: int = 50) -> dict[str, Any]:
         asyncio.run(post_many(url, [(f"p2-{i}", canonical(i, 0)) for i in range(count)]))
         web.stop()
         worker = stack.worker(WEB_CORE)
+        time.sleep(0.2)
         first, last = wait_count(stack, count, 600)
-        relay_rate = (count - 1) / (last - first)
-        worker.stop()
-        out = subprocess.run(pinned([sys.executable, "-m", "bench.arq_noop", str(count * 5)], WEB_CORE),
-                             env=stack.env, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-        arq_rate = int(out[0]) / float(out[1])
-        ratio = relay_rate / arq_rate
-        log(f"P2 relay: {relay_rate:.0f} deliveries/s (one worker, ~6 emulator calls each); arq no-op: "
-            f"{arq_rate:.0f} jobs/s; ratio {ratio:.2f}x (target >= 0.6)")
-        return {"relay": relay_rate, "arq_noop": arq_rate, "ratio": ratio, "count": count,
-                "concurrency": concurrency}
+        cpu = worker.cpu_s()
+        return (count - 1) / (last - first), cpu * 1000 / count
     finally:
         stack.close()
 
@@ -321,9 +340,11 @@ def write_results(results: dict[str, Any]) -> None:
                      "FastAPI (target >= 1.5).\n")
     if "p2" in results:
         r = results["p2"]
-        lines += ["## P2 relay", f"One worker process (core 0) draining {r['count']} queued applications into the "
-                  f"Factorial emulator (core 1, zero added latency), connection concurrency {r['concurrency']}.\n",
-                  f"- applyrelay: **{r['relay']:.0f} deliveries/s**", f"- arq no-op jobs: {r['arq_noop']:.0f} jobs/s",
+        lines += ["## P2 relay", f"Best of {r['rounds']} interleaved rounds. One worker process (core 0) draining "
+                  f"{r['count']} queued applications into the Factorial emulator (core 1, zero added latency), "
+                  f"connection concurrency {r['concurrency']}.\n",
+                  f"- applyrelay: **{r['relay']:.0f} deliveries/s** ({r['cpu_ms']:.1f} ms of worker CPU per "
+                  "delivery, its start-up included)", f"- arq no-op jobs: {r['arq_noop']:.0f} jobs/s",
                   f"- ratio **{r['ratio']:.2f}x** (target >= 0.6)\n"]
     if "p3" in results:
         r = results["p3"]
