@@ -35,6 +35,8 @@ def _to_httpx(exc: BaseException) -> httpx.TransportError | None:
     """The httpx error for an aiohttp failure (or for httpx-aiohttp's own mapping of one)."""
     cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None else exc
     message = str(cause) or type(cause).__name__
+    if isinstance(cause, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return None  # a bad base_url: httpx-aiohttp's UnsupportedProtocol says so; nothing was sent
     if isinstance(cause, aiohttp.ConnectionTimeoutError):  # no connection (pool or connect): not sent
         return httpx.ConnectTimeout(message)
     if isinstance(cause, aiohttp.ClientConnectorError):  # refused, DNS, TLS handshake: not sent

@@ -165,3 +165,9 @@ async def test_no_proxy_hosts_are_reached_directly(
     async with ats_client() as http:
         response = await http.post(f"{url}/candidates", json={}, timeout=2)
     assert response.json() == {"id": 42}
+
+
+async def test_a_url_that_is_not_http_is_refused_as_httpx_would() -> None:
+    async with ats_client() as http:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await http.get("ftp://ats.example.org/candidates", timeout=2)
