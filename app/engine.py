@@ -354,7 +354,7 @@ class DeliveryEngine:
     async def _finish(self, delivery: Delivery, outcome: Any, run: _RunState, policy: Any) -> str:
         deps, now = self.deps, self.deps.clock()
         if outcome == "ok":
-            return await self._delivered(delivery, run.files)
+            return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK)
         if outcome == "budget" and len(delivery.checkpoints) == run.done_before:
             # Not one step finished in a whole run: the ATS is too slow; a timeout, on the schedule.
             outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
@@ -375,7 +375,7 @@ class DeliveryEngine:
         return await self._dead_letter(delivery, "delivering", _error_info("permanent", outcome, now, run.step),
                                        run=run)
 
-    async def _delivered(self, delivery: Delivery, files: int | None = None) -> str:
+    async def _delivered(self, delivery: Delivery, files: int) -> str:
         now = self.deps.clock()
         delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
         delivery.delivered_at, delivery.last_error = now, None
@@ -384,7 +384,7 @@ class DeliveryEngine:
         drop = 0
         if not self.deps.keep_files_after_delivery and not links_live and not delivery.files_purged:
             # The ATS holds the files now: deleted in the same transaction as the outcome.
-            drop = files if files is not None else await file_count(self.deps.store, delivery)
+            drop = files
             delivery.files_purged = True
         await self.deps.store.save(delivery, "delivering", drop_files=drop)
         log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,

@@ -217,6 +217,10 @@ def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> 
         pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, "manual")), 1)
 
 
+def _lease_key(delivery_id: str) -> str:
+    return f"{PREFIX}lock:{delivery_id}"
+
+
 def new_delivery_id() -> str:
     return "dlv_" + uuid.uuid4().hex
 
@@ -363,10 +367,6 @@ class DeliveryStore:
             pipe.zrem(key, delivery.id)
         await pipe.execute()
 
-    async def drop_files(self, delivery: Delivery, count: int) -> None:
-        if count:
-            await self.redis.delete(*(file_key(delivery.id, i) for i in range(count)))
-
     async def drop_file(self, delivery_id: str, index: int) -> None:
         """One file's bytes, once the ATS confirmed it (retention: nothing kept longer than needed)."""
         await self.redis.delete(file_key(delivery_id, index))
@@ -375,7 +375,7 @@ class DeliveryStore:
 
     async def acquire(self, delivery_id: str, ttl_s: float) -> str | None:
         token = uuid.uuid4().hex
-        ok = await self.redis.set(f"{PREFIX}lock:{delivery_id}", token, nx=True, px=int(ttl_s * 1000))
+        ok = await self.redis.set(_lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         return token if ok else None
 
     async def acquire_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
@@ -383,7 +383,7 @@ class DeliveryStore:
         Without the lease the state is not decoded (someone else is running it)."""
         token = uuid.uuid4().hex
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(f"{PREFIX}lock:{delivery_id}", token, nx=True, px=int(ttl_s * 1000))
+        pipe.set(_lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         pipe.get(state_key(delivery_id))
         ok, raw = await pipe.execute()
         if not ok:
@@ -391,7 +391,7 @@ class DeliveryStore:
         return token, delivery_decoder.decode(raw) if raw else None
 
     async def release(self, delivery_id: str, token: str) -> None:
-        await self._unlock(keys=[f"{PREFIX}lock:{delivery_id}"], args=[token])
+        await self._unlock(keys=[_lease_key(delivery_id)], args=[token])
 
     # -- connections --------------------------------------------------------------------------
 

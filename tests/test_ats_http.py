@@ -30,18 +30,19 @@ async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await asyncio.sleep(5)
 
 
-async def half_a_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{\"id\":")
-    await writer.drain()
-    writer.close()
+def answer(raw: bytes) -> Handler:
+    """A server that reads the request, writes `raw` and hangs up."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+    return handler
 
 
-async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
-    writer.write(b"this is not HTTP\r\n\r\n")
-    await writer.drain()
-    writer.close()
+half_a_body = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{\"id\":")
+garbage = answer(b"this is not HTTP\r\n\r\n")
+fine = answer(b"HTTP/1.1 201 Created\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{\"id\": 42}\n")
 
 
 async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -49,13 +50,6 @@ async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
     await writer.drain()
     await asyncio.sleep(5)
-
-
-async def fine(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await _read_request(reader)
-    writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{\"id\": 42}\n")
-    await writer.drain()
-    writer.close()
 
 
 @pytest.fixture
