@@ -185,6 +185,3 @@ class Eraser:
             if token is not None:
                 await self.store.release(delivery_id, token)
 
-
-async def is_erased(store: DeliveryStore, email_hash: str) -> bool:
-    return bool(await store.redis.exists(tombstone_key(email_hash)))

@@ -38,6 +38,8 @@ from app.store import DeliveryStore, new_delivery_id
 from connectors.base import Connector, ConnectorError, Warning_
 
 ANSWER_CHECK_TIMEOUT_S = 2.0
+PREVIOUSLY_ERASED = ("previously_erased", "an earlier application from this address was erased at the candidate's "
+                     "request; this is a new one (check its consent)")
 
 
 @dataclass
@@ -69,25 +71,77 @@ class Accepted:
 
 _decoder = msgspec.json.Decoder(ApplicationIn)
 _PATH_RE = re.compile(r"at `\$(.*)`")
+_BASE64_ERROR = "Invalid base64 encoded string"
+
+
+def invalid(exc: msgspec.ValidationError) -> IntakeError:
+    """msgspec's message, with the JSON path it names as the field at fault."""
+    message = str(exc)
+    match = _PATH_RE.search(message)
+    path = match.group(1).lstrip(".") if match else ""
+    return IntakeError.invalid(path or "$", _PATH_RE.sub("", message).strip(" -"))
+
+
+def is_base64_error(exc: msgspec.ValidationError) -> bool:
+    return str(exc).startswith(_BASE64_ERROR)
 
 
 def decode_application(body: bytes) -> ApplicationIn:
-    """Parse and validate the canonical JSON; errors name the field at fault (JSON path)."""
+    """Parse and validate the canonical JSON; errors name the field at fault (JSON path).
+    Clean base64 files are decoded by msgspec in the same pass; a file it refuses gets a
+    second, lenient pass (`decode_files_leniently`) before it is refused."""
     try:
         return _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH_RE.search(message)
-        path = match.group(1).lstrip(".") if match else ""
-        text = _PATH_RE.sub("", message).strip(" -")
-        raise IntakeError.invalid(path or "$", text) from None
+        if not is_base64_error(exc):
+            raise invalid(exc) from None
     except msgspec.DecodeError as exc:
         raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+    return convert_application(msgspec.json.decode(body))
+
+
+def convert_application(document: Any) -> ApplicationIn:
+    """Validate a parsed document (built-in types) as the canonical application."""
+    try:
+        return msgspec.convert(document, ApplicationIn)
+    except msgspec.ValidationError as exc:
+        if not is_base64_error(exc) or not decode_files_leniently(document):
+            raise invalid(exc) from None
+    try:
+        return msgspec.convert(document, ApplicationIn)
+    except msgspec.ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def _file_objects(document: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The file objects of a parsed application (or add-attachment action), with their paths."""
+    if not isinstance(document, dict):
+        return []
+    found = [("attachment", document["attachment"])] if isinstance(document.get("attachment"), dict) else []
+    attachments, answers = document.get("attachments"), document.get("screening_question_answers")
+    if isinstance(attachments, list):
+        found += [(f"attachments[{i}]", a) for i, a in enumerate(attachments) if isinstance(a, dict)]
+    if isinstance(answers, list):
+        found += [(f"screening_question_answers[{i}].answer", a["answer"]) for i, a in enumerate(answers)
+                  if isinstance(a, dict) and isinstance(a.get("answer"), dict)]
+    return found
+
+
+def decode_files_leniently(document: Any) -> bool:
+    """Replace each file's base64 text in `document` by its bytes, decoded leniently (boards send
+    line-wrapped base64, data: URLs, the url-safe alphabet, no padding); False if none was text."""
+    changed = False
+    for path, file in _file_objects(document):
+        if isinstance(file.get("data"), str):
+            file["data"] = decode_base64(file["data"], f"{path}.data")
+            changed = True
+    return changed
 
 
 def decode_base64(data: str, field_path: str) -> bytes:
-    """Strict-ish base64: whitespace and missing padding are tolerated (boards do both)."""
-    try:  # the common case, clean standard base64, at C speed (regex checks cost ~40 % of intake)
+    """Lenient base64: whitespace, a data: URL prefix, the url-safe alphabet and missing padding
+    are tolerated (boards do all of these); anything else is refused with the field."""
+    try:  # clean standard base64 at C speed
         return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):
         pass
@@ -124,10 +178,10 @@ class _Files:
         self.refs: list[AttachmentRef] = []
         self.total = 0
 
-    def add(self, field_path: str, name: str, kind: str, content_type: str | None, data: str | bytes | None,
+    def add(self, field_path: str, name: str, kind: str, content_type: str | None, data: bytes | None,
             data_url: str | None) -> AttachmentRef:
-        """`data` is base64 text, or raw bytes from an inbound adapter that already holds them (a
-        multipart part, a leniently decoded Indeed resume): no second copy of a 20 MB CV."""
+        """`data`: the file's bytes, decoded from base64 while parsing (or a multipart part):
+        they are stored as they are, no second copy of a 20 MB CV."""
         limits = self.connection.limits
         if (data is None) == (data_url is None):
             raise IntakeError.invalid(field_path, "give exactly one of data (base64) or data_url")
@@ -142,9 +196,7 @@ class _Files:
             self.blobs.append(b"")
         else:
             assert data is not None
-            if len(data) * (1 if isinstance(data, bytes) else 3 / 4) > limits.max_file_bytes + 3:
-                raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
-            raw = data if isinstance(data, bytes) else decode_base64(data, f"{field_path}.data")
+            raw = data
             if len(raw) > limits.max_file_bytes:
                 raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
             self.total += len(raw)
@@ -251,19 +303,23 @@ class Intake:
         for warning in [*(notes or []), *warnings]:
             delivery.add_warning(warning.code, warning.message)
         index_sets: list[str] = []
+        marked_by: tuple[str, Delivery] | None = None
         if self.pseudonyms is not None:
             email_hash = await self.pseudonyms.email(app.candidate.email_address)
             index_sets.append(erasure.email_index_key(email_hash))
-            if await erasure.is_erased(self.store, email_hash):
-                delivery.add_warning("previously_erased", "an earlier application from this address was erased "
-                                     "at the candidate's request; this is a new one (check its consent)")
+            # Stored instead if the address has an erasure tombstone (checked inside the write).
+            warned = msgspec.structs.replace(delivery, warnings=list(delivery.warnings))
+            warned.add_warning(*PREVIOUSLY_ERASED)
+            marked_by = (erasure.tombstone_key(email_hash), warned)
         result = await self.store.create(delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash,
-                                         index_sets)
+                                         index_sets, marked_by)
         if not result.created:
             existing = await self.store.get(result.delivery_id)
             if existing is not None and existing.erased_at is not None:
                 raise IntakeError(409, "Erased", "this application was erased at the candidate's request; "
                                   "it is not stored again (a new application needs a new idempotency key)")
             return Accepted(result.delivery_id, False, existing.status if existing else "queued")
+        if result.marked and marked_by is not None:
+            delivery = marked_by[1]
         warnings_out = [{"code": w.code, "message": w.message} for w in delivery.warnings]
         return Accepted(delivery.id, True, "queued", warnings_out)

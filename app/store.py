@@ -43,29 +43,36 @@ IX_ALL = PREFIX + "ix:all"
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
 # Atomic intake: claim the idempotency key, store state, payload and files, index, enqueue, wake.
-# Runs as one Lua script: it is applied (and AOF-logged) whole or not at all.
+# Runs as one Lua script: it is applied (and AOF-logged) whole or not at all, in one round trip.
+# KEYS: 1 idempotency, 2 state, 3 payload, 4 arq job, 5 arq queue, 6 ix:all, 7 status index,
+#       8 wake list, 9-11 names (connection, channel, board), 12 accepted metric, 13 marker key,
+#       then the files, the sorted-set indexes, the set indexes.
+# ARGV: 1 id, 2 idempotency ttl, 3 state, 4 state if the marker key exists, 5 payload, 6 job body,
+#       7 job ttl ms, 8 now ms, 9 created_at, 10 job id, 11-13 counts (files, zset ix, set ix),
+#       14-16 names, 17 metric field, then the files.
 _CREATE = """
 local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
+if existing then return {0, existing, 0} end
+local marked = 0
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[13]) == 1 then marked = 1 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[4])
-redis.call('PSETEX', KEYS[4], ARGV[6], ARGV[5])
-redis.call('ZADD', KEYS[5], ARGV[7], ARGV[9])
-redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
-redis.call('ZADD', KEYS[7], ARGV[8], ARGV[1])
+redis.call('SET', KEYS[2], marked == 1 and ARGV[4] or ARGV[3])
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('PSETEX', KEYS[4], ARGV[7], ARGV[6])
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[10])
+redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[9], ARGV[1])
 redis.call('LPUSH', KEYS[8], '1')
 redis.call('LTRIM', KEYS[8], 0, 63)
-local nfiles = tonumber(ARGV[10])
-for i = 1, nfiles do redis.call('SET', KEYS[8 + i], ARGV[10 + i]) end
-local nix = tonumber(ARGV[11 + nfiles])
-for i = 1, nix do redis.call('ZADD', KEYS[8 + nfiles + i], ARGV[8], ARGV[1]) end
-local base = 8 + nfiles + nix
 for i = 1, 3 do
-  if ARGV[11 + nfiles + i] ~= '' then redis.call('SADD', KEYS[base + i], ARGV[11 + nfiles + i]) end
+  if ARGV[13 + i] ~= '' then redis.call('SADD', KEYS[8 + i], ARGV[13 + i]) end
 end
-redis.call('HINCRBY', KEYS[base + 4], ARGV[15 + nfiles], 1)
-return {1, ARGV[1]}
+redis.call('HINCRBY', KEYS[12], ARGV[17], 1)
+local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+for i = 1, nfiles do redis.call('SET', KEYS[13 + i], ARGV[17 + i]) end
+for i = 1, nzix do redis.call('ZADD', KEYS[13 + nfiles + i], ARGV[9], ARGV[1]) end
+for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) end
+return {1, ARGV[1], marked}
 """
 
 _UNLOCK = """
@@ -229,6 +236,7 @@ def new_delivery_id() -> str:
 class CreateResult:
     created: bool
     delivery_id: str
+    marked: bool = False  # the `marked_by` key existed: the marked state was stored
 
 
 class DeliveryStore:
@@ -243,38 +251,38 @@ class DeliveryStore:
     # -- intake -------------------------------------------------------------------------------
 
     async def create(self, delivery: Delivery, payload: bytes, files: Sequence[bytes],
-                     idempotency_hash: str, index_sets: Sequence[str] = ()) -> CreateResult:
-        """Store a new delivery and enqueue its first run, unless the idempotency key is known.
-        `index_sets` (e.g. the candidate's keyed-hash email index) get the new id in the same
-        MULTI/EXEC as the script (a duplicate adds an id that never exists: harmless)."""
+                     idempotency_hash: str, index_sets: Sequence[str] = (),
+                     marked_by: tuple[str, Delivery] | None = None) -> CreateResult:
+        """Store a new delivery and enqueue its first run, unless the idempotency key is known:
+        one script, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
+        email index) get the new id. `marked_by` = (key, state): if that key exists when the
+        script runs, `state` is stored instead of `delivery` (intake's erasure tombstone: the
+        check and the write cannot be split by an erasure in between)."""
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
         indexes = [index_key(kind, value) for kind, value in _index_values(delivery)]
         indexes.append(connection_status_index(delivery.connection_id, delivery.status))
+        marker_key, marked_state = marked_by if marked_by else (f"{PREFIX}none", None)
+        if marked_state is not None:
+            marked_state.job = job_id
         keys = [
             f"{PREFIX}idem:{idempotency_hash}", state_key(delivery.id), payload_key(delivery.id),
             queue.job_key(job_id), queue.QUEUE_NAME, IX_ALL, status_index(delivery.status), queue.WAKE_KEY,
-            *(file_key(delivery.id, i) for i in range(len(files))),
-            *indexes,
-            names_key("connection"), names_key("channel"), names_key("board"), metric_key("accepted"),
+            names_key("connection"), names_key("channel"), names_key("board"), metric_key("accepted"), marker_key,
+            *(file_key(delivery.id, i) for i in range(len(files))), *indexes, *index_sets,
         ]
         args: list[Any] = [
-            delivery.id, self.retention_s, delivery_encoder.encode(delivery), self.sealer.seal(payload),
+            delivery.id, self.retention_s, delivery_encoder.encode(delivery),
+            delivery_encoder.encode(marked_state) if marked_state is not None else b"", self.sealer.seal(payload),
             queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
-            len(files), *(self.sealer.seal(f) for f in files),
-            len(indexes), delivery.connection_id, delivery.channel, delivery.board or "",
+            len(files), len(indexes), len(index_sets), delivery.connection_id, delivery.channel, delivery.board or "",
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
+            *(self.sealer.seal(f) for f in files),
         ]
-        if index_sets:
-            pipe = self.redis.pipeline(transaction=True)
-            await self._create(keys=keys, args=args, client=pipe)
-            for key in index_sets:
-                pipe.sadd(key, delivery.id)
-            created, delivery_id = (await pipe.execute())[0]
-        else:
-            created, delivery_id = await self._create(keys=keys, args=args)
-        return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id)
+        created, delivery_id, marked = await self._create(keys=keys, args=args)
+        return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id,
+                            bool(marked))
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -91,6 +92,35 @@ async def test_bad_input_is_refused_with_the_field(relay: Relay, name: str, body
     await assert_nothing_stored(relay)
 
 
+SLOPPY_BASE64 = {
+    "wrapped at 76 columns": "\r\n".join(b64(PDF_BYTES)[i:i + 76] for i in range(0, len(b64(PDF_BYTES)), 76)),
+    "data URL": "data:application/pdf;base64," + b64(PDF_BYTES),
+    "url-safe, unpadded": base64.urlsafe_b64encode(PDF_BYTES).decode().rstrip("="),
+}
+
+
+@pytest.mark.parametrize("form", list(SLOPPY_BASE64))
+async def test_base64_as_boards_send_it_is_accepted_byte_exact(relay: Relay, form: str) -> None:
+    """msgspec decodes clean base64 while parsing; what it refuses gets a lenient second pass."""
+    body = valid()
+    body["attachments"][0]["data"] = SLOPPY_BASE64[form]
+    body["screening_question_answers"] = [{"question_id": "7", "answer": {"name": "letter.pdf",
+                                                                         "data": SLOPPY_BASE64[form]}}]
+    response = await relay.post(body)
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["id"]
+    assert await relay.store.load_file(delivery_id, 0) == PDF_BYTES
+    assert await relay.store.load_file(delivery_id, 1) == PDF_BYTES
+
+
+async def test_bad_base64_in_a_file_answer_names_the_answer(relay: Relay) -> None:
+    body = mutate("screening_question_answers", [{"question_id": "7", "answer": {"name": "a.pdf", "data": "%%%"}}])
+    response = await relay.post(body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "screening_question_answers[0].answer.data"
+    await assert_nothing_stored(relay)
+
+
 async def test_malformed_json_is_a_400(relay: Relay) -> None:
     for raw in (b"{not json", b"", b"[]", b'{"connection_id": "acme",'):
         response = await relay.post(None, raw=raw)
@@ -132,3 +162,17 @@ async def test_health(relay: Relay) -> None:
             break
         await asyncio.sleep(0.05)
     assert (await relay.client.get("/ready")).status_code == 200
+
+
+async def test_an_accepted_application_costs_one_redis_round_trip(relay: Relay) -> None:
+    """Claim, store, index, enqueue and the erasure-tombstone check are one script (bench P1)."""
+    first = valid()
+    assert (await relay.post(first)).status_code == 202  # loads the pseudonym key, once per process
+    await relay.redis.config_resetstat()
+    second = mutate("candidate.email_address", "luis@example.org")
+    assert (await relay.post(second)).status_code == 202
+    stats = await relay.redis.info("commandstats")  # counts the script's own commands too
+    calls = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+    assert calls["evalsha"] == 1, calls
+    assert not {"multi", "exec", "script|exists", "script|load", "eval"} & calls.keys(), calls
+    assert calls["exists"] == 1, calls  # the tombstone check, inside the script

@@ -21,14 +21,13 @@ from typing import Any
 
 import msgspec
 
-from app import files
+from app import files, intake
 from app.config import Connection
 from app.intake import FieldError, IntakeError
 from app.models import ApplicationIn
 from connectors.base import ConnectorError, Warning_
 
 ATS_READ_TIMEOUT_S = 2.0
-_PATH_RE = re.compile(r"at `\$(.*)`")
 _PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
 EXTENSIONS = {
     "application/pdf": ".pdf", "application/msword": ".doc", files.DOCX: ".docx", files.ODT: ".odt",
@@ -205,16 +204,16 @@ def _drop_none(value: Any) -> Any:
 
 
 def convert_application(raw: Any, field_names: Mapping[str, str] | None = None) -> ApplicationIn:
-    """Validate a built-in structure as the canonical application; errors name the field."""
+    """Validate a built-in structure as the canonical application; errors name the field (as
+    the board wrote it, with `field_names`)."""
     try:
-        return msgspec.convert(raw, ApplicationIn)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _PATH_RE.search(message)
-        path = match.group(1).lstrip(".") if match else ""
-        text = _PATH_RE.sub("", message).strip(" -")
-        path = _board_path(path, field_names or {})
-        raise IntakeError.invalid(path or "$", text) from None
+        return intake.convert_application(raw)
+    except IntakeError as exc:
+        if not field_names:
+            raise
+        errors = [FieldError(_board_path(e.field, field_names), e.message) for e in exc.errors]
+        path = errors[0].field if errors else "$"
+        raise IntakeError.invalid(path, errors[0].message if errors else exc.detail) from None
 
 
 def _board_path(path: str, names: Mapping[str, str]) -> str:

@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from app import audit, operations
 from app.delivery import Delivery
-from app.intake import build_attachments
+from app.intake import IntakeError, build_attachments, decode_files_leniently, is_base64_error
 from app.models import AttachmentIn
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope, retry_guard
@@ -66,11 +66,26 @@ def _decode(body: bytes, kind: type[Any]) -> Any:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.split("at `$.", 1)[1].rstrip("`") if "at `$." in text else "$"
-        raise _Refused(problem(422, "Invalid request", text, errors=[{"field": field, "message": text}])) from None
+        if not is_base64_error(exc):
+            raise _refusal(exc) from None
     except msgspec.DecodeError as exc:
         raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
+    document = msgspec.json.decode(body)  # a file msgspec's strict base64 refused: once more, leniently
+    try:
+        decode_files_leniently(document)
+    except IntakeError as exc:
+        raise _Refused(problem(exc.status, exc.title, exc.detail,
+                               errors=[{"field": e.field, "message": e.message} for e in exc.errors])) from None
+    try:
+        return msgspec.convert(document, kind)
+    except msgspec.ValidationError as exc:
+        raise _refusal(exc) from None
+
+
+def _refusal(exc: msgspec.ValidationError) -> _Refused:
+    text = str(exc)
+    field = text.split("at `$.", 1)[1].rstrip("`") if "at `$." in text else "$"
+    return _Refused(problem(422, "Invalid request", text, errors=[{"field": field, "message": text}]))
 
 
 class _Refused(Exception):
