@@ -32,16 +32,19 @@ def cmd_web(args: argparse.Namespace) -> None:
 
     configure()
     settings = _settings()
+    # "auto" is uvloop and httptools, both dependencies (app/event_loop.py says why).
     uvicorn.run(create_app(Runtime(settings)), host=args.host, port=args.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=30)
+                access_log=False, timeout_graceful_shutdown=30, loop="auto", http="auto")
 
 
 def cmd_worker(_: argparse.Namespace) -> None:
+    from app.event_loop import use_uvloop
     from app.logging import configure
     from app.worker import create_worker
 
     configure()
     settings = _settings()
+    use_uvloop()  # before arq's Worker creates its loop
     create_worker(settings).run()
 
 

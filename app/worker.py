@@ -146,7 +146,8 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
         rt = runtime or Runtime(settings)
         ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
         ctx["run_deadline_s"] = settings.job_timeout_s
-        log.info("worker.started", connections=len(settings.config.connections))
+        log.info("worker.started", connections=len(settings.config.connections),
+                 event_loop=type(asyncio.get_running_loop()).__module__)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if runtime is None and "runtime" in ctx:

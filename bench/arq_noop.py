@@ -1,5 +1,5 @@
-"""P2 baseline: arq's own rate for no-op jobs, one worker process, same Redis and settings
-(max_jobs=50, msgpack bodies). Prints `<jobs> <seconds>`."""
+"""P2 baseline: arq's own rate for no-op jobs, one worker process, same Redis, settings and
+event loop as the relay's worker (max_jobs=50, msgpack bodies, uvloop). Prints `<jobs> <seconds>`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from arq import Worker, create_pool
 from arq.connections import RedisSettings
 
 from app import queue
+from app.event_loop import use_uvloop
 
 
 async def noop(ctx: dict[str, Any], delivery_id: str) -> str:
@@ -36,4 +37,5 @@ async def main(count: int) -> None:
 
 
 if __name__ == "__main__":
+    use_uvloop()
     asyncio.run(main(int(sys.argv[1])))

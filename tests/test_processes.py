@@ -83,6 +83,24 @@ async def test_procfile_lines_serve_and_deliver(redis_url: str, factorial: Emula
         expected = {"web": (0, -signal.SIGTERM), "worker": (0,)}
         for name, process in processes.items():
             assert process.wait(timeout=30) in expected[name], (tmp_path / f"{name}.log").read_text()
+    assert '"event_loop": "uvloop"' in (tmp_path / "worker.log").read_text()  # app/event_loop.py
+
+
+def test_the_web_serves_with_httptools_on_uvloop() -> None:
+    """What `applyrelay web` asks uvicorn for ("auto") resolves to the C parser and uvloop (bench P1)."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    config = uvicorn.Config(lambda *_: None, loop="auto", http="auto")
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    factory = config.get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__ == "uvloop"
+    finally:
+        loop.close()
 
 
 async def test_sigterm_lets_the_running_delivery_finish(make_relay: Any, factorial: Emulator) -> None:
