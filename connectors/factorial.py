@@ -292,6 +292,7 @@ class FactorialConnector(Connector):
                 body["cover_letter"] = letter
             body.update(self._source_fields(ctx))
             match = (await self._send("POST", "ats/applications", what="create application", json=body)).json()
+            ctx.created_here.add("application")
         kind, _, source_id = ctx.checkpoints.get("source", "none:").partition(":")
         if kind == "id" and str(match.get("source_id") or "") != source_id:
             await self._send("PUT", f"ats/applications/{match['id']}", what="set application source",
@@ -348,23 +349,35 @@ class FactorialConnector(Connector):
         return run
 
     async def _cv_message(self, ctx: StepContext, ref: AttachmentRef, application_id: str) -> str:
-        record = (await self._send("GET", f"ats/applications/{application_id}", what="read application")).json()
         marker = f"[{CV_MARKER}:{(ref.sha256 or str(ref.index))[:16]}]"
+        if "application" in ctx.created_here and ctx.checkpoints.get("application") == application_id:
+            # Created by this very run: no earlier try can have left a message on it, nothing to
+            # look for (two of the ~6 calls of a delivery, bench P2). A re-run starts without it.
+            candidate_id = ctx.remote_id("candidate")
+        else:
+            record = (await self._send("GET", f"ats/applications/{application_id}", what="read application")).json()
+            candidate_id = str(record["ats_candidate_id"])
+            if found := await self._find_cv_message(record, marker):
+                return found
+        data = await ctx.load_attachment(ref)
+        files = [("attachments[]", (ref.name, data, ref.content_type or "application/octet-stream"))]
+        form = {"content": f"Curriculum vitae {marker}", "sent_by_id": candidate_id,
+                "sent_by_type": "candidate", "ats_application_id": application_id, "topic": "cv",
+                "send_as_corporate_email": "false"}
+        response = await self._send_file("POST", "ats/messages", what="upload CV as message", data=form, files=files)
+        return str(response.json()["id"])
+
+    async def _find_cv_message(self, record: dict[str, Any], marker: str) -> str | None:
+        """The CV message a previous try may have stored before its answer was lost."""
         conversation = record.get("ats_conversation_id")
-        if conversation:  # a previous try may have stored it before its answer was lost
+        if conversation:
             messages = await self._list("ats/messages", [("ats_conversation_id", str(conversation)),
                                                          ("last_per_conversation", "false")],
                                         what="list application messages")
             match = next((m for m in messages if marker in str(m.get("content", ""))), None)
             if match:
                 return str(match["id"])
-        data = await ctx.load_attachment(ref)
-        files = [("attachments[]", (ref.name, data, ref.content_type or "application/octet-stream"))]
-        form = {"content": f"Curriculum vitae {marker}", "sent_by_id": str(record["ats_candidate_id"]),
-                "sent_by_type": "candidate", "ats_application_id": application_id, "topic": "cv",
-                "send_as_corporate_email": "false"}
-        response = await self._send_file("POST", "ats/messages", what="upload CV as message", data=form, files=files)
-        return str(response.json()["id"])
+        return None
 
     async def _legacy_cv(self, ctx: StepContext, ref: AttachmentRef, application_id: str) -> str:
         data = await ctx.load_attachment(ref)
