@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 
 from app import queue
 from app.delivery import STATUSES, Delivery, delivery_decoder, delivery_encoder
+from app.redis_batch import BatchRunner, CommandBatch
 
 PREFIX = "ar:"
 IX_ALL = PREFIX + "ix:all"
@@ -247,6 +248,7 @@ class DeliveryStore:
         self.retention_s = retention_s
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)
+        self._batches = BatchRunner(redis)
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -325,7 +327,7 @@ class DeliveryStore:
                    run_at: float | None = None, run_seq: int | None = None,
                    extra_files: dict[int, bytes] | None = None, drop_files: int = 0) -> None:
         """Write the state, move it between status indexes, and (with `run_at`) enqueue its next
-        run, in one MULTI/EXEC; also store `extra_files` and delete the first `drop_files` files."""
+        run, in one atomic call; also store `extra_files` and delete the first `drop_files` files."""
         delivery.updated_at = time.time()
         delivery.version += 1
         jid = None
@@ -339,25 +341,25 @@ class DeliveryStore:
             # write. Most saves of a delivery are these, one per ATS step.
             await self.redis.set(state_key(delivery.id), state)
             return
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(state_key(delivery.id), state)
+        batch = CommandBatch()  # one atomic call, like MULTI/EXEC (app/redis_batch.py)
+        batch.set(state_key(delivery.id), state)
         if moved:
             if previous_status:
-                pipe.zrem(status_index(previous_status), delivery.id)
-            pipe.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
+                batch.zrem(status_index(previous_status), delivery.id)
+            batch.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
             for status in STATUSES:  # per-connection status sets: self-healing, whatever `previous_status` says
                 if status != delivery.status:
-                    pipe.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
-            pipe.zadd(connection_status_index(delivery.connection_id, delivery.status),
+                    batch.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
+            batch.zadd(connection_status_index(delivery.connection_id, delivery.status),
                       {delivery.id: delivery.updated_at})
-            _transition_metrics(pipe, delivery, previous_status)
+            _transition_metrics(batch, delivery, previous_status)
         for index, data in (extra_files or {}).items():
-            pipe.set(file_key(delivery.id, index), self.sealer.seal(data))
+            batch.set(file_key(delivery.id, index), self.sealer.seal(data))
         if drop_files:
-            pipe.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
+            batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
         if jid is not None and run_at is not None:
-            queue.add_to_pipeline(pipe, delivery.id, jid, run_at)
-        await pipe.execute()
+            queue.add_to_pipeline(batch, delivery.id, jid, run_at)
+        await self._batches.execute(batch)
 
     async def purge(self, delivery: Delivery, file_count: int) -> None:
         """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts)."""

@@ -1,0 +1,85 @@
+"""A CommandBatch runs its writes in order, atomically, as one call (app/redis_batch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from app.delivery import Delivery
+from app.redis_batch import BatchRunner, CommandBatch
+from app.store import DeliveryStore, PlainSealer, connection_status_index, status_index
+
+
+async def test_every_command_writes_what_a_pipeline_would(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    blob = bytes(range(256)) * 400  # binary, past one network packet
+    batch = CommandBatch()
+    batch.set("k:bin", blob)
+    batch.set("k:text", "héllo")
+    batch.psetex("k:ttl", 60_000, b"x")
+    batch.zadd("z", {"a": 1.25, "b": 1764079999.123456})
+    batch.zrem("z", "a")
+    batch.hincrby("h", "n", 2)
+    batch.hincrbyfloat("h", "f", 0.1)
+    batch.expire("h", 100)
+    batch.lpush("l", b"1", b"2")
+    batch.ltrim("l", 0, 0)
+    batch.set("gone:1", b"1")
+    batch.set("gone:2", b"2")
+    batch.delete("gone:1", "gone:2")
+    batch.zrem("z")  # nothing to remove: no command at all
+    await BatchRunner(redis).execute(batch)
+    assert await redis.get("k:bin") == blob and (await redis.get("k:text")).decode() == "héllo"
+    assert 0 < await redis.pttl("k:ttl") <= 60_000
+    assert await redis.zrange("z", 0, -1, withscores=True) == [(b"b", 1764079999.123456)]
+    assert await redis.hgetall("h") == {b"n": b"2", b"f": b"0.1"} and 0 < await redis.ttl("h") <= 100
+    assert await redis.lrange("l", 0, -1) == [b"2"]
+    assert await redis.exists("gone:1", "gone:2") == 0
+    await redis.aclose()
+
+
+async def test_a_batch_is_never_seen_half_done(redis_url: str) -> None:
+    """A reader polling during 200 batches never sees one key of a batch without the other."""
+    writer, reader = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    runner = BatchRunner(writer)
+    stop = asyncio.Event()
+    torn = 0
+
+    async def read() -> None:
+        nonlocal torn
+        while not stop.is_set():
+            a, b = await reader.mget("pair:a", "pair:b")
+            torn += a != b
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(read())
+    for i in range(200):
+        batch = CommandBatch()
+        batch.set("pair:a", str(i))
+        batch.zadd("pair:pad", {f"m{j}": j for j in range(200)})  # keep the script busy between the two
+        batch.set("pair:b", str(i))
+        await runner.execute(batch)
+    stop.set()
+    await watcher
+    assert torn == 0
+    await writer.aclose()
+    await reader.aclose()
+
+
+async def test_a_status_change_is_one_script_call_not_a_transaction(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    delivery = Delivery(id="dlv_1", connection_id="acme", connector="factorial", status="queued", created_at=1.0,
+                        updated_at=1.0, idempotency_key_hash="h", channel="api")
+    await store.save(delivery, None)
+    await redis.config_resetstat()
+    delivery.status = "delivered"
+    await store.save(delivery, "queued", drop_files=2)
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in (await redis.info("commandstats")).items()}
+    assert calls["evalsha"] == 1 and "multi" not in calls and "exec" not in calls, calls
+    assert await redis.zscore(status_index("delivered"), "dlv_1") is not None
+    assert await redis.zscore(status_index("queued"), "dlv_1") is None
+    assert await redis.zscore(connection_status_index("acme", "queued"), "dlv_1") is None
+    assert await redis.zscore(connection_status_index("acme", "delivered"), "dlv_1") is not None
+    await redis.aclose()
