@@ -30,6 +30,7 @@ BUSY_RETRY_S = 5
 WAKE_WAIT_S = 0.5  # longest wait for a wake-up token (scheduled retries are picked up this late at most)
 BUSY_POLL_S = 0.05
 REDIS_RETRY_S = 2
+CRASH_RETRY_S = 30  # after an unexpected exception in a run (a bug): soon, but not in a tight loop
 # Redis going away (restart, failover, network): the worker waits for it rather than exiting.
 # (ReadOnlyError: a Sentinel failover in progress.)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError, OSError)
@@ -60,6 +61,12 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         # The state could not be written: keep the job (arq would drop a failed one) and come back.
         log.warning("delivery.redis_unavailable", delivery_id=delivery_id, error_type=type(exc).__name__)
         raise Retry(defer=REDIS_RETRY_S) from None
+    except Exception:
+        # A bug of ours (an ATS failure is an outcome, not an exception). arq would drop the failed
+        # job and leave the delivery with no run to come: keep the job instead. The next run resumes
+        # from the checkpoints; one left `delivering` MAX_CRASH_RERUNS times is dead-lettered.
+        log.exception("delivery.run_crashed", delivery_id=delivery_id)
+        raise Retry(defer=CRASH_RETRY_S) from None
     else:
         if outcome == "busy":  # another run holds the lease: come back rather than drop this job
             raise Retry(defer=BUSY_RETRY_S)

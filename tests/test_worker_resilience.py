@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis as sync_redis
 
 from app.embedded_redis import EmbeddedRedis
@@ -72,3 +73,29 @@ async def test_an_accepted_application_is_picked_up_at_once(make_relay: Any, fac
         record = await relay.wait_for(delivery_id, "delivered")
         pickups.append(record["attempts"][0]["started_at"] - accepted_at)
     assert statistics.median(pickups) < 0.15, pickups
+
+
+async def test_a_bug_in_a_run_keeps_the_job_instead_of_losing_the_delivery(
+        make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception in the engine failed the arq job, which arq then dropped: the
+    delivery stayed queued or delivering for ever (found by the chaos suite, a rename gone wrong)."""
+    from app import worker as worker_module
+    from app.engine import DeliveryEngine
+
+    monkeypatch.setattr(worker_module, "CRASH_RETRY_S", 0.2)
+    original, calls = DeliveryEngine._finish, 0
+
+    async def broken_once(self: DeliveryEngine, *args: Any, **kwargs: Any) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AttributeError("a bug")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeliveryEngine, "_finish", broken_once)
+    relay = make_relay({"acme": connection_table("factorial", factorial.url)})
+    await relay.start_worker()
+    delivery_id = (await relay.post(body(7))).json()["id"]
+    record = await relay.wait_for(delivery_id, "delivered", timeout=20)
+    assert calls == 2 and [a["outcome"] for a in record["attempts"]].count("crash") == 1, record["attempts"]
+    assert len(factorial.records()["candidates"]) == 1 and len(factorial.records()["applications"]) == 1
