@@ -332,7 +332,8 @@ def write_results(results: dict[str, Any]) -> None:
         lines += ["## P1 intake", "Best of 3 interleaved 6 s runs per server. "
                   f"wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB body (2 KB canonical "
                   "JSON + a 100 KB CV in base64), unique Idempotency-Key per request; server on core 0, wrk and "
-                  "Redis on core 1.\n", "| server | req/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|"]
+                  "Redis (AOF, everysec) on core 1; all three servers on the same uvicorn (uvloop, httptools).\n",
+                  "| server | req/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|"]
         for name, v in r.items():
             if isinstance(v, dict):
                 lines.append(f"| {name} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | {v['non2xx']} |")

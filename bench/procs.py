@@ -122,7 +122,7 @@ class Stack:
         config.write_text("\n".join(lines) + "\n")
         self.env = {**os.environ, "REDIS_URL": self.redis.url, "APPLYRELAY_CONFIG": str(config),
                     "APPLYRELAY_ADMIN_TOKEN": TOKEN, "BENCH_FACTORIAL_KEY": "sandbox", "PYTHONPATH": str(REPO),
-                    "APPLYRELAY_JOB_TIMEOUT_S": str(job_timeout_s), "APPLYRELAY_LOG_LEVEL": "WARNING",
+                    "APPLYRELAY_JOB_TIMEOUT_S": str(job_timeout_s),  # logs at INFO, one line a step, as deployed
                     crypto.KEY_ENV: crypto.new_key()}  # candidate data is sealed at rest, as in production
 
     def start(self, name: str, cmd: list[str], core: int | None = None, port: int | None = None) -> Proc:
