@@ -50,9 +50,15 @@ class Tally:
                 f"delivered={self.delivered} lost={self.lost} duplicated={self.duplicated}")
 
     def report(self, name: str) -> None:
+        """Printed (shown with a failing test) and kept for the session's closing summary, so the
+        counts of passing tests reach the CI log too (tests/chaos/conftest.py)."""
         print(self.line(name), flush=True)
         for detail in self.details[:20]:
             print(f"[chaos]   {detail}", flush=True)
+        SUMMARY.append(self.line(name))
+
+
+SUMMARY: list[str] = []  # one [chaos] line per finished chaos test, for the terminal summary
 
 
 async def post_all(relay: Relay, bodies: Iterable[tuple[str, dict[str, Any]]], tally: Tally, *,
