@@ -52,8 +52,18 @@ def pct(values: list[float], q: float) -> float:
 
 # -- P1 intake --------------------------------------------------------------------------------
 
+# The "Latency Distribution" rows, from the start of a line: "99%" alone also matches the end of a
+# stdev column such as "69.99%" and read the next line's first word as a latency.
+_PERCENTILE = {q: re.compile(rf"^\s+{q}%\s+([\d.]+\w+)", re.M) for q in (50, 99)}
+
+
 def _ms(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    """wrk's latency ("812.00us", "4.40ms", "1.20s"); NaN for what it prints when it measured
+    too little to say (a warm-up against a cold server), instead of a crash of the whole run."""
+    match = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if match is None:
+        return float("nan")
+    number, unit = match.groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
@@ -65,15 +75,15 @@ def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int =
         out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
                                      str(lua), url], LOAD_CORE), env=env, capture_output=True, text=True,
                              check=True).stdout
-        if re.search(r"50%\s+[\d.]+\w", out):
+        if _PERCENTILE[50].search(out):
             break
-    if not re.search(r"50%\s+[\d.]+\w", out):
+    if not _PERCENTILE[50].search(out):
         raise RuntimeError(f"wrk against {url} measured nothing:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-            "p99": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+    return {"rps": rps, "p50": _ms(_PERCENTILE[50].search(out).group(1)),  # type: ignore[union-attr]
+            "p99": _ms(_PERCENTILE[99].search(out).group(1)),  # type: ignore[union-attr]
             "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
 
 
