@@ -37,23 +37,28 @@ from redis.asyncio import Redis
 
 from app import queue
 from app.delivery import STATUSES, Delivery, delivery_decoder, delivery_encoder
-from app.redis_batch import BatchRunner, CommandBatch
+from app.redis_batch import BatchRunner, CommandBatch, call_with_blobs
 
 PREFIX = "ar:"
 IX_ALL = PREFIX + "ix:all"
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
-# Atomic intake: claim the idempotency key, store state, payload and files, index, enqueue, wake.
-# Runs as one Lua script: it is applied (and AOF-logged) whole or not at all, in one round trip.
+# Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
+# files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs):
+# applied (and AOF-logged) whole or not at all, in one round trip. A duplicate deletes them again.
 # KEYS: 1 idempotency, 2 state, 3 payload, 4 arq job, 5 arq queue, 6 ix:all, 7 status index,
 #       8 wake list, 9-11 names (connection, channel, board), 12 accepted metric, 13 marker key,
 #       then the files, the sorted-set indexes, the set indexes.
 # ARGV: 1 id, 2 idempotency ttl, 3 state, 4 state if the marker key exists, 5 payload, 6 job body,
 #       7 job ttl ms, 8 now ms, 9 created_at, 10 job id, 11-13 counts (files, zset ix, set ix),
-#       14-16 names, 17 metric field, then the files.
+#       14-16 names, 17 metric field.
 _CREATE = """
+local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing, 0} end
+if existing then
+  for i = 1, nfiles do redis.call('DEL', KEYS[13 + i]) end
+  return {0, existing, 0}
+end
 local marked = 0
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[13]) == 1 then marked = 1 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -69,8 +74,6 @@ for i = 1, 3 do
   if ARGV[13 + i] ~= '' then redis.call('SADD', KEYS[8 + i], ARGV[13 + i]) end
 end
 redis.call('HINCRBY', KEYS[12], ARGV[17], 1)
-local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-for i = 1, nfiles do redis.call('SET', KEYS[13 + i], ARGV[17 + i]) end
 for i = 1, nzix do redis.call('ZADD', KEYS[13 + nfiles + i], ARGV[9], ARGV[1]) end
 for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) end
 return {1, ARGV[1], marked}
@@ -256,7 +259,7 @@ class DeliveryStore:
                      idempotency_hash: str, index_sets: Sequence[str] = (),
                      marked_by: tuple[str, Delivery] | None = None) -> CreateResult:
         """Store a new delivery and enqueue its first run, unless the idempotency key is known:
-        one script, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
+        one transaction, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
         script runs, `state` is stored instead of `delivery` (intake's erasure tombstone: the
         check and the write cannot be split by an erasure in between)."""
@@ -280,9 +283,9 @@ class DeliveryStore:
             queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
             len(files), len(indexes), len(index_sets), delivery.connection_id, delivery.channel, delivery.board or "",
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
-            *(self.sealer.seal(f) for f in files),
         ]
-        created, delivery_id, marked = await self._create(keys=keys, args=args)
+        blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+        created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
         return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id,
                             bool(marked))
 
@@ -351,15 +354,14 @@ class DeliveryStore:
                 if status != delivery.status:
                     batch.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
             batch.zadd(connection_status_index(delivery.connection_id, delivery.status),
-                      {delivery.id: delivery.updated_at})
+                       {delivery.id: delivery.updated_at})
             _transition_metrics(batch, delivery, previous_status)
-        for index, data in (extra_files or {}).items():
-            batch.set(file_key(delivery.id, index), self.sealer.seal(data))
         if drop_files:
             batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
         if jid is not None and run_at is not None:
             queue.add_to_pipeline(batch, delivery.id, jid, run_at)
-        await self._batches.execute(batch)
+        blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
+        await self._batches.execute(batch, blobs)
 
     async def purge(self, delivery: Delivery, file_count: int) -> None:
         """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts)."""

@@ -173,6 +173,21 @@ async def test_an_accepted_application_costs_one_redis_round_trip(relay: Relay) 
     assert (await relay.post(second)).status_code == 202
     stats = await relay.redis.info("commandstats")  # counts the script's own commands too
     calls = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
-    assert calls["evalsha"] == 1, calls
-    assert not {"multi", "exec", "script|exists", "script|load", "eval"} & calls.keys(), calls
+    assert calls["evalsha"] == 1 and calls["multi"] == 1 and calls["exec"] == 1, calls  # CV SET + script
+    assert not {"script|exists", "script|load", "eval"} & calls.keys(), calls
     assert calls["exists"] == 1, calls  # the tombstone check, inside the script
+
+
+async def test_a_repeat_leaves_no_file_behind_and_a_flushed_script_cache_is_reloaded(relay: Relay) -> None:
+    """The CV is SET beside the intake script (not through it); a duplicate deletes it again in
+    the same transaction, and after a Redis restart (no scripts) intake loads the script again."""
+    first = await relay.post(valid(), key="same")
+    await relay.redis.script_flush()
+    again = await relay.post(valid(), key="same")
+    assert first.status_code == again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert await relay.redis.keys("ar:f:*") == [f"ar:f:{first.json()['id']}:0".encode()]
+    await relay.redis.script_flush()
+    other = mutate("candidate.email_address", "eva@example.org")
+    new = await relay.post(other, key="other")
+    assert new.status_code == 202
+    assert await relay.store.load_file(new.json()["id"], 0) == PDF_BYTES
