@@ -96,8 +96,16 @@ def decode_application(body: bytes) -> ApplicationIn:
         if not is_base64_error(exc):
             raise invalid(exc) from None
     except msgspec.DecodeError as exc:
-        raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
-    return convert_application(msgspec.json.decode(body))
+        raise _malformed(exc) from None
+    try:  # the typed decode stopped at the file: the rest of the body is still unread
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _malformed(exc) from None
+    return convert_application(document)
+
+
+def _malformed(exc: msgspec.DecodeError) -> IntakeError:
+    return IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})")
 
 
 def convert_application(document: Any) -> ApplicationIn:

@@ -3,10 +3,12 @@
 redis-py's transaction pipeline packs, queues and parses every command in Python: a delivery's
 status change is ~15 of them (state, two status indexes, six per-connection sets, metrics), and
 those pipelines were a tenth of the worker's CPU in bench P2. A `CommandBatch` records the same
-commands and sends them as the arguments of one Lua script, which Redis runs atomically, as it
-runs a MULTI/EXEC: no other client runs in between, and the AOF logs its writes as one
-transaction. Keys travel as arguments, not as KEYS: right on one Redis or under Sentinel (what
-the relay supports, see app/redis_conn.py), not on Redis Cluster.
+commands and sends them as the arguments of one Lua script, which Redis runs atomically: no
+other client runs in between, and the AOF logs its writes as one transaction. Unlike EXEC, a
+command that fails (only a key of the wrong type could) stops the ones after it, and Redis rolls
+nothing back: callers put the writes that must agree first (a delivery's state and its job).
+Keys travel as arguments, not as KEYS: right on one Redis or under Sentinel (what the relay
+supports, see app/redis_conn.py), not on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 # ARGV: for each command, its number of words, then the words.
+BLOB_TTL_MS = 3_600_000  # a blob's TTL until the script that owns it has run (and PERSISTed it)
 _RUN = """
 local i = 1
 while i <= #ARGV do
@@ -86,9 +89,11 @@ class BatchRunner:
         self._script = redis.register_script(_RUN)
 
     async def execute(self, batch: CommandBatch, blobs: Mapping[str, bytes] | None = None) -> None:
-        """`blobs`: large values (file bytes) SET beside the batch, in the same transaction."""
-        if batch.args or blobs:
-            await call_with_blobs(self.redis, self._script, [], batch.args, blobs or {})
+        """`blobs`: large values (file bytes) SET beside the batch, in the same transaction; the
+        batch keeps them (PERSIST) as its last commands."""
+        args = [*batch.args, *(word for key in blobs or {} for word in (2, "PERSIST", key))]
+        if args:
+            await call_with_blobs(self.redis, self._script, [], args, blobs or {})
 
 
 async def call_with_blobs(redis: Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any],
@@ -97,14 +102,15 @@ async def call_with_blobs(redis: Redis, script: AsyncScript, keys: Sequence[Any]
 
     Large values stay out of the script's arguments: Redis copies every argument of a script
     into Lua, ~170 us for 100 KB against ~2 us for a SET (a CV per intake made Redis the
-    bottleneck of bench P1). The SETs run first; a script that decides not to keep them deletes
-    them within the same transaction (intake's duplicate)."""
+    bottleneck of bench P1). The SETs run first, with a TTL (BLOB_TTL_MS): the script PERSISTs
+    the blobs it keeps and DELs the others, so a transaction whose script failed leaves nothing
+    behind for good (EXEC still applies the SETs when the script errors)."""
     if not blobs:
         return await script(keys=keys, args=args)
     for _ in range(2):
         pipe = redis.pipeline(transaction=True)
         for key, value in blobs.items():
-            pipe.set(key, value)
+            pipe.set(key, value, px=BLOB_TTL_MS)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         results = await pipe.execute(raise_on_error=False)
         outcome = results[-1]

@@ -44,8 +44,11 @@ IX_ALL = PREFIX + "ix:all"
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
 # Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
-# files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs):
-# applied (and AOF-logged) whole or not at all, in one round trip. A duplicate deletes them again.
+# files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
+# with a TTL that the script lifts once the delivery is stored: one round trip, and a transaction
+# whose script failed (NOSCRIPT, an error) leaves no file behind for good. A duplicate deletes
+# them; the same transaction sent again (redis-py retries it after a timed-out reply) finds its
+# own id under the key and answers "created" again, files kept.
 # KEYS: 1 idempotency, 2 state, 3 payload, 4 arq job, 5 arq queue, 6 ix:all, 7 status index,
 #       8 wake list, 9-11 names (connection, channel, board), 12 accepted metric, 13 marker key,
 #       then the files, the sorted-set indexes, the set indexes.
@@ -55,10 +58,15 @@ DEFAULT_RETENTION_S = 30 * 24 * 3600
 _CREATE = """
 local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local existing = redis.call('GET', KEYS[1])
+if existing == ARGV[1] then
+  for i = 1, nfiles do redis.call('PERSIST', KEYS[13 + i]) end
+  return {1, ARGV[1], redis.call('GET', KEYS[2]) == ARGV[4] and 1 or 0}
+end
 if existing then
   for i = 1, nfiles do redis.call('DEL', KEYS[13 + i]) end
   return {0, existing, 0}
 end
+for i = 1, nfiles do redis.call('PERSIST', KEYS[13 + i]) end
 local marked = 0
 if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[13]) == 1 then marked = 1 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -261,8 +269,8 @@ class DeliveryStore:
         """Store a new delivery and enqueue its first run, unless the idempotency key is known:
         one transaction, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
-        script runs, `state` is stored instead of `delivery` (intake's erasure tombstone: the
-        check and the write cannot be split by an erasure in between)."""
+        script runs, `state` is stored instead of `delivery` (intake's erasure tombstone, checked
+        in the same atomic step as the write)."""
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
@@ -344,8 +352,10 @@ class DeliveryStore:
             # write. Most saves of a delivery are these, one per ATS step.
             await self.redis.set(state_key(delivery.id), state)
             return
-        batch = CommandBatch()  # one atomic call, like MULTI/EXEC (app/redis_batch.py)
+        batch = CommandBatch()  # one atomic call (app/redis_batch.py): state and job first
         batch.set(state_key(delivery.id), state)
+        if jid is not None and run_at is not None:
+            queue.add_to_pipeline(batch, delivery.id, jid, run_at)
         if moved:
             if previous_status:
                 batch.zrem(status_index(previous_status), delivery.id)
@@ -358,8 +368,6 @@ class DeliveryStore:
             _transition_metrics(batch, delivery, previous_status)
         if drop_files:
             batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
-        if jid is not None and run_at is not None:
-            queue.add_to_pipeline(batch, delivery.id, jid, run_at)
         blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
         await self._batches.execute(batch, blobs)
 

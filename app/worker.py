@@ -64,7 +64,9 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     except Exception:
         # A bug of ours (an ATS failure is an outcome, not an exception). arq would drop the failed
         # job and leave the delivery with no run to come: keep the job instead. The next run resumes
-        # from the checkpoints; one left `delivering` MAX_CRASH_RERUNS times is dead-lettered.
+        # from the checkpoints; one left `delivering` MAX_CRASH_RERUNS times is dead-lettered. A
+        # run that dies before it marks the delivery `delivering` is retried until arq's max_tries
+        # (1000, about 8 h at this pace), each time logged.
         log.exception("delivery.run_crashed", delivery_id=delivery_id)
         raise Retry(defer=CRASH_RETRY_S) from None
     else:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.delivery import Delivery
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
 
 
@@ -191,3 +192,39 @@ async def test_a_repeat_leaves_no_file_behind_and_a_flushed_script_cache_is_relo
     new = await relay.post(other, key="other")
     assert new.status_code == 202
     assert await relay.store.load_file(new.json()["id"], 0) == PDF_BYTES
+    assert await relay.redis.pttl(f"ar:f:{new.json()['id']}:0") == -1  # kept for good, not left to expire
+
+
+async def test_the_same_intake_transaction_sent_twice_keeps_its_files(relay: Relay) -> None:
+    """redis-py sends a transaction again when its reply timed out: the second run finds its own
+    id under the idempotency key and answers "created", instead of deleting the files as a duplicate's."""
+    store = relay.store
+    delivery = Delivery(id="dlv_replayed", connection_id="acme", connector="factorial", status="queued",
+                        created_at=1.0, updated_at=1.0, idempotency_key_hash="replayed", channel="api")
+    first = await store.create(delivery, b"payload", [PDF_BYTES], "replayed")
+    again = await store.create(delivery, b"payload", [PDF_BYTES], "replayed")
+    assert first.created and again.created and again.delivery_id == "dlv_replayed"
+    assert await store.load_file("dlv_replayed", 0) == PDF_BYTES
+    assert await relay.redis.pttl("ar:f:dlv_replayed:0") == -1
+
+
+async def test_malformed_json_after_sloppy_base64_is_a_400_not_a_500(relay: Relay) -> None:
+    """msgspec stops at the file it refuses; the lenient pass parses the rest and meets the error."""
+    wrapped = json.dumps(valid())[:-1].replace(b64(PDF_BYTES), SLOPPY_BASE64["wrapped at 76 columns"]
+                                               .replace("\r\n", "\\r\\n"))
+    for raw in (wrapped.encode(), wrapped.encode() + b"} trailing"):
+        response = await relay.post(None, raw=raw)
+        assert response.status_code == 400, response.text
+        assert response.json()["title"] == "Malformed JSON"
+    await assert_nothing_stored(relay)
+
+
+async def test_an_attachment_action_takes_sloppy_base64_and_refuses_broken_json_with_a_400(relay: Relay) -> None:
+    url = "/v1/connections/acme/applications/42/attachments"
+    wrapped = SLOPPY_BASE64["wrapped at 76 columns"]
+    body = {"attachment": {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": wrapped}}
+    accepted = await relay.client.post(url, json=body, headers=relay.admin)
+    assert accepted.status_code == 202, accepted.text
+    broken = json.dumps(body).encode()[:-1]
+    refused = await relay.client.post(url, content=broken, headers={**relay.admin, "content-type": "application/json"})
+    assert refused.status_code == 400 and refused.json()["title"] == "Malformed JSON", refused.text

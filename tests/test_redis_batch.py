@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from app import queue
 from app.delivery import Delivery
-from app.redis_batch import BatchRunner, CommandBatch
-from app.store import DeliveryStore, PlainSealer, connection_status_index, status_index
+from app.redis_batch import BLOB_TTL_MS, BatchRunner, CommandBatch, call_with_blobs
+from app.store import DeliveryStore, PlainSealer, connection_status_index, metric_key, status_index
 
 
 async def test_every_command_writes_what_a_pipeline_would(redis_url: str) -> None:
@@ -97,6 +101,34 @@ async def test_large_values_ride_beside_the_script_even_after_a_redis_restart(re
     await redis.config_resetstat()
     await runner.execute(batch, {"file:0": blob})
     assert await redis.get("file:0") == blob and await redis.get("state") == b"v1"
+    assert await redis.pttl("file:0") == -1  # kept by the batch: no TTL left
     calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in (await redis.info("commandstats")).items()}
     assert calls["script|load"] == 1 and calls["exec"] == 2, calls  # NOSCRIPT once, then loaded and sent again
+    await redis.aclose()
+
+
+async def test_a_failing_command_leaves_the_state_and_its_job_consistent(redis_url: str) -> None:
+    """A script stops at a failing command and rolls nothing back: the state and its next run are
+    the batch's first writes, so whatever fails after them, the delivery has its job."""
+    redis = Redis.from_url(redis_url)
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    delivery = Delivery(id="dlv_2", connection_id="acme", connector="factorial", status="delivering",
+                        created_at=1.0, updated_at=1.0, idempotency_key_hash="h", channel="api")
+    await store.save(delivery, None)
+    await redis.set(metric_key("retries"), b"not a hash")  # the retry counter's HINCRBY will fail
+    delivery.status = "retry_scheduled"
+    with pytest.raises(ResponseError):
+        await store.save(delivery, "delivering", run_at=time.time() + 60, run_seq=1)
+    assert delivery.job is not None
+    assert await redis.exists(queue.job_key(delivery.job)) == 1
+    assert await redis.zscore(queue.QUEUE_NAME, delivery.job) is not None
+    await redis.aclose()
+
+
+async def test_blobs_of_a_transaction_whose_script_failed_expire(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    failing = redis.register_script("return redis.error_reply('boom')")
+    with pytest.raises(ResponseError):
+        await call_with_blobs(redis, failing, [], [], {"orphan": b"x" * 1000})
+    assert 0 < await redis.pttl("orphan") <= BLOB_TTL_MS  # EXEC applied the SET; it does not stay
     await redis.aclose()
