@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -38,6 +39,7 @@ from app.store import DeliveryStore, new_delivery_id
 from connectors.base import Connector, ConnectorError, Warning_
 
 ANSWER_CHECK_TIMEOUT_S = 2.0
+T = TypeVar("T")
 PREVIOUSLY_ERASED = ("previously_erased", "an earlier application from this address was erased at the candidate's "
                      "request; this is a new one (check its consent)")
 
@@ -69,7 +71,6 @@ class Accepted:
     warnings: list[dict[str, str]] = field(default_factory=list)
 
 
-_decoder = msgspec.json.Decoder(ApplicationIn)
 _PATH_RE = re.compile(r"at `\$(.*)`")
 _BASE64_ERROR = "Invalid base64 encoded string"
 
@@ -82,41 +83,52 @@ def invalid(exc: msgspec.ValidationError) -> IntakeError:
     return IntakeError.invalid(path or "$", _PATH_RE.sub("", message).strip(" -"))
 
 
-def is_base64_error(exc: msgspec.ValidationError) -> bool:
+def _is_base64_error(exc: msgspec.ValidationError) -> bool:
     return str(exc).startswith(_BASE64_ERROR)
 
 
-def decode_application(body: bytes) -> ApplicationIn:
-    """Parse and validate the canonical JSON; errors name the field at fault (JSON path).
-    Clean base64 files are decoded by msgspec in the same pass; a file it refuses gets a
-    second, lenient pass (`decode_files_leniently`) before it is refused."""
+def decode_with_files(body: bytes, kind: type[T]) -> T:
+    """Parse and validate JSON as `kind`. Clean base64 files are decoded by msgspec in the same
+    pass; when it refuses one, the body is parsed again as built-ins and its files decoded
+    leniently (`decode_files_leniently`) before they are refused. Raises msgspec's DecodeError
+    or ValidationError, or IntakeError for a file no decoder takes: callers word the refusal."""
     try:
-        return _decoder.decode(body)
+        return _decoder_for(kind).decode(body)
     except msgspec.ValidationError as exc:
-        if not is_base64_error(exc):
-            raise invalid(exc) from None
-    except msgspec.DecodeError as exc:
-        raise _malformed(exc) from None
-    try:  # the typed decode stopped at the file: the rest of the body is still unread
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _malformed(exc) from None
-    return convert_application(document)
+        if not _is_base64_error(exc):
+            raise
+    return convert_with_files(msgspec.json.decode(body), kind)  # the typed pass stopped at the file
 
 
-def _malformed(exc: msgspec.DecodeError) -> IntakeError:
-    return IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})")
+def convert_with_files(document: Any, kind: type[T]) -> T:
+    """`msgspec.convert`, with the same lenient second pass for the files of a parsed document."""
+    try:
+        return msgspec.convert(document, kind)
+    except msgspec.ValidationError as exc:
+        if not _is_base64_error(exc) or not decode_files_leniently(document):
+            raise
+    return msgspec.convert(document, kind)
+
+
+@functools.cache
+def _decoder_for(kind: type[Any]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(kind)
+
+
+def decode_application(body: bytes) -> ApplicationIn:
+    """The canonical JSON; errors name the field at fault (JSON path)."""
+    try:
+        return decode_with_files(body, ApplicationIn)
+    except msgspec.ValidationError as exc:
+        raise invalid(exc) from None
+    except msgspec.DecodeError as exc:
+        raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
 
 
 def convert_application(document: Any) -> ApplicationIn:
     """Validate a parsed document (built-in types) as the canonical application."""
     try:
-        return msgspec.convert(document, ApplicationIn)
-    except msgspec.ValidationError as exc:
-        if not is_base64_error(exc) or not decode_files_leniently(document):
-            raise invalid(exc) from None
-    try:
-        return msgspec.convert(document, ApplicationIn)
+        return convert_with_files(document, ApplicationIn)
     except msgspec.ValidationError as exc:
         raise invalid(exc) from None
 

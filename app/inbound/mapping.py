@@ -209,11 +209,10 @@ def convert_application(raw: Any, field_names: Mapping[str, str] | None = None) 
     try:
         return intake.convert_application(raw)
     except IntakeError as exc:
-        if not field_names:
+        if not field_names or not exc.errors:
             raise
-        errors = [FieldError(_board_path(e.field, field_names), e.message) for e in exc.errors]
-        path = errors[0].field if errors else "$"
-        raise IntakeError.invalid(path, errors[0].message if errors else exc.detail) from None
+        first = exc.errors[0]
+        raise IntakeError.invalid(_board_path(first.field, field_names), first.message) from None
 
 
 def _board_path(path: str, names: Mapping[str, str]) -> str:

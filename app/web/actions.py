@@ -13,7 +13,7 @@ from msgspec import Meta
 
 from app import audit, operations
 from app.delivery import Delivery
-from app.intake import IntakeError, build_attachments, decode_files_leniently, is_base64_error
+from app.intake import IntakeError, build_attachments, decode_with_files
 from app.models import AttachmentIn
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope, retry_guard
@@ -64,25 +64,14 @@ def _runtime(request: Request[Any, Any, Any]) -> Runtime:
 
 def _decode(body: bytes, kind: type[Any]) -> Any:
     try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        if not is_base64_error(exc):
-            raise _refusal(exc) from None
-    except msgspec.DecodeError as exc:
-        raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
-    try:  # a file msgspec's strict base64 refused: once more, leniently (the rest is still unread)
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
-    try:
-        decode_files_leniently(document)
-    except IntakeError as exc:
-        raise _Refused(problem(exc.status, exc.title, exc.detail,
-                               errors=[{"field": e.field, "message": e.message} for e in exc.errors])) from None
-    try:
-        return msgspec.convert(document, kind)
+        return decode_with_files(body, kind)
     except msgspec.ValidationError as exc:
         raise _refusal(exc) from None
+    except msgspec.DecodeError as exc:
+        raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
+    except IntakeError as exc:  # a file's base64 that even the lenient decoder refuses
+        raise _Refused(problem(exc.status, exc.title, exc.detail,
+                               errors=[{"field": e.field, "message": e.message} for e in exc.errors])) from None
 
 
 def _refusal(exc: msgspec.ValidationError) -> _Refused:
