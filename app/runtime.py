@@ -5,21 +5,23 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
-from app import files, redis_conn, ssrf
-from app.ats_http import ats_client
 from app.config import Config
-from app.crypto import AesGcmSealer, Pseudonyms
-from app.delivery import Delivery
-from app.models import AttachmentRef
+from app.core import files
+from app.core.model import AttachmentRef
+from app.delivery.record import Delivery
+from app.delivery.store import DeliveryStore
+from app.net import ssrf
+from app.net.ats_http import ats_client
+from app.privacy.crypto import AesGcmSealer, Pseudonyms
+from app.redis import client
 from app.settings import Settings
-from app.store import DeliveryStore
 from connectors import connector_class
 from connectors.base import AttachmentRejected, Connector, PermanentError, TransientError
 
 
 def redis_client(url: str) -> Redis:
-    """REDIS_URL, or the master the Sentinels name when REDIS_SENTINELS is set (app/redis_conn.py)."""
-    return redis_conn.async_client(url)
+    """REDIS_URL, or the master the Sentinels name when REDIS_SENTINELS is set (app/client.py)."""
+    return client.async_client(url)
 
 
 class ConnectorPool:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import crypto
 from app.config import Config, ConfigError, demo_config, load_config
+from app.privacy import crypto
 from app.tokens import SCOPES, ApiToken, TokenConfigError, parse_tokens
 
 VAR_DIR = Path(os.environ.get("APPLYRELAY_VAR_DIR", "var"))

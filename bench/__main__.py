@@ -288,8 +288,8 @@ def p4() -> dict[str, Any]:
 # -- P5 backlog ------------------------------------------------------------------------------------
 
 async def _enqueue(stack: Stack, count: int) -> float:
-    from app.intake import Intake
-    from app.models import ApplicationIn, Origin
+    from app.core.model import ApplicationIn, Origin
+    from app.intake.accept import Intake
     from app.runtime import Runtime
     from app.settings import load_settings
 

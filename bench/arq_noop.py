@@ -12,8 +12,8 @@ from typing import Any
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
 
-from app import queue
-from app.event_loop import use_uvloop
+from app.delivery import queue
+from app.net.event_loop import use_uvloop
 
 
 async def noop(ctx: dict[str, Any], delivery_id: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, Response, post
 
-from app.models import ApplicationIn
+from app.core.model import ApplicationIn
 
 _decoder = msgspec.json.Decoder(ApplicationIn)
 

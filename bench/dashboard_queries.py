@@ -15,12 +15,12 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from app import metrics
-from app.crypto import AesGcmSealer, new_key, parse_keys
-from app.deliveries_query import build_filter, counts, find, series
-from app.delivery import Delivery
-from app.embedded_redis import EmbeddedRedis
-from app.store import DeliveryStore, new_delivery_id
+from app.delivery.record import Delivery
+from app.delivery.store import DeliveryStore, new_delivery_id
+from app.operator import metrics
+from app.operator.query import build_filter, counts, find, series
+from app.privacy.crypto import AesGcmSealer, new_key, parse_keys
+from app.redis.embedded import EmbeddedRedis
 
 
 async def seed(store: DeliveryStore, n: int) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from app import crypto
-from app.embedded_redis import EmbeddedRedis, free_port
+from app.privacy import crypto
+from app.redis.embedded import EmbeddedRedis, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "bench-admin-token"

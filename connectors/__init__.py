@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import plugins
+from app.core import plugins
 from connectors.base import Connector
 
 CONNECTORS: dict[str, str] = {

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from app.models import AttachmentRef, StoredApplication
+from app.core.model import AttachmentRef, StoredApplication
 
 # ---------------------------------------------------------------------------------------------
 # Errors

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.models import AttachmentRef, StoredAnswer, StoredApplication
+from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
     ACTION_MOVE_APPLICATION_TO_STAGE,

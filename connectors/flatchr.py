@@ -48,8 +48,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from app.models import AttachmentRef, StoredAnswer, StoredApplication
-from app.pii import scrub
+from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
+from app.core.pii import scrub
 from connectors.base import (
     AttachmentRejected,
     Capabilities,

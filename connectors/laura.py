@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from app.models import AttachmentRef, FileAnswer, StoredApplication
+from app.core.model import AttachmentRef, FileAnswer, StoredApplication
 from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
     Capabilities,

@@ -37,8 +37,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.models import AttachmentRef, StoredApplication
-from app.pii import scrub
+from app.core.model import AttachmentRef, StoredApplication
+from app.core.pii import scrub
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
     ACTION_ADD_ATTACHMENT_TO_CANDIDATE,

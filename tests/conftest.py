@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
-from app.ats_http import ats_client
-from app.embedded_redis import EmbeddedRedis
-from app.logging import configure
+from app.log import configure
+from app.net.ats_http import ats_client
+from app.redis.embedded import EmbeddedRedis
 from connectors.sandbox import create_emulator
 from connectors.sandbox.common import BackgroundServer
 from tests.harness import Emulator, Relay

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import msgspec
 
-from app import audit
-from app.intake import Intake, decode_application
-from app.models import Origin
+from app.core.model import Origin
+from app.intake.accept import Intake, decode_application
+from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import ApiToken
 from tests.harness import Emulator, Relay

@@ -21,15 +21,15 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from app import queue
 from app.config import parse_config
-from app.crypto import AesGcmSealer, parse_keys
+from app.delivery import queue
+from app.delivery.store import DeliveryStore
+from app.delivery.worker import WakeableWorker, create_worker
+from app.privacy.crypto import AesGcmSealer, parse_keys
 from app.runtime import Runtime
 from app.settings import Settings
-from app.store import DeliveryStore
 from app.tokens import SCOPES, ApiToken
 from app.web.app import create_app
-from app.worker import WakeableWorker, create_worker
 from connectors.sandbox.common import BackgroundServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 from standardwebhooks import Webhook
 
-from app.inbound import indeed
-from app.models import StoredApplication, stored_decoder
+from app.core.model import StoredApplication, stored_decoder
+from app.intake.boards import indeed
 from tests.harness import PDF_BYTES, Relay, connection_table
 
 INDEED_SECRET = "Y0ur api secret key not shared &$%@"

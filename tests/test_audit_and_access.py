@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app import audit, crypto
+from app.privacy import audit, crypto
 from app.tokens import ApiToken
 from tests.harness import ADMIN_TOKEN, DATA_KEY, REPO, Emulator, Relay, connection_table
 from tests.privacy_helpers import Person, dump, leaks

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from app import ssrf
 from app.config import ConfigError, RetryPolicyConfig, load_config, parse_config
-from app.retry_policy import next_retry
+from app.delivery.retry_policy import next_retry
+from app.net import ssrf
 from connectors.base import TransientError, parse_retry_after
 from tests.harness import PDF_BYTES, Emulator, connection_table
 from tests.test_factorial_e2e import application
@@ -150,7 +150,7 @@ async def test_oauth_token_is_refreshed_once(make_relay: Any, monkeypatch: pytes
 
 
 def test_file_links_expire_and_resist_tampering() -> None:
-    from app import file_links
+    from app.privacy import file_links
 
     token = file_links.sign("s3cret", "dlv_1", 2, expires_at=1000)
     assert file_links.verify("s3cret", token, now=999) == ("dlv_1", 2)

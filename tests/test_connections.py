@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import structlog
 
-from app import audit
-from app.connection_status import connection_statuses, report_degraded
-from app.store import DeliveryStore
+from app.delivery.store import DeliveryStore
+from app.delivery.worker import cron_jobs
+from app.operator.connection_health import connection_statuses, report_degraded
+from app.privacy import audit
 from app.tokens import ApiToken
-from app.worker import cron_jobs
 from connectors.sandbox.factorial import COMPANY_ID
 from tests.harness import Emulator, Relay, connection_table
 

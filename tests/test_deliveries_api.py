@@ -333,14 +333,14 @@ async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkey
     return short pages with a cursor, and the pages still add up to exactly the matches."""
     from redis.asyncio import Redis
 
-    from app import deliveries_query
-    from app.store import DeliveryStore
+    from app.delivery.store import DeliveryStore
+    from app.operator import query
 
     acme = [await post(relay, n) for n in range(5)]
     beta = [await post(relay, 10 + n, "beta") for n in range(4)]
     board = await accept_from_board(relay, 30, connection="beta")
-    monkeypatch.setattr(deliveries_query, "INTERSECT_MAX", intersect_max)
-    monkeypatch.setattr(deliveries_query, "SCAN_MAX", scan_max)
+    monkeypatch.setattr(query, "INTERSECT_MAX", intersect_max)
+    monkeypatch.setattr(query, "SCAN_MAX", scan_max)
     redis = Redis.from_url(relay.redis_url)
     store = DeliveryStore(redis)
     try:
@@ -348,11 +348,11 @@ async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkey
                                  ({"status": "queued", "channel": "api"}, [*reversed(beta), *reversed(acme)]),
                                  ({"connection": "beta", "channel": "api"}, list(reversed(beta))),
                                  ({"status": "failed", "channel": "api"}, [])):
-            f = deliveries_query.build_filter(params)
+            f = query.build_filter(params)
             seen: list[str] = []
             cursor = None
             for _ in range(50):
-                page = await deliveries_query.find(store, f, limit=2, cursor=cursor)
+                page = await query.find(store, f, limit=2, cursor=cursor)
                 seen += [d.id for d in page.deliveries]
                 cursor = page.next_cursor
                 if cursor is None:
@@ -365,7 +365,7 @@ async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkey
 async def test_unindex_takes_a_delivery_out_of_every_list(relay: Relay) -> None:
     from redis.asyncio import Redis
 
-    from app.store import DeliveryStore, secondary_index_keys
+    from app.delivery.store import DeliveryStore, secondary_index_keys
 
     board = await accept_from_board(relay, 1, board_application_id="IND-9")
     redis = Redis.from_url(relay.redis_url)

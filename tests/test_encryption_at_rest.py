@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from app import crypto
-from app.cli_keys import rotate
+from app.cli.keys import rotate
 from app.config import ConfigError
-from app.crypto import AesGcmSealer, SealError, key_id, parse_keys
+from app.delivery.store import DeliveryStore
+from app.delivery.worker import create_worker
+from app.privacy import crypto
+from app.privacy.crypto import AesGcmSealer, SealError, key_id, parse_keys
 from app.runtime import Runtime
 from app.settings import load_settings
-from app.store import DeliveryStore
-from app.worker import create_worker
 from tests.harness import DATA_KEY, Emulator, Relay, connection_table
 from tests.privacy_helpers import Person, aof_bytes, dump, leaks
 

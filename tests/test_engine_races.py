@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from arq import Retry
 
-from app.worker import build_engine, deliver
+from app.delivery.worker import build_engine, deliver
 from tests.harness import Emulator, connection_table
 from tests.test_factorial_e2e import application
 
@@ -31,7 +31,7 @@ async def test_superseded_and_busy_jobs(make_relay: Any, factorial: Emulator) ->
 
 
 async def test_only_consecutive_crashes_dead_letter(make_relay: Any, factorial: Emulator) -> None:
-    from app.delivery import Attempt
+    from app.delivery.record import Attempt
 
     relay = make_relay({"acme": connection_table("factorial", factorial.url)})
     delivery_id = (await relay.post(application(attachments=[]))).json()["id"]

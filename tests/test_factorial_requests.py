@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.ats_http import ats_client
-from app.models import AttachmentRef, Candidate, JobRef, Origin, Source, StoredApplication
+from app.core.model import AttachmentRef, Candidate, JobRef, Origin, Source, StoredApplication
+from app.net.ats_http import ats_client
 from connectors.base import ConnectionSpec, StepContext
 from connectors.factorial import FactorialConnector
 from tests.harness import PDF_BYTES, Emulator

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.models import (
+from app.core.model import (
     AttachmentRef,
     Candidate,
     JobRef,

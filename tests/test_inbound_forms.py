@@ -14,7 +14,7 @@ import httpx
 import pytest
 from litestar import Litestar, MediaType, get
 
-from app.inbound import forms
+from app.intake.boards import forms
 from connectors.sandbox.common import BackgroundServer
 from tests.harness import PDF_BYTES, Emulator, Relay
 from tests.inbound_support import (
@@ -351,7 +351,7 @@ async def test_names_are_kept_exactly_and_a_full_name_field_is_split(relay: Rela
 
 def test_inbound_settings_are_checked_at_start() -> None:
     from app.config import ConfigError, parse_config
-    from app.web.inbound import validate_settings
+    from app.web.api.inbound import validate_settings
 
     for bad in ({"indeed_jobs": "REQ-1"}, {"indeed_job_field": "jobKey"}, {"form_rate_limit": "ten"},
                 {"inbound_job_check": "no"}, {"form_thank_you_url": 3}):

@@ -15,8 +15,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import queue
-from app.inbound import indeed
+from app.delivery import queue
+from app.intake.boards import indeed
 from tests.harness import PDF_BYTES, Emulator, Relay
 from tests.inbound_support import (
     FORM_TOKEN,

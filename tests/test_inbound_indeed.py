@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.inbound import indeed
+from app.intake.boards import indeed
 from tests.harness import PDF_BYTES, Emulator, Relay
 from tests.inbound_support import (
     EXE,
@@ -258,8 +258,8 @@ async def test_a_cv_above_the_default_body_limit_fits(relay: Relay) -> None:
 
 
 async def test_open_jobs_are_remembered_missing_and_closed_ones_asked_again(relay: Relay) -> None:
-    from app.inbound.mapping import check_job
-    from app.intake import IntakeError
+    from app.intake.accept import IntakeError
+    from app.intake.boards.draft import check_job
 
     class Answers:
         """A connector's job_status, counting how often the ATS is asked."""

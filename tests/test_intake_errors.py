@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.delivery import Delivery
+from app.delivery.record import Delivery
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.models import (
+from app.core.model import (
     AttachmentRef,
     Candidate,
     JobRef,

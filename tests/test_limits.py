@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import parse_config
-from app.limits import ConnectionLimiter, Denied, Lease
+from app.delivery.limits import ConnectionLimiter, Denied, Lease
 from tests.harness import Emulator, connection_table
 
 

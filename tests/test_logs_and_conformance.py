@@ -17,8 +17,8 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-from app.logging import configure
-from app.models import AttachmentRef, Candidate, JobRef, Origin, Source, StoredAnswer, StoredApplication
+from app.core.model import AttachmentRef, Candidate, JobRef, Origin, Source, StoredAnswer, StoredApplication
+from app.log import configure
 from connectors.base import ConnectionSpec, StepContext
 from connectors.factorial import FactorialConnector
 from tests.harness import PDF_BYTES, Emulator, b64, connection_table

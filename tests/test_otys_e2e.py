@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from app import operations
-from app.models import AttachmentRef
+from app.core.model import AttachmentRef
+from app.operator import actions
 from connectors.sandbox import create_emulator
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
 
@@ -269,7 +269,7 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
         sha256=SHA["portfolio.png"],
         size=len(PNG_BYTES),
     )
-    actions = [
+    queued_actions = [
         ("add_attachment_to_candidate", {"candidate_id": steps["candidate"]}, [(ref, PNG_BYTES)]),
         (
             "add_result_link_to_application",
@@ -292,8 +292,8 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
             [],
         ),
     ]
-    for action, params, files in actions:
-        action_id, _ = await operations.enqueue_action(store, parent, action, params, files, None)
+    for action, params, files in queued_actions:
+        action_id, _ = await actions.enqueue_action(store, parent, action, params, files, None)
         await relay.wait_for(action_id, "delivered")
     # the same actions through the relay's routes
     link = {"label": "Route link", "url": "https://assess.example/r/10",

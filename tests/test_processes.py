@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.embedded_redis import free_port
+from app.redis.embedded import free_port
 from tests.harness import ADMIN_TOKEN, DATA_KEY, PDF_BYTES, REPO, Emulator, _toml, b64, connection_table
 
 pytestmark = pytest.mark.slow

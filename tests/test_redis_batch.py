@@ -9,10 +9,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from app import queue
-from app.delivery import Delivery
-from app.redis_batch import BLOB_TTL_MS, BatchRunner, CommandBatch, call_with_blobs
-from app.store import DeliveryStore, PlainSealer, connection_status_index, metric_key, status_index
+from app.delivery import queue
+from app.delivery.record import Delivery
+from app.delivery.store import DeliveryStore, PlainSealer, connection_status_index, metric_key, status_index
+from app.redis.batch import BLOB_TTL_MS, BatchRunner, CommandBatch, call_with_blobs
 
 
 async def test_every_command_writes_what_a_pipeline_would(redis_url: str) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.erasure import PURGED_METRIC
-from app.retention import RetentionPolicy, sweep
+from app.delivery.worker import CRON_JOBS, create_worker
+from app.privacy.erasure import PURGED_METRIC
+from app.privacy.retention import RetentionPolicy, sweep
 from app.runtime import Runtime
-from app.worker import CRON_JOBS, create_worker
 from connectors.sandbox import create_emulator
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
 from tests.privacy_helpers import Person
@@ -94,7 +94,7 @@ async def test_configured_retention_and_a_late_dead_letter(relay: Relay) -> None
 
 
 async def test_the_cron_job_runs_in_the_worker_with_its_clock(relay: Relay) -> None:
-    assert "app.retention:cron_job" in CRON_JOBS
+    assert "app.privacy.retention:cron_job" in CRON_JOBS
     await relay.start_worker()
     delivered = (await relay.post(Person().application())).json()["id"]
     await relay.wait_for(delivered, "delivered")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.embedded_redis import free_port
+from app.redis.embedded import free_port
 from tests.harness import PDF_BYTES, REPO, b64
 
 pytestmark = pytest.mark.slow

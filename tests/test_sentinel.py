@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from app.config import ConfigError
-from app.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
-from app.redis_conn import sentinels
+from app.redis.client import sentinels
+from app.redis.embedded import EmbeddedRedis, free_port, redis_server_binary
 from tests.harness import Emulator, Relay, connection_table
 
 pytestmark = pytest.mark.slow

@@ -15,11 +15,11 @@ import pytest
 from litestar import Litestar, Request, Response, post
 from standardwebhooks.webhooks import Webhook
 
-from app import status_callbacks, status_sync
 from app.config import ConfigError, parse_config
+from app.delivery.worker import create_worker, cron_jobs
 from app.runtime import Runtime
 from app.settings import Settings
-from app.worker import create_worker, cron_jobs
+from app.tracking import callbacks, poll
 from connectors.sandbox.common import BackgroundServer
 from tests.harness import Emulator, Relay, connection_table
 
@@ -91,12 +91,12 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
     allow = {"fetch_allow_hosts": [f"127.0.0.1:{receiver.server.port}"], "fetch_allow_http": True}
     runtime = sync_runtime(relay, factorial, receiver.url, **allow)
     try:
-        report = await status_sync.sync_once(runtime)
+        report = await poll.sync_once(runtime)
         assert report.enrolled == 2 and report.checked == 2 and sorted(report.changed) == sorted([first, second])
         record = await relay.delivery(first)
         status = record["remote_status"]
         assert (status["stage_id"], status["stage_name"], status["outcome"]) == ("200101", "New", "PENDING")
-        assert await status_callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http) == {"sent": 2}
+        assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http) == {"sent": 2}
         initial = receiver.events()
         assert sorted(e["data"]["delivery_id"] for e in initial) == sorted([first, second])
         assert all(e["type"] == "application.status_changed" and e["data"]["previous_status"] is None
@@ -110,21 +110,21 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
                       json={"id": first_app, "ats_application_phase_id": "200102"}).raise_for_status()
             http.post("ats/applications/move_to_phase",
                       json={"id": second_app, "ats_application_phase_id": "200105"}).raise_for_status()
-        too_soon = await status_sync.sync_once(runtime)
+        too_soon = await poll.sync_once(runtime)
         assert too_soon.checked == 0  # each application is checked once per interval
-        later = status_sync.interval_s() + 1 + time.time()
-        report = await status_sync.sync_once(runtime, now=later)
+        later = poll.interval_s() + 1 + time.time()
+        report = await poll.sync_once(runtime, now=later)
         assert report.checked == 2 and report.callbacks == 2
         assert (await relay.delivery(first))["remote_status"]["outcome"] == "DECLINED"
         hired = (await relay.delivery(second))["remote_status"]
         assert (hired["stage_name"], hired["outcome"]) == ("Hired", "HIRED")
 
         receiver.script = [503, 503]  # the origin is down for the first attempts
-        assert await status_callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later) == {
+        assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later) == {
             "retry_scheduled": 2}
-        due = await runtime.redis.zrange(status_callbacks.DUE, 0, -1, withscores=True)
+        due = await runtime.redis.zrange(callbacks.DUE, 0, -1, withscores=True)
         assert all(15 * 0.8 - 1 <= score - later <= 15 * 1.2 + 1 for _, score in due)  # the delivery schedule
-        sent = await status_callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later + 20)
+        sent = await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later + 20)
         assert sent == {"sent": 2}
         events = receiver.events()
         assert len(events) == 6
@@ -135,7 +135,7 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
         assert change["previous_status"]["outcome"] == "PENDING"
         assert change["application_id"] == first_app
 
-        unchanged = await status_sync.sync_once(runtime, now=later + 2 * status_sync.interval_s())
+        unchanged = await poll.sync_once(runtime, now=later + 2 * poll.interval_s())
         assert unchanged.checked == 2 and unchanged.changed == [] and unchanged.callbacks == 0
     finally:
         await runtime.close()
@@ -145,11 +145,11 @@ async def test_callback_urls_go_through_the_ssrf_guard(relay: Relay, factorial: 
     await deliver(relay, 3)
     runtime = sync_runtime(relay, factorial, "http://10.1.2.3/hooks", fetch_allow_http=True)
     try:
-        report = await status_sync.sync_once(runtime)
+        report = await poll.sync_once(runtime)
         assert report.callbacks == 1
-        assert await status_callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http) == {"failed": 1}
+        assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http) == {"failed": 1}
         [callback_key] = [k for k in await runtime.redis.keys("ar:cb:msg_*")]
-        callback = await status_callbacks.get(runtime.redis, callback_key.decode().removeprefix("ar:cb:"))
+        callback = await callbacks.get(runtime.redis, callback_key.decode().removeprefix("ar:cb:"))
         assert callback is not None and callback.status == "failed"
         assert "unsafe callback URL" in (callback.last_error or "")
     finally:

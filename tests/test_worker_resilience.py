@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from app.embedded_redis import EmbeddedRedis
+from app.redis.embedded import EmbeddedRedis
 from tests.harness import Emulator, Relay, connection_table
 
 
@@ -79,8 +79,8 @@ async def test_a_bug_in_a_run_keeps_the_job_instead_of_losing_the_delivery(
         make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception in the engine failed the arq job, which arq then dropped: the
     delivery stayed queued or delivering for ever (found by the chaos suite, a rename gone wrong)."""
-    from app import worker as worker_module
-    from app.engine import DeliveryEngine
+    from app.delivery import worker as worker_module
+    from app.delivery.engine import DeliveryEngine
 
     monkeypatch.setattr(worker_module, "CRASH_RETRY_S", 0.2)
     original, calls = DeliveryEngine._finish, 0

@@ -7,11 +7,11 @@ from typing import Any
 
 from litestar import Litestar
 
-from app import plugins
-from app.intake import Intake
+from app.core import plugins
+from app.intake.accept import Intake
 from app.runtime import Runtime
+from app.web.api.applications import api_router
 from app.web.problems import EXCEPTION_HANDLERS
-from app.web.routes import api_router
 
 
 def _max_body(runtime: Runtime) -> int:
@@ -24,13 +24,13 @@ def _max_body(runtime: Runtime) -> int:
 # Feature routers, each `module:function(runtime) -> Router`; one line per feature, so that
 # features (inbound, dashboard, operations, data protection) plug in without touching the rest.
 ROUTER_FACTORIES: list[str] = [
-    "app.web.actions:router",
-    "app.web.connections:router",
-    "app.web.files:router",
-    "app.web.inbound:router",
-    "app.web.deliveries_api:router",
-    "app.web.dashboard:router",
-    "app.web.privacy:router",
+    "app.web.api.actions:router",
+    "app.web.api.connections:router",
+    "app.web.api.files:router",
+    "app.web.api.inbound:router",
+    "app.web.api.deliveries:router",
+    "app.web.dashboard.views:router",
+    "app.web.api.privacy:router",
 ]
 
 

@@ -10,7 +10,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Validatio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.intake import IntakeError
+from app.intake.accept import IntakeError
 
 log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import plugins
+from app.core import plugins
 
 EMULATORS: dict[str, str] = {
     "factorial": "connectors.sandbox.factorial:create_app",

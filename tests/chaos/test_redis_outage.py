@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.embedded_redis import EmbeddedRedis
+from app.redis.embedded import EmbeddedRedis
 from tests.chaos.common import Tally, application, count_arrivals, status_counts, stuck_report, wait_delivered
 from tests.harness import Emulator, Relay, connection_table
 

@@ -1,0 +1,120 @@
+"""`applyrelay keys new | rotate`: the data keys that encrypt candidate data at rest.
+
+Rotation, step by step (docs/data-protection.md):
+  1. `applyrelay keys new` → put it first: APPLYRELAY_DATA_KEY=<new>,<old>; restart web and workers
+     (new writes now use <new>, reads still open <old> records);
+  2. `applyrelay keys rotate` → re-encrypts every stored payload, file and the index key under <new>;
+  3. drop <old> from APPLYRELAY_DATA_KEY; restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.delivery.store import PREFIX
+from app.privacy import audit
+from app.privacy.crypto import INDEX_KEY_KEY, AesGcmSealer, SealError, new_key
+
+# Replace a record only if nobody changed or deleted it since we read it (a worker may be storing
+# a fetched file, or a purge dropping it): compare-and-set, keeping any TTL.
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+SEALED_PATTERNS = (PREFIX + "p:*", PREFIX + "f:*")
+
+
+@dataclass
+class RotationReport:
+    resealed: int = 0
+    current: int = 0
+    changed_meanwhile: int = 0
+    unreadable: int = 0
+
+
+async def rotate(redis: Redis, sealer: AesGcmSealer, *, batch: int = 500) -> RotationReport:
+    """Re-encrypt every sealed record not yet under the first key."""
+    report = RotationReport()
+    swap = redis.register_script(_SWAP)
+
+    async def one(key: bytes) -> None:
+        blob = await redis.get(key)
+        if blob is None:
+            return
+        try:
+            if sealer.is_current(blob):
+                report.current += 1
+                return
+            fresh = sealer.seal(sealer.open(blob))
+        except SealError:
+            report.unreadable += 1
+            return
+        if await swap(keys=[key], args=[blob, fresh]):
+            report.resealed += 1
+        else:
+            report.changed_meanwhile += 1  # rewritten (under the new key) or deleted meanwhile
+
+    await one(INDEX_KEY_KEY.encode())
+    for pattern in SEALED_PATTERNS:
+        async for key in redis.scan_iter(match=pattern, count=batch):
+            await one(key)
+    return report
+
+
+def operator() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_new(_: argparse.Namespace) -> None:
+    print(f"APPLYRELAY_DATA_KEY={new_key()}")
+    print("# keep it secret (a secret manager, not the repository). To rotate: put the new key first,\n"
+          "# APPLYRELAY_DATA_KEY=<new>,<old>, restart, run `applyrelay keys rotate`, then drop <old>.",
+          file=sys.stderr)
+
+
+def cmd_rotate(_: argparse.Namespace) -> None:
+    from app.cli import _settings
+    from app.log import configure
+    from app.runtime import redis_client
+
+    configure(stream=sys.stderr)
+
+    settings = _settings()
+    sealer = AesGcmSealer(settings.data_keys)
+
+    async def main() -> RotationReport:
+        redis = redis_client(settings.redis_url)
+        try:
+            report = await rotate(redis, sealer)
+            await audit.record(redis, operator(), "rotate_keys", f"key:{sealer.current.hex()}", vars(report))
+            return report
+        finally:
+            await redis.aclose()
+
+    report = asyncio.run(main())
+    print(f"applyrelay: re-encrypted {report.resealed} records under key {sealer.current.hex()} "
+          f"({report.current} already were, {report.changed_meanwhile} changed meanwhile, "
+          f"{report.unreadable} unreadable)")
+    if report.unreadable:
+        sys.exit("applyrelay: some records are sealed with a key that is not in APPLYRELAY_DATA_KEY; "
+                 "add it back (after the new one) and run `applyrelay keys rotate` again")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    keys = sub.add_parser("keys", help="data keys: encryption of candidate data at rest")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    actions.add_parser("new", help="print a new APPLYRELAY_DATA_KEY").set_defaults(fn=cmd_new)
+    actions.add_parser("rotate", help="re-encrypt every stored record under the first key").set_defaults(
+        fn=cmd_rotate)

@@ -1,0 +1,462 @@
+"""The delivery engine: runs a connector's steps for one delivery and records what happened.
+
+It knows no ATS (connectors do) and no HTTP routes (the web layer does). One run:
+
+1. take the delivery's lease (one runner at a time, whatever the number of workers);
+2. ignore stale jobs (a job that is not the delivery's pending one, or a finished delivery);
+3. run the core steps in order, skipping checkpointed ones, storing each remote id at once;
+4. run the attachment and extra steps, each on its own: a failed file never blocks the rest;
+5. map the outcome to the retry policy: delivered, retry_scheduled (engine-scheduled run),
+   failed (dead letter), or paused (credentials refused: no attempt spent).
+
+A run that dies (kill -9) leaves the status `delivering`; arq re-runs the same job after its
+in-progress lease, and the checkpoints make the re-run resume instead of repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.config import Config, Connection
+from app.core.model import AttachmentRef, StoredApplication, stored_decoder
+from app.core.pii import personal_values, scrub
+from app.delivery.limits import ConnectionLimiter, Denied
+from app.delivery.record import (
+    MAX_ATTEMPT_LOG,
+    TERMINAL,
+    AttachmentState,
+    Attempt,
+    Delivery,
+    ErrorInfo,
+)
+from app.delivery.retry_policy import next_retry
+from app.delivery.store import DeliveryStore
+from app.privacy.crypto import SealError
+from connectors.base import (
+    AttachmentRejected,
+    AuthError,
+    Connector,
+    ConnectorError,
+    PermanentError,
+    Step,
+    StepContext,
+    TransientError,
+)
+
+log = structlog.get_logger("applyrelay.engine")
+
+MAX_CRASH_RERUNS = 5
+
+
+class ActionPayload(msgspec.Struct, omit_defaults=True):
+    """What an action delivery carries (add attachment, result link, move stage...)."""
+
+    action: str
+    params: dict[str, Any] = {}
+    attachments: list[AttachmentRef] = []
+
+
+action_encoder = msgspec.msgpack.Encoder()
+action_decoder = msgspec.msgpack.Decoder(ActionPayload)
+
+AttachmentLoader = Callable[[Delivery, AttachmentRef], Awaitable[bytes]]
+
+
+@dataclass
+class EngineDeps:
+    store: DeliveryStore
+    config: Config
+    connector_for: Callable[[str], Connector]
+    load_attachment: AttachmentLoader
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+    run_budget_s: float = 40.0
+    lease_s: float = 50.0
+    keep_files_after_delivery: bool = False
+    limiter: ConnectionLimiter | None = None  # per-connection concurrency / rate (app/limits.py)
+    file_links: Callable[[str, int, float], str] | None = None  # (delivery, index, expiry) → URL
+
+
+@dataclass
+class _RunState:
+    started: float
+    done_before: int = 0
+    step: str | None = None
+    personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
+    files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
+
+
+def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None) -> ErrorInfo:
+    if isinstance(exc, ConnectorError):
+        return ErrorInfo(kind=kind, message=exc.detail, step=step, http_status=exc.status, at=at)
+    return ErrorInfo(kind=kind, message=str(exc)[:500], step=step, at=at)
+
+
+FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
+
+
+async def file_count(store: DeliveryStore, delivery: Delivery) -> int:
+    """How many file keys a delivery may have (from its payload), plus slack: what a purge,
+    an erasure or the end of a delivery must delete."""
+    raw = await store.load_payload(delivery.id)
+    if raw is not None:
+        try:
+            return planned_file_count(action_decoder.decode(raw) if delivery.kind == "action"
+                                      else stored_decoder.decode(raw))
+        except msgspec.DecodeError:
+            pass
+    return FILE_SLACK
+
+
+def planned_file_count(payload: ActionPayload | StoredApplication) -> int:
+    """How many file keys the decoded payload of a delivery may have (see `file_count`)."""
+    if isinstance(payload, ActionPayload):
+        return len(payload.attachments) + FILE_SLACK
+    return len(payload.attachments) + sum(
+        1 for a in payload.screening_question_answers if isinstance(a.answer, AttachmentRef)) + FILE_SLACK
+
+
+def _trailing_crashes(delivery: Delivery) -> int:
+    count = 0
+    for attempt in reversed(delivery.attempts):
+        if attempt.outcome != "crash":
+            break
+        count += 1
+    return count
+
+
+def _record(delivery: Delivery, attempt: Attempt) -> None:
+    delivery.attempts.append(attempt)
+    if len(delivery.attempts) > MAX_ATTEMPT_LOG:
+        del delivery.attempts[: len(delivery.attempts) - MAX_ATTEMPT_LOG]
+
+
+class DeliveryEngine:
+    def __init__(self, deps: EngineDeps) -> None:
+        self.deps = deps
+
+    async def run(self, delivery_id: str, job_id: str | None = None, job_try: int = 1) -> str:
+        """Run one delivery; returns the resulting status (or why nothing ran)."""
+        store = self.deps.store
+        token, delivery = await store.acquire_and_get(delivery_id, self.deps.lease_s)
+        if token is None:
+            return "busy"
+        try:
+            if delivery is None:
+                return "missing"
+            if job_id is not None and job_id != delivery.job:
+                return "stale"  # superseded by a newer run (operator retry, resume), or finished
+            if delivery.status in TERMINAL:
+                return delivery.status
+            return await self._run(delivery, job_try)
+        finally:
+            await self._release(delivery_id, token)
+
+    async def _release(self, delivery_id: str, token: str) -> None:
+        """Give the lease back, briefly: this also runs when the run is cancelled (its deadline)
+        or Redis is away, and must not hold the job past arq's timeout; an unreleased lease
+        simply expires after `lease_s`."""
+        try:
+            async with asyncio.timeout(1.0):
+                await self.deps.store.release(delivery_id, token)
+        except (TimeoutError, OSError, RedisError) as exc:
+            log.warning("delivery.lease_not_released", delivery_id=delivery_id, error_type=type(exc).__name__)
+
+    # -- one run ------------------------------------------------------------------------------
+
+    async def _run(self, delivery: Delivery, job_try: int) -> str:
+        deps, now = self.deps, self.deps.clock()
+        previous = delivery.status
+        connection = deps.config.connections.get(delivery.connection_id)
+        if connection is None:
+            return await self._dead_letter(delivery, previous, ErrorInfo(
+                kind="permanent", message=f"connection {delivery.connection_id!r} is no longer configured", at=now))
+        paused = await deps.store.paused_reason(delivery.connection_id)
+        if paused:
+            delivery.status, delivery.job = "paused", None
+            delivery.last_error = ErrorInfo(kind="auth", message=f"connection paused: {paused}", at=now)
+            await deps.store.save(delivery, previous)
+            return "paused"
+        if previous == "delivering":  # the last run died without recording its end
+            _record(delivery, Attempt(number=delivery.runs, started_at=delivery.updated_at, finished_at=now,
+                                      outcome="crash", error="worker stopped during the run"))
+            # Counted from the delivery's own log, not arq's job_try, which also counts re-queues
+            # that were no crash (lease busy, Redis briefly away).
+            crashes = _trailing_crashes(delivery)
+            if crashes >= MAX_CRASH_RERUNS:
+                return await self._dead_letter(delivery, previous, ErrorInfo(
+                    kind="crash", message=f"the worker died {crashes} times in a row running this delivery",
+                    at=now))
+        if deps.limiter is None:
+            return await self._run_limited(delivery, previous, connection)
+        lease = await deps.limiter.acquire(connection)
+        if isinstance(lease, Denied):
+            return await self._defer(delivery, previous, lease)
+        try:
+            return await self._run_limited(delivery, previous, connection)
+        finally:
+            await deps.limiter.release(lease)
+
+    async def _defer(self, delivery: Delivery, previous: str, denied: Denied) -> str:
+        """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""
+        wait = denied.wait_s if denied.wait_s is not None else 0.25
+        run_at = self.deps.clock() + wait + self.deps.rng.uniform(0.05, 0.5)
+        delivery.status = "queued" if previous != "retry_scheduled" else previous
+        delivery.next_attempt_at = run_at
+        await self.deps.store.save(delivery, previous, run_at=run_at, run_seq=delivery.runs)
+        log.debug("delivery.deferred", delivery_id=delivery.id, connection=delivery.connection_id,
+                  reason="rate" if denied.wait_s is not None else "concurrency")
+        return "deferred"
+
+    async def _run_limited(self, delivery: Delivery, previous: str, connection: Connection) -> str:
+        deps, now = self.deps, self.deps.clock()
+        delivery.status = "delivering"
+        delivery.runs += 1
+        await deps.store.save(delivery, previous)
+        previous = "delivering"
+
+        connector = deps.connector_for(delivery.connection_id)
+        try:
+            steps, application, files = await self._plan(delivery, connector)
+        except (PermanentError, msgspec.DecodeError) as exc:
+            return await self._dead_letter(delivery, previous, _error_info("permanent", exc, now, "plan"))
+        except TransientError as exc:
+            delivery.failed_attempts += 1
+            return await self._retry_or_give_up(delivery, exc, _RunState(started=now, step="plan"), connection.retry,
+                                                delivery.failed_attempts)
+        self._track_attachments(delivery, steps)
+        ctx = StepContext(
+            application=application,
+            checkpoints=delivery.checkpoints,
+            load_attachment=lambda ref: deps.load_attachment(delivery, ref),
+            file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
+        )
+        run = _RunState(started=now, done_before=len(delivery.checkpoints), personal=personal_values(application),
+                        files=files)
+        try:
+            async with asyncio.timeout(deps.run_budget_s):
+                outcome = await self._run_steps(delivery, steps, ctx, run)
+        except TimeoutError:
+            outcome = "budget"
+        finally:
+            for warning in ctx.warnings:
+                delivery.add_warning(warning.code, scrub(warning.message, run.personal))
+        return await self._finish(delivery, outcome, run, connection.retry)
+
+    def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:
+        if self.deps.file_links is None:
+            return None
+        expires_at = self.deps.clock() + ttl_s
+        delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
+        return self.deps.file_links(delivery.id, ref.index, expires_at)
+
+    async def _plan(self, delivery: Delivery,
+                    connector: Connector) -> tuple[list[Step], StoredApplication | None, int]:
+        """(steps, the application or None for an action, how many file keys it may have)."""
+        try:
+            raw = await self.deps.store.load_payload(delivery.id)
+        except SealError as exc:  # a data key missing from the environment: fixable, so not permanent
+            raise TransientError(f"payload: {exc}") from None
+        if raw is None:
+            raise PermanentError("the stored payload is gone (purged or erased)")
+        if delivery.kind == "action":
+            payload = action_decoder.decode(raw)
+            return (connector.action_plan(payload.action, payload.params, payload.attachments), None,
+                    planned_file_count(payload))
+        application = stored_decoder.decode(raw)
+        return connector.plan(application), application, planned_file_count(application)
+
+    @staticmethod
+    def _track_attachments(delivery: Delivery, steps: list[Step]) -> None:
+        known = {a.step for a in delivery.attachments}
+        for step in steps:
+            if step.attachment is not None and step.name not in known:
+                ref = step.attachment
+                extension = ref.name.rsplit(".", 1)[-1][:8] if "." in ref.name else ""
+                delivery.attachments.append(AttachmentState(
+                    step=step.name, name_hint=f"{ref.type.lower()}.{extension}".rstrip("."), type=ref.type,
+                    size=ref.size, confirmed=step.name in delivery.checkpoints))
+
+    async def _run_steps(self, delivery: Delivery, steps: list[Step], ctx: StepContext, run: _RunState) -> Any:
+        """Core steps stop the run at the first failure; the others each fail on their own.
+        Returns "ok", an exception (core failure) or a list of (step, exception) for the rest."""
+        for step in (s for s in steps if s.core):
+            if step.name in delivery.checkpoints:
+                continue
+            error = await self._run_step(delivery, step, ctx, run)
+            if error is not None:
+                return error
+        failures: list[tuple[Step, BaseException]] = []
+        for step in (s for s in steps if not s.core):
+            if step.name in delivery.checkpoints:
+                continue
+            error = await self._run_step(delivery, step, ctx, run)
+            if error is not None:
+                if isinstance(error, AuthError):
+                    return error
+                failures.append((step, error))
+        return failures or "ok"
+
+    async def _run_step(self, delivery: Delivery, step: Step, ctx: StepContext, run: _RunState) -> BaseException | None:
+        deps = self.deps
+        run.step = step.name
+        started = deps.clock()
+        t0 = time.perf_counter()
+        try:
+            remote_id = await step.run(ctx)
+        except ConnectorError as exc:
+            exc.detail = scrub(exc.detail, run.personal)  # an ATS may echo what it was sent
+            self._log_step(delivery, step, exc, t0)
+            return exc
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # our own store is away, not the ATS: the worker re-runs the job, no attempt spent
+        except Exception as exc:  # a connector bug: keep it retryable, never let it kill the job
+            log.exception("delivery.step_crashed", delivery_id=delivery.id, step=step.name,
+                          error_type=type(exc).__name__)
+            return TransientError(f"internal error in step {step.name}: {type(exc).__name__}")
+        delivery.checkpoints[step.name] = str(remote_id)
+        for state in delivery.attachments:
+            if state.step == step.name:
+                state.confirmed, state.last_error = True, None
+        _record(delivery, Attempt(number=delivery.runs, started_at=started, finished_at=deps.clock(),
+                                  outcome="ok", step=step.name,
+                                  latency_ms=int((time.perf_counter() - t0) * 1000)))
+        await deps.store.save(delivery, "delivering")
+        links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
+        if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
+            await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
+        self._log_step(delivery, step, None, t0)
+        return None
+
+    def _log_step(self, delivery: Delivery, step: Step, error: BaseException | None, t0: float) -> None:
+        log.info(
+            "delivery.step",
+            delivery_id=delivery.id, connection=delivery.connection_id, connector=delivery.connector,
+            step=step.name, attempt=delivery.runs,
+            status="ok" if error is None else type(error).__name__,
+            http_status=getattr(error, "status", None),
+            latency_ms=int((time.perf_counter() - t0) * 1000),
+        )
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    async def _finish(self, delivery: Delivery, outcome: Any, run: _RunState, policy: Any) -> str:
+        deps, now = self.deps, self.deps.clock()
+        if outcome == "ok":
+            return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK)
+        if outcome == "budget" and len(delivery.checkpoints) == run.done_before:
+            # Not one step finished in a whole run: the ATS is too slow; a timeout, on the schedule.
+            outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
+        if outcome == "budget":
+            # Out of time for this run but progressing: continue at once, no attempt spent.
+            _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now,
+                                      outcome="transient", step=run.step, error="run budget used, continuing"))
+            delivery.status = "queued"
+            await deps.store.save(delivery, "delivering", run_at=now, run_seq=delivery.runs)
+            return "queued"
+        if isinstance(outcome, AuthError):
+            return await self._pause(delivery, outcome, run)
+        if isinstance(outcome, list):
+            return await self._attachments_failed(delivery, outcome, run, policy)
+        if isinstance(outcome, TransientError):
+            delivery.failed_attempts += 1
+            return await self._retry_or_give_up(delivery, outcome, run, policy, delivery.failed_attempts)
+        return await self._dead_letter(delivery, "delivering", _error_info("permanent", outcome, now, run.step),
+                                       run=run)
+
+    async def _delivered(self, delivery: Delivery, files: int) -> str:
+        now = self.deps.clock()
+        delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
+        delivery.delivered_at, delivery.last_error = now, None
+        _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
+        links_live = (delivery.keep_files_until or 0) > now
+        drop = 0
+        if not self.deps.keep_files_after_delivery and not links_live and not delivery.files_purged:
+            # The ATS holds the files now: deleted in the same transaction as the outcome.
+            drop = files
+            delivery.files_purged = True
+        await self.deps.store.save(delivery, "delivering", drop_files=drop)
+        log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,
+                 connector=delivery.connector, attempt=delivery.runs)
+        return "delivered"
+
+    async def _retry_or_give_up(self, delivery: Delivery, error: TransientError, run: _RunState, policy: Any,
+                                failures: int) -> str:
+        now = self.deps.clock()
+        decision = next_retry(policy, failures, error, self.deps.rng)
+        info = _error_info("transient", error, now, run.step)
+        if decision.delay_s is None:
+            info.kind, info.message = "exhausted", f"{decision.reason}; last error: {info.message}"
+            return await self._dead_letter(delivery, "delivering", info, run=run)
+        run_at = now + decision.delay_s
+        _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now,
+                                  outcome="transient", step=run.step, http_status=error.status,
+                                  error=info.message, next_attempt_at=run_at, retry_reason=decision.reason))
+        delivery.status, delivery.last_error, delivery.next_attempt_at = "retry_scheduled", info, run_at
+        await self.deps.store.save(delivery, "delivering", run_at=run_at, run_seq=delivery.runs)
+        log.info("delivery.retry_scheduled", delivery_id=delivery.id, connection=delivery.connection_id,
+                 connector=delivery.connector, step=run.step, attempt=delivery.runs,
+                 http_status=error.status, delay_s=round(decision.delay_s, 1), reason=decision.reason)
+        return "retry_scheduled"
+
+    async def _attachments_failed(self, delivery: Delivery, failures: list[tuple[Step, BaseException]],
+                                  run: _RunState, policy: Any) -> str:
+        """The candidate and application are in; some files (or extras) are not."""
+        now = self.deps.clock()
+        permanent = [(s, e) for s, e in failures if not isinstance(e, TransientError)]
+        for step, error in failures:
+            for state in delivery.attachments:
+                if state.step == step.name:
+                    state.failures += 1
+                    state.last_error = getattr(error, "detail", type(error).__name__)
+        if permanent:
+            step, error = permanent[0]
+            kind = "attachment" if isinstance(error, AttachmentRejected) or step.attachment else "permanent"
+            info = _error_info(kind, error, now, step.name)
+            delivery.add_warning("attachment_failed" if step.attachment else "step_failed",
+                                 f"{step.name}: {info.message}")
+            return await self._dead_letter(delivery, "delivering", info, run=run)
+        step, error = failures[0]
+        assert isinstance(error, TransientError)
+        delivery.attachment_failures += 1
+        run.step = step.name
+        return await self._retry_or_give_up(delivery, error, run, policy, delivery.attachment_failures)
+
+    async def _pause(self, delivery: Delivery, error: AuthError, run: _RunState) -> str:
+        now = self.deps.clock()
+        await self.deps.store.pause_connection(delivery.connection_id, error.detail)
+        info = _error_info("auth", error, now, run.step)
+        _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now, outcome="auth",
+                                  step=run.step, http_status=error.status, error=info.message))
+        delivery.status, delivery.job, delivery.last_error = "paused", None, info
+        await self.deps.store.save(delivery, "delivering")
+        log.warning("connection.paused", connection=delivery.connection_id, connector=delivery.connector,
+                    delivery_id=delivery.id, http_status=error.status)
+        return "paused"
+
+    async def _dead_letter(self, delivery: Delivery, previous: str, info: ErrorInfo,
+                           run: _RunState | None = None) -> str:
+        now = self.deps.clock()
+        _record(delivery, Attempt(number=delivery.runs, started_at=run.started if run else now, finished_at=now,
+                                  outcome="permanent", step=info.step, http_status=info.http_status,
+                                  error=info.message))
+        delivery.status, delivery.job, delivery.last_error, delivery.next_attempt_at = "failed", None, info, None
+        await self.deps.store.save(delivery, previous)
+        log.warning("delivery.dead_lettered", delivery_id=delivery.id, connection=delivery.connection_id,
+                    connector=delivery.connector, step=info.step, http_status=info.http_status, kind=info.kind)
+        return "failed"
+
+
+def checkpoints_view(delivery: Delivery) -> Mapping[str, str]:
+    return dict(delivery.checkpoints)

@@ -1,0 +1,435 @@
+"""Redis persistence of deliveries: one place that knows the key layout.
+
+Keys (prefix ``ar:``):
+    ar:d:<id>            Delivery state (msgpack, no PII)
+    ar:p:<id>            payload: StoredApplication or action payload (msgpack, sealed)
+    ar:f:<id>:<n>        attachment n's bytes (sealed)
+    ar:idem:<hash>       idempotency key → delivery id
+    ar:ix:all            every delivery, scored by creation time
+    ar:ix:st:<status>    deliveries per status, scored by last update
+    ar:ix:c:<conn> / ar:ix:k:<connector> / ar:ix:ch:<channel> / ar:ix:b:<board> / ar:ix:bid:<board app id>
+                         deliveries per connection, connector, origin channel, board and board
+                         application id, scored by creation time (they never change after intake)
+    ar:ix:cs:<conn>:<status>  deliveries per connection and status, scored by last update
+    ar:ix:names:<kind>   the connection / channel / board values seen (for filter menus)
+    ar:m:<metric>        metric counters (hashes), written in the same step as the change they count
+    ar:m:ts:<event>:<day> deliveries delivered / dead-lettered per 5 minutes (the dashboard's chart)
+    ar:bulk:<id>         a bulk retry's progress (hash)
+    ar:sess:<hash>       a dashboard session (hash)
+    ar:login-fail:<ip>   failed dashboard logins from one client (a counter, 5 minutes)
+    ar:lock:<id>         the lease of the worker running the delivery
+    ar:paused:<conn>     a connection paused on auth failure
+    ar:ix:email:<hmac>   a candidate's deliveries, by keyed hash of the address (app/erasure.py)
+    ar:erased:<hmac>     erasure tombstone (hash: when, how many); ar:keys:index the sealed index key
+and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
+the state change that needs a run, so "stored" and "enqueued" can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from app.delivery import queue
+from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
+from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
+
+PREFIX = "ar:"
+IX_ALL = PREFIX + "ix:all"
+DEFAULT_RETENTION_S = 30 * 24 * 3600
+
+# Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
+# files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
+# with a TTL that the script lifts once the delivery is stored: one round trip, and a transaction
+# whose script failed (NOSCRIPT, an error) leaves no file behind for good. A duplicate deletes
+# them; the same transaction sent again (redis-py retries it after a timed-out reply) finds its
+# own id under the key and answers "created" again, files kept.
+# KEYS: 1 idempotency, 2 state, 3 payload, 4 arq job, 5 arq queue, 6 ix:all, 7 status index,
+#       8 wake list, 9-11 names (connection, channel, board), 12 accepted metric, 13 marker key,
+#       then the files, the sorted-set indexes, the set indexes.
+# ARGV: 1 id, 2 idempotency ttl, 3 state, 4 state if the marker key exists, 5 payload, 6 job body,
+#       7 job ttl ms, 8 now ms, 9 created_at, 10 job id, 11-13 counts (files, zset ix, set ix),
+#       14-16 names, 17 metric field.
+_CREATE = """
+local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local existing = redis.call('GET', KEYS[1])
+if existing == ARGV[1] then
+  for i = 1, nfiles do redis.call('PERSIST', KEYS[13 + i]) end
+  return {1, ARGV[1], redis.call('GET', KEYS[2]) == ARGV[4] and 1 or 0}
+end
+if existing then
+  for i = 1, nfiles do redis.call('DEL', KEYS[13 + i]) end
+  return {0, existing, 0}
+end
+for i = 1, nfiles do redis.call('PERSIST', KEYS[13 + i]) end
+local marked = 0
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[13]) == 1 then marked = 1 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], marked == 1 and ARGV[4] or ARGV[3])
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('PSETEX', KEYS[4], ARGV[7], ARGV[6])
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[10])
+redis.call('ZADD', KEYS[6], ARGV[9], ARGV[1])
+redis.call('ZADD', KEYS[7], ARGV[9], ARGV[1])
+redis.call('LPUSH', KEYS[8], '1')
+redis.call('LTRIM', KEYS[8], 0, 63)
+for i = 1, 3 do
+  if ARGV[13 + i] ~= '' then redis.call('SADD', KEYS[8 + i], ARGV[13 + i]) end
+end
+redis.call('HINCRBY', KEYS[12], ARGV[17], 1)
+for i = 1, nzix do redis.call('ZADD', KEYS[13 + nfiles + i], ARGV[9], ARGV[1]) end
+for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) end
+return {1, ARGV[1], marked}
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Sealer(Protocol):
+    """Encrypts what is stored about a candidate (payload and files). See app/crypto.py."""
+
+    def seal(self, data: bytes) -> bytes: ...
+    def open(self, data: bytes) -> bytes: ...
+
+
+class PlainSealer:
+    """No encryption: for tests of the store alone, never for a relay (see app/runtime.py)."""
+
+    def seal(self, data: bytes) -> bytes:
+        return data
+
+    def open(self, data: bytes) -> bytes:
+        return data
+
+
+class NoSealer:
+    """The default: a store built without a sealer may read and write delivery states, but never
+    candidate data — neither storing it in clear nor handing back sealed bytes as if they were it."""
+
+    def seal(self, data: bytes) -> bytes:
+        raise RuntimeError("this DeliveryStore has no sealer: candidate data is stored encrypted; "
+                           "pass sealer=runtime.sealer (tests: relay.store)")
+
+    def open(self, data: bytes) -> bytes:
+        return self.seal(data)
+
+
+def state_key(delivery_id: str) -> str:
+    return f"{PREFIX}d:{delivery_id}"
+
+
+def payload_key(delivery_id: str) -> str:
+    return f"{PREFIX}p:{delivery_id}"
+
+
+def file_key(delivery_id: str, index: int) -> str:
+    return f"{PREFIX}f:{delivery_id}:{index}"
+
+
+def status_index(status: str) -> str:
+    return f"{PREFIX}ix:st:{status}"
+
+
+# -- secondary indexes, metrics, bulk jobs and sessions (the dashboard's keys) ------------------
+
+SEP = "\x1f"  # joins label values in metric hash fields (never in an id or a name)
+LATENCY_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
+INDEX_KINDS = ("connection", "connector", "channel", "board", "board_application_id")
+_INDEX_CODES = {"connection": "c", "connector": "k", "channel": "ch", "board": "b", "board_application_id": "bid"}
+
+
+def index_key(kind: str, value: str) -> str:
+    """Deliveries with this connection / connector / channel / board / board application id,
+    scored by creation time."""
+    return f"{PREFIX}ix:{_INDEX_CODES[kind]}:{value}"
+
+
+def connection_status_index(connection_id: str, status: str) -> str:
+    return f"{PREFIX}ix:cs:{connection_id}:{status}"
+
+
+def names_key(kind: str) -> str:
+    return f"{PREFIX}ix:names:{kind}"
+
+
+def metric_key(name: str) -> str:
+    return f"{PREFIX}m:{name}"
+
+
+def bulk_key(bulk_id: str) -> str:
+    return f"{PREFIX}bulk:{bulk_id}"
+
+
+def session_key(session_hash: str) -> str:
+    return f"{PREFIX}sess:{session_hash}"
+
+
+def login_failures_key(client: str) -> str:
+    return f"{PREFIX}login-fail:{client}"
+
+
+def query_cache_key(digest: str) -> str:
+    return f"{PREFIX}q:{digest}"
+
+
+SERIES_STEP_S = 300  # the chart's finest bucket
+SERIES_KEEP_DAYS = 8
+
+
+def series_key(event: str, day: int) -> str:
+    """Per-day hash: 5-minute bucket start (epoch s) → how many deliveries reached `event` then."""
+    return f"{PREFIX}m:ts:{event}:{day}"
+
+
+def _count_event(pipe: Any, event: str, at: float) -> None:
+    key = series_key(event, int(at // 86400))
+    pipe.hincrby(key, str(int(at // SERIES_STEP_S) * SERIES_STEP_S), 1)
+    pipe.expire(key, SERIES_KEEP_DAYS * 86400)
+
+
+def latency_bucket(seconds: float) -> str:
+    for le in LATENCY_BUCKETS_S:
+        if seconds <= le:
+            return repr(float(le))
+    return "+Inf"
+
+
+def _index_values(delivery: Delivery) -> list[tuple[str, str]]:
+    values = {"connection": delivery.connection_id, "connector": delivery.connector, "channel": delivery.channel,
+              "board": delivery.board, "board_application_id": delivery.board_application_id}
+    return [(kind, value) for kind, value in values.items() if value]
+
+
+def secondary_index_keys(delivery: Delivery) -> list[str]:
+    """Every list index a delivery can be in (for whoever deletes a delivery for good)."""
+    return [IX_ALL, *(status_index(s) for s in STATUSES),
+            *(connection_status_index(delivery.connection_id, s) for s in STATUSES),
+            *(index_key(kind, value) for kind, value in _index_values(delivery))]
+
+
+def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> None:
+    """Count what a status change means for the metrics, in the same transaction as the change."""
+    if previous == delivery.status:
+        return
+    labels = SEP.join((delivery.connection_id, delivery.connector))
+    if delivery.status == "delivered":
+        pipe.hincrby(metric_key("delivered"), labels, 1)
+        latency = max((delivery.delivered_at or delivery.updated_at) - delivery.created_at, 0.0)
+        pipe.hincrby(metric_key("latency"), SEP.join((delivery.connector, latency_bucket(latency))), 1)
+        pipe.hincrbyfloat(metric_key("latency"), SEP.join((delivery.connector, "sum")), latency)
+        _count_event(pipe, "delivered", delivery.updated_at)
+    elif delivery.status == "failed":
+        pipe.hincrby(metric_key("failed"), labels, 1)
+        _count_event(pipe, "failed", delivery.updated_at)
+    elif delivery.status == "retry_scheduled":
+        code = delivery.last_error.http_status if delivery.last_error else None
+        pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, str(code or "none"))), 1)
+    elif delivery.status == "queued" and previous in ("failed", "paused", "retry_scheduled", "delivered"):
+        pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, "manual")), 1)
+
+
+def _lease_key(delivery_id: str) -> str:
+    return f"{PREFIX}lock:{delivery_id}"
+
+
+def new_delivery_id() -> str:
+    return "dlv_" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    created: bool
+    delivery_id: str
+    marked: bool = False  # the `marked_by` key existed: the marked state was stored
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis, sealer: Sealer | None = None,
+                 retention_s: int = DEFAULT_RETENTION_S) -> None:
+        self.redis = redis
+        self.sealer: Sealer = sealer or NoSealer()
+        self.retention_s = retention_s
+        self._create = redis.register_script(_CREATE)
+        self._unlock = redis.register_script(_UNLOCK)
+        self._batches = BatchRunner(redis)
+
+    # -- intake -------------------------------------------------------------------------------
+
+    async def create(self, delivery: Delivery, payload: bytes, files: Sequence[bytes],
+                     idempotency_hash: str, index_sets: Sequence[str] = (),
+                     marked_by: tuple[str, Delivery] | None = None) -> CreateResult:
+        """Store a new delivery and enqueue its first run, unless the idempotency key is known:
+        one transaction, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
+        email index) get the new id. `marked_by` = (key, state): if that key exists when the
+        script runs, `state` is stored instead of `delivery` (intake's erasure tombstone, checked
+        in the same atomic step as the write)."""
+        job_id = queue.job_id(delivery.id, 0)
+        delivery.job = job_id
+        now_ms = int(time.time() * 1000)
+        indexes = [index_key(kind, value) for kind, value in _index_values(delivery)]
+        indexes.append(connection_status_index(delivery.connection_id, delivery.status))
+        marker_key, marked_state = marked_by if marked_by else (f"{PREFIX}none", None)
+        if marked_state is not None:
+            marked_state.job = job_id
+        keys = [
+            f"{PREFIX}idem:{idempotency_hash}", state_key(delivery.id), payload_key(delivery.id),
+            queue.job_key(job_id), queue.QUEUE_NAME, IX_ALL, status_index(delivery.status), queue.WAKE_KEY,
+            names_key("connection"), names_key("channel"), names_key("board"), metric_key("accepted"), marker_key,
+            *(file_key(delivery.id, i) for i in range(len(files))), *indexes, *index_sets,
+        ]
+        args: list[Any] = [
+            delivery.id, self.retention_s, delivery_encoder.encode(delivery),
+            delivery_encoder.encode(marked_state) if marked_state is not None else b"", self.sealer.seal(payload),
+            queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
+            len(files), len(indexes), len(index_sets), delivery.connection_id, delivery.channel, delivery.board or "",
+            SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
+        ]
+        blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+        created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
+        return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id,
+                            bool(marked))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        raw = await self.redis.get(state_key(delivery_id))
+        return delivery_decoder.decode(raw) if raw else None
+
+    async def get_many(self, ids: Sequence[str]) -> list[Delivery]:
+        if not ids:
+            return []
+        raws = await self.redis.mget([state_key(i) for i in ids])
+        return [delivery_decoder.decode(r) for r in raws if r]
+
+    async def load_payload(self, delivery_id: str) -> bytes | None:
+        raw = await self.redis.get(payload_key(delivery_id))
+        return self.sealer.open(raw) if raw else None
+
+    async def load_file(self, delivery_id: str, index: int) -> bytes | None:
+        raw = await self.redis.get(file_key(delivery_id, index))
+        return self.sealer.open(raw) if raw else None
+
+    async def store_file(self, delivery_id: str, index: int, data: bytes) -> None:
+        await self.redis.set(file_key(delivery_id, index), self.sealer.seal(data))
+
+    async def list_ids(self, status: str | None = None, *, offset: int = 0, count: int = 50,
+                       newest_first: bool = True) -> list[str]:
+        key = status_index(status) if status else IX_ALL
+        fn = self.redis.zrevrange if newest_first else self.redis.zrange
+        return [i.decode() for i in await fn(key, offset, offset + count - 1)]
+
+    async def counts(self) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for status in STATUSES:
+            pipe.zcard(status_index(status))
+        return dict(zip(STATUSES, await pipe.execute(), strict=True))
+
+    # -- state changes ------------------------------------------------------------------------
+
+    async def save(self, delivery: Delivery, previous_status: str | None, *,
+                   run_at: float | None = None, run_seq: int | None = None,
+                   extra_files: dict[int, bytes] | None = None, drop_files: int = 0) -> None:
+        """Write the state, move it between status indexes, and (with `run_at`) enqueue its next
+        run, in one atomic call; also store `extra_files` and delete the first `drop_files` files."""
+        delivery.updated_at = time.time()
+        delivery.version += 1
+        jid = None
+        if run_at is not None:
+            jid = queue.job_id(delivery.id, f"{run_seq if run_seq is not None else delivery.runs}-{delivery.version}")
+            delivery.job = jid
+        state = delivery_encoder.encode(delivery)
+        moved = previous_status != delivery.status
+        if not moved and jid is None and not extra_files and not drop_files:
+            # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
+            # write. Most saves of a delivery are these, one per ATS step.
+            await self.redis.set(state_key(delivery.id), state)
+            return
+        batch = CommandBatch()  # one atomic call (app/redis_batch.py): state and job first
+        batch.set(state_key(delivery.id), state)
+        if jid is not None and run_at is not None:
+            queue.add_to_pipeline(batch, delivery.id, jid, run_at)
+        if moved:
+            if previous_status:
+                batch.zrem(status_index(previous_status), delivery.id)
+            batch.zadd(status_index(delivery.status), {delivery.id: delivery.updated_at})
+            for status in STATUSES:  # per-connection status sets: self-healing, whatever `previous_status` says
+                if status != delivery.status:
+                    batch.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
+            batch.zadd(connection_status_index(delivery.connection_id, delivery.status),
+                       {delivery.id: delivery.updated_at})
+            _transition_metrics(batch, delivery, previous_status)
+        if drop_files:
+            batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
+        blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
+        await self._batches.execute(batch, blobs)
+
+    async def purge(self, delivery: Delivery, file_count: int) -> None:
+        """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts)."""
+        keys = [payload_key(delivery.id), *(file_key(delivery.id, i) for i in range(file_count))]
+        delivery.payload_purged = delivery.files_purged = True
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
+        await pipe.execute()
+
+    async def unindex(self, delivery: Delivery) -> None:
+        """Take a delivery out of every list index (a retention or erasure job deleting it)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for key in secondary_index_keys(delivery):
+            pipe.zrem(key, delivery.id)
+        await pipe.execute()
+
+    async def drop_file(self, delivery_id: str, index: int) -> None:
+        """One file's bytes, once the ATS confirmed it (retention: nothing kept longer than needed)."""
+        await self.redis.delete(file_key(delivery_id, index))
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def acquire(self, delivery_id: str, ttl_s: float) -> str | None:
+        token = uuid.uuid4().hex
+        ok = await self.redis.set(_lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
+        return token if ok else None
+
+    async def acquire_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
+        """Take the lease and read the state in one round trip: (lease token or None, delivery).
+        Without the lease the state is not decoded (someone else is running it)."""
+        token = uuid.uuid4().hex
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(_lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
+        pipe.get(state_key(delivery_id))
+        ok, raw = await pipe.execute()
+        if not ok:
+            return None, None
+        return token, delivery_decoder.decode(raw) if raw else None
+
+    async def release(self, delivery_id: str, token: str) -> None:
+        await self._unlock(keys=[_lease_key(delivery_id)], args=[token])
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def pause_connection(self, connection_id: str, reason: str) -> None:
+        await self.redis.set(f"{PREFIX}paused:{connection_id}", reason.encode())
+
+    async def paused_reason(self, connection_id: str) -> str | None:
+        raw = await self.redis.get(f"{PREFIX}paused:{connection_id}")
+        return raw.decode() if raw else None
+
+    async def resume_connection(self, connection_id: str) -> int:
+        """Lift the pause and re-enqueue the connection's paused deliveries; returns how many."""
+        await self.redis.delete(f"{PREFIX}paused:{connection_id}")
+        resumed = 0
+        for delivery in await self.get_many(await self.list_ids("paused", count=100_000)):
+            if delivery.connection_id == connection_id and delivery.status == "paused":
+                delivery.status = "queued"
+                delivery.next_attempt_at = time.time()
+                await self.save(delivery, "paused", run_at=time.time(), run_seq=delivery.runs + 1)
+                resumed += 1
+        return resumed

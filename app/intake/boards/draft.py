@@ -1,0 +1,351 @@
+"""What the inbound formats share: per-connection secrets, building a validated canonical
+application from board data, job selection and checks, and mapping a board's screening questions
+onto the ATS's.
+
+Connection settings used here (flat keys in the connection's TOML table):
+    <route>_secret_env / form_token_env   the *name* of the variable holding the secret(s)
+    inbound_job_check = true               ask the ATS whether the job exists and is open (404/410)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from app.config import Connection
+from app.core import files
+from app.core.model import ApplicationIn
+from app.intake import accept
+from app.intake.accept import FieldError, IntakeError
+from connectors.base import ConnectorError, Warning_
+
+ATS_READ_TIMEOUT_S = 2.0
+_PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
+EXTENSIONS = {
+    "application/pdf": ".pdf", "application/msword": ".doc", files.DOCX: ".docx", files.ODT: ".odt",
+    "application/rtf": ".rtf", "text/plain": ".txt", "image/png": ".png", "image/jpeg": ".jpg",
+    "image/gif": ".gif", "image/tiff": ".tif",
+}
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+def configured_secrets(connection: Connection, setting: str, *, several: bool) -> list[str]:
+    """The secret(s) for an inbound route: the environment variable named by `setting`.
+    Empty when the setting or the variable is missing: the route then answers 404, never
+    accepts unsigned. `several`: comma-separated values, for key rotation."""
+    name = connection.settings.get(setting)
+    if not isinstance(name, str) or not name:
+        return []
+    value = os.environ.get(name, "")
+    if not several:
+        return [value] if value else []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def not_configured(route: str) -> IntakeError:
+    return IntakeError(404, "Not found", f"no {route} intake is configured for this connection")
+
+
+def matches_any(presented: str, secrets: Sequence[str]) -> bool:
+    """Constant-time comparison against every configured secret (no early exit)."""
+    results = [hmac.compare_digest(presented.encode(), s.encode()) for s in secrets]
+    return any(results)
+
+
+# -- people -------------------------------------------------------------------------------------
+
+
+def split_name(full: str) -> tuple[str, str]:
+    """First word is the first name, the rest the last name ("Ana van der Berg" → "Ana",
+    "van der Berg"); a single word fills both (the canonical model needs two non-empty names)."""
+    words = full.split()
+    if not words:
+        return "", ""
+    if len(words) == 1:
+        return words[0], words[0]
+    return words[0], " ".join(words[1:])
+
+
+def clean_phone(phone: str | None, notes: list[Warning_], where: str) -> str | None:
+    """A phone the canonical model cannot hold (letters, "ext.") is dropped with a warning rather
+    than refusing the application over it."""
+    if phone is None or not phone.strip():
+        return None
+    phone = phone.strip()
+    if _PHONE_RE.match(phone):
+        return phone
+    notes.append(Warning_("phone_dropped", f"{where}: not a phone number the ATS can take; not sent"))
+    return None
+
+
+def normalise_text(text: str) -> str:
+    """Question texts compared loosely: case, accents, punctuation and spacing ignored."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w]+", " ", stripped).split())
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "on", "yes", "y")
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileValue:
+    """A file already decoded to bytes (name kept exactly as the sender wrote it)."""
+
+    name: str | None
+    content_type: str | None
+    data: bytes
+
+
+def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
+    """The sender's name, or `<stem><extension of the real type>` when it gave none."""
+    if value.name and value.name.strip():
+        return value.name
+    try:
+        actual = files.sniff(value.data)
+    except files.FileRejected as exc:
+        raise IntakeError.invalid(field_path, str(exc)) from None
+    return default_stem + EXTENSIONS.get(actual, "")
+
+
+def check_file_size(length: int, connection: Connection, field_path: str) -> None:
+    if length > connection.limits.max_file_bytes:
+        raise IntakeError.invalid(field_path, f"file larger than {connection.limits.max_file_bytes} bytes", 413)
+
+
+# -- building the canonical application ---------------------------------------------------------
+
+
+@dataclass
+class Draft:
+    """An application being assembled from a board's fields, validated in one go by `build`.
+
+    `field_names` maps canonical paths to the board's own (``candidate.email_address`` →
+    ``applicant.email``) so that a refusal names the field the sender wrote."""
+
+    connection_id: str
+    job_id: str
+    candidate: dict[str, Any]
+    field_names: Mapping[str, str]
+    answers: list[tuple[str, Any]] = field(default_factory=list)
+    attachments: list[tuple[str, str, str | None, bytes]] = field(default_factory=list)  # name, type, ctype, data
+    source: dict[str, Any] | None = None
+    gdpr_consent: dict[str, Any] | None = None
+    board_fields: dict[str, str] = field(default_factory=dict)  # canonical path → the board's field
+
+    def add_attachment(self, name: str, kind: str, content_type: str | None, data: bytes, board_field: str) -> None:
+        self.board_fields[f"attachments[{len(self.attachments)}]"] = board_field
+        self.attachments.append((name, kind, content_type, data))
+
+    def add_answer(self, question_id: str, value: Any, board_field: str) -> None:
+        self.board_fields[f"screening_question_answers[{len(self.answers)}]"] = board_field
+        self.answers.append((question_id, value))
+
+    def rename(self, exc: IntakeError) -> IntakeError:
+        """An intake refusal, with the fields named as the sender wrote them."""
+        names = {**self.field_names, **self.board_fields}
+        errors = [FieldError(_board_path(e.field, names), e.message) for e in exc.errors]
+        head, sep, rest = exc.detail.partition(": ")
+        detail = f"{_board_path(head, names)}{sep}{rest}" if sep else exc.detail
+        return IntakeError(exc.status, exc.title, detail, errors)
+
+    def build(self) -> ApplicationIn:
+        blobs: list[bytes] = []
+        answers = []
+        for question_id, value in self.answers:
+            if isinstance(value, FileValue):
+                blobs.append(value.data)
+                value = {"name": value.name or "file", "content_type": value.content_type, "data": ""}
+            answers.append({"question_id": question_id, "answer": value})
+        attachments = []
+        for name, kind, content_type, _data in self.attachments:
+            attachments.append({"name": name, "type": kind, "content_type": content_type, "data": ""})
+        raw: dict[str, Any] = {
+            "connection_id": self.connection_id, "candidate": self.candidate,
+            "application": {"job_id": self.job_id}, "screening_question_answers": answers,
+            "attachments": attachments,
+        }
+        if self.source:
+            raw["source"] = self.source
+        if self.gdpr_consent:
+            raw["gdpr_consent"] = self.gdpr_consent
+        raw = _drop_none(raw)
+        app = convert_application(raw, self.field_names)
+        # Bytes are attached after validation: the schema describes base64 text, intake takes both.
+        files_iter = iter(blobs)
+        for answer in app.screening_question_answers:
+            if isinstance(answer.answer, msgspec.Struct):
+                answer.answer.data = next(files_iter)  # type: ignore[attr-defined]
+        for attachment, (_, _, _, data) in zip(app.attachments, self.attachments, strict=True):
+            attachment.data = data  # type: ignore[assignment]
+        return app
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def convert_application(raw: Any, field_names: Mapping[str, str] | None = None) -> ApplicationIn:
+    """Validate a built-in structure as the canonical application; errors name the field (as
+    the board wrote it, with `field_names`)."""
+    try:
+        return accept.convert_application(raw)
+    except IntakeError as exc:
+        if not field_names or not exc.errors:
+            raise
+        first = exc.errors[0]
+        raise IntakeError.invalid(_board_path(first.field, field_names), first.message) from None
+
+
+def _board_path(path: str, names: Mapping[str, str]) -> str:
+    for canonical, board in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        if path == canonical or path.startswith(canonical + ".") or path.startswith(canonical + "["):
+            return board + path[len(canonical):]
+    return path
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+JOB_OPEN_CACHE_S = 60.0
+_open_jobs: dict[tuple[str, str, str], float] = {}
+
+
+async def check_job(connector: Any, connection: Connection, job_id: str, field_path: str) -> None:
+    """404 for a job the ATS does not have, 410 for a closed one — when the ATS answers within
+    2 s; otherwise the application is accepted and the delivery finds out (never lose one to a
+    slow ATS). An open job is remembered for a minute (one ATS read per job, not per
+    application); missing and closed ones are asked again. Off with `inbound_job_check = false`."""
+    if connection.settings.get("inbound_job_check", True) is False:
+        return
+    key = (connection.base_url, connection.id, job_id)
+    now = time.monotonic()
+    if _open_jobs.get(key, 0.0) > now:
+        return
+    try:
+        async with asyncio.timeout(ATS_READ_TIMEOUT_S):
+            status = await connector.job_status(job_id)
+    except (TimeoutError, ConnectorError):
+        return
+    if status == "open":
+        if len(_open_jobs) > 10_000:
+            _open_jobs.clear()
+        _open_jobs[key] = now + JOB_OPEN_CACHE_S
+    if status == "missing":
+        raise IntakeError(404, "Unknown job", f"{field_path}: the job does not exist in the ATS",
+                          [FieldError(field_path, "unknown job")])
+    if status == "closed":
+        raise IntakeError(410, "Job closed", f"{field_path}: the job no longer takes applications",
+                          [FieldError(field_path, "job closed")])
+
+
+# -- screening questions ------------------------------------------------------------------------
+
+
+@dataclass
+class BoardAnswer:
+    """One answer as a board sent it: its question id and text, and the value — text, an option
+    (value, label), several options, or a file."""
+
+    path: str
+    board_id: str | None
+    text: str | None
+    value: str | bool | int | float | tuple[str, str] | list[tuple[str, str]] | FileValue
+
+
+QuestionsFn = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+class QuestionMapper:
+    """Board question → ATS question: the connection's explicit mapping first, then the ATS
+    question with the same id, then the one whose text matches (normalised). The job's questions
+    are read once, only when needed, within 2 s."""
+
+    def __init__(self, explicit: Mapping[str, Any], fetch: QuestionsFn, board: str) -> None:
+        self.explicit = {str(k): str(v) for k, v in explicit.items()} if isinstance(explicit, Mapping) else {}
+        self.fetch = fetch
+        self.board = board
+        self._questions: list[dict[str, Any]] | None = None
+
+    async def questions(self) -> list[dict[str, Any]]:
+        if self._questions is None:
+            try:
+                async with asyncio.timeout(ATS_READ_TIMEOUT_S):
+                    self._questions = list(await self.fetch())
+            except (TimeoutError, ConnectorError):
+                self._questions = []
+        return self._questions
+
+    async def target(self, answer: BoardAnswer) -> tuple[str | None, dict[str, Any] | None]:
+        questions = await self.questions()
+        by_id = {str(q.get("id")): q for q in questions}
+        if answer.board_id is not None and answer.board_id in self.explicit:
+            qid = self.explicit[answer.board_id]
+            return qid, by_id.get(qid)
+        if answer.board_id is not None and answer.board_id in by_id:
+            return answer.board_id, by_id[answer.board_id]
+        if answer.text:
+            wanted = normalise_text(answer.text)
+            for question in questions:
+                if wanted and normalise_text(str(question.get("label") or "")) == wanted:
+                    return str(question["id"]), question
+        return None, None
+
+    async def map(self, answers: Sequence[BoardAnswer], notes: list[Warning_]) -> list[tuple[str, Any, str]]:
+        """(ATS question id, value, the board's field path) for every answer that maps."""
+        mapped: list[tuple[str, Any, str]] = []
+        seen: set[str] = set()
+        for answer in answers:
+            qid, question = await self.target(answer)
+            label = answer.board_id or answer.path
+            if qid is None:
+                notes.append(Warning_("answer_unmapped",
+                                      f"{self.board} question {label[:100]} matches no question of the job; not sent"))
+                continue
+            if qid in seen:
+                continue
+            seen.add(qid)
+            mapped.append((qid, option_value(answer.value, question), answer.path))
+        return mapped
+
+
+def option_value(value: Any, question: Mapping[str, Any] | None) -> Any:
+    """An option answer as the ATS's option id: matched by id, by the board's value, or by label
+    (normalised); the board's label when nothing matches (the connector reports it)."""
+    options = list((question or {}).get("options") or [])
+
+    def one(choice: tuple[str, str]) -> str:
+        board_value, board_label = choice
+        for option in options:
+            if str(option.get("id")) in (board_value, board_label):
+                return str(option["id"])
+        wanted = normalise_text(board_label)
+        for option in options:
+            if normalise_text(str(option.get("label") or "")) == wanted:
+                return str(option["id"])
+        return board_label or board_value
+
+    if isinstance(value, tuple):
+        return one(value)
+    if isinstance(value, list):
+        return [one(v) if isinstance(v, tuple) else str(v) for v in value]
+    return value

@@ -1,0 +1,256 @@
+"""Career-site forms: `multipart/form-data` in the conventions hand-built career forms and form
+tools use (Greenhouse/Lever style; shared/inbound.md §4), parsed as a stream.
+
+    first_name, last_name (or name), email, phone     the candidate
+    resume, cover_letter                               file parts (cover_letter may also be text)
+    attachments / attachments[]                        more files (type OTHER)
+    question_<id>, question_<id>[]                     answers by ATS question id; [] = several options;
+                                                       a file part named question_<id> is a file answer
+    source, gdpr_consent                               optional
+    form_token                                         the per-form token, if not sent as X-Form-Token
+
+Connection settings:
+    form_token_env = "ACME_FORM_TOKENS"     # token(s), comma-separated; unset → the route answers 404
+    form_thank_you_url = "https://..."      # where a browser is sent (303) once the application is stored
+    form_honeypot_field = "website"         # a field humans never fill (hidden by CSS)
+    form_rate_limit = 10                    # posts per client IP per window
+    form_rate_window_s = 60
+    form_trusted_proxy_hops = 0             # proxies in front of the relay (X-Forwarded-For)
+    form_source_name = "Career site"        # the source written when the form sends none
+
+Streaming: parts are parsed as the body arrives (python-multipart's push parser); each file is
+collected once, limits checked as bytes arrive, so a 20 MB CV costs about its own size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from python_multipart.exceptions import FormParserError, MultipartParseError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+
+from app.config import Connection
+from app.intake.accept import IntakeError
+from app.intake.boards.draft import Draft, FileValue, check_file_size, split_name, truthy
+
+MAX_FIELD_BYTES = 100_000  # one text field (an answer may be 20,000 characters of any script)
+MAX_FIELDS_BYTES = 1_000_000  # all text fields together
+MAX_PARTS = 300
+TOKEN_FIELD = "form_token"  # noqa: S105 - a field name, not a secret
+TOKEN_HEADER = "x-form-token"  # noqa: S105
+_PARAM = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+_QUESTION = re.compile(r"^question_(.+?)(\[\])?$")
+
+
+@dataclass
+class Part:
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class ParsedForm:
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, list[Part]] = field(default_factory=dict)
+
+    def value(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+
+def disposition(value: str) -> tuple[str | None, str | None]:
+    """(name, filename) of a part. Browsers send UTF-8 names raw, with `"`, CR and LF
+    percent-encoded (HTML's multipart rules); `filename*` (RFC 5987) is honoured too."""
+    params: dict[str, str] = {}
+    for match in _PARAM.finditer(value):
+        key, raw = match.group(1).lower(), match.group(2).strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = raw[1:-1].replace('\\"', '"')
+        params[key] = raw
+    name, filename = params.get("name"), params.get("filename")
+    if "filename*" in params and "''" in params["filename*"]:
+        filename = unquote(params["filename*"].split("''", 1)[1], errors="strict")
+    elif filename is not None:
+        filename = filename.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    if name is not None:
+        name = name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    return name, filename
+
+
+class MultipartStream:
+    """Feed body chunks; get the fields and files. Limits raise 413 as soon as they are passed."""
+
+    def __init__(self, content_type: str, connection: Connection) -> None:
+        try:
+            ctype, params = parse_options_header(content_type)
+        except Exception:  # a header python-multipart cannot even split
+            ctype, params = b"", {}
+        if ctype != b"multipart/form-data":
+            raise IntakeError(415, "Unsupported media type", "send multipart/form-data (an HTML form with "
+                              'enctype="multipart/form-data")')
+        boundary = params.get(b"boundary")
+        if not boundary or len(boundary) > 200:
+            raise IntakeError(400, "Malformed form", "Content-Type: the multipart boundary is missing")
+        self.limits = connection.limits
+        self.form = ParsedForm()
+        self._part: Part | None = None
+        self._headers: dict[str, str] = {}
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._parts = 0
+        self._fields_bytes = 0
+        self._files_bytes = 0
+        try:
+            self.parser = MultipartParser(boundary, callbacks={
+                "on_part_begin": self._on_part_begin, "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end, "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value, "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+            }, max_header_count=20, max_header_size=8192)
+        except (FormParserError, ValueError):
+            raise IntakeError(400, "Malformed form", "Content-Type: invalid multipart boundary") from None
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            self.parser.write(chunk)
+        except (MultipartParseError, FormParserError):
+            raise IntakeError(400, "Malformed form", "the multipart body is malformed") from None
+
+    def finish(self) -> ParsedForm:
+        if self.parser.state != MultipartState.END:
+            raise IntakeError(400, "Malformed form", "the multipart body ended before its closing boundary")
+        return self.form
+
+    # -- parser callbacks ---------------------------------------------------------------------------
+
+    def _on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise IntakeError(413, "Form too large", f"more than {MAX_PARTS} form fields")
+        self._headers = {}
+        self._part = None
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        self._headers[self._header_field.decode("latin-1").strip().lower()] = _text(bytes(self._header_value))
+        self._header_field, self._header_value = bytearray(), bytearray()
+
+    def _on_headers_finished(self) -> None:
+        name, filename = disposition(self._headers.get("content-disposition", ""))
+        if not name:
+            raise IntakeError(400, "Malformed form", "a form part has no name")
+        content_type = self._headers.get("content-type")
+        self._part = Part(name=name[:256], filename=filename, content_type=content_type)
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._part
+        assert part is not None
+        size = end - start
+        if part.filename is not None:
+            self._files_bytes += size
+            if len(part.data) + size > self.limits.max_file_bytes:
+                raise IntakeError.invalid(part.name, f"file larger than {self.limits.max_file_bytes} bytes", 413)
+            if self._files_bytes > self.limits.max_application_bytes:
+                raise IntakeError.invalid(part.name, f"files exceed {self.limits.max_application_bytes} bytes", 413)
+        else:
+            self._fields_bytes += size
+            if len(part.data) + size > MAX_FIELD_BYTES:
+                raise IntakeError.invalid(part.name, f"longer than {MAX_FIELD_BYTES} bytes", 413)
+            if self._fields_bytes > MAX_FIELDS_BYTES:
+                raise IntakeError(413, "Form too large", f"text fields exceed {MAX_FIELDS_BYTES} bytes")
+        part.data += memoryview(data)[start:end]
+
+    def _on_part_end(self) -> None:
+        part = self._part
+        if part is None:
+            return
+        if part.filename is not None:
+            if part.filename or part.data:  # a file input left empty sends filename="" and no bytes
+                self.form.files.setdefault(part.name, []).append(part)
+        else:
+            try:
+                text = part.data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise IntakeError.invalid(part.name, "is not UTF-8 text") from None
+            self.form.fields.setdefault(part.name, []).append(text)
+        self._part = None
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+# -- the canonical application --------------------------------------------------------------------
+
+
+FIELD_NAMES = {
+    "candidate.first_name": "first_name", "candidate.last_name": "last_name", "candidate.email_address": "email",
+    "candidate.phone_number": "phone", "source.name": "source", "application.job_id": "job_id",
+    "screening_question_answers": "question", "attachments": "files",
+}
+FILE_TYPES = {"resume": "CV", "cv": "CV", "cover_letter": "COVER_LETTER", "attachments": "OTHER",
+              "attachments[]": "OTHER", "attachment": "OTHER"}
+
+
+def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Draft:
+    """The draft application (`.build()` validates it, `.rename()` names refusals by form field)."""
+    first, last = (form.value("first_name") or "").strip(), (form.value("last_name") or "").strip()
+    if not (first and last) and (form.value("name") or "").strip():
+        first, last = split_name(form.value("name") or "")
+    for name, value in (("first_name", first), ("last_name", last), ("email", form.value("email"))):
+        if not (value or "").strip():
+            raise IntakeError.invalid(name, "required")
+    phone = (form.value("phone") or "").strip() or None
+    source = (form.value("source") or "").strip() or str(connection.settings.get("form_source_name", "Career site"))
+    draft = Draft(connection_id=connection.id, job_id=job_id, field_names=FIELD_NAMES, candidate={
+        "first_name": first, "last_name": last, "email_address": (form.value("email") or "").strip(),
+        "phone_number": phone,
+    }, source={"name": source})
+    if truthy(form.value("gdpr_consent")):
+        draft.gdpr_consent = {"given": True}
+    letter = (form.value("cover_letter") or "").strip()
+    if letter:
+        draft.add_attachment("cover_letter.txt", "COVER_LETTER", "text/plain", letter.encode(), "cover_letter")
+    answers: dict[str, tuple[str, list[str] | str | FileValue]] = {}
+    for name, values in form.fields.items():
+        match = _QUESTION.match(name)
+        if not match:
+            continue
+        qid, several = match.group(1), bool(match.group(2))
+        kept = [v for v in values if v != ""]
+        if several and kept:
+            answers[qid] = (name, kept)
+        elif kept:
+            answers[qid] = (name, kept[0] if len(kept) == 1 else kept)
+    for name, parts in form.files.items():
+        match = _QUESTION.match(name)
+        if match and not match.group(2):
+            part = parts[0]
+            check_file_size(len(part.data), connection, name)
+            answers[match.group(1)] = (name, FileValue(part.filename or "file", part.content_type, bytes(part.data)))
+            continue
+        kind = FILE_TYPES.get(name)
+        if kind is None:
+            raise IntakeError.invalid(name, "unexpected file field (resume, cover_letter, attachments, question_<id>)")
+        for part in parts:
+            part_name = part.filename or {"CV": "resume", "COVER_LETTER": "cover_letter"}.get(kind, "attachment")
+            data = bytes(part.data)
+            part.data = bytearray()  # one copy of the file at a time
+            draft.add_attachment(part_name, kind, part.content_type, data, name)
+    for qid, (name, value) in answers.items():
+        if len(qid) > 200:
+            raise IntakeError.invalid(f"question_{qid[:40]}…", "question id longer than 200 characters")
+        draft.add_answer(qid, value, name)
+    return draft

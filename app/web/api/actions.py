@@ -1,0 +1,262 @@
+"""Connector actions beyond the create-application flow, queued and retried like deliveries:
+add an attachment, add a result link, move an application to a stage — on a delivered
+application (by delivery id) or on remote ids given directly — and reading a candidate's files."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from msgspec import Meta
+
+from app.core.model import AttachmentIn
+from app.delivery.record import Delivery
+from app.intake.accept import IntakeError, build_attachments, decode_with_files
+from app.operator import actions
+from app.privacy import audit
+from app.runtime import Runtime
+from app.web.api.applications import idempotency_key, read_body
+from app.web.auth import current_token, require_scope, retry_guard
+from app.web.problems import problem
+from connectors.base import (
+    ACTION_ADD_ATTACHMENT_TO_APPLICATION,
+    ACTION_ADD_ATTACHMENT_TO_CANDIDATE,
+    ACTION_ADD_RESULT_LINK_TO_APPLICATION,
+    ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
+    ACTION_MOVE_APPLICATION_TO_STAGE,
+    ConnectorError,
+    TransientError,
+)
+
+RemoteId = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class AddAttachment(msgspec.Struct, forbid_unknown_fields=True):
+    attachment: AttachmentIn
+
+
+class ResultAttribute(msgspec.Struct, forbid_unknown_fields=True):
+    key: Annotated[str, Meta(min_length=1, max_length=100)]
+    value: Annotated[str, Meta(max_length=2000)]
+
+
+class ResultLinkDetails(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Kombo's result-link details: a field-name prefix and key/value attributes."""
+
+    custom_field_name_prefix: Annotated[str, Meta(max_length=100)] | None = None
+    attributes: Annotated[list[ResultAttribute], Meta(max_length=50)] = []
+
+
+class AddResultLink(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    label: Annotated[str, Meta(min_length=1, max_length=200)]
+    url: Annotated[str, Meta(pattern=r"^https?://\S+$", max_length=2048)]
+    details: ResultLinkDetails | None = None
+
+
+class MoveToStage(msgspec.Struct, forbid_unknown_fields=True):
+    stage_id: RemoteId
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    return request.app.state.runtime
+
+
+def _decode(body: bytes, kind: type[Any]) -> Any:
+    try:
+        return decode_with_files(body, kind)
+    except msgspec.ValidationError as exc:
+        raise _refusal(exc) from None
+    except msgspec.DecodeError as exc:
+        raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
+    except IntakeError as exc:  # a file's base64 that even the lenient decoder refuses
+        raise _Refused(problem(exc.status, exc.title, exc.detail,
+                               errors=[{"field": e.field, "message": e.message} for e in exc.errors])) from None
+
+
+def _refusal(exc: msgspec.ValidationError) -> _Refused:
+    text = str(exc)
+    field = text.split("at `$.", 1)[1].rstrip("`") if "at `$." in text else "$"
+    return _Refused(problem(422, "Invalid request", text, errors=[{"field": field, "message": text}]))
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response[Any]) -> None:
+        super().__init__("refused")
+        self.response = response
+
+
+async def _parent(request: Request[Any, Any, Any], delivery_id: str) -> Delivery:
+    parent = await _runtime(request).store.get(delivery_id)
+    if parent is None:
+        raise _Refused(problem(404, "Not found", f"no delivery {delivery_id}"))
+    if parent.kind != "application" or "application" not in parent.checkpoints:
+        raise _Refused(problem(409, "Not delivered yet",
+                               "the application has no remote id yet; retry once it is delivered"))
+    return parent
+
+
+def _supports(runtime: Runtime, connection_id: str, action: str) -> None:
+    if connection_id not in runtime.config.connections:
+        raise _Refused(problem(404, "Unknown connection", f"connection {connection_id!r} is not configured"))
+    connector = runtime.connectors.get(connection_id)
+    if action not in connector.capabilities.actions:
+        raise _Refused(problem(422, "Not supported by the target ATS",
+                               f"{connector.name} does not support {action}",
+                               errors=[{"field": "action", "message": "not supported by this ATS"}]))
+
+
+async def _queue(request: Request[Any, Any, Any], parent: Delivery | None, connection_id: str, action: str,
+                 params: dict[str, Any], files: list[Any] | None = None) -> Response[Any]:
+    runtime = _runtime(request)
+    _supports(runtime, connection_id, action)
+    connector = runtime.connectors.get(connection_id)
+    new_id, created = await actions.enqueue_action(
+        runtime.store, parent, action, params, files or [], idempotency_key(request),
+        connection_id=connection_id, connector=connector.name)
+    token = current_token(request)
+    await audit.record(runtime.redis, token.name if token else "?", action, new_id,
+                       {"connection": connection_id, "parent": parent.id if parent else None})
+    return Response({"id": new_id, "status": "queued", "duplicate": not created}, status_code=202,
+                    headers={"Location": f"/v1/deliveries/{new_id}"})
+
+
+async def _attachment_files(request: Request[Any, Any, Any], connection_id: str) -> list[Any]:
+    runtime = _runtime(request)
+    body: AddAttachment = _decode(await read_body(request), AddAttachment)
+    connector = runtime.connectors.get(connection_id)
+    if body.attachment.type not in connector.capabilities.attachment_types:
+        raise _Refused(problem(
+            422, "Not accepted by the target ATS",
+            f"{connector.name} takes attachments of type "
+            f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
+            errors=[{"field": "attachment.type", "message": "not supported by this ATS"}]))
+    return build_attachments([("attachment", body.attachment)], request.app.state.intake.connection(connection_id))
+
+
+def _link_params(link: AddResultLink) -> dict[str, Any]:
+    return {"label": link.label, "url": link.url, "details": msgspec.to_builtins(link.details or ResultLinkDetails())}
+
+
+def _refusals(handler: Any) -> Any:
+    """Turn a `_Refused` into its problem response (kept out of each handler's body)."""
+    @functools.wraps(handler)
+    async def wrapped(*args: Any, **kwargs: Any) -> Response[Any]:
+        try:
+            return await handler(*args, **kwargs)
+        except _Refused as refused:
+            return refused.response
+    return wrapped
+
+
+# -- on a delivered application (by delivery id) -------------------------------------------------
+
+@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
+@_refusals
+async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    parent = await _parent(request, delivery_id)
+    _supports(_runtime(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
+    files = await _attachment_files(request, parent.connection_id)
+    params = {"application_id": parent.checkpoints["application"]}
+    if "candidate" in parent.checkpoints:
+        params["candidate_id"] = parent.checkpoints["candidate"]
+    return await _queue(request, parent, parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION, params, files)
+
+
+@post("/v1/deliveries/{delivery_id:str}/stage", guards=[retry_guard])
+@_refusals
+async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    parent = await _parent(request, delivery_id)
+    body: MoveToStage = _decode(await read_body(request), MoveToStage)
+    params = {"application_id": parent.checkpoints["application"], "stage_id": body.stage_id}
+    return await _queue(request, parent, parent.connection_id, ACTION_MOVE_APPLICATION_TO_STAGE, params)
+
+
+@post("/v1/deliveries/{delivery_id:str}/result-links", guards=[retry_guard])
+@_refusals
+async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    parent = await _parent(request, delivery_id)
+    body: AddResultLink = _decode(await read_body(request), AddResultLink)
+    params = {"application_id": parent.checkpoints["application"], **_link_params(body)}
+    if "candidate" in parent.checkpoints:
+        params["candidate_id"] = parent.checkpoints["candidate"]
+    return await _queue(request, parent, parent.connection_id, ACTION_ADD_RESULT_LINK_TO_APPLICATION, params)
+
+
+# -- on remote ids -------------------------------------------------------------------------------
+
+@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/stage", guards=[retry_guard])
+@_refusals
+async def application_stage(request: Request[Any, Any, Any], connection_id: str, application_id: str) -> Response[Any]:
+    body: MoveToStage = _decode(await read_body(request), MoveToStage)
+    return await _queue(request, None, connection_id, ACTION_MOVE_APPLICATION_TO_STAGE,
+                        {"application_id": application_id, "stage_id": body.stage_id})
+
+
+@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments", guards=[retry_guard])
+@_refusals
+async def application_attachment(request: Request[Any, Any, Any], connection_id: str,
+                                 application_id: str) -> Response[Any]:
+    _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
+    files = await _attachment_files(request, connection_id)
+    return await _queue(request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION,
+                        {"application_id": application_id}, files)
+
+
+@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links", guards=[retry_guard])
+@_refusals
+async def application_result_link(request: Request[Any, Any, Any], connection_id: str,
+                                  application_id: str) -> Response[Any]:
+    body: AddResultLink = _decode(await read_body(request), AddResultLink)
+    return await _queue(request, None, connection_id, ACTION_ADD_RESULT_LINK_TO_APPLICATION,
+                        {"application_id": application_id, **_link_params(body)})
+
+
+@post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[retry_guard])
+@_refusals
+async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str,
+                               candidate_id: str) -> Response[Any]:
+    _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
+    files = await _attachment_files(request, connection_id)
+    return await _queue(request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE,
+                        {"candidate_id": candidate_id}, files)
+
+
+@post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links", guards=[retry_guard])
+@_refusals
+async def candidate_result_link(request: Request[Any, Any, Any], connection_id: str,
+                                candidate_id: str) -> Response[Any]:
+    body: AddResultLink = _decode(await read_body(request), AddResultLink)
+    return await _queue(request, None, connection_id, ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
+                        {"candidate_id": candidate_id, **_link_params(body)})
+
+
+@get("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
+     guards=[require_scope("pii")])
+@_refusals
+async def list_candidate_attachments(request: Request[Any, Any, Any], connection_id: str,
+                                     candidate_id: str) -> Response[Any]:
+    """The candidate's files as the ATS holds them (metadata only), read live."""
+    runtime = _runtime(request)
+    if connection_id not in runtime.config.connections:
+        return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
+    try:
+        files = await runtime.connectors.get(connection_id).candidate_attachments(candidate_id)
+    except TransientError as exc:
+        return problem(503, "The ATS is unavailable", exc.detail,
+                       headers={"Retry-After": str(int(exc.retry_after or 30))})
+    except ConnectorError as exc:
+        status = exc.status if exc.status in (404, 422) else 502
+        return problem(status, "The ATS refused", exc.detail)
+    token = current_token(request)
+    await audit.record(runtime.redis, token.name if token else "?", "read_candidate_attachments", candidate_id,
+                       {"connection": connection_id})
+    return Response({"data": files})
+
+
+def router(_: Runtime) -> Router:
+    return Router(path="/", route_handlers=[
+        delivery_attachment, delivery_stage, delivery_result_link, application_stage, application_attachment,
+        application_result_link, candidate_attachment, candidate_result_link, list_candidate_attachments,
+    ])

@@ -1,0 +1,213 @@
+"""The operator JSON API on deliveries: list with filters and cursors, counts, detail with the step
+timeline, retry, retry attachments, bulk retry with pollable progress, purge; and /metrics.
+
+Scopes: `read` to list and inspect (no PII), `pii` to see the candidate's name (audited),
+`retry` for retries, `erase` to purge. Every action lands in the audit log under the token's name.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from app.delivery.record import Delivery, public_view
+from app.operator import actions, metrics, retries
+from app.operator.connection_health import metrics_text as connection_metrics_text
+from app.operator.query import DeliveryFilter, QueryError, build_filter, counts, find, known_names
+from app.privacy import audit
+from app.runtime import Runtime
+from app.web.api.applications import read_body
+from app.web.auth import current_token, require_scope
+from app.web.problems import problem
+
+read_guard = require_scope("read")
+retry_guard = require_scope("retry")
+erase_guard = require_scope("erase")
+
+FILTER_FIELDS = ("status", "connection", "connector", "channel", "board", "received_from", "received_to", "q")
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    return request.app.state.runtime
+
+
+def actor(request: Request[Any, Any, Any]) -> str:
+    token = current_token(request)
+    return token.name if token else "anonymous"
+
+
+def query_problem(exc: QueryError) -> Response[Any]:
+    return problem(400, "Invalid request", f"{exc.field}: {exc.message}",
+                   errors=[{"field": exc.field, "message": exc.message}])
+
+
+def summary(delivery: Delivery) -> dict[str, Any]:
+    """A list row: ids, where it stands, where it came from; never candidate data."""
+    return {
+        "id": delivery.id, "status": delivery.status, "kind": delivery.kind,
+        "connection_id": delivery.connection_id, "connector": delivery.connector,
+        "channel": delivery.channel, "board": delivery.board, "board_application_id": delivery.board_application_id,
+        "job_id": delivery.job_id, "action": delivery.action, "created_at": delivery.created_at,
+        "updated_at": delivery.updated_at, "delivered_at": delivery.delivered_at,
+        "next_attempt_at": delivery.next_attempt_at, "runs": delivery.runs, "attempts": len(delivery.attempts),
+        "last_error": msgspec.to_builtins(delivery.last_error) if delivery.last_error else None,
+        "payload_purged": delivery.payload_purged,
+    }
+
+
+def connection_names(runtime: Runtime, seen: list[str]) -> list[str]:
+    return sorted(set(runtime.config.connections) | set(seen))
+
+
+@get("/v1/deliveries", guards=[read_guard])
+async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, cursor: str | None = None) -> Response[Any]:
+    """Filters: status, connection, connector, channel, board, received_from / received_to (epoch
+    seconds or ISO 8601), q (a delivery id or a board application id); newest received first."""
+    store = _runtime(request).store
+    try:
+        f = build_filter({name: request.query_params.get(name) for name in FILTER_FIELDS})
+        page = await find(store, f, limit=limit, cursor=cursor)
+    except QueryError as exc:
+        return query_problem(exc)
+    return Response({"data": [summary(d) for d in page.deliveries], "next_cursor": page.next_cursor,
+                     "counts": await store.counts()})
+
+
+@get("/v1/deliveries/counts", guards=[read_guard])
+async def delivery_counts(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = _runtime(request)
+    names = connection_names(runtime, await known_names(runtime.store, "connection"))
+    return Response(await counts(runtime.store, names))
+
+
+@get("/v1/deliveries/{delivery_id:str}", guards=[read_guard])
+async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, include: str | None = None) -> Response[Any]:
+    """The delivery with every attempt and its timeline; `include=candidate` adds the candidate's
+    name for a token with the `pii` scope (and records that it was seen)."""
+    store = _runtime(request).store
+    if include not in (None, "", "candidate"):
+        return problem(400, "Invalid request", "include: only 'candidate' is supported",
+                       errors=[{"field": "include", "message": "unknown value"}])
+    delivery = await store.get(delivery_id)
+    if delivery is None:
+        return problem(404, "Not found", f"no delivery {delivery_id}")
+    body = public_view(delivery)
+    body["timeline"] = retries.timeline(delivery)
+    if include == "candidate":
+        token = current_token(request)
+        if token is None or "pii" not in token.scopes:
+            return problem(403, "Forbidden", "this token lacks the 'pii' scope")
+        body["candidate"] = await retries.show_candidate(store, delivery, token.name, "api")
+    return Response(body)
+
+
+@post("/v1/deliveries/{delivery_id:str}/retry", guards=[retry_guard])
+async def retry_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    """Run it again from its last checkpoint; a delivery already queued or running is left alone."""
+    return await _retry(request, delivery_id, attachments_only=False)
+
+
+@post("/v1/deliveries/{delivery_id:str}/retry-attachments", guards=[retry_guard])
+async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    """Re-send every attachment the ATS has not confirmed."""
+    return await _retry(request, delivery_id, attachments_only=True)
+
+
+async def retry_one(runtime: Runtime, delivery_id: str, who: str, *, attachments_only: bool
+                    ) -> actions.RetryResult:
+    result = await actions.retry(runtime.store, delivery_id, attachments_only=attachments_only)
+    await audit.record(runtime.redis, who, "retry_attachments" if attachments_only else "retry", delivery_id,
+                       {"changed": result.changed})
+    return result
+
+
+async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachments_only: bool) -> Response[Any]:
+    try:
+        result = await retry_one(_runtime(request), delivery_id, actor(request), attachments_only=attachments_only)
+    except actions.OperationError as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    return Response({"id": result.delivery_id, "status": result.status, "changed": result.changed},
+                    status_code=202 if result.changed else 200)
+
+
+class BulkRetryIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    status: str | None = None
+    connection: str | None = None
+    connector: str | None = None
+    channel: str | None = None
+    board: str | None = None
+    received_from: str | float | None = None
+    received_to: str | float | None = None
+    q: str | None = None
+
+
+@post("/v1/deliveries/retry", guards=[retry_guard])
+async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Retry every delivery matching the filters (JSON body, the list's filter names), in the
+    background; poll the Location for progress."""
+    body = await read_body(request)
+    try:
+        data = msgspec.json.decode(body or b"{}", type=BulkRetryIn)
+    except msgspec.ValidationError as exc:
+        return problem(400, "Invalid request", str(exc))
+    except msgspec.DecodeError:
+        return problem(400, "Malformed JSON", "the body is not valid JSON")
+    try:
+        params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items()}
+        f = build_filter(params)
+    except QueryError as exc:
+        return query_problem(exc)
+    bulk_id = await retries.start_bulk_retry(_runtime(request).store, f, actor(request))
+    return Response({"id": bulk_id, "status": "running", "filter": f.as_params()}, status_code=202,
+                    headers={"Location": f"/v1/bulk-retries/{bulk_id}"})
+
+
+@get("/v1/bulk-retries/{bulk_id:str}", guards=[read_guard])
+async def bulk_retry_progress(request: Request[Any, Any, Any], bulk_id: str) -> Response[Any]:
+    progress = await retries.bulk_progress(_runtime(request).store, bulk_id)
+    if progress is None:
+        return problem(404, "Not found", f"no bulk retry {bulk_id}")
+    return Response(progress.as_dict())
+
+
+@delete("/v1/deliveries/{delivery_id:str}", guards=[erase_guard], status_code=200)
+async def purge_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
+    """Purge a dead letter: its payload and files are deleted, its state stays as a tombstone."""
+    runtime = _runtime(request)
+    try:
+        delivery = await retries.purge(runtime.store, delivery_id)
+    except actions.OperationError as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    await audit.record(runtime.redis, actor(request), "purge", delivery_id)
+    return Response({"id": delivery.id, "status": delivery.status, "payload_purged": True, "files_purged": True})
+
+
+def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """A `read` token, unless APPLYRELAY_METRICS_PUBLIC=1 (a scraper on a private network)."""
+    if os.environ.get("APPLYRELAY_METRICS_PUBLIC") == "1":
+        return
+    read_guard(connection, handler)
+
+
+@get("/metrics", guards=[metrics_guard])
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = _runtime(request)
+    names = connection_names(runtime, await known_names(runtime.store, "connection"))
+    body = await metrics.render(runtime.store, names)
+    body += (await connection_metrics_text(runtime.store, runtime.config)).encode()  # health per connection
+    return Response(body, media_type=metrics.CONTENT_TYPE)
+
+
+def router(_: Runtime) -> Router:
+    return Router(path="/", route_handlers=[
+        list_deliveries, delivery_counts, get_delivery, retry_delivery, retry_attachments, bulk_retry,
+        bulk_retry_progress, purge_delivery, metrics_endpoint,
+    ])
+
+
+__all__ = ["FILTER_FIELDS", "DeliveryFilter", "router", "summary"]

@@ -1,0 +1,287 @@
+"""Inbound routes: Indeed Apply, Standard Webhooks, career-site forms (app/inbound/ translates,
+`Intake.accept` stores). Each route authenticates with its own per-connection secret and answers
+404 when that secret is not configured — never accepts unsigned."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import time
+from typing import Any
+
+import structlog
+from litestar import Request, Response, Router, post
+from litestar.response import Redirect
+
+from app.config import Config, ConfigError, Connection
+from app.core.model import Origin
+from app.delivery.store import PREFIX
+from app.intake.accept import Accepted, Intake, IntakeError, idempotency_hash
+from app.intake.boards import forms, indeed, webhooks
+from app.intake.boards.draft import Draft, check_job, configured_secrets, matches_any, not_configured
+from app.runtime import Runtime
+from app.web.api.applications import accepted_response, idempotency_key
+from app.web.problems import problem
+from connectors.base import Warning_
+
+log = structlog.get_logger("applyrelay.inbound")
+FORM_OVERHEAD_BYTES = forms.MAX_FIELDS_BYTES + 1_000_000  # part headers and boundaries around the files
+
+INT_SETTINGS = {"indeed_max_body_bytes": indeed.DEFAULT_MAX_BODY, "webhook_max_body_bytes": None,
+                "form_rate_limit": 10, "form_rate_window_s": 60, "form_trusted_proxy_hops": 0}
+TABLE_SETTINGS = ("indeed_jobs", "indeed_questions")
+TEXT_SETTINGS = ("indeed_secret_env", "webhook_secret_env", "form_token_env", "form_thank_you_url",
+                 "form_honeypot_field", "form_source_name", "indeed_source_name")
+
+
+def validate_settings(config: Config) -> None:
+    """Inbound settings are checked at start, naming the key at fault (like the rest of the config)."""
+    for connection in config.connections.values():
+        where = f"connections.{connection.id}"
+        settings = connection.settings
+        for key in INT_SETTINGS:
+            value = settings.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ConfigError(f"{where}.{key}: must be a non-negative integer")
+        for key in TABLE_SETTINGS:
+            value = settings.get(key)
+            if value is not None and (not isinstance(value, dict)
+                                      or not all(isinstance(v, str | int) for v in value.values())):
+                raise ConfigError(f"{where}.{key}: must be a table of id = \"ATS id\"")
+        for key in TEXT_SETTINGS:
+            if key in settings and not isinstance(settings[key], str):
+                raise ConfigError(f"{where}.{key}: must be a string")
+        if not isinstance(settings.get("inbound_job_check", True), bool):
+            raise ConfigError(f"{where}.inbound_job_check: must be true or false")
+        if settings.get("indeed_job_field", "jobId") not in ("jobId", "jobMeta"):
+            raise ConfigError(f"{where}.indeed_job_field: must be jobId or jobMeta")
+
+
+def _setting(connection: Connection, key: str, default: int) -> int:
+    value = connection.settings.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    return request.app.state.runtime
+
+
+def _intake(request: Request[Any, Any, Any]) -> Intake:
+    return request.app.state.intake
+
+
+async def read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The raw body (signatures are over these exact bytes), 413 past `limit`."""
+    if (request.content_length or 0) > limit:
+        raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- Indeed Apply ---------------------------------------------------------------------------------
+
+
+@post("/indeed/{connection_id:str}")
+async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
+    """Indeed's postUrl: 202 once stored; 409 for an application Indeed already delivered."""
+    intake = _intake(request)
+    connection = intake.connection(connection_id)
+    secrets = configured_secrets(connection, "indeed_secret_env", several=False)
+    if not secrets:
+        raise not_configured("Indeed Apply")
+    body = await read_limited(request, _setting(connection, "indeed_max_body_bytes", indeed.DEFAULT_MAX_BODY))
+    indeed.verify(body, request.headers.get(indeed.SIGNATURE_HEADER), secrets[0])
+    apply = indeed.parse(body)
+    runtime = _runtime(request)
+    existing = await runtime.redis.get(f"{PREFIX}idem:{_idem_hash(connection.id, apply.id or '')}")
+    if existing is not None:  # a resend: answer before asking the ATS anything
+        return _duplicate(existing.decode())
+    job_id, job_field = indeed.ats_job_id(apply, connection)
+    connector = runtime.connectors.get(connection.id)
+    await check_job(connector, connection, job_id, job_field)
+    draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id)
+    accepted = await _accept(intake, draft, origin, None, notes)
+    if not accepted.created:
+        return _duplicate(accepted.delivery_id)
+    return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
+
+
+async def _accept(intake: Intake, draft: Draft, origin: Origin, key: str | None,
+                  notes: list[Warning_] | None = None) -> Accepted:
+    """Validate and store; intake's refusals name the sender's own fields."""
+    application = draft.build()
+    try:
+        return await intake.accept(application, origin, key, notes)
+    except IntakeError as exc:
+        raise draft.rename(exc) from None
+
+
+def _idem_hash(connection_id: str, board_id: str) -> str:
+    return idempotency_hash(connection_id, f"board:indeed:{board_id}")
+
+
+def _duplicate(delivery_id: str) -> Response[Any]:
+    """Indeed's contract: 409 for a duplicate (and it stops resending)."""
+    return problem(409, "Duplicate application", "this application was already received",
+                   delivery_id=delivery_id, headers={"Location": f"/v1/deliveries/{delivery_id}"})
+
+
+# -- Standard Webhooks ------------------------------------------------------------------------------
+
+
+@post("/webhooks/{connection_id:str}")
+async def signed_webhook(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
+    """The canonical JSON, Standard Webhooks–signed: 202 once stored (also for a redelivery)."""
+    intake = _intake(request)
+    connection = intake.connection(connection_id)
+    hooks = webhooks.verifiers(configured_secrets(connection, "webhook_secret_env", several=True), connection.id)
+    if not hooks:
+        raise not_configured("Standard Webhooks")
+    limit = _setting(connection, "webhook_max_body_bytes", request.app.state.max_body_bytes)
+    body = await read_limited(request, limit)
+    message_id = webhooks.verify(body, request.headers, hooks)
+    application, origin = webhooks.to_application(body, connection.id, message_id)
+    accepted = await intake.accept(application, origin, f"webhook:{message_id}")
+    return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
+
+
+# -- career-site forms ------------------------------------------------------------------------------
+
+
+def wants_html(request: Request[Any, Any, Any]) -> bool:
+    """A browser submitting an HTML form (not a script asking for JSON)."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+@post("/forms/{connection_id:str}/{job_id:str}")
+async def career_form(request: Request[Any, Any, Any], connection_id: str, job_id: str) -> Response[Any]:
+    """A career-site form post: a browser is redirected (303) to the thank-you page, an API
+    client gets 202 JSON; errors as problem+json, or as a short HTML page for a browser."""
+    browser = wants_html(request)
+    try:
+        return await _career_form(request, connection_id, job_id, browser)
+    except IntakeError as exc:
+        if browser:
+            return _html_error(exc)
+        if isinstance(exc, _TooMany):
+            return problem(429, exc.title, exc.detail, headers={"Retry-After": str(exc.retry_after)})
+        raise
+
+
+async def _career_form(request: Request[Any, Any, Any], connection_id: str, job_id: str,
+                       browser: bool) -> Response[Any]:
+    intake = _intake(request)
+    runtime = _runtime(request)
+    connection = intake.connection(connection_id)
+    tokens = configured_secrets(connection, "form_token_env", several=True)
+    if not tokens:
+        raise not_configured("form")
+    await _rate_limit(request, runtime, connection)
+    header_token = request.headers.get(forms.TOKEN_HEADER)
+    if header_token is not None and not matches_any(header_token, tokens):
+        raise _bad_token()
+    form = await _parse_form(request, connection)
+    if header_token is None and not matches_any(form.value(forms.TOKEN_FIELD) or "", tokens):
+        raise _bad_token()
+    honeypot = str(connection.settings.get("form_honeypot_field", "website"))
+    if (form.value(honeypot) or "").strip():
+        log.info("inbound.form_honeypot", connection=connection.id)
+        return _form_success(connection, browser, None)  # a bot learns nothing; nothing is stored
+    if not 0 < len(job_id) <= 200:
+        raise IntakeError.invalid("job_id", "1 to 200 characters")
+    connector = runtime.connectors.get(connection.id)
+    await check_job(connector, connection, job_id, "job_id")
+    draft = forms.to_application(form, connection, job_id)
+    origin = Origin(channel="form", received_at=time.time(), board="career_site")
+    accepted = await _accept(intake, draft, origin, idempotency_key(request))
+    return _form_success(connection, browser, accepted)
+
+
+def _bad_token() -> IntakeError:
+    return IntakeError(401, "Unauthorized", "the form token is missing or wrong (X-Form-Token or form_token)")
+
+
+async def _parse_form(request: Request[Any, Any, Any], connection: Connection) -> forms.ParsedForm:
+    limit = connection.limits.max_application_bytes + FORM_OVERHEAD_BYTES
+    if (request.content_length or 0) > limit:
+        raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+    stream = forms.MultipartStream(request.headers.get("content-type", ""), connection)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+        stream.feed(chunk)
+    return stream.finish()
+
+
+def client_ip(request: Request[Any, Any, Any], hops: int) -> str:
+    """The peer address, or — behind `hops` trusted proxies — the address they saw."""
+    peer = request.client.host if request.client else "unknown"
+    if hops <= 0:
+        return peer
+    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()]
+    return forwarded[-hops] if len(forwarded) >= hops else peer
+
+
+async def _rate_limit(request: Request[Any, Any, Any], runtime: Runtime, connection: Connection) -> None:
+    """A fixed window per client IP in Redis (shared by every web process); the IP is hashed."""
+    limit = _setting(connection, "form_rate_limit", 10)
+    window = max(1, _setting(connection, "form_rate_window_s", 60))
+    if limit <= 0:
+        return
+    ip = client_ip(request, _setting(connection, "form_trusted_proxy_hops", 0))
+    now = time.time()
+    slot = int(now // window)
+    digest = hashlib.sha256(f"{connection.id}\0{ip}".encode()).hexdigest()[:24]
+    key = f"{PREFIX}rl:form:{digest}:{slot}"
+    pipe = runtime.redis.pipeline(transaction=True)
+    pipe.incr(key)
+    pipe.expire(key, window + 1)
+    count, _ = await pipe.execute()
+    if count > limit:
+        retry_after = max(1, int(window - now % window) + 1)
+        raise _TooMany(retry_after)
+
+
+class _TooMany(IntakeError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(429, "Too many requests", f"too many applications from this address; retry in "
+                         f"{retry_after} s")
+        self.retry_after = retry_after
+
+
+def _form_success(connection: Connection, browser: bool, accepted: Any) -> Response[Any]:
+    if browser:
+        url = connection.settings.get("form_thank_you_url")
+        if isinstance(url, str) and url:
+            return Redirect(url, status_code=303)
+        return Response(_page("Thank you", "<p>Your application was received.</p>"), status_code=200,
+                        media_type="text/html")
+    if accepted is None:
+        return Response({"status": "received"}, status_code=202)
+    return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
+
+
+def _html_error(exc: IntakeError) -> Response[Any]:
+    items = "".join(f"<li><code>{html.escape(e.field)}</code>: {html.escape(e.message)}</li>" for e in exc.errors)
+    body = f"<p>{html.escape(exc.detail)}</p>" + (f"<ul>{items}</ul>" if items else "")
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, _TooMany) else None
+    return Response(_page(exc.title, body), status_code=exc.status, media_type="text/html", headers=headers)
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<h1>{html.escape(title)}</h1>{body}</html>")
+
+
+def router(runtime: Runtime) -> Router:
+    validate_settings(runtime.config)
+    return Router(path="/inbound", route_handlers=[indeed_apply, signed_webhook, career_form],
+                  request_max_body_size=None)
