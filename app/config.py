@@ -95,9 +95,20 @@ class Config:
 
 
 _COMMON_KEYS = {
-    "connector", "base_url", "credentials_env", "timeout_s", "concurrency", "retry_schedule",
-    "retry_jitter", "max_file_bytes", "max_application_bytes", "fetch_allow_hosts", "fetch_allow_http",
-    "rate_per_s", "status_callback_url", "status_callback_secret_env",
+    "connector",
+    "base_url",
+    "credentials_env",
+    "timeout_s",
+    "concurrency",
+    "retry_schedule",
+    "retry_jitter",
+    "max_file_bytes",
+    "max_application_bytes",
+    "fetch_allow_hosts",
+    "fetch_allow_http",
+    "rate_per_s",
+    "status_callback_url",
+    "status_callback_secret_env",
 }
 
 
@@ -122,8 +133,9 @@ def _limits(table: Mapping[str, Any], where: str, base: Limits) -> Limits:
     )
 
 
-def _connection(conn_id: str, table: Any, env: Mapping[str, str], limits: Limits,
-                secret_defaults: Mapping[str, str]) -> Connection:
+def _connection(
+    conn_id: str, table: Any, env: Mapping[str, str], limits: Limits, secret_defaults: Mapping[str, str]
+) -> Connection:
     where = f"connections.{conn_id}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
@@ -131,8 +143,11 @@ def _connection(conn_id: str, table: Any, env: Mapping[str, str], limits: Limits
     if connector not in CONNECTORS:
         raise ConfigError(f"{where}.connector: must be one of {', '.join(sorted(CONNECTORS))}, got {connector!r}")
     base_url = table.get("base_url")
-    if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
-            or not urlsplit(base_url).netloc:
+    if (
+        not isinstance(base_url, str)
+        or urlsplit(base_url).scheme not in ("http", "https")
+        or not urlsplit(base_url).netloc
+    ):
         raise ConfigError(f"{where}.base_url: must be an http(s) URL")
     cred_env = table.get("credentials_env")
     if not isinstance(cred_env, str) or not cred_env:
@@ -191,8 +206,13 @@ def _status_callback(table: Mapping[str, Any], where: str, env: Mapping[str, str
     return url, secret
 
 
-def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None, *, source: str = "<dict>",
-                 secret_defaults: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    data: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    source: str = "<dict>",
+    secret_defaults: Mapping[str, str] | None = None,
+) -> Config:
     env = os.environ if env is None else env
     unknown = set(data) - {"connections", "limits"}
     if unknown:
@@ -201,9 +221,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None, 
     tables = data.get("connections", {})
     if not isinstance(tables, dict):
         raise ConfigError("connections: must be a table of [connections.<id>] tables")
-    connections = {
-        cid: _connection(cid, t, env, limits, secret_defaults or {}) for cid, t in tables.items()
-    }
+    connections = {cid: _connection(cid, t, env, limits, secret_defaults or {}) for cid, t in tables.items()}
     return Config(connections=connections, limits=limits, source=source)
 
 

@@ -9,8 +9,25 @@ from typing import Any
 
 import structlog
 
-PII_KEYS = frozenset({"first_name", "last_name", "name", "email", "email_address", "phone", "phone_number",
-                      "answer", "answers", "data", "body", "content", "candidate", "file", "bytes"})
+PII_KEYS = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "name",
+        "email",
+        "email_address",
+        "phone",
+        "phone_number",
+        "answer",
+        "answers",
+        "data",
+        "body",
+        "content",
+        "candidate",
+        "file",
+        "bytes",
+    }
+)
 
 
 def drop_pii(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -69,9 +69,13 @@ class Runtime:
         connection = self.config.connections[delivery.connection_id]
         try:
             data, _declared = await ssrf.fetch(
-                ref.data_url, self.http, max_bytes=connection.limits.max_file_bytes,
-                allow_hosts=connection.fetch_allow_hosts, allow_http=connection.fetch_allow_http,
-                timeout_s=connection.timeout_s)
+                ref.data_url,
+                self.http,
+                max_bytes=connection.limits.max_file_bytes,
+                allow_hosts=connection.fetch_allow_hosts,
+                allow_http=connection.fetch_allow_http,
+                timeout_s=connection.timeout_s,
+            )
             files.sniff(data)
         except (ssrf.UnsafeURL, files.FileRejected) as exc:
             raise AttachmentRejected(f"attachment #{ref.index}: {exc}") from None
@@ -93,5 +97,3 @@ class Runtime:
 
     def __repr__(self) -> str:  # pragma: no cover
         return f"Runtime(connections={list(self.config.connections)})"
-
-

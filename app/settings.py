@@ -71,8 +71,10 @@ def _data_keys(env: Mapping[str, str], dev: bool) -> list[bytes]:
     text = env.get(crypto.KEY_ENV, "").strip()
     if not text:
         if not dev:
-            raise ConfigError(f"{crypto.KEY_ENV}: not set. Candidate data is encrypted at rest and needs a key: "
-                              f"make one with `applyrelay keys new` and set {crypto.KEY_ENV}=<key>")
+            raise ConfigError(
+                f"{crypto.KEY_ENV}: not set. Candidate data is encrypted at rest and needs a key: "
+                f"make one with `applyrelay keys new` and set {crypto.KEY_ENV}=<key>"
+            )
         text = _dev_data_key()
     try:
         return crypto.parse_keys(text)
@@ -126,10 +128,15 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
     except ValueError:
         raise ConfigError("APPLYRELAY_JOB_TIMEOUT_S: must be a number of seconds") from None
     return Settings(
-        redis_url=url, config=config, tokens=tokens, job_timeout_s=job_timeout,
-        keep_files_after_delivery=env.get("APPLYRELAY_KEEP_FILES", "0") == "1", dev=dev,
+        redis_url=url,
+        config=config,
+        tokens=tokens,
+        job_timeout_s=job_timeout,
+        keep_files_after_delivery=env.get("APPLYRELAY_KEEP_FILES", "0") == "1",
+        dev=dev,
         data_keys=_data_keys(env, dev),
         keep_delivered_s=_days(env, "APPLYRELAY_KEEP_DELIVERED_DAYS", 7),
         keep_dead_letters_s=_days(env, "APPLYRELAY_KEEP_DEAD_LETTERS_DAYS", 30),
-        public_url=env.get("APPLYRELAY_PUBLIC_URL"), link_secret=env.get("APPLYRELAY_LINK_SECRET"),
+        public_url=env.get("APPLYRELAY_PUBLIC_URL"),
+        link_secret=env.get("APPLYRELAY_LINK_SECRET"),
     )

@@ -26,9 +26,17 @@ async def main(count: int) -> None:
     for start in range(0, count, 500):
         await asyncio.gather(*(pool.enqueue_job("noop", f"dlv_{i}") for i in range(start, min(start + 500, count))))
     await pool.aclose()
-    worker = Worker(functions=[noop], redis_settings=settings, burst=True, max_jobs=50, keep_result=0,
-                    poll_delay=0.05, handle_signals=False, job_serializer=queue.job_serializer,
-                    job_deserializer=queue.job_deserializer)
+    worker = Worker(
+        functions=[noop],
+        redis_settings=settings,
+        burst=True,
+        max_jobs=50,
+        keep_result=0,
+        poll_delay=0.05,
+        handle_signals=False,
+        job_serializer=queue.job_serializer,
+        job_deserializer=queue.job_deserializer,
+    )
     started = time.perf_counter()
     await worker.async_run()
     elapsed = time.perf_counter() - started

@@ -90,8 +90,9 @@ app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
 
 
 @app.post("/v1/applications", status_code=202)
-async def accept(body: Application, authorization: str = Header(""),
-                 idempotency_key: str = Header(...)) -> JSONResponse:
+async def accept(
+    body: Application, authorization: str = Header(""), idempotency_key: str = Header(...)
+) -> JSONResponse:
     if not hmac.compare_digest(authorization.encode(), f"Bearer {TOKEN}".encode()):
         raise HTTPException(401)
     for attachment in body.attachments:

@@ -29,10 +29,19 @@ async def seed(store: DeliveryStore, n: int) -> None:
     for i in range(n):
         status = "failed" if i % 20 == 0 else "queued"
         created = now - (n - i) * 2.0
-        d = Delivery(id=new_delivery_id(), connection_id=f"conn{i % 4}", connector="factorial", status="queued",
-                     created_at=created, updated_at=created, idempotency_key_hash=f"h{i}",
-                     channel=("api", "indeed", "webhook")[i % 3], board="indeed" if i % 3 == 1 else None,
-                     board_application_id=f"b{i}" if i % 3 == 1 else None, job_id="1")
+        d = Delivery(
+            id=new_delivery_id(),
+            connection_id=f"conn{i % 4}",
+            connector="factorial",
+            status="queued",
+            created_at=created,
+            updated_at=created,
+            idempotency_key_hash=f"h{i}",
+            channel=("api", "indeed", "webhook")[i % 3],
+            board="indeed" if i % 3 == 1 else None,
+            board_application_id=f"b{i}" if i % 3 == 1 else None,
+            job_id="1",
+        )
         batch.append(store.create(d, b"x", [], f"h{i}"))
         if len(batch) == 500:
             await asyncio.gather(*batch)
@@ -43,7 +52,7 @@ async def seed(store: DeliveryStore, n: int) -> None:
     # move them on: 5 % failed, the rest delivered (the engine's save path, with metrics)
     ids = [m.decode() for m in await store.redis.zrange("ar:ix:all", 0, -1)]
     for start in range(0, len(ids), 500):
-        for d in await store.get_many(ids[start:start + 500]):
+        for d in await store.get_many(ids[start : start + 500]):
             previous = d.status
             d.status = "failed" if hash(d.id) % 20 == 0 else "delivered"
             d.delivered_at = d.created_at + 3 if d.status == "delivered" else None
@@ -71,18 +80,22 @@ async def main(n: int) -> None:
             await seed(store, n)
             print(f"seeded {n} deliveries in {time.perf_counter() - t0:.1f} s")
             conns = [f"conn{i}" for i in range(4)]
-            for label, params in (("no filter", {}), ("status=failed", {"status": "failed"}),
-                                  ("status=delivered", {"status": "delivered"}),
-                                  ("connection=conn1", {"connection": "conn1"}),
-                                  ("status=failed&connection=conn1", {"status": "failed", "connection": "conn1"}),
-                                  ("channel=indeed&connection=conn1", {"channel": "indeed", "connection": "conn1"}),
-                                  ("q=<board application id>", {"q": "b1"})):
+            for label, params in (
+                ("no filter", {}),
+                ("status=failed", {"status": "failed"}),
+                ("status=delivered", {"status": "delivered"}),
+                ("connection=conn1", {"connection": "conn1"}),
+                ("status=failed&connection=conn1", {"status": "failed", "connection": "conn1"}),
+                ("channel=indeed&connection=conn1", {"channel": "indeed", "connection": "conn1"}),
+                ("q=<board application id>", {"q": "b1"}),
+            ):
                 f = build_filter(params)
                 await timed(f"first page, {label}", lambda f=f: find(store, f, limit=50))
                 page = await find(store, f, limit=50)
                 if page.next_cursor:
-                    await timed(f"next page, {label}",
-                                lambda f=f, c=page.next_cursor: find(store, f, limit=50, cursor=c))
+                    await timed(
+                        f"next page, {label}", lambda f=f, c=page.next_cursor: find(store, f, limit=50, cursor=c)
+                    )
             await timed("counts (4 connections)", lambda: counts(store, conns))
             await timed("chart, 7 days", lambda: series(store, span_s=7 * 86400, buckets=28))
             await timed("/metrics body", lambda: metrics.render(store, conns))

@@ -38,10 +38,16 @@ def canonical(i: int = 0, cv_bytes: int = 100_000, *, cv: bytes | None = None) -
     """A ~2 KB canonical application (without the file) carrying one CV of `cv_bytes`."""
     body: dict[str, Any] = {
         "connection_id": "acme",
-        "candidate": {"first_name": "Benedikt", "last_name": f"Marchetti-Oyelaran {i}",
-                      "email_address": f"bench-{i}@example.org", "phone_number": "+49 30 1234 5678",
-                      "company": "Example Logistics GmbH", "gender": "OTHER", "availability_date": "2026-12-01",
-                      "location": {"city": "Berlin", "country": "DE", "zip_code": "10115"}},
+        "candidate": {
+            "first_name": "Benedikt",
+            "last_name": f"Marchetti-Oyelaran {i}",
+            "email_address": f"bench-{i}@example.org",
+            "phone_number": "+49 30 1234 5678",
+            "company": "Example Logistics GmbH",
+            "gender": "OTHER",
+            "availability_date": "2026-12-01",
+            "location": {"city": "Berlin", "country": "DE", "zip_code": "10115"},
+        },
         "application": {"job_id": "2001"},
         "source": {"name": "LinkedIn"},
         "gdpr_consent": {"given": True, "expires_at": "2027-11-23"},
@@ -49,8 +55,9 @@ def canonical(i: int = 0, cv_bytes: int = 100_000, *, cv: bytes | None = None) -
     }
     if cv_bytes or cv is not None:
         data = cv if cv is not None else pdf(cv_bytes, str(i).encode())
-        body["attachments"] = [{"name": "cv.pdf", "type": "CV", "content_type": "application/pdf",
-                                "data": base64.b64encode(data).decode()}]
+        body["attachments"] = [
+            {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": base64.b64encode(data).decode()}
+        ]
     return body
 
 
@@ -115,15 +122,26 @@ class Stack:
         self.procs: list[Proc] = []
         self.emulator_port = free_port()
         self.emulator_url = f"http://127.0.0.1:{self.emulator_port}"
-        table = {"connector": "factorial", "base_url": self.emulator_url, "credentials_env": "BENCH_FACTORIAL_KEY",
-                 "timeout_s": 20, **(connection or {})}
+        table = {
+            "connector": "factorial",
+            "base_url": self.emulator_url,
+            "credentials_env": "BENCH_FACTORIAL_KEY",
+            "timeout_s": 20,
+            **(connection or {}),
+        }
         config = self.dir / "applyrelay.toml"
         lines = ["[connections.acme]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
         config.write_text("\n".join(lines) + "\n")
-        self.env = {**os.environ, "REDIS_URL": self.redis.url, "APPLYRELAY_CONFIG": str(config),
-                    "APPLYRELAY_ADMIN_TOKEN": TOKEN, "BENCH_FACTORIAL_KEY": "sandbox", "PYTHONPATH": str(REPO),
-                    "APPLYRELAY_JOB_TIMEOUT_S": str(job_timeout_s),  # logs at INFO, one line a step, as deployed
-                    crypto.KEY_ENV: crypto.new_key()}  # candidate data is sealed at rest, as in production
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "APPLYRELAY_CONFIG": str(config),
+            "APPLYRELAY_ADMIN_TOKEN": TOKEN,
+            "BENCH_FACTORIAL_KEY": "sandbox",
+            "PYTHONPATH": str(REPO),
+            "APPLYRELAY_JOB_TIMEOUT_S": str(job_timeout_s),  # logs at INFO, one line a step, as deployed
+            crypto.KEY_ENV: crypto.new_key(),
+        }  # candidate data is sealed at rest, as in production
 
     def start(self, name: str, cmd: list[str], core: int | None = None, port: int | None = None) -> Proc:
         proc = Proc(name, cmd, self.env, self.dir, core)
@@ -133,8 +151,12 @@ class Stack:
         return proc
 
     def emulator(self, core: int | None = None) -> Proc:
-        return self.start("emulator", [sys.executable, "-m", "app.cli", "sandbox", "factorial", "--port",
-                                       str(self.emulator_port)], core, self.emulator_port)
+        return self.start(
+            "emulator",
+            [sys.executable, "-m", "app.cli", "sandbox", "factorial", "--port", str(self.emulator_port)],
+            core,
+            self.emulator_port,
+        )
 
     def web(self, core: int | None = None) -> tuple[Proc, str]:
         port = free_port()
@@ -146,8 +168,12 @@ class Stack:
 
     def uvicorn(self, app: str, core: int | None = None) -> tuple[Proc, str]:
         port = free_port()
-        proc = self.start(app.replace(":", "-"), [sys.executable, "-m", "uvicorn", app, "--port", str(port),
-                                                  "--log-level", "warning", "--no-access-log"], core, port)
+        proc = self.start(
+            app.replace(":", "-"),
+            [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+            core,
+            port,
+        )
         return proc, f"http://127.0.0.1:{port}"
 
     def redis_client(self) -> Any:
@@ -176,6 +202,9 @@ def _toml(value: Any) -> str:
 
 
 def post_json(url: str, body: Any, key: str) -> httpx.Response:
-    return httpx.post(url, content=msgspec.json.encode(body), timeout=60,
-                      headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json",
-                               "idempotency-key": key})
+    return httpx.post(
+        url,
+        content=msgspec.json.encode(body),
+        timeout=60,
+        headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json", "idempotency-key": key},
+    )

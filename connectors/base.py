@@ -106,9 +106,7 @@ def error_for_response(response: httpx.Response, detail: str) -> ConnectorError:
     status = response.status_code
     text = f"{detail}: HTTP {status}"
     if status in RETRYABLE_STATUSES or status >= 500:
-        return TransientError(
-            text, status=status, retry_after=parse_retry_after(response.headers.get("retry-after"))
-        )
+        return TransientError(text, status=status, retry_after=parse_retry_after(response.headers.get("retry-after")))
     if status in AUTH_STATUSES:
         return AuthError(text, status=status)
     return PermanentError(text, status=status)
@@ -141,7 +139,8 @@ def confined_url(base_url: str, path: str) -> str:
     url = f"{base}/{path.lstrip('/')}"
     origin, target = urlsplit(base), urlsplit(url)
     if (target.scheme, target.netloc) != (origin.scheme, origin.netloc) or not target.path.startswith(
-            origin.path.rstrip("/") + "/"):
+        origin.path.rstrip("/") + "/"
+    ):
         raise PermanentError("passthrough path leaves the API base")
     return url
 
@@ -269,8 +268,7 @@ class Connector(ABC):
         delivery then validates again and dead-letters with the reason)."""
         return []
 
-    def action_plan(self, action: str, params: Mapping[str, Any],
-                    attachments: list[AttachmentRef]) -> list[Step]:
+    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
         """Steps for an extra action, queued and retried like a delivery. Names (ACTION_*):
         add_attachment_to_application {application_id, candidate_id?} + attachments[0];
         add_attachment_to_candidate {candidate_id} + attachments[0];
@@ -281,12 +279,12 @@ class Connector(ABC):
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
-                          body: Any) -> PassthroughResult:
+    async def passthrough(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: Any
+    ) -> PassthroughResult:
         raise PermanentError(f"passthrough is not supported by {self.name}")
 
-    async def application_status(self, application_id: str,
-                                 job_id: str | None = None) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """The current stage and outcome of an application the relay created, for status sync:
         ``{"stage_id", "stage_name", "outcome": "PENDING" | "HIRED" | "DECLINED", ...}`` (ids and
         labels only, no PII); `job_id` is the job the relay applied to (some ATSs find an

@@ -50,8 +50,13 @@ CV_MARKER = "applyrelay-cv"
 GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
 # Kombo's unified source keys → Factorial source categories, for `source.unified_key`.
 UNIFIED_KEY_CATEGORIES = {
-    "job_board": "job_board", "agency": "agency_or_external_recruiter", "event": "event",
-    "social_media": "social_media", "referral": "referral", "internal": "internal", "organic": "organic",
+    "job_board": "job_board",
+    "agency": "agency_or_external_recruiter",
+    "event": "event",
+    "social_media": "social_media",
+    "referral": "referral",
+    "internal": "internal",
+    "organic": "organic",
     "career_site": "organic",
 }
 QUESTION_CACHE_S = 60.0
@@ -60,11 +65,23 @@ QUESTION_CACHE_S = 60.0
 class FactorialConnector(Connector):
     name = "factorial"
     capabilities = Capabilities(
-        fields=frozenset({
-            "candidate.first_name", "candidate.last_name", "candidate.email_address", "candidate.phone_number",
-            "candidate.gender", "application.job_id", "application.stage_id", "screening_question_answers",
-            "attachments", "source.id", "source.name", "source.unified_key", "gdpr_consent",
-        }),
+        fields=frozenset(
+            {
+                "candidate.first_name",
+                "candidate.last_name",
+                "candidate.email_address",
+                "candidate.phone_number",
+                "candidate.gender",
+                "application.job_id",
+                "application.stage_id",
+                "screening_question_answers",
+                "attachments",
+                "source.id",
+                "source.name",
+                "source.unified_key",
+                "gdpr_consent",
+            }
+        ),
         attachment_types=frozenset({"CV"}),
         max_attachments=1,
         answer_types=frozenset({"text", "long_text", "single_choice", "multiple_choice"}),
@@ -95,14 +112,16 @@ class FactorialConnector(Connector):
             return {"authorization": f"Bearer {self._access_token}"}
         return {"x-api-key": self.connection.credentials}
 
-    async def _send(self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201),
-                    **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> httpx.Response:
         """One API call with auth; on 401 with OAuth, refresh the token once and repeat."""
         url = path if path.startswith("http") else self.api + path
         for attempt in (1, 2):
             try:
-                response = await self.http.request(method, url, headers=self._auth_headers(),
-                                                   timeout=self.connection.timeout_s, **kwargs)
+                response = await self.http.request(
+                    method, url, headers=self._auth_headers(), timeout=self.connection.timeout_s, **kwargs
+                )
             except httpx.HTTPError as exc:
                 raise error_for_transport(exc, what, sent=True) from None
             if response.status_code == 401 and self.oauth and attempt == 1 and await self._refresh():
@@ -119,9 +138,15 @@ class FactorialConnector(Connector):
             return False
         try:
             response = await self.http.post(
-                f"{self.connection.base_url}/oauth/token", timeout=self.connection.timeout_s,
-                data={"grant_type": "refresh_token", "refresh_token": self._refresh_token,
-                      "client_id": client_id, "client_secret": client_secret})
+                f"{self.connection.base_url}/oauth/token",
+                timeout=self.connection.timeout_s,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": self._refresh_token,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                },
+            )
         except httpx.HTTPError as exc:
             raise error_for_transport(exc, "oauth token refresh", sent=False) from None
         if response.status_code != 200:
@@ -152,11 +177,18 @@ class FactorialConnector(Connector):
         cvs = [a for a in application.attachments if a.type == "CV"]
         for ref in application.attachments:
             if ref.type != "CV":
-                warnings.append(Warning_("attachment_not_supported",
-                                         f"attachment #{ref.index} ({ref.type}): Factorial takes only a CV"))
+                warnings.append(
+                    Warning_(
+                        "attachment_not_supported", f"attachment #{ref.index} ({ref.type}): Factorial takes only a CV"
+                    )
+                )
         for ref in cvs[1:]:
-            warnings.append(Warning_("attachment_not_supported",
-                                     f"attachment #{ref.index} (CV): Factorial takes a single CV, the first is sent"))
+            warnings.append(
+                Warning_(
+                    "attachment_not_supported",
+                    f"attachment #{ref.index} (CV): Factorial takes a single CV, the first is sent",
+                )
+            )
         for name in ("company", "location", "availability_date"):
             if getattr(application.candidate, name) is not None:
                 warnings.append(Warning_("field_not_supported", f"candidate.{name} is not written to Factorial"))
@@ -215,15 +247,25 @@ class FactorialConnector(Connector):
         if source is not None and source.id:
             await self._send("GET", f"ats/candidate_sources/{source.id}", what="read candidate source")
             return f"id:{source.id}"
-        wanted = [v for v in (
-            source.name if source else None,
-            self.settings.get("default_source"),
-            app.origin.board,
-        ) if v]
+        wanted = [
+            v
+            for v in (
+                source.name if source else None,
+                self.settings.get("default_source"),
+                app.origin.board,
+            )
+            if v
+        ]
         sources = await self._candidate_sources()
         for name in wanted:
-            match = next((s for s in sources if name.casefold() in (str(s.get("name", "")).casefold(),
-                                                                      str(s.get("label", "")).casefold())), None)
+            match = next(
+                (
+                    s
+                    for s in sources
+                    if name.casefold() in (str(s.get("name", "")).casefold(), str(s.get("label", "")).casefold())
+                ),
+                None,
+            )
             if match:
                 return f"id:{match['id']}"
         if source is not None and source.unified_key:
@@ -277,8 +319,11 @@ class FactorialConnector(Connector):
         job_id = app.application.job_id
         match = None
         if "candidate" not in ctx.created_here:  # a candidate created in this run has no applications yet
-            existing = await self._list("ats/applications", [("ats_candidate_ids[]", candidate_id),
-                                                             ("ats_job_posting_id", job_id)], what="find application")
+            existing = await self._list(
+                "ats/applications",
+                [("ats_candidate_ids[]", candidate_id), ("ats_job_posting_id", job_id)],
+                what="find application",
+            )
             match = next((a for a in existing if str(a.get("ats_job_posting_id")) == job_id), None)
         if match is None:
             body: dict[str, Any] = {"ats_job_posting_id": job_id, "ats_candidate_id": candidate_id}
@@ -295,16 +340,22 @@ class FactorialConnector(Connector):
             ctx.created_here.add("application")
         kind, _, source_id = ctx.checkpoints.get("source", "none:").partition(":")
         if kind == "id" and str(match.get("source_id") or "") != source_id:
-            await self._send("PUT", f"ats/applications/{match['id']}", what="set application source",
-                             json={"id": str(match["id"]), "source_id": source_id})
+            await self._send(
+                "PUT",
+                f"ats/applications/{match['id']}",
+                what="set application source",
+                json={"id": str(match["id"]), "source_id": source_id},
+            )
         return str(match["id"])
 
     async def _answers(self, ctx: StepContext) -> str:
         app = _app(ctx)
         application_id = ctx.remote_id("application")
         questions = {q["id"]: q for q in await self._raw_questions(app.application.job_id)}
-        done = {str(a.get("ats_question_id")) for a in await self._list(
-            "ats/answers", [("ats_application_ids[]", application_id)], what="list answers")}
+        done = {
+            str(a.get("ats_question_id"))
+            for a in await self._list("ats/answers", [("ats_application_ids[]", application_id)], what="list answers")
+        }
         written = 0
         for answer in app.screening_question_answers:
             question = questions.get(answer.question_id)
@@ -316,10 +367,18 @@ class FactorialConnector(Connector):
             value = _encode_answer(question, answer, ctx)
             if value is None:
                 continue
-            await self._send("POST", "ats/answers", what=f"write answer to question {answer.question_id}", json={
-                "ats_question_id": answer.question_id, "ats_application_id": application_id, "value": value,
-                "original_question_label": question["label"], "original_question_type": question["question_type"],
-            })
+            await self._send(
+                "POST",
+                "ats/answers",
+                what=f"write answer to question {answer.question_id}",
+                json={
+                    "ats_question_id": answer.question_id,
+                    "ats_application_id": application_id,
+                    "value": value,
+                    "original_question_label": question["label"],
+                    "original_question_type": question["question_type"],
+                },
+            )
             written += 1
         answered = {a.question_id for a in app.screening_question_answers}
         for question in questions.values():
@@ -346,6 +405,7 @@ class FactorialConnector(Connector):
             if self.cv_upload == "legacy_cv_part":
                 return await self._legacy_cv(ctx, ref, application_id)
             return await self._cv_message(ctx, ref, application_id)
+
         return run
 
     async def _cv_message(self, ctx: StepContext, ref: AttachmentRef, application_id: str) -> str:
@@ -361,9 +421,14 @@ class FactorialConnector(Connector):
                 return found
         data = await ctx.load_attachment(ref)
         files = [("attachments[]", (ref.name, data, ref.content_type or "application/octet-stream"))]
-        form = {"content": f"Curriculum vitae {marker}", "sent_by_id": candidate_id,
-                "sent_by_type": "candidate", "ats_application_id": application_id, "topic": "cv",
-                "send_as_corporate_email": "false"}
+        form = {
+            "content": f"Curriculum vitae {marker}",
+            "sent_by_id": candidate_id,
+            "sent_by_type": "candidate",
+            "ats_application_id": application_id,
+            "topic": "cv",
+            "send_as_corporate_email": "false",
+        }
         response = await self._send_file("POST", "ats/messages", what="upload CV as message", data=form, files=files)
         return str(response.json()["id"])
 
@@ -371,9 +436,11 @@ class FactorialConnector(Connector):
         """The CV message a previous try may have stored before its answer was lost."""
         conversation = record.get("ats_conversation_id")
         if conversation:
-            messages = await self._list("ats/messages", [("ats_conversation_id", str(conversation)),
-                                                         ("last_per_conversation", "false")],
-                                        what="list application messages")
+            messages = await self._list(
+                "ats/messages",
+                [("ats_conversation_id", str(conversation)), ("last_per_conversation", "false")],
+                what="list application messages",
+            )
             match = next((m for m in messages if marker in str(m.get("content", ""))), None)
             if match:
                 return str(match["id"])
@@ -395,8 +462,12 @@ class FactorialConnector(Connector):
             raise
 
     async def _move(self, application_id: str, stage_id: str) -> str:
-        await self._send("POST", "ats/applications/move_to_phase", what="move application to phase",
-                         json={"id": application_id, "ats_application_phase_id": stage_id})
+        await self._send(
+            "POST",
+            "ats/applications/move_to_phase",
+            what="move application to phase",
+            json={"id": application_id, "ats_application_phase_id": stage_id},
+        )
         return stage_id
 
     # -- reads ----------------------------------------------------------------------------------
@@ -412,8 +483,9 @@ class FactorialConnector(Connector):
 
     async def job_status(self, job_id: str) -> str | None:
         try:
-            posting = (await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}",
-                                        what="read job posting")).json()
+            posting = (
+                await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}", what="read job posting")
+            ).json()
         except PermanentError as exc:
             if exc.status == 404:
                 return "missing"
@@ -421,13 +493,18 @@ class FactorialConnector(Connector):
         return "open" if posting.get("status") in ("published", "unlisted") else "closed"
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
-        return [{
-            "id": q["id"], "label": q["label"], "type": q["question_type"], "required": bool(q.get("mandatory")),
-            "options": [{"id": o["text"], "label": o["text"]} for o in q.get("options") or []],
-        } for q in await self._raw_questions(job_id)]
+        return [
+            {
+                "id": q["id"],
+                "label": q["label"],
+                "type": q["question_type"],
+                "required": bool(q.get("mandatory")),
+                "options": [{"id": o["text"], "label": o["text"]} for o in q.get("options") or []],
+            }
+            for q in await self._raw_questions(job_id)
+        ]
 
-    async def application_status(self, application_id: str,
-                                 job_id: str | None = None) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """Phase (id, name, type) and outcome: DECLINED when disqualified or given a rejection reason,
         HIRED in a phase of type `hired`, else PENDING. Phase names are cached per job posting."""
         app = (await self._send("GET", f"ats/applications/{application_id}", what="get application")).json()
@@ -436,37 +513,44 @@ class FactorialConnector(Connector):
         rejection = app.get("ats_rejection_reason_id")
         declined = app.get("qualified") is False or rejection not in (None, "")
         outcome = "DECLINED" if declined else "HIRED" if phase.get("phase_type") == "hired" else "PENDING"
-        return {"stage_id": phase_id or None, "stage_name": phase.get("name"), "stage_type": phase.get("phase_type"),
-                "outcome": outcome, "qualified": app.get("qualified"),
-                "rejection_reason_id": str(rejection) if rejection not in (None, "") else None}
+        return {
+            "stage_id": phase_id or None,
+            "stage_name": phase.get("name"),
+            "stage_type": phase.get("phase_type"),
+            "outcome": outcome,
+            "qualified": app.get("qualified"),
+            "rejection_reason_id": str(rejection) if rejection not in (None, "") else None,
+        }
 
     async def _phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
         cached = self._phase_cache.get(posting_id)
         if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
             return cached[1]
-        rows = await self._list("ats/application_phases", [("ats_job_posting_ids[]", posting_id)],
-                                what="list application phases")
+        rows = await self._list(
+            "ats/application_phases", [("ats_job_posting_ids[]", posting_id)], what="list application phases"
+        )
         phases = {str(p["id"]): p for p in rows}
         if len(self._phase_cache) > 1000:
             self._phase_cache.clear()
         self._phase_cache[posting_id] = (time.monotonic(), phases)
         return phases
 
-    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
-                          body: Any) -> PassthroughResult:
+    async def passthrough(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: Any
+    ) -> PassthroughResult:
         """Any call under the API base (``ats/...``): confined there, credentials added."""
         url = confined_url(self.api, path)
         kwargs: dict[str, Any] = {"params": dict(query or {})}
         if body is not None:
             kwargs["json"] = body
-        response = await self._send(method.upper(), url, what="passthrough",
-                                    expect=tuple(range(200, 600)), **kwargs)
+        response = await self._send(method.upper(), url, what="passthrough", expect=tuple(range(200, 600)), **kwargs)
         try:
             payload: Any = response.json()
         except ValueError:
             payload = response.text
-        return PassthroughResult(response.status_code,
-                                 {"content-type": response.headers.get("content-type", "")}, payload)
+        return PassthroughResult(
+            response.status_code, {"content-type": response.headers.get("content-type", "")}, payload
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------------

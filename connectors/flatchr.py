@@ -76,12 +76,29 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Flatchr question `type` strings -> unified types. assumption: Flatchr does not document the
 # values `question.type` takes; these are the names its form builder shows, unknown ones -> TEXT.
 QUESTION_TYPES: dict[str, str] = {
-    "text": "TEXT", "textarea": "TEXT", "string": "TEXT", "email": "TEXT", "url": "TEXT",
-    "phone": "TEXT", "yesno": "BOOLEAN", "boolean": "BOOLEAN", "bool": "BOOLEAN",
-    "radio": "SINGLE_SELECT", "select": "SINGLE_SELECT", "list": "SINGLE_SELECT",
-    "dropdown": "SINGLE_SELECT", "checkbox": "MULTI_SELECT", "checkboxes": "MULTI_SELECT",
-    "multiselect": "MULTI_SELECT", "multiple": "MULTI_SELECT", "number": "NUMBER",
-    "integer": "NUMBER", "numeric": "NUMBER", "date": "DATE", "file": "FILE", "upload": "FILE",
+    "text": "TEXT",
+    "textarea": "TEXT",
+    "string": "TEXT",
+    "email": "TEXT",
+    "url": "TEXT",
+    "phone": "TEXT",
+    "yesno": "BOOLEAN",
+    "boolean": "BOOLEAN",
+    "bool": "BOOLEAN",
+    "radio": "SINGLE_SELECT",
+    "select": "SINGLE_SELECT",
+    "list": "SINGLE_SELECT",
+    "dropdown": "SINGLE_SELECT",
+    "checkbox": "MULTI_SELECT",
+    "checkboxes": "MULTI_SELECT",
+    "multiselect": "MULTI_SELECT",
+    "multiple": "MULTI_SELECT",
+    "number": "NUMBER",
+    "integer": "NUMBER",
+    "numeric": "NUMBER",
+    "date": "DATE",
+    "file": "FILE",
+    "upload": "FILE",
     "document": "FILE",
 }
 # Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
@@ -91,6 +108,7 @@ FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
 
 
 COLUMNS_CACHE_S = 60.0
+
 
 class AnswerError(ValueError):
     """An answer that cannot be encoded for its question; the message names no value."""
@@ -163,8 +181,7 @@ def _as_date(value: Any, qid: str, date_format: str) -> str:
     return day.strftime(date_format)
 
 
-def encode_answer(question: Mapping[str, Any], answer: Any, *, language: str,
-                  date_format: str = "%Y-%m-%d") -> str:
+def encode_answer(question: Mapping[str, Any], answer: Any, *, language: str, date_format: str = "%Y-%m-%d") -> str:
     """One canonical answer -> Flatchr's `value` string, by the question's unified type.
 
     TEXT as given; BOOLEAN as the vacancy's yes/no label; SINGLE_SELECT as the option text (option
@@ -273,16 +290,19 @@ def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
 def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[Warning_]:
     cv = pick_cv(attachments)
     return [
-        Warning_("attachment_not_supported",
-                 f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent")
-        for a in attachments if a is not cv
+        Warning_("attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent")
+        for a in attachments
+        if a is not cv
     ]
 
 
 def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]:
     """Canonical fields the Flatchr create route has no place for."""
-    names = [f"candidate.{n}" for n in ("company", "location", "gender", "availability_date")
-             if getattr(application.candidate, n) is not None]
+    names = [
+        f"candidate.{n}"
+        for n in ("company", "location", "gender", "availability_date")
+        if getattr(application.candidate, n) is not None
+    ]
     if application.application.stage_id:
         names.append("application.stage_id")
     if application.source and not application.source.id and (application.source.name or application.source.unified_key):
@@ -297,12 +317,13 @@ def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]
 
 def file_answer_warnings(answers: list[StoredAnswer]) -> list[Warning_]:
     return [
-        Warning_("answer_type_unsupported",
-                 f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent")
-        for a in answers if isinstance(a.answer, AttachmentRef)
+        Warning_(
+            "answer_type_unsupported",
+            f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent",
+        )
+        for a in answers
+        if isinstance(a.answer, AttachmentRef)
     ]
-
-
 
 
 def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
@@ -326,12 +347,23 @@ class FlatchrConnector(Connector):
 
     name: ClassVar[str] = "flatchr"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        fields=frozenset({
-            "candidate.first_name", "candidate.last_name", "candidate.email_address",
-            "candidate.phone_number", "application.job_id", "screening_question_answers.question_id",
-            "screening_question_answers.answer", "attachments.name", "attachments.content_type",
-            "attachments.data_url", "attachments.data", "attachments.type", "source.id",
-        }),
+        fields=frozenset(
+            {
+                "candidate.first_name",
+                "candidate.last_name",
+                "candidate.email_address",
+                "candidate.phone_number",
+                "application.job_id",
+                "screening_question_answers.question_id",
+                "screening_question_answers.answer",
+                "attachments.name",
+                "attachments.content_type",
+                "attachments.data_url",
+                "attachments.data",
+                "attachments.type",
+                "source.id",
+            }
+        ),
         attachment_types=frozenset({"CV"}),
         max_attachments=1,
         answer_types=frozenset({"TEXT", "BOOLEAN", "SINGLE_SELECT", "MULTI_SELECT", "NUMBER", "DATE"}),
@@ -382,8 +414,9 @@ class FlatchrConnector(Connector):
             errors.append("connection: setting company_id is missing")
         cv = pick_cv(application.attachments)
         if cv is None and self.settings.get("require_cv", True):
-            errors.append("attachments: Flatchr requires an attachment of type CV "
-                          "(or set require_cv = false on the connection)")
+            errors.append(
+                "attachments: Flatchr requires an attachment of type CV (or set require_cv = false on the connection)"
+            )
         max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
         if cv is not None and cv.size is not None and cv.size > max_bytes:
             errors.append(f"attachments: the CV is larger than Flatchr accepts ({max_bytes} bytes)")
@@ -426,27 +459,36 @@ class FlatchrConnector(Connector):
             return f"found:{found}"
         vacancy = await self._vacancy(job_id)
         for warning in extra_attachment_warnings(app.attachments) + file_answer_warnings(
-                app.screening_question_answers):
+            app.screening_question_answers
+        ):
             ctx.warn(warning.code, warning.message)
         try:
             await self._create(ctx, app, vacancy, with_cv=True)
             return "sent"
         except AttachmentRejected as exc:
             if self.settings.get("require_cv", True):
-                raise PermanentError(f"Flatchr requires a CV and refused this one: {exc.detail}",
-                                     status=exc.status) from None
+                raise PermanentError(
+                    f"Flatchr requires a CV and refused this one: {exc.detail}", status=exc.status
+                ) from None
             ctx.warn("attachment_rejected", f"the CV was refused on create ({exc.detail}); sent without it")
             await self._create(ctx, app, vacancy, with_cv=False)
             return "sent-without-cv"
 
-    async def _create(self, ctx: StepContext, app: StoredApplication, vacancy: Mapping[str, Any], *,
-                      with_cv: bool) -> None:
+    async def _create(
+        self, ctx: StepContext, app: StoredApplication, vacancy: Mapping[str, Any], *, with_cv: bool
+    ) -> None:
         payload = await self._create_payload(ctx, app, vacancy, with_cv=with_cv)
         try:
             # 409: this e-mail already applied to this vacancy (a concurrent or earlier delivery):
             # success; the next step reads the existing applicant's id.
-            await self._send("POST", f"{self.careers_base}{CREATE_PATH}", what="flatchr create applicant",
-                             expect=(200, 201, 409), json=payload, pii=self._pii(app))
+            await self._send(
+                "POST",
+                f"{self.careers_base}{CREATE_PATH}",
+                what="flatchr create applicant",
+                expect=(200, 201, 409),
+                json=payload,
+                pii=self._pii(app),
+            )
         except PermanentError as exc:
             if with_cv and exc.status in (413, 415):
                 raise AttachmentRejected(exc.detail, status=exc.status) from None
@@ -480,13 +522,15 @@ class FlatchrConnector(Connector):
         files = await self.candidate_attachments(applicant)
         if any(f["type"] == "CV" for f in files):
             return f"{applicant}/cv"
-        raise AttachmentRejected("the applicant existed before this delivery and Flatchr takes no CV upload "
-                                 "for an existing applicant")
+        raise AttachmentRejected(
+            "the applicant existed before this delivery and Flatchr takes no CV upload for an existing applicant"
+        )
 
     # -- create payload -----------------------------------------------------------------------
 
-    async def _create_payload(self, ctx: StepContext, app: StoredApplication,
-                              vacancy: Mapping[str, Any], *, with_cv: bool = True) -> dict[str, Any]:
+    async def _create_payload(
+        self, ctx: StepContext, app: StoredApplication, vacancy: Mapping[str, Any], *, with_cv: bool = True
+    ) -> dict[str, Any]:
         slug = vacancy.get("slug")
         if not isinstance(slug, str) or not slug:
             raise PermanentError("flatchr vacancy has no slug")
@@ -518,8 +562,7 @@ class FlatchrConnector(Connector):
         if len(data) > max_bytes:
             raise AttachmentRejected(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)", status=413)
         content_type = cv.content_type or mimetypes.guess_type(cv.name)[0] or "application/pdf"
-        return {"data": base64.b64encode(data).decode("ascii"), "fileName": cv.name,
-                "contentType": content_type}
+        return {"data": base64.b64encode(data).decode("ascii"), "fileName": cv.name, "contentType": content_type}
 
     def _answers(self, app: StoredApplication, vacancy: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Canonical answers -> Flatchr's answers array: `question` is the question's text
@@ -556,8 +599,10 @@ class FlatchrConnector(Connector):
 
     async def _find_applicant(self, email: str, job_id: str) -> str | None:
         response = await self._send(
-            "POST", f"{self.api_base}/company/{self.company_id}/search/applicants",
-            what="flatchr search applicants", json={"email": email, "vacancy": job_id},
+            "POST",
+            f"{self.api_base}/company/{self.company_id}/search/applicants",
+            what="flatchr search applicants",
+            json={"email": email, "vacancy": job_id},
         )
         rows = response.json()
         if not isinstance(rows, list):
@@ -580,7 +625,9 @@ class FlatchrConnector(Connector):
         if cached and cached[0] > time.monotonic():
             return cached[1]
         response = await self._send(
-            "GET", f"{self.api_base}/vacancy/{quote(job_id, safe='')}", what="flatchr get vacancy",
+            "GET",
+            f"{self.api_base}/vacancy/{quote(job_id, safe='')}",
+            what="flatchr get vacancy",
             params={"fields": "questions"},
         )
         vacancy = response.json()
@@ -598,17 +645,22 @@ class FlatchrConnector(Connector):
             kind = unified_type(q)
             if kind == "BOOLEAN" and not options:
                 options = list(boolean_labels(q, str(vacancy.get("language") or "fr_FR")))
-            out.append({
-                "id": str(q.get("id")), "type": kind, "required": bool(q.get("required")),
-                "label": q.get("text"), "options": [{"id": o, "label": o} for o in options],
-                "remote_type": q.get("type"), "index": q.get("position"),
-                "precondition_question_id": q.get("parent_question"),
-                "precondition_options": [expected] if (expected := q.get("parent_answer_expected")) else [],
-            })
+            out.append(
+                {
+                    "id": str(q.get("id")),
+                    "type": kind,
+                    "required": bool(q.get("required")),
+                    "label": q.get("text"),
+                    "options": [{"id": o, "label": o} for o in options],
+                    "remote_type": q.get("type"),
+                    "index": q.get("position"),
+                    "precondition_question_id": q.get("parent_question"),
+                    "precondition_options": [expected] if (expected := q.get("parent_answer_expected")) else [],
+                }
+            )
         return out
 
-    async def application_status(self, application_id: str,
-                                 job_id: str | None = None) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the applicant's pipeline column, read from a search of the vacancy's
         applicants (no candidate data needed) and the company's columns (their `hired` flag).
         assumption: an applicant no longer listed among the vacancy's active applicants was
@@ -616,8 +668,10 @@ class FlatchrConnector(Connector):
         if not job_id:
             return None
         response = await self._send(
-            "POST", f"{self.api_base}/company/{self.company_id}/search/applicants",
-            what="flatchr search vacancy applicants", json={"vacancy": self._safe_id(job_id, "job_id")},
+            "POST",
+            f"{self.api_base}/company/{self.company_id}/search/applicants",
+            what="flatchr search vacancy applicants",
+            json={"vacancy": self._safe_id(job_id, "job_id")},
         )
         rows = response.json()
         if not isinstance(rows, list):
@@ -627,17 +681,23 @@ class FlatchrConnector(Connector):
             return {"stage_id": None, "stage_name": None, "outcome": "DECLINED", "archived": True}
         columns = await self._columns()
         column = next((c for c in columns if c.get("title") == row.get("column")), None)
-        return {"stage_id": str(column["id"]) if column and column.get("id") else None,
-                "stage_name": row.get("column"), "outcome": "HIRED" if column and column.get("hired") else "PENDING"}
+        return {
+            "stage_id": str(column["id"]) if column and column.get("id") else None,
+            "stage_name": row.get("column"),
+            "outcome": "HIRED" if column and column.get("hired") else "PENDING",
+        }
 
     async def _columns(self) -> list[dict[str, Any]]:
         """The company's pipeline columns, re-read at most every minute."""
         if self._columns_cache is None or time.monotonic() - self._columns_cache[0] > COLUMNS_CACHE_S:
-            response = await self._send("GET", f"{self.api_base}/company/{self.company_id}/columns",
-                                        what="flatchr list columns")
+            response = await self._send(
+                "GET", f"{self.api_base}/company/{self.company_id}/columns", what="flatchr list columns"
+            )
             rows = response.json()
-            self._columns_cache = (time.monotonic(), [r for r in rows if isinstance(r, dict)]
-                                   if isinstance(rows, list) else [])
+            self._columns_cache = (
+                time.monotonic(),
+                [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [],
+            )
         return self._columns_cache[1]
 
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
@@ -646,7 +706,8 @@ class FlatchrConnector(Connector):
         the 2020 docs is served by api.flatchr.io."""
         applicant = self._safe_id(candidate_id, "candidate_id")
         response = await self._send(
-            "GET", f"{self.api_base}/company/{self.company_id}/applicant/{applicant}/medias",
+            "GET",
+            f"{self.api_base}/company/{self.company_id}/applicant/{applicant}/medias",
             what="flatchr list applicant files",
         )
         rows = response.json()
@@ -676,14 +737,18 @@ class FlatchrConnector(Connector):
         anything that could leave it."""
         return confined_url(self.api_base, path)
 
-    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
-                          body: Any) -> PassthroughResult:
+    async def passthrough(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: Any
+    ) -> PassthroughResult:
         method = method.upper()
         if method not in PASSTHROUGH_METHODS:
             raise PermanentError(f"passthrough method {method} is not allowed")
         url = self.passthrough_url(path)
-        kwargs: dict[str, Any] = {"params": dict(query or {}), "headers": self._headers(),
-                                  "timeout": self.connection.timeout_s}
+        kwargs: dict[str, Any] = {
+            "params": dict(query or {}),
+            "headers": self._headers(),
+            "timeout": self.connection.timeout_s,
+        }
         if body is not None and method != "GET":
             kwargs["json"] = body
         try:
@@ -694,14 +759,23 @@ class FlatchrConnector(Connector):
             content: Any = response.json()
         except ValueError:
             content = response.text
-        headers = {k: v for k, v in response.headers.items()
-                   if k.lower() in ("content-type", "retry-after", "x-request-id")}
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after", "x-request-id")
+        }
         return PassthroughResult(status=response.status_code, headers=headers, body=content)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _send(self, method: str, url: str, *, what: str, expect: tuple[int, ...] = (200, 201),
-                    pii: list[str] | None = None, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        expect: tuple[int, ...] = (200, 201),
+        pii: list[str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
         """One call with auth; failures classified with Flatchr's own (scrubbed) reason."""
         kwargs.setdefault("timeout", self.connection.timeout_s)
         kwargs["headers"] = {**self._headers(), **kwargs.get("headers", {})}

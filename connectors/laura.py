@@ -64,8 +64,13 @@ class LauraWire:
 
     GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
     FORMATS = {
-        "text": TEXT, "textarea": TEXT, "number": NUMBER, "boolean": BOOLEAN, "date": DATE,
-        "select": SINGLE_SELECT, "multiselect": MULTI_SELECT,
+        "text": TEXT,
+        "textarea": TEXT,
+        "number": NUMBER,
+        "boolean": BOOLEAN,
+        "date": DATE,
+        "select": SINGLE_SELECT,
+        "multiselect": MULTI_SELECT,
     }
 
     # -- requests -----------------------------------------------------------------------------
@@ -86,15 +91,13 @@ class LauraWire:
     @classmethod
     def candidate_body(cls, application: StoredApplication) -> dict[str, Any]:
         c = application.candidate
-        body: dict[str, Any] = {"first_name": c.first_name, "last_name": c.last_name,
-                                "email": c.email_address}
+        body: dict[str, Any] = {"first_name": c.first_name, "last_name": c.last_name, "email": c.email_address}
         if c.phone_number:
             body["phone"] = c.phone_number
         if c.gender:
             body["gender"] = cls.GENDERS[c.gender]
         if c.location:
-            address = {"city": c.location.city, "zip_code": c.location.zip_code,
-                       "country_code": c.location.country}
+            address = {"city": c.location.city, "zip_code": c.location.zip_code, "country_code": c.location.country}
             address = {k: v for k, v in address.items() if v}
             if address:
                 body["address"] = address
@@ -114,14 +117,15 @@ class LauraWire:
         return value
 
     @classmethod
-    def application_body(cls, candidate_id: str, job_id: str,
-                         answers: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    def application_body(cls, candidate_id: str, job_id: str, answers: list[tuple[str, str, Any]]) -> dict[str, Any]:
         """`answers`: (question id, neutral type, coerced value) of the questions shown."""
         return {
             "candidate_id": cls.wire_id(candidate_id),
             "job_id": cls.wire_id(job_id),
-            "answers": [{"question_id": cls.wire_id(qid), "value": cls.answer_value(kind, value)}
-                        for qid, kind, value in answers],
+            "answers": [
+                {"question_id": cls.wire_id(qid), "value": cls.answer_value(kind, value)}
+                for qid, kind, value in answers
+            ],
         }
 
     @staticmethod
@@ -221,8 +225,9 @@ class LauraWire:
             "type": cls.FORMATS.get(kind, kind.upper() or "UNKNOWN"),
             "required": bool(row.get("required")),
             "options": [{"id": str(o["id"]), "label": o.get("label", "")} for o in fmt.get("options") or []],
-            "precondition_question_id": (None if row.get("precondition_question_id") is None
-                                         else str(row["precondition_question_id"])),
+            "precondition_question_id": (
+                None if row.get("precondition_question_id") is None else str(row["precondition_question_id"])
+            ),
             "precondition_options": [str(o) for o in row.get("precondition_options") or []],
         }
         for key in ("max_length", "min", "max"):
@@ -253,13 +258,13 @@ def _answer_pairs(answers: Iterable[Any]) -> list[tuple[str, Any]]:
 
 
 def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (
-        isinstance(value, list) and not value)
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value)
 
 
 def _is_file(value: Any) -> bool:
     return isinstance(value, FileAnswer | AttachmentRef) or (
-        isinstance(value, Mapping) and ("data" in value or "data_url" in value or "name" in value))
+        isinstance(value, Mapping) and ("data" in value or "data_url" in value or "name" in value)
+    )
 
 
 def _option_ids(question: Mapping[str, Any]) -> set[str]:
@@ -347,8 +352,9 @@ def _answer_tokens(value: Any) -> set[str]:
     return {str(v).lower() if isinstance(v, bool) else str(v) for v in values}
 
 
-def _active(q: Mapping[str, Any], given: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]],
-            depth: int = 0) -> bool:
+def _active(
+    q: Mapping[str, Any], given: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]], depth: int = 0
+) -> bool:
     """Whether `q` is shown: no precondition, or its parent is shown and answered with one of
     `precondition_options`. Assumption: a precondition naming a question the job does not have
     cannot be evaluated and does not hide the question."""
@@ -375,8 +381,9 @@ def validate_answers(questions: Sequence[Mapping[str, Any]], answers: Iterable[A
     return _check_answers(questions, answers)[0]
 
 
-def _check_answers(questions: Sequence[Mapping[str, Any]],
-                   answers: Iterable[Any]) -> tuple[list[str], list[tuple[str, str, Any]]]:
+def _check_answers(
+    questions: Sequence[Mapping[str, Any]], answers: Iterable[Any]
+) -> tuple[list[str], list[tuple[str, str, Any]]]:
     """(errors, [(question_id, type, coerced value)] in question order)."""
     by_id = {str(q["id"]): q for q in questions}
     errors: list[str] = []
@@ -397,8 +404,10 @@ def _check_answers(questions: Sequence[Mapping[str, Any]],
                 errors.append(f"question {qid}: required")
             continue
         if not active:
-            errors.append(f"question {qid}: answered, but its precondition on question "
-                          f"{q.get('precondition_question_id')} is not met")
+            errors.append(
+                f"question {qid}: answered, but its precondition on question "
+                f"{q.get('precondition_question_id')} is not met"
+            )
             continue
         try:
             coerced.append((qid, str(q.get("type")), coerce_answer(q, given[qid])))
@@ -413,9 +422,10 @@ def _check_answers(questions: Sequence[Mapping[str, Any]],
 
 def dropped_attachment_warnings(application: StoredApplication) -> list[Warning_]:
     """One warning per file (no file name: names can carry the candidate's name)."""
-    return [Warning_("attachment_dropped",
-                     f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
-            for i, ref in enumerate(application.attachments)]
+    return [
+        Warning_("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
+        for i, ref in enumerate(application.attachments)
+    ]
 
 
 class LauraConnector(Connector):
@@ -428,13 +438,22 @@ class LauraConnector(Connector):
 
     name = "laura"
     capabilities = Capabilities(
-        fields=frozenset({
-            "candidate.first_name", "candidate.last_name", "candidate.email_address",
-            "candidate.phone_number", "candidate.location.city", "candidate.location.country",
-            "candidate.location.zip_code", "candidate.gender", "application.job_id",
-            "application.stage_id",  # written by a follow-up move to stage
-            "screening_question_answers.question_id", "screening_question_answers.answer",
-        }),
+        fields=frozenset(
+            {
+                "candidate.first_name",
+                "candidate.last_name",
+                "candidate.email_address",
+                "candidate.phone_number",
+                "candidate.location.city",
+                "candidate.location.country",
+                "candidate.location.zip_code",
+                "candidate.gender",
+                "application.job_id",
+                "application.stage_id",  # written by a follow-up move to stage
+                "screening_question_answers.question_id",
+                "screening_question_answers.answer",
+            }
+        ),
         attachment_types=frozenset(),
         max_attachments=None,  # refused or dropped by check(), per the drop_attachments setting
         answer_types=ANSWER_TYPES,
@@ -460,11 +479,11 @@ class LauraConnector(Connector):
     def drop_attachments(self) -> bool:
         return self.settings.get("drop_attachments") is True
 
-    async def _call(self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201),
-                    **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> httpx.Response:
         headers = LauraWire.headers(self.connection.credentials)
-        return await self.request(method, self.api_root + path, what=what, expect=expect,
-                                  headers=headers, **kwargs)
+        return await self.request(method, self.api_root + path, what=what, expect=expect, headers=headers, **kwargs)
 
     # -- intake check -------------------------------------------------------------------------
 
@@ -476,16 +495,21 @@ class LauraConnector(Connector):
             if self.drop_attachments:
                 warnings.extend(dropped_attachment_warnings(application))
             else:
-                errors.append(f"attachments: Laura takes no attachments ({len(application.attachments)} "
-                              "given); remove them or set drop_attachments = true on the connection")
+                errors.append(
+                    f"attachments: Laura takes no attachments ({len(application.attachments)} "
+                    "given); remove them or set drop_attachments = true on the connection"
+                )
         for qid, value in _answer_pairs(application.screening_question_answers):
             if _is_file(value):
                 errors.append(f"question {qid}: file answers are not supported by Laura")
         c = application.candidate
-        for name, present in (("candidate.company", c.company), ("candidate.availability_date",
-                              c.availability_date), ("source", application.source),
-                              ("gdpr_consent", application.gdpr_consent),
-                              ("remote_fields", application.remote_fields)):
+        for name, present in (
+            ("candidate.company", c.company),
+            ("candidate.availability_date", c.availability_date),
+            ("source", application.source),
+            ("gdpr_consent", application.gdpr_consent),
+            ("remote_fields", application.remote_fields),
+        ):
             if present:
                 warnings.append(Warning_("field_unsupported", f"{name} is not written to Laura"))
         return errors, warnings
@@ -526,8 +550,13 @@ class LauraConnector(Connector):
         existing = await self._find(path, params, matches, what="find candidate")
         if existing:
             return existing
-        response = await self._call("POST", "/candidates", what="create candidate", expect=(200, 201, 409),
-                                    json=LauraWire.candidate_body(application))
+        response = await self._call(
+            "POST",
+            "/candidates",
+            what="create candidate",
+            expect=(200, 201, 409),
+            json=LauraWire.candidate_body(application),
+        )
         if response.status_code != 409:
             return LauraWire.created_id(response)
         return LauraWire.duplicate_id(response) or await self._require(path, params, matches, "candidate")
@@ -547,15 +576,20 @@ class LauraConnector(Connector):
         if existing:
             return existing
         answers = await self._valid_answers(application)
-        response = await self._call("POST", "/applications", what="create application",
-                                    expect=(200, 201, 409),
-                                    json=LauraWire.application_body(candidate_id, job_id, answers))
+        response = await self._call(
+            "POST",
+            "/applications",
+            what="create application",
+            expect=(200, 201, 409),
+            json=LauraWire.application_body(candidate_id, job_id, answers),
+        )
         if response.status_code != 409:
             return LauraWire.created_id(response)
         return LauraWire.duplicate_id(response) or await self._require(path, params, matches, "application")
 
-    async def _valid_answers(self, application: StoredApplication, *,
-                             fresh: bool = False) -> list[tuple[str, str, Any]]:
+    async def _valid_answers(
+        self, application: StoredApplication, *, fresh: bool = False
+    ) -> list[tuple[str, str, Any]]:
         """The answers to send, coerced, or PermanentError naming every problem (dead letter)."""
         questions = await self.screening_questions(application.application.job_id, fresh=fresh)
         errors, answers = _check_answers(questions, application.screening_question_answers)
@@ -563,11 +597,11 @@ class LauraConnector(Connector):
             raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
         return answers
 
-    async def application_status(self, application_id: str,
-                                 job_id: str | None = None) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the application's stage (name from the cached stage list) and outcome."""
-        response = await self._call("GET", LauraWire.application_path(application_id), what="get application",
-                                    expect=(200,))
+        response = await self._call(
+            "GET", LauraWire.application_path(application_id), what="get application", expect=(200,)
+        )
         record = LauraWire.data(response)
         if not isinstance(record, Mapping):
             raise TransientError("Laura's application answer has no record")
@@ -579,17 +613,23 @@ class LauraConnector(Connector):
 
     async def _move(self, application_id: str, stage_id: str) -> str:
         """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
-        await self._call("PUT", LauraWire.stage_path(application_id), what="move application to stage",
-                         json=LauraWire.stage_body(stage_id))
+        await self._call(
+            "PUT",
+            LauraWire.stage_path(application_id),
+            what="move application to stage",
+            json=LauraWire.stage_body(stage_id),
+        )
         return stage_id
 
-    async def _find(self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *,
-                    what: str) -> str | None:
+    async def _find(
+        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *, what: str
+    ) -> str | None:
         response = await self._call("GET", path, what=what, expect=(200,), params=params)
         return LauraWire.first_id(response, matches)
 
-    async def _require(self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool],
-                       kind: str) -> str:
+    async def _require(
+        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], kind: str
+    ) -> str:
         found = await self._find(path, params, matches, what=f"find {kind}")
         if not found:  # the search may lag the write: look again later rather than give up
             raise TransientError(f"Laura reported a duplicate {kind} that its search does not show yet")
@@ -597,8 +637,7 @@ class LauraConnector(Connector):
 
     # -- actions ------------------------------------------------------------------------------
 
-    def action_plan(self, action: str, params: Mapping[str, Any],
-                    attachments: list[AttachmentRef]) -> list[Step]:
+    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
         if action != ACTION_MOVE_APPLICATION_TO_STAGE:
             return super().action_plan(action, params, attachments)
         application_id, stage_id = params.get("application_id"), params.get("stage_id")
@@ -614,8 +653,7 @@ class LauraConnector(Connector):
         hit = self._questions_cache.get(job_id)
         if hit and not fresh and time.monotonic() - hit[0] < QUESTIONS_CACHE_S:
             return hit[1]
-        response = await self._call("GET", LauraWire.job_questions_path(job_id), what="job questions",
-                                    expect=(200,))
+        response = await self._call("GET", LauraWire.job_questions_path(job_id), what="job questions", expect=(200,))
         rows = LauraWire.data(response)
         questions = [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
         if len(self._questions_cache) >= QUESTIONS_CACHE_MAX:
@@ -623,15 +661,19 @@ class LauraConnector(Connector):
         self._questions_cache[job_id] = (time.monotonic(), questions)
         return questions
 
-    async def passthrough(self, method: str, path: str, query: Mapping[str, str] | None,
-                          body: Any) -> PassthroughResult:
+    async def passthrough(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: Any
+    ) -> PassthroughResult:
         """Forward a raw call under the API root; the ATS's status and body come back as they are."""
         method = method.upper()
         if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             raise PermanentError(f"passthrough method {method} is not allowed")
         url = confined_url(self.api_root, path)
-        kwargs: dict[str, Any] = {"params": dict(query or {}), "timeout": self.connection.timeout_s,
-                                  "headers": LauraWire.headers(self.connection.credentials)}
+        kwargs: dict[str, Any] = {
+            "params": dict(query or {}),
+            "timeout": self.connection.timeout_s,
+            "headers": LauraWire.headers(self.connection.credentials),
+        }
         if body is not None:
             kwargs["json"] = body
         try:

@@ -295,6 +295,7 @@ class OtysConnector(Connector):
 
     async def call(self, method: str, *args: Any, what: str) -> Any:
         """Call an OWS method with the session as first param (re-login once on expiry)."""
+
         async def attempt(session: str, _last: bool) -> Any:
             payload = {"jsonrpc": "2.0", "method": method, "params": [session, *args], "id": next(self._ids)}
             body = await self._post_json(payload, what=what)
@@ -308,11 +309,17 @@ class OtysConnector(Connector):
     async def _upload(self, name: str, content_type: str, data: bytes, *, what: str) -> str:
         """fileService.php (multipart: ``file`` + ``sessionId``) → the file's ouid. Any refusal of
         the file itself is AttachmentRejected, so the engine completes the rest of the delivery."""
+
         async def attempt(session: str, _last: bool) -> str:
             try:
-                response = await self.request("POST", self.file_url, what=what, expect=(200,),
-                                              files={"file": (name, data, content_type)},
-                                              data={"sessionId": session})
+                response = await self.request(
+                    "POST",
+                    self.file_url,
+                    what=what,
+                    expect=(200,),
+                    files={"file": (name, data, content_type)},
+                    data={"sessionId": session},
+                )
             except (AuthError, TransientError):
                 raise
             except PermanentError as exc:  # 413 / 415 / 400 from the file endpoint
@@ -324,8 +331,11 @@ class OtysConnector(Connector):
                 if isinstance(exc, PermanentError):
                     raise AttachmentRejected(exc.detail) from None
                 raise exc
-            first = (next(iter(body.values()), None) if isinstance(body, dict)
-                     else (body[0] if isinstance(body, list) and body else None))
+            first = (
+                next(iter(body.values()), None)
+                if isinstance(body, dict)
+                else (body[0] if isinstance(body, list) and body else None)
+            )
             ouid = first.get("ouid") if isinstance(first, dict) else None
             if not ouid:
                 raise UnknownOutcome(f"{what}: OTYS upload answer has no file id")
@@ -785,8 +795,9 @@ class OtysConnector(Connector):
         if procedure_uid:
             document["applicationUid"] = procedure_uid  # documented as optional on AttachedDocumentsService.add
         try:
-            return _uid(await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"),
-                        "document")
+            return _uid(
+                await self.call(f"{SVC}AttachedDocumentsService.add", document, what="attach document"), "document"
+            )
         except AttachmentRejected:
             raise
         except PermanentError as exc:
@@ -916,13 +927,16 @@ class OtysConnector(Connector):
                 )
         return out
 
-    async def application_status(self, application_id: str,
-                                 job_id: str | None = None) -> dict[str, Any] | None:
+    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the procedure's pipeline stage (status list 1) and an outcome.
         assumption: OTYS has no outcome field; HIRED / DECLINED are read from the stage's code,
         per the settings `hired_stage_codes` / `declined_stage_codes` (defaults in English and Dutch)."""
-        detail = await self.call(f"{SVC}ProcedureService.getDetail", application_id,
-                                 {"uid": 1, "ProcedureStatus1": 1}, what="read application status")
+        detail = await self.call(
+            f"{SVC}ProcedureService.getDetail",
+            application_id,
+            {"uid": 1, "ProcedureStatus1": 1},
+            what="read application status",
+        )
         status = (detail or {}).get("ProcedureStatus1") if isinstance(detail, Mapping) else None
         stage_id = str(status.get("uid")) if isinstance(status, Mapping) and status.get("uid") else None
         if self._stage_names is None or time.monotonic() - self._stage_names[0] > STAGE_CACHE_S:
@@ -960,9 +974,14 @@ class OtysConnector(Connector):
         params = body.get("params") or []
         if not isinstance(params, list):
             raise PermanentError("OTYS passthrough: params must be a list")
+
         async def attempt(session: str, last: bool) -> PassthroughResult:
-            envelope = {"jsonrpc": "2.0", "method": rpc_method, "params": [session, *params],
-                        "id": body.get("id", next(self._ids))}
+            envelope = {
+                "jsonrpc": "2.0",
+                "method": rpc_method,
+                "params": [session, *params],
+                "id": body.get("id", next(self._ids)),
+            }
             response = await self.request("POST", self.rpc_url, what="OTYS passthrough", expect=(200,), json=envelope)
             data = self._decode(response, "OTYS passthrough")
             error = data.get("error") if isinstance(data, dict) else None
@@ -970,10 +989,12 @@ class OtysConnector(Connector):
             if error and any(m in message for m in SESSION_MESSAGES) and not last:
                 raise _SessionRefused(message)
             # the envelope goes back as it is, errors included (a second refusal too)
-            return PassthroughResult(status=response.status_code, headers={"content-type": "application/json"},
-                                     body=data)
+            return PassthroughResult(
+                status=response.status_code, headers={"content-type": "application/json"}, body=data
+            )
 
         return await self._with_session(attempt, "OTYS passthrough")
+
 
 def _uid(result: Any, what: str) -> str:
     """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may

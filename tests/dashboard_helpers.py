@@ -29,8 +29,11 @@ def add_token(relay: Relay, name: str, scopes: str, secret: str) -> dict[str, st
 def application(n: int, connection: str = "acme", **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "connection_id": connection,
-        "candidate": {"first_name": CANDIDATE_FIRST, "last_name": CANDIDATE_LAST,
-                      "email_address": f"zoe{n}@example.org"},
+        "candidate": {
+            "first_name": CANDIDATE_FIRST,
+            "last_name": CANDIDATE_LAST,
+            "email_address": f"zoe{n}@example.org",
+        },
         "application": {"job_id": "2001"},
     }
     body.update(overrides)
@@ -43,15 +46,26 @@ async def post(relay: Relay, n: int, connection: str = "acme") -> str:
     return response.json()["id"]
 
 
-async def accept_from_board(relay: Relay, n: int, *, connection: str = "acme", channel: str = "indeed",
-                            board: str = "indeed", board_application_id: str | None = None) -> str:
+async def accept_from_board(
+    relay: Relay,
+    n: int,
+    *,
+    connection: str = "acme",
+    channel: str = "indeed",
+    board: str = "indeed",
+    board_application_id: str | None = None,
+) -> str:
     """An application as an inbound adapter hands it over (channel, board, board's own id)."""
     runtime = Runtime(relay.settings)  # this loop's own clients (the web app's live in its thread)
     try:
         intake = Intake(runtime.store, runtime.config, runtime.connectors.get)
         app = decode_application(msgspec.json.encode(application(n, connection)))
-        origin = Origin(channel=channel, received_at=time.time(), board=board,
-                        board_application_id=board_application_id or f"{board}-{n}")
+        origin = Origin(
+            channel=channel,
+            received_at=time.time(),
+            board=board,
+            board_application_id=board_application_id or f"{board}-{n}",
+        )
         return (await intake.accept(app, origin)).delivery_id
     finally:
         await runtime.close()
@@ -75,8 +89,9 @@ async def audit_entries(relay: Relay) -> list[audit.AuditEntry]:
     return await audit.read(relay.redis, count=1000)
 
 
-async def wait_bulk(client: httpx.AsyncClient, location: str, headers: dict[str, str],
-                    timeout: float = 20) -> dict[str, Any]:
+async def wait_bulk(
+    client: httpx.AsyncClient, location: str, headers: dict[str, str], timeout: float = 20
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         progress = (await client.get(location, headers=headers)).json()

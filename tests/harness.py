@@ -43,8 +43,13 @@ def b64(data: bytes) -> str:
 
 
 def connection_table(connector: str, base_url: str, **extra: Any) -> dict[str, Any]:
-    return {"connector": connector, "base_url": base_url, "credentials_env": f"TEST_{connector.upper()}_KEY",
-            "timeout_s": 3, **extra}
+    return {
+        "connector": connector,
+        "base_url": base_url,
+        "credentials_env": f"TEST_{connector.upper()}_KEY",
+        "timeout_s": 3,
+        **extra,
+    }
 
 
 def test_env(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
@@ -54,17 +59,25 @@ def test_env(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 class Relay:
     """One relay under test: its web app over HTTP, workers on demand, helpers to wait and look."""
 
-    def __init__(self, redis_url: str, connections: Mapping[str, Mapping[str, Any]], *,
-                 job_timeout_s: float = 8.0, tmp_path: Path | None = None,
-                 extra_tokens: Sequence[ApiToken] = (), **settings: Any) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        connections: Mapping[str, Mapping[str, Any]],
+        *,
+        job_timeout_s: float = 8.0,
+        tmp_path: Path | None = None,
+        extra_tokens: Sequence[ApiToken] = (),
+        **settings: Any,
+    ) -> None:
         self.redis_url = redis_url
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
         self.env = test_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
         tokens = [ApiToken("admin", ADMIN_TOKEN, SCOPES), *extra_tokens]
         settings.setdefault("data_keys", parse_keys(DATA_KEY))
-        self.settings = Settings(redis_url=redis_url, config=config, tokens=tokens, job_timeout_s=job_timeout_s,
-                                 **settings)
+        self.settings = Settings(
+            redis_url=redis_url, config=config, tokens=tokens, job_timeout_s=job_timeout_s, **settings
+        )
         self.web_runtime = Runtime(self.settings)
         self.server = BackgroundServer(create_app(self.web_runtime)).start()
         self.client = httpx.AsyncClient(base_url=self.server.url, timeout=30)
@@ -78,14 +91,21 @@ class Relay:
 
     # -- intake ---------------------------------------------------------------------------------
 
-    async def post(self, payload: Any, *, key: str | None = None, raw: bytes | None = None,
-                   headers: Mapping[str, str] | None = None) -> httpx.Response:
+    async def post(
+        self,
+        payload: Any,
+        *,
+        key: str | None = None,
+        raw: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         hdrs = {**self.admin, **(headers or {})}
         if key:
             hdrs["idempotency-key"] = key
         if raw is not None:
-            return await self.client.post("/v1/applications", content=raw,
-                                          headers={**hdrs, "content-type": "application/json"})
+            return await self.client.post(
+                "/v1/applications", content=raw, headers={**hdrs, "content-type": "application/json"}
+            )
         return await self.client.post("/v1/applications", json=payload, headers=hdrs)
 
     async def delivery(self, delivery_id: str) -> dict[str, Any]:
@@ -93,8 +113,13 @@ class Relay:
         response.raise_for_status()
         return response.json()
 
-    async def wait_for(self, delivery_id: str, *statuses: str, timeout: float = 30.0,
-                       until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    async def wait_for(
+        self,
+        delivery_id: str,
+        *statuses: str,
+        timeout: float = 30.0,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         """Poll the delivery until its status is one of `statuses` (and `until` holds)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -142,12 +167,20 @@ class Relay:
             raise RuntimeError("spawn_worker needs tmp_path")
         config = self.tmp_path / "applyrelay.toml"
         config.write_text(_toml(self.connections))
-        env = {**os.environ, **self.env, "REDIS_URL": self.redis_url, "APPLYRELAY_CONFIG": str(config),
-               "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONPATH": str(REPO), "APPLYRELAY_DATA_KEY": DATA_KEY,
-               "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s)}
+        env = {
+            **os.environ,
+            **self.env,
+            "REDIS_URL": self.redis_url,
+            "APPLYRELAY_CONFIG": str(config),
+            "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PYTHONPATH": str(REPO),
+            "APPLYRELAY_DATA_KEY": DATA_KEY,
+            "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s),
+        }
         log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
         self._processes.append(process)
         return process
 

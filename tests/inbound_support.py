@@ -28,8 +28,11 @@ def inbound_env(monkeypatch: Any) -> None:
 
 
 def inbound_connection(url: str, **extra: Any) -> dict[str, Any]:
-    secrets = {"indeed_secret_env": "TEST_INDEED_SECRET", "webhook_secret_env": "TEST_WEBHOOK_SECRETS",
-               "form_token_env": "TEST_FORM_TOKENS"}
+    secrets = {
+        "indeed_secret_env": "TEST_INDEED_SECRET",
+        "webhook_secret_env": "TEST_WEBHOOK_SECRETS",
+        "form_token_env": "TEST_FORM_TOKENS",
+    }
     return connection_table("factorial", url, **{**secrets, **extra})
 
 
@@ -41,31 +44,66 @@ def indeed_payload(**overrides: Any) -> dict[str, Any]:
         "id": "3f1c0d" + "a" * 58,
         "appliedOnMillis": 1720000000000,
         "locale": "en_US",
-        "job": {"jobId": "2001", "jobKey": "0123456789abcdef", "jobTitle": "Backend Engineer",
-                "jobCompany": "Example Co", "jobMeta": "tenant=acme"},
+        "job": {
+            "jobId": "2001",
+            "jobKey": "0123456789abcdef",
+            "jobTitle": "Backend Engineer",
+            "jobCompany": "Example Co",
+            "jobMeta": "tenant=acme",
+        },
         "applicant": {
-            "fullName": "Zoë Van der Berg", "email": "zoe@example.org", "phoneNumber": "+34 612 345 678",
+            "fullName": "Zoë Van der Berg",
+            "email": "zoe@example.org",
+            "phoneNumber": "+34 612 345 678",
             "coverletter": "Dear team, 我想加入。",
-            "resume": {"file": {"fileName": "Zoë CV — 履歴書.pdf", "contentType": "application/pdf",
-                                "data": lenient_b64(PDF_BYTES)}},
+            "resume": {
+                "file": {
+                    "fileName": "Zoë CV — 履歴書.pdf",
+                    "contentType": "application/pdf",
+                    "data": lenient_b64(PDF_BYTES),
+                }
+            },
         },
         "analytics": {"ip": "203.0.113.7", "device": "desktop"},
-        "screenerQuestionsAndAnswers": {"schemaVersion": "1.3", "questionsAndAnswers": [
-            {"question": {"id": "q_why", "type": "textarea", "question": "Why do you want to JOIN us"},
-             "answer": "Because relays never lose a CV."},
-            {"question": {"id": "q_permit", "type": "select", "question": "Do you hold an EU work-permit?",
-                          "options": [{"value": "1", "label": "Yes"}, {"value": "0", "label": "No"}]},
-             "answer": {"value": "1", "label": "Yes"}},
-            {"question": {"id": "q_langs", "type": "multiselect", "question": "Which languages do you write?"},
-             "answer": [{"value": "py", "label": "Python"}, {"value": "rs", "label": "rust"}]},
-            {"question": {"id": "q_portfolio", "type": "file", "question": "Portfolio file"},
-             "answer": {"fileName": "portfolio.pdf", "contentType": "application/pdf",
-                        "data": base64.b64encode(PDF_BYTES).decode()}},
-            {"question": {"id": "q_optional", "type": "text", "question": "Anything else?"}, "answer": ""},
-        ]},
-        "demographicQuestionsAndAnswers": {"questionsAndAnswers": [
-            {"question": {"id": "veteran", "type": "select", "question": "Veteran status"},
-             "answer": {"value": "3", "label": "Prefer not to say"}}]},
+        "screenerQuestionsAndAnswers": {
+            "schemaVersion": "1.3",
+            "questionsAndAnswers": [
+                {
+                    "question": {"id": "q_why", "type": "textarea", "question": "Why do you want to JOIN us"},
+                    "answer": "Because relays never lose a CV.",
+                },
+                {
+                    "question": {
+                        "id": "q_permit",
+                        "type": "select",
+                        "question": "Do you hold an EU work-permit?",
+                        "options": [{"value": "1", "label": "Yes"}, {"value": "0", "label": "No"}],
+                    },
+                    "answer": {"value": "1", "label": "Yes"},
+                },
+                {
+                    "question": {"id": "q_langs", "type": "multiselect", "question": "Which languages do you write?"},
+                    "answer": [{"value": "py", "label": "Python"}, {"value": "rs", "label": "rust"}],
+                },
+                {
+                    "question": {"id": "q_portfolio", "type": "file", "question": "Portfolio file"},
+                    "answer": {
+                        "fileName": "portfolio.pdf",
+                        "contentType": "application/pdf",
+                        "data": base64.b64encode(PDF_BYTES).decode(),
+                    },
+                },
+                {"question": {"id": "q_optional", "type": "text", "question": "Anything else?"}, "answer": ""},
+            ],
+        },
+        "demographicQuestionsAndAnswers": {
+            "questionsAndAnswers": [
+                {
+                    "question": {"id": "veteran", "type": "select", "question": "Veteran status"},
+                    "answer": {"value": "3", "label": "Prefer not to say"},
+                }
+            ]
+        },
     }
     body.update(overrides)
     return body
@@ -74,18 +112,28 @@ def indeed_payload(**overrides: Any) -> dict[str, Any]:
 def lenient_b64(data: bytes) -> str:
     """How boards send base64: wrapped at 76 columns, padding dropped."""
     text = base64.b64encode(data).decode().rstrip("=")
-    return "\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+    return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
 
 
 def indeed_body(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()
 
 
-async def post_indeed(relay: Relay, payload: Any = None, *, raw: bytes | None = None, secret: str = INDEED_SECRET,
-                      signature: str | None = None, connection: str = "acme", sign: bool = True) -> Any:
+async def post_indeed(
+    relay: Relay,
+    payload: Any = None,
+    *,
+    raw: bytes | None = None,
+    secret: str = INDEED_SECRET,
+    signature: str | None = None,
+    connection: str = "acme",
+    sign: bool = True,
+) -> Any:
     body = raw if raw is not None else indeed_body(payload if payload is not None else indeed_payload())
-    headers = {"content-type": "application/json; charset=UTF-8",
-               "user-agent": "IndeedApply/abc123 (+http://www.indeed.com/hire/indeed-apply)"}
+    headers = {
+        "content-type": "application/json; charset=UTF-8",
+        "user-agent": "IndeedApply/abc123 (+http://www.indeed.com/hire/indeed-apply)",
+    }
     if sign:
         headers["x-indeed-signature"] = signature if signature is not None else indeed.sign(body, secret)
     return await relay.client.post(f"/inbound/indeed/{connection}", content=body, headers=headers)
@@ -94,12 +142,17 @@ async def post_indeed(relay: Relay, payload: Any = None, *, raw: bytes | None = 
 # -- Standard Webhooks ------------------------------------------------------------------------------
 
 
-def webhook_headers(body: bytes, *, msg_id: str = "msg_0001", secret: str = WEBHOOK_SECRET,
-                    at: dt.datetime | None = None) -> dict[str, str]:
+def webhook_headers(
+    body: bytes, *, msg_id: str = "msg_0001", secret: str = WEBHOOK_SECRET, at: dt.datetime | None = None
+) -> dict[str, str]:
     when = at or dt.datetime.now(tz=dt.UTC)
     signature = Webhook(secret).sign(msg_id, when, body.decode())
-    return {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature,
-            "content-type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
 
 
 # -- reading what was stored ------------------------------------------------------------------------

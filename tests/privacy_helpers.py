@@ -26,15 +26,24 @@ class Person:
     def application(self, job_id: str = "2001", *, cv: bool = True, **overrides: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "connection_id": "acme",
-            "candidate": {"first_name": self.first, "last_name": self.last, "email_address": self.email,
-                          "phone_number": self.phone},
+            "candidate": {
+                "first_name": self.first,
+                "last_name": self.last,
+                "email_address": self.email,
+                "phone_number": self.phone,
+            },
             "application": {"job_id": job_id},
-            "attachments": [{"name": f"{self.first} CV.pdf", "type": "CV", "content_type": "application/pdf",
-                             "data": b64(self.cv)}] if cv else [],
+            "attachments": [
+                {"name": f"{self.first} CV.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(self.cv)}
+            ]
+            if cv
+            else [],
         }
         if job_id == "2001":
-            body["screening_question_answers"] = [{"question_id": "3001", "answer": self.answer},
-                                                  {"question_id": "3003", "answer": True}]
+            body["screening_question_answers"] = [
+                {"question_id": "3001", "answer": self.answer},
+                {"question_id": "3003", "answer": True},
+            ]
         body.update(overrides)
         return body
 
@@ -42,11 +51,15 @@ class Person:
         """What must never appear in Redis in clear (several spellings of each)."""
         u = self.email.split(".")[1].split("@")[0]
         return {
-            "first name": self.first.encode(), "last name": self.last.encode(),
+            "first name": self.first.encode(),
+            "last name": self.last.encode(),
             "last name (ascii part)": f"{u}".encode() + b"@",  # the address's local part
-            "email": self.email.encode(), "email (upper)": self.email.upper().encode(),
-            "phone": self.phone.encode(), "answer": self.answer.encode(),
-            "CV bytes": f"CV-BYTES-OF-{u}".encode(), "CV base64": b64(self.cv)[8:60].encode(),
+            "email": self.email.encode(),
+            "email (upper)": self.email.upper().encode(),
+            "phone": self.phone.encode(),
+            "answer": self.answer.encode(),
+            "CV bytes": f"CV-BYTES-OF-{u}".encode(),
+            "CV base64": b64(self.cv)[8:60].encode(),
         }
 
 

@@ -32,17 +32,19 @@ async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 def answer(raw: bytes) -> Handler:
     """A server that reads the request, writes `raw` and hangs up."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         writer.write(raw)
         await writer.drain()
         writer.close()
+
     return handler
 
 
-half_a_body = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{\"id\":")
+half_a_body = answer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{"id":')
 garbage = answer(b"this is not HTTP\r\n\r\n")
-fine = answer(b"HTTP/1.1 201 Created\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{\"id\": 42}\n")
+fine = answer(b'HTTP/1.1 201 Created\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{"id": 42}\n')
 
 
 async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -87,15 +89,19 @@ async def test_a_refused_connection_was_not_sent() -> None:
     assert not isinstance(error_for_transport(caught.value, "create", sent=True), UnknownOutcome)
 
 
-@pytest.mark.parametrize(("handler", "expected"), [
-    (drop_after_request, httpx.RemoteProtocolError),
-    (never_answer, httpx.ReadTimeout),
-    (half_a_body, httpx.ReadError),
-    (garbage, httpx.RemoteProtocolError),
-    (slow_body, httpx.ReadTimeout),
-])
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        (drop_after_request, httpx.RemoteProtocolError),
+        (never_answer, httpx.ReadTimeout),
+        (half_a_body, httpx.ReadError),
+        (garbage, httpx.RemoteProtocolError),
+        (slow_body, httpx.ReadTimeout),
+    ],
+)
 async def test_a_failure_after_the_request_left_is_an_unknown_outcome(
-        serve: Callable[[Handler], Awaitable[str]], handler: Handler, expected: type[Exception]) -> None:
+    serve: Callable[[Handler], Awaitable[str]], handler: Handler, expected: type[Exception]
+) -> None:
     url = await serve(handler)
     async with ats_client() as http:
         with pytest.raises(httpx.TransportError) as caught:
@@ -106,7 +112,8 @@ async def test_a_failure_after_the_request_left_is_an_unknown_outcome(
 
 
 async def test_no_cookie_set_by_one_answer_rides_on_the_next_request(
-        serve: Callable[[Handler], Awaitable[str]]) -> None:
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
     """Two connections can be two tenants of one ATS host: nothing may carry over between them."""
     seen: list[bytes] = []
 
@@ -130,7 +137,8 @@ async def test_no_cookie_set_by_one_answer_rides_on_the_next_request(
 
 
 async def test_an_egress_proxy_from_the_environment_carries_the_ats_calls(
-        serve: Callable[[Handler], Awaitable[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    serve: Callable[[Handler], Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     request_lines: list[bytes] = []
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -148,8 +156,10 @@ async def test_an_egress_proxy_from_the_environment_carries_the_ats_calls(
 
 
 async def test_no_proxy_hosts_are_reached_directly(
-        serve: Callable[[Handler], Awaitable[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    serve: Callable[[Handler], Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A developer behind a corporate proxy (NO_PROXY=127.0.0.1) still reaches the local emulators."""
+
     async def unreachable_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 

@@ -57,8 +57,9 @@ async def test_retry_export_and_erase_are_audited_without_pii(relay: Relay, fact
     assert (await relay.client.post(f"/v1/deliveries/{dead}/retry", headers=bearer(READER))).status_code == 202
     await relay.wait_for(dead, "failed", until=lambda r: r["runs"] == 2)
 
-    assert (await relay.client.post("/v1/subject-access", json={"email": ana.email},
-                                    headers=bearer(READER))).status_code == 403
+    assert (
+        await relay.client.post("/v1/subject-access", json={"email": ana.email}, headers=bearer(READER))
+    ).status_code == 403
     export = await relay.client.post("/v1/subject-access", json={"email": ana.email}, headers=bearer(DPO))
     assert export.status_code == 200
     [record] = export.json()["deliveries"]
@@ -68,7 +69,10 @@ async def test_retry_export_and_erase_are_audited_without_pii(relay: Relay, fact
 
     entries = await audit.read(relay.redis)
     assert [(e.actor, e.action) for e in reversed(entries)] == [
-        ("reader", "retry"), ("dpo", "export"), ("admin", "erase")]
+        ("reader", "retry"),
+        ("dpo", "export"),
+        ("admin", "erase"),
+    ]
     assert entries[2].target == dead and entries[1].target == entries[0].target == f"subject:{erased.json()['subject']}"
     stream = b"".join(f for _, fields in await relay.redis.xrange(audit.AUDIT_STREAM) for f in fields.values())
     assert leaks(stream, ana) == [] and leaks(await dump(relay.redis), ana) == []
@@ -81,8 +85,9 @@ async def test_the_audit_log_is_paged_and_admin_only(relay: Relay) -> None:
     assert (await relay.client.get("/v1/audit")).status_code == 401
     page = (await relay.client.get("/v1/audit", params={"limit": 2}, headers=relay.admin)).json()
     assert [e["target"] for e in page["data"]] == ["dlv_4", "dlv_3"] and page["next"]
-    rest = (await relay.client.get("/v1/audit", params={"limit": 10, "before": page["next"]},
-                                   headers=relay.admin)).json()
+    rest = (
+        await relay.client.get("/v1/audit", params={"limit": 10, "before": page["next"]}, headers=relay.admin)
+    ).json()
     assert [e["target"] for e in rest["data"]] == ["dlv_2", "dlv_1", "dlv_0"] and rest["next"] is None
     assert {"at", "actor", "action", "target", "id"} <= set(rest["data"][0])
     bad = await relay.client.get("/v1/audit", params={"before": "x;DROP"}, headers=relay.admin)
@@ -95,13 +100,29 @@ async def test_keys_rotate_command_reencrypts_and_is_audited(relay: Relay, tmp_p
     ids = [(await relay.post(p.application())).json()["id"] for p in people]
     new = crypto.new_key()
     config = tmp_path / "applyrelay.toml"
-    config.write_text('[connections.acme]\nconnector = "factorial"\nbase_url = "http://127.0.0.1:9"\n'
-                      'credentials_env = "X_KEY"\n')
-    env = {**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": relay.redis_url, "APPLYRELAY_CONFIG": str(config),
-           "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "APPLYRELAY_DATA_KEY": f"{new},{DATA_KEY}", "X_KEY": "k"}
+    config.write_text(
+        '[connections.acme]\nconnector = "factorial"\nbase_url = "http://127.0.0.1:9"\ncredentials_env = "X_KEY"\n'
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "REDIS_URL": relay.redis_url,
+        "APPLYRELAY_CONFIG": str(config),
+        "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "APPLYRELAY_DATA_KEY": f"{new},{DATA_KEY}",
+        "X_KEY": "k",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "keys", "rotate", env=env, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "app.cli",
+        "keys",
+        "rotate",
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err
     assert b"re-encrypted 5 records" in out  # 2 payloads, 2 CVs, the index key
@@ -113,7 +134,15 @@ async def test_keys_rotate_command_reencrypts_and_is_audited(relay: Relay, tmp_p
         assert person.email.encode() in sealer.open(await relay.redis.get(f"ar:p:{delivery_id}"))
     # a relay without the new key cannot read them any more: it says which key is missing
     missing = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "keys", "rotate", env={**env, "APPLYRELAY_DATA_KEY": DATA_KEY}, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "app.cli",
+        "keys",
+        "rotate",
+        env={**env, "APPLYRELAY_DATA_KEY": DATA_KEY},
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(missing.communicate(), 60)
     assert missing.returncode != 0 and b"not in APPLYRELAY_DATA_KEY" in err and b"5 unreadable" in out

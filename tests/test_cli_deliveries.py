@@ -18,15 +18,24 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator) -> Relay:
-    return make_relay({"acme": connection_table("factorial", factorial.url),
-                       "beta": connection_table("factorial", factorial.url)})
+    return make_relay(
+        {"acme": connection_table("factorial", factorial.url), "beta": connection_table("factorial", factorial.url)}
+    )
 
 
 async def cli(relay: Relay, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, "REDIS_URL": relay.redis_url, "PYTHONPATH": str(REPO), "APPLYRELAY_DATA_KEY": DATA_KEY}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "deliveries", *args, env=env, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "app.cli",
+        "deliveries",
+        *args,
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
 

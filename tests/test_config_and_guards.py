@@ -20,21 +20,32 @@ from tests.test_factorial_e2e import application
 
 
 def conn(**table: Any) -> dict[str, Any]:
-    return {"connections": {"acme": {"connector": "factorial", "base_url": "https://api.factorialhr.com",
-                                     "credentials_env": "ACME_KEY", **table}}}
+    return {
+        "connections": {
+            "acme": {
+                "connector": "factorial",
+                "base_url": "https://api.factorialhr.com",
+                "credentials_env": "ACME_KEY",
+                **table,
+            }
+        }
+    }
 
 
-@pytest.mark.parametrize(("data", "key"), [
-    (conn(connector="workday"), "connections.acme.connector"),
-    (conn(base_url="ftp://x"), "connections.acme.base_url"),
-    (conn(credentials_env=""), "connections.acme.credentials_env"),
-    (conn(credentials_env="MISSING_VAR"), "connections.acme.credentials_env"),
-    (conn(timeout_s=120), "connections.acme.timeout_s"),
-    (conn(concurrency=0), "connections.acme.concurrency"),
-    (conn(retry_schedule=[]), "connections.acme.retry_schedule"),
-    (conn(max_file_bytes=-1), "connections.acme.max_file_bytes"),
-    ({"connectionz": {}}, "connectionz"),
-])
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (conn(connector="workday"), "connections.acme.connector"),
+        (conn(base_url="ftp://x"), "connections.acme.base_url"),
+        (conn(credentials_env=""), "connections.acme.credentials_env"),
+        (conn(credentials_env="MISSING_VAR"), "connections.acme.credentials_env"),
+        (conn(timeout_s=120), "connections.acme.timeout_s"),
+        (conn(concurrency=0), "connections.acme.concurrency"),
+        (conn(retry_schedule=[]), "connections.acme.retry_schedule"),
+        (conn(max_file_bytes=-1), "connections.acme.max_file_bytes"),
+        ({"connectionz": {}}, "connectionz"),
+    ],
+)
 def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(data, {"ACME_KEY": "k"})
@@ -43,8 +54,10 @@ def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
 
 def test_config_file_and_secrets_from_env(tmp_path: Path) -> None:
     path = tmp_path / "applyrelay.toml"
-    path.write_text('[connections.acme]\nconnector = "factorial"\nbase_url = "https://x.example"\n'
-                    'credentials_env = "ACME_KEY"\napi_version = "2026-04-01"\n')
+    path.write_text(
+        '[connections.acme]\nconnector = "factorial"\nbase_url = "https://x.example"\n'
+        'credentials_env = "ACME_KEY"\napi_version = "2026-04-01"\n'
+    )
     config = load_config(path, {"ACME_KEY": "s3cret"})
     acme = config.connections["acme"]
     assert acme.credentials == "s3cret" and acme.settings == {"api_version": "2026-04-01"}
@@ -70,11 +83,22 @@ def test_retry_policy_schedule_jitter_floor_and_cap() -> None:
     assert parse_retry_after("soon") is None
 
 
-@pytest.mark.parametrize("url", [
-    "http://example.org/cv.pdf", "https://127.0.0.1/x", "https://10.1.2.3/x", "https://[::1]/x",
-    "https://169.254.169.254/latest", "https://[::ffff:127.0.0.1]/x", "https://localhost/x",
-    "https://metadata.google.internal/x", "https://user:pw@example.org/x", "https://100.64.0.1/x", "file:///etc/passwd",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.org/cv.pdf",
+        "https://127.0.0.1/x",
+        "https://10.1.2.3/x",
+        "https://[::1]/x",
+        "https://169.254.169.254/latest",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://localhost/x",
+        "https://metadata.google.internal/x",
+        "https://user:pw@example.org/x",
+        "https://100.64.0.1/x",
+        "file:///etc/passwd",
+    ],
+)
 def test_ssrf_guard_refuses(url: str) -> None:
     with pytest.raises(ssrf.UnsafeURL):
         ssrf.check_url(url)
@@ -102,8 +126,13 @@ async def test_data_url_is_fetched_by_the_worker(make_relay: Any, factorial: Emu
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address[:2]
     try:
-        relay = make_relay({"acme": connection_table("factorial", factorial.url, fetch_allow_hosts=[f"{host}:{port}"],
-                                                     fetch_allow_http=True)})
+        relay = make_relay(
+            {
+                "acme": connection_table(
+                    "factorial", factorial.url, fetch_allow_hosts=[f"{host}:{port}"], fetch_allow_http=True
+                )
+            }
+        )
         await relay.start_worker()
         body = application(attachments=[{"name": "cv.pdf", "type": "CV", "data_url": f"http://{host}:{port}/cv"}])
         delivery_id = (await relay.post(body)).json()["id"]
@@ -130,16 +159,28 @@ async def test_data_url_to_an_internal_address_is_refused_by_the_worker(make_rel
 async def test_oauth_token_is_refreshed_once(make_relay: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from connectors.sandbox import create_emulator
 
-    emulator = Emulator(create_emulator("factorial", oauth_client_id="cid", oauth_client_secret="csecret",
-                                        oauth_refresh_token="refresh-1"))
+    emulator = Emulator(
+        create_emulator(
+            "factorial", oauth_client_id="cid", oauth_client_secret="csecret", oauth_refresh_token="refresh-1"
+        )
+    )
     monkeypatch.setenv("FACTORIAL_CLIENT_ID", "cid")
     monkeypatch.setenv("FACTORIAL_CLIENT_SECRET", "csecret")
     monkeypatch.setenv("FACTORIAL_REFRESH", "refresh-1")
     try:
-        relay = make_relay({"acme": connection_table(
-            "factorial", emulator.url, _secret="expired-access-token", auth="oauth",
-            oauth_client_id_env="FACTORIAL_CLIENT_ID", oauth_client_secret_env="FACTORIAL_CLIENT_SECRET",
-            oauth_refresh_token_env="FACTORIAL_REFRESH")})
+        relay = make_relay(
+            {
+                "acme": connection_table(
+                    "factorial",
+                    emulator.url,
+                    _secret="expired-access-token",
+                    auth="oauth",
+                    oauth_client_id_env="FACTORIAL_CLIENT_ID",
+                    oauth_client_secret_env="FACTORIAL_CLIENT_SECRET",
+                    oauth_refresh_token_env="FACTORIAL_REFRESH",
+                )
+            }
+        )
         await relay.start_worker()
         delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
         record = await relay.wait_for(delivery_id, "delivered")
@@ -154,7 +195,11 @@ def test_file_links_expire_and_resist_tampering() -> None:
 
     token = file_links.sign("s3cret", "dlv_1", 2, expires_at=1000)
     assert file_links.verify("s3cret", token, now=999) == ("dlv_1", 2)
-    for bad_secret, bad_token, now in (("other", token, 999), ("s3cret", token, 1001),
-                                       ("s3cret", token.replace(".", ".x"), 999), ("s3cret", "garbage", 999)):
+    for bad_secret, bad_token, now in (
+        ("other", token, 999),
+        ("s3cret", token, 1001),
+        ("s3cret", token.replace(".", ".x"), 999),
+        ("s3cret", "garbage", 999),
+    ):
         with pytest.raises(file_links.BadLink):
             file_links.verify(bad_secret, bad_token, now=now)

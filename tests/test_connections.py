@@ -20,14 +20,21 @@ VIEWER = "viewer-token-0123456789"
 
 
 def application(n: int = 0) -> dict[str, Any]:
-    return {"connection_id": "acme", "application": {"job_id": "2001"},
-            "candidate": {"first_name": "Ana", "last_name": f"Test{n}", "email_address": f"ana{n}@example.org"}}
+    return {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "Ana", "last_name": f"Test{n}", "email_address": f"ana{n}@example.org"},
+    }
 
 
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator) -> Relay:
-    relay = make_relay({"acme": connection_table("factorial", factorial.url),
-                        "other": connection_table("factorial", factorial.url, concurrency=3, rate_per_s=4)})
+    relay = make_relay(
+        {
+            "acme": connection_table("factorial", factorial.url),
+            "other": connection_table("factorial", factorial.url, concurrency=3, rate_per_s=4),
+        }
+    )
     relay.server.server.config.app.state.tokens.append(ApiToken("viewer", VIEWER, frozenset({"read"})))
     return relay
 
@@ -69,8 +76,9 @@ async def test_401_pauses_the_connection_and_resume_delivers(relay: Relay, facto
     assert next(c for c in listing if c["id"] == "acme")["paused"] is False
 
 
-async def test_a_connection_failing_for_hours_is_reported(relay: Relay, factorial: Emulator,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_connection_failing_for_hours_is_reported(
+    relay: Relay, factorial: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     factorial.faults(error_rate=1.0, error_status=503)
     await relay.start_worker()
     delivery_id = (await relay.post(application())).json()["id"]
@@ -98,10 +106,14 @@ async def test_a_connection_failing_for_hours_is_reported(relay: Relay, factoria
     lines = metrics.text.splitlines()
     assert 'applyrelay_connection_degraded{connection="acme",connector="factorial"} 1' in lines
     assert 'applyrelay_connection_degraded{connection="other",connector="factorial"} 0' in lines
-    assert any(line.startswith('applyrelay_connection_oldest_failing_seconds{connection="acme"') and
-               float(line.rsplit(" ", 1)[1]) > 0 for line in lines)
-    assert ('applyrelay_connection_deliveries{connection="acme",connector="factorial",status="retry_scheduled"} 1'
-            in lines)
+    assert any(
+        line.startswith('applyrelay_connection_oldest_failing_seconds{connection="acme"')
+        and float(line.rsplit(" ", 1)[1]) > 0
+        for line in lines
+    )
+    assert (
+        'applyrelay_connection_deliveries{connection="acme",connector="factorial",status="retry_scheduled"} 1' in lines
+    )
     queued = [line for line in lines if line.startswith("applyrelay_queue_jobs{")]
     assert sum(float(line.split()[1]) for line in queued) >= 1  # the retry (and maybe a cron job)
     assert (await relay.client.get("/metrics")).status_code == 401
@@ -111,16 +123,22 @@ async def test_a_connection_failing_for_hours_is_reported(relay: Relay, factoria
 
 async def test_passthrough_with_the_connection_credentials(relay: Relay, factorial: Emulator) -> None:
     url = "/v1/connections/acme/passthrough"
-    ok = await relay.client.post(url, headers=relay.admin, json={
-        "method": "GET", "path": "ats/job_postings", "query": {"limit": "1"}})
+    ok = await relay.client.post(
+        url, headers=relay.admin, json={"method": "GET", "path": "ats/job_postings", "query": {"limit": "1"}}
+    )
     assert ok.status_code == 200, ok.text
     answer = ok.json()
     assert answer["status"] == 200 and len(answer["body"]["data"]) == 1
     assert answer["headers"]["content-type"].startswith("application/json")
-    created = await relay.client.post(url, headers=relay.admin, json={
-        "method": "POST", "path": "ats/candidates",
-        "body": {"first_name": "Pat", "last_name": "Through", "email": "pat@example.org",
-                 "company_id": COMPANY_ID}})
+    created = await relay.client.post(
+        url,
+        headers=relay.admin,
+        json={
+            "method": "POST",
+            "path": "ats/candidates",
+            "body": {"first_name": "Pat", "last_name": "Through", "email": "pat@example.org", "company_id": COMPANY_ID},
+        },
+    )
     assert created.json()["status"] == 201
     assert [c["email"] for c in factorial.records()["candidates"]] == ["pat@example.org"]
     missing = await relay.client.post(url, headers=relay.admin, json={"method": "GET", "path": "ats/nothing"})
@@ -131,13 +149,25 @@ async def test_passthrough_with_the_connection_credentials(relay: Relay, factori
     assert entry.detail == {"method": "GET", "path": "ats/nothing", "query_keys": [], "status": 404}
 
 
-@pytest.mark.parametrize("path", [
-    "https://evil.example/steal", "//evil.example/x", "/api/v1/ats", "../oauth/token", "ats/../../oauth/token",
-    "ats/%2e%2e/%2e%2e/oauth", "ats/job_postings?x=1", "ats\\..\\x", "ats//x", "ats/%0a",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "https://evil.example/steal",
+        "//evil.example/x",
+        "/api/v1/ats",
+        "../oauth/token",
+        "ats/../../oauth/token",
+        "ats/%2e%2e/%2e%2e/oauth",
+        "ats/job_postings?x=1",
+        "ats\\..\\x",
+        "ats//x",
+        "ats/%0a",
+    ],
+)
 async def test_passthrough_paths_stay_under_the_api_base(relay: Relay, path: str) -> None:
-    response = await relay.client.post("/v1/connections/acme/passthrough", headers=relay.admin,
-                                       json={"method": "GET", "path": path})
+    response = await relay.client.post(
+        "/v1/connections/acme/passthrough", headers=relay.admin, json={"method": "GET", "path": path}
+    )
     assert response.status_code == 422, (path, response.text)
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["field"] == "path"
@@ -156,6 +186,7 @@ async def test_passthrough_is_admin_only_and_checks_its_input(relay: Relay) -> N
     assert no_path.status_code == 422 and no_path.json()["errors"][0]["field"] == "path"
     extra = await relay.client.post(url, json={**call, "host": "evil.example"}, headers=relay.admin)
     assert extra.status_code == 422
-    garbage = await relay.client.post(url, content=b"{nope",
-                                      headers={**relay.admin, "content-type": "application/json"})
+    garbage = await relay.client.post(
+        url, content=b"{nope", headers={**relay.admin, "content-type": "application/json"}
+    )
     assert garbage.status_code == 400

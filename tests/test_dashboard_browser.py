@@ -18,20 +18,26 @@ from tests.harness import ADMIN_TOKEN, REPO, Emulator, Relay, connection_table
 CHROMIUM = os.environ.get("APPLYRELAY_CHROMIUM", "/usr/bin/chromium")
 EXECUTABLE = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 ARTIFACTS = REPO / "test-artifacts"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(EXECUTABLE is None,
-                       reason="Debian's chromium is not installed (scripts/test installs it)"),
+    pytest.mark.skipif(EXECUTABLE is None, reason="Debian's chromium is not installed (scripts/test installs it)"),
 ]
 
 
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator) -> Relay:
-    return make_relay({"acme": connection_table("factorial", factorial.url),
-                       "beta": connection_table("factorial", factorial.url)})
+    return make_relay(
+        {"acme": connection_table("factorial", factorial.url), "beta": connection_table("factorial", factorial.url)}
+    )
 
 
 async def test_operator_fixes_failed_deliveries_in_the_browser(relay: Relay, factorial: Emulator) -> None:

@@ -39,9 +39,11 @@ async def login(relay: Relay, token: str = ADMIN_TOKEN) -> tuple[dict[str, str],
     page = await relay.client.get("/dashboard/login")
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     pre = _value(_set_cookies(page)["applyrelay_login_csrf"])
-    response = await relay.client.post("/dashboard/login", data={"token": token, "login_csrf": login_csrf,
-                                                                 "next": "/dashboard"},
-                                       headers={"cookie": f"applyrelay_login_csrf={pre}"})
+    response = await relay.client.post(
+        "/dashboard/login",
+        data={"token": token, "login_csrf": login_csrf, "next": "/dashboard"},
+        headers={"cookie": f"applyrelay_login_csrf={pre}"},
+    )
     assert response.status_code == 303, response.text
     cookie = _set_cookies(response)["applyrelay_session"]
     headers = {"cookie": f"applyrelay_session={_value(cookie)}"}
@@ -57,8 +59,11 @@ async def test_login_sets_a_secure_httponly_strict_cookie(relay: Relay) -> None:
     assert response.status_code == 303 and response.headers["location"].startswith("/dashboard/login")
     pre = _value(_set_cookies(page)["applyrelay_login_csrf"])
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    done = await relay.client.post("/dashboard/login", data={"token": ADMIN_TOKEN, "login_csrf": login_csrf},
-                                   headers={"cookie": f"applyrelay_login_csrf={pre}"})
+    done = await relay.client.post(
+        "/dashboard/login",
+        data={"token": ADMIN_TOKEN, "login_csrf": login_csrf},
+        headers={"cookie": f"applyrelay_login_csrf={pre}"},
+    )
     cookie = _set_cookies(done)["applyrelay_session"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie and "path=/dashboard" in cookie
     assert ADMIN_TOKEN not in cookie
@@ -72,15 +77,20 @@ async def test_login_refuses_a_wrong_token_and_a_missing_csrf(relay: Relay) -> N
     page = await relay.client.get("/dashboard/login")
     pre = _value(_set_cookies(page)["applyrelay_login_csrf"])
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    wrong = await relay.client.post("/dashboard/login", data={"token": "nope", "login_csrf": login_csrf},
-                                    headers={"cookie": f"applyrelay_login_csrf={pre}"})
+    wrong = await relay.client.post(
+        "/dashboard/login",
+        data={"token": "nope", "login_csrf": login_csrf},
+        headers={"cookie": f"applyrelay_login_csrf={pre}"},
+    )
     assert wrong.status_code == 401 and "applyrelay_session" not in _set_cookies(wrong)
     no_csrf = await relay.client.post("/dashboard/login", data={"token": ADMIN_TOKEN})
     assert no_csrf.status_code == 403 and "applyrelay_session" not in _set_cookies(no_csrf)
     add_token(relay, "metrics-only", "pii", "pii-only-secret-0123456789")
-    no_read = await relay.client.post("/dashboard/login",
-                                      data={"token": "pii-only-secret-0123456789", "login_csrf": login_csrf},
-                                      headers={"cookie": f"applyrelay_login_csrf={pre}"})
+    no_read = await relay.client.post(
+        "/dashboard/login",
+        data={"token": "pii-only-secret-0123456789", "login_csrf": login_csrf},
+        headers={"cookie": f"applyrelay_login_csrf={pre}"},
+    )
     assert no_read.status_code == 401 and "read scope" in no_read.text
     forged = await relay.client.get("/dashboard", headers={"cookie": "applyrelay_session=forged"})
     assert forged.status_code == 303
@@ -98,8 +108,10 @@ async def test_list_has_no_pii_and_detail_shows_the_name_only_to_pii(relay: Rela
     assert failed not in (await relay.client.get("/dashboard", params={"status": "delivered"}, headers=admin)).text
 
     detail = await relay.client.get(f"/dashboard/deliveries/{failed}", headers=admin)
-    assert f"{CANDIDATE_FIRST} {CANDIDATE_LAST}".replace("ë", "&#235;") in detail.text \
+    assert (
+        f"{CANDIDATE_FIRST} {CANDIDATE_LAST}".replace("ë", "&#235;") in detail.text
         or f"{CANDIDATE_FIRST} {CANDIDATE_LAST}" in detail.text
+    )
     assert "HTTP 422" in detail.text
     [entry] = [e for e in await audit_entries(relay) if e.action == "view_detail"]
     assert entry.target == failed and entry.detail["via"] == "dashboard"
@@ -115,8 +127,12 @@ async def test_forms_need_the_session_csrf_token(relay: Relay, factorial: Emulat
     await relay.start_worker()
     [failed] = await make_failed(relay, factorial, 1)
     admin, csrf = await login(relay)
-    for path in (f"/dashboard/deliveries/{failed}/retry", f"/dashboard/deliveries/{failed}/purge",
-                 "/dashboard/bulk-retry", "/dashboard/logout"):
+    for path in (
+        f"/dashboard/deliveries/{failed}/retry",
+        f"/dashboard/deliveries/{failed}/purge",
+        "/dashboard/bulk-retry",
+        "/dashboard/logout",
+    ):
         refused = await relay.client.post(path, data={"csrf": "forged"}, headers=admin)
         assert refused.status_code == 403, path
     assert (await relay.delivery(failed))["status"] == "failed"
@@ -137,8 +153,7 @@ async def test_purge_and_bulk_retry_from_the_pages(relay: Relay, factorial: Emul
     assert purged.status_code == 303
     assert (await relay.delivery(first))["payload_purged"] is True
 
-    started = await relay.client.post("/dashboard/bulk-retry", data={"csrf": csrf, "status": "failed"},
-                                      headers=admin)
+    started = await relay.client.post("/dashboard/bulk-retry", data={"csrf": csrf, "status": "failed"}, headers=admin)
     assert started.status_code == 303
     bulk_id = re.search(r"bulk=(blk_[0-9a-f]+)", started.headers["location"]).group(1)  # type: ignore[union-attr]
     for delivery_id in (second, third):
@@ -168,12 +183,18 @@ async def test_repeated_wrong_tokens_are_slowed_down(relay: Relay) -> None:
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     statuses = []
     for _ in range(21):
-        response = await relay.client.post("/dashboard/login", data={"token": "guess", "login_csrf": login_csrf},
-                                           headers={"cookie": f"applyrelay_login_csrf={pre}"})
+        response = await relay.client.post(
+            "/dashboard/login",
+            data={"token": "guess", "login_csrf": login_csrf},
+            headers={"cookie": f"applyrelay_login_csrf={pre}"},
+        )
         statuses.append(response.status_code)
     assert statuses[:20] == [401] * 20 and statuses[20] == 429
-    right = await relay.client.post("/dashboard/login", data={"token": ADMIN_TOKEN, "login_csrf": login_csrf},
-                                    headers={"cookie": f"applyrelay_login_csrf={pre}"})
+    right = await relay.client.post(
+        "/dashboard/login",
+        data={"token": ADMIN_TOKEN, "login_csrf": login_csrf},
+        headers={"cookie": f"applyrelay_login_csrf={pre}"},
+    )
     assert right.status_code == 429  # blocked for the window, whatever the token
 
 

@@ -31,8 +31,9 @@ PII_SECRET = "pii-secret-0123456789abcdef"
 
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator) -> Relay:
-    return make_relay({"acme": connection_table("factorial", factorial.url),
-                       "beta": connection_table("factorial", factorial.url)})
+    return make_relay(
+        {"acme": connection_table("factorial", factorial.url), "beta": connection_table("factorial", factorial.url)}
+    )
 
 
 async def ids_of(relay: Relay, headers: dict[str, str] | None = None, **params: Any) -> list[str]:
@@ -93,22 +94,32 @@ async def test_cursor_pagination_walks_everything_once_while_new_ones_arrive(rel
             break
     assert seen == list(reversed(created)) and pages == 3
     # the same with a filter (an intersection of indexes)
-    first = (await relay.client.get("/v1/deliveries", params={"limit": 4, "status": "queued", "connection": "acme"},
-                                    headers=relay.admin)).json()
-    rest = (await relay.client.get("/v1/deliveries", params={"limit": 4, "status": "queued", "connection": "acme",
-                                                             "cursor": first["next_cursor"]},
-                                   headers=relay.admin)).json()
+    first = (
+        await relay.client.get(
+            "/v1/deliveries", params={"limit": 4, "status": "queued", "connection": "acme"}, headers=relay.admin
+        )
+    ).json()
+    rest = (
+        await relay.client.get(
+            "/v1/deliveries",
+            params={"limit": 4, "status": "queued", "connection": "acme", "cursor": first["next_cursor"]},
+            headers=relay.admin,
+        )
+    ).json()
     assert len(first["data"]) == 4 and len(rest["data"]) == 4 and rest["next_cursor"] is None
     assert not {r["id"] for r in first["data"]} & {r["id"] for r in rest["data"]}
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"status": "lost"}, "status"),
-    ({"cursor": "%%%not-a-cursor"}, "cursor"),
-    ({"received_from": "yesterday"}, "received_from"),
-    ({"received_from": "2030-01-01", "received_to": "2020-01-01"}, "received_from"),
-    ({"limit": "many"}, "limit"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "lost"}, "status"),
+        ({"cursor": "%%%not-a-cursor"}, "cursor"),
+        ({"received_from": "yesterday"}, "received_from"),
+        ({"received_from": "2030-01-01", "received_to": "2020-01-01"}, "received_from"),
+        ({"limit": "many"}, "limit"),
+    ],
+)
 async def test_bad_filters_are_400_naming_the_field(relay: Relay, params: dict[str, str], field: str) -> None:
     response = await relay.client.get("/v1/deliveries", params=params, headers=relay.admin)
     assert response.status_code == 400, response.text
@@ -135,7 +146,8 @@ async def test_counts_per_status_and_connection(relay: Relay, factorial: Emulato
 
 
 async def test_detail_has_timeline_and_shows_the_name_only_to_pii_with_an_audit_entry(
-        relay: Relay, factorial: Emulator) -> None:
+    relay: Relay, factorial: Emulator
+) -> None:
     read_only = add_token(relay, "viewer", "read", READ_SECRET)
     pii = add_token(relay, "dpo", "read+pii", PII_SECRET)
     await relay.start_worker()
@@ -148,11 +160,13 @@ async def test_detail_has_timeline_and_shows_the_name_only_to_pii_with_an_audit_
     assert "candidate" not in body and CANDIDATE_FIRST not in str(body)
     assert not [e for e in await audit_entries(relay) if e.action == "view_detail"]
 
-    refused = await relay.client.get(f"/v1/deliveries/{delivery_id}", params={"include": "candidate"},
-                                     headers=read_only)
+    refused = await relay.client.get(
+        f"/v1/deliveries/{delivery_id}", params={"include": "candidate"}, headers=read_only
+    )
     assert refused.status_code == 403
-    shown = (await relay.client.get(f"/v1/deliveries/{delivery_id}", params={"include": "candidate"},
-                                    headers=pii)).json()
+    shown = (
+        await relay.client.get(f"/v1/deliveries/{delivery_id}", params={"include": "candidate"}, headers=pii)
+    ).json()
     assert shown["candidate"]["first_name"] == CANDIDATE_FIRST and shown["candidate"]["last_name"] == CANDIDATE_LAST
     assert shown["candidate"]["email_address"].endswith("@example.org")  # name and address, for `pii` only
     [entry] = [e for e in await audit_entries(relay) if e.action == "view_detail"]
@@ -174,7 +188,9 @@ async def test_retry_resumes_and_is_idempotent_with_audit(relay: Relay, factoria
     assert len(factorial.records()["candidates"]) == 1
     retries = [e for e in await audit_entries(relay) if e.action == "retry"]
     assert [(e.actor, e.target, e.detail["changed"]) for e in retries] == [
-        ("ops", delivery_id, False), ("ops", delivery_id, True)]
+        ("ops", delivery_id, False),
+        ("ops", delivery_id, True),
+    ]
     assert (await relay.client.post("/v1/deliveries/dlv_nope/retry", headers=ops)).status_code == 404
 
 
@@ -182,11 +198,13 @@ async def test_retry_attachments_resends_unconfirmed_files(relay: Relay, factori
     from tests.harness import PDF_BYTES, b64
 
     await relay.start_worker()
-    factorial.faults(error_rate=1.0, error_status=422, path_regex="/ats/messages$|/files|attachments",
-                     methods=["POST"])
-    body = {"connection_id": "acme", "application": {"job_id": "2001"},
-            "candidate": {"first_name": "A", "last_name": "B", "email_address": "ab@example.org"},
-            "attachments": [{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES)}]}
+    factorial.faults(error_rate=1.0, error_status=422, path_regex="/ats/messages$|/files|attachments", methods=["POST"])
+    body = {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "A", "last_name": "B", "email_address": "ab@example.org"},
+        "attachments": [{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES)}],
+    }
     delivery_id = (await relay.post(body)).json()["id"]
     record = await relay.wait_for(delivery_id, "failed")
     assert record["attachments"] and not record["attachments"][0].get("confirmed")
@@ -210,8 +228,9 @@ async def test_bulk_retry_by_filter_in_the_background(relay: Relay, factorial: E
     delivered = await post(relay, 60)
     await relay.wait_for(delivered, "delivered")
 
-    response = await relay.client.post("/v1/deliveries/retry", json={"status": "failed", "connection": "acme"},
-                                       headers=ops)
+    response = await relay.client.post(
+        "/v1/deliveries/retry", json={"status": "failed", "connection": "acme"}, headers=ops
+    )
     assert response.status_code == 202, response.text
     progress = await wait_bulk(relay.client, response.headers["location"], ops)
     assert progress["status"] == "done" and progress["percent"] == 100
@@ -251,8 +270,7 @@ async def test_purge_drops_payload_and_files_and_keeps_a_tombstone(relay: Relay,
     record = await relay.delivery(delivery_id)
     assert record["status"] == "failed" and record["payload_purged"] and record["attempts"]
     assert (await relay.client.post(f"/v1/deliveries/{delivery_id}/retry", headers=ops)).status_code == 409
-    pii = await relay.client.get(f"/v1/deliveries/{delivery_id}", params={"include": "candidate"},
-                                 headers=relay.admin)
+    pii = await relay.client.get(f"/v1/deliveries/{delivery_id}", params={"include": "candidate"}, headers=relay.admin)
     assert pii.json()["candidate"] is None
 
     refused = await relay.client.delete(f"/v1/deliveries/{queued}", headers=relay.admin)
@@ -263,22 +281,27 @@ async def test_purge_drops_payload_and_files_and_keeps_a_tombstone(relay: Relay,
     assert [e.target for e in await audit_entries(relay) if e.action == "purge"] == [delivery_id]
 
 
-@pytest.mark.parametrize(("method", "path", "scope_needed"), [
-    ("GET", "/v1/deliveries", "read"),
-    ("GET", "/v1/deliveries/counts", "read"),
-    ("GET", "/v1/deliveries/dlv_x", "read"),
-    ("POST", "/v1/deliveries/dlv_x/retry", "retry"),
-    ("POST", "/v1/deliveries/dlv_x/retry-attachments", "retry"),
-    ("POST", "/v1/deliveries/retry", "retry"),
-    ("GET", "/v1/bulk-retries/blk_x", "read"),
-    ("DELETE", "/v1/deliveries/dlv_x", "erase"),
-    ("GET", "/metrics", "read"),
-])
-async def test_auth_refused_without_token_and_without_the_scope(relay: Relay, method: str, path: str,
-                                                                 scope_needed: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "scope_needed"),
+    [
+        ("GET", "/v1/deliveries", "read"),
+        ("GET", "/v1/deliveries/counts", "read"),
+        ("GET", "/v1/deliveries/dlv_x", "read"),
+        ("POST", "/v1/deliveries/dlv_x/retry", "retry"),
+        ("POST", "/v1/deliveries/dlv_x/retry-attachments", "retry"),
+        ("POST", "/v1/deliveries/retry", "retry"),
+        ("GET", "/v1/bulk-retries/blk_x", "read"),
+        ("DELETE", "/v1/deliveries/dlv_x", "erase"),
+        ("GET", "/metrics", "read"),
+    ],
+)
+async def test_auth_refused_without_token_and_without_the_scope(
+    relay: Relay, method: str, path: str, scope_needed: str
+) -> None:
     assert (await relay.client.request(method, path)).status_code == 401
-    assert (await relay.client.request(method, path, headers={"authorization": "Bearer wrong-token"})
-            ).status_code == 401
+    assert (
+        await relay.client.request(method, path, headers={"authorization": "Bearer wrong-token"})
+    ).status_code == 401
     other_scopes = {"read": "pii", "retry": "read", "erase": "read+retry"}[scope_needed]
     headers = add_token(relay, "limited", other_scopes, "limited-secret-0123456789")
     response = await relay.client.request(method, path, headers=headers)
@@ -327,8 +350,9 @@ async def test_ready_needs_a_fresh_worker_heartbeat(relay: Relay) -> None:
 
 
 @pytest.mark.parametrize(("intersect_max", "scan_max"), [(0, 20_000), (0, 3)])
-async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkeypatch: pytest.MonkeyPatch,
-                                                            intersect_max: int, scan_max: int) -> None:
+async def test_large_filter_sets_are_walked_not_intersected(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch, intersect_max: int, scan_max: int
+) -> None:
     """Past INTERSECT_MAX the query walks the smallest set and checks the others; bounded walks
     return short pages with a cursor, and the pages still add up to exactly the matches."""
     from redis.asyncio import Redis
@@ -344,10 +368,12 @@ async def test_large_filter_sets_are_walked_not_intersected(relay: Relay, monkey
     redis = Redis.from_url(relay.redis_url)
     store = DeliveryStore(redis)
     try:
-        for params, expected in (({"status": "queued", "connection": "beta"}, [board, *reversed(beta)]),
-                                 ({"status": "queued", "channel": "api"}, [*reversed(beta), *reversed(acme)]),
-                                 ({"connection": "beta", "channel": "api"}, list(reversed(beta))),
-                                 ({"status": "failed", "channel": "api"}, [])):
+        for params, expected in (
+            ({"status": "queued", "connection": "beta"}, [board, *reversed(beta)]),
+            ({"status": "queued", "channel": "api"}, [*reversed(beta), *reversed(acme)]),
+            ({"connection": "beta", "channel": "api"}, list(reversed(beta))),
+            ({"status": "failed", "channel": "api"}, []),
+        ):
             f = query.build_filter(params)
             seen: list[str] = []
             cursor = None

@@ -47,8 +47,9 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
-    schema = json.loads(resources.files("check_jsonschema.builtin_schemas.vendor")
-                        .joinpath("compose-spec.json").read_text())
+    schema = json.loads(
+        resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
     errors = sorted(_validator(schema).iter_errors(compose()), key=str)
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
 
@@ -117,8 +118,9 @@ def test_a_bad_manifest_is_caught() -> None:
         kubernetes_validate.validate(web, K8S_VERSION, strict=True)
     bad = compose()
     bad["services"]["worker"]["stop_grace_periods"] = "60s"
-    schema = json.loads(resources.files("check_jsonschema.builtin_schemas.vendor")
-                        .joinpath("compose-spec.json").read_text())
+    schema = json.loads(
+        resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
     assert list(_validator(schema).iter_errors(bad))
     keda = json.loads(json.dumps(find("ScaledObject", "applyrelay-worker")))
     del keda["spec"]["scaleTargetRef"]

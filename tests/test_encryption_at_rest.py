@@ -52,8 +52,9 @@ def test_malformed_keys_are_named_not_echoed() -> None:
         parse_keys(f"{DATA_KEY},{DATA_KEY}")
 
 
-def test_production_refuses_to_start_without_a_key_and_says_how(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_refuses_to_start_without_a_key_and_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "applyrelay.toml"
     config.write_text("")
     for name in list(os.environ):
@@ -203,8 +204,9 @@ async def test_a_store_without_a_sealer_never_stores_or_returns_candidate_data(r
         await bare.store_file(delivery_id, 0, b"%PDF-1.4 clear")
 
 
-async def test_inbound_channels_store_nothing_in_clear_and_are_erasable(make_relay: Any, factorial: Emulator,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_inbound_channels_store_nothing_in_clear_and_are_erasable(
+    make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An Indeed Apply application (signed webhook, its own field names) goes through the same
     intake: sealed, indexed for erasure."""
     from tests.inbound_support import inbound_connection, inbound_env, indeed_payload, lenient_b64, post_indeed
@@ -213,11 +215,21 @@ async def test_inbound_channels_store_nothing_in_clear_and_are_erasable(make_rel
     relay = make_relay({"acme": inbound_connection(factorial.url)})
     person = Person()
     payload = indeed_payload(id="e" * 64)
-    payload["applicant"].update({
-        "fullName": f"{person.first} {person.last}", "email": person.email, "phoneNumber": person.phone,
-        "coverletter": person.answer,
-        "resume": {"file": {"fileName": f"{person.first}.pdf", "contentType": "application/pdf",
-                            "data": lenient_b64(person.cv)}}})
+    payload["applicant"].update(
+        {
+            "fullName": f"{person.first} {person.last}",
+            "email": person.email,
+            "phoneNumber": person.phone,
+            "coverletter": person.answer,
+            "resume": {
+                "file": {
+                    "fileName": f"{person.first}.pdf",
+                    "contentType": "application/pdf",
+                    "data": lenient_b64(person.cv),
+                }
+            },
+        }
+    )
     response = await post_indeed(relay, payload)
     assert response.status_code in (200, 201, 202), response.text
     assert await relay.redis.keys("ar:p:*")
@@ -228,7 +240,8 @@ async def test_inbound_channels_store_nothing_in_clear_and_are_erasable(make_rel
 
 
 def test_tools_use_the_environment_s_key_or_the_development_one_never_a_new_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.settings import data_keys_for_tools
 
     monkeypatch.setattr("app.settings.VAR_DIR", tmp_path / "var")

@@ -43,8 +43,13 @@ async def test_only_consecutive_crashes_dead_letter(make_relay: Any, factorial: 
     await store.save(state, "queued")
     assert await engine.run(delivery_id, job_id=state.job, job_try=9) == "delivered"
 
-    second = (await relay.post(application(attachments=[], candidate={
-        "first_name": "Ben", "last_name": "Ode", "email_address": "ben@example.org"}))).json()["id"]
+    second = (
+        await relay.post(
+            application(
+                attachments=[], candidate={"first_name": "Ben", "last_name": "Ode", "email_address": "ben@example.org"}
+            )
+        )
+    ).json()["id"]
     state = await store.get(second)
     assert state is not None
     state.attempts = [Attempt(number=i, started_at=0, finished_at=0, outcome="crash") for i in range(4)]

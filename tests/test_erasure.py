@@ -27,14 +27,20 @@ async def stored_keys(relay: Relay, delivery_id: str) -> list[bytes]:
 
 
 async def test_erasure_removes_one_candidate_everywhere_and_the_rest_is_delivered(
-        relay: Relay, factorial: Emulator) -> None:
+    relay: Relay, factorial: Emulator
+) -> None:
     ana, bob, cyd = Person("ana"), Person("bob"), Person("cyd")
     await relay.start_worker()
     # ana: one delivered application (+ an attachment action on it), one dead letter, one retrying
     delivered = (await relay.post(ana.application("2001"))).json()["id"]
     await relay.wait_for(delivered, "delivered")
-    action = (await relay.client.post(f"/v1/deliveries/{delivered}/attachments", headers=relay.admin, json={
-        "attachment": {"name": f"{ana.first} letter.pdf", "type": "CV", "data": b64(ana.cv + b"v2")}})).json()["id"]
+    action = (
+        await relay.client.post(
+            f"/v1/deliveries/{delivered}/attachments",
+            headers=relay.admin,
+            json={"attachment": {"name": f"{ana.first} letter.pdf", "type": "CV", "data": b64(ana.cv + b"v2")}},
+        )
+    ).json()["id"]
     await relay.wait_for(action, "delivered")
     dead = (await relay.post(ana.application("2003", cv=False))).json()["id"]  # archived posting: 422
     await relay.wait_for(dead, "failed")
@@ -77,8 +83,9 @@ async def test_erasure_removes_one_candidate_everywhere_and_the_rest_is_delivere
     assert (await relay.delivery(retrying))["status"] == "failed"
     emails = [c["email"] for c in factorial.records()["candidates"]]
     assert sorted(emails) == sorted([ana.email, bob.email, cyd.email])  # ana's only from before erasure
-    assert len([a for a in factorial.records()["applications"]
-                if a["ats_candidate_id"] == ana_in_ats["id"]]) == 1  # the retrying one never arrived
+    assert (
+        len([a for a in factorial.records()["applications"] if a["ats_candidate_id"] == ana_in_ats["id"]]) == 1
+    )  # the retrying one never arrived
 
     # a tombstone recognises the address later, without holding it
     [tomb] = [k async for k in relay.redis.scan_iter(match="ar:erased:*")]
@@ -87,8 +94,10 @@ async def test_erasure_removes_one_candidate_everywhere_and_the_rest_is_delivere
     erase = next(e for e in entries if e.action == "erase")
     assert erase.actor == "admin" and erase.target == f"subject:{report['subject']}"
     assert erase.detail == {"deliveries": 4, "stopped": 1}
-    assert 'applyrelay_records_purged_total{reason="erasure"} 4.0' in (
-        await relay.client.get("/metrics", headers=relay.admin)).text
+    assert (
+        'applyrelay_records_purged_total{reason="erasure"} 4.0'
+        in (await relay.client.get("/metrics", headers=relay.admin)).text
+    )
     assert ana.email not in str([e.detail for e in entries] + [e.target for e in entries])
 
 
@@ -123,9 +132,13 @@ async def test_erasure_of_an_unknown_address_is_a_harmless_empty_report(relay: R
 
 
 async def test_erasure_needs_the_erase_scope_and_a_valid_address(make_relay: Any, factorial: Emulator) -> None:
-    relay = make_relay({"acme": connection_table("factorial", factorial.url)}, extra_tokens=[
-        ApiToken("ops", "ops-token-0123456789", frozenset({"read", "retry", "pii"})),
-        ApiToken("dpo", "dpo-token-0123456789", frozenset({"erase"}))])
+    relay = make_relay(
+        {"acme": connection_table("factorial", factorial.url)},
+        extra_tokens=[
+            ApiToken("ops", "ops-token-0123456789", frozenset({"read", "retry", "pii"})),
+            ApiToken("dpo", "dpo-token-0123456789", frozenset({"erase"})),
+        ],
+    )
     ana = Person()
     kept = (await relay.post(ana.application())).json()["id"]
     ops = {"authorization": "Bearer ops-token-0123456789"}
@@ -150,13 +163,30 @@ async def test_erase_command_does_the_same_from_a_terminal(relay: Relay, tmp_pat
     erased = (await relay.post(ana.application())).json()["id"]
     kept = (await relay.post(bob.application())).json()["id"]
     config = tmp_path / "applyrelay.toml"
-    config.write_text('[connections.acme]\nconnector = "factorial"\nbase_url = "http://127.0.0.1:9"\n'
-                      'credentials_env = "X_KEY"\n')
-    env = {**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": relay.redis_url, "APPLYRELAY_CONFIG": str(config),
-           "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "APPLYRELAY_DATA_KEY": DATA_KEY, "X_KEY": "k"}
+    config.write_text(
+        '[connections.acme]\nconnector = "factorial"\nbase_url = "http://127.0.0.1:9"\ncredentials_env = "X_KEY"\n'
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "REDIS_URL": relay.redis_url,
+        "APPLYRELAY_CONFIG": str(config),
+        "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "APPLYRELAY_DATA_KEY": DATA_KEY,
+        "X_KEY": "k",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "erase", "--email", ana.email, env=env, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "app.cli",
+        "erase",
+        "--email",
+        ana.email,
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err
     report = json.loads(out)  # stdout is the report alone; logs go to stderr

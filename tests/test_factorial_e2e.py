@@ -16,16 +16,23 @@ DOCX_BYTES = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml" + b"word/docu
 def application(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "connection_id": "acme",
-        "candidate": {"first_name": "Zoë", "last_name": "Van der Berg-Ñúñez", "email_address": "zoe.vdb@example.org",
-                      "phone_number": "+34 612 345 678", "gender": "FEMALE"},
+        "candidate": {
+            "first_name": "Zoë",
+            "last_name": "Van der Berg-Ñúñez",
+            "email_address": "zoe.vdb@example.org",
+            "phone_number": "+34 612 345 678",
+            "gender": "FEMALE",
+        },
         "application": {"job_id": "2001"},
         "screening_question_answers": [
             {"question_id": "3001", "answer": "Because relays should never lose a CV."},
             {"question_id": "3002", "answer": 55000},
             {"question_id": "3003", "answer": True},
             {"question_id": "3004", "answer": ["Python", "Rust"]},
-            {"question_id": "3005", "answer": {"name": "portfolio.pdf", "content_type": "application/pdf",
-                                               "data": b64(PDF_BYTES)}},
+            {
+                "question_id": "3005",
+                "answer": {"name": "portfolio.pdf", "content_type": "application/pdf", "data": b64(PDF_BYTES)},
+            },
         ],
         "attachments": [
             {"name": "Zoë CV.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(PDF_BYTES)},
@@ -108,8 +115,9 @@ async def test_transient_failures_then_retry_after_follow_the_policy(relay: Rela
     delivery_id = (await relay.post(application(attachments=[], screening_question_answers=[]))).json()["id"]
     expected = [(15, "schedule"), (60, "schedule"), (300, "schedule"), (7200, "Retry-After")]
     for attempt, (base, reason) in enumerate(expected, start=1):
-        record = await relay.wait_for(delivery_id, "retry_scheduled",
-                                      until=lambda r, n=attempt: r["failed_attempts"] == n)
+        record = await relay.wait_for(
+            delivery_id, "retry_scheduled", until=lambda r, n=attempt: r["failed_attempts"] == n
+        )
         scheduled = [a for a in record["attempts"] if a["outcome"] == "transient"]
         assert len(scheduled) == attempt
         last = scheduled[-1]
@@ -182,8 +190,11 @@ async def test_add_attachment_to_application_action(relay: Relay, factorial: Emu
     assert action["kind"] == "action" and action["parent_id"] == delivery_id
     [file] = factorial.records()["files"]
     assert file["sha256"] == hashlib.sha256(PDF_BYTES + b"v2").hexdigest()
-    refused = await relay.client.post(f"/v1/deliveries/{delivery_id}/attachments", headers=relay.admin,
-                                      json={"attachment": {**body["attachment"], "type": "COVER_LETTER"}})
+    refused = await relay.client.post(
+        f"/v1/deliveries/{delivery_id}/attachments",
+        headers=relay.admin,
+        json={"attachment": {**body["attachment"], "type": "COVER_LETTER"}},
+    )
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "attachment.type"
 
 
@@ -204,7 +215,8 @@ async def test_retry_of_dead_letter_resumes_from_checkpoint(relay: Relay, factor
 
 
 async def test_wrong_api_key_pauses_the_connection_without_spending_attempts(
-        make_relay: Any, factorial: Emulator) -> None:
+    make_relay: Any, factorial: Emulator
+) -> None:
     relay = make_relay({"acme": connection_table("factorial", factorial.url, _secret="wrong-key")})
     await relay.start_worker()
     delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
@@ -225,8 +237,11 @@ async def test_legacy_cv_part_upload(make_relay: Any, factorial: Emulator) -> No
 
 
 async def test_cv_as_a_signed_link_in_the_cover_letter(make_relay: Any, factorial: Emulator) -> None:
-    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=2)},
-                       link_secret="link-secret-for-tests", public_url="http://relay.example")
+    relay = make_relay(
+        {"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=2)},
+        link_secret="link-secret-for-tests",
+        public_url="http://relay.example",
+    )
     await relay.start_worker()
     delivery_id = (await relay.post(application())).json()["id"]
     record = await relay.wait_for(delivery_id, "delivered")

@@ -17,13 +17,17 @@ from tests.harness import PDF_BYTES, Emulator
 
 def _application(email: str) -> StoredApplication:
     return StoredApplication(
-        connection_id="acme", candidate=Candidate(first_name="Ana", last_name="Ruiz", email_address=email),
-        application=JobRef(job_id="2001"), origin=Origin(channel="api", received_at=0.0),
-        source=Source(name="Indeed"))
+        connection_id="acme",
+        candidate=Candidate(first_name="Ana", last_name="Ruiz", email_address=email),
+        application=JobRef(job_id="2001"),
+        origin=Origin(channel="api", received_at=0.0),
+        source=Source(name="Indeed"),
+    )
 
 
-async def _run(factorial: Emulator, app: StoredApplication, checkpoints: dict[str, str],
-               cv: bytes | None = None) -> list[tuple[str, str]]:
+async def _run(
+    factorial: Emulator, app: StoredApplication, checkpoints: dict[str, str], cv: bytes | None = None
+) -> list[tuple[str, str]]:
     sent: list[tuple[str, str]] = []
 
     async def note(request: httpx.Request) -> None:
@@ -56,7 +60,8 @@ async def test_a_new_candidate_is_not_searched_for_applications(factorial: Emula
 
 
 async def test_a_rerun_after_a_lost_checkpoint_finds_the_application_instead_of_creating_it(
-        factorial: Emulator) -> None:
+    factorial: Emulator,
+) -> None:
     app = _application("crash.person@example.org")
     first: dict[str, str] = {}
     await _run(factorial, app, first)  # the application exists in Factorial...
@@ -76,12 +81,19 @@ async def test_an_existing_candidate_is_searched_for_applications(factorial: Emu
     assert ("POST", "ats/applications") not in sent
 
 
-
 def _with_cv(email: str) -> tuple[StoredApplication, bytes]:
     cv = PDF_BYTES + email.encode()
     app = _application(email)
-    app.attachments = [AttachmentRef(index=0, name="cv.pdf", type="CV", content_type="application/pdf",
-                                     sha256=hashlib.sha256(cv).hexdigest(), size=len(cv))]
+    app.attachments = [
+        AttachmentRef(
+            index=0,
+            name="cv.pdf",
+            type="CV",
+            content_type="application/pdf",
+            sha256=hashlib.sha256(cv).hexdigest(),
+            size=len(cv),
+        )
+    ]
     return app, cv
 
 
@@ -98,7 +110,8 @@ async def test_a_cv_for_an_application_created_in_the_same_run_is_sent_without_l
 
 
 async def test_a_rerun_after_a_lost_cv_checkpoint_finds_the_message_instead_of_sending_it_again(
-        factorial: Emulator) -> None:
+    factorial: Emulator,
+) -> None:
     app, cv = _with_cv("cv.crash@example.org")
     first: dict[str, str] = {}
     await _run(factorial, app, first, cv)  # the CV message exists in Factorial...

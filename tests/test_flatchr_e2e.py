@@ -312,12 +312,14 @@ async def test_operator_reads_candidate_attachments(make_relay: Callable[..., Re
     assert (await relay.client.get(path)).status_code == 401
     missing = await relay.client.get("/v1/connections/acme/candidates/nope/attachments", headers=relay.admin)
     assert missing.status_code in (404, 422)
-    assert (await relay.client.get("/v1/connections/other/candidates/1/attachments",
-                                   headers=relay.admin)).status_code == 404
+    assert (
+        await relay.client.get("/v1/connections/other/candidates/1/attachments", headers=relay.admin)
+    ).status_code == 404
 
 
-async def test_cv_refused_on_create_still_creates_the_applicant(make_relay: Callable[..., Relay],
-                                                                 flatchr: Emulator) -> None:
+async def test_cv_refused_on_create_still_creates_the_applicant(
+    make_relay: Callable[..., Relay], flatchr: Emulator
+) -> None:
     """Flatchr answers 413 to a create carrying a too-large CV: without `require_cv`, the applicant is
     created without it and only the CV fails (DESIGN §4.6), for an operator to follow up."""
     tenant = Emulator(create_emulator("flatchr", resume_required=False))  # a tenant not requiring a CV

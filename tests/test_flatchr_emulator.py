@@ -200,10 +200,7 @@ def test_yesno_and_required_and_conditional_questions(client: httpx.Client) -> N
 def test_candidate_tag_answers_and_legacy_questions_key(client: httpx.Client) -> None:
     answers = [{"question": 1183, "value": "Bac +5"}, {"questions": "Preferred region", "value": "North"}]
     assert create(client, body(answers=answers)).status_code == 200
-    assert (
-        create(client, body(email="c@example.com", answers=[{"question": 42, "value": "x"}])).status_code
-        == 400
-    )
+    assert create(client, body(email="c@example.com", answers=[{"question": 42, "value": "x"}])).status_code == 400
 
 
 # -- duplicates and reads -----------------------------------------------------------------------
@@ -220,16 +217,11 @@ def test_duplicate_rule(client: httpx.Client) -> None:
 
 def test_search_medias_and_archive(client: httpx.Client) -> None:
     create(client, body())
-    rows = client.post(
-        f"/company/{COMPANY_ID}/search/applicants", json={"email": "Ana@Example.com"}, headers=AUTH
-    )
+    rows = client.post(f"/company/{COMPANY_ID}/search/applicants", json={"email": "Ana@Example.com"}, headers=AUTH)
     [row] = rows.json()
     assert row["vacancy"] == "Account Executive" and row["source"] == "API"
     vacancy_filter = {"email": "ana@example.com", "vacancy": "Vq5r6pYxam9AmMvP"}
-    assert (
-        client.post(f"/company/{COMPANY_ID}/search/applicants", json=vacancy_filter, headers=AUTH).json()
-        == []
-    )
+    assert client.post(f"/company/{COMPANY_ID}/search/applicants", json=vacancy_filter, headers=AUTH).json() == []
     medias = client.get(f"/company/{COMPANY_ID}/applicant/{row['applicant']}/medias", headers=AUTH).json()
     assert medias[0]["tag"] == "cv" and medias[0]["attachment"]["name"] == "cv.pdf"
     archive = client.delete(
@@ -237,9 +229,7 @@ def test_search_medias_and_archive(client: httpx.Client) -> None:
     )
     assert archive.status_code == 200
     assert (
-        client.post(
-            f"/company/{COMPANY_ID}/search/applicants", json={"email": "ana@example.com"}, headers=AUTH
-        ).json()
+        client.post(f"/company/{COMPANY_ID}/search/applicants", json={"email": "ana@example.com"}, headers=AUTH).json()
         == []
     )
     assert create(client, body()).status_code == 200  # archived applicants do not block a new one
@@ -257,16 +247,12 @@ def test_move_applicant(client: httpx.Client) -> None:
 def test_vacancy_reads(client: httpx.Client) -> None:
     vacancy = client.get("/vacancy/Vq5r6pYxam9AmMvP", headers=AUTH).json()
     assert "questions" not in vacancy and vacancy["slug"] == PY_SLUG
-    vacancy = client.get(
-        "/vacancy/Vq5r6pYxam9AmMvP", params={"fields": "questions,address"}, headers=AUTH
-    ).json()
+    vacancy = client.get("/vacancy/Vq5r6pYxam9AmMvP", params={"fields": "questions,address"}, headers=AUTH).json()
     types = {q["type"] for q in vacancy["questions"]}
     assert types == {"textarea", "yesno", "date", "radio", "checkbox", "number", "text", "file"}
     assert client.get("/vacancy/unknown", headers=AUTH).status_code == 404
     assert len(client.get(f"/company/{COMPANY_ID}/vacancies", headers=AUTH).json()) == 3
-    assert (
-        len(client.get(f"/company/{COMPANY_ID}/vacancies", params={"status": "1"}, headers=AUTH).json()) == 2
-    )
+    assert len(client.get(f"/company/{COMPANY_ID}/vacancies", params={"status": "1"}, headers=AUTH).json()) == 2
     feed = client.get(f"/company/{COMPANY_SLUG}.json").json()
     assert {i["vacancy"]["slug"] for i in feed["items"]} == {PY_SLUG, EN_SLUG}
 

@@ -27,8 +27,14 @@ from tests.inbound_support import (
     stored,
 )
 
-BROWSER_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -84,42 +90,64 @@ def site() -> Iterator[CareerSite]:
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator, site: CareerSite, monkeypatch: pytest.MonkeyPatch) -> Relay:
     inbound_env(monkeypatch)
-    relay = make_relay({
-        "acme": inbound_connection(factorial.url, form_thank_you_url=f"{site.url}/thanks", form_rate_limit=50),
-        "strict": inbound_connection(factorial.url, form_rate_limit=3, form_rate_window_s=600,
-                                     max_file_bytes=50_000, max_application_bytes=80_000),
-        "big": inbound_connection(factorial.url, max_file_bytes=25_000_000, max_application_bytes=30_000_000),
-        "nosecret": inbound_connection(factorial.url, form_token_env="TEST_UNSET_FORM_TOKEN"),
-    })
+    relay = make_relay(
+        {
+            "acme": inbound_connection(factorial.url, form_thank_you_url=f"{site.url}/thanks", form_rate_limit=50),
+            "strict": inbound_connection(
+                factorial.url,
+                form_rate_limit=3,
+                form_rate_window_s=600,
+                max_file_bytes=50_000,
+                max_application_bytes=80_000,
+            ),
+            "big": inbound_connection(factorial.url, max_file_bytes=25_000_000, max_application_bytes=30_000_000),
+            "nosecret": inbound_connection(factorial.url, form_token_env="TEST_UNSET_FORM_TOKEN"),
+        }
+    )
     site.action = f"{relay.server.url}/inbound/forms/acme/2001"
     return relay
 
 
 def fields(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "first_name": "Zoë", "last_name": "Van der Berg-Ñúñez", "email": "zoe@example.org",
-        "phone": "+34 612 345 678", "question_3001": "Because forms should never lose a CV.",
-        "question_3003": "Yes", "question_3004[]": ["Python", "Rust"], "source": "LinkedIn",
+        "first_name": "Zoë",
+        "last_name": "Van der Berg-Ñúñez",
+        "email": "zoe@example.org",
+        "phone": "+34 612 345 678",
+        "question_3001": "Because forms should never lose a CV.",
+        "question_3003": "Yes",
+        "question_3004[]": ["Python", "Rust"],
+        "source": "LinkedIn",
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
 
-async def post_form(relay: Relay, data: dict[str, Any] | None = None, files: Any = None, *,
-                    connection: str = "acme", job: str = "2001", token: str | None = FORM_TOKEN,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+async def post_form(
+    relay: Relay,
+    data: dict[str, Any] | None = None,
+    files: Any = None,
+    *,
+    connection: str = "acme",
+    job: str = "2001",
+    token: str | None = FORM_TOKEN,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     hdrs = {"accept": "application/json", **(headers or {})}
     if token is not None:
         hdrs["x-form-token"] = token
     if files is None:
         files = [("resume", ("Zoë CV — 履歴書.pdf", PDF_BYTES, "application/pdf"))]
-    return await relay.client.post(f"/inbound/forms/{connection}/{job}", data=fields() if data is None else data,
-                                   files=files, headers=hdrs)
+    return await relay.client.post(
+        f"/inbound/forms/{connection}/{job}", data=fields() if data is None else data, files=files, headers=hdrs
+    )
 
 
 async def test_api_client_gets_202_and_everything_is_mapped(relay: Relay) -> None:
-    files = [("resume", ("Zoë CV — 履歴書.pdf", PDF_BYTES, "application/pdf")),
-             ("question_3005", ("portfolio.pdf", PDF_BYTES, "application/pdf"))]
+    files = [
+        ("resume", ("Zoë CV — 履歴書.pdf", PDF_BYTES, "application/pdf")),
+        ("question_3005", ("portfolio.pdf", PDF_BYTES, "application/pdf")),
+    ]
     response = await post_form(relay, fields(cover_letter="Dear team — 你好"), files)
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued" and response.json()["duplicate"] is False
@@ -162,8 +190,9 @@ async def test_honeypot_pretends_success_and_stores_nothing(relay: Relay) -> Non
 
 
 async def test_per_ip_rate_limit(relay: Relay) -> None:
-    statuses = [(await post_form(relay, fields(email=f"r{i}@example.org"), connection="strict")).status_code
-                for i in range(5)]
+    statuses = [
+        (await post_form(relay, fields(email=f"r{i}@example.org"), connection="strict")).status_code for i in range(5)
+    ]
     assert statuses == [202, 202, 202, 429, 429]
     response = await post_form(relay, fields(email="r9@example.org"), connection="strict")
     assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
@@ -182,23 +211,43 @@ async def test_browser_gets_a_303_and_errors_as_html(relay: Relay, site: CareerS
     assert "<code>email</code>" in response.text and "not-an-email" not in response.text
 
 
-@pytest.mark.parametrize(("data", "files", "status", "field"), [
-    (fields(email=None), None, 422, "email"),
-    (fields(first_name=None, last_name=None), None, 422, "first_name"),
-    (fields(email="zoe@"), None, 422, "email"),
-    (fields(phone="call me"), None, 422, "phone"),
-    (fields(), [("resume", ("cv.pdf", EXE, "application/pdf"))], 422, "resume"),
-    (fields(), [("resume", ("cv.pdf", b"", "application/pdf"))], 422, "resume"),
-    (fields(), [("resume", ("cv.pdf", PDF_BYTES * 40, "application/pdf"))], 413, "resume"),
-    (fields(), [("resume", ("a.pdf", PDF_BYTES * 20, "application/pdf")),
+@pytest.mark.parametrize(
+    ("data", "files", "status", "field"),
+    [
+        (fields(email=None), None, 422, "email"),
+        (fields(first_name=None, last_name=None), None, 422, "first_name"),
+        (fields(email="zoe@"), None, 422, "email"),
+        (fields(phone="call me"), None, 422, "phone"),
+        (fields(), [("resume", ("cv.pdf", EXE, "application/pdf"))], 422, "resume"),
+        (fields(), [("resume", ("cv.pdf", b"", "application/pdf"))], 422, "resume"),
+        (fields(), [("resume", ("cv.pdf", PDF_BYTES * 40, "application/pdf"))], 413, "resume"),
+        (
+            fields(),
+            [
+                ("resume", ("a.pdf", PDF_BYTES * 20, "application/pdf")),
                 ("attachments[]", ("b.pdf", PDF_BYTES * 20, "application/pdf")),
-                ("attachments[]", ("c.pdf", PDF_BYTES * 20, "application/pdf"))], 413, "attachments[]"),
-    (fields(), [("photo", ("me.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, "image/png"))], 422, "photo"),
-    (fields(question_3001="x" * 100_001), None, 413, "question_3001"),
-], ids=["no email", "no name", "bad email", "bad phone", "executable as pdf", "empty file", "file too large",
-        "application too large", "unknown file field", "field too long"])
-async def test_bad_form_is_refused_with_the_field(relay: Relay, data: Any, files: Any, status: int,
-                                                  field: str) -> None:
+                ("attachments[]", ("c.pdf", PDF_BYTES * 20, "application/pdf")),
+            ],
+            413,
+            "attachments[]",
+        ),
+        (fields(), [("photo", ("me.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, "image/png"))], 422, "photo"),
+        (fields(question_3001="x" * 100_001), None, 413, "question_3001"),
+    ],
+    ids=[
+        "no email",
+        "no name",
+        "bad email",
+        "bad phone",
+        "executable as pdf",
+        "empty file",
+        "file too large",
+        "application too large",
+        "unknown file field",
+        "field too long",
+    ],
+)
+async def test_bad_form_is_refused_with_the_field(relay: Relay, data: Any, files: Any, status: int, field: str) -> None:
     response = await post_form(relay, data, files, connection="strict")
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -211,12 +260,14 @@ async def test_unknown_or_closed_job_and_malformed_bodies(relay: Relay) -> None:
     assert (await post_form(relay, job="2003")).status_code == 410
     url = "/inbound/forms/acme/2001"
     headers = {"x-form-token": FORM_TOKEN, "accept": "application/json"}
-    response = await relay.client.post(url, content=b"first_name=a", headers={
-        **headers, "content-type": "application/x-www-form-urlencoded"})
+    response = await relay.client.post(
+        url, content=b"first_name=a", headers={**headers, "content-type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 415
     truncated = b'--XyZ\r\nContent-Disposition: form-data; name="first_name"\r\n\r\nAna\r\n--XyZ\r\nContent-Dispo'
-    response = await relay.client.post(url, content=truncated, headers={
-        **headers, "content-type": "multipart/form-data; boundary=XyZ"})
+    response = await relay.client.post(
+        url, content=truncated, headers={**headers, "content-type": "multipart/form-data; boundary=XyZ"}
+    )
     assert response.status_code == 400
     no_boundary = {**headers, "content-type": "multipart/form-data"}
     response = await relay.client.post(url, content=b"--a\r\n", headers=no_boundary)
@@ -233,10 +284,13 @@ async def _streamed_form(boundary: str, cv_size: int) -> AsyncIterator[bytes]:
 def _sync_form(boundary: str, cv_size: int) -> Iterator[bytes]:
     def field(name: str, value: str) -> bytes:
         return f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
     yield field("first_name", "Zoë") + field("last_name", "Big") + field("email", "big@example.org")
-    yield (f'--{boundary}\r\nContent-Disposition: form-data; name="resume"; filename="big.pdf"\r\n'
-           f"Content-Type: application/pdf\r\n\r\n").encode()
-    chunk = (PDF_BYTES * 200)[:256 * 1024]
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="resume"; filename="big.pdf"\r\n'
+        f"Content-Type: application/pdf\r\n\r\n"
+    ).encode()
+    chunk = (PDF_BYTES * 200)[: 256 * 1024]
     yield b"%PDF-1.4\n"
     sent = 9
     while sent < cv_size:
@@ -268,6 +322,7 @@ def test_the_parser_holds_a_20_mb_cv_once(relay: Relay) -> None:
             stream.feed(chunk)
         [cv] = stream.finish().files["resume"]
         assert len(cv.data) == size
+
     used = _peak(run)
     print(f"\n20 MB CV, parser alone: peak {used / 1e6:.1f} MB ({used / size:.2f}x the file)")
     assert used < 1.2 * size
@@ -285,9 +340,14 @@ async def test_a_20_mb_cv_costs_a_few_times_its_size(relay: Relay) -> None:
     try:
         base, _ = tracemalloc.get_traced_memory()
         response = await relay.client.post(
-            "/inbound/forms/big/2001", content=_streamed_form("BoUnDaRy", size),
-            headers={"x-form-token": FORM_TOKEN, "accept": "application/json",
-                     "content-type": "multipart/form-data; boundary=BoUnDaRy"})
+            "/inbound/forms/big/2001",
+            content=_streamed_form("BoUnDaRy", size),
+            headers={
+                "x-form-token": FORM_TOKEN,
+                "accept": "application/json",
+                "content-type": "multipart/form-data; boundary=BoUnDaRy",
+            },
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -300,8 +360,9 @@ async def test_a_20_mb_cv_costs_a_few_times_its_size(relay: Relay) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install -y chromium)")
-async def test_a_real_browser_posts_a_pdf_and_it_reaches_factorial(relay: Relay, site: CareerSite,
-                                                                   factorial: Emulator) -> None:
+async def test_a_real_browser_posts_a_pdf_and_it_reaches_factorial(
+    relay: Relay, site: CareerSite, factorial: Emulator
+) -> None:
     from playwright.async_api import async_playwright
 
     await relay.start_worker()
@@ -319,8 +380,10 @@ async def test_a_real_browser_posts_a_pdf_and_it_reaches_factorial(relay: Relay,
             await page.check("input[name='question_3004[]'][value=Python]")
             await page.check("input[name='question_3004[]'][value=Rust]")
             await page.check("input[name=gdpr_consent]")
-            await page.set_input_files("input[name=resume]", files=[
-                {"name": "Zoë CV — 履歴書.pdf", "mimeType": "application/pdf", "buffer": PDF_BYTES}])
+            await page.set_input_files(
+                "input[name=resume]",
+                files=[{"name": "Zoë CV — 履歴書.pdf", "mimeType": "application/pdf", "buffer": PDF_BYTES}],
+            )
             async with page.expect_navigation(url=f"{site.url}/thanks"):
                 await page.click("button[type=submit]")
             assert "Thank you" in await page.inner_text("h1")
@@ -341,8 +404,11 @@ async def test_a_real_browser_posts_a_pdf_and_it_reaches_factorial(relay: Relay,
 
 async def test_names_are_kept_exactly_and_a_full_name_field_is_split(relay: Relay) -> None:
     decomposed = "Zoe\u0301 Cv\u0327.pdf"  # NFD, as macOS browsers send it: not normalised on the way
-    response = await post_form(relay, fields(first_name=None, last_name=None, name="Ngũgĩ wa Thiong'o"),
-                               [("resume", (decomposed, PDF_BYTES, "application/pdf"))])
+    response = await post_form(
+        relay,
+        fields(first_name=None, last_name=None, name="Ngũgĩ wa Thiong'o"),
+        [("resume", (decomposed, PDF_BYTES, "application/pdf"))],
+    )
     assert response.status_code == 202, response.text
     application = await stored(relay, response.json()["id"])
     assert (application.candidate.first_name, application.candidate.last_name) == ("Ngũgĩ", "wa Thiong'o")
@@ -353,8 +419,13 @@ def test_inbound_settings_are_checked_at_start() -> None:
     from app.config import ConfigError, parse_config
     from app.web.api.inbound import validate_settings
 
-    for bad in ({"indeed_jobs": "REQ-1"}, {"indeed_job_field": "jobKey"}, {"form_rate_limit": "ten"},
-                {"inbound_job_check": "no"}, {"form_thank_you_url": 3}):
+    for bad in (
+        {"indeed_jobs": "REQ-1"},
+        {"indeed_job_field": "jobKey"},
+        {"form_rate_limit": "ten"},
+        {"inbound_job_check": "no"},
+        {"form_thank_you_url": 3},
+    ):
         table = {"connector": "factorial", "base_url": "http://127.0.0.1:1", "credentials_env": "K", **bad}
         config = parse_config({"connections": {"acme": table}}, {"K": "k"})
         with pytest.raises(ConfigError, match=f"connections.acme.{next(iter(bad))}"):

@@ -27,16 +27,25 @@ from tests.inbound_support import (
     webhook_headers,
 )
 
-FUZZ = settings(max_examples=70, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=70,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 ASCII = st.characters(min_codepoint=33, max_codepoint=126)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=25)
+    max_leaves=25,
+)
 not_an_email = st.text(max_size=40).filter(lambda s: "@" not in s)
-not_text = st.none() | st.booleans() | st.lists(st.integers(), max_size=3) | st.dictionaries(
-    st.text(max_size=5), st.integers(), max_size=2)
+not_text = (
+    st.none()
+    | st.booleans()
+    | st.lists(st.integers(), max_size=3)
+    | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+)
 
 
 class Fuzz:
@@ -86,16 +95,21 @@ indeed_mutations = st.one_of(
     st.tuples(st.just("applicant"), st.none() | st.text() | st.integers() | st.lists(st.integers())),
     st.tuples(st.just("job.jobId"), st.just("") | st.none() | st.booleans() | st.lists(st.text(max_size=3))),
     st.tuples(st.just("applicant.resume.file.data"), st.text(min_size=1, max_size=200)),
-    st.tuples(st.just("questionsAndAnswers"), st.text(min_size=1) | st.integers() | st.lists(
-        st.integers() | st.text(), min_size=1, max_size=3)),
+    st.tuples(
+        st.just("questionsAndAnswers"),
+        st.text(min_size=1) | st.integers() | st.lists(st.integers() | st.text(), min_size=1, max_size=3),
+    ),
 )
 
 indeed_inputs = st.one_of(
     st.tuples(st.just("unsigned"), st.binary(max_size=300), st.none() | st.text(ASCII, max_size=40)),
     st.tuples(st.just("signed random json"), json_values.map(lambda v: json.dumps(v).encode()), st.just(None)),
     st.tuples(st.just("signed random bytes"), st.binary(max_size=300), st.just(None)),
-    st.tuples(st.just("signed mutation"), indeed_mutations.map(
-        lambda m: json.dumps(_set(indeed_payload(), m[0], m[1])).encode()), st.just(None)),
+    st.tuples(
+        st.just("signed mutation"),
+        indeed_mutations.map(lambda m: json.dumps(_set(indeed_payload(), m[0], m[1])).encode()),
+        st.just(None),
+    ),
 )
 
 
@@ -114,9 +128,11 @@ def test_bad_indeed_posts_get_a_4xx(fuzz: Fuzz, case: tuple[str, bytes, str | No
 # -- Standard Webhooks ----------------------------------------------------------------------------------
 
 
-CANONICAL = {"candidate": {"first_name": "Ana", "last_name": "López", "email_address": "ana@example.org"},
-             "application": {"job_id": "2001"},
-             "attachments": [{"name": "cv.pdf", "type": "CV", "data": base64.b64encode(PDF_BYTES).decode()}]}
+CANONICAL = {
+    "candidate": {"first_name": "Ana", "last_name": "López", "email_address": "ana@example.org"},
+    "application": {"job_id": "2001"},
+    "attachments": [{"name": "cv.pdf", "type": "CV", "data": base64.b64encode(PDF_BYTES).decode()}],
+}
 webhook_mutations = st.one_of(
     st.tuples(st.just("candidate.email_address"), not_an_email | not_text),
     st.tuples(st.just("candidate.first_name"), st.just("") | not_text),
@@ -125,11 +141,19 @@ webhook_mutations = st.one_of(
     st.tuples(st.just("connection_id"), st.text(max_size=10).filter(lambda s: s != "acme") | not_text),
 )
 webhook_inputs = st.one_of(
-    st.tuples(st.just("bad headers"), st.binary(max_size=300), st.dictionaries(
-        st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]), st.text(ASCII, max_size=60))),
+    st.tuples(
+        st.just("bad headers"),
+        st.binary(max_size=300),
+        st.dictionaries(
+            st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]), st.text(ASCII, max_size=60)
+        ),
+    ),
     st.tuples(st.just("signed random json"), json_values.map(lambda v: json.dumps(v).encode()), st.just({})),
-    st.tuples(st.just("signed mutation"), webhook_mutations.map(
-        lambda m: json.dumps(_set(CANONICAL, m[0], m[1])).encode()), st.just({})),
+    st.tuples(
+        st.just("signed mutation"),
+        webhook_mutations.map(lambda m: json.dumps(_set(CANONICAL, m[0], m[1])).encode()),
+        st.just({}),
+    ),
 )
 
 
@@ -152,15 +176,36 @@ def test_bad_webhooks_get_a_4xx(fuzz: Fuzz, case: tuple[str, bytes, dict[str, st
 
 field_names = st.text(min_size=1, max_size=20).filter(lambda s: s not in ("email", "website"))
 form_inputs = st.one_of(
-    st.tuples(st.just("random body"), st.binary(max_size=400), st.sampled_from([
-        "multipart/form-data; boundary=XyZ", "multipart/form-data", "application/json", "text/plain",
-        "multipart/form-data; boundary=" + "b" * 300])),
+    st.tuples(
+        st.just("random body"),
+        st.binary(max_size=400),
+        st.sampled_from(
+            [
+                "multipart/form-data; boundary=XyZ",
+                "multipart/form-data",
+                "application/json",
+                "text/plain",
+                "multipart/form-data; boundary=" + "b" * 300,
+            ]
+        ),
+    ),
     st.tuples(st.just("no email"), st.dictionaries(field_names, st.text(max_size=30), max_size=6), st.none()),
-    st.tuples(st.just("bad email"), st.fixed_dictionaries({"first_name": st.text(min_size=1, max_size=10),
-                                                           "last_name": st.text(min_size=1, max_size=10),
-                                                           "email": not_an_email}), st.none()),
-    st.tuples(st.just("bad file"), st.binary(max_size=300).filter(lambda b: not b.startswith(b"%PDF-")),
-              st.sampled_from(["resume", "cover_letter", "question_3005", "mystery"])),
+    st.tuples(
+        st.just("bad email"),
+        st.fixed_dictionaries(
+            {
+                "first_name": st.text(min_size=1, max_size=10),
+                "last_name": st.text(min_size=1, max_size=10),
+                "email": not_an_email,
+            }
+        ),
+        st.none(),
+    ),
+    st.tuples(
+        st.just("bad file"),
+        st.binary(max_size=300).filter(lambda b: not b.startswith(b"%PDF-")),
+        st.sampled_from(["resume", "cover_letter", "question_3005", "mystery"]),
+    ),
 )
 
 
@@ -174,9 +219,11 @@ def test_bad_form_posts_get_a_4xx(fuzz: Fuzz, case: tuple[str, Any, Any]) -> Non
         response = fuzz.http.post(url, content=payload, headers={**headers, "content-type": extra})
     elif kind == "bad file":
         data = {"first_name": "Ana", "last_name": "López", "email": "ana@example.org"}
-        response = fuzz.http.post(url, data=data, files=[(extra, ("cv.pdf", payload, "application/pdf"))],
-                                  headers=headers)
+        response = fuzz.http.post(
+            url, data=data, files=[(extra, ("cv.pdf", payload, "application/pdf"))], headers=headers
+        )
     else:
-        response = fuzz.http.post(url, data=payload, files=[("resume", ("cv.pdf", PDF_BYTES, "application/pdf"))],
-                                  headers=headers)
+        response = fuzz.http.post(
+            url, data=payload, files=[("resume", ("cv.pdf", PDF_BYTES, "application/pdf"))], headers=headers
+        )
     fuzz.check(response, case)

@@ -29,20 +29,30 @@ from tests.inbound_support import (
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> Relay:
     inbound_env(monkeypatch)
-    return make_relay({
-        "acme": inbound_connection(factorial.url, indeed_questions={"q_portfolio": "3005"}),
-        "mapped": inbound_connection(factorial.url, indeed_jobs={"REQ-1": "2001", "REQ-OLD": "2003"},
-                                     indeed_job_field="jobId", max_file_bytes=50_000, indeed_max_body_bytes=200_000),
-        "bymeta": inbound_connection(factorial.url, indeed_job_field="jobMeta", indeed_jobs={"tenant=acme": "2002"}),
-        "nosecret": inbound_connection(factorial.url, indeed_secret_env="TEST_UNSET_INDEED_SECRET"),
-    })
+    return make_relay(
+        {
+            "acme": inbound_connection(factorial.url, indeed_questions={"q_portfolio": "3005"}),
+            "mapped": inbound_connection(
+                factorial.url,
+                indeed_jobs={"REQ-1": "2001", "REQ-OLD": "2003"},
+                indeed_job_field="jobId",
+                max_file_bytes=50_000,
+                indeed_max_body_bytes=200_000,
+            ),
+            "bymeta": inbound_connection(
+                factorial.url, indeed_job_field="jobMeta", indeed_jobs={"tenant=acme": "2002"}
+            ),
+            "nosecret": inbound_connection(factorial.url, indeed_secret_env="TEST_UNSET_INDEED_SECRET"),
+        }
+    )
 
 
 def test_signature_matches_indeeds_published_test_vector() -> None:
     message = b"{'locale':'en_US','applicant':{'fullName':'John Doe','email':'john.doe@example.com'}}"
     assert indeed.sign(message, "Y0ur api secret key not shared &$%@") == "SGadPKocf3HD1LYXm3xGObB6hzk="
-    own = (b'{"id":"apply-demo-1","job":{"jobId":"J-1"},'
-           b'"applicant":{"fullName":"Ada Example","email":"ada@example.com"}}')
+    own = (
+        b'{"id":"apply-demo-1","job":{"jobId":"J-1"},"applicant":{"fullName":"Ada Example","email":"ada@example.com"}}'
+    )
     assert indeed.sign(own, "demo-indeed-secret") == "afxevyHknr97CWYnpImkHggboyE="
     indeed.verify(message, "SGadPKocf3HD1LYXm3xGObB6hzk=", INDEED_SECRET)
 
@@ -81,27 +91,45 @@ async def test_every_container_and_answer_shape_is_mapped(relay: Relay) -> None:
     assert kinds == {("CV", "Zoë CV — 履歴書.pdf"), ("COVER_LETTER", "cover_letter.txt")}
     assert application.origin.board_application_id == indeed_payload()["id"]
 
-    top_level = indeed_payload(id="top-level", screenerQuestionsAndAnswers=None, questionsAndAnswers=[
-        {"question": {"id": "3002", "question": "Salary"}, "answer": "55000"},  # ATS id used directly
-        {"question": {"id": "q_x", "question": "Which languages do you write"}, "answer": ["Go"]},
-    ])
+    top_level = indeed_payload(
+        id="top-level",
+        screenerQuestionsAndAnswers=None,
+        questionsAndAnswers=[
+            {"question": {"id": "3002", "question": "Salary"}, "answer": "55000"},  # ATS id used directly
+            {"question": {"id": "q_x", "question": "Which languages do you write"}, "answer": ["Go"]},
+        ],
+    )
     response = await post_indeed(relay, top_level)
     assert response.status_code == 202, response.text
     assert answers_of(await stored(relay, response.json()["id"])) == {"3002": "55000", "3004": ["Go"]}
 
-    legacy = indeed_payload(id="legacy", screenerQuestionsAndAnswers=None, questions={
-        "url": "https://example.org/questions.json",
-        "questionsAndAnswers": [{"id": "q1", "question": "Your expected salary", "answer": 60000},
-                                {"question": {"id": "q2", "question": "Do you hold an EU work permit?"},
-                                 "answer": {"value": "no", "label": "No"}}]})
+    legacy = indeed_payload(
+        id="legacy",
+        screenerQuestionsAndAnswers=None,
+        questions={
+            "url": "https://example.org/questions.json",
+            "questionsAndAnswers": [
+                {"id": "q1", "question": "Your expected salary", "answer": 60000},
+                {
+                    "question": {"id": "q2", "question": "Do you hold an EU work permit?"},
+                    "answer": {"value": "no", "label": "No"},
+                },
+            ],
+        },
+    )
     response = await post_indeed(relay, legacy)
     assert response.status_code == 202, response.text
     assert answers_of(await stored(relay, response.json()["id"])) == {"3002": 60000, "3003": "No"}
 
 
 async def test_unmapped_question_is_a_warning_not_a_refusal(relay: Relay) -> None:
-    payload = indeed_payload(screenerQuestionsAndAnswers={"questionsAndAnswers": [
-        {"question": {"id": "q_mystery", "question": "Favourite colour?"}, "answer": "blue"}]})
+    payload = indeed_payload(
+        screenerQuestionsAndAnswers={
+            "questionsAndAnswers": [
+                {"question": {"id": "q_mystery", "question": "Favourite colour?"}, "answer": "blue"}
+            ]
+        }
+    )
     response = await post_indeed(relay, payload)
     assert response.status_code == 202, response.text
     assert answers_of(await stored(relay, response.json()["id"])) == {}
@@ -173,26 +201,69 @@ def _without(path: str) -> dict[str, Any]:
     return payload
 
 
-@pytest.mark.parametrize(("payload", "status", "field"), [
-    (_without("id"), 400, "id"),
-    (_without("applicant.email"), 400, "applicant.email"),
-    (_without("applicant.fullName"), 400, "applicant.fullName"),
-    (_without("applicant"), 400, "applicant"),
-    ({**_without("job.jobId"), "job": {"jobKey": "x"}}, 400, "job.jobId"),
-    (indeed_payload(applicant={"fullName": "Ana López", "email": "ana@"}), 422, "applicant.email"),
-    (indeed_payload(job={"jobId": "9999"}), 404, "job.jobId"),
-    (indeed_payload(job={"jobId": "2003"}), 410, "job.jobId"),
-    (indeed_payload(applicant={"fullName": "Ana", "email": "a@example.org", "resume": {"file": {
-        "fileName": "cv.pdf", "contentType": "application/pdf", "data": base64.b64encode(EXE).decode()}}}),
-     422, "applicant.resume.file"),
-    (indeed_payload(applicant={"fullName": "Ana", "email": "a@example.org", "resume": {"file": {
-        "fileName": "cv.pdf", "data": "***not base64***"}}}), 422, "applicant.resume.file.data"),
-    (indeed_payload(screenerQuestionsAndAnswers={"questionsAndAnswers": [{"question": {"id": "q"},
-                                                                          "answer": {"weird": 1}}]}),
-     422, "screenerQuestionsAndAnswers.questionsAndAnswers[0].answer"),
-    (indeed_payload(questionsAndAnswers="nope"), 422, "questionsAndAnswers"),
-], ids=["no id", "no email", "no name", "no applicant", "no job", "bad email", "unknown job", "closed job",
-        "executable resume", "bad base64", "weird answer", "bad container"])
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        (_without("id"), 400, "id"),
+        (_without("applicant.email"), 400, "applicant.email"),
+        (_without("applicant.fullName"), 400, "applicant.fullName"),
+        (_without("applicant"), 400, "applicant"),
+        ({**_without("job.jobId"), "job": {"jobKey": "x"}}, 400, "job.jobId"),
+        (indeed_payload(applicant={"fullName": "Ana López", "email": "ana@"}), 422, "applicant.email"),
+        (indeed_payload(job={"jobId": "9999"}), 404, "job.jobId"),
+        (indeed_payload(job={"jobId": "2003"}), 410, "job.jobId"),
+        (
+            indeed_payload(
+                applicant={
+                    "fullName": "Ana",
+                    "email": "a@example.org",
+                    "resume": {
+                        "file": {
+                            "fileName": "cv.pdf",
+                            "contentType": "application/pdf",
+                            "data": base64.b64encode(EXE).decode(),
+                        }
+                    },
+                }
+            ),
+            422,
+            "applicant.resume.file",
+        ),
+        (
+            indeed_payload(
+                applicant={
+                    "fullName": "Ana",
+                    "email": "a@example.org",
+                    "resume": {"file": {"fileName": "cv.pdf", "data": "***not base64***"}},
+                }
+            ),
+            422,
+            "applicant.resume.file.data",
+        ),
+        (
+            indeed_payload(
+                screenerQuestionsAndAnswers={"questionsAndAnswers": [{"question": {"id": "q"}, "answer": {"weird": 1}}]}
+            ),
+            422,
+            "screenerQuestionsAndAnswers.questionsAndAnswers[0].answer",
+        ),
+        (indeed_payload(questionsAndAnswers="nope"), 422, "questionsAndAnswers"),
+    ],
+    ids=[
+        "no id",
+        "no email",
+        "no name",
+        "no applicant",
+        "no job",
+        "bad email",
+        "unknown job",
+        "closed job",
+        "executable resume",
+        "bad base64",
+        "weird answer",
+        "bad container",
+    ],
+)
 async def test_indeed_status_codes(relay: Relay, payload: Any, status: int, field: str) -> None:
     response = await post_indeed(relay, payload)
     assert response.status_code == status, response.text
@@ -222,10 +293,12 @@ async def test_job_mapping_setting(relay: Relay) -> None:
     response = await post_indeed(relay, payload, connection="mapped")
     assert response.status_code == 202, response.text
     assert (await stored(relay, response.json()["id"])).application.job_id == "2001"
-    assert (await post_indeed(relay, indeed_payload(id="m2", job={"jobId": "2001"}), connection="mapped")
-            ).status_code == 404  # not in the connection's job list
-    assert (await post_indeed(relay, indeed_payload(id="m3", job={"jobId": "REQ-OLD"}), connection="mapped")
-            ).status_code == 410
+    assert (
+        await post_indeed(relay, indeed_payload(id="m2", job={"jobId": "2001"}), connection="mapped")
+    ).status_code == 404  # not in the connection's job list
+    assert (
+        await post_indeed(relay, indeed_payload(id="m3", job={"jobId": "REQ-OLD"}), connection="mapped")
+    ).status_code == 410
     response = await post_indeed(relay, indeed_payload(id="m4"), connection="bymeta")
     assert response.status_code == 202, response.text
     application = await stored(relay, response.json()["id"])
@@ -248,7 +321,8 @@ async def test_a_cv_above_the_default_body_limit_fits(relay: Relay) -> None:
     """Litestar's default limit is 10 MB; a 9 MB CV in base64 is a 12 MB body (default here: 25 MB)."""
     payload = indeed_payload(id="nine-mb")
     payload["applicant"]["resume"]["file"]["data"] = base64.b64encode(
-        PDF_BYTES + b"0" * (9_000_000 - len(PDF_BYTES))).decode()
+        PDF_BYTES + b"0" * (9_000_000 - len(PDF_BYTES))
+    ).decode()
     body = indeed_body(payload)
     assert len(body) > 12_000_000
     response = await post_indeed(relay, raw=body)

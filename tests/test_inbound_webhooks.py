@@ -28,12 +28,14 @@ from tests.inbound_support import (
 def relay(make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> Relay:
     inbound_env(monkeypatch)
     monkeypatch.setenv("TEST_BROKEN_WEBHOOK_SECRET", "whsec_***not base64***")
-    return make_relay({
-        "acme": inbound_connection(factorial.url),
-        "nosecret": inbound_connection(factorial.url, webhook_secret_env="TEST_UNSET_WEBHOOK"),
-        "broken": inbound_connection(factorial.url, webhook_secret_env="TEST_BROKEN_WEBHOOK_SECRET"),
-        "small": inbound_connection(factorial.url, webhook_max_body_bytes=20_000, max_file_bytes=1_000),
-    })
+    return make_relay(
+        {
+            "acme": inbound_connection(factorial.url),
+            "nosecret": inbound_connection(factorial.url, webhook_secret_env="TEST_UNSET_WEBHOOK"),
+            "broken": inbound_connection(factorial.url, webhook_secret_env="TEST_BROKEN_WEBHOOK_SECRET"),
+            "small": inbound_connection(factorial.url, webhook_max_body_bytes=20_000, max_file_bytes=1_000),
+        }
+    )
 
 
 def canonical(**overrides: Any) -> dict[str, Any]:
@@ -59,8 +61,9 @@ async def send(relay: Relay, body: bytes, headers: dict[str, str], connection: s
 def test_signing_matches_the_research_vector() -> None:
     body = '{"type":"application.received","timestamp":"2023-11-14T22:13:20Z","data":{"id":"app_1"}}'
     when = dt.datetime.fromtimestamp(1700000000, tz=dt.UTC)
-    assert Webhook(WEBHOOK_SECRET).sign("msg_demo_0001", when, body) == \
-        "v1,ZXOEssuzFiofeMEOqme72sppIIEpRCPyIVfQnng2WXM="
+    assert (
+        Webhook(WEBHOOK_SECRET).sign("msg_demo_0001", when, body) == "v1,ZXOEssuzFiofeMEOqme72sppIIEpRCPyIVfQnng2WXM="
+    )
 
 
 async def test_signed_canonical_json_arrives_in_factorial(relay: Relay, factorial: Emulator) -> None:
@@ -82,12 +85,14 @@ async def test_rotation_several_signatures_and_the_envelope(relay: Relay) -> Non
     headers = webhook_headers(body, msg_id="msg_new", secret=WEBHOOK_SECRET_NEW)  # the second configured secret
     assert (await send(relay, body, headers)).status_code == 202
     other = Webhook("whsec_" + b64(b"a secret nobody configured here!")).sign(
-        "msg_multi", dt.datetime.now(tz=dt.UTC), body.decode())
+        "msg_multi", dt.datetime.now(tz=dt.UTC), body.decode()
+    )
     headers = webhook_headers(body, msg_id="msg_multi")
     headers["webhook-signature"] = f"v1a,ignored-asymmetric {other} {headers['webhook-signature']}"
     assert (await send(relay, body, headers)).status_code == 202
-    envelope = encode({"type": "application.created", "timestamp": "2026-11-23T12:00:00Z",
-                       "data": canonical(connection_id="acme")})
+    envelope = encode(
+        {"type": "application.created", "timestamp": "2026-11-23T12:00:00Z", "data": canonical(connection_id="acme")}
+    )
     response = await send(relay, envelope, webhook_headers(envelope, msg_id="msg_env"))
     assert response.status_code == 202, response.text
     assert answers_of(await stored(relay, response.json()["id"])) == {"3002": "60000"}
@@ -113,8 +118,10 @@ async def test_webhook_id_is_the_idempotency_key(relay: Relay) -> None:
 def _bad_headers(body: bytes) -> list[tuple[str, dict[str, str]]]:
     good = webhook_headers(body, msg_id="msg_bad")
     now = dt.datetime.now(tz=dt.UTC)
-    cases = [(f"no {name}", {k: v for k, v in good.items() if k != name})
-             for name in ("webhook-id", "webhook-timestamp", "webhook-signature")]
+    cases = [
+        (f"no {name}", {k: v for k, v in good.items() if k != name})
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    ]
     # Headers carry whole seconds and the server checks a moment later: 30 s clear of the ±5 min edge.
     cases += [
         ("old", webhook_headers(body, msg_id="msg_bad", at=now - dt.timedelta(seconds=330))),
@@ -153,15 +160,23 @@ async def test_unconfigured_or_broken_secret_is_a_404(relay: Relay) -> None:
     await assert_nothing_stored(relay)
 
 
-@pytest.mark.parametrize(("document", "status", "field"), [
-    (canonical(connection_id="another"), 422, "connection_id"),
-    (canonical(candidate={"first_name": "A", "last_name": "B", "email_address": "nope"}), 422,
-     "candidate.email_address"),
-    (canonical(attachments=[{"name": "cv.pdf", "type": "CV", "data": b64(EXE)}]), 422, "attachments[0]"),
-    ([1, 2, 3], 422, "$"),
-], ids=["other connection", "bad email", "executable", "not an object"])
-async def test_signed_but_invalid_is_refused_with_the_field(relay: Relay, document: Any, status: int,
-                                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("document", "status", "field"),
+    [
+        (canonical(connection_id="another"), 422, "connection_id"),
+        (
+            canonical(candidate={"first_name": "A", "last_name": "B", "email_address": "nope"}),
+            422,
+            "candidate.email_address",
+        ),
+        (canonical(attachments=[{"name": "cv.pdf", "type": "CV", "data": b64(EXE)}]), 422, "attachments[0]"),
+        ([1, 2, 3], 422, "$"),
+    ],
+    ids=["other connection", "bad email", "executable", "not an object"],
+)
+async def test_signed_but_invalid_is_refused_with_the_field(
+    relay: Relay, document: Any, status: int, field: str
+) -> None:
     body = encode(document)
     response = await send(relay, body, webhook_headers(body, msg_id="msg_invalid"))
     assert response.status_code == status, response.text
@@ -179,8 +194,9 @@ async def test_too_large_is_a_413(relay: Relay) -> None:
     body = encode(canonical(connection_id="small"))  # the CV alone is over the 1 kB file limit
     response = await send(relay, body, webhook_headers(body, msg_id="msg_file"), "small")
     assert response.status_code == 413 and response.json()["errors"][0]["field"] == "attachments[0].data"
-    big = encode(canonical(connection_id="small", attachments=[
-        {"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES * 10)}]))
+    big = encode(
+        canonical(connection_id="small", attachments=[{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES * 10)}])
+    )
     response = await send(relay, big, webhook_headers(big, msg_id="msg_body"), "small")
     assert response.status_code == 413  # over the route's body limit, refused before parsing
     await assert_nothing_stored(relay)

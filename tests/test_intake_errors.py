@@ -40,8 +40,9 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def relay(make_relay: Any, factorial: Emulator) -> Relay:
-    return make_relay({"acme": connection_table("factorial", factorial.url, max_file_bytes=50_000,
-                                                 max_application_bytes=80_000)})
+    return make_relay(
+        {"acme": connection_table("factorial", factorial.url, max_file_bytes=50_000, max_application_bytes=80_000)}
+    )
 
 
 async def assert_nothing_stored(relay: Relay) -> None:
@@ -61,24 +62,57 @@ CASES = [
     ("data and url", mutate("attachments.0.data_url", "https://files.example.org/cv.pdf"), 422, "attachments[0]"),
     ("bad type", mutate("attachments.0.type", "PHOTO"), 422, "attachments[0].type"),
     ("executable as pdf", mutate("attachments.0.data", b64(b"MZ\x90\x00" + b"\x00" * 100)), 422, "attachments[0]"),
-    ("declared pdf is text", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf",
-                                                      "data": b64(b"just some text")}), 422, "attachments[0]"),
-    ("http data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "http://example.org/cv"}),
-     422, "attachments[0].data_url"),
-    ("private data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV",
-                                                  "data_url": "https://169.254.169.254/latest/meta-data"}),
-     422, "attachments[0].data_url"),
-    ("loopback data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://127.0.0.1/x"}),
-     422, "attachments[0].data_url"),
-    ("localhost data_url", mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://localhost/x"}),
-     422, "attachments[0].data_url"),
+    (
+        "declared pdf is text",
+        mutate(
+            "attachments.0",
+            {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(b"just some text")},
+        ),
+        422,
+        "attachments[0]",
+    ),
+    (
+        "http data_url",
+        mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "http://example.org/cv"}),
+        422,
+        "attachments[0].data_url",
+    ),
+    (
+        "private data_url",
+        mutate(
+            "attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://169.254.169.254/latest/meta-data"}
+        ),
+        422,
+        "attachments[0].data_url",
+    ),
+    (
+        "loopback data_url",
+        mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://127.0.0.1/x"}),
+        422,
+        "attachments[0].data_url",
+    ),
+    (
+        "localhost data_url",
+        mutate("attachments.0", {"name": "cv.pdf", "type": "CV", "data_url": "https://localhost/x"}),
+        422,
+        "attachments[0].data_url",
+    ),
     ("file too large", mutate("attachments.0.data", b64(PDF_BYTES * 40)), 413, "attachments[0].data"),
-    ("application too large", mutate("attachments", [{"name": f"{i}.pdf", "type": "OTHER", "data": b64(PDF_BYTES * 15)}
-                                                     for i in range(3)]), 413, "attachments[2]"),
+    (
+        "application too large",
+        mutate("attachments", [{"name": f"{i}.pdf", "type": "OTHER", "data": b64(PDF_BYTES * 15)} for i in range(3)]),
+        413,
+        "attachments[2]",
+    ),
     ("unknown connection", mutate("connection_id", "nope"), 404, "connection_id"),
-    ("answer twice", mutate("screening_question_answers", [{"question_id": "1", "answer": "a"},
-                                                           {"question_id": "1", "answer": "b"}]),
-     422, "screening_question_answers[1].question_id"),
+    (
+        "answer twice",
+        mutate(
+            "screening_question_answers", [{"question_id": "1", "answer": "a"}, {"question_id": "1", "answer": "b"}]
+        ),
+        422,
+        "screening_question_answers[1].question_id",
+    ),
 ]
 
 
@@ -94,7 +128,7 @@ async def test_bad_input_is_refused_with_the_field(relay: Relay, name: str, body
 
 
 SLOPPY_BASE64 = {
-    "wrapped at 76 columns": "\r\n".join(b64(PDF_BYTES)[i:i + 76] for i in range(0, len(b64(PDF_BYTES)), 76)),
+    "wrapped at 76 columns": "\r\n".join(b64(PDF_BYTES)[i : i + 76] for i in range(0, len(b64(PDF_BYTES)), 76)),
     "data URL": "data:application/pdf;base64," + b64(PDF_BYTES),
     "url-safe, unpadded": base64.urlsafe_b64encode(PDF_BYTES).decode().rstrip("="),
 }
@@ -105,8 +139,9 @@ async def test_base64_as_boards_send_it_is_accepted_byte_exact(relay: Relay, for
     """msgspec decodes clean base64 while parsing; what it refuses gets a lenient second pass."""
     body = valid()
     body["attachments"][0]["data"] = SLOPPY_BASE64[form]
-    body["screening_question_answers"] = [{"question_id": "7", "answer": {"name": "letter.pdf",
-                                                                         "data": SLOPPY_BASE64[form]}}]
+    body["screening_question_answers"] = [
+        {"question_id": "7", "answer": {"name": "letter.pdf", "data": SLOPPY_BASE64[form]}}
+    ]
     response = await relay.post(body)
     assert response.status_code == 202, response.text
     delivery_id = response.json()["id"]
@@ -199,8 +234,16 @@ async def test_the_same_intake_transaction_sent_twice_keeps_its_files(relay: Rel
     """redis-py sends a transaction again when its reply timed out: the second run finds its own
     id under the idempotency key and answers "created", instead of deleting the files as a duplicate's."""
     store = relay.store
-    delivery = Delivery(id="dlv_replayed", connection_id="acme", connector="factorial", status="queued",
-                        created_at=1.0, updated_at=1.0, idempotency_key_hash="replayed", channel="api")
+    delivery = Delivery(
+        id="dlv_replayed",
+        connection_id="acme",
+        connector="factorial",
+        status="queued",
+        created_at=1.0,
+        updated_at=1.0,
+        idempotency_key_hash="replayed",
+        channel="api",
+    )
     first = await store.create(delivery, b"payload", [PDF_BYTES], "replayed")
     again = await store.create(delivery, b"payload", [PDF_BYTES], "replayed")
     assert first.created and again.created and again.delivery_id == "dlv_replayed"
@@ -210,8 +253,9 @@ async def test_the_same_intake_transaction_sent_twice_keeps_its_files(relay: Rel
 
 async def test_malformed_json_after_sloppy_base64_is_a_400_not_a_500(relay: Relay) -> None:
     """msgspec stops at the file it refuses; the lenient pass parses the rest and meets the error."""
-    wrapped = json.dumps(valid())[:-1].replace(b64(PDF_BYTES), SLOPPY_BASE64["wrapped at 76 columns"]
-                                               .replace("\r\n", "\\r\\n"))
+    wrapped = json.dumps(valid())[:-1].replace(
+        b64(PDF_BYTES), SLOPPY_BASE64["wrapped at 76 columns"].replace("\r\n", "\\r\\n")
+    )
     for raw in (wrapped.encode(), wrapped.encode() + b"} trailing"):
         response = await relay.post(None, raw=raw)
         assert response.status_code == 400, response.text

@@ -117,9 +117,7 @@ def application(
     )
 
 
-CV = AttachmentRef(
-    index=0, name="cv.pdf", type="CV", content_type="application/pdf", sha256="ab" * 32, size=10
-)
+CV = AttachmentRef(index=0, name="cv.pdf", type="CV", content_type="application/pdf", sha256="ab" * 32, size=10)
 LETTER = AttachmentRef(index=1, name="letter.pdf", type="COVER_LETTER", sha256="cd" * 32, size=10)
 
 # ---------------------------------------------------------------------------------------------
@@ -153,9 +151,7 @@ async def test_all_fields_arrive(server: BackgroundServer, http: httpx.AsyncClie
     }
 
 
-async def test_rerun_and_partial_rerun_create_no_duplicates(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_rerun_and_partial_rerun_create_no_duplicates(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     connector = make(server, http)
     app = application()
     first, _ = await run(connector.plan(app)[:1], app)  # crash after the candidate step
@@ -166,9 +162,7 @@ async def test_rerun_and_partial_rerun_create_no_duplicates(
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
 
 
-async def test_existing_candidate_is_found_by_email(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_existing_candidate_is_found_by_email(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     r = await http.post(
         server.url + "/api/v1.2/candidates",
         headers={"Authorization": "Bearer sandbox"},
@@ -202,6 +196,7 @@ async def test_a_lookup_ignoring_its_filter_never_picks_someone_else(
     server: BackgroundServer, http: httpx.AsyncClient
 ) -> None:
     """If Laura's search ignored `email`, the first row would be another person: rows are checked."""
+
     class Sloppy(LauraConnector):
         async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
             if method == "GET":
@@ -278,9 +273,7 @@ async def test_invalid_answers_are_a_permanent_error_naming_the_questions(
 # Attachments and the intake check
 
 
-async def test_attachments_are_refused_unless_dropped(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_attachments_are_refused_unless_dropped(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     app = application(attachments=[CV, LETTER])
     errors, warnings = make(server, http).check(app)
     assert len(errors) == 1 and errors[0].startswith("attachments: ") and warnings == []
@@ -313,18 +306,12 @@ async def test_check_flags_file_answers_and_unsupported_fields(
 # Questions and validation
 
 
-async def test_screening_questions_carry_preconditions(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_screening_questions_carry_preconditions(server: BackgroundServer, http: httpx.AsyncClient) -> None:
     questions = await make(server, http).screening_questions("101")
     by_id = {q["id"]: q for q in questions}
     assert [q["id"] for q in questions] == ["501", "502", "503", "504", "505", "506", "507"]
-    assert by_id["502"]["precondition_question_id"] == "501" and by_id["502"]["precondition_options"] == [
-        "true"
-    ]
-    assert by_id["504"]["precondition_question_id"] == "503" and by_id["504"]["precondition_options"] == [
-        "12"
-    ]
+    assert by_id["502"]["precondition_question_id"] == "501" and by_id["502"]["precondition_options"] == ["true"]
+    assert by_id["504"]["precondition_question_id"] == "503" and by_id["504"]["precondition_options"] == ["12"]
     assert by_id["503"]["type"] == "SINGLE_SELECT" and by_id["503"]["options"][1] == {
         "id": "12",
         "label": "Tampere",
@@ -481,9 +468,7 @@ async def test_move_application_to_stage_action(server: BackgroundServer, http: 
     assert data["applications"][0]["current_stage_id"] == 4
     assert [m["to"] for m in data["stage_moves"]] == [4]
     with pytest.raises(PermanentError):
-        await run(
-            connector.action_plan(ACTION_MOVE_APPLICATION_TO_STAGE, params | {"stage_id": "77"}, []), None
-        )
+        await run(connector.action_plan(ACTION_MOVE_APPLICATION_TO_STAGE, params | {"stage_id": "77"}, []), None)
     with pytest.raises(PermanentError):
         connector.action_plan(ACTION_MOVE_APPLICATION_TO_STAGE, {"application_id": "1"}, [])
     with pytest.raises(PermanentError):
@@ -522,8 +507,10 @@ def test_passthrough_paths_stay_under_the_api(path: str) -> None:
     """The one check every connector's passthrough uses (connectors.base.confined_url)."""
     with pytest.raises(PermanentError):
         confined_url("https://acme.rekrytointi.com/api/v1.2", path)
-    assert confined_url("https://acme.rekrytointi.com/api/v1.2", "/jobs/12") == \
-        "https://acme.rekrytointi.com/api/v1.2/jobs/12"
+    assert (
+        confined_url("https://acme.rekrytointi.com/api/v1.2", "/jobs/12")
+        == "https://acme.rekrytointi.com/api/v1.2/jobs/12"
+    )
 
 
 async def test_api_root(server: BackgroundServer, http: httpx.AsyncClient) -> None:
@@ -548,9 +535,7 @@ async def test_check_answers_for_intake(server: BackgroundServer, http: httpx.As
         "question 505: required",
     ]
     unknown_job = application(job_id="999")
-    assert await connector.check_answers(unknown_job) == [
-        "application.job_id: not a job in this Laura account"
-    ]
+    assert await connector.check_answers(unknown_job) == ["application.job_id: not a job in this Laura account"]
     await fault(http, server, script=["error"], error_status=503)
     assert await connector.check_answers(application(job_id="102", answers=[StoredAnswer("505", 99)])) == []
 
@@ -561,8 +546,12 @@ async def test_application_status_for_status_sync(server: BackgroundServer, http
     checkpoints, _ = await run(connector.plan(app), app)
     status = await connector.application_status(checkpoints["application"])
     assert status == {"stage_id": "1", "stage_name": "Uusi hakemus / New", "outcome": "PENDING"}
-    await run(connector.action_plan("move_application_to_stage",
-                                    {"application_id": checkpoints["application"], "stage_id": "5"}, []), None)
+    await run(
+        connector.action_plan(
+            "move_application_to_stage", {"application_id": checkpoints["application"], "stage_id": "5"}, []
+        ),
+        None,
+    )
     moved = await connector.application_status(checkpoints["application"])
     assert (moved["stage_id"], moved["stage_name"]) == ("5", "Palkattu / Hired")
     with pytest.raises(PermanentError):

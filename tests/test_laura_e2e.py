@@ -192,12 +192,12 @@ async def test_move_to_stage_after_delivery_is_queued_and_retried(
     await relay.start_worker()
     parent = await relay.wait_for((await accepted(relay, payload()))["id"], "delivered")
     laura.faults(script=["error"], error_status=503, path_regex="/stage$")
-    response = await relay.client.post(f"/v1/deliveries/{parent['id']}/stage", json={"stage_id": "3"},
-                                       headers=relay.admin)
+    response = await relay.client.post(
+        f"/v1/deliveries/{parent['id']}/stage", json={"stage_id": "3"}, headers=relay.admin
+    )
     assert response.status_code == 202, response.text
     action_id = response.json()["id"]
-    again = await relay.client.post(f"/v1/deliveries/{parent['id']}/stage", json={"stage_id": "3"},
-                                    headers=relay.admin)
+    again = await relay.client.post(f"/v1/deliveries/{parent['id']}/stage", json={"stage_id": "3"}, headers=relay.admin)
     assert again.json() == {"id": action_id, "status": "queued", "duplicate": True}
     await relay.wait_for(action_id, "retry_scheduled", until=lambda r: r["failed_attempts"] == 1)
     await relay.run_due_jobs()

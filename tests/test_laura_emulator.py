@@ -71,9 +71,7 @@ def test_candidate_email_is_unique_case_insensitively(api: httpx.Client, server:
     r = api.post("/candidates", json={"first_name": "A", "last_name": "B", "email": "AINO@example.fi"})
     assert r.status_code == 409
     assert r.json()["error"]["existing_id"] == cid
-    assert [c["id"] for c in api.get("/candidates", params={"email": "aino@EXAMPLE.fi"}).json()["data"]] == [
-        cid
-    ]
+    assert [c["id"] for c in api.get("/candidates", params={"email": "aino@EXAMPLE.fi"}).json()["data"]] == [cid]
     assert len(records(server)["candidates"]) == 1
 
 
@@ -127,9 +125,7 @@ def test_application_with_valid_answers_and_duplicate(api: httpx.Client, server:
         ([*VALID_101, {"question_id": 999, "value": "x"}], "does not have"),
     ],
 )
-def test_application_answer_validation(
-    api: httpx.Client, answers: list[dict[str, Any]], fragment: str
-) -> None:
+def test_application_answer_validation(api: httpx.Client, answers: list[dict[str, Any]], fragment: str) -> None:
     cid = new_candidate(api)
     r = api.post("/applications", json={"candidate_id": cid, "job_id": 101, "answers": answers})
     assert r.status_code == 422
@@ -140,16 +136,12 @@ def test_closed_and_unknown_jobs(api: httpx.Client) -> None:
     cid = new_candidate(api)
     closed = api.post("/applications", json={"candidate_id": cid, "job_id": 103, "answers": []})
     assert closed.status_code == 422 and closed.json()["error"]["code"] == "JOB_CLOSED"
-    assert (
-        api.post("/applications", json={"candidate_id": cid, "job_id": 9, "answers": []}).status_code == 404
-    )
+    assert api.post("/applications", json={"candidate_id": cid, "job_id": 9, "answers": []}).status_code == 404
 
 
 def test_stage_moves_are_recorded_and_idempotent(api: httpx.Client, server: BackgroundServer) -> None:
     cid = new_candidate(api)
-    aid = api.post("/applications", json={"candidate_id": cid, "job_id": 102, "answers": []}).json()["data"][
-        "id"
-    ]
+    aid = api.post("/applications", json={"candidate_id": cid, "job_id": 102, "answers": []}).json()["data"]["id"]
     for _ in range(2):
         r = api.put(f"/applications/{aid}/stage", json={"stage_id": 3})
         assert r.status_code == 200 and r.json()["data"]["current_stage_id"] == 3

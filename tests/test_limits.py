@@ -14,14 +14,19 @@ from tests.harness import Emulator, connection_table
 
 
 def _connection(**extra: Any) -> Any:
-    config = parse_config({"connections": {"acme": connection_table("factorial", "http://127.0.0.1:9", **extra)}},
-                          {"TEST_FACTORIAL_KEY": "k"})
+    config = parse_config(
+        {"connections": {"acme": connection_table("factorial", "http://127.0.0.1:9", **extra)}},
+        {"TEST_FACTORIAL_KEY": "k"},
+    )
     return config.connections["acme"]
 
 
 def application(n: int) -> dict[str, Any]:
-    return {"connection_id": "acme", "application": {"job_id": "2001"},
-            "candidate": {"first_name": "Ana", "last_name": f"Test{n}", "email_address": f"ana{n}@example.org"}}
+    return {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "Ana", "last_name": f"Test{n}", "email_address": f"ana{n}@example.org"},
+    }
 
 
 async def test_semaphore_slots_and_expiry_of_a_dead_holder(redis_url: str) -> None:

@@ -45,17 +45,27 @@ async def test_logs_of_a_full_delivery_hold_no_pii(make_relay: Any, factorial: E
     logs = stream.getvalue()
     events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     steps = [e for e in events if e.get("event") == "delivery.step"]
-    assert steps and all({"delivery_id", "connection", "connector", "step", "attempt", "status", "latency_ms"}
-                         <= e.keys() for e in steps)
+    assert steps and all(
+        {"delivery_id", "connection", "connector", "step", "attempt", "status", "latency_ms"} <= e.keys() for e in steps
+    )
     assert any(e.get("event") == "delivery.retry_scheduled" for e in events)
     candidate = body["candidate"]
-    for secret in (candidate["first_name"], candidate["last_name"], candidate["email_address"],
-                   candidate["phone_number"], "Zoë", "zoe.vdb", "612 345", b64(PDF_BYTES)[:40],
-                   "Because relays should never lose a CV."):
+    for secret in (
+        candidate["first_name"],
+        candidate["last_name"],
+        candidate["email_address"],
+        candidate["phone_number"],
+        "Zoë",
+        "zoe.vdb",
+        "612 345",
+        b64(PDF_BYTES)[:40],
+        "Because relays should never lose a CV.",
+    ):
         assert secret not in logs, secret
 
 
 # -- OpenAPI conformance -----------------------------------------------------------------------
+
 
 class _OpenAPIRequest:
     """openapi-core's request protocol over an httpx request, rebased on the spec's server."""
@@ -91,25 +101,37 @@ def openapi() -> OpenAPI:
 
 
 async def test_connector_requests_and_emulator_answers_match_factorial_openapi(
-        openapi: OpenAPI, factorial: Emulator) -> None:
+    openapi: OpenAPI, factorial: Emulator
+) -> None:
     exchanges: list[httpx.Response] = []
 
     async def keep(response: httpx.Response) -> None:
         await response.aread()
         exchanges.append(response)
 
-    cv = AttachmentRef(index=0, name="cv.pdf", type="CV", content_type="application/pdf",
-                       sha256="ab" * 32, size=len(PDF_BYTES))
+    cv = AttachmentRef(
+        index=0, name="cv.pdf", type="CV", content_type="application/pdf", sha256="ab" * 32, size=len(PDF_BYTES)
+    )
     app = StoredApplication(
         connection_id="acme",
-        candidate=Candidate(first_name="Ana", last_name="Ruiz", email_address="ana@example.org",
-                            phone_number="+34 600 000 000", gender="FEMALE"),
+        candidate=Candidate(
+            first_name="Ana",
+            last_name="Ruiz",
+            email_address="ana@example.org",
+            phone_number="+34 600 000 000",
+            gender="FEMALE",
+        ),
         application=JobRef(job_id="2001", stage_id="200102"),
         origin=Origin(channel="api", received_at=0.0, board="indeed"),
-        screening_question_answers=[StoredAnswer("3001", "text"), StoredAnswer("3003", "No"),
-                                    StoredAnswer("3004", ["Go"])],
-        attachments=[cv], source=Source(name="Indeed"),
+        screening_question_answers=[
+            StoredAnswer("3001", "text"),
+            StoredAnswer("3003", "No"),
+            StoredAnswer("3004", ["Go"]),
+        ],
+        attachments=[cv],
+        source=Source(name="Indeed"),
     )
+
     async def read_request(request: httpx.Request) -> None:
         request.read()  # multipart bodies stream; keep them to validate
 
@@ -138,8 +160,13 @@ async def test_connector_requests_and_emulator_answers_match_factorial_openapi(
         checked += 1
     assert checked >= 12
     paths = {(r.request.method, urlsplit(str(r.request.url)).path.split("/resources/")[1]) for r in exchanges}
-    assert {("POST", "ats/candidates"), ("POST", "ats/applications"), ("POST", "ats/answers"),
-            ("POST", "ats/messages"), ("GET", "ats/candidates")} <= paths
+    assert {
+        ("POST", "ats/candidates"),
+        ("POST", "ats/applications"),
+        ("POST", "ats/answers"),
+        ("POST", "ats/messages"),
+        ("GET", "ats/candidates"),
+    } <= paths
 
 
 def _check_multipart(openapi: OpenAPI, request: httpx.Request) -> None:
@@ -148,11 +175,11 @@ def _check_multipart(openapi: OpenAPI, request: httpx.Request) -> None:
     operation = openapi.spec / "paths" / path / request.method.lower()
     schema = (operation / "requestBody" / "content" / "multipart/form-data" / "schema").read_value()
     message = email.message_from_bytes(
-        b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + request.content)
+        b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + request.content
+    )
     parts: dict[str, list[bytes]] = {}
     for part in message.get_payload():
-        parts.setdefault(part.get_param("name", header="content-disposition"), []).append(
-            part.get_payload(decode=True))
+        parts.setdefault(part.get_param("name", header="content-disposition"), []).append(part.get_payload(decode=True))
     assert set(schema["required"]) <= parts.keys(), set(schema["required"]) - parts.keys()
     assert set(parts) <= set(schema["properties"]), set(parts) - set(schema["properties"])
     for name, values in parts.items():
@@ -165,10 +192,18 @@ def _check_multipart(openapi: OpenAPI, request: httpx.Request) -> None:
 
 async def test_emulator_list_and_error_answers_match_openapi(openapi: OpenAPI, factorial: Emulator) -> None:
     async with httpx.AsyncClient(base_url=factorial.url, headers={"x-api-key": "sandbox"}) as http:
-        for path in ("ats/job_postings", "ats/questions?ats_job_posting_ids[]=2001", "ats/candidate_sources",
-                     "ats/application_phases?limit=2", "ats/applications", "ats/answers",
-                     "ats/messages?last_per_conversation=false",
-                     "api_public/credentials", "ats/job_postings/2001", "ats/candidate_sources/4001"):
+        for path in (
+            "ats/job_postings",
+            "ats/questions?ats_job_posting_ids[]=2001",
+            "ats/candidate_sources",
+            "ats/application_phases?limit=2",
+            "ats/applications",
+            "ats/answers",
+            "ats/messages?last_per_conversation=false",
+            "api_public/credentials",
+            "ats/job_postings/2001",
+            "ats/candidate_sources/4001",
+        ):
             response = await http.get(f"/api/2026-07-01/resources/{path}")
             assert response.status_code == 200, path
             request = _OpenAPIRequest(response.request)
@@ -187,8 +222,9 @@ def test_pdf_fixture_is_a_pdf() -> None:
     assert base64.b64decode(b64(PDF_BYTES)).startswith(b"%PDF-")
 
 
-async def test_an_ats_echoing_candidate_data_never_reaches_the_dead_letter(make_relay: Any,
-                                                                           factorial: Emulator) -> None:
+async def test_an_ats_echoing_candidate_data_never_reaches_the_dead_letter(
+    make_relay: Any, factorial: Emulator
+) -> None:
     """The engine scrubs recorded errors with the application's own values, whatever the connector."""
     from connectors.base import PermanentError
     from connectors.factorial import FactorialConnector as Base
@@ -196,8 +232,10 @@ async def test_an_ats_echoing_candidate_data_never_reaches_the_dead_letter(make_
     class Echoing(Base):
         async def _candidate(self, ctx: Any) -> str:
             c = ctx.application.candidate
-            raise PermanentError(f"candidate {c.first_name} {c.last_name} <{c.email_address}> {c.phone_number} "
-                                 "already exists", status=422)
+            raise PermanentError(
+                f"candidate {c.first_name} {c.last_name} <{c.email_address}> {c.phone_number} already exists",
+                status=422,
+            )
 
     relay = make_relay({"acme": connection_table("factorial", factorial.url)})
     await relay.start_worker()

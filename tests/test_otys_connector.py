@@ -580,7 +580,11 @@ async def test_application_status_for_status_sync(server: BackgroundServer, http
     procedure = checkpoints["application"]
     status = await connector.application_status(procedure)
     assert status is not None and status["outcome"] == "PENDING" and status["stage_id"].startswith("1_")
-    await run(connector.action_plan("move_application_to_stage", {"application_id": procedure, "stage_id": "1_5"},
-                                    []), None)
-    assert await connector.application_status(procedure) == {"stage_id": "1_5", "stage_name": "Hired",
-                                                             "outcome": "HIRED"}
+    await run(
+        connector.action_plan("move_application_to_stage", {"application_id": procedure, "stage_id": "1_5"}, []), None
+    )
+    assert await connector.application_status(procedure) == {
+        "stage_id": "1_5",
+        "stage_name": "Hired",
+        "outcome": "HIRED",
+    }

@@ -296,13 +296,18 @@ async def test_actions_attachment_and_result_links(make_relay: Callable[..., Rel
         action_id, _ = await actions.enqueue_action(store, parent, action, params, files, None)
         await relay.wait_for(action_id, "delivered")
     # the same actions through the relay's routes
-    link = {"label": "Route link", "url": "https://assess.example/r/10",
-            "details": {"custom_field_name_prefix": "Acme:", "attributes": [{"key": "Score", "value": "91"}]}}
+    link = {
+        "label": "Route link",
+        "url": "https://assess.example/r/10",
+        "details": {"custom_field_name_prefix": "Acme:", "attributes": [{"key": "Score", "value": "91"}]},
+    }
     routed = [
         (f"/v1/deliveries/{parent.id}/result-links", link),
         (f"/v1/connections/acme-otys/candidates/{steps['candidate']}/result-links", {**link, "label": "Cand link"}),
-        (f"/v1/connections/acme-otys/candidates/{steps['candidate']}/attachments",
-         {"attachment": {"name": "extra.png", "type": "OTHER", "data": base64.b64encode(PNG_BYTES + b"2").decode()}}),
+        (
+            f"/v1/connections/acme-otys/candidates/{steps['candidate']}/attachments",
+            {"attachment": {"name": "extra.png", "type": "OTHER", "data": base64.b64encode(PNG_BYTES + b"2").decode()}},
+        ),
     ]
     for path, body in routed:
         response = await relay.client.post(path, json=body, headers=relay.admin)

@@ -31,9 +31,7 @@ def client(server: BackgroundServer) -> Iterator[httpx.Client]:
 
 
 def rpc(client: httpx.Client, method: str, *params: Any) -> dict[str, Any]:
-    response = client.post(
-        "/jservice.php", json={"jsonrpc": "2.0", "method": method, "params": list(params), "id": 7}
-    )
+    response = client.post("/jservice.php", json={"jsonrpc": "2.0", "method": method, "params": list(params), "id": 7})
     assert response.status_code == 200  # OWS answers errors in an HTTP 200 too
     body = response.json()
     assert body["jsonrpc"] == "2.0" and body["id"] == 7
@@ -52,10 +50,7 @@ def test_envelope_and_errors(client: httpx.Client) -> None:
     assert rpc(client, "loginByUid", "wrong")["error"]["message"].startswith("Access denied")
     session = login(client)
     assert rpc(client, "Otys.Services.Nope.add", session)["error"]["code"] == -32601
-    assert (
-        rpc(client, "Otys.Services.CandidateService.add", "bogus", person())["error"]["message"]
-        == SESSION_UNKNOWN
-    )
+    assert rpc(client, "Otys.Services.CandidateService.add", "bogus", person())["error"]["message"] == SESSION_UNKNOWN
     bad = client.post("/jservice.php", content=b"{nope").json()
     assert bad["error"]["code"] == -32700
     assert client.post("/jservice.php", json={"jsonrpc": "2.0", "id": 1}).json()["error"]["code"] == -32600
@@ -101,9 +96,7 @@ def test_candidate_validation_duplicates_and_lookup(client: httpx.Client) -> Non
     assert "lastName" in err["message"]
     err = rpc(client, "Otys.Services.CandidateService.add", session, person(gender="male"))["error"]
     assert "gender" in err["message"]
-    err = rpc(
-        client, "Otys.Services.CandidateService.add", session, {**person(), "availableAt": "2027-01-01"}
-    )
+    err = rpc(client, "Otys.Services.CandidateService.add", session, {**person(), "availableAt": "2027-01-01"})
     assert "availableAt" in err["error"]["message"]
     uid = rpc(client, "Otys.Services.CandidateService.add", session, person())["result"]
     dup = rpc(client, "Otys.Services.CandidateService.add", session, person("A@example.nl"))["error"]
@@ -112,14 +105,12 @@ def test_candidate_validation_duplicates_and_lookup(client: httpx.Client) -> Non
         "what": {"uid": 1},
         "limit": 5,
         "search": {
-            "ACTONOMY": {
-                "DATA": {"keywords": {"options": {"searchList": ["emailAddress"]}, "value": '"a@example.nl"'}}
-            }
+            "ACTONOMY": {"DATA": {"keywords": {"options": {"searchList": ["emailAddress"]}, "value": '"a@example.nl"'}}}
         },
     }
-    assert rpc(client, "Otys.Services.CandidateService.getListEx", session, query)["result"][
-        "listOutput"
-    ] == [{"uid": uid}]
+    assert rpc(client, "Otys.Services.CandidateService.getListEx", session, query)["result"]["listOutput"] == [
+        {"uid": uid}
+    ]
     assert rpc(client, "Otys.Services.CandidateService.getListEx", session, {"limit": 500})["error"]
     cond = {
         "limit": 5,
@@ -145,9 +136,7 @@ def test_procedures_stages_and_seed(client: httpx.Client) -> None:
         session,
         {"candidateUid": cand, "vacancyUid": JOB, "ProcedureStatus1": {"uid": "1_3"}},
     )["result"]
-    again = rpc(
-        client, "Otys.Services.ProcedureService.add", session, {"candidateUid": cand, "vacancyUid": JOB}
-    )
+    again = rpc(client, "Otys.Services.ProcedureService.add", session, {"candidateUid": cand, "vacancyUid": JOB})
     assert "Duplicate" in again["error"]["message"]
     rec = client.get("/_sandbox/records").json()
     [proc] = rec["procedures"]
@@ -245,9 +234,7 @@ def test_rpc_faults_target_one_method(client: httpx.Client) -> None:
         },
     )
     assert response.status_code == 502
-    client.post(
-        "/_sandbox/otys/rpc-faults", json={"script": ["drop_after"], "path_regex": r"CandidateService\.add"}
-    )
+    client.post("/_sandbox/otys/rpc-faults", json={"script": ["drop_after"], "path_regex": r"CandidateService\.add"})
     with pytest.raises(httpx.HTTPError):
         rpc(client, "Otys.Services.CandidateService.add", session, person())
     rec = client.get("/_sandbox/records").json()

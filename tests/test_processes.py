@@ -21,10 +21,13 @@ pytestmark = pytest.mark.slow
 
 
 def application(n: int = 0) -> dict[str, Any]:
-    return {"connection_id": "acme", "application": {"job_id": "2001"},
-            "candidate": {"first_name": "Kai", "last_name": f"Test{n}", "email_address": f"kai{n}@example.org"},
-            "screening_question_answers": [{"question_id": "3003", "answer": "Yes"}],
-            "attachments": [{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES)}]}
+    return {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "Kai", "last_name": f"Test{n}", "email_address": f"kai{n}@example.org"},
+        "screening_question_answers": [{"question_id": "3003", "answer": "Yes"}],
+        "attachments": [{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES)}],
+    }
 
 
 def procfile() -> dict[str, str]:
@@ -35,8 +38,9 @@ def procfile() -> dict[str, str]:
 def start(line: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """One Procfile line, run the way a Procfile runner does: by the shell, which expands $PORT."""
     with log.open("wb") as out:
-        return subprocess.Popen(["sh", "-c", f"exec {line}"], env=env, cwd=log.parent, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            ["sh", "-c", f"exec {line}"], env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def test_procfile_names_the_two_processes() -> None:
@@ -47,10 +51,17 @@ async def test_procfile_lines_serve_and_deliver(redis_url: str, factorial: Emula
     config = tmp_path / "applyrelay.toml"
     config.write_text(_toml({"acme": connection_table("factorial", factorial.url)}))
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "APPLYRELAY_CONFIG": str(config), "PORT": str(port),
-           "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "TEST_FACTORIAL_KEY": "sandbox", "PYTHONPATH": str(REPO),
-           "APPLYRELAY_DATA_KEY": DATA_KEY,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "APPLYRELAY_CONFIG": str(config),
+        "PORT": str(port),
+        "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TEST_FACTORIAL_KEY": "sandbox",
+        "PYTHONPATH": str(REPO),
+        "APPLYRELAY_DATA_KEY": DATA_KEY,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     processes = {name: start(line, env, tmp_path / f"{name}.log") for name, line in procfile().items()}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -70,8 +81,9 @@ async def test_procfile_lines_serve_and_deliver(redis_url: str, factorial: Emula
             assert accepted.status_code == 202, accepted.text
             delivery_id = accepted.json()["id"]
             deadline = time.monotonic() + 30
-            while (record := (await http.get(f"/v1/deliveries/{delivery_id}", headers=admin)).json())["status"] \
-                    != "delivered":
+            while (record := (await http.get(f"/v1/deliveries/{delivery_id}", headers=admin)).json())[
+                "status"
+            ] != "delivered":
                 assert processes["worker"].poll() is None, (tmp_path / "worker.log").read_text()
                 assert time.monotonic() < deadline, record
                 await asyncio.sleep(0.1)

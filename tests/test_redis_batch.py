@@ -74,8 +74,16 @@ async def test_a_batch_is_never_seen_half_done(redis_url: str) -> None:
 async def test_a_status_change_is_one_script_call_not_a_transaction(redis_url: str) -> None:
     redis = Redis.from_url(redis_url)
     store = DeliveryStore(redis, sealer=PlainSealer())
-    delivery = Delivery(id="dlv_1", connection_id="acme", connector="factorial", status="queued", created_at=1.0,
-                        updated_at=1.0, idempotency_key_hash="h", channel="api")
+    delivery = Delivery(
+        id="dlv_1",
+        connection_id="acme",
+        connector="factorial",
+        status="queued",
+        created_at=1.0,
+        updated_at=1.0,
+        idempotency_key_hash="h",
+        channel="api",
+    )
     await store.save(delivery, None)
     await redis.config_resetstat()
     delivery.status = "delivered"
@@ -112,8 +120,16 @@ async def test_a_failing_command_leaves_the_state_and_its_job_consistent(redis_u
     the batch's first writes, so whatever fails after them, the delivery has its job."""
     redis = Redis.from_url(redis_url)
     store = DeliveryStore(redis, sealer=PlainSealer())
-    delivery = Delivery(id="dlv_2", connection_id="acme", connector="factorial", status="delivering",
-                        created_at=1.0, updated_at=1.0, idempotency_key_hash="h", channel="api")
+    delivery = Delivery(
+        id="dlv_2",
+        connection_id="acme",
+        connector="factorial",
+        status="delivering",
+        created_at=1.0,
+        updated_at=1.0,
+        idempotency_key_hash="h",
+        channel="api",
+    )
     await store.save(delivery, None)
     await redis.set(metric_key("retries"), b"not a hash")  # the retry counter's HINCRBY will fail
     delivery.status = "retry_scheduled"

@@ -124,6 +124,7 @@ async def test_the_cron_job_runs_in_the_worker_with_its_clock(relay: Relay) -> N
 
 # -- files are dropped as soon as the ATS confirmed them ------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def otys_emulator() -> Iterator[Emulator]:
     emulator = Emulator(create_emulator("otys", api_key="sandbox"))
@@ -131,8 +132,9 @@ def otys_emulator() -> Iterator[Emulator]:
     emulator.close()
 
 
-async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(make_relay: Any,
-                                                                       otys_emulator: Emulator) -> None:
+async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(
+    make_relay: Any, otys_emulator: Emulator
+) -> None:
     otys = otys_emulator
     otys.reset()
     otys.http.post("/_sandbox/otys/upload-faults", json={"extensions": [".docx"]}).raise_for_status()
@@ -155,8 +157,9 @@ async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(make_rela
     # the CV is in the ATS: its bytes are gone; the refused letter is kept for "retry attachments"
     assert await held(relay, delivery_id) == [f"ar:f:{delivery_id}:1".encode(), f"ar:p:{delivery_id}".encode()]
     otys.http.delete("/_sandbox/otys/upload-faults").raise_for_status()
-    assert (await relay.client.post(f"/v1/deliveries/{delivery_id}/retry-attachments",
-                                    headers=relay.admin)).status_code == 202
+    assert (
+        await relay.client.post(f"/v1/deliveries/{delivery_id}/retry-attachments", headers=relay.admin)
+    ).status_code == 202
     await relay.wait_for(delivery_id, "delivered")
     assert await held(relay, delivery_id) == [f"ar:p:{delivery_id}".encode()]
 
@@ -184,8 +187,11 @@ def test_scheduled_jobs_do_not_delay_crash_recovery(relay: Relay) -> None:
 async def test_a_live_signed_link_keeps_its_file_until_it_expires(make_relay: Any, factorial: Emulator) -> None:
     """Factorial `cv_upload = link`: the ATS holds a link to the relay's copy, so the copy stays
     (through its checkpoint and past the 7 days) until the link expires, then goes."""
-    relay = make_relay({"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=10)},
-                       link_secret="link-secret-for-tests", public_url="http://relay.example")
+    relay = make_relay(
+        {"acme": connection_table("factorial", factorial.url, cv_upload="link", cv_link_ttl_days=10)},
+        link_secret="link-secret-for-tests",
+        public_url="http://relay.example",
+    )
     await relay.start_worker()
     delivery_id = (await relay.post(Person().application())).json()["id"]
     record = await relay.wait_for(delivery_id, "delivered")

@@ -61,11 +61,17 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLYRELAY_", "REDIS_URL"))}
     env.update({"PYTHONPATH": str(REPO), "APPLYRELAY_SANDBOX_FACTORIAL_URL": f"http://127.0.0.1:{sandbox_port}"})
     cli = [sys.executable, "-m", "app.cli"]
-    sandbox = subprocess.Popen([*cli, "sandbox", "factorial", "--port", str(sandbox_port)], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sandbox = subprocess.Popen(
+        [*cli, "sandbox", "factorial", "--port", str(sandbox_port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = (tmp_path / "run.log").open("wb")
-    run = subprocess.Popen([*cli, "run", "--port", str(web_port)], cwd=tmp_path, env=env, stdout=log,
-                           stderr=subprocess.STDOUT)
+    run = subprocess.Popen(
+        [*cli, "run", "--port", str(web_port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         _wait_http(f"http://127.0.0.1:{web_port}/health")
         _wait_http(f"http://127.0.0.1:{sandbox_port}/_sandbox/records")
@@ -76,8 +82,9 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
             "candidate": {"first_name": "Ana", "last_name": "García", "email_address": "ana@example.org"},
             "application": {"job_id": "2001"},
             "screening_question_answers": [{"question_id": "3003", "answer": "Yes"}],
-            "attachments": [{"name": "cv.pdf", "type": "CV", "content_type": "application/pdf",
-                             "data": b64(PDF_BYTES)}],
+            "attachments": [
+                {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(PDF_BYTES)}
+            ],
             "source": {"name": "LinkedIn"},
         }
         response = httpx.post(f"http://127.0.0.1:{web_port}/v1/applications", json=body, headers=headers)
@@ -91,8 +98,11 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert status == "delivered"
         _kill_worker_children(run.pid)  # `applyrelay run` restarts its worker
-        response = httpx.post(f"http://127.0.0.1:{web_port}/v1/applications", headers=headers,
-                              json={**body, "candidate": {**body["candidate"], "email_address": "bo@example.org"}})
+        response = httpx.post(
+            f"http://127.0.0.1:{web_port}/v1/applications",
+            headers=headers,
+            json={**body, "candidate": {**body["candidate"], "email_address": "bo@example.org"}},
+        )
         second = response.headers["location"]
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:

@@ -35,25 +35,56 @@ class SentinelSet:
         self.master.start()
         replica_dir = self.root / "replica"
         replica_dir.mkdir()
-        self._spawn([redis_server_binary(), "--port", str(self.replica_port), "--bind", "127.0.0.1",
-                     "--dir", str(replica_dir), "--replicaof", "127.0.0.1", str(self.master.port),
-                     "--masterauth", self.password, "--requirepass", self.password, "--appendonly", "yes",
-                     "--save", ""])
+        self._spawn(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.replica_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(replica_dir),
+                "--replicaof",
+                "127.0.0.1",
+                str(self.master.port),
+                "--masterauth",
+                self.password,
+                "--requirepass",
+                self.password,
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ]
+        )
         primary = redis.Redis(port=self.master.port, password=self.password, decode_responses=True)
         # Sentinel finds replicas in the master's INFO (then every 10 s): let it see one at once.
         self._until(lambda: primary.info("replication")["connected_slaves"] == 1, "the replica to connect")
         primary.close()
         conf = self.root / "sentinel.conf"
-        conf.write_text("\n".join([
-            f"port {self.sentinel_port}", "bind 127.0.0.1", f"dir {self.root}",
-            f"sentinel monitor {MASTER} 127.0.0.1 {self.master.port} 1",
-            f"sentinel auth-pass {MASTER} {self.password}",
-            f"sentinel down-after-milliseconds {MASTER} 1000", f"sentinel failover-timeout {MASTER} 5000", "",
-        ]))
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {self.sentinel_port}",
+                    "bind 127.0.0.1",
+                    f"dir {self.root}",
+                    f"sentinel monitor {MASTER} 127.0.0.1 {self.master.port} 1",
+                    f"sentinel auth-pass {MASTER} {self.password}",
+                    f"sentinel down-after-milliseconds {MASTER} 1000",
+                    f"sentinel failover-timeout {MASTER} 5000",
+                    "",
+                ]
+            )
+        )
         self._spawn([redis_server_binary(), str(conf), "--sentinel"])
         self.sentinel = redis.Redis(port=self.sentinel_port, decode_responses=True, socket_connect_timeout=1)
-        self._until(lambda: any("s_down" not in r["flags"] and r["master-link-status"] == "ok"
-                                for r in self.sentinel.sentinel_slaves(MASTER)), "the replica to be known")
+        self._until(
+            lambda: any(
+                "s_down" not in r["flags"] and r["master-link-status"] == "ok"
+                for r in self.sentinel.sentinel_slaves(MASTER)
+            ),
+            "the replica to be known",
+        )
         return self
 
     def _spawn(self, args: list[str]) -> None:
@@ -102,24 +133,33 @@ def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
 def test_sentinel_settings_are_checked() -> None:
     assert sentinels({}) is None
     assert sentinels({"REDIS_SENTINELS": "a:26379, b:26380", "REDIS_SENTINEL_MASTER": "m"}) == (
-        [("a", 26379), ("b", 26380)], "m")
+        [("a", 26379), ("b", 26380)],
+        "m",
+    )
     with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
         sentinels({"REDIS_SENTINELS": "a"})
 
 
 async def test_web_and_worker_follow_the_master_through_a_failover(
-        sentinel_set: SentinelSet, factorial: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sentinel_set: SentinelSet, factorial: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_SENTINELS", f"127.0.0.1:{sentinel_set.sentinel_port}")
     monkeypatch.setenv("REDIS_SENTINEL_MASTER", MASTER)
     # The URL's host is never used with Sentinels: only its password and database.
-    relay = Relay(f"redis://:{sentinel_set.password}@unused.invalid:6379/0",
-                  {"acme": connection_table("factorial", factorial.url)}, tmp_path=tmp_path)
+    relay = Relay(
+        f"redis://:{sentinel_set.password}@unused.invalid:6379/0",
+        {"acme": connection_table("factorial", factorial.url)},
+        tmp_path=tmp_path,
+    )
     try:
         await relay.start_worker()
 
         async def deliver(n: int) -> None:
-            body = {"connection_id": "acme", "application": {"job_id": "2001"},
-                    "candidate": {"first_name": "Sam", "last_name": f"T{n}", "email_address": f"sam{n}@example.org"}}
+            body = {
+                "connection_id": "acme",
+                "application": {"job_id": "2001"},
+                "candidate": {"first_name": "Sam", "last_name": f"T{n}", "email_address": f"sam{n}@example.org"},
+            }
             for _ in range(50):  # a request that meets the switch gets a 503 and is sent again
                 response = await relay.post(body)
                 if response.status_code == 202:

@@ -57,12 +57,19 @@ def receiver() -> Any:
 
 def sync_runtime(relay: Relay, factorial: Emulator, callback_url: str, **extra: Any) -> Runtime:
     """A worker-side runtime whose connection has a status callback (secret from its environment)."""
-    table = connection_table("factorial", factorial.url, status_callback_url=callback_url,
-                             status_callback_secret_env="TEST_STATUS_SECRET", **extra)
-    config = parse_config({"connections": {"acme": table}},
-                          {"TEST_FACTORIAL_KEY": "sandbox", "TEST_STATUS_SECRET": SECRET})
-    return Runtime(Settings(redis_url=relay.redis_url, config=config, job_timeout_s=8.0,
-                            data_keys=relay.settings.data_keys))
+    table = connection_table(
+        "factorial",
+        factorial.url,
+        status_callback_url=callback_url,
+        status_callback_secret_env="TEST_STATUS_SECRET",
+        **extra,
+    )
+    config = parse_config(
+        {"connections": {"acme": table}}, {"TEST_FACTORIAL_KEY": "sandbox", "TEST_STATUS_SECRET": SECRET}
+    )
+    return Runtime(
+        Settings(redis_url=relay.redis_url, config=config, job_timeout_s=8.0, data_keys=relay.settings.data_keys)
+    )
 
 
 @pytest.fixture
@@ -73,8 +80,11 @@ async def relay(make_relay: Any, factorial: Emulator) -> AsyncIterator[Relay]:
 
 
 async def deliver(relay: Relay, n: int) -> tuple[str, str]:
-    body = {"connection_id": "acme", "application": {"job_id": "2001"},
-            "candidate": {"first_name": "Noor", "last_name": f"Test{n}", "email_address": f"noor{n}@example.org"}}
+    body = {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "Noor", "last_name": f"Test{n}", "email_address": f"noor{n}@example.org"},
+    }
     delivery_id = (await relay.post(body)).json()["id"]
     record = await relay.wait_for(delivery_id, "delivered")
     return delivery_id, record["checkpoints"]["application"]
@@ -84,8 +94,7 @@ def ats(factorial: Emulator) -> httpx.Client:
     return httpx.Client(base_url=f"{factorial.url}/api/2026-07-01/resources/", headers={"x-api-key": "sandbox"})
 
 
-async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial: Emulator,
-                                                         receiver: Receiver) -> None:
+async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial: Emulator, receiver: Receiver) -> None:
     first, first_app = await deliver(relay, 1)
     second, second_app = await deliver(relay, 2)
     allow = {"fetch_allow_hosts": [f"127.0.0.1:{receiver.server.port}"], "fetch_allow_http": True}
@@ -99,17 +108,18 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
         assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http) == {"sent": 2}
         initial = receiver.events()
         assert sorted(e["data"]["delivery_id"] for e in initial) == sorted([first, second])
-        assert all(e["type"] == "application.status_changed" and e["data"]["previous_status"] is None
-                   for e in initial)
+        assert all(e["type"] == "application.status_changed" and e["data"]["previous_status"] is None for e in initial)
         assert b"noor" not in b"".join(body for _, body in receiver.received)  # ids and stages, no PII
 
         # In the ATS: the first is disqualified in Screening, the second is hired.
         with ats(factorial) as http:
             http.put(f"ats/applications/{first_app}", json={"id": first_app, "qualified": False}).raise_for_status()
-            http.post("ats/applications/move_to_phase",
-                      json={"id": first_app, "ats_application_phase_id": "200102"}).raise_for_status()
-            http.post("ats/applications/move_to_phase",
-                      json={"id": second_app, "ats_application_phase_id": "200105"}).raise_for_status()
+            http.post(
+                "ats/applications/move_to_phase", json={"id": first_app, "ats_application_phase_id": "200102"}
+            ).raise_for_status()
+            http.post(
+                "ats/applications/move_to_phase", json={"id": second_app, "ats_application_phase_id": "200105"}
+            ).raise_for_status()
         too_soon = await poll.sync_once(runtime)
         assert too_soon.checked == 0  # each application is checked once per interval
         later = poll.interval_s() + 1 + time.time()
@@ -121,7 +131,8 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
 
         receiver.script = [503, 503]  # the origin is down for the first attempts
         assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later) == {
-            "retry_scheduled": 2}
+            "retry_scheduled": 2
+        }
         due = await runtime.redis.zrange(callbacks.DUE, 0, -1, withscores=True)
         assert all(15 * 0.8 - 1 <= score - later <= 15 * 1.2 + 1 for _, score in due)  # the delivery schedule
         sent = await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later + 20)

@@ -17,8 +17,11 @@ from tests.harness import Emulator, Relay, connection_table
 
 
 def body(i: int) -> dict[str, Any]:
-    return {"connection_id": "acme", "application": {"job_id": "2001"},
-            "candidate": {"first_name": "Rae", "last_name": f"Silent {i}", "email_address": f"rae-{i}@example.org"}}
+    return {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "Rae", "last_name": f"Silent {i}", "email_address": f"rae-{i}@example.org"},
+    }
 
 
 async def test_worker_outlives_a_redis_restart(tmp_path: Path, factorial: Emulator) -> None:
@@ -43,7 +46,8 @@ async def test_worker_outlives_a_redis_restart(tmp_path: Path, factorial: Emulat
 
 
 async def test_a_run_that_overruns_the_job_timeout_is_run_again_not_dropped(
-        make_relay: Any, factorial: Emulator, redis_url: str) -> None:
+    make_relay: Any, factorial: Emulator, redis_url: str
+) -> None:
     relay: Relay = make_relay({"acme": connection_table("factorial", factorial.url)}, job_timeout_s=1.0)
     # The application create takes 300 ms; meanwhile Redis refuses writes for 2.5 s, so the run
     # cannot record its step before arq's timeout. arq used to cancel and drop the job, leaving the
@@ -76,7 +80,8 @@ async def test_an_accepted_application_is_picked_up_at_once(make_relay: Any, fac
 
 
 async def test_a_bug_in_a_run_keeps_the_job_instead_of_losing_the_delivery(
-        make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An unexpected exception in the engine failed the arq job, which arq then dropped: the
     delivery stayed queued or delivering for ever (found by the chaos suite, a rename gone wrong)."""
     from app.delivery import worker as worker_module

@@ -33,8 +33,16 @@ def cmd_web(args: argparse.Namespace) -> None:
     configure()
     settings = _settings()
     # "auto" is uvloop and httptools, both dependencies (app/event_loop.py says why).
-    uvicorn.run(create_app(Runtime(settings)), host=args.host, port=args.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=30, loop="auto", http="auto")
+    uvicorn.run(
+        create_app(Runtime(settings)),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        loop="auto",
+        http="auto",
+    )
 
 
 def cmd_worker(_: argparse.Namespace) -> None:
@@ -61,13 +69,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     settings = _settings(env["REDIS_URL"])
     os.environ["REDIS_URL"] = env["REDIS_URL"]
     worker = _Supervised([sys.executable, "-m", "app.cli", "worker"], env)
-    print(f"applyrelay: web on http://{args.host}:{args.port}  (config: {settings.config.source}; "
-          f"connections: {', '.join(settings.config.connections)})", flush=True)
+    print(
+        f"applyrelay: web on http://{args.host}:{args.port}  (config: {settings.config.source}; "
+        f"connections: {', '.join(settings.config.connections)})",
+        flush=True,
+    )
     if settings.dev and not os.environ.get("APPLYRELAY_ADMIN_TOKEN"):
         print("applyrelay: development admin token in var/admin-token", flush=True)
     if settings.dev and not os.environ.get("APPLYRELAY_DATA_KEY"):
-        print("applyrelay: development data key in var/data-key (candidate data is encrypted with it; "
-              "production needs APPLYRELAY_DATA_KEY: `applyrelay keys new`)", flush=True)
+        print(
+            "applyrelay: development data key in var/data-key (candidate data is encrypted with it; "
+            "production needs APPLYRELAY_DATA_KEY: `applyrelay keys new`)",
+            flush=True,
+        )
     # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default handler
     # that would end this process before the worker and the embedded Redis are stopped.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -117,8 +131,7 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
 
     if args.name not in EMULATORS:
         sys.exit(f"applyrelay: unknown emulator {args.name!r}; known: {', '.join(EMULATORS)}")
-    print(f"applyrelay: {args.name} emulator on http://{args.host}:{args.port} (API key {args.api_key!r})",
-          flush=True)
+    print(f"applyrelay: {args.name} emulator on http://{args.host}:{args.port} (API key {args.api_key!r})", flush=True)
     serve(create_emulator(args.name, api_key=args.api_key), host=args.host, port=args.port)
 
 
@@ -133,8 +146,10 @@ COMMAND_MODULES: list[str] = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="applyrelay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn, help_text in (("run", cmd_run, "web + worker (+ embedded Redis without REDIS_URL)"),
-                                ("web", cmd_web, "the HTTP service only")):
+    for name, fn, help_text in (
+        ("run", cmd_run, "web + worker (+ embedded Redis without REDIS_URL)"),
+        ("web", cmd_web, "the HTTP service only"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))

@@ -22,16 +22,25 @@ import os
 import sys
 from typing import Any
 
-FILTER_OPTIONS = (("status", "queued | delivering | retry_scheduled | delivered | failed | paused"),
-                  ("connection", "connection id"), ("connector", "factorial | flatchr | otys | laura"),
-                  ("channel", "origin channel: api | indeed | webhook | form ..."), ("board", "origin board"),
-                  ("received-from", "epoch seconds or ISO 8601 (UTC when naive)"), ("received-to", "idem"),
-                  ("q", "a delivery id or a board's application id"))
+FILTER_OPTIONS = (
+    ("status", "queued | delivering | retry_scheduled | delivered | failed | paused"),
+    ("connection", "connection id"),
+    ("connector", "factorial | flatchr | otys | laura"),
+    ("channel", "origin channel: api | indeed | webhook | form ..."),
+    ("board", "origin board"),
+    ("received-from", "epoch seconds or ISO 8601 (UTC when naive)"),
+    ("received-to", "idem"),
+    ("q", "a delivery id or a board's application id"),
+)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("deliveries", help="list, inspect, retry and purge deliveries (via REDIS_URL)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "deliveries",
+        help="list, inspect, retry and purge deliveries (via REDIS_URL)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="deliveries_command", required=True)
 
     p = sub.add_parser("list", help="deliveries matching filters, newest received first")
@@ -67,8 +76,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 def _filter(args: argparse.Namespace) -> Any:
     from app.operator.query import build_filter
 
-    return build_filter({name.replace("-", "_"): getattr(args, name.replace("-", "_"), None)
-                         for name, _ in FILTER_OPTIONS})
+    return build_filter(
+        {name.replace("-", "_"): getattr(args, name.replace("-", "_"), None) for name, _ in FILTER_OPTIONS}
+    )
 
 
 def _actor() -> str:
@@ -136,8 +146,10 @@ async def _list(args: argparse.Namespace) -> int:
         origin = r["channel"] + (f"/{r['board']}" if r["board"] else "")
         error = r["last_error"] or {}
         text = (f"{error.get('http_status') or ''} {error.get('message', '')}".strip())[:60]
-        print(f"{r['id']:38} {r['status']:16} {r['connection_id']:14} {origin:18} {_utc(r['created_at']):20} "
-              f"{r['runs']:4}  {text}")
+        print(
+            f"{r['id']:38} {r['status']:16} {r['connection_id']:14} {origin:18} {_utc(r['created_at']):20} "
+            f"{r['runs']:4}  {text}"
+        )
     if page.next_cursor:
         print(f"-- more: --cursor {page.next_cursor}")
     return 0
@@ -158,9 +170,11 @@ async def _show(args: argparse.Namespace) -> int:
         print(json.dumps(body, indent=2))
         return 0
     print(f"{delivery.id}  {delivery.status}")
-    print(f"  connection {delivery.connection_id} ({delivery.connector}); origin {delivery.channel}"
-          f"{'/' + delivery.board if delivery.board else ''}"
-          f"{' ' + delivery.board_application_id if delivery.board_application_id else ''}; job {delivery.job_id}")
+    print(
+        f"  connection {delivery.connection_id} ({delivery.connector}); origin {delivery.channel}"
+        f"{'/' + delivery.board if delivery.board else ''}"
+        f"{' ' + delivery.board_application_id if delivery.board_application_id else ''}; job {delivery.job_id}"
+    )
     print(f"  received {_utc(delivery.created_at)}; updated {_utc(delivery.updated_at)}; runs {delivery.runs}")
     for name, remote in delivery.checkpoints.items():
         print(f"  step {name}: {remote}")
@@ -183,14 +197,21 @@ async def _retry(args: argparse.Namespace) -> int:
             await retries.run_bulk_retry(store, bulk_id, f)
             progress = await retries.bulk_progress(store, bulk_id)
             assert progress is not None
-            print(f"{bulk_id}: {progress.status}: {progress.done}/{progress.total} · {progress.retried} retried, "
-                  f"{progress.unchanged} unchanged, {progress.errors} refused")
+            print(
+                f"{bulk_id}: {progress.status}: {progress.done}/{progress.total} · {progress.retried} retried, "
+                f"{progress.unchanged} unchanged, {progress.errors} refused"
+            )
             return 0 if progress.status == "done" else 1
         if not args.id:
             sys.exit("applyrelay: give a delivery id (or --all with filters)")
         result = await actions.retry(store, args.id, attachments_only=args.attachments)
-        await audit.record(store.redis, _actor(), "retry_attachments" if args.attachments else "retry", args.id,
-                           {"changed": result.changed, "via": "cli"})
+        await audit.record(
+            store.redis,
+            _actor(),
+            "retry_attachments" if args.attachments else "retry",
+            args.id,
+            {"changed": result.changed, "via": "cli"},
+        )
     print(f"{result.delivery_id}: {'queued' if result.changed else 'unchanged (' + result.status + ')'}")
     return 0
 

@@ -19,8 +19,13 @@ async def erase(settings: Any, email: str, actor: str) -> dict[str, Any]:
     runtime = Runtime(settings)
     try:
         report = await Eraser(runtime.store, runtime.pseudonyms, lease_wait_s=settings.lease_s + 1).erase(email)
-        await audit.record(runtime.redis, actor, "erase", f"subject:{report.subject}",
-                           {"deliveries": len(report.deliveries), "stopped": sum(d.stopped for d in report.deliveries)})
+        await audit.record(
+            runtime.redis,
+            actor,
+            "erase",
+            f"subject:{report.subject}",
+            {"deliveries": len(report.deliveries), "stopped": sum(d.stopped for d in report.deliveries)},
+        )
         return report.to_json()
     finally:
         await runtime.close()
@@ -40,8 +45,11 @@ def cmd_erase(args: argparse.Namespace) -> None:
     result = asyncio.run(erase(_settings(), args.email.strip(), operator()))
     print(json.dumps(result, indent=2))
     records = sum(len(r["records"]) for r in result["erase_in_ats"])
-    print(f"applyrelay: erased {result['deliveries_erased']} deliveries; "
-          f"{records} records to erase in the ATSs (erase_in_ats above)", file=sys.stderr)
+    print(
+        f"applyrelay: erased {result['deliveries_erased']} deliveries; "
+        f"{records} records to erase in the ATSs (erase_in_ats above)",
+        file=sys.stderr,
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

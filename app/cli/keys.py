@@ -79,9 +79,11 @@ def operator() -> str:
 
 def cmd_new(_: argparse.Namespace) -> None:
     print(f"APPLYRELAY_DATA_KEY={new_key()}")
-    print("# keep it secret (a secret manager, not the repository). To rotate: put the new key first,\n"
-          "# APPLYRELAY_DATA_KEY=<new>,<old>, restart, run `applyrelay keys rotate`, then drop <old>.",
-          file=sys.stderr)
+    print(
+        "# keep it secret (a secret manager, not the repository). To rotate: put the new key first,\n"
+        "# APPLYRELAY_DATA_KEY=<new>,<old>, restart, run `applyrelay keys rotate`, then drop <old>.",
+        file=sys.stderr,
+    )
 
 
 def cmd_rotate(_: argparse.Namespace) -> None:
@@ -104,17 +106,20 @@ def cmd_rotate(_: argparse.Namespace) -> None:
             await redis.aclose()
 
     report = asyncio.run(main())
-    print(f"applyrelay: re-encrypted {report.resealed} records under key {sealer.current.hex()} "
-          f"({report.current} already were, {report.changed_meanwhile} changed meanwhile, "
-          f"{report.unreadable} unreadable)")
+    print(
+        f"applyrelay: re-encrypted {report.resealed} records under key {sealer.current.hex()} "
+        f"({report.current} already were, {report.changed_meanwhile} changed meanwhile, "
+        f"{report.unreadable} unreadable)"
+    )
     if report.unreadable:
-        sys.exit("applyrelay: some records are sealed with a key that is not in APPLYRELAY_DATA_KEY; "
-                 "add it back (after the new one) and run `applyrelay keys rotate` again")
+        sys.exit(
+            "applyrelay: some records are sealed with a key that is not in APPLYRELAY_DATA_KEY; "
+            "add it back (after the new one) and run `applyrelay keys rotate` again"
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     keys = sub.add_parser("keys", help="data keys: encryption of candidate data at rest")
     actions = keys.add_subparsers(dest="keys_command", required=True)
     actions.add_parser("new", help="print a new APPLYRELAY_DATA_KEY").set_defaults(fn=cmd_new)
-    actions.add_parser("rotate", help="re-encrypt every stored record under the first key").set_defaults(
-        fn=cmd_rotate)
+    actions.add_parser("rotate", help="re-encrypt every stored record under the first key").set_defaults(fn=cmd_rotate)

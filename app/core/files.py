@@ -20,7 +20,9 @@ SIGNATURES: tuple[tuple[bytes, str], ...] = (
 EXECUTABLE_SIGNATURES: tuple[bytes, ...] = (
     b"MZ",  # Windows PE
     b"\x7fELF",  # Linux
-    b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe",  # Mach-O
+    b"\xcf\xfa\xed\xfe",
+    b"\xce\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",  # Mach-O
     b"#!",  # scripts
 )
 ZIP = b"PK\x03\x04"

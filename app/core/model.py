@@ -26,7 +26,8 @@ CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
 
 IsoDateOrDateTime = Annotated[
-    str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")]
+    str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+]
 
 Gender = Literal["MALE", "FEMALE", "OTHER"]
 AttachmentType = Literal["CV", "COVER_LETTER", "OTHER"]

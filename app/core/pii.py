@@ -32,8 +32,15 @@ def personal_values(application: StoredApplication | None) -> tuple[str, ...]:
     if application is None:
         return ()
     c = application.candidate
-    values = [c.first_name, c.last_name, f"{c.first_name} {c.last_name}", c.email_address,
-              c.email_address.split("@")[0], c.phone_number or "", c.company or ""]
+    values = [
+        c.first_name,
+        c.last_name,
+        f"{c.first_name} {c.last_name}",
+        c.email_address,
+        c.email_address.split("@")[0],
+        c.phone_number or "",
+        c.company or "",
+    ]
     if c.phone_number:
         values.append(re.sub(r"\D", "", c.phone_number))
     if c.location is not None:

@@ -112,8 +112,9 @@ async def file_count(store: DeliveryStore, delivery: Delivery) -> int:
     raw = await store.load_payload(delivery.id)
     if raw is not None:
         try:
-            return planned_file_count(action_decoder.decode(raw) if delivery.kind == "action"
-                                      else stored_decoder.decode(raw))
+            return planned_file_count(
+                action_decoder.decode(raw) if delivery.kind == "action" else stored_decoder.decode(raw)
+            )
         except msgspec.DecodeError:
             pass
     return FILE_SLACK
@@ -123,8 +124,11 @@ def planned_file_count(payload: ActionPayload | StoredApplication) -> int:
     """How many file keys the decoded payload of a delivery may have (see `file_count`)."""
     if isinstance(payload, ActionPayload):
         return len(payload.attachments) + FILE_SLACK
-    return len(payload.attachments) + sum(
-        1 for a in payload.screening_question_answers if isinstance(a.answer, AttachmentRef)) + FILE_SLACK
+    return (
+        len(payload.attachments)
+        + sum(1 for a in payload.screening_question_answers if isinstance(a.answer, AttachmentRef))
+        + FILE_SLACK
+    )
 
 
 def _trailing_crashes(delivery: Delivery) -> int:
@@ -180,8 +184,13 @@ class DeliveryEngine:
         previous = delivery.status
         connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
-            return await self._dead_letter(delivery, previous, ErrorInfo(
-                kind="permanent", message=f"connection {delivery.connection_id!r} is no longer configured", at=now))
+            return await self._dead_letter(
+                delivery,
+                previous,
+                ErrorInfo(
+                    kind="permanent", message=f"connection {delivery.connection_id!r} is no longer configured", at=now
+                ),
+            )
         paused = await deps.store.paused_reason(delivery.connection_id)
         if paused:
             delivery.status, delivery.job = "paused", None
@@ -189,15 +198,27 @@ class DeliveryEngine:
             await deps.store.save(delivery, previous)
             return "paused"
         if previous == "delivering":  # the last run died without recording its end
-            _record(delivery, Attempt(number=delivery.runs, started_at=delivery.updated_at, finished_at=now,
-                                      outcome="crash", error="worker stopped during the run"))
+            _record(
+                delivery,
+                Attempt(
+                    number=delivery.runs,
+                    started_at=delivery.updated_at,
+                    finished_at=now,
+                    outcome="crash",
+                    error="worker stopped during the run",
+                ),
+            )
             # Counted from the delivery's own log, not arq's job_try, which also counts re-queues
             # that were no crash (lease busy, Redis briefly away).
             crashes = _trailing_crashes(delivery)
             if crashes >= MAX_CRASH_RERUNS:
-                return await self._dead_letter(delivery, previous, ErrorInfo(
-                    kind="crash", message=f"the worker died {crashes} times in a row running this delivery",
-                    at=now))
+                return await self._dead_letter(
+                    delivery,
+                    previous,
+                    ErrorInfo(
+                        kind="crash", message=f"the worker died {crashes} times in a row running this delivery", at=now
+                    ),
+                )
         if deps.limiter is None:
             return await self._run_limited(delivery, previous, connection)
         lease = await deps.limiter.acquire(connection)
@@ -215,8 +236,12 @@ class DeliveryEngine:
         delivery.status = "queued" if previous != "retry_scheduled" else previous
         delivery.next_attempt_at = run_at
         await self.deps.store.save(delivery, previous, run_at=run_at, run_seq=delivery.runs)
-        log.debug("delivery.deferred", delivery_id=delivery.id, connection=delivery.connection_id,
-                  reason="rate" if denied.wait_s is not None else "concurrency")
+        log.debug(
+            "delivery.deferred",
+            delivery_id=delivery.id,
+            connection=delivery.connection_id,
+            reason="rate" if denied.wait_s is not None else "concurrency",
+        )
         return "deferred"
 
     async def _run_limited(self, delivery: Delivery, previous: str, connection: Connection) -> str:
@@ -233,8 +258,9 @@ class DeliveryEngine:
             return await self._dead_letter(delivery, previous, _error_info("permanent", exc, now, "plan"))
         except TransientError as exc:
             delivery.failed_attempts += 1
-            return await self._retry_or_give_up(delivery, exc, _RunState(started=now, step="plan"), connection.retry,
-                                                delivery.failed_attempts)
+            return await self._retry_or_give_up(
+                delivery, exc, _RunState(started=now, step="plan"), connection.retry, delivery.failed_attempts
+            )
         self._track_attachments(delivery, steps)
         ctx = StepContext(
             application=application,
@@ -242,8 +268,9 @@ class DeliveryEngine:
             load_attachment=lambda ref: deps.load_attachment(delivery, ref),
             file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
-        run = _RunState(started=now, done_before=len(delivery.checkpoints), personal=personal_values(application),
-                        files=files)
+        run = _RunState(
+            started=now, done_before=len(delivery.checkpoints), personal=personal_values(application), files=files
+        )
         try:
             async with asyncio.timeout(deps.run_budget_s):
                 outcome = await self._run_steps(delivery, steps, ctx, run)
@@ -261,8 +288,7 @@ class DeliveryEngine:
         delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
-    async def _plan(self, delivery: Delivery,
-                    connector: Connector) -> tuple[list[Step], StoredApplication | None, int]:
+    async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None, int]:
         """(steps, the application or None for an action, how many file keys it may have)."""
         try:
             raw = await self.deps.store.load_payload(delivery.id)
@@ -272,8 +298,11 @@ class DeliveryEngine:
             raise PermanentError("the stored payload is gone (purged or erased)")
         if delivery.kind == "action":
             payload = action_decoder.decode(raw)
-            return (connector.action_plan(payload.action, payload.params, payload.attachments), None,
-                    planned_file_count(payload))
+            return (
+                connector.action_plan(payload.action, payload.params, payload.attachments),
+                None,
+                planned_file_count(payload),
+            )
         application = stored_decoder.decode(raw)
         return connector.plan(application), application, planned_file_count(application)
 
@@ -284,9 +313,15 @@ class DeliveryEngine:
             if step.attachment is not None and step.name not in known:
                 ref = step.attachment
                 extension = ref.name.rsplit(".", 1)[-1][:8] if "." in ref.name else ""
-                delivery.attachments.append(AttachmentState(
-                    step=step.name, name_hint=f"{ref.type.lower()}.{extension}".rstrip("."), type=ref.type,
-                    size=ref.size, confirmed=step.name in delivery.checkpoints))
+                delivery.attachments.append(
+                    AttachmentState(
+                        step=step.name,
+                        name_hint=f"{ref.type.lower()}.{extension}".rstrip("."),
+                        type=ref.type,
+                        size=ref.size,
+                        confirmed=step.name in delivery.checkpoints,
+                    )
+                )
 
     async def _run_steps(self, delivery: Delivery, steps: list[Step], ctx: StepContext, run: _RunState) -> Any:
         """Core steps stop the run at the first failure; the others each fail on their own.
@@ -322,16 +357,25 @@ class DeliveryEngine:
         except (RedisConnectionError, RedisTimeoutError):
             raise  # our own store is away, not the ATS: the worker re-runs the job, no attempt spent
         except Exception as exc:  # a connector bug: keep it retryable, never let it kill the job
-            log.exception("delivery.step_crashed", delivery_id=delivery.id, step=step.name,
-                          error_type=type(exc).__name__)
+            log.exception(
+                "delivery.step_crashed", delivery_id=delivery.id, step=step.name, error_type=type(exc).__name__
+            )
             return TransientError(f"internal error in step {step.name}: {type(exc).__name__}")
         delivery.checkpoints[step.name] = str(remote_id)
         for state in delivery.attachments:
             if state.step == step.name:
                 state.confirmed, state.last_error = True, None
-        _record(delivery, Attempt(number=delivery.runs, started_at=started, finished_at=deps.clock(),
-                                  outcome="ok", step=step.name,
-                                  latency_ms=int((time.perf_counter() - t0) * 1000)))
+        _record(
+            delivery,
+            Attempt(
+                number=delivery.runs,
+                started_at=started,
+                finished_at=deps.clock(),
+                outcome="ok",
+                step=step.name,
+                latency_ms=int((time.perf_counter() - t0) * 1000),
+            ),
+        )
         await deps.store.save(delivery, "delivering")
         links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
         if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
@@ -342,8 +386,11 @@ class DeliveryEngine:
     def _log_step(self, delivery: Delivery, step: Step, error: BaseException | None, t0: float) -> None:
         log.info(
             "delivery.step",
-            delivery_id=delivery.id, connection=delivery.connection_id, connector=delivery.connector,
-            step=step.name, attempt=delivery.runs,
+            delivery_id=delivery.id,
+            connection=delivery.connection_id,
+            connector=delivery.connector,
+            step=step.name,
+            attempt=delivery.runs,
             status="ok" if error is None else type(error).__name__,
             http_status=getattr(error, "status", None),
             latency_ms=int((time.perf_counter() - t0) * 1000),
@@ -360,8 +407,17 @@ class DeliveryEngine:
             outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
         if outcome == "budget":
             # Out of time for this run but progressing: continue at once, no attempt spent.
-            _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now,
-                                      outcome="transient", step=run.step, error="run budget used, continuing"))
+            _record(
+                delivery,
+                Attempt(
+                    number=delivery.runs,
+                    started_at=run.started,
+                    finished_at=now,
+                    outcome="transient",
+                    step=run.step,
+                    error="run budget used, continuing",
+                ),
+            )
             delivery.status = "queued"
             await deps.store.save(delivery, "delivering", run_at=now, run_seq=delivery.runs)
             return "queued"
@@ -372,8 +428,9 @@ class DeliveryEngine:
         if isinstance(outcome, TransientError):
             delivery.failed_attempts += 1
             return await self._retry_or_give_up(delivery, outcome, run, policy, delivery.failed_attempts)
-        return await self._dead_letter(delivery, "delivering", _error_info("permanent", outcome, now, run.step),
-                                       run=run)
+        return await self._dead_letter(
+            delivery, "delivering", _error_info("permanent", outcome, now, run.step), run=run
+        )
 
     async def _delivered(self, delivery: Delivery, files: int) -> str:
         now = self.deps.clock()
@@ -387,12 +444,18 @@ class DeliveryEngine:
             drop = files
             delivery.files_purged = True
         await self.deps.store.save(delivery, "delivering", drop_files=drop)
-        log.info("delivery.delivered", delivery_id=delivery.id, connection=delivery.connection_id,
-                 connector=delivery.connector, attempt=delivery.runs)
+        log.info(
+            "delivery.delivered",
+            delivery_id=delivery.id,
+            connection=delivery.connection_id,
+            connector=delivery.connector,
+            attempt=delivery.runs,
+        )
         return "delivered"
 
-    async def _retry_or_give_up(self, delivery: Delivery, error: TransientError, run: _RunState, policy: Any,
-                                failures: int) -> str:
+    async def _retry_or_give_up(
+        self, delivery: Delivery, error: TransientError, run: _RunState, policy: Any, failures: int
+    ) -> str:
         now = self.deps.clock()
         decision = next_retry(policy, failures, error, self.deps.rng)
         info = _error_info("transient", error, now, run.step)
@@ -400,18 +463,38 @@ class DeliveryEngine:
             info.kind, info.message = "exhausted", f"{decision.reason}; last error: {info.message}"
             return await self._dead_letter(delivery, "delivering", info, run=run)
         run_at = now + decision.delay_s
-        _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now,
-                                  outcome="transient", step=run.step, http_status=error.status,
-                                  error=info.message, next_attempt_at=run_at, retry_reason=decision.reason))
+        _record(
+            delivery,
+            Attempt(
+                number=delivery.runs,
+                started_at=run.started,
+                finished_at=now,
+                outcome="transient",
+                step=run.step,
+                http_status=error.status,
+                error=info.message,
+                next_attempt_at=run_at,
+                retry_reason=decision.reason,
+            ),
+        )
         delivery.status, delivery.last_error, delivery.next_attempt_at = "retry_scheduled", info, run_at
         await self.deps.store.save(delivery, "delivering", run_at=run_at, run_seq=delivery.runs)
-        log.info("delivery.retry_scheduled", delivery_id=delivery.id, connection=delivery.connection_id,
-                 connector=delivery.connector, step=run.step, attempt=delivery.runs,
-                 http_status=error.status, delay_s=round(decision.delay_s, 1), reason=decision.reason)
+        log.info(
+            "delivery.retry_scheduled",
+            delivery_id=delivery.id,
+            connection=delivery.connection_id,
+            connector=delivery.connector,
+            step=run.step,
+            attempt=delivery.runs,
+            http_status=error.status,
+            delay_s=round(decision.delay_s, 1),
+            reason=decision.reason,
+        )
         return "retry_scheduled"
 
-    async def _attachments_failed(self, delivery: Delivery, failures: list[tuple[Step, BaseException]],
-                                  run: _RunState, policy: Any) -> str:
+    async def _attachments_failed(
+        self, delivery: Delivery, failures: list[tuple[Step, BaseException]], run: _RunState, policy: Any
+    ) -> str:
         """The candidate and application are in; some files (or extras) are not."""
         now = self.deps.clock()
         permanent = [(s, e) for s, e in failures if not isinstance(e, TransientError)]
@@ -424,8 +507,9 @@ class DeliveryEngine:
             step, error = permanent[0]
             kind = "attachment" if isinstance(error, AttachmentRejected) or step.attachment else "permanent"
             info = _error_info(kind, error, now, step.name)
-            delivery.add_warning("attachment_failed" if step.attachment else "step_failed",
-                                 f"{step.name}: {info.message}")
+            delivery.add_warning(
+                "attachment_failed" if step.attachment else "step_failed", f"{step.name}: {info.message}"
+            )
             return await self._dead_letter(delivery, "delivering", info, run=run)
         step, error = failures[0]
         assert isinstance(error, TransientError)
@@ -437,24 +521,56 @@ class DeliveryEngine:
         now = self.deps.clock()
         await self.deps.store.pause_connection(delivery.connection_id, error.detail)
         info = _error_info("auth", error, now, run.step)
-        _record(delivery, Attempt(number=delivery.runs, started_at=run.started, finished_at=now, outcome="auth",
-                                  step=run.step, http_status=error.status, error=info.message))
+        _record(
+            delivery,
+            Attempt(
+                number=delivery.runs,
+                started_at=run.started,
+                finished_at=now,
+                outcome="auth",
+                step=run.step,
+                http_status=error.status,
+                error=info.message,
+            ),
+        )
         delivery.status, delivery.job, delivery.last_error = "paused", None, info
         await self.deps.store.save(delivery, "delivering")
-        log.warning("connection.paused", connection=delivery.connection_id, connector=delivery.connector,
-                    delivery_id=delivery.id, http_status=error.status)
+        log.warning(
+            "connection.paused",
+            connection=delivery.connection_id,
+            connector=delivery.connector,
+            delivery_id=delivery.id,
+            http_status=error.status,
+        )
         return "paused"
 
-    async def _dead_letter(self, delivery: Delivery, previous: str, info: ErrorInfo,
-                           run: _RunState | None = None) -> str:
+    async def _dead_letter(
+        self, delivery: Delivery, previous: str, info: ErrorInfo, run: _RunState | None = None
+    ) -> str:
         now = self.deps.clock()
-        _record(delivery, Attempt(number=delivery.runs, started_at=run.started if run else now, finished_at=now,
-                                  outcome="permanent", step=info.step, http_status=info.http_status,
-                                  error=info.message))
+        _record(
+            delivery,
+            Attempt(
+                number=delivery.runs,
+                started_at=run.started if run else now,
+                finished_at=now,
+                outcome="permanent",
+                step=info.step,
+                http_status=info.http_status,
+                error=info.message,
+            ),
+        )
         delivery.status, delivery.job, delivery.last_error, delivery.next_attempt_at = "failed", None, info, None
         await self.deps.store.save(delivery, previous)
-        log.warning("delivery.dead_lettered", delivery_id=delivery.id, connection=delivery.connection_id,
-                    connector=delivery.connector, step=info.step, http_status=info.http_status, kind=info.kind)
+        log.warning(
+            "delivery.dead_lettered",
+            delivery_id=delivery.id,
+            connection=delivery.connection_id,
+            connector=delivery.connector,
+            step=info.step,
+            http_status=info.http_status,
+            kind=info.kind,
+        )
         return "failed"
 
 

@@ -78,7 +78,8 @@ class ConnectionLimiter:
         burst = max(1, math.floor(rate)) if rate else 0
         ok, wait_ms = await self._acquire(
             keys=[SEMAPHORE_PREFIX + connection.id, BUCKET_PREFIX + connection.id],
-            args=[self.lease_ms, connection.concurrency, token, rate, burst])
+            args=[self.lease_ms, connection.concurrency, token, rate, burst],
+        )
         if ok:
             return Lease(connection.id, token)
         return Denied(None if int(wait_ms) < 0 else int(wait_ms) / 1000)

@@ -115,8 +115,10 @@ class NoSealer:
     candidate data — neither storing it in clear nor handing back sealed bytes as if they were it."""
 
     def seal(self, data: bytes) -> bytes:
-        raise RuntimeError("this DeliveryStore has no sealer: candidate data is stored encrypted; "
-                           "pass sealer=runtime.sealer (tests: relay.store)")
+        raise RuntimeError(
+            "this DeliveryStore has no sealer: candidate data is stored encrypted; "
+            "pass sealer=runtime.sealer (tests: relay.store)"
+        )
 
     def open(self, data: bytes) -> bytes:
         return self.seal(data)
@@ -203,16 +205,24 @@ def latency_bucket(seconds: float) -> str:
 
 
 def _index_values(delivery: Delivery) -> list[tuple[str, str]]:
-    values = {"connection": delivery.connection_id, "connector": delivery.connector, "channel": delivery.channel,
-              "board": delivery.board, "board_application_id": delivery.board_application_id}
+    values = {
+        "connection": delivery.connection_id,
+        "connector": delivery.connector,
+        "channel": delivery.channel,
+        "board": delivery.board,
+        "board_application_id": delivery.board_application_id,
+    }
     return [(kind, value) for kind, value in values.items() if value]
 
 
 def secondary_index_keys(delivery: Delivery) -> list[str]:
     """Every list index a delivery can be in (for whoever deletes a delivery for good)."""
-    return [IX_ALL, *(status_index(s) for s in STATUSES),
-            *(connection_status_index(delivery.connection_id, s) for s in STATUSES),
-            *(index_key(kind, value) for kind, value in _index_values(delivery))]
+    return [
+        IX_ALL,
+        *(status_index(s) for s in STATUSES),
+        *(connection_status_index(delivery.connection_id, s) for s in STATUSES),
+        *(index_key(kind, value) for kind, value in _index_values(delivery)),
+    ]
 
 
 def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> None:
@@ -252,8 +262,7 @@ class CreateResult:
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, sealer: Sealer | None = None,
-                 retention_s: int = DEFAULT_RETENTION_S) -> None:
+    def __init__(self, redis: Redis, sealer: Sealer | None = None, retention_s: int = DEFAULT_RETENTION_S) -> None:
         self.redis = redis
         self.sealer: Sealer = sealer or NoSealer()
         self.retention_s = retention_s
@@ -263,9 +272,15 @@ class DeliveryStore:
 
     # -- intake -------------------------------------------------------------------------------
 
-    async def create(self, delivery: Delivery, payload: bytes, files: Sequence[bytes],
-                     idempotency_hash: str, index_sets: Sequence[str] = (),
-                     marked_by: tuple[str, Delivery] | None = None) -> CreateResult:
+    async def create(
+        self,
+        delivery: Delivery,
+        payload: bytes,
+        files: Sequence[bytes],
+        idempotency_hash: str,
+        index_sets: Sequence[str] = (),
+        marked_by: tuple[str, Delivery] | None = None,
+    ) -> CreateResult:
         """Store a new delivery and enqueue its first run, unless the idempotency key is known:
         one transaction, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
@@ -280,22 +295,47 @@ class DeliveryStore:
         if marked_state is not None:
             marked_state.job = job_id
         keys = [
-            f"{PREFIX}idem:{idempotency_hash}", state_key(delivery.id), payload_key(delivery.id),
-            queue.job_key(job_id), queue.QUEUE_NAME, IX_ALL, status_index(delivery.status), queue.WAKE_KEY,
-            names_key("connection"), names_key("channel"), names_key("board"), metric_key("accepted"), marker_key,
-            *(file_key(delivery.id, i) for i in range(len(files))), *indexes, *index_sets,
+            f"{PREFIX}idem:{idempotency_hash}",
+            state_key(delivery.id),
+            payload_key(delivery.id),
+            queue.job_key(job_id),
+            queue.QUEUE_NAME,
+            IX_ALL,
+            status_index(delivery.status),
+            queue.WAKE_KEY,
+            names_key("connection"),
+            names_key("channel"),
+            names_key("board"),
+            metric_key("accepted"),
+            marker_key,
+            *(file_key(delivery.id, i) for i in range(len(files))),
+            *indexes,
+            *index_sets,
         ]
         args: list[Any] = [
-            delivery.id, self.retention_s, delivery_encoder.encode(delivery),
-            delivery_encoder.encode(marked_state) if marked_state is not None else b"", self.sealer.seal(payload),
-            queue.serialize(delivery.id, now_ms), queue.JOB_EXPIRES_MS, now_ms, delivery.created_at, job_id,
-            len(files), len(indexes), len(index_sets), delivery.connection_id, delivery.channel, delivery.board or "",
+            delivery.id,
+            self.retention_s,
+            delivery_encoder.encode(delivery),
+            delivery_encoder.encode(marked_state) if marked_state is not None else b"",
+            self.sealer.seal(payload),
+            queue.serialize(delivery.id, now_ms),
+            queue.JOB_EXPIRES_MS,
+            now_ms,
+            delivery.created_at,
+            job_id,
+            len(files),
+            len(indexes),
+            len(index_sets),
+            delivery.connection_id,
+            delivery.channel,
+            delivery.board or "",
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
         ]
         blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
         created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
-        return CreateResult(bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id,
-                            bool(marked))
+        return CreateResult(
+            bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id, bool(marked)
+        )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -320,8 +360,9 @@ class DeliveryStore:
     async def store_file(self, delivery_id: str, index: int, data: bytes) -> None:
         await self.redis.set(file_key(delivery_id, index), self.sealer.seal(data))
 
-    async def list_ids(self, status: str | None = None, *, offset: int = 0, count: int = 50,
-                       newest_first: bool = True) -> list[str]:
+    async def list_ids(
+        self, status: str | None = None, *, offset: int = 0, count: int = 50, newest_first: bool = True
+    ) -> list[str]:
         key = status_index(status) if status else IX_ALL
         fn = self.redis.zrevrange if newest_first else self.redis.zrange
         return [i.decode() for i in await fn(key, offset, offset + count - 1)]
@@ -334,9 +375,16 @@ class DeliveryStore:
 
     # -- state changes ------------------------------------------------------------------------
 
-    async def save(self, delivery: Delivery, previous_status: str | None, *,
-                   run_at: float | None = None, run_seq: int | None = None,
-                   extra_files: dict[int, bytes] | None = None, drop_files: int = 0) -> None:
+    async def save(
+        self,
+        delivery: Delivery,
+        previous_status: str | None,
+        *,
+        run_at: float | None = None,
+        run_seq: int | None = None,
+        extra_files: dict[int, bytes] | None = None,
+        drop_files: int = 0,
+    ) -> None:
         """Write the state, move it between status indexes, and (with `run_at`) enqueue its next
         run, in one atomic call; also store `extra_files` and delete the first `drop_files` files."""
         delivery.updated_at = time.time()
@@ -363,8 +411,9 @@ class DeliveryStore:
             for status in STATUSES:  # per-connection status sets: self-healing, whatever `previous_status` says
                 if status != delivery.status:
                     batch.zrem(connection_status_index(delivery.connection_id, status), delivery.id)
-            batch.zadd(connection_status_index(delivery.connection_id, delivery.status),
-                       {delivery.id: delivery.updated_at})
+            batch.zadd(
+                connection_status_index(delivery.connection_id, delivery.status), {delivery.id: delivery.updated_at}
+            )
             _transition_metrics(batch, delivery, previous_status)
         if drop_files:
             batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))

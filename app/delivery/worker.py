@@ -82,17 +82,19 @@ async def deliver(ctx: dict[str, Any], delivery_id: str) -> str:
 
 def build_engine(runtime: Runtime) -> DeliveryEngine:
     settings = runtime.settings
-    return DeliveryEngine(EngineDeps(
-        store=runtime.store,
-        config=runtime.config,
-        connector_for=runtime.connectors.get,
-        load_attachment=runtime.load_attachment,
-        run_budget_s=settings.run_budget_s,
-        lease_s=settings.lease_s,
-        keep_files_after_delivery=settings.keep_files_after_delivery,
-        limiter=ConnectionLimiter(runtime.redis, settings.lease_s),
-        file_links=_file_links(settings),
-    ))
+    return DeliveryEngine(
+        EngineDeps(
+            store=runtime.store,
+            config=runtime.config,
+            connector_for=runtime.connectors.get,
+            load_attachment=runtime.load_attachment,
+            run_budget_s=settings.run_budget_s,
+            lease_s=settings.lease_s,
+            keep_files_after_delivery=settings.keep_files_after_delivery,
+            limiter=ConnectionLimiter(runtime.redis, settings.lease_s),
+            file_links=_file_links(settings),
+        )
+    )
 
 
 def _file_links(settings: Settings) -> Callable[[str, int, float], str] | None:
@@ -102,6 +104,7 @@ def _file_links(settings: Settings) -> Callable[[str, int, float], str] | None:
 
     def link(delivery_id: str, index: int, expires_at: float) -> str:
         return f"{public_url.rstrip('/')}/v1/files/{file_links.sign(secret, delivery_id, index, expires_at)}"
+
     return link
 
 
@@ -152,14 +155,18 @@ def cron_jobs(settings: Settings) -> list[Any]:
     return [plugins.load(target)(settings) for target in CRON_JOBS]
 
 
-def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50,
-                  runtime: Runtime | None = None) -> WakeableWorker:
+def create_worker(
+    settings: Settings, *, burst: bool = False, max_jobs: int = 50, runtime: Runtime | None = None
+) -> WakeableWorker:
     async def startup(ctx: dict[str, Any]) -> None:
         rt = runtime or Runtime(settings)
         ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
         ctx["run_deadline_s"] = settings.job_timeout_s
-        log.info("worker.started", connections=len(settings.config.connections),
-                 event_loop=type(asyncio.get_running_loop()).__module__)
+        log.info(
+            "worker.started",
+            connections=len(settings.config.connections),
+            event_loop=type(asyncio.get_running_loop()).__module__,
+        )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if runtime is None and "runtime" in ctx:
@@ -167,8 +174,15 @@ def create_worker(settings: Settings, *, burst: bool = False, max_jobs: int = 50
 
     redis_settings = client.arq_settings(settings.redis_url)  # REDIS_URL, or Sentinel
     worker = WakeableWorker(
-        functions=[func(deliver, name=queue.DELIVER_FUNCTION, max_tries=1000, keep_result=0,
-                        timeout=settings.job_timeout_s + ARQ_BACKSTOP_S)],
+        functions=[
+            func(
+                deliver,
+                name=queue.DELIVER_FUNCTION,
+                max_tries=1000,
+                keep_result=0,
+                timeout=settings.job_timeout_s + ARQ_BACKSTOP_S,
+            )
+        ],
         cron_jobs=cron_jobs(settings),
         redis_settings=redis_settings,
         on_startup=startup,

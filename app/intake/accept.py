@@ -42,8 +42,11 @@ from connectors.base import Connector, ConnectorError, Warning_
 
 ANSWER_CHECK_TIMEOUT_S = 2.0
 T = TypeVar("T")
-PREVIOUSLY_ERASED = ("previously_erased", "an earlier application from this address was erased at the candidate's "
-                     "request; this is a new one (check its consent)")
+PREVIOUSLY_ERASED = (
+    "previously_erased",
+    "an earlier application from this address was erased at the candidate's "
+    "request; this is a new one (check its consent)",
+)
 
 
 @dataclass
@@ -144,8 +147,11 @@ def _file_objects(document: Any) -> list[tuple[str, dict[str, Any]]]:
     if isinstance(attachments, list):
         found += [(f"attachments[{i}]", a) for i, a in enumerate(attachments) if isinstance(a, dict)]
     if isinstance(answers, list):
-        found += [(f"screening_question_answers[{i}].answer", a["answer"]) for i, a in enumerate(answers)
-                  if isinstance(a, dict) and isinstance(a.get("answer"), dict)]
+        found += [
+            (f"screening_question_answers[{i}].answer", a["answer"])
+            for i, a in enumerate(answers)
+            if isinstance(a, dict) and isinstance(a.get("answer"), dict)
+        ]
     return found
 
 
@@ -172,8 +178,11 @@ def decode_base64(data: str, field_path: str) -> bytes:
         cleaned = cleaned.split(";base64,", 1)[1]
     cleaned += "=" * (-len(cleaned) % 4)
     try:
-        return base64.b64decode(cleaned, validate=True) if "-" not in cleaned and "_" not in cleaned \
+        return (
+            base64.b64decode(cleaned, validate=True)
+            if "-" not in cleaned and "_" not in cleaned
             else base64.urlsafe_b64decode(cleaned)
+        )
     except (binascii.Error, ValueError):
         raise IntakeError.invalid(field_path, "is not valid base64") from None
 
@@ -187,8 +196,12 @@ def idempotency_hash(connection_id: str, key: str) -> str:
 
 
 def default_idempotency_key(app: ApplicationIn) -> str:
-    return "auto:" + hashlib.sha256(
-        f"{app.application.job_id}\0{normalise_email(app.candidate.email_address)}".encode()).hexdigest()
+    return (
+        "auto:"
+        + hashlib.sha256(
+            f"{app.application.job_id}\0{normalise_email(app.candidate.email_address)}".encode()
+        ).hexdigest()
+    )
 
 
 class _Files:
@@ -200,8 +213,9 @@ class _Files:
         self.refs: list[AttachmentRef] = []
         self.total = 0
 
-    def add(self, field_path: str, name: str, kind: str, content_type: str | None, data: bytes | None,
-            data_url: str | None) -> AttachmentRef:
+    def add(
+        self, field_path: str, name: str, kind: str, content_type: str | None, data: bytes | None, data_url: str | None
+    ) -> AttachmentRef:
         """`data`: the file's bytes, decoded from base64 while parsing (or a multipart part):
         they are stored as they are, no second copy of a 20 MB CV."""
         limits = self.connection.limits
@@ -210,8 +224,9 @@ class _Files:
         index = len(self.refs)
         if data_url is not None:
             try:
-                ssrf.check_url(data_url, allow_hosts=self.connection.fetch_allow_hosts,
-                               allow_http=self.connection.fetch_allow_http)
+                ssrf.check_url(
+                    data_url, allow_hosts=self.connection.fetch_allow_hosts, allow_http=self.connection.fetch_allow_http
+                )
             except ssrf.UnsafeURL as exc:
                 raise IntakeError.invalid(f"{field_path}.data_url", str(exc)) from None
             ref = AttachmentRef(index=index, name=name, type=kind, content_type=content_type, data_url=data_url)
@@ -229,8 +244,14 @@ class _Files:
                 files.check_declared(content_type, actual)
             except files.FileRejected as exc:
                 raise IntakeError.invalid(field_path, str(exc)) from None
-            ref = AttachmentRef(index=index, name=name, type=kind, content_type=actual,
-                                sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+            ref = AttachmentRef(
+                index=index,
+                name=name,
+                type=kind,
+                content_type=actual,
+                sha256=hashlib.sha256(raw).hexdigest(),
+                size=len(raw),
+            )
             self.blobs.append(raw)
         self.refs.append(ref)
         return ref
@@ -250,15 +271,27 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
         seen.add(answer.question_id)
         value: Any = answer.answer
         if isinstance(value, FileAnswer):
-            value = collected.add(f"screening_question_answers[{i}].answer", value.name, "ANSWER",
-                                  value.content_type, value.data, value.data_url)
+            value = collected.add(
+                f"screening_question_answers[{i}].answer",
+                value.name,
+                "ANSWER",
+                value.content_type,
+                value.data,
+                value.data_url,
+            )
         elif isinstance(value, str) and len(value) > 20_000:
             raise IntakeError.invalid(f"screening_question_answers[{i}].answer", "longer than 20000 characters")
         answers.append(StoredAnswer(question_id=answer.question_id, answer=value))
     stored = StoredApplication(
-        connection_id=app.connection_id, candidate=app.candidate, application=app.application, origin=origin,
-        screening_question_answers=answers, attachments=attachments, source=app.source,
-        gdpr_consent=app.gdpr_consent, remote_fields=app.remote_fields,
+        connection_id=app.connection_id,
+        candidate=app.candidate,
+        application=app.application,
+        origin=origin,
+        screening_question_answers=answers,
+        attachments=attachments,
+        source=app.source,
+        gdpr_consent=app.gdpr_consent,
+        remote_fields=app.remote_fields,
     )
     return stored, collected.blobs
 
@@ -267,8 +300,9 @@ def _add_attachment(collected: _Files, path: str, att: AttachmentIn) -> Attachme
     return collected.add(path, att.name, att.type, att.content_type, att.data, att.data_url)
 
 
-def build_attachments(items: list[tuple[str, AttachmentIn]], connection: Connection
-                      ) -> list[tuple[AttachmentRef, bytes]]:
+def build_attachments(
+    items: list[tuple[str, AttachmentIn]], connection: Connection
+) -> list[tuple[AttachmentRef, bytes]]:
     """Validate attachments posted on their own (the add-attachment actions)."""
     collected = _Files(connection)
     refs = [_add_attachment(collected, path, att) for path, att in items]
@@ -276,8 +310,14 @@ def build_attachments(items: list[tuple[str, AttachmentIn]], connection: Connect
 
 
 class Intake:
-    def __init__(self, store: DeliveryStore, config: Config, checker_for: Callable[[str], Connector], *,
-                 pseudonyms: Pseudonyms | None = None) -> None:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        config: Config,
+        checker_for: Callable[[str], Connector],
+        *,
+        pseudonyms: Pseudonyms | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.checker_for = checker_for
@@ -286,8 +326,12 @@ class Intake:
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
         if connection is None:
-            raise IntakeError(404, "Unknown connection", f"connection {connection_id!r} is not configured",
-                              [FieldError("connection_id", "unknown connection")])
+            raise IntakeError(
+                404,
+                "Unknown connection",
+                f"connection {connection_id!r} is not configured",
+                [FieldError("connection_id", "unknown connection")],
+            )
         return connection
 
     @staticmethod
@@ -300,8 +344,13 @@ class Intake:
         except (TimeoutError, ConnectorError):
             return []
 
-    async def accept(self, app: ApplicationIn, origin: Origin, idempotency_key: str | None = None,
-                     notes: list[Warning_] | None = None) -> Accepted:
+    async def accept(
+        self,
+        app: ApplicationIn,
+        origin: Origin,
+        idempotency_key: str | None = None,
+        notes: list[Warning_] | None = None,
+    ) -> Accepted:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
@@ -311,16 +360,31 @@ class Intake:
         if not errors:
             errors = await self._check_answers(checker, stored)
         if errors:
-            raise IntakeError(422, "Not accepted by the target ATS", "; ".join(errors),
-                              [FieldError(e.split(":")[0], e) for e in errors])
-        key = idempotency_key or (f"board:{origin.board}:{origin.board_application_id}"
-                                  if origin.board_application_id else default_idempotency_key(app))
+            raise IntakeError(
+                422,
+                "Not accepted by the target ATS",
+                "; ".join(errors),
+                [FieldError(e.split(":")[0], e) for e in errors],
+            )
+        key = idempotency_key or (
+            f"board:{origin.board}:{origin.board_application_id}"
+            if origin.board_application_id
+            else default_idempotency_key(app)
+        )
         now = time.time()
         delivery = Delivery(
-            id=new_delivery_id(), connection_id=connection.id, connector=connection.connector, status="queued",
-            created_at=now, updated_at=now, idempotency_key_hash=idempotency_hash(connection.id, key),
-            channel=origin.channel, board=origin.board, board_application_id=origin.board_application_id,
-            job_id=app.application.job_id, next_attempt_at=now,
+            id=new_delivery_id(),
+            connection_id=connection.id,
+            connector=connection.connector,
+            status="queued",
+            created_at=now,
+            updated_at=now,
+            idempotency_key_hash=idempotency_hash(connection.id, key),
+            channel=origin.channel,
+            board=origin.board,
+            board_application_id=origin.board_application_id,
+            job_id=app.application.job_id,
+            next_attempt_at=now,
         )
         for warning in [*(notes or []), *warnings]:
             delivery.add_warning(warning.code, warning.message)
@@ -333,13 +397,18 @@ class Intake:
             warned = msgspec.structs.replace(delivery, warnings=list(delivery.warnings))
             warned.add_warning(*PREVIOUSLY_ERASED)
             marked_by = (erasure.tombstone_key(email_hash), warned)
-        result = await self.store.create(delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash,
-                                         index_sets, marked_by)
+        result = await self.store.create(
+            delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash, index_sets, marked_by
+        )
         if not result.created:
             existing = await self.store.get(result.delivery_id)
             if existing is not None and existing.erased_at is not None:
-                raise IntakeError(409, "Erased", "this application was erased at the candidate's request; "
-                                  "it is not stored again (a new application needs a new idempotency key)")
+                raise IntakeError(
+                    409,
+                    "Erased",
+                    "this application was erased at the candidate's request; "
+                    "it is not stored again (a new application needs a new idempotency key)",
+                )
             return Accepted(result.delivery_id, False, existing.status if existing else "queued")
         if result.marked and marked_by is not None:
             delivery = marked_by[1]

@@ -84,8 +84,9 @@ class ATSTransport(AiohttpTransport):
         """No cookie jar, and no `trust_env`: with it aiohttp reads ~/.netrc in a thread on every
         request (74 % of the worker's samples in P2). A proxy is read from the environment once,
         in `ats_client`."""
-        connector = aiohttp.TCPConnector(limit=self.limits.max_connections or 0, ssl=self.ssl_context,
-                                         keepalive_timeout=self.limits.keepalive_expiry)
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0, ssl=self.ssl_context, keepalive_timeout=self.limits.keepalive_expiry
+        )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -124,8 +125,9 @@ def _no_proxy() -> dict[str, str]:
 class _ProxyRouter(httpx.AsyncBaseTransport):
     """Through the proxy, except for the hosts NO_PROXY names (as httpx and curl do)."""
 
-    def __init__(self, direct: httpx.AsyncBaseTransport, proxied: httpx.AsyncBaseTransport,
-                 no_proxy: dict[str, str]) -> None:
+    def __init__(
+        self, direct: httpx.AsyncBaseTransport, proxied: httpx.AsyncBaseTransport, no_proxy: dict[str, str]
+    ) -> None:
         self.direct, self.proxied, self.no_proxy = direct, proxied, no_proxy
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

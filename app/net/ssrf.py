@@ -68,8 +68,15 @@ async def resolve_public(host: str, port: int) -> str:
     return addresses[0]
 
 
-async def fetch(url: str, http: httpx.AsyncClient, *, max_bytes: int, allow_hosts: Iterable[str] = (),
-                allow_http: bool = False, timeout_s: float = 20.0) -> tuple[bytes, str | None]:
+async def fetch(
+    url: str,
+    http: httpx.AsyncClient,
+    *,
+    max_bytes: int,
+    allow_hosts: Iterable[str] = (),
+    allow_http: bool = False,
+    timeout_s: float = 20.0,
+) -> tuple[bytes, str | None]:
     """GET `url` behind the guard, at most `max_bytes`; returns (bytes, declared content type)."""
     check_url(url, allow_hosts=allow_hosts, allow_http=allow_http)
     parts = urlsplit(url)
@@ -111,15 +118,23 @@ async def _pinned(url: str, allow_hosts: Iterable[str]) -> tuple[str, dict[str, 
     return target, {"host": parts.netloc}, {"sni_hostname": host}
 
 
-async def post(url: str, http: httpx.AsyncClient, *, content: bytes, headers: dict[str, str],
-               allow_hosts: Iterable[str] = (), allow_http: bool = False,
-               timeout_s: float = 20.0) -> httpx.Response:
+async def post(
+    url: str,
+    http: httpx.AsyncClient,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    allow_hosts: Iterable[str] = (),
+    allow_http: bool = False,
+    timeout_s: float = 20.0,
+) -> httpx.Response:
     """POST `content` to `url` behind the same guard as `fetch` (outbound status callbacks): no
     redirects followed, the answer's body not read past 64 kB. Returns the (closed) response."""
     check_url(url, allow_hosts=allow_hosts, allow_http=allow_http)
     target, extra, extensions = await _pinned(url, allow_hosts)
-    request = http.build_request("POST", target, content=content, headers={**headers, **extra},
-                                 extensions=extensions, timeout=timeout_s)
+    request = http.build_request(
+        "POST", target, content=content, headers={**headers, **extra}, extensions=extensions, timeout=timeout_s
+    )
     response = await http.send(request, stream=True, follow_redirects=False)
     try:
         size = 0

@@ -57,9 +57,17 @@ async def retry(store: DeliveryStore, delivery_id: str, *, attachments_only: boo
     return RetryResult(delivery_id, True, "queued")
 
 
-async def enqueue_action(store: DeliveryStore, parent: Delivery | None, action: str, params: dict[str, object],
-                         files: list[tuple[AttachmentRef, bytes]], idempotency_key: str | None, *,
-                         connection_id: str | None = None, connector: str | None = None) -> tuple[str, bool]:
+async def enqueue_action(
+    store: DeliveryStore,
+    parent: Delivery | None,
+    action: str,
+    params: dict[str, object],
+    files: list[tuple[AttachmentRef, bytes]],
+    idempotency_key: str | None,
+    *,
+    connection_id: str | None = None,
+    connector: str | None = None,
+) -> tuple[str, bool]:
     """Queue an extra action (on a delivered application, or on remote ids given directly);
     retried like any delivery. Returns (delivery id, created)."""
     now = time.time()
@@ -68,15 +76,30 @@ async def enqueue_action(store: DeliveryStore, parent: Delivery | None, action: 
     if not connection_id or not connector:
         raise ValueError("an action needs a parent delivery or a connection")
     scope = parent.id if parent else connection_id
-    key = idempotency_key or hashlib.sha256(
-        f"{scope}\0{action}\0{sorted(params.items())}\0{[r.sha256 for r, _ in files]}".encode()).hexdigest()
+    key = (
+        idempotency_key
+        or hashlib.sha256(
+            f"{scope}\0{action}\0{sorted(params.items())}\0{[r.sha256 for r, _ in files]}".encode()
+        ).hexdigest()
+    )
     delivery = Delivery(
-        id=new_delivery_id(), connection_id=connection_id, connector=connector, status="queued",
-        created_at=now, updated_at=now, idempotency_key_hash=idempotency_hash(connection_id, "action:" + key),
-        channel="action", kind="action", action=action, action_params=dict(params),
-        parent_id=parent.id if parent else None, job_id=parent.job_id if parent else None, next_attempt_at=now,
+        id=new_delivery_id(),
+        connection_id=connection_id,
+        connector=connector,
+        status="queued",
+        created_at=now,
+        updated_at=now,
+        idempotency_key_hash=idempotency_hash(connection_id, "action:" + key),
+        channel="action",
+        kind="action",
+        action=action,
+        action_params=dict(params),
+        parent_id=parent.id if parent else None,
+        job_id=parent.job_id if parent else None,
+        next_attempt_at=now,
     )
     payload = ActionPayload(action=action, params=dict(params), attachments=[r for r, _ in files])
-    result = await store.create(delivery, action_encoder.encode(payload), [b for _, b in files],
-                                delivery.idempotency_key_hash)
+    result = await store.create(
+        delivery, action_encoder.encode(payload), [b for _, b in files], delivery.idempotency_key_hash
+    )
     return result.delivery_id, result.created

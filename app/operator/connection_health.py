@@ -80,12 +80,15 @@ async def _scan(store: DeliveryStore, status: str) -> list[Delivery]:
         offset += PAGE
 
 
-async def connection_statuses(store: DeliveryStore, config: Config, *, now: float | None = None,
-                              threshold_s: float | None = None) -> list[ConnectionStatus]:
+async def connection_statuses(
+    store: DeliveryStore, config: Config, *, now: float | None = None, threshold_s: float | None = None
+) -> list[ConnectionStatus]:
     now = time.time() if now is None else now
     threshold_s = degraded_after_s() if threshold_s is None else threshold_s
-    statuses = {cid: ConnectionStatus(cid, c.connector, concurrency=c.concurrency, rate_per_s=c.rate_per_s)
-                for cid, c in config.connections.items()}
+    statuses = {
+        cid: ConnectionStatus(cid, c.connector, concurrency=c.concurrency, rate_per_s=c.rate_per_s)
+        for cid, c in config.connections.items()
+    }
     oldest: dict[str, float] = {}
     for status in OPEN_STATUSES:
         for delivery in await _scan(store, status):
@@ -117,8 +120,14 @@ async def report_degraded(redis: Redis, statuses: list[ConnectionStatus]) -> lis
     before = {m.decode() for m in await redis.smembers(DEGRADED_SET)}
     degraded = [s for s in statuses if s.degraded]
     for s in degraded:
-        log.warning("connection.degraded", connection=s.id, connector=s.connector,
-                    oldest_failing_s=round(s.oldest_failing_s), failing=s.failing, paused=s.paused)
+        log.warning(
+            "connection.degraded",
+            connection=s.id,
+            connector=s.connector,
+            oldest_failing_s=round(s.oldest_failing_s),
+            failing=s.failing,
+            paused=s.paused,
+        )
     names = {s.id for s in degraded}
     for cid in before - names:
         log.warning("connection.recovered", connection=cid)  # resolves the alert: same level
@@ -138,8 +147,9 @@ async def check_connections(ctx: dict[str, Any]) -> list[str]:
 def cron_job(settings: Any) -> Any:
     """Every minute, on one worker (arq's cron jobs have unique ids across workers). The timeout is
     the job timeout: arq holds a killed worker's jobs for the longest function timeout + 10 s."""
-    return cron(check_connections, name="check_connections", second=0, timeout=settings.job_timeout_s,
-                run_at_startup=True)
+    return cron(
+        check_connections, name="check_connections", second=0, timeout=settings.job_timeout_s, run_at_startup=True
+    )
 
 
 # -- Prometheus text exposition ---------------------------------------------------------------------
@@ -148,8 +158,9 @@ def cron_job(settings: Any) -> Any:
 def _labels(**labels: str) -> str:
     if not labels:
         return ""
-    inner = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                     for k, v in labels.items())
+    inner = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in labels.items()
+    )
     return "{" + inner + "}"
 
 
@@ -163,19 +174,36 @@ async def metrics_text(store: DeliveryStore, config: Config) -> str:
         lines.extend(f"{name}{_labels(**labels)} {value:g}" for labels, value in rows)
 
     ids = [({"connection": s.id, "connector": s.connector}, s) for s in statuses]
-    gauge("applyrelay_connection_oldest_failing_seconds",
-          "Age of the oldest undelivered delivery that is failing (0 when none).",
-          [(lbl, s.oldest_failing_s) for lbl, s in ids])
-    gauge("applyrelay_connection_degraded", "1 when the connection has been failing longer than the threshold.",
-          [(lbl, float(s.degraded)) for lbl, s in ids])
-    gauge("applyrelay_connection_paused", "1 when deliveries are paused on refused credentials.",
-          [(lbl, float(s.paused)) for lbl, s in ids])
-    gauge("applyrelay_connection_in_flight", "Delivery runs holding a concurrency slot now.",
-          [(lbl, float(s.in_flight)) for lbl, s in ids])
-    gauge("applyrelay_connection_deliveries", "Deliveries not yet delivered, and dead letters, by status.",
-          [({**lbl, "status": st}, float(n)) for lbl, s in ids for st, n in s.counts.items()])
+    gauge(
+        "applyrelay_connection_oldest_failing_seconds",
+        "Age of the oldest undelivered delivery that is failing (0 when none).",
+        [(lbl, s.oldest_failing_s) for lbl, s in ids],
+    )
+    gauge(
+        "applyrelay_connection_degraded",
+        "1 when the connection has been failing longer than the threshold.",
+        [(lbl, float(s.degraded)) for lbl, s in ids],
+    )
+    gauge(
+        "applyrelay_connection_paused",
+        "1 when deliveries are paused on refused credentials.",
+        [(lbl, float(s.paused)) for lbl, s in ids],
+    )
+    gauge(
+        "applyrelay_connection_in_flight",
+        "Delivery runs holding a concurrency slot now.",
+        [(lbl, float(s.in_flight)) for lbl, s in ids],
+    )
+    gauge(
+        "applyrelay_connection_deliveries",
+        "Deliveries not yet delivered, and dead letters, by status.",
+        [({**lbl, "status": st}, float(n)) for lbl, s in ids for st, n in s.counts.items()],
+    )
     redis = store.redis
     # (applyrelay_queue_jobs{state} is in app/metrics.py; this one is the autoscaling signal)
-    gauge("applyrelay_queue_due_jobs", "Jobs in the arq queue that are due now (the autoscaling signal).",
-          [({}, float(await redis.zcount(queue.QUEUE_NAME, "-inf", int(time.time() * 1000))))])
+    gauge(
+        "applyrelay_queue_due_jobs",
+        "Jobs in the arq queue that are due now (the autoscaling signal).",
+        [({}, float(await redis.zcount(queue.QUEUE_NAME, "-inf", int(time.time() * 1000))))],
+    )
     return "\n".join(lines) + "\n"

@@ -53,20 +53,28 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
     per_connection = iter(results[8:])
 
     families: list[Metric] = []
-    fam = CounterMetricFamily("applyrelay_accepted", "Applications accepted (stored and enqueued)",
-                              labels=["connection", "connector", "channel"])
+    fam = CounterMetricFamily(
+        "applyrelay_accepted",
+        "Applications accepted (stored and enqueued)",
+        labels=["connection", "connector", "channel"],
+    )
     for labels, value in sorted(accepted.items()):
         fam.add_metric(labels.split(SEP), value)
     families.append(fam)
-    for name, data, help_text in (("delivered", delivered, "Deliveries that reached the ATS"),
-                                  ("failed", failed, "Deliveries dead-lettered")):
+    for name, data, help_text in (
+        ("delivered", delivered, "Deliveries that reached the ATS"),
+        ("failed", failed, "Deliveries dead-lettered"),
+    ):
         fam = CounterMetricFamily(f"applyrelay_{name}", help_text, labels=["connection", "connector"])
         for labels, value in sorted(data.items()):
             fam.add_metric(labels.split(SEP), value)
         families.append(fam)
-    fam = CounterMetricFamily("applyrelay_retries", "Retries scheduled, by the ATS's HTTP status code "
-                              "(none: network error or timeout; manual: an operator's retry)",
-                              labels=["connector", "status_code"])
+    fam = CounterMetricFamily(
+        "applyrelay_retries",
+        "Retries scheduled, by the ATS's HTTP status code "
+        "(none: network error or timeout; manual: an operator's retry)",
+        labels=["connector", "status_code"],
+    )
     for labels, value in sorted(retries.items()):
         fam.add_metric(labels.split(SEP), value)
     families.append(fam)
@@ -76,10 +84,14 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
     fam.add_metric(["scheduled"], total_jobs - due)
     families.append(fam)
     age = max(now - oldest[0][1], 0.0) if oldest else 0.0
-    families.append(GaugeMetricFamily("applyrelay_oldest_queued_age_seconds",
-                                      "How long the oldest queued delivery has waited", value=age))
-    fam = GaugeMetricFamily("applyrelay_deliveries", "Deliveries by connection and status",
-                            labels=["connection", "status"])
+    families.append(
+        GaugeMetricFamily(
+            "applyrelay_oldest_queued_age_seconds", "How long the oldest queued delivery has waited", value=age
+        )
+    )
+    fam = GaugeMetricFamily(
+        "applyrelay_deliveries", "Deliveries by connection and status", labels=["connection", "status"]
+    )
     for connection in connections:
         for status in STATUSES:
             fam.add_metric([connection, status], next(per_connection))
@@ -91,16 +103,20 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
 
 def _purged(counts: dict[str, float]) -> Metric:
     """Candidate records purged (payload and files dropped) by retention or erasure (app/retention.py)."""
-    fam = CounterMetricFamily("applyrelay_records_purged", "Candidate records purged, by reason "
-                              "(delivered / dead_letter: retention; erasure: on request)", labels=["reason"])
+    fam = CounterMetricFamily(
+        "applyrelay_records_purged",
+        "Candidate records purged, by reason (delivered / dead_letter: retention; erasure: on request)",
+        labels=["reason"],
+    )
     for reason in ("delivered", "dead_letter", "erasure"):
         fam.add_metric([reason], counts.get(reason, 0.0))
     return fam
 
 
 def _latency_histogram(latency: dict[str, float]) -> Metric:
-    fam = HistogramMetricFamily("applyrelay_delivery_latency_seconds",
-                                "From acceptance to delivered", labels=["connector"])
+    fam = HistogramMetricFamily(
+        "applyrelay_delivery_latency_seconds", "From acceptance to delivered", labels=["connector"]
+    )
     per_connector: dict[str, dict[str, float]] = {}
     for field, value in latency.items():
         connector, _, bucket = field.rpartition(SEP)

@@ -59,21 +59,22 @@ class DeliveryFilter:
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
             raise QueryError("status", f"must be one of {', '.join(STATUSES)}")
-        if (self.received_from is not None and self.received_to is not None
-                and self.received_from > self.received_to):
+        if self.received_from is not None and self.received_to is not None and self.received_from > self.received_to:
             raise QueryError("received_from", "is after received_to")
 
     def as_params(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items() if v not in (None, "")}
 
     def matches(self, d: Delivery) -> bool:
-        return ((self.status is None or d.status == self.status)
-                and (self.connection is None or d.connection_id == self.connection)
-                and (self.connector is None or d.connector == self.connector)
-                and (self.channel is None or d.channel == self.channel)
-                and (self.board is None or d.board == self.board)
-                and (self.received_from is None or d.created_at >= self.received_from)
-                and (self.received_to is None or d.created_at <= self.received_to))
+        return (
+            (self.status is None or d.status == self.status)
+            and (self.connection is None or d.connection_id == self.connection)
+            and (self.connector is None or d.connector == self.connector)
+            and (self.channel is None or d.channel == self.channel)
+            and (self.board is None or d.board == self.board)
+            and (self.received_from is None or d.created_at >= self.received_from)
+            and (self.received_to is None or d.created_at <= self.received_to)
+        )
 
 
 def parse_time(value: str | None, field: str) -> float | None:
@@ -106,10 +107,14 @@ def build_filter(params: dict[str, str | None]) -> DeliveryFilter:
         return value.strip()
 
     return DeliveryFilter(
-        status=text("status"), connection=text("connection"), connector=text("connector"),
-        channel=text("channel"), board=text("board"),
+        status=text("status"),
+        connection=text("connection"),
+        connector=text("connector"),
+        channel=text("channel"),
+        board=text("board"),
         received_from=parse_time(params.get("received_from"), "received_from"),
-        received_to=parse_time(params.get("received_to"), "received_to"), q=text("q"),
+        received_to=parse_time(params.get("received_to"), "received_to"),
+        q=text("q"),
     )
 
 
@@ -139,9 +144,16 @@ async def _plan(store: DeliveryStore, f: DeliveryFilter, fresh: bool) -> tuple[s
     costs about the smallest set's size), computed for a first page and reused by the next pages
     for a while. Several large ones: walk the smallest receipt-time set newest first and check
     membership in the others (ZMSCORE) — never one long-blocking Redis command."""
-    by_created = [index_key(kind, value) for kind, value in (
-        ("connection", f.connection), ("connector", f.connector), ("channel", f.channel), ("board", f.board))
-        if value]
+    by_created = [
+        index_key(kind, value)
+        for kind, value in (
+            ("connection", f.connection),
+            ("connector", f.connector),
+            ("channel", f.channel),
+            ("board", f.board),
+        )
+        if value
+    ]
     by_updated = []
     if f.status:
         by_updated.append(connection_status_index(f.connection, f.status) if f.connection else status_index(f.status))
@@ -269,8 +281,7 @@ async def known_names(store: DeliveryStore, kind: str) -> list[str]:
     return sorted(m.decode() for m in await store.redis.smembers(names_key(kind)))
 
 
-async def series(store: DeliveryStore, *, span_s: float, buckets: int, now: float | None = None
-                 ) -> dict[str, Any]:
+async def series(store: DeliveryStore, *, span_s: float, buckets: int, now: float | None = None) -> dict[str, Any]:
     """Deliveries received, delivered and dead-lettered per time bucket: received from the index
     of receipt times; delivered and failed from the per-5-minute event counters (a failure that
     was later retried still shows where it happened)."""

@@ -30,14 +30,21 @@ BULK_PROGRESS_EVERY = 10
 
 # -- views --------------------------------------------------------------------------------------
 
+
 def timeline(delivery: Delivery) -> list[dict[str, Any]]:
     """What happened, in order: accepted, every attempt (step, outcome, HTTP status, latency, a
     PII-free error), and where it stands now."""
     events: list[dict[str, Any]] = [{"at": delivery.created_at, "event": "accepted", "channel": delivery.channel}]
     for attempt in delivery.attempts:
-        event: dict[str, Any] = {"at": attempt.finished_at, "event": "attempt", "attempt": attempt.number,
-                                 "outcome": attempt.outcome, "step": attempt.step,
-                                 "http_status": attempt.http_status, "latency_ms": attempt.latency_ms}
+        event: dict[str, Any] = {
+            "at": attempt.finished_at,
+            "event": "attempt",
+            "attempt": attempt.number,
+            "outcome": attempt.outcome,
+            "step": attempt.step,
+            "http_status": attempt.http_status,
+            "latency_ms": attempt.latency_ms,
+        }
         if attempt.error:
             event["error"] = attempt.error
         if attempt.next_attempt_at:
@@ -46,8 +53,14 @@ def timeline(delivery: Delivery) -> list[dict[str, Any]]:
     if delivery.status == "delivered" and delivery.delivered_at:
         events.append({"at": delivery.delivered_at, "event": "delivered"})
     elif delivery.status == "failed" and delivery.last_error:
-        events.append({"at": delivery.last_error.at or delivery.updated_at, "event": "dead_lettered",
-                       "error": delivery.last_error.message, "http_status": delivery.last_error.http_status})
+        events.append(
+            {
+                "at": delivery.last_error.at or delivery.updated_at,
+                "event": "dead_lettered",
+                "error": delivery.last_error.message,
+                "http_status": delivery.last_error.http_status,
+            }
+        )
     elif delivery.status in ("retry_scheduled", "queued") and delivery.next_attempt_at:
         events.append({"at": delivery.next_attempt_at, "event": "next_attempt", "scheduled": True})
     return events
@@ -61,8 +74,11 @@ async def candidate_name(store: DeliveryStore, delivery: Delivery) -> dict[str, 
     if raw is None:
         return None
     candidate = stored_decoder.decode(raw).candidate
-    return {"first_name": candidate.first_name, "last_name": candidate.last_name,
-            "email_address": candidate.email_address}
+    return {
+        "first_name": candidate.first_name,
+        "last_name": candidate.last_name,
+        "email_address": candidate.email_address,
+    }
 
 
 async def show_candidate(store: DeliveryStore, delivery: Delivery, actor: str, via: str) -> dict[str, str] | None:
@@ -75,14 +91,16 @@ async def show_candidate(store: DeliveryStore, delivery: Delivery, actor: str, v
 
 # -- purge --------------------------------------------------------------------------------------
 
+
 async def purge(store: DeliveryStore, delivery_id: str) -> Delivery:
     """Drop a dead letter's payload and files; its state stays as a tombstone."""
     delivery = await store.get(delivery_id)
     if delivery is None:
         raise actions.OperationError(404, "Not found", f"no delivery {delivery_id}")
     if delivery.status != "failed":
-        raise actions.OperationError(409, "Not a dead letter",
-                                        f"only failed deliveries can be purged; this one is {delivery.status}")
+        raise actions.OperationError(
+            409, "Not a dead letter", f"only failed deliveries can be purged; this one is {delivery.status}"
+        )
     if delivery.payload_purged:
         return delivery
     await store.purge(delivery, await file_count(store, delivery))
@@ -90,6 +108,7 @@ async def purge(store: DeliveryStore, delivery_id: str) -> Delivery:
 
 
 # -- bulk retries -------------------------------------------------------------------------------
+
 
 @dataclass
 class BulkProgress:
@@ -131,10 +150,21 @@ async def create_bulk_retry(store: DeliveryStore, f: DeliveryFilter, actor: str)
     """Record a bulk retry (progress, audit entry); `run_bulk_retry` does it."""
     bulk_id = "blk_" + secrets.token_hex(12)
     now = time.time()
-    await store.redis.hset(bulk_key(bulk_id), mapping={
-        "status": "running", "total": 0, "done": 0, "retried": 0, "unchanged": 0, "errors": 0,
-        "actor": actor, "created_at": now, "updated_at": now, "filter": msgspec.json.encode(f.as_params()),
-    })
+    await store.redis.hset(
+        bulk_key(bulk_id),
+        mapping={
+            "status": "running",
+            "total": 0,
+            "done": 0,
+            "retried": 0,
+            "unchanged": 0,
+            "errors": 0,
+            "actor": actor,
+            "created_at": now,
+            "updated_at": now,
+            "filter": msgspec.json.encode(f.as_params()),
+        },
+    )
     await store.redis.expire(bulk_key(bulk_id), BULK_KEEP_S)
     await audit.record(store.redis, actor, "bulk_retry", bulk_id, {"filter": f.as_params()})
     return bulk_id
@@ -175,8 +205,15 @@ async def bulk_progress(store: DeliveryStore, bulk_id: str) -> BulkProgress | No
     if status == "running" and time.time() - updated > BULK_STALE_S:
         status = "stale"  # the web process running it stopped; start it again (retries are idempotent)
     return BulkProgress(
-        id=bulk_id, status=status, total=int(data["total"]), done=int(data["done"]),
-        retried=int(data["retried"]), unchanged=int(data["unchanged"]), errors=int(data["errors"]),
-        actor=data["actor"], created_at=float(data["created_at"]), updated_at=updated,
+        id=bulk_id,
+        status=status,
+        total=int(data["total"]),
+        done=int(data["done"]),
+        retried=int(data["retried"]),
+        unchanged=int(data["unchanged"]),
+        errors=int(data["errors"]),
+        actor=data["actor"],
+        created_at=float(data["created_at"]),
+        updated_at=updated,
         filter=msgspec.json.decode(data["filter"]),
     )

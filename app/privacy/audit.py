@@ -22,8 +22,9 @@ class AuditEntry(msgspec.Struct, omit_defaults=True):
     id: str | None = None
 
 
-async def record(redis: Redis, actor: str, action: str, target: str | None = None,
-                 detail: dict[str, Any] | None = None) -> None:
+async def record(
+    redis: Redis, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
+) -> None:
     entry = AuditEntry(at=time.time(), actor=actor, action=action, target=target, detail=detail or {})
     await redis.xadd(AUDIT_STREAM, {"e": msgspec.json.encode(entry)}, maxlen=MAX_ENTRIES, approximate=True)
 

@@ -62,8 +62,9 @@ def parse_keys(text: str, env_name: str = KEY_ENV) -> list[bytes]:
         except (binascii.Error, ValueError):
             raise KeyConfigError(f"{env_name}[{i}]: not base64url (make one with `applyrelay keys new`)") from None
         if len(raw) != 32:
-            raise KeyConfigError(f"{env_name}[{i}]: must decode to 32 bytes, got {len(raw)} "
-                            "(make one with `applyrelay keys new`)")
+            raise KeyConfigError(
+                f"{env_name}[{i}]: must decode to 32 bytes, got {len(raw)} (make one with `applyrelay keys new`)"
+            )
         keys.append(raw)
     if len({key_id(k) for k in keys}) != len(keys):
         raise KeyConfigError(f"{env_name}: the same key is listed twice")
@@ -94,16 +95,17 @@ class AesGcmSealer:
     def blob_key_id(self, blob: bytes) -> bytes:
         if len(blob) < HEADER_LEN + 16 or blob[:1] != VERSION:
             raise SealError("the stored record is not sealed (written without encryption?)")
-        return blob[1:1 + KID_LEN]
+        return blob[1 : 1 + KID_LEN]
 
     def open(self, data: bytes) -> bytes:
         kid = self.blob_key_id(data)
         cipher = self._ciphers.get(kid)
         if cipher is None:
-            raise SealError(f"sealed with key id {kid.hex()}, which is not in {KEY_ENV} "
-                            f"(configured: {', '.join(self.key_ids)})")
+            raise SealError(
+                f"sealed with key id {kid.hex()}, which is not in {KEY_ENV} (configured: {', '.join(self.key_ids)})"
+            )
         try:
-            return cipher.decrypt(data[1 + KID_LEN:HEADER_LEN], data[HEADER_LEN:], None)
+            return cipher.decrypt(data[1 + KID_LEN : HEADER_LEN], data[HEADER_LEN:], None)
         except InvalidTag:
             raise SealError("the stored record failed authentication (tampered with or corrupted)") from None
 

@@ -81,8 +81,10 @@ class ErasureReport:
         for d in self.deliveries:
             if not set(d.remote_ids) - NOT_CANDIDATE_RECORDS:
                 continue
-            row = rows.setdefault((d.connection_id, d.connector), {
-                "connection_id": d.connection_id, "connector": d.connector, "records": []})
+            row = rows.setdefault(
+                (d.connection_id, d.connector),
+                {"connection_id": d.connection_id, "connector": d.connector, "records": []},
+            )
             for step, remote_id in sorted(d.remote_ids.items()):
                 if step.split(":", 1)[0] in NOT_CANDIDATE_RECORDS:
                     continue
@@ -104,8 +106,14 @@ class ErasureReport:
 
 
 class Eraser:
-    def __init__(self, store: DeliveryStore, pseudonyms: Pseudonyms, *, lease_wait_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        pseudonyms: Pseudonyms,
+        *,
+        lease_wait_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.redis = store.redis
         self.pseudonyms = pseudonyms
@@ -130,9 +138,13 @@ class Eraser:
         if report.deliveries:
             pipe.hincrby(PURGED_METRIC, "erasure", len(report.deliveries))
         await pipe.execute()
-        log.info("candidate.erased", subject=report.subject, deliveries=len(report.deliveries),
-                 stopped=sum(d.stopped for d in report.deliveries),
-                 in_flight=sum(d.in_flight for d in report.deliveries))
+        log.info(
+            "candidate.erased",
+            subject=report.subject,
+            deliveries=len(report.deliveries),
+            stopped=sum(d.stopped for d in report.deliveries),
+            in_flight=sum(d.in_flight for d in report.deliveries),
+        )
         return report
 
     async def _actions_on(self, roots: Iterable[Delivery]) -> list[str]:
@@ -143,22 +155,27 @@ class Eraser:
         if not roots:
             return []
         parents = {d.id for d in roots}
-        remote = {(d.connection_id, v) for d in roots for k, v in d.checkpoints.items()
-                  if k in ("candidate", "application")}
+        remote = {
+            (d.connection_id, v) for d in roots for k, v in d.checkpoints.items() if k in ("candidate", "application")
+        }
         since = min(d.created_at for d in roots)
         found: list[str] = []
         offset = 0
         while True:
-            ids = [i.decode() for i in await self.redis.zrangebyscore(
-                IX_ALL, since, "+inf", start=offset, num=SCAN_BATCH)]
+            ids = [
+                i.decode() for i in await self.redis.zrangebyscore(IX_ALL, since, "+inf", start=offset, num=SCAN_BATCH)
+            ]
             if not ids:
                 return found
             offset += len(ids)
             for d in await self.store.get_many(ids):
                 if d.kind != "action" or d.id in parents:
                     continue
-                targets = {(d.connection_id, str(v)) for k, v in d.action_params.items()
-                           if k in ("candidate_id", "application_id")}
+                targets = {
+                    (d.connection_id, str(v))
+                    for k, v in d.action_params.items()
+                    if k in ("candidate_id", "application_id")
+                }
                 if d.parent_id in parents or targets & remote:
                     found.append(d.id)
 
@@ -173,15 +190,24 @@ class Eraser:
             count = await file_count(self.store, delivery) if not delivery.payload_purged else FILE_SLACK
             if stopped:
                 delivery.status, delivery.job, delivery.next_attempt_at = "failed", None, None
-                delivery.last_error = ErrorInfo(kind="erased", message="erased at the candidate's request; "
-                                                "not delivered", at=now)
+                delivery.last_error = ErrorInfo(
+                    kind="erased", message="erased at the candidate's request; not delivered", at=now
+                )
             delivery.erased_at = now
             await self.store.save(delivery, before)  # a pending job is now stale: it will not run
             await self.store.purge(delivery, count)
             await self.redis.zrem(SYNC_SET, delivery.id)  # no more status polling of an erased application
-            return ErasedDelivery(delivery.id, delivery.kind, before, delivery.status, delivery.connection_id,
-                                  delivery.connector, dict(delivery.checkpoints), stopped, in_flight=token is None)
+            return ErasedDelivery(
+                delivery.id,
+                delivery.kind,
+                before,
+                delivery.status,
+                delivery.connection_id,
+                delivery.connector,
+                dict(delivery.checkpoints),
+                stopped,
+                in_flight=token is None,
+            )
         finally:
             if token is not None:
                 await self.store.release(delivery_id, token)
-

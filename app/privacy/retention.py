@@ -42,8 +42,9 @@ class RetentionPolicy:
         return self.keep_delivered_s if status == "delivered" else self.keep_dead_letters_s
 
 
-async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float,
-                budget_s: float | None = None) -> dict[str, int]:
+async def sweep(
+    store: DeliveryStore, policy: RetentionPolicy, now: float, budget_s: float | None = None
+) -> dict[str, int]:
     """Purge every delivered / failed delivery whose last change is older than its retention.
     With `budget_s`, stop in time and leave the rest (in score order) to the next sweep."""
     purged: dict[str, int] = {}
@@ -56,8 +57,9 @@ async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float,
         resume = cutoff  # where the next sweep starts: the oldest record left behind, else the cutoff
         count, offset, out_of_time = 0, 0, False
         while not out_of_time:
-            rows = await redis.zrangebyscore(status_index(status), start, cutoff, start=offset, num=BATCH,
-                                             withscores=True)
+            rows = await redis.zrangebyscore(
+                status_index(status), start, cutoff, start=offset, num=BATCH, withscores=True
+            )
             if not rows:
                 break
             offset += len(rows)
@@ -67,8 +69,7 @@ async def sweep(store: DeliveryStore, policy: RetentionPolicy, now: float,
                     resume, out_of_time = min(resume, score), True
                     break
                 delivery = states.get(raw_id.decode())
-                if delivery is None or delivery.status != status or (delivery.payload_purged
-                                                                     and delivery.files_purged):
+                if delivery is None or delivery.status != status or (delivery.payload_purged and delivery.files_purged):
                     continue
                 done = await _purge(store, delivery.id, status, cutoff, now)
                 if done is None:
@@ -101,8 +102,7 @@ async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: fl
 
 
 def policy_from(settings: Any) -> RetentionPolicy:
-    return RetentionPolicy(keep_delivered_s=settings.keep_delivered_s,
-                           keep_dead_letters_s=settings.keep_dead_letters_s)
+    return RetentionPolicy(keep_delivered_s=settings.keep_delivered_s, keep_dead_letters_s=settings.keep_dead_letters_s)
 
 
 def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time, budget_s: float | None = None) -> Any:
@@ -113,6 +113,7 @@ def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time, bu
         if any(purged.values()):
             log.info("retention.purged", **purged)
         return purged
+
     return retention
 
 
@@ -123,5 +124,11 @@ def cron_job(settings: Any) -> Any:
     function timeout, and a longer one would delay the re-run of a killed worker's deliveries. A
     sweep that runs out of time resumes where it stopped."""
     timeout = settings.job_timeout_s
-    return cron(make_job(policy_from(settings), budget_s=timeout * 0.8), name="retention",
-                minute=set(range(0, 60, 10)), run_at_startup=True, unique=True, timeout=timeout)
+    return cron(
+        make_job(policy_from(settings), budget_s=timeout * 0.8),
+        name="retention",
+        minute=set(range(0, 60, 10)),
+        run_at_startup=True,
+        unique=True,
+        timeout=timeout,
+    )

@@ -96,8 +96,9 @@ class BatchRunner:
             await call_with_blobs(self.redis, self._script, [], args, blobs or {})
 
 
-async def call_with_blobs(redis: Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any],
-                          blobs: Mapping[str, bytes]) -> Any:
+async def call_with_blobs(
+    redis: Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any], blobs: Mapping[str, bytes]
+) -> Any:
     """`script(keys, args)` and a plain SET of each blob, in one MULTI/EXEC: one round trip.
 
     Large values stay out of the script's arguments: Redis copies every argument of a script

@@ -40,13 +40,15 @@ def sentinels(env: Mapping[str, str] | None = None) -> tuple[list[tuple[str, int
 def _auth(url: str) -> tuple[str | None, str | None, int]:
     parts = urlsplit(url)
     db = parts.path.strip("/")
-    return (unquote(parts.username) if parts.username else None,
-            unquote(parts.password) if parts.password else None, int(db) if db.isdigit() else 0)
+    return (
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        int(db) if db.isdigit() else 0,
+    )
 
 
 def async_client(url: str, env: Mapping[str, str] | None = None) -> Redis:
-    options = {"socket_connect_timeout": 2, "socket_timeout": 10, "retry_on_timeout": True,
-               "health_check_interval": 15}
+    options = {"socket_connect_timeout": 2, "socket_timeout": 10, "retry_on_timeout": True, "health_check_interval": 15}
     found = sentinels(env)
     if found is None:
         return Redis.from_url(url, **options)
@@ -63,8 +65,14 @@ def arq_settings(url: str, env: Mapping[str, str] | None = None) -> RedisSetting
     else:
         hosts, master = found
         username, password, db = _auth(url)
-        settings = RedisSettings(host=hosts, sentinel=True, sentinel_master=master,  # type: ignore[arg-type]
-                                 username=username, password=password, database=db)
+        settings = RedisSettings(
+            host=hosts,
+            sentinel=True,
+            sentinel_master=master,  # type: ignore[arg-type]
+            username=username,
+            password=password,
+            database=db,
+        )
     settings.retry_on_timeout = True
     settings.conn_retries = 30
     settings.conn_retry_delay = 1

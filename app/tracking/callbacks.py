@@ -60,28 +60,42 @@ def key(callback_id: str) -> str:
 
 def body_for(delivery: Delivery, status: dict[str, Any], previous: dict[str, Any] | None, now: float) -> bytes:
     stamp = dt.datetime.fromtimestamp(now, dt.UTC).isoformat().replace("+00:00", "Z")
-    return msgspec.json.encode({
-        "type": EVENT_TYPE,
-        "timestamp": stamp,
-        "data": {
-            "delivery_id": delivery.id,
-            "connection_id": delivery.connection_id,
-            "board": delivery.board,
-            "board_application_id": delivery.board_application_id,
-            "job_id": delivery.job_id,
-            "candidate_id": delivery.checkpoints.get("candidate"),
-            "application_id": delivery.checkpoints.get("application"),
-            "status": status,
-            "previous_status": previous,
-        },
-    })
+    return msgspec.json.encode(
+        {
+            "type": EVENT_TYPE,
+            "timestamp": stamp,
+            "data": {
+                "delivery_id": delivery.id,
+                "connection_id": delivery.connection_id,
+                "board": delivery.board,
+                "board_application_id": delivery.board_application_id,
+                "job_id": delivery.job_id,
+                "candidate_id": delivery.checkpoints.get("candidate"),
+                "application_id": delivery.checkpoints.get("application"),
+                "status": status,
+                "previous_status": previous,
+            },
+        }
+    )
 
 
-async def enqueue(redis: Redis, delivery: Delivery, status: dict[str, Any], previous: dict[str, Any] | None,
-                  *, now: float | None = None) -> str:
+async def enqueue(
+    redis: Redis,
+    delivery: Delivery,
+    status: dict[str, Any],
+    previous: dict[str, Any] | None,
+    *,
+    now: float | None = None,
+) -> str:
     now = time.time() if now is None else now
-    callback = Callback(id="msg_" + uuid.uuid4().hex, delivery_id=delivery.id, connection_id=delivery.connection_id,
-                        body=body_for(delivery, status, previous, now), created_at=now, next_attempt_at=now)
+    callback = Callback(
+        id="msg_" + uuid.uuid4().hex,
+        delivery_id=delivery.id,
+        connection_id=delivery.connection_id,
+        body=body_for(delivery, status, previous, now),
+        created_at=now,
+        next_attempt_at=now,
+    )
     pipe = redis.pipeline(transaction=True)
     pipe.set(key(callback.id), _encoder.encode(callback))
     pipe.zadd(DUE, {callback.id: now})
@@ -106,16 +120,23 @@ def sign(secret: str, msg_id: str, body: bytes, at: float) -> dict[str, str]:
     }
 
 
-async def _attempt(callback: Callback, connection: Connection,
-                   http: httpx.AsyncClient) -> tuple[str, int | None, float | None]:
+async def _attempt(
+    callback: Callback, connection: Connection, http: httpx.AsyncClient
+) -> tuple[str, int | None, float | None]:
     """One POST, signed now (the wall clock, whatever the scheduling clock says):
     ("ok" | "transient" | "permanent", http status, Retry-After)."""
     assert connection.status_callback_url and connection.status_callback_secret
     headers = sign(connection.status_callback_secret, callback.id, callback.body, time.time())
     try:
-        response = await ssrf.post(connection.status_callback_url, http, content=callback.body, headers=headers,
-                                 allow_hosts=connection.fetch_allow_hosts, allow_http=connection.fetch_allow_http,
-                                 timeout_s=connection.timeout_s)
+        response = await ssrf.post(
+            connection.status_callback_url,
+            http,
+            content=callback.body,
+            headers=headers,
+            allow_hosts=connection.fetch_allow_hosts,
+            allow_http=connection.fetch_allow_http,
+            timeout_s=connection.timeout_s,
+        )
     except ssrf.UnsafeURL as exc:
         callback.last_error = f"unsafe callback URL: {exc}"
         return "permanent", None, None
@@ -143,8 +164,11 @@ async def send(redis: Redis, callback: Callback, config: Config, http: httpx.Asy
     if outcome == "ok":
         callback.status, callback.sent_at, callback.next_attempt_at, callback.last_error = "sent", now, None, None
     elif outcome == "transient" and connection is not None:
-        decision = next_retry(connection.retry, callback.attempts,
-                              TransientError(callback.last_error or "", status=status, retry_after=retry_after))
+        decision = next_retry(
+            connection.retry,
+            callback.attempts,
+            TransientError(callback.last_error or "", status=status, retry_after=retry_after),
+        )
         if decision.delay_s is None:
             outcome = "permanent"
             callback.last_error = f"{decision.reason}; last error: {callback.last_error}"
@@ -153,26 +177,51 @@ async def send(redis: Redis, callback: Callback, config: Config, http: httpx.Asy
             pipe.set(key(callback.id), _encoder.encode(callback))
             pipe.zadd(DUE, {callback.id: callback.next_attempt_at})
             await pipe.execute()
-            log.info("callback.retry_scheduled", callback_id=callback.id, delivery_id=callback.delivery_id,
-                     connection=callback.connection_id, attempt=callback.attempts, http_status=status,
-                     delay_s=round(decision.delay_s, 1))
+            log.info(
+                "callback.retry_scheduled",
+                callback_id=callback.id,
+                delivery_id=callback.delivery_id,
+                connection=callback.connection_id,
+                attempt=callback.attempts,
+                http_status=status,
+                delay_s=round(decision.delay_s, 1),
+            )
             return "retry_scheduled"
     if outcome != "ok":
         callback.status, callback.next_attempt_at = "failed", None
-        log.warning("callback.failed", callback_id=callback.id, delivery_id=callback.delivery_id,
-                    connection=callback.connection_id, attempt=callback.attempts, http_status=status,
-                    error=callback.last_error)
+        log.warning(
+            "callback.failed",
+            callback_id=callback.id,
+            delivery_id=callback.delivery_id,
+            connection=callback.connection_id,
+            attempt=callback.attempts,
+            http_status=status,
+            error=callback.last_error,
+        )
     else:
-        log.info("callback.sent", callback_id=callback.id, delivery_id=callback.delivery_id,
-                 connection=callback.connection_id, attempt=callback.attempts, http_status=status)
+        log.info(
+            "callback.sent",
+            callback_id=callback.id,
+            delivery_id=callback.delivery_id,
+            connection=callback.connection_id,
+            attempt=callback.attempts,
+            http_status=status,
+        )
     pipe.set(key(callback.id), _encoder.encode(callback), ex=KEEP_DONE_S)
     pipe.zrem(DUE, callback.id)
     await pipe.execute()
     return callback.status
 
 
-async def dispatch_due(redis: Redis, config: Config, http: httpx.AsyncClient, *, now: float | None = None,
-                       limit: int = 100, budget_s: float = 30.0) -> dict[str, int]:
+async def dispatch_due(
+    redis: Redis,
+    config: Config,
+    http: httpx.AsyncClient,
+    *,
+    now: float | None = None,
+    limit: int = 100,
+    budget_s: float = 30.0,
+) -> dict[str, int]:
     """Send the callbacks due by `now` (the clock is a parameter so tests can jump ahead); no new
     send starts after `budget_s`, so the cron job ends within its timeout."""
     now = time.time() if now is None else now
@@ -204,6 +253,9 @@ async def dispatch_callbacks(ctx: dict[str, Any]) -> dict[str, int]:
 
 def cron_job(settings: Any) -> Any:
     """Every 10 s: the first attempt goes out within seconds, retries on the connection's schedule."""
-    return cron(dispatch_callbacks, name="dispatch_status_callbacks", second=set(range(0, 60, 10)),
-                timeout=settings.job_timeout_s)
-
+    return cron(
+        dispatch_callbacks,
+        name="dispatch_status_callbacks",
+        second=set(range(0, 60, 10)),
+        timeout=settings.job_timeout_s,
+    )

@@ -56,10 +56,14 @@ class SyncReport:
 
 
 def _syncable(delivery: Delivery, now: float) -> bool:
-    return (delivery.kind == "application" and delivery.status == "delivered"
-            and bool(delivery.checkpoints.get("application")) and delivery.remote_status is None
-            and delivery.erased_at is None
-            and (delivery.delivered_at or now) >= now - horizon_s())
+    return (
+        delivery.kind == "application"
+        and delivery.status == "delivered"
+        and bool(delivery.checkpoints.get("application"))
+        and delivery.remote_status is None
+        and delivery.erased_at is None
+        and (delivery.delivered_at or now) >= now - horizon_s()
+    )
 
 
 async def enroll(runtime: Any, now: float, report: SyncReport) -> None:
@@ -67,8 +71,9 @@ async def enroll(runtime: Any, now: float, report: SyncReport) -> None:
     raw = await redis.get(CURSOR)
     cursor = float(raw) if raw else now - horizon_s()
     while True:
-        rows = await redis.zrangebyscore(status_index("delivered"), f"({cursor}", "+inf", start=0, num=500,
-                                         withscores=True)
+        rows = await redis.zrangebyscore(
+            status_index("delivered"), f"({cursor}", "+inf", start=0, num=500, withscores=True
+        )
         if not rows:
             break
         deliveries = await store.get_many([r[0].decode() for r in rows])
@@ -87,8 +92,7 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
 
 
-async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, now: float,
-                    report: SyncReport) -> None:
+async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, now: float, report: SyncReport) -> None:
     redis, store, config = runtime.redis, runtime.store, runtime.config
     later = {delivery_id: now + interval_s()}
     lock = await store.acquire(delivery_id, 60)
@@ -99,8 +103,12 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
     try:
         delivery = await store.get(delivery_id)
         connection = config.connections.get(delivery.connection_id) if delivery else None
-        if delivery is None or connection is None or delivery.erased_at is not None \
-                or (delivery.delivered_at or now) < now - horizon_s():
+        if (
+            delivery is None
+            or connection is None
+            or delivery.erased_at is not None
+            or (delivery.delivered_at or now) < now - horizon_s()
+        ):
             await redis.zrem(SYNC_SET, delivery_id)
             report.dropped += 1
             return
@@ -115,7 +123,8 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
             return
         try:
             status = await runtime.connectors.get(connection.id).application_status(
-                delivery.checkpoints["application"], job_id=delivery.job_id)
+                delivery.checkpoints["application"], job_id=delivery.job_id
+            )
         except PermanentError as exc:
             if exc.status not in (404, 410):
                 raise
@@ -137,8 +146,13 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
         delivery.remote_status = {**status, "observed_at": now}
         await store.save(delivery, "delivered")
         report.changed.append(delivery_id)
-        log.info("application.status_changed", delivery_id=delivery_id, connection=connection.id,
-                 stage_id=status.get("stage_id"), outcome=status.get("outcome"))
+        log.info(
+            "application.status_changed",
+            delivery_id=delivery_id,
+            connection=connection.id,
+            stage_id=status.get("stage_id"),
+            outcome=status.get("outcome"),
+        )
         if connection.status_callback_url:
             await callbacks.enqueue(redis, delivery, dict(delivery.remote_status), previous, now=now)
             report.callbacks += 1
@@ -147,14 +161,12 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
         log.warning("status_sync.auth_refused", delivery_id=delivery_id, http_status=exc.status)
     except ConnectorError as exc:  # transient, or refused: try again at the next interval
         await redis.zadd(SYNC_SET, later)
-        log.info("status_sync.failed", delivery_id=delivery_id, error_type=type(exc).__name__,
-                 http_status=exc.status)
+        log.info("status_sync.failed", delivery_id=delivery_id, error_type=type(exc).__name__, http_status=exc.status)
     finally:
         await store.release(delivery_id, lock)
 
 
-async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200,
-                    budget_s: float = 30.0) -> SyncReport:
+async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200, budget_s: float = 30.0) -> SyncReport:
     """Enrol newly delivered applications, then check those that are due by `now`; no new check
     starts after `budget_s` (the rest wait for the next run), so the cron job ends in time."""
     now = time.time() if now is None else now
@@ -185,5 +197,4 @@ async def sync_application_status(ctx: dict[str, Any]) -> dict[str, int]:
 
 def cron_job(settings: Any) -> Any:
     """Every minute; each application is checked at most every APPLYRELAY_STATUS_SYNC_INTERVAL_S."""
-    return cron(sync_application_status, name="sync_application_status", second=30,
-                timeout=settings.job_timeout_s)
+    return cron(sync_application_status, name="sync_application_status", second=30, timeout=settings.job_timeout_s)

@@ -33,6 +33,7 @@ def require_scope(scope: str) -> Guard:
             raise NotAuthorizedException("a valid admin token is required (Authorization: Bearer <token>)")
         if scope not in token.scopes:
             raise PermissionDeniedException(f"this token lacks the {scope!r} scope")
+
     return guard
 
 

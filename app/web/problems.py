@@ -16,8 +16,15 @@ log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str | None = None, *, errors: list[dict[str, str]] | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response[Any]:
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[Any]:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
@@ -28,27 +35,39 @@ def problem(status: int, title: str, detail: str | None = None, *, errors: list[
 
 
 def intake_error(_: Request[Any, Any, Any], exc: IntakeError) -> Response[Any]:
-    return problem(exc.status, exc.title, exc.detail,
-                   errors=[{"field": e.field, "message": e.message} for e in exc.errors])
+    return problem(
+        exc.status, exc.title, exc.detail, errors=[{"field": e.field, "message": e.message} for e in exc.errors]
+    )
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
         extra = exc.extra if isinstance(exc.extra, list) else []
-        errors = [{"field": str(e.get("key", "")), "message": str(e.get("message", ""))}
-                  for e in extra if isinstance(e, dict)]
+        errors = [
+            {"field": str(e.get("key", "")), "message": str(e.get("message", ""))} for e in extra if isinstance(e, dict)
+        ]
         return problem(400, "Invalid request", str(exc.detail), errors=errors)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthorizedException) else None
-    titles = {413: "Request body too large", 404: "Not found", 405: "Method not allowed",
-              401: "Unauthorized", 403: "Forbidden", 429: "Too many requests"}
+    titles = {
+        413: "Request body too large",
+        404: "Not found",
+        405: "Method not allowed",
+        401: "Unauthorized",
+        403: "Forbidden",
+        429: "Too many requests",
+    }
     return problem(status, titles.get(status, "Request error"), str(exc.detail), headers=headers)
 
 
 def redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.warning("redis.unavailable", path=request.url.path, error_type=type(exc).__name__)
-    return problem(503, "Temporarily unavailable", "the queue store is not reachable; nothing was stored, retry",
-                   headers={"Retry-After": "5"})
+    return problem(
+        503,
+        "Temporarily unavailable",
+        "the queue store is not reachable; nothing was stored, retry",
+        headers={"Retry-After": "5"},
+    )
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

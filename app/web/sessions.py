@@ -38,8 +38,9 @@ def _key(session_id: str) -> str:
 async def create(redis: Redis, token: ApiToken) -> tuple[str, Session]:
     session_id = secrets.token_urlsafe(32)
     session = Session(token_name=token.name, csrf=secrets.token_urlsafe(32), created_at=time.time())
-    await redis.hset(_key(session_id), mapping={"token": session.token_name, "csrf": session.csrf,
-                                                "created_at": session.created_at})
+    await redis.hset(
+        _key(session_id), mapping={"token": session.token_name, "csrf": session.csrf, "created_at": session.created_at}
+    )
     await redis.expire(_key(session_id), SESSION_TTL_S)
     return session_id, session
 

@@ -81,8 +81,17 @@ class FactorialState:
         return str(next(self.ids))
 
     def seed(self) -> None:
-        for name in ("job_postings", "questions", "phases", "sources", "candidates", "applications", "answers",
-                     "messages", "files"):
+        for name in (
+            "job_postings",
+            "questions",
+            "phases",
+            "sources",
+            "candidates",
+            "applications",
+            "answers",
+            "messages",
+            "files",
+        ):
             getattr(self, name).clear()
         now = _now()
         postings = [
@@ -92,38 +101,82 @@ class FactorialState:
         ]
         for pid, title, status in postings:
             self.job_postings[pid] = {
-                "id": pid, "company_id": COMPANY_ID, "ats_company_id": "1", "title": title, "remote": False,
-                "status": status, "cv_requirement": "mandatory", "cover_letter_requirement": "optional",
-                "phone_requirement": "optional", "photo_requirement": "do_not_ask",
-                "personal_url_requirement": "do_not_ask", "salary_period": "annual", "created_at": now,
-                "workplace_type": "hybrid", "schedule_type": "full_time",
+                "id": pid,
+                "company_id": COMPANY_ID,
+                "ats_company_id": "1",
+                "title": title,
+                "remote": False,
+                "status": status,
+                "cv_requirement": "mandatory",
+                "cover_letter_requirement": "optional",
+                "phone_requirement": "optional",
+                "photo_requirement": "do_not_ask",
+                "personal_url_requirement": "do_not_ask",
+                "salary_period": "annual",
+                "created_at": now,
+                "workplace_type": "hybrid",
+                "schedule_type": "full_time",
                 "url": f"https://example.factorialhr.com/job_posting/{pid}",
             }
             for pos, (phase_name, phase_type) in enumerate(
-                    [("New", "initial"), ("Screening", "screening"), ("Interview", "interview"),
-                     ("Offer", "offer"), ("Hired", "hired")]):
+                [
+                    ("New", "initial"),
+                    ("Screening", "screening"),
+                    ("Interview", "interview"),
+                    ("Offer", "offer"),
+                    ("Hired", "hired"),
+                ]
+            ):
                 phase_id = f"{pid}{pos + 1:02d}"
                 self.phases[phase_id] = {
-                    "id": phase_id, "ats_job_posting_id": pid, "name": phase_name, "position": pos,
-                    "editable": phase_type not in ("initial", "hired"), "phase_type": phase_type,
-                    "applications_count": 0, "active_applications_count": 0, "ats_hiring_stage_id": str(pos + 1),
+                    "id": phase_id,
+                    "ats_job_posting_id": pid,
+                    "name": phase_name,
+                    "position": pos,
+                    "editable": phase_type not in ("initial", "hired"),
+                    "phase_type": phase_type,
+                    "applications_count": 0,
+                    "active_applications_count": 0,
+                    "ats_hiring_stage_id": str(pos + 1),
                 }
         seeded_questions = [
             ("3001", "2001", "Why do you want to join us?", "long_text", True, []),
             ("3002", "2001", "Your expected salary", "text", False, []),
-            ("3003", "2001", "Do you hold an EU work permit?", "single_choice", True,
-             [{"text": "Yes", "disqualifies": False}, {"text": "No", "disqualifies": True}]),
-            ("3004", "2001", "Which languages do you write?", "multiple_choice", False,
-             [{"text": "Python", "disqualifies": False}, {"text": "Go", "disqualifies": False},
-              {"text": "Rust", "disqualifies": False}]),
+            (
+                "3003",
+                "2001",
+                "Do you hold an EU work permit?",
+                "single_choice",
+                True,
+                [{"text": "Yes", "disqualifies": False}, {"text": "No", "disqualifies": True}],
+            ),
+            (
+                "3004",
+                "2001",
+                "Which languages do you write?",
+                "multiple_choice",
+                False,
+                [
+                    {"text": "Python", "disqualifies": False},
+                    {"text": "Go", "disqualifies": False},
+                    {"text": "Rust", "disqualifies": False},
+                ],
+            ),
             ("3005", "2001", "Portfolio file", "file", False, []),
             ("3006", "2002", "Years of sales experience", "text", True, []),
         ]
         for qid, pid, label, qtype, mandatory, options in seeded_questions:
             self.questions[qid] = {
-                "id": qid, "ats_job_posting_id": pid, "label": label, "position": len(self.questions),
-                "mandatory": mandatory, "auto_disqualify": any(o["disqualifies"] for o in options),
-                "question_type": qtype, "created_at": now, "updated_at": now, "options": options,
+                "id": qid,
+                "ats_job_posting_id": pid,
+                "label": label,
+                "position": len(self.questions),
+                "mandatory": mandatory,
+                "auto_disqualify": any(o["disqualifies"] for o in options),
+                "question_type": qtype,
+                "created_at": now,
+                "updated_at": now,
+                "options": options,
             }
         for sid, name, label, category in [
             ("4001", "linkedin", "LinkedIn", "social_media"),
@@ -132,8 +185,13 @@ class FactorialState:
             ("4004", "referral", "Referral", "referral"),
             ("4005", "manually_added", "Manually added", "manually_added"),
         ]:
-            self.sources[sid] = {"id": sid, "company_id": COMPANY_ID, "category": category, "name": name,
-                                 "label": label}
+            self.sources[sid] = {
+                "id": sid,
+                "company_id": COMPANY_ID,
+                "category": category,
+                "name": name,
+                "label": label,
+            }
 
     def records(self) -> dict[str, Any]:
         return {
@@ -172,30 +230,40 @@ def _page(request: Request[Any, Any, Any], items: list[dict[str, Any]]) -> dict[
         start = next((i + 1 for i, r in enumerate(items) if r["id"] == after), total)
     else:
         start = 0
-    chunk = [_clean(r) for r in items[start:start + limit]]
-    meta: dict[str, Any] = {"has_previous_page": start > 0, "has_next_page": start + limit < total,
-                            "limit": limit, "total": total}
+    chunk = [_clean(r) for r in items[start : start + limit]]
+    meta: dict[str, Any] = {
+        "has_previous_page": start > 0,
+        "has_next_page": start + limit < total,
+        "limit": limit,
+        "total": total,
+    }
     if chunk:
         meta["start_cursor"], meta["end_cursor"] = chunk[0]["id"], chunk[-1]["id"]
     return {"data": chunk, "meta": meta}
 
 
-def _filter(request: Request[Any, Any, Any], items: list[dict[str, Any]],
-            **filters: str) -> list[dict[str, Any]]:
+def _filter(request: Request[Any, Any, Any], items: list[dict[str, Any]], **filters: str) -> list[dict[str, Any]]:
     """Apply Rails-style list filters: ``ids[]=1&ids[]=2`` or a scalar ``field=value``."""
     params = request.query_params
     for param, record_field in filters.items():
-        values = params.getall(param, []) if param.endswith("[]") else (
-            [params[param]] if param in params else [])
+        values = params.getall(param, []) if param.endswith("[]") else ([params[param]] if param in params else [])
         if values:
             wanted = {v.lower() if record_field == "email" else v for v in values}
-            items = [r for r in items if (str(r.get(record_field) or "").lower() if record_field == "email"
-                                          else str(r.get(record_field))) in wanted]
+            items = [
+                r
+                for r in items
+                if (str(r.get(record_field) or "").lower() if record_field == "email" else str(r.get(record_field)))
+                in wanted
+            ]
     return items
 
 
-def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
-               oauth_client_secret: str | None = None, oauth_refresh_token: str | None = None) -> Any:
+def create_app(
+    api_key: str = "sandbox",
+    oauth_client_id: str | None = None,
+    oauth_client_secret: str | None = None,
+    oauth_refresh_token: str | None = None,
+) -> Any:
     state = FactorialState(api_key=api_key)
     state.seed()
     if oauth_client_id and oauth_client_secret:
@@ -238,8 +306,10 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
     @get(f"{prefix}/api_public/credentials", sync_to_thread=False)
     def credentials(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return {"data": [{"id": "1", "company_id": COMPANY_ID, "employee_id": "1", "name": "Sandbox S.L."}],
-                "meta": {"has_previous_page": False, "has_next_page": False, "limit": 100, "total": 1}}
+        return {
+            "data": [{"id": "1", "company_id": COMPANY_ID, "employee_id": "1", "name": "Sandbox S.L."}],
+            "meta": {"has_previous_page": False, "has_next_page": False, "limit": 100, "total": 1},
+        }
 
     @get(f"{prefix}/ats/job_postings", sync_to_thread=False)
     def list_postings(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -257,14 +327,24 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
     @get(f"{prefix}/ats/questions", sync_to_thread=False)
     def list_questions(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.questions.values()),
-                                      **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"}))
+        return _page(
+            request,
+            _filter(
+                request,
+                list(state.questions.values()),
+                **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"},
+            ),
+        )
 
     @get(f"{prefix}/ats/application_phases", sync_to_thread=False)
     def list_phases(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.phases.values()),
-                                      **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"}))
+        return _page(
+            request,
+            _filter(
+                request, list(state.phases.values()), **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"}
+            ),
+        )
 
     @get(f"{prefix}/ats/candidate_sources", sync_to_thread=False)
     def list_sources(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -281,14 +361,23 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
     @get(f"{prefix}/ats/candidates", sync_to_thread=False)
     def list_candidates(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.candidates.values()),
-                                      **{"ids[]": "id", "emails[]": "email"}))
+        return _page(request, _filter(request, list(state.candidates.values()), **{"ids[]": "id", "emails[]": "email"}))
 
     @get(f"{prefix}/ats/applications", sync_to_thread=False)
     def list_applications(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.applications.values()), **{
-            "ids[]": "id", "ats_candidate_ids[]": "ats_candidate_id", "ats_job_posting_id": "ats_job_posting_id"}))
+        return _page(
+            request,
+            _filter(
+                request,
+                list(state.applications.values()),
+                **{
+                    "ids[]": "id",
+                    "ats_candidate_ids[]": "ats_candidate_id",
+                    "ats_job_posting_id": "ats_job_posting_id",
+                },
+            ),
+        )
 
     @get(f"{prefix}/ats/applications/{{application_id:str}}", sync_to_thread=False)
     def get_application(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
@@ -300,17 +389,30 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
     @get(f"{prefix}/ats/answers", sync_to_thread=False)
     def list_answers(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.answers.values()),
-                                      **{"ids[]": "id", "ats_application_ids[]": "ats_application_id"}))
+        return _page(
+            request,
+            _filter(
+                request, list(state.answers.values()), **{"ids[]": "id", "ats_application_ids[]": "ats_application_id"}
+            ),
+        )
 
     @get(f"{prefix}/ats/messages", sync_to_thread=False)
     def list_messages(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         if request.query_params.get("last_per_conversation") not in ("true", "false"):
             raise FactorialError(400, {"errors": ["last_per_conversation is required (true or false)"]})
-        return _page(request, _filter(request, list(state.messages.values()), **{
-            "ids[]": "id", "ats_conversation_id": "ats_conversation_id",
-            "ats_conversation_ids[]": "ats_conversation_id"}))
+        return _page(
+            request,
+            _filter(
+                request,
+                list(state.messages.values()),
+                **{
+                    "ids[]": "id",
+                    "ats_conversation_id": "ats_conversation_id",
+                    "ats_conversation_ids[]": "ats_conversation_id",
+                },
+            ),
+        )
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -329,17 +431,28 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
             raise _validation("gender is not included in the list")
         source_id = None
         if body.get("source"):
-            source_id = next((s["id"] for s in state.sources.values()
-                              if body["source"] in (s["name"], s["label"])), None)
+            source_id = next(
+                (s["id"] for s in state.sources.values() if body["source"] in (s["name"], s["label"])), None
+            )
         now = _now()
         cid = state.new_id()
         state.candidates[cid] = {
-            "id": cid, "company_id": COMPANY_ID, "first_name": body["first_name"], "last_name": body["last_name"],
-            "full_name": f"{body['first_name']} {body['last_name']}", "email": email,
-            "talent_pool": bool(body.get("talent_pool", False)), "phone_number": body.get("phone_number"),
-            "created_at": now, "updated_at": now, "consent_given_at": body.get("consent_given_at"),
-            "ats_job_posting_ids": [], "medium": body.get("medium"), "source_id": source_id,
-            "gender": gender or "unanswered", "source": body.get("source"),
+            "id": cid,
+            "company_id": COMPANY_ID,
+            "first_name": body["first_name"],
+            "last_name": body["last_name"],
+            "full_name": f"{body['first_name']} {body['last_name']}",
+            "email": email,
+            "talent_pool": bool(body.get("talent_pool", False)),
+            "phone_number": body.get("phone_number"),
+            "created_at": now,
+            "updated_at": now,
+            "consent_given_at": body.get("consent_given_at"),
+            "ats_job_posting_ids": [],
+            "medium": body.get("medium"),
+            "source_id": source_id,
+            "gender": gender or "unanswered",
+            "source": body.get("source"),
         }
         return _clean({k: v for k, v in state.candidates[cid].items() if k != "source"})
 
@@ -360,8 +473,10 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         candidate_id = body.get("ats_candidate_id")
         if candidate_id is None or candidate_id not in state.candidates:
             raise _validation("ats_candidate_id is invalid")
-        if any(a["ats_candidate_id"] == candidate_id and a["ats_job_posting_id"] == posting["id"]
-               for a in state.applications.values()):
+        if any(
+            a["ats_candidate_id"] == candidate_id and a["ats_job_posting_id"] == posting["id"]
+            for a in state.applications.values()
+        ):
             raise _validation("Candidate has already applied to this job posting")
         phase_id = body.get("ats_application_phase_id")
         phases = [p for p in state.phases.values() if p["ats_job_posting_id"] == posting["id"]]
@@ -371,14 +486,23 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
             raise _validation("ats_application_phase_id does not belong to the job posting")
         source_id = None
         if body.get("source"):
-            source_id = next((s["id"] for s in state.sources.values()
-                              if body["source"] in (s["name"], s["label"])), None)
+            source_id = next(
+                (s["id"] for s in state.sources.values() if body["source"] in (s["name"], s["label"])), None
+            )
         aid = state.new_id()
         state.applications[aid] = {
-            "id": aid, "company_id": COMPANY_ID, "ats_job_posting_id": posting["id"],
-            "ats_candidate_id": candidate_id, "phone": body.get("phone"), "qualified": True,
-            "ats_application_phase_id": phase_id, "created_at": _now(), "cover_letter": body.get("cover_letter"),
-            "ats_conversation_id": state.new_id(), "medium": body.get("medium"), "source_id": source_id,
+            "id": aid,
+            "company_id": COMPANY_ID,
+            "ats_job_posting_id": posting["id"],
+            "ats_candidate_id": candidate_id,
+            "phone": body.get("phone"),
+            "qualified": True,
+            "ats_application_phase_id": phase_id,
+            "created_at": _now(),
+            "cover_letter": body.get("cover_letter"),
+            "ats_conversation_id": state.new_id(),
+            "medium": body.get("medium"),
+            "source_id": source_id,
         }
         state.candidates[candidate_id]["ats_job_posting_ids"].append(posting["id"])
         return _clean(state.applications[aid])
@@ -423,8 +547,9 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
     async def create_answer(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
-        require(body, "ats_question_id", "ats_application_id", "value", "original_question_label",
-                "original_question_type")
+        require(
+            body, "ats_question_id", "ats_application_id", "value", "original_question_label", "original_question_type"
+        )
         app = state.applications.get(body["ats_application_id"])
         question = state.questions.get(body["ats_question_id"])
         if app is None:
@@ -447,9 +572,14 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         answer_id = state.new_id()
         now = _now()
         state.answers[answer_id] = {
-            "id": answer_id, "ats_question_id": question["id"], "ats_application_id": app["id"],
-            "original_question_label": body["original_question_label"], "value": value,
-            "original_question_type": qtype, "created_at": now, "updated_at": now,
+            "id": answer_id,
+            "ats_question_id": question["id"],
+            "ats_application_id": app["id"],
+            "original_question_label": body["original_question_label"],
+            "value": value,
+            "original_question_type": qtype,
+            "created_at": now,
+            "updated_at": now,
         }
         return state.answers[answer_id]
 
@@ -459,8 +589,15 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         if not data:
             raise _validation("attachment is empty")
         file_id = state.new_id()
-        record = {"id": file_id, "filename": upload_name, "content_type": content_type, "byte_size": len(data),
-                  "sha256": hashlib.sha256(data).hexdigest(), "created_at": _now(), **extra}
+        record = {
+            "id": file_id,
+            "filename": upload_name,
+            "content_type": content_type,
+            "byte_size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created_at": _now(),
+            **extra,
+        }
         state.files[file_id] = record
         return record
 
@@ -470,8 +607,10 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise FactorialError(415, {"message": "messages must be multipart/form-data"})
         form = await request.form()
-        body = {k: form.get(k) for k in ("content", "sent_by_id", "sent_by_type", "ats_application_id", "topic",
-                                          "send_as_corporate_email")}
+        body = {
+            k: form.get(k)
+            for k in ("content", "sent_by_id", "sent_by_type", "ats_application_id", "topic", "send_as_corporate_email")
+        }
         require(body, *body.keys())
         app = state.applications.get(body["ats_application_id"])
         if app is None:
@@ -487,15 +626,32 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         attachments = []
         for upload in uploads:
             data = await upload.read()
-            record = _store_file(upload.filename, upload.content_type, data, via="message",
-                                 ats_message_id=message_id, ats_application_id=app["id"])
-            attachments.append({"id": record["id"], "filename": record["filename"],
-                                "content_type": record["content_type"], "byte_size": record["byte_size"],
-                                "url": f"https://example.factorialhr.com/files/{record['id']}"})
+            record = _store_file(
+                upload.filename,
+                upload.content_type,
+                data,
+                via="message",
+                ats_message_id=message_id,
+                ats_application_id=app["id"],
+            )
+            attachments.append(
+                {
+                    "id": record["id"],
+                    "filename": record["filename"],
+                    "content_type": record["content_type"],
+                    "byte_size": record["byte_size"],
+                    "url": f"https://example.factorialhr.com/files/{record['id']}",
+                }
+            )
         state.messages[message_id] = {
-            "id": message_id, "content": body["content"], "ats_conversation_id": app["ats_conversation_id"],
-            "sent_by_id": body["sent_by_id"], "sent_by_type": body["sent_by_type"], "created_at": _now(),
-            "attachments": attachments, "topic": body["topic"],
+            "id": message_id,
+            "content": body["content"],
+            "ats_conversation_id": app["ats_conversation_id"],
+            "sent_by_id": body["sent_by_id"],
+            "sent_by_type": body["sent_by_type"],
+            "created_at": _now(),
+            "attachments": attachments,
+            "topic": body["topic"],
         }
         return state.messages[message_id]
 
@@ -510,11 +666,20 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         upload = form.get("cv")
         if not isinstance(upload, UploadFile):
             raise _validation("cv is missing")
-        record = _store_file(upload.filename, upload.content_type, await upload.read(), via="legacy_cv",
-                             ats_application_id=application_id)
-        app["cv"] = {"filename": record["filename"], "content_type": record["content_type"],
-                     "byte_size": record["byte_size"], "created_at": record["created_at"],
-                     "url": f"https://example.factorialhr.com/files/{record['id']}"}
+        record = _store_file(
+            upload.filename,
+            upload.content_type,
+            await upload.read(),
+            via="legacy_cv",
+            ats_application_id=application_id,
+        )
+        app["cv"] = {
+            "filename": record["filename"],
+            "content_type": record["content_type"],
+            "byte_size": record["byte_size"],
+            "created_at": record["created_at"],
+            "url": f"https://example.factorialhr.com/files/{record['id']}",
+        }
         return _clean(app)
 
     @post("/oauth/token", status_code=200)
@@ -523,8 +688,11 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         if form.get("grant_type") != "refresh_token":
             raise FactorialError(400, {"error": "unsupported_grant_type"})
-        if not (isinstance(client_id, str) and isinstance(client_secret, str)
-                and secrets.compare_digest(state.oauth_clients.get(client_id, "\0"), client_secret)):
+        if not (
+            isinstance(client_id, str)
+            and isinstance(client_secret, str)
+            and secrets.compare_digest(state.oauth_clients.get(client_id, "\0"), client_secret)
+        ):
             raise FactorialError(401, {"error": "invalid_client"})
         refresh = form.get("refresh_token")
         if state.refresh_tokens.get(str(refresh)) != client_id:
@@ -532,8 +700,13 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
         access, new_refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         state.access_tokens.add(access)
         state.refresh_tokens[new_refresh] = client_id  # the old refresh token stays valid for a week
-        return {"access_token": access, "token_type": "Bearer", "expires_in": 7200,
-                "refresh_token": new_refresh, "created_at": int(dt.datetime.now(dt.UTC).timestamp())}
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": 7200,
+            "refresh_token": new_refresh,
+            "created_at": int(dt.datetime.now(dt.UTC).timestamp()),
+        }
 
     @post("/_sandbox/factorial/revoke-tokens", status_code=200, sync_to_thread=False)
     def revoke_tokens() -> dict[str, int]:
@@ -550,10 +723,29 @@ def create_app(api_key: str = "sandbox", oauth_client_id: str | None = None,
 
     return sandbox_app(
         name="factorial",
-        routes=[credentials, list_postings, get_posting, list_questions, list_phases, list_sources, get_source,
-                list_candidates, list_applications, get_application, list_answers, list_messages,
-                create_candidate, create_application, update_application, move_to_phase, create_answer,
-                create_message, legacy_cv, oauth_token, revoke_tokens],
+        routes=[
+            credentials,
+            list_postings,
+            get_posting,
+            list_questions,
+            list_phases,
+            list_sources,
+            get_source,
+            list_candidates,
+            list_applications,
+            get_application,
+            list_answers,
+            list_messages,
+            create_candidate,
+            create_application,
+            update_application,
+            move_to_phase,
+            create_answer,
+            create_message,
+            legacy_cv,
+            oauth_token,
+            revoke_tokens,
+        ],
         records=state.records,
         reset=state.seed,
         exception_handlers={HTTPException: handle_error},

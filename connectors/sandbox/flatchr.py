@@ -50,17 +50,40 @@ from connectors.sandbox.common import sandbox_app
 COMPANY_ID = "Wy3EOp2NP3p1KMq8"
 COMPANY_SLUG = "sandbox-corp"
 MB = 1_000_000
-CV_CONTENT_TYPES = frozenset({
-    "application/pdf", "application/msword",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.oasis.opendocument.text", "application/rtf", "text/rtf", "text/plain",
-    "image/jpeg", "image/png",
-})
-CREATE_KEYS = frozenset({
-    "vacancy", "firstname", "lastname", "token", "email", "phone", "type", "resume", "comment",
-    "offerer_id", "source_id", "urls", "legalNewsletterPartners", "similarities", "response_text",
-    "answers", "user_id",
-})
+CV_CONTENT_TYPES = frozenset(
+    {
+        "application/pdf",
+        "application/msword",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.oasis.opendocument.text",
+        "application/rtf",
+        "text/rtf",
+        "text/plain",
+        "image/jpeg",
+        "image/png",
+    }
+)
+CREATE_KEYS = frozenset(
+    {
+        "vacancy",
+        "firstname",
+        "lastname",
+        "token",
+        "email",
+        "phone",
+        "type",
+        "resume",
+        "comment",
+        "offerer_id",
+        "source_id",
+        "urls",
+        "legalNewsletterPartners",
+        "similarities",
+        "response_text",
+        "answers",
+        "user_id",
+    }
+)
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FR_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -68,8 +91,12 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Job boards ("offerers"): 75 "Site carrière" (EN docs example), 98 / 152 are the career-site and
 # intranet distribution ids of the vacancies docs; the others are made up for the sandbox.
 OFFERERS: dict[int, str] = {
-    75: "Site carrière", 98: "Site carrière (diffusion)", 152: "Intranet", 8: "Indeed",
-    12: "LinkedIn", 31: "Welcome to the Jungle",
+    75: "Site carrière",
+    98: "Site carrière (diffusion)",
+    152: "Intranet",
+    8: "Indeed",
+    12: "LinkedIn",
+    31: "Welcome to the Jungle",
 }
 CUSTOM_SOURCES: dict[str, str] = {
     "src_salon_2026": "Salon de l'emploi 2026",
@@ -78,24 +105,53 @@ CUSTOM_SOURCES: dict[str, str] = {
 }
 COLUMNS = [
     {"id": "Nk5aMxpQ4b9GZ2Oz", "title": "À traiter", "position": 1, "visible": True, "hired": False},
-    {"id": "a4JL2lpEQKpwBXKe", "title": "Pré-qualification RH", "position": 2, "visible": True,
-     "hired": False},
+    {"id": "a4JL2lpEQKpwBXKe", "title": "Pré-qualification RH", "position": 2, "visible": True, "hired": False},
     {"id": "G6KzqPnNLyp31m0l", "title": "Entretien", "position": 3, "visible": True, "hired": False},
     {"id": "LrENkKp8lZd3xYGM", "title": "Recruté", "position": 4, "visible": True, "hired": True},
 ]
 TAGS = [
-    {"id": "vADYjo9mwOdkR0ry", "tag_id": 1178, "title": "Langues", "values": "Français;Anglais;Espagnol",
-     "multiple": True, "type": "candidates"},
-    {"id": "5gQayv9L1Qp6LXE4", "tag_id": 1183, "title": "Diplôme", "values": "Bac;Bac +2;Bac +3;Bac +5",
-     "multiple": False, "type": "candidates"},
+    {
+        "id": "vADYjo9mwOdkR0ry",
+        "tag_id": 1178,
+        "title": "Langues",
+        "values": "Français;Anglais;Espagnol",
+        "multiple": True,
+        "type": "candidates",
+    },
+    {
+        "id": "5gQayv9L1Qp6LXE4",
+        "tag_id": 1183,
+        "title": "Diplôme",
+        "values": "Bac;Bac +2;Bac +3;Bac +5",
+        "multiple": False,
+        "type": "candidates",
+    },
 ]
 
 
-def _question(qid: str, text: str, qtype: str, position: int, *, required: bool = False,
-              options: str = "", parent: str | None = None, expected: str | None = None) -> dict[str, Any]:
-    return {"id": qid, "text": text, "type": qtype, "required": required, "options": options,
-            "position": position, "size": None, "default_value": "", "parent_question": parent,
-            "parent_answer_expected": expected}
+def _question(
+    qid: str,
+    text: str,
+    qtype: str,
+    position: int,
+    *,
+    required: bool = False,
+    options: str = "",
+    parent: str | None = None,
+    expected: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": qid,
+        "text": text,
+        "type": qtype,
+        "required": required,
+        "options": options,
+        "position": position,
+        "size": None,
+        "default_value": "",
+        "parent_question": parent,
+        "parent_answer_expected": expected,
+    }
 
 
 def _seed_vacancies() -> dict[str, dict[str, Any]]:
@@ -103,10 +159,18 @@ def _seed_vacancies() -> dict[str, dict[str, Any]]:
     English with a yes/no question without options, one closed (applications refused)."""
     python_questions = [
         _question("q7Hd2LmQx9aB3cTe", "Pourquoi ce poste ?", "textarea", 1, required=True),
-        _question("q2Kp8ZrW4nYv6JsU", "Avez-vous le permis de conduire ?", "yesno", 2, required=True,
-                  options="Oui;Non"),
-        _question("q5Fg1HjK3lMn7PqR", "Depuis quelle date ?", "date", 3, required=True,
-                  parent="q2Kp8ZrW4nYv6JsU", expected="Oui"),
+        _question(
+            "q2Kp8ZrW4nYv6JsU", "Avez-vous le permis de conduire ?", "yesno", 2, required=True, options="Oui;Non"
+        ),
+        _question(
+            "q5Fg1HjK3lMn7PqR",
+            "Depuis quelle date ?",
+            "date",
+            3,
+            required=True,
+            parent="q2Kp8ZrW4nYv6JsU",
+            expected="Oui",
+        ),
         _question("q9Wx4EcR6tYu2IoP", "Ville souhaitée", "radio", 4, options="Paris;Lyon;Remote"),
         _question("q3As5DfG7hJk9LzX", "Langages maîtrisés", "checkbox", 5, options="Python;Go;Rust;SQL"),
         _question("q8Cv1BnM3qWe5RtY", "Années d'expérience", "number", 6),
@@ -119,20 +183,47 @@ def _seed_vacancies() -> dict[str, dict[str, Any]]:
         _question("q2Gh4JkL6zXc8VbN", "Preferred region", "select", 2, options="North;South;East;West"),
     ]
     rows = [
-        ("Vq5r6pYxam9AmMvP", 1001, "vq5r6pyxam9ammvp-developpeur-python-h-f", "Développeur Python H/F",
-         1, "fr_FR", python_questions),
-        ("Bx8KqL2mN4pR7sTz", 1002, "bx8kql2mn4pr7stz-account-executive", "Account Executive",
-         1, "en_GB", sales_questions),
-        ("Zc3Vb6Nm9Qw2Er5T", 1003, "zc3vb6nm9qw2er5t-stage-marketing-h-f", "Stage marketing H/F",
-         0, "fr_FR", []),
+        (
+            "Vq5r6pYxam9AmMvP",
+            1001,
+            "vq5r6pyxam9ammvp-developpeur-python-h-f",
+            "Développeur Python H/F",
+            1,
+            "fr_FR",
+            python_questions,
+        ),
+        (
+            "Bx8KqL2mN4pR7sTz",
+            1002,
+            "bx8kql2mn4pr7stz-account-executive",
+            "Account Executive",
+            1,
+            "en_GB",
+            sales_questions,
+        ),
+        ("Zc3Vb6Nm9Qw2Er5T", 1003, "zc3vb6nm9qw2er5t-stage-marketing-h-f", "Stage marketing H/F", 0, "fr_FR", []),
     ]
     return {
-        vid: {"id": vid, "vacancy_id": num, "slug": slug, "title": title, "reference": f"REF-{num}",
-              "status": status, "published": status == 1, "language": lang, "company_id": COMPANY_ID,
-              "mensuality": "y", "currency": "EUR", "remote": "parttime", "contract_type_id": 1,
-              "created_at": "2026-01-05T09:00:00.000Z", "updated_at": "2026-01-05T09:00:00.000Z",
-              "address": {"locality": "Paris", "postal_code": "75002", "country": "France"},
-              "tags": [], "questions": questions}
+        vid: {
+            "id": vid,
+            "vacancy_id": num,
+            "slug": slug,
+            "title": title,
+            "reference": f"REF-{num}",
+            "status": status,
+            "published": status == 1,
+            "language": lang,
+            "company_id": COMPANY_ID,
+            "mensuality": "y",
+            "currency": "EUR",
+            "remote": "parttime",
+            "contract_type_id": 1,
+            "created_at": "2026-01-05T09:00:00.000Z",
+            "updated_at": "2026-01-05T09:00:00.000Z",
+            "address": {"locality": "Paris", "postal_code": "75002", "country": "France"},
+            "tags": [],
+            "questions": questions,
+        }
         for vid, num, slug, title, status, lang, questions in rows
     }
 
@@ -146,12 +237,20 @@ def _encoded_id() -> str:
 class FlatchrError(Exception):
     """An HTTP error in the Boom envelope."""
 
-    PHRASES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
-               429: "Too Many Requests"}
+    PHRASES = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        409: "Conflict",
+        413: "Payload Too Large",
+        415: "Unsupported Media Type",
+        429: "Too Many Requests",
+    }
 
-    def __init__(self, status: int, message: str, *, keys: list[str] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, keys: list[str] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -159,8 +258,11 @@ class FlatchrError(Exception):
         self.headers = headers or {}
 
     def response(self) -> Response[Any]:
-        body: dict[str, Any] = {"statusCode": self.status, "error": self.PHRASES.get(self.status, "Error"),
-                                "message": self.message}
+        body: dict[str, Any] = {
+            "statusCode": self.status,
+            "error": self.PHRASES.get(self.status, "Error"),
+            "message": self.message,
+        }
         if self.keys:
             body["validation"] = {"source": "payload", "keys": self.keys}
         return Response(content=body, status_code=self.status, headers=self.headers)
@@ -174,8 +276,15 @@ def _bad(message: str, key: str) -> FlatchrError:
 class FlatchrSandbox:
     """All state of one emulator instance."""
 
-    def __init__(self, api_key: str, *, max_file_bytes: int = 5 * MB, resume_required: bool = True,
-                 email_required: bool = True, files_rate_per_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        max_file_bytes: int = 5 * MB,
+        resume_required: bool = True,
+        email_required: bool = True,
+        files_rate_per_s: float = 1.0,
+    ) -> None:
         self.api_key = api_key
         self.max_file_bytes = max_file_bytes
         self.resume_required = resume_required
@@ -204,8 +313,7 @@ class FlatchrSandbox:
             return body_token
         return request.query_params.get("token")
 
-    def authorize(self, request: Request[Any, Any, Any], company_id: str | None = None,
-                  body_token: Any = None) -> None:
+    def authorize(self, request: Request[Any, Any, Any], company_id: str | None = None, body_token: Any = None) -> None:
         token = self.token_of(request, body_token)
         if not token:
             raise FlatchrError(401, "Missing authentication")
@@ -239,12 +347,21 @@ class FlatchrSandbox:
             if filters.get("firstname") and str(filters["firstname"]).lower() != cand["firstname"].lower():
                 continue
             column = next(c for c in COLUMNS if c["id"] == app["column_id"])
-            out.append({
-                "applicant": app["id"], "vacancy": vac["title"], "vacancy_id": vac["vacancy_id"],
-                "column": column["title"], "external_id": "", "firstname": cand["firstname"],
-                "lastname": cand["lastname"], "email": cand["email"], "phone": cand["phone"],
-                "created_at": app["created_at_short"], "source": app["source_label"],
-            })
+            out.append(
+                {
+                    "applicant": app["id"],
+                    "vacancy": vac["title"],
+                    "vacancy_id": vac["vacancy_id"],
+                    "column": column["title"],
+                    "external_id": "",
+                    "firstname": cand["firstname"],
+                    "lastname": cand["lastname"],
+                    "email": cand["email"],
+                    "phone": cand["phone"],
+                    "created_at": app["created_at_short"],
+                    "source": app["source_label"],
+                }
+            )
         return out
 
     # -- create -------------------------------------------------------------------------------
@@ -284,8 +401,15 @@ class FlatchrSandbox:
         if offerer_id is not None and source_id is not None:
             raise _bad('"offerer_id" conflicts with forbidden peer "source_id"', "source_id")
         answers = self._validate_answers(vacancy, body.get("answers"))
-        return {"vacancy": vacancy, "email": email, "phone": None if phone is None else str(phone),
-                "resume": resume, "offerer_id": offerer_id, "source_id": source_id, "answers": answers}
+        return {
+            "vacancy": vacancy,
+            "email": email,
+            "phone": None if phone is None else str(phone),
+            "resume": resume,
+            "offerer_id": offerer_id,
+            "source_id": source_id,
+            "answers": answers,
+        }
 
     def _validate_resume(self, body: dict[str, Any]) -> dict[str, Any] | None:
         cv_type = body.get("type")
@@ -316,8 +440,13 @@ class FlatchrSandbox:
         name = resume.get("fileName")
         if not isinstance(name, str) or not name:
             raise _bad('"resume.fileName" is required', "resume.fileName")
-        return {"kind": "document", "name": name, "content_type": content_type,
-                "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+        return {
+            "kind": "document",
+            "name": name,
+            "content_type": content_type,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "size": len(raw),
+        }
 
     def _validate_offerer(self, value: Any) -> int | None:
         if value is None:
@@ -358,11 +487,12 @@ class FlatchrSandbox:
                 raise _bad(f'"{key}.question" is not a question of this vacancy', f"{key}.question")
             self._check_value(question, value, vacancy["language"], key)
             given[question["id"]] = value
-            stored.append({"question_id": question["id"], "question": question["text"],
-                           "type": question["type"], "value": value})
+            stored.append(
+                {"question_id": question["id"], "question": question["text"], "type": question["type"], "value": value}
+            )
         for question in vacancy["questions"]:
             if question["required"] and question["id"] not in given and self._applies(question, given):
-                raise _bad(f'question {question["id"]} is required', "answers")
+                raise _bad(f"question {question['id']} is required", "answers")
         return stored
 
     @staticmethod
@@ -407,36 +537,66 @@ class FlatchrSandbox:
         email = checked["email"]
         for app in self.applicants.values():
             cand = self.candidates[app["candidate_id"]]
-            if (not app["archived"] and app["vacancy"] == vacancy["id"] and email
-                    and (cand["email"] or "").lower() == email.lower()):
+            if (
+                not app["archived"]
+                and app["vacancy"] == vacancy["id"]
+                and email
+                and (cand["email"] or "").lower() == email.lower()
+            ):
                 raise FlatchrError(409, "Applicant already exists for this vacancy")
-        candidate = next((c for c in self.candidates.values()
-                          if email and (c["email"] or "").lower() == email.lower()), None)
+        candidate = next(
+            (c for c in self.candidates.values() if email and (c["email"] or "").lower() == email.lower()), None
+        )
         if candidate is None:
-            candidate = {"id": self.next_candidate, "firstname": body["firstname"],
-                         "lastname": body["lastname"], "email": email,
-                         "phone": checked["phone"], "consent": True,
-                         "created_at": _now_iso()}
+            candidate = {
+                "id": self.next_candidate,
+                "firstname": body["firstname"],
+                "lastname": body["lastname"],
+                "email": email,
+                "phone": checked["phone"],
+                "consent": True,
+                "created_at": _now_iso(),
+            }
             self.candidates[candidate["id"]] = candidate
             self.next_candidate += 1
         applicant_id = _encoded_id()
         offerer_id, source_id = checked["offerer_id"], checked["source_id"]
-        source_label = (OFFERERS[offerer_id] if offerer_id is not None
-                        else CUSTOM_SOURCES[source_id] if source_id is not None else "API")
+        source_label = (
+            OFFERERS[offerer_id]
+            if offerer_id is not None
+            else CUSTOM_SOURCES[source_id]
+            if source_id is not None
+            else "API"
+        )
         self.applicants[applicant_id] = {
-            "id": applicant_id, "applicant_id": self.next_applicant_num, "candidate_id": candidate["id"],
-            "vacancy": vacancy["id"], "vacancy_id": vacancy["vacancy_id"], "column_id": COLUMNS[0]["id"],
-            "offerer_id": offerer_id, "source_id": source_id, "source_label": source_label,
-            "comment": body.get("comment"), "urls": body.get("urls"), "answers": checked["answers"],
-            "newsletter": bool(body.get("legalNewsletterPartners")), "archived": False,
-            "created_at": _now_iso(), "created_at_short": time.strftime("%d/%m/%y"),
+            "id": applicant_id,
+            "applicant_id": self.next_applicant_num,
+            "candidate_id": candidate["id"],
+            "vacancy": vacancy["id"],
+            "vacancy_id": vacancy["vacancy_id"],
+            "column_id": COLUMNS[0]["id"],
+            "offerer_id": offerer_id,
+            "source_id": source_id,
+            "source_label": source_label,
+            "comment": body.get("comment"),
+            "urls": body.get("urls"),
+            "answers": checked["answers"],
+            "newsletter": bool(body.get("legalNewsletterPartners")),
+            "archived": False,
+            "created_at": _now_iso(),
+            "created_at_short": time.strftime("%d/%m/%y"),
         }
         self.next_applicant_num += 1
         resume = checked["resume"]
         if resume is not None:
             media_id = _encoded_id()
-            self.medias[media_id] = {"id": media_id, "applicant": applicant_id, "tag": "cv", **resume,
-                                     "created_at": _now_iso()}
+            self.medias[media_id] = {
+                "id": media_id,
+                "applicant": applicant_id,
+                "tag": "cv",
+                **resume,
+                "created_at": _now_iso(),
+            }
 
     # -- records ------------------------------------------------------------------------------
 
@@ -508,8 +668,9 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         sb.authorize(request, company_id)
         fields = set((request.query_params.get("fields") or "").split(","))
         status = request.query_params.get("status")
-        rows = [sb.vacancy_view(v, fields) for v in sb.vacancies.values()
-                if status is None or str(v["status"]) == status]
+        rows = [
+            sb.vacancy_view(v, fields) for v in sb.vacancies.values() if status is None or str(v["status"]) == status
+        ]
         return Response(content=rows)
 
     @get("/company/{feed:str}", sync_to_thread=False)
@@ -517,9 +678,19 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         """careers host: ``GET /company/{slug}.json``, the published vacancies, no auth."""
         if feed != f"{COMPANY_SLUG}.json":
             raise FlatchrError(404, "Company not found")
-        items = [{"id": v["id"], "offer_id": 98, "external_id": None, "published": True,
-                  "created_at": v["created_at"], "vacancy": sb.vacancy_view(v, {"address"}),
-                  "vacancy_id": v["vacancy_id"]} for v in sb.vacancies.values() if v["status"] == 1]
+        items = [
+            {
+                "id": v["id"],
+                "offer_id": 98,
+                "external_id": None,
+                "published": True,
+                "created_at": v["created_at"],
+                "vacancy": sb.vacancy_view(v, {"address"}),
+                "vacancy_id": v["vacancy_id"],
+            }
+            for v in sb.vacancies.values()
+            if v["status"] == 1
+        ]
         return Response(content={"items": items})
 
     @post("/company/{company_id:str}/search/applicants", status_code=200)
@@ -547,8 +718,9 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         return app
 
     @put("/company/{company_id:str}/vacancy/{vacancy_id:str}/applicant/{applicant_id:str}", status_code=200)
-    async def move_applicant(request: Request[Any, Any, Any], company_id: str, vacancy_id: str,
-                             applicant_id: str) -> Response[Any]:
+    async def move_applicant(
+        request: Request[Any, Any, Any], company_id: str, vacancy_id: str, applicant_id: str
+    ) -> Response[Any]:
         sb.authorize(request, company_id)
         app = applicant_or_404(vacancy_id, applicant_id)
         body = await _json_body(request)
@@ -559,10 +731,14 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         cand = sb.candidates[app["candidate_id"]]
         return Response(content={**{k: v for k, v in app.items() if k != "answers"}, "candidate": cand})
 
-    @delete("/company/{company_id:str}/vacancy/{vacancy_id:str}/applicant/{applicant_id:str}",
-            status_code=200, sync_to_thread=False)
-    def archive_applicant(request: Request[Any, Any, Any], company_id: str, vacancy_id: str,
-                          applicant_id: str) -> Response[Any]:
+    @delete(
+        "/company/{company_id:str}/vacancy/{vacancy_id:str}/applicant/{applicant_id:str}",
+        status_code=200,
+        sync_to_thread=False,
+    )
+    def archive_applicant(
+        request: Request[Any, Any, Any], company_id: str, vacancy_id: str, applicant_id: str
+    ) -> Response[Any]:
         sb.authorize(request, company_id)
         applicant_or_404(vacancy_id, applicant_id)["archived"] = True
         return Response(content={"response": "applicant archived"})
@@ -576,14 +752,24 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
             if media["applicant"] != applicant_id:
                 continue
             name = media.get("name") or media.get("url", "").rsplit("/", 1)[-1]
-            rows.append({
-                "id": media["id"], "tag": media["tag"], "created_by": None, "created_at": media["created_at"],
-                "author": None,
-                "attachment": {"id": media["id"], "name": name, "key": media["id"],
-                               "url": f"/company/{COMPANY_ID}/files/expire?key={media['id']}"
-                                      if media["kind"] == "document" else media["url"],
-                               "created_at": media["created_at"]},
-            })
+            rows.append(
+                {
+                    "id": media["id"],
+                    "tag": media["tag"],
+                    "created_by": None,
+                    "created_at": media["created_at"],
+                    "author": None,
+                    "attachment": {
+                        "id": media["id"],
+                        "name": name,
+                        "key": media["id"],
+                        "url": f"/company/{COMPANY_ID}/files/expire?key={media['id']}"
+                        if media["kind"] == "document"
+                        else media["url"],
+                        "created_at": media["created_at"],
+                    },
+                }
+            )
         return Response(content=rows)
 
     @get("/company/{company_id:str}/files/expire", sync_to_thread=False)
@@ -604,9 +790,20 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
 
     return sandbox_app(
         name="flatchr",
-        routes=[post_candidate, post_candidate_test, get_vacancy, list_vacancies, public_feed,
-                search_applicants, list_columns, list_tags, move_applicant, archive_applicant,
-                list_medias, file_link],
+        routes=[
+            post_candidate,
+            post_candidate_test,
+            get_vacancy,
+            list_vacancies,
+            public_feed,
+            search_applicants,
+            list_columns,
+            list_tags,
+            move_applicant,
+            archive_applicant,
+            list_medias,
+            file_link,
+        ],
         records=sb.records,
         reset=sb.reset,
         exception_handlers={FlatchrError: on_flatchr_error},

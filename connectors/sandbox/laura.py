@@ -65,6 +65,7 @@ STAGES = [
     {"id": 6, "name": "Hylätty / Rejected", "global_index": 5},
 ]
 
+
 def _q(qid: int, title: str, kind: str, **fmt: Any) -> dict[str, Any]:
     if "options" in fmt:
         fmt["options"] = [{"id": oid, "label": label} for oid, label in fmt["options"]]
@@ -74,8 +75,12 @@ def _q(qid: int, title: str, kind: str, **fmt: Any) -> dict[str, Any]:
 QUESTIONS = [
     _q(501, "Onko sinulla ajokortti? / Do you hold a driving licence?", "boolean"),
     _q(502, "Ajokorttiluokat / Licence classes", "multiselect", options=[(1, "B"), (2, "C"), (3, "D")]),
-    _q(503, "Toivottu toimipaikka / Preferred location", "select",
-       options=[(11, "Helsinki"), (12, "Tampere"), (13, "Etätyö / Remote")]),
+    _q(
+        503,
+        "Toivottu toimipaikka / Preferred location",
+        "select",
+        options=[(11, "Helsinki"), (12, "Tampere"), (13, "Etätyö / Remote")],
+    ),
     _q(504, "Miksi Tampere? / Why Tampere?", "text", max_length=500),
     _q(505, "Työkokemus vuosina / Years of experience", "number", min=0, max=60),
     _q(506, "Aloituspäivä / Earliest start date", "date"),
@@ -83,23 +88,59 @@ QUESTIONS = [
 ]
 
 
-def _jq(jq_id: int, job_id: int, question_id: int, index: int, required: bool,
-        pre: int | None = None, pre_options: list[str] | None = None) -> dict[str, Any]:
-    return {"id": jq_id, "job_id": job_id, "question_id": question_id, "index": index, "required": required,
-            "precondition_question_id": pre, "precondition_options": pre_options or [],
-            "changed_at": "2026-11-01T08:00:00+00:00", "remote_deleted_at": None}
+def _jq(
+    jq_id: int,
+    job_id: int,
+    question_id: int,
+    index: int,
+    required: bool,
+    pre: int | None = None,
+    pre_options: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": jq_id,
+        "job_id": job_id,
+        "question_id": question_id,
+        "index": index,
+        "required": required,
+        "precondition_question_id": pre,
+        "precondition_options": pre_options or [],
+        "changed_at": "2026-11-01T08:00:00+00:00",
+        "remote_deleted_at": None,
+    }
 
 
 JOBS = [
-    {"id": 101, "name": "Ohjelmistokehittäjä / Software Developer", "status": "open", "visibility": "public",
-     "description": "Backend work in Python.", "opened_at": "2026-10-01", "closed_at": None,
-     "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=101"},
-    {"id": 102, "name": "Sairaanhoitaja / Nurse", "status": "open", "visibility": "public",
-     "description": "Shift work.", "opened_at": "2026-10-15", "closed_at": None,
-     "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=102"},
-    {"id": 103, "name": "Kesätyöntekijä / Summer worker", "status": "closed", "visibility": "public",
-     "description": "Closed posting.", "opened_at": "2026-03-01", "closed_at": "2026-05-31",
-     "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=103"},
+    {
+        "id": 101,
+        "name": "Ohjelmistokehittäjä / Software Developer",
+        "status": "open",
+        "visibility": "public",
+        "description": "Backend work in Python.",
+        "opened_at": "2026-10-01",
+        "closed_at": None,
+        "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=101",
+    },
+    {
+        "id": 102,
+        "name": "Sairaanhoitaja / Nurse",
+        "status": "open",
+        "visibility": "public",
+        "description": "Shift work.",
+        "opened_at": "2026-10-15",
+        "closed_at": None,
+        "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=102",
+    },
+    {
+        "id": 103,
+        "name": "Kesätyöntekijä / Summer worker",
+        "status": "closed",
+        "visibility": "public",
+        "description": "Closed posting.",
+        "opened_at": "2026-03-01",
+        "closed_at": "2026-05-31",
+        "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=103",
+    },
 ]
 
 JOB_QUESTIONS = [
@@ -143,20 +184,21 @@ class LauraState:
         return self.next_id
 
     def questions_of(self, job_id: int) -> list[dict[str, Any]]:
-        rows = [dict(r, question=self.questions[r["question_id"]])
-                for r in self.job_questions if r["job_id"] == job_id]
+        rows = [dict(r, question=self.questions[r["question_id"]]) for r in self.job_questions if r["job_id"] == job_id]
         return sorted(rows, key=lambda r: r["index"])
 
     def records(self) -> dict[str, Any]:
-        return copy.deepcopy({
-            "stages": self.stages,
-            "questions": list(self.questions.values()),
-            "jobs": [dict(j, questions=self.questions_of(j["id"])) for j in self.jobs.values()],
-            "candidates": list(self.candidates.values()),
-            "applications": list(self.applications.values()),
-            "stage_moves": self.stage_moves,
-            "files": [],
-        })
+        return copy.deepcopy(
+            {
+                "stages": self.stages,
+                "questions": list(self.questions.values()),
+                "jobs": [dict(j, questions=self.questions_of(j["id"])) for j in self.jobs.values()],
+                "candidates": list(self.candidates.values()),
+                "applications": list(self.applications.values()),
+                "stage_moves": self.stage_moves,
+                "files": [],
+            }
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,8 +206,11 @@ class LauraState:
 
 
 def _candidate_errors(data: dict[str, Any]) -> list[str]:
-    errors = [f"{k} is required" for k in ("first_name", "last_name", "email")
-              if not isinstance(data.get(k), str) or not data[k].strip()]
+    errors = [
+        f"{k} is required"
+        for k in ("first_name", "last_name", "email")
+        if not isinstance(data.get(k), str) or not data[k].strip()
+    ]
     if isinstance(data.get("email"), str) and data["email"] and not EMAIL.match(data["email"]):
         errors.append("email is not a valid address")
     if "gender" in data and data["gender"] not in GENDERS:
@@ -220,8 +265,9 @@ def _shown(row: dict[str, Any], answers: dict[int, Any], rows: dict[int, dict[st
     if pre not in answers or (pre in rows and not _shown(rows[pre], answers, rows)):
         return False
     given = answers[pre]
-    tokens = {str(v).lower() if isinstance(v, bool) else str(v)
-              for v in (given if isinstance(given, list) else [given])}
+    tokens = {
+        str(v).lower() if isinstance(v, bool) else str(v) for v in (given if isinstance(given, list) else [given])
+    }
     return not row["precondition_options"] or bool(tokens & set(row["precondition_options"]))
 
 
@@ -270,7 +316,7 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
     @get("/jobs", sync_to_thread=False)
     def list_jobs(page: int = 1, per_page: int = 50) -> Response[Any]:
         jobs = list(state.jobs.values())
-        window = jobs[(page - 1) * per_page: page * per_page]
+        window = jobs[(page - 1) * per_page : page * per_page]
         return _ok(window, page=page, per_page=per_page, total=len(jobs))
 
     @get("/jobs/{job_id:int}", sync_to_thread=False)
@@ -294,8 +340,7 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
 
     @get("/candidates", sync_to_thread=False)
     def list_candidates(email: str | None = None) -> Response[Any]:
-        rows = [c for c in state.candidates.values()
-                if email is None or c["email"].lower() == email.strip().lower()]
+        rows = [c for c in state.candidates.values() if email is None or c["email"].lower() == email.strip().lower()]
         return _ok(rows, total=len(rows))
 
     @get("/candidates/{candidate_id:int}", sync_to_thread=False)
@@ -311,20 +356,20 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
         with state.lock:
             for c in state.candidates.values():
                 if c["email"].lower() == data["email"].strip().lower():
-                    return _err(409, "DUPLICATE_CANDIDATE", "a candidate with this email exists",
-                                existing_id=c["id"])
+                    return _err(409, "DUPLICATE_CANDIDATE", "a candidate with this email exists", existing_id=c["id"])
             cid = state.new_id()
             keep = ("first_name", "last_name", "email", "phone", "gender", "address")
-            record = {"id": cid, **{k: data[k] for k in keep if k in data},
-                      "created_at": _now(), "changed_at": _now()}
+            record = {"id": cid, **{k: data[k] for k in keep if k in data}, "created_at": _now(), "changed_at": _now()}
             state.candidates[cid] = record
         return _ok(record, 201)
 
     @get("/applications", sync_to_thread=False)
     def list_applications(candidate_id: int | None = None, job_id: int | None = None) -> Response[Any]:
-        rows = [a for a in state.applications.values()
-                if (candidate_id is None or a["candidate_id"] == candidate_id)
-                and (job_id is None or a["job_id"] == job_id)]
+        rows = [
+            a
+            for a in state.applications.values()
+            if (candidate_id is None or a["candidate_id"] == candidate_id) and (job_id is None or a["job_id"] == job_id)
+        ]
         return _ok(rows, total=len(rows))
 
     @get("/applications/{application_id:int}", sync_to_thread=False)
@@ -348,12 +393,20 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
         with state.lock:
             for a in state.applications.values():
                 if a["candidate_id"] == candidate_id and a["job_id"] == job["id"]:
-                    return _err(409, "DUPLICATE_APPLICATION", "the candidate already applied to this job",
-                                existing_id=a["id"])
+                    return _err(
+                        409, "DUPLICATE_APPLICATION", "the candidate already applied to this job", existing_id=a["id"]
+                    )
             aid = state.new_id()
-            record = {"id": aid, "candidate_id": candidate_id, "job_id": job["id"],
-                      "current_stage_id": state.stages[0]["id"], "outcome": None,
-                      "screening_question_answers": answers, "created_at": _now(), "changed_at": _now()}
+            record = {
+                "id": aid,
+                "candidate_id": candidate_id,
+                "job_id": job["id"],
+                "current_stage_id": state.stages[0]["id"],
+                "outcome": None,
+                "screening_question_answers": answers,
+                "created_at": _now(),
+                "changed_at": _now(),
+            }
             state.applications[aid] = record
         return _ok(record, 201)
 
@@ -367,14 +420,34 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
             return _err(422, "VALIDATION_ERROR", "stage_id does not name a stage")
         with state.lock:
             if application["current_stage_id"] != stage_id:
-                state.stage_moves.append({"application_id": application_id, "to": stage_id,
-                                          "from": application["current_stage_id"], "at": _now()})
+                state.stage_moves.append(
+                    {
+                        "application_id": application_id,
+                        "to": stage_id,
+                        "from": application["current_stage_id"],
+                        "at": _now(),
+                    }
+                )
             application["current_stage_id"] = stage_id
             application["changed_at"] = _now()
         return _ok(application)
 
-    api = Router(path=API, before_request=check_auth, route_handlers=[
-        list_jobs, get_job, job_questions, list_questions, list_stages, list_candidates, get_candidate,
-        create_candidate, list_applications, get_application, create_application, move_stage,
-    ])
+    api = Router(
+        path=API,
+        before_request=check_auth,
+        route_handlers=[
+            list_jobs,
+            get_job,
+            job_questions,
+            list_questions,
+            list_stages,
+            list_candidates,
+            get_candidate,
+            create_candidate,
+            list_applications,
+            get_application,
+            create_application,
+            move_stage,
+        ],
+    )
     return sandbox_app(name="laura", routes=[api], records=state.records, reset=state.reset)

@@ -585,8 +585,19 @@ def procedure_add(state: OtysState, args: list[Any]) -> Any:
 
 
 # AttachedDocumentsService.add's fields as documented (shared/connectors/otys-api.md §7)
-DOCUMENT_FIELDS = frozenset({"candidateUid", "fileUid", "subject", "typeId", "private", "customerRightsLevel",
-                             "alwaysOnTop", "description", "applicationUid"})
+DOCUMENT_FIELDS = frozenset(
+    {
+        "candidateUid",
+        "fileUid",
+        "subject",
+        "typeId",
+        "private",
+        "customerRightsLevel",
+        "alwaysOnTop",
+        "description",
+        "applicationUid",
+    }
+)
 
 
 def _procedure(state: OtysState, uid: Any) -> dict[str, Any]:

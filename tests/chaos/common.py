@@ -29,8 +29,14 @@ def application(i: int, *, run: str = "chaos", cv: bool = True) -> dict[str, Any
         "application": {"job_id": "2001"},
     }
     if cv:
-        body["attachments"] = [{"name": f"cv-{i}.pdf", "type": "CV", "content_type": "application/pdf",
-                                "data": b64(PDF_BYTES + f"\n% {run} {i}\n".encode())}]
+        body["attachments"] = [
+            {
+                "name": f"cv-{i}.pdf",
+                "type": "CV",
+                "content_type": "application/pdf",
+                "data": b64(PDF_BYTES + f"\n% {run} {i}\n".encode()),
+            }
+        ]
     return body
 
 
@@ -46,8 +52,10 @@ class Tally:
 
     def line(self, name: str) -> str:
         refused = ", ".join(f"{code}: {n}" for code, n in sorted(self.refused.items())) or "none"
-        return (f"[chaos] {name}: sent={self.sent} accepted={self.accepted} refused=({refused}) "
-                f"delivered={self.delivered} lost={self.lost} duplicated={self.duplicated}")
+        return (
+            f"[chaos] {name}: sent={self.sent} accepted={self.accepted} refused=({refused}) "
+            f"delivered={self.delivered} lost={self.lost} duplicated={self.duplicated}"
+        )
 
     def report(self, name: str) -> None:
         """Printed (shown with a failing test) and kept for the session's closing summary, so the
@@ -61,8 +69,14 @@ class Tally:
 SUMMARY: list[str] = []  # one [chaos] line per finished chaos test, for the terminal summary
 
 
-async def post_all(relay: Relay, bodies: Iterable[tuple[str, dict[str, Any]]], tally: Tally, *,
-                   concurrency: int = 16, timeout_s: float = 15.0) -> dict[str, str]:
+async def post_all(
+    relay: Relay,
+    bodies: Iterable[tuple[str, dict[str, Any]]],
+    tally: Tally,
+    *,
+    concurrency: int = 16,
+    timeout_s: float = 15.0,
+) -> dict[str, str]:
     """POST each (key, body); returns key → delivery id of the accepted ones. A response slower than
     `timeout_s` fails the test (intake must never hang)."""
     accepted: dict[str, str] = {}
@@ -134,7 +148,8 @@ async def stuck_report(relay: Relay, limit: int = 5) -> list[str]:
                 f"queued={await relay.redis.zscore('arq:queue', job)} "
                 f"in_progress={bool(await relay.redis.exists('arq:in-progress:' + job))} "
                 f"lock={bool(await relay.redis.exists('ar:lock:' + raw.decode()))} "
-                f"attempts={[a.get('outcome') for a in delivery.get('attempts', [])]}")
+                f"attempts={[a.get('outcome') for a in delivery.get('attempts', [])]}"
+            )
     return lines
 
 

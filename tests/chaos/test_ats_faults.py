@@ -55,16 +55,32 @@ def check_retries_follow_policy(delivery: dict[str, Any]) -> list[str]:
 
 
 async def test_thirty_percent_faults_deliver_exactly_once(make_relay: Any, factorial: Emulator) -> None:
-    relay = make_relay({"acme": connection_table("factorial", factorial.url, timeout_s=1, retry_schedule=SCHEDULE,
-                                                 retry_jitter=JITTER)}, job_timeout_s=4.0)
-    factorial.faults(error_rate=0.06, error_status=500, rate_limit_rate=0.06, retry_after=1,
-                     timeout_after_rate=0.06, stall_s=1.5, drop_rate=0.06, drop_after_rate=0.06, seed=30)
+    relay = make_relay(
+        {
+            "acme": connection_table(
+                "factorial", factorial.url, timeout_s=1, retry_schedule=SCHEDULE, retry_jitter=JITTER
+            )
+        },
+        job_timeout_s=4.0,
+    )
+    factorial.faults(
+        error_rate=0.06,
+        error_status=500,
+        rate_limit_rate=0.06,
+        retry_after=1,
+        timeout_after_rate=0.06,
+        stall_s=1.5,
+        drop_rate=0.06,
+        drop_after_rate=0.06,
+        seed=30,
+    )
     relay.spawn_worker()
     relay.spawn_worker()
     tally = Tally()
     started = time.monotonic()
-    accepted = await post_all(relay, [(f"faults-{i}", application(i, run="faults")) for i in range(APPLICATIONS)],
-                              tally)
+    accepted = await post_all(
+        relay, [(f"faults-{i}", application(i, run="faults")) for i in range(APPLICATIONS)], tally
+    )
     delivered = await wait_delivered(relay, len(accepted), timeout_s=150, nudge=True)
     records = factorial.records()
     injected = records["faults_injected"]
@@ -77,9 +93,11 @@ async def test_thirty_percent_faults_deliver_exactly_once(make_relay: Any, facto
         retried += any(a["outcome"] == "transient" for a in delivery["attempts"])
         policy_problems += [f"{delivery_id}: {p}" for p in check_retries_follow_policy(delivery)]
     tally.details += policy_problems
-    tally.report(f"30 % ATS faults ({time.monotonic() - started:.0f} s; injected={injected}; "
-                 f"deliveries retried={retried}; relay says delivered={delivered}; "
-                 f"statuses={await status_counts(relay)})")
+    tally.report(
+        f"30 % ATS faults ({time.monotonic() - started:.0f} s; injected={injected}; "
+        f"deliveries retried={retried}; relay says delivered={delivered}; "
+        f"statuses={await status_counts(relay)})"
+    )
     for line in await stuck_report(relay):
         print(f"[chaos]   unfinished: {line}", flush=True)
     assert sum(injected.values()) > APPLICATIONS, injected  # the faults really were there

@@ -43,8 +43,9 @@ async def test_thousand_applications_through_ten_kill9(make_relay: Any, factoria
     elapsed = time.monotonic() - started
 
     count_arrivals(factorial.records(), (b["candidate"]["email_address"] for _, b in bodies), tally)
-    tally.report(f"kill -9 x{KILLS} ({elapsed:.0f} s, relay says delivered={delivered}, "
-                 f"statuses={await status_counts(relay)})")
+    tally.report(
+        f"kill -9 x{KILLS} ({elapsed:.0f} s, relay says delivered={delivered}, statuses={await status_counts(relay)})"
+    )
     assert tally.accepted == APPLICATIONS
     assert delivered == APPLICATIONS
     assert (tally.lost, tally.duplicated) == (0, 0)

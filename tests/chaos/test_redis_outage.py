@@ -23,8 +23,12 @@ async def test_redis_restart_during_intake_and_delivery(tmp_path: Path, factoria
     redis_server = EmbeddedRedis(tmp_path / "outage-redis")
     redis_server.start()
     try:
-        relay = Relay(redis_server.url, {"acme": connection_table("factorial", factorial.url)}, job_timeout_s=2.0,
-                      tmp_path=tmp_path)
+        relay = Relay(
+            redis_server.url,
+            {"acme": connection_table("factorial", factorial.url)},
+            job_timeout_s=2.0,
+            tmp_path=tmp_path,
+        )
     except BaseException:
         redis_server.stop()
         raise
@@ -33,6 +37,7 @@ async def test_redis_restart_during_intake_and_delivery(tmp_path: Path, factoria
     accepted: dict[int, str] = {}
     a_third_accepted = asyncio.Event()
     try:
+
         async def send(i: int) -> None:
             tally.sent += 1
             started = time.monotonic()
@@ -71,8 +76,10 @@ async def test_redis_restart_during_intake_and_delivery(tmp_path: Path, factoria
         delivered = await wait_delivered(relay, len(accepted), timeout_s=90)
         count_arrivals(factorial.records(), [f"outage-{i}@example.org" for i in accepted], tally)
         alive = sum(1 for w in workers if w.poll() is None)
-        tally.report(f"redis restart ({OUTAGE_S:g} s outage; relay says delivered={delivered}; "
-                     f"workers alive={alive}/2; statuses={await status_counts(relay)})")
+        tally.report(
+            f"redis restart ({OUTAGE_S:g} s outage; relay says delivered={delivered}; "
+            f"workers alive={alive}/2; statuses={await status_counts(relay)})"
+        )
         for line in await stuck_report(relay):
             print(f"[chaos]   unfinished: {line}", flush=True)
         assert 500 not in tally.refused

@@ -15,8 +15,10 @@ async def test_same_application_five_times_concurrently(make_relay: Any, factori
     await relay.start_worker()
     tally = Tally()
     # Same Idempotency-Key (explicit), and no key at all (the derived connection+job+email key).
-    cases = [("with-key", {"key": "same-app-1"}, application(1, run="same")),
-             ("derived-key", {}, application(2, run="same"))]
+    cases = [
+        ("with-key", {"key": "same-app-1"}, application(1, run="same")),
+        ("derived-key", {}, application(2, run="same")),
+    ]
     ids: dict[str, set[str]] = {}
     for name, kwargs, body in cases:
         responses = await asyncio.gather(*(relay.post(body, **kwargs) for _ in range(5)))

@@ -31,9 +31,16 @@ from connectors.base import ConnectorError, Warning_
 ATS_READ_TIMEOUT_S = 2.0
 _PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
 EXTENSIONS = {
-    "application/pdf": ".pdf", "application/msword": ".doc", files.DOCX: ".docx", files.ODT: ".odt",
-    "application/rtf": ".rtf", "text/plain": ".txt", "image/png": ".png", "image/jpeg": ".jpg",
-    "image/gif": ".gif", "image/tiff": ".tif",
+    "application/pdf": ".pdf",
+    "application/msword": ".doc",
+    files.DOCX: ".docx",
+    files.ODT: ".odt",
+    "application/rtf": ".rtf",
+    "text/plain": ".txt",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/gif": ".gif",
+    "image/tiff": ".tif",
 }
 
 
@@ -176,8 +183,10 @@ class Draft:
         for name, kind, content_type, _data in self.attachments:
             attachments.append({"name": name, "type": kind, "content_type": content_type, "data": ""})
         raw: dict[str, Any] = {
-            "connection_id": self.connection_id, "candidate": self.candidate,
-            "application": {"job_id": self.job_id}, "screening_question_answers": answers,
+            "connection_id": self.connection_id,
+            "candidate": self.candidate,
+            "application": {"job_id": self.job_id},
+            "screening_question_answers": answers,
             "attachments": attachments,
         }
         if self.source:
@@ -219,7 +228,7 @@ def convert_application(raw: Any, field_names: Mapping[str, str] | None = None) 
 def _board_path(path: str, names: Mapping[str, str]) -> str:
     for canonical, board in sorted(names.items(), key=lambda kv: -len(kv[0])):
         if path == canonical or path.startswith(canonical + ".") or path.startswith(canonical + "["):
-            return board + path[len(canonical):]
+            return board + path[len(canonical) :]
     return path
 
 
@@ -251,11 +260,19 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
             _open_jobs.clear()
         _open_jobs[key] = now + JOB_OPEN_CACHE_S
     if status == "missing":
-        raise IntakeError(404, "Unknown job", f"{field_path}: the job does not exist in the ATS",
-                          [FieldError(field_path, "unknown job")])
+        raise IntakeError(
+            404,
+            "Unknown job",
+            f"{field_path}: the job does not exist in the ATS",
+            [FieldError(field_path, "unknown job")],
+        )
     if status == "closed":
-        raise IntakeError(410, "Job closed", f"{field_path}: the job no longer takes applications",
-                          [FieldError(field_path, "job closed")])
+        raise IntakeError(
+            410,
+            "Job closed",
+            f"{field_path}: the job no longer takes applications",
+            [FieldError(field_path, "job closed")],
+        )
 
 
 # -- screening questions ------------------------------------------------------------------------
@@ -318,8 +335,12 @@ class QuestionMapper:
             qid, question = await self.target(answer)
             label = answer.board_id or answer.path
             if qid is None:
-                notes.append(Warning_("answer_unmapped",
-                                      f"{self.board} question {label[:100]} matches no question of the job; not sent"))
+                notes.append(
+                    Warning_(
+                        "answer_unmapped",
+                        f"{self.board} question {label[:100]} matches no question of the job; not sent",
+                    )
+                )
                 continue
             if qid in seen:
                 continue

@@ -90,8 +90,11 @@ class MultipartStream:
         except Exception:  # a header python-multipart cannot even split
             ctype, params = b"", {}
         if ctype != b"multipart/form-data":
-            raise IntakeError(415, "Unsupported media type", "send multipart/form-data (an HTML form with "
-                              'enctype="multipart/form-data")')
+            raise IntakeError(
+                415,
+                "Unsupported media type",
+                'send multipart/form-data (an HTML form with enctype="multipart/form-data")',
+            )
         boundary = params.get(b"boundary")
         if not boundary or len(boundary) > 200:
             raise IntakeError(400, "Malformed form", "Content-Type: the multipart boundary is missing")
@@ -105,12 +108,20 @@ class MultipartStream:
         self._fields_bytes = 0
         self._files_bytes = 0
         try:
-            self.parser = MultipartParser(boundary, callbacks={
-                "on_part_begin": self._on_part_begin, "on_part_data": self._on_part_data,
-                "on_part_end": self._on_part_end, "on_header_field": self._on_header_field,
-                "on_header_value": self._on_header_value, "on_header_end": self._on_header_end,
-                "on_headers_finished": self._on_headers_finished,
-            }, max_header_count=20, max_header_size=8192)
+            self.parser = MultipartParser(
+                boundary,
+                callbacks={
+                    "on_part_begin": self._on_part_begin,
+                    "on_part_data": self._on_part_data,
+                    "on_part_end": self._on_part_end,
+                    "on_header_field": self._on_header_field,
+                    "on_header_value": self._on_header_value,
+                    "on_header_end": self._on_header_end,
+                    "on_headers_finished": self._on_headers_finished,
+                },
+                max_header_count=20,
+                max_header_size=8192,
+            )
         except (FormParserError, ValueError):
             raise IntakeError(400, "Malformed form", "Content-Type: invalid multipart boundary") from None
 
@@ -196,12 +207,23 @@ def _text(raw: bytes) -> str:
 
 
 FIELD_NAMES = {
-    "candidate.first_name": "first_name", "candidate.last_name": "last_name", "candidate.email_address": "email",
-    "candidate.phone_number": "phone", "source.name": "source", "application.job_id": "job_id",
-    "screening_question_answers": "question", "attachments": "files",
+    "candidate.first_name": "first_name",
+    "candidate.last_name": "last_name",
+    "candidate.email_address": "email",
+    "candidate.phone_number": "phone",
+    "source.name": "source",
+    "application.job_id": "job_id",
+    "screening_question_answers": "question",
+    "attachments": "files",
 }
-FILE_TYPES = {"resume": "CV", "cv": "CV", "cover_letter": "COVER_LETTER", "attachments": "OTHER",
-              "attachments[]": "OTHER", "attachment": "OTHER"}
+FILE_TYPES = {
+    "resume": "CV",
+    "cv": "CV",
+    "cover_letter": "COVER_LETTER",
+    "attachments": "OTHER",
+    "attachments[]": "OTHER",
+    "attachment": "OTHER",
+}
 
 
 def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Draft:
@@ -214,10 +236,18 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
             raise IntakeError.invalid(name, "required")
     phone = (form.value("phone") or "").strip() or None
     source = (form.value("source") or "").strip() or str(connection.settings.get("form_source_name", "Career site"))
-    draft = Draft(connection_id=connection.id, job_id=job_id, field_names=FIELD_NAMES, candidate={
-        "first_name": first, "last_name": last, "email_address": (form.value("email") or "").strip(),
-        "phone_number": phone,
-    }, source={"name": source})
+    draft = Draft(
+        connection_id=connection.id,
+        job_id=job_id,
+        field_names=FIELD_NAMES,
+        candidate={
+            "first_name": first,
+            "last_name": last,
+            "email_address": (form.value("email") or "").strip(),
+            "phone_number": phone,
+        },
+        source={"name": source},
+    )
     if truthy(form.value("gdpr_consent")):
         draft.gdpr_consent = {"given": True}
     letter = (form.value("cover_letter") or "").strip()

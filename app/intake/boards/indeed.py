@@ -52,11 +52,16 @@ def sign(body: bytes, secret: str) -> str:
 def verify(body: bytes, presented: str | None, secret: str) -> None:
     """Constant-time; a missing or wrong signature is a 401 (Indeed's contract)."""
     if not presented:
-        raise IntakeError(401, "Unauthorized", f"{SIGNATURE_HEADER} header is missing",
-                          [FieldError(SIGNATURE_HEADER, "missing")])
+        raise IntakeError(
+            401, "Unauthorized", f"{SIGNATURE_HEADER} header is missing", [FieldError(SIGNATURE_HEADER, "missing")]
+        )
     if not hmac.compare_digest(presented.strip().encode(), sign(body, secret).encode()):
-        raise IntakeError(401, "Unauthorized", f"{SIGNATURE_HEADER} does not match the body",
-                          [FieldError(SIGNATURE_HEADER, "does not match")])
+        raise IntakeError(
+            401,
+            "Unauthorized",
+            f"{SIGNATURE_HEADER} does not match the body",
+            [FieldError(SIGNATURE_HEADER, "does not match")],
+        )
 
 
 # -- the body (lenient: unknown fields ignored, every field optional, required keys checked after) -
@@ -150,8 +155,12 @@ def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
     mapping = settings.get("indeed_jobs")
     if isinstance(mapping, dict) and mapping:
         if value not in mapping:
-            raise IntakeError(404, "Unknown job", f"{source}: not a job this connection takes applications for",
-                              [FieldError(source, "unknown job")])
+            raise IntakeError(
+                404,
+                "Unknown job",
+                f"{source}: not a job this connection takes applications for",
+                [FieldError(source, "unknown job")],
+            )
         return str(mapping[value]), source
     if len(value) > 200:
         raise IntakeError.invalid(source, "longer than 200 characters")
@@ -165,9 +174,11 @@ def board_answers(apply: IndeedApply, connection: Connection) -> list[BoardAnswe
     """Answers from all three containers Indeed has used, current first; demographic answers
     (EEO data) only where the connection maps their ids explicitly."""
     answers: list[BoardAnswer] = []
-    for path, container in (("screenerQuestionsAndAnswers", apply.screenerQuestionsAndAnswers),
-                            ("questionsAndAnswers", apply.questionsAndAnswers),
-                            ("questions", apply.questions)):
+    for path, container in (
+        ("screenerQuestionsAndAnswers", apply.screenerQuestionsAndAnswers),
+        ("questionsAndAnswers", apply.questionsAndAnswers),
+        ("questions", apply.questions),
+    ):
         answers.extend(_container(path, container, connection))
     explicit = connection.settings.get("indeed_questions") or {}
     for answer in _container("demographicQuestionsAndAnswers", apply.demographicQuestionsAndAnswers, connection):
@@ -254,8 +265,9 @@ def _option(path: str, value: dict[str, Any]) -> tuple[str, str]:
 def _file(path: str, name: Any, content_type: Any, data: Any, connection: Connection) -> FileValue:
     if not isinstance(data, str) or not data.strip():
         raise IntakeError.invalid(f"{path}.data", "must be base64 text")
-    if (name is not None and not isinstance(name, str)) or (content_type is not None and not isinstance(
-            content_type, str)):
+    if (name is not None and not isinstance(name, str)) or (
+        content_type is not None and not isinstance(content_type, str)
+    ):
         raise IntakeError.invalid(path, "fileName and contentType must be text")
     check_file_size(len(data) * 3 // 4 - 3, connection, f"{path}.data")
     raw = decode_base64(data, f"{path}.data")  # lenient: whitespace, missing padding, url-safe alphabet
@@ -269,14 +281,18 @@ def _file(path: str, name: Any, content_type: Any, data: Any, connection: Connec
 
 
 FIELD_NAMES = {
-    "candidate.first_name": "applicant.firstName", "candidate.last_name": "applicant.lastName",
-    "candidate.email_address": "applicant.email", "candidate.phone_number": "applicant.phoneNumber",
-    "application.job_id": "job.jobId", "source.name": "indeed_source_name",
+    "candidate.first_name": "applicant.firstName",
+    "candidate.last_name": "applicant.lastName",
+    "candidate.email_address": "applicant.email",
+    "candidate.phone_number": "applicant.phoneNumber",
+    "application.job_id": "job.jobId",
+    "source.name": "indeed_source_name",
 }
 
 
-async def to_application(apply: IndeedApply, connection: Connection, connector: Connector, job_id: str
-                         ) -> tuple[Draft, Origin, list[Warning_]]:
+async def to_application(
+    apply: IndeedApply, connection: Connection, connector: Connector, job_id: str
+) -> tuple[Draft, Origin, list[Warning_]]:
     """The draft application (`.build()` validates it; `.rename()` names intake's refusals
     in Indeed's terms), where it came from, and what could not be mapped."""
     notes: list[Warning_] = []
@@ -288,24 +304,42 @@ async def to_application(apply: IndeedApply, connection: Connection, connector: 
         full_first, full_last = split_name(full)
         first, last = first or full_first, last or full_last
     candidate = {
-        "first_name": first, "last_name": last, "email_address": (applicant.email or "").strip(),
+        "first_name": first,
+        "last_name": last,
+        "email_address": (applicant.email or "").strip(),
         "phone_number": clean_phone(applicant.phoneNumber, notes, "applicant.phoneNumber"),
     }
-    draft = Draft(connection_id=connection.id, job_id=job_id, candidate=candidate, field_names=FIELD_NAMES,
-                  source={"name": str(connection.settings.get("indeed_source_name", "Indeed"))})
+    draft = Draft(
+        connection_id=connection.id,
+        job_id=job_id,
+        candidate=candidate,
+        field_names=FIELD_NAMES,
+        source={"name": str(connection.settings.get("indeed_source_name", "Indeed"))},
+    )
     resume = applicant.resume
     if resume is not None and resume.file is not None and resume.file.data:
-        value = _file("applicant.resume.file", resume.file.fileName, resume.file.contentType, resume.file.data,
-                      connection)
-        draft.add_attachment(file_name(value, "resume", "applicant.resume.file"), "CV", value.content_type,
-                             value.data, "applicant.resume.file")
+        value = _file(
+            "applicant.resume.file", resume.file.fileName, resume.file.contentType, resume.file.data, connection
+        )
+        draft.add_attachment(
+            file_name(value, "resume", "applicant.resume.file"),
+            "CV",
+            value.content_type,
+            value.data,
+            "applicant.resume.file",
+        )
     elif resume is not None and (resume.text or resume.html or "").strip():
         text = resume.text if (resume.text or "").strip() else resume.html or ""
         name = "resume.txt" if (resume.text or "").strip() else "resume.html"
         draft.add_attachment(name, "CV", "text/plain", text.encode(), "applicant.resume")
     if (applicant.coverletter or "").strip():
-        draft.add_attachment("cover_letter.txt", "COVER_LETTER", "text/plain", (applicant.coverletter or "").encode(),
-                             "applicant.coverletter")
+        draft.add_attachment(
+            "cover_letter.txt",
+            "COVER_LETTER",
+            "text/plain",
+            (applicant.coverletter or "").encode(),
+            "applicant.coverletter",
+        )
     explicit = connection.settings.get("indeed_questions") or {}
     mapper = QuestionMapper(explicit, lambda: connector.screening_questions(job_id), "Indeed")
     mapped = await mapper.map(board_answers(apply, connection), notes)

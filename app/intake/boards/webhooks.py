@@ -50,8 +50,9 @@ def verify(body: bytes, headers: Mapping[str, str], hooks: Sequence[Webhook]) ->
     presented = {name: headers[name] for name in HEADERS if headers.get(name)}
     missing = [name for name in HEADERS if name not in presented]
     if missing:
-        raise IntakeError(401, "Unauthorized", f"{missing[0]} header is missing",
-                          [FieldError(name, "missing") for name in missing])
+        raise IntakeError(
+            401, "Unauthorized", f"{missing[0]} header is missing", [FieldError(name, "missing") for name in missing]
+        )
     for hook in hooks:
         try:
             hook.verify(body, presented, json_parse=False)
@@ -59,9 +60,12 @@ def verify(body: bytes, headers: Mapping[str, str], hooks: Sequence[Webhook]) ->
             continue
         break
     else:
-        raise IntakeError(401, "Unauthorized",
-                          "webhook-signature does not match, or webhook-timestamp is outside ±5 minutes",
-                          [FieldError("webhook-signature", "no valid signature")])
+        raise IntakeError(
+            401,
+            "Unauthorized",
+            "webhook-signature does not match, or webhook-timestamp is outside ±5 minutes",
+            [FieldError("webhook-signature", "no valid signature")],
+        )
     message_id = presented["webhook-id"]
     if not MESSAGE_ID.match(message_id):
         raise IntakeError.invalid("webhook-id", "1 to 255 printable ASCII characters", 400)

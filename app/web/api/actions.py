@@ -71,8 +71,11 @@ def _decode(body: bytes, kind: type[Any]) -> Any:
     except msgspec.DecodeError as exc:
         raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
     except IntakeError as exc:  # a file's base64 that even the lenient decoder refuses
-        raise _Refused(problem(exc.status, exc.title, exc.detail,
-                               errors=[{"field": e.field, "message": e.message} for e in exc.errors])) from None
+        raise _Refused(
+            problem(
+                exc.status, exc.title, exc.detail, errors=[{"field": e.field, "message": e.message} for e in exc.errors]
+            )
+        ) from None
 
 
 def _refusal(exc: msgspec.ValidationError) -> _Refused:
@@ -92,8 +95,9 @@ async def _parent(request: Request[Any, Any, Any], delivery_id: str) -> Delivery
     if parent is None:
         raise _Refused(problem(404, "Not found", f"no delivery {delivery_id}"))
     if parent.kind != "application" or "application" not in parent.checkpoints:
-        raise _Refused(problem(409, "Not delivered yet",
-                               "the application has no remote id yet; retry once it is delivered"))
+        raise _Refused(
+            problem(409, "Not delivered yet", "the application has no remote id yet; retry once it is delivered")
+        )
     return parent
 
 
@@ -102,24 +106,50 @@ def _supports(runtime: Runtime, connection_id: str, action: str) -> None:
         raise _Refused(problem(404, "Unknown connection", f"connection {connection_id!r} is not configured"))
     connector = runtime.connectors.get(connection_id)
     if action not in connector.capabilities.actions:
-        raise _Refused(problem(422, "Not supported by the target ATS",
-                               f"{connector.name} does not support {action}",
-                               errors=[{"field": "action", "message": "not supported by this ATS"}]))
+        raise _Refused(
+            problem(
+                422,
+                "Not supported by the target ATS",
+                f"{connector.name} does not support {action}",
+                errors=[{"field": "action", "message": "not supported by this ATS"}],
+            )
+        )
 
 
-async def _queue(request: Request[Any, Any, Any], parent: Delivery | None, connection_id: str, action: str,
-                 params: dict[str, Any], files: list[Any] | None = None) -> Response[Any]:
+async def _queue(
+    request: Request[Any, Any, Any],
+    parent: Delivery | None,
+    connection_id: str,
+    action: str,
+    params: dict[str, Any],
+    files: list[Any] | None = None,
+) -> Response[Any]:
     runtime = _runtime(request)
     _supports(runtime, connection_id, action)
     connector = runtime.connectors.get(connection_id)
     new_id, created = await actions.enqueue_action(
-        runtime.store, parent, action, params, files or [], idempotency_key(request),
-        connection_id=connection_id, connector=connector.name)
+        runtime.store,
+        parent,
+        action,
+        params,
+        files or [],
+        idempotency_key(request),
+        connection_id=connection_id,
+        connector=connector.name,
+    )
     token = current_token(request)
-    await audit.record(runtime.redis, token.name if token else "?", action, new_id,
-                       {"connection": connection_id, "parent": parent.id if parent else None})
-    return Response({"id": new_id, "status": "queued", "duplicate": not created}, status_code=202,
-                    headers={"Location": f"/v1/deliveries/{new_id}"})
+    await audit.record(
+        runtime.redis,
+        token.name if token else "?",
+        action,
+        new_id,
+        {"connection": connection_id, "parent": parent.id if parent else None},
+    )
+    return Response(
+        {"id": new_id, "status": "queued", "duplicate": not created},
+        status_code=202,
+        headers={"Location": f"/v1/deliveries/{new_id}"},
+    )
 
 
 async def _attachment_files(request: Request[Any, Any, Any], connection_id: str) -> list[Any]:
@@ -127,11 +157,15 @@ async def _attachment_files(request: Request[Any, Any, Any], connection_id: str)
     body: AddAttachment = _decode(await read_body(request), AddAttachment)
     connector = runtime.connectors.get(connection_id)
     if body.attachment.type not in connector.capabilities.attachment_types:
-        raise _Refused(problem(
-            422, "Not accepted by the target ATS",
-            f"{connector.name} takes attachments of type "
-            f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
-            errors=[{"field": "attachment.type", "message": "not supported by this ATS"}]))
+        raise _Refused(
+            problem(
+                422,
+                "Not accepted by the target ATS",
+                f"{connector.name} takes attachments of type "
+                f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
+                errors=[{"field": "attachment.type", "message": "not supported by this ATS"}],
+            )
+        )
     return build_attachments([("attachment", body.attachment)], request.app.state.intake.connection(connection_id))
 
 
@@ -141,16 +175,19 @@ def _link_params(link: AddResultLink) -> dict[str, Any]:
 
 def _refusals(handler: Any) -> Any:
     """Turn a `_Refused` into its problem response (kept out of each handler's body)."""
+
     @functools.wraps(handler)
     async def wrapped(*args: Any, **kwargs: Any) -> Response[Any]:
         try:
             return await handler(*args, **kwargs)
         except _Refused as refused:
             return refused.response
+
     return wrapped
 
 
 # -- on a delivered application (by delivery id) -------------------------------------------------
+
 
 @post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
 @_refusals
@@ -186,57 +223,77 @@ async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str
 
 # -- on remote ids -------------------------------------------------------------------------------
 
+
 @post("/v1/connections/{connection_id:str}/applications/{application_id:str}/stage", guards=[retry_guard])
 @_refusals
 async def application_stage(request: Request[Any, Any, Any], connection_id: str, application_id: str) -> Response[Any]:
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
-    return await _queue(request, None, connection_id, ACTION_MOVE_APPLICATION_TO_STAGE,
-                        {"application_id": application_id, "stage_id": body.stage_id})
+    return await _queue(
+        request,
+        None,
+        connection_id,
+        ACTION_MOVE_APPLICATION_TO_STAGE,
+        {"application_id": application_id, "stage_id": body.stage_id},
+    )
 
 
 @post("/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments", guards=[retry_guard])
 @_refusals
-async def application_attachment(request: Request[Any, Any, Any], connection_id: str,
-                                 application_id: str) -> Response[Any]:
+async def application_attachment(
+    request: Request[Any, Any, Any], connection_id: str, application_id: str
+) -> Response[Any]:
     _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
     files = await _attachment_files(request, connection_id)
-    return await _queue(request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION,
-                        {"application_id": application_id}, files)
+    return await _queue(
+        request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION, {"application_id": application_id}, files
+    )
 
 
 @post("/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links", guards=[retry_guard])
 @_refusals
-async def application_result_link(request: Request[Any, Any, Any], connection_id: str,
-                                  application_id: str) -> Response[Any]:
+async def application_result_link(
+    request: Request[Any, Any, Any], connection_id: str, application_id: str
+) -> Response[Any]:
     body: AddResultLink = _decode(await read_body(request), AddResultLink)
-    return await _queue(request, None, connection_id, ACTION_ADD_RESULT_LINK_TO_APPLICATION,
-                        {"application_id": application_id, **_link_params(body)})
+    return await _queue(
+        request,
+        None,
+        connection_id,
+        ACTION_ADD_RESULT_LINK_TO_APPLICATION,
+        {"application_id": application_id, **_link_params(body)},
+    )
 
 
 @post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[retry_guard])
 @_refusals
-async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str,
-                               candidate_id: str) -> Response[Any]:
+async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str, candidate_id: str) -> Response[Any]:
     _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
     files = await _attachment_files(request, connection_id)
-    return await _queue(request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE,
-                        {"candidate_id": candidate_id}, files)
+    return await _queue(
+        request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE, {"candidate_id": candidate_id}, files
+    )
 
 
 @post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links", guards=[retry_guard])
 @_refusals
-async def candidate_result_link(request: Request[Any, Any, Any], connection_id: str,
-                                candidate_id: str) -> Response[Any]:
+async def candidate_result_link(
+    request: Request[Any, Any, Any], connection_id: str, candidate_id: str
+) -> Response[Any]:
     body: AddResultLink = _decode(await read_body(request), AddResultLink)
-    return await _queue(request, None, connection_id, ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
-                        {"candidate_id": candidate_id, **_link_params(body)})
+    return await _queue(
+        request,
+        None,
+        connection_id,
+        ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
+        {"candidate_id": candidate_id, **_link_params(body)},
+    )
 
 
-@get("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
-     guards=[require_scope("pii")])
+@get("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[require_scope("pii")])
 @_refusals
-async def list_candidate_attachments(request: Request[Any, Any, Any], connection_id: str,
-                                     candidate_id: str) -> Response[Any]:
+async def list_candidate_attachments(
+    request: Request[Any, Any, Any], connection_id: str, candidate_id: str
+) -> Response[Any]:
     """The candidate's files as the ATS holds them (metadata only), read live."""
     runtime = _runtime(request)
     if connection_id not in runtime.config.connections:
@@ -244,19 +301,35 @@ async def list_candidate_attachments(request: Request[Any, Any, Any], connection
     try:
         files = await runtime.connectors.get(connection_id).candidate_attachments(candidate_id)
     except TransientError as exc:
-        return problem(503, "The ATS is unavailable", exc.detail,
-                       headers={"Retry-After": str(int(exc.retry_after or 30))})
+        return problem(
+            503, "The ATS is unavailable", exc.detail, headers={"Retry-After": str(int(exc.retry_after or 30))}
+        )
     except ConnectorError as exc:
         status = exc.status if exc.status in (404, 422) else 502
         return problem(status, "The ATS refused", exc.detail)
     token = current_token(request)
-    await audit.record(runtime.redis, token.name if token else "?", "read_candidate_attachments", candidate_id,
-                       {"connection": connection_id})
+    await audit.record(
+        runtime.redis,
+        token.name if token else "?",
+        "read_candidate_attachments",
+        candidate_id,
+        {"connection": connection_id},
+    )
     return Response({"data": files})
 
 
 def router(_: Runtime) -> Router:
-    return Router(path="/", route_handlers=[
-        delivery_attachment, delivery_stage, delivery_result_link, application_stage, application_attachment,
-        application_result_link, candidate_attachment, candidate_result_link, list_candidate_attachments,
-    ])
+    return Router(
+        path="/",
+        route_handlers=[
+            delivery_attachment,
+            delivery_stage,
+            delivery_result_link,
+            application_stage,
+            application_attachment,
+            application_result_link,
+            candidate_attachment,
+            candidate_result_link,
+            list_candidate_attachments,
+        ],
+    )

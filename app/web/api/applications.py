@@ -47,8 +47,7 @@ def _intake(request: Request[Any, Any, Any]) -> Intake:
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise IntakeError(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters",
-                          [])
+        raise IntakeError(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters", [])
     return key
 
 
@@ -101,12 +100,22 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     except Exception as exc:  # any failure to reach Redis means not ready
         return problem(503, "Not ready", f"redis: {type(exc).__name__}", headers={"Retry-After": "5"})
     if not heartbeat:
-        return problem(503, "Not ready", "no worker heartbeat in the last "
-                       f"{queue.HEALTH_CHECK_INTERVAL_S + 1} s", headers={"Retry-After": "5"})
+        return problem(
+            503,
+            "Not ready",
+            f"no worker heartbeat in the last {queue.HEALTH_CHECK_INTERVAL_S + 1} s",
+            headers={"Retry-After": "5"},
+        )
     return Response({"status": "ready"})
 
 
 def api_router() -> Router:
-    return Router(path="/", route_handlers=[
-        create_application, health, ready,
-    ], request_max_body_size=None)
+    return Router(
+        path="/",
+        route_handlers=[
+            create_application,
+            health,
+            ready,
+        ],
+        request_max_body_size=None,
+    )

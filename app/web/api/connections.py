@@ -1,10 +1,10 @@
 """Connection operations: status of every connection, resume after a pause, API passthrough, metrics.
 
-    GET  /v1/connections                        read   paused reason, deliveries by status, failing age
-    POST /v1/connections/{id}/resume            admin  lift the pause, re-queue its paused deliveries
-    POST /v1/connections/{id}/passthrough       admin  one call to the ATS API with the connection's
-                                                       credentials, confined to its API base
-    GET  /metrics                               read   Prometheus gauges (failing age, paused, queue)
+GET  /v1/connections                        read   paused reason, deliveries by status, failing age
+POST /v1/connections/{id}/resume            admin  lift the pause, re-queue its paused deliveries
+POST /v1/connections/{id}/passthrough       admin  one call to the ATS API with the connection's
+                                                   credentials, confined to its API base
+GET  /metrics                               read   Prometheus gauges (failing age, paused, queue)
 """
 
 from __future__ import annotations
@@ -77,8 +77,13 @@ async def resume(request: Request[Any, Any, Any], connection_id: str) -> Respons
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
     was_paused = await runtime.store.paused_reason(connection_id) is not None
     resumed = await runtime.store.resume_connection(connection_id)
-    await audit.record(runtime.redis, _actor(request), "resume_connection", connection_id,
-                       {"resumed_deliveries": resumed, "was_paused": was_paused})
+    await audit.record(
+        runtime.redis,
+        _actor(request),
+        "resume_connection",
+        connection_id,
+        {"resumed_deliveries": resumed, "was_paused": was_paused},
+    )
     log.info("connection.resumed", connection=connection_id, resumed_deliveries=resumed)
     return Response({"id": connection_id, "paused": False, "was_paused": was_paused, "resumed_deliveries": resumed})
 

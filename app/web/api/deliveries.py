@@ -42,19 +42,30 @@ def actor(request: Request[Any, Any, Any]) -> str:
 
 
 def query_problem(exc: QueryError) -> Response[Any]:
-    return problem(400, "Invalid request", f"{exc.field}: {exc.message}",
-                   errors=[{"field": exc.field, "message": exc.message}])
+    return problem(
+        400, "Invalid request", f"{exc.field}: {exc.message}", errors=[{"field": exc.field, "message": exc.message}]
+    )
 
 
 def summary(delivery: Delivery) -> dict[str, Any]:
     """A list row: ids, where it stands, where it came from; never candidate data."""
     return {
-        "id": delivery.id, "status": delivery.status, "kind": delivery.kind,
-        "connection_id": delivery.connection_id, "connector": delivery.connector,
-        "channel": delivery.channel, "board": delivery.board, "board_application_id": delivery.board_application_id,
-        "job_id": delivery.job_id, "action": delivery.action, "created_at": delivery.created_at,
-        "updated_at": delivery.updated_at, "delivered_at": delivery.delivered_at,
-        "next_attempt_at": delivery.next_attempt_at, "runs": delivery.runs, "attempts": len(delivery.attempts),
+        "id": delivery.id,
+        "status": delivery.status,
+        "kind": delivery.kind,
+        "connection_id": delivery.connection_id,
+        "connector": delivery.connector,
+        "channel": delivery.channel,
+        "board": delivery.board,
+        "board_application_id": delivery.board_application_id,
+        "job_id": delivery.job_id,
+        "action": delivery.action,
+        "created_at": delivery.created_at,
+        "updated_at": delivery.updated_at,
+        "delivered_at": delivery.delivered_at,
+        "next_attempt_at": delivery.next_attempt_at,
+        "runs": delivery.runs,
+        "attempts": len(delivery.attempts),
         "last_error": msgspec.to_builtins(delivery.last_error) if delivery.last_error else None,
         "payload_purged": delivery.payload_purged,
     }
@@ -74,8 +85,9 @@ async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, curs
         page = await find(store, f, limit=limit, cursor=cursor)
     except QueryError as exc:
         return query_problem(exc)
-    return Response({"data": [summary(d) for d in page.deliveries], "next_cursor": page.next_cursor,
-                     "counts": await store.counts()})
+    return Response(
+        {"data": [summary(d) for d in page.deliveries], "next_cursor": page.next_cursor, "counts": await store.counts()}
+    )
 
 
 @get("/v1/deliveries/counts", guards=[read_guard])
@@ -91,8 +103,12 @@ async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, includ
     name for a token with the `pii` scope (and records that it was seen)."""
     store = _runtime(request).store
     if include not in (None, "", "candidate"):
-        return problem(400, "Invalid request", "include: only 'candidate' is supported",
-                       errors=[{"field": "include", "message": "unknown value"}])
+        return problem(
+            400,
+            "Invalid request",
+            "include: only 'candidate' is supported",
+            errors=[{"field": "include", "message": "unknown value"}],
+        )
     delivery = await store.get(delivery_id)
     if delivery is None:
         return problem(404, "Not found", f"no delivery {delivery_id}")
@@ -118,11 +134,15 @@ async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -
     return await _retry(request, delivery_id, attachments_only=True)
 
 
-async def retry_one(runtime: Runtime, delivery_id: str, who: str, *, attachments_only: bool
-                    ) -> actions.RetryResult:
+async def retry_one(runtime: Runtime, delivery_id: str, who: str, *, attachments_only: bool) -> actions.RetryResult:
     result = await actions.retry(runtime.store, delivery_id, attachments_only=attachments_only)
-    await audit.record(runtime.redis, who, "retry_attachments" if attachments_only else "retry", delivery_id,
-                       {"changed": result.changed})
+    await audit.record(
+        runtime.redis,
+        who,
+        "retry_attachments" if attachments_only else "retry",
+        delivery_id,
+        {"changed": result.changed},
+    )
     return result
 
 
@@ -131,8 +151,10 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
         result = await retry_one(_runtime(request), delivery_id, actor(request), attachments_only=attachments_only)
     except actions.OperationError as exc:
         return problem(exc.status, exc.title, exc.detail)
-    return Response({"id": result.delivery_id, "status": result.status, "changed": result.changed},
-                    status_code=202 if result.changed else 200)
+    return Response(
+        {"id": result.delivery_id, "status": result.status, "changed": result.changed},
+        status_code=202 if result.changed else 200,
+    )
 
 
 class BulkRetryIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -163,8 +185,11 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     except QueryError as exc:
         return query_problem(exc)
     bulk_id = await retries.start_bulk_retry(_runtime(request).store, f, actor(request))
-    return Response({"id": bulk_id, "status": "running", "filter": f.as_params()}, status_code=202,
-                    headers={"Location": f"/v1/bulk-retries/{bulk_id}"})
+    return Response(
+        {"id": bulk_id, "status": "running", "filter": f.as_params()},
+        status_code=202,
+        headers={"Location": f"/v1/bulk-retries/{bulk_id}"},
+    )
 
 
 @get("/v1/bulk-retries/{bulk_id:str}", guards=[read_guard])
@@ -204,10 +229,20 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 def router(_: Runtime) -> Router:
-    return Router(path="/", route_handlers=[
-        list_deliveries, delivery_counts, get_delivery, retry_delivery, retry_attachments, bulk_retry,
-        bulk_retry_progress, purge_delivery, metrics_endpoint,
-    ])
+    return Router(
+        path="/",
+        route_handlers=[
+            list_deliveries,
+            delivery_counts,
+            get_delivery,
+            retry_delivery,
+            retry_attachments,
+            bulk_retry,
+            bulk_retry_progress,
+            purge_delivery,
+            metrics_endpoint,
+        ],
+    )
 
 
 __all__ = ["FILTER_FIELDS", "DeliveryFilter", "router", "summary"]

@@ -30,9 +30,15 @@ async def download(request: Request[Any, Any, Any], token: str) -> Response[Any]
     ref = next((a for a in stored_decoder.decode(raw).attachments if a.index == index), None)
     if ref is None:
         return problem(404, "Not found", "no such file")
-    return Response(data, media_type=ref.content_type or "application/octet-stream", headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(ref.name)}",
-        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+    return Response(
+        data,
+        media_type=ref.content_type or "application/octet-stream",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(ref.name)}",
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 def router(_: Runtime) -> Router:

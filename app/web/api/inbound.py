@@ -27,11 +27,23 @@ from connectors.base import Warning_
 log = structlog.get_logger("applyrelay.inbound")
 FORM_OVERHEAD_BYTES = forms.MAX_FIELDS_BYTES + 1_000_000  # part headers and boundaries around the files
 
-INT_SETTINGS = {"indeed_max_body_bytes": indeed.DEFAULT_MAX_BODY, "webhook_max_body_bytes": None,
-                "form_rate_limit": 10, "form_rate_window_s": 60, "form_trusted_proxy_hops": 0}
+INT_SETTINGS = {
+    "indeed_max_body_bytes": indeed.DEFAULT_MAX_BODY,
+    "webhook_max_body_bytes": None,
+    "form_rate_limit": 10,
+    "form_rate_window_s": 60,
+    "form_trusted_proxy_hops": 0,
+}
 TABLE_SETTINGS = ("indeed_jobs", "indeed_questions")
-TEXT_SETTINGS = ("indeed_secret_env", "webhook_secret_env", "form_token_env", "form_thank_you_url",
-                 "form_honeypot_field", "form_source_name", "indeed_source_name")
+TEXT_SETTINGS = (
+    "indeed_secret_env",
+    "webhook_secret_env",
+    "form_token_env",
+    "form_thank_you_url",
+    "form_honeypot_field",
+    "form_source_name",
+    "indeed_source_name",
+)
 
 
 def validate_settings(config: Config) -> None:
@@ -45,9 +57,10 @@ def validate_settings(config: Config) -> None:
                 raise ConfigError(f"{where}.{key}: must be a non-negative integer")
         for key in TABLE_SETTINGS:
             value = settings.get(key)
-            if value is not None and (not isinstance(value, dict)
-                                      or not all(isinstance(v, str | int) for v in value.values())):
-                raise ConfigError(f"{where}.{key}: must be a table of id = \"ATS id\"")
+            if value is not None and (
+                not isinstance(value, dict) or not all(isinstance(v, str | int) for v in value.values())
+            ):
+                raise ConfigError(f'{where}.{key}: must be a table of id = "ATS id"')
         for key in TEXT_SETTINGS:
             if key in settings and not isinstance(settings[key], str):
                 raise ConfigError(f"{where}.{key}: must be a string")
@@ -111,8 +124,9 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
 
 
-async def _accept(intake: Intake, draft: Draft, origin: Origin, key: str | None,
-                  notes: list[Warning_] | None = None) -> Accepted:
+async def _accept(
+    intake: Intake, draft: Draft, origin: Origin, key: str | None, notes: list[Warning_] | None = None
+) -> Accepted:
     """Validate and store; intake's refusals name the sender's own fields."""
     application = draft.build()
     try:
@@ -127,8 +141,13 @@ def _idem_hash(connection_id: str, board_id: str) -> str:
 
 def _duplicate(delivery_id: str) -> Response[Any]:
     """Indeed's contract: 409 for a duplicate (and it stops resending)."""
-    return problem(409, "Duplicate application", "this application was already received",
-                   delivery_id=delivery_id, headers={"Location": f"/v1/deliveries/{delivery_id}"})
+    return problem(
+        409,
+        "Duplicate application",
+        "this application was already received",
+        delivery_id=delivery_id,
+        headers={"Location": f"/v1/deliveries/{delivery_id}"},
+    )
 
 
 # -- Standard Webhooks ------------------------------------------------------------------------------
@@ -174,8 +193,9 @@ async def career_form(request: Request[Any, Any, Any], connection_id: str, job_i
         raise
 
 
-async def _career_form(request: Request[Any, Any, Any], connection_id: str, job_id: str,
-                       browser: bool) -> Response[Any]:
+async def _career_form(
+    request: Request[Any, Any, Any], connection_id: str, job_id: str, browser: bool
+) -> Response[Any]:
     intake = _intake(request)
     runtime = _runtime(request)
     connection = intake.connection(connection_id)
@@ -252,8 +272,7 @@ async def _rate_limit(request: Request[Any, Any, Any], runtime: Runtime, connect
 
 class _TooMany(IntakeError):
     def __init__(self, retry_after: int) -> None:
-        super().__init__(429, "Too many requests", f"too many applications from this address; retry in "
-                         f"{retry_after} s")
+        super().__init__(429, "Too many requests", f"too many applications from this address; retry in {retry_after} s")
         self.retry_after = retry_after
 
 
@@ -262,8 +281,9 @@ def _form_success(connection: Connection, browser: bool, accepted: Any) -> Respo
         url = connection.settings.get("form_thank_you_url")
         if isinstance(url, str) and url:
             return Redirect(url, status_code=303)
-        return Response(_page("Thank you", "<p>Your application was received.</p>"), status_code=200,
-                        media_type="text/html")
+        return Response(
+            _page("Thank you", "<p>Your application was received.</p>"), status_code=200, media_type="text/html"
+        )
     if accepted is None:
         return Response({"status": "received"}, status_code=202)
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
@@ -277,11 +297,14 @@ def _html_error(exc: IntakeError) -> Response[Any]:
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<h1>{html.escape(title)}</h1>{body}</html>")
+    return (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<h1>{html.escape(title)}</h1>{body}</html>"
+    )
 
 
 def router(runtime: Runtime) -> Router:
     validate_settings(runtime.config)
-    return Router(path="/inbound", route_handlers=[indeed_apply, signed_webhook, career_form],
-                  request_max_body_size=None)
+    return Router(
+        path="/inbound", route_handlers=[indeed_apply, signed_webhook, career_form], request_max_body_size=None
+    )

@@ -51,8 +51,9 @@ def _subject(body: bytes) -> SubjectRequest | Response[Any]:
         message = "not a valid email address" if "regex" in text or "length" in text else text.split(" - at ")[0]
         return problem(422, "Invalid request", f"{field}: {message}", errors=[{"field": field, "message": message}])
     except msgspec.DecodeError:
-        return problem(400, "Malformed JSON", "the body is not valid JSON",
-                       errors=[{"field": "$", "message": "not JSON"}])
+        return problem(
+            400, "Malformed JSON", "the body is not valid JSON", errors=[{"field": "$", "message": "not JSON"}]
+        )
 
 
 @post("/v1/erasure", guards=[require_scope("erase")], status_code=200)
@@ -64,8 +65,13 @@ async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = _runtime(request)
     eraser = Eraser(runtime.store, runtime.pseudonyms, lease_wait_s=runtime.settings.lease_s + 1)
     report = await eraser.erase(subject.email)
-    await audit.record(runtime.redis, actor(request), "erase", f"subject:{report.subject}",
-                       {"deliveries": len(report.deliveries), "stopped": sum(d.stopped for d in report.deliveries)})
+    await audit.record(
+        runtime.redis,
+        actor(request),
+        "erase",
+        f"subject:{report.subject}",
+        {"deliveries": len(report.deliveries), "stopped": sum(d.stopped for d in report.deliveries)},
+    )
     return Response(report.to_json())
 
 
@@ -82,18 +88,26 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     records = []
     for delivery in await runtime.store.get_many(ids):
         raw = await runtime.store.load_payload(delivery.id)
-        application = msgspec.to_builtins(stored_decoder.decode(raw)) if raw and delivery.kind == "application" \
-            else None
+        application = (
+            msgspec.to_builtins(stored_decoder.decode(raw)) if raw and delivery.kind == "application" else None
+        )
         files_held = 0
         if raw is not None and not delivery.files_purged:
             for i in range(await file_count(runtime.store, delivery)):
                 files_held += int(bool(await runtime.redis.exists(file_key(delivery.id, i))))
-        records.append({"delivery_id": delivery.id, "status": delivery.status, "connection_id": delivery.connection_id,
-                        "created_at": delivery.created_at, "delivered_at": delivery.delivered_at,
-                        "remote_ids": dict(delivery.checkpoints), "application": application,
-                        "files_held": files_held})
-    await audit.record(runtime.redis, actor(request), "export", f"subject:{digest[:16]}",
-                       {"deliveries": len(records)})
+        records.append(
+            {
+                "delivery_id": delivery.id,
+                "status": delivery.status,
+                "connection_id": delivery.connection_id,
+                "created_at": delivery.created_at,
+                "delivered_at": delivery.delivered_at,
+                "remote_ids": dict(delivery.checkpoints),
+                "application": application,
+                "files_held": files_held,
+            }
+        )
+    await audit.record(runtime.redis, actor(request), "export", f"subject:{digest[:16]}", {"deliveries": len(records)})
     return Response({"subject": digest[:16], "deliveries": records})
 
 
@@ -101,12 +115,17 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
 async def audit_log(request: Request[Any, Any, Any], limit: int = 100, before: str | None = None) -> Response[Any]:
     """Newest first; pass `next` back as `before` for the next page."""
     if before is not None and not _is_stream_id(before):
-        return problem(400, "Invalid request", "before: an entry id as returned in `next`",
-                       errors=[{"field": "before", "message": "not an audit entry id"}])
+        return problem(
+            400,
+            "Invalid request",
+            "before: an entry id as returned in `next`",
+            errors=[{"field": "before", "message": "not an audit entry id"}],
+        )
     limit = max(1, min(limit, MAX_AUDIT_PAGE))
     entries = await audit.read(_runtime(request).redis, count=limit, before=before)
-    return Response({"data": [msgspec.to_builtins(e) for e in entries],
-                     "next": entries[-1].id if len(entries) == limit else None})
+    return Response(
+        {"data": [msgspec.to_builtins(e) for e in entries], "next": entries[-1].id if len(entries) == limit else None}
+    )
 
 
 def _is_stream_id(text: str) -> bool:

@@ -42,13 +42,19 @@ STATIC = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "te
 STATIC_BYTES = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-SHORT = {"queued": "queued", "delivering": "running", "retry_scheduled": "retry", "delivered": "delivered",
-         "failed": "failed", "paused": "paused"}
+SHORT = {
+    "queued": "queued",
+    "delivering": "running",
+    "retry_scheduled": "retry",
+    "delivered": "delivered",
+    "failed": "failed",
+    "paused": "paused",
+}
 RANGES = {"1h": (3600, 12), "24h": (86400, 24), "7d": (7 * 86400, 28)}
 
 read_guard = require_scope("read")
@@ -62,17 +68,17 @@ def _utc(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                          autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                          undefined=jinja2.Undefined)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    undefined=jinja2.Undefined,
+)
 _env.filters["utc"] = _utc
 
 
-def render(template: str, status_code: int = 200, cookies: list[Cookie] | None = None,
-           **context: Any) -> Response[Any]:
+def render(template: str, status_code: int = 200, cookies: list[Cookie] | None = None, **context: Any) -> Response[Any]:
     html = _env.get_template(template).render(**context)
-    return Response(html, media_type=MediaType.HTML, status_code=status_code, headers=SECURITY_HEADERS,
-                    cookies=cookies)
+    return Response(html, media_type=MediaType.HTML, status_code=status_code, headers=SECURITY_HEADERS, cookies=cookies)
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -80,6 +86,7 @@ def _runtime(request: Request[Any, Any, Any]) -> Runtime:
 
 
 # -- session middleware and auth redirects ------------------------------------------------------
+
 
 def session_middleware(app: ASGIApp) -> ASGIApp:
     """Cookie → session → token, for the guards (`current_token` reads the scope first)."""
@@ -113,16 +120,18 @@ def not_logged_in(request: Request[Any, Any, Any], exc: NotAuthorizedException) 
 def forbidden(request: Request[Any, Any, Any], exc: PermissionDeniedException) -> Response[Any]:
     if request.url.path.startswith("/dashboard/api/"):
         return problem(403, "Forbidden", str(exc.detail))
-    return render("message.html", status_code=403, title="Not allowed", message=str(exc.detail),
-                  **_chrome(request))
+    return render("message.html", status_code=403, title="Not allowed", message=str(exc.detail), **_chrome(request))
 
 
 def _chrome(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """What the page layout needs: who is logged in, their scopes, the CSRF token."""
     token = current_token(request)
     session = _session(request)
-    return {"user": token.name if token else None, "scopes": sorted(token.scopes) if token else [],
-            "csrf": session.csrf if session else ""}
+    return {
+        "user": token.name if token else None,
+        "scopes": sorted(token.scopes) if token else [],
+        "csrf": session.csrf if session else "",
+    }
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -133,26 +142,47 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 def _check_csrf(request: Request[Any, Any, Any], form: dict[str, str]) -> Response[Any] | None:
     session = _session(request)
     if session is None or not sessions.csrf_ok(session.csrf, form.get("csrf")):
-        return render("message.html", status_code=403, title="Form expired",
-                      message="The form's security token did not match; go back, reload and try again.",
-                      **_chrome(request))
+        return render(
+            "message.html",
+            status_code=403,
+            title="Form expired",
+            message="The form's security token did not match; go back, reload and try again.",
+            **_chrome(request),
+        )
     return None
 
 
 def _safe_next(value: str | None) -> str:
-    return value if value and value.startswith("/dashboard") and "//" not in value and "\\" not in value \
-        else "/dashboard"
+    return (
+        value if value and value.startswith("/dashboard") and "//" not in value and "\\" not in value else "/dashboard"
+    )
 
 
 # -- login / logout -----------------------------------------------------------------------------
 
+
 @get("/dashboard/login")
 async def login_page(request: Request[Any, Any, Any], next: str | None = None) -> Response[Any]:
     csrf = secrets.token_urlsafe(32)
-    cookie = Cookie(key=sessions.LOGIN_CSRF_COOKIE, value=csrf, path="/dashboard/login", httponly=True,
-                    secure=True, samesite="strict", max_age=3600)
-    return render("login.html", cookies=[cookie], login_csrf=csrf, next=_safe_next(next), error=None,
-                  user=None, scopes=[], csrf="")
+    cookie = Cookie(
+        key=sessions.LOGIN_CSRF_COOKIE,
+        value=csrf,
+        path="/dashboard/login",
+        httponly=True,
+        secure=True,
+        samesite="strict",
+        max_age=3600,
+    )
+    return render(
+        "login.html",
+        cookies=[cookie],
+        login_csrf=csrf,
+        next=_safe_next(next),
+        error=None,
+        user=None,
+        scopes=[],
+        csrf="",
+    )
 
 
 @post("/dashboard/login")
@@ -160,28 +190,58 @@ async def login(request: Request[Any, Any, Any]) -> Response[Any]:
     form = await _form(request)
     next_path = _safe_next(form.get("next"))
     if not sessions.csrf_ok(request.cookies.get(sessions.LOGIN_CSRF_COOKIE), form.get("login_csrf")):
-        return render("login.html", status_code=403, login_csrf="", next=next_path, user=None, scopes=[], csrf="",
-                      error="The login form expired; reload the page and try again.")
+        return render(
+            "login.html",
+            status_code=403,
+            login_csrf="",
+            next=next_path,
+            user=None,
+            scopes=[],
+            csrf="",
+            error="The login form expired; reload the page and try again.",
+        )
     redis = _runtime(request).redis
     client = request.client.host if request.client else "?"
     if await sessions.login_blocked(redis, client):
-        return render("login.html", status_code=429, login_csrf=request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""),
-                      next=next_path, user=None, scopes=[], csrf="",
-                      error="Too many failed logins from this address; wait a few minutes.")
+        return render(
+            "login.html",
+            status_code=429,
+            login_csrf=request.cookies.get(sessions.LOGIN_CSRF_COOKIE, ""),
+            next=next_path,
+            user=None,
+            scopes=[],
+            csrf="",
+            error="Too many failed logins from this address; wait a few minutes.",
+        )
     token = find_token(request.app.state.tokens, form.get("token", "").strip()) if form.get("token") else None
     if token is None:
         await sessions.login_failed(redis, client)
     if token is None or "read" not in token.scopes:
         csrf = request.cookies.get(sessions.LOGIN_CSRF_COOKIE, "")
         message = "Unknown token." if token is None else "This token lacks the read scope."
-        return render("login.html", status_code=401, login_csrf=csrf, next=next_path, user=None, scopes=[], csrf="",
-                      error=message)
+        return render(
+            "login.html", status_code=401, login_csrf=csrf, next=next_path, user=None, scopes=[], csrf="", error=message
+        )
     session_id, _ = await sessions.create(redis, token)
     cookies = [
-        Cookie(key=sessions.COOKIE, value=session_id, path="/dashboard", httponly=True, secure=True,
-               samesite="strict", max_age=sessions.SESSION_TTL_S),
-        Cookie(key=sessions.LOGIN_CSRF_COOKIE, value="", path="/dashboard/login", max_age=0, secure=True,
-               httponly=True, samesite="strict"),
+        Cookie(
+            key=sessions.COOKIE,
+            value=session_id,
+            path="/dashboard",
+            httponly=True,
+            secure=True,
+            samesite="strict",
+            max_age=sessions.SESSION_TTL_S,
+        ),
+        Cookie(
+            key=sessions.LOGIN_CSRF_COOKIE,
+            value="",
+            path="/dashboard/login",
+            max_age=0,
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        ),
     ]
     return Redirect(next_path, status_code=303, cookies=cookies)
 
@@ -192,12 +252,25 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     if (refused := _check_csrf(request, form)) is not None:
         return refused
     await sessions.destroy(_runtime(request).redis, request.cookies.get(sessions.COOKIE))
-    return Redirect("/dashboard/login", status_code=303, cookies=[
-        Cookie(key=sessions.COOKIE, value="", path="/dashboard", max_age=0, secure=True, httponly=True,
-               samesite="strict")])
+    return Redirect(
+        "/dashboard/login",
+        status_code=303,
+        cookies=[
+            Cookie(
+                key=sessions.COOKIE,
+                value="",
+                path="/dashboard",
+                max_age=0,
+                secure=True,
+                httponly=True,
+                samesite="strict",
+            )
+        ],
+    )
 
 
 # -- list ---------------------------------------------------------------------------------------
+
 
 def _chart(data: dict[str, Any], span: str) -> dict[str, Any]:
     """Bar geometry for the inline SVG: received (and delivered, failed) per bucket."""
@@ -212,18 +285,40 @@ def _chart(data: dict[str, Any], span: str) -> dict[str, Any]:
         for j, kind in enumerate(("received", "delivered", "failed")):
             value = data[kind][i]
             h = (height - 20) * value / top
-            bars.append({"x": round(x + 1 + j * (slot - 2) / 3, 1), "y": round(height - 14 - h, 1),
-                         "w": round(max((slot - 2) / 3 - 0.5, 0.5), 1), "h": round(h, 1), "kind": kind,
-                         "title": f"{_utc(start)} UTC: {value} {kind}"})
-    labels = [{"x": round(pad + i * slot, 1), "text": _utc(data["start"] + i * data["step"])[5:16]}
-              for i in range(0, n, max(n // 6, 1))]
-    return {"width": width, "height": height, "bars": bars, "labels": labels, "top": top, "span": span,
-            "pad": pad, "totals": {k: sum(data[k]) for k in ("received", "delivered", "failed")}}
+            bars.append(
+                {
+                    "x": round(x + 1 + j * (slot - 2) / 3, 1),
+                    "y": round(height - 14 - h, 1),
+                    "w": round(max((slot - 2) / 3 - 0.5, 0.5), 1),
+                    "h": round(h, 1),
+                    "kind": kind,
+                    "title": f"{_utc(start)} UTC: {value} {kind}",
+                }
+            )
+    labels = [
+        {"x": round(pad + i * slot, 1), "text": _utc(data["start"] + i * data["step"])[5:16]}
+        for i in range(0, n, max(n // 6, 1))
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "labels": labels,
+        "top": top,
+        "span": span,
+        "pad": pad,
+        "totals": {k: sum(data[k]) for k in ("received", "delivered", "failed")},
+    }
 
 
 @get("/dashboard", guards=[read_guard])
-async def dashboard(request: Request[Any, Any, Any], cursor: str | None = None, bulk: str | None = None,
-                    range: str = "24h", limit: int = 50) -> Response[Any]:
+async def dashboard(
+    request: Request[Any, Any, Any],
+    cursor: str | None = None,
+    bulk: str | None = None,
+    range: str = "24h",
+    limit: int = 50,
+) -> Response[Any]:
     runtime = _runtime(request)
     store = runtime.store
     params = {name: request.query_params.get(name) for name in FILTER_FIELDS}
@@ -239,18 +334,30 @@ async def dashboard(request: Request[Any, Any, Any], cursor: str | None = None, 
     current = {k: (v or "") for k, v in params.items()}
     next_link = None
     if page and page.next_cursor:
-        next_link = "/dashboard?" + urlencode({**{k: v for k, v in current.items() if v}, "cursor": page.next_cursor,
-                                                "range": span})
+        next_link = "/dashboard?" + urlencode(
+            {**{k: v for k, v in current.items() if v}, "cursor": page.next_cursor, "range": span}
+        )
     progress = await retries.bulk_progress(store, bulk) if bulk else None
     return render(
-        "dashboard.html", statuses=STATUSES, counts=await counts(store, names),
-        rows=[summary(d) for d in page.deliveries] if page else [], next_link=next_link, filters=current,
-        filtered=any(current.values()), error=error, connections=names,
+        "dashboard.html",
+        statuses=STATUSES,
+        counts=await counts(store, names),
+        rows=[summary(d) for d in page.deliveries] if page else [],
+        next_link=next_link,
+        filters=current,
+        filtered=any(current.values()),
+        error=error,
+        connections=names,
         connectors=sorted({c.connector for c in runtime.config.connections.values()}),
-        channels=await known_names(store, "channel"), boards=await known_names(store, "board"),
+        channels=await known_names(store, "channel"),
+        boards=await known_names(store, "board"),
         chart=_chart(await series(store, span_s=RANGES[span][0], buckets=RANGES[span][1]), span),
         ranges={r: "/dashboard?" + urlencode({**{k: v for k, v in current.items() if v}, "range": r}) for r in RANGES},
-        progress=progress, short=SHORT, now=time.time(), **_chrome(request))
+        progress=progress,
+        short=SHORT,
+        now=time.time(),
+        **_chrome(request),
+    )
 
 
 @get("/dashboard/api/counts", guards=[read_guard])
@@ -268,8 +375,13 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         f = build_filter({name: form.get(name) for name in FILTER_FIELDS})
     except QueryError as exc:
-        return render("message.html", status_code=400, title="Invalid filter", message=f"{exc.field}: {exc.message}",
-                      **_chrome(request))
+        return render(
+            "message.html",
+            status_code=400,
+            title="Invalid filter",
+            message=f"{exc.field}: {exc.message}",
+            **_chrome(request),
+        )
     token = current_token(request)
     bulk_id = await retries.start_bulk_retry(_runtime(request).store, f, token.name if token else "?")
     return Redirect("/dashboard", query_params={**f.as_params(), "bulk": bulk_id}, status_code=303)
@@ -285,20 +397,33 @@ async def bulk_json(request: Request[Any, Any, Any], bulk_id: str) -> Response[A
 
 # -- detail and actions -------------------------------------------------------------------------
 
+
 @get("/dashboard/deliveries/{delivery_id:str}", guards=[read_guard])
 async def detail(request: Request[Any, Any, Any], delivery_id: str, done: str | None = None) -> Response[Any]:
     store = _runtime(request).store
     delivery = await store.get(delivery_id)
     if delivery is None:
-        return render("message.html", status_code=404, title="Not found", message=f"No delivery {delivery_id}.",
-                      **_chrome(request))
+        return render(
+            "message.html",
+            status_code=404,
+            title="Not found",
+            message=f"No delivery {delivery_id}.",
+            **_chrome(request),
+        )
     token = current_token(request)
     candidate = None
     if token is not None and "pii" in token.scopes:
         candidate = await retries.show_candidate(store, delivery, token.name, "dashboard")
-    return render("detail.html", d=delivery, candidate=candidate, timeline=retries.timeline(delivery),
-                  actions=_actions(delivery), terminal=delivery.status in TERMINAL, done=done,
-                  **_chrome(request))
+    return render(
+        "detail.html",
+        d=delivery,
+        candidate=candidate,
+        timeline=retries.timeline(delivery),
+        actions=_actions(delivery),
+        terminal=delivery.status in TERMINAL,
+        done=done,
+        **_chrome(request),
+    )
 
 
 def _actions(d: Delivery) -> dict[str, bool]:
@@ -334,8 +459,7 @@ async def _act(request: Request[Any, Any, Any], delivery_id: str, action: str) -
             result = await retry_one(runtime, delivery_id, who, attachments_only=action == "retry-attachments")
             outcome = "queued" if result.changed else "unchanged"
     except actions.OperationError as exc:
-        return render("message.html", status_code=exc.status, title=exc.title, message=exc.detail,
-                      **_chrome(request))
+        return render("message.html", status_code=exc.status, title=exc.title, message=exc.detail, **_chrome(request))
     return Redirect(f"/dashboard/deliveries/{delivery_id}", query_params={"done": outcome}, status_code=303)
 
 
@@ -358,15 +482,31 @@ async def purge_action(request: Request[Any, Any, Any], delivery_id: str) -> Res
 async def static(name: str) -> Response[Any]:
     if name not in STATIC:
         return problem(404, "Not found", "no such file")
-    return Response(STATIC_BYTES[name], media_type=STATIC[name],
-                    headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+    return Response(
+        STATIC_BYTES[name],
+        media_type=STATIC[name],
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def router(_: Runtime) -> Router:
     return Router(
         path="/",
-        route_handlers=[login_page, login, logout, dashboard, counts_json, bulk_retry, bulk_json, detail_json,
-                        detail, retry_action, retry_attachments_action, purge_action, static],
+        route_handlers=[
+            login_page,
+            login,
+            logout,
+            dashboard,
+            counts_json,
+            bulk_retry,
+            bulk_json,
+            detail_json,
+            detail,
+            retry_action,
+            retry_attachments_action,
+            purge_action,
+            static,
+        ],
         middleware=[session_middleware],
         exception_handlers={NotAuthorizedException: not_logged_in, PermissionDeniedException: forbidden},
     )
