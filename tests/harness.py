@@ -26,6 +26,7 @@ from app.delivery import queue
 from app.delivery.store import DeliveryStore
 from app.delivery.worker import WakeableWorker, create_worker
 from app.privacy.crypto import AesGcmSealer, parse_keys
+from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
 from app.settings import Settings
 from app.tokens import SCOPES, ApiToken
@@ -140,7 +141,7 @@ class Relay:
         jobs = await self.redis.zrange(queue.QUEUE_NAME, 0, -1, withscores=True)
         if jobs:
             await self.redis.zadd(queue.QUEUE_NAME, {j: s - seconds * 1000 for j, s in jobs})
-            await self.redis.lpush(queue.WAKE_KEY, b"1")
+            await self.redis.lpush(WAKE_KEY, b"1")
 
     async def run_due_jobs(self) -> None:
         """Make everything due now (the retry schedule, compressed)."""

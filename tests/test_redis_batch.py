@@ -11,8 +11,9 @@ from redis.exceptions import ResponseError
 
 from app.delivery import queue
 from app.delivery.record import Delivery
-from app.delivery.store import DeliveryStore, PlainSealer, connection_status_index, metric_key, status_index
+from app.delivery.store import DeliveryStore, PlainSealer
 from app.redis.batch import BLOB_TTL_MS, BatchRunner, CommandBatch, call_with_blobs
+from app.redis.keys import connection_status_index, metric_key, status_index
 
 
 async def test_every_command_writes_what_a_pipeline_would(redis_url: str) -> None:

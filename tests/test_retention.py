@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from app.delivery.worker import CRON_JOBS, create_worker
-from app.privacy.erasure import PURGED_METRIC
 from app.privacy.retention import RetentionPolicy, sweep
+from app.redis.keys import PURGED_METRIC
 from app.runtime import Runtime
 from connectors.sandbox import create_emulator
 from tests.harness import PDF_BYTES, Emulator, Relay, b64, connection_table

@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook
 
 from app.config import ConfigError, parse_config
 from app.delivery.worker import create_worker, cron_jobs
+from app.redis.keys import CALLBACKS_DUE
 from app.runtime import Runtime
 from app.settings import Settings
 from app.tracking import callbacks, poll
@@ -133,7 +134,7 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
         assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later) == {
             "retry_scheduled": 2
         }
-        due = await runtime.redis.zrange(callbacks.DUE, 0, -1, withscores=True)
+        due = await runtime.redis.zrange(CALLBACKS_DUE, 0, -1, withscores=True)
         assert all(15 * 0.8 - 1 <= score - later <= 15 * 1.2 + 1 for _, score in due)  # the delivery schedule
         sent = await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=later + 20)
         assert sent == {"sent": 2}

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from app.delivery.store import PREFIX
 from app.privacy import audit
-from app.privacy.crypto import INDEX_KEY_KEY, AesGcmSealer, SealError, new_key
+from app.privacy.crypto import AesGcmSealer, SealError, new_key
+from app.redis.keys import INDEX_KEY, SEALED_PATTERNS
 
 # Replace a record only if nobody changed or deleted it since we read it (a worker may be storing
 # a fetched file, or a purge dropping it): compare-and-set, keeping any TTL.
@@ -30,7 +30,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-SEALED_PATTERNS = (PREFIX + "p:*", PREFIX + "f:*")
 
 
 @dataclass
@@ -63,7 +62,7 @@ async def rotate(redis: Redis, sealer: AesGcmSealer, *, batch: int = 500) -> Rot
         else:
             report.changed_meanwhile += 1  # rewritten (under the new key) or deleted meanwhile
 
-    await one(INDEX_KEY_KEY.encode())
+    await one(INDEX_KEY.encode())
     for pattern in SEALED_PATTERNS:
         async for key in redis.scan_iter(match=pattern, count=batch):
             await one(key)

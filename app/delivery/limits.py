@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.config import Connection
-
-SEMAPHORE_PREFIX = "ar:sem:"
-BUCKET_PREFIX = "ar:tb:"
+from app.redis.keys import bucket_key, semaphore_key
 
 # KEYS: semaphore, bucket. ARGV: lease ttl ms, limit, token, rate per s (0 = none), burst.
 # Returns {1, 0} when a slot (and a token) was taken, else {0, ms to wait (or -1: no slot)}.
@@ -77,7 +75,7 @@ class ConnectionLimiter:
         rate = connection.rate_per_s or 0.0
         burst = max(1, math.floor(rate)) if rate else 0
         ok, wait_ms = await self._acquire(
-            keys=[SEMAPHORE_PREFIX + connection.id, BUCKET_PREFIX + connection.id],
+            keys=[semaphore_key(connection.id), bucket_key(connection.id)],
             args=[self.lease_ms, connection.concurrency, token, rate, burst],
         )
         if ok:
@@ -85,8 +83,8 @@ class ConnectionLimiter:
         return Denied(None if int(wait_ms) < 0 else int(wait_ms) / 1000)
 
     async def release(self, lease: Lease) -> None:
-        await self.redis.zrem(SEMAPHORE_PREFIX + lease.connection_id, lease.token)
+        await self.redis.zrem(semaphore_key(lease.connection_id), lease.token)
 
     async def in_flight(self, connection_id: str) -> int:
         """Leases held now (expired ones included until the next acquire sweeps them)."""
-        return int(await self.redis.zcard(SEMAPHORE_PREFIX + connection_id))
+        return int(await self.redis.zcard(semaphore_key(connection_id)))

@@ -18,8 +18,9 @@ import msgspec
 from arq.constants import default_queue_name, health_check_key_suffix, job_key_prefix
 from arq.jobs import serialize_job
 
+from app.redis.keys import WAKE_KEY
+
 QUEUE_NAME = default_queue_name
-WAKE_KEY = "ar:wake"
 DELIVER_FUNCTION = "deliver"
 # arq's workers write this key every HEALTH_CHECK_INTERVAL_S, expiring one second later: /ready's heartbeat.
 HEALTH_CHECK_KEY = default_queue_name + health_check_key_suffix

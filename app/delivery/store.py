@@ -1,28 +1,8 @@
-"""Redis persistence of deliveries: one place that knows the key layout.
+"""Redis persistence of deliveries: state, payload, files, indexes and metrics, written together.
 
-Keys (prefix ``ar:``):
-    ar:d:<id>            Delivery state (msgpack, no PII)
-    ar:p:<id>            payload: StoredApplication or action payload (msgpack, sealed)
-    ar:f:<id>:<n>        attachment n's bytes (sealed)
-    ar:idem:<hash>       idempotency key → delivery id
-    ar:ix:all            every delivery, scored by creation time
-    ar:ix:st:<status>    deliveries per status, scored by last update
-    ar:ix:c:<conn> / ar:ix:k:<connector> / ar:ix:ch:<channel> / ar:ix:b:<board> / ar:ix:bid:<board app id>
-                         deliveries per connection, connector, origin channel, board and board
-                         application id, scored by creation time (they never change after intake)
-    ar:ix:cs:<conn>:<status>  deliveries per connection and status, scored by last update
-    ar:ix:names:<kind>   the connection / channel / board values seen (for filter menus)
-    ar:m:<metric>        metric counters (hashes), written in the same step as the change they count
-    ar:m:ts:<event>:<day> deliveries delivered / dead-lettered per 5 minutes (the dashboard's chart)
-    ar:bulk:<id>         a bulk retry's progress (hash)
-    ar:sess:<hash>       a dashboard session (hash)
-    ar:login-fail:<ip>   failed dashboard logins from one client (a counter, 5 minutes)
-    ar:lock:<id>         the lease of the worker running the delivery
-    ar:paused:<conn>     a connection paused on auth failure
-    ar:ix:email:<hmac>   a candidate's deliveries, by keyed hash of the address (app/erasure.py)
-    ar:erased:<hmac>     erasure tombstone (hash: when, how many); ar:keys:index the sealed index key
-and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
-the state change that needs a run, so "stored" and "enqueued" can never disagree.
+The keys are built in `app/redis/keys.py`. arq's own `arq:job:<job id>` / `arq:queue` are written
+in the same transaction as the state change that needs a run, so "stored" and "enqueued" can
+never disagree (docs/architecture.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -38,9 +18,24 @@ from redis.asyncio import Redis
 from app.delivery import queue
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
 from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
+from app.redis.keys import (
+    IX_ALL,
+    NO_MARKER,
+    WAKE_KEY,
+    connection_status_index,
+    file_key,
+    idempotency_claim_key,
+    index_key,
+    lease_key,
+    metric_key,
+    names_key,
+    paused_key,
+    payload_key,
+    series_key,
+    state_key,
+    status_index,
+)
 
-PREFIX = "ar:"
-IX_ALL = PREFIX + "ix:all"
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 
 # Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
@@ -124,71 +119,14 @@ class NoSealer:
         return self.seal(data)
 
 
-def state_key(delivery_id: str) -> str:
-    return f"{PREFIX}d:{delivery_id}"
-
-
-def payload_key(delivery_id: str) -> str:
-    return f"{PREFIX}p:{delivery_id}"
-
-
-def file_key(delivery_id: str, index: int) -> str:
-    return f"{PREFIX}f:{delivery_id}:{index}"
-
-
-def status_index(status: str) -> str:
-    return f"{PREFIX}ix:st:{status}"
-
-
 # -- secondary indexes, metrics, bulk jobs and sessions (the dashboard's keys) ------------------
 
 SEP = "\x1f"  # joins label values in metric hash fields (never in an id or a name)
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600)
-INDEX_KINDS = ("connection", "connector", "channel", "board", "board_application_id")
-_INDEX_CODES = {"connection": "c", "connector": "k", "channel": "ch", "board": "b", "board_application_id": "bid"}
-
-
-def index_key(kind: str, value: str) -> str:
-    """Deliveries with this connection / connector / channel / board / board application id,
-    scored by creation time."""
-    return f"{PREFIX}ix:{_INDEX_CODES[kind]}:{value}"
-
-
-def connection_status_index(connection_id: str, status: str) -> str:
-    return f"{PREFIX}ix:cs:{connection_id}:{status}"
-
-
-def names_key(kind: str) -> str:
-    return f"{PREFIX}ix:names:{kind}"
-
-
-def metric_key(name: str) -> str:
-    return f"{PREFIX}m:{name}"
-
-
-def bulk_key(bulk_id: str) -> str:
-    return f"{PREFIX}bulk:{bulk_id}"
-
-
-def session_key(session_hash: str) -> str:
-    return f"{PREFIX}sess:{session_hash}"
-
-
-def login_failures_key(client: str) -> str:
-    return f"{PREFIX}login-fail:{client}"
-
-
-def query_cache_key(digest: str) -> str:
-    return f"{PREFIX}q:{digest}"
 
 
 SERIES_STEP_S = 300  # the chart's finest bucket
 SERIES_KEEP_DAYS = 8
-
-
-def series_key(event: str, day: int) -> str:
-    """Per-day hash: 5-minute bucket start (epoch s) → how many deliveries reached `event` then."""
-    return f"{PREFIX}m:ts:{event}:{day}"
 
 
 def _count_event(pipe: Any, event: str, at: float) -> None:
@@ -246,10 +184,6 @@ def _transition_metrics(pipe: Any, delivery: Delivery, previous: str | None) -> 
         pipe.hincrby(metric_key("retries"), SEP.join((delivery.connector, "manual")), 1)
 
 
-def _lease_key(delivery_id: str) -> str:
-    return f"{PREFIX}lock:{delivery_id}"
-
-
 def new_delivery_id() -> str:
     return "dlv_" + uuid.uuid4().hex
 
@@ -291,18 +225,18 @@ class DeliveryStore:
         now_ms = int(time.time() * 1000)
         indexes = [index_key(kind, value) for kind, value in _index_values(delivery)]
         indexes.append(connection_status_index(delivery.connection_id, delivery.status))
-        marker_key, marked_state = marked_by if marked_by else (f"{PREFIX}none", None)
+        marker_key, marked_state = marked_by if marked_by else (NO_MARKER, None)
         if marked_state is not None:
             marked_state.job = job_id
         keys = [
-            f"{PREFIX}idem:{idempotency_hash}",
+            idempotency_claim_key(idempotency_hash),
             state_key(delivery.id),
             payload_key(delivery.id),
             queue.job_key(job_id),
             queue.QUEUE_NAME,
             IX_ALL,
             status_index(delivery.status),
-            queue.WAKE_KEY,
+            WAKE_KEY,
             names_key("connection"),
             names_key("channel"),
             names_key("board"),
@@ -444,7 +378,7 @@ class DeliveryStore:
 
     async def acquire(self, delivery_id: str, ttl_s: float) -> str | None:
         token = uuid.uuid4().hex
-        ok = await self.redis.set(_lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
+        ok = await self.redis.set(lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         return token if ok else None
 
     async def acquire_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
@@ -452,7 +386,7 @@ class DeliveryStore:
         Without the lease the state is not decoded (someone else is running it)."""
         token = uuid.uuid4().hex
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(_lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
+        pipe.set(lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         pipe.get(state_key(delivery_id))
         ok, raw = await pipe.execute()
         if not ok:
@@ -460,20 +394,20 @@ class DeliveryStore:
         return token, delivery_decoder.decode(raw) if raw else None
 
     async def release(self, delivery_id: str, token: str) -> None:
-        await self._unlock(keys=[_lease_key(delivery_id)], args=[token])
+        await self._unlock(keys=[lease_key(delivery_id)], args=[token])
 
     # -- connections --------------------------------------------------------------------------
 
     async def pause_connection(self, connection_id: str, reason: str) -> None:
-        await self.redis.set(f"{PREFIX}paused:{connection_id}", reason.encode())
+        await self.redis.set(paused_key(connection_id), reason.encode())
 
     async def paused_reason(self, connection_id: str) -> str | None:
-        raw = await self.redis.get(f"{PREFIX}paused:{connection_id}")
+        raw = await self.redis.get(paused_key(connection_id))
         return raw.decode() if raw else None
 
     async def resume_connection(self, connection_id: str) -> int:
         """Lift the pause and re-enqueue the connection's paused deliveries; returns how many."""
-        await self.redis.delete(f"{PREFIX}paused:{connection_id}")
+        await self.redis.delete(paused_key(connection_id))
         resumed = 0
         for delivery in await self.get_many(await self.list_ids("paused", count=100_000)):
             if delivery.connection_id == connection_id and delivery.status == "paused":

@@ -25,6 +25,7 @@ from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
 from app.privacy import file_links
 from app.redis import client
+from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
 from app.settings import Settings
 
@@ -135,7 +136,7 @@ class WakeableWorker(Worker):
             await asyncio.sleep(BUSY_POLL_S)
         elif self.job_counter < self.max_jobs:
             try:
-                await self.pool.blpop([queue.WAKE_KEY], timeout=WAKE_WAIT_S)
+                await self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)
             except POLL_ERRORS:
                 await asyncio.sleep(WAKE_WAIT_S)
         else:

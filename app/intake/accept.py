@@ -36,8 +36,8 @@ from app.core.model import (
 from app.delivery.record import Delivery
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.net import ssrf
-from app.privacy import erasure
 from app.privacy.crypto import Pseudonyms
+from app.redis.keys import email_index_key, tombstone_key
 from connectors.base import Connector, ConnectorError, Warning_
 
 ANSWER_CHECK_TIMEOUT_S = 2.0
@@ -392,11 +392,11 @@ class Intake:
         marked_by: tuple[str, Delivery] | None = None
         if self.pseudonyms is not None:
             email_hash = await self.pseudonyms.email(app.candidate.email_address)
-            index_sets.append(erasure.email_index_key(email_hash))
+            index_sets.append(email_index_key(email_hash))
             # Stored instead if the address has an erasure tombstone (checked inside the write).
             warned = msgspec.structs.replace(delivery, warnings=list(delivery.warnings))
             warned.add_warning(*PREVIOUSLY_ERASED)
-            marked_by = (erasure.tombstone_key(email_hash), warned)
+            marked_by = (tombstone_key(email_hash), warned)
         result = await self.store.create(
             delivery, stored_encoder.encode(stored), blobs, delivery.idempotency_key_hash, index_sets, marked_by
         )

@@ -23,14 +23,13 @@ from redis.asyncio import Redis
 
 from app.config import Config
 from app.delivery import queue
-from app.delivery.limits import SEMAPHORE_PREFIX
 from app.delivery.record import Delivery
 from app.delivery.store import DeliveryStore
+from app.redis.keys import DEGRADED_SET, paused_key, semaphore_key
 
 log = structlog.get_logger("applyrelay.connections")
 
 OPEN_STATUSES = ("queued", "delivering", "retry_scheduled", "paused", "failed")
-DEGRADED_SET = "ar:degraded"
 PAGE = 500
 
 
@@ -103,8 +102,8 @@ async def connection_statuses(
     redis = store.redis
     pipe = redis.pipeline(transaction=False)
     for cid in statuses:
-        pipe.get(f"ar:paused:{cid}")
-        pipe.zcount(SEMAPHORE_PREFIX + cid, f"({int(now * 1000)}", "+inf")
+        pipe.get(paused_key(cid))
+        pipe.zcount(semaphore_key(cid), f"({int(now * 1000)}", "+inf")
     answers = await pipe.execute()
     for i, entry in enumerate(statuses.values()):
         reason, in_flight = answers[2 * i], answers[2 * i + 1]

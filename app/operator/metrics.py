@@ -16,7 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from app.delivery import queue
 from app.delivery.record import STATUSES
-from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore, connection_status_index, metric_key, status_index
+from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore
+from app.redis.keys import connection_status_index, metric_key, status_index
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.delivery.record import STATUSES, Delivery
-from app.delivery.store import (
+from app.delivery.store import SERIES_STEP_S, DeliveryStore
+from app.redis.keys import (
     IX_ALL,
-    SERIES_STEP_S,
-    DeliveryStore,
     connection_status_index,
     index_key,
     names_key,

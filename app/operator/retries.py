@@ -16,10 +16,11 @@ import structlog
 from app.core.model import stored_decoder
 from app.delivery.engine import file_count
 from app.delivery.record import Delivery
-from app.delivery.store import DeliveryStore, bulk_key
+from app.delivery.store import DeliveryStore
 from app.operator import actions
 from app.operator.query import DeliveryFilter, find_all_ids
 from app.privacy import audit
+from app.redis.keys import bulk_key
 
 log = structlog.get_logger("applyrelay.operations")
 

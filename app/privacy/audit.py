@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-AUDIT_STREAM = "ar:audit"
+from app.redis.keys import AUDIT_STREAM
+
 MAX_ENTRIES = 1_000_000
 
 

@@ -30,12 +30,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
+from app.redis.keys import INDEX_KEY
+
 VERSION = b"\x01"
 KID_LEN = 4
 NONCE_LEN = 12
 HEADER_LEN = 1 + KID_LEN + NONCE_LEN
 KEY_ENV = "APPLYRELAY_DATA_KEY"
-INDEX_KEY_KEY = "ar:keys:index"
 
 
 class KeyConfigError(ValueError):
@@ -124,8 +125,8 @@ class Pseudonyms:
     async def index_key(self) -> bytes:
         if self._key is None:
             # First start: one process wins the SET NX; every process then uses the stored key.
-            await self.redis.set(INDEX_KEY_KEY, self.sealer.seal(secrets.token_bytes(32)), nx=True)
-            raw = await self.redis.get(INDEX_KEY_KEY)
+            await self.redis.set(INDEX_KEY, self.sealer.seal(secrets.token_bytes(32)), nx=True)
+            raw = await self.redis.get(INDEX_KEY)
             if raw is None:  # pragma: no cover - deleted between the two calls
                 raise SealError("the index key vanished while loading it")
             self._key = self.sealer.open(raw)

@@ -25,24 +25,15 @@ import structlog
 
 from app.delivery.engine import FILE_SLACK, file_count
 from app.delivery.record import TERMINAL, Delivery, ErrorInfo
-from app.delivery.store import IX_ALL, PREFIX, DeliveryStore
+from app.delivery.store import DeliveryStore
 from app.privacy.crypto import Pseudonyms
-from app.tracking.poll import SYNC_SET
+from app.redis.keys import IX_ALL, PURGED_METRIC, SYNC_SET, email_index_key, tombstone_key
 
 log = structlog.get_logger("applyrelay.erasure")
-PURGED_METRIC = PREFIX + "m:purged"  # hash: reason (delivered | dead_letter | erasure) → records purged
 SCAN_BATCH = 500
 # Checkpoints that are not candidate records in the ATS (the account's company, a source, a stage
 # move; "answers" holds a count, the answers live on the application): left out of `erase_in_ats`.
 NOT_CANDIDATE_RECORDS = frozenset({"company", "source", "stage", "move", "answers"})
-
-
-def email_index_key(email_hash: str) -> str:
-    return f"{PREFIX}ix:email:{email_hash}"
-
-
-def tombstone_key(email_hash: str) -> str:
-    return f"{PREFIX}erased:{email_hash}"
 
 
 async def hold_lease(store: DeliveryStore, delivery_id: str, wait_s: float) -> str | None:

@@ -24,11 +24,10 @@ import structlog
 from arq import cron
 
 from app.delivery.engine import file_count
-from app.delivery.store import PREFIX, DeliveryStore, status_index
-from app.privacy.erasure import PURGED_METRIC
+from app.delivery.store import DeliveryStore
+from app.redis.keys import PURGED_METRIC, RETENTION_CURSOR, status_index
 
 log = structlog.get_logger("applyrelay.retention")
-CURSOR_KEY = PREFIX + "retention:cursor"
 BATCH = 500
 RULES = (("delivered", "delivered"), ("failed", "dead_letter"))  # (status, reason)
 
@@ -52,7 +51,7 @@ async def sweep(
     deadline = None if budget_s is None else time.monotonic() + budget_s
     for status, reason in RULES:
         cutoff = now - policy.keep(status)
-        raw_cursor = await redis.hget(CURSOR_KEY, status)
+        raw_cursor = await redis.hget(RETENTION_CURSOR, status)
         start: Any = float(raw_cursor) if raw_cursor else "-inf"
         resume = cutoff  # where the next sweep starts: the oldest record left behind, else the cutoff
         count, offset, out_of_time = 0, 0, False
@@ -75,7 +74,7 @@ async def sweep(
                 if done is None:
                     resume = min(resume, score)  # being run right now: leave it for the next sweep
                 count += bool(done)
-        await redis.hset(CURSOR_KEY, status, repr(resume))
+        await redis.hset(RETENTION_CURSOR, status, repr(resume))
         if count:
             await redis.hincrby(PURGED_METRIC, reason, count)
         purged[reason] = count

@@ -27,11 +27,12 @@ from app.config import Config, Connection
 from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
 from app.net import ssrf
+from app.redis.keys import CALLBACKS_DUE as DUE
+from app.redis.keys import callback_key, callback_lease_key
 from connectors.base import TransientError, parse_retry_after
 
 log = structlog.get_logger("applyrelay.callbacks")
 
-DUE = "ar:cb:due"
 KEEP_DONE_S = 7 * 24 * 3600
 PERMANENT = frozenset({400, 404, 410, 413, 422})
 EVENT_TYPE = "application.status_changed"
@@ -55,7 +56,7 @@ _decoder = msgspec.msgpack.Decoder(Callback)
 
 
 def key(callback_id: str) -> str:
-    return f"ar:cb:{callback_id}"
+    return callback_key(callback_id)
 
 
 def body_for(delivery: Delivery, status: dict[str, Any], previous: dict[str, Any] | None, now: float) -> bytes:
@@ -231,7 +232,7 @@ async def dispatch_due(
         if time.monotonic() > deadline:
             break
         callback_id = raw_id.decode()
-        lock = f"ar:cb:lock:{callback_id}"
+        lock = callback_lease_key(callback_id)
         if not await redis.set(lock, b"1", nx=True, px=60_000):
             continue
         try:

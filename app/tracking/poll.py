@@ -26,14 +26,13 @@ from arq import cron
 
 from app.delivery.limits import ConnectionLimiter, Denied
 from app.delivery.record import Delivery
-from app.delivery.store import status_index
+from app.redis.keys import SYNC_CURSOR as CURSOR
+from app.redis.keys import SYNC_SET, status_index
 from app.tracking import callbacks
 from connectors.base import AuthError, ConnectorError, PermanentError
 
 log = structlog.get_logger("applyrelay.status_sync")
 
-SYNC_SET = "ar:sync"
-CURSOR = "ar:sync:cursor"
 VOLATILE = frozenset({"observed_at", "checked_at"})
 
 

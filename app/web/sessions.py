@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from app.delivery.store import login_failures_key, session_key
+from app.redis.keys import login_failures_key, session_key
 from app.tokens import ApiToken
 
 COOKIE = "applyrelay_session"

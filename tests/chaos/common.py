@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from app.delivery.store import status_index
+from app.redis.keys import status_index
 from tests.harness import PDF_BYTES, Relay, b64
 
 

@@ -15,10 +15,10 @@ from litestar.response import Redirect
 
 from app.config import Config, ConfigError, Connection
 from app.core.model import Origin
-from app.delivery.store import PREFIX
 from app.intake.accept import Accepted, Intake, IntakeError, idempotency_hash
 from app.intake.boards import forms, indeed, webhooks
 from app.intake.boards.draft import Draft, check_job, configured_secrets, matches_any, not_configured
+from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
 from app.web.api.applications import accepted_response, idempotency_key
 from app.web.problems import problem
@@ -111,7 +111,7 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
     indeed.verify(body, request.headers.get(indeed.SIGNATURE_HEADER), secrets[0])
     apply = indeed.parse(body)
     runtime = _runtime(request)
-    existing = await runtime.redis.get(f"{PREFIX}idem:{_idem_hash(connection.id, apply.id or '')}")
+    existing = await runtime.redis.get(idempotency_claim_key(_idem_hash(connection.id, apply.id or "")))
     if existing is not None:  # a resend: answer before asking the ATS anything
         return _duplicate(existing.decode())
     job_id, job_field = indeed.ats_job_id(apply, connection)
@@ -260,7 +260,7 @@ async def _rate_limit(request: Request[Any, Any, Any], runtime: Runtime, connect
     now = time.time()
     slot = int(now // window)
     digest = hashlib.sha256(f"{connection.id}\0{ip}".encode()).hexdigest()[:24]
-    key = f"{PREFIX}rl:form:{digest}:{slot}"
+    key = form_rate_key(digest, slot)
     pipe = runtime.redis.pipeline(transaction=True)
     pipe.incr(key)
     pipe.expire(key, window + 1)

@@ -18,9 +18,9 @@ from msgspec import Meta
 
 from app.core.model import EMAIL_PATTERN, stored_decoder
 from app.delivery.engine import file_count
-from app.delivery.store import file_key
 from app.privacy import audit
-from app.privacy.erasure import Eraser, email_index_key
+from app.privacy.erasure import Eraser
+from app.redis.keys import email_index_key, file_key
 from app.runtime import Runtime
 from app.web.api.applications import read_body
 from app.web.auth import current_token, require_scope

@@ -1,0 +1,181 @@
+"""Every Redis key the relay writes, in one table (arq keeps its own in `arq/constants.py`).
+
+A key is built here and nowhere else, so `grep` on this module answers "what is in Redis".
+Layout (prefix ``ar:``):
+
+    ar:d:<id>                 Delivery state (msgpack, no PII)
+    ar:p:<id>                 payload: StoredApplication or action payload (msgpack, sealed)
+    ar:f:<id>:<n>             attachment n's bytes (sealed)
+    ar:idem:<hash>            idempotency key → delivery id
+    ar:ix:all                 every delivery, scored by creation time
+    ar:ix:st:<status>         deliveries per status, scored by last update
+    ar:ix:c:<conn> / ar:ix:k:<connector> / ar:ix:ch:<channel> / ar:ix:b:<board> / ar:ix:bid:<board app id>
+                              deliveries per connection, connector, origin channel, board and board
+                              application id, scored by creation time (they never change after intake)
+    ar:ix:cs:<conn>:<status>  deliveries per connection and status, scored by last update
+    ar:ix:names:<kind>        the connection / channel / board values seen (for filter menus)
+    ar:ix:email:<hmac>        a candidate's deliveries, by keyed hash of the address (privacy/erasure.py)
+    ar:erased:<hmac>          erasure tombstone (hash: when, how many)
+    ar:keys:index             the sealed index key (privacy/crypto.py)
+    ar:m:<metric>             metric counters (hashes), written in the same step as the change they count
+    ar:m:ts:<event>:<day>     deliveries delivered / dead-lettered per 5 minutes (the dashboard's chart)
+    ar:q:<digest>             a cached list query (operator/query.py)
+    ar:bulk:<id>              a bulk retry's progress (hash)
+    ar:sess:<hash>            a dashboard session (hash)
+    ar:login-fail:<ip>        failed dashboard logins from one client (a counter, 5 minutes)
+    ar:lock:<id>              the lease of the worker running the delivery
+    ar:paused:<conn>          a connection paused on auth failure (its reason)
+    ar:degraded               connections currently degraded (set)
+    ar:sem:<conn> / ar:tb:<conn>  the connection's concurrency leases / token bucket (delivery/limits.py)
+    ar:wake                   wake tokens for idle workers (delivery/queue.py)
+    ar:sync / ar:sync:cursor  delivered applications whose ATS status is polled (tracking/poll.py)
+    ar:cb:<id> / ar:cb:due / ar:cb:lock:<id>  status callbacks, their schedule and lease (tracking/callbacks.py)
+    ar:retention:cursor       where the retention sweep stopped (privacy/retention.py)
+    ar:audit                  the audit stream of operator actions (privacy/audit.py)
+    ar:rl:form:<digest>:<slot>  the career-form rate limit per client and minute
+    ar:none                   never written: the intake script's "no marker" placeholder
+
+and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
+the state change that needs a run (delivery/queue.py).
+"""
+
+from __future__ import annotations
+
+PREFIX = "ar:"
+
+# -- deliveries ----------------------------------------------------------------------------------
+
+IX_ALL = PREFIX + "ix:all"
+NO_MARKER = PREFIX + "none"
+INDEX_KINDS = ("connection", "connector", "channel", "board", "board_application_id")
+_INDEX_CODES = {"connection": "c", "connector": "k", "channel": "ch", "board": "b", "board_application_id": "bid"}
+STATE_PATTERN = PREFIX + "d:*"
+SEALED_PATTERNS = (PREFIX + "p:*", PREFIX + "f:*")  # what `applyrelay keys rotate` re-seals
+
+
+def state_key(delivery_id: str) -> str:
+    return f"{PREFIX}d:{delivery_id}"
+
+
+def payload_key(delivery_id: str) -> str:
+    return f"{PREFIX}p:{delivery_id}"
+
+
+def file_key(delivery_id: str, index: int) -> str:
+    return f"{PREFIX}f:{delivery_id}:{index}"
+
+
+def idempotency_claim_key(idempotency_hash: str) -> str:
+    return f"{PREFIX}idem:{idempotency_hash}"
+
+
+def lease_key(delivery_id: str) -> str:
+    return f"{PREFIX}lock:{delivery_id}"
+
+
+def status_index(status: str) -> str:
+    return f"{PREFIX}ix:st:{status}"
+
+
+def index_key(kind: str, value: str) -> str:
+    """Deliveries with this connection / connector / channel / board / board application id,
+    scored by creation time."""
+    return f"{PREFIX}ix:{_INDEX_CODES[kind]}:{value}"
+
+
+def connection_status_index(connection_id: str, status: str) -> str:
+    return f"{PREFIX}ix:cs:{connection_id}:{status}"
+
+
+def names_key(kind: str) -> str:
+    return f"{PREFIX}ix:names:{kind}"
+
+
+# -- metrics and operator views ------------------------------------------------------------------
+
+PURGED_METRIC = PREFIX + "m:purged"  # hash: reason (delivered | dead_letter | erasure) → records purged
+
+
+def metric_key(name: str) -> str:
+    return f"{PREFIX}m:{name}"
+
+
+def series_key(event: str, day: int) -> str:
+    """Per-day hash: 5-minute bucket start (epoch s) → how many deliveries reached `event` then."""
+    return f"{PREFIX}m:ts:{event}:{day}"
+
+
+def query_cache_key(digest: str) -> str:
+    return f"{PREFIX}q:{digest}"
+
+
+def bulk_key(bulk_id: str) -> str:
+    return f"{PREFIX}bulk:{bulk_id}"
+
+
+# -- connections ---------------------------------------------------------------------------------
+
+DEGRADED_SET = PREFIX + "degraded"
+SEMAPHORE_PREFIX = PREFIX + "sem:"
+BUCKET_PREFIX = PREFIX + "tb:"
+
+
+def paused_key(connection_id: str) -> str:
+    return f"{PREFIX}paused:{connection_id}"
+
+
+def semaphore_key(connection_id: str) -> str:
+    return SEMAPHORE_PREFIX + connection_id
+
+
+def bucket_key(connection_id: str) -> str:
+    return BUCKET_PREFIX + connection_id
+
+
+# -- workers -------------------------------------------------------------------------------------
+
+WAKE_KEY = PREFIX + "wake"
+
+# -- tracking after delivery ---------------------------------------------------------------------
+
+SYNC_SET = PREFIX + "sync"
+SYNC_CURSOR = PREFIX + "sync:cursor"
+CALLBACKS_DUE = PREFIX + "cb:due"
+
+
+def callback_key(callback_id: str) -> str:
+    return f"{PREFIX}cb:{callback_id}"
+
+
+def callback_lease_key(callback_id: str) -> str:
+    return f"{PREFIX}cb:lock:{callback_id}"
+
+
+# -- privacy -------------------------------------------------------------------------------------
+
+INDEX_KEY = PREFIX + "keys:index"
+RETENTION_CURSOR = PREFIX + "retention:cursor"
+AUDIT_STREAM = PREFIX + "audit"
+
+
+def email_index_key(email_hash: str) -> str:
+    return f"{PREFIX}ix:email:{email_hash}"
+
+
+def tombstone_key(email_hash: str) -> str:
+    return f"{PREFIX}erased:{email_hash}"
+
+
+# -- web -----------------------------------------------------------------------------------------
+
+
+def session_key(session_hash: str) -> str:
+    return f"{PREFIX}sess:{session_hash}"
+
+
+def login_failures_key(client: str) -> str:
+    return f"{PREFIX}login-fail:{client}"
+
+
+def form_rate_key(digest: str, slot: int) -> str:
+    return f"{PREFIX}rl:form:{digest}:{slot}"
