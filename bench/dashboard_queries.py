@@ -15,7 +15,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from app.delivery.record import Delivery
+from app.delivery import transitions
+from app.delivery.record import Delivery, ErrorInfo
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.operator import metrics
 from app.operator.query import build_filter, counts, find, series
@@ -53,10 +54,11 @@ async def seed(store: DeliveryStore, n: int) -> None:
     ids = [m.decode() for m in await store.redis.zrange("ar:ix:all", 0, -1)]
     for start in range(0, len(ids), 500):
         for d in await store.get_many(ids[start : start + 500]):
-            previous = d.status
-            d.status = "failed" if hash(d.id) % 20 == 0 else "delivered"
-            d.delivered_at = d.created_at + 3 if d.status == "delivered" else None
-            await store.save(d, previous)
+            if hash(d.id) % 20 == 0:
+                move = transitions.dead_letter(d, ErrorInfo(kind="permanent", message="bench", at=d.created_at + 3))
+            else:
+                move = transitions.deliver(d, d.created_at + 3)
+            await store.save(d, move)
 
 
 async def timed(label: str, coro_fn, repeat: int = 5) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from arq import Retry
 
+from app.delivery.record import Status
+from app.delivery.transitions import Move
 from app.delivery.worker import build_engine, deliver
 from tests.harness import Emulator, connection_table
 from tests.test_factorial_e2e import application
@@ -40,7 +42,7 @@ async def test_only_consecutive_crashes_dead_letter(make_relay: Any, factorial: 
     state = await store.get(delivery_id)
     assert state is not None
     state.status = "delivering"  # a run died once; arq's job_try is high from lease/Redis re-queues
-    await store.save(state, "queued")
+    await store.save(state, Move(Status.QUEUED, Status.DELIVERING))
     assert await engine.run(delivery_id, job_id=state.job, job_try=9) == "delivered"
 
     second = (
@@ -54,7 +56,7 @@ async def test_only_consecutive_crashes_dead_letter(make_relay: Any, factorial: 
     assert state is not None
     state.attempts = [Attempt(number=i, started_at=0, finished_at=0, outcome="crash") for i in range(4)]
     state.status = "delivering"
-    await store.save(state, "queued")
+    await store.save(state, Move(Status.QUEUED, Status.DELIVERING))
     assert await engine.run(second, job_id=state.job, job_try=1) == "failed"
     failed = await store.get(second)
     assert failed is not None and failed.last_error is not None and failed.last_error.kind == "crash"

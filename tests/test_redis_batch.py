@@ -10,8 +10,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.delivery import queue
-from app.delivery.record import Delivery
+from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, PlainSealer
+from app.delivery.transitions import Move
 from app.redis.batch import BLOB_TTL_MS, BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import connection_status_index, metric_key, status_index
 
@@ -85,10 +86,10 @@ async def test_a_status_change_is_one_script_call_not_a_transaction(redis_url: s
         idempotency_key_hash="h",
         channel="api",
     )
-    await store.save(delivery, None)
+    await store.save(delivery, Move(None, Status(delivery.status)))
     await redis.config_resetstat()
     delivery.status = "delivered"
-    await store.save(delivery, "queued", drop_files=2)
+    await store.save(delivery, Move(Status.QUEUED, Status.DELIVERED), drop_files=2)
     calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in (await redis.info("commandstats")).items()}
     assert calls["evalsha"] == 1 and "multi" not in calls and "exec" not in calls, calls
     assert await redis.zscore(status_index("delivered"), "dlv_1") is not None
@@ -131,11 +132,11 @@ async def test_a_failing_command_leaves_the_state_and_its_job_consistent(redis_u
         idempotency_key_hash="h",
         channel="api",
     )
-    await store.save(delivery, None)
+    await store.save(delivery, Move(None, Status(delivery.status)))
     await redis.set(metric_key("retries"), b"not a hash")  # the retry counter's HINCRBY will fail
     delivery.status = "retry_scheduled"
     with pytest.raises(ResponseError):
-        await store.save(delivery, "delivering", run_at=time.time() + 60, run_seq=1)
+        await store.save(delivery, Move(Status.DELIVERING, Status.RETRY_SCHEDULED), run_at=time.time() + 60, run_seq=1)
     assert delivery.job is not None
     assert await redis.exists(queue.job_key(delivery.job)) == 1
     assert await redis.zscore(queue.QUEUE_NAME, delivery.job) is not None

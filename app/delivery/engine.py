@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.config import Config, Connection
 from app.core.model import AttachmentRef, StoredApplication, stored_decoder
 from app.core.pii import personal_values, scrub
+from app.delivery import transitions
 from app.delivery.limits import ConnectionLimiter, Denied
 from app.delivery.record import (
     MAX_ATTEMPT_LOG,
@@ -39,6 +40,7 @@ from app.delivery.record import (
     Attempt,
     Delivery,
     ErrorInfo,
+    Status,
 )
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore
@@ -181,23 +183,20 @@ class DeliveryEngine:
 
     async def _run(self, delivery: Delivery, job_try: int) -> str:
         deps, now = self.deps, self.deps.clock()
-        previous = delivery.status
         connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
             return await self._dead_letter(
                 delivery,
-                previous,
                 ErrorInfo(
                     kind="permanent", message=f"connection {delivery.connection_id!r} is no longer configured", at=now
                 ),
             )
         paused = await deps.store.paused_reason(delivery.connection_id)
         if paused:
-            delivery.status, delivery.job = "paused", None
-            delivery.last_error = ErrorInfo(kind="auth", message=f"connection paused: {paused}", at=now)
-            await deps.store.save(delivery, previous)
+            move = transitions.pause(delivery, ErrorInfo(kind="auth", message=f"connection paused: {paused}", at=now))
+            await deps.store.save(delivery, move)
             return "paused"
-        if previous == "delivering":  # the last run died without recording its end
+        if delivery.status == Status.DELIVERING:  # the last run died without recording its end
             _record(
                 delivery,
                 Attempt(
@@ -214,28 +213,26 @@ class DeliveryEngine:
             if crashes >= MAX_CRASH_RERUNS:
                 return await self._dead_letter(
                     delivery,
-                    previous,
                     ErrorInfo(
                         kind="crash", message=f"the worker died {crashes} times in a row running this delivery", at=now
                     ),
                 )
         if deps.limiter is None:
-            return await self._run_limited(delivery, previous, connection)
+            return await self._run_limited(delivery, connection)
         lease = await deps.limiter.acquire(connection)
         if isinstance(lease, Denied):
-            return await self._defer(delivery, previous, lease)
+            return await self._defer(delivery, lease)
         try:
-            return await self._run_limited(delivery, previous, connection)
+            return await self._run_limited(delivery, connection)
         finally:
             await deps.limiter.release(lease)
 
-    async def _defer(self, delivery: Delivery, previous: str, denied: Denied) -> str:
+    async def _defer(self, delivery: Delivery, denied: Denied) -> str:
         """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""
         wait = denied.wait_s if denied.wait_s is not None else 0.25
         run_at = self.deps.clock() + wait + self.deps.rng.uniform(0.05, 0.5)
-        delivery.status = "queued" if previous != "retry_scheduled" else previous
-        delivery.next_attempt_at = run_at
-        await self.deps.store.save(delivery, previous, run_at=run_at, run_seq=delivery.runs)
+        move = transitions.continue_later(delivery, run_at)
+        await self.deps.store.save(delivery, move, run_at=run_at, run_seq=delivery.runs)
         log.debug(
             "delivery.deferred",
             delivery_id=delivery.id,
@@ -244,18 +241,15 @@ class DeliveryEngine:
         )
         return "deferred"
 
-    async def _run_limited(self, delivery: Delivery, previous: str, connection: Connection) -> str:
+    async def _run_limited(self, delivery: Delivery, connection: Connection) -> str:
         deps, now = self.deps, self.deps.clock()
-        delivery.status = "delivering"
-        delivery.runs += 1
-        await deps.store.save(delivery, previous)
-        previous = "delivering"
+        await deps.store.save(delivery, transitions.start_run(delivery))
 
         connector = deps.connector_for(delivery.connection_id)
         try:
             steps, application, files = await self._plan(delivery, connector)
         except (PermanentError, msgspec.DecodeError) as exc:
-            return await self._dead_letter(delivery, previous, _error_info("permanent", exc, now, "plan"))
+            return await self._dead_letter(delivery, _error_info("permanent", exc, now, "plan"))
         except TransientError as exc:
             delivery.failed_attempts += 1
             return await self._retry_or_give_up(
@@ -376,7 +370,7 @@ class DeliveryEngine:
                 latency_ms=int((time.perf_counter() - t0) * 1000),
             ),
         )
-        await deps.store.save(delivery, "delivering")
+        await deps.store.save(delivery)  # a checkpoint: the status stays
         links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
         if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
             await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
@@ -418,8 +412,8 @@ class DeliveryEngine:
                     error="run budget used, continuing",
                 ),
             )
-            delivery.status = "queued"
-            await deps.store.save(delivery, "delivering", run_at=now, run_seq=delivery.runs)
+            move = transitions.continue_later(delivery, now)
+            await deps.store.save(delivery, move, run_at=now, run_seq=delivery.runs)
             return "queued"
         if isinstance(outcome, AuthError):
             return await self._pause(delivery, outcome, run)
@@ -428,14 +422,11 @@ class DeliveryEngine:
         if isinstance(outcome, TransientError):
             delivery.failed_attempts += 1
             return await self._retry_or_give_up(delivery, outcome, run, policy, delivery.failed_attempts)
-        return await self._dead_letter(
-            delivery, "delivering", _error_info("permanent", outcome, now, run.step), run=run
-        )
+        return await self._dead_letter(delivery, _error_info("permanent", outcome, now, run.step), run=run)
 
     async def _delivered(self, delivery: Delivery, files: int) -> str:
         now = self.deps.clock()
-        delivery.status, delivery.job, delivery.next_attempt_at = "delivered", None, None
-        delivery.delivered_at, delivery.last_error = now, None
+        move = transitions.deliver(delivery, now)
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
         links_live = (delivery.keep_files_until or 0) > now
         drop = 0
@@ -443,7 +434,7 @@ class DeliveryEngine:
             # The ATS holds the files now: deleted in the same transaction as the outcome.
             drop = files
             delivery.files_purged = True
-        await self.deps.store.save(delivery, "delivering", drop_files=drop)
+        await self.deps.store.save(delivery, move, drop_files=drop)
         log.info(
             "delivery.delivered",
             delivery_id=delivery.id,
@@ -461,7 +452,7 @@ class DeliveryEngine:
         info = _error_info("transient", error, now, run.step)
         if decision.delay_s is None:
             info.kind, info.message = "exhausted", f"{decision.reason}; last error: {info.message}"
-            return await self._dead_letter(delivery, "delivering", info, run=run)
+            return await self._dead_letter(delivery, info, run=run)
         run_at = now + decision.delay_s
         _record(
             delivery,
@@ -477,8 +468,8 @@ class DeliveryEngine:
                 retry_reason=decision.reason,
             ),
         )
-        delivery.status, delivery.last_error, delivery.next_attempt_at = "retry_scheduled", info, run_at
-        await self.deps.store.save(delivery, "delivering", run_at=run_at, run_seq=delivery.runs)
+        move = transitions.schedule_retry(delivery, info, run_at)
+        await self.deps.store.save(delivery, move, run_at=run_at, run_seq=delivery.runs)
         log.info(
             "delivery.retry_scheduled",
             delivery_id=delivery.id,
@@ -510,7 +501,7 @@ class DeliveryEngine:
             delivery.add_warning(
                 "attachment_failed" if step.attachment else "step_failed", f"{step.name}: {info.message}"
             )
-            return await self._dead_letter(delivery, "delivering", info, run=run)
+            return await self._dead_letter(delivery, info, run=run)
         step, error = failures[0]
         assert isinstance(error, TransientError)
         delivery.attachment_failures += 1
@@ -533,8 +524,7 @@ class DeliveryEngine:
                 error=info.message,
             ),
         )
-        delivery.status, delivery.job, delivery.last_error = "paused", None, info
-        await self.deps.store.save(delivery, "delivering")
+        await self.deps.store.save(delivery, transitions.pause(delivery, info))
         log.warning(
             "connection.paused",
             connection=delivery.connection_id,
@@ -544,9 +534,7 @@ class DeliveryEngine:
         )
         return "paused"
 
-    async def _dead_letter(
-        self, delivery: Delivery, previous: str, info: ErrorInfo, run: _RunState | None = None
-    ) -> str:
+    async def _dead_letter(self, delivery: Delivery, info: ErrorInfo, run: _RunState | None = None) -> str:
         now = self.deps.clock()
         _record(
             delivery,
@@ -560,8 +548,7 @@ class DeliveryEngine:
                 error=info.message,
             ),
         )
-        delivery.status, delivery.job, delivery.last_error, delivery.next_attempt_at = "failed", None, info, None
-        await self.deps.store.save(delivery, previous)
+        await self.deps.store.save(delivery, transitions.dead_letter(delivery, info))
         log.warning(
             "delivery.dead_lettered",
             delivery_id=delivery.id,

@@ -7,14 +7,27 @@ PII-free error summaries, and warnings. The candidate's payload and files live a
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
 
-Status = Literal["queued", "delivering", "retry_scheduled", "delivered", "failed", "paused"]
-STATUSES: tuple[Status, ...] = ("queued", "delivering", "retry_scheduled", "delivered", "failed", "paused")
-TERMINAL: frozenset[str] = frozenset({"delivered", "failed"})
+
+class Status(StrEnum):
+    """A delivery's status. Only `app/delivery/transitions.py` changes it (docs/architecture.md
+    has the state diagram); being a `str`, it compares equal to its value everywhere."""
+
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # a dead letter
+    PAUSED = "paused"  # the connection's credentials were refused
+
+
+STATUSES: tuple[Status, ...] = tuple(Status)
+TERMINAL: frozenset[Status] = frozenset({Status.DELIVERED, Status.FAILED})
 Outcome = Literal["ok", "transient", "permanent", "auth", "crash", "attachment_failed"]
 
 

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from app.delivery import queue
-from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
+from app.delivery import queue, transitions
+from app.delivery.record import STATUSES, Delivery, Status, delivery_decoder, delivery_encoder
+from app.delivery.transitions import Move
 from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
     IX_ALL,
@@ -312,15 +313,19 @@ class DeliveryStore:
     async def save(
         self,
         delivery: Delivery,
-        previous_status: str | None,
+        move: Move | None = None,
         *,
         run_at: float | None = None,
         run_seq: int | None = None,
         extra_files: dict[int, bytes] | None = None,
         drop_files: int = 0,
     ) -> None:
-        """Write the state, move it between status indexes, and (with `run_at`) enqueue its next
-        run, in one atomic call; also store `extra_files` and delete the first `drop_files` files."""
+        """Write the state, move it between status indexes (`move`, from app/delivery/transitions.py;
+        none for a save that changes no status), and (with `run_at`) enqueue its next run, in one
+        atomic call; also store `extra_files` and delete the first `drop_files` files."""
+        if move is not None and move.to != delivery.status:
+            raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
+        previous_status = move.previous if move is not None else delivery.status
         delivery.updated_at = time.time()
         delivery.version += 1
         jid = None
@@ -410,9 +415,8 @@ class DeliveryStore:
         await self.redis.delete(paused_key(connection_id))
         resumed = 0
         for delivery in await self.get_many(await self.list_ids("paused", count=100_000)):
-            if delivery.connection_id == connection_id and delivery.status == "paused":
-                delivery.status = "queued"
-                delivery.next_attempt_at = time.time()
-                await self.save(delivery, "paused", run_at=time.time(), run_seq=delivery.runs + 1)
+            if delivery.connection_id == connection_id and delivery.status == Status.PAUSED:
+                move = transitions.requeue(delivery, time.time(), fresh_schedule=False)
+                await self.save(delivery, move, run_at=time.time(), run_seq=delivery.runs + 1)
                 resumed += 1
         return resumed

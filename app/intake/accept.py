@@ -33,7 +33,7 @@ from app.core.model import (
     StoredApplication,
     stored_encoder,
 )
-from app.delivery.record import Delivery
+from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
@@ -376,7 +376,7 @@ class Intake:
             id=new_delivery_id(),
             connection_id=connection.id,
             connector=connection.connector,
-            status="queued",
+            status=Status.QUEUED,
             created_at=now,
             updated_at=now,
             idempotency_key_hash=idempotency_hash(connection.id, key),

@@ -7,12 +7,11 @@ import time
 from dataclasses import dataclass
 
 from app.core.model import AttachmentRef
+from app.delivery import transitions
 from app.delivery.engine import ActionPayload, action_encoder
-from app.delivery.record import Delivery
+from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.intake.accept import idempotency_hash
-
-RETRYABLE = frozenset({"failed", "paused", "retry_scheduled"})
 
 
 class OperationError(Exception):
@@ -44,16 +43,10 @@ async def retry(store: DeliveryStore, delivery_id: str, *, attachments_only: boo
             return RetryResult(delivery_id, False, delivery.status)
         if delivery.files_purged:
             raise OperationError(409, "Files purged", "the attachment bytes were already dropped")
-    elif delivery.status not in RETRYABLE:
+    elif delivery.status not in transitions.RETRYABLE:
         return RetryResult(delivery_id, False, delivery.status)
-    previous = delivery.status
-    delivery.status = "queued"
-    delivery.failed_attempts = 0  # an operator's retry starts a fresh schedule
-    delivery.attachment_failures = 0
-    delivery.next_attempt_at = time.time()
-    for state in delivery.attachments:
-        state.failures = 0
-    await store.save(delivery, previous, run_at=time.time())
+    move = transitions.requeue(delivery, time.time(), fresh_schedule=True)  # an operator's retry starts afresh
+    await store.save(delivery, move, run_at=time.time())
     return RetryResult(delivery_id, True, "queued")
 
 
@@ -86,7 +79,7 @@ async def enqueue_action(
         id=new_delivery_id(),
         connection_id=connection_id,
         connector=connector,
-        status="queued",
+        status=Status.QUEUED,
         created_at=now,
         updated_at=now,
         idempotency_key_hash=idempotency_hash(connection_id, "action:" + key),

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from app.delivery import transitions
 from app.delivery.engine import FILE_SLACK, file_count
 from app.delivery.record import TERMINAL, Delivery, ErrorInfo
 from app.delivery.store import DeliveryStore
@@ -179,13 +180,14 @@ class Eraser:
             before = delivery.status
             stopped = before not in TERMINAL
             count = await file_count(self.store, delivery) if not delivery.payload_purged else FILE_SLACK
-            if stopped:
-                delivery.status, delivery.job, delivery.next_attempt_at = "failed", None, None
-                delivery.last_error = ErrorInfo(
-                    kind="erased", message="erased at the candidate's request; not delivered", at=now
+            move = transitions.unchanged(delivery)
+            if stopped:  # a pending job is now stale: it will not run
+                move = transitions.dead_letter(
+                    delivery,
+                    ErrorInfo(kind="erased", message="erased at the candidate's request; not delivered", at=now),
                 )
             delivery.erased_at = now
-            await self.store.save(delivery, before)  # a pending job is now stale: it will not run
+            await self.store.save(delivery, move)
             await self.store.purge(delivery, count)
             await self.redis.zrem(SYNC_SET, delivery.id)  # no more status polling of an erased application
             return ErasedDelivery(

@@ -143,7 +143,7 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
         if _same(previous, status):
             return
         delivery.remote_status = {**status, "observed_at": now}
-        await store.save(delivery, "delivered")
+        await store.save(delivery)  # the ATS's status only: the delivery's stays
         report.changed.append(delivery_id)
         log.info(
             "application.status_changed",

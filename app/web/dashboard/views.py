@@ -26,6 +26,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.response import Redirect
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from app.delivery import transitions
 from app.delivery.record import STATUSES, TERMINAL, Delivery
 from app.operator import actions, retries
 from app.operator.query import QueryError, build_filter, counts, find, known_names, series
@@ -429,7 +430,7 @@ async def detail(request: Request[Any, Any, Any], delivery_id: str, done: str | 
 def _actions(d: Delivery) -> dict[str, bool]:
     pending_files = any(not a.confirmed for a in d.attachments)
     return {
-        "retry": d.status in actions.RETRYABLE and not d.payload_purged,
+        "retry": d.status in transitions.RETRYABLE and not d.payload_purged,
         "retry_attachments": pending_files and d.status not in ("queued", "delivering") and not d.files_purged,
         "purge": d.status == "failed" and not d.payload_purged,
     }
