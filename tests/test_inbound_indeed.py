@@ -332,7 +332,7 @@ async def test_a_cv_above_the_default_body_limit_fits(relay: Relay) -> None:
 
 
 async def test_open_jobs_are_remembered_missing_and_closed_ones_asked_again(relay: Relay) -> None:
-    from app.intake.accept import IntakeError
+    from app.core.problems import Problem
     from app.intake.boards.draft import check_job
 
     class Answers:
@@ -353,7 +353,7 @@ async def test_open_jobs_are_remembered_missing_and_closed_ones_asked_again(rela
     for status, code in (("closed", 410), ("missing", 404)):
         asked = Answers(status)
         for _ in range(2):
-            with pytest.raises(IntakeError) as caught:
+            with pytest.raises(Problem) as caught:
                 await check_job(asked, connection, f"cache-{status}", "job.jobId")
             assert caught.value.status == code
         assert asked.calls == 2

@@ -89,14 +89,14 @@ def _actor() -> str:
 
 
 def _run(coro: Any) -> None:
-    from app.operator.actions import OperationError
-    from app.operator.query import QueryError
+    from app.core.problems import Problem
 
     try:
         code = asyncio.run(coro)
-    except QueryError as exc:
-        sys.exit(f"applyrelay: --{exc.field.replace('_', '-')}: {exc.message}")
-    except OperationError as exc:
+    except Problem as exc:
+        if exc.status == 400 and exc.errors:  # a filter: name the option at fault
+            error = exc.errors[0]
+            sys.exit(f"applyrelay: --{error.field.replace('_', '-')}: {error.message}")
         sys.exit(f"applyrelay: {exc.title}: {exc.detail}")
     if code:
         sys.exit(code)

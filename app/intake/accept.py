@@ -33,6 +33,7 @@ from app.core.model import (
     StoredApplication,
     stored_encoder,
 )
+from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.net import ssrf
@@ -50,25 +51,6 @@ PREVIOUSLY_ERASED = (
 
 
 @dataclass
-class FieldError:
-    field: str
-    message: str
-
-
-class IntakeError(Exception):
-    """A refusal, rendered as problem+json by the web layer."""
-
-    def __init__(self, status: int, title: str, detail: str, errors: list[FieldError] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-        self.errors = errors or []
-
-    @classmethod
-    def invalid(cls, field_path: str, message: str, status: int = 422) -> IntakeError:
-        return cls(status, "Invalid application", f"{field_path}: {message}", [FieldError(field_path, message)])
-
-
-@dataclass
 class Accepted:
     delivery_id: str
     created: bool
@@ -80,12 +62,12 @@ _PATH_RE = re.compile(r"at `\$(.*)`")
 _BASE64_ERROR = "Invalid base64 encoded string"
 
 
-def invalid(exc: msgspec.ValidationError) -> IntakeError:
+def invalid(exc: msgspec.ValidationError) -> Problem:
     """msgspec's message, with the JSON path it names as the field at fault."""
     message = str(exc)
     match = _PATH_RE.search(message)
     path = match.group(1).lstrip(".") if match else ""
-    return IntakeError.invalid(path or "$", _PATH_RE.sub("", message).strip(" -"))
+    return Problem.invalid(path or "$", _PATH_RE.sub("", message).strip(" -"))
 
 
 def _is_base64_error(exc: msgspec.ValidationError) -> bool:
@@ -96,7 +78,7 @@ def decode_with_files(body: bytes, kind: type[T]) -> T:
     """Parse and validate JSON as `kind`. Clean base64 files are decoded by msgspec in the same
     pass; when it refuses one, the body is parsed again as built-ins and its files decoded
     leniently (`decode_files_leniently`) before they are refused. Raises msgspec's DecodeError
-    or ValidationError, or IntakeError for a file no decoder takes: callers word the refusal."""
+    or ValidationError, or Problem for a file no decoder takes: callers word the refusal."""
     try:
         return _decoder_for(kind).decode(body)
     except msgspec.ValidationError as exc:
@@ -127,7 +109,7 @@ def decode_application(body: bytes) -> ApplicationIn:
     except msgspec.ValidationError as exc:
         raise invalid(exc) from None
     except msgspec.DecodeError as exc:
-        raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
 
 
 def convert_application(document: Any) -> ApplicationIn:
@@ -184,7 +166,7 @@ def decode_base64(data: str, field_path: str) -> bytes:
             else base64.urlsafe_b64decode(cleaned)
         )
     except (binascii.Error, ValueError):
-        raise IntakeError.invalid(field_path, "is not valid base64") from None
+        raise Problem.invalid(field_path, "is not valid base64") from None
 
 
 def normalise_email(email: str) -> str:
@@ -220,7 +202,7 @@ class _Files:
         they are stored as they are, no second copy of a 20 MB CV."""
         limits = self.connection.limits
         if (data is None) == (data_url is None):
-            raise IntakeError.invalid(field_path, "give exactly one of data (base64) or data_url")
+            raise Problem.invalid(field_path, "give exactly one of data (base64) or data_url")
         index = len(self.refs)
         if data_url is not None:
             try:
@@ -228,22 +210,22 @@ class _Files:
                     data_url, allow_hosts=self.connection.fetch_allow_hosts, allow_http=self.connection.fetch_allow_http
                 )
             except ssrf.UnsafeURL as exc:
-                raise IntakeError.invalid(f"{field_path}.data_url", str(exc)) from None
+                raise Problem.invalid(f"{field_path}.data_url", str(exc)) from None
             ref = AttachmentRef(index=index, name=name, type=kind, content_type=content_type, data_url=data_url)
             self.blobs.append(b"")
         else:
             assert data is not None
             raw = data
             if len(raw) > limits.max_file_bytes:
-                raise IntakeError.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
+                raise Problem.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
             self.total += len(raw)
             if self.total > limits.max_application_bytes:
-                raise IntakeError.invalid(field_path, f"attachments exceed {limits.max_application_bytes} bytes", 413)
+                raise Problem.invalid(field_path, f"attachments exceed {limits.max_application_bytes} bytes", 413)
             try:
                 actual = files.sniff(raw)
                 files.check_declared(content_type, actual)
             except files.FileRejected as exc:
-                raise IntakeError.invalid(field_path, str(exc)) from None
+                raise Problem.invalid(field_path, str(exc)) from None
             ref = AttachmentRef(
                 index=index,
                 name=name,
@@ -267,7 +249,7 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
     seen: set[str] = set()
     for i, answer in enumerate(app.screening_question_answers):
         if answer.question_id in seen:
-            raise IntakeError.invalid(f"screening_question_answers[{i}].question_id", "answered twice")
+            raise Problem.invalid(f"screening_question_answers[{i}].question_id", "answered twice")
         seen.add(answer.question_id)
         value: Any = answer.answer
         if isinstance(value, FileAnswer):
@@ -280,7 +262,7 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
                 value.data_url,
             )
         elif isinstance(value, str) and len(value) > 20_000:
-            raise IntakeError.invalid(f"screening_question_answers[{i}].answer", "longer than 20000 characters")
+            raise Problem.invalid(f"screening_question_answers[{i}].answer", "longer than 20000 characters")
         answers.append(StoredAnswer(question_id=answer.question_id, answer=value))
     stored = StoredApplication(
         connection_id=app.connection_id,
@@ -326,7 +308,7 @@ class Intake:
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
         if connection is None:
-            raise IntakeError(
+            raise Problem(
                 404,
                 "Unknown connection",
                 f"connection {connection_id!r} is not configured",
@@ -360,7 +342,7 @@ class Intake:
         if not errors:
             errors = await self._check_answers(checker, stored)
         if errors:
-            raise IntakeError(
+            raise Problem(
                 422,
                 "Not accepted by the target ATS",
                 "; ".join(errors),
@@ -403,7 +385,7 @@ class Intake:
         if not result.created:
             existing = await self.store.get(result.delivery_id)
             if existing is not None and existing.erased_at is not None:
-                raise IntakeError(
+                raise Problem(
                     409,
                     "Erased",
                     "this application was erased at the candidate's request; "

@@ -7,17 +7,12 @@ import time
 from dataclasses import dataclass
 
 from app.core.model import AttachmentRef
+from app.core.problems import Problem
 from app.delivery import transitions
 from app.delivery.engine import ActionPayload, action_encoder
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.intake.accept import idempotency_hash
-
-
-class OperationError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
 
 
 @dataclass
@@ -32,9 +27,9 @@ async def retry(store: DeliveryStore, delivery_id: str, *, attachments_only: boo
     or running is left as it is; a delivered one is only re-run for its unconfirmed files."""
     delivery = await store.get(delivery_id)
     if delivery is None:
-        raise OperationError(404, "Not found", f"no delivery {delivery_id}")
+        raise Problem(404, "Not found", f"no delivery {delivery_id}")
     if delivery.payload_purged:
-        raise OperationError(409, "Purged", "the delivery's payload was purged; it cannot be retried")
+        raise Problem(409, "Purged", "the delivery's payload was purged; it cannot be retried")
     if attachments_only:
         pending = [a for a in delivery.attachments if not a.confirmed]
         if not pending:
@@ -42,7 +37,7 @@ async def retry(store: DeliveryStore, delivery_id: str, *, attachments_only: boo
         if delivery.status in ("queued", "delivering"):
             return RetryResult(delivery_id, False, delivery.status)
         if delivery.files_purged:
-            raise OperationError(409, "Files purged", "the attachment bytes were already dropped")
+            raise Problem(409, "Files purged", "the attachment bytes were already dropped")
     elif delivery.status not in transitions.RETRYABLE:
         return RetryResult(delivery_id, False, delivery.status)
     move = transitions.requeue(delivery, time.time(), fresh_schedule=True)  # an operator's retry starts afresh

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from app.core.problems import Problem
 from app.delivery.record import STATUSES, Delivery
 from app.delivery.store import SERIES_STEP_S, DeliveryStore
 from app.redis.keys import (
@@ -36,12 +37,9 @@ SCAN_MAX = 20_000  # rows one request may walk when the filter sets are all larg
 MAX_LIMIT = 500
 
 
-class QueryError(ValueError):
+def query_error(field: str, message: str) -> Problem:
     """A filter that cannot be applied: names the field at fault."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+    return Problem.invalid(field, message, status=400, title="Invalid request")
 
 
 @dataclass(frozen=True)
@@ -57,9 +55,9 @@ class DeliveryFilter:
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
-            raise QueryError("status", f"must be one of {', '.join(STATUSES)}")
+            raise query_error("status", f"must be one of {', '.join(STATUSES)}")
         if self.received_from is not None and self.received_to is not None and self.received_from > self.received_to:
-            raise QueryError("received_from", "is after received_to")
+            raise query_error("received_from", "is after received_to")
 
     def as_params(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items() if v not in (None, "")}
@@ -90,7 +88,7 @@ def parse_time(value: str | None, field: str) -> float | None:
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise QueryError(field, "expected epoch seconds or an ISO 8601 date-time") from None
+        raise query_error(field, "expected epoch seconds or an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
@@ -102,7 +100,7 @@ def build_filter(params: dict[str, str | None]) -> DeliveryFilter:
         if value is None or not value.strip():
             return None
         if len(value) > 200:
-            raise QueryError(name, "longer than 200 characters")
+            raise query_error(name, "longer than 200 characters")
         return value.strip()
 
     return DeliveryFilter(
@@ -127,7 +125,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         score, _, delivery_id = raw.partition("|")
         return float(score), delivery_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise QueryError("cursor", "not a cursor this API returned") from None
+        raise query_error("cursor", "not a cursor this API returned") from None
 
 
 @dataclass

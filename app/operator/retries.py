@@ -14,6 +14,7 @@ import msgspec
 import structlog
 
 from app.core.model import stored_decoder
+from app.core.problems import Problem
 from app.delivery.engine import file_count
 from app.delivery.record import Delivery
 from app.delivery.store import DeliveryStore
@@ -97,11 +98,9 @@ async def purge(store: DeliveryStore, delivery_id: str) -> Delivery:
     """Drop a dead letter's payload and files; its state stays as a tombstone."""
     delivery = await store.get(delivery_id)
     if delivery is None:
-        raise actions.OperationError(404, "Not found", f"no delivery {delivery_id}")
+        raise Problem(404, "Not found", f"no delivery {delivery_id}")
     if delivery.status != "failed":
-        raise actions.OperationError(
-            409, "Not a dead letter", f"only failed deliveries can be purged; this one is {delivery.status}"
-        )
+        raise Problem(409, "Not a dead letter", f"only failed deliveries can be purged; this one is {delivery.status}")
     if delivery.payload_purged:
         return delivery
     await store.purge(delivery, await file_count(store, delivery))
@@ -181,7 +180,7 @@ async def run_bulk_retry(store: DeliveryStore, bulk_id: str, f: DeliveryFilter) 
             try:
                 result = await actions.retry(store, delivery_id)
                 counts["retried" if result.changed else "unchanged"] += 1
-            except actions.OperationError:
+            except Problem:
                 counts["errors"] += 1
             counts["done"] += 1
             if n % BULK_PROGRESS_EVERY == 0:

@@ -10,7 +10,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Validatio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.intake.accept import IntakeError
+from app.core.problems import Problem
 
 log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"
@@ -34,10 +34,21 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def intake_error(_: Request[Any, Any, Any], exc: IntakeError) -> Response[Any]:
+def render(exc: Problem) -> Response[Any]:
+    """The one mapping of a refusal (app/core/problems.py) to HTTP."""
+    extra = {"code": exc.code} if exc.code else {}
     return problem(
-        exc.status, exc.title, exc.detail, errors=[{"field": e.field, "message": e.message} for e in exc.errors]
+        exc.status,
+        exc.title,
+        exc.detail,
+        errors=[{"field": e.field, "message": e.message} for e in exc.errors],
+        headers=exc.headers or None,
+        **extra,
     )
+
+
+def refused(_: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
+    return render(exc)
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -76,7 +87,7 @@ def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
-    IntakeError: intake_error,
+    Problem: refused,
     HTTPException: http_error,
     RedisConnectionError: redis_down,
     RedisTimeoutError: redis_down,

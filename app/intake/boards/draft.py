@@ -24,8 +24,8 @@ import msgspec
 from app.config import Connection
 from app.core import files
 from app.core.model import ApplicationIn
+from app.core.problems import FieldError, Problem
 from app.intake import accept
-from app.intake.accept import FieldError, IntakeError
 from connectors.base import ConnectorError, Warning_
 
 ATS_READ_TIMEOUT_S = 2.0
@@ -60,8 +60,8 @@ def configured_secrets(connection: Connection, setting: str, *, several: bool) -
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def not_configured(route: str) -> IntakeError:
-    return IntakeError(404, "Not found", f"no {route} intake is configured for this connection")
+def not_configured(route: str) -> Problem:
+    return Problem(404, "Not found", f"no {route} intake is configured for this connection")
 
 
 def matches_any(presented: str, secrets: Sequence[str]) -> bool:
@@ -126,13 +126,13 @@ def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
     try:
         actual = files.sniff(value.data)
     except files.FileRejected as exc:
-        raise IntakeError.invalid(field_path, str(exc)) from None
+        raise Problem.invalid(field_path, str(exc)) from None
     return default_stem + EXTENSIONS.get(actual, "")
 
 
 def check_file_size(length: int, connection: Connection, field_path: str) -> None:
     if length > connection.limits.max_file_bytes:
-        raise IntakeError.invalid(field_path, f"file larger than {connection.limits.max_file_bytes} bytes", 413)
+        raise Problem.invalid(field_path, f"file larger than {connection.limits.max_file_bytes} bytes", 413)
 
 
 # -- building the canonical application ---------------------------------------------------------
@@ -163,13 +163,13 @@ class Draft:
         self.board_fields[f"screening_question_answers[{len(self.answers)}]"] = board_field
         self.answers.append((question_id, value))
 
-    def rename(self, exc: IntakeError) -> IntakeError:
+    def rename(self, exc: Problem) -> Problem:
         """An intake refusal, with the fields named as the sender wrote them."""
         names = {**self.field_names, **self.board_fields}
         errors = [FieldError(_board_path(e.field, names), e.message) for e in exc.errors]
         head, sep, rest = exc.detail.partition(": ")
         detail = f"{_board_path(head, names)}{sep}{rest}" if sep else exc.detail
-        return IntakeError(exc.status, exc.title, detail, errors)
+        return Problem(exc.status, exc.title, detail, errors)
 
     def build(self) -> ApplicationIn:
         blobs: list[bytes] = []
@@ -218,11 +218,11 @@ def convert_application(raw: Any, field_names: Mapping[str, str] | None = None) 
     the board wrote it, with `field_names`)."""
     try:
         return accept.convert_application(raw)
-    except IntakeError as exc:
+    except Problem as exc:
         if not field_names or not exc.errors:
             raise
         first = exc.errors[0]
-        raise IntakeError.invalid(_board_path(first.field, field_names), first.message) from None
+        raise Problem.invalid(_board_path(first.field, field_names), first.message) from None
 
 
 def _board_path(path: str, names: Mapping[str, str]) -> str:
@@ -260,14 +260,14 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
             _open_jobs.clear()
         _open_jobs[key] = now + JOB_OPEN_CACHE_S
     if status == "missing":
-        raise IntakeError(
+        raise Problem(
             404,
             "Unknown job",
             f"{field_path}: the job does not exist in the ATS",
             [FieldError(field_path, "unknown job")],
         )
     if status == "closed":
-        raise IntakeError(
+        raise Problem(
             410,
             "Job closed",
             f"{field_path}: the job no longer takes applications",

@@ -32,7 +32,7 @@ from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from app.config import Connection
-from app.intake.accept import IntakeError
+from app.core.problems import Problem
 from app.intake.boards.draft import Draft, FileValue, check_file_size, split_name, truthy
 
 MAX_FIELD_BYTES = 100_000  # one text field (an answer may be 20,000 characters of any script)
@@ -90,14 +90,14 @@ class MultipartStream:
         except Exception:  # a header python-multipart cannot even split
             ctype, params = b"", {}
         if ctype != b"multipart/form-data":
-            raise IntakeError(
+            raise Problem(
                 415,
                 "Unsupported media type",
                 'send multipart/form-data (an HTML form with enctype="multipart/form-data")',
             )
         boundary = params.get(b"boundary")
         if not boundary or len(boundary) > 200:
-            raise IntakeError(400, "Malformed form", "Content-Type: the multipart boundary is missing")
+            raise Problem(400, "Malformed form", "Content-Type: the multipart boundary is missing")
         self.limits = connection.limits
         self.form = ParsedForm()
         self._part: Part | None = None
@@ -123,17 +123,17 @@ class MultipartStream:
                 max_header_size=8192,
             )
         except (FormParserError, ValueError):
-            raise IntakeError(400, "Malformed form", "Content-Type: invalid multipart boundary") from None
+            raise Problem(400, "Malformed form", "Content-Type: invalid multipart boundary") from None
 
     def feed(self, chunk: bytes) -> None:
         try:
             self.parser.write(chunk)
         except (MultipartParseError, FormParserError):
-            raise IntakeError(400, "Malformed form", "the multipart body is malformed") from None
+            raise Problem(400, "Malformed form", "the multipart body is malformed") from None
 
     def finish(self) -> ParsedForm:
         if self.parser.state != MultipartState.END:
-            raise IntakeError(400, "Malformed form", "the multipart body ended before its closing boundary")
+            raise Problem(400, "Malformed form", "the multipart body ended before its closing boundary")
         return self.form
 
     # -- parser callbacks ---------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class MultipartStream:
     def _on_part_begin(self) -> None:
         self._parts += 1
         if self._parts > MAX_PARTS:
-            raise IntakeError(413, "Form too large", f"more than {MAX_PARTS} form fields")
+            raise Problem(413, "Form too large", f"more than {MAX_PARTS} form fields")
         self._headers = {}
         self._part = None
 
@@ -158,7 +158,7 @@ class MultipartStream:
     def _on_headers_finished(self) -> None:
         name, filename = disposition(self._headers.get("content-disposition", ""))
         if not name:
-            raise IntakeError(400, "Malformed form", "a form part has no name")
+            raise Problem(400, "Malformed form", "a form part has no name")
         content_type = self._headers.get("content-type")
         self._part = Part(name=name[:256], filename=filename, content_type=content_type)
 
@@ -169,15 +169,15 @@ class MultipartStream:
         if part.filename is not None:
             self._files_bytes += size
             if len(part.data) + size > self.limits.max_file_bytes:
-                raise IntakeError.invalid(part.name, f"file larger than {self.limits.max_file_bytes} bytes", 413)
+                raise Problem.invalid(part.name, f"file larger than {self.limits.max_file_bytes} bytes", 413)
             if self._files_bytes > self.limits.max_application_bytes:
-                raise IntakeError.invalid(part.name, f"files exceed {self.limits.max_application_bytes} bytes", 413)
+                raise Problem.invalid(part.name, f"files exceed {self.limits.max_application_bytes} bytes", 413)
         else:
             self._fields_bytes += size
             if len(part.data) + size > MAX_FIELD_BYTES:
-                raise IntakeError.invalid(part.name, f"longer than {MAX_FIELD_BYTES} bytes", 413)
+                raise Problem.invalid(part.name, f"longer than {MAX_FIELD_BYTES} bytes", 413)
             if self._fields_bytes > MAX_FIELDS_BYTES:
-                raise IntakeError(413, "Form too large", f"text fields exceed {MAX_FIELDS_BYTES} bytes")
+                raise Problem(413, "Form too large", f"text fields exceed {MAX_FIELDS_BYTES} bytes")
         part.data += memoryview(data)[start:end]
 
     def _on_part_end(self) -> None:
@@ -191,7 +191,7 @@ class MultipartStream:
             try:
                 text = part.data.decode("utf-8")
             except UnicodeDecodeError:
-                raise IntakeError.invalid(part.name, "is not UTF-8 text") from None
+                raise Problem.invalid(part.name, "is not UTF-8 text") from None
             self.form.fields.setdefault(part.name, []).append(text)
         self._part = None
 
@@ -233,7 +233,7 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
         first, last = split_name(form.value("name") or "")
     for name, value in (("first_name", first), ("last_name", last), ("email", form.value("email"))):
         if not (value or "").strip():
-            raise IntakeError.invalid(name, "required")
+            raise Problem.invalid(name, "required")
     phone = (form.value("phone") or "").strip() or None
     source = (form.value("source") or "").strip() or str(connection.settings.get("form_source_name", "Career site"))
     draft = Draft(
@@ -273,7 +273,7 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
             continue
         kind = FILE_TYPES.get(name)
         if kind is None:
-            raise IntakeError.invalid(name, "unexpected file field (resume, cover_letter, attachments, question_<id>)")
+            raise Problem.invalid(name, "unexpected file field (resume, cover_letter, attachments, question_<id>)")
         for part in parts:
             part_name = part.filename or {"CV": "resume", "COVER_LETTER": "cover_letter"}.get(kind, "attachment")
             data = bytes(part.data)
@@ -281,6 +281,6 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
             draft.add_attachment(part_name, kind, part.content_type, data, name)
     for qid, (name, value) in answers.items():
         if len(qid) > 200:
-            raise IntakeError.invalid(f"question_{qid[:40]}…", "question id longer than 200 characters")
+            raise Problem.invalid(f"question_{qid[:40]}…", "question id longer than 200 characters")
         draft.add_answer(qid, value, name)
     return draft

@@ -26,7 +26,8 @@ from msgspec import Struct
 
 from app.config import Connection
 from app.core.model import Origin
-from app.intake.accept import FieldError, IntakeError, decode_base64
+from app.core.problems import FieldError, Problem
+from app.intake.accept import decode_base64
 from app.intake.boards.draft import (
     BoardAnswer,
     Draft,
@@ -52,11 +53,11 @@ def sign(body: bytes, secret: str) -> str:
 def verify(body: bytes, presented: str | None, secret: str) -> None:
     """Constant-time; a missing or wrong signature is a 401 (Indeed's contract)."""
     if not presented:
-        raise IntakeError(
+        raise Problem(
             401, "Unauthorized", f"{SIGNATURE_HEADER} header is missing", [FieldError(SIGNATURE_HEADER, "missing")]
         )
     if not hmac.compare_digest(presented.strip().encode(), sign(body, secret).encode()):
-        raise IntakeError(
+        raise Problem(
             401,
             "Unauthorized",
             f"{SIGNATURE_HEADER} does not match the body",
@@ -115,13 +116,13 @@ def parse(body: bytes) -> IndeedApply:
     try:
         apply = _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise IntakeError(422, "Unprocessable application", str(exc)) from None
+        raise Problem(422, "Unprocessable application", str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
     if not apply.id or not apply.id.strip():
         raise _missing("id")
     if len(apply.id) > 200 or not apply.id.isprintable():
-        raise IntakeError.invalid("id", "must be at most 200 printable characters")
+        raise Problem.invalid("id", "must be at most 200 printable characters")
     if apply.applicant is None:
         raise _missing("applicant")
     if not (apply.applicant.email or "").strip():
@@ -131,8 +132,8 @@ def parse(body: bytes) -> IndeedApply:
     return apply
 
 
-def _missing(path: str) -> IntakeError:
-    return IntakeError(400, "Missing required key", f"{path}: required", [FieldError(path, "required")])
+def _missing(path: str) -> Problem:
+    return Problem(400, "Missing required key", f"{path}: required", [FieldError(path, "required")])
 
 
 # -- job ----------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
     mapping = settings.get("indeed_jobs")
     if isinstance(mapping, dict) and mapping:
         if value not in mapping:
-            raise IntakeError(
+            raise Problem(
                 404,
                 "Unknown job",
                 f"{source}: not a job this connection takes applications for",
@@ -163,7 +164,7 @@ def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
             )
         return str(mapping[value]), source
     if len(value) > 200:
-        raise IntakeError.invalid(source, "longer than 200 characters")
+        raise Problem.invalid(source, "longer than 200 characters")
     return value, source
 
 
@@ -197,7 +198,7 @@ def _container(path: str, container: Any, connection: Connection) -> list[BoardA
         if items is None:
             return []
     if not isinstance(items, list):
-        raise IntakeError.invalid(path, "must be a list of question and answer pairs")
+        raise Problem.invalid(path, "must be a list of question and answer pairs")
     out = []
     for i, item in enumerate(items):
         answer = _item(f"{path}[{i}]", item, connection)
@@ -208,7 +209,7 @@ def _container(path: str, container: Any, connection: Connection) -> list[BoardA
 
 def _item(path: str, item: Any, connection: Connection) -> BoardAnswer | None:
     if not isinstance(item, dict):
-        raise IntakeError.invalid(path, "must be an object with question and answer")
+        raise Problem.invalid(path, "must be an object with question and answer")
     question = item.get("question")
     if isinstance(question, dict):
         qid, text = question.get("id"), question.get("question") or question.get("label") or question.get("text")
@@ -230,14 +231,14 @@ def _value(path: str, value: Any, connection: Connection) -> Any:
         if not value.strip():
             return None  # an unanswered optional question
         if len(value) > MAX_ANSWER_CHARS:
-            raise IntakeError.invalid(path, f"longer than {MAX_ANSWER_CHARS} characters")
+            raise Problem.invalid(path, f"longer than {MAX_ANSWER_CHARS} characters")
         return value
     if isinstance(value, dict):
         if "data" in value:
             return _file(path, value.get("fileName"), value.get("contentType"), value.get("data"), connection)
         if "value" in value or "label" in value:
             return _option(path, value)
-        raise IntakeError.invalid(path, "an object answer needs value/label, or fileName/data for a file")
+        raise Problem.invalid(path, "an object answer needs value/label, or fileName/data for a file")
     if isinstance(value, list):
         chosen = []
         for i, entry in enumerate(value):
@@ -246,34 +247,34 @@ def _value(path: str, value: Any, connection: Connection) -> Any:
             elif isinstance(entry, str | int) and not isinstance(entry, bool):
                 chosen.append((str(entry), str(entry)))
             else:
-                raise IntakeError.invalid(f"{path}[{i}]", "must be an option {value, label} or text")
+                raise Problem.invalid(f"{path}[{i}]", "must be an option {value, label} or text")
         return chosen or None
-    raise IntakeError.invalid(path, "unsupported answer type")
+    raise Problem.invalid(path, "unsupported answer type")
 
 
 def _option(path: str, value: dict[str, Any]) -> tuple[str, str]:
     raw_value, label = value.get("value"), value.get("label")
     if not all(v is None or (isinstance(v, str | int | float) and not isinstance(v, bool)) for v in (raw_value, label)):
-        raise IntakeError.invalid(path, "value and label must be text")
+        raise Problem.invalid(path, "value and label must be text")
     text_value = "" if raw_value is None else str(raw_value)
     text_label = text_value if label is None else str(label)
     if not text_value and not text_label:
-        raise IntakeError.invalid(path, "an option needs a value or a label")
+        raise Problem.invalid(path, "an option needs a value or a label")
     return text_value, text_label
 
 
 def _file(path: str, name: Any, content_type: Any, data: Any, connection: Connection) -> FileValue:
     if not isinstance(data, str) or not data.strip():
-        raise IntakeError.invalid(f"{path}.data", "must be base64 text")
+        raise Problem.invalid(f"{path}.data", "must be base64 text")
     if (name is not None and not isinstance(name, str)) or (
         content_type is not None and not isinstance(content_type, str)
     ):
-        raise IntakeError.invalid(path, "fileName and contentType must be text")
+        raise Problem.invalid(path, "fileName and contentType must be text")
     check_file_size(len(data) * 3 // 4 - 3, connection, f"{path}.data")
     raw = decode_base64(data, f"{path}.data")  # lenient: whitespace, missing padding, url-safe alphabet
     check_file_size(len(raw), connection, f"{path}.data")
     if not raw:
-        raise IntakeError.invalid(f"{path}.data", "the file is empty")
+        raise Problem.invalid(f"{path}.data", "the file is empty")
     return FileValue(name=name, content_type=content_type, data=raw)
 
 

@@ -23,7 +23,7 @@ import structlog
 from standardwebhooks import Webhook
 
 from app.core.model import ApplicationIn, Origin
-from app.intake.accept import FieldError, IntakeError
+from app.core.problems import FieldError, Problem
 from app.intake.boards.draft import convert_application
 
 log = structlog.get_logger("applyrelay.inbound")
@@ -50,7 +50,7 @@ def verify(body: bytes, headers: Mapping[str, str], hooks: Sequence[Webhook]) ->
     presented = {name: headers[name] for name in HEADERS if headers.get(name)}
     missing = [name for name in HEADERS if name not in presented]
     if missing:
-        raise IntakeError(
+        raise Problem(
             401, "Unauthorized", f"{missing[0]} header is missing", [FieldError(name, "missing") for name in missing]
         )
     for hook in hooks:
@@ -60,7 +60,7 @@ def verify(body: bytes, headers: Mapping[str, str], hooks: Sequence[Webhook]) ->
             continue
         break
     else:
-        raise IntakeError(
+        raise Problem(
             401,
             "Unauthorized",
             "webhook-signature does not match, or webhook-timestamp is outside ±5 minutes",
@@ -68,7 +68,7 @@ def verify(body: bytes, headers: Mapping[str, str], hooks: Sequence[Webhook]) ->
         )
     message_id = presented["webhook-id"]
     if not MESSAGE_ID.match(message_id):
-        raise IntakeError.invalid("webhook-id", "1 to 255 printable ASCII characters", 400)
+        raise Problem.invalid("webhook-id", "1 to 255 printable ASCII characters", 400)
     return message_id
 
 
@@ -76,14 +76,14 @@ def to_application(body: bytes, connection_id: str, message_id: str) -> tuple[Ap
     try:
         document: Any = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise IntakeError(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
     if isinstance(document, dict) and isinstance(document.get("data"), dict) and "type" in document:
         document = document["data"]
     if not isinstance(document, dict):
-        raise IntakeError.invalid("$", "the body must be a JSON object (the canonical application)")
+        raise Problem.invalid("$", "the body must be a JSON object (the canonical application)")
     given = document.setdefault("connection_id", connection_id)
     if given != connection_id:
-        raise IntakeError.invalid("connection_id", "differs from the connection in the URL")
+        raise Problem.invalid("connection_id", "differs from the connection in the URL")
     application = convert_application(document)
     origin = Origin(channel="webhook", received_at=time.time(), board="webhook", board_application_id=message_id)
     return application, origin

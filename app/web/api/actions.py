@@ -4,7 +4,6 @@ application (by delivery id) or on remote ids given directly — and reading a c
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any
 
 import msgspec
@@ -12,8 +11,9 @@ from litestar import Request, Response, Router, get, post
 from msgspec import Meta
 
 from app.core.model import AttachmentIn
+from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery
-from app.intake.accept import IntakeError, build_attachments, decode_with_files
+from app.intake.accept import build_attachments, decode_with_files
 from app.operator import actions
 from app.privacy import audit
 from app.runtime import Runtime
@@ -69,50 +69,34 @@ def _decode(body: bytes, kind: type[Any]) -> Any:
     except msgspec.ValidationError as exc:
         raise _refusal(exc) from None
     except msgspec.DecodeError as exc:
-        raise _Refused(problem(400, "Malformed JSON", str(exc))) from None
-    except IntakeError as exc:  # a file's base64 that even the lenient decoder refuses
-        raise _Refused(
-            problem(
-                exc.status, exc.title, exc.detail, errors=[{"field": e.field, "message": e.message} for e in exc.errors]
-            )
-        ) from None
+        raise Problem(400, "Malformed JSON", str(exc)) from None
 
 
-def _refusal(exc: msgspec.ValidationError) -> _Refused:
+def _refusal(exc: msgspec.ValidationError) -> Problem:
     text = str(exc)
     field = text.split("at `$.", 1)[1].rstrip("`") if "at `$." in text else "$"
-    return _Refused(problem(422, "Invalid request", text, errors=[{"field": field, "message": text}]))
-
-
-class _Refused(Exception):
-    def __init__(self, response: Response[Any]) -> None:
-        super().__init__("refused")
-        self.response = response
+    return Problem(422, "Invalid request", text, [FieldError(field, text)])
 
 
 async def _parent(request: Request[Any, Any, Any], delivery_id: str) -> Delivery:
     parent = await _runtime(request).store.get(delivery_id)
     if parent is None:
-        raise _Refused(problem(404, "Not found", f"no delivery {delivery_id}"))
+        raise Problem(404, "Not found", f"no delivery {delivery_id}")
     if parent.kind != "application" or "application" not in parent.checkpoints:
-        raise _Refused(
-            problem(409, "Not delivered yet", "the application has no remote id yet; retry once it is delivered")
-        )
+        raise Problem(409, "Not delivered yet", "the application has no remote id yet; retry once it is delivered")
     return parent
 
 
 def _supports(runtime: Runtime, connection_id: str, action: str) -> None:
     if connection_id not in runtime.config.connections:
-        raise _Refused(problem(404, "Unknown connection", f"connection {connection_id!r} is not configured"))
+        raise Problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
     connector = runtime.connectors.get(connection_id)
     if action not in connector.capabilities.actions:
-        raise _Refused(
-            problem(
-                422,
-                "Not supported by the target ATS",
-                f"{connector.name} does not support {action}",
-                errors=[{"field": "action", "message": "not supported by this ATS"}],
-            )
+        raise Problem(
+            422,
+            "Not supported by the target ATS",
+            f"{connector.name} does not support {action}",
+            [FieldError("action", "not supported by this ATS")],
         )
 
 
@@ -157,14 +141,12 @@ async def _attachment_files(request: Request[Any, Any, Any], connection_id: str)
     body: AddAttachment = _decode(await read_body(request), AddAttachment)
     connector = runtime.connectors.get(connection_id)
     if body.attachment.type not in connector.capabilities.attachment_types:
-        raise _Refused(
-            problem(
-                422,
-                "Not accepted by the target ATS",
-                f"{connector.name} takes attachments of type "
-                f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
-                errors=[{"field": "attachment.type", "message": "not supported by this ATS"}],
-            )
+        raise Problem(
+            422,
+            "Not accepted by the target ATS",
+            f"{connector.name} takes attachments of type "
+            f"{', '.join(sorted(connector.capabilities.attachment_types)) or 'none'}",
+            [FieldError("attachment.type", "not supported by this ATS")],
         )
     return build_attachments([("attachment", body.attachment)], request.app.state.intake.connection(connection_id))
 
@@ -173,24 +155,10 @@ def _link_params(link: AddResultLink) -> dict[str, Any]:
     return {"label": link.label, "url": link.url, "details": msgspec.to_builtins(link.details or ResultLinkDetails())}
 
 
-def _refusals(handler: Any) -> Any:
-    """Turn a `_Refused` into its problem response (kept out of each handler's body)."""
-
-    @functools.wraps(handler)
-    async def wrapped(*args: Any, **kwargs: Any) -> Response[Any]:
-        try:
-            return await handler(*args, **kwargs)
-        except _Refused as refused:
-            return refused.response
-
-    return wrapped
-
-
 # -- on a delivered application (by delivery id) -------------------------------------------------
 
 
 @post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
-@_refusals
 async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     _supports(_runtime(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
@@ -202,7 +170,6 @@ async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str)
 
 
 @post("/v1/deliveries/{delivery_id:str}/stage", guards=[retry_guard])
-@_refusals
 async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
@@ -211,7 +178,6 @@ async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> R
 
 
 @post("/v1/deliveries/{delivery_id:str}/result-links", guards=[retry_guard])
-@_refusals
 async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: AddResultLink = _decode(await read_body(request), AddResultLink)
@@ -225,7 +191,6 @@ async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str
 
 
 @post("/v1/connections/{connection_id:str}/applications/{application_id:str}/stage", guards=[retry_guard])
-@_refusals
 async def application_stage(request: Request[Any, Any, Any], connection_id: str, application_id: str) -> Response[Any]:
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
     return await _queue(
@@ -238,7 +203,6 @@ async def application_stage(request: Request[Any, Any, Any], connection_id: str,
 
 
 @post("/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments", guards=[retry_guard])
-@_refusals
 async def application_attachment(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -250,7 +214,6 @@ async def application_attachment(
 
 
 @post("/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links", guards=[retry_guard])
-@_refusals
 async def application_result_link(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -265,7 +228,6 @@ async def application_result_link(
 
 
 @post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[retry_guard])
-@_refusals
 async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str, candidate_id: str) -> Response[Any]:
     _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
     files = await _attachment_files(request, connection_id)
@@ -275,7 +237,6 @@ async def candidate_attachment(request: Request[Any, Any, Any], connection_id: s
 
 
 @post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links", guards=[retry_guard])
-@_refusals
 async def candidate_result_link(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
@@ -290,7 +251,6 @@ async def candidate_result_link(
 
 
 @get("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[require_scope("pii")])
-@_refusals
 async def list_candidate_attachments(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:

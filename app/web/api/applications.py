@@ -13,8 +13,9 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from app.core.model import Origin
+from app.core.problems import Problem
 from app.delivery import queue
-from app.intake.accept import Intake, IntakeError, decode_application
+from app.intake.accept import Intake, decode_application
 from app.runtime import Runtime
 from app.web.auth import current_token
 from app.web.problems import problem
@@ -47,7 +48,7 @@ def _intake(request: Request[Any, Any, Any]) -> Intake:
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise IntakeError(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters", [])
+        raise Problem(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters", [])
     return key
 
 

@@ -15,10 +15,11 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from app.core.problems import Problem
 from app.delivery.record import Delivery, public_view
 from app.operator import actions, metrics, retries
 from app.operator.connection_health import metrics_text as connection_metrics_text
-from app.operator.query import DeliveryFilter, QueryError, build_filter, counts, find, known_names
+from app.operator.query import DeliveryFilter, build_filter, counts, find, known_names
 from app.privacy import audit
 from app.runtime import Runtime
 from app.web.api.applications import read_body
@@ -39,12 +40,6 @@ def _runtime(request: Request[Any, Any, Any]) -> Runtime:
 def actor(request: Request[Any, Any, Any]) -> str:
     token = current_token(request)
     return token.name if token else "anonymous"
-
-
-def query_problem(exc: QueryError) -> Response[Any]:
-    return problem(
-        400, "Invalid request", f"{exc.field}: {exc.message}", errors=[{"field": exc.field, "message": exc.message}]
-    )
 
 
 def summary(delivery: Delivery) -> dict[str, Any]:
@@ -80,11 +75,8 @@ async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, curs
     """Filters: status, connection, connector, channel, board, received_from / received_to (epoch
     seconds or ISO 8601), q (a delivery id or a board application id); newest received first."""
     store = _runtime(request).store
-    try:
-        f = build_filter({name: request.query_params.get(name) for name in FILTER_FIELDS})
-        page = await find(store, f, limit=limit, cursor=cursor)
-    except QueryError as exc:
-        return query_problem(exc)
+    f = build_filter({name: request.query_params.get(name) for name in FILTER_FIELDS})
+    page = await find(store, f, limit=limit, cursor=cursor)
     return Response(
         {"data": [summary(d) for d in page.deliveries], "next_cursor": page.next_cursor, "counts": await store.counts()}
     )
@@ -149,7 +141,7 @@ async def retry_one(runtime: Runtime, delivery_id: str, who: str, *, attachments
 async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachments_only: bool) -> Response[Any]:
     try:
         result = await retry_one(_runtime(request), delivery_id, actor(request), attachments_only=attachments_only)
-    except actions.OperationError as exc:
+    except Problem as exc:
         return problem(exc.status, exc.title, exc.detail)
     return Response(
         {"id": result.delivery_id, "status": result.status, "changed": result.changed},
@@ -179,11 +171,8 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
         return problem(400, "Invalid request", str(exc))
     except msgspec.DecodeError:
         return problem(400, "Malformed JSON", "the body is not valid JSON")
-    try:
-        params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items()}
-        f = build_filter(params)
-    except QueryError as exc:
-        return query_problem(exc)
+    params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items()}
+    f = build_filter(params)
     bulk_id = await retries.start_bulk_retry(_runtime(request).store, f, actor(request))
     return Response(
         {"id": bulk_id, "status": "running", "filter": f.as_params()},
@@ -206,7 +195,7 @@ async def purge_delivery(request: Request[Any, Any, Any], delivery_id: str) -> R
     runtime = _runtime(request)
     try:
         delivery = await retries.purge(runtime.store, delivery_id)
-    except actions.OperationError as exc:
+    except Problem as exc:
         return problem(exc.status, exc.title, exc.detail)
     await audit.record(runtime.redis, actor(request), "purge", delivery_id)
     return Response({"id": delivery.id, "status": delivery.status, "payload_purged": True, "files_purged": True})

@@ -15,7 +15,8 @@ from litestar.response import Redirect
 
 from app.config import Config, ConfigError, Connection
 from app.core.model import Origin
-from app.intake.accept import Accepted, Intake, IntakeError, idempotency_hash
+from app.core.problems import Problem
+from app.intake.accept import Accepted, Intake, idempotency_hash
 from app.intake.boards import forms, indeed, webhooks
 from app.intake.boards.draft import Draft, check_job, configured_secrets, matches_any, not_configured
 from app.redis.keys import form_rate_key, idempotency_claim_key
@@ -86,12 +87,12 @@ def _intake(request: Request[Any, Any, Any]) -> Intake:
 async def read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The raw body (signatures are over these exact bytes), 413 past `limit`."""
     if (request.content_length or 0) > limit:
-        raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+        raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+            raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -131,7 +132,7 @@ async def _accept(
     application = draft.build()
     try:
         return await intake.accept(application, origin, key, notes)
-    except IntakeError as exc:
+    except Problem as exc:
         raise draft.rename(exc) from None
 
 
@@ -185,7 +186,7 @@ async def career_form(request: Request[Any, Any, Any], connection_id: str, job_i
     browser = wants_html(request)
     try:
         return await _career_form(request, connection_id, job_id, browser)
-    except IntakeError as exc:
+    except Problem as exc:
         if browser:
             return _html_error(exc)
         if isinstance(exc, _TooMany):
@@ -214,7 +215,7 @@ async def _career_form(
         log.info("inbound.form_honeypot", connection=connection.id)
         return _form_success(connection, browser, None)  # a bot learns nothing; nothing is stored
     if not 0 < len(job_id) <= 200:
-        raise IntakeError.invalid("job_id", "1 to 200 characters")
+        raise Problem.invalid("job_id", "1 to 200 characters")
     connector = runtime.connectors.get(connection.id)
     await check_job(connector, connection, job_id, "job_id")
     draft = forms.to_application(form, connection, job_id)
@@ -223,20 +224,20 @@ async def _career_form(
     return _form_success(connection, browser, accepted)
 
 
-def _bad_token() -> IntakeError:
-    return IntakeError(401, "Unauthorized", "the form token is missing or wrong (X-Form-Token or form_token)")
+def _bad_token() -> Problem:
+    return Problem(401, "Unauthorized", "the form token is missing or wrong (X-Form-Token or form_token)")
 
 
 async def _parse_form(request: Request[Any, Any, Any], connection: Connection) -> forms.ParsedForm:
     limit = connection.limits.max_application_bytes + FORM_OVERHEAD_BYTES
     if (request.content_length or 0) > limit:
-        raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+        raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
     stream = forms.MultipartStream(request.headers.get("content-type", ""), connection)
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise IntakeError(413, "Request body too large", f"the body is larger than {limit} bytes")
+            raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
         stream.feed(chunk)
     return stream.finish()
 
@@ -270,7 +271,7 @@ async def _rate_limit(request: Request[Any, Any, Any], runtime: Runtime, connect
         raise _TooMany(retry_after)
 
 
-class _TooMany(IntakeError):
+class _TooMany(Problem):
     def __init__(self, retry_after: int) -> None:
         super().__init__(429, "Too many requests", f"too many applications from this address; retry in {retry_after} s")
         self.retry_after = retry_after
@@ -289,7 +290,7 @@ def _form_success(connection: Connection, browser: bool, accepted: Any) -> Respo
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
 
 
-def _html_error(exc: IntakeError) -> Response[Any]:
+def _html_error(exc: Problem) -> Response[Any]:
     items = "".join(f"<li><code>{html.escape(e.field)}</code>: {html.escape(e.message)}</li>" for e in exc.errors)
     body = f"<p>{html.escape(exc.detail)}</p>" + (f"<ul>{items}</ul>" if items else "")
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, _TooMany) else None

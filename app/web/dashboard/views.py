@@ -26,10 +26,11 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.response import Redirect
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from app.core.problems import Problem
 from app.delivery import transitions
 from app.delivery.record import STATUSES, TERMINAL, Delivery
-from app.operator import actions, retries
-from app.operator.query import QueryError, build_filter, counts, find, known_names, series
+from app.operator import retries
+from app.operator.query import build_filter, counts, find, known_names, series
 from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import find_token
@@ -327,8 +328,8 @@ async def dashboard(
     try:
         f = build_filter(params)
         page = await find(store, f, limit=limit, cursor=cursor)
-    except QueryError as exc:
-        error, page, f = f"{exc.field}: {exc.message}", None, None
+    except Problem as exc:
+        error, page, f = exc.detail, None, None
     span = range if range in RANGES else "24h"
     seen_connections = await known_names(store, "connection")
     names = connection_names(runtime, seen_connections)
@@ -375,12 +376,12 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
         return refused
     try:
         f = build_filter({name: form.get(name) for name in FILTER_FIELDS})
-    except QueryError as exc:
+    except Problem as exc:
         return render(
             "message.html",
             status_code=400,
             title="Invalid filter",
-            message=f"{exc.field}: {exc.message}",
+            message=exc.detail,
             **_chrome(request),
         )
     token = current_token(request)
@@ -459,7 +460,7 @@ async def _act(request: Request[Any, Any, Any], delivery_id: str, action: str) -
         else:
             result = await retry_one(runtime, delivery_id, who, attachments_only=action == "retry-attachments")
             outcome = "queued" if result.changed else "unchanged"
-    except actions.OperationError as exc:
+    except Problem as exc:
         return render("message.html", status_code=exc.status, title=exc.title, message=exc.detail, **_chrome(request))
     return Redirect(f"/dashboard/deliveries/{delivery_id}", query_params={"done": outcome}, status_code=303)
 
