@@ -132,7 +132,7 @@ def _utc(ts: float | None) -> str:
 
 async def _list(args: argparse.Namespace) -> int:
     from app.operator.query import find
-    from app.web.api.deliveries import summary
+    from app.operator.views import summary
 
     f = _filter(args)
     async with _Store() as store:
@@ -156,8 +156,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    from app.delivery.record import public_view
-    from app.operator.retries import timeline
+    from app.operator.views import public_view, timeline
 
     async with _Store() as store:
         delivery = await store.get(args.id)
@@ -185,7 +184,7 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 async def _retry(args: argparse.Namespace) -> int:
-    from app.operator import actions, retries
+    from app.operator import retries
     from app.privacy import audit
 
     async with _Store() as store:
@@ -204,7 +203,7 @@ async def _retry(args: argparse.Namespace) -> int:
             return 0 if progress.status == "done" else 1
         if not args.id:
             sys.exit("applyrelay: give a delivery id (or --all with filters)")
-        result = await actions.retry(store, args.id, attachments_only=args.attachments)
+        result = await retries.retry(store, args.id, attachments_only=args.attachments)
         await audit.record(
             store.redis,
             _actor(),

@@ -112,16 +112,3 @@ MAX_ATTEMPT_LOG = 50
 
 delivery_encoder = msgspec.msgpack.Encoder()
 delivery_decoder = msgspec.msgpack.Decoder(Delivery)
-
-
-def public_view(delivery: Delivery) -> dict[str, Any]:
-    """The JSON shape of GET /v1/deliveries/{id}: everything but internal counters."""
-    data = msgspec.to_builtins(delivery)
-    for f in msgspec.structs.fields(Delivery):  # the stored form omits defaults; the API shows them
-        if f.encode_name not in data:
-            default = f.default if f.default is not msgspec.NODEFAULT else f.default_factory()
-            data[f.encode_name] = msgspec.to_builtins(default)
-    data.pop("idempotency_key_hash", None)
-    data.pop("version", None)
-    data["steps"] = [{"name": k, "remote_id": v} for k, v in delivery.checkpoints.items()]
-    return data

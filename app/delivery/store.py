@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from app.delivery import queue, transitions
-from app.delivery.record import STATUSES, Delivery, Status, delivery_decoder, delivery_encoder
+from app.delivery import queue
+from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
 from app.delivery.transitions import Move
 from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
@@ -406,17 +406,9 @@ class DeliveryStore:
     async def pause_connection(self, connection_id: str, reason: str) -> None:
         await self.redis.set(paused_key(connection_id), reason.encode())
 
+    async def lift_pause(self, connection_id: str) -> None:
+        await self.redis.delete(paused_key(connection_id))
+
     async def paused_reason(self, connection_id: str) -> str | None:
         raw = await self.redis.get(paused_key(connection_id))
         return raw.decode() if raw else None
-
-    async def resume_connection(self, connection_id: str) -> int:
-        """Lift the pause and re-enqueue the connection's paused deliveries; returns how many."""
-        await self.redis.delete(paused_key(connection_id))
-        resumed = 0
-        for delivery in await self.get_many(await self.list_ids("paused", count=100_000)):
-            if delivery.connection_id == connection_id and delivery.status == Status.PAUSED:
-                move = transitions.requeue(delivery, time.time(), fresh_schedule=False)
-                await self.save(delivery, move, run_at=time.time(), run_seq=delivery.runs + 1)
-                resumed += 1
-        return resumed

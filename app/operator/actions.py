@@ -1,48 +1,17 @@
-"""Operator actions on deliveries, shared by the JSON API, the dashboard and the CLI."""
+"""Extra actions queued as deliveries of their own (add an attachment, a result link, move a
+stage...), on a delivered application or on remote ids: retried like any delivery. Shared by the
+JSON API and the CLI."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 
 from app.core.model import AttachmentRef
-from app.core.problems import Problem
-from app.delivery import transitions
 from app.delivery.engine import ActionPayload, action_encoder
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.intake.accept import idempotency_hash
-
-
-@dataclass
-class RetryResult:
-    delivery_id: str
-    changed: bool
-    status: str
-
-
-async def retry(store: DeliveryStore, delivery_id: str, *, attachments_only: bool = False) -> RetryResult:
-    """Run the delivery again now, from its last checkpoint. Idempotent: a delivery already queued
-    or running is left as it is; a delivered one is only re-run for its unconfirmed files."""
-    delivery = await store.get(delivery_id)
-    if delivery is None:
-        raise Problem(404, "Not found", f"no delivery {delivery_id}")
-    if delivery.payload_purged:
-        raise Problem(409, "Purged", "the delivery's payload was purged; it cannot be retried")
-    if attachments_only:
-        pending = [a for a in delivery.attachments if not a.confirmed]
-        if not pending:
-            return RetryResult(delivery_id, False, delivery.status)
-        if delivery.status in ("queued", "delivering"):
-            return RetryResult(delivery_id, False, delivery.status)
-        if delivery.files_purged:
-            raise Problem(409, "Files purged", "the attachment bytes were already dropped")
-    elif delivery.status not in transitions.RETRYABLE:
-        return RetryResult(delivery_id, False, delivery.status)
-    move = transitions.requeue(delivery, time.time(), fresh_schedule=True)  # an operator's retry starts afresh
-    await store.save(delivery, move, run_at=time.time())
-    return RetryResult(delivery_id, True, "queued")
 
 
 async def enqueue_action(

@@ -22,8 +22,8 @@ from arq import cron
 from redis.asyncio import Redis
 
 from app.config import Config
-from app.delivery import queue
-from app.delivery.record import Delivery
+from app.delivery import queue, transitions
+from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore
 from app.redis.keys import DEGRADED_SET, paused_key, semaphore_key
 
@@ -206,3 +206,15 @@ async def metrics_text(store: DeliveryStore, config: Config) -> str:
         [({}, float(await redis.zcount(queue.QUEUE_NAME, "-inf", int(time.time() * 1000))))],
     )
     return "\n".join(lines) + "\n"
+
+
+async def resume(store: DeliveryStore, connection_id: str) -> int:
+    """Lift the connection's pause and re-queue its paused deliveries; returns how many."""
+    await store.lift_pause(connection_id)
+    resumed = 0
+    for delivery in await store.get_many(await store.list_ids("paused", count=100_000)):
+        if delivery.connection_id == connection_id and delivery.status == Status.PAUSED:
+            move = transitions.requeue(delivery, time.time(), fresh_schedule=False)
+            await store.save(delivery, move, run_at=time.time(), run_seq=delivery.runs + 1)
+            resumed += 1
+    return resumed

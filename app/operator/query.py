@@ -306,3 +306,6 @@ async def series(store: DeliveryStore, *, span_s: float, buckets: int, now: floa
                     counts_[index] += int(value)
         out[event] = counts_
     return out
+
+
+FILTER_FIELDS = ("status", "connection", "connector", "channel", "board", "received_from", "received_to", "q")

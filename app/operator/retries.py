@@ -1,6 +1,6 @@
-"""Operator views and actions on deliveries beyond a single retry: the step timeline, the
-candidate's name (for a `pii` token, audited), purging a dead letter, and bulk retries running in
-the background with progress kept in Redis. Shared by the JSON API, the dashboard and the CLI."""
+"""What an operator does to deliveries: retry one (from its last checkpoint, or only its unconfirmed
+files), purge a dead letter, and bulk retries running in the background with progress kept in
+Redis. Shared by the JSON API, the dashboard and the CLI; every action is audited."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from typing import Any
 import msgspec
 import structlog
 
-from app.core.model import stored_decoder
 from app.core.problems import Problem
+from app.delivery import transitions
 from app.delivery.engine import file_count
 from app.delivery.record import Delivery
 from app.delivery.store import DeliveryStore
-from app.operator import actions
 from app.operator.query import DeliveryFilter, find_all_ids
 from app.privacy import audit
 from app.redis.keys import bulk_key
@@ -31,64 +30,6 @@ BULK_PROGRESS_EVERY = 10
 
 
 # -- views --------------------------------------------------------------------------------------
-
-
-def timeline(delivery: Delivery) -> list[dict[str, Any]]:
-    """What happened, in order: accepted, every attempt (step, outcome, HTTP status, latency, a
-    PII-free error), and where it stands now."""
-    events: list[dict[str, Any]] = [{"at": delivery.created_at, "event": "accepted", "channel": delivery.channel}]
-    for attempt in delivery.attempts:
-        event: dict[str, Any] = {
-            "at": attempt.finished_at,
-            "event": "attempt",
-            "attempt": attempt.number,
-            "outcome": attempt.outcome,
-            "step": attempt.step,
-            "http_status": attempt.http_status,
-            "latency_ms": attempt.latency_ms,
-        }
-        if attempt.error:
-            event["error"] = attempt.error
-        if attempt.next_attempt_at:
-            event["next_attempt_at"] = attempt.next_attempt_at
-        events.append(event)
-    if delivery.status == "delivered" and delivery.delivered_at:
-        events.append({"at": delivery.delivered_at, "event": "delivered"})
-    elif delivery.status == "failed" and delivery.last_error:
-        events.append(
-            {
-                "at": delivery.last_error.at or delivery.updated_at,
-                "event": "dead_lettered",
-                "error": delivery.last_error.message,
-                "http_status": delivery.last_error.http_status,
-            }
-        )
-    elif delivery.status in ("retry_scheduled", "queued") and delivery.next_attempt_at:
-        events.append({"at": delivery.next_attempt_at, "event": "next_attempt", "scheduled": True})
-    return events
-
-
-async def candidate_name(store: DeliveryStore, delivery: Delivery) -> dict[str, str] | None:
-    """The candidate's name and address, or None (an action, or a purged payload)."""
-    if delivery.kind != "application" or delivery.payload_purged:
-        return None
-    raw = await store.load_payload(delivery.id)
-    if raw is None:
-        return None
-    candidate = stored_decoder.decode(raw).candidate
-    return {
-        "first_name": candidate.first_name,
-        "last_name": candidate.last_name,
-        "email_address": candidate.email_address,
-    }
-
-
-async def show_candidate(store: DeliveryStore, delivery: Delivery, actor: str, via: str) -> dict[str, str] | None:
-    """Load the name to show it, and record that `actor` saw it."""
-    name = await candidate_name(store, delivery)
-    if name is not None:
-        await audit.record(store.redis, actor, "view_detail", delivery.id, {"via": via, "fields": "name,email"})
-    return name
 
 
 # -- purge --------------------------------------------------------------------------------------
@@ -178,7 +119,7 @@ async def run_bulk_retry(store: DeliveryStore, bulk_id: str, f: DeliveryFilter) 
         await store.redis.hset(key, mapping={"total": len(ids), "updated_at": time.time()})
         for n, delivery_id in enumerate(ids, 1):
             try:
-                result = await actions.retry(store, delivery_id)
+                result = await retry(store, delivery_id)
                 counts["retried" if result.changed else "unchanged"] += 1
             except Problem:
                 counts["errors"] += 1
@@ -217,3 +158,46 @@ async def bulk_progress(store: DeliveryStore, bulk_id: str) -> BulkProgress | No
         updated_at=updated,
         filter=msgspec.json.decode(data["filter"]),
     )
+
+
+@dataclass
+class RetryResult:
+    delivery_id: str
+    changed: bool
+    status: str
+
+
+async def retry(store: DeliveryStore, delivery_id: str, *, attachments_only: bool = False) -> RetryResult:
+    """Run the delivery again now, from its last checkpoint. Idempotent: a delivery already queued
+    or running is left as it is; a delivered one is only re-run for its unconfirmed files."""
+    delivery = await store.get(delivery_id)
+    if delivery is None:
+        raise Problem(404, "Not found", f"no delivery {delivery_id}")
+    if delivery.payload_purged:
+        raise Problem(409, "Purged", "the delivery's payload was purged; it cannot be retried")
+    if attachments_only:
+        pending = [a for a in delivery.attachments if not a.confirmed]
+        if not pending:
+            return RetryResult(delivery_id, False, delivery.status)
+        if delivery.status in ("queued", "delivering"):
+            return RetryResult(delivery_id, False, delivery.status)
+        if delivery.files_purged:
+            raise Problem(409, "Files purged", "the attachment bytes were already dropped")
+    elif delivery.status not in transitions.RETRYABLE:
+        return RetryResult(delivery_id, False, delivery.status)
+    move = transitions.requeue(delivery, time.time(), fresh_schedule=True)  # an operator's retry starts afresh
+    await store.save(delivery, move, run_at=time.time())
+    return RetryResult(delivery_id, True, "queued")
+
+
+async def retry_one(store: DeliveryStore, delivery_id: str, who: str, *, attachments_only: bool) -> RetryResult:
+    """An operator's retry of one delivery, audited under `who`."""
+    result = await retry(store, delivery_id, attachments_only=attachments_only)
+    await audit.record(
+        store.redis,
+        who,
+        "retry_attachments" if attachments_only else "retry",
+        delivery_id,
+        {"changed": result.changed},
+    )
+    return result

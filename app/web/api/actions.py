@@ -17,8 +17,8 @@ from app.intake.accept import build_attachments, decode_with_files
 from app.operator import actions
 from app.privacy import audit
 from app.runtime import Runtime
-from app.web.api.applications import idempotency_key, read_body
 from app.web.auth import current_token, require_scope, retry_guard
+from app.web.deps import idempotency_key, read_body, runtime_of
 from app.web.problems import problem
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -59,10 +59,6 @@ class MoveToStage(msgspec.Struct, forbid_unknown_fields=True):
     stage_id: RemoteId
 
 
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime
-
-
 def _decode(body: bytes, kind: type[Any]) -> Any:
     try:
         return decode_with_files(body, kind)
@@ -79,7 +75,7 @@ def _refusal(exc: msgspec.ValidationError) -> Problem:
 
 
 async def _parent(request: Request[Any, Any, Any], delivery_id: str) -> Delivery:
-    parent = await _runtime(request).store.get(delivery_id)
+    parent = await runtime_of(request).store.get(delivery_id)
     if parent is None:
         raise Problem(404, "Not found", f"no delivery {delivery_id}")
     if parent.kind != "application" or "application" not in parent.checkpoints:
@@ -108,7 +104,7 @@ async def _queue(
     params: dict[str, Any],
     files: list[Any] | None = None,
 ) -> Response[Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     _supports(runtime, connection_id, action)
     connector = runtime.connectors.get(connection_id)
     new_id, created = await actions.enqueue_action(
@@ -137,7 +133,7 @@ async def _queue(
 
 
 async def _attachment_files(request: Request[Any, Any, Any], connection_id: str) -> list[Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     body: AddAttachment = _decode(await read_body(request), AddAttachment)
     connector = runtime.connectors.get(connection_id)
     if body.attachment.type not in connector.capabilities.attachment_types:
@@ -161,7 +157,7 @@ def _link_params(link: AddResultLink) -> dict[str, Any]:
 @post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
 async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
-    _supports(_runtime(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
+    _supports(runtime_of(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
     files = await _attachment_files(request, parent.connection_id)
     params = {"application_id": parent.checkpoints["application"]}
     if "candidate" in parent.checkpoints:
@@ -206,7 +202,7 @@ async def application_stage(request: Request[Any, Any, Any], connection_id: str,
 async def application_attachment(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
-    _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
+    _supports(runtime_of(request), connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
     files = await _attachment_files(request, connection_id)
     return await _queue(
         request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION, {"application_id": application_id}, files
@@ -229,7 +225,7 @@ async def application_result_link(
 
 @post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[retry_guard])
 async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str, candidate_id: str) -> Response[Any]:
-    _supports(_runtime(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
+    _supports(runtime_of(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
     files = await _attachment_files(request, connection_id)
     return await _queue(
         request, None, connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE, {"candidate_id": candidate_id}, files
@@ -255,7 +251,7 @@ async def list_candidate_attachments(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
     """The candidate's files as the ATS holds them (metadata only), read live."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
     try:

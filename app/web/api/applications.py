@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import hmac
-import re
 import time
 from typing import Any
 
 from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from app.core.model import Origin
-from app.core.problems import Problem
 from app.delivery import queue
 from app.intake.accept import Intake, decode_application
-from app.runtime import Runtime
 from app.web.auth import current_token
+from app.web.deps import accepted_response, idempotency_key, read_body, runtime_of
 from app.web.problems import problem
-
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def require_intake_token(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -37,42 +32,8 @@ def require_intake_token(connection: ASGIConnection[Any, Any, Any, Any]) -> None
     raise NotAuthorizedException("a valid API token is required (Authorization: Bearer <token>)")
 
 
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime
-
-
 def _intake(request: Request[Any, Any, Any]) -> Intake:
     return request.app.state.intake
-
-
-def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters", [])
-    return key
-
-
-async def read_body(request: Request[Any, Any, Any]) -> bytes:
-    """The body, refused with 413 past the app's limit. Enforced here rather than by Litestar's
-    `request_max_body_size`, whose resolution is cached on module-level handlers and so cannot
-    differ between two app instances (tests, or two configs in one process)."""
-    limit: int = request.app.state.max_body_bytes
-    if (request.content_length or 0) > limit:
-        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def accepted_response(delivery_id: str, status: str, created: bool, warnings: list[dict[str, str]]) -> Response[Any]:
-    body: dict[str, Any] = {"id": delivery_id, "status": status, "duplicate": not created}
-    if warnings:
-        body["warnings"] = warnings
-    return Response(body, status_code=202, headers={"Location": f"/v1/deliveries/{delivery_id}"})
 
 
 @post("/v1/applications")
@@ -95,7 +56,7 @@ def health() -> dict[str, str]:
 async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     """Redis answers and a worker has written its heartbeat lately (readiness)."""
     try:
-        redis = _runtime(request).redis
+        redis = runtime_of(request).redis
         await redis.ping()
         heartbeat = await redis.exists(queue.HEALTH_CHECK_KEY)
     except Exception as exc:  # any failure to reach Redis means not ready

@@ -18,11 +18,12 @@ import structlog
 from litestar import Request, Response, Router, get, post
 from msgspec import Meta
 
+from app.operator import connection_health
 from app.operator.connection_health import connection_statuses
 from app.privacy import audit
 from app.runtime import Runtime
-from app.web.api.applications import read_body
 from app.web.auth import current_token, require_scope
+from app.web.deps import read_body, runtime_of
 from app.web.problems import problem
 from connectors.base import AuthError, Connector, PermanentError, TransientError
 
@@ -38,10 +39,6 @@ class PassthroughRequest(msgspec.Struct, forbid_unknown_fields=True):
     path: Annotated[str, Meta(min_length=1, max_length=1000)]
     query: dict[Annotated[str, Meta(max_length=200)], Annotated[str, Meta(max_length=2000)]] = {}
     body: Any = None
-
-
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime
 
 
 def _actor(request: Request[Any, Any, Any]) -> str:
@@ -65,18 +62,18 @@ def path_problem(path: str) -> str | None:
 
 @get("/v1/connections", guards=[read_guard])
 async def list_connections(request: Request[Any, Any, Any]) -> Response[Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     statuses = await connection_statuses(runtime.store, runtime.config)
     return Response({"data": [s.view() for s in statuses]})
 
 
 @post("/v1/connections/{connection_id:str}/resume", guards=[admin_guard], status_code=200)
 async def resume(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
     was_paused = await runtime.store.paused_reason(connection_id) is not None
-    resumed = await runtime.store.resume_connection(connection_id)
+    resumed = await connection_health.resume(runtime.store, connection_id)
     await audit.record(
         runtime.redis,
         _actor(request),
@@ -103,7 +100,7 @@ def _decode(body: bytes) -> PassthroughRequest | Response[Any]:
 
 @post("/v1/connections/{connection_id:str}/passthrough", guards=[admin_guard], status_code=200)
 async def passthrough(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
     call = _decode(await read_body(request))

@@ -16,76 +16,40 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from app.core.problems import Problem
-from app.delivery.record import Delivery, public_view
-from app.operator import actions, metrics, retries
+from app.operator import metrics, query, retries, views
 from app.operator.connection_health import metrics_text as connection_metrics_text
-from app.operator.query import DeliveryFilter, build_filter, counts, find, known_names
+from app.operator.query import build_filter, counts, find, known_names
 from app.privacy import audit
 from app.runtime import Runtime
-from app.web.api.applications import read_body
 from app.web.auth import current_token, require_scope
+from app.web.deps import actor, read_body, runtime_of
 from app.web.problems import problem
 
 read_guard = require_scope("read")
 retry_guard = require_scope("retry")
 erase_guard = require_scope("erase")
 
-FILTER_FIELDS = ("status", "connection", "connector", "channel", "board", "received_from", "received_to", "q")
-
-
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime
-
-
-def actor(request: Request[Any, Any, Any]) -> str:
-    token = current_token(request)
-    return token.name if token else "anonymous"
-
-
-def summary(delivery: Delivery) -> dict[str, Any]:
-    """A list row: ids, where it stands, where it came from; never candidate data."""
-    return {
-        "id": delivery.id,
-        "status": delivery.status,
-        "kind": delivery.kind,
-        "connection_id": delivery.connection_id,
-        "connector": delivery.connector,
-        "channel": delivery.channel,
-        "board": delivery.board,
-        "board_application_id": delivery.board_application_id,
-        "job_id": delivery.job_id,
-        "action": delivery.action,
-        "created_at": delivery.created_at,
-        "updated_at": delivery.updated_at,
-        "delivered_at": delivery.delivered_at,
-        "next_attempt_at": delivery.next_attempt_at,
-        "runs": delivery.runs,
-        "attempts": len(delivery.attempts),
-        "last_error": msgspec.to_builtins(delivery.last_error) if delivery.last_error else None,
-        "payload_purged": delivery.payload_purged,
-    }
-
-
-def connection_names(runtime: Runtime, seen: list[str]) -> list[str]:
-    return sorted(set(runtime.config.connections) | set(seen))
-
 
 @get("/v1/deliveries", guards=[read_guard])
 async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, cursor: str | None = None) -> Response[Any]:
     """Filters: status, connection, connector, channel, board, received_from / received_to (epoch
     seconds or ISO 8601), q (a delivery id or a board application id); newest received first."""
-    store = _runtime(request).store
-    f = build_filter({name: request.query_params.get(name) for name in FILTER_FIELDS})
+    store = runtime_of(request).store
+    f = build_filter({name: request.query_params.get(name) for name in query.FILTER_FIELDS})
     page = await find(store, f, limit=limit, cursor=cursor)
     return Response(
-        {"data": [summary(d) for d in page.deliveries], "next_cursor": page.next_cursor, "counts": await store.counts()}
+        {
+            "data": [views.summary(d) for d in page.deliveries],
+            "next_cursor": page.next_cursor,
+            "counts": await store.counts(),
+        }
     )
 
 
 @get("/v1/deliveries/counts", guards=[read_guard])
 async def delivery_counts(request: Request[Any, Any, Any]) -> Response[Any]:
-    runtime = _runtime(request)
-    names = connection_names(runtime, await known_names(runtime.store, "connection"))
+    runtime = runtime_of(request)
+    names = views.connection_names(runtime.config.connections, await known_names(runtime.store, "connection"))
     return Response(await counts(runtime.store, names))
 
 
@@ -93,7 +57,7 @@ async def delivery_counts(request: Request[Any, Any, Any]) -> Response[Any]:
 async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, include: str | None = None) -> Response[Any]:
     """The delivery with every attempt and its timeline; `include=candidate` adds the candidate's
     name for a token with the `pii` scope (and records that it was seen)."""
-    store = _runtime(request).store
+    store = runtime_of(request).store
     if include not in (None, "", "candidate"):
         return problem(
             400,
@@ -104,13 +68,13 @@ async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, includ
     delivery = await store.get(delivery_id)
     if delivery is None:
         return problem(404, "Not found", f"no delivery {delivery_id}")
-    body = public_view(delivery)
-    body["timeline"] = retries.timeline(delivery)
+    body = views.public_view(delivery)
+    body["timeline"] = views.timeline(delivery)
     if include == "candidate":
         token = current_token(request)
         if token is None or "pii" not in token.scopes:
             return problem(403, "Forbidden", "this token lacks the 'pii' scope")
-        body["candidate"] = await retries.show_candidate(store, delivery, token.name, "api")
+        body["candidate"] = await views.show_candidate(store, delivery, token.name, "api")
     return Response(body)
 
 
@@ -126,21 +90,11 @@ async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -
     return await _retry(request, delivery_id, attachments_only=True)
 
 
-async def retry_one(runtime: Runtime, delivery_id: str, who: str, *, attachments_only: bool) -> actions.RetryResult:
-    result = await actions.retry(runtime.store, delivery_id, attachments_only=attachments_only)
-    await audit.record(
-        runtime.redis,
-        who,
-        "retry_attachments" if attachments_only else "retry",
-        delivery_id,
-        {"changed": result.changed},
-    )
-    return result
-
-
 async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachments_only: bool) -> Response[Any]:
     try:
-        result = await retry_one(_runtime(request), delivery_id, actor(request), attachments_only=attachments_only)
+        result = await retries.retry_one(
+            runtime_of(request).store, delivery_id, actor(request), attachments_only=attachments_only
+        )
     except Problem as exc:
         return problem(exc.status, exc.title, exc.detail)
     return Response(
@@ -173,7 +127,7 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
         return problem(400, "Malformed JSON", "the body is not valid JSON")
     params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items()}
     f = build_filter(params)
-    bulk_id = await retries.start_bulk_retry(_runtime(request).store, f, actor(request))
+    bulk_id = await retries.start_bulk_retry(runtime_of(request).store, f, actor(request))
     return Response(
         {"id": bulk_id, "status": "running", "filter": f.as_params()},
         status_code=202,
@@ -183,7 +137,7 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get("/v1/bulk-retries/{bulk_id:str}", guards=[read_guard])
 async def bulk_retry_progress(request: Request[Any, Any, Any], bulk_id: str) -> Response[Any]:
-    progress = await retries.bulk_progress(_runtime(request).store, bulk_id)
+    progress = await retries.bulk_progress(runtime_of(request).store, bulk_id)
     if progress is None:
         return problem(404, "Not found", f"no bulk retry {bulk_id}")
     return Response(progress.as_dict())
@@ -192,7 +146,7 @@ async def bulk_retry_progress(request: Request[Any, Any, Any], bulk_id: str) -> 
 @delete("/v1/deliveries/{delivery_id:str}", guards=[erase_guard], status_code=200)
 async def purge_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     """Purge a dead letter: its payload and files are deleted, its state stays as a tombstone."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     try:
         delivery = await retries.purge(runtime.store, delivery_id)
     except Problem as exc:
@@ -210,8 +164,8 @@ def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
 
 @get("/metrics", guards=[metrics_guard])
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
-    runtime = _runtime(request)
-    names = connection_names(runtime, await known_names(runtime.store, "connection"))
+    runtime = runtime_of(request)
+    names = views.connection_names(runtime.config.connections, await known_names(runtime.store, "connection"))
     body = await metrics.render(runtime.store, names)
     body += (await connection_metrics_text(runtime.store, runtime.config)).encode()  # health per connection
     return Response(body, media_type=metrics.CONTENT_TYPE)
@@ -234,4 +188,4 @@ def router(_: Runtime) -> Router:
     )
 
 
-__all__ = ["FILTER_FIELDS", "DeliveryFilter", "router", "summary"]
+__all__ = ["router"]

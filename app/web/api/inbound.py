@@ -21,7 +21,7 @@ from app.intake.boards import forms, indeed, webhooks
 from app.intake.boards.draft import Draft, check_job, configured_secrets, matches_any, not_configured
 from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
-from app.web.api.applications import accepted_response, idempotency_key
+from app.web.deps import accepted_response, idempotency_key
 from app.web.problems import problem
 from connectors.base import Warning_
 

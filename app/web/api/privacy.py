@@ -22,8 +22,8 @@ from app.privacy import audit
 from app.privacy.erasure import Eraser
 from app.redis.keys import email_index_key, file_key
 from app.runtime import Runtime
-from app.web.api.applications import read_body
-from app.web.auth import current_token, require_scope
+from app.web.auth import require_scope
+from app.web.deps import actor, read_body, runtime_of
 from app.web.problems import problem
 
 MAX_AUDIT_PAGE = 500
@@ -31,15 +31,6 @@ MAX_AUDIT_PAGE = 500
 
 class SubjectRequest(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=254)]
-
-
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime
-
-
-def actor(request: Request[Any, Any, Any]) -> str:
-    token = current_token(request)
-    return token.name if token else "?"
 
 
 def _subject(body: bytes) -> SubjectRequest | Response[Any]:
@@ -62,7 +53,7 @@ async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     subject = _subject(await read_body(request))
     if isinstance(subject, Response):
         return subject
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     eraser = Eraser(runtime.store, runtime.pseudonyms, lease_wait_s=runtime.settings.lease_s + 1)
     report = await eraser.erase(subject.email)
     await audit.record(
@@ -82,7 +73,7 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     subject = _subject(await read_body(request))
     if isinstance(subject, Response):
         return subject
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     digest = await runtime.pseudonyms.email(subject.email)
     ids = sorted(i.decode() for i in await runtime.redis.smembers(email_index_key(digest)))
     records = []
@@ -122,7 +113,7 @@ async def audit_log(request: Request[Any, Any, Any], limit: int = 100, before: s
             errors=[{"field": "before", "message": "not an audit entry id"}],
         )
     limit = max(1, min(limit, MAX_AUDIT_PAGE))
-    entries = await audit.read(_runtime(request).redis, count=limit, before=before)
+    entries = await audit.read(runtime_of(request).redis, count=limit, before=before)
     return Response(
         {"data": [msgspec.to_builtins(e) for e in entries], "next": entries[-1].id if len(entries) == limit else None}
     )

@@ -29,14 +29,14 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from app.core.problems import Problem
 from app.delivery import transitions
 from app.delivery.record import STATUSES, TERMINAL, Delivery
-from app.operator import retries
+from app.operator import query, retries, views
 from app.operator.query import build_filter, counts, find, known_names, series
 from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import find_token
 from app.web import sessions
-from app.web.api.deliveries import FILTER_FIELDS, connection_names, retry_one, summary
 from app.web.auth import current_token, require_scope
+from app.web.deps import runtime_of
 from app.web.problems import problem
 
 HERE = Path(__file__).parent
@@ -81,10 +81,6 @@ _env.filters["utc"] = _utc
 def render(template: str, status_code: int = 200, cookies: list[Cookie] | None = None, **context: Any) -> Response[Any]:
     html = _env.get_template(template).render(**context)
     return Response(html, media_type=MediaType.HTML, status_code=status_code, headers=SECURITY_HEADERS, cookies=cookies)
-
-
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime
 
 
 # -- session middleware and auth redirects ------------------------------------------------------
@@ -202,7 +198,7 @@ async def login(request: Request[Any, Any, Any]) -> Response[Any]:
             csrf="",
             error="The login form expired; reload the page and try again.",
         )
-    redis = _runtime(request).redis
+    redis = runtime_of(request).redis
     client = request.client.host if request.client else "?"
     if await sessions.login_blocked(redis, client):
         return render(
@@ -253,7 +249,7 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     form = await _form(request)
     if (refused := _check_csrf(request, form)) is not None:
         return refused
-    await sessions.destroy(_runtime(request).redis, request.cookies.get(sessions.COOKIE))
+    await sessions.destroy(runtime_of(request).redis, request.cookies.get(sessions.COOKIE))
     return Redirect(
         "/dashboard/login",
         status_code=303,
@@ -321,9 +317,9 @@ async def dashboard(
     range: str = "24h",
     limit: int = 50,
 ) -> Response[Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     store = runtime.store
-    params = {name: request.query_params.get(name) for name in FILTER_FIELDS}
+    params = {name: request.query_params.get(name) for name in query.FILTER_FIELDS}
     error = None
     try:
         f = build_filter(params)
@@ -332,7 +328,7 @@ async def dashboard(
         error, page, f = exc.detail, None, None
     span = range if range in RANGES else "24h"
     seen_connections = await known_names(store, "connection")
-    names = connection_names(runtime, seen_connections)
+    names = views.connection_names(runtime.config.connections, seen_connections)
     current = {k: (v or "") for k, v in params.items()}
     next_link = None
     if page and page.next_cursor:
@@ -344,7 +340,7 @@ async def dashboard(
         "dashboard.html",
         statuses=STATUSES,
         counts=await counts(store, names),
-        rows=[summary(d) for d in page.deliveries] if page else [],
+        rows=[views.summary(d) for d in page.deliveries] if page else [],
         next_link=next_link,
         filters=current,
         filtered=any(current.values()),
@@ -364,8 +360,8 @@ async def dashboard(
 
 @get("/dashboard/api/counts", guards=[read_guard])
 async def counts_json(request: Request[Any, Any, Any]) -> Response[Any]:
-    runtime = _runtime(request)
-    names = connection_names(runtime, await known_names(runtime.store, "connection"))
+    runtime = runtime_of(request)
+    names = views.connection_names(runtime.config.connections, await known_names(runtime.store, "connection"))
     return Response(await counts(runtime.store, names), headers={"Cache-Control": "no-store"})
 
 
@@ -375,7 +371,7 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     if (refused := _check_csrf(request, form)) is not None:
         return refused
     try:
-        f = build_filter({name: form.get(name) for name in FILTER_FIELDS})
+        f = build_filter({name: form.get(name) for name in query.FILTER_FIELDS})
     except Problem as exc:
         return render(
             "message.html",
@@ -385,13 +381,13 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
             **_chrome(request),
         )
     token = current_token(request)
-    bulk_id = await retries.start_bulk_retry(_runtime(request).store, f, token.name if token else "?")
+    bulk_id = await retries.start_bulk_retry(runtime_of(request).store, f, token.name if token else "?")
     return Redirect("/dashboard", query_params={**f.as_params(), "bulk": bulk_id}, status_code=303)
 
 
 @get("/dashboard/api/bulk/{bulk_id:str}", guards=[read_guard])
 async def bulk_json(request: Request[Any, Any, Any], bulk_id: str) -> Response[Any]:
-    progress = await retries.bulk_progress(_runtime(request).store, bulk_id)
+    progress = await retries.bulk_progress(runtime_of(request).store, bulk_id)
     if progress is None:
         return problem(404, "Not found", f"no bulk retry {bulk_id}")
     return Response(progress.as_dict(), headers={"Cache-Control": "no-store"})
@@ -402,7 +398,7 @@ async def bulk_json(request: Request[Any, Any, Any], bulk_id: str) -> Response[A
 
 @get("/dashboard/deliveries/{delivery_id:str}", guards=[read_guard])
 async def detail(request: Request[Any, Any, Any], delivery_id: str, done: str | None = None) -> Response[Any]:
-    store = _runtime(request).store
+    store = runtime_of(request).store
     delivery = await store.get(delivery_id)
     if delivery is None:
         return render(
@@ -415,12 +411,12 @@ async def detail(request: Request[Any, Any, Any], delivery_id: str, done: str | 
     token = current_token(request)
     candidate = None
     if token is not None and "pii" in token.scopes:
-        candidate = await retries.show_candidate(store, delivery, token.name, "dashboard")
+        candidate = await views.show_candidate(store, delivery, token.name, "dashboard")
     return render(
         "detail.html",
         d=delivery,
         candidate=candidate,
-        timeline=retries.timeline(delivery),
+        timeline=views.timeline(delivery),
         actions=_actions(delivery),
         terminal=delivery.status in TERMINAL,
         done=done,
@@ -439,17 +435,17 @@ def _actions(d: Delivery) -> dict[str, bool]:
 
 @get("/dashboard/api/deliveries/{delivery_id:str}", guards=[read_guard])
 async def detail_json(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
-    delivery = await _runtime(request).store.get(delivery_id)
+    delivery = await runtime_of(request).store.get(delivery_id)
     if delivery is None:
         return problem(404, "Not found", f"no delivery {delivery_id}")
-    return Response(summary(delivery), headers={"Cache-Control": "no-store"})
+    return Response(views.summary(delivery), headers={"Cache-Control": "no-store"})
 
 
 async def _act(request: Request[Any, Any, Any], delivery_id: str, action: str) -> Response[Any]:
     form = await _form(request)
     if (refused := _check_csrf(request, form)) is not None:
         return refused
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     token = current_token(request)
     who = token.name if token else "?"
     try:
@@ -458,7 +454,9 @@ async def _act(request: Request[Any, Any, Any], delivery_id: str, action: str) -
             await audit.record(runtime.redis, who, "purge", delivery_id, {"via": "dashboard"})
             outcome = "purged"
         else:
-            result = await retry_one(runtime, delivery_id, who, attachments_only=action == "retry-attachments")
+            result = await retries.retry_one(
+                runtime.store, delivery_id, who, attachments_only=action == "retry-attachments"
+            )
             outcome = "queued" if result.changed else "unchanged"
     except Problem as exc:
         return render("message.html", status_code=exc.status, title=exc.title, message=exc.detail, **_chrome(request))

@@ -1,0 +1,57 @@
+"""What every route module shares: the request's runtime and actor, its body under the app's limit,
+its Idempotency-Key, and the 202 an accepted application answers. Route modules import this,
+never each other."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+
+from app.core.problems import Problem
+from app.runtime import Runtime
+from app.web.auth import current_token
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise Problem(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters", [])
+    return key
+
+
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The body, refused with 413 past the app's limit. Enforced here rather than by Litestar's
+    `request_max_body_size`, whose resolution is cached on module-level handlers and so cannot
+    differ between two app instances (tests, or two configs in one process)."""
+    limit: int = request.app.state.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def accepted_response(delivery_id: str, status: str, created: bool, warnings: list[dict[str, str]]) -> Response[Any]:
+    body: dict[str, Any] = {"id": delivery_id, "status": status, "duplicate": not created}
+    if warnings:
+        body["warnings"] = warnings
+    return Response(body, status_code=202, headers={"Location": f"/v1/deliveries/{delivery_id}"})
+
+
+def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def actor(request: Request[Any, Any, Any]) -> str:
+    """Who acts, for the audit log: the token's name."""
+    token = current_token(request)
+    return token.name if token else "anonymous"
