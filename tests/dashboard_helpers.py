@@ -11,7 +11,8 @@ import httpx
 import msgspec
 
 from app.core.model import Origin
-from app.intake.accept import Intake, decode_application
+from app.intake.accept import Intake
+from app.intake.decode import decode_application
 from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import ApiToken

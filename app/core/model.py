@@ -146,3 +146,9 @@ class StoredApplication(Struct, omit_defaults=True):
 
 stored_encoder = msgspec.msgpack.Encoder()
 stored_decoder = msgspec.msgpack.Decoder(StoredApplication)
+
+
+def normalise_email(email: str) -> str:
+    """The one canonical form of an address: the idempotency key and the erasure index both use
+    it, so they can never disagree on whether two addresses are the same candidate's."""
+    return email.strip().casefold()

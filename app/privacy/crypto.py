@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
+from app.core.model import normalise_email
 from app.redis.keys import INDEX_KEY
 
 VERSION = b"\x01"
@@ -134,10 +135,6 @@ class Pseudonyms:
 
     async def email(self, email: str) -> str:
         return email_hash(await self.index_key(), email)
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().casefold()
 
 
 def email_hash(index_key: bytes, email: str) -> str:

@@ -1,6 +1,6 @@
-"""What the inbound formats share: per-connection secrets, building a validated canonical
-application from board data, job selection and checks, and mapping a board's screening questions
-onto the ATS's.
+"""What the inbound formats share to build a validated canonical application from board data:
+names, phones and text, files, the Draft that collects them, and the job check. Secrets are in
+secrets.py, screening questions in questions.py.
 
 Connection settings used here (flat keys in the connection's TOML table):
     <route>_secret_env / form_token_env   the *name* of the variable holding the secret(s)
@@ -10,12 +10,10 @@ Connection settings used here (flat keys in the connection's TOML table):
 from __future__ import annotations
 
 import asyncio
-import hmac
-import os
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +23,7 @@ from app.config import Connection
 from app.core import files
 from app.core.model import ApplicationIn
 from app.core.problems import FieldError, Problem
-from app.intake import accept
+from app.intake import decode
 from connectors.base import ConnectorError, Warning_
 
 ATS_READ_TIMEOUT_S = 2.0
@@ -42,32 +40,6 @@ EXTENSIONS = {
     "image/gif": ".gif",
     "image/tiff": ".tif",
 }
-
-
-# -- secrets ------------------------------------------------------------------------------------
-
-
-def configured_secrets(connection: Connection, setting: str, *, several: bool) -> list[str]:
-    """The secret(s) for an inbound route: the environment variable named by `setting`.
-    Empty when the setting or the variable is missing: the route then answers 404, never
-    accepts unsigned. `several`: comma-separated values, for key rotation."""
-    name = connection.settings.get(setting)
-    if not isinstance(name, str) or not name:
-        return []
-    value = os.environ.get(name, "")
-    if not several:
-        return [value] if value else []
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def not_configured(route: str) -> Problem:
-    return Problem(404, "Not found", f"no {route} intake is configured for this connection")
-
-
-def matches_any(presented: str, secrets: Sequence[str]) -> bool:
-    """Constant-time comparison against every configured secret (no early exit)."""
-    results = [hmac.compare_digest(presented.encode(), s.encode()) for s in secrets]
-    return any(results)
 
 
 # -- people -------------------------------------------------------------------------------------
@@ -194,7 +166,7 @@ class Draft:
         if self.gdpr_consent:
             raw["gdpr_consent"] = self.gdpr_consent
         raw = _drop_none(raw)
-        app = convert_application(raw, self.field_names)
+        app = board_application(raw, self.field_names)
         # Bytes are attached after validation: the schema describes base64 text, intake takes both.
         files_iter = iter(blobs)
         for answer in app.screening_question_answers:
@@ -213,11 +185,11 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def convert_application(raw: Any, field_names: Mapping[str, str] | None = None) -> ApplicationIn:
+def board_application(raw: Any, field_names: Mapping[str, str] | None = None) -> ApplicationIn:
     """Validate a built-in structure as the canonical application; errors name the field (as
     the board wrote it, with `field_names`)."""
     try:
-        return accept.convert_application(raw)
+        return decode.convert_application(raw)
     except Problem as exc:
         if not field_names or not exc.errors:
             raise
@@ -273,100 +245,3 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
             f"{field_path}: the job no longer takes applications",
             [FieldError(field_path, "job closed")],
         )
-
-
-# -- screening questions ------------------------------------------------------------------------
-
-
-@dataclass
-class BoardAnswer:
-    """One answer as a board sent it: its question id and text, and the value — text, an option
-    (value, label), several options, or a file."""
-
-    path: str
-    board_id: str | None
-    text: str | None
-    value: str | bool | int | float | tuple[str, str] | list[tuple[str, str]] | FileValue
-
-
-QuestionsFn = Callable[[], Awaitable[list[dict[str, Any]]]]
-
-
-class QuestionMapper:
-    """Board question → ATS question: the connection's explicit mapping first, then the ATS
-    question with the same id, then the one whose text matches (normalised). The job's questions
-    are read once, only when needed, within 2 s."""
-
-    def __init__(self, explicit: Mapping[str, Any], fetch: QuestionsFn, board: str) -> None:
-        self.explicit = {str(k): str(v) for k, v in explicit.items()} if isinstance(explicit, Mapping) else {}
-        self.fetch = fetch
-        self.board = board
-        self._questions: list[dict[str, Any]] | None = None
-
-    async def questions(self) -> list[dict[str, Any]]:
-        if self._questions is None:
-            try:
-                async with asyncio.timeout(ATS_READ_TIMEOUT_S):
-                    self._questions = list(await self.fetch())
-            except (TimeoutError, ConnectorError):
-                self._questions = []
-        return self._questions
-
-    async def target(self, answer: BoardAnswer) -> tuple[str | None, dict[str, Any] | None]:
-        questions = await self.questions()
-        by_id = {str(q.get("id")): q for q in questions}
-        if answer.board_id is not None and answer.board_id in self.explicit:
-            qid = self.explicit[answer.board_id]
-            return qid, by_id.get(qid)
-        if answer.board_id is not None and answer.board_id in by_id:
-            return answer.board_id, by_id[answer.board_id]
-        if answer.text:
-            wanted = normalise_text(answer.text)
-            for question in questions:
-                if wanted and normalise_text(str(question.get("label") or "")) == wanted:
-                    return str(question["id"]), question
-        return None, None
-
-    async def map(self, answers: Sequence[BoardAnswer], notes: list[Warning_]) -> list[tuple[str, Any, str]]:
-        """(ATS question id, value, the board's field path) for every answer that maps."""
-        mapped: list[tuple[str, Any, str]] = []
-        seen: set[str] = set()
-        for answer in answers:
-            qid, question = await self.target(answer)
-            label = answer.board_id or answer.path
-            if qid is None:
-                notes.append(
-                    Warning_(
-                        "answer_unmapped",
-                        f"{self.board} question {label[:100]} matches no question of the job; not sent",
-                    )
-                )
-                continue
-            if qid in seen:
-                continue
-            seen.add(qid)
-            mapped.append((qid, option_value(answer.value, question), answer.path))
-        return mapped
-
-
-def option_value(value: Any, question: Mapping[str, Any] | None) -> Any:
-    """An option answer as the ATS's option id: matched by id, by the board's value, or by label
-    (normalised); the board's label when nothing matches (the connector reports it)."""
-    options = list((question or {}).get("options") or [])
-
-    def one(choice: tuple[str, str]) -> str:
-        board_value, board_label = choice
-        for option in options:
-            if str(option.get("id")) in (board_value, board_label):
-                return str(option["id"])
-        wanted = normalise_text(board_label)
-        for option in options:
-            if normalise_text(str(option.get("label") or "")) == wanted:
-                return str(option["id"])
-        return board_label or board_value
-
-    if isinstance(value, tuple):
-        return one(value)
-    if isinstance(value, list):
-        return [one(v) if isinstance(v, tuple) else str(v) for v in value]
-    return value

@@ -27,17 +27,9 @@ from msgspec import Struct
 from app.config import Connection
 from app.core.model import Origin
 from app.core.problems import FieldError, Problem
-from app.intake.accept import decode_base64
-from app.intake.boards.draft import (
-    BoardAnswer,
-    Draft,
-    FileValue,
-    QuestionMapper,
-    check_file_size,
-    clean_phone,
-    file_name,
-    split_name,
-)
+from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
+from app.intake.boards.questions import BoardAnswer, QuestionMapper
+from app.intake.decode import decode_base64
 from connectors.base import Connector, Warning_
 
 SIGNATURE_HEADER = "x-indeed-signature"

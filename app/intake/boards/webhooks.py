@@ -24,7 +24,7 @@ from standardwebhooks import Webhook
 
 from app.core.model import ApplicationIn, Origin
 from app.core.problems import FieldError, Problem
-from app.intake.boards.draft import convert_application
+from app.intake.boards.draft import board_application
 
 log = structlog.get_logger("applyrelay.inbound")
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -84,6 +84,6 @@ def to_application(body: bytes, connection_id: str, message_id: str) -> tuple[Ap
     given = document.setdefault("connection_id", connection_id)
     if given != connection_id:
         raise Problem.invalid("connection_id", "differs from the connection in the URL")
-    application = convert_application(document)
+    application = board_application(document)
     origin = Origin(channel="webhook", received_at=time.time(), board="webhook", board_application_id=message_id)
     return application, origin

@@ -13,7 +13,8 @@ from msgspec import Meta
 from app.core.model import AttachmentIn
 from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery
-from app.intake.accept import build_attachments, decode_with_files
+from app.intake.accept import build_attachments
+from app.intake.decode import decode_with_files
 from app.operator import actions
 from app.privacy import audit
 from app.runtime import Runtime

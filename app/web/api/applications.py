@@ -12,7 +12,8 @@ from litestar.exceptions import NotAuthorizedException
 
 from app.core.model import Origin
 from app.delivery import queue
-from app.intake.accept import Intake, decode_application
+from app.intake.accept import Intake
+from app.intake.decode import decode_application
 from app.web.auth import current_token
 from app.web.deps import accepted_response, idempotency_key, read_body, runtime_of
 from app.web.problems import problem

@@ -18,7 +18,8 @@ from app.core.model import Origin
 from app.core.problems import Problem
 from app.intake.accept import Accepted, Intake, idempotency_hash
 from app.intake.boards import forms, indeed, webhooks
-from app.intake.boards.draft import Draft, check_job, configured_secrets, matches_any, not_configured
+from app.intake.boards.draft import Draft, check_job
+from app.intake.boards.secrets import configured_secrets, matches_any, not_configured
 from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
 from app.web.deps import accepted_response, idempotency_key
