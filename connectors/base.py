@@ -166,7 +166,7 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class Warning_:
+class StepWarning:
     code: str
     message: str
 
@@ -178,7 +178,7 @@ class StepContext:
     application: StoredApplication | None  # None for action deliveries
     checkpoints: Mapping[str, str]
     load_attachment: Callable[[AttachmentRef], Awaitable[bytes]]
-    warnings: list[Warning_] = field(default_factory=list)
+    warnings: list[StepWarning] = field(default_factory=list)
     # A signed download link to a stored file, valid `ttl_s` (the relay keeps the file that long);
     # None when the relay has no public URL configured.
     file_link: Callable[[AttachmentRef, float], str | None] = lambda ref, ttl_s: None
@@ -195,7 +195,7 @@ class StepContext:
 
     def warn(self, code: str, message: str) -> None:
         """Record something the ATS could not take; shown on the delivery, never PII."""
-        self.warnings.append(Warning_(code, message))
+        self.warnings.append(StepWarning(code, message))
 
 
 StepFn = Callable[[StepContext], Awaitable[str]]
@@ -258,7 +258,7 @@ class Connector(ABC):
     def plan(self, application: StoredApplication) -> list[Step]:
         """The ordered steps that write `application` into the ATS."""
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         """Intake-time check: (errors that make the application unacceptable, warnings)."""
         return [], []
 

@@ -38,7 +38,7 @@ from connectors.base import (
     PermanentError,
     Step,
     StepContext,
-    Warning_,
+    StepWarning,
     attachment_step_name,
     confined_url,
     error_for_response,
@@ -172,28 +172,28 @@ class FactorialConnector(Connector):
 
     # -- plan -----------------------------------------------------------------------------------
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         warnings = []
         cvs = [a for a in application.attachments if a.type == "CV"]
         for ref in application.attachments:
             if ref.type != "CV":
                 warnings.append(
-                    Warning_(
+                    StepWarning(
                         "attachment_not_supported", f"attachment #{ref.index} ({ref.type}): Factorial takes only a CV"
                     )
                 )
         for ref in cvs[1:]:
             warnings.append(
-                Warning_(
+                StepWarning(
                     "attachment_not_supported",
                     f"attachment #{ref.index} (CV): Factorial takes a single CV, the first is sent",
                 )
             )
         for name in ("company", "location", "availability_date"):
             if getattr(application.candidate, name) is not None:
-                warnings.append(Warning_("field_not_supported", f"candidate.{name} is not written to Factorial"))
+                warnings.append(StepWarning("field_not_supported", f"candidate.{name} is not written to Factorial"))
         if application.remote_fields.get("factorial"):
-            warnings.append(Warning_("field_not_supported", "remote_fields.factorial is not used"))
+            warnings.append(StepWarning("field_not_supported", "remote_fields.factorial is not used"))
         return [], warnings
 
     def plan(self, application: StoredApplication) -> list[Step]:

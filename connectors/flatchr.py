@@ -58,8 +58,8 @@ from connectors.base import (
     PermanentError,
     Step,
     StepContext,
+    StepWarning,
     TransientError,
-    Warning_,
     attachment_step_name,
     confined_url,
     error_for_response,
@@ -287,16 +287,18 @@ def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
     return next((a for a in attachments if a.type == "CV"), None)
 
 
-def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[Warning_]:
+def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[StepWarning]:
     cv = pick_cv(attachments)
     return [
-        Warning_("attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent")
+        StepWarning(
+            "attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent"
+        )
         for a in attachments
         if a is not cv
     ]
 
 
-def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]:
+def unsupported_field_warnings(application: StoredApplication) -> list[StepWarning]:
     """Canonical fields the Flatchr create route has no place for."""
     names = [
         f"candidate.{n}"
@@ -312,12 +314,12 @@ def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]
     extra = application.remote_fields.get("flatchr")
     if isinstance(extra, Mapping):
         names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
-    return [Warning_("field_not_supported", f"{n} is not written to Flatchr") for n in names]
+    return [StepWarning("field_not_supported", f"{n} is not written to Flatchr") for n in names]
 
 
-def file_answer_warnings(answers: list[StoredAnswer]) -> list[Warning_]:
+def file_answer_warnings(answers: list[StoredAnswer]) -> list[StepWarning]:
     return [
-        Warning_(
+        StepWarning(
             "answer_type_unsupported",
             f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent",
         )
@@ -408,7 +410,7 @@ class FlatchrConnector(Connector):
 
     # -- intake check -------------------------------------------------------------------------
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         errors: list[str] = []
         if not isinstance(self.settings.get("company_id"), str):
             errors.append("connection: setting company_id is missing")
@@ -425,7 +427,7 @@ class FlatchrConnector(Connector):
         warnings += unsupported_field_warnings(application)
         _, problem = resolve_source(self.settings, application)
         if problem:
-            warnings.append(Warning_("source_not_written", problem))
+            warnings.append(StepWarning("source_not_written", problem))
         return errors, warnings
 
     # -- plan ---------------------------------------------------------------------------------

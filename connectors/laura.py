@@ -33,9 +33,9 @@ from connectors.base import (
     PermanentError,
     Step,
     StepContext,
+    StepWarning,
     TransientError,
     UnknownOutcome,
-    Warning_,
     confined_url,
     error_for_transport,
 )
@@ -420,10 +420,10 @@ def _check_answers(
 # The connector
 
 
-def dropped_attachment_warnings(application: StoredApplication) -> list[Warning_]:
+def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarning]:
     """One warning per file (no file name: names can carry the candidate's name)."""
     return [
-        Warning_("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
+        StepWarning("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
         for i, ref in enumerate(application.attachments)
     ]
 
@@ -487,10 +487,10 @@ class LauraConnector(Connector):
 
     # -- intake check -------------------------------------------------------------------------
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         """Errors are ``"<field>: <reason>"`` (intake splits on the first colon)."""
         errors: list[str] = []
-        warnings: list[Warning_] = []
+        warnings: list[StepWarning] = []
         if application.attachments:
             if self.drop_attachments:
                 warnings.extend(dropped_attachment_warnings(application))
@@ -511,7 +511,7 @@ class LauraConnector(Connector):
             ("remote_fields", application.remote_fields),
         ):
             if present:
-                warnings.append(Warning_("field_unsupported", f"{name} is not written to Laura"))
+                warnings.append(StepWarning("field_unsupported", f"{name} is not written to Laura"))
         return errors, warnings
 
     async def check_answers(self, application: StoredApplication) -> list[str]:

@@ -53,9 +53,9 @@ from connectors.base import (
     PermanentError,
     Step,
     StepContext,
+    StepWarning,
     TransientError,
     UnknownOutcome,
-    Warning_,
     attachment_step_name,
 )
 
@@ -358,11 +358,11 @@ class OtysConnector(Connector):
     # =========================================================================================
     # Intake check and plan
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
-        warnings: list[Warning_] = []
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
+        warnings: list[StepWarning] = []
         if application.screening_question_answers:
             warnings.append(
-                Warning_(
+                StepWarning(
                     "answers_not_written",
                     "OTYS: screening answers are not part of the OTYS coverage; not written",
                 )
@@ -370,7 +370,7 @@ class OtysConnector(Connector):
         known = self._document_types()
         for ref in application.attachments:
             if ref.type not in known:
-                warnings.append(Warning_("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
+                warnings.append(StepWarning("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
         return [], warnings
 
     def plan(self, application: StoredApplication) -> list[Step]:

@@ -26,7 +26,7 @@ from app.core import files
 from app.core.model import ApplicationIn
 from app.intake import accept
 from app.intake.accept import FieldError, IntakeError
-from connectors.base import ConnectorError, Warning_
+from connectors.base import ConnectorError, StepWarning
 
 ATS_READ_TIMEOUT_S = 2.0
 _PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
@@ -84,7 +84,7 @@ def split_name(full: str) -> tuple[str, str]:
     return words[0], " ".join(words[1:])
 
 
-def clean_phone(phone: str | None, notes: list[Warning_], where: str) -> str | None:
+def clean_phone(phone: str | None, notes: list[StepWarning], where: str) -> str | None:
     """A phone the canonical model cannot hold (letters, "ext.") is dropped with a warning rather
     than refusing the application over it."""
     if phone is None or not phone.strip():
@@ -92,7 +92,7 @@ def clean_phone(phone: str | None, notes: list[Warning_], where: str) -> str | N
     phone = phone.strip()
     if _PHONE_RE.match(phone):
         return phone
-    notes.append(Warning_("phone_dropped", f"{where}: not a phone number the ATS can take; not sent"))
+    notes.append(StepWarning("phone_dropped", f"{where}: not a phone number the ATS can take; not sent"))
     return None
 
 
@@ -327,7 +327,7 @@ class QuestionMapper:
                     return str(question["id"]), question
         return None, None
 
-    async def map(self, answers: Sequence[BoardAnswer], notes: list[Warning_]) -> list[tuple[str, Any, str]]:
+    async def map(self, answers: Sequence[BoardAnswer], notes: list[StepWarning]) -> list[tuple[str, Any, str]]:
         """(ATS question id, value, the board's field path) for every answer that maps."""
         mapped: list[tuple[str, Any, str]] = []
         seen: set[str] = set()
@@ -336,7 +336,7 @@ class QuestionMapper:
             label = answer.board_id or answer.path
             if qid is None:
                 notes.append(
-                    Warning_(
+                    StepWarning(
                         "answer_unmapped",
                         f"{self.board} question {label[:100]} matches no question of the job; not sent",
                     )

@@ -37,7 +37,7 @@ from app.intake.boards.draft import (
     file_name,
     split_name,
 )
-from connectors.base import Connector, Warning_
+from connectors.base import Connector, StepWarning
 
 SIGNATURE_HEADER = "x-indeed-signature"
 DEFAULT_MAX_BODY = 25_000_000
@@ -292,10 +292,10 @@ FIELD_NAMES = {
 
 async def to_application(
     apply: IndeedApply, connection: Connection, connector: Connector, job_id: str
-) -> tuple[Draft, Origin, list[Warning_]]:
+) -> tuple[Draft, Origin, list[StepWarning]]:
     """The draft application (`.build()` validates it; `.rename()` names intake's refusals
     in Indeed's terms), where it came from, and what could not be mapped."""
-    notes: list[Warning_] = []
+    notes: list[StepWarning] = []
     applicant = apply.applicant
     assert applicant is not None
     first, last = (applicant.firstName or "").strip(), (applicant.lastName or "").strip()

@@ -22,7 +22,7 @@ from app.intake.boards.draft import Draft, check_job, configured_secrets, matche
 from app.runtime import Runtime
 from app.web.api.applications import accepted_response, idempotency_key
 from app.web.problems import problem
-from connectors.base import Warning_
+from connectors.base import StepWarning
 
 log = structlog.get_logger("applyrelay.inbound")
 FORM_OVERHEAD_BYTES = forms.MAX_FIELDS_BYTES + 1_000_000  # part headers and boundaries around the files
@@ -125,7 +125,7 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
 
 
 async def _accept(
-    intake: Intake, draft: Draft, origin: Origin, key: str | None, notes: list[Warning_] | None = None
+    intake: Intake, draft: Draft, origin: Origin, key: str | None, notes: list[StepWarning] | None = None
 ) -> Accepted:
     """Validate and store; intake's refusals name the sender's own fields."""
     application = draft.build()
