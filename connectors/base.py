@@ -151,18 +151,13 @@ def confined_url(base_url: str, path: str) -> str:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a connector can write; mirrors the coverage table in shared/connectors/<ats>.md.
+    """What the relay's API checks before it queues an action (app/web/api/actions.py): the
+    actions a connector runs and the attachment types they take. Everything else an ATS can or
+    cannot take is the connector's `check()` (warnings and refusals at intake) and is listed per
+    ATS in docs/connectors/<ats>.md."""
 
-    `fields` are dotted canonical field names (``candidate.location.city``). Intake warns (or
-    refuses, for attachments) when an application uses a field the target cannot take.
-    """
-
-    fields: frozenset[str]
     attachment_types: frozenset[str] = frozenset()
-    max_attachments: int | None = None
-    answer_types: frozenset[str] = frozenset()
     actions: frozenset[str] = frozenset()
-    features: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -65,28 +65,8 @@ QUESTION_CACHE_S = 60.0
 class FactorialConnector(Connector):
     name = "factorial"
     capabilities = Capabilities(
-        fields=frozenset(
-            {
-                "candidate.first_name",
-                "candidate.last_name",
-                "candidate.email_address",
-                "candidate.phone_number",
-                "candidate.gender",
-                "application.job_id",
-                "application.stage_id",
-                "screening_question_answers",
-                "attachments",
-                "source.id",
-                "source.name",
-                "source.unified_key",
-                "gdpr_consent",
-            }
-        ),
         attachment_types=frozenset({"CV"}),
-        max_attachments=1,
-        answer_types=frozenset({"text", "long_text", "single_choice", "multiple_choice"}),
         actions=frozenset({ACTION_ADD_ATTACHMENT_TO_APPLICATION, ACTION_MOVE_APPLICATION_TO_STAGE}),
-        features=frozenset({"source_writing", "oauth", "api_passthrough", "sync_only_created_applications"}),
     )
 
     def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:

@@ -349,28 +349,8 @@ class FlatchrConnector(Connector):
 
     name: ClassVar[str] = "flatchr"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        fields=frozenset(
-            {
-                "candidate.first_name",
-                "candidate.last_name",
-                "candidate.email_address",
-                "candidate.phone_number",
-                "application.job_id",
-                "screening_question_answers.question_id",
-                "screening_question_answers.answer",
-                "attachments.name",
-                "attachments.content_type",
-                "attachments.data_url",
-                "attachments.data",
-                "attachments.type",
-                "source.id",
-            }
-        ),
         attachment_types=frozenset({"CV"}),
-        max_attachments=1,
-        answer_types=frozenset({"TEXT", "BOOLEAN", "SINGLE_SELECT", "MULTI_SELECT", "NUMBER", "DATE"}),
         actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
-        features=frozenset({"source_writing", "api_passthrough", "candidate_attachments"}),
     )
 
     def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:

@@ -46,7 +46,6 @@ QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
 
 TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
 SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
-ANSWER_TYPES = frozenset({TEXT, NUMBER, BOOLEAN, DATE, SINGLE_SELECT, MULTI_SELECT})
 
 # ---------------------------------------------------------------------------------------------
 # Wire format: the one place that knows Laura's HTTP shapes (all of it assumed, see module doc)
@@ -438,27 +437,8 @@ class LauraConnector(Connector):
 
     name = "laura"
     capabilities = Capabilities(
-        fields=frozenset(
-            {
-                "candidate.first_name",
-                "candidate.last_name",
-                "candidate.email_address",
-                "candidate.phone_number",
-                "candidate.location.city",
-                "candidate.location.country",
-                "candidate.location.zip_code",
-                "candidate.gender",
-                "application.job_id",
-                "application.stage_id",  # written by a follow-up move to stage
-                "screening_question_answers.question_id",
-                "screening_question_answers.answer",
-            }
-        ),
-        attachment_types=frozenset(),
-        max_attachments=None,  # refused or dropped by check(), per the drop_attachments setting
-        answer_types=ANSWER_TYPES,
+        attachment_types=frozenset(),  # refused or dropped by check(), per the drop_attachments setting
         actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
-        features=frozenset({"api_passthrough", "screening_questions", "sync_only_created_applications"}),
     )
 
     def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:

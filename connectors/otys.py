@@ -73,33 +73,6 @@ DEFAULT_DOCUMENT_TYPES = {"CV": 1, "COVER_LETTER": 2, "OTHER": 201}
 # assumption: Person.gender option codes (read them with CandidateService.getOptionLists per tenant)
 DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
 
-CANDIDATE_FIELDS = frozenset(
-    {
-        "candidate.first_name",
-        "candidate.last_name",
-        "candidate.email_address",
-        "candidate.company",
-        "candidate.phone_number",
-        "candidate.location.city",
-        "candidate.location.country",
-        "candidate.location.zip_code",
-        "candidate.gender",
-        "candidate.availability_date",
-        "application.job_id",
-        "application.stage_id",
-        "attachments.name",
-        "attachments.content_type",
-        "attachments.data_url",
-        "attachments.data",
-        "attachments.type",
-        "source.name",
-        "source.unified_key",
-        "source.id",
-        "gdpr_consent.expires_at",
-        "gdpr_consent.given",
-    }
-)
-
 QUESTION_TYPES = {
     "textField": "TEXT",
     "textarea": "TEXT",
@@ -193,9 +166,7 @@ def stage_field(stage_id: str) -> tuple[str, str]:
 class OtysConnector(Connector):
     name = "otys"
     capabilities = Capabilities(
-        fields=CANDIDATE_FIELDS,
         attachment_types=frozenset({"CV", "COVER_LETTER", "OTHER"}),
-        answer_types=frozenset(),
         actions=frozenset(
             {
                 ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -203,14 +174,6 @@ class OtysConnector(Connector):
                 ACTION_ADD_RESULT_LINK_TO_APPLICATION,
                 ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
                 ACTION_MOVE_APPLICATION_TO_STAGE,
-            }
-        ),
-        features=frozenset(
-            {
-                "source_writing",
-                "sync_only_created_applications",
-                "create_candidate_full_attachment_retry",
-                "api_passthrough",
             }
         ),
     )
