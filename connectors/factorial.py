@@ -18,6 +18,7 @@ Steps: company → source → candidate → application → answers → CV (atta
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Mapping
@@ -40,10 +41,10 @@ from connectors.base import (
     StepContext,
     StepWarning,
     attachment_step_name,
-    confined_url,
     error_for_response,
     error_for_transport,
 )
+from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
 DEFAULT_VERSION = "2026-07-01"
 CV_MARKER = "applyrelay-cv"
@@ -59,7 +60,7 @@ UNIFIED_KEY_CATEGORIES = {
     "organic": "organic",
     "career_site": "organic",
 }
-QUESTION_CACHE_S = 60.0
+READ_CACHE_S = 60.0  # questions, sources and phases: re-read at most once a minute
 
 
 class FactorialConnector(Connector):
@@ -80,10 +81,10 @@ class FactorialConnector(Connector):
         self.oauth = self.settings.get("auth", "api_key") == "oauth"
         self._access_token = connection.credentials if self.oauth else None
         self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
-        self._questions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._company_id: str | None = None
-        self._sources: tuple[float, list[dict[str, Any]]] | None = None
-        self._phase_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
+        self._sources: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
+        self._phases: TtlCache[str, dict[str, dict[str, Any]]] = TtlCache(READ_CACHE_S)
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -215,10 +216,9 @@ class FactorialConnector(Connector):
 
     async def _candidate_sources(self) -> list[dict[str, Any]]:
         """The tenant's sources, re-read at most every minute (they change rarely)."""
-        if self._sources is None or time.monotonic() - self._sources[0] > QUESTION_CACHE_S:
-            rows = await self._list("ats/candidate_sources", [], what="list candidate sources")
-            self._sources = (time.monotonic(), rows)
-        return self._sources[1]
+        return await self._sources.get_or_load(
+            "all", lambda: self._list("ats/candidate_sources", [], what="list candidate sources")
+        )
 
     async def _source(self, ctx: StepContext) -> str:
         """The candidate source to write: ``id:<source id>`` or ``name:<free text>``."""
@@ -453,13 +453,13 @@ class FactorialConnector(Connector):
     # -- reads ----------------------------------------------------------------------------------
 
     async def _raw_questions(self, job_id: str) -> list[dict[str, Any]]:
-        cached = self._questions.get(job_id)
-        if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
-            return cached[1]
-        rows = await self._list("ats/questions", [("ats_job_posting_ids[]", job_id)], what="list questions")
-        rows = [{**q, "id": str(q["id"])} for q in rows]
-        self._questions[job_id] = (time.monotonic(), rows)
-        return rows
+        """The posting's questions (ids as strings), cached a minute per posting."""
+
+        async def load() -> list[dict[str, Any]]:
+            rows = await self._list("ats/questions", [("ats_job_posting_ids[]", job_id)], what="list questions")
+            return [{**q, "id": str(q["id"])} for q in rows]
+
+        return await self._questions.get_or_load(job_id, load)
 
     async def job_status(self, job_id: str) -> str | None:
         try:
@@ -489,7 +489,7 @@ class FactorialConnector(Connector):
         HIRED in a phase of type `hired`, else PENDING. Phase names are cached per job posting."""
         app = (await self._send("GET", f"ats/applications/{application_id}", what="get application")).json()
         phase_id = str(app.get("ats_application_phase_id") or "")
-        phase = (await self._phases(str(app.get("ats_job_posting_id") or ""))).get(phase_id, {})
+        phase = (await self._posting_phases(str(app.get("ats_job_posting_id") or ""))).get(phase_id, {})
         rejection = app.get("ats_rejection_reason_id")
         declined = app.get("qualified") is False or rejection not in (None, "")
         outcome = "DECLINED" if declined else "HIRED" if phase.get("phase_type") == "hired" else "PENDING"
@@ -502,35 +502,24 @@ class FactorialConnector(Connector):
             "rejection_reason_id": str(rejection) if rejection not in (None, "") else None,
         }
 
-    async def _phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
-        cached = self._phase_cache.get(posting_id)
-        if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
-            return cached[1]
-        rows = await self._list(
-            "ats/application_phases", [("ats_job_posting_ids[]", posting_id)], what="list application phases"
-        )
-        phases = {str(p["id"]): p for p in rows}
-        if len(self._phase_cache) > 1000:
-            self._phase_cache.clear()
-        self._phase_cache[posting_id] = (time.monotonic(), phases)
-        return phases
+    async def _posting_phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
+        """The posting's application phases by id, cached a minute per posting."""
+
+        async def load() -> dict[str, dict[str, Any]]:
+            rows = await self._list(
+                "ats/application_phases", [("ats_job_posting_ids[]", posting_id)], what="list application phases"
+            )
+            return {str(p["id"]): p for p in rows}
+
+        return await self._phases.get_or_load(posting_id, load)
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
-        """Any call under the API base (``ats/...``): confined there, credentials added."""
-        url = confined_url(self.api, path)
-        kwargs: dict[str, Any] = {"params": dict(query or {})}
-        if body is not None:
-            kwargs["json"] = body
-        response = await self._send(method.upper(), url, what="passthrough", expect=tuple(range(200, 600)), **kwargs)
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = response.text
-        return PassthroughResult(
-            response.status_code, {"content-type": response.headers.get("content-type", "")}, payload
-        )
+        """Any call under the API base (``ats/...``): confined there, credentials added (an
+        expired OAuth token is refreshed once, as for every call)."""
+        send = functools.partial(self._send, what="passthrough", expect=ANY_STATUS)
+        return await rest_passthrough(send, self.api, method, path, query, body)
 
 
 # -- helpers ------------------------------------------------------------------------------------

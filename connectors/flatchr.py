@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import math
 import mimetypes
 import re
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -61,16 +61,15 @@ from connectors.base import (
     StepWarning,
     TransientError,
     attachment_step_name,
-    confined_url,
     error_for_response,
     error_for_transport,
 )
+from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
 PROD_API_HOST = "api.flatchr.io"
 CREATE_PATH = "/vacancy/candidate/json"
 DEFAULT_MAX_CV_BYTES = 5_000_000
 QUESTIONS_TTL_S = 300.0
-PASSTHROUGH_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # Flatchr question `type` strings -> unified types. assumption: Flatchr does not document the
@@ -355,8 +354,8 @@ class FlatchrConnector(Connector):
 
     def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self._columns_cache: tuple[float, list[dict[str, Any]]] | None = None
-        self._vacancies: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._vacancies: TtlCache[str, dict[str, Any]] = TtlCache(QUESTIONS_TTL_S)
+        self._columns: TtlCache[str, list[dict[str, Any]]] = TtlCache(COLUMNS_CACHE_S)
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -603,20 +602,20 @@ class FlatchrConnector(Connector):
 
     async def _vacancy(self, job_id: str) -> dict[str, Any]:
         """The vacancy with its questions, cached briefly (questions change rarely)."""
-        cached = self._vacancies.get(job_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        response = await self._send(
-            "GET",
-            f"{self.api_base}/vacancy/{quote(job_id, safe='')}",
-            what="flatchr get vacancy",
-            params={"fields": "questions"},
-        )
-        vacancy = response.json()
-        if not isinstance(vacancy, dict):
-            raise TransientError("flatchr get vacancy: unexpected answer shape")
-        self._vacancies[job_id] = (time.monotonic() + QUESTIONS_TTL_S, vacancy)
-        return vacancy
+
+        async def load() -> dict[str, Any]:
+            response = await self._send(
+                "GET",
+                f"{self.api_base}/vacancy/{quote(job_id, safe='')}",
+                what="flatchr get vacancy",
+                params={"fields": "questions"},
+            )
+            vacancy = response.json()
+            if not isinstance(vacancy, dict):
+                raise TransientError("flatchr get vacancy: unexpected answer shape")
+            return vacancy
+
+        return await self._vacancies.get_or_load(job_id, load)
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The vacancy's questions; option ids are the option texts (Flatchr has no option ids)."""
@@ -661,7 +660,7 @@ class FlatchrConnector(Connector):
         row = next((r for r in rows if isinstance(r, dict) and str(r.get("applicant")) == application_id), None)
         if row is None:
             return {"stage_id": None, "stage_name": None, "outcome": "DECLINED", "archived": True}
-        columns = await self._columns()
+        columns = await self._company_columns()
         column = next((c for c in columns if c.get("title") == row.get("column")), None)
         return {
             "stage_id": str(column["id"]) if column and column.get("id") else None,
@@ -669,18 +668,17 @@ class FlatchrConnector(Connector):
             "outcome": "HIRED" if column and column.get("hired") else "PENDING",
         }
 
-    async def _columns(self) -> list[dict[str, Any]]:
+    async def _company_columns(self) -> list[dict[str, Any]]:
         """The company's pipeline columns, re-read at most every minute."""
-        if self._columns_cache is None or time.monotonic() - self._columns_cache[0] > COLUMNS_CACHE_S:
+
+        async def load() -> list[dict[str, Any]]:
             response = await self._send(
                 "GET", f"{self.api_base}/company/{self.company_id}/columns", what="flatchr list columns"
             )
             rows = response.json()
-            self._columns_cache = (
-                time.monotonic(),
-                [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [],
-            )
-        return self._columns_cache[1]
+            return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+        return await self._columns.get_or_load("all", load)
 
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
         """Files of a Flatchr applicant (the relay's candidate id is the applicant id), from
@@ -714,37 +712,12 @@ class FlatchrConnector(Connector):
 
     # -- passthrough --------------------------------------------------------------------------
 
-    def passthrough_url(self, path: str) -> str:
-        """`path` (``company/{id}/columns`` or ``/company/...``) joined to the API base, refusing
-        anything that could leave it."""
-        return confined_url(self.api_base, path)
-
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
-        method = method.upper()
-        if method not in PASSTHROUGH_METHODS:
-            raise PermanentError(f"passthrough method {method} is not allowed")
-        url = self.passthrough_url(path)
-        kwargs: dict[str, Any] = {
-            "params": dict(query or {}),
-            "headers": self._headers(),
-            "timeout": self.connection.timeout_s,
-        }
-        if body is not None and method != "GET":
-            kwargs["json"] = body
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, f"flatchr passthrough {method}", sent=method != "GET") from None
-        try:
-            content: Any = response.json()
-        except ValueError:
-            content = response.text
-        headers = {
-            k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after", "x-request-id")
-        }
-        return PassthroughResult(status=response.status_code, headers=headers, body=content)
+        """A call under the API base (``company/{id}/columns`` or ``/company/...``) with the key."""
+        send = functools.partial(self._send, what="flatchr passthrough", expect=ANY_STATUS)
+        return await rest_passthrough(send, self.api_base, method, path, query, body)
 
     # -- helpers ------------------------------------------------------------------------------
 

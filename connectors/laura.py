@@ -14,8 +14,8 @@ the application carrying them) → ``stage`` (only when the application names a 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -36,9 +36,8 @@ from connectors.base import (
     StepWarning,
     TransientError,
     UnknownOutcome,
-    confined_url,
-    error_for_transport,
 )
+from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
 API_PATH = "/api/v1.2"
 QUESTIONS_CACHE_S = 60.0
@@ -443,8 +442,10 @@ class LauraConnector(Connector):
 
     def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self._questions_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._stage_names: tuple[float, dict[str, str]] | None = None
+        self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(
+            QUESTIONS_CACHE_S, max_entries=QUESTIONS_CACHE_MAX
+        )
+        self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(QUESTIONS_CACHE_S)
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -585,11 +586,12 @@ class LauraConnector(Connector):
         record = LauraWire.data(response)
         if not isinstance(record, Mapping):
             raise TransientError("Laura's application answer has no record")
-        if self._stage_names is None or time.monotonic() - self._stage_names[0] > QUESTIONS_CACHE_S:
+
+        async def load_names() -> dict[str, str]:
             rows = LauraWire.data(await self._call("GET", LauraWire.STAGES_PATH, what="list stages", expect=(200,)))
-            names = {str(r["id"]): str(r.get("name", "")) for r in rows if isinstance(r, Mapping) and "id" in r}
-            self._stage_names = (time.monotonic(), names)
-        return LauraWire.status_of(record, self._stage_names[1])
+            return {str(r["id"]): str(r.get("name", "")) for r in rows if isinstance(r, Mapping) and "id" in r}
+
+        return LauraWire.status_of(record, await self._stage_names.get_or_load("all", load_names))
 
     async def _move(self, application_id: str, stage_id: str) -> str:
         """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
@@ -630,39 +632,18 @@ class LauraConnector(Connector):
     async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
         """The job's questions (neutral shape plus ``precondition_question_id`` and
         ``precondition_options``), cached for a minute; `fresh` bypasses the cache."""
-        hit = self._questions_cache.get(job_id)
-        if hit and not fresh and time.monotonic() - hit[0] < QUESTIONS_CACHE_S:
-            return hit[1]
-        response = await self._call("GET", LauraWire.job_questions_path(job_id), what="job questions", expect=(200,))
-        rows = LauraWire.data(response)
-        questions = [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
-        if len(self._questions_cache) >= QUESTIONS_CACHE_MAX:
-            self._questions_cache.clear()
-        self._questions_cache[job_id] = (time.monotonic(), questions)
-        return questions
+
+        async def load() -> list[dict[str, Any]]:
+            path = LauraWire.job_questions_path(job_id)
+            rows = LauraWire.data(await self._call("GET", path, what="job questions", expect=(200,)))
+            return [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
+
+        return await self._questions.get_or_load(job_id, load, fresh=fresh)
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
         """Forward a raw call under the API root; the ATS's status and body come back as they are."""
-        method = method.upper()
-        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-            raise PermanentError(f"passthrough method {method} is not allowed")
-        url = confined_url(self.api_root, path)
-        kwargs: dict[str, Any] = {
-            "params": dict(query or {}),
-            "timeout": self.connection.timeout_s,
-            "headers": LauraWire.headers(self.connection.credentials),
-        }
-        if body is not None:
-            kwargs["json"] = body
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, "passthrough", sent=method != "GET") from None
-        try:
-            content: Any = response.json()
-        except ValueError:
-            content = response.text
-        headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
-        return PassthroughResult(status=response.status_code, headers=headers, body=content)
+        headers = LauraWire.headers(self.connection.credentials)
+        send = functools.partial(self.request, what="passthrough", expect=ANY_STATUS, headers=headers)
+        return await rest_passthrough(send, self.api_root, method, path, query, body)

@@ -31,7 +31,6 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -58,6 +57,7 @@ from connectors.base import (
     UnknownOutcome,
     attachment_step_name,
 )
+from connectors.http import TtlCache
 
 DEFAULT_BASE_URL = "https://ows.otys.nl"
 T = TypeVar("T")
@@ -181,7 +181,7 @@ class OtysConnector(Connector):
     def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._session: str | None = None
-        self._stage_names: tuple[float, dict[str, str]] | None = None
+        self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(STAGE_CACHE_S)
         self._login_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         base = (connection.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -902,14 +902,16 @@ class OtysConnector(Connector):
         )
         status = (detail or {}).get("ProcedureStatus1") if isinstance(detail, Mapping) else None
         stage_id = str(status.get("uid")) if isinstance(status, Mapping) and status.get("uid") else None
-        if self._stage_names is None or time.monotonic() - self._stage_names[0] > STAGE_CACHE_S:
-            self._stage_names = (time.monotonic(), {r["id"]: str(r["name"] or "") for r in await self.stages()})
-        name = self._stage_names[1].get(stage_id or "")
+        names = await self._stage_names.get_or_load("all", self._stage_name_map)
+        name = names.get(stage_id or "")
         code = (name or "").casefold()
         hired = {c.casefold() for c in self.settings.get("hired_stage_codes", HIRED_CODES)}
         declined = {c.casefold() for c in self.settings.get("declined_stage_codes", DECLINED_CODES)}
         outcome = "HIRED" if code in hired else "DECLINED" if code in declined else "PENDING"
         return {"stage_id": stage_id, "stage_name": name, "outcome": outcome}
+
+    async def _stage_name_map(self) -> dict[str, str]:
+        return {r["id"]: str(r["name"] or "") for r in await self.stages()}
 
     async def stages(self) -> list[dict[str, Any]]:
         """Status list 1 (the pipeline) as ``{"id": "1_<uid>", "name"}``."""
