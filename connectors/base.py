@@ -25,10 +25,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
+import msgspec
 
 from app.core.model import AttachmentRef, StoredApplication
 
@@ -219,15 +220,32 @@ class PassthroughResult:
     body: Any
 
 
+class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A connector's own keys of a ``[connections.<id>]`` table; the relay's keys (base_url,
+    concurrency, the inbound secrets...) are app/config.py's. Each connector declares its
+    subclass as `Connector.settings_type`: the config decodes the table's other keys into it at
+    start (an unknown key or a bad value stops the service, naming the key), and the connector
+    reads typed attributes, never a raw dict."""
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
+        """The settings from TOML-like values, without coercing strings to other types; a
+        `msgspec.ValidationError` names the key at fault (``... - at `$.cv_upload```)."""
+        return msgspec.convert(dict(raw), cls, strict=True)
+
+
+S = TypeVar("S", bound=ConnectorSettings)
+
+
 @dataclass(frozen=True)
-class ConnectionSpec:
+class ConnectionSpec(Generic[S]):
     """The parts of a connection a connector may read (no queue, no Redis)."""
 
     id: str
     connector: str
     base_url: str
     credentials: str
-    settings: Mapping[str, Any]
+    settings: S
     timeout_s: float = 20.0
 
 
@@ -235,17 +253,23 @@ class ConnectionSpec:
 # The connector
 
 
-class Connector(ABC):
+class Connector(ABC, Generic[S]):
     """One ATS. Instances live for the worker's lifetime (one per connection) so that tokens and
     sessions are reused; `http` is shared and owned by the caller."""
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    settings_type: ClassVar[type[ConnectorSettings]]
 
-    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[S], http: httpx.AsyncClient) -> None:
+        if not isinstance(connection.settings, self.settings_type):
+            raise TypeError(
+                f"{self.name} takes {self.settings_type.__name__}, not {type(connection.settings).__name__}"
+                " (decode the table with app.config or <Settings>.from_mapping)"
+            )
         self.connection = connection
         self.http = http
-        self.settings = connection.settings
+        self.settings: S = connection.settings
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -302,7 +326,7 @@ class Connector(ABC):
         """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""
         raise PermanentError(f"reading candidate attachments is not supported by {self.name}")
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing
+    async def close(self) -> None:
         """Release sessions (log out) when the worker stops."""
 
     # -- helpers for subclasses ---------------------------------------------------------------
@@ -325,6 +349,3 @@ class Connector(ABC):
         if response.status_code not in expect:
             raise error_for_response(response, what)
         return response
-
-
-ConnectorFactory = Callable[[ConnectionSpec, httpx.AsyncClient], Connector]

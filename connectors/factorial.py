@@ -22,10 +22,11 @@ import functools
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from connectors.base import (
@@ -34,7 +35,9 @@ from connectors.base import (
     AttachmentRejected,
     AuthError,
     Capabilities,
+    ConnectionSpec,
     Connector,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
@@ -63,24 +66,39 @@ UNIFIED_KEY_CATEGORIES = {
 READ_CACHE_S = 60.0  # questions, sources and phases: re-read at most once a minute
 
 
-class FactorialConnector(Connector):
+class FactorialSettings(ConnectorSettings):
+    """A Factorial connection's own keys (docs/connectors/factorial.md)."""
+
+    api_version: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="a dated API version, YYYY-MM-DD")] = (
+        DEFAULT_VERSION
+    )
+    auth: Literal["api_key", "oauth"] = "api_key"
+    # OAuth refresh (auth = "oauth"): the names of the variables holding the app's id and secret
+    # and the refresh token; the connection's credentials are then the current access token.
+    oauth_client_id_env: str | None = None
+    oauth_client_secret_env: str | None = None
+    oauth_refresh_token_env: str | None = None
+    cv_upload: Literal["message", "legacy_cv_part", "link"] = "message"
+    cv_link_ttl_days: Annotated[float, Meta(gt=0)] = 7.0  # `link` mode: how long the CV link works
+    default_source: str | None = None  # candidate source when the application names none
+
+
+class FactorialConnector(Connector[FactorialSettings]):
     name = "factorial"
+    settings_type = FactorialSettings
     capabilities = Capabilities(
         attachment_types=frozenset({"CV"}),
         actions=frozenset({ACTION_ADD_ATTACHMENT_TO_APPLICATION, ACTION_MOVE_APPLICATION_TO_STAGE}),
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[FactorialSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self.version = str(self.settings.get("api_version", DEFAULT_VERSION))
-        self.api = f"{connection.base_url}/api/{self.version}/resources/"
-        self.cv_upload = str(self.settings.get("cv_upload", "message"))
-        if self.cv_upload not in ("message", "legacy_cv_part", "link"):
-            raise PermanentError(f"cv_upload must be message, legacy_cv_part or link, not {self.cv_upload!r}")
-        self.cv_link_ttl_s = float(self.settings.get("cv_link_ttl_days", 7)) * 86400
-        self.oauth = self.settings.get("auth", "api_key") == "oauth"
+        self.api = f"{connection.base_url}/api/{self.settings.api_version}/resources/"
+        self.cv_upload = self.settings.cv_upload
+        self.cv_link_ttl_s = self.settings.cv_link_ttl_days * 86400
+        self.oauth = self.settings.auth == "oauth"
         self._access_token = connection.credentials if self.oauth else None
-        self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
+        self._refresh_token = _env(self.settings.oauth_refresh_token_env)
         self._company_id: str | None = None
         self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
         self._sources: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
@@ -113,8 +131,8 @@ class FactorialConnector(Connector):
         raise AuthError(f"{what}: refused after token refresh", status=401)
 
     async def _refresh(self) -> bool:
-        client_id = _env(self.settings.get("oauth_client_id_env"))
-        client_secret = _env(self.settings.get("oauth_client_secret_env"))
+        client_id = _env(self.settings.oauth_client_id_env)
+        client_secret = _env(self.settings.oauth_client_secret_env)
         if not (client_id and client_secret and self._refresh_token):
             return False
         try:
@@ -231,7 +249,7 @@ class FactorialConnector(Connector):
             v
             for v in (
                 source.name if source else None,
-                self.settings.get("default_source"),
+                self.settings.default_source,
                 app.origin.board,
             )
             if v
@@ -531,8 +549,8 @@ def _app(ctx: StepContext) -> StoredApplication:
     return ctx.application
 
 
-def _env(name: Any) -> str | None:
-    return os.environ.get(name) if isinstance(name, str) and name else None
+def _env(name: str | None) -> str | None:
+    return os.environ.get(name) if name else None
 
 
 def _iso(epoch: float) -> str:

@@ -43,17 +43,21 @@ import math
 import mimetypes
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
+import msgspec
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from app.core.pii import scrub
 from connectors.base import (
     AttachmentRejected,
     Capabilities,
+    ConnectionSpec,
     Connector,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
@@ -71,6 +75,32 @@ CREATE_PATH = "/vacancy/candidate/json"
 DEFAULT_MAX_CV_BYTES = 5_000_000
 QUESTIONS_TTL_S = 300.0
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# An official Flatchr job board id: an integer (also accepted as a string of digits).
+OffererId = int | Annotated[str, Meta(pattern=r"^\s*\d+\s*$", description="an integer job board id")]
+
+
+class SourceRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A `source_by_origin` table rule: ``{offerer_id = 152}`` or ``{source_id = "x"}``."""
+
+    offerer_id: OffererId | None = None
+    source_id: str | None = None
+
+
+class FlatchrSettings(ConnectorSettings):
+    """A Flatchr connection's own keys (module docstring, docs/connectors/flatchr.md)."""
+
+    company_id: Annotated[
+        str, Meta(pattern=SAFE_ID.pattern, description="a Flatchr company key: 1 to 64 letters, digits, - or _")
+    ]
+    careers_base_url: str | None = None
+    offerer_id: OffererId | None = None
+    source_id: str | None = None
+    source_by_origin: dict[str, Literal["offerer_id", "source_id", "none"] | SourceRule] = {}
+    require_cv: bool = True
+    max_cv_bytes: Annotated[int, Meta(gt=0)] = DEFAULT_MAX_CV_BYTES
+    date_format: str = "%Y-%m-%d"
+
 
 # Flatchr question `type` strings -> unified types. assumption: Flatchr does not document the
 # values `question.type` takes; these are the names its form builder shows, unknown ones -> TEXT.
@@ -227,17 +257,13 @@ def origin_keys(application: StoredApplication) -> list[str]:
     return [*keys, origin.channel, "default"]
 
 
-def _offerer(value: Any) -> int | None:
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+def _offerer(value: int | str | None) -> int | None:
+    if isinstance(value, str):
+        return int(value.strip()) if value.strip().isdigit() else None
+    return value
 
 
-def resolve_source(settings: Mapping[str, Any], application: StoredApplication) -> tuple[str, str | None]:
+def resolve_source(settings: FlatchrSettings, application: StoredApplication) -> tuple[str, str | None]:
     """Which Flatchr source this application writes, as (marker, problem).
 
     marker is "offerer_id:<n>" (an official Flatchr job board), "source_id:<id>" (a custom
@@ -255,25 +281,23 @@ def resolve_source(settings: Mapping[str, Any], application: StoredApplication) 
     Without a matching rule: the request's `source.id`, else the connection's `source_id`, else
     its `offerer_id`, else none."""
     request_source = application.source.id if application.source and application.source.id else None
-    rules = settings.get("source_by_origin") or {}
-    rule: Any = None
-    if isinstance(rules, Mapping):
-        rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
-    conn_offerer = _offerer(settings.get("offerer_id"))
-    conn_source = settings.get("source_id") or None
+    rules = settings.source_by_origin
+    rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
+    conn_offerer = _offerer(settings.offerer_id)
+    conn_source = settings.source_id or None
     if rule is None:
         if request_source or conn_source:
             return f"source_id:{request_source or conn_source}", None
         return (f"offerer_id:{conn_offerer}", None) if conn_offerer is not None else ("none", None)
     if rule == "none":
         return "none", None
-    if rule == "offerer_id" or (isinstance(rule, Mapping) and "offerer_id" in rule):
-        offerer = conn_offerer if rule == "offerer_id" else _offerer(rule.get("offerer_id"))
+    if rule == "offerer_id" or (isinstance(rule, SourceRule) and rule.offerer_id is not None):
+        offerer = conn_offerer if not isinstance(rule, SourceRule) else _offerer(rule.offerer_id)
         if offerer is None:
             return "none", "source rule for this origin needs an integer offerer_id; no source written"
         return f"offerer_id:{offerer}", None
-    if rule == "source_id" or (isinstance(rule, Mapping) and "source_id" in rule):
-        fallback = conn_source if rule == "source_id" else (rule.get("source_id") or conn_source)
+    if rule == "source_id" or (isinstance(rule, SourceRule) and rule.source_id is not None):
+        fallback = conn_source if not isinstance(rule, SourceRule) else (rule.source_id or conn_source)
         chosen = request_source or fallback
         if not chosen:
             return "none", "source rule for this origin needs a source_id; no source written"
@@ -343,16 +367,17 @@ def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
 # The connector
 
 
-class FlatchrConnector(Connector):
+class FlatchrConnector(Connector[FlatchrSettings]):
     """Flatchr (French ATS); see the module docstring for steps and settings."""
 
     name: ClassVar[str] = "flatchr"
+    settings_type = FlatchrSettings
     capabilities: ClassVar[Capabilities] = Capabilities(
         attachment_types=frozenset({"CV"}),
         actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[FlatchrSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._vacancies: TtlCache[str, dict[str, Any]] = TtlCache(QUESTIONS_TTL_S)
         self._columns: TtlCache[str, list[dict[str, Any]]] = TtlCache(COLUMNS_CACHE_S)
@@ -368,9 +393,9 @@ class FlatchrConnector(Connector):
         """Host of the create route. assumption: a non-production base_url (sandbox, proxy)
         serves both path sets unless `careers_base_url` says otherwise; api.<x>.flatchr.io ->
         careers.<x>.flatchr.io (the demo careers host is not documented)."""
-        explicit = self.settings.get("careers_base_url")
+        explicit = self.settings.careers_base_url
         if explicit:
-            return str(explicit).rstrip("/")
+            return explicit.rstrip("/")
         parts = urlsplit(self.api_base)
         host = parts.hostname or ""
         if host.startswith("api.") and host.endswith("flatchr.io"):
@@ -379,10 +404,7 @@ class FlatchrConnector(Connector):
 
     @property
     def company_id(self) -> str:
-        company = self.settings.get("company_id")
-        if not isinstance(company, str) or not SAFE_ID.match(company):
-            raise PermanentError("connection setting company_id is missing or malformed")
-        return company
+        return self.settings.company_id  # its shape is checked when the config is read
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.connection.credentials}", "Accept": "application/json"}
@@ -391,14 +413,12 @@ class FlatchrConnector(Connector):
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         errors: list[str] = []
-        if not isinstance(self.settings.get("company_id"), str):
-            errors.append("connection: setting company_id is missing")
         cv = pick_cv(application.attachments)
-        if cv is None and self.settings.get("require_cv", True):
+        if cv is None and self.settings.require_cv:
             errors.append(
                 "attachments: Flatchr requires an attachment of type CV (or set require_cv = false on the connection)"
             )
-        max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
+        max_bytes = self.settings.max_cv_bytes
         if cv is not None and cv.size is not None and cv.size > max_bytes:
             errors.append(f"attachments: the CV is larger than Flatchr accepts ({max_bytes} bytes)")
         warnings = extra_attachment_warnings(application.attachments)
@@ -447,7 +467,7 @@ class FlatchrConnector(Connector):
             await self._create(ctx, app, vacancy, with_cv=True)
             return "sent"
         except AttachmentRejected as exc:
-            if self.settings.get("require_cv", True):
+            if self.settings.require_cv:
                 raise PermanentError(
                     f"Flatchr requires a CV and refused this one: {exc.detail}", status=exc.status
                 ) from None
@@ -539,7 +559,7 @@ class FlatchrConnector(Connector):
 
     async def _resume(self, ctx: StepContext, cv: AttachmentRef) -> dict[str, str]:
         data = await ctx.load_attachment(cv)
-        max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
+        max_bytes = self.settings.max_cv_bytes
         if len(data) > max_bytes:
             raise AttachmentRejected(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)", status=413)
         content_type = cv.content_type or mimetypes.guess_type(cv.name)[0] or "application/pdf"
@@ -550,7 +570,7 @@ class FlatchrConnector(Connector):
         (Flatchr's answer schema: "texte de la question ou ID du tag"), `value` a string."""
         questions = {str(q.get("id")): q for q in vacancy.get("questions") or []}
         language = str(vacancy.get("language") or "fr_FR")
-        date_format = str(self.settings.get("date_format", "%Y-%m-%d"))
+        date_format = self.settings.date_format
         out = []
         for answer in app.screening_question_answers:
             if isinstance(answer.answer, AttachmentRef):

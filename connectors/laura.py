@@ -17,10 +17,11 @@ import datetime as dt
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, FileAnswer, StoredApplication
 from connectors.base import (
@@ -29,6 +30,7 @@ from connectors.base import (
     ConnectionSpec,
     Connector,
     ConnectorError,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
@@ -426,7 +428,15 @@ def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarn
     ]
 
 
-class LauraConnector(Connector):
+class LauraSettings(ConnectorSettings):
+    """A Laura connection's own keys (docs/connectors/laura.md)."""
+
+    # accept applications with attachments, drop the files (one warning each) instead of refusing
+    drop_attachments: bool = False
+    api_path: Annotated[str, Meta(pattern=r"^/", description="a path starting with /")] = API_PATH
+
+
+class LauraConnector(Connector[LauraSettings]):
     """Laura: candidate + application (with answers) + optional stage; no attachments.
 
     Settings: ``drop_attachments`` (bool, default false): accept applications with attachments
@@ -435,12 +445,13 @@ class LauraConnector(Connector):
     """
 
     name = "laura"
+    settings_type = LauraSettings
     capabilities = Capabilities(
         attachment_types=frozenset(),  # refused or dropped by check(), per the drop_attachments setting
         actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
     )
 
-    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[LauraSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(
             QUESTIONS_CACHE_S, max_entries=QUESTIONS_CACHE_MAX
@@ -454,11 +465,11 @@ class LauraConnector(Connector):
         base = self.connection.base_url.rstrip("/")
         if "/api/" in urlsplit(base).path + "/":
             return base
-        return base + str(self.settings.get("api_path", API_PATH))
+        return base + self.settings.api_path
 
     @property
     def drop_attachments(self) -> bool:
-        return self.settings.get("drop_attachments") is True
+        return self.settings.drop_attachments
 
     async def _call(
         self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201), **kwargs: Any

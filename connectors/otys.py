@@ -32,9 +32,10 @@ import hashlib
 import itertools
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, StoredApplication
 from app.core.pii import scrub
@@ -47,7 +48,9 @@ from connectors.base import (
     AttachmentRejected,
     AuthError,
     Capabilities,
+    ConnectionSpec,
     Connector,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
@@ -72,6 +75,28 @@ DEDUPE_MARKER = "applyrelay-sha256:"
 DEFAULT_DOCUMENT_TYPES = {"CV": 1, "COVER_LETTER": 2, "OTHER": 201}
 # assumption: Person.gender option codes (read them with CandidateService.getOptionLists per tenant)
 DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
+
+Count = Annotated[int, Meta(ge=0)]
+
+
+class OtysSettings(ConnectorSettings):
+    """An OTYS connection's own keys (docs/connectors/otys.md)."""
+
+    default_source: str | None = None  # source when the application names none
+    create_sources: bool = True  # create a referrer portal for an unknown source name
+    update_existing_candidates: bool = True  # updateEx a candidate found by e-mail
+    company_field: str = "currentEmployer"  # the candidate field for candidate.company
+    gender_map: dict[Literal["MALE", "FEMALE", "OTHER"], str] = {}  # over DEFAULT_GENDERS
+    document_types: dict[Literal["CV", "COVER_LETTER", "OTHER"], int] = {}  # over DEFAULT_DOCUMENT_TYPES
+    gdpr_retention_months: Count = 12  # due date when consent is given without expires_at
+    gdpr_decline_days: Count = 30  # due date when consent is declined
+    result_link_type_id: int = 201  # document type of result-link documents
+    language_code: str | None = None  # Person.languageCode
+    job_id_map: dict[str, str | int] = {}  # board job id -> OTYS vacancy uid
+    procedure_portal: bool = False  # also write portalId on the procedure (undocumented there)
+    hired_stage_codes: tuple[str, ...] = HIRED_CODES
+    declined_stage_codes: tuple[str, ...] = DECLINED_CODES
+
 
 QUESTION_TYPES = {
     "textField": "TEXT",
@@ -163,8 +188,9 @@ def stage_field(stage_id: str) -> tuple[str, str]:
     return "ProcedureStatus1", f"1_{stage_id}"
 
 
-class OtysConnector(Connector):
+class OtysConnector(Connector[OtysSettings]):
     name = "otys"
+    settings_type = OtysSettings
     capabilities = Capabilities(
         attachment_types=frozenset({"CV", "COVER_LETTER", "OTHER"}),
         actions=frozenset(
@@ -178,7 +204,7 @@ class OtysConnector(Connector):
         ),
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[OtysSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._session: str | None = None
         self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(STAGE_CACHE_S)
@@ -367,8 +393,8 @@ class OtysConnector(Connector):
             return "id", src.id
         if src is not None and (src.name or src.unified_key):
             return "name", str(src.name or src.unified_key)
-        default = self.settings.get("default_source")
-        return ("name", str(default)) if default else None
+        default = self.settings.default_source
+        return ("name", default) if default else None
 
     async def _step_source(self, ctx: StepContext, application: StoredApplication) -> str:
         spec = self._source_spec(application)
@@ -386,7 +412,7 @@ class OtysConnector(Connector):
         found = self._match_portal(portals, keys)
         if found:
             return found
-        if not self.settings.get("create_sources", True):
+        if not self.settings.create_sources:
             ctx.warn("source_not_found", "OTYS: no referrer portal matches the source; none set")
             return ""
         try:  # assumption: ReferrerPortalService.add {portal} creates a portal and returns its uid
@@ -439,7 +465,7 @@ class OtysConnector(Connector):
             "emailPrimary": cand.email_address,
         }
         if cand.gender:
-            genders = {**DEFAULT_GENDERS, **dict(self.settings.get("gender_map") or {})}
+            genders = {**DEFAULT_GENDERS, **self.settings.gender_map}
             person["gender"] = genders[cand.gender]
         if cand.location is not None:
             address = {
@@ -455,12 +481,12 @@ class OtysConnector(Connector):
                 person["AddressPrimary"] = address
         if cand.phone_number:
             person["PhoneNumbers"] = {"1": {"type": "primary", "phoneNumber": cand.phone_number}}
-        if self.settings.get("language_code"):
-            person["languageCode"] = self.settings["language_code"]
+        if self.settings.language_code:
+            person["languageCode"] = self.settings.language_code
         payload: dict[str, Any] = {"Person": person}
         if cand.company:
             # assumption: the candidate's current employer field; configurable per tenant
-            payload[str(self.settings.get("company_field", "currentEmployer"))] = cand.company
+            payload[self.settings.company_field] = cand.company
         if cand.availability_date:
             payload["availableAt"] = otys_datetime(cand.availability_date)
         if portal_uid:
@@ -547,7 +573,7 @@ class OtysConnector(Connector):
         payload = self._candidate_payload(application, ctx.checkpoints.get("source") or None)
         existing = await self.find_candidate(email)
         if existing:
-            if self.settings.get("update_existing_candidates", True):
+            if self.settings.update_existing_candidates:
                 await self._update_candidate(existing, payload)
             return existing
         try:
@@ -581,11 +607,11 @@ class OtysConnector(Connector):
             return expiry_date(consent.expires_at)
         received = dt.datetime.fromtimestamp(application.origin.received_at, dt.UTC).date()
         if consent.given:
-            months = int(self.settings.get("gdpr_retention_months", 12))
+            months = self.settings.gdpr_retention_months
             year, month = divmod(received.month - 1 + months, 12)
             day = min(received.day, 28)
             return dt.date(received.year + year, month + 1, day).isoformat()
-        return (received + dt.timedelta(days=int(self.settings.get("gdpr_decline_days", 30)))).isoformat()
+        return (received + dt.timedelta(days=self.settings.gdpr_decline_days)).isoformat()
 
     async def _step_gdpr(self, ctx: StepContext, application: StoredApplication) -> str:
         consent = application.gdpr_consent
@@ -637,7 +663,7 @@ class OtysConnector(Connector):
             key, uid = stage_field(application.application.stage_id)
             body[key] = {"uid": uid}
         portal = ctx.checkpoints.get("source")
-        if portal and self.settings.get("procedure_portal", False):
+        if portal and self.settings.procedure_portal:
             # assumption, off by default: only candidates are documented to take portalId
             body["portalId"] = portal
         body.update(self._source_tags(application))
@@ -653,17 +679,13 @@ class OtysConnector(Connector):
             raise
 
     def _vacancy_uid(self, job_id: str) -> str:
-        mapping = self.settings.get("job_id_map") or {}
-        return str(mapping.get(job_id, job_id))
+        return str(self.settings.job_id_map.get(job_id, job_id))
 
     # =========================================================================================
     # Attachments
 
     def _document_types(self) -> dict[str, int]:
-        return {
-            **DEFAULT_DOCUMENT_TYPES,
-            **{k: int(v) for k, v in dict(self.settings.get("document_types") or {}).items()},
-        }
+        return {**DEFAULT_DOCUMENT_TYPES, **self.settings.document_types}
 
     async def candidate_documents(self, candidate_uid: str) -> list[dict[str, Any]]:
         # assumption: AttachedDocumentsService.getListEx filters on candidateUid and returns these fields
@@ -843,7 +865,7 @@ class OtysConnector(Connector):
             data=data,
             sha256=hashlib.sha256(data).hexdigest(),
             content_type="text/plain",
-            type_id=int(self.settings.get("result_link_type_id", 201)),
+            type_id=self.settings.result_link_type_id,
             subject=label,
         )
 
@@ -905,8 +927,8 @@ class OtysConnector(Connector):
         names = await self._stage_names.get_or_load("all", self._stage_name_map)
         name = names.get(stage_id or "")
         code = (name or "").casefold()
-        hired = {c.casefold() for c in self.settings.get("hired_stage_codes", HIRED_CODES)}
-        declined = {c.casefold() for c in self.settings.get("declined_stage_codes", DECLINED_CODES)}
+        hired = {c.casefold() for c in self.settings.hired_stage_codes}
+        declined = {c.casefold() for c in self.settings.declined_stage_codes}
         outcome = "HIRED" if code in hired else "DECLINED" if code in declined else "PENDING"
         return {"stage_id": stage_id, "stage_name": name, "outcome": outcome}
 

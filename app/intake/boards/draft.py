@@ -17,7 +17,7 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -47,12 +47,17 @@ EXTENSIONS = {
 # -- secrets ------------------------------------------------------------------------------------
 
 
-def configured_secrets(connection: Connection, setting: str, *, several: bool) -> list[str]:
+def configured_secrets(
+    connection: Connection,
+    setting: Literal["indeed_secret_env", "webhook_secret_env", "form_token_env"],
+    *,
+    several: bool,
+) -> list[str]:
     """The secret(s) for an inbound route: the environment variable named by `setting`.
     Empty when the setting or the variable is missing: the route then answers 404, never
     accepts unsigned. `several`: comma-separated values, for key rotation."""
-    name = connection.settings.get(setting)
-    if not isinstance(name, str) or not name:
+    name: str | None = getattr(connection.inbound, setting)
+    if not name:
         return []
     value = os.environ.get(name, "")
     if not several:
@@ -244,7 +249,7 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
     2 s; otherwise the application is accepted and the delivery finds out (never lose one to a
     slow ATS). An open job is remembered for a minute (one ATS read per job, not per
     application); missing and closed ones are asked again. Off with `inbound_job_check = false`."""
-    if connection.settings.get("inbound_job_check", True) is False:
+    if not connection.inbound.inbound_job_check:
         return
     key = (connection.base_url, connection.id, job_id)
     now = time.monotonic()

@@ -140,8 +140,7 @@ def _missing(path: str) -> IntakeError:
 
 def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
     """(ATS job id, the Indeed field it came from)."""
-    settings = connection.settings
-    preferred = settings.get("indeed_job_field", "jobId")
+    preferred = connection.inbound.indeed_job_field
     order = ["jobMeta"] if preferred == "jobMeta" else ["jobId", "jobMeta"]
     job = apply.job or IndeedJob()
     value, source = None, f"job.{order[0]}"
@@ -152,8 +151,8 @@ def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
             break
     if value is None:
         raise _missing(source)
-    mapping = settings.get("indeed_jobs")
-    if isinstance(mapping, dict) and mapping:
+    mapping = connection.inbound.indeed_jobs
+    if mapping:
         if value not in mapping:
             raise IntakeError(
                 404,
@@ -180,9 +179,9 @@ def board_answers(apply: IndeedApply, connection: Connection) -> list[BoardAnswe
         ("questions", apply.questions),
     ):
         answers.extend(_container(path, container, connection))
-    explicit = connection.settings.get("indeed_questions") or {}
+    explicit = connection.inbound.indeed_questions
     for answer in _container("demographicQuestionsAndAnswers", apply.demographicQuestionsAndAnswers, connection):
-        if isinstance(explicit, dict) and answer.board_id in explicit:
+        if answer.board_id in explicit:
             answers.append(answer)
     return answers
 
@@ -314,7 +313,7 @@ async def to_application(
         job_id=job_id,
         candidate=candidate,
         field_names=FIELD_NAMES,
-        source={"name": str(connection.settings.get("indeed_source_name", "Indeed"))},
+        source={"name": connection.inbound.indeed_source_name},
     )
     resume = applicant.resume
     if resume is not None and resume.file is not None and resume.file.data:
@@ -340,7 +339,7 @@ async def to_application(
             (applicant.coverletter or "").encode(),
             "applicant.coverletter",
         )
-    explicit = connection.settings.get("indeed_questions") or {}
+    explicit = connection.inbound.indeed_questions
     mapper = QuestionMapper(explicit, lambda: connector.screening_questions(job_id), "Indeed")
     mapped = await mapper.map(board_answers(apply, connection), notes)
     for qid, value, path in mapped:
