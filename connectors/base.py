@@ -2,11 +2,12 @@
 
 A connector speaks one ATS's API and nothing else. It never sleeps, retries, queues or touches
 Redis: it turns the canonical application into a *plan* of named steps, and each step either
-returns the remote id it produced or raises one of the three errors below. The engine stores each
+returns the remote id it produced or raises one of the errors below. The engine stores each
 returned id (a checkpoint) before running the next step and skips steps already checkpointed, so a
-re-run after a crash or a retry resumes where the last one stopped.
+re-run after a crash or a retry resumes where the last one stopped. A connector imports nothing of
+the relay but `app.core` (the canonical model, PII scrubbing, plugin loading).
 
-Error hierarchy (the engine maps these to the retry policy, DESIGN §4.5):
+Error hierarchy (the engine maps these to the retry policy: docs/operations.md, "Retry policy"):
 
     ConnectorError
      ├── TransientError     retry later (network, timeout, 408/425/429/5xx); may carry retry_after
@@ -16,6 +17,26 @@ Error hierarchy (the engine maps these to the retry policy, DESIGN §4.5):
      │    └── AttachmentRejected  a file was refused: the engine completes the rest and runs the
      │                            full-attachment retry
      └── AuthError          credentials refused after one refresh: pause the connection
+
+One ATS is one file, ``connectors/<ats>.py``, documented in ``docs/connectors/<ats>.md``, with
+these section banners (``# -- <Name> ---``), in this order, present even when a section is short:
+
+    # -- Settings           the `<Ats>Settings` Struct (a `ConnectorSettings`) and its defaults
+    # -- Wire format        pure: the ATS's request and answer shapes, error decoding (no I/O)
+    # -- Answer encoding    pure: canonical screening answers -> the ATS's values (or checks)
+    # -- Connector          the `Connector` subclass (name, capabilities, settings_type,
+                            __init__), inside it, indented:
+        # -- Transport        auth, sending one call, pagination or sessions, close()
+        # -- Intake check     check(), check_answers()
+        # -- Plan             plan()
+        # -- Steps            the delivery's step functions, in plan order
+        # -- Actions          action_plan() and the steps only actions use
+        # -- Reads            screening_questions, job_status, application_status,
+                              candidate_attachments, passthrough and the cached reads behind them
+    # -- Helpers            small private functions
+
+Shared HTTP helpers (the TTL cache for slow-changing reads, the REST passthrough) are in
+connectors/http.py.
 """
 
 from __future__ import annotations
@@ -33,8 +54,7 @@ import msgspec
 
 from app.core.model import AttachmentRef, StoredApplication
 
-# ---------------------------------------------------------------------------------------------
-# Errors
+# -- Errors ----------------------------------------------------------------------------------------
 
 
 class ConnectorError(Exception):
@@ -146,8 +166,7 @@ def confined_url(base_url: str, path: str) -> str:
     return url
 
 
-# ---------------------------------------------------------------------------------------------
-# Capabilities and steps
+# -- Settings, capabilities and steps --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,9 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class StepWarning:
+    """Something the ATS could not take, recorded at intake (`check`) or by a step
+    (`StepContext.warn`) and shown on the delivery; `message` never carries PII."""
+
     code: str
     message: str
 
@@ -249,8 +271,7 @@ class ConnectionSpec(Generic[S]):
     timeout_s: float = 20.0
 
 
-# ---------------------------------------------------------------------------------------------
-# The connector
+# -- The connector ---------------------------------------------------------------------------------
 
 
 class Connector(ABC, Generic[S]):
@@ -271,7 +292,7 @@ class Connector(ABC, Generic[S]):
         self.http = http
         self.settings: S = connection.settings
 
-    # -- writing ------------------------------------------------------------------------------
+    # -- Writing -----------------------------------------------------------------------------------
 
     @abstractmethod
     def plan(self, application: StoredApplication) -> list[Step]:
@@ -296,7 +317,7 @@ class Connector(ABC, Generic[S]):
         move_application_to_stage {application_id, stage_id}."""
         raise PermanentError(f"action {action!r} is not supported by {self.name}")
 
-    # -- reading ------------------------------------------------------------------------------
+    # -- Reading -----------------------------------------------------------------------------------
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
@@ -329,7 +350,7 @@ class Connector(ABC, Generic[S]):
     async def close(self) -> None:
         """Release sessions (log out) when the worker stops."""
 
-    # -- helpers for subclasses ---------------------------------------------------------------
+    # -- Helpers for subclasses --------------------------------------------------------------------
 
     async def request(
         self,

@@ -11,9 +11,11 @@ Steps: company → source → candidate → application → answers → CV (atta
   options comma-joined; file questions are not writable: warning);
 * the CV only (Factorial takes a single CV), sent per the connection's ``cv_upload`` setting:
   ``message`` (default: a message from the candidate on the application's conversation, the one
-  documented multipart route), ``legacy_cv_part`` (the v1 multipart ``cv`` part); the route is to
-  be confirmed on a live tenant (see docs/connectors/factorial.md);
+  documented multipart route), ``legacy_cv_part`` (the v1 multipart ``cv`` part) or ``link`` (a
+  signed, expiring relay link in the cover letter); the route is to be confirmed on a live tenant;
 * auth: ``x-api-key`` or OAuth bearer with one refresh on 401 (refresh-token grant).
+
+Settings (`FactorialSettings`), coverage, steps and assumptions: docs/connectors/factorial.md.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from connectors.base import (
     PermanentError,
     Step,
     StepContext,
+    StepFn,
     StepWarning,
     attachment_step_name,
     error_for_response,
@@ -49,20 +52,10 @@ from connectors.base import (
 )
 from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
+# -- Settings --------------------------------------------------------------------------------------
+
 DEFAULT_VERSION = "2026-07-01"
-CV_MARKER = "applyrelay-cv"
-GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
-# Kombo's unified source keys → Factorial source categories, for `source.unified_key`.
-UNIFIED_KEY_CATEGORIES = {
-    "job_board": "job_board",
-    "agency": "agency_or_external_recruiter",
-    "event": "event",
-    "social_media": "social_media",
-    "referral": "referral",
-    "internal": "internal",
-    "organic": "organic",
-    "career_site": "organic",
-}
+
 READ_CACHE_S = 60.0  # questions, sources and phases: re-read at most once a minute
 
 
@@ -83,9 +76,97 @@ class FactorialSettings(ConnectorSettings):
     default_source: str | None = None  # candidate source when the application names none
 
 
+# -- Wire format -----------------------------------------------------------------------------------
+
+CV_MARKER = "applyrelay-cv"
+
+GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
+
+
+# Kombo's unified source keys → Factorial source categories, for `source.unified_key`.
+UNIFIED_KEY_CATEGORIES = {
+    "job_board": "job_board",
+    "agency": "agency_or_external_recruiter",
+    "event": "event",
+    "social_media": "social_media",
+    "referral": "referral",
+    "internal": "internal",
+    "organic": "organic",
+    "career_site": "organic",
+}
+
+
+def _reason(response: httpx.Response) -> str:
+    """Factorial's error text, for the dead letter. Its validation messages name fields, not
+    values, so they carry no candidate data; cut short all the same."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        errors = errors.get("errors", errors)
+    if isinstance(errors, list) and errors:
+        return " — " + "; ".join(str(e) for e in errors)[:300]
+    if isinstance(body, dict) and body.get("message"):
+        return " — " + str(body["message"])[:300]
+    return ""
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+# -- Answer encoding -------------------------------------------------------------------------------
+
+
+def _encode_answer(question: dict[str, Any], answer: StoredAnswer, ctx: StepContext) -> str | None:
+    """Factorial answers are strings: options by their text, several comma-joined
+    (assumption: the separator is undocumented), booleans Yes/No, dates ISO."""
+    qtype, value = question["question_type"], answer.answer
+    options = [o["text"] for o in question.get("options") or []]
+    if qtype == "file" or isinstance(value, AttachmentRef):
+        ctx.warn("answer_not_supported", f"question {answer.question_id}: file answers cannot be written")
+        return None
+    if qtype in ("single_choice", "multiple_choice"):
+        chosen = value if isinstance(value, list) else [value]
+        labels = []
+        for item in chosen:
+            label = _option_label(options, item)
+            if label is None:
+                raise PermanentError(f"question {answer.question_id}: answer is not one of its options")
+            labels.append(label)
+        if qtype == "single_choice" and len(labels) != 1:
+            raise PermanentError(f"question {answer.question_id}: exactly one option expected")
+        return ", ".join(labels)
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list):
+        return ", ".join(value)
+    return str(value)
+
+
+def _option_label(options: list[str], item: Any) -> str | None:
+    if isinstance(item, bool):
+        item = "Yes" if item else "No"
+    text = str(item)
+    if text in options:
+        return text
+    folded = {o.casefold(): o for o in options}
+    if text.casefold() in folded:
+        return folded[text.casefold()]
+    if text.isdigit() and int(text) < len(options):  # an option index
+        return options[int(text)]
+    return None
+
+
+# -- Connector -------------------------------------------------------------------------------------
+
+
 class FactorialConnector(Connector[FactorialSettings]):
     name = "factorial"
     settings_type = FactorialSettings
+
     capabilities = Capabilities(
         attachment_types=frozenset({"CV"}),
         actions=frozenset({ACTION_ADD_ATTACHMENT_TO_APPLICATION, ACTION_MOVE_APPLICATION_TO_STAGE}),
@@ -104,7 +185,7 @@ class FactorialConnector(Connector[FactorialSettings]):
         self._sources: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
         self._phases: TtlCache[str, dict[str, dict[str, Any]]] = TtlCache(READ_CACHE_S)
 
-    # -- HTTP -----------------------------------------------------------------------------------
+    # -- Transport ---------------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
         if self.oauth:
@@ -129,6 +210,14 @@ class FactorialConnector(Connector[FactorialSettings]):
                 raise error_for_response(response, f"{what}{_reason(response)}")
             return response
         raise AuthError(f"{what}: refused after token refresh", status=401)
+
+    async def _send_file(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._send(method, path, what=what, **kwargs)
+        except PermanentError as exc:
+            if exc.status in (400, 413, 415, 422):
+                raise AttachmentRejected(exc.detail, status=exc.status) from None
+            raise
 
     async def _refresh(self) -> bool:
         client_id = _env(self.settings.oauth_client_id_env)
@@ -169,7 +258,7 @@ class FactorialConnector(Connector[FactorialSettings]):
                 break
         return items
 
-    # -- plan -----------------------------------------------------------------------------------
+    # -- Intake check ------------------------------------------------------------------------------
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         warnings = []
@@ -195,6 +284,8 @@ class FactorialConnector(Connector[FactorialSettings]):
             warnings.append(StepWarning("field_not_supported", "remote_fields.factorial is not used"))
         return [], warnings
 
+    # -- Plan --------------------------------------------------------------------------------------
+
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
             Step("company", self._company),
@@ -209,18 +300,7 @@ class FactorialConnector(Connector[FactorialSettings]):
             steps.append(Step(attachment_step_name(cv), self._cv_step(cv, "application"), attachment=cv, core=False))
         return steps
 
-    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
-        if action == ACTION_ADD_ATTACHMENT_TO_APPLICATION:
-            if not attachments or attachments[0].type != "CV":
-                raise PermanentError("Factorial only takes attachments of type CV on applications")
-            ref = attachments[0]
-            application_id = str(params["application_id"])
-            return [Step(attachment_step_name(ref), self._cv_step(ref, application_id), attachment=ref)]
-        if action == ACTION_MOVE_APPLICATION_TO_STAGE:
-            return [Step("move", lambda ctx: self._move(str(params["application_id"]), str(params["stage_id"])))]
-        return super().action_plan(action, params, attachments)
-
-    # -- steps ----------------------------------------------------------------------------------
+    # -- Steps -------------------------------------------------------------------------------------
 
     async def _company(self, ctx: StepContext) -> str:
         """The company of the credentials: constant for a connection, so read once per process."""
@@ -231,12 +311,6 @@ class FactorialConnector(Connector[FactorialSettings]):
                 raise PermanentError("the credentials carry no company_id")
             self._company_id = str(rows[0]["company_id"])
         return self._company_id
-
-    async def _candidate_sources(self) -> list[dict[str, Any]]:
-        """The tenant's sources, re-read at most every minute (they change rarely)."""
-        return await self._sources.get_or_load(
-            "all", lambda: self._list("ats/candidate_sources", [], what="list candidate sources")
-        )
 
     async def _source(self, ctx: StepContext) -> str:
         """The candidate source to write: ``id:<source id>`` or ``name:<free text>``."""
@@ -395,7 +469,7 @@ class FactorialConnector(Connector[FactorialSettings]):
         days = int(self.cv_link_ttl_s // 86400)
         return f"CV ({cv.name}): {url}\n(download link valid for {days} days)"
 
-    def _cv_step(self, ref: AttachmentRef, application: str) -> Any:
+    def _cv_step(self, ref: AttachmentRef, application: str) -> StepFn:
         async def run(ctx: StepContext) -> str:
             application_id = ctx.remote_id("application") if application == "application" else application
             if self.cv_upload == "link" and application == "application":
@@ -451,13 +525,18 @@ class FactorialConnector(Connector[FactorialSettings]):
         await self._send_file("PUT", url, what="upload CV (legacy v1)", files=files)
         return f"cv:{application_id}"
 
-    async def _send_file(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._send(method, path, what=what, **kwargs)
-        except PermanentError as exc:
-            if exc.status in (400, 413, 415, 422):
-                raise AttachmentRejected(exc.detail, status=exc.status) from None
-            raise
+    # -- Actions -----------------------------------------------------------------------------------
+
+    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
+        if action == ACTION_ADD_ATTACHMENT_TO_APPLICATION:
+            if not attachments or attachments[0].type != "CV":
+                raise PermanentError("Factorial only takes attachments of type CV on applications")
+            ref = attachments[0]
+            application_id = str(params["application_id"])
+            return [Step(attachment_step_name(ref), self._cv_step(ref, application_id), attachment=ref)]
+        if action == ACTION_MOVE_APPLICATION_TO_STAGE:
+            return [Step("move", lambda ctx: self._move(str(params["application_id"]), str(params["stage_id"])))]
+        return super().action_plan(action, params, attachments)
 
     async def _move(self, application_id: str, stage_id: str) -> str:
         await self._send(
@@ -468,7 +547,13 @@ class FactorialConnector(Connector[FactorialSettings]):
         )
         return stage_id
 
-    # -- reads ----------------------------------------------------------------------------------
+    # -- Reads -------------------------------------------------------------------------------------
+
+    async def _candidate_sources(self) -> list[dict[str, Any]]:
+        """The tenant's sources, re-read at most every minute (they change rarely)."""
+        return await self._sources.get_or_load(
+            "all", lambda: self._list("ats/candidate_sources", [], what="list candidate sources")
+        )
 
     async def _raw_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The posting's questions (ids as strings), cached a minute per posting."""
@@ -540,7 +625,7 @@ class FactorialConnector(Connector[FactorialSettings]):
         return await rest_passthrough(send, self.api, method, path, query, body)
 
 
-# -- helpers ------------------------------------------------------------------------------------
+# -- Helpers ---------------------------------------------------------------------------------------
 
 
 def _app(ctx: StepContext) -> StoredApplication:
@@ -551,64 +636,3 @@ def _app(ctx: StepContext) -> StoredApplication:
 
 def _env(name: str | None) -> str | None:
     return os.environ.get(name) if name else None
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def _reason(response: httpx.Response) -> str:
-    """Factorial's error text, for the dead letter. Its validation messages name fields, not
-    values, so they carry no candidate data; cut short all the same."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, dict):
-        errors = errors.get("errors", errors)
-    if isinstance(errors, list) and errors:
-        return " — " + "; ".join(str(e) for e in errors)[:300]
-    if isinstance(body, dict) and body.get("message"):
-        return " — " + str(body["message"])[:300]
-    return ""
-
-
-def _encode_answer(question: dict[str, Any], answer: StoredAnswer, ctx: StepContext) -> str | None:
-    """Factorial answers are strings: options by their text, several comma-joined
-    (assumption: the separator is undocumented), booleans Yes/No, dates ISO."""
-    qtype, value = question["question_type"], answer.answer
-    options = [o["text"] for o in question.get("options") or []]
-    if qtype == "file" or isinstance(value, AttachmentRef):
-        ctx.warn("answer_not_supported", f"question {answer.question_id}: file answers cannot be written")
-        return None
-    if qtype in ("single_choice", "multiple_choice"):
-        chosen = value if isinstance(value, list) else [value]
-        labels = []
-        for item in chosen:
-            label = _option_label(options, item)
-            if label is None:
-                raise PermanentError(f"question {answer.question_id}: answer is not one of its options")
-            labels.append(label)
-        if qtype == "single_choice" and len(labels) != 1:
-            raise PermanentError(f"question {answer.question_id}: exactly one option expected")
-        return ", ".join(labels)
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list):
-        return ", ".join(value)
-    return str(value)
-
-
-def _option_label(options: list[str], item: Any) -> str | None:
-    if isinstance(item, bool):
-        item = "Yes" if item else "No"
-    text = str(item)
-    if text in options:
-        return text
-    folded = {o.casefold(): o for o in options}
-    if text.casefold() in folded:
-        return folded[text.casefold()]
-    if text.isdigit() and int(text) < len(options):  # an option index
-        return options[int(text)]
-    return None

@@ -10,7 +10,9 @@ also the find-before-create lookup that makes re-runs safe.
 Steps (checkpoint names are stable):
 
     source       which source this origin writes: "offerer_id:<n>", "source_id:<id>" or "none"
-    candidate    find the applicant by (email, vacancy) or create it, CV and answers included
+    create       find the applicant by (email, vacancy), else create it, CV and answers included:
+                 "found:<id>", "sent" or "sent-without-cv"
+    candidate    the applicant's id (read back by search after a create)
     application  the same applicant id (Flatchr's applicant is both the candidate-on-a-job and
                  the application)
     attachment:<sha256>  (non-core) confirms the one CV, sent inline by the create call
@@ -18,7 +20,7 @@ Steps (checkpoint names are stable):
 Only one file is accepted per application: the first attachment of type CV; every other file and
 every FILE answer is reported as a warning (at intake and on the delivery), never dropped quietly.
 
-Connection settings (extra TOML keys of the connection):
+Settings (`FlatchrSettings`: the connection's keys besides the relay's own, checked at start):
 
     company_id        Flatchr company key (required; Settings > Advanced > API)
     careers_base_url  host of the create route; default derived from base_url
@@ -32,6 +34,7 @@ Connection settings (extra TOML keys of the connection):
 
 `remote_fields.flatchr` in a request may set the create fields the unified model lacks:
 comment, urls, legalNewsletterPartners, user_id, response_text (others are warned about).
+Coverage, hosts and the assumptions made where Flatchr's docs are silent: docs/connectors/flatchr.md.
 """
 
 from __future__ import annotations
@@ -70,11 +73,16 @@ from connectors.base import (
 )
 from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
-PROD_API_HOST = "api.flatchr.io"
-CREATE_PATH = "/vacancy/candidate/json"
+# -- Settings --------------------------------------------------------------------------------------
+
 DEFAULT_MAX_CV_BYTES = 5_000_000
+
 QUESTIONS_TTL_S = 300.0
+
+COLUMNS_CACHE_S = 60.0
+
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
 
 # An official Flatchr job board id: an integer (also accepted as a string of digits).
 OffererId = int | Annotated[str, Meta(pattern=r"^\s*\d+\s*$", description="an integer job board id")]
@@ -100,6 +108,94 @@ class FlatchrSettings(ConnectorSettings):
     require_cv: bool = True
     max_cv_bytes: Annotated[int, Meta(gt=0)] = DEFAULT_MAX_CV_BYTES
     date_format: str = "%Y-%m-%d"
+
+
+# -- Wire format -----------------------------------------------------------------------------------
+
+PROD_API_HOST = "api.flatchr.io"
+
+CREATE_PATH = "/vacancy/candidate/json"
+
+
+# Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
+REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
+
+
+def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
+    """The Boom message of a Flatchr error (`{"statusCode","error","message"}`), scrubbed."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    message = body.get("message") or body.get("error") or ""
+    return scrub(str(message), secrets_, numbers=True, limit=200) if message else ""
+
+
+def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
+    """Flatchr takes one file: the first attachment of type CV."""
+    return next((a for a in attachments if a.type == "CV"), None)
+
+
+def origin_keys(application: StoredApplication) -> list[str]:
+    """Keys tried in `source_by_origin`, most specific first."""
+    origin = application.origin
+    keys = []
+    if origin.board:
+        keys += [f"{origin.channel}:{origin.board}", origin.board]
+    return [*keys, origin.channel, "default"]
+
+
+def _offerer(value: int | str | None) -> int | None:
+    if isinstance(value, str):
+        return int(value.strip()) if value.strip().isdigit() else None
+    return value
+
+
+def resolve_source(settings: FlatchrSettings, application: StoredApplication) -> tuple[str, str | None]:
+    """Which Flatchr source this application writes, as (marker, problem).
+
+    marker is "offerer_id:<n>" (an official Flatchr job board), "source_id:<id>" (a custom
+    source) or "none"; problem is a PII-free reason when a rule could not be honoured.
+
+    `source_by_origin` maps an origin key ("<channel>:<board>", "<board>", "<channel>" or
+    "default"; channel is api | indeed | webhook | form) to a rule:
+
+    * ``"offerer_id"``          the connection's `offerer_id`
+    * ``{offerer_id = 152}``    that job board
+    * ``"source_id"``           the request's `source.id`, else the connection's `source_id`
+    * ``{source_id = "x"}``     the request's `source.id`, else "x"
+    * ``"none"``                write no source
+
+    Without a matching rule: the request's `source.id`, else the connection's `source_id`, else
+    its `offerer_id`, else none."""
+    request_source = application.source.id if application.source and application.source.id else None
+    rules = settings.source_by_origin
+    rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
+    conn_offerer = _offerer(settings.offerer_id)
+    conn_source = settings.source_id or None
+    if rule is None:
+        if request_source or conn_source:
+            return f"source_id:{request_source or conn_source}", None
+        return (f"offerer_id:{conn_offerer}", None) if conn_offerer is not None else ("none", None)
+    if rule == "none":
+        return "none", None
+    if rule == "offerer_id" or (isinstance(rule, SourceRule) and rule.offerer_id is not None):
+        offerer = conn_offerer if not isinstance(rule, SourceRule) else _offerer(rule.offerer_id)
+        if offerer is None:
+            return "none", "source rule for this origin needs an integer offerer_id; no source written"
+        return f"offerer_id:{offerer}", None
+    if rule == "source_id" or (isinstance(rule, SourceRule) and rule.source_id is not None):
+        fallback = conn_source if not isinstance(rule, SourceRule) else (rule.source_id or conn_source)
+        chosen = request_source or fallback
+        if not chosen:
+            return "none", "source rule for this origin needs a source_id; no source written"
+        return f"source_id:{chosen}", None
+    return "none", "source rule for this origin is not understood; no source written"
+
+
+# -- Answer encoding -------------------------------------------------------------------------------
 
 
 # Flatchr question `type` strings -> unified types. assumption: Flatchr does not document the
@@ -130,21 +226,14 @@ QUESTION_TYPES: dict[str, str] = {
     "upload": "FILE",
     "document": "FILE",
 }
-# Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
-REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
+
 TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
+
 FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
-
-
-COLUMNS_CACHE_S = 60.0
 
 
 class AnswerError(ValueError):
     """An answer that cannot be encoded for its question; the message names no value."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure helpers (unit-testable, no I/O)
 
 
 def question_options(question: Mapping[str, Any]) -> list[str]:
@@ -248,123 +337,7 @@ def encode_answer(question: Mapping[str, Any], answer: Any, *, language: str, da
     return str(answer)
 
 
-def origin_keys(application: StoredApplication) -> list[str]:
-    """Keys tried in `source_by_origin`, most specific first."""
-    origin = application.origin
-    keys = []
-    if origin.board:
-        keys += [f"{origin.channel}:{origin.board}", origin.board]
-    return [*keys, origin.channel, "default"]
-
-
-def _offerer(value: int | str | None) -> int | None:
-    if isinstance(value, str):
-        return int(value.strip()) if value.strip().isdigit() else None
-    return value
-
-
-def resolve_source(settings: FlatchrSettings, application: StoredApplication) -> tuple[str, str | None]:
-    """Which Flatchr source this application writes, as (marker, problem).
-
-    marker is "offerer_id:<n>" (an official Flatchr job board), "source_id:<id>" (a custom
-    source) or "none"; problem is a PII-free reason when a rule could not be honoured.
-
-    `source_by_origin` maps an origin key ("<channel>:<board>", "<board>", "<channel>" or
-    "default"; channel is api | indeed | webhook | form) to a rule:
-
-    * ``"offerer_id"``          the connection's `offerer_id`
-    * ``{offerer_id = 152}``    that job board
-    * ``"source_id"``           the request's `source.id`, else the connection's `source_id`
-    * ``{source_id = "x"}``     the request's `source.id`, else "x"
-    * ``"none"``                write no source
-
-    Without a matching rule: the request's `source.id`, else the connection's `source_id`, else
-    its `offerer_id`, else none."""
-    request_source = application.source.id if application.source and application.source.id else None
-    rules = settings.source_by_origin
-    rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
-    conn_offerer = _offerer(settings.offerer_id)
-    conn_source = settings.source_id or None
-    if rule is None:
-        if request_source or conn_source:
-            return f"source_id:{request_source or conn_source}", None
-        return (f"offerer_id:{conn_offerer}", None) if conn_offerer is not None else ("none", None)
-    if rule == "none":
-        return "none", None
-    if rule == "offerer_id" or (isinstance(rule, SourceRule) and rule.offerer_id is not None):
-        offerer = conn_offerer if not isinstance(rule, SourceRule) else _offerer(rule.offerer_id)
-        if offerer is None:
-            return "none", "source rule for this origin needs an integer offerer_id; no source written"
-        return f"offerer_id:{offerer}", None
-    if rule == "source_id" or (isinstance(rule, SourceRule) and rule.source_id is not None):
-        fallback = conn_source if not isinstance(rule, SourceRule) else (rule.source_id or conn_source)
-        chosen = request_source or fallback
-        if not chosen:
-            return "none", "source rule for this origin needs a source_id; no source written"
-        return f"source_id:{chosen}", None
-    return "none", "source rule for this origin is not understood; no source written"
-
-
-def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
-    """Flatchr takes one file: the first attachment of type CV."""
-    return next((a for a in attachments if a.type == "CV"), None)
-
-
-def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[StepWarning]:
-    cv = pick_cv(attachments)
-    return [
-        StepWarning(
-            "attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent"
-        )
-        for a in attachments
-        if a is not cv
-    ]
-
-
-def unsupported_field_warnings(application: StoredApplication) -> list[StepWarning]:
-    """Canonical fields the Flatchr create route has no place for."""
-    names = [
-        f"candidate.{n}"
-        for n in ("company", "location", "gender", "availability_date")
-        if getattr(application.candidate, n) is not None
-    ]
-    if application.application.stage_id:
-        names.append("application.stage_id")
-    if application.source and not application.source.id and (application.source.name or application.source.unified_key):
-        names.append("source.name")
-    if application.gdpr_consent is not None:
-        names.append("gdpr_consent")
-    extra = application.remote_fields.get("flatchr")
-    if isinstance(extra, Mapping):
-        names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
-    return [StepWarning("field_not_supported", f"{n} is not written to Flatchr") for n in names]
-
-
-def file_answer_warnings(answers: list[StoredAnswer]) -> list[StepWarning]:
-    return [
-        StepWarning(
-            "answer_type_unsupported",
-            f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent",
-        )
-        for a in answers
-        if isinstance(a.answer, AttachmentRef)
-    ]
-
-
-def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
-    """The Boom message of a Flatchr error (`{"statusCode","error","message"}`), scrubbed."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    message = body.get("message") or body.get("error") or ""
-    return scrub(str(message), secrets_, numbers=True, limit=200) if message else ""
-
-
-# ---------------------------------------------------------------------------------------------
-# The connector
+# -- Connector -------------------------------------------------------------------------------------
 
 
 class FlatchrConnector(Connector[FlatchrSettings]):
@@ -372,6 +345,7 @@ class FlatchrConnector(Connector[FlatchrSettings]):
 
     name: ClassVar[str] = "flatchr"
     settings_type = FlatchrSettings
+
     capabilities: ClassVar[Capabilities] = Capabilities(
         attachment_types=frozenset({"CV"}),
         actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
@@ -382,7 +356,7 @@ class FlatchrConnector(Connector[FlatchrSettings]):
         self._vacancies: TtlCache[str, dict[str, Any]] = TtlCache(QUESTIONS_TTL_S)
         self._columns: TtlCache[str, list[dict[str, Any]]] = TtlCache(COLUMNS_CACHE_S)
 
-    # -- settings -----------------------------------------------------------------------------
+    # -- Transport ---------------------------------------------------------------------------------
 
     @property
     def api_base(self) -> str:
@@ -409,7 +383,36 @@ class FlatchrConnector(Connector[FlatchrSettings]):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.connection.credentials}", "Accept": "application/json"}
 
-    # -- intake check -------------------------------------------------------------------------
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        expect: tuple[int, ...] = (200, 201),
+        pii: list[str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One call with auth; failures classified with Flatchr's own (scrubbed) reason."""
+        kwargs.setdefault("timeout", self.connection.timeout_s)
+        kwargs["headers"] = {**self._headers(), **kwargs.get("headers", {})}
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, what, sent=True) from None
+        if response.status_code not in expect:
+            reason = response_reason(response, [self.connection.credentials, *(pii or [])])
+            raise error_for_response(response, f"{what} ({reason})" if reason else what)
+        return response
+
+    @staticmethod
+    def _pii(app: StoredApplication) -> list[str]:
+        c = app.candidate
+        values = [c.first_name, c.last_name, c.email_address, c.phone_number or ""]
+        values += [a.answer for a in app.screening_question_answers if isinstance(a.answer, str)]
+        return [v for v in values if v]
+
+    # -- Intake check ------------------------------------------------------------------------------
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         errors: list[str] = []
@@ -429,7 +432,7 @@ class FlatchrConnector(Connector[FlatchrSettings]):
             warnings.append(StepWarning("source_not_written", problem))
         return errors, warnings
 
-    # -- plan ---------------------------------------------------------------------------------
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
@@ -442,6 +445,8 @@ class FlatchrConnector(Connector[FlatchrSettings]):
         if cv is not None:
             steps.append(Step(attachment_step_name(cv), self._step_cv, attachment=cv, core=False))
         return steps
+
+    # -- Steps -------------------------------------------------------------------------------------
 
     async def _step_source(self, ctx: StepContext) -> str:
         marker, problem = resolve_source(self.settings, self._app(ctx))
@@ -527,8 +532,6 @@ class FlatchrConnector(Connector[FlatchrSettings]):
             "the applicant existed before this delivery and Flatchr takes no CV upload for an existing applicant"
         )
 
-    # -- create payload -----------------------------------------------------------------------
-
     async def _create_payload(
         self, ctx: StepContext, app: StoredApplication, vacancy: Mapping[str, Any], *, with_cv: bool = True
     ) -> dict[str, Any]:
@@ -596,7 +599,26 @@ class FlatchrConnector(Connector[FlatchrSettings]):
             return {"source_id": value}
         return {}
 
-    # -- reads --------------------------------------------------------------------------------
+    @staticmethod
+    def _app(ctx: StepContext) -> StoredApplication:
+        if ctx.application is None:
+            raise PermanentError("flatchr steps need an application")
+        return ctx.application
+
+    def _job_id(self, app: StoredApplication) -> str:
+        return self._safe_id(app.application.job_id, "job_id")
+
+    @staticmethod
+    def _safe_id(value: str, what: str) -> str:
+        if not isinstance(value, str) or not SAFE_ID.match(value):
+            raise PermanentError(f"{what} is not a Flatchr id")
+        return value
+
+    # -- Actions -----------------------------------------------------------------------------------
+    # None: Flatchr's current API has no post-create write (no file upload route); the base
+    # class refuses every action.
+
+    # -- Reads -------------------------------------------------------------------------------------
 
     async def _find_applicant(self, email: str, job_id: str) -> str | None:
         response = await self._send(
@@ -730,8 +752,6 @@ class FlatchrConnector(Connector[FlatchrSettings]):
             "url": attachment.get("url"),
         }
 
-    # -- passthrough --------------------------------------------------------------------------
-
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
@@ -739,48 +759,46 @@ class FlatchrConnector(Connector[FlatchrSettings]):
         send = functools.partial(self._send, what="flatchr passthrough", expect=ANY_STATUS)
         return await rest_passthrough(send, self.api_base, method, path, query, body)
 
-    # -- helpers ------------------------------------------------------------------------------
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        expect: tuple[int, ...] = (200, 201),
-        pii: list[str] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        """One call with auth; failures classified with Flatchr's own (scrubbed) reason."""
-        kwargs.setdefault("timeout", self.connection.timeout_s)
-        kwargs["headers"] = {**self._headers(), **kwargs.get("headers", {})}
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, what, sent=True) from None
-        if response.status_code not in expect:
-            reason = response_reason(response, [self.connection.credentials, *(pii or [])])
-            raise error_for_response(response, f"{what} ({reason})" if reason else what)
-        return response
+# -- Helpers ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _pii(app: StoredApplication) -> list[str]:
-        c = app.candidate
-        values = [c.first_name, c.last_name, c.email_address, c.phone_number or ""]
-        values += [a.answer for a in app.screening_question_answers if isinstance(a.answer, str)]
-        return [v for v in values if v]
 
-    @staticmethod
-    def _app(ctx: StepContext) -> StoredApplication:
-        if ctx.application is None:
-            raise PermanentError("flatchr steps need an application")
-        return ctx.application
+def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[StepWarning]:
+    cv = pick_cv(attachments)
+    return [
+        StepWarning(
+            "attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent"
+        )
+        for a in attachments
+        if a is not cv
+    ]
 
-    def _job_id(self, app: StoredApplication) -> str:
-        return self._safe_id(app.application.job_id, "job_id")
 
-    @staticmethod
-    def _safe_id(value: str, what: str) -> str:
-        if not isinstance(value, str) or not SAFE_ID.match(value):
-            raise PermanentError(f"{what} is not a Flatchr id")
-        return value
+def unsupported_field_warnings(application: StoredApplication) -> list[StepWarning]:
+    """Canonical fields the Flatchr create route has no place for."""
+    names = [
+        f"candidate.{n}"
+        for n in ("company", "location", "gender", "availability_date")
+        if getattr(application.candidate, n) is not None
+    ]
+    if application.application.stage_id:
+        names.append("application.stage_id")
+    if application.source and not application.source.id and (application.source.name or application.source.unified_key):
+        names.append("source.name")
+    if application.gdpr_consent is not None:
+        names.append("gdpr_consent")
+    extra = application.remote_fields.get("flatchr")
+    if isinstance(extra, Mapping):
+        names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
+    return [StepWarning("field_not_supported", f"{n} is not written to Flatchr") for n in names]
+
+
+def file_answer_warnings(answers: list[StoredAnswer]) -> list[StepWarning]:
+    return [
+        StepWarning(
+            "answer_type_unsupported",
+            f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent",
+        )
+        for a in answers
+        if isinstance(a.answer, AttachmentRef)
+    ]

@@ -9,6 +9,9 @@ all of it lives in `LauraWire` below, so correcting it against the real API touc
 Plan: ``candidate`` (look up by email, else create; 409 duplicate = success) → ``application``
 (look up by candidate + job, else validate the answers against the job's questions and create
 the application carrying them) → ``stage`` (only when the application names a stage).
+
+Settings (`LauraSettings`): ``drop_attachments`` and ``api_path``. Coverage, steps and every
+assumption: docs/connectors/laura.md.
 """
 
 from __future__ import annotations
@@ -41,15 +44,30 @@ from connectors.base import (
 )
 from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
+# -- Settings --------------------------------------------------------------------------------------
+
 API_PATH = "/api/v1.2"
+
 QUESTIONS_CACHE_S = 60.0
+
 QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
 
-TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
-SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
 
-# ---------------------------------------------------------------------------------------------
-# Wire format: the one place that knows Laura's HTTP shapes (all of it assumed, see module doc)
+class LauraSettings(ConnectorSettings):
+    """A Laura connection's own keys (docs/connectors/laura.md)."""
+
+    # accept applications with attachments, drop the files (one warning each) instead of refusing
+    drop_attachments: bool = False
+    # appended to base_url unless it already has /api/
+    api_path: Annotated[str, Meta(pattern=r"^/", description="a path starting with /")] = API_PATH
+
+
+# -- Wire format -----------------------------------------------------------------------------------
+# The one place that knows Laura's HTTP shapes (all of it assumed, see the module docstring).
+
+TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
+
+SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
 
 
 class LauraWire:
@@ -73,7 +91,7 @@ class LauraWire:
         "multiselect": MULTI_SELECT,
     }
 
-    # -- requests -----------------------------------------------------------------------------
+    # requests
 
     @staticmethod
     def headers(token: str) -> dict[str, str]:
@@ -161,7 +179,7 @@ class LauraWire:
         outcome = cls.OUTCOMES.get(str(record.get("outcome") or "").lower(), "PENDING")
         return {"stage_id": stage_id, "stage_name": stage_names.get(stage_id or ""), "outcome": outcome}
 
-    # -- responses ----------------------------------------------------------------------------
+    # responses
 
     @staticmethod
     def data(response: httpx.Response) -> Any:
@@ -238,8 +256,8 @@ class LauraWire:
         return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Screening answers: pure validation against the job's questions
+# -- Answer encoding -------------------------------------------------------------------------------
+# Screening answers: pure validation and coercion against the job's questions.
 
 
 class _Invalid(Exception):
@@ -416,36 +434,16 @@ def _check_answers(
     return errors, coerced
 
 
-# ---------------------------------------------------------------------------------------------
-# The connector
-
-
-def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarning]:
-    """One warning per file (no file name: names can carry the candidate's name)."""
-    return [
-        StepWarning("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
-        for i, ref in enumerate(application.attachments)
-    ]
-
-
-class LauraSettings(ConnectorSettings):
-    """A Laura connection's own keys (docs/connectors/laura.md)."""
-
-    # accept applications with attachments, drop the files (one warning each) instead of refusing
-    drop_attachments: bool = False
-    api_path: Annotated[str, Meta(pattern=r"^/", description="a path starting with /")] = API_PATH
+# -- Connector -------------------------------------------------------------------------------------
 
 
 class LauraConnector(Connector[LauraSettings]):
-    """Laura: candidate + application (with answers) + optional stage; no attachments.
-
-    Settings: ``drop_attachments`` (bool, default false): accept applications with attachments
-    and drop the files with one warning each, instead of refusing them at intake;
-    ``api_path`` (default ``/api/v1.2``) appended to ``base_url`` unless it already has ``/api/``.
-    """
+    """Laura: candidate + application (with answers) + optional stage; no attachments (refused
+    at intake, or dropped with a warning each under ``drop_attachments``)."""
 
     name = "laura"
     settings_type = LauraSettings
+
     capabilities = Capabilities(
         attachment_types=frozenset(),  # refused or dropped by check(), per the drop_attachments setting
         actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
@@ -458,7 +456,7 @@ class LauraConnector(Connector[LauraSettings]):
         )
         self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(QUESTIONS_CACHE_S)
 
-    # -- addressing ---------------------------------------------------------------------------
+    # -- Transport ---------------------------------------------------------------------------------
 
     @property
     def api_root(self) -> str:
@@ -467,24 +465,34 @@ class LauraConnector(Connector[LauraSettings]):
             return base
         return base + self.settings.api_path
 
-    @property
-    def drop_attachments(self) -> bool:
-        return self.settings.drop_attachments
-
     async def _call(
         self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201), **kwargs: Any
     ) -> httpx.Response:
         headers = LauraWire.headers(self.connection.credentials)
         return await self.request(method, self.api_root + path, what=what, expect=expect, headers=headers, **kwargs)
 
-    # -- intake check -------------------------------------------------------------------------
+    async def _find(
+        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *, what: str
+    ) -> str | None:
+        response = await self._call("GET", path, what=what, expect=(200,), params=params)
+        return LauraWire.first_id(response, matches)
+
+    async def _require(
+        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], kind: str
+    ) -> str:
+        found = await self._find(path, params, matches, what=f"find {kind}")
+        if not found:  # the search may lag the write: look again later rather than give up
+            raise TransientError(f"Laura reported a duplicate {kind} that its search does not show yet")
+        return found
+
+    # -- Intake check ------------------------------------------------------------------------------
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         """Errors are ``"<field>: <reason>"`` (intake splits on the first colon)."""
         errors: list[str] = []
         warnings: list[StepWarning] = []
         if application.attachments:
-            if self.drop_attachments:
+            if self.settings.drop_attachments:
                 warnings.extend(dropped_attachment_warnings(application))
             else:
                 errors.append(
@@ -521,7 +529,7 @@ class LauraConnector(Connector[LauraSettings]):
             return []
         return validate_answers(questions, application.screening_question_answers)
 
-    # -- plan ---------------------------------------------------------------------------------
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
@@ -532,6 +540,8 @@ class LauraConnector(Connector[LauraSettings]):
             stage_id = application.application.stage_id
             steps.append(Step("stage", lambda ctx: self._move(ctx.remote_id("application"), stage_id)))
         return steps
+
+    # -- Steps -------------------------------------------------------------------------------------
 
     async def _candidate(self, application: StoredApplication) -> str:
         """Validate the answers first (nothing is written for a doomed application), then find
@@ -556,7 +566,7 @@ class LauraConnector(Connector[LauraSettings]):
     async def _application(self, application: StoredApplication, ctx: StepContext) -> str:
         """Find by candidate + job; else validate the answers (→ PermanentError) and create."""
         if application.attachments:
-            if not self.drop_attachments:
+            if not self.settings.drop_attachments:
                 raise PermanentError("Laura takes no attachments and drop_attachments is not set")
             for w in dropped_attachment_warnings(application):
                 ctx.warn(w.code, w.message)
@@ -589,6 +599,39 @@ class LauraConnector(Connector[LauraSettings]):
             raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
         return answers
 
+    async def _move(self, application_id: str, stage_id: str) -> str:
+        """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
+        await self._call(
+            "PUT",
+            LauraWire.stage_path(application_id),
+            what="move application to stage",
+            json=LauraWire.stage_body(stage_id),
+        )
+        return stage_id
+
+    # -- Actions -----------------------------------------------------------------------------------
+
+    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
+        if action != ACTION_MOVE_APPLICATION_TO_STAGE:
+            return super().action_plan(action, params, attachments)
+        application_id, stage_id = params.get("application_id"), params.get("stage_id")
+        if not application_id or not stage_id:
+            raise PermanentError("move_application_to_stage needs application_id and stage_id")
+        return [Step("stage", lambda ctx: self._move(str(application_id), str(stage_id)))]
+
+    # -- Reads -------------------------------------------------------------------------------------
+
+    async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The job's questions (neutral shape plus ``precondition_question_id`` and
+        ``precondition_options``), cached for a minute; `fresh` bypasses the cache."""
+
+        async def load() -> list[dict[str, Any]]:
+            path = LauraWire.job_questions_path(job_id)
+            rows = LauraWire.data(await self._call("GET", path, what="job questions", expect=(200,)))
+            return [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
+
+        return await self._questions.get_or_load(job_id, load, fresh=fresh)
+
     async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the application's stage (name from the cached stage list) and outcome."""
         response = await self._call(
@@ -604,53 +647,6 @@ class LauraConnector(Connector[LauraSettings]):
 
         return LauraWire.status_of(record, await self._stage_names.get_or_load("all", load_names))
 
-    async def _move(self, application_id: str, stage_id: str) -> str:
-        """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
-        await self._call(
-            "PUT",
-            LauraWire.stage_path(application_id),
-            what="move application to stage",
-            json=LauraWire.stage_body(stage_id),
-        )
-        return stage_id
-
-    async def _find(
-        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *, what: str
-    ) -> str | None:
-        response = await self._call("GET", path, what=what, expect=(200,), params=params)
-        return LauraWire.first_id(response, matches)
-
-    async def _require(
-        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], kind: str
-    ) -> str:
-        found = await self._find(path, params, matches, what=f"find {kind}")
-        if not found:  # the search may lag the write: look again later rather than give up
-            raise TransientError(f"Laura reported a duplicate {kind} that its search does not show yet")
-        return found
-
-    # -- actions ------------------------------------------------------------------------------
-
-    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
-        if action != ACTION_MOVE_APPLICATION_TO_STAGE:
-            return super().action_plan(action, params, attachments)
-        application_id, stage_id = params.get("application_id"), params.get("stage_id")
-        if not application_id or not stage_id:
-            raise PermanentError("move_application_to_stage needs application_id and stage_id")
-        return [Step("stage", lambda ctx: self._move(str(application_id), str(stage_id)))]
-
-    # -- reading ------------------------------------------------------------------------------
-
-    async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
-        """The job's questions (neutral shape plus ``precondition_question_id`` and
-        ``precondition_options``), cached for a minute; `fresh` bypasses the cache."""
-
-        async def load() -> list[dict[str, Any]]:
-            path = LauraWire.job_questions_path(job_id)
-            rows = LauraWire.data(await self._call("GET", path, what="job questions", expect=(200,)))
-            return [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
-
-        return await self._questions.get_or_load(job_id, load, fresh=fresh)
-
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
@@ -658,3 +654,14 @@ class LauraConnector(Connector[LauraSettings]):
         headers = LauraWire.headers(self.connection.credentials)
         send = functools.partial(self.request, what="passthrough", expect=ANY_STATUS, headers=headers)
         return await rest_passthrough(send, self.api_root, method, path, query, body)
+
+
+# -- Helpers ---------------------------------------------------------------------------------------
+
+
+def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarning]:
+    """One warning per file (no file name: names can carry the candidate's name)."""
+    return [
+        StepWarning("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
+        for i, ref in enumerate(application.attachments)
+    ]

@@ -1,8 +1,8 @@
 """OTYS connector: the OWS JSON-RPC API (``POST {base}/jservice.php``, files via ``fileService.php``).
 
-Wire facts come from shared/connectors/otys-api.md (the official OTYS WordPress plugin and public
-clients); choices where public sources are silent are marked "assumption:" and listed in
-docs/connectors/otys.md.
+Wire facts come from public sources (the official OTYS WordPress plugin, public OWS clients);
+choices where they are silent are marked "assumption:" here and listed, with the settings
+(`OtysSettings`) and the coverage, in docs/connectors/otys.md.
 
 Plan of a delivery (checkpoint names are stable):
 
@@ -62,17 +62,21 @@ from connectors.base import (
 )
 from connectors.http import TtlCache
 
+# -- Settings --------------------------------------------------------------------------------------
+
 DEFAULT_BASE_URL = "https://ows.otys.nl"
-T = TypeVar("T")
+
 STAGE_CACHE_S = 60.0
+
 HIRED_CODES = ("hired", "aangenomen", "geplaatst", "placed")
+
 DECLINED_CODES = ("rejected", "afgewezen", "declined", "withdrawn", "teruggetrokken")
-SVC = "Otys.Services."
-SESSION_MESSAGES = ("please login again", "please login first")
-DEDUPE_MARKER = "applyrelay-sha256:"
+
 
 # assumption: typeId 1 = CV and 201 = other are confirmed by the plugin; 2 for cover letters is not
 DEFAULT_DOCUMENT_TYPES = {"CV": 1, "COVER_LETTER": 2, "OTHER": 201}
+
+
 # assumption: Person.gender option codes (read them with CandidateService.getOptionLists per tenant)
 DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
 
@@ -98,20 +102,15 @@ class OtysSettings(ConnectorSettings):
     declined_stage_codes: tuple[str, ...] = DECLINED_CODES
 
 
-QUESTION_TYPES = {
-    "textField": "TEXT",
-    "textarea": "TEXT",
-    "motivation": "TEXT",
-    "dateSelect": "DATE",
-    "file": "FILE",
-    "multiFile": "FILE",
-    "select": "SINGLE_SELECT",
-    "radio": "SINGLE_SELECT",
-    "multiSelect": "MULTI_SELECT",
-    "multiCheckbox": "MULTI_SELECT",
-    "criteria": "MULTI_SELECT",
-    "checkbox": "BOOLEAN",
-}
+# -- Wire format -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+SVC = "Otys.Services."
+
+SESSION_MESSAGES = ("please login again", "please login first")
+
+DEDUPE_MARKER = "applyrelay-sha256:"
 
 
 class _SessionRefused(Exception):
@@ -155,6 +154,14 @@ def is_duplicate(error: PermanentError) -> bool:
     return "duplicate" in error.detail.lower() or "already" in error.detail.lower()
 
 
+def _uid(result: Any, what: str) -> str:
+    """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
+    not have happened: the retry's lookup decides)."""
+    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
+        raise UnknownOutcome(f"OTYS returned no {what} id")
+    return str(result)
+
+
 def dedupe_marker(sha256: str) -> str:
     return f"{DEDUPE_MARKER}{sha256}"
 
@@ -188,9 +195,34 @@ def stage_field(stage_id: str) -> tuple[str, str]:
     return "ProcedureStatus1", f"1_{stage_id}"
 
 
+# -- Answer encoding -------------------------------------------------------------------------------
+# Screening answers are not in the OTYS coverage: intake warns and none are written. Only the
+# questions are read (QuestionSetService), with their types in the relay's neutral names.
+
+
+QUESTION_TYPES = {
+    "textField": "TEXT",
+    "textarea": "TEXT",
+    "motivation": "TEXT",
+    "dateSelect": "DATE",
+    "file": "FILE",
+    "multiFile": "FILE",
+    "select": "SINGLE_SELECT",
+    "radio": "SINGLE_SELECT",
+    "multiSelect": "MULTI_SELECT",
+    "multiCheckbox": "MULTI_SELECT",
+    "criteria": "MULTI_SELECT",
+    "checkbox": "BOOLEAN",
+}
+
+
+# -- Connector -------------------------------------------------------------------------------------
+
+
 class OtysConnector(Connector[OtysSettings]):
     name = "otys"
     settings_type = OtysSettings
+
     capabilities = Capabilities(
         attachment_types=frozenset({"CV", "COVER_LETTER", "OTHER"}),
         actions=frozenset(
@@ -214,8 +246,8 @@ class OtysConnector(Connector[OtysSettings]):
         self.rpc_url = f"{base}/jservice.php"
         self.file_url = f"{base}/fileService.php"
 
-    # =========================================================================================
-    # Session and JSON-RPC transport
+    # -- Transport ---------------------------------------------------------------------------------
+    # A session (loginByUid) reused for the connector's lifetime; JSON-RPC over jservice.php.
 
     async def _login(self, stale: str | None) -> str:
         """One login at a time; a caller whose session was refused logs in only if nobody has
@@ -344,8 +376,7 @@ class OtysConnector(Connector[OtysSettings]):
         except Exception:  # noqa: S110 - logging out is best effort
             pass
 
-    # =========================================================================================
-    # Intake check and plan
+    # -- Intake check ------------------------------------------------------------------------------
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         warnings: list[StepWarning] = []
@@ -361,6 +392,8 @@ class OtysConnector(Connector[OtysSettings]):
             if ref.type not in known:
                 warnings.append(StepWarning("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
         return [], warnings
+
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps: list[Step] = []
@@ -384,8 +417,9 @@ class OtysConnector(Connector[OtysSettings]):
 
         return Step(attachment_step_name(ref), run, attachment=ref, core=False)
 
-    # =========================================================================================
-    # Source ("herkomst" = referrer portal)
+    # -- Steps -------------------------------------------------------------------------------------
+
+    # source: the referrer portal ("herkomst")
 
     def _source_spec(self, application: StoredApplication) -> tuple[str, str] | None:
         src = application.source
@@ -454,8 +488,7 @@ class OtysConnector(Connector[OtysSettings]):
                 return str(portal["uid"])
         return None
 
-    # =========================================================================================
-    # Candidate
+    # candidate
 
     def _candidate_payload(self, application: StoredApplication, portal_uid: str | None) -> dict[str, Any]:
         cand = application.candidate
@@ -595,7 +628,6 @@ class OtysConnector(Connector[OtysSettings]):
         patch.pop("portalId", None)  # keep the candidate's first source
         await self.call(f"{SVC}CandidateService.updateEx", uid, patch, what="update candidate")
 
-    # =========================================================================================
     # GDPR
 
     def gdpr_due_date(self, application: StoredApplication) -> str:
@@ -629,8 +661,7 @@ class OtysConnector(Connector[OtysSettings]):
         )
         return f"{reason}:{due}"
 
-    # =========================================================================================
-    # Application (procedure)
+    # application (procedure)
 
     async def find_procedure(self, candidate_uid: str, vacancy_uid: str) -> str | None:
         result = await self.call(
@@ -681,47 +712,10 @@ class OtysConnector(Connector[OtysSettings]):
     def _vacancy_uid(self, job_id: str) -> str:
         return str(self.settings.job_id_map.get(job_id, job_id))
 
-    # =========================================================================================
-    # Attachments
+    # attachments
 
     def _document_types(self) -> dict[str, int]:
         return {**DEFAULT_DOCUMENT_TYPES, **self.settings.document_types}
-
-    async def candidate_documents(self, candidate_uid: str) -> list[dict[str, Any]]:
-        # assumption: AttachedDocumentsService.getListEx filters on candidateUid and returns these fields
-        result = await self.call(
-            f"{SVC}AttachedDocumentsService.getListEx",
-            {
-                "what": {
-                    "uid": 1,
-                    "subject": 1,
-                    "description": 1,
-                    "fileName": 1,
-                    "fileSize": 1,
-                    "typeId": 1,
-                    "mimeType": 1,
-                    "applicationUid": 1,
-                },
-                "limit": 200,
-                "offset": 0,
-                "condition": {"type": "COND", "field": "candidateUid", "op": "EQ", "param": candidate_uid},
-            },
-            what="list candidate documents",
-        )
-        return list((result or {}).get("listOutput", []))
-
-    async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
-        types = {v: k for k, v in self._document_types().items()}
-        return [
-            {
-                "id": d.get("uid"),
-                "name": d.get("fileName") or d.get("subject"),
-                "content_type": d.get("mimeType"),
-                "size": d.get("fileSize"),
-                "type": types.get(int(d.get("typeId") or 201), "OTHER"),
-            }
-            for d in await self.candidate_documents(candidate_id)
-        ]
 
     @staticmethod
     def _held(documents: list[dict[str, Any]], name: str, sha256: str, size: int) -> str | None:
@@ -788,8 +782,7 @@ class OtysConnector(Connector[OtysSettings]):
         except PermanentError as exc:
             raise AttachmentRejected(exc.detail, status=exc.status) from None
 
-    # =========================================================================================
-    # Actions
+    # -- Actions -----------------------------------------------------------------------------------
 
     def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
         if action == ACTION_ADD_ATTACHMENT_TO_CANDIDATE:
@@ -879,8 +872,43 @@ class OtysConnector(Connector[OtysSettings]):
         )
         return uid
 
-    # =========================================================================================
-    # Reading
+    # -- Reads -------------------------------------------------------------------------------------
+
+    async def candidate_documents(self, candidate_uid: str) -> list[dict[str, Any]]:
+        # assumption: AttachedDocumentsService.getListEx filters on candidateUid and returns these fields
+        result = await self.call(
+            f"{SVC}AttachedDocumentsService.getListEx",
+            {
+                "what": {
+                    "uid": 1,
+                    "subject": 1,
+                    "description": 1,
+                    "fileName": 1,
+                    "fileSize": 1,
+                    "typeId": 1,
+                    "mimeType": 1,
+                    "applicationUid": 1,
+                },
+                "limit": 200,
+                "offset": 0,
+                "condition": {"type": "COND", "field": "candidateUid", "op": "EQ", "param": candidate_uid},
+            },
+            what="list candidate documents",
+        )
+        return list((result or {}).get("listOutput", []))
+
+    async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
+        types = {v: k for k, v in self._document_types().items()}
+        return [
+            {
+                "id": d.get("uid"),
+                "name": d.get("fileName") or d.get("subject"),
+                "content_type": d.get("mimeType"),
+                "size": d.get("fileSize"),
+                "type": types.get(int(d.get("typeId") or 201), "OTHER"),
+            }
+            for d in await self.candidate_documents(candidate_id)
+        ]
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         qs_uid = await self.call(
@@ -983,12 +1011,7 @@ class OtysConnector(Connector[OtysSettings]):
         return await self._with_session(attempt, "OTYS passthrough")
 
 
-def _uid(result: Any, what: str) -> str:
-    """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
-    not have happened: the retry's lookup decides)."""
-    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
-        raise UnknownOutcome(f"OTYS returned no {what} id")
-    return str(result)
+# -- Helpers ---------------------------------------------------------------------------------------
 
 
 def _remote_object(application: StoredApplication, name: str) -> dict[str, Any]:
