@@ -36,6 +36,7 @@ def test_every_ats_file_has_the_sections_in_order(path: Path) -> None:
     found = [m[1] + m[2] for line in path.read_text().splitlines() if (m := BANNER.match(line))]
     assert found == SECTIONS
     assert f"docs/connectors/{path.stem}.md" in (ast.get_docstring(ast.parse(path.read_text())) or "")
+    assert (REPO / "docs" / "connectors" / f"{path.stem}.md").exists()
 
 
 def test_the_order_is_the_one_base_documents() -> None:
