@@ -55,7 +55,6 @@ from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 # -- Settings --------------------------------------------------------------------------------------
 
 DEFAULT_VERSION = "2026-07-01"
-
 READ_CACHE_S = 60.0  # questions, sources and phases: re-read at most once a minute
 
 
@@ -79,7 +78,6 @@ class FactorialSettings(ConnectorSettings):
 # -- Wire format -----------------------------------------------------------------------------------
 
 CV_MARKER = "applyrelay-cv"
-
 GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
 
 

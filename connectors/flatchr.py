@@ -76,13 +76,9 @@ from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 # -- Settings --------------------------------------------------------------------------------------
 
 DEFAULT_MAX_CV_BYTES = 5_000_000
-
 QUESTIONS_TTL_S = 300.0
-
 COLUMNS_CACHE_S = 60.0
-
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
 
 # An official Flatchr job board id: an integer (also accepted as a string of digits).
 OffererId = int | Annotated[str, Meta(pattern=r"^\s*\d+\s*$", description="an integer job board id")]
@@ -113,9 +109,7 @@ class FlatchrSettings(ConnectorSettings):
 # -- Wire format -----------------------------------------------------------------------------------
 
 PROD_API_HOST = "api.flatchr.io"
-
 CREATE_PATH = "/vacancy/candidate/json"
-
 
 # Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
 REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
@@ -228,7 +222,6 @@ QUESTION_TYPES: dict[str, str] = {
 }
 
 TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
-
 FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
 
 

@@ -47,9 +47,7 @@ from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 # -- Settings --------------------------------------------------------------------------------------
 
 API_PATH = "/api/v1.2"
-
 QUESTIONS_CACHE_S = 60.0
-
 QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
 
 
@@ -66,7 +64,6 @@ class LauraSettings(ConnectorSettings):
 # The one place that knows Laura's HTTP shapes (all of it assumed, see the module docstring).
 
 TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
-
 SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
 
 

@@ -65,21 +65,15 @@ from connectors.http import TtlCache
 # -- Settings --------------------------------------------------------------------------------------
 
 DEFAULT_BASE_URL = "https://ows.otys.nl"
-
 STAGE_CACHE_S = 60.0
-
 HIRED_CODES = ("hired", "aangenomen", "geplaatst", "placed")
-
 DECLINED_CODES = ("rejected", "afgewezen", "declined", "withdrawn", "teruggetrokken")
-
 
 # assumption: typeId 1 = CV and 201 = other are confirmed by the plugin; 2 for cover letters is not
 DEFAULT_DOCUMENT_TYPES = {"CV": 1, "COVER_LETTER": 2, "OTHER": 201}
 
-
 # assumption: Person.gender option codes (read them with CandidateService.getOptionLists per tenant)
 DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
-
 Count = Annotated[int, Meta(ge=0)]
 
 
@@ -105,11 +99,8 @@ class OtysSettings(ConnectorSettings):
 # -- Wire format -----------------------------------------------------------------------------------
 
 T = TypeVar("T")
-
 SVC = "Otys.Services."
-
 SESSION_MESSAGES = ("please login again", "please login first")
-
 DEDUPE_MARKER = "applyrelay-sha256:"
 
 
