@@ -14,30 +14,111 @@
     status_callback_url = "https://board.example/applyrelay/status"   # optional: ATS status changes
     status_callback_secret_env = "ACME_STATUS_WEBHOOK_SECRET"          # its whsec_... signing secret
     retry_schedule = [15, 60, 300, 1800, 7200, 21600, 43200]
-    api_version = "2026-07-01"     # any other key is a connector setting
+    indeed_secret_env = "ACME_INDEED_SECRET"   # inbound routes' keys: InboundSettings, docs/inbound.md
+    api_version = "2026-07-01"     # the connector's settings: FactorialSettings, docs/connectors/
 
-A bad file fails at start with `ConfigError` naming the key at fault.
+A table's keys are the relay's own (`ConnectionTable`, with the inbound routes' `InboundSettings`)
+or the settings of the connector it names (`<Ats>Settings` in connectors/<ats>.py); both are
+msgspec Structs that refuse unknown fields. A bad file fails at start with `ConfigError` naming
+the key at fault (``connections.acme.concurency: unknown key (did you mean concurrency?)``) and
+what it takes, before any process starts.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from connectors import CONNECTORS
-from connectors.base import ConnectionSpec
+import msgspec
+from msgspec import Meta
+
+from connectors import CONNECTORS, connector_class
+from connectors.base import ConnectionSpec, ConnectorSettings
 
 DEFAULT_SCHEDULE = (15.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0, 43200.0)
 MB = 1_000_000
+MAX_TIMEOUT_S = 50.0  # the worker's job timeout (45 s by default) must outlast one call
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key at fault."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The tables as written in the file
+
+
+PositiveInt = Annotated[int, Meta(gt=0)]
+PositiveNumber = Annotated[float, Meta(gt=0)]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class LimitsTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[limits]``: the service-wide size limits (a connection may lower or raise its own)."""
+
+    max_file_bytes: PositiveInt = 10 * MB
+    max_application_bytes: PositiveInt = 25 * MB
+
+
+class InboundSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The keys the inbound routes read (app/web/api/inbound.py, app/intake/boards/; documented
+    in docs/inbound.md). A route whose secret variable is not named answers 404."""
+
+    indeed_secret_env: str | None = None
+    indeed_jobs: dict[str, str | int] = {}  # Indeed job id -> ATS job id (others: 404)
+    indeed_job_field: Literal["jobId", "jobMeta"] = "jobId"
+    indeed_questions: dict[str, str | int] = {}  # Indeed question id -> ATS question id
+    indeed_source_name: str = "Indeed"
+    indeed_max_body_bytes: Count | None = None  # default: the Indeed adapter's own
+    webhook_secret_env: str | None = None
+    webhook_max_body_bytes: Count | None = None  # default: the application limit, base64-sized
+    form_token_env: str | None = None
+    form_thank_you_url: str | None = None
+    form_honeypot_field: str = "website"
+    form_rate_limit: Count = 10  # posts per client IP per window; 0 = off
+    form_rate_window_s: Count = 60
+    form_trusted_proxy_hops: Count = 0
+    form_source_name: str = "Career site"
+    inbound_job_check: bool = True  # ask the ATS whether the job exists and is open
+
+
+class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The relay's own keys of a ``[connections.<id>]`` table; every other key must be a setting
+    of the connector it names."""
+
+    connector: str
+    base_url: Annotated[str, Meta(description="the ATS API's http(s) URL")]
+    credentials_env: Annotated[str, Meta(description="the name of the variable holding the secret")]
+    timeout_s: Annotated[
+        float, Meta(gt=0, le=MAX_TIMEOUT_S, description="seconds per HTTP call, below the worker's job timeout")
+    ] = 20.0
+    concurrency: PositiveInt = 10
+    rate_per_s: PositiveNumber | None = None
+    retry_schedule: Annotated[
+        tuple[PositiveNumber, ...], Meta(min_length=1, description="seconds before each retry")
+    ] = DEFAULT_SCHEDULE
+    retry_jitter: Annotated[float, Meta(ge=0, lt=1)] = 0.2
+    max_file_bytes: PositiveInt | None = None  # default: [limits]
+    max_application_bytes: PositiveInt | None = None
+    fetch_allow_hosts: tuple[str, ...] = ()
+    fetch_allow_http: bool = False
+    status_callback_url: str | None = None
+    status_callback_secret_env: str | None = None
+
+
+CONNECTION_KEYS = frozenset(ConnectionTable.__struct_fields__)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the rest of the relay reads
 
 
 @dataclass(frozen=True)
@@ -65,6 +146,7 @@ class Connection:
     base_url: str
     credentials: str = field(repr=False)
     credentials_env: str
+    settings: ConnectorSettings  # the connector's settings_type, decoded
     timeout_s: float = 20.0
     concurrency: int = 10
     rate_per_s: float | None = None
@@ -74,9 +156,9 @@ class Connection:
     limits: Limits = Limits()
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_allow_http: bool = False
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
 
-    def spec(self) -> ConnectionSpec:
+    def spec(self) -> ConnectionSpec[ConnectorSettings]:
         return ConnectionSpec(
             id=self.id,
             connector=self.connector,
@@ -94,43 +176,93 @@ class Config:
     source: str = "<built-in>"
 
 
-_COMMON_KEYS = {
-    "connector",
-    "base_url",
-    "credentials_env",
-    "timeout_s",
-    "concurrency",
-    "retry_schedule",
-    "retry_jitter",
-    "max_file_bytes",
-    "max_application_bytes",
-    "fetch_allow_hosts",
-    "fetch_allow_http",
-    "rate_per_s",
-    "status_callback_url",
-    "status_callback_secret_env",
+# ---------------------------------------------------------------------------------------------
+# Decoding, and errors that name the key
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+_AT = re.compile(r"^(?P<text>.*?)(?: - at `(?P<key>key)` in `\$(?P<kpath>[^`]*)`| - at `\$(?P<path>[^`]*)`)?$", re.S)
+_TOML_TYPES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+    "null": "nothing",
 }
 
 
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key}: must be a positive integer")
-    return value
+def _decode(raw: Mapping[str, Any], type_: type[T], where: str) -> T:
+    try:
+        return msgspec.convert(dict(raw), type_, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc), type_, where)) from None
 
 
-def _positive_number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{key}: must be a positive number")
-    return float(value)
+def _explain(message: str, type_: type[msgspec.Struct], where: str) -> str:
+    """msgspec's ``Expected `int` >= 1 - at `$.concurrency``` as ``<where>.concurrency: must be
+    an integer >= 1``, in TOML's words, with what a key takes when the field says."""
+    found = _AT.match(message)
+    assert found is not None  # the pattern matches any text
+    text = found["text"]
+    path = found["kpath"] if found["key"] else (found["path"] or "")
+    if named := re.fullmatch(r"Object contains unknown field `(.+)`", text):
+        return f"{where}{path}.{named[1]}: unknown key"
+    if named := re.fullmatch(r"Object missing required field `(.+)`", text):
+        path, text = f"{path}.{named[1]}", "required"
+    top = re.split(r"[.\[]", path.lstrip("."), maxsplit=1)[0]
+    hint = typing.get_type_hints(type_, include_extras=True).get(top)
+    described = _description(hint)
+    if enum := re.fullmatch(r"Invalid enum value (.+)", text):
+        allowed = ", ".join(repr(v) for v in _literals(hint))
+        text = f"must be one of {allowed}, got {enum[1]}"
+    elif described and "matching regex" in text:
+        text, described = f"must be {described}", None  # the pattern itself says less than its description
+    elif kind := re.fullmatch(r"Expected `([^`]+)`(.*)", text, re.S):
+        rest = re.sub(r"`([^`]+)`", lambda m: _toml_type(m[1]), kind[2])
+        text = f"must be {_toml_type(kind[1], expected=True)}{rest}"
+    if found["key"]:
+        text = "keys " + text
+    return f"{where}{path}: {text}" + (f" ({described})" if described else "")
 
 
-def _limits(table: Mapping[str, Any], where: str, base: Limits) -> Limits:
-    return Limits(
-        max_file_bytes=_positive_int(table.get("max_file_bytes", base.max_file_bytes), f"{where}.max_file_bytes"),
-        max_application_bytes=_positive_int(
-            table.get("max_application_bytes", base.max_application_bytes), f"{where}.max_application_bytes"
-        ),
+def _toml_type(names: str, *, expected: bool = False) -> str:
+    """msgspec's type names as TOML's; an optional key is omitted, never null, so `null` is not
+    among what a key expects."""
+    kinds = [name.strip() for name in names.split("|") if not (expected and name.strip() == "null")]
+    return " or ".join(_TOML_TYPES.get(kind, kind) for kind in kinds)
+
+
+def _literals(hint: Any) -> list[Any]:
+    if typing.get_origin(hint) is Literal:
+        return list(typing.get_args(hint))
+    return [value for arg in typing.get_args(hint) for value in _literals(arg)]
+
+
+def _description(hint: Any) -> str | None:
+    for arg in typing.get_args(hint):
+        if isinstance(arg, Meta) and arg.description:
+            return arg.description
+        if (inner := _description(arg)) is not None:
+            return inner
+    return None
+
+
+def _unknown_key(where: str, key: str, connector: str, settings_type: type[ConnectorSettings]) -> ConfigError:
+    own = sorted(settings_type.__struct_fields__)
+    close = difflib.get_close_matches(key, [*CONNECTION_KEYS, *own], n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(
+        f"{where}.{key}: unknown key{guess}. The {connector} settings are {', '.join(own) or 'none'}; "
+        "the connection's own keys are in the README's Configuration section and docs/inbound.md"
     )
+
+
+def _http_url(value: str | None) -> bool:
+    parts = urlsplit(value or "")
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _connection(
@@ -142,63 +274,55 @@ def _connection(
     connector = table.get("connector")
     if connector not in CONNECTORS:
         raise ConfigError(f"{where}.connector: must be one of {', '.join(sorted(CONNECTORS))}, got {connector!r}")
-    base_url = table.get("base_url")
-    if (
-        not isinstance(base_url, str)
-        or urlsplit(base_url).scheme not in ("http", "https")
-        or not urlsplit(base_url).netloc
-    ):
+    settings_type = connector_class(connector).settings_type
+    own = settings_type.__struct_fields__
+    for key in table:
+        if key not in CONNECTION_KEYS and key not in own:
+            raise _unknown_key(where, key, connector, settings_type)
+    keys = _decode({k: v for k, v in table.items() if k in CONNECTION_KEYS}, ConnectionTable, where)
+    try:
+        settings = settings_type.from_mapping({k: v for k, v in table.items() if k in own})
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc), settings_type, where)) from None
+    if not _http_url(keys.base_url):
         raise ConfigError(f"{where}.base_url: must be an http(s) URL")
-    cred_env = table.get("credentials_env")
-    if not isinstance(cred_env, str) or not cred_env:
+    if not keys.credentials_env:
         raise ConfigError(f"{where}.credentials_env: must name the environment variable holding the secret")
-    credentials = env.get(cred_env) or secret_defaults.get(cred_env)
+    credentials = env.get(keys.credentials_env) or secret_defaults.get(keys.credentials_env)
     if not credentials:
-        raise ConfigError(f"{where}.credentials_env: environment variable {cred_env} is not set")
-    schedule = table.get("retry_schedule", list(DEFAULT_SCHEDULE))
-    if not isinstance(schedule, list) or not schedule:
-        raise ConfigError(f"{where}.retry_schedule: must be a non-empty list of seconds")
-    retry = RetryPolicyConfig(
-        schedule=tuple(_positive_number(s, f"{where}.retry_schedule") for s in schedule),
-        jitter=float(table.get("retry_jitter", 0.2)),
-    )
-    if not 0 <= retry.jitter < 1:
-        raise ConfigError(f"{where}.retry_jitter: must be between 0 and 1")
-    allow = table.get("fetch_allow_hosts", [])
-    if not isinstance(allow, list) or not all(isinstance(h, str) for h in allow):
-        raise ConfigError(f"{where}.fetch_allow_hosts: must be a list of host names")
-    timeout_s = _positive_number(table.get("timeout_s", 20), f"{where}.timeout_s")
-    if timeout_s > 50:
-        raise ConfigError(f"{where}.timeout_s: must stay below the worker's job timeout (50 s at most)")
-    rate = table.get("rate_per_s")
-    callback_url, callback_secret = _status_callback(table, where, env)
+        raise ConfigError(f"{where}.credentials_env: environment variable {keys.credentials_env} is not set")
+    callback_url, callback_secret = _status_callback(keys, where, env)
     return Connection(
         id=conn_id,
         connector=connector,
-        base_url=base_url,
+        base_url=keys.base_url,
         credentials=credentials,
-        credentials_env=cred_env,
-        timeout_s=timeout_s,
-        concurrency=_positive_int(table.get("concurrency", 10), f"{where}.concurrency"),
-        rate_per_s=None if rate is None else _positive_number(rate, f"{where}.rate_per_s"),
+        credentials_env=keys.credentials_env,
+        settings=settings,
+        timeout_s=keys.timeout_s,
+        concurrency=keys.concurrency,
+        rate_per_s=keys.rate_per_s,
         status_callback_url=callback_url,
         status_callback_secret=callback_secret,
-        retry=retry,
-        limits=_limits(table, where, limits),
-        fetch_allow_hosts=tuple(allow),
-        fetch_allow_http=bool(table.get("fetch_allow_http", False)),
-        settings={k: v for k, v in table.items() if k not in _COMMON_KEYS},
+        retry=RetryPolicyConfig(schedule=keys.retry_schedule, jitter=keys.retry_jitter),
+        limits=Limits(
+            max_file_bytes=keys.max_file_bytes or limits.max_file_bytes,
+            max_application_bytes=keys.max_application_bytes or limits.max_application_bytes,
+        ),
+        fetch_allow_hosts=keys.fetch_allow_hosts,
+        fetch_allow_http=keys.fetch_allow_http,
+        inbound=InboundSettings(**{name: getattr(keys, name) for name in InboundSettings.__struct_fields__}),
     )
 
 
-def _status_callback(table: Mapping[str, Any], where: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+def _status_callback(keys: ConnectionTable, where: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:
     """Both or neither: the URL ATS status changes are posted to, and the env var of its secret."""
-    url, secret_env = table.get("status_callback_url"), table.get("status_callback_secret_env")
+    url, secret_env = keys.status_callback_url, keys.status_callback_secret_env
     if url is None and secret_env is None:
         return None, None
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+    if not _http_url(url):
         raise ConfigError(f"{where}.status_callback_url: must be an http(s) URL (with status_callback_secret_env)")
-    if not isinstance(secret_env, str) or not secret_env:
+    if not secret_env:
         raise ConfigError(f"{where}.status_callback_secret_env: must name the variable holding the whsec_ secret")
     secret = env.get(secret_env)
     if not secret:
@@ -217,7 +341,11 @@ def parse_config(
     unknown = set(data) - {"connections", "limits"}
     if unknown:
         raise ConfigError(f"{sorted(unknown)[0]}: unknown top-level key (expected connections, limits)")
-    limits = _limits(data.get("limits", {}), "limits", Limits())
+    raw_limits = data.get("limits", {})
+    if not isinstance(raw_limits, dict):
+        raise ConfigError("limits: must be a table")
+    table = _decode(raw_limits, LimitsTable, "limits")
+    limits = Limits(max_file_bytes=table.max_file_bytes, max_application_bytes=table.max_application_bytes)
     tables = data.get("connections", {})
     if not isinstance(tables, dict):
         raise ConfigError("connections: must be a table of [connections.<id>] tables")

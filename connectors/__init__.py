@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.core import plugins
 from connectors.base import Connector
 
@@ -13,7 +15,7 @@ CONNECTORS: dict[str, str] = {
 }
 
 
-def connector_class(name: str) -> type[Connector]:
+def connector_class(name: str) -> type[Connector[Any]]:
     try:
         target = CONNECTORS[name]
     except KeyError:

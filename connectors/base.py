@@ -2,11 +2,12 @@
 
 A connector speaks one ATS's API and nothing else. It never sleeps, retries, queues or touches
 Redis: it turns the canonical application into a *plan* of named steps, and each step either
-returns the remote id it produced or raises one of the three errors below. The engine stores each
+returns the remote id it produced or raises one of the errors below. The engine stores each
 returned id (a checkpoint) before running the next step and skips steps already checkpointed, so a
-re-run after a crash or a retry resumes where the last one stopped.
+re-run after a crash or a retry resumes where the last one stopped. A connector imports nothing of
+the relay but `app.core` (the canonical model, PII scrubbing, plugin loading).
 
-Error hierarchy (the engine maps these to the retry policy, DESIGN §4.5):
+Error hierarchy (the engine maps these to the retry policy: docs/operations.md, "Retry policy"):
 
     ConnectorError
      ├── TransientError     retry later (network, timeout, 408/425/429/5xx); may carry retry_after
@@ -16,6 +17,26 @@ Error hierarchy (the engine maps these to the retry policy, DESIGN §4.5):
      │    └── AttachmentRejected  a file was refused: the engine completes the rest and runs the
      │                            full-attachment retry
      └── AuthError          credentials refused after one refresh: pause the connection
+
+One ATS is one file, ``connectors/<ats>.py``, documented in ``docs/connectors/<ats>.md``, with
+these section banners (``# -- <Name> ---``), in this order, present even when a section is short:
+
+    # -- Settings           the `<Ats>Settings` Struct (a `ConnectorSettings`) and its defaults
+    # -- Wire format        pure: the ATS's request and answer shapes, error decoding (no I/O)
+    # -- Answer encoding    pure: canonical screening answers -> the ATS's values (or checks)
+    # -- Connector          the `Connector` subclass (name, capabilities, settings_type,
+                            __init__), inside it, indented:
+        # -- Transport        auth, sending one call, pagination or sessions, close()
+        # -- Intake check     check(), check_answers()
+        # -- Plan             plan()
+        # -- Steps            the delivery's step functions, in plan order
+        # -- Actions          action_plan() and the steps only actions use
+        # -- Reads            screening_questions, job_status, application_status,
+                              candidate_attachments, passthrough and the cached reads behind them
+    # -- Helpers            small private functions
+
+Shared HTTP helpers (the TTL cache for slow-changing reads, the REST passthrough) are in
+connectors/http.py.
 """
 
 from __future__ import annotations
@@ -25,15 +46,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
+import msgspec
 
 from app.core.model import AttachmentRef, StoredApplication
 
-# ---------------------------------------------------------------------------------------------
-# Errors
+# -- Errors ----------------------------------------------------------------------------------------
 
 
 class ConnectorError(Exception):
@@ -145,28 +166,25 @@ def confined_url(base_url: str, path: str) -> str:
     return url
 
 
-# ---------------------------------------------------------------------------------------------
-# Capabilities and steps
+# -- Settings, capabilities and steps --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a connector can write; mirrors the coverage table in shared/connectors/<ats>.md.
+    """What the relay's API checks before it queues an action (app/web/api/actions.py): the
+    actions a connector runs and the attachment types they take. Everything else an ATS can or
+    cannot take is the connector's `check()` (warnings and refusals at intake) and is listed per
+    ATS in docs/connectors/<ats>.md."""
 
-    `fields` are dotted canonical field names (``candidate.location.city``). Intake warns (or
-    refuses, for attachments) when an application uses a field the target cannot take.
-    """
-
-    fields: frozenset[str]
     attachment_types: frozenset[str] = frozenset()
-    max_attachments: int | None = None
-    answer_types: frozenset[str] = frozenset()
     actions: frozenset[str] = frozenset()
-    features: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
-class Warning_:
+class StepWarning:
+    """Something the ATS could not take, recorded at intake (`check`) or by a step
+    (`StepContext.warn`) and shown on the delivery; `message` never carries PII."""
+
     code: str
     message: str
 
@@ -178,7 +196,7 @@ class StepContext:
     application: StoredApplication | None  # None for action deliveries
     checkpoints: Mapping[str, str]
     load_attachment: Callable[[AttachmentRef], Awaitable[bytes]]
-    warnings: list[Warning_] = field(default_factory=list)
+    warnings: list[StepWarning] = field(default_factory=list)
     # A signed download link to a stored file, valid `ttl_s` (the relay keeps the file that long);
     # None when the relay has no public URL configured.
     file_link: Callable[[AttachmentRef, float], str | None] = lambda ref, ttl_s: None
@@ -195,7 +213,7 @@ class StepContext:
 
     def warn(self, code: str, message: str) -> None:
         """Record something the ATS could not take; shown on the delivery, never PII."""
-        self.warnings.append(Warning_(code, message))
+        self.warnings.append(StepWarning(code, message))
 
 
 StepFn = Callable[[StepContext], Awaitable[str]]
@@ -224,41 +242,63 @@ class PassthroughResult:
     body: Any
 
 
+class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A connector's own keys of a ``[connections.<id>]`` table; the relay's keys (base_url,
+    concurrency, the inbound secrets...) are app/config.py's. Each connector declares its
+    subclass as `Connector.settings_type`: the config decodes the table's other keys into it at
+    start (an unknown key or a bad value stops the service, naming the key), and the connector
+    reads typed attributes, never a raw dict."""
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
+        """The settings from TOML-like values, without coercing strings to other types; a
+        `msgspec.ValidationError` names the key at fault (``... - at `$.cv_upload```)."""
+        return msgspec.convert(dict(raw), cls, strict=True)
+
+
+S = TypeVar("S", bound=ConnectorSettings)
+
+
 @dataclass(frozen=True)
-class ConnectionSpec:
+class ConnectionSpec(Generic[S]):
     """The parts of a connection a connector may read (no queue, no Redis)."""
 
     id: str
     connector: str
     base_url: str
     credentials: str
-    settings: Mapping[str, Any]
+    settings: S
     timeout_s: float = 20.0
 
 
-# ---------------------------------------------------------------------------------------------
-# The connector
+# -- The connector ---------------------------------------------------------------------------------
 
 
-class Connector(ABC):
+class Connector(ABC, Generic[S]):
     """One ATS. Instances live for the worker's lifetime (one per connection) so that tokens and
     sessions are reused; `http` is shared and owned by the caller."""
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    settings_type: ClassVar[type[ConnectorSettings]]
 
-    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[S], http: httpx.AsyncClient) -> None:
+        if not isinstance(connection.settings, self.settings_type):
+            raise TypeError(
+                f"{self.name} takes {self.settings_type.__name__}, not {type(connection.settings).__name__}"
+                " (decode the table with app.config or <Settings>.from_mapping)"
+            )
         self.connection = connection
         self.http = http
-        self.settings = connection.settings
+        self.settings: S = connection.settings
 
-    # -- writing ------------------------------------------------------------------------------
+    # -- Writing -----------------------------------------------------------------------------------
 
     @abstractmethod
     def plan(self, application: StoredApplication) -> list[Step]:
         """The ordered steps that write `application` into the ATS."""
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         """Intake-time check: (errors that make the application unacceptable, warnings)."""
         return [], []
 
@@ -277,7 +317,7 @@ class Connector(ABC):
         move_application_to_stage {application_id, stage_id}."""
         raise PermanentError(f"action {action!r} is not supported by {self.name}")
 
-    # -- reading ------------------------------------------------------------------------------
+    # -- Reading -----------------------------------------------------------------------------------
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
@@ -307,10 +347,10 @@ class Connector(ABC):
         """The candidate's files in the ATS: [{"id", "name", "content_type", "size", "type"}]."""
         raise PermanentError(f"reading candidate attachments is not supported by {self.name}")
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing
+    async def close(self) -> None:
         """Release sessions (log out) when the worker stops."""
 
-    # -- helpers for subclasses ---------------------------------------------------------------
+    # -- Helpers for subclasses --------------------------------------------------------------------
 
     async def request(
         self,
@@ -330,6 +370,3 @@ class Connector(ABC):
         if response.status_code not in expect:
             raise error_for_response(response, what)
         return response
-
-
-ConnectorFactory = Callable[[ConnectionSpec, httpx.AsyncClient], Connector]

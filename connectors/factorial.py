@@ -11,20 +11,24 @@ Steps: company → source → candidate → application → answers → CV (atta
   options comma-joined; file questions are not writable: warning);
 * the CV only (Factorial takes a single CV), sent per the connection's ``cv_upload`` setting:
   ``message`` (default: a message from the candidate on the application's conversation, the one
-  documented multipart route), ``legacy_cv_part`` (the v1 multipart ``cv`` part); the route is to
-  be confirmed on a live tenant (see docs/connectors/factorial.md);
+  documented multipart route), ``legacy_cv_part`` (the v1 multipart ``cv`` part) or ``link`` (a
+  signed, expiring relay link in the cover letter); the route is to be confirmed on a live tenant;
 * auth: ``x-api-key`` or OAuth bearer with one refresh on 401 (refresh-token grant).
+
+Settings (`FactorialSettings`), coverage, steps and assumptions: docs/connectors/factorial.md.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from connectors.base import (
@@ -33,21 +37,50 @@ from connectors.base import (
     AttachmentRejected,
     AuthError,
     Capabilities,
+    ConnectionSpec,
     Connector,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
     StepContext,
-    Warning_,
+    StepFn,
+    StepWarning,
     attachment_step_name,
-    confined_url,
     error_for_response,
     error_for_transport,
 )
+from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
+
+# -- Settings --------------------------------------------------------------------------------------
 
 DEFAULT_VERSION = "2026-07-01"
+READ_CACHE_S = 60.0  # questions, sources and phases: re-read at most once a minute
+
+
+class FactorialSettings(ConnectorSettings):
+    """A Factorial connection's own keys (docs/connectors/factorial.md)."""
+
+    api_version: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="a dated API version, YYYY-MM-DD")] = (
+        DEFAULT_VERSION
+    )
+    auth: Literal["api_key", "oauth"] = "api_key"
+    # OAuth refresh (auth = "oauth"): the names of the variables holding the app's id and secret
+    # and the refresh token; the connection's credentials are then the current access token.
+    oauth_client_id_env: str | None = None
+    oauth_client_secret_env: str | None = None
+    oauth_refresh_token_env: str | None = None
+    cv_upload: Literal["message", "legacy_cv_part", "link"] = "message"
+    cv_link_ttl_days: Annotated[float, Meta(gt=0)] = 7.0  # `link` mode: how long the CV link works
+    default_source: str | None = None  # candidate source when the application names none
+
+
+# -- Wire format -----------------------------------------------------------------------------------
+
 CV_MARKER = "applyrelay-cv"
 GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
+
+
 # Kombo's unified source keys → Factorial source categories, for `source.unified_key`.
 UNIFIED_KEY_CATEGORIES = {
     "job_board": "job_board",
@@ -59,53 +92,98 @@ UNIFIED_KEY_CATEGORIES = {
     "organic": "organic",
     "career_site": "organic",
 }
-QUESTION_CACHE_S = 60.0
 
 
-class FactorialConnector(Connector):
+def _reason(response: httpx.Response) -> str:
+    """Factorial's error text, for the dead letter. Its validation messages name fields, not
+    values, so they carry no candidate data; cut short all the same."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        errors = errors.get("errors", errors)
+    if isinstance(errors, list) and errors:
+        return " — " + "; ".join(str(e) for e in errors)[:300]
+    if isinstance(body, dict) and body.get("message"):
+        return " — " + str(body["message"])[:300]
+    return ""
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+# -- Answer encoding -------------------------------------------------------------------------------
+
+
+def _encode_answer(question: dict[str, Any], answer: StoredAnswer, ctx: StepContext) -> str | None:
+    """Factorial answers are strings: options by their text, several comma-joined
+    (assumption: the separator is undocumented), booleans Yes/No, dates ISO."""
+    qtype, value = question["question_type"], answer.answer
+    options = [o["text"] for o in question.get("options") or []]
+    if qtype == "file" or isinstance(value, AttachmentRef):
+        ctx.warn("answer_not_supported", f"question {answer.question_id}: file answers cannot be written")
+        return None
+    if qtype in ("single_choice", "multiple_choice"):
+        chosen = value if isinstance(value, list) else [value]
+        labels = []
+        for item in chosen:
+            label = _option_label(options, item)
+            if label is None:
+                raise PermanentError(f"question {answer.question_id}: answer is not one of its options")
+            labels.append(label)
+        if qtype == "single_choice" and len(labels) != 1:
+            raise PermanentError(f"question {answer.question_id}: exactly one option expected")
+        return ", ".join(labels)
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list):
+        return ", ".join(value)
+    return str(value)
+
+
+def _option_label(options: list[str], item: Any) -> str | None:
+    if isinstance(item, bool):
+        item = "Yes" if item else "No"
+    text = str(item)
+    if text in options:
+        return text
+    folded = {o.casefold(): o for o in options}
+    if text.casefold() in folded:
+        return folded[text.casefold()]
+    if text.isdigit() and int(text) < len(options):  # an option index
+        return options[int(text)]
+    return None
+
+
+# -- Connector -------------------------------------------------------------------------------------
+
+
+class FactorialConnector(Connector[FactorialSettings]):
     name = "factorial"
+    settings_type = FactorialSettings
+
     capabilities = Capabilities(
-        fields=frozenset(
-            {
-                "candidate.first_name",
-                "candidate.last_name",
-                "candidate.email_address",
-                "candidate.phone_number",
-                "candidate.gender",
-                "application.job_id",
-                "application.stage_id",
-                "screening_question_answers",
-                "attachments",
-                "source.id",
-                "source.name",
-                "source.unified_key",
-                "gdpr_consent",
-            }
-        ),
         attachment_types=frozenset({"CV"}),
-        max_attachments=1,
-        answer_types=frozenset({"text", "long_text", "single_choice", "multiple_choice"}),
         actions=frozenset({ACTION_ADD_ATTACHMENT_TO_APPLICATION, ACTION_MOVE_APPLICATION_TO_STAGE}),
-        features=frozenset({"source_writing", "oauth", "api_passthrough", "sync_only_created_applications"}),
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[FactorialSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self.version = str(self.settings.get("api_version", DEFAULT_VERSION))
-        self.api = f"{connection.base_url}/api/{self.version}/resources/"
-        self.cv_upload = str(self.settings.get("cv_upload", "message"))
-        if self.cv_upload not in ("message", "legacy_cv_part", "link"):
-            raise PermanentError(f"cv_upload must be message, legacy_cv_part or link, not {self.cv_upload!r}")
-        self.cv_link_ttl_s = float(self.settings.get("cv_link_ttl_days", 7)) * 86400
-        self.oauth = self.settings.get("auth", "api_key") == "oauth"
+        self.api = f"{connection.base_url}/api/{self.settings.api_version}/resources/"
+        self.cv_upload = self.settings.cv_upload
+        self.cv_link_ttl_s = self.settings.cv_link_ttl_days * 86400
+        self.oauth = self.settings.auth == "oauth"
         self._access_token = connection.credentials if self.oauth else None
-        self._refresh_token = _env(self.settings.get("oauth_refresh_token_env"))
-        self._questions: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._refresh_token = _env(self.settings.oauth_refresh_token_env)
         self._company_id: str | None = None
-        self._sources: tuple[float, list[dict[str, Any]]] | None = None
-        self._phase_cache: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
+        self._sources: TtlCache[str, list[dict[str, Any]]] = TtlCache(READ_CACHE_S)
+        self._phases: TtlCache[str, dict[str, dict[str, Any]]] = TtlCache(READ_CACHE_S)
 
-    # -- HTTP -----------------------------------------------------------------------------------
+    # -- Transport ---------------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
         if self.oauth:
@@ -131,9 +209,17 @@ class FactorialConnector(Connector):
             return response
         raise AuthError(f"{what}: refused after token refresh", status=401)
 
+    async def _send_file(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._send(method, path, what=what, **kwargs)
+        except PermanentError as exc:
+            if exc.status in (400, 413, 415, 422):
+                raise AttachmentRejected(exc.detail, status=exc.status) from None
+            raise
+
     async def _refresh(self) -> bool:
-        client_id = _env(self.settings.get("oauth_client_id_env"))
-        client_secret = _env(self.settings.get("oauth_client_secret_env"))
+        client_id = _env(self.settings.oauth_client_id_env)
+        client_secret = _env(self.settings.oauth_client_secret_env)
         if not (client_id and client_secret and self._refresh_token):
             return False
         try:
@@ -170,31 +256,33 @@ class FactorialConnector(Connector):
                 break
         return items
 
-    # -- plan -----------------------------------------------------------------------------------
+    # -- Intake check ------------------------------------------------------------------------------
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         warnings = []
         cvs = [a for a in application.attachments if a.type == "CV"]
         for ref in application.attachments:
             if ref.type != "CV":
                 warnings.append(
-                    Warning_(
+                    StepWarning(
                         "attachment_not_supported", f"attachment #{ref.index} ({ref.type}): Factorial takes only a CV"
                     )
                 )
         for ref in cvs[1:]:
             warnings.append(
-                Warning_(
+                StepWarning(
                     "attachment_not_supported",
                     f"attachment #{ref.index} (CV): Factorial takes a single CV, the first is sent",
                 )
             )
         for name in ("company", "location", "availability_date"):
             if getattr(application.candidate, name) is not None:
-                warnings.append(Warning_("field_not_supported", f"candidate.{name} is not written to Factorial"))
+                warnings.append(StepWarning("field_not_supported", f"candidate.{name} is not written to Factorial"))
         if application.remote_fields.get("factorial"):
-            warnings.append(Warning_("field_not_supported", "remote_fields.factorial is not used"))
+            warnings.append(StepWarning("field_not_supported", "remote_fields.factorial is not used"))
         return [], warnings
+
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
@@ -210,18 +298,7 @@ class FactorialConnector(Connector):
             steps.append(Step(attachment_step_name(cv), self._cv_step(cv, "application"), attachment=cv, core=False))
         return steps
 
-    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
-        if action == ACTION_ADD_ATTACHMENT_TO_APPLICATION:
-            if not attachments or attachments[0].type != "CV":
-                raise PermanentError("Factorial only takes attachments of type CV on applications")
-            ref = attachments[0]
-            application_id = str(params["application_id"])
-            return [Step(attachment_step_name(ref), self._cv_step(ref, application_id), attachment=ref)]
-        if action == ACTION_MOVE_APPLICATION_TO_STAGE:
-            return [Step("move", lambda ctx: self._move(str(params["application_id"]), str(params["stage_id"])))]
-        return super().action_plan(action, params, attachments)
-
-    # -- steps ----------------------------------------------------------------------------------
+    # -- Steps -------------------------------------------------------------------------------------
 
     async def _company(self, ctx: StepContext) -> str:
         """The company of the credentials: constant for a connection, so read once per process."""
@@ -232,13 +309,6 @@ class FactorialConnector(Connector):
                 raise PermanentError("the credentials carry no company_id")
             self._company_id = str(rows[0]["company_id"])
         return self._company_id
-
-    async def _candidate_sources(self) -> list[dict[str, Any]]:
-        """The tenant's sources, re-read at most every minute (they change rarely)."""
-        if self._sources is None or time.monotonic() - self._sources[0] > QUESTION_CACHE_S:
-            rows = await self._list("ats/candidate_sources", [], what="list candidate sources")
-            self._sources = (time.monotonic(), rows)
-        return self._sources[1]
 
     async def _source(self, ctx: StepContext) -> str:
         """The candidate source to write: ``id:<source id>`` or ``name:<free text>``."""
@@ -251,7 +321,7 @@ class FactorialConnector(Connector):
             v
             for v in (
                 source.name if source else None,
-                self.settings.get("default_source"),
+                self.settings.default_source,
                 app.origin.board,
             )
             if v
@@ -397,7 +467,7 @@ class FactorialConnector(Connector):
         days = int(self.cv_link_ttl_s // 86400)
         return f"CV ({cv.name}): {url}\n(download link valid for {days} days)"
 
-    def _cv_step(self, ref: AttachmentRef, application: str) -> Any:
+    def _cv_step(self, ref: AttachmentRef, application: str) -> StepFn:
         async def run(ctx: StepContext) -> str:
             application_id = ctx.remote_id("application") if application == "application" else application
             if self.cv_upload == "link" and application == "application":
@@ -453,13 +523,18 @@ class FactorialConnector(Connector):
         await self._send_file("PUT", url, what="upload CV (legacy v1)", files=files)
         return f"cv:{application_id}"
 
-    async def _send_file(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._send(method, path, what=what, **kwargs)
-        except PermanentError as exc:
-            if exc.status in (400, 413, 415, 422):
-                raise AttachmentRejected(exc.detail, status=exc.status) from None
-            raise
+    # -- Actions -----------------------------------------------------------------------------------
+
+    def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
+        if action == ACTION_ADD_ATTACHMENT_TO_APPLICATION:
+            if not attachments or attachments[0].type != "CV":
+                raise PermanentError("Factorial only takes attachments of type CV on applications")
+            ref = attachments[0]
+            application_id = str(params["application_id"])
+            return [Step(attachment_step_name(ref), self._cv_step(ref, application_id), attachment=ref)]
+        if action == ACTION_MOVE_APPLICATION_TO_STAGE:
+            return [Step("move", lambda ctx: self._move(str(params["application_id"]), str(params["stage_id"])))]
+        return super().action_plan(action, params, attachments)
 
     async def _move(self, application_id: str, stage_id: str) -> str:
         await self._send(
@@ -470,16 +545,22 @@ class FactorialConnector(Connector):
         )
         return stage_id
 
-    # -- reads ----------------------------------------------------------------------------------
+    # -- Reads -------------------------------------------------------------------------------------
+
+    async def _candidate_sources(self) -> list[dict[str, Any]]:
+        """The tenant's sources, re-read at most every minute (they change rarely)."""
+        return await self._sources.get_or_load(
+            "all", lambda: self._list("ats/candidate_sources", [], what="list candidate sources")
+        )
 
     async def _raw_questions(self, job_id: str) -> list[dict[str, Any]]:
-        cached = self._questions.get(job_id)
-        if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
-            return cached[1]
-        rows = await self._list("ats/questions", [("ats_job_posting_ids[]", job_id)], what="list questions")
-        rows = [{**q, "id": str(q["id"])} for q in rows]
-        self._questions[job_id] = (time.monotonic(), rows)
-        return rows
+        """The posting's questions (ids as strings), cached a minute per posting."""
+
+        async def load() -> list[dict[str, Any]]:
+            rows = await self._list("ats/questions", [("ats_job_posting_ids[]", job_id)], what="list questions")
+            return [{**q, "id": str(q["id"])} for q in rows]
+
+        return await self._questions.get_or_load(job_id, load)
 
     async def job_status(self, job_id: str) -> str | None:
         try:
@@ -509,7 +590,7 @@ class FactorialConnector(Connector):
         HIRED in a phase of type `hired`, else PENDING. Phase names are cached per job posting."""
         app = (await self._send("GET", f"ats/applications/{application_id}", what="get application")).json()
         phase_id = str(app.get("ats_application_phase_id") or "")
-        phase = (await self._phases(str(app.get("ats_job_posting_id") or ""))).get(phase_id, {})
+        phase = (await self._posting_phases(str(app.get("ats_job_posting_id") or ""))).get(phase_id, {})
         rejection = app.get("ats_rejection_reason_id")
         declined = app.get("qualified") is False or rejection not in (None, "")
         outcome = "DECLINED" if declined else "HIRED" if phase.get("phase_type") == "hired" else "PENDING"
@@ -522,38 +603,27 @@ class FactorialConnector(Connector):
             "rejection_reason_id": str(rejection) if rejection not in (None, "") else None,
         }
 
-    async def _phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
-        cached = self._phase_cache.get(posting_id)
-        if cached and time.monotonic() - cached[0] < QUESTION_CACHE_S:
-            return cached[1]
-        rows = await self._list(
-            "ats/application_phases", [("ats_job_posting_ids[]", posting_id)], what="list application phases"
-        )
-        phases = {str(p["id"]): p for p in rows}
-        if len(self._phase_cache) > 1000:
-            self._phase_cache.clear()
-        self._phase_cache[posting_id] = (time.monotonic(), phases)
-        return phases
+    async def _posting_phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
+        """The posting's application phases by id, cached a minute per posting."""
+
+        async def load() -> dict[str, dict[str, Any]]:
+            rows = await self._list(
+                "ats/application_phases", [("ats_job_posting_ids[]", posting_id)], what="list application phases"
+            )
+            return {str(p["id"]): p for p in rows}
+
+        return await self._phases.get_or_load(posting_id, load)
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
-        """Any call under the API base (``ats/...``): confined there, credentials added."""
-        url = confined_url(self.api, path)
-        kwargs: dict[str, Any] = {"params": dict(query or {})}
-        if body is not None:
-            kwargs["json"] = body
-        response = await self._send(method.upper(), url, what="passthrough", expect=tuple(range(200, 600)), **kwargs)
-        try:
-            payload: Any = response.json()
-        except ValueError:
-            payload = response.text
-        return PassthroughResult(
-            response.status_code, {"content-type": response.headers.get("content-type", "")}, payload
-        )
+        """Any call under the API base (``ats/...``): confined there, credentials added (an
+        expired OAuth token is refreshed once, as for every call)."""
+        send = functools.partial(self._send, what="passthrough", expect=ANY_STATUS)
+        return await rest_passthrough(send, self.api, method, path, query, body)
 
 
-# -- helpers ------------------------------------------------------------------------------------
+# -- Helpers ---------------------------------------------------------------------------------------
 
 
 def _app(ctx: StepContext) -> StoredApplication:
@@ -562,66 +632,5 @@ def _app(ctx: StepContext) -> StoredApplication:
     return ctx.application
 
 
-def _env(name: Any) -> str | None:
-    return os.environ.get(name) if isinstance(name, str) and name else None
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def _reason(response: httpx.Response) -> str:
-    """Factorial's error text, for the dead letter. Its validation messages name fields, not
-    values, so they carry no candidate data; cut short all the same."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, dict):
-        errors = errors.get("errors", errors)
-    if isinstance(errors, list) and errors:
-        return " — " + "; ".join(str(e) for e in errors)[:300]
-    if isinstance(body, dict) and body.get("message"):
-        return " — " + str(body["message"])[:300]
-    return ""
-
-
-def _encode_answer(question: dict[str, Any], answer: StoredAnswer, ctx: StepContext) -> str | None:
-    """Factorial answers are strings: options by their text, several comma-joined
-    (assumption: the separator is undocumented), booleans Yes/No, dates ISO."""
-    qtype, value = question["question_type"], answer.answer
-    options = [o["text"] for o in question.get("options") or []]
-    if qtype == "file" or isinstance(value, AttachmentRef):
-        ctx.warn("answer_not_supported", f"question {answer.question_id}: file answers cannot be written")
-        return None
-    if qtype in ("single_choice", "multiple_choice"):
-        chosen = value if isinstance(value, list) else [value]
-        labels = []
-        for item in chosen:
-            label = _option_label(options, item)
-            if label is None:
-                raise PermanentError(f"question {answer.question_id}: answer is not one of its options")
-            labels.append(label)
-        if qtype == "single_choice" and len(labels) != 1:
-            raise PermanentError(f"question {answer.question_id}: exactly one option expected")
-        return ", ".join(labels)
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list):
-        return ", ".join(value)
-    return str(value)
-
-
-def _option_label(options: list[str], item: Any) -> str | None:
-    if isinstance(item, bool):
-        item = "Yes" if item else "No"
-    text = str(item)
-    if text in options:
-        return text
-    folded = {o.casefold(): o for o in options}
-    if text.casefold() in folded:
-        return folded[text.casefold()]
-    if text.isdigit() and int(text) < len(options):  # an option index
-        return options[int(text)]
-    return None
+def _env(name: str | None) -> str | None:
+    return os.environ.get(name) if name else None

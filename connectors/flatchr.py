@@ -10,7 +10,9 @@ also the find-before-create lookup that makes re-runs safe.
 Steps (checkpoint names are stable):
 
     source       which source this origin writes: "offerer_id:<n>", "source_id:<id>" or "none"
-    candidate    find the applicant by (email, vacancy) or create it, CV and answers included
+    create       find the applicant by (email, vacancy), else create it, CV and answers included:
+                 "found:<id>", "sent" or "sent-without-cv"
+    candidate    the applicant's id (read back by search after a create)
     application  the same applicant id (Flatchr's applicant is both the candidate-on-a-job and
                  the application)
     attachment:<sha256>  (non-core) confirms the one CV, sent inline by the create call
@@ -18,7 +20,7 @@ Steps (checkpoint names are stable):
 Only one file is accepted per application: the first attachment of type CV; every other file and
 every FILE answer is reported as a warning (at intake and on the delivery), never dropped quietly.
 
-Connection settings (extra TOML keys of the connection):
+Settings (`FlatchrSettings`: the connection's keys besides the relay's own, checked at start):
 
     company_id        Flatchr company key (required; Settings > Advanced > API)
     careers_base_url  host of the create route; default derived from base_url
@@ -32,46 +34,163 @@ Connection settings (extra TOML keys of the connection):
 
 `remote_fields.flatchr` in a request may set the create fields the unified model lacks:
 comment, urls, legalNewsletterPartners, user_id, response_text (others are warned about).
+Coverage, hosts and the assumptions made where Flatchr's docs are silent: docs/connectors/flatchr.md.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import math
 import mimetypes
 import re
-import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
+import msgspec
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from app.core.pii import scrub
 from connectors.base import (
     AttachmentRejected,
     Capabilities,
+    ConnectionSpec,
     Connector,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
     StepContext,
+    StepWarning,
     TransientError,
-    Warning_,
     attachment_step_name,
-    confined_url,
     error_for_response,
     error_for_transport,
 )
+from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
+
+# -- Settings --------------------------------------------------------------------------------------
+
+DEFAULT_MAX_CV_BYTES = 5_000_000
+QUESTIONS_TTL_S = 300.0
+COLUMNS_CACHE_S = 60.0
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# An official Flatchr job board id: an integer (also accepted as a string of digits).
+OffererId = int | Annotated[str, Meta(pattern=r"^\s*\d+\s*$", description="an integer job board id")]
+
+
+class SourceRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A `source_by_origin` table rule: ``{offerer_id = 152}`` or ``{source_id = "x"}``."""
+
+    offerer_id: OffererId | None = None
+    source_id: str | None = None
+
+
+class FlatchrSettings(ConnectorSettings):
+    """A Flatchr connection's own keys (module docstring, docs/connectors/flatchr.md)."""
+
+    company_id: Annotated[
+        str, Meta(pattern=SAFE_ID.pattern, description="a Flatchr company key: 1 to 64 letters, digits, - or _")
+    ]
+    careers_base_url: str | None = None
+    offerer_id: OffererId | None = None
+    source_id: str | None = None
+    source_by_origin: dict[str, Literal["offerer_id", "source_id", "none"] | SourceRule] = {}
+    require_cv: bool = True
+    max_cv_bytes: Annotated[int, Meta(gt=0)] = DEFAULT_MAX_CV_BYTES
+    date_format: str = "%Y-%m-%d"
+
+
+# -- Wire format -----------------------------------------------------------------------------------
 
 PROD_API_HOST = "api.flatchr.io"
 CREATE_PATH = "/vacancy/candidate/json"
-DEFAULT_MAX_CV_BYTES = 5_000_000
-QUESTIONS_TTL_S = 300.0
-PASSTHROUGH_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
+REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
+
+
+def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
+    """The Boom message of a Flatchr error (`{"statusCode","error","message"}`), scrubbed."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    message = body.get("message") or body.get("error") or ""
+    return scrub(str(message), secrets_, numbers=True, limit=200) if message else ""
+
+
+def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
+    """Flatchr takes one file: the first attachment of type CV."""
+    return next((a for a in attachments if a.type == "CV"), None)
+
+
+def origin_keys(application: StoredApplication) -> list[str]:
+    """Keys tried in `source_by_origin`, most specific first."""
+    origin = application.origin
+    keys = []
+    if origin.board:
+        keys += [f"{origin.channel}:{origin.board}", origin.board]
+    return [*keys, origin.channel, "default"]
+
+
+def _offerer(value: int | str | None) -> int | None:
+    if isinstance(value, str):
+        return int(value.strip()) if value.strip().isdigit() else None
+    return value
+
+
+def resolve_source(settings: FlatchrSettings, application: StoredApplication) -> tuple[str, str | None]:
+    """Which Flatchr source this application writes, as (marker, problem).
+
+    marker is "offerer_id:<n>" (an official Flatchr job board), "source_id:<id>" (a custom
+    source) or "none"; problem is a PII-free reason when a rule could not be honoured.
+
+    `source_by_origin` maps an origin key ("<channel>:<board>", "<board>", "<channel>" or
+    "default"; channel is api | indeed | webhook | form) to a rule:
+
+    * ``"offerer_id"``          the connection's `offerer_id`
+    * ``{offerer_id = 152}``    that job board
+    * ``"source_id"``           the request's `source.id`, else the connection's `source_id`
+    * ``{source_id = "x"}``     the request's `source.id`, else "x"
+    * ``"none"``                write no source
+
+    Without a matching rule: the request's `source.id`, else the connection's `source_id`, else
+    its `offerer_id`, else none."""
+    request_source = application.source.id if application.source and application.source.id else None
+    rules = settings.source_by_origin
+    rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
+    conn_offerer = _offerer(settings.offerer_id)
+    conn_source = settings.source_id or None
+    if rule is None:
+        if request_source or conn_source:
+            return f"source_id:{request_source or conn_source}", None
+        return (f"offerer_id:{conn_offerer}", None) if conn_offerer is not None else ("none", None)
+    if rule == "none":
+        return "none", None
+    if rule == "offerer_id" or (isinstance(rule, SourceRule) and rule.offerer_id is not None):
+        offerer = conn_offerer if not isinstance(rule, SourceRule) else _offerer(rule.offerer_id)
+        if offerer is None:
+            return "none", "source rule for this origin needs an integer offerer_id; no source written"
+        return f"offerer_id:{offerer}", None
+    if rule == "source_id" or (isinstance(rule, SourceRule) and rule.source_id is not None):
+        fallback = conn_source if not isinstance(rule, SourceRule) else (rule.source_id or conn_source)
+        chosen = request_source or fallback
+        if not chosen:
+            return "none", "source rule for this origin needs a source_id; no source written"
+        return f"source_id:{chosen}", None
+    return "none", "source rule for this origin is not understood; no source written"
+
+
+# -- Answer encoding -------------------------------------------------------------------------------
+
 
 # Flatchr question `type` strings -> unified types. assumption: Flatchr does not document the
 # values `question.type` takes; these are the names its form builder shows, unknown ones -> TEXT.
@@ -101,21 +220,13 @@ QUESTION_TYPES: dict[str, str] = {
     "upload": "FILE",
     "document": "FILE",
 }
-# Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
-REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
+
 TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
 FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
 
 
-COLUMNS_CACHE_S = 60.0
-
-
 class AnswerError(ValueError):
     """An answer that cannot be encoded for its question; the message names no value."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure helpers (unit-testable, no I/O)
 
 
 def question_options(question: Mapping[str, Any]) -> list[str]:
@@ -219,164 +330,26 @@ def encode_answer(question: Mapping[str, Any], answer: Any, *, language: str, da
     return str(answer)
 
 
-def origin_keys(application: StoredApplication) -> list[str]:
-    """Keys tried in `source_by_origin`, most specific first."""
-    origin = application.origin
-    keys = []
-    if origin.board:
-        keys += [f"{origin.channel}:{origin.board}", origin.board]
-    return [*keys, origin.channel, "default"]
+# -- Connector -------------------------------------------------------------------------------------
 
 
-def _offerer(value: Any) -> int | None:
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def resolve_source(settings: Mapping[str, Any], application: StoredApplication) -> tuple[str, str | None]:
-    """Which Flatchr source this application writes, as (marker, problem).
-
-    marker is "offerer_id:<n>" (an official Flatchr job board), "source_id:<id>" (a custom
-    source) or "none"; problem is a PII-free reason when a rule could not be honoured.
-
-    `source_by_origin` maps an origin key ("<channel>:<board>", "<board>", "<channel>" or
-    "default"; channel is api | indeed | webhook | form) to a rule:
-
-    * ``"offerer_id"``          the connection's `offerer_id`
-    * ``{offerer_id = 152}``    that job board
-    * ``"source_id"``           the request's `source.id`, else the connection's `source_id`
-    * ``{source_id = "x"}``     the request's `source.id`, else "x"
-    * ``"none"``                write no source
-
-    Without a matching rule: the request's `source.id`, else the connection's `source_id`, else
-    its `offerer_id`, else none."""
-    request_source = application.source.id if application.source and application.source.id else None
-    rules = settings.get("source_by_origin") or {}
-    rule: Any = None
-    if isinstance(rules, Mapping):
-        rule = next((rules[k] for k in origin_keys(application) if k in rules), None)
-    conn_offerer = _offerer(settings.get("offerer_id"))
-    conn_source = settings.get("source_id") or None
-    if rule is None:
-        if request_source or conn_source:
-            return f"source_id:{request_source or conn_source}", None
-        return (f"offerer_id:{conn_offerer}", None) if conn_offerer is not None else ("none", None)
-    if rule == "none":
-        return "none", None
-    if rule == "offerer_id" or (isinstance(rule, Mapping) and "offerer_id" in rule):
-        offerer = conn_offerer if rule == "offerer_id" else _offerer(rule.get("offerer_id"))
-        if offerer is None:
-            return "none", "source rule for this origin needs an integer offerer_id; no source written"
-        return f"offerer_id:{offerer}", None
-    if rule == "source_id" or (isinstance(rule, Mapping) and "source_id" in rule):
-        fallback = conn_source if rule == "source_id" else (rule.get("source_id") or conn_source)
-        chosen = request_source or fallback
-        if not chosen:
-            return "none", "source rule for this origin needs a source_id; no source written"
-        return f"source_id:{chosen}", None
-    return "none", "source rule for this origin is not understood; no source written"
-
-
-def pick_cv(attachments: list[AttachmentRef]) -> AttachmentRef | None:
-    """Flatchr takes one file: the first attachment of type CV."""
-    return next((a for a in attachments if a.type == "CV"), None)
-
-
-def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[Warning_]:
-    cv = pick_cv(attachments)
-    return [
-        Warning_("attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent")
-        for a in attachments
-        if a is not cv
-    ]
-
-
-def unsupported_field_warnings(application: StoredApplication) -> list[Warning_]:
-    """Canonical fields the Flatchr create route has no place for."""
-    names = [
-        f"candidate.{n}"
-        for n in ("company", "location", "gender", "availability_date")
-        if getattr(application.candidate, n) is not None
-    ]
-    if application.application.stage_id:
-        names.append("application.stage_id")
-    if application.source and not application.source.id and (application.source.name or application.source.unified_key):
-        names.append("source.name")
-    if application.gdpr_consent is not None:
-        names.append("gdpr_consent")
-    extra = application.remote_fields.get("flatchr")
-    if isinstance(extra, Mapping):
-        names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
-    return [Warning_("field_not_supported", f"{n} is not written to Flatchr") for n in names]
-
-
-def file_answer_warnings(answers: list[StoredAnswer]) -> list[Warning_]:
-    return [
-        Warning_(
-            "answer_type_unsupported",
-            f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent",
-        )
-        for a in answers
-        if isinstance(a.answer, AttachmentRef)
-    ]
-
-
-def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
-    """The Boom message of a Flatchr error (`{"statusCode","error","message"}`), scrubbed."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    message = body.get("message") or body.get("error") or ""
-    return scrub(str(message), secrets_, numbers=True, limit=200) if message else ""
-
-
-# ---------------------------------------------------------------------------------------------
-# The connector
-
-
-class FlatchrConnector(Connector):
+class FlatchrConnector(Connector[FlatchrSettings]):
     """Flatchr (French ATS); see the module docstring for steps and settings."""
 
     name: ClassVar[str] = "flatchr"
+    settings_type = FlatchrSettings
+
     capabilities: ClassVar[Capabilities] = Capabilities(
-        fields=frozenset(
-            {
-                "candidate.first_name",
-                "candidate.last_name",
-                "candidate.email_address",
-                "candidate.phone_number",
-                "application.job_id",
-                "screening_question_answers.question_id",
-                "screening_question_answers.answer",
-                "attachments.name",
-                "attachments.content_type",
-                "attachments.data_url",
-                "attachments.data",
-                "attachments.type",
-                "source.id",
-            }
-        ),
         attachment_types=frozenset({"CV"}),
-        max_attachments=1,
-        answer_types=frozenset({"TEXT", "BOOLEAN", "SINGLE_SELECT", "MULTI_SELECT", "NUMBER", "DATE"}),
         actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
-        features=frozenset({"source_writing", "api_passthrough", "candidate_attachments"}),
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[FlatchrSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self._columns_cache: tuple[float, list[dict[str, Any]]] | None = None
-        self._vacancies: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._vacancies: TtlCache[str, dict[str, Any]] = TtlCache(QUESTIONS_TTL_S)
+        self._columns: TtlCache[str, list[dict[str, Any]]] = TtlCache(COLUMNS_CACHE_S)
 
-    # -- settings -----------------------------------------------------------------------------
+    # -- Transport ---------------------------------------------------------------------------------
 
     @property
     def api_base(self) -> str:
@@ -387,9 +360,9 @@ class FlatchrConnector(Connector):
         """Host of the create route. assumption: a non-production base_url (sandbox, proxy)
         serves both path sets unless `careers_base_url` says otherwise; api.<x>.flatchr.io ->
         careers.<x>.flatchr.io (the demo careers host is not documented)."""
-        explicit = self.settings.get("careers_base_url")
+        explicit = self.settings.careers_base_url
         if explicit:
-            return str(explicit).rstrip("/")
+            return explicit.rstrip("/")
         parts = urlsplit(self.api_base)
         host = parts.hostname or ""
         if host.startswith("api.") and host.endswith("flatchr.io"):
@@ -398,26 +371,50 @@ class FlatchrConnector(Connector):
 
     @property
     def company_id(self) -> str:
-        company = self.settings.get("company_id")
-        if not isinstance(company, str) or not SAFE_ID.match(company):
-            raise PermanentError("connection setting company_id is missing or malformed")
-        return company
+        return self.settings.company_id  # its shape is checked when the config is read
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.connection.credentials}", "Accept": "application/json"}
 
-    # -- intake check -------------------------------------------------------------------------
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        expect: tuple[int, ...] = (200, 201),
+        pii: list[str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One call with auth; failures classified with Flatchr's own (scrubbed) reason."""
+        kwargs.setdefault("timeout", self.connection.timeout_s)
+        kwargs["headers"] = {**self._headers(), **kwargs.get("headers", {})}
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, what, sent=True) from None
+        if response.status_code not in expect:
+            reason = response_reason(response, [self.connection.credentials, *(pii or [])])
+            raise error_for_response(response, f"{what} ({reason})" if reason else what)
+        return response
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    @staticmethod
+    def _pii(app: StoredApplication) -> list[str]:
+        c = app.candidate
+        values = [c.first_name, c.last_name, c.email_address, c.phone_number or ""]
+        values += [a.answer for a in app.screening_question_answers if isinstance(a.answer, str)]
+        return [v for v in values if v]
+
+    # -- Intake check ------------------------------------------------------------------------------
+
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         errors: list[str] = []
-        if not isinstance(self.settings.get("company_id"), str):
-            errors.append("connection: setting company_id is missing")
         cv = pick_cv(application.attachments)
-        if cv is None and self.settings.get("require_cv", True):
+        if cv is None and self.settings.require_cv:
             errors.append(
                 "attachments: Flatchr requires an attachment of type CV (or set require_cv = false on the connection)"
             )
-        max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
+        max_bytes = self.settings.max_cv_bytes
         if cv is not None and cv.size is not None and cv.size > max_bytes:
             errors.append(f"attachments: the CV is larger than Flatchr accepts ({max_bytes} bytes)")
         warnings = extra_attachment_warnings(application.attachments)
@@ -425,10 +422,10 @@ class FlatchrConnector(Connector):
         warnings += unsupported_field_warnings(application)
         _, problem = resolve_source(self.settings, application)
         if problem:
-            warnings.append(Warning_("source_not_written", problem))
+            warnings.append(StepWarning("source_not_written", problem))
         return errors, warnings
 
-    # -- plan ---------------------------------------------------------------------------------
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
@@ -441,6 +438,8 @@ class FlatchrConnector(Connector):
         if cv is not None:
             steps.append(Step(attachment_step_name(cv), self._step_cv, attachment=cv, core=False))
         return steps
+
+    # -- Steps -------------------------------------------------------------------------------------
 
     async def _step_source(self, ctx: StepContext) -> str:
         marker, problem = resolve_source(self.settings, self._app(ctx))
@@ -466,7 +465,7 @@ class FlatchrConnector(Connector):
             await self._create(ctx, app, vacancy, with_cv=True)
             return "sent"
         except AttachmentRejected as exc:
-            if self.settings.get("require_cv", True):
+            if self.settings.require_cv:
                 raise PermanentError(
                     f"Flatchr requires a CV and refused this one: {exc.detail}", status=exc.status
                 ) from None
@@ -526,8 +525,6 @@ class FlatchrConnector(Connector):
             "the applicant existed before this delivery and Flatchr takes no CV upload for an existing applicant"
         )
 
-    # -- create payload -----------------------------------------------------------------------
-
     async def _create_payload(
         self, ctx: StepContext, app: StoredApplication, vacancy: Mapping[str, Any], *, with_cv: bool = True
     ) -> dict[str, Any]:
@@ -558,7 +555,7 @@ class FlatchrConnector(Connector):
 
     async def _resume(self, ctx: StepContext, cv: AttachmentRef) -> dict[str, str]:
         data = await ctx.load_attachment(cv)
-        max_bytes = int(self.settings.get("max_cv_bytes", DEFAULT_MAX_CV_BYTES))
+        max_bytes = self.settings.max_cv_bytes
         if len(data) > max_bytes:
             raise AttachmentRejected(f"the CV is larger than Flatchr accepts ({max_bytes} bytes)", status=413)
         content_type = cv.content_type or mimetypes.guess_type(cv.name)[0] or "application/pdf"
@@ -569,7 +566,7 @@ class FlatchrConnector(Connector):
         (Flatchr's answer schema: "texte de la question ou ID du tag"), `value` a string."""
         questions = {str(q.get("id")): q for q in vacancy.get("questions") or []}
         language = str(vacancy.get("language") or "fr_FR")
-        date_format = str(self.settings.get("date_format", "%Y-%m-%d"))
+        date_format = self.settings.date_format
         out = []
         for answer in app.screening_question_answers:
             if isinstance(answer.answer, AttachmentRef):
@@ -595,7 +592,26 @@ class FlatchrConnector(Connector):
             return {"source_id": value}
         return {}
 
-    # -- reads --------------------------------------------------------------------------------
+    @staticmethod
+    def _app(ctx: StepContext) -> StoredApplication:
+        if ctx.application is None:
+            raise PermanentError("flatchr steps need an application")
+        return ctx.application
+
+    def _job_id(self, app: StoredApplication) -> str:
+        return self._safe_id(app.application.job_id, "job_id")
+
+    @staticmethod
+    def _safe_id(value: str, what: str) -> str:
+        if not isinstance(value, str) or not SAFE_ID.match(value):
+            raise PermanentError(f"{what} is not a Flatchr id")
+        return value
+
+    # -- Actions -----------------------------------------------------------------------------------
+    # None: Flatchr's current API has no post-create write (no file upload route); the base
+    # class refuses every action.
+
+    # -- Reads -------------------------------------------------------------------------------------
 
     async def _find_applicant(self, email: str, job_id: str) -> str | None:
         response = await self._send(
@@ -621,20 +637,20 @@ class FlatchrConnector(Connector):
 
     async def _vacancy(self, job_id: str) -> dict[str, Any]:
         """The vacancy with its questions, cached briefly (questions change rarely)."""
-        cached = self._vacancies.get(job_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        response = await self._send(
-            "GET",
-            f"{self.api_base}/vacancy/{quote(job_id, safe='')}",
-            what="flatchr get vacancy",
-            params={"fields": "questions"},
-        )
-        vacancy = response.json()
-        if not isinstance(vacancy, dict):
-            raise TransientError("flatchr get vacancy: unexpected answer shape")
-        self._vacancies[job_id] = (time.monotonic() + QUESTIONS_TTL_S, vacancy)
-        return vacancy
+
+        async def load() -> dict[str, Any]:
+            response = await self._send(
+                "GET",
+                f"{self.api_base}/vacancy/{quote(job_id, safe='')}",
+                what="flatchr get vacancy",
+                params={"fields": "questions"},
+            )
+            vacancy = response.json()
+            if not isinstance(vacancy, dict):
+                raise TransientError("flatchr get vacancy: unexpected answer shape")
+            return vacancy
+
+        return await self._vacancies.get_or_load(job_id, load)
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The vacancy's questions; option ids are the option texts (Flatchr has no option ids)."""
@@ -679,7 +695,7 @@ class FlatchrConnector(Connector):
         row = next((r for r in rows if isinstance(r, dict) and str(r.get("applicant")) == application_id), None)
         if row is None:
             return {"stage_id": None, "stage_name": None, "outcome": "DECLINED", "archived": True}
-        columns = await self._columns()
+        columns = await self._company_columns()
         column = next((c for c in columns if c.get("title") == row.get("column")), None)
         return {
             "stage_id": str(column["id"]) if column and column.get("id") else None,
@@ -687,18 +703,17 @@ class FlatchrConnector(Connector):
             "outcome": "HIRED" if column and column.get("hired") else "PENDING",
         }
 
-    async def _columns(self) -> list[dict[str, Any]]:
+    async def _company_columns(self) -> list[dict[str, Any]]:
         """The company's pipeline columns, re-read at most every minute."""
-        if self._columns_cache is None or time.monotonic() - self._columns_cache[0] > COLUMNS_CACHE_S:
+
+        async def load() -> list[dict[str, Any]]:
             response = await self._send(
                 "GET", f"{self.api_base}/company/{self.company_id}/columns", what="flatchr list columns"
             )
             rows = response.json()
-            self._columns_cache = (
-                time.monotonic(),
-                [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else [],
-            )
-        return self._columns_cache[1]
+            return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+        return await self._columns.get_or_load("all", load)
 
     async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
         """Files of a Flatchr applicant (the relay's candidate id is the applicant id), from
@@ -730,82 +745,53 @@ class FlatchrConnector(Connector):
             "url": attachment.get("url"),
         }
 
-    # -- passthrough --------------------------------------------------------------------------
-
-    def passthrough_url(self, path: str) -> str:
-        """`path` (``company/{id}/columns`` or ``/company/...``) joined to the API base, refusing
-        anything that could leave it."""
-        return confined_url(self.api_base, path)
-
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
-        method = method.upper()
-        if method not in PASSTHROUGH_METHODS:
-            raise PermanentError(f"passthrough method {method} is not allowed")
-        url = self.passthrough_url(path)
-        kwargs: dict[str, Any] = {
-            "params": dict(query or {}),
-            "headers": self._headers(),
-            "timeout": self.connection.timeout_s,
-        }
-        if body is not None and method != "GET":
-            kwargs["json"] = body
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, f"flatchr passthrough {method}", sent=method != "GET") from None
-        try:
-            content: Any = response.json()
-        except ValueError:
-            content = response.text
-        headers = {
-            k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after", "x-request-id")
-        }
-        return PassthroughResult(status=response.status_code, headers=headers, body=content)
+        """A call under the API base (``company/{id}/columns`` or ``/company/...``) with the key."""
+        send = functools.partial(self._send, what="flatchr passthrough", expect=ANY_STATUS)
+        return await rest_passthrough(send, self.api_base, method, path, query, body)
 
-    # -- helpers ------------------------------------------------------------------------------
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        expect: tuple[int, ...] = (200, 201),
-        pii: list[str] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        """One call with auth; failures classified with Flatchr's own (scrubbed) reason."""
-        kwargs.setdefault("timeout", self.connection.timeout_s)
-        kwargs["headers"] = {**self._headers(), **kwargs.get("headers", {})}
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, what, sent=True) from None
-        if response.status_code not in expect:
-            reason = response_reason(response, [self.connection.credentials, *(pii or [])])
-            raise error_for_response(response, f"{what} ({reason})" if reason else what)
-        return response
+# -- Helpers ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _pii(app: StoredApplication) -> list[str]:
-        c = app.candidate
-        values = [c.first_name, c.last_name, c.email_address, c.phone_number or ""]
-        values += [a.answer for a in app.screening_question_answers if isinstance(a.answer, str)]
-        return [v for v in values if v]
 
-    @staticmethod
-    def _app(ctx: StepContext) -> StoredApplication:
-        if ctx.application is None:
-            raise PermanentError("flatchr steps need an application")
-        return ctx.application
+def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[StepWarning]:
+    cv = pick_cv(attachments)
+    return [
+        StepWarning(
+            "attachment_not_supported", f"attachment #{a.index} ({a.type}): Flatchr takes a single CV, not sent"
+        )
+        for a in attachments
+        if a is not cv
+    ]
 
-    def _job_id(self, app: StoredApplication) -> str:
-        return self._safe_id(app.application.job_id, "job_id")
 
-    @staticmethod
-    def _safe_id(value: str, what: str) -> str:
-        if not isinstance(value, str) or not SAFE_ID.match(value):
-            raise PermanentError(f"{what} is not a Flatchr id")
-        return value
+def unsupported_field_warnings(application: StoredApplication) -> list[StepWarning]:
+    """Canonical fields the Flatchr create route has no place for."""
+    names = [
+        f"candidate.{n}"
+        for n in ("company", "location", "gender", "availability_date")
+        if getattr(application.candidate, n) is not None
+    ]
+    if application.application.stage_id:
+        names.append("application.stage_id")
+    if application.source and not application.source.id and (application.source.name or application.source.unified_key):
+        names.append("source.name")
+    if application.gdpr_consent is not None:
+        names.append("gdpr_consent")
+    extra = application.remote_fields.get("flatchr")
+    if isinstance(extra, Mapping):
+        names += [f"remote_fields.flatchr.{k}" for k in extra if k not in REMOTE_FIELDS]
+    return [StepWarning("field_not_supported", f"{n} is not written to Flatchr") for n in names]
+
+
+def file_answer_warnings(answers: list[StoredAnswer]) -> list[StepWarning]:
+    return [
+        StepWarning(
+            "answer_type_unsupported",
+            f"FILE answer to question {a.question_id} is not supported by Flatchr on create; not sent",
+        )
+        for a in answers
+        if isinstance(a.answer, AttachmentRef)
+    ]

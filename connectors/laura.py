@@ -9,18 +9,22 @@ all of it lives in `LauraWire` below, so correcting it against the real API touc
 Plan: ``candidate`` (look up by email, else create; 409 duplicate = success) → ``application``
 (look up by candidate + job, else validate the answers against the job's questions and create
 the application carrying them) → ``stage`` (only when the application names a stage).
+
+Settings (`LauraSettings`): ``drop_attachments`` and ``api_path``. Coverage, steps and every
+assumption: docs/connectors/laura.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, FileAnswer, StoredApplication
 from connectors.base import (
@@ -29,27 +33,38 @@ from connectors.base import (
     ConnectionSpec,
     Connector,
     ConnectorError,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
     StepContext,
+    StepWarning,
     TransientError,
     UnknownOutcome,
-    Warning_,
-    confined_url,
-    error_for_transport,
 )
+from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
+
+# -- Settings --------------------------------------------------------------------------------------
 
 API_PATH = "/api/v1.2"
 QUESTIONS_CACHE_S = 60.0
 QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
 
+
+class LauraSettings(ConnectorSettings):
+    """A Laura connection's own keys (docs/connectors/laura.md)."""
+
+    # accept applications with attachments, drop the files (one warning each) instead of refusing
+    drop_attachments: bool = False
+    # appended to base_url unless it already has /api/
+    api_path: Annotated[str, Meta(pattern=r"^/", description="a path starting with /")] = API_PATH
+
+
+# -- Wire format -----------------------------------------------------------------------------------
+# The one place that knows Laura's HTTP shapes (all of it assumed, see the module docstring).
+
 TEXT, NUMBER, BOOLEAN, DATE = "TEXT", "NUMBER", "BOOLEAN", "DATE"
 SINGLE_SELECT, MULTI_SELECT = "SINGLE_SELECT", "MULTI_SELECT"
-ANSWER_TYPES = frozenset({TEXT, NUMBER, BOOLEAN, DATE, SINGLE_SELECT, MULTI_SELECT})
-
-# ---------------------------------------------------------------------------------------------
-# Wire format: the one place that knows Laura's HTTP shapes (all of it assumed, see module doc)
 
 
 class LauraWire:
@@ -73,7 +88,7 @@ class LauraWire:
         "multiselect": MULTI_SELECT,
     }
 
-    # -- requests -----------------------------------------------------------------------------
+    # requests
 
     @staticmethod
     def headers(token: str) -> dict[str, str]:
@@ -161,7 +176,7 @@ class LauraWire:
         outcome = cls.OUTCOMES.get(str(record.get("outcome") or "").lower(), "PENDING")
         return {"stage_id": stage_id, "stage_name": stage_names.get(stage_id or ""), "outcome": outcome}
 
-    # -- responses ----------------------------------------------------------------------------
+    # responses
 
     @staticmethod
     def data(response: httpx.Response) -> Any:
@@ -238,8 +253,8 @@ class LauraWire:
         return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Screening answers: pure validation against the job's questions
+# -- Answer encoding -------------------------------------------------------------------------------
+# Screening answers: pure validation and coercion against the job's questions.
 
 
 class _Invalid(Exception):
@@ -416,68 +431,36 @@ def _check_answers(
     return errors, coerced
 
 
-# ---------------------------------------------------------------------------------------------
-# The connector
+# -- Connector -------------------------------------------------------------------------------------
 
 
-def dropped_attachment_warnings(application: StoredApplication) -> list[Warning_]:
-    """One warning per file (no file name: names can carry the candidate's name)."""
-    return [
-        Warning_("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
-        for i, ref in enumerate(application.attachments)
-    ]
-
-
-class LauraConnector(Connector):
-    """Laura: candidate + application (with answers) + optional stage; no attachments.
-
-    Settings: ``drop_attachments`` (bool, default false): accept applications with attachments
-    and drop the files with one warning each, instead of refusing them at intake;
-    ``api_path`` (default ``/api/v1.2``) appended to ``base_url`` unless it already has ``/api/``.
-    """
+class LauraConnector(Connector[LauraSettings]):
+    """Laura: candidate + application (with answers) + optional stage; no attachments (refused
+    at intake, or dropped with a warning each under ``drop_attachments``)."""
 
     name = "laura"
+    settings_type = LauraSettings
+
     capabilities = Capabilities(
-        fields=frozenset(
-            {
-                "candidate.first_name",
-                "candidate.last_name",
-                "candidate.email_address",
-                "candidate.phone_number",
-                "candidate.location.city",
-                "candidate.location.country",
-                "candidate.location.zip_code",
-                "candidate.gender",
-                "application.job_id",
-                "application.stage_id",  # written by a follow-up move to stage
-                "screening_question_answers.question_id",
-                "screening_question_answers.answer",
-            }
-        ),
-        attachment_types=frozenset(),
-        max_attachments=None,  # refused or dropped by check(), per the drop_attachments setting
-        answer_types=ANSWER_TYPES,
+        attachment_types=frozenset(),  # refused or dropped by check(), per the drop_attachments setting
         actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
-        features=frozenset({"api_passthrough", "screening_questions", "sync_only_created_applications"}),
     )
 
-    def __init__(self, connection: ConnectionSpec, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[LauraSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self._questions_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._stage_names: tuple[float, dict[str, str]] | None = None
+        self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(
+            QUESTIONS_CACHE_S, max_entries=QUESTIONS_CACHE_MAX
+        )
+        self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(QUESTIONS_CACHE_S)
 
-    # -- addressing ---------------------------------------------------------------------------
+    # -- Transport ---------------------------------------------------------------------------------
 
     @property
     def api_root(self) -> str:
         base = self.connection.base_url.rstrip("/")
         if "/api/" in urlsplit(base).path + "/":
             return base
-        return base + str(self.settings.get("api_path", API_PATH))
-
-    @property
-    def drop_attachments(self) -> bool:
-        return self.settings.get("drop_attachments") is True
+        return base + self.settings.api_path
 
     async def _call(
         self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201), **kwargs: Any
@@ -485,14 +468,28 @@ class LauraConnector(Connector):
         headers = LauraWire.headers(self.connection.credentials)
         return await self.request(method, self.api_root + path, what=what, expect=expect, headers=headers, **kwargs)
 
-    # -- intake check -------------------------------------------------------------------------
+    async def _find(
+        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *, what: str
+    ) -> str | None:
+        response = await self._call("GET", path, what=what, expect=(200,), params=params)
+        return LauraWire.first_id(response, matches)
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
+    async def _require(
+        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], kind: str
+    ) -> str:
+        found = await self._find(path, params, matches, what=f"find {kind}")
+        if not found:  # the search may lag the write: look again later rather than give up
+            raise TransientError(f"Laura reported a duplicate {kind} that its search does not show yet")
+        return found
+
+    # -- Intake check ------------------------------------------------------------------------------
+
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         """Errors are ``"<field>: <reason>"`` (intake splits on the first colon)."""
         errors: list[str] = []
-        warnings: list[Warning_] = []
+        warnings: list[StepWarning] = []
         if application.attachments:
-            if self.drop_attachments:
+            if self.settings.drop_attachments:
                 warnings.extend(dropped_attachment_warnings(application))
             else:
                 errors.append(
@@ -511,7 +508,7 @@ class LauraConnector(Connector):
             ("remote_fields", application.remote_fields),
         ):
             if present:
-                warnings.append(Warning_("field_unsupported", f"{name} is not written to Laura"))
+                warnings.append(StepWarning("field_unsupported", f"{name} is not written to Laura"))
         return errors, warnings
 
     async def check_answers(self, application: StoredApplication) -> list[str]:
@@ -529,7 +526,7 @@ class LauraConnector(Connector):
             return []
         return validate_answers(questions, application.screening_question_answers)
 
-    # -- plan ---------------------------------------------------------------------------------
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
@@ -540,6 +537,8 @@ class LauraConnector(Connector):
             stage_id = application.application.stage_id
             steps.append(Step("stage", lambda ctx: self._move(ctx.remote_id("application"), stage_id)))
         return steps
+
+    # -- Steps -------------------------------------------------------------------------------------
 
     async def _candidate(self, application: StoredApplication) -> str:
         """Validate the answers first (nothing is written for a doomed application), then find
@@ -564,7 +563,7 @@ class LauraConnector(Connector):
     async def _application(self, application: StoredApplication, ctx: StepContext) -> str:
         """Find by candidate + job; else validate the answers (→ PermanentError) and create."""
         if application.attachments:
-            if not self.drop_attachments:
+            if not self.settings.drop_attachments:
                 raise PermanentError("Laura takes no attachments and drop_attachments is not set")
             for w in dropped_attachment_warnings(application):
                 ctx.warn(w.code, w.message)
@@ -597,20 +596,6 @@ class LauraConnector(Connector):
             raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
         return answers
 
-    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
-        """For status sync: the application's stage (name from the cached stage list) and outcome."""
-        response = await self._call(
-            "GET", LauraWire.application_path(application_id), what="get application", expect=(200,)
-        )
-        record = LauraWire.data(response)
-        if not isinstance(record, Mapping):
-            raise TransientError("Laura's application answer has no record")
-        if self._stage_names is None or time.monotonic() - self._stage_names[0] > QUESTIONS_CACHE_S:
-            rows = LauraWire.data(await self._call("GET", LauraWire.STAGES_PATH, what="list stages", expect=(200,)))
-            names = {str(r["id"]): str(r.get("name", "")) for r in rows if isinstance(r, Mapping) and "id" in r}
-            self._stage_names = (time.monotonic(), names)
-        return LauraWire.status_of(record, self._stage_names[1])
-
     async def _move(self, application_id: str, stage_id: str) -> str:
         """PUT is idempotent: a re-run after an unknown outcome just sets the same stage again."""
         await self._call(
@@ -621,21 +606,7 @@ class LauraConnector(Connector):
         )
         return stage_id
 
-    async def _find(
-        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *, what: str
-    ) -> str | None:
-        response = await self._call("GET", path, what=what, expect=(200,), params=params)
-        return LauraWire.first_id(response, matches)
-
-    async def _require(
-        self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], kind: str
-    ) -> str:
-        found = await self._find(path, params, matches, what=f"find {kind}")
-        if not found:  # the search may lag the write: look again later rather than give up
-            raise TransientError(f"Laura reported a duplicate {kind} that its search does not show yet")
-        return found
-
-    # -- actions ------------------------------------------------------------------------------
+    # -- Actions -----------------------------------------------------------------------------------
 
     def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
         if action != ACTION_MOVE_APPLICATION_TO_STAGE:
@@ -645,44 +616,49 @@ class LauraConnector(Connector):
             raise PermanentError("move_application_to_stage needs application_id and stage_id")
         return [Step("stage", lambda ctx: self._move(str(application_id), str(stage_id)))]
 
-    # -- reading ------------------------------------------------------------------------------
+    # -- Reads -------------------------------------------------------------------------------------
 
     async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
         """The job's questions (neutral shape plus ``precondition_question_id`` and
         ``precondition_options``), cached for a minute; `fresh` bypasses the cache."""
-        hit = self._questions_cache.get(job_id)
-        if hit and not fresh and time.monotonic() - hit[0] < QUESTIONS_CACHE_S:
-            return hit[1]
-        response = await self._call("GET", LauraWire.job_questions_path(job_id), what="job questions", expect=(200,))
-        rows = LauraWire.data(response)
-        questions = [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
-        if len(self._questions_cache) >= QUESTIONS_CACHE_MAX:
-            self._questions_cache.clear()
-        self._questions_cache[job_id] = (time.monotonic(), questions)
-        return questions
+
+        async def load() -> list[dict[str, Any]]:
+            path = LauraWire.job_questions_path(job_id)
+            rows = LauraWire.data(await self._call("GET", path, what="job questions", expect=(200,)))
+            return [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
+
+        return await self._questions.get_or_load(job_id, load, fresh=fresh)
+
+    async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
+        """For status sync: the application's stage (name from the cached stage list) and outcome."""
+        response = await self._call(
+            "GET", LauraWire.application_path(application_id), what="get application", expect=(200,)
+        )
+        record = LauraWire.data(response)
+        if not isinstance(record, Mapping):
+            raise TransientError("Laura's application answer has no record")
+
+        async def load_names() -> dict[str, str]:
+            rows = LauraWire.data(await self._call("GET", LauraWire.STAGES_PATH, what="list stages", expect=(200,)))
+            return {str(r["id"]): str(r.get("name", "")) for r in rows if isinstance(r, Mapping) and "id" in r}
+
+        return LauraWire.status_of(record, await self._stage_names.get_or_load("all", load_names))
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any
     ) -> PassthroughResult:
         """Forward a raw call under the API root; the ATS's status and body come back as they are."""
-        method = method.upper()
-        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-            raise PermanentError(f"passthrough method {method} is not allowed")
-        url = confined_url(self.api_root, path)
-        kwargs: dict[str, Any] = {
-            "params": dict(query or {}),
-            "timeout": self.connection.timeout_s,
-            "headers": LauraWire.headers(self.connection.credentials),
-        }
-        if body is not None:
-            kwargs["json"] = body
-        try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, "passthrough", sent=method != "GET") from None
-        try:
-            content: Any = response.json()
-        except ValueError:
-            content = response.text
-        headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after")}
-        return PassthroughResult(status=response.status_code, headers=headers, body=content)
+        headers = LauraWire.headers(self.connection.credentials)
+        send = functools.partial(self.request, what="passthrough", expect=ANY_STATUS, headers=headers)
+        return await rest_passthrough(send, self.api_root, method, path, query, body)
+
+
+# -- Helpers ---------------------------------------------------------------------------------------
+
+
+def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarning]:
+    """One warning per file (no file name: names can carry the candidate's name)."""
+    return [
+        StepWarning("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
+        for i, ref in enumerate(application.attachments)
+    ]

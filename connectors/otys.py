@@ -1,8 +1,8 @@
 """OTYS connector: the OWS JSON-RPC API (``POST {base}/jservice.php``, files via ``fileService.php``).
 
-Wire facts come from shared/connectors/otys-api.md (the official OTYS WordPress plugin and public
-clients); choices where public sources are silent are marked "assumption:" and listed in
-docs/connectors/otys.md.
+Wire facts come from public sources (the official OTYS WordPress plugin, public OWS clients);
+choices where they are silent are marked "assumption:" here and listed, with the settings
+(`OtysSettings`) and the coverage, in docs/connectors/otys.md.
 
 Plan of a delivery (checkpoint names are stable):
 
@@ -31,11 +31,11 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
+from msgspec import Meta
 
 from app.core.model import AttachmentRef, StoredApplication
 from app.core.pii import scrub
@@ -48,72 +48,60 @@ from connectors.base import (
     AttachmentRejected,
     AuthError,
     Capabilities,
+    ConnectionSpec,
     Connector,
+    ConnectorSettings,
     PassthroughResult,
     PermanentError,
     Step,
     StepContext,
+    StepWarning,
     TransientError,
     UnknownOutcome,
-    Warning_,
     attachment_step_name,
 )
+from connectors.http import TtlCache
+
+# -- Settings --------------------------------------------------------------------------------------
 
 DEFAULT_BASE_URL = "https://ows.otys.nl"
-T = TypeVar("T")
 STAGE_CACHE_S = 60.0
 HIRED_CODES = ("hired", "aangenomen", "geplaatst", "placed")
 DECLINED_CODES = ("rejected", "afgewezen", "declined", "withdrawn", "teruggetrokken")
-SVC = "Otys.Services."
-SESSION_MESSAGES = ("please login again", "please login first")
-DEDUPE_MARKER = "applyrelay-sha256:"
 
 # assumption: typeId 1 = CV and 201 = other are confirmed by the plugin; 2 for cover letters is not
 DEFAULT_DOCUMENT_TYPES = {"CV": 1, "COVER_LETTER": 2, "OTHER": 201}
+
 # assumption: Person.gender option codes (read them with CandidateService.getOptionLists per tenant)
 DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
+Count = Annotated[int, Meta(ge=0)]
 
-CANDIDATE_FIELDS = frozenset(
-    {
-        "candidate.first_name",
-        "candidate.last_name",
-        "candidate.email_address",
-        "candidate.company",
-        "candidate.phone_number",
-        "candidate.location.city",
-        "candidate.location.country",
-        "candidate.location.zip_code",
-        "candidate.gender",
-        "candidate.availability_date",
-        "application.job_id",
-        "application.stage_id",
-        "attachments.name",
-        "attachments.content_type",
-        "attachments.data_url",
-        "attachments.data",
-        "attachments.type",
-        "source.name",
-        "source.unified_key",
-        "source.id",
-        "gdpr_consent.expires_at",
-        "gdpr_consent.given",
-    }
-)
 
-QUESTION_TYPES = {
-    "textField": "TEXT",
-    "textarea": "TEXT",
-    "motivation": "TEXT",
-    "dateSelect": "DATE",
-    "file": "FILE",
-    "multiFile": "FILE",
-    "select": "SINGLE_SELECT",
-    "radio": "SINGLE_SELECT",
-    "multiSelect": "MULTI_SELECT",
-    "multiCheckbox": "MULTI_SELECT",
-    "criteria": "MULTI_SELECT",
-    "checkbox": "BOOLEAN",
-}
+class OtysSettings(ConnectorSettings):
+    """An OTYS connection's own keys (docs/connectors/otys.md)."""
+
+    default_source: str | None = None  # source when the application names none
+    create_sources: bool = True  # create a referrer portal for an unknown source name
+    update_existing_candidates: bool = True  # updateEx a candidate found by e-mail
+    company_field: str = "currentEmployer"  # the candidate field for candidate.company
+    gender_map: dict[Literal["MALE", "FEMALE", "OTHER"], str] = {}  # over DEFAULT_GENDERS
+    document_types: dict[Literal["CV", "COVER_LETTER", "OTHER"], int] = {}  # over DEFAULT_DOCUMENT_TYPES
+    gdpr_retention_months: Count = 12  # due date when consent is given without expires_at
+    gdpr_decline_days: Count = 30  # due date when consent is declined
+    result_link_type_id: int = 201  # document type of result-link documents
+    language_code: str | None = None  # Person.languageCode
+    job_id_map: dict[str, str | int] = {}  # board job id -> OTYS vacancy uid
+    procedure_portal: bool = False  # also write portalId on the procedure (undocumented there)
+    hired_stage_codes: tuple[str, ...] = HIRED_CODES
+    declined_stage_codes: tuple[str, ...] = DECLINED_CODES
+
+
+# -- Wire format -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+SVC = "Otys.Services."
+SESSION_MESSAGES = ("please login again", "please login first")
+DEDUPE_MARKER = "applyrelay-sha256:"
 
 
 class _SessionRefused(Exception):
@@ -157,6 +145,14 @@ def is_duplicate(error: PermanentError) -> bool:
     return "duplicate" in error.detail.lower() or "already" in error.detail.lower()
 
 
+def _uid(result: Any, what: str) -> str:
+    """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
+    not have happened: the retry's lookup decides)."""
+    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
+        raise UnknownOutcome(f"OTYS returned no {what} id")
+    return str(result)
+
+
 def dedupe_marker(sha256: str) -> str:
     return f"{DEDUPE_MARKER}{sha256}"
 
@@ -190,12 +186,36 @@ def stage_field(stage_id: str) -> tuple[str, str]:
     return "ProcedureStatus1", f"1_{stage_id}"
 
 
-class OtysConnector(Connector):
+# -- Answer encoding -------------------------------------------------------------------------------
+# Screening answers are not in the OTYS coverage: intake warns and none are written. Only the
+# questions are read (QuestionSetService), with their types in the relay's neutral names.
+
+
+QUESTION_TYPES = {
+    "textField": "TEXT",
+    "textarea": "TEXT",
+    "motivation": "TEXT",
+    "dateSelect": "DATE",
+    "file": "FILE",
+    "multiFile": "FILE",
+    "select": "SINGLE_SELECT",
+    "radio": "SINGLE_SELECT",
+    "multiSelect": "MULTI_SELECT",
+    "multiCheckbox": "MULTI_SELECT",
+    "criteria": "MULTI_SELECT",
+    "checkbox": "BOOLEAN",
+}
+
+
+# -- Connector -------------------------------------------------------------------------------------
+
+
+class OtysConnector(Connector[OtysSettings]):
     name = "otys"
+    settings_type = OtysSettings
+
     capabilities = Capabilities(
-        fields=CANDIDATE_FIELDS,
         attachment_types=frozenset({"CV", "COVER_LETTER", "OTHER"}),
-        answer_types=frozenset(),
         actions=frozenset(
             {
                 ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -205,28 +225,20 @@ class OtysConnector(Connector):
                 ACTION_MOVE_APPLICATION_TO_STAGE,
             }
         ),
-        features=frozenset(
-            {
-                "source_writing",
-                "sync_only_created_applications",
-                "create_candidate_full_attachment_retry",
-                "api_passthrough",
-            }
-        ),
     )
 
-    def __init__(self, connection: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, connection: ConnectionSpec[OtysSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._session: str | None = None
-        self._stage_names: tuple[float, dict[str, str]] | None = None
+        self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(STAGE_CACHE_S)
         self._login_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         base = (connection.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.rpc_url = f"{base}/jservice.php"
         self.file_url = f"{base}/fileService.php"
 
-    # =========================================================================================
-    # Session and JSON-RPC transport
+    # -- Transport ---------------------------------------------------------------------------------
+    # A session (loginByUid) reused for the connector's lifetime; JSON-RPC over jservice.php.
 
     async def _login(self, stale: str | None) -> str:
         """One login at a time; a caller whose session was refused logs in only if nobody has
@@ -355,14 +367,13 @@ class OtysConnector(Connector):
         except Exception:  # noqa: S110 - logging out is best effort
             pass
 
-    # =========================================================================================
-    # Intake check and plan
+    # -- Intake check ------------------------------------------------------------------------------
 
-    def check(self, application: StoredApplication) -> tuple[list[str], list[Warning_]]:
-        warnings: list[Warning_] = []
+    def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
+        warnings: list[StepWarning] = []
         if application.screening_question_answers:
             warnings.append(
-                Warning_(
+                StepWarning(
                     "answers_not_written",
                     "OTYS: screening answers are not part of the OTYS coverage; not written",
                 )
@@ -370,8 +381,10 @@ class OtysConnector(Connector):
         known = self._document_types()
         for ref in application.attachments:
             if ref.type not in known:
-                warnings.append(Warning_("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
+                warnings.append(StepWarning("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
         return [], warnings
+
+    # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps: list[Step] = []
@@ -395,8 +408,9 @@ class OtysConnector(Connector):
 
         return Step(attachment_step_name(ref), run, attachment=ref, core=False)
 
-    # =========================================================================================
-    # Source ("herkomst" = referrer portal)
+    # -- Steps -------------------------------------------------------------------------------------
+
+    # source: the referrer portal ("herkomst")
 
     def _source_spec(self, application: StoredApplication) -> tuple[str, str] | None:
         src = application.source
@@ -404,8 +418,8 @@ class OtysConnector(Connector):
             return "id", src.id
         if src is not None and (src.name or src.unified_key):
             return "name", str(src.name or src.unified_key)
-        default = self.settings.get("default_source")
-        return ("name", str(default)) if default else None
+        default = self.settings.default_source
+        return ("name", default) if default else None
 
     async def _step_source(self, ctx: StepContext, application: StoredApplication) -> str:
         spec = self._source_spec(application)
@@ -423,7 +437,7 @@ class OtysConnector(Connector):
         found = self._match_portal(portals, keys)
         if found:
             return found
-        if not self.settings.get("create_sources", True):
+        if not self.settings.create_sources:
             ctx.warn("source_not_found", "OTYS: no referrer portal matches the source; none set")
             return ""
         try:  # assumption: ReferrerPortalService.add {portal} creates a portal and returns its uid
@@ -465,8 +479,7 @@ class OtysConnector(Connector):
                 return str(portal["uid"])
         return None
 
-    # =========================================================================================
-    # Candidate
+    # candidate
 
     def _candidate_payload(self, application: StoredApplication, portal_uid: str | None) -> dict[str, Any]:
         cand = application.candidate
@@ -476,7 +489,7 @@ class OtysConnector(Connector):
             "emailPrimary": cand.email_address,
         }
         if cand.gender:
-            genders = {**DEFAULT_GENDERS, **dict(self.settings.get("gender_map") or {})}
+            genders = {**DEFAULT_GENDERS, **self.settings.gender_map}
             person["gender"] = genders[cand.gender]
         if cand.location is not None:
             address = {
@@ -492,12 +505,12 @@ class OtysConnector(Connector):
                 person["AddressPrimary"] = address
         if cand.phone_number:
             person["PhoneNumbers"] = {"1": {"type": "primary", "phoneNumber": cand.phone_number}}
-        if self.settings.get("language_code"):
-            person["languageCode"] = self.settings["language_code"]
+        if self.settings.language_code:
+            person["languageCode"] = self.settings.language_code
         payload: dict[str, Any] = {"Person": person}
         if cand.company:
             # assumption: the candidate's current employer field; configurable per tenant
-            payload[str(self.settings.get("company_field", "currentEmployer"))] = cand.company
+            payload[self.settings.company_field] = cand.company
         if cand.availability_date:
             payload["availableAt"] = otys_datetime(cand.availability_date)
         if portal_uid:
@@ -584,7 +597,7 @@ class OtysConnector(Connector):
         payload = self._candidate_payload(application, ctx.checkpoints.get("source") or None)
         existing = await self.find_candidate(email)
         if existing:
-            if self.settings.get("update_existing_candidates", True):
+            if self.settings.update_existing_candidates:
                 await self._update_candidate(existing, payload)
             return existing
         try:
@@ -606,7 +619,6 @@ class OtysConnector(Connector):
         patch.pop("portalId", None)  # keep the candidate's first source
         await self.call(f"{SVC}CandidateService.updateEx", uid, patch, what="update candidate")
 
-    # =========================================================================================
     # GDPR
 
     def gdpr_due_date(self, application: StoredApplication) -> str:
@@ -618,11 +630,11 @@ class OtysConnector(Connector):
             return expiry_date(consent.expires_at)
         received = dt.datetime.fromtimestamp(application.origin.received_at, dt.UTC).date()
         if consent.given:
-            months = int(self.settings.get("gdpr_retention_months", 12))
+            months = self.settings.gdpr_retention_months
             year, month = divmod(received.month - 1 + months, 12)
             day = min(received.day, 28)
             return dt.date(received.year + year, month + 1, day).isoformat()
-        return (received + dt.timedelta(days=int(self.settings.get("gdpr_decline_days", 30)))).isoformat()
+        return (received + dt.timedelta(days=self.settings.gdpr_decline_days)).isoformat()
 
     async def _step_gdpr(self, ctx: StepContext, application: StoredApplication) -> str:
         consent = application.gdpr_consent
@@ -640,8 +652,7 @@ class OtysConnector(Connector):
         )
         return f"{reason}:{due}"
 
-    # =========================================================================================
-    # Application (procedure)
+    # application (procedure)
 
     async def find_procedure(self, candidate_uid: str, vacancy_uid: str) -> str | None:
         result = await self.call(
@@ -674,7 +685,7 @@ class OtysConnector(Connector):
             key, uid = stage_field(application.application.stage_id)
             body[key] = {"uid": uid}
         portal = ctx.checkpoints.get("source")
-        if portal and self.settings.get("procedure_portal", False):
+        if portal and self.settings.procedure_portal:
             # assumption, off by default: only candidates are documented to take portalId
             body["portalId"] = portal
         body.update(self._source_tags(application))
@@ -690,53 +701,12 @@ class OtysConnector(Connector):
             raise
 
     def _vacancy_uid(self, job_id: str) -> str:
-        mapping = self.settings.get("job_id_map") or {}
-        return str(mapping.get(job_id, job_id))
+        return str(self.settings.job_id_map.get(job_id, job_id))
 
-    # =========================================================================================
-    # Attachments
+    # attachments
 
     def _document_types(self) -> dict[str, int]:
-        return {
-            **DEFAULT_DOCUMENT_TYPES,
-            **{k: int(v) for k, v in dict(self.settings.get("document_types") or {}).items()},
-        }
-
-    async def candidate_documents(self, candidate_uid: str) -> list[dict[str, Any]]:
-        # assumption: AttachedDocumentsService.getListEx filters on candidateUid and returns these fields
-        result = await self.call(
-            f"{SVC}AttachedDocumentsService.getListEx",
-            {
-                "what": {
-                    "uid": 1,
-                    "subject": 1,
-                    "description": 1,
-                    "fileName": 1,
-                    "fileSize": 1,
-                    "typeId": 1,
-                    "mimeType": 1,
-                    "applicationUid": 1,
-                },
-                "limit": 200,
-                "offset": 0,
-                "condition": {"type": "COND", "field": "candidateUid", "op": "EQ", "param": candidate_uid},
-            },
-            what="list candidate documents",
-        )
-        return list((result or {}).get("listOutput", []))
-
-    async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
-        types = {v: k for k, v in self._document_types().items()}
-        return [
-            {
-                "id": d.get("uid"),
-                "name": d.get("fileName") or d.get("subject"),
-                "content_type": d.get("mimeType"),
-                "size": d.get("fileSize"),
-                "type": types.get(int(d.get("typeId") or 201), "OTHER"),
-            }
-            for d in await self.candidate_documents(candidate_id)
-        ]
+        return {**DEFAULT_DOCUMENT_TYPES, **self.settings.document_types}
 
     @staticmethod
     def _held(documents: list[dict[str, Any]], name: str, sha256: str, size: int) -> str | None:
@@ -803,8 +773,7 @@ class OtysConnector(Connector):
         except PermanentError as exc:
             raise AttachmentRejected(exc.detail, status=exc.status) from None
 
-    # =========================================================================================
-    # Actions
+    # -- Actions -----------------------------------------------------------------------------------
 
     def action_plan(self, action: str, params: Mapping[str, Any], attachments: list[AttachmentRef]) -> list[Step]:
         if action == ACTION_ADD_ATTACHMENT_TO_CANDIDATE:
@@ -880,7 +849,7 @@ class OtysConnector(Connector):
             data=data,
             sha256=hashlib.sha256(data).hexdigest(),
             content_type="text/plain",
-            type_id=int(self.settings.get("result_link_type_id", 201)),
+            type_id=self.settings.result_link_type_id,
             subject=label,
         )
 
@@ -894,8 +863,43 @@ class OtysConnector(Connector):
         )
         return uid
 
-    # =========================================================================================
-    # Reading
+    # -- Reads -------------------------------------------------------------------------------------
+
+    async def candidate_documents(self, candidate_uid: str) -> list[dict[str, Any]]:
+        # assumption: AttachedDocumentsService.getListEx filters on candidateUid and returns these fields
+        result = await self.call(
+            f"{SVC}AttachedDocumentsService.getListEx",
+            {
+                "what": {
+                    "uid": 1,
+                    "subject": 1,
+                    "description": 1,
+                    "fileName": 1,
+                    "fileSize": 1,
+                    "typeId": 1,
+                    "mimeType": 1,
+                    "applicationUid": 1,
+                },
+                "limit": 200,
+                "offset": 0,
+                "condition": {"type": "COND", "field": "candidateUid", "op": "EQ", "param": candidate_uid},
+            },
+            what="list candidate documents",
+        )
+        return list((result or {}).get("listOutput", []))
+
+    async def candidate_attachments(self, candidate_id: str) -> list[dict[str, Any]]:
+        types = {v: k for k, v in self._document_types().items()}
+        return [
+            {
+                "id": d.get("uid"),
+                "name": d.get("fileName") or d.get("subject"),
+                "content_type": d.get("mimeType"),
+                "size": d.get("fileSize"),
+                "type": types.get(int(d.get("typeId") or 201), "OTHER"),
+            }
+            for d in await self.candidate_documents(candidate_id)
+        ]
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         qs_uid = await self.call(
@@ -939,14 +943,16 @@ class OtysConnector(Connector):
         )
         status = (detail or {}).get("ProcedureStatus1") if isinstance(detail, Mapping) else None
         stage_id = str(status.get("uid")) if isinstance(status, Mapping) and status.get("uid") else None
-        if self._stage_names is None or time.monotonic() - self._stage_names[0] > STAGE_CACHE_S:
-            self._stage_names = (time.monotonic(), {r["id"]: str(r["name"] or "") for r in await self.stages()})
-        name = self._stage_names[1].get(stage_id or "")
+        names = await self._stage_names.get_or_load("all", self._stage_name_map)
+        name = names.get(stage_id or "")
         code = (name or "").casefold()
-        hired = {c.casefold() for c in self.settings.get("hired_stage_codes", HIRED_CODES)}
-        declined = {c.casefold() for c in self.settings.get("declined_stage_codes", DECLINED_CODES)}
+        hired = {c.casefold() for c in self.settings.hired_stage_codes}
+        declined = {c.casefold() for c in self.settings.declined_stage_codes}
         outcome = "HIRED" if code in hired else "DECLINED" if code in declined else "PENDING"
         return {"stage_id": stage_id, "stage_name": name, "outcome": outcome}
+
+    async def _stage_name_map(self) -> dict[str, str]:
+        return {r["id"]: str(r["name"] or "") for r in await self.stages()}
 
     async def stages(self) -> list[dict[str, Any]]:
         """Status list 1 (the pipeline) as ``{"id": "1_<uid>", "name"}``."""
@@ -996,12 +1002,7 @@ class OtysConnector(Connector):
         return await self._with_session(attempt, "OTYS passthrough")
 
 
-def _uid(result: Any, what: str) -> str:
-    """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
-    not have happened: the retry's lookup decides)."""
-    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
-        raise UnknownOutcome(f"OTYS returned no {what} id")
-    return str(result)
+# -- Helpers ---------------------------------------------------------------------------------------
 
 
 def _remote_object(application: StoredApplication, name: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from app.config import ConfigError, RetryPolicyConfig, load_config, parse_config
 from app.delivery.retry_policy import next_retry
 from app.net import ssrf
 from connectors.base import TransientError, parse_retry_after
+from connectors.factorial import FactorialSettings
 from tests.harness import PDF_BYTES, Emulator, connection_table
 from tests.test_factorial_e2e import application
 
@@ -60,7 +61,7 @@ def test_config_file_and_secrets_from_env(tmp_path: Path) -> None:
     )
     config = load_config(path, {"ACME_KEY": "s3cret"})
     acme = config.connections["acme"]
-    assert acme.credentials == "s3cret" and acme.settings == {"api_version": "2026-04-01"}
+    assert acme.credentials == "s3cret" and acme.settings == FactorialSettings(api_version="2026-04-01")
     assert "s3cret" not in repr(acme)
     path.write_text("[connections.acme\n")
     with pytest.raises(ConfigError, match="not valid TOML"):

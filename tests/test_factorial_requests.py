@@ -11,7 +11,7 @@ import httpx
 from app.core.model import AttachmentRef, Candidate, JobRef, Origin, Source, StoredApplication
 from app.net.ats_http import ats_client
 from connectors.base import ConnectionSpec, StepContext
-from connectors.factorial import FactorialConnector
+from connectors.factorial import FactorialConnector, FactorialSettings
 from tests.harness import PDF_BYTES, Emulator
 
 
@@ -35,7 +35,9 @@ async def _run(
 
     async with ats_client() as http:
         http.event_hooks["request"] = [note]
-        connector = FactorialConnector(ConnectionSpec("acme", "factorial", factorial.url, "sandbox", {}), http)
+        connector = FactorialConnector(
+            ConnectionSpec("acme", "factorial", factorial.url, "sandbox", FactorialSettings()), http
+        )
 
         async def load_file(_: object) -> bytes:
             if cv is None:

@@ -29,7 +29,7 @@ from connectors.base import (
     TransientError,
     UnknownOutcome,
 )
-from connectors.flatchr import FlatchrConnector, encode_answer, resolve_source, scrub
+from connectors.flatchr import FlatchrConnector, FlatchrSettings, encode_answer, resolve_source, scrub
 from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.flatchr import COMPANY_ID
 
@@ -54,7 +54,7 @@ def make_connector(
         connector="flatchr",
         base_url=server.url,
         credentials=credentials,
-        settings={"company_id": COMPANY_ID, **settings},
+        settings=FlatchrSettings.from_mapping({"company_id": COMPANY_ID, **settings}),
         timeout_s=5.0,
     )
     connector = connector_class("flatchr")(spec, http)
@@ -240,11 +240,15 @@ async def test_source_by_origin(
 
 def test_resolve_source_without_rules_and_with_broken_rules() -> None:
     app = application()
-    assert resolve_source({}, app) == ("none", None)
-    assert resolve_source({"offerer_id": "75"}, app) == ("offerer_id:75", None)
-    assert resolve_source({"offerer_id": 75, "source_id": "s1"}, app) == ("source_id:s1", None)
-    assert resolve_source({"offerer_id": 75}, application(source_id="s2")) == ("source_id:s2", None)
-    marker, problem = resolve_source({"source_by_origin": {"default": "offerer_id"}}, app)
+
+    def settings(**values: Any) -> FlatchrSettings:
+        return FlatchrSettings.from_mapping({"company_id": COMPANY_ID, **values})
+
+    assert resolve_source(settings(), app) == ("none", None)
+    assert resolve_source(settings(offerer_id="75"), app) == ("offerer_id:75", None)
+    assert resolve_source(settings(offerer_id=75, source_id="s1"), app) == ("source_id:s1", None)
+    assert resolve_source(settings(offerer_id=75), application(source_id="s2")) == ("source_id:s2", None)
+    marker, problem = resolve_source(settings(source_by_origin={"default": "offerer_id"}), app)
     assert marker == "none" and problem
 
 
@@ -426,7 +430,8 @@ async def test_candidate_attachments_unknown_applicant(server: BackgroundServer,
 
 def test_careers_host_derivation() -> None:
     def careers(base: str, **settings: Any) -> str:
-        spec = ConnectionSpec(id="c", connector="flatchr", base_url=base, credentials="k", settings=settings)
+        flatchr = FlatchrSettings.from_mapping({"company_id": COMPANY_ID, **settings})
+        spec = ConnectionSpec(id="c", connector="flatchr", base_url=base, credentials="k", settings=flatchr)
         return FlatchrConnector(spec, httpx.AsyncClient()).careers_base
 
     assert careers("https://api.flatchr.io") == "https://careers.flatchr.io"

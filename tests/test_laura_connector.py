@@ -31,7 +31,7 @@ from connectors.base import (
     UnknownOutcome,
     confined_url,
 )
-from connectors.laura import LauraConnector, validate_answers
+from connectors.laura import LauraConnector, LauraSettings, validate_answers
 from connectors.sandbox.common import BackgroundServer
 
 # ---------------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def make(
         connector="laura",
         base_url=server.url,
         credentials=credentials,
-        settings=settings,
+        settings=LauraSettings.from_mapping(settings),
         timeout_s=2.0,
     )
     connector = connector_class("laura")(spec, http)
@@ -520,7 +520,7 @@ async def test_api_root(server: BackgroundServer, http: httpx.AsyncClient) -> No
         connector="laura",
         base_url="https://acme.rekrytointi.com/api/v1.2/",
         credentials="k",
-        settings={},
+        settings=LauraSettings(),
     )
     assert LauraConnector(spec, http).api_root == "https://acme.rekrytointi.com/api/v1.2"
 

@@ -20,7 +20,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 from app.core.model import AttachmentRef, Candidate, JobRef, Origin, Source, StoredAnswer, StoredApplication
 from app.log import configure
 from connectors.base import ConnectionSpec, StepContext
-from connectors.factorial import FactorialConnector
+from connectors.factorial import FactorialConnector, FactorialSettings
 from tests.harness import PDF_BYTES, Emulator, b64, connection_table
 from tests.test_factorial_e2e import application
 
@@ -136,7 +136,9 @@ async def test_connector_requests_and_emulator_answers_match_factorial_openapi(
         request.read()  # multipart bodies stream; keep them to validate
 
     async with httpx.AsyncClient(event_hooks={"request": [read_request], "response": [keep]}) as http:
-        connector = FactorialConnector(ConnectionSpec("acme", "factorial", factorial.url, "sandbox", {}), http)
+        connector = FactorialConnector(
+            ConnectionSpec("acme", "factorial", factorial.url, "sandbox", FactorialSettings()), http
+        )
         checkpoints: dict[str, str] = {}
 
         async def load(_: AttachmentRef) -> bytes:

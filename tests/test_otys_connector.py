@@ -38,7 +38,7 @@ from connectors.base import (
     TransientError,
     UnknownOutcome,
 )
-from connectors.otys import OtysConnector, classify_rpc_error, expiry_date, stage_field
+from connectors.otys import OtysConnector, OtysSettings, classify_rpc_error, expiry_date, stage_field
 from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.otys import create_app
 
@@ -121,7 +121,7 @@ def make(
         connector="otys",
         base_url=server.url,
         credentials=credentials,
-        settings=settings,
+        settings=OtysSettings.from_mapping(settings),
         timeout_s=timeout_s,
     )
     connector = connector_class("otys")(spec, http)

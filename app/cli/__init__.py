@@ -64,9 +64,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     env = dict(os.environ)
     if not env.get("REDIS_URL"):
         embedded = EmbeddedRedis(Path(env.get("APPLYRELAY_VAR_DIR", "var")) / "redis")
-        env["REDIS_URL"] = embedded.start()
+        env["REDIS_URL"] = embedded.url  # its port and password are chosen; it is not started yet
+    settings = _settings(env["REDIS_URL"])  # a bad config exits here, before anything starts
+    if embedded:
+        embedded.start()
         print(f"applyrelay: embedded Redis on 127.0.0.1:{embedded.port} (AOF in {embedded.data_dir})", flush=True)
-    settings = _settings(env["REDIS_URL"])
     os.environ["REDIS_URL"] = env["REDIS_URL"]
     worker = _Supervised([sys.executable, "-m", "app.cli", "worker"], env)
     print(

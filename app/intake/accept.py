@@ -36,7 +36,7 @@ from app.delivery.store import DeliveryStore, new_delivery_id
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
-from connectors.base import Connector, ConnectorError, Warning_
+from connectors.base import Connector, ConnectorError, StepWarning
 
 ANSWER_CHECK_TIMEOUT_S = 2.0
 PREVIOUSLY_ERASED = (
@@ -212,7 +212,7 @@ class Intake:
         app: ApplicationIn,
         origin: Origin,
         idempotency_key: str | None = None,
-        notes: list[Warning_] | None = None,
+        notes: list[StepWarning] | None = None,
     ) -> Accepted:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""

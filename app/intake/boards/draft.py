@@ -24,7 +24,7 @@ from app.core import files
 from app.core.model import ApplicationIn
 from app.core.problems import FieldError, Problem
 from app.intake import decode
-from connectors.base import ConnectorError, Warning_
+from connectors.base import ConnectorError, StepWarning
 
 ATS_READ_TIMEOUT_S = 2.0
 _PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
@@ -56,7 +56,7 @@ def split_name(full: str) -> tuple[str, str]:
     return words[0], " ".join(words[1:])
 
 
-def clean_phone(phone: str | None, notes: list[Warning_], where: str) -> str | None:
+def clean_phone(phone: str | None, notes: list[StepWarning], where: str) -> str | None:
     """A phone the canonical model cannot hold (letters, "ext.") is dropped with a warning rather
     than refusing the application over it."""
     if phone is None or not phone.strip():
@@ -64,7 +64,7 @@ def clean_phone(phone: str | None, notes: list[Warning_], where: str) -> str | N
     phone = phone.strip()
     if _PHONE_RE.match(phone):
         return phone
-    notes.append(Warning_("phone_dropped", f"{where}: not a phone number the ATS can take; not sent"))
+    notes.append(StepWarning("phone_dropped", f"{where}: not a phone number the ATS can take; not sent"))
     return None
 
 
@@ -216,7 +216,7 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
     2 s; otherwise the application is accepted and the delivery finds out (never lose one to a
     slow ATS). An open job is remembered for a minute (one ATS read per job, not per
     application); missing and closed ones are asked again. Off with `inbound_job_check = false`."""
-    if connection.settings.get("inbound_job_check", True) is False:
+    if not connection.inbound.inbound_job_check:
         return
     key = (connection.base_url, connection.id, job_id)
     now = time.monotonic()

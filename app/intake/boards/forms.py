@@ -235,7 +235,7 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
         if not (value or "").strip():
             raise Problem.invalid(name, "required")
     phone = (form.value("phone") or "").strip() or None
-    source = (form.value("source") or "").strip() or str(connection.settings.get("form_source_name", "Career site"))
+    source = (form.value("source") or "").strip() or connection.inbound.form_source_name
     draft = Draft(
         connection_id=connection.id,
         job_id=job_id,

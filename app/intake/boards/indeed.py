@@ -30,7 +30,7 @@ from app.core.problems import FieldError, Problem
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
-from connectors.base import Connector, Warning_
+from connectors.base import Connector, StepWarning
 
 SIGNATURE_HEADER = "x-indeed-signature"
 DEFAULT_MAX_BODY = 25_000_000
@@ -133,8 +133,7 @@ def _missing(path: str) -> Problem:
 
 def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
     """(ATS job id, the Indeed field it came from)."""
-    settings = connection.settings
-    preferred = settings.get("indeed_job_field", "jobId")
+    preferred = connection.inbound.indeed_job_field
     order = ["jobMeta"] if preferred == "jobMeta" else ["jobId", "jobMeta"]
     job = apply.job or IndeedJob()
     value, source = None, f"job.{order[0]}"
@@ -145,8 +144,8 @@ def ats_job_id(apply: IndeedApply, connection: Connection) -> tuple[str, str]:
             break
     if value is None:
         raise _missing(source)
-    mapping = settings.get("indeed_jobs")
-    if isinstance(mapping, dict) and mapping:
+    mapping = connection.inbound.indeed_jobs
+    if mapping:
         if value not in mapping:
             raise Problem(
                 404,
@@ -173,9 +172,9 @@ def board_answers(apply: IndeedApply, connection: Connection) -> list[BoardAnswe
         ("questions", apply.questions),
     ):
         answers.extend(_container(path, container, connection))
-    explicit = connection.settings.get("indeed_questions") or {}
+    explicit = connection.inbound.indeed_questions
     for answer in _container("demographicQuestionsAndAnswers", apply.demographicQuestionsAndAnswers, connection):
-        if isinstance(explicit, dict) and answer.board_id in explicit:
+        if answer.board_id in explicit:
             answers.append(answer)
     return answers
 
@@ -285,10 +284,10 @@ FIELD_NAMES = {
 
 async def to_application(
     apply: IndeedApply, connection: Connection, connector: Connector, job_id: str
-) -> tuple[Draft, Origin, list[Warning_]]:
+) -> tuple[Draft, Origin, list[StepWarning]]:
     """The draft application (`.build()` validates it; `.rename()` names intake's refusals
     in Indeed's terms), where it came from, and what could not be mapped."""
-    notes: list[Warning_] = []
+    notes: list[StepWarning] = []
     applicant = apply.applicant
     assert applicant is not None
     first, last = (applicant.firstName or "").strip(), (applicant.lastName or "").strip()
@@ -307,7 +306,7 @@ async def to_application(
         job_id=job_id,
         candidate=candidate,
         field_names=FIELD_NAMES,
-        source={"name": str(connection.settings.get("indeed_source_name", "Indeed"))},
+        source={"name": connection.inbound.indeed_source_name},
     )
     resume = applicant.resume
     if resume is not None and resume.file is not None and resume.file.data:
@@ -333,7 +332,7 @@ async def to_application(
             (applicant.coverletter or "").encode(),
             "applicant.coverletter",
         )
-    explicit = connection.settings.get("indeed_questions") or {}
+    explicit = connection.inbound.indeed_questions
     mapper = QuestionMapper(explicit, lambda: connector.screening_questions(job_id), "Indeed")
     mapped = await mapper.map(board_answers(apply, connection), notes)
     for qid, value, path in mapped:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.intake.boards.draft import ATS_READ_TIMEOUT_S, FileValue, normalise_text
-from connectors.base import ConnectorError, Warning_
+from connectors.base import ConnectorError, StepWarning
 
 
 @dataclass
@@ -62,7 +62,7 @@ class QuestionMapper:
                     return str(question["id"]), question
         return None, None
 
-    async def map(self, answers: Sequence[BoardAnswer], notes: list[Warning_]) -> list[tuple[str, Any, str]]:
+    async def map(self, answers: Sequence[BoardAnswer], notes: list[StepWarning]) -> list[tuple[str, Any, str]]:
         """(ATS question id, value, the board's field path) for every answer that maps."""
         mapped: list[tuple[str, Any, str]] = []
         seen: set[str] = set()
@@ -71,7 +71,7 @@ class QuestionMapper:
             label = answer.board_id or answer.path
             if qid is None:
                 notes.append(
-                    Warning_(
+                    StepWarning(
                         "answer_unmapped",
                         f"{self.board} question {label[:100]} matches no question of the job; not sent",
                     )

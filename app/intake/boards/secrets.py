@@ -7,17 +7,23 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 from app.config import Connection
 from app.core.problems import Problem
 
 
-def configured_secrets(connection: Connection, setting: str, *, several: bool) -> list[str]:
+def configured_secrets(
+    connection: Connection,
+    setting: Literal["indeed_secret_env", "webhook_secret_env", "form_token_env"],
+    *,
+    several: bool,
+) -> list[str]:
     """The secret(s) for an inbound route: the environment variable named by `setting`.
     Empty when the setting or the variable is missing: the route then answers 404, never
     accepts unsigned. `several`: comma-separated values, for key rotation."""
-    name = connection.settings.get(setting)
-    if not isinstance(name, str) or not name:
+    name: str | None = getattr(connection.inbound, setting)
+    if not name:
         return []
     value = os.environ.get(name, "")
     if not several:

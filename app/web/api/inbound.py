@@ -13,7 +13,7 @@ import structlog
 from litestar import Request, Response, Router, post
 from litestar.response import Redirect
 
-from app.config import Config, ConfigError, Connection
+from app.config import Connection
 from app.core.model import Origin
 from app.core.problems import Problem
 from app.intake.accept import Accepted, Intake, idempotency_hash
@@ -24,57 +24,10 @@ from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
 from app.web.deps import accepted_response, idempotency_key
 from app.web.problems import problem
-from connectors.base import Warning_
+from connectors.base import StepWarning
 
 log = structlog.get_logger("applyrelay.inbound")
 FORM_OVERHEAD_BYTES = forms.MAX_FIELDS_BYTES + 1_000_000  # part headers and boundaries around the files
-
-INT_SETTINGS = {
-    "indeed_max_body_bytes": indeed.DEFAULT_MAX_BODY,
-    "webhook_max_body_bytes": None,
-    "form_rate_limit": 10,
-    "form_rate_window_s": 60,
-    "form_trusted_proxy_hops": 0,
-}
-TABLE_SETTINGS = ("indeed_jobs", "indeed_questions")
-TEXT_SETTINGS = (
-    "indeed_secret_env",
-    "webhook_secret_env",
-    "form_token_env",
-    "form_thank_you_url",
-    "form_honeypot_field",
-    "form_source_name",
-    "indeed_source_name",
-)
-
-
-def validate_settings(config: Config) -> None:
-    """Inbound settings are checked at start, naming the key at fault (like the rest of the config)."""
-    for connection in config.connections.values():
-        where = f"connections.{connection.id}"
-        settings = connection.settings
-        for key in INT_SETTINGS:
-            value = settings.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ConfigError(f"{where}.{key}: must be a non-negative integer")
-        for key in TABLE_SETTINGS:
-            value = settings.get(key)
-            if value is not None and (
-                not isinstance(value, dict) or not all(isinstance(v, str | int) for v in value.values())
-            ):
-                raise ConfigError(f'{where}.{key}: must be a table of id = "ATS id"')
-        for key in TEXT_SETTINGS:
-            if key in settings and not isinstance(settings[key], str):
-                raise ConfigError(f"{where}.{key}: must be a string")
-        if not isinstance(settings.get("inbound_job_check", True), bool):
-            raise ConfigError(f"{where}.inbound_job_check: must be true or false")
-        if settings.get("indeed_job_field", "jobId") not in ("jobId", "jobMeta"):
-            raise ConfigError(f"{where}.indeed_job_field: must be jobId or jobMeta")
-
-
-def _setting(connection: Connection, key: str, default: int) -> int:
-    value = connection.settings.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -109,7 +62,8 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
     secrets = configured_secrets(connection, "indeed_secret_env", several=False)
     if not secrets:
         raise not_configured("Indeed Apply")
-    body = await read_limited(request, _setting(connection, "indeed_max_body_bytes", indeed.DEFAULT_MAX_BODY))
+    limit = connection.inbound.indeed_max_body_bytes
+    body = await read_limited(request, indeed.DEFAULT_MAX_BODY if limit is None else limit)
     indeed.verify(body, request.headers.get(indeed.SIGNATURE_HEADER), secrets[0])
     apply = indeed.parse(body)
     runtime = _runtime(request)
@@ -127,7 +81,7 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
 
 
 async def _accept(
-    intake: Intake, draft: Draft, origin: Origin, key: str | None, notes: list[Warning_] | None = None
+    intake: Intake, draft: Draft, origin: Origin, key: str | None, notes: list[StepWarning] | None = None
 ) -> Accepted:
     """Validate and store; intake's refusals name the sender's own fields."""
     application = draft.build()
@@ -163,8 +117,8 @@ async def signed_webhook(request: Request[Any, Any, Any], connection_id: str) ->
     hooks = webhooks.verifiers(configured_secrets(connection, "webhook_secret_env", several=True), connection.id)
     if not hooks:
         raise not_configured("Standard Webhooks")
-    limit = _setting(connection, "webhook_max_body_bytes", request.app.state.max_body_bytes)
-    body = await read_limited(request, limit)
+    limit = connection.inbound.webhook_max_body_bytes
+    body = await read_limited(request, request.app.state.max_body_bytes if limit is None else limit)
     message_id = webhooks.verify(body, request.headers, hooks)
     application, origin = webhooks.to_application(body, connection.id, message_id)
     accepted = await intake.accept(application, origin, f"webhook:{message_id}")
@@ -211,7 +165,7 @@ async def _career_form(
     form = await _parse_form(request, connection)
     if header_token is None and not matches_any(form.value(forms.TOKEN_FIELD) or "", tokens):
         raise _bad_token()
-    honeypot = str(connection.settings.get("form_honeypot_field", "website"))
+    honeypot = connection.inbound.form_honeypot_field
     if (form.value(honeypot) or "").strip():
         log.info("inbound.form_honeypot", connection=connection.id)
         return _form_success(connection, browser, None)  # a bot learns nothing; nothing is stored
@@ -254,11 +208,11 @@ def client_ip(request: Request[Any, Any, Any], hops: int) -> str:
 
 async def _rate_limit(request: Request[Any, Any, Any], runtime: Runtime, connection: Connection) -> None:
     """A fixed window per client IP in Redis (shared by every web process); the IP is hashed."""
-    limit = _setting(connection, "form_rate_limit", 10)
-    window = max(1, _setting(connection, "form_rate_window_s", 60))
+    limit = connection.inbound.form_rate_limit
+    window = max(1, connection.inbound.form_rate_window_s)
     if limit <= 0:
         return
-    ip = client_ip(request, _setting(connection, "form_trusted_proxy_hops", 0))
+    ip = client_ip(request, connection.inbound.form_trusted_proxy_hops)
     now = time.time()
     slot = int(now // window)
     digest = hashlib.sha256(f"{connection.id}\0{ip}".encode()).hexdigest()[:24]
@@ -280,8 +234,8 @@ class _TooMany(Problem):
 
 def _form_success(connection: Connection, browser: bool, accepted: Any) -> Response[Any]:
     if browser:
-        url = connection.settings.get("form_thank_you_url")
-        if isinstance(url, str) and url:
+        url = connection.inbound.form_thank_you_url
+        if url:
             return Redirect(url, status_code=303)
         return Response(
             _page("Thank you", "<p>Your application was received.</p>"), status_code=200, media_type="text/html"
@@ -306,7 +260,6 @@ def _page(title: str, body: str) -> str:
 
 
 def router(runtime: Runtime) -> Router:
-    validate_settings(runtime.config)
     return Router(
         path="/inbound", route_handlers=[indeed_apply, signed_webhook, career_form], request_max_body_size=None
     )
