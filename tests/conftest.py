@@ -16,7 +16,7 @@ from app.net.ats_http import ats_client
 from app.redis.embedded import EmbeddedRedis
 from connectors.sandbox import create_emulator
 from connectors.sandbox.common import BackgroundServer
-from tests.harness import Emulator, Relay
+from tests.support.harness import Emulator, Relay
 
 configure("WARNING")
 

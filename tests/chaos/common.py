@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from app.delivery.store import status_index
-from tests.harness import PDF_BYTES, Relay, b64
+from tests.support.harness import PDF_BYTES, Relay, b64
 
 
 def application(i: int, *, run: str = "chaos", cv: bool = True) -> dict[str, Any]:
