@@ -11,7 +11,8 @@ import pytest
 
 from app.redis.embedded import EmbeddedRedis
 from tests.chaos.common import Tally, application, count_arrivals, status_counts, stuck_report, wait_delivered
-from tests.support.harness import Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import Emulator, Relay
 
 pytestmark = pytest.mark.slow
 

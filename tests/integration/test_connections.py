@@ -14,7 +14,8 @@ from app.operator.connection_health import connection_statuses, report_degraded
 from app.privacy import audit
 from app.tokens import ApiToken
 from connectors.sandbox.factorial import COMPANY_ID
-from tests.support.harness import Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import Emulator, Relay
 
 VIEWER = "viewer-token-0123456789"
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import connection_table
 from tests.support.dashboard import (
     CANDIDATE_FIRST,
     CANDIDATE_LAST,
@@ -22,7 +23,7 @@ from tests.support.dashboard import (
     post,
     wait_bulk,
 )
-from tests.support.harness import Emulator, Relay, connection_table
+from tests.support.harness import Emulator, Relay
 
 READ_SECRET = "read-only-secret-0123456789"
 RETRY_SECRET = "retry-secret-0123456789abc"
@@ -195,7 +196,7 @@ async def test_retry_resumes_and_is_idempotent_with_audit(relay: Relay, factoria
 
 
 async def test_retry_attachments_resends_unconfirmed_files(relay: Relay, factorial: Emulator) -> None:
-    from tests.support.harness import PDF_BYTES, b64
+    from tests.support.builders import PDF_BYTES, b64
 
     await relay.start_worker()
     factorial.faults(error_rate=1.0, error_status=422, path_regex="/ats/messages$|/files|attachments", methods=["POST"])

@@ -8,41 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
-
-DOCX_BYTES = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml" + b"word/document.xml" + b"\x00" * 64
-
-
-def application(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "connection_id": "acme",
-        "candidate": {
-            "first_name": "Zoë",
-            "last_name": "Van der Berg-Ñúñez",
-            "email_address": "zoe.vdb@example.org",
-            "phone_number": "+34 612 345 678",
-            "gender": "FEMALE",
-        },
-        "application": {"job_id": "2001"},
-        "screening_question_answers": [
-            {"question_id": "3001", "answer": "Because relays should never lose a CV."},
-            {"question_id": "3002", "answer": 55000},
-            {"question_id": "3003", "answer": True},
-            {"question_id": "3004", "answer": ["Python", "Rust"]},
-            {
-                "question_id": "3005",
-                "answer": {"name": "portfolio.pdf", "content_type": "application/pdf", "data": b64(PDF_BYTES)},
-            },
-        ],
-        "attachments": [
-            {"name": "Zoë CV.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(PDF_BYTES)},
-            {"name": "letter.docx", "type": "COVER_LETTER", "data": b64(DOCX_BYTES)},
-        ],
-        "source": {"name": "LinkedIn"},
-        "gdpr_consent": {"given": True, "expires_at": "2027-11-23"},
-    }
-    body.update(overrides)
-    return body
+from tests.support.builders import PDF_BYTES, application, b64, connection_table
+from tests.support.harness import Emulator, Relay
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 
 from connectors.sandbox import create_emulator
 from connectors.sandbox.flatchr import COMPANY_ID
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import Emulator, Relay
 
 PY_JOB = "Vq5r6pYxam9AmMvP"
 Q_WHY, Q_LICENSE, Q_SINCE = "q7Hd2LmQx9aB3cTe", "q2Kp8ZrW4nYv6JsU", "q5Fg1HjK3lMn7PqR"

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from app.delivery.record import Delivery
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import Emulator, Relay
 
 
 def valid() -> dict[str, Any]:

@@ -13,7 +13,8 @@ import pytest
 
 from connectors.base import Connector
 from connectors.sandbox import create_emulator
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import Emulator, Relay
 
 JOB = "101"  # the seeded job with every question type and two preconditions
 

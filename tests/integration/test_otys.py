@@ -15,7 +15,8 @@ import pytest
 from app.core.model import AttachmentRef
 from app.operator import actions
 from connectors.sandbox import create_emulator
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import Emulator, Relay
 
 JOB = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 DOCX_BYTES = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml word/document.xml " + bytes(range(200)) * 4

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from app.redis.embedded import free_port
-from tests.support.harness import ADMIN_TOKEN, DATA_KEY, PDF_BYTES, REPO, Emulator, _toml, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Emulator, config_toml
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def test_procfile_names_the_two_processes() -> None:
 
 async def test_procfile_lines_serve_and_deliver(redis_url: str, factorial: Emulator, tmp_path: Path) -> None:
     config = tmp_path / "applyrelay.toml"
-    config.write_text(_toml({"acme": connection_table("factorial", factorial.url)}))
+    config.write_text(config_toml({"acme": connection_table("factorial", factorial.url)}))
     port = free_port()
     env = {
         **os.environ,

@@ -21,7 +21,8 @@ from app.runtime import Runtime
 from app.settings import Settings
 from app.tracking import callbacks, poll
 from connectors.sandbox.common import BackgroundServer
-from tests.support.harness import Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import Emulator, Relay
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 

@@ -8,7 +8,6 @@ workers are arq workers (in this process, or as `python -m app.cli worker` to be
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
 import subprocess
@@ -35,24 +34,10 @@ from connectors.sandbox.common import BackgroundServer
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token"
 DATA_KEY = "dGVzdC1kYXRhLWtleS0wMDAwMDAwMDAwMDAwMDAwMDA"  # base64url of 32 bytes: tests only
-PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" + bytes(range(256)) * 8
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def connection_table(connector: str, base_url: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "connector": connector,
-        "base_url": base_url,
-        "credentials_env": f"TEST_{connector.upper()}_KEY",
-        "timeout_s": 3,
-        **extra,
-    }
-
-
-def test_env(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def secrets_env(connections: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The environment holding each connection's secret (`_secret` in its table, else "sandbox")."""
     return {t["credentials_env"]: t.get("_secret", "sandbox") for t in connections.values()}
 
 
@@ -71,7 +56,7 @@ class Relay:
     ) -> None:
         self.redis_url = redis_url
         self.connections = {k: {kk: vv for kk, vv in v.items() if kk != "_secret"} for k, v in connections.items()}
-        self.env = test_env(connections)
+        self.env = secrets_env(connections)
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
         tokens = [ApiToken("admin", ADMIN_TOKEN, SCOPES), *extra_tokens]
         settings.setdefault("data_keys", parse_keys(DATA_KEY))
@@ -166,7 +151,7 @@ class Relay:
         if self.tmp_path is None:
             raise RuntimeError("spawn_worker needs tmp_path")
         config = self.tmp_path / "applyrelay.toml"
-        config.write_text(_toml(self.connections))
+        config.write_text(config_toml(self.connections))
         env = {
             **os.environ,
             **self.env,
@@ -207,7 +192,8 @@ class Relay:
         self.server.stop()
 
 
-def _toml(connections: Mapping[str, Mapping[str, Any]]) -> str:
+def config_toml(connections: Mapping[str, Mapping[str, Any]]) -> str:
+    """The connections as the TOML of an applyrelay.toml (for a relay started as a process)."""
     lines = []
     for cid, table in connections.items():
         lines.append(f"[connections.{cid}]")

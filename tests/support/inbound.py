@@ -12,7 +12,8 @@ from standardwebhooks import Webhook
 
 from app.core.model import StoredApplication, stored_decoder
 from app.intake.boards import indeed
-from tests.support.harness import PDF_BYTES, Relay, connection_table
+from tests.support.builders import PDF_BYTES, connection_table
+from tests.support.harness import Relay
 
 INDEED_SECRET = "Y0ur api secret key not shared &$%@"
 WEBHOOK_SECRET = "whsec_cmVsYXktZGVtby1zZWNyZXQtMDEyMzQ1Njc4OWFiY2Q="

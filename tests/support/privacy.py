@@ -8,7 +8,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tests.support.harness import PDF_BYTES, b64
+from tests.support.builders import PDF_BYTES, b64
 
 
 class Person:

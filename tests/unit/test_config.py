@@ -15,8 +15,8 @@ from app.config import ConfigError, RetryPolicyConfig, load_config, parse_config
 from app.delivery.retry_policy import next_retry
 from app.net import ssrf
 from connectors.base import TransientError, parse_retry_after
-from tests.integration.test_factorial import application
-from tests.support.harness import PDF_BYTES, Emulator, connection_table
+from tests.support.builders import PDF_BYTES, application, connection_table
+from tests.support.harness import Emulator
 
 
 def conn(**table: Any) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import connection_table
 from tests.support.dashboard import CANDIDATE_FIRST, audit_entries, make_failed, post
-from tests.support.harness import DATA_KEY, REPO, Emulator, Relay, connection_table
+from tests.support.harness import DATA_KEY, REPO, Emulator, Relay
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from app.redis.embedded import free_port
-from tests.support.harness import PDF_BYTES, REPO, b64
+from tests.support.builders import PDF_BYTES, b64
+from tests.support.harness import REPO
 
 pytestmark = pytest.mark.slow
 

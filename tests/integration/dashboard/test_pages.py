@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.builders import connection_table
 from tests.support.dashboard import (
     CANDIDATE_FIRST,
     CANDIDATE_LAST,
@@ -17,7 +18,7 @@ from tests.support.dashboard import (
     make_failed,
     post,
 )
-from tests.support.harness import ADMIN_TOKEN, Emulator, Relay, connection_table
+from tests.support.harness import ADMIN_TOKEN, Emulator, Relay
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import PDF_BYTES, Emulator, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import Emulator
 
 pytestmark = pytest.mark.slow
 

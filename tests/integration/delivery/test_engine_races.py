@@ -8,8 +8,8 @@ import pytest
 from arq import Retry
 
 from app.delivery.worker import build_engine, deliver
-from tests.integration.test_factorial import application
-from tests.support.harness import Emulator, connection_table
+from tests.support.builders import application, connection_table
+from tests.support.harness import Emulator
 
 
 async def test_superseded_and_busy_jobs(make_relay: Any, factorial: Emulator) -> None:

@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from app.config import parse_config
 from app.delivery.limits import ConnectionLimiter, Denied, Lease
-from tests.support.harness import Emulator, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import Emulator
 
 
 def _connection(**extra: Any) -> Any:

@@ -13,7 +13,8 @@ import pytest
 import redis as sync_redis
 
 from app.redis.embedded import EmbeddedRedis
-from tests.support.harness import Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import Emulator, Relay
 
 
 def body(i: int) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from app.delivery import queue
 from app.intake.boards import indeed
-from tests.support.harness import PDF_BYTES, Emulator, Relay
+from tests.support.builders import PDF_BYTES
+from tests.support.harness import Emulator, Relay
 from tests.support.inbound import (
     FORM_TOKEN,
     INDEED_SECRET,

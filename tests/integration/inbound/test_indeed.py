@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from app.intake.boards import indeed
-from tests.support.harness import PDF_BYTES, Emulator, Relay
+from tests.support.builders import PDF_BYTES
+from tests.support.harness import Emulator, Relay
 from tests.support.inbound import (
     EXE,
     INDEED_SECRET,

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64
+from tests.support.builders import PDF_BYTES, b64
+from tests.support.harness import Emulator, Relay
 from tests.support.inbound import (
     EXE,
     WEBHOOK_SECRET,

@@ -20,7 +20,8 @@ from app.privacy import crypto
 from app.privacy.crypto import AesGcmSealer, SealError, key_id, parse_keys
 from app.runtime import Runtime
 from app.settings import load_settings
-from tests.support.harness import DATA_KEY, Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import DATA_KEY, Emulator, Relay
 from tests.support.privacy import Person, aof_bytes, dump, leaks
 
 

@@ -15,7 +15,8 @@ from app.privacy.erasure import PURGED_METRIC
 from app.privacy.retention import RetentionPolicy, sweep
 from app.runtime import Runtime
 from connectors.sandbox import create_emulator
-from tests.support.harness import PDF_BYTES, Emulator, Relay, b64, connection_table
+from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.harness import Emulator, Relay
 from tests.support.privacy import Person
 
 DAY = 86400.0

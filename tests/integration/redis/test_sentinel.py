@@ -15,7 +15,8 @@ import redis
 from app.config import ConfigError
 from app.redis.client import sentinels
 from app.redis.embedded import EmbeddedRedis, free_port, redis_server_binary
-from tests.support.harness import Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.harness import Emulator, Relay
 
 pytestmark = pytest.mark.slow
 MASTER = "applyrelay"

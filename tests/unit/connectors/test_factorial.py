@@ -12,7 +12,8 @@ from app.core.model import AttachmentRef, Candidate, JobRef, Origin, Source, Sto
 from app.net.ats_http import ats_client
 from connectors.base import ConnectionSpec, StepContext
 from connectors.factorial import FactorialConnector
-from tests.support.harness import PDF_BYTES, Emulator
+from tests.support.builders import PDF_BYTES
+from tests.support.harness import Emulator
 
 
 def _application(email: str) -> StoredApplication:

@@ -21,8 +21,8 @@ from app.core.model import AttachmentRef, Candidate, JobRef, Origin, Source, Sto
 from app.log import configure
 from connectors.base import ConnectionSpec, StepContext
 from connectors.factorial import FactorialConnector
-from tests.integration.test_factorial import application
-from tests.support.harness import PDF_BYTES, Emulator, b64, connection_table
+from tests.support.builders import PDF_BYTES, application, b64, connection_table
+from tests.support.harness import Emulator
 
 SPEC = Path(__file__).resolve().parents[4] / "shared" / "specs" / "factorial-ats-2026-07-01.yaml"
 SPEC_HOST = "https://api.factorialhr.com"
