@@ -12,7 +12,7 @@ import pytest
 
 from tests.chaos.common import Tally, application, count_arrivals, post_all, status_counts, wait_delivered
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator
 
 pytestmark = pytest.mark.slow
 

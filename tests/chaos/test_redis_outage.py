@@ -12,7 +12,8 @@ import pytest
 from app.redis.embedded import EmbeddedRedis
 from tests.chaos.common import Tally, application, count_arrivals, status_counts, stuck_report, wait_delivered
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox import create_emulator
-from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.flatchr import COMPANY_ID, COMPANY_SLUG
+from tests.support.emulators import EmulatorFactory
 
 AUTH = {"Authorization": "Bearer sandbox"}
 PY_SLUG = "vq5r6pyxam9ammvp-developpeur-python-h-f"
@@ -22,17 +21,9 @@ CLOSED_SLUG = "zc3vb6nm9qw2er5t-stage-marketing-h-f"
 PDF = b"%PDF-1.4\n% test\n"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_emulator("flatchr", max_file_bytes=1000)).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
-def client(server: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=5) as c:
-        c.post("/_sandbox/reset")
+def client(emulator: EmulatorFactory) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emulator("flatchr", max_file_bytes=1000).url, timeout=5) as c:
         yield c
 
 

@@ -8,23 +8,19 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox.common import BackgroundServer
+from tests.support.emulators import Emulator
 
 API = "/api/v1.2"
 
 
-EMULATOR = "laura"  # the `server` fixture of conftest.py serves it
-
-
 @pytest.fixture
-def api(server: BackgroundServer) -> Iterator[httpx.Client]:
-    httpx.post(server.url + "/_sandbox/reset")
-    with httpx.Client(base_url=server.url + API, headers={"Authorization": "Bearer sandbox"}) as client:
+def api(laura: Emulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=laura.url + API, headers={"Authorization": "Bearer sandbox"}) as client:
         yield client
 
 
-def records(server: BackgroundServer) -> dict[str, Any]:
-    return httpx.get(server.url + "/_sandbox/records").json()
+def records(laura: Emulator) -> dict[str, Any]:
+    return httpx.get(laura.url + "/_sandbox/records").json()
 
 
 def new_candidate(api: httpx.Client, email: str = "aino@example.fi") -> int:
@@ -42,9 +38,9 @@ VALID_101 = [
 ]
 
 
-def test_requires_the_bearer_token(server: BackgroundServer) -> None:
+def test_requires_the_bearer_token(laura: Emulator) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}):
-        r = httpx.get(server.url + API + "/jobs", headers=headers)
+        r = httpx.get(laura.url + API + "/jobs", headers=headers)
         assert r.status_code == 401
         assert r.json()["error"]["code"] == "UNAUTHORIZED"
 
@@ -66,13 +62,13 @@ def test_seed_has_stages_and_questions_with_preconditions(api: httpx.Client) -> 
     assert api.get("/jobs/999/questions").status_code == 404
 
 
-def test_candidate_email_is_unique_case_insensitively(api: httpx.Client, server: BackgroundServer) -> None:
+def test_candidate_email_is_unique_case_insensitively(api: httpx.Client, laura: Emulator) -> None:
     cid = new_candidate(api)
     r = api.post("/candidates", json={"first_name": "A", "last_name": "B", "email": "AINO@example.fi"})
     assert r.status_code == 409
     assert r.json()["error"]["existing_id"] == cid
     assert [c["id"] for c in api.get("/candidates", params={"email": "aino@EXAMPLE.fi"}).json()["data"]] == [cid]
-    assert len(records(server)["candidates"]) == 1
+    assert len(records(laura)["candidates"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -93,7 +89,7 @@ def test_candidate_validation(api: httpx.Client, body: dict[str, Any], fragment:
     assert fragment in r.json()["error"]["message"]
 
 
-def test_application_with_valid_answers_and_duplicate(api: httpx.Client, server: BackgroundServer) -> None:
+def test_application_with_valid_answers_and_duplicate(api: httpx.Client, laura: Emulator) -> None:
     cid = new_candidate(api)
     r = api.post("/applications", json={"candidate_id": cid, "job_id": 101, "answers": VALID_101})
     assert r.status_code == 201, r.text
@@ -102,7 +98,7 @@ def test_application_with_valid_answers_and_duplicate(api: httpx.Client, server:
     again = api.post("/applications", json={"candidate_id": str(cid), "job_id": "101", "answers": VALID_101})
     assert again.status_code == 409
     assert again.json()["error"]["existing_id"] == app["id"]
-    assert len(records(server)["applications"]) == 1
+    assert len(records(laura)["applications"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -139,7 +135,7 @@ def test_closed_and_unknown_jobs(api: httpx.Client) -> None:
     assert api.post("/applications", json={"candidate_id": cid, "job_id": 9, "answers": []}).status_code == 404
 
 
-def test_stage_moves_are_recorded_and_idempotent(api: httpx.Client, server: BackgroundServer) -> None:
+def test_stage_moves_are_recorded_and_idempotent(api: httpx.Client, laura: Emulator) -> None:
     cid = new_candidate(api)
     aid = api.post("/applications", json={"candidate_id": cid, "job_id": 102, "answers": []}).json()["data"]["id"]
     for _ in range(2):
@@ -147,15 +143,15 @@ def test_stage_moves_are_recorded_and_idempotent(api: httpx.Client, server: Back
         assert r.status_code == 200 and r.json()["data"]["current_stage_id"] == 3
     assert api.put(f"/applications/{aid}/stage", json={"stage_id": 77}).status_code == 422
     assert api.put("/applications/1/stage", json={"stage_id": 3}).status_code == 404
-    assert [(m["from"], m["to"]) for m in records(server)["stage_moves"]] == [(1, 3)]
+    assert [(m["from"], m["to"]) for m in records(laura)["stage_moves"]] == [(1, 3)]
 
 
-def test_reset_restores_the_seed_and_faults_apply(api: httpx.Client, server: BackgroundServer) -> None:
+def test_reset_restores_the_seed_and_faults_apply(api: httpx.Client, laura: Emulator) -> None:
     new_candidate(api)
-    httpx.post(server.url + "/_sandbox/faults", json={"script": ["rate_limit"], "retry_after": 7})
+    httpx.post(laura.url + "/_sandbox/faults", json={"script": ["rate_limit"], "retry_after": 7})
     r = api.get("/jobs")
     assert r.status_code == 429 and r.headers["retry-after"] == "7"
-    assert records(server)["faults_injected"] == {"rate_limit": 1}
-    httpx.post(server.url + "/_sandbox/reset")
-    data = records(server)
+    assert records(laura)["faults_injected"] == {"rate_limit": 1}
+    httpx.post(laura.url + "/_sandbox/reset")
+    data = records(laura)
     assert data["candidates"] == [] and len(data["jobs"]) == 3 and data["faults_injected"] == {}

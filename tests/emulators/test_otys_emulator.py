@@ -9,24 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox import create_emulator
-from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.otys import E_FILE_REJECTED, SESSION_EXPIRED, SESSION_UNKNOWN
+from tests.support.emulators import Emulator, EmulatorFactory
 
 JOB = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[BackgroundServer]:
-    srv = BackgroundServer(create_emulator("otys")).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
-def client(server: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url) as c:
-        c.post("/_sandbox/reset").raise_for_status()
+def client(otys: Emulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=otys.url) as c:
         yield c
 
 
@@ -74,20 +65,16 @@ def test_envelope_and_errors(client: httpx.Client) -> None:
     assert [("result" in r, "error" in r) for r in batch.json()] == [(True, False), (False, True)]
 
 
-def test_session_expiry_on_demand_and_after_n_calls(client: httpx.Client) -> None:
+def test_session_expiry_on_demand_and_after_n_calls(client: httpx.Client, emulator: EmulatorFactory) -> None:
     session = login(client)
     assert "result" in rpc(client, "check", session)
     client.post("/_sandbox/otys/expire-sessions").raise_for_status()
     assert rpc(client, "check", session)["error"]["message"] == SESSION_EXPIRED
-    srv = BackgroundServer(create_emulator("otys", session_max_calls=2)).start()
-    try:
-        with httpx.Client(base_url=srv.url) as c2:
-            s2 = login(c2)
-            assert "result" in rpc(c2, "check", s2) and "result" in rpc(c2, "check", s2)
-            assert rpc(c2, "check", s2)["error"]["message"] == SESSION_EXPIRED
-            assert c2.get("/_sandbox/records").json()["logins"] == 1
-    finally:
-        srv.stop()
+    with httpx.Client(base_url=emulator("otys", session_max_calls=2).url) as c2:
+        s2 = login(c2)
+        assert "result" in rpc(c2, "check", s2) and "result" in rpc(c2, "check", s2)
+        assert rpc(c2, "check", s2)["error"]["message"] == SESSION_EXPIRED
+        assert c2.get("/_sandbox/records").json()["logins"] == 1
 
 
 def test_candidate_validation_duplicates_and_lookup(client: httpx.Client) -> None:

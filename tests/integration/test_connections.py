@@ -15,7 +15,8 @@ from app.privacy import audit
 from app.tokens import ApiToken
 from connectors.sandbox.factorial import COMPANY_ID
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 VIEWER = "viewer-token-0123456789"
 

@@ -23,7 +23,8 @@ from tests.support.dashboard import (
     post,
     wait_bulk,
 )
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 READ_SECRET = "read-only-secret-0123456789"
 RETRY_SECRET = "retry-secret-0123456789abc"

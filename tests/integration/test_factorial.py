@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.support.builders import PDF_BYTES, application, b64, connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 
 @pytest.fixture

@@ -6,34 +6,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from connectors.sandbox import create_emulator
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import PDF_BYTES, b64, connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator, EmulatorFactory
+from tests.support.harness import Relay
 
 PY_JOB = "Vq5r6pYxam9AmMvP"
 Q_WHY, Q_LICENSE, Q_SINCE = "q7Hd2LmQx9aB3cTe", "q2Kp8ZrW4nYv6JsU", "q5Fg1HjK3lMn7PqR"
 Q_CITY, Q_LANGS, Q_YEARS = "q9Wx4EcR6tYu2IoP", "q3As5DfG7hJk9LzX", "q8Cv1BnM3qWe5RtY"
 Q_AVAILABLE, Q_GITHUB, Q_PORTFOLIO = "q4Ui6OpA8sDf0GhJ", "q6Kl8ZxC0vBn2MqW", "q1Er3TyU5iOp7AsD"
 LETTER_BYTES = PDF_BYTES + b"% cover letter\n"
-
-
-@pytest.fixture(scope="module")
-def flatchr_emulator() -> Iterator[Emulator]:
-    emulator = Emulator(create_emulator("flatchr", api_key="sandbox"))
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def flatchr(flatchr_emulator: Emulator) -> Emulator:
-    flatchr_emulator.reset()
-    return flatchr_emulator
 
 
 def flatchr_connection(emulator: Emulator, **settings: Any) -> dict[str, Any]:
@@ -319,22 +306,19 @@ async def test_operator_reads_candidate_attachments(make_relay: Callable[..., Re
 
 
 async def test_cv_refused_on_create_still_creates_the_applicant(
-    make_relay: Callable[..., Relay], flatchr: Emulator
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory
 ) -> None:
     """Flatchr answers 413 to a create carrying a too-large CV: without `require_cv`, the applicant is
     created without it and only the CV fails (DESIGN §4.6), for an operator to follow up."""
-    tenant = Emulator(create_emulator("flatchr", resume_required=False))  # a tenant not requiring a CV
-    try:
-        relay = make_relay({"acme": flatchr_connection(tenant, require_cv=False, max_cv_bytes=50_000_000)})
-        await relay.start_worker()
-        big = PDF_BYTES + b"0" * 6_000_000
-        response = await relay.post(payload(attachments=[{"name": "cv.pdf", "type": "CV", "data": b64(big)}]))
-        assert response.status_code == 202, response.text
-        record = await relay.wait_for(response.json()["id"], "failed")
-        assert record["checkpoints"].get("create") == "sent-without-cv", record["last_error"]
-        assert record["last_error"]["kind"] == "attachment"
-        assert "attachment_rejected" in warning_codes(record)
-        data = tenant.records()
-        assert len(data["applicants"]) == 1 and data["files"] == []
-    finally:
-        tenant.close()
+    tenant = emulator("flatchr", resume_required=False)  # a tenant not requiring a CV
+    relay = make_relay({"acme": flatchr_connection(tenant, require_cv=False, max_cv_bytes=50_000_000)})
+    await relay.start_worker()
+    big = PDF_BYTES + b"0" * 6_000_000
+    response = await relay.post(payload(attachments=[{"name": "cv.pdf", "type": "CV", "data": b64(big)}]))
+    assert response.status_code == 202, response.text
+    record = await relay.wait_for(response.json()["id"], "failed")
+    assert record["checkpoints"].get("create") == "sent-without-cv", record["last_error"]
+    assert record["last_error"]["kind"] == "attachment"
+    assert "attachment_rejected" in warning_codes(record)
+    data = tenant.records()
+    assert len(data["applicants"]) == 1 and data["files"] == []

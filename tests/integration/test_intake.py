@@ -11,7 +11,8 @@ import pytest
 
 from app.delivery.record import Delivery
 from tests.support.builders import PDF_BYTES, b64, connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 
 def valid() -> dict[str, Any]:

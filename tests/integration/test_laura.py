@@ -6,30 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from connectors.base import Connector
-from connectors.sandbox import create_emulator
 from tests.support.builders import PDF_BYTES, b64, connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 JOB = "101"  # the seeded job with every question type and two preconditions
-
-
-@pytest.fixture(scope="session")
-def laura_emulator() -> Iterator[Emulator]:
-    emulator = Emulator(create_emulator("laura", api_key="sandbox"))
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def laura(laura_emulator: Emulator) -> Emulator:
-    laura_emulator.reset()
-    return laura_emulator
 
 
 def relay_for(make_relay: Callable[..., Relay], laura: Emulator, **settings: Any) -> Relay:

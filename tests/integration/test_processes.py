@@ -16,7 +16,8 @@ import pytest
 
 from app.redis.embedded import free_port
 from tests.support.builders import PDF_BYTES, b64, connection_table
-from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Emulator, config_toml
+from tests.support.emulators import Emulator
+from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, config_toml
 
 pytestmark = pytest.mark.slow
 

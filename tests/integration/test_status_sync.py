@@ -22,7 +22,8 @@ from app.settings import Settings
 from app.tracking import callbacks, poll
 from connectors.sandbox.common import BackgroundServer
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 

@@ -15,7 +15,8 @@ from app.intake.accept import Intake, decode_application
 from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import ApiToken
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 CANDIDATE_FIRST, CANDIDATE_LAST = "Zoë", "Van der Berg-Ñúñez"
 

@@ -214,25 +214,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(type(value))
-
-
-class Emulator:
-    """An emulator served over HTTP, with helpers for its sandbox endpoints."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = BackgroundServer(app).start()
-        self.url = self.server.url
-        self.http = httpx.Client(base_url=self.url, timeout=10)
-
-    def records(self) -> dict[str, Any]:
-        return self.http.get("/_sandbox/records").raise_for_status().json()
-
-    def faults(self, **faults: Any) -> None:
-        self.http.post("/_sandbox/faults", json=faults).raise_for_status()
-
-    def reset(self) -> None:
-        self.http.post("/_sandbox/reset").raise_for_status()
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.stop()

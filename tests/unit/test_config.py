@@ -16,7 +16,7 @@ from app.delivery.retry_policy import next_retry
 from app.net import ssrf
 from connectors.base import TransientError, parse_retry_after
 from tests.support.builders import PDF_BYTES, application, connection_table
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator, EmulatorFactory
 
 
 def conn(**table: Any) -> dict[str, Any]:
@@ -156,38 +156,33 @@ async def test_data_url_to_an_internal_address_is_refused_by_the_worker(make_rel
     assert socket.AF_INET  # keeps the import honest on systems without IPv6
 
 
-async def test_oauth_token_is_refreshed_once(make_relay: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors.sandbox import create_emulator
-
-    emulator = Emulator(
-        create_emulator(
-            "factorial", oauth_client_id="cid", oauth_client_secret="csecret", oauth_refresh_token="refresh-1"
-        )
+async def test_oauth_token_is_refreshed_once(
+    make_relay: Any, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factorial = emulator(
+        "factorial", oauth_client_id="cid", oauth_client_secret="csecret", oauth_refresh_token="refresh-1"
     )
     monkeypatch.setenv("FACTORIAL_CLIENT_ID", "cid")
     monkeypatch.setenv("FACTORIAL_CLIENT_SECRET", "csecret")
     monkeypatch.setenv("FACTORIAL_REFRESH", "refresh-1")
-    try:
-        relay = make_relay(
-            {
-                "acme": connection_table(
-                    "factorial",
-                    emulator.url,
-                    _secret="expired-access-token",
-                    auth="oauth",
-                    oauth_client_id_env="FACTORIAL_CLIENT_ID",
-                    oauth_client_secret_env="FACTORIAL_CLIENT_SECRET",
-                    oauth_refresh_token_env="FACTORIAL_REFRESH",
-                )
-            }
-        )
-        await relay.start_worker()
-        delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
-        record = await relay.wait_for(delivery_id, "delivered")
-        assert record["failed_attempts"] == 0
-        assert len(emulator.records()["candidates"]) == 1
-    finally:
-        emulator.close()
+    relay = make_relay(
+        {
+            "acme": connection_table(
+                "factorial",
+                factorial.url,
+                _secret="expired-access-token",
+                auth="oauth",
+                oauth_client_id_env="FACTORIAL_CLIENT_ID",
+                oauth_client_secret_env="FACTORIAL_CLIENT_SECRET",
+                oauth_refresh_token_env="FACTORIAL_REFRESH",
+            )
+        }
+    )
+    await relay.start_worker()
+    delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
+    record = await relay.wait_for(delivery_id, "delivered")
+    assert record["failed_attempts"] == 0
+    assert len(factorial.records()["candidates"]) == 1
 
 
 def test_file_links_expire_and_resist_tampering() -> None:

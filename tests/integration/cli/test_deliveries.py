@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.builders import connection_table
 from tests.support.dashboard import CANDIDATE_FIRST, audit_entries, make_failed, post
-from tests.support.harness import DATA_KEY, REPO, Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import DATA_KEY, REPO, Relay
 
 pytestmark = pytest.mark.slow
 

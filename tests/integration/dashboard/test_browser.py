@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.builders import connection_table
 from tests.support.dashboard import CANDIDATE_FIRST, make_failed, post
-from tests.support.harness import ADMIN_TOKEN, REPO, Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import ADMIN_TOKEN, REPO, Relay
 
 CHROMIUM = os.environ.get("APPLYRELAY_CHROMIUM", "/usr/bin/chromium")
 EXECUTABLE = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")

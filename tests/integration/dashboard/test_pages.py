@@ -18,7 +18,8 @@ from tests.support.dashboard import (
     make_failed,
     post,
 )
-from tests.support.harness import ADMIN_TOKEN, Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import ADMIN_TOKEN, Relay
 
 
 @pytest.fixture

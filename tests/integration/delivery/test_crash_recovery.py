@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.builders import PDF_BYTES, b64, connection_table
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from arq import Retry
 
 from app.delivery.worker import build_engine, deliver
 from tests.support.builders import application, connection_table
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator
 
 
 async def test_superseded_and_busy_jobs(make_relay: Any, factorial: Emulator) -> None:

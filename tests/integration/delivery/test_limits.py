@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from app.config import parse_config
 from app.delivery.limits import ConnectionLimiter, Denied, Lease
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator
 
 
 def _connection(**extra: Any) -> Any:

@@ -14,7 +14,8 @@ import redis as sync_redis
 
 from app.redis.embedded import EmbeddedRedis
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 
 def body(i: int) -> dict[str, Any]:

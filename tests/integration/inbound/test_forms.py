@@ -17,7 +17,8 @@ from litestar import Litestar, MediaType, get
 from app.intake.boards import forms
 from connectors.sandbox.common import BackgroundServer
 from tests.support.builders import PDF_BYTES
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 from tests.support.inbound import (
     EXE,
     FORM_TOKEN,

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from app.delivery import queue
 from app.intake.boards import indeed
 from tests.support.builders import PDF_BYTES
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 from tests.support.inbound import (
     FORM_TOKEN,
     INDEED_SECRET,

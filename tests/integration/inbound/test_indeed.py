@@ -12,7 +12,8 @@ import pytest
 
 from app.intake.boards import indeed
 from tests.support.builders import PDF_BYTES
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 from tests.support.inbound import (
     EXE,
     INDEED_SECRET,

@@ -11,7 +11,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.support.builders import PDF_BYTES, b64
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 from tests.support.inbound import (
     EXE,
     WEBHOOK_SECRET,

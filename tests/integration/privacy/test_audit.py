@@ -14,7 +14,8 @@ import pytest
 from app.privacy import audit, crypto
 from app.tokens import ApiToken
 from tests.support.builders import connection_table
-from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Relay
 from tests.support.privacy import Person, dump, leaks
 
 READER = ApiToken("reader", "reader-token-0123456789", frozenset({"read", "retry"}))

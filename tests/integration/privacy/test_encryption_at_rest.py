@@ -21,7 +21,8 @@ from app.privacy.crypto import AesGcmSealer, SealError, key_id, parse_keys
 from app.runtime import Runtime
 from app.settings import load_settings
 from tests.support.builders import connection_table
-from tests.support.harness import DATA_KEY, Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import DATA_KEY, Relay
 from tests.support.privacy import Person, aof_bytes, dump, leaks
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,9 +13,9 @@ from app.delivery.worker import CRON_JOBS, create_worker
 from app.privacy.erasure import PURGED_METRIC
 from app.privacy.retention import RetentionPolicy, sweep
 from app.runtime import Runtime
-from connectors.sandbox import create_emulator
 from tests.support.builders import PDF_BYTES, b64, connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 from tests.support.privacy import Person
 
 DAY = 86400.0
@@ -126,18 +125,7 @@ async def test_the_cron_job_runs_in_the_worker_with_its_clock(relay: Relay) -> N
 # -- files are dropped as soon as the ATS confirmed them ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def otys_emulator() -> Iterator[Emulator]:
-    emulator = Emulator(create_emulator("otys", api_key="sandbox"))
-    yield emulator
-    emulator.close()
-
-
-async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(
-    make_relay: Any, otys_emulator: Emulator
-) -> None:
-    otys = otys_emulator
-    otys.reset()
+async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(make_relay: Any, otys: Emulator) -> None:
     otys.http.post("/_sandbox/otys/upload-faults", json={"extensions": [".docx"]}).raise_for_status()
     relay = make_relay({"acme-otys": connection_table("otys", otys.url)})
     docx = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml word/document.xml " + bytes(range(200)) * 4

@@ -16,7 +16,8 @@ from app.config import ConfigError
 from app.redis.client import sentinels
 from app.redis.embedded import EmbeddedRedis, free_port, redis_server_binary
 from tests.support.builders import connection_table
-from tests.support.harness import Emulator, Relay
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 pytestmark = pytest.mark.slow
 MASTER = "applyrelay"

@@ -13,7 +13,7 @@ from app.net.ats_http import ats_client
 from connectors.base import ConnectionSpec, StepContext
 from connectors.factorial import FactorialConnector
 from tests.support.builders import PDF_BYTES
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator
 
 
 def _application(email: str) -> StoredApplication:

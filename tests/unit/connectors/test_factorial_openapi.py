@@ -22,7 +22,7 @@ from app.log import configure
 from connectors.base import ConnectionSpec, StepContext
 from connectors.factorial import FactorialConnector
 from tests.support.builders import PDF_BYTES, application, b64, connection_table
-from tests.support.harness import Emulator
+from tests.support.emulators import Emulator
 
 SPEC = Path(__file__).resolve().parents[4] / "shared" / "specs" / "factorial-ats-2026-07-01.yaml"
 SPEC_HOST = "https://api.factorialhr.com"

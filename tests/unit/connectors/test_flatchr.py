@@ -30,8 +30,8 @@ from connectors.base import (
     UnknownOutcome,
 )
 from connectors.flatchr import FlatchrConnector, encode_answer, resolve_source, scrub
-from connectors.sandbox.common import BackgroundServer
 from connectors.sandbox.flatchr import COMPANY_ID
+from tests.support.emulators import Emulator
 
 PY_JOB = "Vq5r6pYxam9AmMvP"  # French vacancy with every question type
 EN_JOB = "Bx8KqL2mN4pR7sTz"
@@ -43,21 +43,18 @@ CV_BYTES = b"%PDF-1.4\n% sandbox CV\n" + b"x" * 2000
 LETTER_BYTES = b"%PDF-1.4\n% cover letter\n"
 
 
-EMULATOR = "flatchr"  # the `server` and `http` fixtures of conftest.py serve it
-
-
 def make_connector(
-    server: BackgroundServer, http: httpx.AsyncClient, *, credentials: str = "sandbox", **settings: Any
+    flatchr: Emulator, ats_http: httpx.AsyncClient, *, credentials: str = "sandbox", **settings: Any
 ) -> FlatchrConnector:
     spec = ConnectionSpec(
         id="acme-flatchr",
         connector="flatchr",
-        base_url=server.url,
+        base_url=flatchr.url,
         credentials=credentials,
         settings={"company_id": COMPANY_ID, **settings},
         timeout_s=5.0,
     )
-    connector = connector_class("flatchr")(spec, http)
+    connector = connector_class("flatchr")(spec, ats_http)
     assert isinstance(connector, FlatchrConnector)
     return connector
 
@@ -120,20 +117,18 @@ async def run_plan(
     return checkpoints, ctx
 
 
-async def records(http: httpx.AsyncClient, server: BackgroundServer) -> dict[str, Any]:
-    return (await http.get(f"{server.url}/_sandbox/records")).json()
+async def records(ats_http: httpx.AsyncClient, flatchr: Emulator) -> dict[str, Any]:
+    return (await ats_http.get(f"{flatchr.url}/_sandbox/records")).json()
 
 
-async def faults(http: httpx.AsyncClient, server: BackgroundServer, **body: Any) -> None:
-    assert (await http.post(f"{server.url}/_sandbox/faults", json=body)).status_code == 200
+async def faults(ats_http: httpx.AsyncClient, flatchr: Emulator, **body: Any) -> None:
+    assert (await ats_http.post(f"{flatchr.url}/_sandbox/faults", json=body)).status_code == 200
 
 
 # -- happy path and answers ---------------------------------------------------------------------
 
 
-async def test_every_answer_type_is_encoded_as_flatchr_expects(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_every_answer_type_is_encoded_as_flatchr_expects(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     answers = [
         StoredAnswer(Q_WHY, "Pour l'équipe"),
         StoredAnswer(Q_LICENSE, True),
@@ -145,9 +140,9 @@ async def test_every_answer_type_is_encoded_as_flatchr_expects(
         StoredAnswer(Q_GITHUB, "https://github.com/jmartin"),
         StoredAnswer(Q_PORTFOLIO, ref(2, b"zip", "OTHER", "portfolio.zip", "application/zip")),
     ]
-    connector = make_connector(server, http)
+    connector = make_connector(flatchr, ats_http)
     checkpoints, ctx = await run_plan(connector, application(answers=answers))
-    data = await records(http, server)
+    data = await records(ats_http, flatchr)
     [applicant] = data["applicants"]
     assert checkpoints["candidate"] == checkpoints["application"] == applicant["id"]
     values = {a["question_id"]: a["value"] for a in applicant["answers"]}
@@ -165,26 +160,26 @@ async def test_every_answer_type_is_encoded_as_flatchr_expects(
     assert Q_PORTFOLIO in ctx.warnings[0].message
 
 
-async def test_english_vacancy_boolean_and_select(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_english_vacancy_boolean_and_select(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application(
         job_id=EN_JOB,
         answers=[StoredAnswer("q0Zx2CvB4nMa6SdF", "yes"), StoredAnswer("q2Gh4JkL6zXc8VbN", "West")],
     )
-    await run_plan(make_connector(server, http), app)
-    [applicant] = (await records(http, server))["applicants"]
+    await run_plan(make_connector(flatchr, ats_http), app)
+    [applicant] = (await records(ats_http, flatchr))["applicants"]
     assert [a["value"] for a in applicant["answers"]] == ["Yes", "West"]
 
 
-async def test_cv_uploaded_and_cover_letter_warned(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_cv_uploaded_and_cover_letter_warned(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     letter = ref(1, LETTER_BYTES, "COVER_LETTER", "lettre.pdf")
     cv = ref(0, CV_BYTES, "CV", "cv-jeanne.pdf")
     app = application(attachments=[letter, cv])
-    connector = make_connector(server, http)
+    connector = make_connector(flatchr, ats_http)
     errors, warnings = connector.check(app)
     assert errors == []
     assert [w.code for w in warnings] == ["attachment_not_supported"]
     checkpoints, ctx = await run_plan(connector, app)
-    data = await records(http, server)
+    data = await records(ats_http, flatchr)
     [file] = data["files"]
     assert file["sha256"] == hashlib.sha256(CV_BYTES).hexdigest() and file["size"] == len(CV_BYTES)
     assert file["name"] == "cv-jeanne.pdf" and file["content_type"] == "application/pdf"
@@ -195,11 +190,11 @@ async def test_cv_uploaded_and_cover_letter_warned(server: BackgroundServer, htt
     assert listed == [{**listed[0], "type": "CV", "name": "cv-jeanne.pdf", "content_type": "application/pdf"}]
 
 
-async def test_check_refuses_missing_or_oversized_cv(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make_connector(server, http)
+async def test_check_refuses_missing_or_oversized_cv(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make_connector(flatchr, ats_http)
     errors, _ = connector.check(application(attachments=[]))
     assert errors and "CV" in errors[0]
-    assert make_connector(server, http, require_cv=False).check(application(attachments=[]))[0] == []
+    assert make_connector(flatchr, ats_http, require_cv=False).check(application(attachments=[]))[0] == []
     big = AttachmentRef(index=0, name="cv.pdf", type="CV", sha256="0" * 64, size=6_000_000)
     assert connector.check(application(attachments=[big]))[0]
 
@@ -225,16 +220,18 @@ SOURCE_RULES = {
     ],
 )
 async def test_source_by_origin(
-    server: BackgroundServer,
-    http: httpx.AsyncClient,
+    flatchr: Emulator,
+    ats_http: httpx.AsyncClient,
     channel: str,
     board: str | None,
     request_source: str | None,
     expected: tuple[int | None, str | None],
 ) -> None:
-    connector = make_connector(server, http, offerer_id=75, source_id="src_partner_form", source_by_origin=SOURCE_RULES)
+    connector = make_connector(
+        flatchr, ats_http, offerer_id=75, source_id="src_partner_form", source_by_origin=SOURCE_RULES
+    )
     await run_plan(connector, application(channel=channel, board=board, source_id=request_source))
-    [applicant] = (await records(http, server))["applicants"]
+    [applicant] = (await records(ats_http, flatchr))["applicants"]
     assert (applicant["offerer_id"], applicant["source_id"]) == expected
 
 
@@ -251,42 +248,42 @@ def test_resolve_source_without_rules_and_with_broken_rules() -> None:
 # -- idempotency --------------------------------------------------------------------------------
 
 
-async def test_rerun_creates_no_duplicate(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make_connector(server, http)
+async def test_rerun_creates_no_duplicate(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make_connector(flatchr, ats_http)
     first, _ = await run_plan(connector, application())
     again, _ = await run_plan(connector, application())  # fresh checkpoints: a duplicate delivery
-    data = await records(http, server)
+    data = await records(ats_http, flatchr)
     assert len(data["applicants"]) == 1 and data["create_calls"] == 1
     assert again["candidate"] == first["candidate"]
 
 
-async def test_partial_run_resumes(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make_connector(server, http)
+async def test_partial_run_resumes(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make_connector(flatchr, ats_http)
     checkpoints = {"source": "offerer_id:12"}
     checkpoints, _ = await run_plan(connector, application(), checkpoints)
-    [applicant] = (await records(http, server))["applicants"]
+    [applicant] = (await records(ats_http, flatchr))["applicants"]
     assert applicant["offerer_id"] == 12 and checkpoints["application"] == applicant["id"]
 
 
 async def test_dropped_answer_after_create_is_an_unknown_outcome_then_one_record(
-    server: BackgroundServer, http: httpx.AsyncClient
+    flatchr: Emulator, ats_http: httpx.AsyncClient
 ) -> None:
-    connector = make_connector(server, http)
-    await faults(http, server, script=["drop_after"], path_regex="/vacancy/candidate/json$")
+    connector = make_connector(flatchr, ats_http)
+    await faults(ats_http, flatchr, script=["drop_after"], path_regex="/vacancy/candidate/json$")
     checkpoints: dict[str, str] = {}
     with pytest.raises(UnknownOutcome):
         await run_plan(connector, application(), checkpoints)
     assert "candidate" not in checkpoints
     await run_plan(connector, application(), checkpoints)
-    data = await records(http, server)
+    data = await records(ats_http, flatchr)
     assert len(data["applicants"]) == 1 and data["create_calls"] == 1
     assert checkpoints["candidate"] == data["applicants"][0]["id"]
 
 
-async def test_conflict_answer_is_success_with_existing_id(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_conflict_answer_is_success_with_existing_id(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     """A concurrent delivery created the applicant between our lookup and our create: 409."""
-    connector = make_connector(server, http)
-    other, _ = await run_plan(make_connector(server, http), application())
+    connector = make_connector(flatchr, ats_http)
+    other, _ = await run_plan(make_connector(flatchr, ats_http), application())
     real_find = connector._find_applicant
     calls = 0
 
@@ -297,83 +294,83 @@ async def test_conflict_answer_is_success_with_existing_id(server: BackgroundSer
 
     connector._find_applicant = stale_first_lookup  # type: ignore[method-assign]
     checkpoints, _ = await run_plan(connector, application())
-    data = await records(http, server)
+    data = await records(ats_http, flatchr)
     assert len(data["applicants"]) == 1 and data["create_calls"] == 2
     assert checkpoints["candidate"] == other["candidate"]
 
 
 async def test_same_person_on_another_vacancy_is_a_new_applicant(
-    server: BackgroundServer, http: httpx.AsyncClient
+    flatchr: Emulator, ats_http: httpx.AsyncClient
 ) -> None:
-    connector = make_connector(server, http)
+    connector = make_connector(flatchr, ats_http)
     await run_plan(connector, application())
     await run_plan(connector, application(job_id=EN_JOB, answers=[]))
-    data = await records(http, server)
+    data = await records(ats_http, flatchr)
     assert len(data["applicants"]) == 2 and len(data["candidates"]) == 1
 
 
 # -- errors -------------------------------------------------------------------------------------
 
 
-async def test_rate_limit_is_transient_with_retry_after(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    await faults(http, server, script=["rate_limit"], retry_after=7)
+async def test_rate_limit_is_transient_with_retry_after(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    await faults(ats_http, flatchr, script=["rate_limit"], retry_after=7)
     with pytest.raises(TransientError) as info:
-        await run_plan(make_connector(server, http), application())
+        await run_plan(make_connector(flatchr, ats_http), application())
     assert info.value.status == 429 and info.value.retry_after == 7
 
 
-async def test_server_error_is_transient(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    await faults(http, server, script=["error"], error_status=502)
+async def test_server_error_is_transient(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    await faults(ats_http, flatchr, script=["error"], error_status=502)
     with pytest.raises(TransientError) as info:
-        await run_plan(make_connector(server, http), application())
+        await run_plan(make_connector(flatchr, ats_http), application())
     assert info.value.status == 502 and not isinstance(info.value, UnknownOutcome)
 
 
 async def test_validation_error_is_permanent_with_reason_and_no_pii(
-    server: BackgroundServer, http: httpx.AsyncClient
+    flatchr: Emulator, ats_http: httpx.AsyncClient
 ) -> None:
     app = application(answers=[StoredAnswer(Q_LICENSE, True)])  # required questions unanswered
     with pytest.raises(PermanentError) as info:
-        await run_plan(make_connector(server, http), app)
+        await run_plan(make_connector(flatchr, ats_http), app)
     detail = info.value.detail
     assert info.value.status == 400 and "required" in detail
     assert "Jeanne" not in detail and "jeanne" not in detail.lower() and "@" not in detail
-    assert (await records(http, server))["applicants"] == []
+    assert (await records(ats_http, flatchr))["applicants"] == []
 
 
-async def test_bad_option_is_refused_before_sending(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_bad_option_is_refused_before_sending(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application(
         answers=[StoredAnswer(Q_WHY, "x"), StoredAnswer(Q_LICENSE, False), StoredAnswer(Q_CITY, "Marseille")]
     )
     with pytest.raises(PermanentError) as info:
-        await run_plan(make_connector(server, http), app)
+        await run_plan(make_connector(flatchr, ats_http), app)
     assert Q_CITY in info.value.detail and "Marseille" not in info.value.detail
-    assert (await records(http, server))["create_calls"] == 0
+    assert (await records(ats_http, flatchr))["create_calls"] == 0
 
 
-async def test_closed_vacancy_is_permanent(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_closed_vacancy_is_permanent(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     with pytest.raises(PermanentError) as info:
-        await run_plan(make_connector(server, http), application(job_id=CLOSED_JOB, answers=[]))
+        await run_plan(make_connector(flatchr, ats_http), application(job_id=CLOSED_JOB, answers=[]))
     assert info.value.status == 404
 
 
-async def test_wrong_key_is_auth_error(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_wrong_key_is_auth_error(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     with pytest.raises(AuthError) as info:
-        await run_plan(make_connector(server, http, credentials="wrong"), application())
+        await run_plan(make_connector(flatchr, ats_http, credentials="wrong"), application())
     assert info.value.status == 401 and "wrong" not in info.value.detail
 
 
-async def test_unknown_source_id_is_permanent(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_unknown_source_id_is_permanent(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     with pytest.raises(PermanentError) as info:
-        await run_plan(make_connector(server, http), application(source_id="nope"))
+        await run_plan(make_connector(flatchr, ats_http), application(source_id="nope"))
     assert "source_id" in info.value.detail
 
 
 # -- reads and passthrough ----------------------------------------------------------------------
 
 
-async def test_screening_questions(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    questions = {q["id"]: q for q in await make_connector(server, http).screening_questions(PY_JOB)}
+async def test_screening_questions(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    questions = {q["id"]: q for q in await make_connector(flatchr, ats_http).screening_questions(PY_JOB)}
     assert {q["type"] for q in questions.values()} == {
         "TEXT",
         "BOOLEAN",
@@ -389,10 +386,8 @@ async def test_screening_questions(server: BackgroundServer, http: httpx.AsyncCl
     assert questions[Q_WHY]["required"] is True and questions[Q_WHY]["label"] == "Pourquoi ce poste ?"
 
 
-async def test_passthrough_reaches_the_api_and_stays_confined(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
-    connector = make_connector(server, http)
+async def test_passthrough_reaches_the_api_and_stays_confined(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make_connector(flatchr, ats_http)
     result = await connector.passthrough("GET", f"/company/{COMPANY_ID}/columns", None, None)
     assert result.status == 200 and result.body[0]["title"] == "À traiter"
     result = await connector.passthrough("POST", f"/company/{COMPANY_ID}/search/applicants", {}, {"email": "x@y.z"})
@@ -416,8 +411,8 @@ async def test_passthrough_reaches_the_api_and_stays_confined(
         await connector.passthrough("TRACE", "/x", None, None)
 
 
-async def test_candidate_attachments_unknown_applicant(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make_connector(server, http)
+async def test_candidate_attachments_unknown_applicant(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make_connector(flatchr, ats_http)
     with pytest.raises(PermanentError):
         await connector.candidate_attachments("AAAAAAAAAAAAAAAA")
     with pytest.raises(PermanentError):
@@ -460,7 +455,7 @@ def test_encode_answer(question: dict[str, Any], answer: Any, expected: str) -> 
     )
 
 
-async def test_remote_fields_and_unsupported_fields(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_remote_fields_and_unsupported_fields(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application()
     app.candidate.location = Location(city="Lyon", country="FR")
     app.remote_fields = {
@@ -471,7 +466,7 @@ async def test_remote_fields_and_unsupported_fields(server: BackgroundServer, ht
             "salary": 1,
         }
     }
-    connector = make_connector(server, http)
+    connector = make_connector(flatchr, ats_http)
     errors, warnings = connector.check(app)
     assert errors == []
     assert sorted(w.message for w in warnings if w.code == "field_not_supported") == [
@@ -479,7 +474,7 @@ async def test_remote_fields_and_unsupported_fields(server: BackgroundServer, ht
         "remote_fields.flatchr.salary is not written to Flatchr",
     ]
     await run_plan(connector, app)
-    [applicant] = (await records(http, server))["applicants"]
+    [applicant] = (await records(ats_http, flatchr))["applicants"]
     assert applicant["comment"] == "Disponible vite" and applicant["urls"] == {"linkedin": "https://li/x"}
     assert applicant["newsletter"] is True
 
@@ -491,19 +486,19 @@ def test_scrub_removes_personal_data_from_ats_messages() -> None:
     assert "34 56" not in cleaned and "Oui" not in cleaned and "already applied" in cleaned
 
 
-async def test_application_status_for_status_sync(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_application_status_for_status_sync(flatchr: Emulator, ats_http: httpx.AsyncClient) -> None:
     """Read from a search of the vacancy's applicants: no candidate data goes to Flatchr for it."""
-    connector = make_connector(server, http)
+    connector = make_connector(flatchr, ats_http)
     checkpoints, _ = await run_plan(connector, application())
     applicant = checkpoints["application"]
     assert await connector.application_status(applicant) is None  # without the job it cannot be found
     status = await connector.application_status(applicant, job_id=PY_JOB)
     assert status == {"stage_id": "Nk5aMxpQ4b9GZ2Oz", "stage_name": "À traiter", "outcome": "PENDING"}
     auth = {"Authorization": "Bearer sandbox"}
-    base = f"{server.url}/company/{COMPANY_ID}/vacancy/{PY_JOB}/applicant/{applicant}"
-    (await http.put(base, json={"column_id": "LrENkKp8lZd3xYGM"}, headers=auth)).raise_for_status()
+    base = f"{flatchr.url}/company/{COMPANY_ID}/vacancy/{PY_JOB}/applicant/{applicant}"
+    (await ats_http.put(base, json={"column_id": "LrENkKp8lZd3xYGM"}, headers=auth)).raise_for_status()
     hired = await connector.application_status(applicant, job_id=PY_JOB)
     assert hired is not None and (hired["stage_name"], hired["outcome"]) == ("Recruté", "HIRED")
-    (await http.delete(base, headers=auth)).raise_for_status()
+    (await ats_http.delete(base, headers=auth)).raise_for_status()
     archived = await connector.application_status(applicant, job_id=PY_JOB)
     assert archived is not None and archived["outcome"] == "DECLINED"

@@ -32,27 +32,24 @@ from connectors.base import (
     confined_url,
 )
 from connectors.laura import LauraConnector, validate_answers
-from connectors.sandbox.common import BackgroundServer
+from tests.support.emulators import Emulator
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and a tiny runner (what the engine does: skip checkpointed steps, store returned ids)
 
 
-EMULATOR = "laura"  # the `server` and `http` fixtures of conftest.py serve it
-
-
 def make(
-    server: BackgroundServer, http: httpx.AsyncClient, *, credentials: str = "sandbox", **settings: Any
+    laura: Emulator, ats_http: httpx.AsyncClient, *, credentials: str = "sandbox", **settings: Any
 ) -> LauraConnector:
     spec = ConnectionSpec(
         id="laura-test",
         connector="laura",
-        base_url=server.url,
+        base_url=laura.url,
         credentials=credentials,
         settings=settings,
         timeout_s=2.0,
     )
-    connector = connector_class("laura")(spec, http)
+    connector = connector_class("laura")(spec, ats_http)
     assert isinstance(connector, LauraConnector)
     return connector
 
@@ -72,12 +69,12 @@ async def run(
     return checkpoints, ctx
 
 
-async def records(http: httpx.AsyncClient, server: BackgroundServer) -> dict[str, Any]:
-    return (await http.get(server.url + "/_sandbox/records")).json()
+async def records(ats_http: httpx.AsyncClient, laura: Emulator) -> dict[str, Any]:
+    return (await ats_http.get(laura.url + "/_sandbox/records")).json()
 
 
-async def fault(http: httpx.AsyncClient, server: BackgroundServer, **faults: Any) -> None:
-    (await http.post(server.url + "/_sandbox/faults", json=faults)).raise_for_status()
+async def fault(ats_http: httpx.AsyncClient, laura: Emulator, **faults: Any) -> None:
+    (await ats_http.post(laura.url + "/_sandbox/faults", json=faults)).raise_for_status()
 
 
 GOOD_ANSWERS = [
@@ -124,11 +121,11 @@ LETTER = AttachmentRef(index=1, name="letter.pdf", type="COVER_LETTER", sha256="
 # Writing
 
 
-async def test_all_fields_arrive(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_all_fields_arrive(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     checkpoints, _ = await run(connector.plan(application(stage_id="2")), application(stage_id="2"))
     assert set(checkpoints) == {"candidate", "application", "stage"}
-    data = await records(http, server)
+    data = await records(ats_http, laura)
     [cand] = data["candidates"]
     assert {k: cand[k] for k in ("first_name", "last_name", "email", "phone", "gender", "address")} == {
         "first_name": "Aino",
@@ -151,49 +148,47 @@ async def test_all_fields_arrive(server: BackgroundServer, http: httpx.AsyncClie
     }
 
 
-async def test_rerun_and_partial_rerun_create_no_duplicates(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_rerun_and_partial_rerun_create_no_duplicates(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     app = application()
     first, _ = await run(connector.plan(app)[:1], app)  # crash after the candidate step
     full, _ = await run(connector.plan(app), app, dict(first))
     again, _ = await run(connector.plan(app), app)  # a run that lost every checkpoint
     assert full == again
-    data = await records(http, server)
+    data = await records(ats_http, laura)
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
 
 
-async def test_existing_candidate_is_found_by_email(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    r = await http.post(
-        server.url + "/api/v1.2/candidates",
+async def test_existing_candidate_is_found_by_email(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    r = await ats_http.post(
+        laura.url + "/api/v1.2/candidates",
         headers={"Authorization": "Bearer sandbox"},
         json={"first_name": "X", "last_name": "Y", "email": "AINO.virtanen@example.fi"},
     )
     existing = str(r.json()["data"]["id"])
     checkpoints, _ = await run(
-        make(server, http).plan(application(job_id="102", answers=[])), application(job_id="102", answers=[])
+        make(laura, ats_http).plan(application(job_id="102", answers=[])), application(job_id="102", answers=[])
     )
     assert checkpoints["candidate"] == existing
-    assert len((await records(http, server))["candidates"]) == 1
+    assert len((await records(ats_http, laura))["candidates"]) == 1
 
 
-async def test_duplicate_answer_is_success_with_the_existing_id(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
+async def test_duplicate_answer_is_success_with_the_existing_id(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
     class Blind(LauraConnector):  # misses every look-up, as in a race with another writer
         async def _find(self, path: str, params: Any, matches: Any, *, what: str) -> str | None:
             return None
 
-    spec = make(server, http).connection
+    spec = make(laura, ats_http).connection
     app = application()
-    first, _ = await run(make(server, http).plan(app), app)
-    second, _ = await run(Blind(spec, http).plan(app), app)
+    first, _ = await run(make(laura, ats_http).plan(app), app)
+    second, _ = await run(Blind(spec, ats_http).plan(app), app)
     assert first == second
-    data = await records(http, server)
+    data = await records(ats_http, laura)
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
 
 
 async def test_a_lookup_ignoring_its_filter_never_picks_someone_else(
-    server: BackgroundServer, http: httpx.AsyncClient
+    laura: Emulator, ats_http: httpx.AsyncClient
 ) -> None:
     """If Laura's search ignored `email`, the first row would be another person: rows are checked."""
 
@@ -203,56 +198,56 @@ async def test_a_lookup_ignoring_its_filter_never_picks_someone_else(
                 kwargs.pop("params", None)
             return await super()._call(method, path, **kwargs)
 
-    await run(make(server, http).plan(application()), application())  # somebody is already in Laura
+    await run(make(laura, ats_http).plan(application()), application())  # somebody is already in Laura
     other = application()
     other.candidate.email_address = "someone.else@example.org"
-    checkpoints, _ = await run(Sloppy(make(server, http).connection, http).plan(other), other)
-    data = await records(http, server)
+    checkpoints, _ = await run(Sloppy(make(laura, ats_http).connection, ats_http).plan(other), other)
+    data = await records(ats_http, laura)
     assert len(data["candidates"]) == 2 and len(data["applications"]) == 2
     assert checkpoints["candidate"] != str(data["candidates"][0]["id"])
 
 
 @pytest.mark.parametrize("path", ["/candidates$", "/applications$", "/stage$"])
 async def test_drop_after_create_is_unknown_then_resolved(
-    server: BackgroundServer, http: httpx.AsyncClient, path: str
+    laura: Emulator, ats_http: httpx.AsyncClient, path: str
 ) -> None:
-    connector = make(server, http)
+    connector = make(laura, ats_http)
     app = application(stage_id="3")
-    await fault(http, server, script=["drop_after"], path_regex=path, methods=["POST", "PUT"])
+    await fault(ats_http, laura, script=["drop_after"], path_regex=path, methods=["POST", "PUT"])
     checkpoints: dict[str, str] = {}
     with pytest.raises(UnknownOutcome):
         await run(connector.plan(app), app, checkpoints)
     await run(connector.plan(app), app, checkpoints)
-    data = await records(http, server)
+    data = await records(ats_http, laura)
     assert data["faults_injected"] == {"drop_after": 1}
     assert len(data["candidates"]) == 1 and len(data["applications"]) == 1
     assert data["applications"][0]["current_stage_id"] == 3
 
 
-async def test_status_classification(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_status_classification(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     app = application()
-    await fault(http, server, script=["rate_limit"], retry_after=42)
+    await fault(ats_http, laura, script=["rate_limit"], retry_after=42)
     with pytest.raises(TransientError) as limited:
         await run(connector.plan(app), app)
     assert limited.value.status == 429 and limited.value.retry_after == 42
-    await fault(http, server, script=["error"], error_status=503)
+    await fault(ats_http, laura, script=["error"], error_status=503)
     with pytest.raises(TransientError) as unavailable:
         await run(connector.plan(app), app)
     assert unavailable.value.status == 503
     with pytest.raises(AuthError):
-        await run(make(server, http, credentials="wrong").plan(app), app)
+        await run(make(laura, ats_http, credentials="wrong").plan(app), app)
     closed = application(job_id="103", answers=[])
     with pytest.raises(PermanentError) as gone:
         await run(connector.plan(closed), closed)
     assert gone.value.status == 422
-    assert (await records(http, server))["applications"] == []
+    assert (await records(ats_http, laura))["applications"] == []
 
 
 async def test_invalid_answers_are_a_permanent_error_naming_the_questions(
-    server: BackgroundServer, http: httpx.AsyncClient
+    laura: Emulator, ats_http: httpx.AsyncClient
 ) -> None:
-    connector = make(server, http)
+    connector = make(laura, ats_http)
     answers = [
         StoredAnswer("501", False),
         StoredAnswer("502", ["1"]),
@@ -265,7 +260,7 @@ async def test_invalid_answers_are_a_permanent_error_naming_the_questions(
     assert "question 502" in err.value.detail and "precondition" in err.value.detail
     assert "question 505: required" in err.value.detail
     assert "Secret" not in err.value.detail and "Aino" not in err.value.detail
-    data = await records(http, server)
+    data = await records(ats_http, laura)
     assert data["applications"] == [] and data["candidates"] == []  # nothing written for a doomed one
 
 
@@ -273,14 +268,14 @@ async def test_invalid_answers_are_a_permanent_error_naming_the_questions(
 # Attachments and the intake check
 
 
-async def test_attachments_are_refused_unless_dropped(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_attachments_are_refused_unless_dropped(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application(attachments=[CV, LETTER])
-    errors, warnings = make(server, http).check(app)
+    errors, warnings = make(laura, ats_http).check(app)
     assert len(errors) == 1 and errors[0].startswith("attachments: ") and warnings == []
     with pytest.raises(PermanentError):
-        await run(make(server, http).plan(app), app)
+        await run(make(laura, ats_http).plan(app), app)
 
-    dropping = make(server, http, drop_attachments=True)
+    dropping = make(laura, ats_http, drop_attachments=True)
     errors, warnings = dropping.check(app)
     assert errors == [] and [w.code for w in warnings] == ["attachment_dropped"] * 2
     steps = dropping.plan(app)
@@ -288,13 +283,11 @@ async def test_attachments_are_refused_unless_dropped(server: BackgroundServer, 
     _, ctx = await run(steps, app)
     assert [w.message for w in ctx.warnings] == [w.message for w in warnings]
     assert all("cv.pdf" not in w.message for w in warnings)
-    assert len((await records(http, server))["applications"]) == 1
+    assert len((await records(ats_http, laura))["applications"]) == 1
 
 
-async def test_check_flags_file_answers_and_unsupported_fields(
-    server: BackgroundServer, http: httpx.AsyncClient
-) -> None:
-    connector = make(server, http)
+async def test_check_flags_file_answers_and_unsupported_fields(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     app = application(answers=[StoredAnswer("507", CV)], source=Source(name="Indeed"))
     errors, warnings = connector.check(app)
     assert errors == ["question 507: file answers are not supported by Laura"]
@@ -306,8 +299,8 @@ async def test_check_flags_file_answers_and_unsupported_fields(
 # Questions and validation
 
 
-async def test_screening_questions_carry_preconditions(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    questions = await make(server, http).screening_questions("101")
+async def test_screening_questions_carry_preconditions(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    questions = await make(laura, ats_http).screening_questions("101")
     by_id = {q["id"]: q for q in questions}
     assert [q["id"] for q in questions] == ["501", "502", "503", "504", "505", "506", "507"]
     assert by_id["502"]["precondition_question_id"] == "501" and by_id["502"]["precondition_options"] == ["true"]
@@ -328,7 +321,7 @@ async def test_screening_questions_carry_preconditions(server: BackgroundServer,
     assert validate_answers(questions, GOOD_ANSWERS) == []
     for job_id in ("999", "../stages", "101/../../stages"):
         with pytest.raises(PermanentError) as err:
-            await make(server, http).screening_questions(job_id)
+            await make(laura, ats_http).screening_questions(job_id)
         assert err.value.status == 404
 
 
@@ -454,17 +447,17 @@ def test_validation_errors_never_echo_answers() -> None:
 # Move to stage, passthrough
 
 
-async def test_move_application_to_stage_action(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_move_application_to_stage_action(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     delivered, _ = await run(connector.plan(application()), application())
     params = {"application_id": delivered["application"], "stage_id": "4"}
     steps = connector.action_plan(ACTION_MOVE_APPLICATION_TO_STAGE, params, [])
-    await fault(http, server, script=["error"], error_status=502, path_regex="/stage$")
+    await fault(ats_http, laura, script=["error"], error_status=502, path_regex="/stage$")
     with pytest.raises(TransientError):
         await run(steps, None)
     done, _ = await run(steps, None)
     assert done == {"stage": "4"}
-    data = await records(http, server)
+    data = await records(ats_http, laura)
     assert data["applications"][0]["current_stage_id"] == 4
     assert [m["to"] for m in data["stage_moves"]] == [4]
     with pytest.raises(PermanentError):
@@ -475,8 +468,8 @@ async def test_move_application_to_stage_action(server: BackgroundServer, http: 
         connector.action_plan("add_result_link_to_application", params, [])
 
 
-async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_passthrough(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     stages = await connector.passthrough("GET", "/stages", None, None)
     assert stages.status == 200 and len(stages.body["data"]) == 6
     assert "authorization" not in {k.lower() for k in stages.headers}
@@ -513,8 +506,8 @@ def test_passthrough_paths_stay_under_the_api(path: str) -> None:
     )
 
 
-async def test_api_root(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    assert make(server, http).api_root == server.url + "/api/v1.2"
+async def test_api_root(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    assert make(laura, ats_http).api_root == laura.url + "/api/v1.2"
     spec = ConnectionSpec(
         id="x",
         connector="laura",
@@ -522,11 +515,11 @@ async def test_api_root(server: BackgroundServer, http: httpx.AsyncClient) -> No
         credentials="k",
         settings={},
     )
-    assert LauraConnector(spec, http).api_root == "https://acme.rekrytointi.com/api/v1.2"
+    assert LauraConnector(spec, ats_http).api_root == "https://acme.rekrytointi.com/api/v1.2"
 
 
-async def test_check_answers_for_intake(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_check_answers_for_intake(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     assert await connector.check_answers(application()) == []
     bad = application(answers=[StoredAnswer("501", False), StoredAnswer("502", ["1"])])
     assert await connector.check_answers(bad) == [
@@ -536,12 +529,12 @@ async def test_check_answers_for_intake(server: BackgroundServer, http: httpx.As
     ]
     unknown_job = application(job_id="999")
     assert await connector.check_answers(unknown_job) == ["application.job_id: not a job in this Laura account"]
-    await fault(http, server, script=["error"], error_status=503)
+    await fault(ats_http, laura, script=["error"], error_status=503)
     assert await connector.check_answers(application(job_id="102", answers=[StoredAnswer("505", 99)])) == []
 
 
-async def test_application_status_for_status_sync(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_application_status_for_status_sync(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(laura, ats_http)
     app = application()
     checkpoints, _ = await run(connector.plan(app), app)
     status = await connector.application_status(checkpoints["application"])

@@ -39,8 +39,7 @@ from connectors.base import (
     UnknownOutcome,
 )
 from connectors.otys import OtysConnector, classify_rpc_error, expiry_date, stage_field
-from connectors.sandbox.common import BackgroundServer
-from connectors.sandbox.otys import create_app
+from tests.support.emulators import Emulator, EmulatorFactory
 
 JOB = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 CLOSED_JOB = "c3d4e5f60718293a4b5c6d7e8f90a1b2"
@@ -105,12 +104,9 @@ def application(
 # Fixtures and a tiny runner (what the engine does: core steps first, skip checkpointed steps)
 
 
-EMULATOR = "otys"  # the `server` and `http` fixtures of conftest.py serve it
-
-
 def make(
-    server: BackgroundServer,
-    http: httpx.AsyncClient,
+    otys: Emulator,
+    ats_http: httpx.AsyncClient,
     *,
     credentials: str = "sandbox",
     timeout_s: float = 2.0,
@@ -119,12 +115,12 @@ def make(
     spec = ConnectionSpec(
         id="otys-test",
         connector="otys",
-        base_url=server.url,
+        base_url=otys.url,
         credentials=credentials,
         settings=settings,
         timeout_s=timeout_s,
     )
-    connector = connector_class("otys")(spec, http)
+    connector = connector_class("otys")(spec, ats_http)
     assert isinstance(connector, OtysConnector)
     return connector
 
@@ -158,25 +154,25 @@ async def run(
     return checkpoints, failed, ctx
 
 
-async def records(http: httpx.AsyncClient, server: BackgroundServer) -> dict[str, Any]:
-    return (await http.get(server.url + "/_sandbox/records")).json()
+async def records(ats_http: httpx.AsyncClient, otys: Emulator) -> dict[str, Any]:
+    return (await ats_http.get(otys.url + "/_sandbox/records")).json()
 
 
-async def sandbox(http: httpx.AsyncClient, server: BackgroundServer, path: str, body: Any = None) -> None:
-    (await http.post(server.url + path, json=body)).raise_for_status()
+async def sandbox(ats_http: httpx.AsyncClient, otys: Emulator, path: str, body: Any = None) -> None:
+    (await ats_http.post(otys.url + path, json=body)).raise_for_status()
 
 
 # ---------------------------------------------------------------------------------------------
 # Happy path: every field arrives
 
 
-async def test_every_field_arrives(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_every_field_arrives(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application()
-    connector = make(server, http)
+    connector = make(otys, ats_http)
     checkpoints, failed, _ = await run(connector.plan(app), app)
     assert not failed
     assert list(checkpoints)[:4] == ["source", "candidate", "gdpr", "application"]
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     [cand] = rec["candidates"]
     person = cand["Person"]
     assert (person["firstName"], person["lastName"], person["emailPrimary"]) == (
@@ -209,39 +205,39 @@ async def test_every_field_arrives(server: BackgroundServer, http: httpx.AsyncCl
         assert checkpoints[f"attachment:{r.sha256}"] == doc["uid"]
 
 
-async def test_rerun_creates_nothing_new(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_rerun_creates_nothing_new(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application()
-    await run(make(server, http).plan(app), app)
+    await run(make(otys, ats_http).plan(app), app)
     # a fresh connector (new session) re-running everything from scratch: lookups, no duplicates
-    _, failed, _ = await run(make(server, http).plan(app), app)
+    _, failed, _ = await run(make(otys, ats_http).plan(app), app)
     assert not failed
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     assert len(rec["candidates"]) == 1 and len(rec["procedures"]) == 1 and len(rec["documents"]) == 3
 
 
-async def test_source_by_id_unknown_name_and_default(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http, default_source="Career site")
+async def test_source_by_id_unknown_name_and_default(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http, default_source="Career site")
     app = application("a@example.nl", attachments=False, source=Source(id="p-linkedin"))
     checkpoints, _, _ = await run(connector.plan(app), app)
     assert checkpoints["source"] == "p-linkedin"
     app = application("b@example.nl", attachments=False, source=Source(unified_key="stepstone"))
     checkpoints, _, _ = await run(connector.plan(app), app)
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     created = [p for p in rec["portals"] if p["portal"] == "stepstone"]
     assert [p["uid"] for p in created] == [checkpoints["source"]]
     app = application("c@example.nl", attachments=False, source=None)
     checkpoints, _, _ = await run(connector.plan(app), app)
     assert any(
         p["portal"] == "Career site" and p["uid"] == checkpoints["source"]
-        for p in (await records(http, server))["portals"]
+        for p in (await records(ats_http, otys))["portals"]
     )
     app = application("d@example.nl", attachments=False, source=Source(id="nope"))
     checkpoints, _, ctx = await run(connector.plan(app), app)
     assert checkpoints["source"] == "" and ctx.warnings[0].code == "source_not_found"
 
 
-async def test_existing_candidate_is_updated_not_duplicated(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_existing_candidate_is_updated_not_duplicated(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     first = application(attachments=False)
     await run(connector.plan(first), first)
     second = application(
@@ -255,15 +251,15 @@ async def test_existing_candidate_is_updated_not_duplicated(server: BackgroundSe
         ),
     )
     await run(connector.plan(second), second)
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     [cand] = rec["candidates"]
     assert cand["Person"]["lastName"] == "Jansen-Smit"
     assert cand["Person"]["PhoneNumbers"]["1"]["phoneNumber"] == "+31 6 99999999"
     assert len(rec["procedures"]) == 2
 
 
-async def test_gdpr_declined_uses_retention_rule(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http, gdpr_decline_days=10)
+async def test_gdpr_declined_uses_retention_rule(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http, gdpr_decline_days=10)
     received = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
     app = application(
         attachments=False,
@@ -271,7 +267,7 @@ async def test_gdpr_declined_uses_retention_rule(server: BackgroundServer, http:
         origin=Origin(channel="api", received_at=received),
     )
     await run(connector.plan(app), app)
-    [gdpr] = (await records(http, server))["gdpr"]
+    [gdpr] = (await records(ats_http, otys))["gdpr"]
     assert (gdpr["dueDate"], gdpr["reason"]) == ("2026-03-11", "cron")
 
 
@@ -279,38 +275,34 @@ async def test_gdpr_declined_uses_retention_rule(server: BackgroundServer, http:
 # Sessions
 
 
-async def test_session_expiry_relogs_in_without_error(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_session_expiry_relogs_in_without_error(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     app = application()
     await run(connector.plan(app)[:2], app)  # source + candidate with a first session
-    await sandbox(http, server, "/_sandbox/otys/expire-sessions")
+    await sandbox(ats_http, otys, "/_sandbox/otys/expire-sessions")
     checkpoints, failed, _ = await run(connector.plan(app), app)
     assert not failed and "application" in checkpoints
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     assert rec["logins"] == 2 and len(rec["documents"]) == 3
 
 
-async def test_session_expiry_on_upload_relogs_in(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    app_instance = create_app(session_max_calls=3)
-    srv = BackgroundServer(app_instance).start()
-    try:
-        connector = make(srv, http)
-        app = application()
-        _, failed, _ = await run(connector.plan(app), app)
-        assert not failed
-        rec = await records(http, srv)
-        assert rec["logins"] > 3 and len(rec["documents"]) == 3 and len(rec["candidates"]) == 1
-    finally:
-        srv.stop()
+async def test_session_expiry_on_upload_relogs_in(emulator: EmulatorFactory, ats_http: httpx.AsyncClient) -> None:
+    otys = emulator("otys", session_max_calls=3)
+    connector = make(otys, ats_http)
+    app = application()
+    _, failed, _ = await run(connector.plan(app), app)
+    assert not failed
+    rec = await records(ats_http, otys)
+    assert rec["logins"] > 3 and len(rec["documents"]) == 3 and len(rec["candidates"]) == 1
 
 
-async def test_session_refused_twice_is_auth_error(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_session_refused_twice_is_auth_error(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     await connector.call("check", what="check")
     # every call expires all sessions first, so even the fresh one is refused
     await sandbox(
-        http,
-        server,
+        ats_http,
+        otys,
         "/_sandbox/otys/rpc-faults",
         {"script": ["session_expired", "session_expired"], "path_regex": "CandidateService"},
     )
@@ -318,10 +310,10 @@ async def test_session_refused_twice_is_auth_error(server: BackgroundServer, htt
         await connector.find_candidate("x@example.nl")
 
 
-async def test_bad_api_key_is_auth_error(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_bad_api_key_is_auth_error(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application(attachments=False)
     with pytest.raises(AuthError):
-        await run(make(server, http, credentials="wrong").plan(app), app)
+        await run(make(otys, ats_http, credentials="wrong").plan(app), app)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,103 +334,102 @@ def test_rpc_error_classification() -> None:
         expiry_date("soon")
 
 
-async def test_validation_error_in_http_200_is_permanent(server: BackgroundServer, http: httpx.AsyncClient) -> None:
+async def test_validation_error_in_http_200_is_permanent(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
     app = application(attachments=False, application=JobRef(job_id=JOB, stage_id="99"))
     with pytest.raises(PermanentError) as info:
-        await run(make(server, http).plan(app), app)
+        await run(make(otys, ats_http).plan(app), app)
     assert "ProcedureStatus1" in info.value.detail and "jan" not in info.value.detail.lower()
     app = application(attachments=False, job=CLOSED_JOB)
     with pytest.raises(PermanentError):
-        await run(make(server, http).plan(app), app)
+        await run(make(otys, ats_http).plan(app), app)
 
 
-async def test_http_statuses(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
-    await sandbox(http, server, "/_sandbox/faults", {"script": ["rate_limit"], "retry_after": 7})
+async def test_http_statuses(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
+    await sandbox(ats_http, otys, "/_sandbox/faults", {"script": ["rate_limit"], "retry_after": 7})
     with pytest.raises(TransientError) as info:
         await connector.find_candidate("x@example.nl")
     assert info.value.retry_after == 7 and info.value.status == 429
     for status, kind in ((422, PermanentError), (401, AuthError), (503, TransientError)):
-        await sandbox(http, server, "/_sandbox/faults", {"script": ["error"], "error_status": status})
+        await sandbox(ats_http, otys, "/_sandbox/faults", {"script": ["error"], "error_status": status})
         with pytest.raises(kind):
             await connector.find_candidate("x@example.nl")
 
 
-async def test_drop_after_create_then_rerun_finds_it(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_drop_after_create_then_rerun_finds_it(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     for email, method in (
         ("a@example.nl", r"CandidateService\.add"),
         ("b@example.nl", r"ProcedureService\.add"),
     ):
         app = application(email, attachments=False)
-        await sandbox(http, server, "/_sandbox/otys/rpc-faults", {"script": ["drop_after"], "path_regex": method})
+        await sandbox(ats_http, otys, "/_sandbox/otys/rpc-faults", {"script": ["drop_after"], "path_regex": method})
         checkpoints: dict[str, str] = {}
         with pytest.raises(UnknownOutcome):
             await run(connector.plan(app), app, checkpoints)
         await run(connector.plan(app), app, checkpoints)
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     assert len(rec["candidates"]) == 2 and len(rec["procedures"]) == 2
 
 
-async def test_lagging_search_index_no_duplicate_candidate(http: httpx.AsyncClient) -> None:
+async def test_lagging_search_index_no_duplicate_candidate(
+    emulator: EmulatorFactory, ats_http: httpx.AsyncClient
+) -> None:
     """OTYS allows a second candidate with the same e-mail and its search index lags: after a
     dropped answer to CandidateService.add, the re-run must still find the candidate."""
-    srv = BackgroundServer(create_app(unique_email=False, search_index_lag_s=30)).start()
-    try:
-        connector = make(srv, http)
-        app = application(attachments=False)
-        await sandbox(
-            http, srv, "/_sandbox/otys/rpc-faults", {"script": ["drop_after"], "path_regex": r"CandidateService\.add"}
-        )
-        checkpoints: dict[str, str] = {}
-        with pytest.raises(UnknownOutcome):
-            await run(connector.plan(app), app, checkpoints)
+    otys = emulator("otys", unique_email=False, search_index_lag_s=30)
+    connector = make(otys, ats_http)
+    app = application(attachments=False)
+    await sandbox(
+        ats_http,
+        otys,
+        "/_sandbox/otys/rpc-faults",
+        {"script": ["drop_after"], "path_regex": r"CandidateService\.add"},
+    )
+    checkpoints: dict[str, str] = {}
+    with pytest.raises(UnknownOutcome):
         await run(connector.plan(app), app, checkpoints)
-        rec = await records(http, srv)
-        assert len(rec["candidates"]) == 1 and rec["procedures"][0]["candidateUid"] == checkpoints["candidate"]
-    finally:
-        srv.stop()
+    await run(connector.plan(app), app, checkpoints)
+    rec = await records(ats_http, otys)
+    assert len(rec["candidates"]) == 1 and rec["procedures"][0]["candidateUid"] == checkpoints["candidate"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Attachments: rejection, full-attachment retry, unknown outcomes
 
 
-async def test_rejected_file_then_full_attachment_retry(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    await sandbox(http, server, "/_sandbox/otys/upload-faults", {"extensions": [".docx"]})
-    connector = make(server, http)
+async def test_rejected_file_then_full_attachment_retry(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    await sandbox(ats_http, otys, "/_sandbox/otys/upload-faults", {"extensions": [".docx"]})
+    connector = make(otys, ats_http)
     app = application()
     checkpoints, failed, _ = await run(connector.plan(app), app)
     assert "application" in checkpoints  # candidate and application complete
     assert list(failed) == [f"attachment:{ATTACHMENTS[1].sha256}"]
     assert isinstance(failed[f"attachment:{ATTACHMENTS[1].sha256}"], AttachmentRejected)
-    assert len((await records(http, server))["documents"]) == 2
+    assert len((await records(ats_http, otys))["documents"]) == 2
     # operator "retry attachments": the whole set is re-run (even confirmed ones); OTYS dedupes
-    (await http.delete(server.url + "/_sandbox/otys/upload-faults")).raise_for_status()
+    (await ats_http.delete(otys.url + "/_sandbox/otys/upload-faults")).raise_for_status()
     retry = {k: v for k, v in checkpoints.items() if not k.startswith("attachment:")}
     checkpoints2, failed2, _ = await run(connector.plan(app), app, retry)
     assert not failed2
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     assert sorted(d["fileName"] for d in rec["documents"]) == ["cv.pdf", "letter.docx", "portfolio.png"]
     assert checkpoints2[f"attachment:{ATTACHMENTS[0].sha256}"] == checkpoints[f"attachment:{ATTACHMENTS[0].sha256}"]
 
 
-async def test_too_large_file_is_rejected(http: httpx.AsyncClient) -> None:
-    srv = BackgroundServer(create_app(max_file_bytes=400)).start()
-    try:
-        app = application()
-        _, failed, _ = await run(make(srv, http).plan(app), app)
-        assert set(failed) == {f"attachment:{ATTACHMENTS[2].sha256}"}
-    finally:
-        srv.stop()
+async def test_too_large_file_is_rejected(emulator: EmulatorFactory, ats_http: httpx.AsyncClient) -> None:
+    otys = emulator("otys", max_file_bytes=400)
+    app = application()
+    _, failed, _ = await run(make(otys, ats_http).plan(app), app)
+    assert set(failed) == {f"attachment:{ATTACHMENTS[2].sha256}"}
 
 
-async def test_attach_timeout_after_store_no_duplicate(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http, timeout_s=0.5)
+async def test_attach_timeout_after_store_no_duplicate(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http, timeout_s=0.5)
     app = application()
     await sandbox(
-        http,
-        server,
+        ats_http,
+        otys,
         "/_sandbox/otys/rpc-faults",
         {"script": ["timeout_after"], "stall_s": 1.5, "path_regex": r"AttachedDocumentsService\.add"},
     )
@@ -446,23 +437,23 @@ async def test_attach_timeout_after_store_no_duplicate(server: BackgroundServer,
     assert len(failed) == 1 and isinstance(next(iter(failed.values())), UnknownOutcome)
     checkpoints, failed, _ = await run(connector.plan(app), app, checkpoints)
     assert not failed
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     assert len(rec["documents"]) == 3
 
 
-async def test_upload_timeout_after_store_no_duplicate(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http, timeout_s=0.5)
+async def test_upload_timeout_after_store_no_duplicate(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http, timeout_s=0.5)
     app = application()
     await sandbox(
-        http,
-        server,
+        ats_http,
+        otys,
         "/_sandbox/faults",
         {"script": ["timeout_after"], "stall_s": 1.5, "path_regex": "fileService"},
     )
     checkpoints, failed, _ = await run(connector.plan(app), app)
     assert len(failed) == 1
     checkpoints, failed, _ = await run(connector.plan(app), app, checkpoints)
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     assert not failed and len(rec["documents"]) == 3
     assert len(rec["files"]) == 4  # one orphan upload, never linked as a document
 
@@ -471,8 +462,8 @@ async def test_upload_timeout_after_store_no_duplicate(server: BackgroundServer,
 # Actions
 
 
-async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_actions(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     app = application(attachments=False)
     checkpoints, _, _ = await run(connector.plan(app), app)
     cand, proc = checkpoints["candidate"], checkpoints["application"]
@@ -515,7 +506,7 @@ async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> Non
         connector.action_plan(ACTION_MOVE_APPLICATION_TO_STAGE, {"application_id": proc, "stage_id": "4"}, []),
         None,
     )
-    rec = await records(http, server)
+    rec = await records(ats_http, otys)
     docs = rec["documents"]
     assert [d["applicationUid"] for d in docs if d["fileName"] == "cv.pdf"] == [proc]
     assert [d["applicationUid"] for d in docs if d["fileName"] == "portfolio.png"] == [None]
@@ -533,8 +524,8 @@ async def test_actions(server: BackgroundServer, http: httpx.AsyncClient) -> Non
 # Reading, check, passthrough
 
 
-async def test_screening_questions_stages_and_check(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_screening_questions_stages_and_check(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     questions = await connector.screening_questions(JOB)
     types = {q["type"] for q in questions}
     assert types == {"TEXT", "DATE", "FILE", "SINGLE_SELECT", "MULTI_SELECT", "BOOLEAN"}
@@ -547,8 +538,8 @@ async def test_screening_questions_stages_and_check(server: BackgroundServer, ht
     assert errors == [] and [w.code for w in warnings] == ["answers_not_written"]
 
 
-async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_passthrough(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     result = await connector.passthrough(
         "POST",
         "/jservice.php",
@@ -556,7 +547,7 @@ async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) ->
         {"method": "Otys.Services.VacancyService.getListEx", "params": [{"what": {"uid": 1}, "limit": 10}]},
     )
     assert result.status == 200 and len(result.body["result"]["listOutput"]) == 3
-    await sandbox(http, server, "/_sandbox/otys/expire-sessions")
+    await sandbox(ats_http, otys, "/_sandbox/otys/expire-sessions")
     result = await connector.passthrough(
         "POST", "jservice.php", None, {"method": "Otys.Services.VacancyService.getDetail", "params": ["nope"]}
     )
@@ -570,11 +561,11 @@ async def test_passthrough(server: BackgroundServer, http: httpx.AsyncClient) ->
         with pytest.raises(PermanentError):
             await connector.passthrough(method, path, None, body)
     await connector.close()
-    assert (await records(http, server))["live_sessions"] == 0
+    assert (await records(ats_http, otys))["live_sessions"] == 0
 
 
-async def test_application_status_for_status_sync(server: BackgroundServer, http: httpx.AsyncClient) -> None:
-    connector = make(server, http)
+async def test_application_status_for_status_sync(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+    connector = make(otys, ats_http)
     app = application()
     checkpoints, _, _ = await run(connector.plan(app), app, core_only=True)
     procedure = checkpoints["application"]
