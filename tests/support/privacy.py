@@ -1,4 +1,4 @@
-"""Helpers for the data-protection tests: distinctive candidates, and a raw dump of Redis."""
+"""Helpers for the data-protection tests: operator tokens, distinctive candidates, and a raw dump of Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from app.tokens import ApiToken
 from tests.support.builders import PDF_BYTES, b64
+
+# Operator tokens of the access and audit tests: one without `pii`, one with it.
+READER = ApiToken("reader", "reader-token-0123456789", frozenset({"read", "retry"}))
+DPO = ApiToken("dpo", "dpo-token-000123456789", frozenset({"read", "pii"}))
+
+
+def bearer(token: ApiToken) -> dict[str, str]:
+    return {"authorization": f"Bearer {token.secret}"}
 
 
 class Person:
