@@ -1,4 +1,5 @@
-"""Session-wide real services: one redis-server (embedded, AOF) unless REDIS_URL names one."""
+"""Session-wide real services: one redis-server (embedded, AOF) unless REDIS_URL names one, the
+ATS emulators (tests/support/emulators.py: `emulator(name)`, `factorial`, ...) and relays."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import redis
 
-from app.log import configure
-from app.net.ats_http import ats_client
-from app.redis.embedded import EmbeddedRedis
-from connectors.sandbox import create_emulator
-from connectors.sandbox.common import BackgroundServer
-from tests.harness import Emulator, Relay
+pytest.register_assert_rewrite("tests.support")  # helpers' asserts explain themselves too
+
+import redis  # noqa: E402
+
+from app.log import configure  # noqa: E402
+from app.redis.embedded import EmbeddedRedis  # noqa: E402
+from tests.support.harness import Relay  # noqa: E402
+
+pytest_plugins = ["tests.support.emulators"]
 
 configure("WARNING")
 
@@ -42,19 +44,6 @@ def redis_url(redis_server: EmbeddedRedis | None) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def factorial_emulator() -> Iterator[Emulator]:
-    emulator = Emulator(create_emulator("factorial", api_key="sandbox"))
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def factorial(factorial_emulator: Emulator) -> Emulator:
-    factorial_emulator.reset()
-    return factorial_emulator
-
-
 @pytest.fixture
 async def make_relay(redis_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Relay]]:
     relays: list[Relay] = []
@@ -67,19 +56,3 @@ async def make_relay(redis_url: str, tmp_path: Path) -> AsyncIterator[Callable[.
     yield make
     for relay in relays:
         await relay.close()
-
-
-@pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest) -> Iterator[BackgroundServer]:
-    """The emulator named by the test module's `EMULATOR`, served over HTTP for the module."""
-    srv = BackgroundServer(create_emulator(request.module.EMULATOR)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-async def http(server: BackgroundServer) -> AsyncIterator[httpx.AsyncClient]:
-    """The connectors' production client (app/ats_http.py), with the module's emulator reset to its seed."""
-    async with ats_client() as client:
-        await client.post(f"{server.url}/_sandbox/reset")
-        yield client

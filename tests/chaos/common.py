@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from app.redis.keys import status_index
-from tests.harness import PDF_BYTES, Relay, b64
+from tests.support.builders import PDF_BYTES, b64
+from tests.support.harness import Relay
 
 
 def application(i: int, *, run: str = "chaos", cv: bool = True) -> dict[str, Any]:

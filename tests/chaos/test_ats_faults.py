@@ -11,7 +11,8 @@ import pytest
 
 from app.config import DEFAULT_SCHEDULE
 from tests.chaos.common import Tally, application, count_arrivals, post_all, status_counts, stuck_report, wait_delivered
-from tests.harness import Emulator, connection_table
+from tests.support.builders import connection_table
+from tests.support.emulators import Emulator
 
 pytestmark = pytest.mark.slow
 

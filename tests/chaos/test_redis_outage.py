@@ -11,7 +11,9 @@ import pytest
 
 from app.redis.embedded import EmbeddedRedis
 from tests.chaos.common import Tally, application, count_arrivals, status_counts, stuck_report, wait_delivered
-from tests.harness import Emulator, Relay, connection_table
+from tests.support.builders import connection_table
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from tests.chaos.common import Tally, application, count_arrivals, wait_delivered
-from tests.harness import Emulator, connection_table
+from tests.support.builders import connection_table
+from tests.support.emulators import Emulator
 
 
 async def test_same_application_five_times_concurrently(make_relay: Any, factorial: Emulator) -> None:

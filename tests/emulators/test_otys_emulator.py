@@ -1,0 +1,229 @@
+"""The OTYS OWS emulator on its own, over real HTTP: envelope, sessions, validation, files, faults."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.sandbox.otys import E_FILE_REJECTED, SESSION_EXPIRED, SESSION_UNKNOWN
+from tests.support.emulators import Emulator, EmulatorFactory
+
+JOB = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+
+@pytest.fixture
+def client(otys: Emulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=otys.url) as c:
+        yield c
+
+
+def rpc(client: httpx.Client, method: str, *params: Any) -> dict[str, Any]:
+    response = client.post("/jservice.php", json={"jsonrpc": "2.0", "method": method, "params": list(params), "id": 7})
+    assert response.status_code == 200  # OWS answers errors in an HTTP 200 too
+    body = response.json()
+    assert body["jsonrpc"] == "2.0" and body["id"] == 7
+    return body
+
+
+def login(client: httpx.Client) -> str:
+    return rpc(client, "loginByUid", "sandbox")["result"]
+
+
+def person(email: str = "a@example.nl", **extra: Any) -> dict[str, Any]:
+    return {"Person": {"firstName": "A", "lastName": "B", "emailPrimary": email, **extra}}
+
+
+def test_envelope_and_errors(client: httpx.Client) -> None:
+    assert rpc(client, "loginByUid", "wrong")["error"]["message"].startswith("Access denied")
+    session = login(client)
+    assert rpc(client, "Otys.Services.Nope.add", session)["error"]["code"] == -32601
+    assert rpc(client, "Otys.Services.CandidateService.add", "bogus", person())["error"]["message"] == SESSION_UNKNOWN
+    bad = client.post("/jservice.php", content=b"{nope").json()
+    assert bad["error"]["code"] == -32700
+    assert client.post("/jservice.php", json={"jsonrpc": "2.0", "id": 1}).json()["error"]["code"] == -32600
+    wrapped = client.post(
+        "/jservice.php",
+        json={
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "Otys.Services.LanguageService.wrapRequest",
+            "params": ["en", {"method": "check", "params": [session]}],
+        },
+    ).json()
+    assert wrapped["result"]["clientCode"] == "SANDBOX"
+    batch = client.post(
+        "/jservice.php",
+        json=[
+            {"jsonrpc": "2.0", "id": 1, "method": "check", "params": [session]},
+            {"jsonrpc": "2.0", "id": 2, "method": "check", "params": ["x"]},
+        ],
+    )
+    assert [("result" in r, "error" in r) for r in batch.json()] == [(True, False), (False, True)]
+
+
+def test_session_expiry_on_demand_and_after_n_calls(client: httpx.Client, emulator: EmulatorFactory) -> None:
+    session = login(client)
+    assert "result" in rpc(client, "check", session)
+    client.post("/_sandbox/otys/expire-sessions").raise_for_status()
+    assert rpc(client, "check", session)["error"]["message"] == SESSION_EXPIRED
+    with httpx.Client(base_url=emulator("otys", session_max_calls=2).url) as c2:
+        s2 = login(c2)
+        assert "result" in rpc(c2, "check", s2) and "result" in rpc(c2, "check", s2)
+        assert rpc(c2, "check", s2)["error"]["message"] == SESSION_EXPIRED
+        assert c2.get("/_sandbox/records").json()["logins"] == 1
+
+
+def test_candidate_validation_duplicates_and_lookup(client: httpx.Client) -> None:
+    session = login(client)
+    err = rpc(client, "Otys.Services.CandidateService.add", session, {"Person": {"firstName": "A"}})["error"]
+    assert "lastName" in err["message"]
+    err = rpc(client, "Otys.Services.CandidateService.add", session, person(gender="male"))["error"]
+    assert "gender" in err["message"]
+    err = rpc(client, "Otys.Services.CandidateService.add", session, {**person(), "availableAt": "2027-01-01"})
+    assert "availableAt" in err["error"]["message"]
+    uid = rpc(client, "Otys.Services.CandidateService.add", session, person())["result"]
+    dup = rpc(client, "Otys.Services.CandidateService.add", session, person("A@example.nl"))["error"]
+    assert "Duplicate" in dup["message"]
+    query = {
+        "what": {"uid": 1},
+        "limit": 5,
+        "search": {
+            "ACTONOMY": {"DATA": {"keywords": {"options": {"searchList": ["emailAddress"]}, "value": '"a@example.nl"'}}}
+        },
+    }
+    assert rpc(client, "Otys.Services.CandidateService.getListEx", session, query)["result"]["listOutput"] == [
+        {"uid": uid}
+    ]
+    assert rpc(client, "Otys.Services.CandidateService.getListEx", session, {"limit": 500})["error"]
+    cond = {
+        "limit": 5,
+        "condition": {"type": "COND", "field": "Person.emailPrimary", "op": "LIKE", "param": "%@example.nl"},
+        "getTotalCount": 1,
+    }
+    assert rpc(client, "Otys.Services.CandidateService.getListEx", session, cond)["result"]["totalCount"] == 1
+
+
+def test_procedures_stages_and_seed(client: httpx.Client) -> None:
+    session = login(client)
+    cand = rpc(client, "Otys.Services.CandidateService.add", session, person())["result"]
+    bad = rpc(
+        client,
+        "Otys.Services.ProcedureService.add",
+        session,
+        {"candidateUid": cand, "vacancyUid": JOB, "ProcedureStatus1": {"uid": "1_42"}},
+    )
+    assert "ProcedureStatus1" in bad["error"]["message"]
+    uid = rpc(
+        client,
+        "Otys.Services.ProcedureService.add",
+        session,
+        {"candidateUid": cand, "vacancyUid": JOB, "ProcedureStatus1": {"uid": "1_3"}},
+    )["result"]
+    again = rpc(client, "Otys.Services.ProcedureService.add", session, {"candidateUid": cand, "vacancyUid": JOB})
+    assert "Duplicate" in again["error"]["message"]
+    rec = client.get("/_sandbox/records").json()
+    [proc] = rec["procedures"]
+    assert proc["uid"] == uid and proc["ProcedureStatus1"] == {"uid": "1_3"}
+    assert proc["ProcedureStatus2"] == {"uid": "2_1"}  # auto-selected "joined via website"
+    assert len(rec["vacancies"]) == 3 and rec["stages"]["1"][0]["code"] == "Applied"
+    assert {p["portal"] for p in rec["portals"]} >= {"Indeed", "LinkedIn"}
+    qs = rec["questionsets"][0]["Pages"][0]["Questions"]
+    assert {q["type"] for q in qs.values()} >= {
+        "textField",
+        "textarea",
+        "dateSelect",
+        "file",
+        "select",
+        "multiSelect",
+        "checkbox",
+        "radio",
+    }
+    client.post("/_sandbox/reset").raise_for_status()
+    assert client.get("/_sandbox/records").json()["procedures"] == []
+
+
+def test_files_documents_and_upload_faults(client: httpx.Client) -> None:
+    session = login(client)
+    cand = rpc(client, "Otys.Services.CandidateService.add", session, person())["result"]
+    data = b"%PDF-1.4 hello"
+    up = client.post(
+        "/fileService.php", files={"file": ("cv.pdf", data, "application/pdf")}, data={"sessionId": session}
+    ).json()
+    ouid = up["file"]["ouid"]
+    doc = rpc(
+        client,
+        "Otys.Services.AttachedDocumentsService.add",
+        session,
+        {"candidateUid": cand, "fileUid": ouid, "typeId": 1, "subject": "cv.pdf", "description": "m"},
+    )
+    assert "result" in doc
+    bad_type = rpc(
+        client,
+        "Otys.Services.AttachedDocumentsService.add",
+        session,
+        {"candidateUid": cand, "fileUid": ouid, "typeId": 77},
+    )
+    assert "typeId" in bad_type["error"]["message"]
+    listed = rpc(
+        client,
+        "Otys.Services.AttachedDocumentsService.getListEx",
+        session,
+        {"limit": 10, "condition": {"type": "COND", "field": "candidateUid", "op": "EQ", "param": cand}},
+    )
+    assert [d["fileSize"] for d in listed["result"]["listOutput"]] == [len(data)]
+    client.post("/_sandbox/otys/upload-faults", json={"extensions": [".docx"], "min_size": 1000, "count": 2})
+    refused = client.post(
+        "/fileService.php",
+        files={"file": ("l.docx", b"PK", "application/octet-stream")},
+        data={"sessionId": session},
+    ).json()
+    assert refused["error"]["code"] == E_FILE_REJECTED
+    big = client.post(
+        "/fileService.php",
+        files={"file": ("big.pdf", b"x" * 2000, "application/pdf")},
+        data={"sessionId": session},
+    ).json()
+    assert "error" in big
+    third = client.post(
+        "/fileService.php",
+        files={"file": ("l.docx", b"PK", "application/octet-stream")},
+        data={"sessionId": session},
+    ).json()
+    assert "file" in third  # count exhausted
+    expired = client.post(
+        "/fileService.php", files={"file": ("a.txt", b"a", "text/plain")}, data={"sessionId": "nope"}
+    ).json()
+    assert expired["error"]["message"] == SESSION_UNKNOWN
+    rec = client.get("/_sandbox/records").json()
+    assert rec["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert all(set(f) == {"ouid", "name", "type", "size", "sha256"} for f in rec["files"])  # never raw bytes
+    assert rec["documents"][0]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_rpc_faults_target_one_method(client: httpx.Client) -> None:
+    session = login(client)
+    client.post(
+        "/_sandbox/otys/rpc-faults",
+        json={"script": ["error"], "error_status": 502, "path_regex": r"ProcedureService\.add"},
+    ).raise_for_status()
+    assert "result" in rpc(client, "check", session)  # other methods untouched
+    response = client.post(
+        "/jservice.php",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "Otys.Services.ProcedureService.add",
+            "params": [session, {}],
+        },
+    )
+    assert response.status_code == 502
+    client.post("/_sandbox/otys/rpc-faults", json={"script": ["drop_after"], "path_regex": r"CandidateService\.add"})
+    with pytest.raises(httpx.HTTPError):
+        rpc(client, "Otys.Services.CandidateService.add", session, person())
+    rec = client.get("/_sandbox/records").json()
+    assert len(rec["candidates"]) == 1  # processed before the drop
+    assert rec["rpc_faults_injected"] == {"error": 1, "drop_after": 1}

@@ -1,0 +1,433 @@
+"""The delivery engine (app/delivery/engine.py) alone, through its injected deps (`EngineDeps`): a
+scripted connector whose steps succeed or raise what the script says, a real DeliveryStore on the
+session's Redis (no encryption: the engine never sees it), a frozen clock and a seeded rng.
+
+What a run decides is read back from the store: status, checkpoints, attempts, the next run's
+time and its job in arq's queue, the paused connection, the files kept or dropped."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from app.config import parse_config
+from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredApplication, stored_encoder
+from app.delivery import queue
+from app.delivery.engine import MAX_CRASH_RERUNS, DeliveryEngine, EngineDeps
+from app.delivery.record import Delivery
+from app.delivery.retry_policy import next_retry
+from app.delivery.store import DeliveryStore, PlainSealer, new_delivery_id
+from connectors.base import (
+    AttachmentRejected,
+    AuthError,
+    Capabilities,
+    ConnectionSpec,
+    Connector,
+    ConnectorSettings,
+    PermanentError,
+    Step,
+    StepContext,
+    TransientError,
+    attachment_step_name,
+)
+
+CONFIG = parse_config(
+    {"connections": {"acme": {"connector": "factorial", "base_url": "https://ats.example", "credentials_env": "K"}}},
+    {"K": "secret"},
+)
+POLICY = CONFIG.connections["acme"].retry
+SEED = 7
+NOW = 1_800_000_000.0
+
+CV = b"%PDF-1.4\n% the candidate's CV\n" + bytes(range(256))
+LETTER = b"%PDF-1.4\n% a cover letter\n" + bytes(range(128))
+
+
+class WorkerKilled(BaseException):
+    """Stands for kill -9 in the middle of a step: nothing the engine can catch or record."""
+
+
+Outcome = str | BaseException  # "ok", or the exception the step raises
+
+
+class ScriptedConnector(Connector):
+    """Plans `candidate` and `application` (core), then one step per attachment. Each step takes
+    the next outcome of its script ("ok" when the script is used up) and logs the call; an
+    attachment step reads its file through the engine first, as a real upload would."""
+
+    name = "scripted"
+    capabilities = Capabilities()
+    settings_type = ConnectorSettings
+
+    def __init__(self, script: Mapping[str, Sequence[Outcome]] | None = None, *, attachments_first: bool = False):
+        super().__init__(
+            ConnectionSpec("acme", "scripted", "https://ats.example", "secret", ConnectorSettings()), http=None
+        )  # type: ignore[arg-type]
+        self.script = {name: list(outcomes) for name, outcomes in (script or {}).items()}
+        self.attachments_first = attachments_first
+        self.calls: list[str] = []
+        self.uploaded: dict[str, bytes] = {}
+
+    def plan(self, application: StoredApplication) -> list[Step]:
+        core = [Step("candidate", self._step("candidate")), Step("application", self._step("application"))]
+        files = [
+            Step(attachment_step_name(ref), self._step(attachment_step_name(ref), ref), attachment=ref, core=False)
+            for ref in application.attachments
+        ]
+        return files + core if self.attachments_first else core + files
+
+    def _step(self, name: str, ref: AttachmentRef | None = None) -> Any:
+        async def run(ctx: StepContext) -> str:
+            self.calls.append(name)
+            if ref is not None:
+                self.uploaded[name] = await ctx.load_attachment(ref)
+            outcomes = self.script.get(name)
+            outcome = outcomes.pop(0) if outcomes else "ok"
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return f"{name}#{self.calls.count(name)}"
+
+        return run
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ref(index: int, name: str, data: bytes, kind: str) -> AttachmentRef:
+    return AttachmentRef(
+        index=index,
+        name=name,
+        type=kind,
+        content_type="application/pdf",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+    )
+
+
+CV_REF, LETTER_REF = ref(0, "cv.pdf", CV, "CV"), ref(1, "letter.pdf", LETTER, "COVER_LETTER")
+CV_STEP, LETTER_STEP = attachment_step_name(CV_REF), attachment_step_name(LETTER_REF)
+
+
+def stored_application(*, files: bool = False, email: str = "ana.ruiz@example.org") -> StoredApplication:
+    return StoredApplication(
+        connection_id="acme",
+        candidate=Candidate(first_name="Ana", last_name="Ruiz", email_address=email, phone_number="+34 600 111 222"),
+        application=JobRef(job_id="2001"),
+        origin=Origin(channel="api", received_at=NOW),
+        attachments=[CV_REF, LETTER_REF] if files else [],
+    )
+
+
+@dataclass
+class Rig:
+    store: DeliveryStore
+    clock: Clock
+    connector: ScriptedConnector
+    engine: DeliveryEngine
+
+    async def delivery(self, *, files: bool = False, email: str = "ana.ruiz@example.org") -> Delivery:
+        """A delivery as intake stores it: state, payload, files and its first job, in one call."""
+        delivery = Delivery(
+            id=new_delivery_id(),
+            connection_id="acme",
+            connector="scripted",
+            status="queued",
+            created_at=self.clock.now,
+            updated_at=self.clock.now,
+            idempotency_key_hash=uuid.uuid4().hex,
+            channel="api",
+            job_id="2001",
+            next_attempt_at=self.clock.now,
+        )
+        payload = stored_encoder.encode(stored_application(files=files, email=email))
+        result = await self.store.create(
+            delivery, payload, [CV, LETTER] if files else [], delivery.idempotency_key_hash
+        )
+        assert result.created
+        return await self.get(delivery.id)
+
+    async def get(self, delivery_id: str) -> Delivery:
+        delivery = await self.store.get(delivery_id)
+        assert delivery is not None
+        return delivery
+
+    async def run(self, delivery: Delivery) -> str:
+        """Run the delivery's pending job, as the worker would."""
+        current = await self.get(delivery.id)
+        return await self.engine.run(delivery.id, job_id=current.job)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: Redis) -> DeliveryStore:
+    return DeliveryStore(redis, sealer=PlainSealer())
+
+
+def rig(store: DeliveryStore, connector: ScriptedConnector) -> Rig:
+    clock = Clock()
+
+    async def load_attachment(delivery: Delivery, attachment: AttachmentRef) -> bytes:
+        data = await store.load_file(delivery.id, attachment.index)
+        assert data is not None, f"file {attachment.index} of {delivery.id} is gone"
+        return data
+
+    deps = EngineDeps(
+        store=store,
+        config=CONFIG,
+        connector_for=lambda connection_id: connector,
+        load_attachment=load_attachment,
+        clock=clock,
+        rng=random.Random(SEED),
+    )
+    return Rig(store, clock, connector, DeliveryEngine(deps))
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+async def test_a_delivery_runs_every_step_once_and_drops_the_files_the_ats_holds(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector())
+    delivery = await r.delivery(files=True)
+    assert await r.run(delivery) == "delivered"
+    done = await r.get(delivery.id)
+    assert r.connector.calls == ["candidate", "application", CV_STEP, LETTER_STEP]
+    assert r.connector.uploaded == {CV_STEP: CV, LETTER_STEP: LETTER}  # the bytes intake stored
+    assert done.checkpoints == {
+        "candidate": "candidate#1",
+        "application": "application#1",
+        CV_STEP: f"{CV_STEP}#1",
+        LETTER_STEP: f"{LETTER_STEP}#1",
+    }
+    assert done.status == "delivered" and done.delivered_at == NOW and done.job is None and done.runs == 1
+    assert [a.confirmed for a in done.attachments] == [True, True]
+    assert await store.load_file(delivery.id, 0) is None and await store.load_file(delivery.id, 1) is None
+    assert await store.list_ids("delivered") == [delivery.id]
+
+
+async def test_checkpointed_steps_are_skipped_on_a_rerun(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"application": [TransientError("ATS busy: HTTP 503", status=503)]}))
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "retry_scheduled"
+    assert (await r.get(delivery.id)).checkpoints == {"candidate": "candidate#1"}
+    assert await r.run(delivery) == "delivered"
+    assert r.connector.calls == ["candidate", "application", "application"]  # the candidate was not sent again
+    done = await r.get(delivery.id)
+    assert done.checkpoints == {"candidate": "candidate#1", "application": "application#2"}
+    assert done.runs == 2 and done.failed_attempts == 1
+
+
+async def test_a_delivery_checkpointed_elsewhere_runs_only_what_is_left(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector())
+    delivery = await r.delivery()
+    delivery.checkpoints = {"candidate": "existing-42"}  # e.g. an operator retry of a half-done delivery
+    await store.save(delivery)  # no status change
+    assert await r.run(delivery) == "delivered"
+    assert r.connector.calls == ["application"]
+    assert (await r.get(delivery.id)).checkpoints == {"candidate": "existing-42", "application": "application#1"}
+
+
+# -- outcomes ----------------------------------------------------------------------------------
+
+
+async def test_a_transient_failure_schedules_a_retry_at_the_time_the_policy_gives(store: DeliveryStore) -> None:
+    error = TransientError("ATS busy: HTTP 503", status=503)
+    r = rig(store, ScriptedConnector({"candidate": [error]}))
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "retry_scheduled"
+    expected = next_retry(POLICY, 1, error, random.Random(SEED))  # the engine's first draw from its rng
+    assert expected.delay_s is not None and 15 * 0.8 <= expected.delay_s <= 15 * 1.2
+    state = await r.get(delivery.id)
+    assert state.status == "retry_scheduled" and state.failed_attempts == 1
+    assert state.next_attempt_at == NOW + expected.delay_s  # exactly: same clock, same draw
+    assert state.last_error is not None
+    assert (state.last_error.kind, state.last_error.step, state.last_error.http_status) == (
+        "transient",
+        "candidate",
+        503,
+    )
+    last = state.attempts[-1]
+    assert (last.outcome, last.retry_reason, last.next_attempt_at) == (
+        "transient",
+        expected.reason,
+        state.next_attempt_at,
+    )
+    # the next run is queued in arq for that time, under a new job id (the first one is now stale)
+    assert state.job is not None and state.job != queue.job_id(delivery.id, 0)
+    assert await store.redis.zscore(queue.QUEUE_NAME, state.job) == int(state.next_attempt_at * 1000)
+
+
+@pytest.mark.parametrize(
+    ("error", "delay", "reason"),
+    [
+        (TransientError("slow down: HTTP 429", status=429), 60.0, "floor 60s for 429/timeout"),
+        (TransientError("read timeout", timeout=True), 60.0, "floor 60s for 429/timeout"),
+        (TransientError("down: HTTP 503", status=503, retry_after=7200), 7200.0, "Retry-After 7200s"),
+        (TransientError("down: HTTP 503", status=503, retry_after=30 * 3600), 6 * 3600.0, "Retry-After 21600s"),
+    ],
+)
+async def test_429_timeouts_and_retry_after_set_the_next_attempt(
+    store: DeliveryStore, error: TransientError, delay: float, reason: str
+) -> None:
+    r = rig(store, ScriptedConnector({"candidate": [error]}))
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "retry_scheduled"
+    state = await r.get(delivery.id)
+    assert state.next_attempt_at == NOW + delay
+    assert state.attempts[-1].retry_reason == reason
+
+
+async def test_the_last_transient_failure_of_the_schedule_is_a_dead_letter(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"candidate": [TransientError("ATS busy: HTTP 503", status=503)]}))
+    delivery = await r.delivery()
+    delivery.failed_attempts = POLICY.max_attempts - 1  # every retry of the schedule already spent
+    await store.save(delivery)  # no status change
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.kind == "exhausted"
+    assert state.last_error.message.startswith(f"gave up after {POLICY.max_attempts} attempts")
+    assert state.next_attempt_at is None and state.job is None
+
+
+async def test_a_permanent_failure_is_dead_lettered_at_once_with_its_reason(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"application": [PermanentError("job posting archived: HTTP 422", status=422)]}))
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.status == "failed" and state.job is None and state.next_attempt_at is None
+    assert state.last_error is not None
+    assert (state.last_error.kind, state.last_error.step, state.last_error.http_status, state.last_error.at) == (
+        "permanent",
+        "application",
+        422,
+        NOW,
+    )
+    assert state.last_error.message == "job posting archived: HTTP 422"
+    assert state.failed_attempts == 0  # no retry spent: there is none to come
+    assert state.checkpoints == {"candidate": "candidate#1"}  # kept for an operator retry
+    assert await store.list_ids("failed") == [delivery.id] and await store.list_ids("delivering") == []
+    assert r.connector.calls == ["candidate", "application"]
+
+
+async def test_recorded_errors_are_scrubbed_of_the_candidates_values(store: DeliveryStore) -> None:
+    echo = PermanentError("candidate Ana Ruiz <ana.ruiz@example.org> +34 600 111 222 exists: HTTP 422", status=422)
+    r = rig(store, ScriptedConnector({"candidate": [echo]}))
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.last_error is not None
+    message = state.last_error.message
+    for value in ("Ana", "Ruiz", "ana.ruiz", "example.org", "600 111 222"):
+        assert value not in message, message
+    assert message.endswith("exists: HTTP 422") and "<email>" in message
+    assert all("ana.ruiz" not in (a.error or "") for a in state.attempts)
+
+
+async def test_an_auth_failure_pauses_the_delivery_and_its_connection(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"candidate": [AuthError("credentials refused: HTTP 401", status=401)]}))
+    first, second = await r.delivery(), await r.delivery(email="ben@example.org")
+    assert await r.run(first) == "paused"
+    state = await r.get(first.id)
+    assert state.status == "paused" and state.job is None and state.failed_attempts == 0  # no attempt spent
+    assert state.last_error is not None and (state.last_error.kind, state.last_error.http_status) == ("auth", 401)
+    assert await store.paused_reason("acme") == "credentials refused: HTTP 401"
+    # the connection is paused for every delivery: the next one is not even tried
+    assert await r.run(second) == "paused"
+    assert r.connector.calls == ["candidate"]
+    assert sorted(await store.list_ids("paused")) == sorted([first.id, second.id])
+
+
+async def test_a_failed_attachment_does_not_block_the_core_steps(store: DeliveryStore) -> None:
+    rejected = AttachmentRejected("file type refused: HTTP 415", status=415)
+    r = rig(store, ScriptedConnector({CV_STEP: [rejected]}, attachments_first=True))
+    delivery = await r.delivery(files=True)
+    assert await r.run(delivery) == "failed"
+    # core steps first, whatever the plan's order; the other file still went
+    assert r.connector.calls == ["candidate", "application", CV_STEP, LETTER_STEP]
+    state = await r.get(delivery.id)
+    assert set(state.checkpoints) == {"candidate", "application", LETTER_STEP}
+    assert state.last_error is not None
+    assert (state.last_error.kind, state.last_error.step) == ("attachment", CV_STEP)
+    files = {a.step: a for a in state.attachments}
+    cv, letter = files[CV_STEP], files[LETTER_STEP]
+    assert (cv.type, cv.confirmed, cv.failures, cv.last_error) == ("CV", False, 1, "file type refused: HTTP 415")
+    assert (letter.type, letter.confirmed, letter.failures) == ("COVER_LETTER", True, 0)
+    assert [w.code for w in state.warnings] == ["attachment_failed"]
+    assert await store.load_file(delivery.id, 0) == CV  # the refused file is kept for a retry
+    assert await store.load_file(delivery.id, 1) is None  # the ATS holds the other one
+
+
+async def test_a_transient_attachment_failure_retries_only_the_attachment(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({CV_STEP: [TransientError("upload timed out", timeout=True)]}))
+    delivery = await r.delivery(files=True)
+    assert await r.run(delivery) == "retry_scheduled"
+    state = await r.get(delivery.id)
+    assert state.attachment_failures == 1 and state.failed_attempts == 0  # its own schedule
+    assert state.last_error is not None and state.last_error.step == CV_STEP
+    assert state.next_attempt_at == NOW + POLICY.slow_floor_s
+    assert await r.run(delivery) == "delivered"
+    assert r.connector.calls == ["candidate", "application", CV_STEP, LETTER_STEP, CV_STEP]
+
+
+# -- crashes and stale jobs ----------------------------------------------------------------------
+
+
+async def test_a_crashed_run_is_counted_and_the_rerun_resumes(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"application": [WorkerKilled()]}))
+    delivery = await r.delivery()
+    with pytest.raises(WorkerKilled):
+        await r.run(delivery)
+    assert (await r.get(delivery.id)).status == "delivering"  # what a dead worker leaves behind
+    assert await r.run(delivery) == "delivered"  # arq runs the same job again
+    state = await r.get(delivery.id)
+    assert [a.outcome for a in state.attempts if a.outcome != "ok"] == ["crash"]
+    assert state.runs == 2 and state.failed_attempts == 0
+    assert r.connector.calls == ["candidate", "application", "application"]
+
+
+async def test_consecutive_crashes_are_dead_lettered_after_max_crash_reruns(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"candidate": [WorkerKilled()] * MAX_CRASH_RERUNS}))
+    delivery = await r.delivery()
+    for _ in range(MAX_CRASH_RERUNS):
+        with pytest.raises(WorkerKilled):
+            await r.run(delivery)
+    assert await r.run(delivery) == "failed"
+    assert r.connector.calls == ["candidate"] * MAX_CRASH_RERUNS  # the last run tried nothing
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.kind == "crash"
+    assert state.last_error.message == f"the worker died {MAX_CRASH_RERUNS} times in a row running this delivery"
+    assert [a.outcome for a in state.attempts].count("crash") == MAX_CRASH_RERUNS
+
+
+async def test_a_stale_or_busy_job_runs_nothing(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector())
+    delivery = await r.delivery()
+    assert await r.engine.run(delivery.id, job_id=f"{delivery.id}:superseded") == "stale"
+    token = await store.acquire(delivery.id, 30)  # another worker holds the lease
+    assert token is not None
+    assert await r.run(delivery) == "busy"
+    await store.release(delivery.id, token)
+    assert r.connector.calls == []
+    untouched = await r.get(delivery.id)
+    assert (untouched.status, untouched.runs, untouched.attempts) == ("queued", 0, [])
+    job = untouched.job
+    assert await r.engine.run(delivery.id, job_id=job) == "delivered"
+    assert await r.engine.run(delivery.id, job_id=job) == "stale"  # a finished delivery has no pending job
+    assert r.connector.calls == ["candidate", "application"]
