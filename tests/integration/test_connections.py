@@ -102,7 +102,7 @@ async def test_a_connection_failing_for_hours_is_reported(
     degraded = next(e for e in logs if e["event"] == "connection.degraded")
     assert degraded["oldest_failing_s"] >= 3 * 3600 - 5 and degraded["log_level"] == "warning"
 
-    monkeypatch.setenv("APPLYRELAY_DEGRADED_AFTER_S", "0")
+    relay.settings.degraded_after_s = 0  # APPLYRELAY_DEGRADED_AFTER_S=0: every failing connection is degraded
     metrics = await relay.client.get("/metrics", headers=viewer())
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     lines = metrics.text.splitlines()

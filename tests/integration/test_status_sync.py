@@ -125,7 +125,7 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
             ).raise_for_status()
         too_soon = await poll.sync_once(runtime)
         assert too_soon.checked == 0  # each application is checked once per interval
-        later = poll.interval_s() + 1 + time.time()
+        later = runtime.settings.status_sync_interval_s + 1 + time.time()
         report = await poll.sync_once(runtime, now=later)
         assert report.checked == 2 and report.callbacks == 2
         assert (await relay.delivery(first))["remote_status"]["outcome"] == "DECLINED"
@@ -149,7 +149,7 @@ async def test_status_changes_are_synced_and_called_back(relay: Relay, factorial
         assert change["previous_status"]["outcome"] == "PENDING"
         assert change["application_id"] == first_app
 
-        unchanged = await poll.sync_once(runtime, now=later + 2 * poll.interval_s())
+        unchanged = await poll.sync_once(runtime, now=later + 2 * runtime.settings.status_sync_interval_s)
         assert unchanged.checked == 2 and unchanged.changed == [] and unchanged.callbacks == 0
     finally:
         await runtime.close()

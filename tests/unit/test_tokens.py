@@ -13,19 +13,14 @@ DPO_SECRET = "dpo-secret-abcdefghij"
 
 
 def test_admin_and_named_tokens() -> None:
-    tokens = parse_tokens(
-        {
-            "APPLYRELAY_ADMIN_TOKEN": "admin-secret",
-            "APPLYRELAY_TOKENS": f" ops:read+retry:{OPS_SECRET}, ,dpo:read+pii+erase:{DPO_SECRET},",
-        }
-    )
+    tokens = parse_tokens("admin-secret", f" ops:read+retry:{OPS_SECRET}, ,dpo:read+pii+erase:{DPO_SECRET},")
     assert tokens == [
         ApiToken("admin", "admin-secret", SCOPES),
         ApiToken("ops", OPS_SECRET, frozenset({"read", "retry"})),
         ApiToken("dpo", DPO_SECRET, frozenset({"read", "pii", "erase"})),
     ]
     assert SCOPES == {"read", "pii", "retry", "erase", "admin"}
-    assert parse_tokens({}) == []
+    assert parse_tokens(None, "") == []
 
 
 @pytest.mark.parametrize(
@@ -40,16 +35,16 @@ def test_admin_and_named_tokens() -> None:
 )
 def test_bad_token_definitions_name_the_item(value: str, message: str) -> None:
     with pytest.raises(TokenConfigError, match=message):
-        parse_tokens({"APPLYRELAY_TOKENS": value})
+        parse_tokens(None, value)
 
 
 def test_a_secret_with_colons_is_kept_whole() -> None:
-    [token] = parse_tokens({"APPLYRELAY_TOKENS": "ops:read:part-one:part-two-0123"})
+    [token] = parse_tokens(None, "ops:read:part-one:part-two-0123")
     assert token.secret == "part-one:part-two-0123"
 
 
 def test_find_token_and_repr_without_the_secret() -> None:
-    tokens = parse_tokens({"APPLYRELAY_TOKENS": f"ops:read:{OPS_SECRET},dpo:pii:{DPO_SECRET}"})
+    tokens = parse_tokens(None, f"ops:read:{OPS_SECRET},dpo:pii:{DPO_SECRET}")
     assert find_token(tokens, DPO_SECRET) is tokens[1]
     assert find_token(tokens, OPS_SECRET) is tokens[0]
     assert (

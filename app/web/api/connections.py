@@ -63,7 +63,7 @@ def path_problem(path: str) -> str | None:
 @get("/v1/connections", guards=[read_guard])
 async def list_connections(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
-    statuses = await connection_statuses(runtime.store, runtime.config)
+    statuses = await connection_statuses(runtime.store, runtime.config, threshold_s=runtime.settings.degraded_after_s)
     return Response({"data": [s.view() for s in statuses]})
 
 

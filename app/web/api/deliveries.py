@@ -7,7 +7,6 @@ Scopes: `read` to list and inspect (no PII), `pii` to see the candidate's name (
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import msgspec
@@ -157,7 +156,7 @@ async def purge_delivery(request: Request[Any, Any, Any], delivery_id: str) -> R
 
 def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """A `read` token, unless APPLYRELAY_METRICS_PUBLIC=1 (a scraper on a private network)."""
-    if os.environ.get("APPLYRELAY_METRICS_PUBLIC") == "1":
+    if connection.app.state.runtime.settings.metrics_public:
         return
     read_guard(connection, handler)
 
@@ -167,7 +166,9 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
     names = views.connection_names(runtime.config.connections, await known_names(runtime.store, "connection"))
     body = await metrics.render(runtime.store, names)
-    body += (await connection_metrics_text(runtime.store, runtime.config)).encode()  # health per connection
+    body += (
+        await connection_metrics_text(runtime.store, runtime.config, threshold_s=runtime.settings.degraded_after_s)
+    ).encode()  # health per connection
     return Response(body, media_type=metrics.CONTENT_TYPE)
 
 

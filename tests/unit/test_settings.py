@@ -1,0 +1,77 @@
+"""Settings (app/settings.py): every APPLYRELAY_* variable is read there, once, and a bad value
+stops the start naming the variable."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError
+from app.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_ENV = {"APPLYRELAY_DATA_KEY": "dGVzdC1kYXRhLWtleS0wMDAwMDAwMDAwMDAwMDAwMDA", "REDIS_URL": "redis://127.0.0.1:1"}
+
+
+def _environment_reads(path: Path) -> list[tuple[int, str]]:
+    """(line, variable) of every `os.environ[...]`, `os.environ.get(...)`, `os.getenv(...)` or
+    `env.get(...)` of a literal APPLYRELAY_* name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        name: ast.expr | None = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            if node.func.attr in {"get", "getenv", "pop", "setdefault"}:
+                name = node.args[0]
+        elif isinstance(node, ast.Subscript):
+            name = node.slice
+        if isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.startswith("APPLYRELAY_"):
+            found.append((node.lineno, name.value))
+    return found
+
+
+def test_applyrelay_variables_are_read_only_in_settings() -> None:
+    reads = {
+        str(path.relative_to(REPO)): lines
+        for path in sorted((REPO / "app").rglob("*.py"))
+        if path.name != "settings.py" and (lines := _environment_reads(path))
+    }
+    assert reads == {}
+
+
+def test_the_checker_sees_a_read(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('import os\nx = os.environ.get("APPLYRELAY_X")\ny = os.environ["APPLYRELAY_Y"]\n')
+    assert _environment_reads(module) == [(2, "APPLYRELAY_X"), (3, "APPLYRELAY_Y")]
+
+
+def test_the_operational_variables_land_in_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        **BASE_ENV,
+        "APPLYRELAY_ADMIN_TOKEN": "admin-secret",
+        "APPLYRELAY_INTAKE_TOKENS": "one,two",
+        "APPLYRELAY_METRICS_PUBLIC": "1",
+        "APPLYRELAY_DEGRADED_AFTER_S": "120",
+        "APPLYRELAY_STATUS_SYNC_INTERVAL_S": "60",
+        "APPLYRELAY_STATUS_SYNC_DAYS": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("APPLYRELAY_CONFIG", raising=False)
+    settings = load_settings(dev=False)
+    assert settings.intake_tokens == ["one", "two"] and settings.metrics_public
+    assert (settings.degraded_after_s, settings.status_sync_interval_s) == (120.0, 60.0)
+    assert settings.status_sync_window_s == 2 * 86400.0 and settings.dev_generated == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("APPLYRELAY_DEGRADED_AFTER_S", "soon"), ("APPLYRELAY_STATUS_SYNC_DAYS", "0"), ("APPLYRELAY_JOB_TIMEOUT_S", "-1")],
+)
+def test_a_bad_number_stops_the_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    for key, val in {**BASE_ENV, "APPLYRELAY_ADMIN_TOKEN": "admin-secret", name: value}.items():
+        monkeypatch.setenv(key, val)
+    with pytest.raises(ConfigError, match=name):
+        load_settings(dev=False)
