@@ -56,7 +56,7 @@ class Runtime:
         self.store = DeliveryStore(self.redis, sealer=self.sealer)
         self.pseudonyms = Pseudonyms(self.redis, self.sealer)
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        self.ats_http = ats_client()  # the connectors' client (app/ats_http.py says why it differs)
+        self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
         self.connectors = ConnectorPool(self.config, self.ats_http)
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:

@@ -26,7 +26,7 @@ class Settings:
     job_timeout_s: float = 45.0
     keep_files_after_delivery: bool = False
     dev: bool = False
-    # Encryption at rest (app/crypto.py): raw 32-byte keys, the first one seals new writes.
+    # Encryption at rest (app/privacy/crypto.py): raw 32-byte keys, the first one seals new writes.
     data_keys: list[bytes] = field(repr=False, default_factory=list)
     keep_delivered_s: float = 7 * 86400.0  # delivered payloads, then purged (retention)
     keep_dead_letters_s: float = 30 * 86400.0  # failed deliveries' payloads and files

@@ -32,7 +32,7 @@ def cmd_web(args: argparse.Namespace) -> None:
 
     configure()
     settings = _settings()
-    # "auto" is uvloop and httptools, both dependencies (app/event_loop.py says why).
+    # "auto" is uvloop and httptools, both dependencies (app/net/event_loop.py says why).
     uvicorn.run(
         create_app(Runtime(settings)),
         host=args.host,

@@ -1,4 +1,5 @@
-"""The canonical application (DESIGN §2): Kombo's create-application shape, as msgspec Structs.
+"""The canonical application: Kombo's create-application shape, as msgspec Structs
+(docs/architecture.md, "The canonical model").
 
 Two forms exist. `ApplicationIn` is what clients post (attachments carry base64 `data` or a
 `data_url`). `StoredApplication` is what the relay keeps and connectors read: attachment bytes are
@@ -76,7 +77,7 @@ class AttachmentIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
     content_type: Annotated[str, Meta(max_length=200)] | None = None
     # base64 in JSON; msgspec decodes it while parsing, in C, into the only copy intake keeps
     # (CPython's binascii took 26 % of intake CPU). Sloppier base64 (whitespace, data: URLs,
-    # url-safe, no padding) fails that decode and is retried leniently: app/intake.py.
+    # url-safe, no padding) fails that decode and is retried leniently: app/intake/accept.py.
     data: bytes | None = None
     data_url: Annotated[str, Meta(max_length=2048)] | None = None
 

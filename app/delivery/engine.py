@@ -86,7 +86,7 @@ class EngineDeps:
     run_budget_s: float = 40.0
     lease_s: float = 50.0
     keep_files_after_delivery: bool = False
-    limiter: ConnectionLimiter | None = None  # per-connection concurrency / rate (app/limits.py)
+    limiter: ConnectionLimiter | None = None  # per-connection concurrency / rate (app/delivery/limits.py)
     file_links: Callable[[str, int, float], str] | None = None  # (delivery, index, expiry) → URL
 
 

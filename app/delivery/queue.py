@@ -5,7 +5,7 @@ own transactions, so a state change and the run it needs are stored together; ar
 pick them up as usual. Job bodies use msgspec's msgpack (the worker is configured to match).
 Each run of a delivery is its own short-lived job (`<delivery id>:<n>`): retries are scheduled by
 the engine, never by arq's `Retry`, which would tie the schedule to arq's `max_tries` and to the
-job body's expiry (anchors §1.2).
+job body's expiry (docs/architecture.md, "One run of the engine").
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class Delivery(Struct, omit_defaults=True):
     keep_files_until: float | None = None  # signed links were handed out: keep the bytes until then
     payload_purged: bool = False
     remote_status: dict[str, Any] | None = None  # the application's stage/outcome in the ATS (status sync)
-    erased_at: float | None = None  # erased at the candidate's request (app/erasure.py)
+    erased_at: float | None = None  # erased at the candidate's request (app/privacy/erasure.py)
     version: int = 0
 
     def add_warning(self, code: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""When to try again (DESIGN §4.5): a fixed schedule with jitter, floors for 429 and timeouts,
+"""When to try again (docs/architecture.md, "Retry policy"): a fixed schedule with jitter, floors for 429 and timeouts,
 and the ATS's Retry-After honoured up to a cap. Pure functions: the engine supplies the clock
 and the random source, so tests can check the spacing exactly."""
 

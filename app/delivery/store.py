@@ -90,7 +90,7 @@ return 0
 
 
 class Sealer(Protocol):
-    """Encrypts what is stored about a candidate (payload and files). See app/crypto.py."""
+    """Encrypts what is stored about a candidate (payload and files). See app/privacy/crypto.py."""
 
     def seal(self, data: bytes) -> bytes: ...
     def open(self, data: bytes) -> bytes: ...
@@ -339,7 +339,7 @@ class DeliveryStore:
             # write. Most saves of a delivery are these, one per ATS step.
             await self.redis.set(state_key(delivery.id), state)
             return
-        batch = CommandBatch()  # one atomic call (app/redis_batch.py): state and job first
+        batch = CommandBatch()  # one atomic call (app/redis/batch.py): state and job first
         batch.set(state_key(delivery.id), state)
         if jid is not None and run_at is not None:
             queue.add_to_pipeline(batch, delivery.id, jid, run_at)

@@ -3,7 +3,7 @@
 Every inbound route (canonical API, Indeed, Standard Webhooks, career forms) ends here with an
 `ApplicationIn` and an `Origin`; this module validates what the schema cannot (base64, file
 types, sizes, URLs, what the target connection can take), applies the idempotency rule
-(DESIGN §4.2) and stores everything in one atomic Redis step before anyone answers 202.
+(docs/architecture.md, "Idempotency") and stores everything in one atomic Redis step before anyone answers 202.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class Intake:
         self.store = store
         self.config = config
         self.checker_for = checker_for
-        self.pseudonyms = pseudonyms  # keyed-hash email index for erasure (app/erasure.py)
+        self.pseudonyms = pseudonyms  # keyed-hash email index for erasure (app/privacy/erasure.py)
 
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)

@@ -197,7 +197,7 @@ async def metrics_text(store: DeliveryStore, config: Config, *, threshold_s: flo
         [({**lbl, "status": st}, float(n)) for lbl, s in ids for st, n in s.counts.items()],
     )
     redis = store.redis
-    # (applyrelay_queue_jobs{state} is in app/metrics.py; this one is the autoscaling signal)
+    # (applyrelay_queue_jobs{state} is in app/operator/metrics.py; this one is the autoscaling signal)
     gauge(
         "applyrelay_queue_due_jobs",
         "Jobs in the arq queue that are due now (the autoscaling signal).",

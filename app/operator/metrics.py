@@ -103,7 +103,7 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
 
 
 def _purged(counts: dict[str, float]) -> Metric:
-    """Candidate records purged (payload and files dropped) by retention or erasure (app/retention.py)."""
+    """Candidate records purged (payload and files dropped) by retention or erasure (app/privacy/retention.py)."""
     fam = CounterMetricFamily(
         "applyrelay_records_purged",
         "Candidate records purged, by reason (delivered / dead_letter: retention; erasure: on request)",

@@ -2,7 +2,7 @@
 its deliveries stand, and what the operator must still erase in the ATSs.
 
 Finding a candidate's deliveries without storing the address: intake adds each delivery's id to
-`ar:ix:email:<hmac>` (keyed hash of the normalised address, app/crypto.py) in the same
+`ar:ix:email:<hmac>` (keyed hash of the normalised address, app/privacy/crypto.py) in the same
 transaction that stores it. Actions queued on those applications later (add attachment, result
 link, stage) are found by parent id or by the remote ids they target.
 

@@ -8,7 +8,7 @@ other client runs in between, and the AOF logs its writes as one transaction. Un
 command that fails (only a key of the wrong type could) stops the ones after it, and Redis rolls
 nothing back: callers put the writes that must agree first (a delivery's state and its job).
 Keys travel as arguments, not as KEYS: right on one Redis or under Sentinel (what the relay
-supports, see app/redis_conn.py), not on Redis Cluster.
+supports, see app/redis/client.py), not on Redis Cluster.
 """
 
 from __future__ import annotations

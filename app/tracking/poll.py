@@ -10,7 +10,7 @@ relay created — and nothing else (no bulk sync of the ATS's data).
   `APPLYRELAY_STATUS_SYNC_DAYS` (default 60), when the ATS has no such call, or when the application
   is gone (404).
 * **Changes** are stored on the Delivery (`remote_status`, shown by ``GET /v1/deliveries/{id}``) and,
-  when the connection has a status callback, queued as a signed callback (app/callbacks.py).
+  when the connection has a status callback, queued as a signed callback (app/tracking/callbacks.py).
 """
 
 from __future__ import annotations

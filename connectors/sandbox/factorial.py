@@ -1,6 +1,6 @@
 """An emulator of the subset of Factorial's ATS API (dated version 2026-07-01) the connector uses.
 
-Faithful to Factorial's OpenAPI document (shared/specs/factorial-ats-2026-07-01.yaml): paths under
+Faithful to Factorial's OpenAPI document (docs/specs/factorial-ats-2026-07-01.yaml): paths under
 ``/api/{version}/resources/``, ``x-api-key`` or OAuth bearer auth, list envelope ``{data, meta}``
 with cursor (``after_id``) or offset (``page``) pagination capped at 100, single records at top
 level, string ids, 201 on create. Tests validate its answers against that document.

@@ -1,6 +1,6 @@
 """OTYS OWS emulator: the JSON-RPC 2.0 endpoint ``POST /jservice.php`` and ``POST /fileService.php``.
 
-What it reproduces from the public sources (shared/connectors/otys-api.md, the official WordPress
+What it reproduces from the public sources (summarised in docs/connectors/otys.md; the official WordPress
 plugin): ``loginByUid`` sessions passed as the first JSON-RPC param; errors as a JSON-RPC ``error``
 object inside an HTTP 200; ``Access denied; please login again`` when a session has expired; the
 ``getListEx`` grammar (what / limit / condition tree / ACTONOMY e-mail search); candidates,
@@ -584,7 +584,7 @@ def procedure_add(state: OtysState, args: list[Any]) -> Any:
     return record["uid"]
 
 
-# AttachedDocumentsService.add's fields as documented (shared/connectors/otys-api.md §7)
+# AttachedDocumentsService.add's fields as documented (docs/connectors/otys.md)
 DOCUMENT_FIELDS = frozenset(
     {
         "candidateUid",

@@ -28,7 +28,7 @@ def check_retries_follow_policy(delivery: dict[str, Any]) -> list[str]:
     """Every transient attempt's scheduled delay: the schedule ±jitter, at least 60 s after a 429
     or a timeout, never more attempts than the schedule allows."""
     problems = []
-    failures = {"core": 0, "attachments": 0}  # files retry on their own schedule (DESIGN §4.6)
+    failures = {"core": 0, "attachments": 0}  # files retry on their own schedule (docs/architecture.md, "Retry policy")
     for attempt in delivery["attempts"]:
         if attempt["outcome"] != "transient" or attempt.get("next_attempt_at") is None:
             continue

@@ -309,7 +309,7 @@ async def test_cv_refused_on_create_still_creates_the_applicant(
     make_relay: Callable[..., Relay], emulator: EmulatorFactory
 ) -> None:
     """Flatchr answers 413 to a create carrying a too-large CV: without `require_cv`, the applicant is
-    created without it and only the CV fails (DESIGN §4.6), for an operator to follow up."""
+    created without it and only the CV fails (docs/architecture.md, "Retry policy"), for an operator to follow up."""
     tenant = emulator("flatchr", resume_required=False)  # a tenant not requiring a CV
     relay = make_relay({"acme": flatchr_connection(tenant, require_cv=False, max_cv_bytes=50_000_000)})
     await relay.start_worker()

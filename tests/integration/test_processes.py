@@ -97,7 +97,7 @@ async def test_procfile_lines_serve_and_deliver(redis_url: str, factorial: Emula
         expected = {"web": (0, -signal.SIGTERM), "worker": (0,)}
         for name, process in processes.items():
             assert process.wait(timeout=30) in expected[name], (tmp_path / f"{name}.log").read_text()
-    assert '"event_loop": "uvloop"' in (tmp_path / "worker.log").read_text()  # app/event_loop.py
+    assert '"event_loop": "uvloop"' in (tmp_path / "worker.log").read_text()  # app/net/event_loop.py
 
 
 def test_the_web_serves_with_httptools_on_uvloop() -> None:

@@ -1,5 +1,5 @@
 """Career-site forms: `multipart/form-data` in the conventions hand-built career forms and form
-tools use (Greenhouse/Lever style; shared/inbound.md §4), parsed as a stream.
+tools use (Greenhouse/Lever style; docs/inbound.md), parsed as a stream.
 
     first_name, last_name (or name), email, phone     the candidate
     resume, cover_letter                               file parts (cover_letter may also be text)

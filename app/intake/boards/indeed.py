@@ -1,5 +1,5 @@
 """Indeed Apply: the JSON Indeed posts to a job's `postUrl`, verified and mapped to the canonical
-application (shared/inbound.md §1).
+application (docs/inbound.md).
 
 Connection settings:
     indeed_secret_env = "ACME_INDEED_SECRET"   # the API secret's variable; unset → route answers 404

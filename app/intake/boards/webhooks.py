@@ -1,5 +1,5 @@
 """Standard Webhooks: the canonical JSON, signed with `webhook-id`, `webhook-timestamp`,
-`webhook-signature` (standardwebhooks.com; shared/inbound.md §5), verified with the
+`webhook-signature` (standardwebhooks.com; docs/inbound.md), verified with the
 `standardwebhooks` package.
 
 Connection settings:

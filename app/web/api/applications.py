@@ -1,4 +1,4 @@
-"""The JSON API: canonical intake and health (deliveries: app/web/deliveries_api.py)."""
+"""The JSON API: canonical intake and health (deliveries: app/web/api/deliveries.py)."""
 
 from __future__ import annotations
 

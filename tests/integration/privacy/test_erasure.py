@@ -53,7 +53,7 @@ async def test_erasure_removes_one_candidate_everywhere_and_the_rest_is_delivere
         await relay.wait_for(delivery_id, "retry_scheduled")
     assert await stored_keys(relay, retrying) and await stored_keys(relay, dead)
 
-    await relay.redis.zadd("ar:sync", {delivered: 0})  # followed by status sync (app/status_sync.py)
+    await relay.redis.zadd("ar:sync", {delivered: 0})  # followed by status sync (app/tracking/poll.py)
     response = await relay.client.post("/v1/erasure", json={"email": ana.email.upper()}, headers=relay.admin)
     assert response.status_code == 200, response.text
     report = response.json()

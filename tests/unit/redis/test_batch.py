@@ -1,4 +1,4 @@
-"""A CommandBatch runs its writes in order, atomically, as one call (app/redis_batch.py)."""
+"""A CommandBatch runs its writes in order, atomically, as one call (app/redis/batch.py)."""
 
 from __future__ import annotations
 
