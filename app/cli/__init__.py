@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import subprocess
@@ -46,9 +45,9 @@ def cmd_web(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(_: argparse.Namespace) -> None:
-    from app.delivery.worker import create_worker
     from app.log import configure
     from app.net.event_loop import use_uvloop
+    from app.worker import create_worker
 
     configure()
     settings = _settings()
@@ -137,14 +136,6 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     serve(create_emulator(args.name, api_key=args.api_key), host=args.host, port=args.port)
 
 
-# Feature command modules, each with `register(subparsers)`; one line per feature.
-COMMAND_MODULES: list[str] = [
-    "app.cli.deliveries",
-    "app.cli.keys",
-    "app.cli.erase",
-]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="applyrelay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--api-key", default="sandbox")
     p.set_defaults(fn=cmd_sandbox)
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+    from app.cli import deliveries, erase, keys  # each feature's commands: `register(subparsers)`
+
+    for module in (deliveries, keys, erase):
+        module.register(sub)
     return parser
 
 

@@ -9,10 +9,10 @@ import pytest
 import structlog
 
 from app.delivery.store import DeliveryStore
-from app.delivery.worker import cron_jobs
 from app.operator.connection_health import connection_statuses, report_degraded
 from app.privacy import audit
 from app.tokens import ApiToken
+from app.worker import cron_jobs
 from connectors.sandbox.factorial import COMPANY_ID
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator

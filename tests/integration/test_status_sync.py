@@ -16,11 +16,11 @@ from litestar import Litestar, Request, Response, post
 from standardwebhooks.webhooks import Webhook
 
 from app.config import ConfigError, parse_config
-from app.delivery.worker import create_worker, cron_jobs
 from app.redis.keys import CALLBACKS_DUE
 from app.runtime import Runtime
 from app.settings import Settings
 from app.tracking import callbacks, poll
+from app.worker import create_worker, cron_jobs
 from connectors.sandbox.common import BackgroundServer
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator

@@ -23,13 +23,13 @@ from redis.asyncio import Redis
 from app.config import parse_config
 from app.delivery import queue
 from app.delivery.store import DeliveryStore
-from app.delivery.worker import WakeableWorker, create_worker
 from app.privacy.crypto import AesGcmSealer, parse_keys
 from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
 from app.settings import Settings
 from app.tokens import SCOPES, ApiToken
 from app.web.app import create_app
+from app.worker import WakeableWorker, create_worker
 from connectors.sandbox.common import BackgroundServer
 
 REPO = Path(__file__).resolve().parents[2]

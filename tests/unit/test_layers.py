@@ -79,7 +79,13 @@ def test_nothing_below_the_web_and_the_cli_imports_them() -> None:
 
 def test_the_delivery_machinery_knows_nothing_of_intake_operators_or_tracking() -> None:
     delivery = {m: ts for m, ts in APP.items() if within(m, "app.delivery")}
-    assert violations(delivery, None, ("app.intake", "app.operator", "app.tracking", "app.web", "app.cli")) == {}
+    above = ("app.intake", "app.operator", "app.tracking", "app.web", "app.cli", "app.worker")
+    assert violations(delivery, None, above) == {}
+
+
+def test_the_worker_process_is_imported_by_the_cli_only() -> None:
+    """app/worker.py assembles the cron jobs of every concern: nothing but the CLI may import it."""
+    assert violations(APP, lambda m: within(m, "app.cli", "app.worker"), ("app.worker",)) == {}
 
 
 def test_the_checker_sees_a_violation() -> None:

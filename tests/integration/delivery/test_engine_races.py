@@ -9,7 +9,7 @@ from arq import Retry
 
 from app.delivery.record import Status
 from app.delivery.transitions import Move
-from app.delivery.worker import build_engine, deliver
+from app.worker import build_engine, deliver
 from tests.support.builders import application, connection_table
 from tests.support.emulators import Emulator
 

@@ -86,7 +86,7 @@ async def test_a_bug_in_a_run_keeps_the_job_instead_of_losing_the_delivery(
 ) -> None:
     """An unexpected exception in the engine failed the arq job, which arq then dropped: the
     delivery stayed queued or delivering for ever (found by the chaos suite, a rename gone wrong)."""
-    from app.delivery import worker as worker_module
+    from app import worker as worker_module
     from app.delivery.engine import DeliveryEngine
 
     monkeypatch.setattr(worker_module, "CRASH_RETRY_S", 0.2)

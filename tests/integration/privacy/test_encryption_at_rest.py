@@ -15,11 +15,11 @@ import pytest
 from app.cli.keys import rotate
 from app.config import ConfigError
 from app.delivery.store import DeliveryStore
-from app.delivery.worker import create_worker
 from app.privacy import crypto
 from app.privacy.crypto import AesGcmSealer, SealError, key_id, parse_keys
 from app.runtime import Runtime
 from app.settings import load_settings
+from app.worker import create_worker
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import DATA_KEY, Relay

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from app.delivery.worker import CRON_JOBS, create_worker
+from app.privacy import retention
 from app.privacy.retention import RetentionPolicy, sweep
 from app.redis.keys import PURGED_METRIC
 from app.runtime import Runtime
+from app.worker import CRON_JOBS, create_worker
 from tests.support.builders import PDF_BYTES, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
@@ -94,7 +95,7 @@ async def test_configured_retention_and_a_late_dead_letter(relay: Relay) -> None
 
 
 async def test_the_cron_job_runs_in_the_worker_with_its_clock(relay: Relay) -> None:
-    assert "app.privacy.retention:cron_job" in CRON_JOBS
+    assert retention.cron_job in CRON_JOBS
     await relay.start_worker()
     delivered = (await relay.post(Person().application())).json()["id"]
     await relay.wait_for(delivered, "delivered")

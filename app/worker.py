@@ -19,15 +19,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.core import plugins
 from app.delivery import queue
 from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
-from app.privacy import file_links
+from app.operator import connection_health
+from app.privacy import file_links, retention
 from app.redis import client
 from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
 from app.settings import Settings
+from app.tracking import callbacks, poll
 
 log = structlog.get_logger("applyrelay.worker")
 BUSY_RETRY_S = 5
@@ -143,17 +144,18 @@ class WakeableWorker(Worker):
             await asyncio.sleep(BUSY_POLL_S)  # every slot taken: look again soon, a job may have ended
 
 
-# Scheduled jobs, each `module:function(settings) -> arq CronJob`; one line per feature.
-CRON_JOBS: list[str] = [
-    "app.operator.connection_health:cron_job",
-    "app.tracking.poll:cron_job",
-    "app.tracking.callbacks:cron_job",
-    "app.privacy.retention:cron_job",
+# Scheduled jobs, each `cron_job(settings) -> arq CronJob`; one line per feature, imported, so
+# that the import contract (tests/unit/test_layers.py) sees them.
+CRON_JOBS: list[Callable[[Settings], Any]] = [
+    connection_health.cron_job,
+    poll.cron_job,
+    callbacks.cron_job,
+    retention.cron_job,
 ]
 
 
 def cron_jobs(settings: Settings) -> list[Any]:
-    return [plugins.load(target)(settings) for target in CRON_JOBS]
+    return [make(settings) for make in CRON_JOBS]
 
 
 def create_worker(
