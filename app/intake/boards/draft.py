@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from app.core.model import ApplicationIn
 from app.core.problems import FieldError, Problem
 from app.intake import decode
 from connectors.base import ConnectorError, StepWarning
+from connectors.http import TtlCache
 
 ATS_READ_TIMEOUT_S = 2.0
 _PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
@@ -208,7 +208,7 @@ def _board_path(path: str, names: Mapping[str, str]) -> str:
 
 
 JOB_OPEN_CACHE_S = 60.0
-_open_jobs: dict[tuple[str, str, str], float] = {}
+_open_jobs: TtlCache[tuple[str, str, str], bool] = TtlCache(JOB_OPEN_CACHE_S, max_entries=10_000)
 
 
 async def check_job(connector: Any, connection: Connection, job_id: str, field_path: str) -> None:
@@ -219,8 +219,7 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
     if not connection.inbound.inbound_job_check:
         return
     key = (connection.base_url, connection.id, job_id)
-    now = time.monotonic()
-    if _open_jobs.get(key, 0.0) > now:
+    if _open_jobs.get(key):
         return
     try:
         async with asyncio.timeout(ATS_READ_TIMEOUT_S):
@@ -228,9 +227,7 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
     except (TimeoutError, ConnectorError):
         return
     if status == "open":
-        if len(_open_jobs) > 10_000:
-            _open_jobs.clear()
-        _open_jobs[key] = now + JOB_OPEN_CACHE_S
+        _open_jobs.put(key, True)
     if status == "missing":
         raise Problem(
             404,
