@@ -155,7 +155,7 @@ class DeliveryEngine:
     async def run(self, delivery_id: str, job_id: str | None = None, job_try: int = 1) -> str:
         """Run one delivery; returns the resulting status (or why nothing ran)."""
         store = self.deps.store
-        token, delivery = await store.acquire_and_get(delivery_id, self.deps.lease_s)
+        token, delivery = await store.acquire_lease_and_get(delivery_id, self.deps.lease_s)
         if token is None:
             return "busy"
         try:
@@ -175,7 +175,7 @@ class DeliveryEngine:
         simply expires after `lease_s`."""
         try:
             async with asyncio.timeout(1.0):
-                await self.deps.store.release(delivery_id, token)
+                await self.deps.store.release_lease(delivery_id, token)
         except (TimeoutError, OSError, RedisError) as exc:
             log.warning("delivery.lease_not_released", delivery_id=delivery_id, error_type=type(exc).__name__)
 

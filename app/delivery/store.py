@@ -381,12 +381,12 @@ class DeliveryStore:
 
     # -- leases -------------------------------------------------------------------------------
 
-    async def acquire(self, delivery_id: str, ttl_s: float) -> str | None:
+    async def acquire_lease(self, delivery_id: str, ttl_s: float) -> str | None:
         token = uuid.uuid4().hex
         ok = await self.redis.set(lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         return token if ok else None
 
-    async def acquire_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
+    async def acquire_lease_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
         """Take the lease and read the state in one round trip: (lease token or None, delivery).
         Without the lease the state is not decoded (someone else is running it)."""
         token = uuid.uuid4().hex
@@ -398,7 +398,7 @@ class DeliveryStore:
             return None, None
         return token, delivery_decoder.decode(raw) if raw else None
 
-    async def release(self, delivery_id: str, token: str) -> None:
+    async def release_lease(self, delivery_id: str, token: str) -> None:
         await self._unlock(keys=[lease_key(delivery_id)], args=[token])
 
     # -- connections --------------------------------------------------------------------------

@@ -42,7 +42,7 @@ async def hold_lease(store: DeliveryStore, delivery_id: str, wait_s: float) -> s
     by the job timeout, and a dead worker's lease expires, so `wait_s` > lease is enough)."""
     deadline = time.monotonic() + wait_s
     while True:
-        token = await store.acquire(delivery_id, max(wait_s, 30.0))
+        token = await store.acquire_lease(delivery_id, max(wait_s, 30.0))
         if token is not None or time.monotonic() >= deadline:
             return token
         await asyncio.sleep(0.1)
@@ -203,4 +203,4 @@ class Eraser:
             )
         finally:
             if token is not None:
-                await self.store.release(delivery_id, token)
+                await self.store.release_lease(delivery_id, token)

@@ -85,7 +85,7 @@ async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: fl
     """Purge under the delivery's lease (never under a running delivery); None if busy or if a
     signed file link handed to the ATS is still valid (kept until it expires), False if it changed
     meanwhile and is no longer due."""
-    token = await store.acquire(delivery_id, 30.0)
+    token = await store.acquire_lease(delivery_id, 30.0)
     if token is None:
         return None
     try:
@@ -97,7 +97,7 @@ async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: fl
             return True
         return False
     finally:
-        await store.release(delivery_id, token)
+        await store.release_lease(delivery_id, token)
 
 
 def policy_from(settings: Any) -> RetentionPolicy:

@@ -85,8 +85,8 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
 async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, now: float, report: SyncReport) -> None:
     redis, store, config = runtime.redis, runtime.store, runtime.config
     later = {delivery_id: now + runtime.settings.status_sync_interval_s}
-    lock = await store.acquire(delivery_id, 60)
-    if lock is None:  # a run of this delivery is going on: next time
+    delivery_lease = await store.acquire_lease(delivery_id, 60)
+    if delivery_lease is None:  # a run of this delivery is going on: next time
         await redis.zadd(SYNC_SET, {delivery_id: now + 30})
         report.skipped += 1
         return
@@ -153,7 +153,7 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
         await redis.zadd(SYNC_SET, later)
         log.info("status_sync.failed", delivery_id=delivery_id, error_type=type(exc).__name__, http_status=exc.status)
     finally:
-        await store.release(delivery_id, lock)
+        await store.release_lease(delivery_id, delivery_lease)
 
 
 async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200, budget_s: float = 30.0) -> SyncReport:

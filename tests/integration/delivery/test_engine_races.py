@@ -22,11 +22,11 @@ async def test_superseded_and_busy_jobs(make_relay: Any, factorial: Emulator) ->
     assert state is not None and state.job == f"{delivery_id}:0"
 
     assert await engine.run(delivery_id, job_id=f"{delivery_id}:old") == "stale"
-    token = await engine.deps.store.acquire(delivery_id, 30)
+    token = await engine.deps.store.acquire_lease(delivery_id, 30)
     assert token is not None
     with pytest.raises(Retry):  # the current job comes back later instead of being lost
         await deliver({"engine": engine, "job_id": state.job, "job_try": 1}, delivery_id)
-    await engine.deps.store.release(delivery_id, token)
+    await engine.deps.store.release_lease(delivery_id, token)
     assert await engine.run(delivery_id, job_id=state.job) == "delivered"
     assert await engine.run(delivery_id, job_id=state.job) == "stale"  # finished: no pending job
     assert len(factorial.records()["candidates"]) == 1

@@ -420,10 +420,10 @@ async def test_a_stale_or_busy_job_runs_nothing(store: DeliveryStore) -> None:
     r = rig(store, ScriptedConnector())
     delivery = await r.delivery()
     assert await r.engine.run(delivery.id, job_id=f"{delivery.id}:superseded") == "stale"
-    token = await store.acquire(delivery.id, 30)  # another worker holds the lease
+    token = await store.acquire_lease(delivery.id, 30)  # another worker holds the lease
     assert token is not None
     assert await r.run(delivery) == "busy"
-    await store.release(delivery.id, token)
+    await store.release_lease(delivery.id, token)
     assert r.connector.calls == []
     untouched = await r.get(delivery.id)
     assert (untouched.status, untouched.runs, untouched.attempts) == ("queued", 0, [])
