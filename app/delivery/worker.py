@@ -136,7 +136,8 @@ class WakeableWorker(Worker):
             await asyncio.sleep(BUSY_POLL_S)
         elif self.job_counter < self.max_jobs:
             try:
-                await self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)
+                # redis-py types the timeout as int; Redis >= 6 takes fractional seconds
+                await client.awaited(self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S))  # type: ignore[arg-type]
             except POLL_ERRORS:
                 await asyncio.sleep(WAKE_WAIT_S)
         else:

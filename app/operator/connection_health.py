@@ -25,6 +25,7 @@ from app.config import Config
 from app.delivery import queue, transitions
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import DEGRADED_SET, paused_key, semaphore_key
 
 log = structlog.get_logger("applyrelay.connections")
@@ -116,7 +117,7 @@ async def connection_statuses(
 
 async def report_degraded(redis: Redis, statuses: list[ConnectionStatus]) -> list[str]:
     """Log the degraded connections (an alert keys on `connection.degraded`) and the recoveries."""
-    before = {m.decode() for m in await redis.smembers(DEGRADED_SET)}
+    before = {m.decode() for m in await awaited(redis.smembers(DEGRADED_SET))}
     degraded = [s for s in statuses if s.degraded]
     for s in degraded:
         log.warning(

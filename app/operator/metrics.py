@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from app.delivery import queue
 from app.delivery.record import STATUSES
 from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import connection_status_index, metric_key, status_index
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -98,7 +99,7 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
             fam.add_metric([connection, status], next(per_connection))
     families.append(fam)
     families.append(_latency_histogram(latency))
-    families.append(_purged(_decode(await redis.hgetall(metric_key("purged")))))
+    families.append(_purged(_decode(await awaited(redis.hgetall(metric_key("purged"))))))
     return families
 
 

@@ -25,6 +25,7 @@ from arq import cron
 
 from app.delivery.engine import file_count
 from app.delivery.store import DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import PURGED_METRIC, RETENTION_CURSOR, status_index
 
 log = structlog.get_logger("applyrelay.retention")
@@ -51,7 +52,7 @@ async def sweep(
     deadline = None if budget_s is None else time.monotonic() + budget_s
     for status, reason in RULES:
         cutoff = now - policy.keep(status)
-        raw_cursor = await redis.hget(RETENTION_CURSOR, status)
+        raw_cursor = await awaited(redis.hget(RETENTION_CURSOR, status))
         start: Any = float(raw_cursor) if raw_cursor else "-inf"
         resume = cutoff  # where the next sweep starts: the oldest record left behind, else the cutoff
         count, offset, out_of_time = 0, 0, False
@@ -74,9 +75,9 @@ async def sweep(
                 if done is None:
                     resume = min(resume, score)  # being run right now: leave it for the next sweep
                 count += bool(done)
-        await redis.hset(RETENTION_CURSOR, status, repr(resume))
+        await awaited(redis.hset(RETENTION_CURSOR, status, repr(resume)))
         if count:
-            await redis.hincrby(PURGED_METRIC, reason, count)
+            await awaited(redis.hincrby(PURGED_METRIC, reason, count))
         purged[reason] = count
     return purged
 
