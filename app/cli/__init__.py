@@ -10,11 +10,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.config import ConfigError
 
+if TYPE_CHECKING:
+    from app.settings import Settings  # imported where a command needs it: the CLI starts fast
 
-def _settings(redis_url: str | None = None):  # type: ignore[no-untyped-def]
+
+def _settings(redis_url: str | None = None) -> Settings:
     from app.settings import load_settings
 
     try:

@@ -79,7 +79,7 @@ AttachmentLoader = Callable[[Delivery, AttachmentRef], Awaitable[bytes]]
 class EngineDeps:
     store: DeliveryStore
     config: Config
-    connector_for: Callable[[str], Connector]
+    connector_for: Callable[[str], Connector[Any]]
     load_attachment: AttachmentLoader
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
@@ -282,7 +282,9 @@ class DeliveryEngine:
         delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
-    async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None, int]:
+    async def _plan(
+        self, delivery: Delivery, connector: Connector[Any]
+    ) -> tuple[list[Step], StoredApplication | None, int]:
         """(steps, the application or None for an action, how many file keys it may have)."""
         try:
             raw = await self.deps.store.load_payload(delivery.id)
