@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from arq import Retry, Worker
+from arq.cron import CronJob
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, WatchError
@@ -153,7 +154,7 @@ CRON_JOBS: list[str] = [
 ]
 
 
-def cron_jobs(settings: Settings) -> list[Any]:
+def cron_jobs(settings: Settings) -> list[CronJob]:
     return [plugins.load(target)(settings) for target in CRON_JOBS]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from arq import cron
@@ -27,6 +27,11 @@ from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore
 from app.redis.client import awaited
 from app.redis.keys import DEGRADED_SET, paused_key, semaphore_key
+
+if TYPE_CHECKING:
+    from arq.cron import CronJob
+
+    from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.connections")
 
@@ -144,7 +149,7 @@ async def check_connections(ctx: dict[str, Any]) -> list[str]:
     return await report_degraded(runtime.redis, await connection_statuses(runtime.store, runtime.config))
 
 
-def cron_job(settings: Any) -> Any:
+def cron_job(settings: Settings) -> CronJob:
     """Every minute, on one worker (arq's cron jobs have unique ids across workers). The timeout is
     the job timeout: arq holds a killed worker's jobs for the longest function timeout + 10 s."""
     return cron(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from arq import cron
@@ -27,6 +27,11 @@ from app.delivery.engine import file_count
 from app.delivery.store import DeliveryStore
 from app.redis.client import awaited
 from app.redis.keys import PURGED_METRIC, RETENTION_CURSOR, status_index
+
+if TYPE_CHECKING:
+    from arq.cron import CronJob
+
+    from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.retention")
 BATCH = 500
@@ -101,7 +106,7 @@ async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: fl
         await store.release(delivery_id, token)
 
 
-def policy_from(settings: Any) -> RetentionPolicy:
+def policy_from(settings: Settings) -> RetentionPolicy:
     return RetentionPolicy(keep_delivered_s=settings.keep_delivered_s, keep_dead_letters_s=settings.keep_dead_letters_s)
 
 
@@ -117,7 +122,7 @@ def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time, bu
     return retention
 
 
-def cron_job(settings: Any) -> Any:
+def cron_job(settings: Settings) -> CronJob:
     """`CRON_JOBS` entry: the retention sweep every 10 minutes, and once at worker start-up.
 
     Its timeout is the delivery jobs' one: arq sizes every job's in-progress lease on the longest
