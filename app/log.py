@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 PII_KEYS = frozenset(
     {
@@ -30,7 +31,7 @@ PII_KEYS = frozenset(
 )
 
 
-def drop_pii(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def drop_pii(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     for key in PII_KEYS & event.keys():
         event[key] = "[redacted]"
     return event

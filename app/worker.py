@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from arq import Retry, Worker
+from arq.cron import CronJob
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, WatchError
@@ -137,7 +138,8 @@ class WakeableWorker(Worker):
             await asyncio.sleep(BUSY_POLL_S)
         elif self.job_counter < self.max_jobs:
             try:
-                await self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S)
+                # redis-py types the timeout as int; Redis >= 6 takes fractional seconds
+                await client.awaited(self.pool.blpop([WAKE_KEY], timeout=WAKE_WAIT_S))  # type: ignore[arg-type]
             except POLL_ERRORS:
                 await asyncio.sleep(WAKE_WAIT_S)
         else:
@@ -146,7 +148,7 @@ class WakeableWorker(Worker):
 
 # Scheduled jobs, each `cron_job(settings) -> arq CronJob`; one line per feature, imported, so
 # that the import contract (tests/unit/test_layers.py) sees them.
-CRON_JOBS: list[Callable[[Settings], Any]] = [
+CRON_JOBS: list[Callable[[Settings], CronJob]] = [
     connection_health.cron_job,
     poll.cron_job,
     callbacks.cron_job,
@@ -154,7 +156,7 @@ CRON_JOBS: list[Callable[[Settings], Any]] = [
 ]
 
 
-def cron_jobs(settings: Settings) -> list[Any]:
+def cron_jobs(settings: Settings) -> list[CronJob]:
     return [make(settings) for make in CRON_JOBS]
 
 

@@ -58,7 +58,7 @@ DEFAULT_VERSION = "2026-07-01"
 READ_CACHE_S = 60.0  # questions, sources and phases: re-read at most once a minute
 
 
-class FactorialSettings(ConnectorSettings):
+class FactorialSettings(ConnectorSettings, frozen=True):  # frozen: inherited, restated for mypy
     """A Factorial connection's own keys (docs/connectors/factorial.md)."""
 
     api_version: Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="a dated API version, YYYY-MM-DD")] = (

@@ -91,7 +91,7 @@ class SourceRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     source_id: str | None = None
 
 
-class FlatchrSettings(ConnectorSettings):
+class FlatchrSettings(ConnectorSettings, frozen=True):  # frozen: inherited, restated for mypy
     """A Flatchr connection's own keys (module docstring, docs/connectors/flatchr.md)."""
 
     company_id: Annotated[
@@ -499,9 +499,9 @@ class FlatchrConnector(Connector[FlatchrSettings]):
         kind, _, found = ctx.remote_id("create").partition(":")
         if kind == "found":
             return found
-        found = await self._find_applicant(app.candidate.email_address, self._job_id(app))
-        if found:
-            return found
+        searched = await self._find_applicant(app.candidate.email_address, self._job_id(app))
+        if searched:
+            return searched
         raise TransientError("flatchr create applicant: accepted but not found by search yet")
 
     async def _step_application(self, ctx: StepContext) -> str:
@@ -732,7 +732,8 @@ class FlatchrConnector(Connector[FlatchrSettings]):
 
     @staticmethod
     def _attachment_row(row: Mapping[str, Any]) -> dict[str, Any]:
-        attachment = row.get("attachment") if isinstance(row.get("attachment"), dict) else {}
+        raw = row.get("attachment")
+        attachment: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
         name = str(attachment.get("name") or "")
         tag = str(row.get("tag") or "").lower()
         return {

@@ -51,7 +51,7 @@ QUESTIONS_CACHE_S = 60.0
 QUESTIONS_CACHE_MAX = 1000  # jobs; the cache is cleared when it grows past this
 
 
-class LauraSettings(ConnectorSettings):
+class LauraSettings(ConnectorSettings, frozen=True):  # frozen: inherited, restated for mypy
     """A Laura connection's own keys (docs/connectors/laura.md)."""
 
     # accept applications with attachments, drop the files (one warning each) instead of refusing

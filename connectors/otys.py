@@ -77,7 +77,7 @@ DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
 Count = Annotated[int, Meta(ge=0)]
 
 
-class OtysSettings(ConnectorSettings):
+class OtysSettings(ConnectorSettings, frozen=True):  # frozen: inherited, restated for mypy
     """An OTYS connection's own keys (docs/connectors/otys.md)."""
 
     default_source: str | None = None  # source when the application names none
@@ -339,10 +339,10 @@ class OtysConnector(Connector[OtysSettings]):
             body = self._decode(response, what)
             if isinstance(body, dict) and body.get("error"):
                 error = body["error"]
-                exc = classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
-                if isinstance(exc, PermanentError):
-                    raise AttachmentRejected(exc.detail) from None
-                raise exc
+                refusal = classify_rpc_error(error.get("code"), str(error.get("message", "")), what)
+                if isinstance(refusal, PermanentError):
+                    raise AttachmentRejected(refusal.detail) from None
+                raise refusal
             first = (
                 next(iter(body.values()), None)
                 if isinstance(body, dict)
@@ -489,7 +489,7 @@ class OtysConnector(Connector[OtysSettings]):
             "emailPrimary": cand.email_address,
         }
         if cand.gender:
-            genders = {**DEFAULT_GENDERS, **self.settings.gender_map}
+            genders = DEFAULT_GENDERS | self.settings.gender_map
             person["gender"] = genders[cand.gender]
         if cand.location is not None:
             address = {
@@ -706,7 +706,7 @@ class OtysConnector(Connector[OtysSettings]):
     # attachments
 
     def _document_types(self) -> dict[str, int]:
-        return {**DEFAULT_DOCUMENT_TYPES, **self.settings.document_types}
+        return DEFAULT_DOCUMENT_TYPES | self.settings.document_types
 
     @staticmethod
     def _held(documents: list[dict[str, Any]], name: str, sha256: str, size: int) -> str | None:

@@ -8,12 +8,16 @@ import signal
 import subprocess
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from app.config import ConfigError
 from app.settings import VAR_DIR
 
+if TYPE_CHECKING:
+    from app.settings import Settings  # imported where a command needs it: the CLI starts fast
 
-def _settings(redis_url: str | None = None):  # type: ignore[no-untyped-def]
+
+def _settings(redis_url: str | None = None) -> Settings:
     from app.settings import load_settings
 
     try:

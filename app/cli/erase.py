@@ -52,7 +52,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("erase", help="erase a candidate's stored data (GDPR erasure request)")
     p.add_argument("--email", required=True, help="the candidate's email address")
     p.set_defaults(fn=cmd_erase)

@@ -117,7 +117,7 @@ def cmd_rotate(_: argparse.Namespace) -> None:
         )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser("keys", help="data keys: encryption of candidate data at rest")
     actions = keys.add_subparsers(dest="keys_command", required=True)
     actions.add_parser("new", help="print a new APPLYRELAY_DATA_KEY").set_defaults(fn=cmd_new)

@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 import structlog
@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.config import Config, Connection
+from app.config import Config, Connection, RetryPolicyConfig
 from app.core.model import AttachmentRef, StoredApplication, stored_decoder
 from app.core.pii import personal_values, scrub
 from app.delivery import transitions
@@ -74,12 +74,16 @@ action_decoder = msgspec.msgpack.Decoder(ActionPayload)
 
 AttachmentLoader = Callable[[Delivery, AttachmentRef], Awaitable[bytes]]
 
+# How a run's steps ended: all done ("ok"), out of run budget ("budget"), a core step's error
+# (the run stopped there), or the (step, error) pairs of the non-core steps that failed.
+RunOutcome: TypeAlias = Literal["ok", "budget"] | BaseException | list[tuple[Step, BaseException]]
+
 
 @dataclass
 class EngineDeps:
     store: DeliveryStore
     config: Config
-    connector_for: Callable[[str], Connector]
+    connector_for: Callable[[str], Connector[Any]]
     load_attachment: AttachmentLoader
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
@@ -267,7 +271,7 @@ class DeliveryEngine:
         )
         try:
             async with asyncio.timeout(deps.run_budget_s):
-                outcome = await self._run_steps(delivery, steps, ctx, run)
+                outcome: RunOutcome = await self._run_steps(delivery, steps, ctx, run)
         except TimeoutError:
             outcome = "budget"
         finally:
@@ -282,7 +286,9 @@ class DeliveryEngine:
         delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
-    async def _plan(self, delivery: Delivery, connector: Connector) -> tuple[list[Step], StoredApplication | None, int]:
+    async def _plan(
+        self, delivery: Delivery, connector: Connector[Any]
+    ) -> tuple[list[Step], StoredApplication | None, int]:
         """(steps, the application or None for an action, how many file keys it may have)."""
         try:
             raw = await self.deps.store.load_payload(delivery.id)
@@ -317,7 +323,9 @@ class DeliveryEngine:
                     )
                 )
 
-    async def _run_steps(self, delivery: Delivery, steps: list[Step], ctx: StepContext, run: _RunState) -> Any:
+    async def _run_steps(
+        self, delivery: Delivery, steps: list[Step], ctx: StepContext, run: _RunState
+    ) -> Literal["ok"] | BaseException | list[tuple[Step, BaseException]]:
         """Core steps stop the run at the first failure; the others each fail on their own.
         Returns "ok", an exception (core failure) or a list of (step, exception) for the rest."""
         for step in (s for s in steps if s.core):
@@ -392,7 +400,7 @@ class DeliveryEngine:
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    async def _finish(self, delivery: Delivery, outcome: Any, run: _RunState, policy: Any) -> str:
+    async def _finish(self, delivery: Delivery, outcome: RunOutcome, run: _RunState, policy: RetryPolicyConfig) -> str:
         deps, now = self.deps, self.deps.clock()
         if outcome == "ok":
             return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK)
@@ -445,7 +453,7 @@ class DeliveryEngine:
         return "delivered"
 
     async def _retry_or_give_up(
-        self, delivery: Delivery, error: TransientError, run: _RunState, policy: Any, failures: int
+        self, delivery: Delivery, error: TransientError, run: _RunState, policy: RetryPolicyConfig, failures: int
     ) -> str:
         now = self.deps.clock()
         decision = next_retry(policy, failures, error, self.deps.rng)
@@ -484,7 +492,11 @@ class DeliveryEngine:
         return "retry_scheduled"
 
     async def _attachments_failed(
-        self, delivery: Delivery, failures: list[tuple[Step, BaseException]], run: _RunState, policy: Any
+        self,
+        delivery: Delivery,
+        failures: list[tuple[Step, BaseException]],
+        run: _RunState,
+        policy: RetryPolicyConfig,
     ) -> str:
         """The candidate and application are in; some files (or extras) are not."""
         now = self.deps.clock()

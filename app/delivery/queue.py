@@ -33,8 +33,11 @@ def job_serializer(data: dict[str, Any]) -> bytes:
     return msgspec.msgpack.encode(data)
 
 
+_job_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+
+
 def job_deserializer(data: bytes) -> dict[str, Any]:
-    return msgspec.msgpack.decode(data)
+    return _job_decoder.decode(data)
 
 
 def job_id(delivery_id: str, seq: int | str | None = None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
 from typing import Any, TypeVar
 
@@ -59,9 +58,16 @@ def convert_with_files(document: Any, kind: type[T]) -> T:
     return msgspec.convert(document, kind)
 
 
-@functools.cache
-def _decoder_for(kind: type[Any]) -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(kind)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder_for(kind: type[T]) -> msgspec.json.Decoder[T]:
+    """One decoder per type, built on first use (a cache keyed by the type, as functools.cache
+    was, but typed: functools.cache erased `kind` and its decoder's result to Any)."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder
 
 
 def decode_application(body: bytes) -> ApplicationIn:

@@ -59,12 +59,18 @@ def check_url(url: str, *, allow_hosts: Iterable[str] = (), allow_http: bool = F
 async def resolve_public(host: str, port: int) -> str:
     """Resolve `host` and return an address to connect to, if every answer is public."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [info[4][0] for info in infos]
-    if not addresses:
+    if not infos:
         raise UnsafeURL("the host does not resolve")
-    for address in addresses:
+    addresses: list[str] = []
+    for family, _, _, _, sockaddr in infos:
+        # Only IPv4 and IPv6 answers are checked and connected to; any other family (whose
+        # address is not an IP's text, and may be an int) is refused rather than crashing the check.
+        if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(sockaddr[0], str):
+            raise UnsafeURL("the host resolves to a non-IP address")
+        address = sockaddr[0]
         if _forbidden(ipaddress.ip_address(address.split("%")[0])):
             raise UnsafeURL("the host resolves to a private, loopback or link-local address")
+        addresses.append(address)
     return addresses[0]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from arq import cron
@@ -24,7 +24,13 @@ from app.config import Config
 from app.delivery import queue, transitions
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import DEGRADED_SET, paused_key, semaphore_key
+
+if TYPE_CHECKING:
+    from arq.cron import CronJob
+
+    from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.connections")
 
@@ -110,7 +116,7 @@ async def connection_statuses(
 
 async def report_degraded(redis: Redis, statuses: list[ConnectionStatus]) -> list[str]:
     """Log the degraded connections (an alert keys on `connection.degraded`) and the recoveries."""
-    before = {m.decode() for m in await redis.smembers(DEGRADED_SET)}
+    before = {m.decode() for m in await awaited(redis.smembers(DEGRADED_SET))}
     degraded = [s for s in statuses if s.degraded]
     for s in degraded:
         log.warning(
@@ -141,7 +147,7 @@ async def check_connections(ctx: dict[str, Any]) -> list[str]:
     )
 
 
-def cron_job(settings: Any) -> Any:
+def cron_job(settings: Settings) -> CronJob:
     """Every minute, on one worker (arq's cron jobs have unique ids across workers). The timeout is
     the job timeout: arq holds a killed worker's jobs for the longest function timeout + 10 s."""
     return cron(

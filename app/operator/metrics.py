@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from app.delivery import queue
 from app.delivery.record import STATUSES
 from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import connection_status_index, metric_key, status_index
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -80,25 +81,25 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
         fam.add_metric(labels.split(SEP), value)
     families.append(fam)
 
-    fam = GaugeMetricFamily("applyrelay_queue_jobs", "Delivery runs in the queue", labels=["state"])
-    fam.add_metric(["due"], due)
-    fam.add_metric(["scheduled"], total_jobs - due)
-    families.append(fam)
+    jobs = GaugeMetricFamily("applyrelay_queue_jobs", "Delivery runs in the queue", labels=["state"])
+    jobs.add_metric(["due"], due)
+    jobs.add_metric(["scheduled"], total_jobs - due)
+    families.append(jobs)
     age = max(now - oldest[0][1], 0.0) if oldest else 0.0
     families.append(
         GaugeMetricFamily(
             "applyrelay_oldest_queued_age_seconds", "How long the oldest queued delivery has waited", value=age
         )
     )
-    fam = GaugeMetricFamily(
+    deliveries = GaugeMetricFamily(
         "applyrelay_deliveries", "Deliveries by connection and status", labels=["connection", "status"]
     )
     for connection in connections:
         for status in STATUSES:
-            fam.add_metric([connection, status], next(per_connection))
-    families.append(fam)
+            deliveries.add_metric([connection, status], next(per_connection))
+    families.append(deliveries)
     families.append(_latency_histogram(latency))
-    families.append(_purged(_decode(await redis.hgetall(metric_key("purged")))))
+    families.append(_purged(_decode(await awaited(redis.hgetall(metric_key("purged"))))))
     return families
 
 
@@ -139,5 +140,5 @@ def _le(value: float) -> str:
 
 async def render(store: DeliveryStore, connections: list[str]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(await collect(store, connections)))  # type: ignore[arg-type]
+    registry.register(_Snapshot(await collect(store, connections)))
     return generate_latest(registry)

@@ -20,6 +20,7 @@ from typing import Any
 from app.core.problems import Problem
 from app.delivery.record import STATUSES, Delivery
 from app.delivery.store import SERIES_STEP_S, DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import (
     IX_ALL,
     connection_status_index,
@@ -275,7 +276,7 @@ async def counts(store: DeliveryStore, connections: list[str]) -> dict[str, Any]
 
 async def known_names(store: DeliveryStore, kind: str) -> list[str]:
     """The connection / channel / board values deliveries have had (filter menus)."""
-    return sorted(m.decode() for m in await store.redis.smembers(names_key(kind)))
+    return sorted(m.decode() for m in await awaited(store.redis.smembers(names_key(kind))))
 
 
 async def series(store: DeliveryStore, *, span_s: float, buckets: int, now: float | None = None) -> dict[str, Any]:

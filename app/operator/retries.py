@@ -20,6 +20,7 @@ from app.delivery.record import Delivery
 from app.delivery.store import DeliveryStore
 from app.operator.query import DeliveryFilter, find_all_ids
 from app.privacy import audit
+from app.redis.client import awaited
 from app.redis.keys import bulk_key
 
 log = structlog.get_logger("applyrelay.operations")
@@ -91,20 +92,22 @@ async def create_bulk_retry(store: DeliveryStore, f: DeliveryFilter, actor: str)
     """Record a bulk retry (progress, audit entry); `run_bulk_retry` does it."""
     bulk_id = "blk_" + secrets.token_hex(12)
     now = time.time()
-    await store.redis.hset(
-        bulk_key(bulk_id),
-        mapping={
-            "status": "running",
-            "total": 0,
-            "done": 0,
-            "retried": 0,
-            "unchanged": 0,
-            "errors": 0,
-            "actor": actor,
-            "created_at": now,
-            "updated_at": now,
-            "filter": msgspec.json.encode(f.as_params()),
-        },
+    await awaited(
+        store.redis.hset(
+            bulk_key(bulk_id),
+            mapping={
+                "status": "running",
+                "total": 0,
+                "done": 0,
+                "retried": 0,
+                "unchanged": 0,
+                "errors": 0,
+                "actor": actor,
+                "created_at": now,
+                "updated_at": now,
+                "filter": msgspec.json.encode(f.as_params()),
+            },
+        )
     )
     await store.redis.expire(bulk_key(bulk_id), BULK_KEEP_S)
     await audit.record(store.redis, actor, "bulk_retry", bulk_id, {"filter": f.as_params()})
@@ -116,7 +119,7 @@ async def run_bulk_retry(store: DeliveryStore, bulk_id: str, f: DeliveryFilter) 
     counts = {"done": 0, "retried": 0, "unchanged": 0, "errors": 0}
     try:
         ids = await find_all_ids(store, f)
-        await store.redis.hset(key, mapping={"total": len(ids), "updated_at": time.time()})
+        await awaited(store.redis.hset(key, mapping={"total": len(ids), "updated_at": time.time()}))
         for n, delivery_id in enumerate(ids, 1):
             try:
                 result = await retry(store, delivery_id)
@@ -125,19 +128,19 @@ async def run_bulk_retry(store: DeliveryStore, bulk_id: str, f: DeliveryFilter) 
                 counts["errors"] += 1
             counts["done"] += 1
             if n % BULK_PROGRESS_EVERY == 0:
-                await store.redis.hset(key, mapping={**counts, "updated_at": time.time()})
-        await store.redis.hset(key, mapping={**counts, "status": "done", "updated_at": time.time()})
+                await awaited(store.redis.hset(key, mapping={**counts, "updated_at": time.time()}))
+        await awaited(store.redis.hset(key, mapping={**counts, "status": "done", "updated_at": time.time()}))
         log.info("bulk_retry.done", bulk_id=bulk_id, **counts)
     except Exception as exc:  # a Redis failure mid-way: say so, never leave it "running"
         log.warning("bulk_retry.failed", bulk_id=bulk_id, error_type=type(exc).__name__)
         try:
-            await store.redis.hset(key, mapping={**counts, "status": "failed", "updated_at": time.time()})
+            await awaited(store.redis.hset(key, mapping={**counts, "status": "failed", "updated_at": time.time()}))
         except Exception:  # noqa: S110 - Redis is gone; the progress reads as stale
             pass
 
 
 async def bulk_progress(store: DeliveryStore, bulk_id: str) -> BulkProgress | None:
-    raw = await store.redis.hgetall(bulk_key(bulk_id))
+    raw = await awaited(store.redis.hgetall(bulk_key(bulk_id)))
     if not raw:
         return None
     data = {k.decode(): v.decode() for k, v in raw.items()}

@@ -28,6 +28,7 @@ from app.delivery.engine import FILE_SLACK, file_count
 from app.delivery.record import TERMINAL, Delivery, ErrorInfo
 from app.delivery.store import DeliveryStore
 from app.privacy.crypto import Pseudonyms
+from app.redis.client import awaited
 from app.redis.keys import IX_ALL, PURGED_METRIC, SYNC_SET, email_index_key, tombstone_key
 
 log = structlog.get_logger("applyrelay.erasure")
@@ -117,7 +118,7 @@ class Eraser:
         index = email_index_key(digest)
         now = self.clock()
         report = ErasureReport(subject=digest[:16], erased_at=now)
-        ids = sorted(i.decode() for i in await self.redis.smembers(index))
+        ids = sorted(i.decode() for i in await awaited(self.redis.smembers(index)))
         roots = await self.store.get_many(ids)
         for delivery in roots:
             report.deliveries.append(await self._erase_one(delivery.id, now))

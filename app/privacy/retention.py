@@ -18,14 +18,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from arq import cron
 
 from app.delivery.engine import file_count
 from app.delivery.store import DeliveryStore
+from app.redis.client import awaited
 from app.redis.keys import PURGED_METRIC, RETENTION_CURSOR, status_index
+
+if TYPE_CHECKING:
+    from arq.cron import CronJob
+
+    from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.retention")
 BATCH = 500
@@ -51,7 +57,7 @@ async def sweep(
     deadline = None if budget_s is None else time.monotonic() + budget_s
     for status, reason in RULES:
         cutoff = now - policy.keep(status)
-        raw_cursor = await redis.hget(RETENTION_CURSOR, status)
+        raw_cursor = await awaited(redis.hget(RETENTION_CURSOR, status))
         start: Any = float(raw_cursor) if raw_cursor else "-inf"
         resume = cutoff  # where the next sweep starts: the oldest record left behind, else the cutoff
         count, offset, out_of_time = 0, 0, False
@@ -74,9 +80,9 @@ async def sweep(
                 if done is None:
                     resume = min(resume, score)  # being run right now: leave it for the next sweep
                 count += bool(done)
-        await redis.hset(RETENTION_CURSOR, status, repr(resume))
+        await awaited(redis.hset(RETENTION_CURSOR, status, repr(resume)))
         if count:
-            await redis.hincrby(PURGED_METRIC, reason, count)
+            await awaited(redis.hincrby(PURGED_METRIC, reason, count))
         purged[reason] = count
     return purged
 
@@ -100,7 +106,7 @@ async def _purge(store: DeliveryStore, delivery_id: str, status: str, cutoff: fl
         await store.release_lease(delivery_id, token)
 
 
-def policy_from(settings: Any) -> RetentionPolicy:
+def policy_from(settings: Settings) -> RetentionPolicy:
     return RetentionPolicy(keep_delivered_s=settings.keep_delivered_s, keep_dead_letters_s=settings.keep_dead_letters_s)
 
 
@@ -116,7 +122,7 @@ def make_job(policy: RetentionPolicy, clock: Callable[[], float] = time.time, bu
     return retention
 
 
-def cron_job(settings: Any) -> Any:
+def cron_job(settings: Settings) -> CronJob:
     """`CRON_JOBS` entry: the retention sweep every 10 minutes, and once at worker start-up.
 
     Its timeout is the delivery jobs' one: arq sizes every job's in-progress lease on the longest

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import msgspec
@@ -30,6 +30,11 @@ from app.net import ssrf
 from app.redis.keys import CALLBACKS_DUE as DUE
 from app.redis.keys import callback_key, callback_lease_key
 from connectors.base import TransientError, parse_retry_after
+
+if TYPE_CHECKING:
+    from arq.cron import CronJob
+
+    from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.callbacks")
 
@@ -252,7 +257,7 @@ async def dispatch_callbacks(ctx: dict[str, Any]) -> dict[str, int]:
     return await dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=runtime.settings.run_budget_s / 2)
 
 
-def cron_job(settings: Any) -> Any:
+def cron_job(settings: Settings) -> CronJob:
     """Every 10 s: the first attempt goes out within seconds, retries on the connection's schedule."""
     return cron(
         dispatch_callbacks,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from arq import cron
@@ -29,6 +29,12 @@ from app.redis.keys import SYNC_CURSOR as CURSOR
 from app.redis.keys import SYNC_SET, status_index
 from app.tracking import callbacks
 from connectors.base import AuthError, ConnectorError, PermanentError
+
+if TYPE_CHECKING:
+    from arq.cron import CronJob
+
+    from app.runtime import Runtime
+    from app.settings import Settings
 
 log = structlog.get_logger("applyrelay.status_sync")
 
@@ -56,7 +62,7 @@ def _syncable(delivery: Delivery, now: float, window_s: float) -> bool:
     )
 
 
-async def enroll(runtime: Any, now: float, report: SyncReport) -> None:
+async def enroll(runtime: Runtime, now: float, report: SyncReport) -> None:
     redis, store = runtime.redis, runtime.store
     raw = await redis.get(CURSOR)
     cursor = float(raw) if raw else now - runtime.settings.status_sync_window_s
@@ -82,7 +88,9 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
 
 
-async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, now: float, report: SyncReport) -> None:
+async def check_one(
+    runtime: Runtime, limiter: ConnectionLimiter, delivery_id: str, now: float, report: SyncReport
+) -> None:
     redis, store, config = runtime.redis, runtime.store, runtime.config
     later = {delivery_id: now + runtime.settings.status_sync_interval_s}
     delivery_lease = await store.acquire_lease(delivery_id, 60)
@@ -156,7 +164,9 @@ async def check_one(runtime: Any, limiter: ConnectionLimiter, delivery_id: str, 
         await store.release_lease(delivery_id, delivery_lease)
 
 
-async def sync_once(runtime: Any, *, now: float | None = None, batch: int = 200, budget_s: float = 30.0) -> SyncReport:
+async def sync_once(
+    runtime: Runtime, *, now: float | None = None, batch: int = 200, budget_s: float = 30.0
+) -> SyncReport:
     """Enrol newly delivered applications, then check those that are due by `now`; no new check
     starts after `budget_s` (the rest wait for the next run), so the cron job ends in time."""
     now = time.time() if now is None else now
@@ -185,6 +195,6 @@ async def sync_application_status(ctx: dict[str, Any]) -> dict[str, int]:
     return {"enrolled": report.enrolled, "checked": report.checked, "changed": len(report.changed)}
 
 
-def cron_job(settings: Any) -> Any:
+def cron_job(settings: Settings) -> CronJob:
     """Every minute; each application is checked at most every APPLYRELAY_STATUS_SYNC_INTERVAL_S."""
     return cron(sync_application_status, name="sync_application_status", second=30, timeout=settings.job_timeout_s)

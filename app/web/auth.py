@@ -17,7 +17,7 @@ Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 def current_token(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiToken | None:
     """The token presented as `Authorization: Bearer ...` (or set by another auth layer, such as
     the dashboard's session, in `connection.scope["applyrelay_token"]`)."""
-    preset = connection.scope.get("applyrelay_token")  # type: ignore[typeddict-item]
+    preset = connection.scope.get("applyrelay_token")
     if isinstance(preset, ApiToken):
         return preset
     scheme, _, presented = connection.headers.get("authorization", "").partition(" ")

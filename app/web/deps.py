@@ -48,7 +48,7 @@ def accepted_response(delivery_id: str, status: str, created: bool, warnings: li
 
 
 def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    return request.app.state.runtime
 
 
 def actor(request: Request[Any, Any, Any]) -> str:

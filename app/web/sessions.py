@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from app.redis.client import awaited
 from app.redis.keys import login_failures_key, session_key
 from app.tokens import ApiToken
 
@@ -38,8 +39,11 @@ def _key(session_id: str) -> str:
 async def create(redis: Redis, token: ApiToken) -> tuple[str, Session]:
     session_id = secrets.token_urlsafe(32)
     session = Session(token_name=token.name, csrf=secrets.token_urlsafe(32), created_at=time.time())
-    await redis.hset(
-        _key(session_id), mapping={"token": session.token_name, "csrf": session.csrf, "created_at": session.created_at}
+    await awaited(
+        redis.hset(
+            _key(session_id),
+            mapping={"token": session.token_name, "csrf": session.csrf, "created_at": session.created_at},
+        )
     )
     await redis.expire(_key(session_id), SESSION_TTL_S)
     return session_id, session
@@ -48,7 +52,7 @@ async def create(redis: Redis, token: ApiToken) -> tuple[str, Session]:
 async def load(redis: Redis, session_id: str | None) -> Session | None:
     if not session_id or len(session_id) > 100:
         return None
-    raw = await redis.hgetall(_key(session_id))
+    raw = await awaited(redis.hgetall(_key(session_id)))
     if not raw:
         return None
     data = {k.decode(): v.decode() for k, v in raw.items()}

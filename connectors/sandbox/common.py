@@ -36,7 +36,17 @@ from typing import Any
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Router, delete, get, post
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 SANDBOX_PREFIX = "/_sandbox"
 
@@ -107,7 +117,7 @@ class FaultMiddleware:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(SANDBOX_PREFIX):
+        if scope["type"] != ScopeType.HTTP or scope["path"].startswith(SANDBOX_PREFIX):
             await self.app(scope, receive, send)
             return
         self.state.in_flight += 1
@@ -117,7 +127,7 @@ class FaultMiddleware:
         finally:
             self.state.in_flight -= 1
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         faults = self.state.faults
         if faults.latency_ms and self.state.matches(scope["method"], scope["path"]):
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -134,9 +144,9 @@ class FaultMiddleware:
             await _start_then_drop(send)
             return
         if action in ("drop_after", "timeout_after"):
-            held: list[dict[str, Any]] = []
+            held: list[Message] = []
 
-            async def hold(message: Any) -> None:
+            async def hold(message: Message) -> None:
                 held.append(message)
 
             await self.app(scope, receive, hold)
@@ -152,8 +162,14 @@ class FaultMiddleware:
 
 async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": headers + (extra or []),
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
 
 
 async def _start_then_drop(send: Send) -> None:

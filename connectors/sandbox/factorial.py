@@ -607,7 +607,7 @@ def create_app(
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise FactorialError(415, {"message": "messages must be multipart/form-data"})
         form = await request.form()
-        body = {
+        body: dict[str, Any] = {
             k: form.get(k)
             for k in ("content", "sent_by_id", "sent_by_type", "ats_application_id", "topic", "send_as_corporate_email")
         }

@@ -110,7 +110,7 @@ def _jq(
     }
 
 
-JOBS = [
+JOBS: list[dict[str, Any]] = [
     {
         "id": 101,
         "name": "Ohjelmistokehittäjä / Software Developer",
@@ -172,7 +172,7 @@ class LauraState:
     def reset(self) -> None:
         self.stages = copy.deepcopy(STAGES)
         self.questions = {q["id"]: copy.deepcopy(q) for q in QUESTIONS}
-        self.jobs = {j["id"]: copy.deepcopy(j) for j in JOBS}
+        self.jobs: dict[int, dict[str, Any]] = {j["id"]: copy.deepcopy(j) for j in JOBS}
         self.job_questions = copy.deepcopy(JOB_QUESTIONS)
         self.candidates: dict[int, dict[str, Any]] = {}
         self.applications: dict[int, dict[str, Any]] = {}

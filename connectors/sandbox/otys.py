@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, post
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from connectors.sandbox.common import Faults, FaultState, sandbox_app
 
@@ -798,6 +798,8 @@ class RpcFaultMiddleware:
         more = True
         while more:
             message = await receive()
+            if message["type"] != "http.request":
+                break  # http.disconnect: no more body
             body += message.get("body", b"")
             more = message.get("more_body", False)
         replayed = False
@@ -855,8 +857,14 @@ class RpcFaultMiddleware:
 
 async def _raw(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": headers + (extra or []),
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
 
 
 # ---------------------------------------------------------------------------------------------

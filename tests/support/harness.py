@@ -163,10 +163,10 @@ class Relay:
             "APPLYRELAY_DATA_KEY": DATA_KEY,
             "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s),
         }
-        log = open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb") as log:  # the child keeps its copy
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+            )
         self._processes.append(process)
         return process
 

@@ -171,9 +171,9 @@ class Draft:
         files_iter = iter(blobs)
         for answer in app.screening_question_answers:
             if isinstance(answer.answer, msgspec.Struct):
-                answer.answer.data = next(files_iter)  # type: ignore[attr-defined]
+                answer.answer.data = next(files_iter)
         for attachment, (_, _, _, data) in zip(app.attachments, self.attachments, strict=True):
-            attachment.data = data  # type: ignore[assignment]
+            attachment.data = data
         return app
 
 

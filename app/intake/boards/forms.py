@@ -279,8 +279,8 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
             data = bytes(part.data)
             part.data = bytearray()  # one copy of the file at a time
             draft.add_attachment(part_name, kind, part.content_type, data, name)
-    for qid, (name, value) in answers.items():
+    for qid, (name, answer) in answers.items():
         if len(qid) > 200:
             raise Problem.invalid(f"question_{qid[:40]}…", "question id longer than 200 characters")
-        draft.add_answer(qid, value, name)
+        draft.add_answer(qid, answer, name)
     return draft

@@ -320,10 +320,12 @@ async def to_application(
             value.data,
             "applicant.resume.file",
         )
-    elif resume is not None and (resume.text or resume.html or "").strip():
-        text = resume.text if (resume.text or "").strip() else resume.html or ""
-        name = "resume.txt" if (resume.text or "").strip() else "resume.html"
-        draft.add_attachment(name, "CV", "text/plain", text.encode(), "applicant.resume")
+    elif resume is not None:
+        # the text resume, else the HTML one (a whitespace-only text no longer hides the HTML)
+        if resume.text and resume.text.strip():
+            draft.add_attachment("resume.txt", "CV", "text/plain", resume.text.encode(), "applicant.resume")
+        elif resume.html and resume.html.strip():
+            draft.add_attachment("resume.html", "CV", "text/plain", resume.html.encode(), "applicant.resume")
     if (applicant.coverletter or "").strip():
         draft.add_attachment(
             "cover_letter.txt",

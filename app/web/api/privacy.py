@@ -20,6 +20,7 @@ from app.core.model import EMAIL_PATTERN, stored_decoder
 from app.delivery.engine import file_count
 from app.privacy import audit
 from app.privacy.erasure import Eraser
+from app.redis.client import awaited
 from app.redis.keys import email_index_key, file_key
 from app.runtime import Runtime
 from app.web.auth import require_scope
@@ -75,7 +76,7 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
         return subject
     runtime = runtime_of(request)
     digest = await runtime.pseudonyms.email(subject.email)
-    ids = sorted(i.decode() for i in await runtime.redis.smembers(email_index_key(digest)))
+    ids = sorted(i.decode() for i in await awaited(runtime.redis.smembers(email_index_key(digest))))
     records = []
     for delivery in await runtime.store.get_many(ids):
         raw = await runtime.store.load_payload(delivery.id)

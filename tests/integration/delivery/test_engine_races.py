@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from arq import Retry
 
+from app.delivery.engine import DeliveryEngine
 from app.delivery.record import Status
 from app.delivery.transitions import Move
 from app.worker import build_engine, deliver
@@ -17,7 +18,14 @@ from tests.support.emulators import Emulator
 async def test_superseded_and_busy_jobs(make_relay: Any, factorial: Emulator) -> None:
     relay = make_relay({"acme": connection_table("factorial", factorial.url)})
     delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
-    engine = build_engine(relay.web_runtime.__class__(relay.settings))
+    runtime = relay.web_runtime.__class__(relay.settings)
+    try:
+        await _superseded_and_busy(build_engine(runtime), delivery_id, factorial)
+    finally:
+        await runtime.close()  # its Redis and HTTP clients, not left to the garbage collector
+
+
+async def _superseded_and_busy(engine: DeliveryEngine, delivery_id: str, factorial: Emulator) -> None:
     state = await engine.deps.store.get(delivery_id)
     assert state is not None and state.job == f"{delivery_id}:0"
 
@@ -33,11 +41,18 @@ async def test_superseded_and_busy_jobs(make_relay: Any, factorial: Emulator) ->
 
 
 async def test_only_consecutive_crashes_dead_letter(make_relay: Any, factorial: Emulator) -> None:
-    from app.delivery.record import Attempt
-
     relay = make_relay({"acme": connection_table("factorial", factorial.url)})
     delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
-    engine = build_engine(relay.web_runtime.__class__(relay.settings))
+    runtime = relay.web_runtime.__class__(relay.settings)
+    try:
+        await _consecutive_crashes(relay, build_engine(runtime), delivery_id)
+    finally:
+        await runtime.close()
+
+
+async def _consecutive_crashes(relay: Any, engine: DeliveryEngine, delivery_id: str) -> None:
+    from app.delivery.record import Attempt
+
     store = engine.deps.store
     state = await store.get(delivery_id)
     assert state is not None

@@ -172,6 +172,16 @@ async def test_resume_only_as_text_and_no_resume(relay: Relay) -> None:
     assert (await stored(relay, response.json()["id"])).attachments[0].name == "resume.pdf"
 
 
+async def test_resume_as_html_behind_a_blank_text(relay: Relay) -> None:
+    payload = indeed_payload(id="html-resume")
+    payload["applicant"]["resume"] = {"text": "  ", "html": "<p>Ten years of Python.</p>"}
+    del payload["applicant"]["coverletter"]
+    response = await post_indeed(relay, payload)
+    assert response.status_code == 202, response.text
+    [cv] = (await stored(relay, response.json()["id"])).attachments
+    assert (cv.name, cv.type, cv.content_type) == ("resume.html", "CV", "text/plain")
+
+
 async def test_signature_is_required_and_checked(relay: Relay) -> None:
     body = indeed_body(indeed_payload())
     assert (await post_indeed(relay, raw=body, sign=False)).status_code == 401

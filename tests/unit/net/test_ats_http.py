@@ -4,6 +4,7 @@ the request left: that decides between a plain retry and an unknown outcome (fin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -57,15 +58,28 @@ async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     servers: list[asyncio.Server] = []
+    writers: list[asyncio.StreamWriter] = []
 
     async def start(handler: Handler) -> str:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(closing, "127.0.0.1", 0)
         servers.append(server)
         return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
     yield start
+    for writer in writers:  # the handlers that still sleep: their sockets are closed, not left to the GC
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
     for server in servers:
         server.close()
+        await server.wait_closed()
 
 
 def _closed_port() -> int:
