@@ -31,8 +31,9 @@ these section banners (``# -- <Name> ---``), in this order, present even when a 
         # -- Plan             plan()
         # -- Steps            the delivery's step functions, in plan order
         # -- Actions          action_plan() and the steps only actions use
-        # -- Reads            screening_questions, job_status, application_status,
-                              candidate_attachments, passthrough and the cached reads behind them
+        # -- Reads            list_jobs, get_job, job_questions, list_stages, list_sources (Kombo's
+                              shapes, app/core/catalog.py), application_status,
+                              candidate_attachments, passthrough
     # -- Helpers            small private functions
 
 Shared HTTP helpers (the TTL cache for slow-changing reads, the REST passthrough) are in
@@ -52,6 +53,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import msgspec
 
+from app.core.catalog import Job, JobPage, JobQuery, ScreeningQuestion, Source, Stage
 from app.core.model import AttachmentRef, StoredApplication
 
 # -- Errors ----------------------------------------------------------------------------------------
@@ -172,12 +174,14 @@ def confined_url(base_url: str, path: str) -> str:
 @dataclass(frozen=True)
 class Capabilities:
     """What the relay's API checks before it queues an action (app/web/api/actions.py): the
-    actions a connector runs and the attachment types they take. Everything else an ATS can or
-    cannot take is the connector's `check()` (warnings and refusals at intake) and is listed per
-    ATS in docs/connectors/<ats>.md."""
+    actions a connector runs and the attachment types they take, and the read models it serves
+    (`reads`: app.core.catalog.READ_*; the catalog routes answer 404 for the others). Everything
+    else an ATS can or cannot take is the connector's `check()` (warnings and refusals at intake)
+    and is listed per ATS in docs/connectors/<ats>.md."""
 
     attachment_types: frozenset[str] = frozenset()
     actions: frozenset[str] = frozenset()
+    reads: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,29 @@ class Connector(ABC, Generic[S]):
         stops asking).
         A deleted application raises PermanentError with status 404."""
         return None
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """One page of the ATS's jobs, through the ATS's own pagination (`query.cursor` is this
+        connector's opaque cursor). Jobs in a listing may leave `stages`/`screening_questions`
+        empty; `remote_data` is always filled (the catalog strips it unless asked)."""
+        raise PermanentError(f"reading jobs is not supported by {self.name}")
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """One job with its `screening_questions` and `stages`; None when the ATS has no such job."""
+        raise PermanentError(f"reading jobs is not supported by {self.name}")
+
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        """The job's screening questions in Kombo's shape, ordered by `index`; [] when it has none.
+        Raises PermanentError(status=404) when the ATS has no such job."""
+        return []
+
+    async def list_stages(self, job_id: str | None = None) -> list[Stage]:
+        """The ATS's application stages (for `job_id` where the ATS scopes them by job)."""
+        raise PermanentError(f"reading stages is not supported by {self.name}")
+
+    async def list_sources(self) -> list[Source]:
+        """The candidate sources (or publication portals) an application may name."""
+        raise PermanentError(f"reading sources is not supported by {self.name}")
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The job's questions in a connector-neutral shape:
