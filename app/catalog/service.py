@@ -243,7 +243,6 @@ class Catalog:
         flight = self.cache.refresh(
             entry_key, keys.catalog_lock_key(connection_id, kind, key), type_, fetch, policy, known
         )
-        started = time.monotonic()
         try:
             if budget_s is None:
                 entry = await asyncio.shield(flight)
@@ -267,7 +266,6 @@ class Catalog:
             if known is not None and isinstance(exc, TransientError | AuthError):
                 return self._answer(connection_id, known, job_id, stale=True)
             raise _problem(connection_id, exc) from None
-        log.debug("catalog.read", connection=connection_id, kind=kind, waited_s=round(time.monotonic() - started, 3))
         return self._answer(connection_id, entry, job_id, stale=False)
 
     @staticmethod
