@@ -129,7 +129,7 @@ def test_procedures_stages_and_seed(client: httpx.Client) -> None:
     [proc] = rec["procedures"]
     assert proc["uid"] == uid and proc["ProcedureStatus1"] == {"uid": "1_3"}
     assert proc["ProcedureStatus2"] == {"uid": "2_1"}  # auto-selected "joined via website"
-    assert len(rec["vacancies"]) == 3 and rec["stages"]["1"][0]["code"] == "Applied"
+    assert len(rec["vacancies"]) == 25 and rec["stages"]["1"][0]["code"] == "Applied"
     assert {p["portal"] for p in rec["portals"]} >= {"Indeed", "LinkedIn"}
     qs = rec["questionsets"][0]["Pages"][0]["Questions"]
     assert {q["type"] for q in qs.values()} >= {
