@@ -15,8 +15,9 @@ from tests.support.emulators import Emulator
 class Ats:
     name: str
     job_id: str  # a job with screening questions (and stages, where the ATS scopes them by job)
-    questions_path: str  # "<METHOD> <path>" the connector reads that job's questions with
+    questions_path: str  # the records' "calls" key counting the ATS call that reads the questions
     add_question: Callable[[Emulator, str], None]
+    jobs_key: str  # where the emulator's records list its jobs
     settings: dict[str, Any] = field(default_factory=dict)  # the connection table's connector keys
     # The connector keeps the job's questions itself this long (a TtlCache from before the
     # catalog): a question added in the ATS then shows only after both caches expire.
@@ -30,6 +31,33 @@ def _laura_add(emulator: Emulator, job_id: str) -> None:
     ).raise_for_status()
 
 
+def _factorial_add(emulator: Emulator, job_id: str) -> None:
+    emulator.http.post(
+        "/_sandbox/factorial/questions",
+        json={"ats_job_posting_id": job_id, "label": "Shift work?", "question_type": "text", "mandatory": True},
+    ).raise_for_status()
+
+
+def _otys_add(emulator: Emulator, job_id: str) -> None:
+    emulator.http.post(
+        f"/_sandbox/otys/vacancies/{job_id}/questions",
+        json={"question": "Shift work?", "type": "checkbox", "fieldName": "extraInfo7", "mandatory": True},
+    ).raise_for_status()
+
+
 ATSS = {
-    "laura": Ats("laura", "102", "GET /api/v1.2/jobs/102/questions", _laura_add, own_questions_cache_s=60.0),
+    "factorial": Ats(
+        "factorial", "2001", "GET /api/2026-07-01/resources/ats/questions", _factorial_add, jobs_key="job_postings"
+    ),
+    "laura": Ats(
+        "laura", "102", "GET /api/v1.2/jobs/102/questions", _laura_add, jobs_key="jobs", own_questions_cache_s=60.0
+    ),
+    "otys": Ats(
+        "otys",
+        "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        "Otys.Services.QuestionSetService.getDetail",
+        _otys_add,
+        jobs_key="vacancies",
+        own_questions_cache_s=60.0,
+    ),
 }

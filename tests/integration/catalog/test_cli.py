@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.catalog import Ats
+from tests.support.catalog import ATSS, Ats
 from tests.support.emulators import Emulator
 from tests.support.harness import REPO
 
@@ -60,10 +60,11 @@ async def test_jobs_list_and_show_for_a_sandbox_connection(redis_url: str, ats: 
     code, again, err = await cli(redis_url, ats, served, "show", connection, ats.job_id)
     assert code == 0 and again.split("fetched", 1)[1].split("\n", 1)[1] == out.split("fetched", 1)[1].split("\n", 1)[1]
     # the second process read the first one's cache entry: the ATS was asked for the job once
-    assert served.records()["requests"].get(ats.questions_path) == 1
+    assert served.records()["calls"].get(ats.questions_path) == 1
 
 
-async def test_jobs_refusals_name_what_is_wrong(redis_url: str, ats: Ats, served: Emulator) -> None:
+async def test_jobs_refusals_name_what_is_wrong(redis_url: str, laura: Emulator) -> None:
+    ats, served = ATSS["laura"], laura  # the refusals are the catalog's, whatever the ATS
     code, _, err = await cli(redis_url, ats, served, "list", "nope")
     assert code != 0 and "PLATFORM.INTEGRATION_NOT_FOUND" in err
     code, _, err = await cli(redis_url, ats, served, "list", f"{ats.name}-sandbox", "--page-size", "300")
