@@ -1284,10 +1284,11 @@ class OtysConnector(Connector[OtysSettings]):
 
         return await self._questions.get_or_load(job_id, load, fresh=fresh)
 
-    async def job_questions(self, job_id: str, *, fresh: bool = False) -> list[ScreeningQuestion]:
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
         """The questionset's screening questions in Kombo's shape (candidate-data questions left
-        out: the application's candidate answers them)."""
-        return [q for q, _ in await self._questionset(job_id, fresh=fresh)]
+        out: the application's candidate answers them). Always read from OTYS (the catalog caches
+        reads in Redis); the answer refreshes the minute cache the steps and `check_answers` use."""
+        return [q for q, _ in await self._questionset(job_id, fresh=True)]
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         return [to_neutral(q, raw) for q, raw in await self._questionset(job_id)]

@@ -258,7 +258,11 @@ async def test_wrong_answers_are_named_and_nothing_is_written(otys: Emulator, at
     assert otys.records()["candidates"] == []
 
 
-async def test_a_question_added_in_otys_shows_after_the_cache(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+async def test_a_question_added_in_otys_shows_at_once_in_job_questions(
+    otys: Emulator, ats_http: httpx.AsyncClient
+) -> None:
+    """job_questions always asks OTYS (the catalog's Redis cache is the one cache of reads); the
+    older screening_questions path keeps its minute cache."""
     connector = make(otys, ats_http)
     vacancy = "b2c3d4e5f60718293a4b5c6d7e8f90a1"  # no questionset yet
     assert await connector.job_questions(vacancy) == []
@@ -267,7 +271,8 @@ async def test_a_question_added_in_otys_shows_after_the_cache(otys: Emulator, at
         json={"question": "Night shifts?", "type": "checkbox", "fieldName": "extraInfo7", "mandatory": True},
     )
     assert added.status_code == 201
-    assert await connector.job_questions(vacancy) == []  # cached a minute
-    [new] = await connector.job_questions(vacancy, fresh=True)
+    assert await connector.screening_questions(vacancy) == []  # cached a minute
+    [new] = await connector.job_questions(vacancy)
     assert (new.title, new.format.type, new.required) == ("Night shifts?", "BOOLEAN", True)
     assert otys.records()["calls"]["Otys.Services.QuestionSetService.getVacancyQsIdByVacancyOuid"] == 2
+    assert [q["id"] for q in await connector.screening_questions(vacancy)] == [new.id]
