@@ -7,12 +7,19 @@ choices where they are silent are marked "assumption:" here and listed, with the
 Plan of a delivery (checkpoint names are stable):
 
     source        referrer portal uid ("herkomst"), looked up by id / name / alias, created if missing
-    candidate     find by e-mail (ACTONOMY search) → updateEx, else CandidateService.add
+    candidate     check the screening answers against the vacancy's questionset, then find by
+                  e-mail (ACTONOMY search) → updateEx, else CandidateService.add (answers in
+                  the candidate's fields)
     gdpr          CandidateService.setGdprDueDatePartner (only with gdpr_consent)
     application   find the procedure (candidate × vacancy) → else ProcedureService.add with the stage
+                  (and the motivation answer as KillerQuestions)
     attachment:*  core=False, one per file: list the candidate's documents and skip a file OTYS
                   already holds (sha256 marker in the description, else name + size), else upload
-                  to fileService.php and link it with AttachedDocumentsService.add
+                  to fileService.php and link it with AttachedDocumentsService.add; FILE answers
+                  the same way, typed by their question's documentTypeId
+
+Reads (Kombo's shapes): vacancies, the questionset, status list 1 as stages, referrer portals as
+sources (docs/connectors/otys.md, "Read models").
 
 Files are never fused into the create call (OTYS has no such call), so a refused file only fails
 its own attachment step: the candidate and application are complete, and the engine's
