@@ -10,6 +10,9 @@ Plan: ``candidate`` (look up by email, else create; 409 duplicate = success) →
 (look up by candidate + job, else validate the answers against the job's questions and create
 the application carrying them) → ``stage`` (only when the application names a stage).
 
+Reads (Kombo's shapes): jobs (``GET /jobs``, page numbers), the job's questions, the global stage
+list; no sources (docs/connectors/laura.md, "Read models").
+
 Settings (`LauraSettings`): ``drop_attachments`` and ``api_path``. Coverage, steps and every
 assumption: docs/connectors/laura.md.
 """
