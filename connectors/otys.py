@@ -346,6 +346,8 @@ def _coerce(q: ScreeningQuestion, value: Any) -> Any:
 def field_value(field_name: str, kind: QuestionType, value: Any) -> Any:
     """A checked answer as the candidate field stores it (the plugin's buildCandidateData)."""
     if field_name.startswith("matchCriteria_"):
+        if kind not in ("SINGLE_SELECT", "MULTI_SELECT"):
+            raise _Invalid(f"is a {kind} question on a match criterion, which takes option ids only")
         return {v: 1 for v in (value if isinstance(value, list) else [value])}
     if field_name.startswith("extraInfo"):  # free fields are strings; multi values comma-separated
         if isinstance(value, bool):
@@ -381,7 +383,7 @@ class EncodedAnswers(msgspec.Struct):
 def encode_answers(
     questions: Sequence[tuple[ScreeningQuestion, Mapping[str, Any]]],
     answers: list[Any],
-    attachments: list[AttachmentRef] = [],  # noqa: B006 - read only
+    attachments: Sequence[AttachmentRef] = (),
     document_types: Mapping[str, int] | None = None,
 ) -> EncodedAnswers:
     """Check the canonical answers against the job's questions and place them as OTYS stores them.
@@ -419,7 +421,12 @@ def encode_answers(
         elif otys_kind(raw) == "motivation" or field_name == "motivation":
             out.killer_questions.append(str(value))
         elif field_name:
-            _deep_merge(out.candidate, _nested(field_name, field_value(field_name, q.format.type, value)))
+            try:
+                placed = field_value(field_name, q.format.type, value)
+            except _Invalid as exc:
+                out.errors.append(f"question {q.id}: {exc}")
+                continue
+            _deep_merge(out.candidate, _nested(field_name, placed))
         else:
             out.errors.append(f"question {q.id}: OTYS names no field to write it to")
     return out
@@ -672,7 +679,9 @@ class OtysConnector(Connector[OtysSettings]):
 
         async def run(ctx: StepContext) -> str:
             questions = await self._questionset(application.application.job_id)
-            raw = next((r for q, r in questions if q.id == question_id), {})
+            raw = next((r for q, r in questions if q.id == question_id), None)
+            if raw is None:  # not a question of the vacancy: warned by the candidate step, not written
+                return ""
             data = await ctx.load_attachment(ref)
             return await self._put_document(
                 ctx.remote_id("candidate"),
