@@ -7,12 +7,19 @@ choices where they are silent are marked "assumption:" here and listed, with the
 Plan of a delivery (checkpoint names are stable):
 
     source        referrer portal uid ("herkomst"), looked up by id / name / alias, created if missing
-    candidate     find by e-mail (ACTONOMY search) → updateEx, else CandidateService.add
+    candidate     check the screening answers against the vacancy's questionset, then find by
+                  e-mail (ACTONOMY search) → updateEx, else CandidateService.add (answers in
+                  the candidate's fields)
     gdpr          CandidateService.setGdprDueDatePartner (only with gdpr_consent)
     application   find the procedure (candidate × vacancy) → else ProcedureService.add with the stage
+                  (and the motivation answer as KillerQuestions)
     attachment:*  core=False, one per file: list the candidate's documents and skip a file OTYS
                   already holds (sha256 marker in the description, else name + size), else upload
-                  to fileService.php and link it with AttachedDocumentsService.add
+                  to fileService.php and link it with AttachedDocumentsService.add; FILE answers
+                  the same way, typed by their question's documentTypeId
+
+Reads (Kombo's shapes): vacancies, the questionset, status list 1 as stages, referrer portals as
+sources (docs/connectors/otys.md, "Read models").
 
 Files are never fused into the create call (OTYS has no such call), so a refused file only fails
 its own attachment step: the candidate and application are complete, and the engine's
@@ -339,6 +346,8 @@ def _coerce(q: ScreeningQuestion, value: Any) -> Any:
 def field_value(field_name: str, kind: QuestionType, value: Any) -> Any:
     """A checked answer as the candidate field stores it (the plugin's buildCandidateData)."""
     if field_name.startswith("matchCriteria_"):
+        if kind not in ("SINGLE_SELECT", "MULTI_SELECT"):
+            raise _Invalid(f"is a {kind} question on a match criterion, which takes option ids only")
         return {v: 1 for v in (value if isinstance(value, list) else [value])}
     if field_name.startswith("extraInfo"):  # free fields are strings; multi values comma-separated
         if isinstance(value, bool):
@@ -374,7 +383,7 @@ class EncodedAnswers(msgspec.Struct):
 def encode_answers(
     questions: Sequence[tuple[ScreeningQuestion, Mapping[str, Any]]],
     answers: list[Any],
-    attachments: list[AttachmentRef] = [],  # noqa: B006 - read only
+    attachments: Sequence[AttachmentRef] = (),
     document_types: Mapping[str, int] | None = None,
 ) -> EncodedAnswers:
     """Check the canonical answers against the job's questions and place them as OTYS stores them.
@@ -412,7 +421,12 @@ def encode_answers(
         elif otys_kind(raw) == "motivation" or field_name == "motivation":
             out.killer_questions.append(str(value))
         elif field_name:
-            _deep_merge(out.candidate, _nested(field_name, field_value(field_name, q.format.type, value)))
+            try:
+                placed = field_value(field_name, q.format.type, value)
+            except _Invalid as exc:
+                out.errors.append(f"question {q.id}: {exc}")
+                continue
+            _deep_merge(out.candidate, _nested(field_name, placed))
         else:
             out.errors.append(f"question {q.id}: OTYS names no field to write it to")
     return out
@@ -665,7 +679,9 @@ class OtysConnector(Connector[OtysSettings]):
 
         async def run(ctx: StepContext) -> str:
             questions = await self._questionset(application.application.job_id)
-            raw = next((r for q, r in questions if q.id == question_id), {})
+            raw = next((r for q, r in questions if q.id == question_id), None)
+            if raw is None:  # not a question of the vacancy: warned by the candidate step, not written
+                return ""
             data = await ctx.load_attachment(ref)
             return await self._put_document(
                 ctx.remote_id("candidate"),
@@ -1284,10 +1300,11 @@ class OtysConnector(Connector[OtysSettings]):
 
         return await self._questions.get_or_load(job_id, load, fresh=fresh)
 
-    async def job_questions(self, job_id: str, *, fresh: bool = False) -> list[ScreeningQuestion]:
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
         """The questionset's screening questions in Kombo's shape (candidate-data questions left
-        out: the application's candidate answers them)."""
-        return [q for q, _ in await self._questionset(job_id, fresh=fresh)]
+        out: the application's candidate answers them). Always read from OTYS (the catalog caches
+        reads in Redis); the answer refreshes the minute cache the steps and `check_answers` use."""
+        return [q for q, _ in await self._questionset(job_id, fresh=True)]
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         return [to_neutral(q, raw) for q, raw in await self._questionset(job_id)]

@@ -149,7 +149,11 @@ async def test_sources_are_the_referrer_portals(otys: Emulator, ats_http: httpx.
     assert all(s.id == s.remote_id for s in sources)
 
 
-FILE_BYTES = {7: b"%PDF-1.4 the cv " + b"c" * 100, 8: b"%PDF-1.4 a certificate " + b"d" * 100}
+FILE_BYTES = {
+    7: b"%PDF-1.4 the cv " + b"c" * 100,
+    8: b"%PDF-1.4 a certificate " + b"d" * 100,
+    9: b"%PDF-1.4 for no question " + b"e" * 100,
+}
 
 
 def file_ref(index: int, name: str) -> AttachmentRef:
@@ -199,7 +203,7 @@ async def test_answers_from_job_questions_land_as_otys_stores_them(otys: Emulato
         application=JobRef(job_id=JOB),
         origin=Origin(channel="api", received_at=time.time()),
         screening_question_answers=[StoredAnswer(qid, value) for qid, value in answers.items()]
-        + [StoredAnswer("999", "not a question of this vacancy")],
+        + [StoredAnswer("999", "not a question of this vacancy"), StoredAnswer("998", file_ref(9, "stray.pdf"))],
     )
     assert await connector.check_answers(app) == []
 
@@ -210,7 +214,7 @@ async def test_answers_from_job_questions_land_as_otys_stores_them(otys: Emulato
     ctx = StepContext(application=app, checkpoints=checkpoints, load_attachment=load)
     for step in sorted(connector.plan(app), key=lambda s: not s.core):
         checkpoints[step.name] = await step.run(ctx)
-    assert [w.code for w in ctx.warnings] == ["answer_unknown_question"]
+    assert [w.code for w in ctx.warnings] == ["answer_unknown_question"] * 2  # neither is written
     records = otys.records()
     [candidate] = records["candidates"]
     assert candidate["extraInfo1"] == "text 102" and candidate["extraInfo2"] == "text 103"
@@ -225,6 +229,7 @@ async def test_answers_from_job_questions_land_as_otys_stores_them(otys: Emulato
     [procedure] = records["procedures"]
     assert procedure["KillerQuestions"] == ["text 101"]
     documents = {d["fileName"]: d for d in records["documents"]}
+    assert set(documents) == {"105.pdf", "113.pdf"}
     assert documents["105.pdf"]["typeId"] == 1 and documents["113.pdf"]["typeId"] == 201  # documentTypeId
     assert {d["candidateUid"] for d in documents.values()} == {candidate["uid"]}
     assert {d["applicationUid"] for d in documents.values()} == {procedure["uid"]}
@@ -258,7 +263,11 @@ async def test_wrong_answers_are_named_and_nothing_is_written(otys: Emulator, at
     assert otys.records()["candidates"] == []
 
 
-async def test_a_question_added_in_otys_shows_after_the_cache(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
+async def test_a_question_added_in_otys_shows_at_once_in_job_questions(
+    otys: Emulator, ats_http: httpx.AsyncClient
+) -> None:
+    """job_questions always asks OTYS (the catalog's Redis cache is the one cache of reads); the
+    older screening_questions path keeps its minute cache."""
     connector = make(otys, ats_http)
     vacancy = "b2c3d4e5f60718293a4b5c6d7e8f90a1"  # no questionset yet
     assert await connector.job_questions(vacancy) == []
@@ -267,7 +276,8 @@ async def test_a_question_added_in_otys_shows_after_the_cache(otys: Emulator, at
         json={"question": "Night shifts?", "type": "checkbox", "fieldName": "extraInfo7", "mandatory": True},
     )
     assert added.status_code == 201
-    assert await connector.job_questions(vacancy) == []  # cached a minute
-    [new] = await connector.job_questions(vacancy, fresh=True)
+    assert await connector.screening_questions(vacancy) == []  # cached a minute
+    [new] = await connector.job_questions(vacancy)
     assert (new.title, new.format.type, new.required) == ("Night shifts?", "BOOLEAN", True)
     assert otys.records()["calls"]["Otys.Services.QuestionSetService.getVacancyQsIdByVacancyOuid"] == 2
+    assert [q["id"] for q in await connector.screening_questions(vacancy)] == [new.id]
