@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.emulators import Emulator
 
 
@@ -19,9 +20,7 @@ class Ats:
     add_question: Callable[[Emulator, str], None]
     jobs_key: str  # where the emulator's records list its jobs
     settings: dict[str, Any] = field(default_factory=dict)  # the connection table's connector keys
-    # The connector keeps the job's questions itself this long (a TtlCache from before the
-    # catalog): a question added in the ATS then shows only after both caches expire.
-    own_questions_cache_s: float = 0.0
+    emulator_options: dict[str, Any] = field(default_factory=dict)  # enough jobs to page through
 
 
 def _laura_add(emulator: Emulator, job_id: str) -> None:
@@ -45,19 +44,32 @@ def _otys_add(emulator: Emulator, job_id: str) -> None:
     ).raise_for_status()
 
 
+def _flatchr_add(emulator: Emulator, job_id: str) -> None:
+    emulator.http.post(
+        f"/_sandbox/flatchr/vacancies/{job_id}/questions",
+        json={"text": "Shift work?", "type": "text", "required": True},
+    ).raise_for_status()
+
+
 ATSS = {
     "factorial": Ats(
         "factorial", "2001", "GET /api/2026-07-01/resources/ats/questions", _factorial_add, jobs_key="job_postings"
     ),
-    "laura": Ats(
-        "laura", "102", "GET /api/v1.2/jobs/102/questions", _laura_add, jobs_key="jobs", own_questions_cache_s=60.0
-    ),
+    "laura": Ats("laura", "102", "GET /api/v1.2/jobs/102/questions", _laura_add, jobs_key="jobs"),
     "otys": Ats(
         "otys",
         "a1b2c3d4e5f60718293a4b5c6d7e8f90",
         "Otys.Services.QuestionSetService.getDetail",
         _otys_add,
         jobs_key="vacancies",
-        own_questions_cache_s=60.0,
+    ),
+    "flatchr": Ats(
+        "flatchr",
+        "Vq5r6pYxam9AmMvP",
+        "GET /vacancy/Vq5r6pYxam9AmMvP",
+        _flatchr_add,
+        jobs_key="vacancies",
+        settings={"company_id": COMPANY_ID},
+        emulator_options={"extra_vacancies": 40},
     ),
 }
