@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from app.catalog import Catalog, CatalogUnavailable
 from app.config import parse_config
-from app.core.catalog import JobQuery
+from app.core.catalog import Job, JobQuery
 from app.core.problems import Problem
-from app.redis.keys import paused_key
+from app.redis.keys import catalog_key, paused_key
 from app.runtime import ConnectorPool
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
@@ -66,7 +66,11 @@ async def test_the_stale_entry_answers_when_the_ats_is_slow_or_down(
     laura.faults(latency_ms=500)
     slow = await reads.job("acme", JOB, budget_s=0.05)
     assert slow.stale and slow.value == first.value and slow.fetched_at == first.fetched_at and slow.age >= 0.2
-    await asyncio.sleep(1.0)  # the slow refresh lands
+    for _ in range(100):  # the slow refresh (three slow ATS calls) lands in Redis
+        entry = await reads.cache.read(catalog_key("acme", "job", JOB), Job)
+        if entry is not None and entry.fetched_at > first.fetched_at:
+            break
+        await asyncio.sleep(0.1)
     laura.faults(error_rate=1.0, error_status=503)
     await asyncio.sleep(0.2)
     down = await reads.job("acme", JOB)
