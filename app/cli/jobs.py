@@ -73,16 +73,16 @@ class _Catalog:
 
     async def __aenter__(self) -> Any:
         from app.catalog import Catalog
-        from app.config import ConfigError, demo_config, load_config
+        from app.config import ConfigError
         from app.net.ats_http import ats_client
         from app.runtime import ConnectorPool, redis_client
+        from app.settings import config_for_tools
 
         url = os.environ.get("REDIS_URL")
         if not url:
             sys.exit("applyrelay: REDIS_URL is not set (the Redis the relay uses; `applyrelay run` prints it)")
-        path = os.environ.get("APPLYRELAY_CONFIG")
         try:
-            config = load_config(path) if path else demo_config()
+            config = config_for_tools(os.environ)
         except ConfigError as exc:
             sys.exit(f"applyrelay: configuration error: {exc}")
         self.redis = redis_client(url)
