@@ -6,7 +6,9 @@ An emulator is a Litestar app built by `sandbox_app(...)`: its own ATS routes pl
 * ``GET  /_sandbox/records`` everything the emulator holds, as JSON (seed data and what it got),
   plus ``max_in_flight``: the most ATS requests it was handling at once since the last reset,
   and ``calls``: the ATS requests received since the last reset, per ``"<METHOD> <path>"``
-  (query strings left out), so tests can count what a read cost the ATS.
+  (query strings left out), so tests can count what a read cost the ATS. The same counts are
+  also under ``requests``; an emulator whose records have their own ``calls`` keeps them (OTYS:
+  per JSON-RPC method, as every call shares one path).
 * ``POST /_sandbox/reset``   back to the seed.
 
 Faults are applied by an ASGI middleware in front of the ATS routes (never the ``/_sandbox``
@@ -211,7 +213,8 @@ def sandbox_app(
         data = records()
         data["faults_injected"] = dict(faults.injected)
         data["max_in_flight"] = faults.max_in_flight
-        data["calls"] = dict(faults.calls)
+        data.setdefault("calls", dict(faults.calls))
+        data["requests"] = dict(faults.calls)
         return data
 
     @post(f"{SANDBOX_PREFIX}/reset", status_code=200, sync_to_thread=False)
