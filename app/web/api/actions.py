@@ -20,6 +20,7 @@ from app.privacy import audit
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope, retry_guard
 from app.web.deps import idempotency_key, read_body, runtime_of
+from app.web.openapi import IDEMPOTENCY_KEY, SECURED, Accepted, DataList, body, ok, secured
 from app.web.problems import problem
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -155,7 +156,14 @@ def _link_params(link: AddResultLink) -> dict[str, Any]:
 # -- on a delivered application (by delivery id) -------------------------------------------------
 
 
-@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/attachments",
+    guards=[retry_guard],
+    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     _supports(runtime_of(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
@@ -166,7 +174,14 @@ async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str)
     return await _queue(request, parent, parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION, params, files)
 
 
-@post("/v1/deliveries/{delivery_id:str}/stage", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/stage",
+    guards=[retry_guard],
+    opt=body(MoveToStage, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
@@ -174,7 +189,14 @@ async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> R
     return await _queue(request, parent, parent.connection_id, ACTION_MOVE_APPLICATION_TO_STAGE, params)
 
 
-@post("/v1/deliveries/{delivery_id:str}/result-links", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/result-links",
+    guards=[retry_guard],
+    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: AddResultLink = _decode(await read_body(request), AddResultLink)
@@ -187,7 +209,14 @@ async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str
 # -- on remote ids -------------------------------------------------------------------------------
 
 
-@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/stage", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/applications/{application_id:str}/stage",
+    guards=[retry_guard],
+    opt=body(MoveToStage, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def application_stage(request: Request[Any, Any, Any], connection_id: str, application_id: str) -> Response[Any]:
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
     return await _queue(
@@ -199,7 +228,14 @@ async def application_stage(request: Request[Any, Any, Any], connection_id: str,
     )
 
 
-@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments",
+    guards=[retry_guard],
+    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def application_attachment(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -210,7 +246,14 @@ async def application_attachment(
     )
 
 
-@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links",
+    guards=[retry_guard],
+    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def application_result_link(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -224,7 +267,14 @@ async def application_result_link(
     )
 
 
-@post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
+    guards=[retry_guard],
+    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str, candidate_id: str) -> Response[Any]:
     _supports(runtime_of(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
     files = await _attachment_files(request, connection_id)
@@ -233,7 +283,14 @@ async def candidate_attachment(request: Request[Any, Any, Any], connection_id: s
     )
 
 
-@post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links",
+    guards=[retry_guard],
+    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def candidate_result_link(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
@@ -247,7 +304,12 @@ async def candidate_result_link(
     )
 
 
-@get("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[require_scope("pii")])
+@get(
+    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
+    guards=[require_scope("pii")],
+    security=SECURED,
+    responses={200: ok(DataList, "The files' metadata, as the ATS lists them"), **secured(404, 422, 502, 503)},
+)
 async def list_candidate_attachments(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
