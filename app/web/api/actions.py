@@ -28,6 +28,7 @@ from connectors.base import (
     ACTION_ADD_RESULT_LINK_TO_APPLICATION,
     ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
     ACTION_MOVE_APPLICATION_TO_STAGE,
+    Connector,
     ConnectorError,
     TransientError,
 )
@@ -317,8 +318,12 @@ async def list_candidate_attachments(
     runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
+    connector = runtime.connectors.get(connection_id)
+    if type(connector).candidate_attachments is Connector.candidate_attachments:
+        # the ATS has no such read: 404 as for the catalog's reads, not a 502 blaming the ATS
+        return problem(404, "Not supported by the target ATS", f"{connector.name} does not list a candidate's files")
     try:
-        files = await runtime.connectors.get(connection_id).candidate_attachments(candidate_id)
+        files = await connector.candidate_attachments(candidate_id)
     except TransientError as exc:
         return problem(
             503, "The ATS is unavailable", exc.detail, headers={"Retry-After": str(int(exc.retry_after or 30))}
