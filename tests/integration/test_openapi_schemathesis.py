@@ -1,0 +1,105 @@
+"""The OpenAPI document tried as a client would (app/web/openapi.py): schemathesis reads
+/schema/openapi.json from a running relay (real Redis, the Factorial emulator over HTTP, every inbound
+secret configured) and sends generated requests, valid and invalid, to every operation with an
+admin token; each answer must be no 5xx, a documented status, a documented content type and
+match the documented schema. Bounded: a few examples per operation and mode, a deadline each."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.builders import application
+from tests.support.emulators import Emulator
+from tests.support.harness import ADMIN_TOKEN, Relay
+from tests.support.inbound import inbound_connection, inbound_env
+
+pytestmark = pytest.mark.slow
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+EXAMPLES = 15  # per operation and generation mode: ~31 operations x 2 modes
+DEADLINE_MS = 5_000  # one request and its checks; the ATS calls time out at 3 s
+PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+@pytest.fixture
+def relay(make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> Relay:
+    inbound_env(monkeypatch)
+    return make_relay({"acme": inbound_connection(factorial.url)})
+
+
+async def test_every_operation_answers_as_documented(relay: Relay) -> None:
+    await relay.start_worker()  # /ready answers 200 only with a worker's heartbeat
+    accepted = await relay.post(application())
+    assert accepted.status_code == 202, accepted.text
+    known = {"connection_id": "acme", "delivery_id": accepted.json()["id"], "job_id": "2001"}
+    schema = schemathesis.openapi.from_url(f"{relay.server.url}/schema/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 30
+
+    seen: dict[str, set[int]] = defaultdict(set)
+    started = time.monotonic()
+    failures = await asyncio.to_thread(_run_all, operations, relay.server.url, known, seen)
+    elapsed = time.monotonic() - started
+    print(f"schemathesis: {len(operations)} operations in {elapsed:.1f} s: {dict(seen)}")
+    assert not failures, "\n\n".join(failures)
+    # the success bodies were checked too, not only the refusals
+    assert 202 in seen["POST /v1/applications"] and 422 in seen["POST /v1/applications"]
+    assert 200 in seen["GET /v1/deliveries/{delivery_id}"] and 404 in seen["GET /v1/deliveries/{delivery_id}"]
+    assert 200 in seen["GET /v1/deliveries"] and 200 in seen["GET /v1/connections"]
+
+
+def _run_all(operations: list[Any], base_url: str, known: dict[str, str], seen: dict[str, set[int]]) -> list[str]:
+    failures = []
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            try:
+                _run(operation, mode, base_url, known, seen)
+            except Unsatisfiable:  # nothing to make invalid (no parameters, no body): positive only
+                assert mode is GenerationMode.NEGATIVE, operation.label
+            except (Exception, BaseExceptionGroup) as exc:  # every operation's failures, then fail once
+                failures.append(f"{operation.label} ({mode.value}): {exc}")
+    return failures
+
+
+def _run(operation: Any, mode: GenerationMode, base_url: str, known: dict[str, str], seen: dict[str, set[int]]) -> None:
+    """Random path parameters (mostly unknown: 404s), and the relay's own ids (the real work);
+    for intake, also an application the emulator's job takes (the 202)."""
+    ours = {k: v for k, v in known.items() if k in PATH_PARAM.findall(operation.path)}
+    cases = operation.as_strategy(generation_mode=mode)
+    if ours:
+        cases = st.one_of(cases, operation.as_strategy(generation_mode=mode, path_parameters=ours))
+    if operation.label == "POST /v1/applications" and mode is GenerationMode.POSITIVE:
+        cases = st.one_of(cases, operation.as_strategy(body=application()))
+
+    @given(case=cases)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=DEADLINE_MS,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,  # the same cases in every run: a failure reproduces
+    )
+    def check(case: Any) -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        response = case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)
+        seen[operation.label].add(response.status_code)
+
+    check()
