@@ -31,6 +31,7 @@ from msgspec import Struct
 from app.core.problems import CODES
 
 PROBLEM_MEDIA = "application/problem+json"
+RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "string"}}
 BODY = "openapi_request_body"  # the handler's `opt` key: (Struct type or None, media type)
 HEADERS = "openapi_headers"  # the handler's `opt` key: {header: description}, headers it reads itself
 QUERY = "openapi_query"  # the handler's `opt` key: {name: description}, query parameters it reads itself
@@ -75,8 +76,8 @@ class Problem(Struct):
 
 
 class WarningOut(Struct):
-    code: str
     message: str
+    code: str | None = None
 
 
 class Accepted(Struct):
@@ -340,13 +341,18 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
             else:
                 schema = {"$ref": f"#/components/schemas/{rename.get(kind.__name__, kind.__name__)}"}
             operation["requestBody"] = {"required": True, "content": {media_type: {"schema": schema}}}
-    problem = schemas["Problem"]
-    problem["properties"]["code"] = {"type": "string", "enum": list(CODES), "description": "Kombo's error code"}
-    problem["properties"]["type"]["examples"] = ["about:blank"]
+    problem = schemas.get("Problem")  # registered by the first `problems(...)` of a handler
+    if problem is not None:
+        problem["properties"]["code"] = {"type": "string", "enum": list(CODES), "description": "Kombo's error code"}
+        problem["properties"]["type"]["examples"] = ["about:blank"]
     for item in doc["paths"].values():
         for operation in item.values():
             if isinstance(operation, dict) and "responses" in operation:
-                _problem_400(operation["responses"])
+                if problem is not None:
+                    _problem_400(operation["responses"])
+                for status in ("429", "503"):
+                    if status in operation["responses"]:
+                        operation["responses"][status]["headers"] = {"Retry-After": RETRY_AFTER}
     return doc
 
 

@@ -10,19 +10,22 @@ from typing import Any
 
 import msgspec
 import pytest
-from litestar import Litestar
+from litestar import Litestar, Request, get, post
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 from openapi_spec_validator import validate
 
 from app.config import parse_config
+from app.core import catalog, model
 from app.core.model import EMAIL_PATTERN, ApplicationIn
 from app.core.problems import CODES
 from app.privacy.crypto import parse_keys
 from app.runtime import Runtime
 from app.settings import Settings
 from app.tokens import SCOPES, ApiToken
+from app.web import openapi
 from app.web.app import create_app
+from app.web.openapi import body
 from tests.support.builders import connection_table
 from tests.support.harness import ADMIN_TOKEN, DATA_KEY, secrets_env
 
@@ -155,6 +158,28 @@ def test_bearer_auth_on_the_routes_behind_a_token(document: dict[str, Any]) -> N
         secured = (path.startswith("/v1/") and path not in PUBLIC) or path == "/metrics"
         assert ({"bearer": []} in operation.get("security", [])) is secured, (method, path)
         assert ("401" in operation["responses"]) is (secured or path.startswith("/inbound/")), (method, path)
+
+
+def test_a_body_named_like_a_shape_litestar_documents_keeps_both() -> None:
+    """catalog.Source (a read's answer, documented by Litestar) and model.Source (in a body,
+    documented by msgspec) are different shapes under one name: the body's becomes Source.In."""
+
+    @get("/sources", sync_to_thread=False)
+    def sources() -> catalog.Source:
+        raise NotImplementedError
+
+    @post("/in", opt=body(model.Source), sync_to_thread=False)
+    def takes(request: Request[Any, Any, Any]) -> None:
+        raise NotImplementedError
+
+    doc = openapi.document(Litestar([sources, takes], openapi_config=openapi.config("test")))
+    schemas = doc["components"]["schemas"]
+    out = doc["paths"]["/sources"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    taken = doc["paths"]["/in"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert out == {"$ref": "#/components/schemas/Source"} and taken == {"$ref": "#/components/schemas/Source.In"}
+    assert set(schemas["Source"]["properties"]) == {f.encode_name for f in msgspec.structs.fields(catalog.Source)}
+    assert set(schemas["Source.In"]["properties"]) == {f.encode_name for f in msgspec.structs.fields(model.Source)}
+    validate(doc)
 
 
 async def test_the_schema_page_is_served_without_a_token(app: Litestar) -> None:
