@@ -8,8 +8,9 @@ that; `finish` then adds what Litestar does not know:
 
 - each request body, from msgspec's own JSON Schema of the Struct the handler decodes with (the
   validator's schema, so it cannot drift: `forbid_unknown_fields`, patterns, base64 files);
-- the problem+json shape (RFC 9457 with `errors[]` and Kombo's `code`, `CODES`) for every refusal,
-  including the 400 Litestar documents on its own for a bad path or query parameter.
+- the one problem+json shape (RFC 9457 with `errors[]` and Kombo's `code`, `CODES`) for every
+  refusal: also the 400 Litestar documents on its own for a bad parameter, and a route module's
+  own problem Struct (the schemas no operation reaches any more are dropped).
 
 The shapes below (`Problem`, `Accepted`...) describe what the handlers answer; they are only
 documentation: the handlers build these bodies as dicts (app/operator/views.py and friends).
@@ -349,11 +350,31 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
         for operation in item.values():
             if isinstance(operation, dict) and "responses" in operation:
                 if problem is not None:
-                    _problem_400(operation["responses"])
+                    _one_problem(operation["responses"])
                 for status in ("429", "503"):
                     if status in operation["responses"]:
                         operation["responses"][status]["headers"] = {"Retry-After": RETRY_AFTER}
+    _drop_unused(schemas, doc["paths"])
     return doc
+
+
+def _drop_unused(schemas: dict[str, Any], paths: Any) -> None:
+    """Schemas no operation reaches any more (a route module's own problem shape, now Problem)."""
+    prefix = "#/components/schemas/"
+    reached: set[str] = set()
+    todo = [paths]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] not in reached:
+                reached.add(ref[len(prefix) :])
+                todo.append(schemas.get(ref[len(prefix) :]))
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    for name in set(schemas) - reached:
+        del schemas[name]
 
 
 def _declared(app: Litestar) -> dict[tuple[str, str], dict[str, Any]]:
@@ -396,10 +417,14 @@ def _rewrite_refs(node: Any, rename: Mapping[str, str]) -> Any:
     return node
 
 
-def _problem_400(responses: dict[str, Any]) -> None:
-    """Litestar documents its own validation body for 400; the relay answers problem+json."""
-    response = responses.get("400")
-    if response is None or PROBLEM_MEDIA in response.get("content", {}):
-        return
-    response["description"] = TITLES[400]
-    response["content"] = {PROBLEM_MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+def _one_problem(responses: dict[str, Any]) -> None:
+    """Every refusal is the one Problem schema: Litestar's own 400 body for a bad parameter (the
+    relay answers it as problem+json, app/web/problems.py), and any route module's own
+    problem+json shape, so `code` has its one enum everywhere."""
+    for status, response in responses.items():
+        content = response.get("content", {})
+        if status == "400" and PROBLEM_MEDIA not in content:
+            response["description"] = TITLES[400]
+        elif PROBLEM_MEDIA not in content:
+            continue
+        response["content"] = {PROBLEM_MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}}

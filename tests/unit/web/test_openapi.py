@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from litestar import Litestar, Request, get, post
+from litestar.openapi import ResponseSpec
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 from openapi_spec_validator import validate
@@ -180,6 +181,32 @@ def test_a_body_named_like_a_shape_litestar_documents_keeps_both() -> None:
     assert set(schemas["Source"]["properties"]) == {f.encode_name for f in msgspec.structs.fields(catalog.Source)}
     assert set(schemas["Source.In"]["properties"]) == {f.encode_name for f in msgspec.structs.fields(model.Source)}
     validate(doc)
+
+
+def test_a_route_modules_own_problem_shape_is_the_shared_problem() -> None:
+    class MyProblem(msgspec.Struct):
+        type: str
+        title: str
+        status: int
+
+    @get(
+        "/things/{thing_id:int}",
+        sync_to_thread=False,
+        responses={
+            404: ResponseSpec(MyProblem, media_type="application/problem+json"),
+            **openapi.problems(503),
+        },
+    )
+    def thing(thing_id: int) -> dict[str, int]:
+        raise NotImplementedError
+
+    doc = openapi.document(Litestar([thing], openapi_config=openapi.config("test")))
+    responses = doc["paths"]["/things/{thing_id}"]["get"]["responses"]
+    shared = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert responses["404"]["content"] == responses["503"]["content"] == shared
+    assert responses["400"]["content"] == shared  # Litestar's own, for a thing_id that is not an int
+    assert "MyProblem" not in doc["components"]["schemas"]
+    assert doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"] == list(CODES)
 
 
 async def test_the_schema_page_is_served_without_a_token(app: Litestar) -> None:
