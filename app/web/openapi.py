@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
+from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -325,6 +326,10 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
     declared = _declared(app)
     kinds = [opt[BODY][0] for opt in declared.values() if BODY in opt and opt[BODY][0] is not None]
     rename = _add_body_schemas(schemas, kinds)
+    for path, method in _own_validation_errors(app):
+        response = doc["paths"][path][method]["responses"].get("400", {})
+        if PROBLEM_MEDIA not in response.get("content", {PROBLEM_MEDIA: None}):
+            del doc["paths"][path][method]["responses"]["400"]  # Litestar's; this route answers its own
     for (path, method), opt in declared.items():
         operation = doc["paths"][path][method]
         parameters = operation.setdefault("parameters", [])
@@ -354,6 +359,10 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
                 for status in ("429", "503"):
                     if status in operation["responses"]:
                         operation["responses"][status]["headers"] = {"Retry-After": RETRY_AFTER}
+                for response in operation["responses"].values():
+                    for header in response.get("headers", {}).values():
+                        if "schema" not in header and "content" not in header:
+                            header["schema"] = {"type": "string"}  # a documentation-only ResponseHeader
     _drop_unused(schemas, doc["paths"])
     return doc
 
@@ -390,6 +399,18 @@ def _declared(app: Litestar) -> dict[tuple[str, str], dict[str, Any]]:
             for method in handler.http_methods:
                 found[(route.path_format or "/", method.lower())] = opt
     return found
+
+
+def _own_validation_errors(app: Litestar) -> list[tuple[str, str]]:
+    """The documented operations whose layers answer a bad parameter themselves (catalog: 422)."""
+    return [
+        (route.path_format or "/", method.lower())
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for handler in route.route_handlers
+        if handler.resolve_include_in_schema() and ValidationException in handler.resolve_exception_handlers()
+        for method in handler.http_methods
+    ]
 
 
 def _add_body_schemas(schemas: dict[str, Any], kinds: list[type[Any]]) -> dict[str, str]:

@@ -86,6 +86,12 @@ def test_every_route_is_there_with_its_methods(app: Litestar, document: dict[str
         len(registered) >= 25 and "/v1/applications" in registered and "/inbound/indeed/{connection_id}" in registered
     )
     assert not [p for p in documented if p.startswith(NOT_DOCUMENTED)]
+    jobs = document["paths"]["/v1/connections/{connection_id}/jobs"]["get"]  # the catalog's typed reads
+    assert jobs["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobList"}
+    assert {"status", "name_contains", "updated_after", "page_size", "cursor"} <= {
+        p["name"] for p in jobs["parameters"]
+    }
+    assert "400" not in jobs["responses"] and "422" in jobs["responses"]  # the catalog answers a bad parameter 422
 
 
 def test_intake_takes_the_application_in_shape(document: dict[str, Any]) -> None:
