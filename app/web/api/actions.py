@@ -30,6 +30,7 @@ from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
     Connector,
     ConnectorError,
+    PermanentError,
     TransientError,
 )
 
@@ -328,6 +329,12 @@ async def list_candidate_attachments(
         return problem(
             503, "The ATS is unavailable", exc.detail, headers={"Retry-After": str(int(exc.retry_after or 30))}
         )
+    except PermanentError as exc:
+        if exc.status is None:  # refused by the connector before the ATS was asked: the id itself
+            return problem(
+                422, "Invalid request", exc.detail, errors=[{"field": "candidate_id", "message": exc.detail}]
+            )
+        return problem(exc.status if exc.status in (404, 422) else 502, "The ATS refused", exc.detail)
     except ConnectorError as exc:
         status = exc.status if exc.status in (404, 422) else 502
         return problem(status, "The ATS refused", exc.detail)
