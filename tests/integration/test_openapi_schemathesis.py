@@ -1,8 +1,9 @@
 """The OpenAPI document tried as a client would (app/web/openapi.py): schemathesis reads
-/schema/openapi.json from a running relay (real Redis, the Factorial emulator over HTTP, every inbound
-secret configured) and sends generated requests, valid and invalid, to every operation with an
-admin token; each answer must be no 5xx, a documented status, a documented content type and
-match the documented schema. Bounded: a few examples per operation and mode, a deadline each."""
+/schema/openapi.json from a running relay (real Redis, a worker, one connection per ATS emulator
+over HTTP, every inbound secret on the Factorial one) and sends generated requests, valid and
+invalid, to every operation with an admin token; each answer must be no 5xx, a documented
+status, a documented content type and match the documented schema. Bounded: a few examples per
+operation and mode, a deadline each."""
 
 from __future__ import annotations
 
@@ -25,30 +26,41 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.builders import application
-from tests.support.emulators import Emulator
+from connectors.sandbox.flatchr import COMPANY_ID
+from tests.support.builders import application, connection_table
+from tests.support.emulators import EmulatorFactory
 from tests.support.harness import ADMIN_TOKEN, Relay
 from tests.support.inbound import inbound_connection, inbound_env
 
 pytestmark = pytest.mark.slow
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES = 15  # per operation and generation mode: ~31 operations x 2 modes
+EXAMPLES = 15  # per operation and generation mode: 37 operations x 2 modes, ~40 s on 2 cores
 DEADLINE_MS = 5_000  # one request and its checks; the ATS calls time out at 3 s
 PATH_PARAM = re.compile(r"{(\w+)}")
 
 
 @pytest.fixture
-def relay(make_relay: Any, factorial: Emulator, monkeypatch: pytest.MonkeyPatch) -> Relay:
+def relay(make_relay: Any, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Relay:
+    """One connection per ATS: the routes that ask the ATS (catalog, passthrough, files) ask each."""
     inbound_env(monkeypatch)
-    return make_relay({"acme": inbound_connection(factorial.url)})
+    return make_relay(
+        {
+            "acme": inbound_connection(emulator("factorial").url),
+            "flatchr": connection_table("flatchr", emulator("flatchr").url, company_id=COMPANY_ID),
+            "otys": connection_table("otys", emulator("otys").url),
+            "laura": connection_table("laura", emulator("laura").url),
+        }
+    )
 
 
 async def test_every_operation_answers_as_documented(relay: Relay) -> None:
     await relay.start_worker()  # /ready answers 200 only with a worker's heartbeat
     accepted = await relay.post(application())
     assert accepted.status_code == 202, accepted.text
-    known = {"connection_id": "acme", "delivery_id": accepted.json()["id"], "job_id": "2001"}
+    delivery_id = accepted.json()["id"]
+    known = [{"connection_id": "acme", "delivery_id": delivery_id, "job_id": "2001"}]
+    known += [{"connection_id": c, "delivery_id": delivery_id} for c in ("flatchr", "otys", "laura")]
     schema = schemathesis.openapi.from_url(f"{relay.server.url}/schema/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30
@@ -65,7 +77,7 @@ async def test_every_operation_answers_as_documented(relay: Relay) -> None:
     assert 200 in seen["GET /v1/deliveries"] and 200 in seen["GET /v1/connections"]
 
 
-def _run_all(operations: list[Any], base_url: str, known: dict[str, str], seen: dict[str, set[int]]) -> list[str]:
+def _run_all(operations: list[Any], base_url: str, known: list[dict[str, str]], seen: dict[str, set[int]]) -> list[str]:
     failures = []
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -78,13 +90,18 @@ def _run_all(operations: list[Any], base_url: str, known: dict[str, str], seen: 
     return failures
 
 
-def _run(operation: Any, mode: GenerationMode, base_url: str, known: dict[str, str], seen: dict[str, set[int]]) -> None:
-    """Random path parameters (mostly unknown: 404s), and the relay's own ids (the real work);
-    for intake, also an application the emulator's job takes (the 202)."""
-    ours = {k: v for k, v in known.items() if k in PATH_PARAM.findall(operation.path)}
+def _run(
+    operation: Any, mode: GenerationMode, base_url: str, known: list[dict[str, str]], seen: dict[str, set[int]]
+) -> None:
+    """Random path parameters (mostly unknown: 404s), and the relay's own ids (the real work):
+    each connection, the stored delivery, Factorial's job 2001; for intake, also an application
+    the emulator's job takes (the 202)."""
+    names = PATH_PARAM.findall(operation.path)
     cases = operation.as_strategy(generation_mode=mode)
-    if ours:
-        cases = st.one_of(cases, operation.as_strategy(generation_mode=mode, path_parameters=ours))
+    ours = {tuple(sorted((k, v) for k, v in ids.items() if k in names)) for ids in known}
+    for fixed in sorted(ours):
+        if fixed:
+            cases = st.one_of(cases, operation.as_strategy(generation_mode=mode, path_parameters=dict(fixed)))
     if operation.label == "POST /v1/applications" and mode is GenerationMode.POSITIVE:
         cases = st.one_of(cases, operation.as_strategy(body=application()))
 
