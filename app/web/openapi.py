@@ -31,8 +31,9 @@ from litestar.routes import HTTPRoute
 from msgspec import Struct
 
 from app.core.problems import CODES
+from app.web.problems import PROBLEM
 
-PROBLEM_MEDIA = "application/problem+json"
+PROBLEM_MEDIA = PROBLEM  # application/problem+json
 RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {"type": "string"}}
 BODY = "openapi_request_body"  # the handler's `opt` key: (Struct type or None, media type)
 HEADERS = "openapi_headers"  # the handler's `opt` key: {header: description}, headers it reads itself
@@ -325,11 +326,11 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
     schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
     declared = _declared(app)
     kinds = [opt[BODY][0] for opt in declared.values() if BODY in opt and opt[BODY][0] is not None]
-    rename = _add_body_schemas(schemas, kinds)
+    names = _add_body_schemas(schemas, kinds)
     for path, method in _own_validation_errors(app):
-        response = doc["paths"][path][method]["responses"].get("400", {})
-        if PROBLEM_MEDIA not in response.get("content", {PROBLEM_MEDIA: None}):
-            del doc["paths"][path][method]["responses"]["400"]  # Litestar's; this route answers its own
+        responses = doc["paths"][path][method]["responses"]
+        if "400" in responses and PROBLEM_MEDIA not in responses["400"].get("content", {}):
+            del responses["400"]  # Litestar's own; this route answers a bad parameter itself
     for (path, method), opt in declared.items():
         operation = doc["paths"][path][method]
         parameters = operation.setdefault("parameters", [])
@@ -345,7 +346,7 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
             if kind is None:
                 schema: dict[str, Any] = {"type": "object", "additionalProperties": True}
             else:
-                schema = {"$ref": f"#/components/schemas/{rename.get(kind.__name__, kind.__name__)}"}
+                schema = {"$ref": f"#/components/schemas/{names[kind]}"}
             operation["requestBody"] = {"required": True, "content": {media_type: {"schema": schema}}}
     problem = schemas.get("Problem")  # registered by the first `problems(...)` of a handler
     if problem is not None:
@@ -413,16 +414,16 @@ def _own_validation_errors(app: Litestar) -> list[tuple[str, str]]:
     ]
 
 
-def _add_body_schemas(schemas: dict[str, Any], kinds: list[type[Any]]) -> dict[str, str]:
-    """msgspec's schemas of the body Structs, under their names; a name Litestar already uses for
-    another shape gets a `.In` suffix (the refs are rewritten). Returns the renames."""
-    if not kinds:
-        return {}
-    _, components = msgspec.json.schema_components(sorted(set(kinds), key=lambda k: k.__name__))
-    rename = {n: f"{n}.In" for n, s in components.items() if n in schemas and schemas[n] != s}
+def _add_body_schemas(schemas: dict[str, Any], kinds: list[type[Any]]) -> dict[type[Any], str]:
+    """msgspec's schemas of the body Structs (and the Structs they hold) into the components; a
+    name Litestar already uses for another shape gets a `.In` suffix, the refs rewritten to match.
+    Returns each body Struct's component name."""
+    ordered = sorted(set(kinds), key=lambda k: (k.__module__, k.__qualname__))
+    refs, components = msgspec.json.schema_components(ordered)
+    rename = {n: f"{n}.In" if n in schemas and schemas[n] != s else n for n, s in components.items()}
     for name, schema in components.items():
-        schemas[rename.get(name, name)] = _rewrite_refs(schema, rename)
-    return rename
+        schemas[rename[name]] = _rewrite_refs(schema, rename)
+    return {kind: _rewrite_refs(ref, rename)["$ref"].rsplit("/", 1)[1] for kind, ref in zip(ordered, refs, strict=True)}
 
 
 def _rewrite_refs(node: Any, rename: Mapping[str, str]) -> Any:
