@@ -38,6 +38,7 @@ RETRY_AFTER = {"description": "Seconds to wait before trying again", "schema": {
 BODY = "openapi_request_body"  # the handler's `opt` key: (Struct type or None, media type)
 HEADERS = "openapi_headers"  # the handler's `opt` key: {header: description}, headers it reads itself
 QUERY = "openapi_query"  # the handler's `opt` key: {name: description}, query parameters it reads itself
+HTML_ERRORS = "openapi_html_errors"  # the handler's `opt` key: a browser (Accept: text/html) gets its errors as a page
 IDEMPOTENCY_KEY = {"Idempotency-Key": "1 to 255 printable ASCII characters; a repeat answers the same delivery"}
 BEARER = "bearer"
 SECURED: list[dict[str, list[str]]] = [{BEARER: []}]
@@ -251,11 +252,15 @@ class AuditPage(Struct):
 
 
 def body(
-    kind: type[Any] | None, media_type: str = "application/json", headers: Mapping[str, str] | None = None
+    kind: type[Any] | None,
+    media_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    *,
+    html_errors: bool = False,
 ) -> dict[str, Any]:
     """The handler's `opt`: the Struct its own decoding takes (None: a form, described loosely),
-    and the optional headers it reads itself."""
-    return {BODY: (kind, media_type), HEADERS: dict(headers or {})}
+    the optional headers it reads itself, and whether a browser gets its refusals as HTML."""
+    return {BODY: (kind, media_type), HEADERS: dict(headers or {}), HTML_ERRORS: html_errors}
 
 
 def query_params(**descriptions: str) -> dict[str, Any]:
@@ -364,6 +369,11 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
                     for header in response.get("headers", {}).values():
                         if "schema" not in header and "content" not in header:
                             header["schema"] = {"type": "string"}  # a documentation-only ResponseHeader
+    for (path, method), opt in declared.items():
+        if opt.get(HTML_ERRORS):
+            for status, response in doc["paths"][path][method]["responses"].items():
+                if status >= "400" and PROBLEM_MEDIA in response.get("content", {}):
+                    response["content"]["text/html"] = {"schema": {"type": "string"}}
     _drop_unused(schemas, doc["paths"])
     return doc
 
@@ -394,7 +404,7 @@ def _declared(app: Litestar) -> dict[tuple[str, str], dict[str, Any]]:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
-            opt = {k: v for k, v in handler.opt.items() if k in (BODY, HEADERS, QUERY)}
+            opt = {k: v for k, v in handler.opt.items() if k in (BODY, HEADERS, QUERY, HTML_ERRORS)}
             if not opt or not handler.resolve_include_in_schema():
                 continue
             for method in handler.http_methods:

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 15  # per operation and generation mode: 37 operations x 2 modes, ~40 s on 2 cores
-DEADLINE_MS = 5_000  # one request and its checks; the ATS calls time out at 3 s
+DEADLINE_MS = 10_000  # one request and its checks (the ATS calls time out at 3 s): room on a loaded CI
 PATH_PARAM = re.compile(r"{(\w+)}")
 
 

@@ -157,7 +157,10 @@ def wants_html(request: Request[Any, Any, Any]) -> bool:
     "/forms/{connection_id:str}/{job_id:str}",
     status_code=202,
     opt=body(
-        None, "multipart/form-data", {forms.TOKEN_HEADER: "the form token (or a form_token field)", **IDEMPOTENCY_KEY}
+        None,
+        "multipart/form-data",
+        {forms.TOKEN_HEADER: "the form token (or a form_token field)", **IDEMPOTENCY_KEY},
+        html_errors=True,
     ),
     responses={
         202: ok(FormReceived, "Stored and enqueued (JSON clients)"),
