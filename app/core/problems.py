@@ -9,6 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Kombo's error codes that apply to an ATS relay (https://docs.kombo.dev/guides/errors), the values
+# a problem's `code` may take: the OpenAPI document's enum on it (app/web/openapi.py) and the
+# README's list. Add to it; a code used in a `Problem` must be listed here.
+CODES: tuple[str, ...] = (
+    "PLATFORM.RATE_LIMIT_EXCEEDED",
+    "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED",
+    "PLATFORM.INTEGRATION_NOT_FOUND",
+    "PLATFORM.INPUT_INVALID",
+    "PLATFORM.UNKNOWN_ERROR",
+    "PLATFORM.AUTHENTICATION_INVALID",
+    "PLATFORM.TASK_TIMED_OUT",
+    "INTEGRATION.PERMISSION_MISSING",
+    "INTEGRATION.AUTHENTICATION_INVALID",
+    "INTEGRATION.SETUP_INCOMPLETE",
+    "INTEGRATION.INACTIVE",
+    "INTEGRATION.ACTION_NOT_AVAILABLE",
+    "REMOTE.SERVICE_UNAVAILABLE",
+    "REMOTE.RATE_LIMIT_EXCEEDED",
+    "REMOTE.INPUT_INVALID",
+    "REMOTE.UNKNOWN_HTTP_ERROR",
+    "ATS.JOB_CLOSED",
+    "ATS.JOB_NOT_FOUND",
+    "ATS.APPLICATION_ALREADY_EXISTS",
+)
+
 
 @dataclass
 class FieldError:

@@ -12,7 +12,11 @@ from app.runtime import Runtime
 from app.web.api import actions, catalog, connections, deliveries, files, inbound, privacy
 from app.web.api.applications import api_router
 from app.web.dashboard import views as dashboard
+from app.web.openapi import config as openapi_config
 from app.web.problems import EXCEPTION_HANDLERS
+
+# The API's version in the OpenAPI document (/schema): the /v1 routes' contract, not the package's.
+API_VERSION = "1.0"
 
 
 def _max_body(runtime: Runtime) -> int:
@@ -36,8 +40,16 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
 ]
 
 
+# Pages for people, not the API: left out of the OpenAPI document (/schema).
+NOT_IN_SCHEMA: set[Callable[[Runtime], Router]] = {dashboard.router}
+
+
 def feature_routers(runtime: Runtime) -> list[Any]:
-    return [make(runtime) for make in ROUTER_FACTORIES]
+    return [_hidden(make(runtime)) if make in NOT_IN_SCHEMA else make(runtime) for make in ROUTER_FACTORIES]
+
+
+def _hidden(router: Router) -> Router:
+    return Router(path="/", route_handlers=[router], include_in_schema=False)
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
@@ -52,7 +64,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
         on_shutdown=[on_shutdown],
         debug=False,
         logging_config=None,
-        openapi_config=None,
+        openapi_config=openapi_config(API_VERSION),
     )
     app.state.runtime = runtime
     app.state.intake = intake

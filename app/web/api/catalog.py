@@ -32,6 +32,7 @@ from app.core.catalog import Job, JobQuery, JobStatus, ScreeningQuestion, Source
 from app.runtime import Runtime
 from app.web.auth import require_scope
 from app.web.deps import runtime_of
+from app.web.openapi import SECURED
 from app.web.problems import PROBLEM, problem
 
 read_guard = require_scope("read")
@@ -256,4 +257,5 @@ def router(runtime: Runtime) -> Router:
         path="/",
         route_handlers=[list_jobs, get_job, job_questions, job_stages, stages, sources],
         exception_handlers={ValidationException: invalid_parameter},
+        security=SECURED,
     )

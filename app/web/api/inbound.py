@@ -11,10 +11,11 @@ from typing import Any
 
 import structlog
 from litestar import Request, Response, Router, post
+from litestar.openapi import ResponseSpec
 from litestar.response import Redirect
 
 from app.config import Connection
-from app.core.model import Origin
+from app.core.model import ApplicationIn, Origin
 from app.core.problems import Problem
 from app.intake.accept import Accepted, Intake, idempotency_hash
 from app.intake.boards import forms, indeed, webhooks
@@ -23,6 +24,8 @@ from app.intake.boards.secrets import configured_secrets, matches_any, not_confi
 from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
 from app.web.deps import accepted_response, idempotency_key
+from app.web.openapi import IDEMPOTENCY_KEY, FormReceived, body, ok, problems
+from app.web.openapi import Accepted as AcceptedBody
 from app.web.problems import problem
 from connectors.base import StepWarning
 
@@ -54,7 +57,15 @@ async def read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
 # -- Indeed Apply ---------------------------------------------------------------------------------
 
 
-@post("/indeed/{connection_id:str}")
+@post(
+    "/indeed/{connection_id:str}",
+    status_code=202,
+    opt=body(indeed.IndeedApply, headers={"X-Indeed-Signature": "base64 HMAC-SHA1 of the body with the secret"}),
+    responses={
+        202: ok(AcceptedBody, "Stored and enqueued"),
+        **problems(400, 401, 404, 409, 410, 413, 422, 503),
+    },
+)
 async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """Indeed's postUrl: 202 once stored; 409 for an application Indeed already delivered."""
     intake = _intake(request)
@@ -109,7 +120,15 @@ def _duplicate(delivery_id: str) -> Response[Any]:
 # -- Standard Webhooks ------------------------------------------------------------------------------
 
 
-@post("/webhooks/{connection_id:str}")
+@post(
+    "/webhooks/{connection_id:str}",
+    status_code=202,
+    opt=body(ApplicationIn, headers={h: "Standard Webhooks signature header" for h in webhooks.HEADERS}),
+    responses={
+        202: ok(AcceptedBody, "Stored and enqueued (also a redelivery)"),
+        **problems(400, 401, 404, 409, 410, 413, 422, 503),
+    },
+)
 async def signed_webhook(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """The canonical JSON, Standard Webhooks–signed: 202 once stored (also for a redelivery)."""
     intake = _intake(request)
@@ -134,7 +153,22 @@ def wants_html(request: Request[Any, Any, Any]) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-@post("/forms/{connection_id:str}/{job_id:str}")
+@post(
+    "/forms/{connection_id:str}/{job_id:str}",
+    status_code=202,
+    opt=body(
+        None,
+        "multipart/form-data",
+        {forms.TOKEN_HEADER: "the form token (or a form_token field)", **IDEMPOTENCY_KEY},
+        html_errors=True,
+    ),
+    responses={
+        202: ok(FormReceived, "Stored and enqueued (JSON clients)"),
+        200: ok(str, "A thank-you page (a browser, Accept: text/html)", "text/html"),
+        303: ResponseSpec(None, description="To the connection's thank-you page (a browser)"),
+        **problems(400, 401, 404, 410, 413, 422, 429, 503),
+    },
+)
 async def career_form(request: Request[Any, Any, Any], connection_id: str, job_id: str) -> Response[Any]:
     """A career-site form post: a browser is redirected (303) to the thank-you page, an API
     client gets 202 JSON; errors as problem+json, or as a short HTML page for a browser."""
