@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from app.core.model import ApplicationIn
+from app.core.model import LIMIT_EXCEEDED, ApplicationIn
 from app.core.problems import Problem
 
 T = TypeVar("T")
@@ -28,7 +28,10 @@ def invalid(exc: msgspec.ValidationError) -> Problem:
     message = str(exc)
     match = _PATH_RE.search(message)
     path = match.group(1).lstrip(".") if match else ""
-    return Problem.invalid(path or "$", _PATH_RE.sub("", message).strip(" -"))
+    problem = Problem.invalid(path or "$", _PATH_RE.sub("", message).strip(" -"))
+    if "length <=" in message:  # one of the caps of app/core/model.py
+        problem.code = LIMIT_EXCEEDED
+    return problem
 
 
 def _is_base64_error(exc: msgspec.ValidationError) -> bool:
