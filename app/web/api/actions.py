@@ -27,6 +27,7 @@ from connectors.base import (
     ACTION_ADD_RESULT_LINK_TO_APPLICATION,
     ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
     ACTION_MOVE_APPLICATION_TO_STAGE,
+    Connector,
     ConnectorError,
     TransientError,
 )
@@ -255,15 +256,28 @@ async def list_candidate_attachments(
     runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
+    connector = runtime.connectors.get(connection_id)
+    if type(connector).candidate_attachments is Connector.candidate_attachments:  # a capability it lacks
+        return problem(
+            501, "Not supported", f"{connector.name} cannot list a candidate's files", code="PLATFORM.NOT_SUPPORTED"
+        )
     try:
-        files = await runtime.connectors.get(connection_id).candidate_attachments(candidate_id)
+        files = await connector.candidate_attachments(candidate_id)
     except TransientError as exc:
         return problem(
             503, "The ATS is unavailable", exc.detail, headers={"Retry-After": str(int(exc.retry_after or 30))}
         )
     except ConnectorError as exc:
+        if exc.status is None:  # refused here, by the connector's own check: nothing reached the ATS
+            return problem(
+                422,
+                "Invalid request",
+                exc.detail,
+                errors=[{"field": "candidate_id", "message": exc.detail}],
+                code="PLATFORM.INPUT_INVALID",
+            )
         status = exc.status if exc.status in (404, 422) else 502
-        return problem(status, "The ATS refused", exc.detail)
+        return problem(status, "The ATS refused", exc.detail, code="ATS.REFUSED")
     token = current_token(request)
     await audit.record(
         runtime.redis,
