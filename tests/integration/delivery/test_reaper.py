@@ -15,7 +15,7 @@ import pytest
 from arq.jobs import serialize_result
 from arq.worker import JobExecutionFailed
 
-from app.delivery import queue
+from app.delivery import queue, reaper
 from app.delivery.engine import DeliveryEngine
 from app.delivery.reaper import REAPED_METRIC, Reaper
 from app.delivery.record import delivery_decoder
@@ -65,6 +65,8 @@ async def test_arq_timeout_during_cpu_bound_work_drops_the_job_and_the_reaper_re
     from app import worker as worker_module
 
     monkeypatch.setattr(worker_module, "ARQ_BACKSTOP_S", -0.5)
+    # this worker runs no reaper of its own (its cron would repair at second 30, whenever that falls)
+    monkeypatch.setattr(worker_module, "CRON_JOBS", [c for c in worker_module.CRON_JOBS if c is not reaper.cron_job])
     original, calls = DeliveryEngine._run_steps, 0
 
     async def cpu_bound_once(self: DeliveryEngine, *args: Any, **kwargs: Any) -> Any:
