@@ -38,6 +38,7 @@ from app.core.model import (
 from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
+from app.intake.decode import OFF_LOOP_BYTES
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
@@ -190,6 +191,14 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
     return stored, collected.blobs
 
 
+def _file_bytes(app: ApplicationIn) -> int:
+    total = sum(len(a.data or b"") for a in app.attachments)
+    for answer in app.screening_question_answers:
+        if isinstance(answer.answer, FileAnswer):
+            total += len(answer.answer.data or b"")
+    return total
+
+
 def _over_limit(field_path: str, message: str) -> Problem:
     problem = Problem.invalid(field_path, message)
     problem.code = LIMIT_EXCEEDED
@@ -269,7 +278,10 @@ class Intake:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
-        stored, blobs = build_stored(app, connection, origin)
+        if _file_bytes(app) < OFF_LOOP_BYTES:
+            stored, blobs = build_stored(app, connection, origin)
+        else:  # hashing and sniffing megabytes: in a thread, as their decoding was (app/intake/decode.py)
+            stored, blobs = await asyncio.to_thread(build_stored, app, connection, origin)
         checker = self.checker_for(connection.id)
         errors, warnings = checker.check(stored)
         if not errors:
