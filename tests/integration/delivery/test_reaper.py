@@ -184,6 +184,21 @@ async def test_sweeps_repair_each_violation_once_and_leave_healthy_deliveries_al
     assert (await Reaper(relay.redis).sweep()).repaired == []  # nothing left to repair
 
 
+async def test_a_waiting_delivery_that_names_no_job_is_given_one(make_relay: Any, factorial: Emulator) -> None:
+    relay: Relay = make_relay({"acme": connection_table("factorial", factorial.url)})
+    delivery_id = (await relay.post(body(30))).json()["id"]
+    raw = await relay.redis.get(state_key(delivery_id))
+    assert raw is not None
+    delivery = delivery_decoder.decode(raw)
+    job, delivery.job = delivery.job, None
+    await relay.redis.set(state_key(delivery_id), msgspec.msgpack.encode(delivery))
+    assert job is not None
+    await relay.redis.delete(queue.job_key(job))
+    assert (await Reaper(relay.redis).sweep()).repaired == [(delivery_id, "no_job")]
+    await relay.start_worker()
+    await relay.wait_for(delivery_id, "delivered", timeout=20)
+
+
 def test_arq_can_record_the_exception_it_gives_a_job_up_with() -> None:
     """arq serializes a given-up job's result, an exception (`JobExecutionFailed('job expired')`
     when a job's record is gone): msgpack could not encode it (`TypeError: Encoding objects of
