@@ -38,6 +38,11 @@ class Settings:
     status_sync_interval_s: float = 900.0  # each delivered application's ATS status, polled this often
     status_sync_window_s: float = 60 * 86400.0  # ... for this long after delivery (tracking/poll.py)
     dev_generated: tuple[str, ...] = ()  # what development mode generated under var/ ("admin token", "data key")
+    # Slow clients (app/web/server.py): headers within, the longest pause in a body, connections per address.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 15.0
+    body_deadline_s: float = 300.0
+    max_connections_per_client: int = 64
 
     @property
     def run_budget_s(self) -> float:
@@ -172,4 +177,8 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
         status_sync_interval_s=_seconds(env, "APPLYRELAY_STATUS_SYNC_INTERVAL_S", 900),
         status_sync_window_s=_days(env, "APPLYRELAY_STATUS_SYNC_DAYS", 60),
         dev_generated=tuple(generated),
+        header_timeout_s=_seconds(env, "APPLYRELAY_HEADER_TIMEOUT_S", 10) or 10.0,
+        body_timeout_s=_seconds(env, "APPLYRELAY_BODY_TIMEOUT_S", 15) or 15.0,
+        body_deadline_s=_seconds(env, "APPLYRELAY_BODY_DEADLINE_S", 300) or 300.0,
+        max_connections_per_client=int(_seconds(env, "APPLYRELAY_MAX_CONNECTIONS_PER_CLIENT", 64)),
     )

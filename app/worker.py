@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.delivery import queue
+from app.delivery import queue, reaper
 from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
 from app.operator import connection_health
@@ -153,6 +153,7 @@ CRON_JOBS: list[Callable[[Settings], CronJob]] = [
     poll.cron_job,
     callbacks.cron_job,
     retention.cron_job,
+    reaper.cron_job,  # every waiting delivery has a job or a lease (app/delivery/reaper.py)
 ]
 
 

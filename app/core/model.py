@@ -63,7 +63,20 @@ class FileAnswer(Struct, forbid_unknown_fields=True, omit_defaults=True):
     data_url: str | None = None
 
 
-AnswerValue = str | bool | int | float | list[str] | FileAnswer
+# Hard caps on what one application may carry, checked as it is parsed (docs/operations.md,
+# "Bounded work"): the ATSs have tens of questions, so a few hundred answers is generous, and
+# every later pass over them (checks, mapping, warnings, the steps) stays short.
+MAX_ANSWERS = 300
+MAX_ANSWER_CHARS = 20_000  # one text answer
+MAX_ANSWER_ITEMS = 100  # options of one multiple-choice answer
+MAX_ANSWER_ITEM_CHARS = 1_000  # one option id
+MAX_REMOTE_FIELDS = 100  # top-level keys of remote_fields
+MAX_REMOTE_FIELDS_BYTES = 64_000  # remote_fields as JSON, nested values included (checked at intake)
+LIMIT_EXCEEDED = "PLATFORM.LIMIT_EXCEEDED"  # the Problem code of a refusal over one of these caps
+
+AnswerText = Annotated[str, Meta(max_length=MAX_ANSWER_CHARS)]
+AnswerItems = Annotated[list[Annotated[str, Meta(max_length=MAX_ANSWER_ITEM_CHARS)]], Meta(max_length=MAX_ANSWER_ITEMS)]
+AnswerValue = AnswerText | bool | int | float | AnswerItems | FileAnswer
 
 
 class ScreeningAnswer(Struct, forbid_unknown_fields=True):
@@ -100,11 +113,11 @@ class ApplicationIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
     connection_id: Id
     candidate: Candidate
     application: JobRef
-    screening_question_answers: list[ScreeningAnswer] = []
+    screening_question_answers: Annotated[list[ScreeningAnswer], Meta(max_length=MAX_ANSWERS)] = []
     attachments: Annotated[list[AttachmentIn], Meta(max_length=20)] = []
     source: Source | None = None
     gdpr_consent: GdprConsent | None = None
-    remote_fields: dict[str, Any] = {}
+    remote_fields: Annotated[dict[str, Any], Meta(max_length=MAX_REMOTE_FIELDS)] = {}
 
 
 class Origin(Struct, omit_defaults=True):

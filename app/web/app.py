@@ -12,6 +12,7 @@ from app.runtime import Runtime
 from app.web.api import actions, catalog, connections, deliveries, files, inbound, privacy
 from app.web.api.applications import api_router
 from app.web.dashboard import views as dashboard
+from app.web.deps import answer_options
 from app.web.openapi import config as openapi_config
 from app.web.problems import EXCEPTION_HANDLERS
 
@@ -61,6 +62,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
     app = Litestar(
         route_handlers=[api_router(), *feature_routers(runtime), *(extra_routers or [])],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=answer_options,  # OPTIONS lists every method of a path
         on_shutdown=[on_shutdown],
         debug=False,
         logging_config=None,

@@ -141,7 +141,7 @@ class Draft:
         errors = [FieldError(_board_path(e.field, names), e.message) for e in exc.errors]
         head, sep, rest = exc.detail.partition(": ")
         detail = f"{_board_path(head, names)}{sep}{rest}" if sep else exc.detail
-        return Problem(exc.status, exc.title, detail, errors)
+        return Problem(exc.status, exc.title, detail, errors, code=exc.code, headers=exc.headers)
 
     def build(self) -> ApplicationIn:
         blobs: list[bytes] = []

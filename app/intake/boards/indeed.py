@@ -25,7 +25,7 @@ import msgspec
 from msgspec import Struct
 
 from app.config import Connection
-from app.core.model import Origin
+from app.core.model import LIMIT_EXCEEDED, MAX_ANSWERS, Origin
 from app.core.problems import FieldError, Problem
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
@@ -176,6 +176,10 @@ def board_answers(apply: IndeedApply, connection: Connection) -> list[BoardAnswe
     for answer in _container("demographicQuestionsAndAnswers", apply.demographicQuestionsAndAnswers, connection):
         if answer.board_id in explicit:
             answers.append(answer)
+    if len(answers) > MAX_ANSWERS:  # before any mapping: each unmapped one was a warning (quadratic)
+        problem = Problem.invalid("screenerQuestionsAndAnswers", f"more than {MAX_ANSWERS} answers")
+        problem.code = LIMIT_EXCEEDED
+        raise problem
     return answers
 
 
@@ -190,6 +194,10 @@ def _container(path: str, container: Any, connection: Connection) -> list[BoardA
             return []
     if not isinstance(items, list):
         raise Problem.invalid(path, "must be a list of question and answer pairs")
+    if len(items) > MAX_ANSWERS:
+        problem = Problem.invalid(path, f"more than {MAX_ANSWERS} answers")
+        problem.code = LIMIT_EXCEEDED
+        raise problem
     out = []
     for i, item in enumerate(items):
         answer = _item(f"{path}[{i}]", item, connection)

@@ -30,7 +30,6 @@ from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
     Connector,
     ConnectorError,
-    PermanentError,
     TransientError,
 )
 
@@ -322,22 +321,29 @@ async def list_candidate_attachments(
     connector = runtime.connectors.get(connection_id)
     if type(connector).candidate_attachments is Connector.candidate_attachments:
         # the ATS has no such read: 404 as for the catalog's reads, not a 502 blaming the ATS
-        return problem(404, "Not supported by the target ATS", f"{connector.name} does not list a candidate's files")
+        return problem(
+            404,
+            "Not supported by the target ATS",
+            f"{connector.name} does not list a candidate's files",
+            code="INTEGRATION.ACTION_NOT_AVAILABLE",
+        )
     try:
         files = await connector.candidate_attachments(candidate_id)
     except TransientError as exc:
         return problem(
             503, "The ATS is unavailable", exc.detail, headers={"Retry-After": str(int(exc.retry_after or 30))}
         )
-    except PermanentError as exc:
-        if exc.status is None:  # refused by the connector before the ATS was asked: the id itself
-            return problem(
-                422, "Invalid request", exc.detail, errors=[{"field": "candidate_id", "message": exc.detail}]
-            )
-        return problem(exc.status if exc.status in (404, 422) else 502, "The ATS refused", exc.detail)
     except ConnectorError as exc:
+        if exc.status is None:  # refused here, by the connector's own check: nothing reached the ATS
+            return problem(
+                422,
+                "Invalid request",
+                exc.detail,
+                errors=[{"field": "candidate_id", "message": exc.detail}],
+                code="PLATFORM.INPUT_INVALID",
+            )
         status = exc.status if exc.status in (404, 422) else 502
-        return problem(status, "The ATS refused", exc.detail)
+        return problem(status, "The ATS refused", exc.detail, code="ATS.REFUSED")
     token = current_token(request)
     await audit.record(
         runtime.redis,

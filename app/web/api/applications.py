@@ -13,7 +13,7 @@ from litestar.exceptions import NotAuthorizedException
 from app.core.model import ApplicationIn, Origin
 from app.delivery import queue
 from app.intake.accept import Intake
-from app.intake.decode import decode_application
+from app.intake.decode import decode_application_off_loop
 from app.web.auth import current_token
 from app.web.deps import accepted_response, idempotency_key, read_body, runtime_of
 from app.web.openapi import IDEMPOTENCY_KEY, SECURED, Accepted, Status, body, ok, problems
@@ -49,7 +49,7 @@ async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
     """Accept a canonical application: 202 once stored and enqueued (or a repeat of a known key)."""
     require_intake_token(request)
     key = idempotency_key(request)
-    application = decode_application(await read_body(request))
+    application = await decode_application_off_loop(await read_body(request))
     accepted = await _intake(request).accept(application, Origin(channel="api", received_at=time.time()), key)
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
 

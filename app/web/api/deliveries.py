@@ -14,7 +14,8 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from app.core.problems import Problem
+from app.core.problems import FieldError, Problem
+from app.intake.decode import invalid
 from app.operator import metrics, query, retries, views
 from app.operator.connection_health import metrics_text as connection_metrics_text
 from app.operator.query import build_filter, counts, find, known_names
@@ -36,7 +37,7 @@ from app.web.openapi import (
     query_params,
     secured,
 )
-from app.web.problems import problem
+from app.web.problems import problem, render
 
 read_guard = require_scope("read")
 retry_guard = require_scope("retry")
@@ -63,6 +64,8 @@ async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, curs
     """Filters: status, connection, connector, channel, board, received_from / received_to (epoch
     seconds or ISO 8601), q (a delivery id or a board application id); newest received first."""
     store = runtime_of(request).store
+    if not 1 <= limit <= query.MAX_LIMIT:  # said, not clamped: a client asking for -5 rows has a bug
+        raise Problem.invalid("limit", f"from 1 to {query.MAX_LIMIT}", title="Invalid request")
     f = build_filter({name: request.query_params.get(name) for name in query.FILTER_FIELDS})
     page = await find(store, f, limit=limit, cursor=cursor)
     return Response(
@@ -149,7 +152,7 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
             runtime_of(request).store, delivery_id, actor(request), attachments_only=attachments_only
         )
     except Problem as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return render(exc)
     return Response(
         {"id": result.delivery_id, "status": result.status, "changed": result.changed},
         status_code=202 if result.changed else 200,
@@ -157,6 +160,7 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
 
 
 class BulkRetryIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    all: bool = False  # no filter at all: every retryable delivery, said on purpose
     status: str | None = None
     connection: str | None = None
     connector: str | None = None
@@ -182,11 +186,22 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         data = msgspec.json.decode(body or b"{}", type=BulkRetryIn)
     except msgspec.ValidationError as exc:
-        return problem(400, "Invalid request", str(exc))
+        raise invalid(exc) from None
     except msgspec.DecodeError:
         return problem(400, "Malformed JSON", "the body is not valid JSON")
-    params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items()}
+    params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items() if k != "all"}
     f = build_filter(params)
+    if not f.as_params() and not data.all:
+        # An empty body once re-ran every delivery, the same permanent failures included.
+        raise Problem(
+            422,
+            "A filter is required",
+            'name at least one filter (status, connection, ...) or say {"all": true}',
+            [FieldError("$", "no filter")],
+            code="PLATFORM.FILTER_REQUIRED",
+        )
+    if f.as_params() and data.all:
+        raise Problem.invalid("all", "either filters or all, not both", title="Invalid request")
     bulk_id = await retries.start_bulk_retry(runtime_of(request).store, f, actor(request))
     return Response(
         {"id": bulk_id, "status": "running", "filter": f.as_params()},
@@ -221,7 +236,7 @@ async def purge_delivery(request: Request[Any, Any, Any], delivery_id: str) -> R
     try:
         delivery = await retries.purge(runtime.store, delivery_id)
     except Problem as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return render(exc)
     await audit.record(runtime.redis, actor(request), "purge", delivery_id)
     return Response({"id": delivery.id, "status": delivery.status, "payload_purged": True, "files_purged": True})
 

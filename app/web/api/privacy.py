@@ -128,12 +128,18 @@ async def audit_log(request: Request[Any, Any, Any], limit: int = 100, before: s
     """Newest first; pass `next` back as `before` for the next page."""
     if before is not None and not _is_stream_id(before):
         return problem(
-            400,
+            422,
             "Invalid request",
             "before: an entry id as returned in `next`",
             errors=[{"field": "before", "message": "not an audit entry id"}],
         )
-    limit = max(1, min(limit, MAX_AUDIT_PAGE))
+    if not 1 <= limit <= MAX_AUDIT_PAGE:  # refused, not clamped: bad paging is the caller's bug to see
+        return problem(
+            422,
+            "Invalid request",
+            f"limit: from 1 to {MAX_AUDIT_PAGE}",
+            errors=[{"field": "limit", "message": f"from 1 to {MAX_AUDIT_PAGE}"}],
+        )
     entries = await audit.read(runtime_of(request).redis, count=limit, before=before)
     return Response(
         {"data": [msgspec.to_builtins(e) for e in entries], "next": entries[-1].id if len(entries) == limit else None}
