@@ -362,6 +362,15 @@ def finish(app: Litestar, doc: dict[str, Any]) -> dict[str, Any]:
             if isinstance(operation, dict) and "responses" in operation:
                 if problem is not None:
                     _one_problem(operation["responses"])
+                    if operation.get("parameters") or "requestBody" in operation:
+                        # a bad parameter or body value is a 422 on every route (app/web/problems.py)
+                        operation["responses"].setdefault(
+                            "422",
+                            {
+                                "description": TITLES[422],
+                                "content": {PROBLEM_MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                            },
+                        )
                 for status in ("429", "503"):
                     if status in operation["responses"]:
                         operation["responses"][status]["headers"] = {"Retry-After": RETRY_AFTER}

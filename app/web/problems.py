@@ -16,10 +16,11 @@ log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"
 
 #: The machine code of a refusal that names none of its own (`Problem.code`), by status: every
-#: problem+json the relay answers carries a `code` a client can switch on.
+#: problem+json the relay answers carries a `code` a client can switch on; Kombo's where one fits,
+#: else the relay's own (all listed in app.core.problems.CODES).
 DEFAULT_CODES: dict[int, str] = {
-    400: "PLATFORM.MALFORMED_REQUEST",
-    401: "PLATFORM.UNAUTHENTICATED",
+    400: "PLATFORM.INPUT_INVALID",
+    401: "PLATFORM.AUTHENTICATION_INVALID",
     403: "PLATFORM.FORBIDDEN",
     404: "PLATFORM.NOT_FOUND",
     405: "PLATFORM.METHOD_NOT_ALLOWED",
@@ -28,12 +29,12 @@ DEFAULT_CODES: dict[int, str] = {
     413: "PLATFORM.PAYLOAD_TOO_LARGE",
     415: "PLATFORM.UNSUPPORTED_MEDIA_TYPE",
     422: "PLATFORM.INPUT_INVALID",
-    429: "PLATFORM.RATE_LIMITED",
-    500: "PLATFORM.INTERNAL_ERROR",
+    429: "PLATFORM.RATE_LIMIT_EXCEEDED",
+    500: "PLATFORM.UNKNOWN_ERROR",
     501: "PLATFORM.NOT_SUPPORTED",
-    502: "ATS.REFUSED",
+    502: "REMOTE.UNKNOWN_HTTP_ERROR",
     503: "PLATFORM.UNAVAILABLE",
-    504: "ATS.TIMEOUT",
+    504: "PLATFORM.TASK_TIMED_OUT",
 }
 
 
@@ -53,7 +54,7 @@ def problem(
         body["errors"] = errors
     body.update(extra)
     if not body.get("code"):
-        body["code"] = DEFAULT_CODES.get(status, "PLATFORM.CLIENT_ERROR" if status < 500 else "PLATFORM.SERVER_ERROR")
+        body["code"] = DEFAULT_CODES.get(status, "PLATFORM.INPUT_INVALID" if status < 500 else "PLATFORM.UNKNOWN_ERROR")
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

@@ -56,7 +56,7 @@ TIMED_OUT = _raw_problem(
     408, "Request Timeout", "PLATFORM.REQUEST_TIMEOUT", "the request was not received in time; nothing was stored"
 )
 TOO_MANY = _raw_problem(
-    429, "Too Many Requests", "PLATFORM.RATE_LIMITED", "too many connections from this client at once"
+    429, "Too Many Requests", "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED", "too many connections from this client at once"
 )
 
 

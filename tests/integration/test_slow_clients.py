@@ -173,7 +173,7 @@ def test_one_client_cannot_hold_every_connection(web: GuardedServer) -> None:
     extra = connect(web.port, source="127.0.0.2")
     data, closed = read_until_closed(extra)
     assert data.startswith(b"HTTP/1.1 429 ") and closed - started < 0.5, data
-    assert b'"code":"PLATFORM.RATE_LIMITED"' in data
+    assert b'"code":"PLATFORM.CONCURRENCY_LIMIT_EXCEEDED"' in data
     assert health_ms(web.port) < 500
     for sock in held:  # cut at the header timeout, which frees the slots
         read_until_closed(sock)

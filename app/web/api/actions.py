@@ -342,8 +342,9 @@ async def list_candidate_attachments(
                 errors=[{"field": "candidate_id", "message": exc.detail}],
                 code="PLATFORM.INPUT_INVALID",
             )
-        status = exc.status if exc.status in (404, 422) else 502
-        return problem(status, "The ATS refused", exc.detail, code="ATS.REFUSED")
+        if exc.status in (404, 422):
+            return problem(exc.status, "The ATS refused", exc.detail, code="REMOTE.INPUT_INVALID")
+        return problem(502, "The ATS refused", exc.detail, code="REMOTE.UNKNOWN_HTTP_ERROR")
     token = current_token(request)
     await audit.record(
         runtime.redis,
