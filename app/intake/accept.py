@@ -92,7 +92,9 @@ class _Files:
                 )
             except ssrf.UnsafeURL as exc:
                 raise Problem.invalid(f"{field_path}.data_url", str(exc)) from None
-            ref = AttachmentRef(index=index, name=name, type=kind, content_type=content_type, data_url=data_url)
+            ref = AttachmentRef(
+                index=index, name=files.safe_name(name, None), type=kind, content_type=content_type, data_url=data_url
+            )
             self.blobs.append(b"")
         else:
             assert data is not None
@@ -105,11 +107,14 @@ class _Files:
             try:
                 actual = files.sniff(raw)
                 files.check_declared(content_type, actual)
+                files.check_allowed(actual, self.connection.allowed_attachment_types)
             except files.FileRejected as exc:
-                raise Problem.invalid(field_path, str(exc)) from None
+                raise Problem(
+                    422, "Invalid application", f"{field_path}: {exc}", [FieldError(field_path, str(exc))], exc.code
+                ) from None
             ref = AttachmentRef(
                 index=index,
-                name=name,
+                name=files.safe_name(name, actual),
                 type=kind,
                 content_type=actual,
                 sha256=hashlib.sha256(raw).hexdigest(),
