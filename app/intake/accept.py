@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from app.config import Config, Connection
-from app.core import files
+from app.core import files, text
 from app.core.model import (
     ApplicationIn,
     AttachmentIn,
@@ -222,6 +222,7 @@ class Intake:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
+        app = text.clean_application(app)  # every channel's text, cleaned once (app/core/text.py)
         stored, blobs = build_stored(app, connection, origin)
         checker = self.checker_for(connection.id)
         errors, warnings = checker.check(stored)

@@ -1,0 +1,140 @@
+"""The text cleaner (app/core/text.py) and the one email key (app/core/model.py normalise_email):
+controls, ANSI escapes, bidi overrides and zero-width characters removed, whitespace collapsed,
+NFC; look-alike addresses refused. Properties: never raises (but a refusal), idempotent, output
+without control or format characters."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.core import text
+from app.core.model import ApplicationIn, normalise_email
+from app.core.problems import Problem
+
+REMOVED = {"Cc", "Cf", "Cs"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("  Ana  ", "Ana"),
+        ("A\x00na", "Ana"),
+        ("Ana\x1b[31m Red\x1b[0m", "Ana Red"),
+        ("\x1b]0;pwned\x07Ana", "Ana"),
+        ("\u202eAna\u202c", "Ana"),
+        ("Zo\u200be\u0301", "Zoé"),  # the zero-width space goes, then NFC composes
+        ("Ana\r\nMaría\u2028López", "Ana María López"),
+        ("\ufeffAna\u00a0María", "Ana María"),
+        ("\u3000", ""),
+    ],
+)
+def test_clean_line(raw: str, clean: str) -> None:
+    assert text.clean_line(raw) == clean
+
+
+def test_clean_text_keeps_lines_and_at_most_one_blank_one() -> None:
+    assert text.clean_text("\n\n  One \t two\x07\r\n\r\n\r\n\r\nthree\u200d  \n") == "One two\n\nthree"
+
+
+def test_html_to_text_drops_markup_and_scripts() -> None:
+    html = "<h1>Ana</h1><p>Ten years of <b>Python</b> &amp; Rust.</p><script>alert(1)</script><style>p{}</style>"
+    assert text.html_to_text(html) == "Ana\n\nTen years of Python & Rust."
+
+
+@pytest.mark.parametrize(
+    ("address", "stored"),
+    [
+        ("ana@example.org", "ana@example.org"),
+        (" Ana.Lopez+cv@Example.ORG ", "Ana.Lopez+cv@example.org"),
+        ("Zoë@Bücher.de", "Zoë@xn--bcher-kva.de"),
+        ("иван@пример.рф", "иван@xn--e1afmkfd.xn--p1ai"),  # one script: fine
+        ("たなかタロウ@example.jp", "たなかタロウ@example.jp"),  # Hiragana with Katakana: a normal mix
+    ],
+)
+def test_clean_email_stores_a_validated_idna_form(address: str, stored: str) -> None:
+    assert text.clean_email(address) == stored
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("j\u043ehn@example.com", "scripts"),  # Cyrillic о
+        ("\u03b1na@example.com", "scripts"),  # Greek α
+        ("\uff4a\uff4f\uff48\uff4e@example.com", "fullwidth"),
+        ("jo\u200bhn@example.com", "invisible"),
+        ("john\u202e@example.com", "invisible"),
+        ("jo hn@example.com", "space"),
+        ("john@example", "period"),
+        ("john@@example.com", "invalid characters"),
+    ],
+)
+def test_clean_email_refuses_look_alikes(address: str, reason: str) -> None:
+    with pytest.raises(text.EmailRefused, match=reason):
+        text.clean_email(address)
+
+
+def test_one_key_for_one_address() -> None:
+    assert normalise_email(" ANA@Example.org") == normalise_email("ana@example.org") == "ana@example.org"
+    assert normalise_email("Zoë@Bücher.DE") == normalise_email("zoe\u0308@xn--bcher-kva.de") == "zoë@xn--bcher-kva.de"
+    assert normalise_email(text.clean_email("Zoë@Bücher.DE")) == normalise_email("Zoë@Bücher.DE")
+
+
+def _application(**candidate: str) -> ApplicationIn:
+    base = {"first_name": "Ana", "last_name": "López", "email_address": "ana@example.org"}
+    return msgspec.convert(
+        {"connection_id": "acme", "candidate": {**base, **candidate}, "application": {"job_id": "1"}}, ApplicationIn
+    )
+
+
+def test_clean_application_refuses_an_empty_name_naming_it() -> None:
+    with pytest.raises(Problem) as refused:
+        text.clean_application(_application(last_name="\u200b \x00"))
+    assert refused.value.status == 422 and refused.value.code == "INPUT.NAME_EMPTY"
+    assert [e.field for e in refused.value.errors] == ["candidate.last_name"]
+
+
+# -- properties --------------------------------------------------------------------------------
+
+# every code point (surrogates too, which JSON's \\ud800 escapes can carry), and the pieces
+# attackers and careless boards send
+PIECES = ["\x1b[", "\x1b]0;", "\x9b", "\u202e", "\u200b", "\ufeff", "\r\n", "e\u0301", "\u0301", "\x00", " ", "\n"]
+TEXTS = st.lists(
+    st.characters(exclude_categories=()) | st.sampled_from([*PIECES, "\u3000", "\u2028"]), max_size=40
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(TEXTS)
+def test_clean_line_never_raises_is_idempotent_and_clean(raw: str) -> None:
+    once = text.clean_line(raw)
+    assert text.clean_line(once) == once
+    assert not any(unicodedata.category(c) in REMOVED for c in once)
+    assert once == once.strip() and "  " not in once and "\n" not in once
+    assert unicodedata.is_normalized("NFC", once)
+
+
+@settings(max_examples=400, deadline=None)
+@given(TEXTS)
+def test_clean_text_never_raises_is_idempotent_and_clean(raw: str) -> None:
+    once = text.clean_text(raw)
+    assert text.clean_text(once) == once
+    assert not any(unicodedata.category(c) in REMOVED and c != "\n" for c in once)
+    assert "\n\n\n" not in once and unicodedata.is_normalized("NFC", once)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20) | st.sampled_from(["ana@example.org", "Zoë@Bücher.de"]), st.text(max_size=20))
+def test_clean_email_never_raises_but_a_refusal_and_is_idempotent(local: str, domain: str) -> None:
+    for address in (local, f"{local}@{domain}", f"{local}@example.org"):
+        try:
+            stored = text.clean_email(address)
+        except text.EmailRefused:
+            continue
+        assert text.clean_email(stored) == stored
+        assert normalise_email(stored) == normalise_email(address)
+        assert not any(unicodedata.category(c) in REMOVED for c in stored)
