@@ -138,3 +138,11 @@ def test_clean_email_never_raises_but_a_refusal_and_is_idempotent(local: str, do
         assert text.clean_email(stored) == stored
         assert normalise_email(stored) == normalise_email(address)
         assert not any(unicodedata.category(c) in REMOVED for c in stored)
+
+
+def test_the_removed_ranges_are_unicodes_control_format_and_surrogate_characters() -> None:
+    """REMOVED_RANGES is written out for speed; it must be exactly this Python's Cc, Cf and Cs."""
+    listed = {cp for low, high in text.REMOVED_RANGES for cp in range(low, high + 1)}
+    actual = {cp for cp in range(0x110000) if unicodedata.category(chr(cp)) in text.REMOVED_CATEGORIES}
+    assert actual <= listed, sorted(actual - listed)[:10]  # a newer Unicode adds format characters
+    assert {unicodedata.category(chr(cp)) for cp in listed - actual} <= {"Cn"}  # reserved now, format later
