@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core import text
-from app.core.model import ApplicationIn, normalise_email
+from app.core.model import ApplicationIn, ScreeningAnswer, normalise_email
 from app.core.problems import Problem
 
 REMOVED = {"Cc", "Cf", "Cs"}
@@ -108,7 +108,7 @@ TEXTS = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(TEXTS)
 def test_clean_line_never_raises_is_idempotent_and_clean(raw: str) -> None:
     once = text.clean_line(raw)
@@ -118,7 +118,7 @@ def test_clean_line_never_raises_is_idempotent_and_clean(raw: str) -> None:
     assert unicodedata.is_normalized("NFC", once)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(TEXTS)
 def test_clean_text_never_raises_is_idempotent_and_clean(raw: str) -> None:
     once = text.clean_text(raw)
@@ -127,7 +127,7 @@ def test_clean_text_never_raises_is_idempotent_and_clean(raw: str) -> None:
     assert "\n\n\n" not in once and unicodedata.is_normalized("NFC", once)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=20) | st.sampled_from(["ana@example.org", "Zoë@Bücher.de"]), st.text(max_size=20))
 def test_clean_email_never_raises_but_a_refusal_and_is_idempotent(local: str, domain: str) -> None:
     for address in (local, f"{local}@{domain}", f"{local}@example.org"):
@@ -146,3 +146,35 @@ def test_the_removed_ranges_are_unicodes_control_format_and_surrogate_characters
     actual = {cp for cp in range(0x110000) if unicodedata.category(chr(cp)) in text.REMOVED_CATEGORIES}
     assert actual <= listed, sorted(actual - listed)[:10]  # a newer Unicode adds format characters
     assert {unicodedata.category(chr(cp)) for cp in listed - actual} <= {"Cn"}  # reserved now, format later
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=TEXTS,
+    last=TEXTS,
+    answer=TEXTS,
+    items=st.lists(TEXTS, max_size=3),
+    remote=st.dictionaries(st.text(max_size=5), TEXTS, max_size=3),
+)
+def test_clean_application_cleans_every_text_or_refuses_the_name_with_a_422(
+    first: str, last: str, answer: str, items: list[str], remote: dict[str, str]
+) -> None:
+    app = msgspec.structs.replace(
+        _application(),
+        candidate=msgspec.structs.replace(_application().candidate, first_name=first, last_name=last),
+        screening_question_answers=[ScreeningAnswer("1", answer), ScreeningAnswer("2", items)],
+        remote_fields=remote,
+    )
+    try:
+        cleaned = text.clean_application(app)
+    except Problem as exc:
+        assert exc.status == 422 and exc.code == "INPUT.NAME_EMPTY"
+        assert exc.errors[0].field in ("candidate.first_name", "candidate.last_name")
+        return
+    assert text.clean_application(cleaned) == cleaned  # idempotent
+    answers = cleaned.screening_question_answers
+    assert isinstance(answers[0].answer, str) and isinstance(answers[1].answer, list)
+    strings = [cleaned.candidate.first_name, cleaned.candidate.last_name, answers[0].answer, *answers[1].answer]
+    strings += list(cleaned.remote_fields.values())
+    assert cleaned.candidate.first_name and cleaned.candidate.last_name
+    assert not any(unicodedata.category(c) in REMOVED and c != "\n" for value in strings for c in value)
