@@ -138,7 +138,17 @@ async def test_indeed_names_are_cleaned_and_an_empty_one_names_the_indeed_field(
     payload["applicant"]["fullName"] = "\u202e \u200b"
     response = await post_indeed(relay, payload)
     assert response.status_code == 422, response.text
+    assert response.json()["code"] == "INPUT.NAME_EMPTY"
     assert response.json()["errors"][0]["field"].startswith("applicant.")
+    payload = indeed_payload(id="clean-3")
+    exe_docx = docx_bytes(**{"word/media/setup.exe": b"MZ" + b"\x00" * 64})
+    payload["applicant"]["resume"]["file"]["data"] = b64(exe_docx)
+    payload["applicant"]["resume"]["file"]["fileName"] = "cv.docx"
+    payload["applicant"]["resume"]["file"]["contentType"] = "application/msword"
+    response = await post_indeed(relay, payload)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "FILE.EXECUTABLE" and problem["errors"][0]["field"] == "applicant.resume.file"
 
 
 @pytest.mark.parametrize(
