@@ -107,19 +107,19 @@ _DOCX_MAIN: Final = b"application/vnd.openxmlformats-officedocument.wordprocessi
 # Text that is markup or a script: tags a browser runs, and the syntax of shells, PowerShell,
 # batch files and JavaScript at the start of a line (a CV that *names* these languages passes).
 _SCRIPT_TEXT: Final = re.compile(
-    r"""<\s*(?:script|svg|html|body|head|iframe|object|embed|applet|meta)\b|<!doctype\b|<\?xml\b|<\?php\b
-    |\bjavascript\s*:|\bon(?:load|error|click|mouseover|focus)\s*=
+    r"""(?i:<\s*(?:script|svg|html|body|head|iframe|object|embed|applet|meta)\b|<!doctype\b|<\?xml\b|<\?php\b
+        |\bjavascript\s*:|\bon(?:load|error|click|mouseover|focus)\s*=)
     |^[ \t]*(?:
-        @echo\s+off|set\s+\w+=|powershell(?:\.exe)?\s+-|cmd(?:\.exe)?\s+/c
-       |\$[a-z_]\w*\s*=|\$env:|param\s*\(|function\s+[\w-]+\s*(?:\([^)\n]*\)\s*)?\{|Invoke-\w+|iex\b
-       |New-Object\s|Set-ExecutionPolicy|Start-Process|Add-Type|Import-Module|\[System\.|Write-Host\s
+        (?i:@echo\s+off|set\s+\w+=|powershell(?:\.exe)?\s+-|cmd(?:\.exe)?\s+/c)
+       |(?i:\$[a-z_]\w*\s*=|\$env:|param\s*\(|function\s+[\w-]+\s*(?:\([^)\n]*\)\s*)?\{|Invoke-\w+|iex\s
+           |New-Object\s|Set-ExecutionPolicy|Start-Process|Add-Type|Import-Module|\[System\.|Write-Host\s)
        |(?:var|let|const)\s+\w+\s*=|import\s+.+\s+from\s+['"]|require\s*\(|module\.exports|eval\s*\(
        |document\.(?:write|cookie|location|body|getElement)|window\.(?:location|open|onload)
        |\(\s*function\s*\(|\w+\s*=\s*\([^)\n]*\)\s*=>
-       |sudo\s|rm\s+-[rf]+\s|chmod\s|chown\s|curl\s|wget\s|export\s+\w+=|nohup\s|if\s+\[|\w+\(\)\s*\{
+       |sudo\s|rm\s+-[rf]+\s|chmod\s|chown\s|curl\s|wget\s|export\s+\w+=|nohup\s|if\s+\[\s|\w+\(\)\s*\{
     )""",
-    re.IGNORECASE | re.VERBOSE | re.MULTILINE,
-)
+    re.VERBOSE | re.MULTILINE,
+)  # markup, batch and PowerShell are case-insensitive; shell and JavaScript keywords are lower case
 # Where a script or page shows itself: browsers sniff the first 512 bytes, interpreters read from
 # the top. Scanning 64 K characters keeps a 10 MB text's check in milliseconds.
 SCRIPT_SCAN_CHARS: Final = 64 * 1024

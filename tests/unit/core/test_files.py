@@ -168,6 +168,7 @@ def test_prose_that_names_languages_and_tags_is_text() -> None:
         "Skills: Python, Bash, PowerShell, JavaScript, HTML and CSS, SVG icons, XML pipelines\n"
         "Source code: github.com/ana\nLet me know when we can talk. Rem Koolhaas fan.\n"
         "Salary: $80k = negotiable\n"
+        "If [needed], I can relocate.\nSudo Ltd, 2019-2024\nExport manager\n"
     )
     assert files.sniff(cv.encode()) == "text/plain"
 
