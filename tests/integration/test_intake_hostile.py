@@ -5,6 +5,7 @@ characters never become a second candidate in the ATS."""
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.support.inbound import (
     indeed_payload,
     post_indeed,
     stored,
+    webhook_headers,
 )
 
 
@@ -149,6 +151,20 @@ async def test_indeed_names_are_cleaned_and_an_empty_one_names_the_indeed_field(
     assert response.status_code == 422, response.text
     problem = response.json()
     assert problem["code"] == "FILE.EXECUTABLE" and problem["errors"][0]["field"] == "applicant.resume.file"
+
+
+async def test_webhook_text_is_cleaned_and_its_files_checked(relay: Relay) -> None:
+    document = body(first_name="\u202eŁukasz\x1b[0m", last_name="Żółć\u200b")
+    del document["connection_id"]  # the route names the connection
+    raw = json.dumps(document, ensure_ascii=False).encode()
+    response = await relay.client.post("/inbound/webhooks/acme", content=raw, headers=webhook_headers(raw, msg_id="m1"))
+    assert response.status_code == 202, response.text
+    candidate = (await stored(relay, response.json()["id"])).candidate
+    assert (candidate.first_name, candidate.last_name) == ("Łukasz", "Żółć")
+    document["attachments"] = [{"name": "cv.txt", "type": "CV", "data": b64(b"<svg onload=alert(1)>")}]
+    raw = json.dumps(document, ensure_ascii=False).encode()
+    response = await relay.client.post("/inbound/webhooks/acme", content=raw, headers=webhook_headers(raw, msg_id="m2"))
+    assert response.status_code == 422 and response.json()["code"] == "FILE.SCRIPT", response.text
 
 
 @pytest.mark.parametrize(
