@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from app.core import files
 from connectors import CONNECTORS, connector_class
 from connectors.base import ConnectionSpec, ConnectorSettings
 
@@ -112,6 +113,10 @@ class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown
     max_application_bytes: PositiveInt | None = None
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_allow_http: bool = False
+    allowed_attachment_types: Annotated[
+        tuple[files.AttachmentContentType, ...],
+        Meta(min_length=1, description="the attachment types taken, as detected from their bytes"),
+    ] = files.DEFAULT_ALLOWED
     status_callback_url: str | None = None
     status_callback_secret_env: str | None = None
     # The catalog's cache of ATS reads (app/catalog/, docs/catalog.md): fresh this long, then kept
@@ -166,6 +171,7 @@ class Connection:
     limits: Limits = Limits()
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_allow_http: bool = False
+    allowed_attachment_types: tuple[str, ...] = files.DEFAULT_ALLOWED  # app/core/files.py
     inbound: InboundSettings = field(default_factory=InboundSettings)
     catalog_ttl_s: float = 60.0  # docs/catalog.md
     catalog_stale_s: float = 3600.0
@@ -323,6 +329,7 @@ def _connection(
         ),
         fetch_allow_hosts=keys.fetch_allow_hosts,
         fetch_allow_http=keys.fetch_allow_http,
+        allowed_attachment_types=keys.allowed_attachment_types,
         inbound=InboundSettings(**{name: getattr(keys, name) for name in InboundSettings.__struct_fields__}),
         catalog_ttl_s=keys.catalog_ttl_s,
         catalog_stale_s=keys.catalog_stale_s,

@@ -78,7 +78,7 @@ class Runtime:
                 allow_http=connection.fetch_allow_http,
                 timeout_s=connection.timeout_s,
             )
-            files.sniff(data)
+            files.check_allowed(files.sniff(data), connection.allowed_attachment_types)
         except (ssrf.UnsafeURL, files.FileRejected) as exc:
             raise AttachmentRejected(f"attachment #{ref.index}: {exc}") from None
         except httpx.HTTPStatusError as exc:

@@ -10,14 +10,16 @@ so a connector loads a file only when it uploads it.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Annotated, Any, Literal
 
+import email_validator
 import msgspec
 from msgspec import Meta, Struct
 
-# A pragmatic address check: one @, a dot in the domain, no spaces. Full RFC 5322 is not the goal;
-# catching typos and garbage at intake is.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A first, pragmatic address check while parsing: one @, a dot in the domain (internationalised
+# labels too), no spaces. email-validator checks it fully once decoded (app/core/text.py).
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
 EMAIL_PATTERN = rf"^[^@\s<>()\[\]\\,;:\"]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -164,5 +166,14 @@ stored_decoder = msgspec.msgpack.Decoder(StoredApplication)
 
 def normalise_email(email: str) -> str:
     """The one canonical form of an address: the idempotency key and the erasure index both use
-    it, so they can never disagree on whether two addresses are the same candidate's."""
-    return email.strip().casefold()
+    it, so they can never disagree on whether two addresses are the same candidate's. The local
+    part NFC and case-folded, the domain IDNA-encoded (``Zoë@Bücher.de`` and
+    ``zoë@xn--bcher-kva.de`` are one key); for an ASCII address, ``strip().casefold()`` as before.
+    An address email-validator refuses is never stored (intake refuses it): its form only has to
+    be stable."""
+    address = unicodedata.normalize("NFC", email.strip())
+    try:
+        valid = email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return address.casefold()
+    return f"{valid.local_part.casefold()}@{valid.ascii_domain.lower()}"

@@ -45,6 +45,19 @@ CODES: tuple[str, ...] = (
     "PLATFORM.LIMIT_EXCEEDED",
     "PLATFORM.IDEMPOTENCY_KEY_REUSED",
     "PLATFORM.FILTER_REQUIRED",
+    # An attachment refused for what it is (app/core/files.py; README, "Attachments").
+    "FILE.ARCHIVE",
+    "FILE.ARCHIVE_BOMB",
+    "FILE.ARCHIVE_PATH",
+    "FILE.BINARY_TEXT",
+    "FILE.DAMAGED",
+    "FILE.EMPTY",
+    "FILE.EXECUTABLE",
+    "FILE.MACROS",
+    "FILE.SCRIPT",
+    "FILE.TYPE_MISMATCH",
+    "FILE.TYPE_NOT_ALLOWED",
+    "FILE.TYPE_REFUSED",
 )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from app.config import Config, Connection
-from app.core import files
+from app.core import files, text
 from app.core.model import (
     LIMIT_EXCEEDED,
     MAX_ANSWER_CHARS,
@@ -123,7 +123,9 @@ class _Files:
                 )
             except ssrf.UnsafeURL as exc:
                 raise Problem.invalid(f"{field_path}.data_url", str(exc)) from None
-            ref = AttachmentRef(index=index, name=name, type=kind, content_type=content_type, data_url=data_url)
+            ref = AttachmentRef(
+                index=index, name=files.safe_name(name, None), type=kind, content_type=content_type, data_url=data_url
+            )
             self.blobs.append(b"")
         else:
             assert data is not None
@@ -136,11 +138,14 @@ class _Files:
             try:
                 actual = files.sniff(raw)
                 files.check_declared(content_type, actual)
+                files.check_allowed(actual, self.connection.allowed_attachment_types)
             except files.FileRejected as exc:
-                raise Problem.invalid(field_path, str(exc)) from None
+                raise Problem(
+                    422, "Invalid application", f"{field_path}: {exc}", [FieldError(field_path, str(exc))], exc.code
+                ) from None
             ref = AttachmentRef(
                 index=index,
-                name=name,
+                name=files.safe_name(name, actual),
                 type=kind,
                 content_type=actual,
                 sha256=hashlib.sha256(raw).hexdigest(),
@@ -197,6 +202,26 @@ def _file_bytes(app: ApplicationIn) -> int:
         if isinstance(answer.answer, FileAnswer):
             total += len(answer.answer.data or b"")
     return total
+
+
+def _text_chars(app: ApplicationIn) -> int:
+    """About how much text cleaning will walk: the answers' (the rest is a few short fields)."""
+    total = 0
+    for answer in app.screening_question_answers:
+        value = answer.answer
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, list):
+            total += sum(len(item) for item in value)
+    return total
+
+
+def _clean_and_build(
+    app: ApplicationIn, connection: Connection, origin: Origin
+) -> tuple[StoredApplication, list[bytes]]:
+    """Every channel's text cleaned once (app/core/text.py), then the stored form built."""
+    check_caps(app)  # bounded before walking it
+    return build_stored(text.clean_application(app), connection, origin)
 
 
 def _over_limit(field_path: str, message: str) -> Problem:
@@ -278,10 +303,10 @@ class Intake:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
-        if _file_bytes(app) < OFF_LOOP_BYTES:
-            stored, blobs = build_stored(app, connection, origin)
-        else:  # hashing and sniffing megabytes: in a thread, as their decoding was (app/intake/decode.py)
-            stored, blobs = await asyncio.to_thread(build_stored, app, connection, origin)
+        if _file_bytes(app) + _text_chars(app) < OFF_LOOP_BYTES:
+            stored, blobs = _clean_and_build(app, connection, origin)
+        else:  # cleaning, hashing and sniffing megabytes: in a thread, as their decoding was (decode.py)
+            stored, blobs = await asyncio.to_thread(_clean_and_build, app, connection, origin)
         checker = self.checker_for(connection.id)
         errors, warnings = checker.check(stored)
         if not errors:

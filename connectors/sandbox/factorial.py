@@ -15,6 +15,9 @@ Where Factorial's behaviour is not public, the emulator picks the plausible one 
 Reads: 63 seeded postings of every status (a bad ``status`` filter is refused with 422), questions,
 phases, hiring stages and candidate sources, each list and record; ``POST
 /_sandbox/factorial/questions`` adds a question at runtime (docs/connectors/factorial.md).
+Write bodies are as strict as the document types them (`WRITE_BODIES`): a wrong type, a null or a
+value outside an enum is a 422 and nothing is stored; a filter the document lists on the lists of
+written resources is implemented or answered 400, never silently ignored.
 The legacy v1 ``PUT /api/v1/ats/applications/{id}`` with a multipart ``cv`` part is emulated for
 the connector's ``legacy_cv_part`` mode, and ``POST /oauth/token`` for the refresh-token grant.
 """
@@ -121,6 +124,100 @@ def _generated_questions() -> list[tuple[str, str, str, str, bool, list[dict[str
         )
         out.append((str(3101 + i), str(2101 + i), f"Question {i // 5 + 1}", qtype, i % 10 == 0, options))
     return out
+
+
+# -- Write bodies, typed as Factorial's OpenAPI document types them ------------------------------
+# Every property of the request body of each write endpoint the connector uses, with its type or
+# its enum. A body with a wrong type (null included: nothing is nullable) or value is a 422 before
+# anything is stored, so a record never holds what its response schema cannot; properties the
+# document does not list are ignored, as Rails does. tests/emulators/test_factorial_emulator.py
+# derives malformed bodies from the document itself and checks each is refused here.
+AUTHOR_TYPES = ("company", "access", "user")
+SENT_BY_TYPES = ("candidate", "user")
+GENDERS = ("female", "male", "unanswered", "other")  # the response's enum: the request's string must be one
+WRITE_BODIES: dict[str, dict[str, type | tuple[str, ...]]] = {
+    "POST ats/candidates": {
+        "first_name": str,
+        "last_name": str,
+        "email": str,
+        "company_id": str,
+        "talent_pool": bool,
+        "consent_given_at": str,
+        "source": str,
+        "medium": str,
+        "phone_number": str,
+        "personal_url": str,
+        "gender": GENDERS,
+    },
+    "POST ats/applications": {
+        "author_id": str,
+        "author_type": AUTHOR_TYPES,
+        "phone": str,
+        "ats_candidate_id": str,
+        "ats_job_posting_id": str,
+        "ats_application_phase_id": str,
+        "consent_to_talent_pool": bool,
+        "cover_letter": str,
+        "source": str,
+        "medium": str,
+        "answers": list,
+    },
+    "PUT ats/applications/{id}": {
+        "author_id": str,
+        "author_type": AUTHOR_TYPES,
+        "id": str,
+        "qualified": bool,
+        "ats_application_phase_id": str,
+        "disqualified_reason": str,
+        "phone": str,
+        "ats_rejection_reason_id": str,
+        "source": str,
+        "source_id": str,
+    },
+    "POST ats/applications/move_to_phase": {"id": str, "ats_application_phase_id": str},
+    "POST ats/answers": {
+        "ats_question_id": str,
+        "ats_application_id": str,
+        "value": str,
+        "original_question_label": str,
+        "original_question_type": ANSWER_TYPES,
+    },
+}
+_TYPE_NAMES = {str: "a string", bool: "a boolean", list: "an array"}
+
+
+def check_body(operation: str, body: dict[str, Any]) -> None:
+    """422 naming every property of `body` whose type or value the document does not allow."""
+    errors = []
+    for name, expected in WRITE_BODIES[operation].items():
+        if name not in body:
+            continue
+        value = body[name]
+        if isinstance(expected, tuple):
+            if not isinstance(value, str) or value not in expected:
+                errors.append(f"{name} is not included in the list")
+        elif type(value) is not expected:  # bool is an int, never a string; an int is never a bool
+            errors.append(f"{name} must be {_TYPE_NAMES[expected]}")
+    if errors:
+        raise _validation(*errors)
+
+
+def _unsupported_filters(request: Request[Any, Any, Any], *names: str) -> None:
+    """A filter the document lists that the emulator does not implement is a 400, never ignored
+    (an ignored filter answers records the caller did not ask for)."""
+    present = [name for name in names if name in request.query_params]
+    if present:
+        raise FactorialError(400, {"errors": [f"the sandbox does not implement the filter {n}" for n in present]})
+
+
+def _bool_filter(request: Request[Any, Any, Any], items: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
+    """A boolean query filter (``qualified=true``); any other value is a 400."""
+    value = request.query_params.get(param)
+    if value is None:
+        return items
+    if value not in ("true", "false"):
+        raise FactorialError(400, {"errors": [f"{param} must be true or false"]})
+    return [r for r in items if bool(r.get(param)) is (value == "true")]
 
 
 @dataclass
@@ -489,20 +586,35 @@ def create_app(
     @get(f"{prefix}/ats/candidates", sync_to_thread=False)
     def list_candidates(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.candidates.values()), **{"ids[]": "id", "emails[]": "email"}))
+        _unsupported_filters(
+            request,
+            "team_ids[]",
+            "location_ids[]",
+            "source[]",
+            "remote",
+            "minimum_average_rating",
+            "active",
+            "archived",
+        )
+        candidates = _bool_filter(request, list(state.candidates.values()), "talent_pool")
+        if postings := request.query_params.getall("job_posting_ids[]", []):
+            candidates = [c for c in candidates if set(c["ats_job_posting_ids"]) & set(postings)]
+        return _page(request, _filter(request, candidates, **{"ids[]": "id", "emails[]": "email"}))
 
     @get(f"{prefix}/ats/applications", sync_to_thread=False)
     def list_applications(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
+        _unsupported_filters(request, "ats_rejection_reason_ids[]", "search", "ats_tags_ids[]")
         return _page(
             request,
             _filter(
                 request,
-                list(state.applications.values()),
+                _bool_filter(request, list(state.applications.values()), "qualified"),
                 **{
                     "ids[]": "id",
                     "ats_candidate_ids[]": "ats_candidate_id",
                     "ats_job_posting_id": "ats_job_posting_id",
+                    "ats_application_phase_id": "ats_application_phase_id",
                 },
             ),
         )
@@ -535,6 +647,7 @@ def create_app(
                 request,
                 list(state.messages.values()),
                 **{
+                    "id": "id",
                     "ids[]": "id",
                     "ats_conversation_id": "ats_conversation_id",
                     "ats_conversation_ids[]": "ats_conversation_id",
@@ -548,6 +661,7 @@ def create_app(
     async def create_candidate(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/candidates", body)
         require(body, "first_name", "last_name", "company_id")
         if body["company_id"] != COMPANY_ID:
             raise _validation("company_id does not match the credentials' company")
@@ -555,8 +669,6 @@ def create_app(
         if email is not None and (not isinstance(email, str) or "@" not in email):
             raise _validation("email is invalid")
         gender = body.get("gender")
-        if gender is not None and gender not in ("female", "male", "unanswered", "other"):
-            raise _validation("gender is not included in the list")
         source_id = None
         if body.get("source"):
             source_id = next(
@@ -580,6 +692,7 @@ def create_app(
             "medium": body.get("medium"),
             "source_id": source_id,
             "gender": gender or "unanswered",
+            "personal_url": body.get("personal_url"),
             "source": body.get("source"),
         }
         return _clean({k: v for k, v in state.candidates[cid].items() if k != "source"})
@@ -596,6 +709,7 @@ def create_app(
     async def create_application(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/applications", body)
         require(body, "ats_job_posting_id")
         posting = _posting_for_apply(body["ats_job_posting_id"])
         candidate_id = body.get("ats_candidate_id")
@@ -639,6 +753,7 @@ def create_app(
     async def update_application(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("PUT ats/applications/{id}", body)
         require(body, "id")
         app = state.applications.get(application_id)
         if app is None or body["id"] != application_id:
@@ -652,7 +767,7 @@ def create_app(
             if phase is None or phase["ats_job_posting_id"] != app["ats_job_posting_id"]:
                 raise _validation("ats_application_phase_id does not belong to the job posting")
             app["ats_application_phase_id"] = phase["id"]
-        for name in ("phone", "qualified", "medium"):
+        for name in ("phone", "qualified", "ats_rejection_reason_id"):
             if name in body:
                 app[name] = body[name]
         return _clean(app)
@@ -661,6 +776,7 @@ def create_app(
     async def move_to_phase(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/applications/move_to_phase", body)
         require(body, "id", "ats_application_phase_id")
         app = state.applications.get(body["id"])
         if app is None:
@@ -675,6 +791,7 @@ def create_app(
     async def create_answer(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/answers", body)
         require(
             body, "ats_question_id", "ats_application_id", "value", "original_question_label", "original_question_type"
         )
@@ -743,8 +860,10 @@ def create_app(
         app = state.applications.get(body["ats_application_id"])
         if app is None:
             raise _validation("ats_application_id is invalid")
-        if body["sent_by_type"] not in ("candidate", "user"):
+        if body["sent_by_type"] not in SENT_BY_TYPES:
             raise _validation("sent_by_type is not included in the list")
+        if body["send_as_corporate_email"] not in ("true", "false"):  # the document's boolean, as a form field
+            raise _validation("send_as_corporate_email must be a boolean")
         if body["sent_by_type"] == "candidate" and body["sent_by_id"] != app["ats_candidate_id"]:
             raise _validation("sent_by_id is not the application's candidate")
         uploads = [u for u in form.getall("attachments[]", []) if isinstance(u, UploadFile)]

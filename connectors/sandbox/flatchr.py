@@ -461,12 +461,12 @@ class FlatchrSandbox:
         if email is not None and (not isinstance(email, str) or not EMAIL.match(email)):
             raise _bad('"email" must be a valid email', "email")
         phone = body.get("phone")
-        if phone is not None and not isinstance(phone, str | int):
+        if phone is not None and (isinstance(phone, bool) or not isinstance(phone, str | int)):
             raise _bad('"phone" must be a string', "phone")
         resume = self._validate_resume(body)
         offerer_id = self._validate_offerer(body.get("offerer_id"))
         source_id = body.get("source_id")
-        if source_id is not None and source_id not in CUSTOM_SOURCES:
+        if source_id is not None and (not isinstance(source_id, str) or source_id not in CUSTOM_SOURCES):
             raise _bad('"source_id" is not a source of this company', "source_id")
         if offerer_id is not None and source_id is not None:
             raise _bad('"offerer_id" conflicts with forbidden peer "source_id"', "source_id")
@@ -504,7 +504,10 @@ class FlatchrSandbox:
             raise _bad('"resume.data" is not allowed to be empty', "resume.data")
         if len(raw) > self.max_file_bytes:
             raise FlatchrError(413, f"Resume exceeds the maximum size of {self.max_file_bytes} bytes")
-        content_type = resume.get("contentType") or "application/pdf"
+        declared = resume.get("contentType")
+        if declared is not None and not isinstance(declared, str):
+            raise _bad('"resume.contentType" must be a string', "resume.contentType")
+        content_type = declared or "application/pdf"
         if content_type not in CV_CONTENT_TYPES:
             raise FlatchrError(415, "Unsupported resume content type")
         name = resume.get("fileName")
@@ -805,6 +808,9 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise FlatchrError(400, "Invalid request payload JSON format")
+        for key in ("email", "vacancy", "firstname", "lastname"):  # Joi: strings, or absent
+            if key in body and not isinstance(body[key], str):
+                raise _bad(f'"{key}" must be a string', key)
         return Response(content=sb.search(body))
 
     @get("/company/{company_id:str}/columns", sync_to_thread=False)

@@ -34,6 +34,7 @@ from connectors.sandbox.common import sandbox_app
 API = "/api/v1.2"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GENDERS = {"male", "female", "other"}
+ADDRESS_FIELDS = ("street", "city", "zip_code", "country_code")
 
 
 def _now() -> str:
@@ -261,13 +262,20 @@ def _candidate_errors(data: dict[str, Any]) -> list[str]:
     ]
     if isinstance(data.get("email"), str) and data["email"] and not EMAIL.match(data["email"]):
         errors.append("email is not a valid address")
-    if "gender" in data and data["gender"] not in GENDERS:
+    if "gender" in data and (not isinstance(data["gender"], str) or data["gender"] not in GENDERS):
         errors.append("gender must be one of male, female, other")
+    if "phone" in data and not isinstance(data["phone"], str):  # the types the connector's wire format assumes
+        errors.append("phone must be a string")
     address = data.get("address")
     if address is not None:
         if not isinstance(address, dict):
             errors.append("address must be an object")
         else:
+            errors += [
+                f"address.{k} must be a string"
+                for k in ADDRESS_FIELDS
+                if k in address and not isinstance(address[k], str)
+            ]
             cc = address.get("country_code")
             if cc is not None and not (isinstance(cc, str) and re.fullmatch(r"[A-Z]{2}", cc)):
                 errors.append("address.country_code must be ISO 3166-1 alpha-2")

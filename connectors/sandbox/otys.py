@@ -60,6 +60,7 @@ E_FILE_TOO_LARGE = 2011
 
 DOCUMENT_TYPES = {1: "CV", 2: "Motivation letter", 201: "Other"}  # assumption: 2 = cover letter
 GENDERS = {"m": "Male", "f": "Female", "o": "Other"}  # assumption: OTYS gender option codes
+PERSON_TEXT_FIELDS = ("firstName", "infix", "lastName", "emailPrimary", "gender", "languageCode")
 
 
 class RpcError(Exception):
@@ -464,19 +465,34 @@ def _validate_candidate(state: OtysState, data: Any, *, creating: bool) -> None:
         for key in ("firstName", "lastName", "emailPrimary"):
             if not person.get(key):
                 raise RpcError(E_VALIDATION, f"Field Person.{key} is required")
+    # the documented fields' types: text fields are strings, groups are objects (a wrong type is
+    # OWS's validation error, never an internal one)
+    for key in PERSON_TEXT_FIELDS:
+        if key in person and not isinstance(person[key], str):
+            raise RpcError(E_VALIDATION, f"Invalid value for field Person.{key}")
     email = person.get("emailPrimary")
     if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email)):
         raise RpcError(E_VALIDATION, "Invalid value for field Person.emailPrimary")
     if "gender" in person and person["gender"] not in GENDERS:
         raise RpcError(E_VALIDATION, "Invalid value for field Person.gender")
     address = person.get("AddressPrimary") or {}
+    if not isinstance(address, dict) or any(not isinstance(v, str) for v in address.values()):
+        raise RpcError(E_VALIDATION, "Invalid value for field Person.AddressPrimary")
     code = address.get("countryCode")
     if code is not None and not re.fullmatch(r"[A-Z]{2}", str(code)):
         raise RpcError(E_VALIDATION, "Invalid value for field Person.AddressPrimary.countryCode")
-    for slot, phone in (person.get("PhoneNumbers") or {}).items():
+    phones = person.get("PhoneNumbers") or {}
+    if not isinstance(phones, dict):
+        raise RpcError(E_VALIDATION, "Invalid value for field Person.PhoneNumbers")
+    for slot, phone in phones.items():
         if slot == "DELETE":
             continue
-        if slot not in {"1", "2", "3", "4", "5"} or not isinstance(phone, dict) or not phone.get("phoneNumber"):
+        if (
+            slot not in {"1", "2", "3", "4", "5"}
+            or not isinstance(phone, dict)
+            or not isinstance(phone.get("phoneNumber"), str)
+            or not phone["phoneNumber"]
+        ):
             raise RpcError(E_VALIDATION, "Invalid value for field Person.PhoneNumbers")
     if "availableAt" in data:
         _check_date(data["availableAt"], "availableAt")
@@ -488,7 +504,7 @@ def _validate_candidate(state: OtysState, data: Any, *, creating: bool) -> None:
         if key.startswith("matchCriteria_"):
             _check_criterion(key, value)
     portal = data.get("portalId")
-    if portal is not None and portal not in state.portals:
+    if portal is not None and (not isinstance(portal, str) or portal not in state.portals):
         raise RpcError(E_VALIDATION, "Invalid value for field portalId")
 
 

@@ -98,7 +98,9 @@ def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
     try:
         actual = files.sniff(value.data)
     except files.FileRejected as exc:
-        raise Problem.invalid(field_path, str(exc)) from None
+        raise Problem(
+            422, "Invalid application", f"{field_path}: {exc}", [FieldError(field_path, str(exc))], exc.code
+        ) from None
     return default_stem + EXTENSIONS.get(actual, "")
 
 

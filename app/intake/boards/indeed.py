@@ -27,6 +27,7 @@ from msgspec import Struct
 from app.config import Connection
 from app.core.model import LIMIT_EXCEEDED, MAX_ANSWERS, Origin
 from app.core.problems import FieldError, Problem
+from app.core.text import html_to_text
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
@@ -333,7 +334,9 @@ async def to_application(
         if resume.text and resume.text.strip():
             draft.add_attachment("resume.txt", "CV", "text/plain", resume.text.encode(), "applicant.resume")
         elif resume.html and resume.html.strip():
-            draft.add_attachment("resume.html", "CV", "text/plain", resume.html.encode(), "applicant.resume")
+            # as text: HTML is refused as a file (app/core/files.py), and an ATS may render it
+            plain = html_to_text(resume.html).encode()
+            draft.add_attachment("resume.txt", "CV", "text/plain", plain, "applicant.resume")
     if (applicant.coverletter or "").strip():
         draft.add_attachment(
             "cover_letter.txt",

@@ -10,7 +10,7 @@ from pathlib import Path
 from app.core.problems import CODES
 
 ROOT = Path(__file__).resolve().parents[3]
-CODE = re.compile(r"^(PLATFORM|INTEGRATION|REMOTE|ATS)\.[A-Z_]+$")
+CODE = re.compile(r"^(PLATFORM|INTEGRATION|REMOTE|ATS|FILE|INPUT)\.[A-Z_]+$")
 
 
 def codes_in_source() -> dict[str, str]:
