@@ -9,7 +9,7 @@ from litestar import Litestar, Router
 
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, catalog, connections, deliveries, files, inbound, privacy
+from app.web.api import actions, catalog, connections, deliveries, files, inbound, indeed_questions, privacy
 from app.web.api.applications import api_router
 from app.web.apply import views as apply_pages
 from app.web.dashboard import views as dashboard
@@ -32,6 +32,7 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     connections.router,
     files.router,
     inbound.router,
+    indeed_questions.router,
     deliveries.router,
     dashboard.router,
     privacy.router,
