@@ -96,7 +96,7 @@ class ApplySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """``[connections.<id>.apply]``: the hosted apply pages (app/web/apply/, docs/apply-pages.md).
     The pages need the connection's `form_token_env` (they post to the forms route)."""
 
-    enabled: bool = True
+    enabled: bool = False  # opt in: the pages publish the connection's open jobs and their questions
     privacy_text: str | None = None  # the employer's consent wording; a default sentence otherwise
     privacy_url: str | None = None  # the employer's privacy notice, linked beside the consent
     consent_required: bool = True

@@ -325,6 +325,5 @@ def apply_connection(case: Case, url: str, **apply: Any) -> dict[str, Any]:
     table["connector"] = case.name
     table["credentials_env"] = connection_table(case.name, url)["credentials_env"]
     table["form_rate_limit"] = 0
-    if apply:
-        table["apply"] = apply
+    table["apply"] = {"enabled": True, **apply}
     return table

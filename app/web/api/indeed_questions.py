@@ -16,6 +16,7 @@ import msgspec
 from litestar import Request, Response, Router, get
 
 from app.catalog import parse_job_id
+from app.core.problems import Problem
 from app.intake.boards import indeed_questions
 from app.intake.boards.secrets import configured_secrets, not_configured
 from app.runtime import Runtime
@@ -41,6 +42,13 @@ async def screener_questions(request: Request[Any, Any, Any], connection_id: str
     connection = runtime.catalog.connection(connection_id)
     if not configured_secrets(connection, "indeed_secret_env", several=False):
         raise not_configured("Indeed Apply")
+    mapping = {str(k): str(v) for k, v in connection.inbound.indeed_jobs.items()}
+    if mapping:  # the jobs this connection takes Indeed applications for, by Indeed's id or the ATS's
+        if job_id not in mapping and job_id not in mapping.values():
+            raise Problem(
+                404, "Unknown job", f"job {job_id!r} is not a job this connection takes Indeed applications for"
+            )
+        job_id = mapping.get(job_id, job_id)
     cached = await runtime.catalog.job_questions(connection.id, parse_job_id(job_id))
     body = msgspec.json.encode(indeed_questions.document(cached.value))
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

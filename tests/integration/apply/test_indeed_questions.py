@@ -8,10 +8,12 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.apply import Case, held
-from tests.support.emulators import Emulator
+import pytest
+
+from tests.support.apply import CASES, Case, apply_connection, held
+from tests.support.emulators import Emulator, EmulatorFactory
 from tests.support.harness import Relay
-from tests.support.inbound import indeed_payload, post_indeed
+from tests.support.inbound import inbound_env, indeed_payload, post_indeed
 
 INDEED_TYPES = {"text", "textarea", "select", "multiselect", "date", "file", "information"}
 
@@ -102,3 +104,23 @@ async def test_unknown_jobs_and_connections_without_indeed_are_404_problems(rela
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
     unknown = await relay.client.get("/inbound/indeed/nope/questions/1")
     assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_with_an_indeed_jobs_mapping_only_mapped_jobs_are_served_by_either_id(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbound_env(monkeypatch)
+    table = {**apply_connection(CASES["factorial"], emulator("factorial").url), "indeed_jobs": {"REQ-1": "2001"}}
+    relay = make_relay({"acme": table})
+    by_indeed = await relay.client.get("/inbound/indeed/acme/questions/REQ-1")
+    by_ats = await relay.client.get("/inbound/indeed/acme/questions/2001")
+    assert by_indeed.status_code == by_ats.status_code == 200 and by_indeed.json() == by_ats.json()
+    assert [q["id"] for q in by_ats.json()["screenerQuestions"]["questions"]] == [
+        "3001",
+        "3002",
+        "3003",
+        "3004",
+        "3005",
+    ]
+    other = await relay.client.get("/inbound/indeed/acme/questions/2002")  # a job of the ATS, not for Indeed
+    assert other.status_code == 404

@@ -239,3 +239,14 @@ async def test_the_jobs_list_links_open_public_jobs_page_by_page(laura_relay: An
     assert len(seen) == len(set(seen))
     form = await open_form(relay.client, seen[0])
     assert form.action.startswith("/inbound/forms/acme/")
+
+
+async def test_a_connection_serves_no_pages_unless_it_opts_in(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbound_env(monkeypatch)
+    table = apply_connection(LAURA, emulator("laura").url, enabled=False)
+    relay = make_relay({"acme": table})
+    for path in ("/apply/acme/201", "/apply/acme"):
+        response = await relay.client.get(path, headers=BROWSER)
+        assert response.status_code == 404 and "<h1>Job not found</h1>" in response.text
