@@ -16,7 +16,7 @@ from tests.support.apply import BROWSER, CASES, PERSON, Case, apply_connection, 
 from tests.support.builders import PDF_BYTES
 from tests.support.emulators import Emulator, EmulatorFactory
 from tests.support.harness import Relay
-from tests.support.inbound import FORM_TOKEN, answers_of, assert_nothing_stored, inbound_env, stored
+from tests.support.inbound import EXE, FORM_TOKEN, answers_of, assert_nothing_stored, inbound_env, stored
 
 LAURA = CASES["laura"]
 
@@ -250,3 +250,34 @@ async def test_a_connection_serves_no_pages_unless_it_opts_in(
     for path in ("/apply/acme/201", "/apply/acme"):
         response = await relay.client.get(path, headers=BROWSER)
         assert response.status_code == 404 and "<h1>Job not found</h1>" in response.text
+
+
+async def test_files_are_checked_on_the_server_beside_their_fields(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbound_env(monkeypatch)
+    case = CASES["otys"]
+    relay = make_relay({"acme": apply_connection(case, emulator("otys").url)})
+    form = await open_form(relay.client, f"/apply/acme/{case.job_id}")
+    assert "application/pdf" in form.named("question_113")[0].attrs["accept"]
+    png = ("scan.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "image/png")  # not a type question 113 takes
+    values = {**PERSON, "gdpr_consent": "true", **case.answers}
+    response = await submit(relay.client, form, values, {**case.files, "question_113": png})
+    assert response.status_code == 422
+    assert parse(response.text).described("question_113")["aria-invalid"] == "true"
+    assert "This file type is not accepted." in response.text
+    exe = ("cv.pdf", EXE, "application/pdf")  # an executable calling itself a PDF
+    response = await submit(relay.client, form, values, {**case.files, "resume": exe})
+    assert response.status_code == 422
+    assert parse(response.text).described("resume")["aria-invalid"] == "true"
+    await assert_nothing_stored(relay)
+
+
+async def test_an_ats_that_cannot_be_read_is_a_friendly_503_page(laura_relay: Any) -> None:
+    relay, laura = laura_relay()
+    laura.faults(error_rate=1.0, error_status=503)
+    response = await relay.client.get("/apply/acme/201", headers=BROWSER)
+    assert response.status_code == 503
+    assert "<h1>Temporarily unavailable</h1>" in response.text and "Traceback" not in response.text
+    laura.faults()
+    assert (await relay.client.get("/apply/acme/201", headers=BROWSER)).status_code == 200
