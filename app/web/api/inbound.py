@@ -194,7 +194,7 @@ async def _career_form(
     await check_job(connector, connection, job_id, "job_id")
     draft = forms.to_application(form, connection, job_id)
     if page:
-        await _shape_page_answers(runtime, connection, job_id, draft, form)
+        await _shape_page_answers(runtime, connection, job_id, draft)
     origin = Origin(channel="form", received_at=time.time(), board="career_site")
     accepted = await _accept(intake, draft, origin, idempotency_key(request))
     if page and browser:
@@ -202,18 +202,20 @@ async def _career_form(
     return _form_success(connection, browser, accepted)
 
 
-async def _shape_page_answers(
-    runtime: Runtime, connection: Connection, job_id: str, draft: Draft, form: forms.ParsedForm
-) -> None:
+async def _shape_page_answers(runtime: Runtime, connection: Connection, job_id: str, draft: Draft) -> None:
     """An apply page's post: answers typed by the job's questions, those whose precondition does
-    not hold dropped (docs/apply-pages.md); unchecked when the ATS cannot be read now (the
-    worker checks them again)."""
+    not hold dropped (docs/apply-pages.md); unchecked when the ATS cannot be read now (intake and
+    the worker check them again)."""
     apply = connection.apply
     apply_form.consent(draft, bool(draft.gdpr_consent), apply.consent_required, apply.consent_days, time.time())
     try:
         questions = (await runtime.catalog.job_questions(connection.id, job_id, budget_s=2)).value
     except CatalogUnavailable:
         return
+    except Problem as exc:
+        if exc.status == 404:  # no such job
+            raise
+        return  # the ATS refused the read: left to intake's and the worker's checks
     apply_form.shape(draft, questions)
 
 
