@@ -329,10 +329,10 @@ def pick(query_lang: str | None, accept_language: str | None, default: str) -> s
 
 
 def size(n: int) -> str:
-    """A byte count for people (10 MB, 512 KB)."""
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.0f} MB" if n % (1024 * 1024) == 0 else f"{n / (1024 * 1024):.1f} MB"
-    return f"{max(1, n // 1024)} KB"
+    """A byte count for people, in decimal units as the config counts them (10 MB, 512 KB)."""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.0f} MB" if n % 1_000_000 == 0 else f"{n / 1_000_000:.1f} MB"
+    return f"{max(1, n // 1000)} KB"
 
 
 def error(message: str, lang: str) -> str:

@@ -212,7 +212,7 @@ async def test_a_cv_over_the_limit_is_refused_beside_the_cv_field(
     form = await open_form(relay.client, "/apply/acme/2001")
     [cv] = form.named("resume")
     assert cv.attrs["data-max-bytes"] == "2000" and ".pdf" in cv.attrs["accept"]
-    assert "Maximum size: 1 KB" in form.html
+    assert "Maximum size: 2 KB" in form.html
     big = ("big.pdf", PDF_BYTES + b"0" * 3000, "application/pdf")
     response = await submit(relay.client, form, {**PERSON, "gdpr_consent": "true", **case.answers}, {"resume": big})
     assert response.status_code == 413

@@ -93,3 +93,7 @@ def test_the_page_token_is_bound_to_its_connection_job_and_time() -> None:
     assert not apply_form.verify(token, ["secret"], "acme", "201", 1061.0)
     assert not apply_form.verify(token, ["other"], "acme", "201", 1030.0)
     assert not apply_form.verify("secret", ["secret"], "acme", "201", 1030.0)
+
+
+def test_sizes_are_shown_in_the_units_the_config_counts() -> None:
+    assert (i18n.size(10_000_000), i18n.size(2_500_000), i18n.size(2000)) == ("10 MB", "2.5 MB", "2 KB")

@@ -48,7 +48,7 @@
     if (!el.files || !el.files.length) { return; }
     var file = el.files[0];
     if (max && file.size > max) {
-      el.setCustomValidity((messages.file_size || "").replace("{n}", Math.round(max / 1048576 * 10) / 10 + " MB"));
+      el.setCustomValidity((messages.file_size || "").replace("{n}", (max >= 1000000 ? Math.round(max / 100000) / 10 + " MB" : Math.max(1, Math.floor(max / 1000)) + " KB")));
     } else if (accept.length) {
       var name = file.name.toLowerCase();
       var ok = accept.some(function (a) {
