@@ -97,8 +97,16 @@ async def test_a_candidate_applies_in_the_browser(
                 await fill(page, name, value)
             for name, value in case.answers.items():
                 await fill(page, name, value)
+            if "resume" in files:  # the browser refuses a type the CV field does not take, before upload
+                wrong = tmp_path / "photo.png"
+                wrong.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+                cv = page.locator('[name="resume"]')
+                await cv.set_input_files(str(wrong))
+                assert await cv.evaluate("el => el.validationMessage") == "This file type is not accepted."
             for name, path in files.items():
                 await page.locator(f'[name="{name}"]').set_input_files(str(path))
+            if "resume" in files:
+                assert await page.locator('[name="resume"]').evaluate("el => el.validity.valid")
             await page.locator('[name="gdpr_consent"]').check()
             await page.screenshot(path=str(ARTIFACTS / f"apply-{case.name}.png"), full_page=True)
             assert await axe_violations(page, axe_source) == []
