@@ -9,8 +9,9 @@ from litestar import Litestar, Router
 
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, catalog, connections, deliveries, files, inbound, privacy
+from app.web.api import actions, catalog, connections, deliveries, files, inbound, indeed_questions, privacy
 from app.web.api.applications import api_router
+from app.web.apply import views as apply_pages
 from app.web.dashboard import views as dashboard
 from app.web.deps import answer_options
 from app.web.openapi import config as openapi_config
@@ -31,10 +32,12 @@ def _max_body(runtime: Runtime) -> int:
 # registration: the import contract in tests/unit/test_layers.py sees every route module).
 ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     actions.router,
+    apply_pages.router,
     catalog.router,
     connections.router,
     files.router,
     inbound.router,
+    indeed_questions.router,
     deliveries.router,
     dashboard.router,
     privacy.router,
