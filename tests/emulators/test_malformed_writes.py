@@ -17,7 +17,9 @@ PDF = base64.b64encode(b"%PDF-1.4\n% test\n").decode()
 
 def _stored(emulator: Emulator) -> dict[str, Any]:
     """The emulator's records (its lists and tables), without its request counters."""
-    return {k: v for k, v in emulator.records().items() if isinstance(v, list | dict) and k != "calls"}
+    return {
+        k: v for k, v in emulator.records().items() if isinstance(v, list | dict) and k not in ("calls", "requests")
+    }
 
 
 def flatchr_body(**overrides: Any) -> dict[str, Any]:
