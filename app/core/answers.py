@@ -39,6 +39,7 @@ from app.core.model import AttachmentRef, FileAnswer
 from app.core.problems import FieldError
 
 FIELD = "screening_question_answers"
+NOT_SENT = "answer_not_sent"  # the warning code of an answer dropped (unknown question or type)
 MAX_FAULTS = 100  # faults listed; the rest are counted in one last entry
 MAX_WARNINGS = 20  # warnings listed; likewise
 MAX_ID_CHARS = 100  # a question id as quoted in a message
