@@ -8,7 +8,6 @@ types, sizes, URLs, what the target connection can take), applies the idempotenc
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -17,14 +16,16 @@ from typing import Any
 
 import msgspec
 
+from app.catalog import INTEGRATION_NOT_FOUND, Catalog, parse_job_id
 from app.config import Config, Connection
-from app.core import files
+from app.core import answers, files
 from app.core.model import (
     ApplicationIn,
     AttachmentIn,
     AttachmentRef,
     FileAnswer,
     Origin,
+    ScreeningAnswer,
     StoredAnswer,
     StoredApplication,
     normalise_email,
@@ -33,12 +34,21 @@ from app.core.model import (
 from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
+from app.intake import screening
+from app.intake.screening import INPUT_INVALID, JobRead
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
-from connectors.base import Connector, ConnectorError, StepWarning
+from connectors.base import Connector, StepWarning
 
-ANSWER_CHECK_TIMEOUT_S = 2.0
+# Channels whose answers are a board's text, typed by the question before the check
+# (app/core/answers.py, `board_value`); the API and signed webhooks send typed answers.
+BOARD_CHANNELS = frozenset({"form", "indeed"})
+UNCHECKED = (
+    "answers_unchecked",
+    "the ATS could not be asked for the job's questions at intake; the answers are checked "
+    "before anything is written to it",
+)
 PREVIOUSLY_ERASED = (
     "previously_erased",
     "an earlier application from this address was erased at the candidate's "
@@ -120,18 +130,20 @@ class _Files:
         return ref
 
 
-def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> tuple[StoredApplication, list[bytes]]:
-    """Move file bytes out of the payload; validate what the schema cannot."""
+def build_stored(
+    app: ApplicationIn, connection: Connection, origin: Origin, keep: list[int] | None = None
+) -> tuple[StoredApplication, list[bytes]]:
+    """Move file bytes out of the payload; validate what the schema cannot. `keep`: the indexes of
+    the answers to store (the answer check's `kept`), all when None; errors name the index as
+    posted."""
     collected = _Files(connection)
     attachments: list[AttachmentRef] = []
     for i, att in enumerate(app.attachments):
         attachments.append(_add_attachment(collected, f"attachments[{i}]", att))
     answers: list[StoredAnswer] = []
-    seen: set[str] = set()
-    for i, answer in enumerate(app.screening_question_answers):
-        if answer.question_id in seen:
-            raise Problem.invalid(f"screening_question_answers[{i}].question_id", "answered twice")
-        seen.add(answer.question_id)
+    posted = app.screening_question_answers
+    for i in range(len(posted)) if keep is None else keep:
+        answer = posted[i]
         value: Any = answer.answer
         if isinstance(value, FileAnswer):
             value = collected.add(
@@ -180,11 +192,14 @@ class Intake:
         checker_for: Callable[[str], Connector],
         *,
         pseudonyms: Pseudonyms | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.checker_for = checker_for
         self.pseudonyms = pseudonyms  # keyed-hash email index for erasure (app/privacy/erasure.py)
+        # The ATS's jobs and questions, cached for every process (runtime.catalog; docs/catalog.md).
+        self.catalog = catalog if catalog is not None else Catalog(store.redis, config, checker_for)
 
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
@@ -194,18 +209,33 @@ class Intake:
                 "Unknown connection",
                 f"connection {connection_id!r} is not configured",
                 [FieldError("connection_id", "unknown connection")],
+                code=INTEGRATION_NOT_FOUND,
             )
         return connection
 
-    @staticmethod
-    async def _check_answers(checker: Connector, stored: StoredApplication) -> list[str]:
-        """Answers against the job's questions, when the ATS answers fast; otherwise accepted and
-        checked again at delivery (intake never waits on a slow ATS)."""
-        try:
-            async with asyncio.timeout(ANSWER_CHECK_TIMEOUT_S):
-                return await checker.check_answers(stored)
-        except (TimeoutError, ConnectorError):
-            return []
+    async def screen(
+        self, app: ApplicationIn, connection: Connection, checker: Connector, origin: Origin
+    ) -> tuple[ApplicationIn, answers.AnswerCheck, bool]:
+        """The job and the answers against the catalog's questions (docs/answers.md): (the
+        application, its job id as the ATS's and board answers typed; the check; whether the
+        worker must check the answers because the ATS could not be asked). Raises 404 for an
+        unknown job and 422 ATS.JOB_CLOSED for a closed one."""
+        job_id = parse_job_id(app.application.job_id, field="application.job_id")
+        if job_id != app.application.job_id:
+            app = msgspec.structs.replace(app, application=msgspec.structs.replace(app.application, job_id=job_id))
+        read: JobRead = await screening.read_job(self.catalog, checker, connection.id, job_id, "application.job_id")
+        if read.job is not None and read.job.status != "OPEN":
+            raise screening.closed("application.job_id", read.job)
+        posted = app.screening_question_answers
+        if read.questions is None:
+            return app, answers.repeated_answers(posted), read.deferred
+        if origin.channel in BOARD_CHANNELS and posted:
+            by_id = {q.id: q for q in read.questions}
+            typed = [
+                ScreeningAnswer(a.question_id, answers.board_value(by_id.get(a.question_id), a.answer)) for a in posted
+            ]
+            app = msgspec.structs.replace(app, screening_question_answers=typed)
+        return app, answers.check_answers(read.questions, app.screening_question_answers), False
 
     async def accept(
         self,
@@ -217,17 +247,18 @@ class Intake:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
-        stored, blobs = build_stored(app, connection, origin)
         checker = self.checker_for(connection.id)
+        app, checked, unchecked = await self.screen(app, connection, checker, origin)
+        stored, blobs = build_stored(app, connection, origin, checked.kept)
         errors, warnings = checker.check(stored)
-        if not errors:
-            errors = await self._check_answers(checker, stored)
-        if errors:
+        faults = [*checked.errors, *(FieldError(e.split(":")[0], e) for e in errors)]
+        if faults:
             raise Problem(
                 422,
                 "Not accepted by the target ATS",
-                "; ".join(errors),
-                [FieldError(e.split(":")[0], e) for e in errors],
+                "; ".join(f.message for f in faults[:20]),
+                faults,
+                code=INPUT_INVALID,
             )
         key = idempotency_key or (
             f"board:{origin.board}:{origin.board_application_id}"
@@ -248,8 +279,14 @@ class Intake:
             board_application_id=origin.board_application_id,
             job_id=app.application.job_id,
             next_attempt_at=now,
+            check_answers_before_write=unchecked,
         )
-        for warning in [*(notes or []), *warnings]:
+        for warning in [
+            *(notes or []),
+            *(StepWarning(answers.NOT_SENT, m) for m in checked.warnings),
+            *([StepWarning(*UNCHECKED)] if unchecked else []),
+            *warnings,
+        ]:
             delivery.add_warning(warning.code, warning.message)
         index_sets: list[str] = []
         marked_by: tuple[str, Delivery] | None = None

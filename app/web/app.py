@@ -40,7 +40,9 @@ def feature_routers(runtime: Runtime) -> list[Any]:
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
-    intake = Intake(runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms)
+    intake = Intake(
+        runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms, catalog=runtime.catalog
+    )
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()
