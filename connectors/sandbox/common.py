@@ -5,8 +5,9 @@ An emulator is a Litestar app built by `sandbox_app(...)`: its own ATS routes pl
 * ``POST /_sandbox/faults``  set fault injection (JSON body, see `Faults`); ``DELETE`` clears it.
 * ``GET  /_sandbox/records`` everything the emulator holds, as JSON (seed data and what it got),
   plus ``max_in_flight``: the most ATS requests it was handling at once since the last reset,
-  and ``requests``: how many ATS requests it got per ``"<METHOD> <path>"`` since the last reset
-  (so tests can count ATS calls, e.g. one questions call for a burst of intakes).
+  and ``requests`` (also served as ``calls``): how many ATS requests it got per
+  ``"<METHOD> <path>"`` since the last reset (query strings left out), so tests can count ATS
+  calls, e.g. one questions call for a burst of intakes.
 * ``POST /_sandbox/reset``   back to the seed.
 
 Faults are applied by an ASGI middleware in front of the ATS routes (never the ``/_sandbox``
@@ -212,6 +213,7 @@ def sandbox_app(
         data["faults_injected"] = dict(faults.injected)
         data["max_in_flight"] = faults.max_in_flight
         data["requests"] = dict(faults.requests)
+        data["calls"] = dict(faults.requests)  # the same counts, under the name reads-a's tests use
         return data
 
     @post(f"{SANDBOX_PREFIX}/reset", status_code=200, sync_to_thread=False)

@@ -12,6 +12,9 @@ Where Factorial's behaviour is not public, the emulator picks the plausible one 
   ``{"errors": ["..."]}``, auth failures 401 ``{"message": ...}`` (shapes seen by third parties);
 * a file above 10 MB is refused with 413 (assumption: no limit is documented);
 * an application to a posting that is not published or unlisted is refused with 422.
+Reads: 63 seeded postings of every status (a bad ``status`` filter is refused with 422), questions,
+phases, hiring stages and candidate sources, each list and record; ``POST
+/_sandbox/factorial/questions`` adds a question at runtime (docs/connectors/factorial.md).
 The legacy v1 ``PUT /api/v1/ats/applications/{id}`` with a multipart ``cv`` part is emulated for
 the connector's ``legacy_cv_part`` mode, and ``POST /oauth/token`` for the refresh-token grant.
 """
@@ -58,6 +61,68 @@ def _not_found(what: str) -> FactorialError:
     return FactorialError(404, {"errors": [f"{what} not found"]})
 
 
+HIRING_STAGES = [
+    ("new", "New"),
+    ("screening", "Screening"),
+    ("interview", "Interview"),
+    ("assessment", "Assessment"),
+    ("offer", "Offer"),
+    ("hired", "Hired"),
+]
+POSTING_STATUSES = ("draft", "published", "unlisted", "archived", "cancelled", "deleted")
+ROLES = ("Data Analyst", "Frontend Engineer", "Sales Representative", "Nurse", "Warehouse Operator", "Designer")
+CITIES = ("Barcelona", "Madrid", "Valencia", "Lisbon", "Paris", "Berlin")
+CONTRACTS = ("indefinite", "temporary", "intern", "freelance", "indefinite", "indefinite")
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _generated_postings() -> list[tuple[str, str, str]]:
+    """60 more postings (ids 2101-2160) so a listing pages: most published, some unlisted, draft,
+    archived, cancelled and deleted."""
+    statuses = ("published", "published", "published", "unlisted", "draft", "archived", "cancelled", "deleted")
+    return [
+        (
+            str(2101 + i),
+            f"{ROLES[i % len(ROLES)]} {CITIES[(i // len(ROLES)) % len(CITIES)]}",
+            statuses[i % len(statuses)],
+        )
+        for i in range(60)
+    ]
+
+
+def _posting_extra(number: int, status: str, created: dt.datetime) -> dict[str, Any]:
+    """The optional fields of a seeded posting, varied by its rank."""
+    extra: dict[str, Any] = {
+        "description": f"<p>Job posting #{number + 1}</p>",
+        "contract_type": CONTRACTS[number % len(CONTRACTS)],
+        "schedule_type": "part_time" if number % 5 == 4 else "full_time",
+        "location_id": str(10 + number % len(CITIES)),
+        "team_id": str(20 + number % 3),
+    }
+    if status in ("published", "unlisted"):
+        extra["published_at"] = _stamp(created + dt.timedelta(hours=2))
+    else:
+        extra["url"] = None  # only published postings have a public URL
+    return extra
+
+
+def _generated_questions() -> list[tuple[str, str, str, str, bool, list[dict[str, Any]]]]:
+    """A question on every fifth generated posting, types in turn."""
+    out: list[tuple[str, str, str, str, bool, list[dict[str, Any]]]] = []
+    for i in range(0, 60, 5):
+        qtype = QUESTION_TYPES[(i // 5) % len(QUESTION_TYPES)]
+        options = (
+            [{"text": "Yes", "disqualifies": False}, {"text": "No", "disqualifies": False}]
+            if qtype in ("single_choice", "multiple_choice")
+            else []
+        )
+        out.append((str(3101 + i), str(2101 + i), f"Question {i // 5 + 1}", qtype, i % 10 == 0, options))
+    return out
+
+
 @dataclass
 class FactorialState:
     api_key: str
@@ -65,6 +130,7 @@ class FactorialState:
     job_postings: dict[str, dict[str, Any]] = field(default_factory=dict)
     questions: dict[str, dict[str, Any]] = field(default_factory=dict)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hiring_stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     applications: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -85,6 +151,7 @@ class FactorialState:
             "job_postings",
             "questions",
             "phases",
+            "hiring_stages",
             "sources",
             "candidates",
             "applications",
@@ -98,8 +165,19 @@ class FactorialState:
             ("2001", "Backend Engineer", "published"),
             ("2002", "Account Executive", "published"),
             ("2003", "Office Manager", "archived"),
+            *_generated_postings(),
         ]
-        for pid, title, status in postings:
+        for hs_pos, (hs_name, hs_label) in enumerate(HIRING_STAGES):
+            self.hiring_stages[str(hs_pos + 1)] = {
+                "id": str(hs_pos + 1),
+                "name": hs_name,
+                "label": hs_label,
+                "company_id": COMPANY_ID,
+                "position": hs_pos,
+            }
+        for number, (pid, title, status) in enumerate(postings):
+            created = dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC) + dt.timedelta(days=number)
+            extra = _posting_extra(number, status, created)
             self.job_postings[pid] = {
                 "id": pid,
                 "company_id": COMPANY_ID,
@@ -113,10 +191,11 @@ class FactorialState:
                 "photo_requirement": "do_not_ask",
                 "personal_url_requirement": "do_not_ask",
                 "salary_period": "annual",
-                "created_at": now,
+                "created_at": _stamp(created),
                 "workplace_type": "hybrid",
                 "schedule_type": "full_time",
                 "url": f"https://example.factorialhr.com/job_posting/{pid}",
+                **extra,
             }
             for pos, (phase_name, phase_type) in enumerate(
                 [
@@ -164,6 +243,20 @@ class FactorialState:
             ),
             ("3005", "2001", "Portfolio file", "file", False, []),
             ("3006", "2002", "Years of sales experience", "text", True, []),
+            ("3007", "2002", "Cover note", "long_text", False, []),
+            (
+                "3008",
+                "2002",
+                "Preferred territory",
+                "single_choice",
+                False,
+                [
+                    {"text": "Iberia", "disqualifies": False},
+                    {"text": "France, Benelux", "disqualifies": False},
+                    {"text": "DACH", "disqualifies": False},
+                ],
+            ),
+            *_generated_questions(),
         ]
         for qid, pid, label, qtype, mandatory, options in seeded_questions:
             self.questions[qid] = {
@@ -199,6 +292,7 @@ class FactorialState:
             "job_postings": list(self.job_postings.values()),
             "questions": list(self.questions.values()),
             "phases": list(self.phases.values()),
+            "hiring_stages": list(self.hiring_stages.values()),
             "sources": list(self.sources.values()),
             "candidates": list(self.candidates.values()),
             "applications": list(self.applications.values()),
@@ -314,15 +408,19 @@ def create_app(
     @get(f"{prefix}/ats/job_postings", sync_to_thread=False)
     def list_postings(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
+        status = request.query_params.get("status")
+        if status is not None and status not in POSTING_STATUSES:
+            raise _validation("status is not included in the list")
         postings = list(state.job_postings.values())
-        return _page(request, _filter(request, postings, **{"ids[]": "id", "status": "status"}))
+        filters = {"ids[]": "id", "status": "status", "team_id": "team_id", "location_id": "location_id"}
+        return _page(request, _filter(request, postings, **filters))
 
     @get(f"{prefix}/ats/job_postings/{{posting_id:str}}", sync_to_thread=False)
     def get_posting(request: Request[Any, Any, Any], posting_id: str) -> dict[str, Any]:
         authorize(request)
         if posting_id not in state.job_postings:
             raise _not_found("Job posting")
-        return state.job_postings[posting_id]
+        return _clean(state.job_postings[posting_id])
 
     @get(f"{prefix}/ats/questions", sync_to_thread=False)
     def list_questions(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -335,6 +433,36 @@ def create_app(
                 **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"},
             ),
         )
+
+    @get(f"{prefix}/ats/questions/{{question_id:str}}", sync_to_thread=False)
+    def get_question(request: Request[Any, Any, Any], question_id: str) -> dict[str, Any]:
+        authorize(request)
+        if question_id not in state.questions:
+            raise _not_found("Question")
+        return state.questions[question_id]
+
+    @get(f"{prefix}/ats/application_phases/{{phase_id:str}}", sync_to_thread=False)
+    def get_phase(request: Request[Any, Any, Any], phase_id: str) -> dict[str, Any]:
+        authorize(request)
+        if phase_id not in state.phases:
+            raise _not_found("Application phase")
+        return state.phases[phase_id]
+
+    @get(f"{prefix}/ats/hiring_stages", sync_to_thread=False)
+    def list_hiring_stages(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        stages = list(state.hiring_stages.values())
+        if phase_id := request.query_params.get("ats_application_phase_id"):
+            phase = state.phases.get(phase_id)
+            stages = [s for s in stages if phase is not None and s["id"] == phase["ats_hiring_stage_id"]]
+        return _page(request, _filter(request, stages, **{"ids[]": "id"}))
+
+    @get(f"{prefix}/ats/hiring_stages/{{stage_id:str}}", sync_to_thread=False)
+    def get_hiring_stage(request: Request[Any, Any, Any], stage_id: str) -> dict[str, Any]:
+        authorize(request)
+        if stage_id not in state.hiring_stages:
+            raise _not_found("Hiring stage")
+        return state.hiring_stages[stage_id]
 
     @get(f"{prefix}/ats/application_phases", sync_to_thread=False)
     def list_phases(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -708,6 +836,35 @@ def create_app(
             "created_at": int(dt.datetime.now(dt.UTC).timestamp()),
         }
 
+    @post("/_sandbox/factorial/questions", status_code=201)
+    async def add_question(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Sandbox only: add a question to a posting now (as a recruiter would in the UI), so a
+        test can watch a cached question list expire. Body: ``ats_job_posting_id``, ``label``,
+        ``question_type``, optional ``mandatory``, ``options``, ``position``."""
+        body = await json_body(request)
+        posting_id = str(body.get("ats_job_posting_id"))
+        if posting_id not in state.job_postings:
+            raise _validation("ats_job_posting_id is invalid")
+        if body.get("question_type") not in QUESTION_TYPES or not body.get("label"):
+            raise _validation("label and a question_type of the list are required")
+        options = [
+            {"text": str(o["text"]), "disqualifies": bool(o.get("disqualifies"))} for o in body.get("options") or []
+        ]
+        qid, now = state.new_id(), _now()
+        state.questions[qid] = {
+            "id": qid,
+            "ats_job_posting_id": posting_id,
+            "label": str(body["label"]),
+            "position": int(body.get("position", len(state.questions))),
+            "mandatory": bool(body.get("mandatory", False)),
+            "auto_disqualify": any(o["disqualifies"] for o in options),
+            "question_type": body["question_type"],
+            "created_at": now,
+            "updated_at": now,
+            "options": options,
+        }
+        return state.questions[qid]
+
     @post("/_sandbox/factorial/revoke-tokens", status_code=200, sync_to_thread=False)
     def revoke_tokens() -> dict[str, int]:
         """Expire every OAuth access token now (to exercise the connector's refresh)."""
@@ -728,7 +885,11 @@ def create_app(
             list_postings,
             get_posting,
             list_questions,
+            get_question,
             list_phases,
+            get_phase,
+            list_hiring_stages,
+            get_hiring_stage,
             list_sources,
             get_source,
             list_candidates,
@@ -744,6 +905,7 @@ def create_app(
             create_message,
             legacy_cv,
             oauth_token,
+            add_question,
             revoke_tokens,
         ],
         records=state.records,
