@@ -92,8 +92,11 @@ class CatalogCache:
         return entry
 
     async def write(self, key: str, entry: Entry[Any], policy: Policy) -> None:
+        await self._write_raw(key, self._encoder.encode(entry), policy)
+
+    async def _write_raw(self, key: str, raw: bytes, policy: Policy) -> None:
         keep_ms = max(1000, int((policy.ttl_s + policy.keep_s) * 1000))
-        await self.redis.set(key, self._encoder.encode(entry), px=keep_ms)
+        await self.redis.set(key, raw, px=keep_ms)
 
     def age(self, entry: Entry[Any]) -> float:
         return max(0.0, self.clock() - entry.fetched_at)
@@ -145,7 +148,7 @@ class CatalogCache:
                     if self._usable(current, known, policy):
                         assert current is not None
                         return current
-                    return await self._fetch(key, fetch, policy)
+                    return await self._fetch(key, type_, fetch, policy)
                 finally:
                     await self._unlock(keys=[lock_key], args=[token])
             current = await self.read(key, type_)
@@ -156,10 +159,13 @@ class CatalogCache:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, POLL_MAX_S)
-        return await self._fetch(key, fetch, policy)  # the holder is stuck or gone: ask the ATS
+        return await self._fetch(key, type_, fetch, policy)  # the holder is stuck or gone: ask the ATS
 
-    async def _fetch(self, key: str, fetch: Fetch[Any], policy: Policy) -> Entry[Any]:
+    async def _fetch(self, key: str, type_: Any, fetch: Fetch[Any], policy: Policy) -> Entry[Any]:
         fetched_at = self.clock()  # when the ATS was asked: the age never understates
-        entry = Entry(fetched_at, await fetch())
-        await self.write(key, entry, policy)
+        raw = self._encoder.encode(Entry(fetched_at, await fetch()))
+        await self._write_raw(key, raw, policy)
+        # What every other caller reads back from Redis, to the type: a connector's `0` in a float
+        # field is `0.0` here as it is there, so every process answers the same bytes.
+        entry: Entry[Any] = self._decoder(type_).decode(raw)
         return entry

@@ -20,6 +20,7 @@ site shows yesterday's questions rather than an error. One instance per process
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import math
 import time
@@ -154,6 +155,8 @@ class Catalog:
             raise Problem(
                 422, "Invalid request", f"page_size: {message}", [FieldError("page_size", message)], code=INPUT_INVALID
             )
+        if query.updated_after is not None and query.updated_after.tzinfo is None:
+            query = msgspec.structs.replace(query, updated_after=query.updated_after.replace(tzinfo=dt.UTC))
         inner = msgspec.structs.replace(query, cursor=unwrap_cursor(query.cursor, query))
         digest = hashlib.sha256(msgspec.msgpack.encode(inner)).hexdigest()[:32]
         cached = await self._read(

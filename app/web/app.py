@@ -9,7 +9,7 @@ from litestar import Litestar, Router
 
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, connections, deliveries, files, inbound, privacy
+from app.web.api import actions, catalog, connections, deliveries, files, inbound, privacy
 from app.web.api.applications import api_router
 from app.web.dashboard import views as dashboard
 from app.web.problems import EXCEPTION_HANDLERS
@@ -26,6 +26,7 @@ def _max_body(runtime: Runtime) -> int:
 # registration: the import contract in tests/unit/test_layers.py sees every route module).
 ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     actions.router,
+    catalog.router,
     connections.router,
     files.router,
     inbound.router,
