@@ -306,21 +306,27 @@ def _mime_accepted(content_type: str, accepted: Iterable[str]) -> bool:
     return any(a.strip().lower() in (actual, family, "*/*") for a in accepted)
 
 
-# -- board answers ---------------------------------------------------------------------------------
+# -- normalising -----------------------------------------------------------------------------------
 
 
-_TRUE = frozenset({"true", "yes", "y", "1", "on", "oui", "ja", "kyllä"})
+_TRUE = frozenset({"true", "yes", "y", "1", "on", "oui", "ja", "si", "sí", "kyllä"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", "non", "nein", "ei"})
 
 
-def board_value(question: ScreeningQuestion | None, value: Any) -> Any:
-    """A board's answer (career forms and Indeed send text) typed as the question's format wants
-    it: "yes"/"true" → true, "3,5" → 3.5, one option → a list for MULTI_SELECT and back. Anything
-    that does not convert is returned as it is, for `check_answers` to name. The canonical API and
-    signed webhooks get no such leniency: their answers are typed by the sender."""
+def normalise(question: ScreeningQuestion | None, value: Any) -> Any:
+    """An answer in the form its question's format wants, where the meaning is unambiguous
+    (docs/answers.md, "Normalising"): an option named by its text (exactly, then ignoring case)
+    or by true/false for a Yes/No choice becomes its option id; one option for a MULTI_SELECT
+    becomes a list and a one-item list for a SINGLE_SELECT its item; "yes"/"true" for a BOOLEAN
+    becomes true; "3,5" for a NUMBER 3.5; a number for a TEXT its decimal text. Boards send text,
+    and clients written before option ids existed name options by their text; what does not
+    convert is returned as it is, for `check_answers` to name. The stored answer is the
+    normalised one, so every connector receives option ids."""
     if question is None:
         return value
     kind = question.format.type
+    if kind in ("SINGLE_SELECT", "MULTI_SELECT"):
+        return _normalise_choice(question, value, multi=kind == "MULTI_SELECT")
     if kind == "BOOLEAN" and isinstance(value, str):
         word = value.strip().casefold()
         return True if word in _TRUE else False if word in _FALSE else value
@@ -332,8 +338,34 @@ def board_value(question: ScreeningQuestion | None, value: Any) -> Any:
         if not math.isfinite(number):
             return value
         return int(number) if number.is_integer() else number
-    if kind == "MULTI_SELECT" and isinstance(value, str):
-        return [value]
-    if kind == "SINGLE_SELECT" and isinstance(value, list) and len(value) == 1:
-        return value[0]
+    if kind == "TEXT" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     return value
+
+
+def _normalise_choice(question: ScreeningQuestion, value: Any, *, multi: bool) -> Any:
+    if multi and not isinstance(value, list):
+        value = [value]
+    if not multi and isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    options = question.format.options or []
+    if not options:
+        return value
+    ids = {o.id for o in options}
+    names: dict[str, str] = {}
+    folded: dict[str, str] = {}
+    for o in reversed(options):  # the first option of a name wins
+        names[o.name] = o.id
+        folded[o.name.strip().casefold()] = o.id
+
+    def one(item: Any) -> Any:
+        if isinstance(item, bool):
+            words = _TRUE if item else _FALSE
+            return next((o.id for o in options if o.name.strip().casefold() in words), item)
+        if isinstance(item, int | float):
+            item = str(item)
+        if not isinstance(item, str) or item in ids:
+            return item
+        return names.get(item) or folded.get(item.strip().casefold(), item)
+
+    return [one(v) for v in value] if isinstance(value, list) else one(value)

@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.config import Config, Connection, RetryPolicyConfig
 from app.core import answers
 from app.core.catalog import READ_JOBS, READ_SCREENING_QUESTIONS
-from app.core.model import AttachmentRef, StoredApplication, stored_decoder
+from app.core.model import AttachmentRef, StoredAnswer, StoredApplication, stored_decoder
 from app.core.pii import personal_values, scrub
 from app.delivery import transitions
 from app.delivery.limits import ConnectionLimiter, Denied
@@ -361,15 +361,17 @@ class DeliveryEngine:
             if exc.status == 404:
                 raise Refused(f"job {job_id[:100]} does not exist in the ATS", "PLATFORM.INPUT_INVALID") from None
             raise
-        given = application.screening_question_answers
+        by_id = {q.id: q for q in questions}
+        given = [
+            StoredAnswer(a.question_id, answers.normalise(by_id.get(a.question_id), a.answer))
+            for a in application.screening_question_answers
+        ]
         result = answers.check_answers(questions, given)
         if not result.ok:
             raise Refused("screening answers rejected: " + result.summary(), "PLATFORM.INPUT_INVALID")
         for message in result.warnings:
             delivery.add_warning(answers.NOT_SENT, message)
         delivery.check_answers_before_write = False
-        if len(result.kept) == len(given):
-            return application
         kept = [given[i] for i in result.kept]
         return msgspec.structs.replace(application, screening_question_answers=kept)
 

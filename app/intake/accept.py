@@ -41,9 +41,6 @@ from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
 from connectors.base import Connector, StepWarning
 
-# Channels whose answers are a board's text, typed by the question before the check
-# (app/core/answers.py, `board_value`); the API and signed webhooks send typed answers.
-BOARD_CHANNELS = frozenset({"form", "indeed"})
 UNCHECKED = (
     "answers_unchecked",
     "the ATS could not be asked for the job's questions at intake; the answers are checked "
@@ -217,7 +214,7 @@ class Intake:
         self, app: ApplicationIn, connection: Connection, checker: Connector, origin: Origin
     ) -> tuple[ApplicationIn, answers.AnswerCheck, bool]:
         """The job and the answers against the catalog's questions (docs/answers.md): (the
-        application, its job id as the ATS's and board answers typed; the check; whether the
+        application, its job id as the ATS's and its answers normalised; the check; whether the
         worker must check the answers because the ATS could not be asked). Raises 404 for an
         unknown job and 422 ATS.JOB_CLOSED for a closed one."""
         job_id = parse_job_id(app.application.job_id, field="application.job_id")
@@ -229,10 +226,10 @@ class Intake:
         posted = app.screening_question_answers
         if read.questions is None:
             return app, answers.repeated_answers(posted), read.deferred
-        if origin.channel in BOARD_CHANNELS and posted:
+        if posted:
             by_id = {q.id: q for q in read.questions}
             typed = [
-                ScreeningAnswer(a.question_id, answers.board_value(by_id.get(a.question_id), a.answer)) for a in posted
+                ScreeningAnswer(a.question_id, answers.normalise(by_id.get(a.question_id), a.answer)) for a in posted
             ]
             app = msgspec.structs.replace(app, screening_question_answers=typed)
         return app, answers.check_answers(read.questions, app.screening_question_answers), False

@@ -12,8 +12,8 @@ from app.core.answers import (
     MAX_FAULTS,
     MAX_WARNINGS,
     AnswerCheck,
-    board_value,
     check_answers,
+    normalise,
     repeated_answers,
 )
 from app.core.catalog import Option, QuestionFormat, ScreeningQuestion
@@ -221,14 +221,21 @@ def test_messages_never_carry_the_answer() -> None:
     assert not any("Virtanen" in e.message or "040" in e.message for e in result.errors)
 
 
-def test_board_values_are_typed_by_the_question() -> None:
+def test_answers_are_normalised_where_the_meaning_is_unambiguous() -> None:
     by_id = {question.id: question for question in TYPED}
-    assert board_value(by_id["b"], "Yes") is True and board_value(by_id["b"], "no") is False
-    assert board_value(by_id["b"], "maybe") == "maybe"
-    assert board_value(by_id["n"], "3,5") == 3.5 and board_value(by_id["n"], "7") == 7
-    assert board_value(by_id["n"], "seven") == "seven" and board_value(by_id["n"], "inf") == "inf"
-    assert board_value(by_id["m"], "a") == ["a"] and board_value(by_id["s"], ["a"]) == "a"
-    assert board_value(None, "x") == "x"
+    yes_no = q("yn", "SINGLE_SELECT", options=[Option(id="h1", remote_id="h1", name="Yes"), Option("h2", "h2", "No")])
+    assert normalise(by_id["b"], "Yes") is True and normalise(by_id["b"], "no") is False
+    assert normalise(by_id["b"], "maybe") == "maybe"
+    assert normalise(by_id["n"], "3,5") == 3.5 and normalise(by_id["n"], "7") == 7
+    assert normalise(by_id["n"], "seven") == "seven" and normalise(by_id["n"], "inf") == "inf"
+    assert normalise(by_id["t"], 55000) == "55000" and normalise(by_id["t"], True) is True
+    assert normalise(by_id["m"], "a") == ["a"] and normalise(by_id["s"], ["a"]) == "a"
+    assert normalise(by_id["s"], "B") == "b" and normalise(by_id["m"], ["C", "a"]) == ["c", "a"]  # by name
+    assert normalise(by_id["s"], "z") == "z"  # left for the check to name
+    assert normalise(yes_no, True) == "h1" and normalise(yes_no, False) == "h2" and normalise(yes_no, "no") == "h2"
+    assert normalise(None, "x") == "x"
+    normalised = [a("s", normalise(by_id["s"], "C")), a("b", normalise(by_id["b"], "true"))]
+    assert check_answers(TYPED, normalised).ok
 
 
 def test_fifty_thousand_answers_cost_linear_time_and_bounded_output() -> None:
