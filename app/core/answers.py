@@ -1,5 +1,5 @@
-"""Screening answers checked against a job's questions, as Kombo checks them (docs/catalog.md,
-"Answers"): pure, no I/O, linear in the number of answers.
+"""Screening answers checked against a job's questions, as Kombo checks them
+(docs/answers.md): pure, no I/O, linear in the number of answers.
 
 Intake runs it against the catalog's cached questions before the 202 (app/intake/accept.py); the
 worker runs it against the connector's `job_questions` before anything is written to the ATS when

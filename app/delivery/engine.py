@@ -340,7 +340,7 @@ class DeliveryEngine:
     async def _check_answers(
         self, delivery: Delivery, connector: Connector[Any], application: StoredApplication
     ) -> StoredApplication:
-        """Intake could not read the job in time (docs/catalog.md, "Answers"): before anything is
+        """Intake could not read the job in time (docs/answers.md): before anything is
         written to the ATS, the job must be open and the answers fit its questions, by the same
         check (app/core/answers.py); a fault is a dead letter naming the question. Returns the
         application with only the answers to send (unknown questions dropped, with a warning)."""
