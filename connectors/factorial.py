@@ -756,10 +756,12 @@ class FactorialConnector(Connector[FactorialSettings]):
 
     async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
         """The posting's questions (``ats/questions?ats_job_posting_ids[]=``), by position.
-        Always read afresh: the relay's catalog caches (the delivery's own cache is apart)."""
-        if await self._posting(job_id) is None:
+        Always read afresh: the relay's catalog caches (and the delivery's cache is refreshed
+        with them). The posting is looked up only when it has no question (one call otherwise)."""
+        rows = await self._raw_questions(job_id, fresh=True)
+        if not rows and await self._posting(job_id) is None:
             raise PermanentError(f"job posting {job_id} not found", status=404)
-        return [question_from_raw(q) for q in await self._raw_questions(job_id, fresh=True)]
+        return [question_from_raw(q) for q in rows]
 
     async def list_stages(self, job_id: str | None = None) -> list[Stage]:
         """With a job: its application phases (Factorial scopes phases by posting); without:

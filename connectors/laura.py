@@ -10,6 +10,9 @@ Plan: ``candidate`` (look up by email, else create; 409 duplicate = success) →
 (look up by candidate + job, else validate the answers against the job's questions and create
 the application carrying them) → ``stage`` (only when the application names a stage).
 
+Reads (Kombo's shapes): jobs (``GET /jobs``, page numbers), the job's questions, the global stage
+list; no sources (docs/connectors/laura.md, "Read models").
+
 Settings (`LauraSettings`): ``drop_attachments`` and ``api_path``. Coverage, steps and every
 assumption: docs/connectors/laura.md.
 """
@@ -626,9 +629,14 @@ class LauraConnector(Connector[LauraSettings]):
             LauraWire.job(row), screening_questions=questions, stages=await self.list_stages()
         )
 
-    async def job_questions(self, job_id: str, *, fresh: bool = False) -> list[ScreeningQuestion]:
-        """``GET /jobs/{id}/questions`` in Kombo's shape, ordered by index, cached a minute
-        (`fresh` bypasses the cache); PermanentError(404) for an unknown job."""
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        """``GET /jobs/{id}/questions`` in Kombo's shape, ordered by index; PermanentError(404)
+        for an unknown job. Always read from Laura: the catalog caches reads (in Redis, shared
+        by every process), a second cache here would only make them staler. The answer refreshes
+        the minute cache the older `screening_questions` path reads."""
+        return await self._job_questions(job_id, fresh=True)
+
+    async def _job_questions(self, job_id: str, *, fresh: bool = False) -> list[ScreeningQuestion]:
 
         async def load() -> list[ScreeningQuestion]:
             path = LauraWire.job_questions_path(job_id)
@@ -645,8 +653,9 @@ class LauraConnector(Connector[LauraSettings]):
 
     async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
         """The job's questions in the neutral shape (plus ``precondition_question_id`` and
-        ``precondition_options``), derived from `job_questions`."""
-        return [LauraWire.neutral(q) for q in await self.job_questions(job_id, fresh=fresh)]
+        ``precondition_options``), derived from `job_questions`, cached a minute (`fresh`
+        bypasses the cache)."""
+        return [LauraWire.neutral(q) for q in await self._job_questions(job_id, fresh=fresh)]
 
     async def job_status(self, job_id: str) -> str | None:
         row = await self._job_row(job_id)

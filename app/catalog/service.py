@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.catalog.cache import CatalogCache, Entry, Policy
 from app.catalog.ids import INPUT_INVALID, unwrap_cursor, wrap_cursor
@@ -243,7 +244,6 @@ class Catalog:
         flight = self.cache.refresh(
             entry_key, keys.catalog_lock_key(connection_id, kind, key), type_, fetch, policy, known
         )
-        started = time.monotonic()
         try:
             if budget_s is None:
                 entry = await asyncio.shield(flight)
@@ -267,7 +267,16 @@ class Catalog:
             if known is not None and isinstance(exc, TransientError | AuthError):
                 return self._answer(connection_id, known, job_id, stale=True)
             raise _problem(connection_id, exc) from None
-        log.debug("catalog.read", connection=connection_id, kind=kind, waited_s=round(time.monotonic() - started, 3))
+        except RedisError:
+            raise  # the web answers 503 "the queue store is not reachable"
+        except Exception as exc:  # a connector's bug: a 502 naming it, never a 500
+            log.error("catalog.connector_failed", connection=connection_id, kind=kind, error_type=type(exc).__name__)
+            raise Problem(
+                502,
+                "ATS answer not understood",
+                f"connection {connection_id!r}: the connector failed reading {kind} ({type(exc).__name__})",
+                code=REMOTE_ERROR,
+            ) from None
         return self._answer(connection_id, entry, job_id, stale=False)
 
     @staticmethod

@@ -5,9 +5,10 @@ An emulator is a Litestar app built by `sandbox_app(...)`: its own ATS routes pl
 * ``POST /_sandbox/faults``  set fault injection (JSON body, see `Faults`); ``DELETE`` clears it.
 * ``GET  /_sandbox/records`` everything the emulator holds, as JSON (seed data and what it got),
   plus ``max_in_flight``: the most ATS requests it was handling at once since the last reset,
-  and ``requests`` (also served as ``calls``): how many ATS requests it got per
-  ``"<METHOD> <path>"`` since the last reset (query strings left out), so tests can count ATS
-  calls, e.g. one questions call for a burst of intakes.
+  and ``calls``: the ATS requests received since the last reset, per ``"<METHOD> <path>"``
+  (query strings left out), so tests can count what a read cost the ATS. The same counts are
+  also under ``requests``; an emulator whose records have their own ``calls`` keeps them (OTYS:
+  per JSON-RPC method, as every call shares one path).
 * ``POST /_sandbox/reset``   back to the seed.
 
 Faults are applied by an ASGI middleware in front of the ATS routes (never the ``/_sandbox``
@@ -77,7 +78,7 @@ class FaultState:
     injected: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0  # ATS requests being handled now, and the most seen at once since reset
     max_in_flight: int = 0
-    requests: dict[str, int] = field(default_factory=dict)  # "<METHOD> <path>" -> count since reset
+    calls: dict[str, int] = field(default_factory=dict)  # "<METHOD> <path>" -> requests since reset
 
     def set(self, faults: Faults) -> None:
         self.faults = faults
@@ -124,8 +125,8 @@ class FaultMiddleware:
         if scope["type"] != ScopeType.HTTP or scope["path"].startswith(SANDBOX_PREFIX):
             await self.app(scope, receive, send)
             return
-        counted = f"{scope['method']} {scope['path']}"
-        self.state.requests[counted] = self.state.requests.get(counted, 0) + 1
+        key = f"{scope['method']} {scope['path']}"
+        self.state.calls[key] = self.state.calls.get(key, 0) + 1
         self.state.in_flight += 1
         self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
         try:
@@ -212,8 +213,8 @@ def sandbox_app(
         data = records()
         data["faults_injected"] = dict(faults.injected)
         data["max_in_flight"] = faults.max_in_flight
-        data["requests"] = dict(faults.requests)
-        data["calls"] = dict(faults.requests)  # the same counts, under the name reads-a's tests use
+        data.setdefault("calls", dict(faults.calls))
+        data["requests"] = dict(faults.calls)
         return data
 
     @post(f"{SANDBOX_PREFIX}/reset", status_code=200, sync_to_thread=False)
@@ -222,7 +223,7 @@ def sandbox_app(
         faults.set(Faults())
         faults.injected.clear()
         faults.max_in_flight = faults.in_flight
-        faults.requests.clear()
+        faults.calls.clear()
         return {"reset": name}
 
     def wrap(app: ASGIApp) -> ASGIApp:

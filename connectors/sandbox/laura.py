@@ -198,6 +198,11 @@ JOB_QUESTIONS = [
     # job 102: optional questions only
     _jq(9011, 102, 505, 0, False),
     _jq(9012, 102, 507, 1, False),
+    # job 201: a chain: 503 shown when 501 is "true", 504 shown when 503 is Tampere (12)
+    _jq(9021, 201, 501, 0, True),
+    _jq(9022, 201, 503, 1, True, 501, ["true"]),
+    _jq(9023, 201, 504, 2, True, 503, ["12"]),
+    _jq(9024, 201, 505, 3, False),
 ]
 
 

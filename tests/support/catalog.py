@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.emulators import Emulator
 
 
@@ -15,12 +16,11 @@ from tests.support.emulators import Emulator
 class Ats:
     name: str
     job_id: str  # a job with screening questions (and stages, where the ATS scopes them by job)
-    questions_path: str  # "<METHOD> <path>" the connector reads that job's questions with
+    questions_path: str  # the records' "calls" key counting the ATS call that reads the questions
     add_question: Callable[[Emulator, str], None]
+    jobs_key: str  # where the emulator's records list its jobs
     settings: dict[str, Any] = field(default_factory=dict)  # the connection table's connector keys
-    # The connector keeps the job's questions itself this long (a TtlCache from before the
-    # catalog): a question added in the ATS then shows only after both caches expire.
-    own_questions_cache_s: float = 0.0
+    emulator_options: dict[str, Any] = field(default_factory=dict)  # enough jobs to page through
 
 
 def _laura_add(emulator: Emulator, job_id: str) -> None:
@@ -30,6 +30,46 @@ def _laura_add(emulator: Emulator, job_id: str) -> None:
     ).raise_for_status()
 
 
+def _factorial_add(emulator: Emulator, job_id: str) -> None:
+    emulator.http.post(
+        "/_sandbox/factorial/questions",
+        json={"ats_job_posting_id": job_id, "label": "Shift work?", "question_type": "text", "mandatory": True},
+    ).raise_for_status()
+
+
+def _otys_add(emulator: Emulator, job_id: str) -> None:
+    emulator.http.post(
+        f"/_sandbox/otys/vacancies/{job_id}/questions",
+        json={"question": "Shift work?", "type": "checkbox", "fieldName": "extraInfo7", "mandatory": True},
+    ).raise_for_status()
+
+
+def _flatchr_add(emulator: Emulator, job_id: str) -> None:
+    emulator.http.post(
+        f"/_sandbox/flatchr/vacancies/{job_id}/questions",
+        json={"text": "Shift work?", "type": "text", "required": True},
+    ).raise_for_status()
+
+
 ATSS = {
-    "laura": Ats("laura", "102", "GET /api/v1.2/jobs/102/questions", _laura_add, own_questions_cache_s=60.0),
+    "factorial": Ats(
+        "factorial", "2001", "GET /api/2026-07-01/resources/ats/questions", _factorial_add, jobs_key="job_postings"
+    ),
+    "laura": Ats("laura", "102", "GET /api/v1.2/jobs/102/questions", _laura_add, jobs_key="jobs"),
+    "otys": Ats(
+        "otys",
+        "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        "Otys.Services.QuestionSetService.getDetail",
+        _otys_add,
+        jobs_key="vacancies",
+    ),
+    "flatchr": Ats(
+        "flatchr",
+        "Vq5r6pYxam9AmMvP",
+        "GET /vacancy/Vq5r6pYxam9AmMvP",
+        _flatchr_add,
+        jobs_key="vacancies",
+        settings={"company_id": COMPANY_ID},
+        emulator_options={"extra_vacancies": 40},
+    ),
 }

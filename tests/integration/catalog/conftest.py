@@ -21,7 +21,7 @@ def ats(request: pytest.FixtureRequest) -> Ats:
 
 @pytest.fixture
 def served(ats: Ats, emulator: EmulatorFactory) -> Emulator:
-    return emulator(ats.name)
+    return emulator(ats.name, **ats.emulator_options)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from app.core.catalog import READ_JOB_STAGES, READ_SOURCES, READ_STAGES
 from app.redis.keys import paused_key
@@ -54,8 +53,8 @@ async def test_jobs_page_through_the_ats_with_filters(
     ats: Ats, served: Emulator, relay_for: Callable[..., Relay]
 ) -> None:
     relay = relay_for()
-    seeded = served.records()["jobs"]
-    jobs, pages = await all_jobs(relay, page_size=20)
+    seeded = served.records()[ats.jobs_key]
+    jobs, pages = await all_jobs(relay, page_size=10)
     assert len(jobs) == len(seeded) and len({j["id"] for j in jobs}) == len(seeded) and pages >= 3
     assert all(j["id"] == j["remote_id"] and "remote_data" not in j for j in jobs)
     assert {j["status"] for j in jobs} >= {"OPEN", "CLOSED"}
@@ -143,7 +142,7 @@ async def test_reads_the_ats_lacks_are_404_with_a_clear_detail(ats: Ats, relay_f
         body = problem_of(response, 404, "INTEGRATION.ACTION_NOT_AVAILABLE")
         assert ats.name in body["detail"].lower() and word in body["detail"]
         checked += 1
-    assert checked >= 1  # every ATS lacks one of these
+    assert checked == len({READ_SOURCES, READ_STAGES, READ_JOB_STAGES} - reads)
 
 
 async def test_unknown_connection_and_unknown_job_are_404_with_their_code(
@@ -208,16 +207,12 @@ async def test_fifty_concurrent_reads_of_one_jobs_questions_make_one_ats_call(
     responses = await asyncio.gather(*(get(relay, path) for relay in (first, second) * 25))
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
-    assert served.records()["requests"].get(ats.questions_path) == 1
+    assert served.records()["calls"].get(ats.questions_path) == 1
 
 
 async def test_the_cache_expiring_picks_up_a_question_added_in_the_ats(
     ats: Ats, served: Emulator, relay_for: Callable[..., Relay]
 ) -> None:
-    if ats.own_questions_cache_s:
-        pytest.skip(
-            f"{ats.name}'s connector keeps questions {ats.own_questions_cache_s:g} s itself, past catalog_ttl_s"
-        )
     relay = relay_for(catalog_ttl_s=0.5)
     path = f"{BASE}/jobs/{ats.job_id}/screening-questions"
     before = (await get(relay, path)).json()

@@ -104,8 +104,12 @@ async def test_one_job_with_every_question_type_and_its_phases(
     assert [q.index for q in job.screening_questions] == sorted(q.index or 0 for q in job.screening_questions)
     assert [s.name for s in job.stages] == ["New", "Screening", "Interview", "Offer", "Hired"]
     assert job.stages[1].id == "200102" and job.stages[1].index == 1
+    before = factorial.records()["calls"]
     again = await connector.job_questions("2001")
     assert again == job.screening_questions  # option ids stable across calls
+    after = factorial.records()["calls"]
+    assert after[f"GET {PREFIX}ats/questions"] == before[f"GET {PREFIX}ats/questions"] + 1
+    assert after[f"GET {PREFIX}ats/job_postings/2001"] == before[f"GET {PREFIX}ats/job_postings/2001"]  # one call
     assert await connector.get_job("999999") is None
     with pytest.raises(PermanentError) as missing:
         await connector.job_questions("999999")

@@ -206,17 +206,31 @@ async def test_answers_from_job_questions_land_typed(laura: Emulator, ats_http: 
     }
 
 
-async def test_a_question_added_in_laura_shows_after_the_cache(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+async def test_a_question_added_in_laura_shows_at_once_in_job_questions(
+    laura: Emulator, ats_http: httpx.AsyncClient
+) -> None:
+    """job_questions always asks Laura (the catalog's Redis cache is the one cache of reads); the
+    older screening_questions path keeps its minute cache."""
     connector = make(laura, ats_http)
     before = await connector.job_questions("102")
+    old = await connector.screening_questions("102")
     added = laura.http.post(
         "/_sandbox/laura/jobs/102/questions",
         json={"title": "Vuorotyö? / Shift work?", "format": {"type": "boolean"}, "required": True},
     )
     assert added.status_code == 201
-    assert await connector.job_questions("102") == before  # cached a minute
-    fresh = await connector.job_questions("102", fresh=True)
+    assert await connector.screening_questions("102") == old  # cached a minute
+    fresh = await connector.job_questions("102")
     assert len(fresh) == len(before) + 1
     new = fresh[-1]
     assert (new.title, new.format.type, new.required) == ("Vuorotyö? / Shift work?", "BOOLEAN", True)
     assert laura.records()["requests"]["GET /api/v1.2/jobs/102/questions"] == 2
+    assert len(await connector.screening_questions("102")) == len(old) + 1  # refreshed by the read
+
+
+async def test_a_chain_of_conditional_questions(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    questions = {q.id: q for q in await make(laura, ats_http).job_questions("201")}
+    assert list(questions) == ["501", "503", "504", "505"]
+    assert (questions["503"].precondition_question_id, questions["503"].precondition_options) == ("501", [True])
+    assert (questions["504"].precondition_question_id, questions["504"].precondition_options) == ("503", ["12"])
+    assert questions["505"].precondition_question_id is None and questions["505"].precondition_options is None
