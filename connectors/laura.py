@@ -568,7 +568,7 @@ class LauraConnector(Connector[LauraSettings]):
         self, application: StoredApplication, *, fresh: bool = False
     ) -> list[tuple[str, str, Any]]:
         """The answers to send, coerced, or PermanentError naming every problem (dead letter)."""
-        questions = await self.job_questions(application.application.job_id, fresh=fresh)
+        questions = await self._job_questions(application.application.job_id, fresh=fresh)
         result, answers = encoded_answers(questions, application.screening_question_answers)
         if not result.ok:
             raise PermanentError("screening answers rejected: " + result.summary())

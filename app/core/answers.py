@@ -13,7 +13,10 @@ or ``[i].question_id`` for a repeat; the message names the question id, never th
   MULTI_SELECT a list of option ids among them, no repeats; BOOLEAN true/false; DATE an ISO 8601
   date (or date-time) string; FILE a file within `accepted_mime_types` and `max_file_size_bytes`;
   INFORMATION takes no answer;
-- a required question whose precondition holds is answered (field ``screening_question_answers``);
+- a required question whose precondition holds is answered (field ``screening_question_answers``)
+  — when the application answers any question of the job: one that answers none comes from a
+  client without a questions UI (Kombo's "auto-answer" case), and gets one warning per required
+  question instead, leaving the ATS to decide;
 - a conditional question is answered only where its precondition holds: its parent is itself
   shown and answered with one of `precondition_options` (chains: a hidden parent hides its child);
 - a question is answered once.
@@ -87,7 +90,7 @@ class AnswerCheck:
         if self._faults > MAX_FAULTS:
             self.errors.append(FieldError(FIELD, f"and {self._faults - MAX_FAULTS} more faults in the answers"))
         if self._warned > MAX_WARNINGS:
-            self.warnings.append(f"and {self._warned - MAX_WARNINGS} more answers to questions the job does not have")
+            self.warnings.append(f"and {self._warned - MAX_WARNINGS} more warnings on the answers")
         self._faults = min(self._faults, MAX_FAULTS)
         self._warned = min(self._warned, MAX_WARNINGS)
         return self
@@ -159,12 +162,16 @@ def check_answers(questions: Sequence[ScreeningQuestion], answers: Sequence[Answ
             result.fault(path, f"question {quoted(qid)}: {reason}")
             continue
         result.kept.append(i)
+    answered_any = any(not is_blank(answers[i].answer) for i in given.values())
     for question in questions:
         if not question.required or question.format.type in ("INFORMATION", "UNKNOWN"):
             continue
         i = given.get(question.id, -1)
         if (i < 0 or is_blank(answers[i].answer)) and shown(question):
-            result.fault(FIELD, f"question {quoted(question.id)}: required")
+            if answered_any:
+                result.fault(FIELD, f"question {quoted(question.id)}: required")
+            else:  # a client without a questions UI: the ATS decides (module docstring)
+                result.warn(f"question {quoted(question.id)} is required and was not answered (no answers given)")
     result.kept.sort()
     return result.close()
 

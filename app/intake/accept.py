@@ -8,6 +8,7 @@ types, sizes, URLs, what the target connection can take), applies the idempotenc
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from app.intake.screening import INPUT_INVALID, JobRead
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
-from connectors.base import Connector, StepWarning
+from connectors.base import Connector, ConnectorError, StepWarning
 
 UNCHECKED = (
     "answers_unchecked",
@@ -168,6 +169,21 @@ def build_stored(
     return stored, collected.blobs
 
 
+def _field_errors(errors: list[str], app: ApplicationIn) -> list[FieldError]:
+    """A connector's "<field>: <reason>" refusals as field errors; "question <id>: ..." names the
+    answer to that question (`screening_question_answers[i].answer`)."""
+    if not errors:
+        return []
+    index = {a.question_id: i for i, a in reversed(list(enumerate(app.screening_question_answers)))}
+    out = []
+    for e in errors:
+        head = e.split(":")[0]
+        qid = head.removeprefix("question ") if head.startswith("question ") else None
+        path = f"{answers.FIELD}[{index[qid]}].answer" if qid is not None and qid in index else head
+        out.append(FieldError(path, e))
+    return out
+
+
 def _add_attachment(collected: _Files, path: str, att: AttachmentIn) -> AttachmentRef:
     return collected.add(path, att.name, att.type, att.content_type, att.data, att.data_url)
 
@@ -234,6 +250,19 @@ class Intake:
             app = msgspec.structs.replace(app, screening_question_answers=typed)
         return app, answers.check_answers(read.questions, app.screening_question_answers), False
 
+    @staticmethod
+    async def _connector_answers(checker: Connector, stored: StoredApplication) -> list[str]:
+        """What the connector itself refuses in answers the shared check let through (how its ATS
+        stores them, e.g. OTYS's match criteria), when it answers within the budget; otherwise
+        its steps check again before writing."""
+        if not stored.screening_question_answers:
+            return []
+        try:
+            async with asyncio.timeout(screening.BUDGET_S):
+                return await checker.check_answers(stored)
+        except (TimeoutError, ConnectorError):
+            return []
+
     async def accept(
         self,
         app: ApplicationIn,
@@ -248,7 +277,9 @@ class Intake:
         app, checked, unchecked = await self.screen(app, connection, checker, origin)
         stored, blobs = build_stored(app, connection, origin, checked.kept)
         errors, warnings = checker.check(stored)
-        faults = [*checked.errors, *(FieldError(e.split(":")[0], e) for e in errors)]
+        if not errors and checked.ok and not unchecked:
+            errors = await self._connector_answers(checker, stored)
+        faults = [*checked.errors, *_field_errors(errors, app)]
         if faults:
             raise Problem(
                 422,

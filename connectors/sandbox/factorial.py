@@ -218,18 +218,15 @@ class FactorialState:
                     "active_applications_count": 0,
                     "ats_hiring_stage_id": str(pos + 1),
                 }
-        # No seeded question is mandatory: intake refuses an application that leaves a required
-        # question unanswered (app/core/answers.py), and most tests post to 2001 without answers;
-        # a test of that rule adds a mandatory question (`POST /_sandbox/factorial/questions`).
         seeded_questions = [
-            ("3001", "2001", "Why do you want to join us?", "long_text", False, []),
+            ("3001", "2001", "Why do you want to join us?", "long_text", True, []),
             ("3002", "2001", "Your expected salary", "text", False, []),
             (
                 "3003",
                 "2001",
                 "Do you hold an EU work permit?",
                 "single_choice",
-                False,
+                True,
                 [{"text": "Yes", "disqualifies": False}, {"text": "No", "disqualifies": True}],
             ),
             (
@@ -245,7 +242,7 @@ class FactorialState:
                 ],
             ),
             ("3005", "2001", "Portfolio file", "file", False, []),
-            ("3006", "2002", "Years of sales experience", "text", False, []),
+            ("3006", "2002", "Years of sales experience", "text", True, []),
             ("3007", "2002", "Cover note", "long_text", False, []),
             (
                 "3008",

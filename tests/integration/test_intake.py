@@ -144,7 +144,9 @@ async def test_base64_as_boards_send_it_is_accepted_byte_exact(relay: Relay, for
     body = valid()
     body["attachments"][0]["data"] = SLOPPY_BASE64[form]
     body["screening_question_answers"] = [
-        {"question_id": "3005", "answer": {"name": "letter.pdf", "data": SLOPPY_BASE64[form]}}
+        {"question_id": "3005", "answer": {"name": "letter.pdf", "data": SLOPPY_BASE64[form]}},
+        {"question_id": "3001", "answer": "Because."},  # 2001's mandatory questions
+        {"question_id": "3003", "answer": "Yes"},
     ]
     response = await relay.post(body)
     assert response.status_code == 202, response.text

@@ -340,11 +340,6 @@ async def test_a_burst_of_50_intakes_for_one_job_reads_the_ats_once(
     assert reads and all(count == 1 for count in reads.values()), reads
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Laura's connector keeps its own 60 s cache of a job's questions under the catalog's "
-    "(connectors/laura.py, QUESTIONS_CACHE_S): a catalog_ttl_s below it does not see a new question sooner",
-)
 async def test_a_question_added_in_the_ats_is_checked_once_the_cache_expires(
     relay_of: Callable[..., Relay], emulator: Callable[..., Emulator]
 ) -> None:
