@@ -308,13 +308,16 @@ class DeliveryEngine:
                 checked = await self._check_answers(delivery, connector, application)
             except AuthError as exc:
                 return await self._pause(delivery, exc, _RunState(started=now, step=CHECK_STEP))
-            except TransientError as exc:
+            except Refused as exc:  # the relay's own verdict: a closed or unknown job, a bad answer
+                return await self._dead_letter(delivery, _error_info("permanent", exc, now, CHECK_STEP))
+            except ConnectorError as exc:
+                # A read that failed says nothing about the application: retry it on the schedule
+                # (a read is safe to repeat), never dead-letter an application over it.
+                retry = exc if isinstance(exc, TransientError) else TransientError(exc.detail, status=exc.status)
                 delivery.failed_attempts += 1
                 return await self._retry_or_give_up(
-                    delivery, exc, _RunState(started=now, step=CHECK_STEP), connection.retry, delivery.failed_attempts
+                    delivery, retry, _RunState(started=now, step=CHECK_STEP), connection.retry, delivery.failed_attempts
                 )
-            except PermanentError as exc:
-                return await self._dead_letter(delivery, _error_info("permanent", exc, now, CHECK_STEP))
             if checked is not application:
                 application, steps = checked, connector.plan(checked)
         self._track_attachments(delivery, steps)
