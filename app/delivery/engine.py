@@ -310,10 +310,16 @@ class DeliveryEngine:
                 return await self._pause(delivery, exc, _RunState(started=now, step=CHECK_STEP))
             except Refused as exc:  # the relay's own verdict: a closed or unknown job, a bad answer
                 return await self._dead_letter(delivery, _error_info("permanent", exc, now, CHECK_STEP))
-            except ConnectorError as exc:
-                # A read that failed says nothing about the application: retry it on the schedule
-                # (a read is safe to repeat), never dead-letter an application over it.
-                retry = exc if isinstance(exc, TransientError) else TransientError(exc.detail, status=exc.status)
+            except (RedisConnectionError, RedisTimeoutError):
+                raise  # our own store is away: the worker re-runs the job, no attempt spent
+            except Exception as exc:
+                # A read that failed (or a connector that broke on its answer) says nothing about
+                # the application: retry on the schedule (a read is safe to repeat), never
+                # dead-letter an application over it.
+                if isinstance(exc, ConnectorError):
+                    retry = exc if isinstance(exc, TransientError) else TransientError(exc.detail, status=exc.status)
+                else:
+                    retry = TransientError(f"internal error checking the answers: {type(exc).__name__}")
                 delivery.failed_attempts += 1
                 return await self._retry_or_give_up(
                     delivery, retry, _RunState(started=now, step=CHECK_STEP), connection.retry, delivery.failed_attempts
