@@ -57,7 +57,9 @@ def _hidden(router: Router) -> Router:
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
-    intake = Intake(runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms)
+    intake = Intake(
+        runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms, catalog=runtime.catalog
+    )
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()

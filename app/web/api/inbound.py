@@ -85,8 +85,8 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
         return _duplicate(existing.decode())
     job_id, job_field = indeed.ats_job_id(apply, connection)
     connector = runtime.connectors.get(connection.id)
-    await check_job(connector, connection, job_id, job_field)
-    draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id)
+    await check_job(intake.catalog, connector, connection, job_id, job_field)
+    draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id, intake.catalog)
     await _type_indeed_answers(runtime, connection, job_id, draft)
     accepted = await _accept(intake, draft, origin, None, notes)
     if not accepted.created:
@@ -125,6 +125,7 @@ def _duplicate(delivery_id: str) -> Response[Any]:
         409,
         "Duplicate application",
         "this application was already received",
+        code="ATS.APPLICATION_ALREADY_EXISTS",
         delivery_id=delivery_id,
         headers={"Location": f"/v1/deliveries/{delivery_id}"},
     )
@@ -225,7 +226,7 @@ async def _career_form(
     if not 0 < len(job_id) <= 200:
         raise Problem.invalid("job_id", "1 to 200 characters")
     connector = runtime.connectors.get(connection.id)
-    await check_job(connector, connection, job_id, "job_id")
+    await check_job(intake.catalog, connector, connection, job_id, "job_id")
     draft = forms.to_application(form, connection, job_id)
     if page:
         await _shape_page_answers(runtime, connection, job_id, draft)
