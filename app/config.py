@@ -130,6 +130,8 @@ class InboundSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     indeed_client_secret_env: str | None = None
     indeed_ats_name: str = "applyrelay"
     indeed_status_map: dict[str, IndeedStatus] = {}  # ATS stage id / stage name / outcome -> Indeed status
+    # Outbound destinations (status callbacks, HelloWork, Indeed; app/tracking/health.py)
+    outbound_disable_after_s: PositiveNumber = 5 * 24 * 3600.0  # failing every attempt this long: disabled
 
 
 class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -152,7 +152,7 @@ class IndeedState:
         self.fail_ids: dict[str, str] = {}
         self.tokens_issued = 0
         self.dispositions: list[dict[str, Any]] = []
-        self.requests: list[dict[str, Any]] = []
+        self.batches: list[dict[str, Any]] = []
         self.pii_refused: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
         self.unauthorized = 0
@@ -162,7 +162,7 @@ class IndeedState:
             return {
                 "tokens_issued": self.tokens_issued,
                 "dispositions": list(self.dispositions),
-                "requests": list(self.requests),
+                "batches": list(self.batches),
                 "pii_refused": list(self.pii_refused),
                 "refused": list(self.refused),
                 "unauthorized": self.unauthorized,
@@ -258,7 +258,7 @@ def create_app(
             return _gql_error("; ".join(errors))
         failed, good = [], 0
         with state.lock:
-            state.requests.append({"count": len(dispositions)})
+            state.batches.append({"count": len(dispositions)})
             for item in dispositions:
                 ident = item["identifiedBy"]
                 apply_id = next(str(ident[k]) for k in IDENTIFIERS if ident.get(k) not in (None, ""))
