@@ -18,7 +18,7 @@ from app.delivery import queue
 from app.delivery.record import STATUSES
 from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore
 from app.redis.client import awaited
-from app.redis.keys import connection_status_index, metric_key, status_index
+from app.redis.keys import DESTINATIONS, connection_status_index, destination_key, metric_key, status_index
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -100,7 +100,28 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
     families.append(deliveries)
     families.append(_latency_histogram(latency))
     families.append(_purged(_decode(await awaited(redis.hgetall(metric_key("purged"))))))
+    families.extend(await _destinations(store))
     return families
+
+
+async def _destinations(store: DeliveryStore) -> list[Metric]:
+    """Outbound destinations (app/tracking/health.py): operational events by type and destination
+    kind (``message.attempt.exhausted``, ``endpoint.disabled``, ...), and disabled destinations."""
+    redis = store.redis
+    events = CounterMetricFamily(
+        "applyrelay_operational_events",
+        "Operational events of the outbound destinations (status callbacks, HelloWork, Indeed)",
+        labels=["type", "destination_kind"],
+    )
+    for labels, value in sorted(_decode(await awaited(redis.hgetall(metric_key("events")))).items()):
+        events.add_metric(labels.split("\x1f"), value)
+    disabled = GaugeMetricFamily(
+        "applyrelay_destinations_disabled", "Outbound destinations disabled after failing", labels=["destination"]
+    )
+    for name in sorted(m.decode() for m in await awaited(redis.smembers(DESTINATIONS))):
+        is_disabled = await awaited(redis.hexists(destination_key(name), "disabled_at"))
+        disabled.add_metric([name], 1.0 if is_disabled else 0.0)
+    return [events, disabled]
 
 
 def _purged(counts: dict[str, float]) -> Metric:

@@ -9,7 +9,7 @@ from litestar import Litestar, Router
 
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, connections, deliveries, files, hellowork, inbound, privacy
+from app.web.api import actions, connections, deliveries, destinations, files, hellowork, inbound, privacy
 from app.web.api.applications import api_router
 from app.web.dashboard import views as dashboard
 from app.web.problems import EXCEPTION_HANDLERS
@@ -31,6 +31,7 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     inbound.router,
     hellowork.router,
     deliveries.router,
+    destinations.router,
     dashboard.router,
     privacy.router,
 ]

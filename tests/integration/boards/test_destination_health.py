@@ -1,0 +1,142 @@
+"""Destination health on Svix's model, with a controlled clock: messages that exhaust their retries
+raise `message.attempt.exhausted`; a destination failing every attempt for the disable period is
+disabled (event, API, /metrics) until an operator enables it; "recover failed messages since T"
+re-sends exactly the failed ones, in the background, with progress. The HelloWork emulator is the
+destination, over HTTP; the operator side is the relay's API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from app.delivery.record import Delivery, Status
+from app.runtime import Runtime
+from app.tracking import boards
+from tests.support.boards import HELLOWORK_KEY
+from tests.support.builders import connection_table
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
+
+DAY = 24 * 3600.0
+
+
+@pytest.fixture
+async def relay(
+    make_relay: Callable[..., Relay], factorial: Emulator, hellowork: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> Relay:
+    monkeypatch.setenv("TEST_HELLOWORK_KEY", HELLOWORK_KEY)
+    table = connection_table(
+        "factorial",
+        factorial.url,
+        hellowork_secret_env="TEST_HELLOWORK_KEY",
+        hellowork_status_hosts=[f"127.0.0.1:{hellowork.server.port}"],
+        fetch_allow_http=True,  # test-only: loopback emulator over http
+        retry_schedule=[15, 60],  # three attempts per message
+    )
+    return make_relay({"acme": table})
+
+
+@pytest.fixture
+async def runtime(relay: Relay) -> AsyncIterator[Runtime]:
+    runtime = Runtime(relay.settings)
+    yield runtime
+    await runtime.close()
+
+
+async def report(runtime: Runtime, hellowork: Emulator, name: str, at: float) -> str:
+    delivery = Delivery(
+        id=f"d-{name}",
+        connection_id="acme",
+        connector="factorial",
+        status=Status.DELIVERED,
+        created_at=at,
+        updated_at=at,
+        idempotency_key_hash="x",
+        channel="hellowork",
+        board="hellowork",
+        board_application_id=name,
+        job_id="2001",
+    )
+    body = {"status": "New", "eventDate": boards.iso(at), "created": boards.iso(at), "jobId": "2001"}
+    url = f"{hellowork.url}/v1/applications/{name}/status"
+    return (await boards.enqueue(runtime.redis, "hellowork", delivery, body, at, at, url)).id
+
+
+async def dispatch(runtime: Runtime, at: float) -> dict[str, int]:
+    return await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, now=at)
+
+
+async def test_down_for_the_period_disables_and_recover_resends_exactly_the_failed(
+    relay: Relay, runtime: Runtime, hellowork: Emulator
+) -> None:
+    t0 = time.time()
+    await report(runtime, hellowork, "ok-before", t0 - 10)
+    assert await dispatch(runtime, t0 - 10) == {"sent": 1}
+
+    hellowork.faults(error_rate=1.0)  # HelloWork is down from here
+    await report(runtime, hellowork, "old", t0 - 5)  # fails too, but before the recover's T
+    for name in ("b", "c"):
+        await report(runtime, hellowork, name, t0)
+    assert await dispatch(runtime, t0) == {"retry_scheduled": 3}
+    assert await dispatch(runtime, t0 + 20) == {"retry_scheduled": 3}
+    assert await dispatch(runtime, t0 + 100) == {"failed": 3}  # retries exhausted
+    events = (await relay.client.get("/v1/events?type=message.attempt.exhausted", headers=relay.admin)).json()
+    assert sorted(e["delivery_id"] for e in events["data"]) == ["d-b", "d-c", "d-old"]
+
+    await report(runtime, hellowork, "d", t0 + 4 * DAY)
+    assert await dispatch(runtime, t0 + 4 * DAY) == {"retry_scheduled": 1}  # 4 days: not yet
+    destinations = (await relay.client.get("/v1/destinations", headers=relay.admin)).json()
+    assert destinations["disabled"] == []
+    assert await dispatch(runtime, t0 + 5 * DAY + 1) == {"retry_scheduled": 1}  # this failure disables it
+    destinations = (await relay.client.get("/v1/destinations", headers=relay.admin)).json()
+    assert destinations["disabled"] == ["hellowork:acme"]
+    [row] = destinations["data"]
+    assert row["attempts"] == 12 and row["successes"] == 1 and row["failures"] == 11
+    assert row["failing_since"] == pytest.approx(t0, abs=0.01)  # the first failed attempt
+    disabled = (await relay.client.get("/v1/events?type=endpoint.disabled", headers=relay.admin)).json()["data"]
+    assert len(disabled) == 1 and disabled[0]["destination"] == "hellowork:acme"
+
+    await report(runtime, hellowork, "e", t0 + 5 * DAY + 2)
+    calls_before = hellowork.records()["faults_injected"]["error"]
+    assert await dispatch(runtime, t0 + 6 * DAY) == {"failed": 2}  # d and e: no attempt while disabled
+    assert hellowork.records()["faults_injected"]["error"] == calls_before
+
+    metrics = (await relay.client.get("/metrics", headers=relay.admin)).text
+    assert (
+        'applyrelay_operational_events_total{destination_kind="hellowork",type="message.attempt.exhausted"} 3.0'
+        in metrics
+    )
+    assert 'applyrelay_operational_events_total{destination_kind="hellowork",type="endpoint.disabled"} 1.0' in metrics
+    assert 'applyrelay_destinations_disabled{destination="hellowork:acme"} 1.0' in metrics
+
+    hellowork.faults()  # back
+    enabled = await relay.client.post("/v1/destinations/hellowork:acme/enable", headers=relay.admin)
+    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+    started = await relay.client.post(
+        "/v1/destinations/hellowork:acme/recover", json={"since": t0 - 1}, headers=relay.admin
+    )
+    assert started.status_code == 202, started.text
+    progress: dict[str, Any] = {}
+    for _ in range(200):
+        progress = (await relay.client.get(started.headers["location"], headers=relay.admin)).json()
+        if progress["status"] != "running":
+            break
+        await asyncio.sleep(0.02)
+    assert (progress["status"], progress["total"], progress["requeued"]) == ("done", 4, 4)
+    assert await dispatch(runtime, time.time()) == {"sent": 4}
+    received = sorted(s["applicationId"] for s in hellowork.records()["statuses"])
+    assert received == ["b", "c", "d", "e", "ok-before"]  # not "old" (before T), "ok-before" once
+    assert (await relay.client.get("/v1/destinations/hellowork:acme", headers=relay.admin)).json()["disabled"] is False
+
+
+async def test_destination_api_refuses_unknown_names(relay: Relay) -> None:
+    for path in ("/v1/destinations/nope:acme", "/v1/destinations/hellowork:ghost"):
+        response = await relay.client.get(path, headers=relay.admin)
+        assert response.status_code == 404 and response.json()["code"] == "DESTINATION.NOT_FOUND"
+    bad = await relay.client.post("/v1/destinations/hellowork:acme/recover", json={}, headers=relay.admin)
+    assert bad.status_code == 400
+    assert (await relay.client.get("/v1/destinations")).status_code == 401  # a token is needed
