@@ -168,6 +168,16 @@ async def describe(redis: Redis, dest: str, attempts: int = 20) -> dict[str, Any
     }
 
 
+async def disabled_destinations(redis: Redis) -> list[dict[str, Any]]:
+    """The disabled destinations and since when (the dashboard's banner)."""
+    out = []
+    for name in sorted(m.decode() for m in await awaited(redis.smembers(DESTINATIONS))):
+        at = await awaited(redis.hget(destination_key(name), "disabled_at"))
+        if at is not None:
+            out.append({"destination": name, "disabled_at": float(at)})
+    return out
+
+
 async def all_destinations(redis: Redis) -> list[dict[str, Any]]:
     names = sorted(m.decode() for m in await awaited(redis.smembers(DESTINATIONS)))
     return [await describe(redis, name, attempts=5) for name in names]

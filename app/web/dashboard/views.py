@@ -34,6 +34,7 @@ from app.operator.query import build_filter, counts, find, known_names, series
 from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import find_token
+from app.tracking import boards, health
 from app.web import sessions
 from app.web.auth import current_token, require_scope
 from app.web.deps import runtime_of
@@ -354,6 +355,7 @@ async def dashboard(
         progress=progress,
         short=SHORT,
         now=time.time(),
+        disabled_destinations=await health.disabled_destinations(runtime.redis),
         **_chrome(request),
     )
 
@@ -420,6 +422,8 @@ async def detail(request: Request[Any, Any, Any], delivery_id: str, done: str | 
         actions=_actions(delivery),
         terminal=delivery.status in TERMINAL,
         done=done,
+        board_reports=await boards.reports_of(store.redis, delivery.id),
+        disabled_destinations=await health.disabled_destinations(store.redis),
         **_chrome(request),
     )
 

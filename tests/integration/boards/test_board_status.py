@@ -118,6 +118,13 @@ async def test_hellowork_hears_each_status_in_order(
 
     reports = await boards.reports_of(runtime.redis, delivery["id"])
     assert [(r.status, r.attempts) for r in reports] == [("sent", 1), ("sent", 1), ("sent", 2)]
+    api = (await relay.client.get(f"/v1/deliveries/{delivery['id']}/board-reports", headers=relay.admin)).json()
+    assert [r["body"]["status"] for r in api["data"]] == ["New", "Screening", "Hired"]
+    page = await relay.client.get(f"/dashboard/deliveries/{delivery['id']}", headers=relay.admin)
+    assert page.status_code == 200 and 'id="board-reports"' in page.text
+    section = page.text.split('id="board-reports"', 1)[1].split("</section>", 1)[0]
+    assert [part.split("</b>", 1)[0] for part in section.split("<b>")[1:]] == ["New", "Screening", "Hired"]
+    assert "2 attempts" in section and "Élodie" not in section  # what was reported, and when; no PII
 
 
 async def test_indeed_gets_new_then_hired_and_nothing_personal(
@@ -136,6 +143,8 @@ async def test_indeed_gets_new_then_hired_and_nothing_personal(
 
     records = indeed.records()
     sent = records["dispositions"]
+    page = await relay.client.get(f"/dashboard/deliveries/{delivery['id']}", headers=relay.admin)
+    assert "Reported to indeed" in page.text and "<b>HIRED</b>" in page.text
     assert [(d["dispositionStatus"], d["rawDispositionStatus"]) for d in sent] == [
         ("NEW", "New"),
         ("SCREEN", "Screening"),  # indeed_status_map

@@ -113,6 +113,9 @@ async def test_down_for_the_period_disables_and_recover_resends_exactly_the_fail
     assert 'applyrelay_operational_events_total{destination_kind="hellowork",type="endpoint.disabled"} 1.0' in metrics
     assert 'applyrelay_destinations_disabled{destination="hellowork:acme"} 1.0' in metrics
 
+    banner = (await relay.client.get("/dashboard", headers=relay.admin)).text
+    assert 'id="destinations-disabled"' in banner and "hellowork:acme" in banner
+
     hellowork.faults()  # back
     enabled = await relay.client.post("/v1/destinations/hellowork:acme/enable", headers=relay.admin)
     assert enabled.status_code == 200 and enabled.json()["enabled"] is True
@@ -131,6 +134,7 @@ async def test_down_for_the_period_disables_and_recover_resends_exactly_the_fail
     received = sorted(s["applicationId"] for s in hellowork.records()["statuses"])
     assert received == ["b", "c", "d", "e", "ok-before"]  # not "old" (before T), "ok-before" once
     assert (await relay.client.get("/v1/destinations/hellowork:acme", headers=relay.admin)).json()["disabled"] is False
+    assert 'id="destinations-disabled"' not in (await relay.client.get("/dashboard", headers=relay.admin)).text
 
 
 async def test_destination_api_refuses_unknown_names(relay: Relay) -> None:
