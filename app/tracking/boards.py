@@ -65,6 +65,7 @@ MUTATION = (
     "mutation SendDispositions($input: SendPartnerDispositionInput!) { partnerDisposition { send(input: $input) "
     "{ numberGoodDispositions failedDispositions { identifiedBy { indeedApplyID } rationale } } } }"
 )
+RECEIVED = {"stage_id": None, "stage_name": "Received", "outcome": "PENDING"}  # an ATS that cannot be asked
 DEFAULT_INDEED_MAP = {"HIRED": "HIRED", "DECLINED": "NOT_SELECTED", "REJECTED": "NOT_SELECTED"}
 
 

@@ -136,6 +136,10 @@ async def check_one(
         if status is None:  # this ATS cannot be asked
             await redis.zrem(SYNC_SET, delivery_id)
             report.dropped += 1
+            if delivery.remote_status is None:  # the board still hears it reached the ATS (NEW)
+                report.board_reports += await boards.on_status_change(
+                    redis, connection, delivery, dict(boards.RECEIVED), None, now
+                )
             return
         if status.get("outcome") == "DELETED":
             await redis.zrem(SYNC_SET, delivery_id)

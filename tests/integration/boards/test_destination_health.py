@@ -7,15 +7,21 @@ destination, over HTTP; the operator side is the relay's API."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import secrets as pysecrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from litestar import Litestar, Request, Response, post
 
+from app.config import parse_config
 from app.delivery.record import Delivery, Status
 from app.runtime import Runtime
-from app.tracking import boards
+from app.settings import Settings
+from app.tracking import boards, callbacks, poll
+from connectors.sandbox.common import BackgroundServer
 from tests.support.boards import HELLOWORK_KEY
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
@@ -144,3 +150,66 @@ async def test_destination_api_refuses_unknown_names(relay: Relay) -> None:
     bad = await relay.client.post("/v1/destinations/hellowork:acme/recover", json={}, headers=relay.admin)
     assert bad.status_code == 400
     assert (await relay.client.get("/v1/destinations")).status_code == 401  # a token is needed
+
+
+async def test_status_callbacks_count_toward_their_destination(
+    make_relay: Callable[..., Relay], factorial: Emulator
+) -> None:
+
+    answers: list[int] = []
+    received: list[str] = []
+
+    @post("/hook", status_code=200)
+    async def hook(request: Request[Any, Any, Any]) -> Response[Any]:
+        received.append(request.headers["webhook-id"])
+        return Response({}, status_code=answers.pop(0) if answers else 200)
+
+    server = BackgroundServer(Litestar([hook], logging_config=None)).start()
+    secret = "whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode()
+    relay = make_relay({"acme": connection_table("factorial", factorial.url)})
+    await relay.start_worker()
+    body = {
+        "connection_id": "acme",
+        "application": {"job_id": "2001"},
+        "candidate": {"first_name": "Noor", "last_name": "Health", "email_address": "noor.health@example.org"},
+    }
+    await relay.wait_for((await relay.post(body)).json()["id"], "delivered")
+    table = connection_table(
+        "factorial",
+        factorial.url,
+        status_callback_url=f"{server.url}/hook",
+        status_callback_secret_env="CB_SECRET",
+        fetch_allow_hosts=[f"127.0.0.1:{server.port}"],
+        fetch_allow_http=True,
+        retry_schedule=[15],
+    )
+    config = parse_config({"connections": {"acme": table}}, {"TEST_FACTORIAL_KEY": "sandbox", "CB_SECRET": secret})
+    runtime = Runtime(Settings(redis_url=relay.redis_url, config=config, data_keys=relay.settings.data_keys))
+    try:
+        answers.extend([503, 503])
+        now = time.time()
+        assert (await poll.sync_once(runtime, now=now)).callbacks == 1
+        assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=now) == {
+            "retry_scheduled": 1
+        }
+        assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, now=now + 20) == {"failed": 1}
+        dest = (await relay.client.get("/v1/destinations/callback:acme", headers=relay.admin)).json()
+        assert (dest["attempts"], dest["failures"], dest["failed_messages"]) == (2, 2, 1)
+        assert [a["http_status"] for a in dest["recent_attempts"]] == [503, 503]
+        events = (await relay.client.get("/v1/events?type=message.attempt.exhausted", headers=relay.admin)).json()
+        assert [e["destination"] for e in events["data"]] == ["callback:acme"]
+
+        started = await relay.client.post(
+            "/v1/destinations/callback:acme/recover", json={"since": "2020-01-01T00:00:00Z"}, headers=relay.admin
+        )
+        for _ in range(200):
+            progress = (await relay.client.get(started.headers["location"], headers=relay.admin)).json()
+            if progress["status"] != "running":
+                break
+            await asyncio.sleep(0.02)
+        assert progress["requeued"] == 1
+        assert await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http) == {"sent": 1}
+        assert len(received) == 3 and len(set(received)) == 1  # the same webhook-id, recovered
+    finally:
+        await runtime.close()
+        server.stop()
