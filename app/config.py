@@ -14,6 +14,8 @@
     status_callback_url = "https://board.example/applyrelay/status"   # optional: ATS status changes
     status_callback_secret_env = "ACME_STATUS_WEBHOOK_SECRET"          # its whsec_... signing secret
     retry_schedule = [15, 60, 300, 1800, 7200, 21600, 43200]
+    catalog_ttl_s = 60             # jobs, questions, stages, sources read from the ATS: cached this long
+    catalog_stale_s = 3600         # ... and kept this much longer, served (with its age) when the ATS fails
     indeed_secret_env = "ACME_INDEED_SECRET"   # inbound routes' keys: InboundSettings, docs/inbound.md
     api_version = "2026-07-01"     # the connector's settings: FactorialSettings, docs/connectors/
 
@@ -156,6 +158,14 @@ class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown
     fetch_allow_http: bool = False
     status_callback_url: str | None = None
     status_callback_secret_env: str | None = None
+    # The catalog's cache of ATS reads (app/catalog/, docs/catalog.md): fresh this long, then kept
+    # this much longer as the stale answer served when the ATS cannot be reached.
+    catalog_ttl_s: Annotated[
+        float, Meta(ge=0, le=86400, description="seconds an ATS read (jobs, questions) is served from the cache")
+    ] = 60.0
+    catalog_stale_s: Annotated[
+        float, Meta(ge=0, le=7 * 86400, description="seconds a stale read is kept for when the ATS fails")
+    ] = 3600.0
 
 
 CONNECTION_KEYS = frozenset(ConnectionTable.__struct_fields__)
@@ -201,6 +211,8 @@ class Connection:
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_allow_http: bool = False
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    catalog_ttl_s: float = 60.0  # docs/catalog.md
+    catalog_stale_s: float = 3600.0
 
     def spec(self) -> ConnectionSpec[ConnectorSettings]:
         return ConnectionSpec(
@@ -356,6 +368,8 @@ def _connection(
         fetch_allow_hosts=keys.fetch_allow_hosts,
         fetch_allow_http=keys.fetch_allow_http,
         inbound=InboundSettings(**{name: getattr(keys, name) for name in InboundSettings.__struct_fields__}),
+        catalog_ttl_s=keys.catalog_ttl_s,
+        catalog_stale_s=keys.catalog_stale_s,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
+from app.catalog import Catalog
 from app.config import Config
 from app.core import files
 from app.core.model import AttachmentRef
@@ -58,6 +59,7 @@ class Runtime:
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
         self.connectors = ConnectorPool(self.config, self.ats_http)
+        self.catalog = Catalog(self.redis, self.config, self.connectors.get)  # ATS reads, cached (docs/catalog.md)
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
         """A file's bytes: stored at intake, or fetched (once) from its data_url behind the guard."""

@@ -105,6 +105,13 @@ def data_keys_for_tools(env: Mapping[str, str]) -> list[bytes]:
         raise ConfigError(str(exc)) from None
 
 
+def config_for_tools(env: Mapping[str, str]) -> Config:
+    """The connections for a command that reads the ATS but serves nothing (`applyrelay jobs`): the
+    file APPLYRELAY_CONFIG names, else the built-in sandbox connections; no token, no data key."""
+    path = env.get("APPLYRELAY_CONFIG")
+    return load_config(path) if path else demo_config(env)
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         seconds = float(env.get(name, default))

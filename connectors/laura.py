@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -30,6 +29,7 @@ import httpx
 import msgspec
 from msgspec import Meta
 
+from app.core import answers as answers_check
 from app.core.catalog import (
     READ_JOBS,
     READ_SCREENING_QUESTIONS,
@@ -51,7 +51,6 @@ from connectors.base import (
     Capabilities,
     ConnectionSpec,
     Connector,
-    ConnectorError,
     ConnectorSettings,
     PassthroughResult,
     PermanentError,
@@ -351,7 +350,7 @@ class LauraWire:
     @staticmethod
     def neutral(q: ScreeningQuestion) -> dict[str, Any]:
         """Kombo's ScreeningQuestion → the relay's older neutral shape (`screening_questions`,
-        `validate_answers`): booleans in preconditions as ``"true"``/``"false"``."""
+        the boards' question mapping): booleans in preconditions as ``"true"``/``"false"``."""
         fmt = q.format
         out: dict[str, Any] = {
             "id": q.id,
@@ -374,11 +373,9 @@ class LauraWire:
 
 
 # -- Answer encoding -------------------------------------------------------------------------------
-# Screening answers: pure validation and coercion against the job's questions.
-
-
-class _Invalid(Exception):
-    pass
+# Screening answers are checked by the relay's shared check (app/core/answers.py: intake against
+# the catalog, and again here before the application is created); this section only encodes the
+# answers it keeps into Laura's wire values.
 
 
 def _answer_pairs(answers: Iterable[Any]) -> list[tuple[str, Any]]:
@@ -392,163 +389,37 @@ def _answer_pairs(answers: Iterable[Any]) -> list[tuple[str, Any]]:
     return pairs
 
 
-def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value)
-
-
 def _is_file(value: Any) -> bool:
     return isinstance(value, FileAnswer | AttachmentRef) or (
         isinstance(value, Mapping) and ("data" in value or "data_url" in value or "name" in value)
     )
 
 
-def _option_ids(question: Mapping[str, Any]) -> set[str]:
-    return {str(o["id"]) for o in question.get("options") or []}
-
-
-def _coerce_number(q: Mapping[str, Any], value: Any) -> int | float:
-    if isinstance(value, bool):
-        raise _Invalid("must be a number")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip().replace(",", "."))
-        except ValueError:
-            raise _Invalid("must be a number") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        raise _Invalid("must be a number")
-    if q.get("min") is not None and value < q["min"]:
-        raise _Invalid(f"must be at least {q['min']}")
-    if q.get("max") is not None and value > q["max"]:
-        raise _Invalid(f"must be at most {q['max']}")
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _coerce_boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise _Invalid("must be true or false")
-
-
-def _coerce_date(value: Any) -> str:
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value.strip()[:10]).isoformat()
-        except ValueError:
-            pass
-    raise _Invalid("must be a date (YYYY-MM-DD)")
-
-
-def _coerce_text(q: Mapping[str, Any], value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid("must be text")
-    if q.get("max_length") and len(value) > q["max_length"]:
-        raise _Invalid(f"must be at most {q['max_length']} characters")
+def encode_answer(question: ScreeningQuestion, value: Any) -> Any:
+    """A checked answer as Laura stores it: whole numbers as integers, dates as YYYY-MM-DD (a
+    date-time keeps its date), the rest as it is (option ids become Laura ids in `LauraWire`)."""
+    kind = question.format.type
+    if kind == NUMBER and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind == DATE and isinstance(value, str):
+        return dt.date.fromisoformat(value.strip()[:10]).isoformat()
     return value
 
 
-def _coerce_select(q: Mapping[str, Any], value: Any, *, multi: bool) -> str | list[str]:
-    chosen = value if isinstance(value, list) else [value]
-    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in chosen):
-        raise _Invalid("must be option ids")
-    ids = [str(v) for v in chosen]
-    if not multi and len(ids) != 1:
-        raise _Invalid("must be exactly one option id")
-    if len(set(ids)) != len(ids):
-        raise _Invalid("repeats an option")
-    unknown = [i for i in ids if i not in _option_ids(q)]
-    if unknown:
-        raise _Invalid("names an option that is not one of the question's options")
-    return ids if multi else ids[0]
-
-
-def coerce_answer(question: Mapping[str, Any], value: Any) -> Any:
-    """The answer in the type Laura stores for `question`; raises _Invalid (message without value)."""
-    if _is_file(value):
-        raise _Invalid("file answers are not supported by Laura")
-    kind = question.get("type")
-    if kind == TEXT:
-        return _coerce_text(question, value)
-    if kind == NUMBER:
-        return _coerce_number(question, value)
-    if kind == BOOLEAN:
-        return _coerce_boolean(value)
-    if kind == DATE:
-        return _coerce_date(value)
-    if kind in (SINGLE_SELECT, MULTI_SELECT):
-        return _coerce_select(question, value, multi=kind == MULTI_SELECT)
-    raise _Invalid(f"has type {kind!r}, which the relay cannot answer")
-
-
-def _answer_tokens(value: Any) -> set[str]:
-    """How an answer is compared with a precondition's options (booleans as "true"/"false")."""
-    values = value if isinstance(value, list) else [value]
-    return {str(v).lower() if isinstance(v, bool) else str(v) for v in values}
-
-
-def _active(
-    q: Mapping[str, Any], given: Mapping[str, Any], by_id: Mapping[str, Mapping[str, Any]], depth: int = 0
-) -> bool:
-    """Whether `q` is shown: no precondition, or its parent is shown and answered with one of
-    `precondition_options`. Assumption: a precondition naming a question the job does not have
-    cannot be evaluated and does not hide the question."""
-    parent_id = q.get("precondition_question_id")
-    if parent_id is None or depth > 20:
-        return True
-    parent = by_id.get(str(parent_id))
-    if parent is None:
-        return True
-    if not _active(parent, given, by_id, depth + 1):
-        return False
-    answer = given.get(str(parent_id))
-    if _is_blank(answer):
-        return False
-    options = {str(o) for o in q.get("precondition_options") or []}
-    return not options or bool(_answer_tokens(answer) & options)
-
-
-def validate_answers(questions: Sequence[Mapping[str, Any]], answers: Iterable[Any]) -> list[str]:
-    """Errors (one per problem, each naming the question id, never the answer) for `answers`
-    against the job's `questions` as returned by `LauraConnector.screening_questions`: unknown or
-    repeated question, answer to a question whose precondition is not met, required question
-    (whose precondition is met) left unanswered, wrong type, unknown option, out of range."""
-    return _check_answers(questions, answers)[0]
-
-
-def _check_answers(
-    questions: Sequence[Mapping[str, Any]], answers: Iterable[Any]
-) -> tuple[list[str], list[tuple[str, str, Any]]]:
-    """(errors, [(question_id, type, coerced value)] in question order)."""
-    by_id = {str(q["id"]): q for q in questions}
-    errors: list[str] = []
-    given: dict[str, Any] = {}
-    for qid, value in _answer_pairs(answers):
-        if qid not in by_id:
-            errors.append(f"question {qid}: not a question of this job")
-        elif qid in given:
-            errors.append(f"question {qid}: answered more than once")
-        elif not _is_blank(value):
-            given[qid] = value
-    coerced: list[tuple[str, str, Any]] = []
-    for q in sorted(questions, key=lambda q: (q.get("index", 0), str(q["id"]))):
-        qid = str(q["id"])
-        active = _active(q, given, by_id)
-        if qid not in given:
-            if active and q.get("required"):
-                errors.append(f"question {qid}: required")
-            continue
-        if not active:
-            errors.append(
-                f"question {qid}: answered, but its precondition on question "
-                f"{q.get('precondition_question_id')} is not met"
-            )
-            continue
-        try:
-            coerced.append((qid, str(q.get("type")), coerce_answer(q, given[qid])))
-        except _Invalid as exc:
-            errors.append(f"question {qid}: {exc}")
-    return errors, coerced
+def encoded_answers(
+    questions: Sequence[ScreeningQuestion], answers: Sequence[Any]
+) -> tuple[answers_check.AnswerCheck, list[tuple[str, str, Any]]]:
+    """The shared check's result, and (question id, type, wire value) of the answers it keeps,
+    in the job's question order."""
+    result = answers_check.check_answers(questions, answers)
+    by_id = {q.id: q for q in questions}
+    kept = {answers[i].question_id: answers[i].answer for i in result.kept}
+    encoded: list[tuple[str, str, Any]] = [
+        (q.id, q.format.type, encode_answer(q, kept[q.id]))
+        for q in sorted(by_id.values(), key=lambda q: (q.index if q.index is not None else 0, q.id))
+        if q.id in kept
+    ]
+    return result, encoded
 
 
 # -- Connector -------------------------------------------------------------------------------------
@@ -633,21 +504,6 @@ class LauraConnector(Connector[LauraSettings]):
                 warnings.append(StepWarning("field_unsupported", f"{name} is not written to Laura"))
         return errors, warnings
 
-    async def check_answers(self, application: StoredApplication) -> list[str]:
-        """Intake-time answer check against the job's questions (cached a minute).
-
-        Errors name the question (``"question <id>: <reason>"``). When Laura cannot be asked
-        (down, rate-limited, credentials refused) this returns no errors: the delivery's
-        application step validates again and dead-letters with the reason."""
-        job_id = application.application.job_id
-        try:
-            questions = await self.screening_questions(job_id)
-        except PermanentError as exc:
-            return ["application.job_id: not a job in this Laura account"] if exc.status == 404 else []
-        except ConnectorError:
-            return []
-        return validate_answers(questions, application.screening_question_answers)
-
     # -- Plan --------------------------------------------------------------------------------------
 
     def plan(self, application: StoredApplication) -> list[Step]:
@@ -712,10 +568,10 @@ class LauraConnector(Connector[LauraSettings]):
         self, application: StoredApplication, *, fresh: bool = False
     ) -> list[tuple[str, str, Any]]:
         """The answers to send, coerced, or PermanentError naming every problem (dead letter)."""
-        questions = await self.screening_questions(application.application.job_id, fresh=fresh)
-        errors, answers = _check_answers(questions, application.screening_question_answers)
-        if errors:
-            raise PermanentError("screening answers rejected: " + "; ".join(errors), status=422)
+        questions = await self._job_questions(application.application.job_id, fresh=fresh)
+        result, answers = encoded_answers(questions, application.screening_question_answers)
+        if not result.ok:
+            raise PermanentError("screening answers rejected: " + result.summary())
         return answers
 
     async def _move(self, application_id: str, stage_id: str) -> str:

@@ -29,7 +29,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Config, Connection, RetryPolicyConfig
-from app.core.model import AttachmentRef, StoredApplication, stored_decoder
+from app.core import answers
+from app.core.catalog import READ_JOBS, READ_SCREENING_QUESTIONS
+from app.core.model import AttachmentRef, StoredAnswer, StoredApplication, stored_decoder
 from app.core.pii import personal_values, scrub
 from app.delivery import transitions
 from app.delivery.limits import ConnectionLimiter, Denied
@@ -59,6 +61,7 @@ from connectors.base import (
 log = structlog.get_logger("applyrelay.engine")
 
 MAX_CRASH_RERUNS = 5
+CHECK_STEP = "check_answers"  # the step a failed pre-write check of the answers names
 
 
 class ActionPayload(msgspec.Struct, omit_defaults=True):
@@ -103,10 +106,42 @@ class _RunState:
     files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
 
 
+class Refused(PermanentError):
+    """The relay's own refusal at delivery (the answers' check, a closed job), with its code."""
+
+    def __init__(self, detail: str, code: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def refusal_code(kind: str, exc: BaseException | str) -> str | None:
+    """Kombo's code for what ended (or paused) a delivery (README, "Error codes"): the ATS's
+    refusal by its HTTP status, the retries given up by the last error, the relay's own checks."""
+    if isinstance(exc, Refused):
+        return exc.code
+    if kind == "auth" or isinstance(exc, AuthError):
+        return "INTEGRATION.AUTHENTICATION_INVALID"
+    if kind == "crash":
+        return "PLATFORM.UNKNOWN_ERROR"
+    if not isinstance(exc, ConnectorError):
+        return "PLATFORM.UNKNOWN_ERROR" if kind in ("permanent", "exhausted") else None
+    status = exc.status
+    if isinstance(exc, TransientError):
+        return "REMOTE.RATE_LIMIT_EXCEEDED" if status == 429 else "REMOTE.SERVICE_UNAVAILABLE"
+    if status is None:
+        return "PLATFORM.INPUT_INVALID"  # the connector refused it before sending (what the ATS cannot take)
+    if status in (404, 409, 410, 422) and "closed" in exc.detail.lower():
+        return "ATS.JOB_CLOSED"
+    if status in (400, 422):
+        return "REMOTE.INPUT_INVALID"
+    return "REMOTE.UNKNOWN_HTTP_ERROR"
+
+
 def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None) -> ErrorInfo:
+    code = refusal_code(kind, exc)
     if isinstance(exc, ConnectorError):
-        return ErrorInfo(kind=kind, message=exc.detail, step=step, http_status=exc.status, at=at)
-    return ErrorInfo(kind=kind, message=str(exc)[:500], step=step, at=at)
+        return ErrorInfo(kind=kind, message=exc.detail, step=step, http_status=exc.status, at=at, code=code)
+    return ErrorInfo(kind=kind, message=str(exc)[:500], step=step, at=at, code=code)
 
 
 FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
@@ -192,12 +227,18 @@ class DeliveryEngine:
             return await self._dead_letter(
                 delivery,
                 ErrorInfo(
-                    kind="permanent", message=f"connection {delivery.connection_id!r} is no longer configured", at=now
+                    kind="permanent",
+                    message=f"connection {delivery.connection_id!r} is no longer configured",
+                    at=now,
+                    code="PLATFORM.INTEGRATION_NOT_FOUND",
                 ),
             )
         paused = await deps.store.paused_reason(delivery.connection_id)
         if paused:
-            move = transitions.pause(delivery, ErrorInfo(kind="auth", message=f"connection paused: {paused}", at=now))
+            info = ErrorInfo(
+                kind="auth", message=f"connection paused: {paused}", at=now, code="INTEGRATION.AUTHENTICATION_INVALID"
+            )
+            move = transitions.pause(delivery, info)
             await deps.store.save(delivery, move)
             return "paused"
         if delivery.status == Status.DELIVERING:  # the last run died without recording its end
@@ -218,7 +259,10 @@ class DeliveryEngine:
                 return await self._dead_letter(
                     delivery,
                     ErrorInfo(
-                        kind="crash", message=f"the worker died {crashes} times in a row running this delivery", at=now
+                        kind="crash",
+                        message=f"the worker died {crashes} times in a row running this delivery",
+                        at=now,
+                        code="PLATFORM.UNKNOWN_ERROR",
                     ),
                 )
         if deps.limiter is None:
@@ -259,6 +303,20 @@ class DeliveryEngine:
             return await self._retry_or_give_up(
                 delivery, exc, _RunState(started=now, step="plan"), connection.retry, delivery.failed_attempts
             )
+        if application is not None and delivery.check_answers_before_write and not delivery.checkpoints:
+            try:
+                checked = await self._check_answers(delivery, connector, application)
+            except AuthError as exc:
+                return await self._pause(delivery, exc, _RunState(started=now, step=CHECK_STEP))
+            except TransientError as exc:
+                delivery.failed_attempts += 1
+                return await self._retry_or_give_up(
+                    delivery, exc, _RunState(started=now, step=CHECK_STEP), connection.retry, delivery.failed_attempts
+                )
+            except PermanentError as exc:
+                return await self._dead_letter(delivery, _error_info("permanent", exc, now, CHECK_STEP))
+            if checked is not application:
+                application, steps = checked, connector.plan(checked)
         self._track_attachments(delivery, steps)
         ctx = StepContext(
             application=application,
@@ -279,6 +337,44 @@ class DeliveryEngine:
                 delivery.add_warning(warning.code, scrub(warning.message, run.personal))
         return await self._finish(delivery, outcome, run, connection.retry)
 
+    async def _check_answers(
+        self, delivery: Delivery, connector: Connector[Any], application: StoredApplication
+    ) -> StoredApplication:
+        """Intake could not read the job in time (docs/answers.md): before anything is
+        written to the ATS, the job must be open and the answers fit its questions, by the same
+        check (app/core/answers.py); a fault is a dead letter naming the question. Returns the
+        application with only the answers to send (unknown questions dropped, with a warning)."""
+        reads = connector.capabilities.reads
+        job_id = application.application.job_id
+        if READ_JOBS in reads:
+            job = await connector.get_job(job_id)
+            if job is None:
+                raise Refused(f"job {job_id[:100]} does not exist in the ATS", "PLATFORM.INPUT_INVALID")
+            if job.status != "OPEN":
+                raise Refused(f"job {job_id[:100]} no longer takes applications ({job.status})", "ATS.JOB_CLOSED")
+        if READ_SCREENING_QUESTIONS not in reads:
+            delivery.check_answers_before_write = False
+            return application
+        try:
+            questions = await connector.job_questions(job_id)
+        except PermanentError as exc:
+            if exc.status == 404:
+                raise Refused(f"job {job_id[:100]} does not exist in the ATS", "PLATFORM.INPUT_INVALID") from None
+            raise
+        by_id = {q.id: q for q in questions}
+        given = [
+            StoredAnswer(a.question_id, answers.normalise(by_id.get(a.question_id), a.answer))
+            for a in application.screening_question_answers
+        ]
+        result = answers.check_answers(questions, given)
+        if not result.ok:
+            raise Refused("screening answers rejected: " + result.summary(), "PLATFORM.INPUT_INVALID")
+        for message in result.warnings:
+            delivery.add_warning(answers.NOT_SENT, message)
+        delivery.check_answers_before_write = False
+        kept = [given[i] for i in result.kept]
+        return msgspec.structs.replace(application, screening_question_answers=kept)
+
     def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:
         if self.deps.file_links is None:
             return None
@@ -295,7 +391,7 @@ class DeliveryEngine:
         except SealError as exc:  # a data key missing from the environment: fixable, so not permanent
             raise TransientError(f"payload: {exc}") from None
         if raw is None:
-            raise PermanentError("the stored payload is gone (purged or erased)")
+            raise Refused("the stored payload is gone (purged or erased)", "PLATFORM.UNKNOWN_ERROR")
         if delivery.kind == "action":
             payload = action_decoder.decode(raw)
             return (

@@ -50,6 +50,9 @@ class ErrorInfo(Struct, omit_defaults=True):
     step: str | None = None
     http_status: int | None = None
     at: float = 0.0
+    # Kombo's code for the refusal where one maps (REMOTE.INPUT_INVALID, ATS.JOB_CLOSED...): the
+    # README's "Error codes"; set by app/delivery/engine.py (`refusal_code`).
+    code: str | None = None
 
 
 class WarningInfo(Struct):
@@ -101,6 +104,9 @@ class Delivery(Struct, omit_defaults=True):
     payload_purged: bool = False
     remote_status: dict[str, Any] | None = None  # the application's stage/outcome in the ATS (status sync)
     erased_at: float | None = None  # erased at the candidate's request (app/privacy/erasure.py)
+    # Intake could not read the job's questions in time: the worker checks the answers before
+    # anything is written to the ATS (app/delivery/engine.py, `_check_answers`), then clears it.
+    check_answers_before_write: bool = False
     version: int = 0
 
     def add_warning(self, code: str, message: str) -> None:

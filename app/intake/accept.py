@@ -17,14 +17,16 @@ from typing import Any
 
 import msgspec
 
+from app.catalog import INTEGRATION_NOT_FOUND, Catalog, parse_job_id
 from app.config import Config, Connection
-from app.core import files
+from app.core import answers, files
 from app.core.model import (
     ApplicationIn,
     AttachmentIn,
     AttachmentRef,
     FileAnswer,
     Origin,
+    ScreeningAnswer,
     StoredAnswer,
     StoredApplication,
     normalise_email,
@@ -33,12 +35,18 @@ from app.core.model import (
 from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
+from app.intake import screening
+from app.intake.screening import INPUT_INVALID, JobRead
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
 from connectors.base import Connector, ConnectorError, StepWarning
 
-ANSWER_CHECK_TIMEOUT_S = 2.0
+UNCHECKED = (
+    "answers_unchecked",
+    "the ATS could not be asked for the job's questions at intake; the answers are checked "
+    "before anything is written to it",
+)
 PREVIOUSLY_ERASED = (
     "previously_erased",
     "an earlier application from this address was erased at the candidate's "
@@ -120,18 +128,20 @@ class _Files:
         return ref
 
 
-def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> tuple[StoredApplication, list[bytes]]:
-    """Move file bytes out of the payload; validate what the schema cannot."""
+def build_stored(
+    app: ApplicationIn, connection: Connection, origin: Origin, keep: list[int] | None = None
+) -> tuple[StoredApplication, list[bytes]]:
+    """Move file bytes out of the payload; validate what the schema cannot. `keep`: the indexes of
+    the answers to store (the answer check's `kept`), all when None; errors name the index as
+    posted."""
     collected = _Files(connection)
     attachments: list[AttachmentRef] = []
     for i, att in enumerate(app.attachments):
         attachments.append(_add_attachment(collected, f"attachments[{i}]", att))
     answers: list[StoredAnswer] = []
-    seen: set[str] = set()
-    for i, answer in enumerate(app.screening_question_answers):
-        if answer.question_id in seen:
-            raise Problem.invalid(f"screening_question_answers[{i}].question_id", "answered twice")
-        seen.add(answer.question_id)
+    posted = app.screening_question_answers
+    for i in range(len(posted)) if keep is None else keep:
+        answer = posted[i]
         value: Any = answer.answer
         if isinstance(value, FileAnswer):
             value = collected.add(
@@ -159,6 +169,21 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
     return stored, collected.blobs
 
 
+def _field_errors(errors: list[str], app: ApplicationIn) -> list[FieldError]:
+    """A connector's "<field>: <reason>" refusals as field errors; "question <id>: ..." names the
+    answer to that question (`screening_question_answers[i].answer`)."""
+    if not errors:
+        return []
+    index = {a.question_id: i for i, a in reversed(list(enumerate(app.screening_question_answers)))}
+    out = []
+    for e in errors:
+        head = e.split(":")[0]
+        qid = head.removeprefix("question ") if head.startswith("question ") else None
+        path = f"{answers.FIELD}[{index[qid]}].answer" if qid is not None and qid in index else head
+        out.append(FieldError(path, e))
+    return out
+
+
 def _add_attachment(collected: _Files, path: str, att: AttachmentIn) -> AttachmentRef:
     return collected.add(path, att.name, att.type, att.content_type, att.data, att.data_url)
 
@@ -180,11 +205,14 @@ class Intake:
         checker_for: Callable[[str], Connector],
         *,
         pseudonyms: Pseudonyms | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.checker_for = checker_for
         self.pseudonyms = pseudonyms  # keyed-hash email index for erasure (app/privacy/erasure.py)
+        # The ATS's jobs and questions, cached for every process (runtime.catalog; docs/catalog.md).
+        self.catalog = catalog if catalog is not None else Catalog(store.redis, config, checker_for)
 
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
@@ -194,15 +222,43 @@ class Intake:
                 "Unknown connection",
                 f"connection {connection_id!r} is not configured",
                 [FieldError("connection_id", "unknown connection")],
+                code=INTEGRATION_NOT_FOUND,
             )
         return connection
 
+    async def screen(
+        self, app: ApplicationIn, connection: Connection, checker: Connector, origin: Origin
+    ) -> tuple[ApplicationIn, answers.AnswerCheck, bool]:
+        """The job and the answers against the catalog's questions (docs/answers.md): (the
+        application, its job id as the ATS's and its answers normalised; the check; whether the
+        worker must check the answers because the ATS could not be asked). Raises 404 for an
+        unknown job and 422 ATS.JOB_CLOSED for a closed one."""
+        job_id = parse_job_id(app.application.job_id, field="application.job_id")
+        if job_id != app.application.job_id:
+            app = msgspec.structs.replace(app, application=msgspec.structs.replace(app.application, job_id=job_id))
+        read: JobRead = await screening.read_job(self.catalog, checker, connection.id, job_id, "application.job_id")
+        if read.job is not None and read.job.status != "OPEN":
+            raise screening.closed("application.job_id", read.job)
+        posted = app.screening_question_answers
+        if read.questions is None:
+            return app, answers.repeated_answers(posted), read.deferred
+        if posted:
+            by_id = {q.id: q for q in read.questions}
+            typed = [
+                ScreeningAnswer(a.question_id, answers.normalise(by_id.get(a.question_id), a.answer)) for a in posted
+            ]
+            app = msgspec.structs.replace(app, screening_question_answers=typed)
+        return app, answers.check_answers(read.questions, app.screening_question_answers), False
+
     @staticmethod
-    async def _check_answers(checker: Connector, stored: StoredApplication) -> list[str]:
-        """Answers against the job's questions, when the ATS answers fast; otherwise accepted and
-        checked again at delivery (intake never waits on a slow ATS)."""
+    async def _connector_answers(checker: Connector, stored: StoredApplication) -> list[str]:
+        """What the connector itself refuses in answers the shared check let through (how its ATS
+        stores them, e.g. OTYS's match criteria), when it answers within the budget; otherwise
+        its steps check again before writing."""
+        if not stored.screening_question_answers:
+            return []
         try:
-            async with asyncio.timeout(ANSWER_CHECK_TIMEOUT_S):
+            async with asyncio.timeout(screening.BUDGET_S):
                 return await checker.check_answers(stored)
         except (TimeoutError, ConnectorError):
             return []
@@ -217,17 +273,20 @@ class Intake:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
-        stored, blobs = build_stored(app, connection, origin)
         checker = self.checker_for(connection.id)
+        app, checked, unchecked = await self.screen(app, connection, checker, origin)
+        stored, blobs = build_stored(app, connection, origin, checked.kept)
         errors, warnings = checker.check(stored)
-        if not errors:
-            errors = await self._check_answers(checker, stored)
-        if errors:
+        if not errors and checked.ok and not unchecked:
+            errors = await self._connector_answers(checker, stored)
+        faults = [*checked.errors, *_field_errors(errors, app)]
+        if faults:
             raise Problem(
                 422,
                 "Not accepted by the target ATS",
-                "; ".join(errors),
-                [FieldError(e.split(":")[0], e) for e in errors],
+                "; ".join(f.message for f in faults[:20]),
+                faults,
+                code=INPUT_INVALID,
             )
         key = idempotency_key or (
             f"board:{origin.board}:{origin.board_application_id}"
@@ -248,8 +307,14 @@ class Intake:
             board_application_id=origin.board_application_id,
             job_id=app.application.job_id,
             next_attempt_at=now,
+            check_answers_before_write=unchecked,
         )
-        for warning in [*(notes or []), *warnings]:
+        for warning in [
+            *(notes or []),
+            *(StepWarning(answers.NOT_SENT, m) for m in checked.warnings),
+            *([StepWarning(*UNCHECKED)] if unchecked else []),
+            *warnings,
+        ]:
             delivery.add_warning(warning.code, warning.message)
         index_sets: list[str] = []
         marked_by: tuple[str, Delivery] | None = None

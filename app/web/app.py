@@ -9,7 +9,17 @@ from litestar import Litestar, Router
 
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, connections, deliveries, destinations, files, hellowork, inbound, privacy
+from app.web.api import (
+    actions,
+    catalog,
+    connections,
+    deliveries,
+    destinations,
+    files,
+    hellowork,
+    inbound,
+    privacy,
+)
 from app.web.api.applications import api_router
 from app.web.dashboard import views as dashboard
 from app.web.problems import EXCEPTION_HANDLERS
@@ -26,6 +36,7 @@ def _max_body(runtime: Runtime) -> int:
 # registration: the import contract in tests/unit/test_layers.py sees every route module).
 ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     actions.router,
+    catalog.router,
     connections.router,
     files.router,
     inbound.router,
@@ -42,7 +53,9 @@ def feature_routers(runtime: Runtime) -> list[Any]:
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
-    intake = Intake(runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms)
+    intake = Intake(
+        runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms, catalog=runtime.catalog
+    )
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()

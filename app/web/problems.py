@@ -14,6 +14,16 @@ from app.core.problems import Problem
 
 log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"
+# Kombo's code for a refusal that names none, by status, where one always fits (README, "Error
+# codes"); 404, 409 and the rest depend on what was refused and are set where they are raised.
+DEFAULT_CODES = {
+    400: "PLATFORM.INPUT_INVALID",
+    401: "PLATFORM.AUTHENTICATION_INVALID",
+    413: "PLATFORM.INPUT_INVALID",
+    422: "PLATFORM.INPUT_INVALID",
+    429: "PLATFORM.RATE_LIMIT_EXCEEDED",
+    500: "PLATFORM.UNKNOWN_ERROR",
+}
 
 
 def problem(
@@ -31,6 +41,8 @@ def problem(
     if errors:
         body["errors"] = errors
     body.update(extra)
+    if body.get("code") is None and status in DEFAULT_CODES:
+        body["code"] = DEFAULT_CODES[status]
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

@@ -78,6 +78,8 @@ async def test_without_key_the_same_candidate_and_job_is_one_delivery(relay: Rel
 
 
 async def test_transient_failures_then_retry_after_follow_the_policy(relay: Relay, factorial: Emulator) -> None:
+    # intake's read of the job, cached before the faults (they are for the delivery's writes)
+    assert (await relay.client.get("/v1/connections/acme/jobs/2001", headers=relay.admin)).status_code == 200
     factorial.faults(script=["error", "error", "error", "rate_limit"], retry_after=7200, error_status=503)
     await relay.start_worker()
     delivery_id = (await relay.post(application(attachments=[], screening_question_answers=[]))).json()["id"]
@@ -103,20 +105,28 @@ async def test_transient_failures_then_retry_after_follow_the_policy(relay: Rela
 
 
 async def test_timeouts_and_429_wait_at_least_a_minute(relay: Relay, factorial: Emulator) -> None:
+    # intake's read of the job, cached before the faults (they are for the delivery's writes)
+    assert (await relay.client.get("/v1/connections/acme/jobs/2001", headers=relay.admin)).status_code == 200
     factorial.faults(script=["rate_limit"], retry_after=1)
     await relay.start_worker()
-    delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
+    response = await relay.post(application(attachments=[]))
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["id"]
     record = await relay.wait_for(delivery_id, "retry_scheduled")
     last = record["attempts"][-1]
     assert last["next_attempt_at"] - last["finished_at"] == pytest.approx(60, abs=1)
 
 
 async def test_422_from_factorial_is_dead_lettered_at_once_with_its_reason(relay: Relay, factorial: Emulator) -> None:
+    # An archived posting is refused at intake now (ATS.JOB_CLOSED, from the catalog's read) ...
+    closed = await relay.post(application(application={"job_id": "2003"}))
+    assert closed.status_code == 422 and closed.json()["code"] == "ATS.JOB_CLOSED", closed.text
+    # ... so a 422 of Factorial's own is one on a write the relay could not foresee.
+    factorial.faults(script=["error"], error_status=422, path_regex="/ats/applications$", methods=["POST"])
     await relay.start_worker()
-    delivery_id = (await relay.post(application(application={"job_id": "2003"}))).json()["id"]  # archived posting
+    delivery_id = (await relay.post(application())).json()["id"]
     record = await relay.wait_for(delivery_id, "failed")
-    assert record["last_error"]["http_status"] == 422
-    assert "not accepting applications" in record["last_error"]["message"]
+    assert record["last_error"]["http_status"] == 422 and record["last_error"]["code"] == "REMOTE.INPUT_INVALID"
     assert record["last_error"]["step"] == "application"
     assert record["failed_attempts"] == 0 and record["runs"] == 1
     assert await relay.redis.zscore("ar:ix:st:failed", delivery_id) is not None
@@ -127,7 +137,9 @@ async def test_drop_after_create_does_not_duplicate(relay: Relay, factorial: Emu
     """The ATS stores the candidate but the answer is lost: the re-run finds it by email."""
     factorial.faults(script=["drop_after"], path_regex="/ats/candidates$", methods=["POST"])
     await relay.start_worker()
-    delivery_id = (await relay.post(application(attachments=[]))).json()["id"]
+    response = await relay.post(application(attachments=[]))
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["id"]
     record = await relay.wait_for(delivery_id, "retry_scheduled")
     assert record["attempts"][-1]["step"] == "candidate"
     await relay.fast_forward(3600)

@@ -210,13 +210,19 @@ async def test_validation_error_is_dead_lettered_with_reason(
     make_relay: Callable[..., Relay], flatchr: Emulator
 ) -> None:
     relay = make_relay({"acme": flatchr_connection(flatchr)})
-    await relay.start_worker()
-    # the conditional date question becomes required once the licence answer is "Oui"
+    # the conditional date question becomes required once the licence answer is "Oui": refused at
+    # intake now, from the vacancy's questions (app/core/answers.py), before anything is queued
     body = payload(answers=[{"question_id": Q_WHY, "answer": "x"}, {"question_id": Q_LICENSE, "answer": True}])
-    record = await deliver(relay, body, statuses=("failed",))
+    response = await relay.post(body)
+    assert response.status_code == 422 and response.json()["code"] == "PLATFORM.INPUT_INVALID", response.text
+    assert any(Q_SINCE in e["message"] and "required" in e["message"] for e in response.json()["errors"])
+    assert "Jeanne" not in response.text and await relay.queued_jobs() == 0
+    # Flatchr's own 400 on a create (what the relay could not foresee) is a dead letter with its reason
+    flatchr.faults(script=["error"], error_status=400, methods=["POST"])
+    await relay.start_worker()
+    record = await deliver(relay, payload(), statuses=("failed",))
     error = record["last_error"]
-    assert error["kind"] == "permanent" and error["http_status"] == 400 and error["step"] == "create"
-    assert Q_SINCE in error["message"] and "required" in error["message"]
+    assert error["kind"] == "permanent" and error["http_status"] == 400 and error["code"] == "REMOTE.INPUT_INVALID"
     assert record["failed_attempts"] == 0 and record["runs"] == 1
     assert "Jeanne" not in str(record) and "jeanne.martin" not in str(record)
     assert flatchr.records()["applicants"] == []

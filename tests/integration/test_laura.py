@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Connector
 from tests.support.builders import PDF_BYTES, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
@@ -120,11 +119,6 @@ EXPECTED = {
 }
 
 
-@pytest.mark.xfail(
-    not hasattr(Connector, "check_answers"),
-    strict=True,
-    reason="intake does not yet await connector.check_answers(stored) (see docs/connectors/laura.md)",
-)
 @pytest.mark.parametrize("case", sorted(INVALID))
 async def test_invalid_answer_is_422_at_intake(make_relay: Callable[..., Relay], laura: Emulator, case: str) -> None:
     relay = relay_for(make_relay, laura)
@@ -138,11 +132,13 @@ async def test_invalid_answer_is_422_at_intake(make_relay: Callable[..., Relay],
 async def test_invalid_answer_reaching_delivery_is_dead_lettered(
     make_relay: Callable[..., Relay], laura: Emulator, case: str
 ) -> None:
-    """Where intake could not check (or did not), the delivery fails at once with the reason."""
+    """Where intake could not check (Laura down at intake, nothing cached), the delivery fails at
+    once with the reason, before anything is written."""
     relay = relay_for(make_relay, laura)
+    laura.faults(error_rate=1.0, error_status=503)
     response = await relay.post(payload(answers=INVALID[case]))
-    if response.status_code == 422:  # intake already knew the questions
-        return
+    assert response.status_code == 202, response.text
+    laura.faults()
     await relay.start_worker()
     delivery = await relay.wait_for(response.json()["id"], "failed")
     assert delivery["last_error"]["kind"] == "permanent"
@@ -232,16 +228,13 @@ async def test_kill_9_mid_delivery_delivers_once(make_relay: Callable[..., Relay
     assert delivery["checkpoints"]["application"] == str(data["applications"][0]["id"])
 
 
-async def test_closed_job_is_dead_lettered_at_once_with_lauras_reason(
+async def test_closed_job_is_refused_at_intake_with_ats_job_closed(
     make_relay: Callable[..., Relay], laura: Emulator
 ) -> None:
     relay = relay_for(make_relay, laura)
-    await relay.start_worker()
-    created = await accepted(relay, payload(job_id="103", answers=[]))
-    record = await relay.wait_for(created["id"], "failed")
-    assert record["last_error"]["http_status"] == 422 and record["last_error"]["step"] == "application"
-    assert record["failed_attempts"] == 0 and record["runs"] == 1
-    assert laura.records()["applications"] == []
+    response = await relay.post(payload(job_id="103", answers=[]))
+    assert response.status_code == 422 and response.json()["code"] == "ATS.JOB_CLOSED", response.text
+    assert await relay.queued_jobs() == 0
 
 
 async def test_wrong_token_pauses_the_connection_without_spending_attempts(

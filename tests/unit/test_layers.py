@@ -100,3 +100,13 @@ def test_no_test_module_imports_another() -> None:
     test_modules = {m for m in tests if m.rsplit(".", 1)[-1].startswith("test_")}
     bad = {m: sorted(t for t in ts if t in test_modules) for m, ts in tests.items()}
     assert {m: ts for m, ts in bad.items() if ts} == {}
+
+
+def test_the_catalog_sits_beside_intake_and_below_the_web() -> None:
+    """app/catalog/ reads the ATS for intake and the routes (docs/catalog.md): it may use the core,
+    Redis, the config and the connectors, never what sits above it."""
+    catalog = {m: ts for m, ts in APP.items() if within(m, "app.catalog")}
+    above = ("app.intake", "app.operator", "app.tracking", "app.web", "app.cli", "app.worker", "app.runtime")
+    assert catalog and violations(catalog, None, above) == {}
+    below = {m: ts for m, ts in APP.items() if within(m, "app.core", "app.redis", "app.delivery", "app.config")}
+    assert violations(below, None, ("app.catalog",)) == {}

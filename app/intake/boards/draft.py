@@ -18,13 +18,14 @@ from typing import Any
 
 import msgspec
 
+from app.catalog import JOB_NOT_FOUND, Catalog
 from app.config import Connection
 from app.core import files
+from app.core.catalog import READ_JOBS
 from app.core.model import ApplicationIn
 from app.core.problems import FieldError, Problem
-from app.intake import decode
+from app.intake import decode, screening
 from connectors.base import ConnectorError, StepWarning
-from connectors.http import TtlCache
 
 ATS_READ_TIMEOUT_S = 2.0
 _PHONE_RE = re.compile(r"^[+0-9 ().\-/]{3,40}$")
@@ -141,7 +142,7 @@ class Draft:
         errors = [FieldError(_board_path(e.field, names), e.message) for e in exc.errors]
         head, sep, rest = exc.detail.partition(": ")
         detail = f"{_board_path(head, names)}{sep}{rest}" if sep else exc.detail
-        return Problem(exc.status, exc.title, detail, errors)
+        return Problem(exc.status, exc.title, detail, errors, code=exc.code, headers=exc.headers)
 
     def build(self) -> ApplicationIn:
         blobs: list[bytes] = []
@@ -207,33 +208,31 @@ def _board_path(path: str, names: Mapping[str, str]) -> str:
 # -- jobs ---------------------------------------------------------------------------------------
 
 
-JOB_OPEN_CACHE_S = 60.0
-_open_jobs: TtlCache[tuple[str, str, str], bool] = TtlCache(JOB_OPEN_CACHE_S, max_entries=10_000)
-
-
-async def check_job(connector: Any, connection: Connection, job_id: str, field_path: str) -> None:
-    """404 for a job the ATS does not have, 410 for a closed one — when the ATS answers within
-    2 s; otherwise the application is accepted and the delivery finds out (never lose one to a
-    slow ATS). An open job is remembered for a minute (one ATS read per job, not per
-    application); missing and closed ones are asked again. Off with `inbound_job_check = false`."""
+async def check_job(catalog: Catalog, connector: Any, connection: Connection, job_id: str, field_path: str) -> None:
+    """404 for a job the ATS does not have, 410 for a closed one (ATS.JOB_CLOSED), through the
+    catalog's cached read (one ATS read per job and TTL for every process, docs/catalog.md) —
+    when the ATS answers within 2 s; otherwise the application is accepted and the worker checks
+    before writing (never lose one to a slow ATS). A connector without job reads is asked
+    `job_status`. Off with `inbound_job_check = false`."""
     if not connection.inbound.inbound_job_check:
         return
-    key = (connection.base_url, connection.id, job_id)
-    if _open_jobs.get(key):
+    if READ_JOBS in connector.capabilities.reads:
+        read = await screening.read_job(catalog, connector, connection.id, job_id, field_path)
+        if read.job is not None and read.job.status != "OPEN":
+            raise screening.closed(field_path, read.job, status=410)
         return
     try:
         async with asyncio.timeout(ATS_READ_TIMEOUT_S):
             status = await connector.job_status(job_id)
     except (TimeoutError, ConnectorError):
         return
-    if status == "open":
-        _open_jobs.put(key, True)
     if status == "missing":
         raise Problem(
             404,
             "Unknown job",
             f"{field_path}: the job does not exist in the ATS",
             [FieldError(field_path, "unknown job")],
+            code=JOB_NOT_FOUND,
         )
     if status == "closed":
         raise Problem(
@@ -241,4 +240,5 @@ async def check_job(connector: Any, connection: Connection, job_id: str, field_p
             "Job closed",
             f"{field_path}: the job no longer takes applications",
             [FieldError(field_path, "job closed")],
+            code=screening.JOB_CLOSED,
         )

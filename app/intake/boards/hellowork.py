@@ -26,12 +26,15 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Struct
 
+from app.catalog import Catalog
 from app.config import Connection
+from app.core.catalog import ScreeningQuestion
 from app.core.model import Origin
 from app.core.problems import FieldError, Problem
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
+from app.intake.screening import read_job
 from app.net import ssrf
 from connectors.base import Connector, StepWarning
 
@@ -256,7 +259,7 @@ FIELD_NAMES = {
 
 
 async def to_application(
-    application: HwApplication, connection: Connection, connector: Connector, job_id: str
+    application: HwApplication, connection: Connection, connector: Connector, job_id: str, catalog: Catalog
 ) -> tuple[Draft, Origin, list[StepWarning]]:
     """The draft application, where it came from, and what could not be mapped."""
     notes: list[StepWarning] = []
@@ -283,7 +286,9 @@ async def to_application(
         value = FileValue(name=resume.fileName, content_type=resume.contentType, data=data)
         draft.add_attachment(file_name(value, "cv", "resume.file"), "CV", value.content_type, value.data, "resume.file")
     mapper = QuestionMapper(
-        connection.inbound.hellowork_questions, lambda: connector.screening_questions(job_id), "HelloWork"
+        connection.inbound.hellowork_questions,
+        lambda: job_questions(catalog, connector, connection.id, job_id),
+        "HelloWork",
     )
     for qid, value, path in await mapper.map(board_answers(application), notes):
         draft.add_answer(qid, _canonical_answer(value), path)
@@ -294,6 +299,14 @@ async def to_application(
         board_application_id=application_id(application),
     )
     return draft, origin, notes
+
+
+async def job_questions(
+    catalog: Catalog, connector: Connector, connection_id: str, job_id: str
+) -> list[ScreeningQuestion]:
+    """The job's questions from the catalog's cache ([] when they cannot be read now)."""
+    read = await read_job(catalog, connector, connection_id, job_id, "job.jobId")
+    return read.questions or []
 
 
 def _canonical_answer(value: Any) -> Any:

@@ -24,12 +24,15 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
+from app.catalog import Catalog
 from app.config import Connection
+from app.core.catalog import ScreeningQuestion
 from app.core.model import Origin
 from app.core.problems import FieldError, Problem
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
+from app.intake.screening import read_job
 from connectors.base import Connector, StepWarning
 
 SIGNATURE_HEADER = "x-indeed-signature"
@@ -283,7 +286,7 @@ FIELD_NAMES = {
 
 
 async def to_application(
-    apply: IndeedApply, connection: Connection, connector: Connector, job_id: str
+    apply: IndeedApply, connection: Connection, connector: Connector, job_id: str, catalog: Catalog
 ) -> tuple[Draft, Origin, list[StepWarning]]:
     """The draft application (`.build()` validates it; `.rename()` names intake's refusals
     in Indeed's terms), where it came from, and what could not be mapped."""
@@ -335,12 +338,20 @@ async def to_application(
             "applicant.coverletter",
         )
     explicit = connection.inbound.indeed_questions
-    mapper = QuestionMapper(explicit, lambda: connector.screening_questions(job_id), "Indeed")
+    mapper = QuestionMapper(explicit, lambda: job_questions(catalog, connector, connection.id, job_id), "Indeed")
     mapped = await mapper.map(board_answers(apply, connection), notes)
     for qid, value, path in mapped:
         draft.add_answer(qid, _canonical_answer(value), path)
     origin = Origin(channel="indeed", received_at=time.time(), board="indeed", board_application_id=apply.id)
     return draft, origin, notes
+
+
+async def job_questions(
+    catalog: Catalog, connector: Connector, connection_id: str, job_id: str
+) -> list[ScreeningQuestion]:
+    """The job's questions from the catalog's cache ([] when they cannot be read now)."""
+    read = await read_job(catalog, connector, connection_id, job_id, "job.jobId")
+    return read.questions or []
 
 
 def _canonical_answer(value: Any) -> Any:

@@ -9,6 +9,7 @@ import msgspec
 import structlog
 from litestar import Request, Response, Router, post
 
+from app.catalog import INTEGRATION_NOT_FOUND
 from app.core.problems import Problem
 from app.intake.accept import Intake
 from app.intake.boards import hellowork
@@ -34,26 +35,17 @@ async def _read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
     return b"".join(chunks)
 
 
-CODES = {
-    400: "HELLOWORK.MALFORMED",
-    401: "HELLOWORK.UNAUTHORIZED",
-    404: "HELLOWORK.NOT_FOUND",
-    409: "HELLOWORK.CONFLICT",
-    410: "HELLOWORK.JOB_CLOSED",
-    413: "HELLOWORK.TOO_LARGE",
-    422: "HELLOWORK.INPUT_INVALID",
-}
-
-
 @post("/hellowork/{connection_id:str}")
 async def hellowork_application(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """202 once stored; a resend answers 202 with the same delivery (`duplicate: true`). Every
-    refusal carries a `code`."""
+    refusal carries Kombo's `code` (README, "Error codes"): 400/413/422 PLATFORM.INPUT_INVALID,
+    401 PLATFORM.AUTHENTICATION_INVALID, 404 PLATFORM.INTEGRATION_NOT_FOUND or ATS.JOB_NOT_FOUND,
+    410 ATS.JOB_CLOSED."""
     try:
         return await _receive(request, connection_id)
     except Problem as exc:
-        if exc.code is None:
-            exc.code = CODES.get(exc.status, "HELLOWORK.REFUSED")
+        if exc.code is None and exc.status == 404:  # the route is not configured for this connection
+            exc.code = INTEGRATION_NOT_FOUND
         raise
 
 
@@ -71,8 +63,8 @@ async def _receive(request: Request[Any, Any, Any], connection_id: str) -> Respo
     application = hellowork.parse(body)
     job_id = str(application.job.jobId).strip() if application.job else ""
     connector = runtime.connectors.get(connection.id)
-    await check_job(connector, connection, job_id, "job.jobId")
-    draft, origin, notes = await hellowork.to_application(application, connection, connector, job_id)
+    await check_job(intake.catalog, connector, connection, job_id, "job.jobId")
+    draft, origin, notes = await hellowork.to_application(application, connection, connector, job_id, intake.catalog)
     status_url = hellowork.status_url(application, connection, notes)
     try:
         accepted = await intake.accept(draft.build(), origin, None, notes)

@@ -72,8 +72,8 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
         return _duplicate(existing.decode())
     job_id, job_field = indeed.ats_job_id(apply, connection)
     connector = runtime.connectors.get(connection.id)
-    await check_job(connector, connection, job_id, job_field)
-    draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id)
+    await check_job(intake.catalog, connector, connection, job_id, job_field)
+    draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id, intake.catalog)
     accepted = await _accept(intake, draft, origin, None, notes)
     if not accepted.created:
         return _duplicate(accepted.delivery_id)
@@ -101,6 +101,7 @@ def _duplicate(delivery_id: str) -> Response[Any]:
         409,
         "Duplicate application",
         "this application was already received",
+        code="ATS.APPLICATION_ALREADY_EXISTS",
         delivery_id=delivery_id,
         headers={"Location": f"/v1/deliveries/{delivery_id}"},
     )
@@ -172,7 +173,7 @@ async def _career_form(
     if not 0 < len(job_id) <= 200:
         raise Problem.invalid("job_id", "1 to 200 characters")
     connector = runtime.connectors.get(connection.id)
-    await check_job(connector, connection, job_id, "job_id")
+    await check_job(intake.catalog, connector, connection, job_id, "job_id")
     draft = forms.to_application(form, connection, job_id)
     origin = Origin(channel="form", received_at=time.time(), board="career_site")
     accepted = await _accept(intake, draft, origin, idempotency_key(request))

@@ -88,12 +88,13 @@ async def test_every_question_type_lands_in_laura(relay: Relay, laura: Emulator)
 async def test_the_key_is_checked_and_a_resend_is_the_same_delivery(relay: Relay) -> None:
     wrong = await post_hellowork(relay, hellowork_payload(), key="not-the-key")
     assert wrong.status_code == 401 and wrong.headers["content-type"].startswith("application/problem+json")
-    assert wrong.json()["code"]
+    assert wrong.json()["code"] == "PLATFORM.AUTHENTICATION_INVALID"
     missing = await post_hellowork(relay, hellowork_payload(), key=None)
     assert missing.status_code == 401
     other_header = await post_hellowork(relay, hellowork_payload(), connection="nordic")  # X-Api-Key there: wrong
     assert other_header.status_code == 401
-    assert (await post_hellowork(relay, hellowork_payload(), connection="nokey")).status_code == 404
+    unconfigured = await post_hellowork(relay, hellowork_payload(), connection="nokey")
+    assert unconfigured.status_code == 404 and unconfigured.json()["code"] == "PLATFORM.INTEGRATION_NOT_FOUND"
     assert await relay.redis.keys("ar:d:*") == []
 
     first = await post_hellowork(relay, hellowork_payload())
@@ -103,24 +104,30 @@ async def test_the_key_is_checked_and_a_resend_is_the_same_delivery(relay: Relay
     assert await relay.queued_jobs() == 1
 
 
+INVALID = "PLATFORM.INPUT_INVALID"
+
+
 @pytest.mark.parametrize(
-    ("change", "status", "field"),
+    ("change", "status", "code", "field"),
     [
-        ({"applicationId": None}, 400, "applicationId"),
-        ({"applicant": {"firstName": "A", "lastName": "B"}}, 400, "applicant.email"),
-        ({"job": {"jobAtsUrl": "https://x.example"}}, 400, "job.jobId"),
-        ({"job": {"jobId": "9999"}}, 404, "job.jobId"),
-        ({"screenerQuestions": [{"id": "x", "type": "date", "answer": "01/02/2027"}]}, 422, "screenerQuestions[0]"),
-        ({"screenerQuestions": [{"id": "x", "type": "colour", "answer": "red"}]}, 422, "screenerQuestions[0].type"),
-        ({"applicant": {"firstName": "A", "lastName": "B", "email": "not-an-email"}}, 422, "applicant.email"),
+        ({"applicationId": None}, 400, INVALID, "applicationId"),
+        ({"applicant": {"firstName": "A", "lastName": "B"}}, 400, INVALID, "applicant.email"),
+        ({"job": {"jobAtsUrl": "https://x.example"}}, 400, INVALID, "job.jobId"),
+        ({"job": {"jobId": "9999"}}, 404, "ATS.JOB_NOT_FOUND", "job.jobId"),
+        ({"job": {"jobId": "2003"}}, 410, "ATS.JOB_CLOSED", "job.jobId"),
+        ({"screenerQuestions": [{"id": "x", "type": "date", "answer": "01/02/2027"}]}, 422, INVALID, "[0].answer"),
+        ({"screenerQuestions": [{"id": "x", "type": "colour", "answer": "red"}]}, 422, INVALID, "[0].type"),
+        ({"applicant": {"firstName": "A", "lastName": "B", "email": "not-an-email"}}, 422, INVALID, "applicant.email"),
     ],
 )
-async def test_refusals_name_hellowork_fields(relay: Relay, change: dict[str, Any], status: int, field: str) -> None:
+async def test_refusals_name_hellowork_fields(
+    relay: Relay, change: dict[str, Any], status: int, code: str, field: str
+) -> None:
     payload = {**hellowork_payload(), **change}
     response = await post_hellowork(relay, payload)
     assert response.status_code == status, response.text
     problem = response.json()
-    assert problem["code"] and field in response.text
+    assert problem["code"] == code and field in response.text
     assert await relay.redis.keys("ar:d:*") == []
 
 
@@ -128,7 +135,7 @@ async def test_malformed_json_is_a_400(relay: Relay) -> None:
     response = await relay.client.post(
         "/inbound/hellowork/acme", content=b"{nope", headers={"X-Api-Key": HELLOWORK_KEY}
     )
-    assert response.status_code == 400 and response.json()["code"]
+    assert response.status_code == 400 and response.json()["code"] == "PLATFORM.INPUT_INVALID"
 
 
 async def test_a_status_url_off_hellowork_is_not_kept(relay: Relay) -> None:

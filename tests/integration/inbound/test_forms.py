@@ -15,6 +15,7 @@ import pytest
 from litestar import Litestar, MediaType, get
 
 from app.intake.boards import forms
+from connectors.factorial import option_id
 from connectors.sandbox.common import BackgroundServer
 from tests.support.builders import PDF_BYTES
 from tests.support.emulators import Emulator
@@ -159,7 +160,7 @@ async def test_api_client_gets_202_and_everything_is_mapped(relay: Relay) -> Non
     assert application.application.job_id == "2001" and application.source and application.source.name == "LinkedIn"
     answers = answers_of(application)
     assert answers["3001"] == "Because forms should never lose a CV."
-    assert answers["3003"] == "Yes" and answers["3004"] == ["Python", "Rust"]
+    assert answers["3003"] == option_id("Yes") and answers["3004"] == [option_id("Python"), option_id("Rust")]
     assert answers["3005"]["name"] == "portfolio.pdf"
     by_type = {a.type: a for a in application.attachments}
     assert by_type["CV"].name == "Zoë CV — 履歴書.pdf" and by_type["CV"].sha256 == hashlib.sha256(PDF_BYTES).hexdigest()

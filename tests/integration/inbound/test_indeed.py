@@ -8,9 +8,11 @@ import copy
 import hashlib
 from typing import Any
 
+import httpx
 import pytest
 
 from app.intake.boards import indeed
+from connectors.factorial import option_id
 from tests.support.builders import PDF_BYTES
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
@@ -79,14 +81,23 @@ async def test_indeed_application_arrives_in_factorial(relay: Relay, factorial: 
     assert delivery["board"] == "indeed" and delivery["channel"] == "indeed"
 
 
+# Job 2001's mandatory questions (3001, 3003): an application that answers any question must
+# answer them too (app/core/answers.py).
+REQUIRED = [
+    {"question": {"id": "3001", "question": "Why us?"}, "answer": "The relay."},
+    {"question": {"id": "3003", "question": "EU work permit"}, "answer": {"value": "yes", "label": "Yes"}},
+]
+REQUIRED_STORED = {"3001": "The relay.", "3003": option_id("Yes")}
+
+
 async def test_every_container_and_answer_shape_is_mapped(relay: Relay) -> None:
     response = await post_indeed(relay)
     assert response.status_code == 202, response.text
     application = await stored(relay, response.json()["id"])
     answers = answers_of(application)
     assert answers["3001"] == "Because relays never lose a CV."  # by normalised question text
-    assert answers["3003"] == "Yes"  # {value,label} → the ATS option id (Factorial: its text)
-    assert answers["3004"] == ["Python", "Rust"]  # a list; "rust" matched case-insensitively
+    assert answers["3003"] == option_id("Yes")  # {value,label} → the ATS option id (Factorial: a hash of its text)
+    assert answers["3004"] == [option_id("Python"), option_id("Rust")]  # a list; "rust" matched case-insensitively
     assert answers["3005"]["name"] == "portfolio.pdf" and answers["3005"]["size"] == len(PDF_BYTES)  # a file
     assert len(answers) == 4  # "" (unanswered optional) dropped; demographics never mapped by text
     kinds = {(a.type, a.name) for a in application.attachments}
@@ -99,11 +110,16 @@ async def test_every_container_and_answer_shape_is_mapped(relay: Relay) -> None:
         questionsAndAnswers=[
             {"question": {"id": "3002", "question": "Salary"}, "answer": "55000"},  # ATS id used directly
             {"question": {"id": "q_x", "question": "Which languages do you write"}, "answer": ["Go"]},
+            *REQUIRED,
         ],
     )
     response = await post_indeed(relay, top_level)
     assert response.status_code == 202, response.text
-    assert answers_of(await stored(relay, response.json()["id"])) == {"3002": "55000", "3004": ["Go"]}
+    assert answers_of(await stored(relay, response.json()["id"])) == {
+        "3002": "55000",
+        "3004": [option_id("Go")],
+        **REQUIRED_STORED,
+    }
 
     legacy = indeed_payload(
         id="legacy",
@@ -116,12 +132,18 @@ async def test_every_container_and_answer_shape_is_mapped(relay: Relay) -> None:
                     "question": {"id": "q2", "question": "Do you hold an EU work permit?"},
                     "answer": {"value": "no", "label": "No"},
                 },
+                REQUIRED[0],
             ],
         },
     )
     response = await post_indeed(relay, legacy)
     assert response.status_code == 202, response.text
-    assert answers_of(await stored(relay, response.json()["id"])) == {"3002": 60000, "3003": "No"}
+    # a number for a TEXT question is stored as its text (app/core/answers.py, `normalise`)
+    assert answers_of(await stored(relay, response.json()["id"])) == {
+        "3002": "60000",
+        "3003": option_id("No"),
+        "3001": REQUIRED_STORED["3001"],
+    }
 
 
 async def test_unmapped_question_is_a_warning_not_a_refusal(relay: Relay) -> None:
@@ -343,29 +365,27 @@ async def test_a_cv_above_the_default_body_limit_fits(relay: Relay) -> None:
     assert cv.size == 9_000_000
 
 
-async def test_open_jobs_are_remembered_missing_and_closed_ones_asked_again(relay: Relay) -> None:
+async def test_jobs_are_checked_through_the_catalog_once_per_ttl(
+    relay: Relay, factorial: Emulator, ats_http: httpx.AsyncClient
+) -> None:
+    """The boards' job check reads the catalog's cached job: one ATS read for a run of
+    applications to an open job; a closed one is a 410, an unknown one a 404, each with its code."""
+    from app.catalog import Catalog
     from app.core.problems import Problem
     from app.intake.boards.draft import check_job
+    from app.runtime import ConnectorPool
 
-    class Answers:
-        """A connector's job_status, counting how often the ATS is asked."""
-
-        def __init__(self, status: str) -> None:
-            self.status, self.calls = status, 0
-
-        async def job_status(self, job_id: str) -> str:
-            self.calls += 1
-            return self.status
-
-    connection = relay.settings.config.connections["acme"]
-    opened = Answers("open")
+    config = relay.settings.config
+    connection = config.connections["acme"]
+    pool = ConnectorPool(config, ats_http)  # this test's own, on its event loop (the relay's runs in a thread)
+    catalog, connector = Catalog(relay.redis, config, pool.get), pool.get("acme")
+    factorial.reset()
     for _ in range(3):
-        await check_job(opened, connection, "cache-open", "job.jobId")
-    assert opened.calls == 1
-    for status, code in (("closed", 410), ("missing", 404)):
-        asked = Answers(status)
-        for _ in range(2):
-            with pytest.raises(Problem) as caught:
-                await check_job(asked, connection, f"cache-{status}", "job.jobId")
-            assert caught.value.status == code
-        assert asked.calls == 2
+        await check_job(catalog, connector, connection, "2001", "job.jobId")
+    reads = {k: v for k, v in factorial.records()["requests"].items() if "2001" in k}
+    assert reads and all(count == 1 for count in reads.values()), reads
+    for job_id, status, code in (("2003", 410, "ATS.JOB_CLOSED"), ("9999", 404, "ATS.JOB_NOT_FOUND")):
+        with pytest.raises(Problem) as caught:
+            await check_job(catalog, connector, connection, job_id, "job.jobId")
+        assert (caught.value.status, caught.value.code) == (status, code)
+        assert caught.value.errors[0].field == "job.jobId"

@@ -31,7 +31,7 @@ from connectors.base import (
     UnknownOutcome,
     confined_url,
 )
-from connectors.laura import LauraConnector, LauraSettings, validate_answers
+from connectors.laura import LauraConnector, LauraSettings, encoded_answers
 from tests.support.emulators import Emulator
 
 # ---------------------------------------------------------------------------------------------
@@ -82,8 +82,8 @@ GOOD_ANSWERS = [
     StoredAnswer("502", ["1", "3"]),
     StoredAnswer("503", "12"),
     StoredAnswer("504", "Family lives there"),
-    StoredAnswer("505", "7"),
-    StoredAnswer("506", "2027-01-15"),
+    StoredAnswer("505", 7.0),
+    StoredAnswer("506", "2027-01-15T08:00:00Z"),
 ]
 
 
@@ -318,129 +318,38 @@ async def test_screening_questions_carry_preconditions(laura: Emulator, ats_http
         "NUMBER",
         "DATE",
     }
-    assert validate_answers(questions, GOOD_ANSWERS) == []
+    kombo = await make(laura, ats_http).job_questions("101")
+    assert encoded_answers(kombo, GOOD_ANSWERS)[0].ok
     for job_id in ("999", "../stages", "101/../../stages"):
         with pytest.raises(PermanentError) as err:
             await make(laura, ats_http).screening_questions(job_id)
         assert err.value.status == 404
 
 
-QUESTIONS = [
-    {"id": "1", "type": "BOOLEAN", "required": True, "index": 0},
-    {
-        "id": "2",
-        "type": "MULTI_SELECT",
-        "required": True,
-        "index": 1,
-        "options": [{"id": "a"}, {"id": "b"}],
-        "precondition_question_id": "1",
-        "precondition_options": ["true"],
-    },
-    {
-        "id": "3",
-        "type": "SINGLE_SELECT",
-        "required": False,
-        "index": 2,
-        "options": [{"id": "x"}, {"id": "y"}],
-        "precondition_question_id": "2",
-        "precondition_options": ["b"],
-    },
-    {
-        "id": "4",
-        "type": "TEXT",
-        "required": True,
-        "index": 3,
-        "max_length": 5,
-        "precondition_question_id": "3",
-        "precondition_options": ["y"],
-    },
-    {"id": "5", "type": "NUMBER", "required": False, "index": 4, "min": 1, "max": 10},
-    {"id": "6", "type": "DATE", "required": False, "index": 5},
-]
-
-
-@pytest.mark.parametrize(
-    "answers, expected",
-    [
-        ([{"question_id": "1", "answer": False}], []),
-        ([{"question_id": "1", "answer": "true"}, {"question_id": "2", "answer": ["a"]}], []),
-        ([], ["question 1: required"]),
-        ([{"question_id": "1", "answer": True}], ["question 2: required"]),
-        (
-            [{"question_id": "1", "answer": False}, {"question_id": "2", "answer": ["a"]}],
-            ["question 2: answered, but its precondition on question 1 is not met"],
-        ),
-        # a chain: 4 is shown only when 3 = y, which is shown only when 2 contains b
-        (
-            [
-                {"question_id": "1", "answer": True},
-                {"question_id": "2", "answer": ["b"]},
-                {"question_id": "3", "answer": "y"},
-            ],
-            ["question 4: required"],
-        ),
-        (
-            [
-                {"question_id": "1", "answer": True},
-                {"question_id": "2", "answer": ["a"]},
-                {"question_id": "3", "answer": "y"},
-                {"question_id": "4", "answer": "hi"},
-            ],
-            [
-                "question 3: answered, but its precondition on question 2 is not met",
-                "question 4: answered, but its precondition on question 3 is not met",
-            ],
-        ),
-        (
-            [{"question_id": "1", "answer": True}, {"question_id": "2", "answer": ["b", "c"]}],
-            ["question 2: names an option that is not one of the question's options"],
-        ),
-        (
-            [
-                {"question_id": "1", "answer": True},
-                {"question_id": "2", "answer": ["b"]},
-                {"question_id": "3", "answer": ["x", "x"]},
-            ],
-            ["question 3: must be exactly one option id"],
-        ),
-        ([{"question_id": "1", "answer": "maybe"}], ["question 1: must be true or false"]),
-        (
-            [{"question_id": "1", "answer": False}, {"question_id": "5", "answer": 11}],
-            ["question 5: must be at most 10"],
-        ),
-        (
-            [{"question_id": "1", "answer": False}, {"question_id": "5", "answer": True}],
-            ["question 5: must be a number"],
-        ),
-        (
-            [{"question_id": "1", "answer": False}, {"question_id": "6", "answer": "1.2.2027"}],
-            ["question 6: must be a date (YYYY-MM-DD)"],
-        ),
-        (
-            [{"question_id": "1", "answer": False}, {"question_id": "9", "answer": "x"}],
-            ["question 9: not a question of this job"],
-        ),
-        (
-            [{"question_id": "1", "answer": False}, {"question_id": "1", "answer": True}],
-            ["question 1: answered more than once"],
-        ),
-    ],
-)
-def test_validate_answers(answers: list[dict[str, Any]], expected: list[str]) -> None:
-    assert validate_answers(QUESTIONS, answers) == expected
-
-
-def test_validation_errors_never_echo_answers() -> None:
+async def test_answers_are_checked_by_the_shared_check_and_encoded_as_laura_stores_them(
+    laura: Emulator, ats_http: httpx.AsyncClient
+) -> None:
+    """Laura keeps no check of its own (app/core/answers.py is the one): unknown questions are
+    dropped with a warning, faults name the question and never the value, kept answers are
+    encoded (whole numbers as integers, a date-time as its date)."""
+    questions = await make(laura, ats_http).job_questions("101")
     secret = "Virtanen 040-1234567"
-    errors = validate_answers(
-        QUESTIONS,
-        [
-            {"question_id": "1", "answer": True},
-            {"question_id": "2", "answer": [secret]},
-            {"question_id": "5", "answer": secret},
-        ],
-    )
-    assert errors and not any("Virtanen" in e or "040" in e for e in errors)
+    result, encoded = encoded_answers(questions, [*GOOD_ANSWERS, StoredAnswer("999", secret)])
+    assert result.ok and [w for w in result.warnings if "999" in w] != []
+    assert [(qid, value) for qid, _, value in encoded] == [
+        ("501", True),
+        ("502", ["1", "3"]),
+        ("503", "12"),
+        ("504", "Family lives there"),
+        ("505", 7),
+        ("506", "2027-01-15"),
+    ]
+    bad, kept = encoded_answers(questions, [StoredAnswer("501", secret), StoredAnswer("505", secret)])
+    assert [e.message for e in bad.errors][:2] == [
+        "question 501: must be true or false",
+        "question 505: must be a number",
+    ]
+    assert kept == [] and not any("Virtanen" in e.message for e in bad.errors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,21 +425,6 @@ async def test_api_root(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
         settings=LauraSettings(),
     )
     assert LauraConnector(spec, ats_http).api_root == "https://acme.rekrytointi.com/api/v1.2"
-
-
-async def test_check_answers_for_intake(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
-    connector = make(laura, ats_http)
-    assert await connector.check_answers(application()) == []
-    bad = application(answers=[StoredAnswer("501", False), StoredAnswer("502", ["1"])])
-    assert await connector.check_answers(bad) == [
-        "question 502: answered, but its precondition on question 501 is not met",
-        "question 503: required",
-        "question 505: required",
-    ]
-    unknown_job = application(job_id="999")
-    assert await connector.check_answers(unknown_job) == ["application.job_id: not a job in this Laura account"]
-    await fault(ats_http, laura, script=["error"], error_status=503)
-    assert await connector.check_answers(application(job_id="102", answers=[StoredAnswer("505", 99)])) == []
 
 
 async def test_application_status_for_status_sync(laura: Emulator, ats_http: httpx.AsyncClient) -> None:

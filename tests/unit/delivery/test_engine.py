@@ -18,9 +18,10 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import parse_config
-from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredApplication, stored_encoder
+from app.core.catalog import READ_JOBS, READ_SCREENING_QUESTIONS, Job, Option, QuestionFormat, ScreeningQuestion
+from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredAnswer, StoredApplication, stored_encoder
 from app.delivery import queue
-from app.delivery.engine import MAX_CRASH_RERUNS, DeliveryEngine, EngineDeps
+from app.delivery.engine import CHECK_STEP, MAX_CRASH_RERUNS, DeliveryEngine, EngineDeps, refusal_code
 from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore, PlainSealer, new_delivery_id
@@ -120,13 +121,16 @@ CV_REF, LETTER_REF = ref(0, "cv.pdf", CV, "CV"), ref(1, "letter.pdf", LETTER, "C
 CV_STEP, LETTER_STEP = attachment_step_name(CV_REF), attachment_step_name(LETTER_REF)
 
 
-def stored_application(*, files: bool = False, email: str = "ana.ruiz@example.org") -> StoredApplication:
+def stored_application(
+    *, files: bool = False, email: str = "ana.ruiz@example.org", answers: list[StoredAnswer] | None = None
+) -> StoredApplication:
     return StoredApplication(
         connection_id="acme",
         candidate=Candidate(first_name="Ana", last_name="Ruiz", email_address=email, phone_number="+34 600 111 222"),
         application=JobRef(job_id="2001"),
         origin=Origin(channel="api", received_at=NOW),
         attachments=[CV_REF, LETTER_REF] if files else [],
+        screening_question_answers=answers or [],
     )
 
 
@@ -137,8 +141,16 @@ class Rig:
     connector: ScriptedConnector
     engine: DeliveryEngine
 
-    async def delivery(self, *, files: bool = False, email: str = "ana.ruiz@example.org") -> Delivery:
-        """A delivery as intake stores it: state, payload, files and its first job, in one call."""
+    async def delivery(
+        self,
+        *,
+        files: bool = False,
+        email: str = "ana.ruiz@example.org",
+        answers: list[StoredAnswer] | None = None,
+        unchecked: bool = False,
+    ) -> Delivery:
+        """A delivery as intake stores it: state, payload, files and its first job, in one call;
+        `unchecked`: intake could not read the job's questions (the worker checks them)."""
         delivery = Delivery(
             id=new_delivery_id(),
             connection_id="acme",
@@ -150,8 +162,9 @@ class Rig:
             channel="api",
             job_id="2001",
             next_attempt_at=self.clock.now,
+            check_answers_before_write=unchecked,
         )
-        payload = stored_encoder.encode(stored_application(files=files, email=email))
+        payload = stored_encoder.encode(stored_application(files=files, email=email, answers=answers))
         result = await self.store.create(
             delivery, payload, [CV, LETTER] if files else [], delivery.idempotency_key_hash
         )
@@ -431,3 +444,119 @@ async def test_a_stale_or_busy_job_runs_nothing(store: DeliveryStore) -> None:
     assert await r.engine.run(delivery.id, job_id=job) == "delivered"
     assert await r.engine.run(delivery.id, job_id=job) == "stale"  # a finished delivery has no pending job
     assert r.connector.calls == ["candidate", "application"]
+
+
+# -- the answers' check before any write, and the codes of dead letters -------------------------
+
+QUESTIONS = [
+    ScreeningQuestion(
+        id="q1",
+        remote_id="q1",
+        title="Region",
+        required=True,
+        format=QuestionFormat(type="SINGLE_SELECT", options=[Option(id="o1", remote_id="o1", name="North")]),
+    ),
+    ScreeningQuestion(id="q2", remote_id="q2", title="Years", format=QuestionFormat(type="NUMBER", min=0, max=40)),
+]
+
+
+class ReadingConnector(ScriptedConnector):
+    """The scripted connector that also reads its job (open unless `status` says otherwise) and
+    the job's questions, or raises what `read_error` says; it counts its reads."""
+
+    capabilities = Capabilities(reads=frozenset({READ_JOBS, READ_SCREENING_QUESTIONS}))
+
+    def __init__(self, *, status: str = "OPEN", read_error: BaseException | None = None) -> None:
+        super().__init__()
+        self.status, self.read_error, self.reads = status, read_error, 0
+
+    async def get_job(self, job_id: str) -> Job | None:
+        self.reads += 1
+        if self.read_error is not None:
+            raise self.read_error
+        return Job(id=job_id, remote_id=job_id, name="Nurse", status=self.status)  # type: ignore[arg-type]
+
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        return QUESTIONS
+
+
+async def test_unchecked_answers_that_fail_are_a_dead_letter_naming_the_question_before_any_write(
+    store: DeliveryStore,
+) -> None:
+    r = rig(store, ReadingConnector())
+    delivery = await r.delivery(answers=[StoredAnswer("q1", "o9"), StoredAnswer("q2", 99)], unchecked=True)
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.step == CHECK_STEP
+    assert state.last_error.code == "PLATFORM.INPUT_INVALID"
+    assert "question q1: is not one of the question's option ids" in state.last_error.message
+    assert "question q2: must be at most 40" in state.last_error.message
+    assert r.connector.calls == []  # nothing was written to the ATS
+
+
+async def test_unchecked_answers_that_fit_are_sent_without_the_unknown_ones(store: DeliveryStore) -> None:
+    sent: list[StoredApplication] = []
+    connector = ReadingConnector()
+    plan = connector.plan
+    connector.plan = lambda application: (sent.append(application), plan(application))[1]  # type: ignore[method-assign]
+    r = rig(store, connector)
+    delivery = await r.delivery(answers=[StoredAnswer("q1", "o1"), StoredAnswer("zz", "x")], unchecked=True)
+    assert await r.run(delivery) == "delivered"
+    state = await r.get(delivery.id)
+    assert [a.question_id for a in sent[-1].screening_question_answers] == ["q1"]
+    assert [w.code for w in state.warnings] == ["answer_not_sent"] and "zz" in state.warnings[0].message
+    assert state.check_answers_before_write is False and r.connector.calls == ["candidate", "application"]
+
+
+async def test_a_checked_delivery_is_not_read_again(store: DeliveryStore) -> None:
+    r = rig(store, ReadingConnector())
+    delivery = await r.delivery(answers=[StoredAnswer("q1", "o9")])  # checked at intake
+    assert await r.run(delivery) == "delivered"
+    assert isinstance(r.connector, ReadingConnector) and r.connector.reads == 0
+
+
+@pytest.mark.parametrize(
+    ("connector", "status", "code"),
+    [
+        (ReadingConnector(status="CLOSED"), "failed", "ATS.JOB_CLOSED"),
+        (ReadingConnector(read_error=TransientError("down: HTTP 503", status=503)), "retry_scheduled", None),
+        (ReadingConnector(read_error=AuthError("refused: HTTP 401", status=401)), "paused", None),
+    ],
+)
+async def test_the_check_before_write_meets_a_closed_job_or_an_unreachable_ats(
+    store: DeliveryStore, connector: ReadingConnector, status: str, code: str | None
+) -> None:
+    r = rig(store, connector)
+    delivery = await r.delivery(answers=[StoredAnswer("q1", "o1")], unchecked=True)
+    assert await r.run(delivery) == status
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.step == CHECK_STEP
+    assert r.connector.calls == []
+    if code is not None:
+        assert state.last_error.code == code
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "code"),
+    [
+        ("permanent", PermanentError("bad field: HTTP 422", status=422), "REMOTE.INPUT_INVALID"),
+        ("permanent", PermanentError("bad request: HTTP 400", status=400), "REMOTE.INPUT_INVALID"),
+        ("permanent", PermanentError("Vacancy is closed", status=422), "ATS.JOB_CLOSED"),
+        ("permanent", PermanentError("gone: HTTP 404", status=404), "REMOTE.UNKNOWN_HTTP_ERROR"),
+        ("permanent", PermanentError("Laura takes no attachments"), "PLATFORM.INPUT_INVALID"),
+        ("auth", AuthError("refused: HTTP 401", status=401), "INTEGRATION.AUTHENTICATION_INVALID"),
+        ("exhausted", TransientError("down: HTTP 503", status=503), "REMOTE.SERVICE_UNAVAILABLE"),
+        ("exhausted", TransientError("slow down: HTTP 429", status=429), "REMOTE.RATE_LIMIT_EXCEEDED"),
+        ("crash", "worker died", "PLATFORM.UNKNOWN_ERROR"),
+    ],
+)
+def test_refusals_map_to_kombos_codes(kind: str, error: BaseException | str, code: str) -> None:
+    assert refusal_code(kind, error) == code
+
+
+async def test_a_dead_letter_records_the_code_of_the_ats_refusal(store: DeliveryStore) -> None:
+    r = rig(store, ScriptedConnector({"application": [PermanentError("field refused: HTTP 422", status=422)]}))
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.code == "REMOTE.INPUT_INVALID"
