@@ -10,9 +10,9 @@ Connection settings:
     hellowork_status_hosts = ["ats-partner.hellowork.com"]   # where statusApiUrl may point
 
 HelloWork documents no status codes: they follow Indeed's route (400 missing key, 401 key,
-404 unknown job, 410 closed job, 413 too large, 422 unprocessable), except that a resend is
-answered 202 with the same delivery (`"duplicate": true`): HelloWork gives 409 no meaning, so
-a 2xx is the answer that cannot make it resend forever.
+404 unknown job, 410 closed job, 413 too large, 422 unprocessable; Kombo's codes, README "Error
+codes"), except that a resend is answered 202 with the same delivery (`"duplicate": true`):
+HelloWork gives 409 no meaning, so a 2xx is the answer that cannot make it resend forever.
 """
 
 from __future__ import annotations

@@ -7,8 +7,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import httpx
 import pytest
 
+from connectors import connector_class
+from connectors.base import ConnectionSpec
+from connectors.otys import OtysSettings
+from connectors.sandbox.flatchr import COMPANY_ID as FLATCHR_COMPANY
 from tests.support.boards import HELLOWORK_KEY, hellowork_payload, post_hellowork
 from tests.support.builders import PDF_BYTES, connection_table
 from tests.support.emulators import Emulator
@@ -16,7 +21,9 @@ from tests.support.harness import Relay
 
 
 @pytest.fixture
-def relay(make_relay: Any, factorial: Emulator, laura: Emulator, monkeypatch: pytest.MonkeyPatch) -> Relay:
+def relay(
+    make_relay: Any, factorial: Emulator, laura: Emulator, flatchr: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> Relay:
     monkeypatch.setenv("TEST_HELLOWORK_KEY", HELLOWORK_KEY)
     return make_relay(
         {
@@ -27,6 +34,9 @@ def relay(make_relay: Any, factorial: Emulator, laura: Emulator, monkeypatch: py
                 "laura", laura.url, hellowork_secret_env="TEST_HELLOWORK_KEY", hellowork_key_header="X-HW-Key"
             ),
             "nokey": connection_table("factorial", factorial.url, hellowork_secret_env="TEST_UNSET_HW_KEY"),
+            "paris": connection_table(
+                "flatchr", flatchr.url, company_id=FLATCHR_COMPANY, hellowork_secret_env="TEST_HELLOWORK_KEY"
+            ),
         }
     )
 
@@ -83,6 +93,100 @@ async def test_every_question_type_lands_in_laura(relay: Relay, laura: Emulator)
         506: "2027-02-01",
         507: "Merci.",
     }
+
+
+async def test_every_question_type_lands_in_flatchr(relay: Relay, flatchr: Emulator) -> None:
+    await relay.start_worker()
+    questions = [
+        {"id": "q7Hd2LmQx9aB3cTe", "question": "Pourquoi nous ?", "type": "textarea", "answer": "L'équipe"},
+        {"id": "q2Kp8ZrW4nYv6JsU", "question": "Permis B ?", "type": "boolean", "answer": True},
+        {"id": "q5Fg1HjK3lMn7PqR", "question": "Depuis quand ?", "type": "date", "answer": "2019-06-30"},
+        {"id": "q9Wx4EcR6tYu2IoP", "question": "Ville", "type": "select", "answer": "Lyon"},
+        {"id": "q3As5DfG7hJk9LzX", "question": "Langages", "type": "multiselect", "answer": ["Python", "SQL"]},
+        {"id": "q8Cv1BnM3qWe5RtY", "question": "Années", "type": "number", "answer": 7},
+    ]
+    payload = hellowork_payload("hw-paris-1", job_id="Vq5r6pYxam9AmMvP", screenerQuestions=questions)
+    response = await post_hellowork(relay, payload, connection="paris")
+    assert response.status_code == 202, response.text
+    await relay.wait_for(response.json()["id"], "delivered")
+    [applicant] = flatchr.records()["applicants"]
+    assert {a["question_id"]: a["value"] for a in applicant["answers"]} == {
+        "q7Hd2LmQx9aB3cTe": "L'équipe",
+        "q2Kp8ZrW4nYv6JsU": "Oui",
+        "q5Fg1HjK3lMn7PqR": "2019-06-30",
+        "q9Wx4EcR6tYu2IoP": "Lyon",
+        "q3As5DfG7hJk9LzX": "Python;SQL",
+        "q8Cv1BnM3qWe5RtY": "7",
+    }
+    [cv] = flatchr.records()["files"]
+    assert cv["sha256"] == hashlib.sha256(PDF_BYTES).hexdigest()
+
+
+HW_TYPES = {
+    "TEXT": "text",
+    "DATE": "date",
+    "BOOLEAN": "boolean",
+    "SINGLE_SELECT": "select",
+    "MULTI_SELECT": "multiselect",
+}
+
+
+async def test_typed_answers_land_in_otys(
+    make_relay: Any, otys: Emulator, ats_http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vacancy whose questions are all of types HelloWork has (its format carries no file
+    answers), built from OTYS's read model as HelloWork would show them."""
+    monkeypatch.setenv("TEST_HELLOWORK_KEY", HELLOWORK_KEY)
+    job = "b2c3d4e5f60718293a4b5c6d7e8f90a1"
+    for body in (
+        {"id": "301", "question": "Years of experience", "type": "textField", "fieldName": "extraInfo1"},
+        {"id": "302", "question": "Start date", "type": "dateSelect", "fieldName": "availableAt"},
+        {
+            "id": "303",
+            "question": "Preferred region",
+            "type": "select",
+            "fieldName": "matchCriteria_1",
+            "answers": [["11", "North"], ["12", "South"]],
+        },
+        {
+            "id": "304",
+            "question": "Languages",
+            "type": "multiSelect",
+            "fieldName": "matchCriteria_2",
+            "answers": [["21", "Dutch"], ["22", "English"]],
+        },
+        {"id": "305", "question": "Driving licence", "type": "checkbox", "fieldName": "driversLicence"},
+    ):
+        otys.http.post(f"/_sandbox/otys/vacancies/{job}/questions", json=body).raise_for_status()
+    spec = ConnectionSpec(id="nl", connector="otys", base_url=otys.url, credentials="sandbox", settings=OtysSettings())
+    connector = connector_class("otys")(spec, ats_http)
+    try:
+        questions = await connector.job_questions(job)
+    finally:
+        await connector.close()
+    screener = []
+    for q in questions:
+        kind = HW_TYPES[q.format.type]
+        options = [{"value": o.id, "label": o.name} for o in q.format.options or []]
+        answer: Any = {
+            "text": "8",
+            "date": "2027-04-01",
+            "boolean": True,
+            "select": options[-1]["value"] if options else None,
+            "multiselect": [o["value"] for o in options],
+        }[kind]
+        screener.append({"id": q.id, "question": q.title, "type": kind, "answer": answer, "options": options})
+    assert sorted(item["type"] for item in screener) == ["boolean", "date", "multiselect", "select", "text"]
+    relay = make_relay({"nl": connection_table("otys", otys.url, hellowork_secret_env="TEST_HELLOWORK_KEY")})
+    await relay.start_worker()
+    payload = hellowork_payload("hw-nl-1", job_id=job, screenerQuestions=screener)
+    response = await post_hellowork(relay, payload, connection="nl")
+    assert response.status_code == 202, response.text
+    await relay.wait_for(response.json()["id"], "delivered")
+    [candidate] = otys.records()["candidates"]
+    assert candidate["extraInfo1"] == "8" and candidate["availableAt"] == "2027-04-01 00:00:00"
+    assert candidate["matchCriteria_1"] == {"12": 1} and candidate["matchCriteria_2"] == {"21": 1, "22": 1}
+    assert candidate["driversLicence"] is True
 
 
 async def test_the_key_is_checked_and_a_resend_is_the_same_delivery(relay: Relay) -> None:
