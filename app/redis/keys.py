@@ -35,6 +35,7 @@ Layout (prefix ``ar:``):
                               their schedule and lease (tracking/boards.py)
     ar:br:d:<delivery id>     the board reports of one delivery, in order (the board's view)
     ar:br:cursor:failed       where the scan of dead letters for Indeed's DROPPED_* stopped
+    ar:br:dropped:<id>        a delivery's DROPPED_* disposition is queued (once per delivery)
     ar:indeed:token:<conn>    the cached Indeed OAuth access token (until it expires)
     ar:dest:<destination> / ar:dest:all  an outbound destination's health (hash), all destinations
                               (tracking/health.py)
@@ -184,6 +185,11 @@ def board_report_lease_key(report_id: str) -> str:
 
 def delivery_reports_key(delivery_id: str) -> str:
     return f"{PREFIX}br:d:{delivery_id}"
+
+
+def dropped_marker_key(delivery_id: str) -> str:
+    """Set once the delivery's DROPPED_* disposition is queued (two scanners never queue two)."""
+    return f"{PREFIX}br:dropped:{delivery_id}"
 
 
 def indeed_token_key(connection_id: str) -> str:

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 from app.config import Config, Connection
 from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
+from app.delivery.store import Sealer
 from app.net import ssrf
 from app.redis.client import awaited
 from app.redis.keys import (
@@ -44,6 +45,7 @@ from app.redis.keys import (
     board_report_key,
     board_report_lease_key,
     delivery_reports_key,
+    dropped_marker_key,
     indeed_token_key,
     status_index,
 )
@@ -243,7 +245,7 @@ async def scan_dead_letters(runtime: Runtime, now: float) -> int:
                 or delivery.kind != "application"
                 or not delivery.board_application_id
                 or not indeed_enabled(connection)
-                or any(r.body.get("dispositionStatus") == reason for r in await reports_of(redis, delivery.id))
+                or not await redis.set(dropped_marker_key(delivery.id), reason, nx=True, ex=KEEP_S)
             ):
                 continue
             at = delivery.updated_at
@@ -363,14 +365,17 @@ class _AuthFailed(Exception):
     pass
 
 
-async def indeed_token(redis: Redis, http: httpx.AsyncClient, connection: Connection, *, force: bool = False) -> str:
-    """The OAuth client-credentials token, shared by every worker through Redis until ~1 min (or
-    a tenth of its life) before it expires."""
+async def indeed_token(
+    redis: Redis, http: httpx.AsyncClient, connection: Connection, sealer: Sealer | None, *, force: bool = False
+) -> str:
+    """The OAuth client-credentials token, shared by every worker through Redis (sealed with the
+    data key, like the connections' OAuth tokens) until ~1 min (or a tenth of its life) before it
+    expires."""
     key = indeed_token_key(connection.id)
     if not force:
         cached = await redis.get(key)
         if cached:
-            return str(cached.decode())
+            return (sealer.open(cached) if sealer else cached).decode()
     inbound = connection.inbound
     client_id = os.environ.get(inbound.indeed_client_id_env or "", "")
     client_secret = os.environ.get(inbound.indeed_client_secret_env or "", "")
@@ -388,12 +393,12 @@ async def indeed_token(redis: Redis, http: httpx.AsyncClient, connection: Connec
     body = response.json()
     token, expires_in = str(body["access_token"]), float(body.get("expires_in") or 3600)
     keep_s = max(0.5, expires_in - min(60.0, expires_in / 10))
-    await redis.set(key, token, px=int(keep_s * 1000))
+    await redis.set(key, sealer.seal(token.encode()) if sealer else token.encode(), px=int(keep_s * 1000))
     return token
 
 
 async def _send_indeed(
-    redis: Redis, http: httpx.AsyncClient, reports: list[Report], connection: Connection
+    redis: Redis, http: httpx.AsyncClient, reports: list[Report], connection: Connection, sealer: Sealer | None
 ) -> tuple[_Outcome, dict[str, str]]:
     """One partnerDisposition.send for up to 25 reports: the request's outcome, and Indeed's
     rationale per apply id it refused."""
@@ -401,7 +406,7 @@ async def _send_indeed(
         {"query": MUTATION, "variables": {"input": {"dispositions": [r.body for r in reports]}}}
     )
     try:
-        token = await indeed_token(redis, http, connection)
+        token = await indeed_token(redis, http, connection, sealer)
         for refreshed in (False, True):
             response = await http.post(
                 connection.inbound.indeed_disposition_url,
@@ -411,7 +416,7 @@ async def _send_indeed(
             )
             if response.status_code != 401 or refreshed:
                 break
-            token = await indeed_token(redis, http, connection, force=True)  # expired mid-batch: once
+            token = await indeed_token(redis, http, connection, sealer, force=True)  # expired mid-batch: once
     except _AuthFailed as exc:
         return _Outcome("transient", 401, error=str(exc)), {}
     except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
@@ -442,9 +447,11 @@ async def dispatch_due(
     now: float | None = None,
     limit: int = 500,
     budget_s: float = 30.0,
+    sealer: Sealer | None = None,
 ) -> dict[str, int]:
     """Send the reports due by `now` (a parameter, so tests can move the clock): HelloWork's one by
-    one, Indeed's per connection in batches of 25 by change time. Health is counted at `now`."""
+    one, Indeed's per connection in batches of 25 by change time. Health is counted at `now`.
+    `sealer` seals the cached Indeed token (the runtime's)."""
     now = time.time() if now is None else now
     deadline = time.monotonic() + budget_s
     outcomes: dict[str, int] = {}
@@ -488,7 +495,7 @@ async def dispatch_due(
                 if kind == "hellowork":
                     outcome = await _send_hellowork(redis, http, chunk[0], connection)
                 else:
-                    outcome, failed = await _send_indeed(redis, http, chunk, connection)
+                    outcome, failed = await _send_indeed(redis, http, chunk, connection, sealer)
                 await health.record_attempt(
                     redis,
                     dest,
@@ -528,7 +535,9 @@ async def dispatch_due(
 async def report_to_boards(ctx: dict[str, Any]) -> dict[str, int]:
     runtime = ctx["runtime"]
     await scan_dead_letters(runtime, time.time())
-    return await dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=runtime.settings.run_budget_s / 2)
+    return await dispatch_due(
+        runtime.redis, runtime.config, runtime.http, budget_s=runtime.settings.run_budget_s / 2, sealer=runtime.sealer
+    )
 
 
 def cron_job(settings: Settings) -> CronJob:

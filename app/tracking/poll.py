@@ -203,7 +203,9 @@ async def sync_application_status(ctx: dict[str, Any]) -> dict[str, int]:
     if report.callbacks:  # the first attempt goes out now, not at the next dispatch tick
         await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=budget / 2)
     if report.board_reports:
-        await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=budget / 2)
+        await boards.dispatch_due(
+            runtime.redis, runtime.config, runtime.http, budget_s=budget / 2, sealer=runtime.sealer
+        )
     return {"enrolled": report.enrolled, "checked": report.checked, "changed": len(report.changed)}
 
 

@@ -15,6 +15,7 @@ import pytest
 from app.delivery.record import Delivery, Status
 from app.runtime import Runtime
 from app.tracking import boards, poll
+from app.worker import cron_jobs
 from tests.support.boards import HELLOWORK_KEY, hellowork_payload, post_hellowork
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
@@ -86,7 +87,7 @@ async def eventually(check: Callable[[], Any], within_s: float = 15.0) -> Any:
 
 async def poll_and_report(runtime: Runtime, now: float) -> None:
     await poll.sync_once(runtime, now=now)
-    await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, now=now)
+    await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, sealer=runtime.sealer, now=now)
 
 
 async def test_hellowork_hears_each_status_in_order(
@@ -106,9 +107,12 @@ async def test_hellowork_hears_each_status_in_order(
     hellowork.faults(script=["error"])  # HelloWork down for one attempt: retried on the policy
     move(factorial, application_id, "200105")
     await poll_and_report(runtime, now + 2 * interval)
-    assert hellowork.records()["faults_injected"] == {"error": 1}
-    await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, now=now + 2 * interval + 20)
+    await eventually(lambda: hellowork.records()["faults_injected"] == {"error": 1})
+    await boards.dispatch_due(
+        runtime.redis, runtime.config, runtime.http, sealer=runtime.sealer, now=now + 2 * interval + 20
+    )
 
+    await eventually(lambda: len(hellowork.records()["statuses"]) == 3)
     statuses = hellowork.records()["statuses"]
     assert [s["status"] for s in statuses] == ["New", "Screening", "Hired"]
     assert all(s["applicationId"] == "hw-77" and s["jobId"] == "2001" for s in statuses)
@@ -135,12 +139,13 @@ async def test_indeed_gets_new_then_hired_and_nothing_personal(
     delivery = await relay.wait_for(response.json()["id"], "delivered")
     now = time.time()
     await poll_and_report(runtime, now)
-    assert [d["dispositionStatus"] for d in indeed.records()["dispositions"]] == ["NEW"]
+    await eventually(lambda: [d["dispositionStatus"] for d in indeed.records()["dispositions"]] == ["NEW"])
     move(factorial, delivery["checkpoints"]["application"], "200102")
     await poll_and_report(runtime, now + runtime.settings.status_sync_interval_s + 1)
     move(factorial, delivery["checkpoints"]["application"], "200105")
     await poll_and_report(runtime, now + 2 * runtime.settings.status_sync_interval_s + 2)
 
+    await eventually(lambda: len(indeed.records()["dispositions"]) == 3)
     records = indeed.records()
     sent = records["dispositions"]
     page = await relay.client.get(f"/dashboard/deliveries/{delivery['id']}", headers=relay.admin)
@@ -154,6 +159,8 @@ async def test_indeed_gets_new_then_hired_and_nothing_personal(
     assert all(d["atsName"] == "applyrelay-test" for d in sent)
     assert records["pii_refused"] == [] and records["refused"] == []  # the PII check passed every time
     assert records["tokens_issued"] == 1  # the token is cached between batches
+    cached = await runtime.redis.get("ar:indeed:token:acme")
+    assert cached is not None and runtime.sealer.open(cached)  # sealed at rest
     text = str(sent)
     assert "zoe" not in text.lower() and "612 345" not in text and "Berg" not in text
 
@@ -166,10 +173,12 @@ async def test_a_dead_lettered_duplicate_is_dropped_duplicate(
     assert response.status_code == 202, response.text
     failed = await relay.wait_for(response.json()["id"], "failed")
     assert failed["last_error"]["http_status"] == 409
-    assert await boards.scan_dead_letters(runtime, time.time()) == 1
-    assert await boards.scan_dead_letters(runtime, time.time()) == 0  # once
-    await boards.dispatch_due(runtime.redis, runtime.config, runtime.http)
-    [sent] = indeed.records()["dispositions"]
+    for _ in range(2):  # the worker's cron scans too: whoever scans, it is queued once
+        await boards.scan_dead_letters(runtime, time.time())
+    [queued] = await boards.reports_of(runtime.redis, failed["id"])
+    assert queued.body["dispositionStatus"] == "DROPPED_DUPLICATE"
+    await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, sealer=runtime.sealer)
+    [sent] = await eventually(lambda: indeed.records()["dispositions"])
     assert sent["dispositionStatus"] == "DROPPED_DUPLICATE" and sent["identifiedBy"] == {"indeedApplyID": "ia-dup"}
 
 
@@ -201,7 +210,9 @@ async def test_batches_of_25_by_change_time_and_one_refresh_when_the_token_expir
     indeed.http.post(
         "/_sandbox/indeed/settings", json={"expire_after_requests": 1, "fail_ids": {"apply-007": "Unknown ID"}}
     )
-    outcomes = await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, now=now + 1)
+    outcomes = await boards.dispatch_due(
+        runtime.redis, runtime.config, runtime.http, sealer=runtime.sealer, now=now + 1
+    )
     assert outcomes == {"sent": 29, "refused": 1}
     records = indeed.records()
     assert [r["count"] for r in records["batches"]] == [25, 5]
@@ -211,3 +222,8 @@ async def test_batches_of_25_by_change_time_and_one_refresh_when_the_token_expir
     assert records["tokens_issued"] == 2 and records["unauthorized"] == 1  # refreshed once, mid-batch
     [refused] = [r for r in await boards.reports_of(runtime.redis, "d-7")]
     assert refused.status == "failed" and refused.rationale == "Unknown ID"  # failedDispositions, kept
+
+
+def test_the_worker_reports_to_boards_on_its_schedule(relay: Relay) -> None:
+    names = {job.name for job in cron_jobs(relay.settings)}
+    assert {"sync_application_status", "report_to_boards", "dispatch_status_callbacks"} <= names
