@@ -356,6 +356,7 @@ async def dashboard(
         short=SHORT,
         now=time.time(),
         disabled_destinations=await health.disabled_destinations(runtime.redis),
+        destinations=await health.all_destinations(runtime.redis),
         **_chrome(request),
     )
 
@@ -467,6 +468,20 @@ async def _act(request: Request[Any, Any, Any], delivery_id: str, action: str) -
     return Redirect(f"/dashboard/deliveries/{delivery_id}", query_params={"done": outcome}, status_code=303)
 
 
+@post("/dashboard/destinations/{destination:str}/enable", guards=[retry_guard])
+async def enable_destination_action(request: Request[Any, Any, Any], destination: str) -> Response[Any]:
+    """Re-enable an outbound destination disabled after failing (docs/boards.md)."""
+    form = await _form(request)
+    if (refused := _check_csrf(request, form)) is not None:
+        return refused
+    runtime = runtime_of(request)
+    token = current_token(request)
+    who = token.name if token else "?"
+    if await health.enable(runtime.redis, destination, time.time(), who):
+        await audit.record(runtime.redis, who, "destination_enable", destination, {"via": "dashboard"})
+    return Redirect("/dashboard", status_code=303)
+
+
 @post("/dashboard/deliveries/{delivery_id:str}/retry", guards=[retry_guard])
 async def retry_action(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     return await _act(request, delivery_id, "retry")
@@ -509,6 +524,7 @@ def router(_: Runtime) -> Router:
             retry_action,
             retry_attachments_action,
             purge_action,
+            enable_destination_action,
             static,
         ],
         middleware=[session_middleware],

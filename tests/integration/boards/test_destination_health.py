@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import secrets as pysecrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from connectors.sandbox.common import BackgroundServer
 from tests.support.boards import HELLOWORK_KEY
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
-from tests.support.harness import Relay
+from tests.support.harness import ADMIN_TOKEN, Relay
 
 DAY = 24 * 3600.0
 
@@ -51,6 +52,25 @@ async def runtime(relay: Relay) -> AsyncIterator[Runtime]:
     runtime = Runtime(relay.settings)
     yield runtime
     await runtime.close()
+
+
+async def dashboard_login(relay: Relay) -> tuple[dict[str, str], str]:
+    """Log in to the dashboard as a browser would: (the session cookie header, its CSRF token)."""
+    page = await relay.client.get("/dashboard/login")
+    login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    pre = page.headers["set-cookie"].split("=", 1)[1].split(";", 1)[0]
+    assert login_csrf is not None
+    response = await relay.client.post(
+        "/dashboard/login",
+        data={"token": ADMIN_TOKEN, "login_csrf": login_csrf.group(1), "next": "/dashboard"},
+        headers={"cookie": f"applyrelay_login_csrf={pre}"},
+    )
+    session = next(v for v in response.headers.get_list("set-cookie") if v.startswith("applyrelay_session="))
+    cookie = {"cookie": "applyrelay_session=" + session.split("=", 1)[1].split(";", 1)[0]}
+    board = await relay.client.get("/dashboard", headers=cookie)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', board.text)
+    assert csrf is not None
+    return cookie, csrf.group(1)
 
 
 async def report(runtime: Runtime, hellowork: Emulator, name: str, at: float) -> str:
@@ -122,9 +142,22 @@ async def test_down_for_the_period_disables_and_recover_resends_exactly_the_fail
     banner = (await relay.client.get("/dashboard", headers=relay.admin)).text
     assert 'id="destinations-disabled"' in banner and "hellowork:acme" in banner
 
-    hellowork.faults()  # back
-    enabled = await relay.client.post("/v1/destinations/hellowork:acme/enable", headers=relay.admin)
-    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+    assert 'id="destinations"' in banner and 'action="/dashboard/destinations/hellowork:acme/enable"' in banner
+
+    hellowork.faults()  # back: an operator enables it from the dashboard (a session and its CSRF token)
+    cookie, csrf = await dashboard_login(relay)
+    refused = await relay.client.post(
+        "/dashboard/destinations/hellowork:acme/enable", data={"csrf": "wrong"}, headers=cookie
+    )
+    assert refused.status_code == 403
+    enabled = await relay.client.post(
+        "/dashboard/destinations/hellowork:acme/enable", data={"csrf": csrf}, headers=cookie
+    )
+    assert enabled.status_code == 303
+    again = await relay.client.post("/v1/destinations/hellowork:acme/enable", headers=relay.admin)
+    assert again.status_code == 200 and again.json()["enabled"] is False  # already enabled
+    kinds = [e["type"] for e in (await relay.client.get("/v1/events", headers=relay.admin)).json()["data"]]
+    assert kinds.count("endpoint.enabled") == 1
     started = await relay.client.post(
         "/v1/destinations/hellowork:acme/recover", json={"since": t0 - 1}, headers=relay.admin
     )
