@@ -165,21 +165,23 @@ async def test_indeed_gets_new_then_hired_and_nothing_personal(
     assert "zoe" not in text.lower() and "612 345" not in text and "Berg" not in text
 
 
-async def test_a_dead_lettered_duplicate_is_dropped_duplicate(
-    relay: Relay, runtime: Runtime, factorial: Emulator, indeed: Emulator
+@pytest.mark.parametrize(("ats_status", "dropped"), [(409, "DROPPED_DUPLICATE"), (410, "DROPPED_JOB_EXPIRED")])
+async def test_a_202_then_dead_lettered_is_dropped(
+    relay: Relay, runtime: Runtime, factorial: Emulator, indeed: Emulator, ats_status: int, dropped: str
 ) -> None:
-    factorial.faults(error_status=409, path_regex="/ats/applications$", methods=["POST"], script=["error"])
+    """The ATS refuses the application after the relay's 202: a duplicate (409), a job gone (410)."""
+    factorial.faults(error_status=ats_status, path_regex="/ats/applications$", methods=["POST"], script=["error"])
     response = await post_indeed(relay, indeed_payload(id="ia-dup"))
     assert response.status_code == 202, response.text
     failed = await relay.wait_for(response.json()["id"], "failed")
-    assert failed["last_error"]["http_status"] == 409
+    assert failed["last_error"]["http_status"] == ats_status
     for _ in range(2):  # the worker's cron scans too: whoever scans, it is queued once
         await boards.scan_dead_letters(runtime, time.time())
     [queued] = await boards.reports_of(runtime.redis, failed["id"])
-    assert queued.body["dispositionStatus"] == "DROPPED_DUPLICATE"
+    assert queued.body["dispositionStatus"] == dropped
     await boards.dispatch_due(runtime.redis, runtime.config, runtime.http, sealer=runtime.sealer)
     [sent] = await eventually(lambda: indeed.records()["dispositions"])
-    assert sent["dispositionStatus"] == "DROPPED_DUPLICATE" and sent["identifiedBy"] == {"indeedApplyID": "ia-dup"}
+    assert sent["dispositionStatus"] == dropped and sent["identifiedBy"] == {"indeedApplyID": "ia-dup"}
 
 
 def fake_delivery(n: int) -> Delivery:
