@@ -139,7 +139,7 @@ async def _list(args: argparse.Namespace) -> int:
         cached = await catalog.list_jobs(args.connection, query)
     page = cached.value
     if args.json:
-        jobs = [msgspec.to_builtins(msgspec.structs.replace(j, remote_data=None)) for j in page.jobs]
+        jobs = [_without_raw(msgspec.to_builtins(j)) for j in page.jobs]
         print(json.dumps({"data": jobs, "next_cursor": page.next_cursor, "fetched_at": cached.fetched_at}, indent=2))
         return 0
     rows = [
@@ -158,6 +158,12 @@ async def _list(args: argparse.Namespace) -> int:
     if page.next_cursor:
         print(f"-- more: --cursor {page.next_cursor}")
     return 0
+
+
+def _without_raw(job: dict[str, Any]) -> dict[str, Any]:
+    """As the API answers without ?include=remote_data: the ATS's raw object left out."""
+    job.pop("remote_data", None)
+    return job
 
 
 def _answer_hint(question: Any) -> str:
@@ -186,7 +192,7 @@ async def _show(args: argparse.Namespace) -> int:
         cached = await catalog.job(args.connection, parse_job_id(args.job))
     job = cached.value
     if args.json:
-        body = msgspec.to_builtins(msgspec.structs.replace(job, remote_data=None))
+        body = _without_raw(msgspec.to_builtins(job))
         print(json.dumps({"data": body, "fetched_at": cached.fetched_at}, indent=2))
         return 0
     print(f"{job.id}  {job.name}")

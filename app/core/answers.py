@@ -34,7 +34,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from app.core import files
 from app.core.catalog import ScreeningQuestion
@@ -43,6 +43,7 @@ from app.core.problems import FieldError
 
 FIELD = "screening_question_answers"
 NOT_SENT = "answer_not_sent"  # the warning code of an answer dropped (unknown question or type)
+REQUIRED_UNANSWERED = "required_question_unanswered"  # no answers at all, a required question left
 MAX_FAULTS = 100  # faults listed; the rest are counted in one last entry
 MAX_WARNINGS = 20  # warnings listed; likewise
 MAX_ID_CHARS = 100  # a question id as quoted in a message
@@ -59,6 +60,11 @@ class AnswerLike(Protocol):
     def answer(self) -> Any: ...
 
 
+class AnswerWarning(NamedTuple):
+    code: str  # NOT_SENT, REQUIRED_UNANSWERED
+    message: str
+
+
 @dataclass
 class AnswerCheck:
     """What the check found. `kept`: the indexes of the answers to send (known question, shown,
@@ -66,7 +72,7 @@ class AnswerCheck:
     the delivery (and the 202's `warnings`)."""
 
     errors: list[FieldError] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[AnswerWarning] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)
     _faults: int = 0
     _warned: int = 0
@@ -80,17 +86,19 @@ class AnswerCheck:
         if self._faults <= MAX_FAULTS:
             self.errors.append(FieldError(path, message))
 
-    def warn(self, message: str) -> None:
+    def warn(self, message: str, code: str = NOT_SENT) -> None:
         self._warned += 1
         if self._warned <= MAX_WARNINGS:
-            self.warnings.append(message)
+            self.warnings.append(AnswerWarning(code, message))
 
     def close(self) -> AnswerCheck:
         """Count what the caps left out, in one last entry each."""
         if self._faults > MAX_FAULTS:
             self.errors.append(FieldError(FIELD, f"and {self._faults - MAX_FAULTS} more faults in the answers"))
         if self._warned > MAX_WARNINGS:
-            self.warnings.append(f"and {self._warned - MAX_WARNINGS} more warnings on the answers")
+            self.warnings.append(
+                AnswerWarning(NOT_SENT, f"and {self._warned - MAX_WARNINGS} more warnings on the answers")
+            )
         self._faults = min(self._faults, MAX_FAULTS)
         self._warned = min(self._warned, MAX_WARNINGS)
         return self
@@ -171,7 +179,10 @@ def check_answers(questions: Sequence[ScreeningQuestion], answers: Sequence[Answ
             if answered_any:
                 result.fault(FIELD, f"question {quoted(question.id)}: required")
             else:  # a client without a questions UI: the ATS decides (module docstring)
-                result.warn(f"question {quoted(question.id)} is required and was not answered (no answers given)")
+                result.warn(
+                    f"question {quoted(question.id)} is required and was not answered (no answers given)",
+                    REQUIRED_UNANSWERED,
+                )
     result.kept.sort()
     return result.close()
 

@@ -369,8 +369,8 @@ class DeliveryEngine:
         result = answers.check_answers(questions, given)
         if not result.ok:
             raise Refused("screening answers rejected: " + result.summary(), "PLATFORM.INPUT_INVALID")
-        for message in result.warnings:
-            delivery.add_warning(answers.NOT_SENT, message)
+        for warning in result.warnings:
+            delivery.add_warning(warning.code, warning.message)
         delivery.check_answers_before_write = False
         kept = [given[i] for i in result.kept]
         return msgspec.structs.replace(application, screening_question_answers=kept)

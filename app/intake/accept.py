@@ -311,7 +311,7 @@ class Intake:
         )
         for warning in [
             *(notes or []),
-            *(StepWarning(answers.NOT_SENT, m) for m in checked.warnings),
+            *(StepWarning(w.code, w.message) for w in checked.warnings),
             *([StepWarning(*UNCHECKED)] if unchecked else []),
             *warnings,
         ]:

@@ -46,6 +46,8 @@ def viewer() -> dict[str, str]:
 
 
 async def test_401_pauses_the_connection_and_resume_delivers(relay: Relay, factorial: Emulator) -> None:
+    # intake's read of the job, cached before the fault (a refused write is what pauses)
+    assert (await relay.client.get("/v1/connections/acme/jobs/2001", headers=relay.admin)).status_code == 200
     factorial.faults(script=["error"], error_status=401)
     await relay.start_worker()
     first = (await relay.post(application(1))).json()["id"]

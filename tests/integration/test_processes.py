@@ -27,7 +27,10 @@ def application(n: int = 0) -> dict[str, Any]:
         "connection_id": "acme",
         "application": {"job_id": "2001"},
         "candidate": {"first_name": "Kai", "last_name": f"Test{n}", "email_address": f"kai{n}@example.org"},
-        "screening_question_answers": [{"question_id": "3003", "answer": "Yes"}],
+        "screening_question_answers": [
+            {"question_id": "3003", "answer": "Yes"},
+            {"question_id": "3001", "answer": "-"},
+        ],
         "attachments": [{"name": "cv.pdf", "type": "CV", "data": b64(PDF_BYTES)}],
     }
 

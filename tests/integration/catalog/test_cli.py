@@ -4,6 +4,7 @@ sandbox connections pointed at the emulator (app/cli/jobs.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 
@@ -63,8 +64,12 @@ async def test_jobs_list_and_show_for_a_sandbox_connection(redis_url: str, ats: 
     assert served.records()["calls"].get(ats.questions_path) == 1
 
 
-async def test_jobs_refusals_name_what_is_wrong(redis_url: str, laura: Emulator) -> None:
+async def test_jobs_json_and_refusals_naming_what_is_wrong(redis_url: str, laura: Emulator) -> None:
     ats, served = ATSS["laura"], laura  # the refusals are the catalog's, whatever the ATS
+    code, out, err = await cli(redis_url, ats, served, "list", "laura-sandbox", "--page-size", "3", "--json")
+    assert code == 0, err
+    listing = json.loads(out)
+    assert len(listing["data"]) == 3 and listing["next_cursor"] and "remote_data" not in listing["data"][0]
     code, _, err = await cli(redis_url, ats, served, "list", "nope")
     assert code != 0 and "PLATFORM.INTEGRATION_NOT_FOUND" in err
     code, _, err = await cli(redis_url, ats, served, "list", f"{ats.name}-sandbox", "--page-size", "300")

@@ -82,7 +82,10 @@ def test_run_and_sandbox_relay_an_application(tmp_path: Path) -> None:
             "connection_id": "factorial-sandbox",
             "candidate": {"first_name": "Ana", "last_name": "García", "email_address": "ana@example.org"},
             "application": {"job_id": "2001"},
-            "screening_question_answers": [{"question_id": "3003", "answer": "Yes"}],
+            "screening_question_answers": [
+                {"question_id": "3003", "answer": "Yes"},
+                {"question_id": "3001", "answer": "-"},
+            ],
             "attachments": [
                 {"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(PDF_BYTES)}
             ],

@@ -155,3 +155,11 @@ async def test_a_listing_pages_with_the_catalogs_cursor(
     with pytest.raises(Problem) as caught:
         await reads.list_jobs("acme", JobQuery(page_size=0))
     assert caught.value.errors[0].field == "page_size"
+
+
+async def test_the_ats_retry_after_is_passed_on(redis: Redis, laura: Emulator, ats_http: httpx.AsyncClient) -> None:
+    reads = catalog(redis, laura, ats_http)
+    laura.faults(rate_limit_rate=1.0, retry_after=7)
+    with pytest.raises(CatalogUnavailable) as caught:
+        await reads.stages("acme")
+    assert caught.value.headers == {"Retry-After": "7"} and caught.value.code == "REMOTE.SERVICE_UNAVAILABLE"

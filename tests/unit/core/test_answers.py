@@ -138,7 +138,9 @@ def test_an_application_answering_nothing_is_warned_of_required_questions_not_re
     questions = [q("1", "TEXT", required=True), q("2", "TEXT")]
     for answers in ([], [a("1", "")]):
         result = check_answers(questions, answers)
-        assert result.ok and result.warnings == ["question 1 is required and was not answered (no answers given)"]
+        assert result.ok and result.warnings == [
+            ("required_question_unanswered", "question 1 is required and was not answered (no answers given)")
+        ]
 
 
 CHAIN = [
@@ -212,11 +214,11 @@ def test_a_precondition_on_a_missing_question_or_a_cycle_hides_nothing() -> None
 def test_repeated_answers_are_refused_and_unknown_questions_are_warnings() -> None:
     result = check_answers(TYPED, [a("t", "x"), a("zz", "x"), a("t", "y")])
     assert fields(result) == [("screening_question_answers[2].question_id", "question t: answered more than once")]
-    assert result.warnings == ["question zz is not a question of this job; its answer is not sent"]
+    assert result.warnings == [("answer_not_sent", "question zz is not a question of this job; its answer is not sent")]
     assert result.kept == [0]
     unknown_type = [q("u", "UNKNOWN", required=True)]
     result = check_answers(unknown_type, [a("u", "x")])
-    assert result.ok and result.kept == [] and "cannot check" in result.warnings[0]
+    assert result.ok and result.kept == [] and "cannot check" in result.warnings[0].message
 
 
 def test_without_questions_only_repeats_are_checked() -> None:
@@ -261,6 +263,6 @@ def test_fifty_thousand_answers_cost_linear_time_and_bounded_output() -> None:
     third = repeated_answers(repeats)
     elapsed = time.perf_counter() - started
     assert elapsed < 1.0, f"{elapsed:.2f} s for 150,000 answers"
-    assert len(first.warnings) == MAX_WARNINGS + 1 and first.warnings[-1].startswith("and 500")
+    assert len(first.warnings) == MAX_WARNINGS + 1 and first.warnings[-1].message.startswith("and 500")
     assert len(second.errors) == MAX_FAULTS + 1 and second.errors[-1].message.startswith("and ")
     assert len(third.errors) == MAX_FAULTS + 1
