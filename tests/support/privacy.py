@@ -72,6 +72,19 @@ class Person:
         }
 
 
+async def dead_letter(relay: Any, factorial: Any, person: Person) -> str:
+    """A delivery that becomes a dead letter: an application to the archived posting 2003, posted
+    while Factorial cannot be read (intake accepts it unchecked), which the worker then refuses
+    before writing (ATS.JOB_CLOSED). A closed job known at intake is a 422 instead."""
+    factorial.faults(error_rate=1.0, error_status=503, methods=["GET"])
+    try:
+        response = await relay.post(person.application("2003", cv=False))
+    finally:
+        factorial.faults()
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
 async def dump(redis: Redis) -> bytes:
     """Every key and every value in the database, whatever its type, as one blob."""
     parts: list[bytes] = []

@@ -11,7 +11,7 @@ from app.privacy import audit
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
-from tests.support.privacy import DPO, READER, Person, bearer, dump, leaks
+from tests.support.privacy import DPO, READER, Person, bearer, dead_letter, dump, leaks
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def relay(make_relay: Any, factorial: Emulator) -> Relay:
 async def test_retry_export_and_erase_are_audited_without_pii(relay: Relay, factorial: Emulator) -> None:
     ana = Person()
     await relay.start_worker()
-    dead = (await relay.post(ana.application("2003", cv=False))).json()["id"]
+    dead = await dead_letter(relay, factorial, ana)
     await relay.wait_for(dead, "failed")
     assert (await relay.client.post(f"/v1/deliveries/{dead}/retry", headers=bearer(READER))).status_code == 202
     await relay.wait_for(dead, "failed", until=lambda r: r["runs"] == 2)

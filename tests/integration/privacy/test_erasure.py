@@ -16,7 +16,7 @@ from app.tokens import ApiToken
 from tests.support.builders import b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Relay
-from tests.support.privacy import Person, dump, leaks
+from tests.support.privacy import Person, dead_letter, dump, leaks
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ async def test_erasure_removes_one_candidate_everywhere_and_the_rest_is_delivere
         )
     ).json()["id"]
     await relay.wait_for(action, "delivered")
-    dead = (await relay.post(ana.application("2003", cv=False))).json()["id"]  # archived posting: 422
+    dead = await dead_letter(relay, factorial, ana)  # archived posting
     await relay.wait_for(dead, "failed")
     factorial.faults(error_rate=1.0, error_status=503)
     retrying = (await relay.post(ana.application("2002"))).json()["id"]

@@ -18,7 +18,7 @@ async def test_logs_of_a_full_delivery_hold_no_pii(make_relay: Any, factorial: E
     try:
         relay = make_relay({"acme": connection_table("factorial", factorial.url)})
         await relay.start_worker()
-        factorial.faults(script=["error"])  # a retry too, so error paths log as well
+        factorial.faults(script=["error"], methods=["POST"])  # a retry too, so error paths log as well
         body = application()
         delivery_id = (await relay.post(body)).json()["id"]
         await relay.wait_for(delivery_id, "retry_scheduled")

@@ -17,7 +17,7 @@ from app.worker import CRON_JOBS, create_worker
 from tests.support.builders import PDF_BYTES, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
-from tests.support.privacy import Person
+from tests.support.privacy import Person, dead_letter
 
 DAY = 86400.0
 POLICY = RetentionPolicy()  # the defaults: 7 days delivered, 30 days dead letters
@@ -42,7 +42,7 @@ async def test_retention_purges_exactly_what_is_due(relay: Relay, factorial: Emu
     await relay.wait_for(first, "delivered")
     second = (await relay.post(Person().application())).json()["id"]
     await relay.wait_for(second, "delivered")
-    dead = (await relay.post(Person().application("2003", cv=False))).json()["id"]
+    dead = await dead_letter(relay, factorial, Person())
     await relay.wait_for(dead, "failed")
     factorial.faults(error_rate=1.0, error_status=503)
     retrying = (await relay.post(Person().application())).json()["id"]
@@ -76,11 +76,11 @@ async def test_retention_purges_exactly_what_is_due(relay: Relay, factorial: Emu
     assert response.status_code == 409
 
 
-async def test_configured_retention_and_a_late_dead_letter(relay: Relay) -> None:
+async def test_configured_retention_and_a_late_dead_letter(relay: Relay, factorial: Emulator) -> None:
     """A dead letter retried (so its last change is recent) is kept 30 days from that change."""
     short = RetentionPolicy(keep_delivered_s=60, keep_dead_letters_s=3600)
     await relay.start_worker()
-    dead = (await relay.post(Person().application("2003", cv=False))).json()["id"]
+    dead = await dead_letter(relay, factorial, Person())
     await relay.wait_for(dead, "failed")
     t_dead = await updated_at(relay, dead)
     assert await sweep(relay.store, short, t_dead + 3599) == {"delivered": 0, "dead_letter": 0}
