@@ -71,6 +71,33 @@ class LimitsTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_application_bytes: PositiveInt = 25 * MB
 
 
+IndeedStatus = Literal[
+    "NEW",
+    "REVIEW",
+    "LIKED",
+    "CONTACTED",
+    "SCREEN",
+    "POSITIVELY_SCREENED",
+    "ASSESS_QUALIFICATIONS",
+    "VERIFY_ELIGIBILITY",
+    "INTERVIEW",
+    "BACKGROUND_CHECK",
+    "OFFER_MADE",
+    "OFFER_DECLINED",
+    "HIRED",
+    "ONBOARDED",
+    "NOT_SELECTED",
+    "WITHDRAWN",
+    "INCOMPLETE",
+    "JOB_INACTIVE",
+    "JOB_CLOSED",
+    "UNABLE_TO_MAP",
+    "DROPPED_DUPLICATE",
+    "DROPPED_JOB_EXPIRED",
+    "DROPPED_FRAUD_SPAM",
+]  # Indeed's IndeedDispositionStatus enum
+
+
 class InboundSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The keys the inbound routes read (app/web/api/inbound.py, app/intake/boards/; documented
     in docs/inbound.md). A route whose secret variable is not named answers 404."""
@@ -91,6 +118,23 @@ class InboundSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     form_trusted_proxy_hops: Count = 0
     form_source_name: str = "Career site"
     inbound_job_check: bool = True  # ask the ATS whether the job exists and is open
+    # HelloWork (app/intake/boards/hellowork.py, docs/boards.md)
+    hellowork_secret_env: str | None = None
+    hellowork_key_header: Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z0-9-]+$")] = "X-Api-Key"
+    hellowork_questions: dict[str, str | int] = {}  # HelloWork question id -> ATS question id
+    hellowork_source_name: str = "HelloWork"
+    hellowork_max_body_bytes: Count | None = None
+    hellowork_status_hosts: tuple[str, ...] = ("ats-partner.hellowork.com",)  # where statusApiUrl may point
+    hellowork_status_url: str = "https://ats-partner.hellowork.com/v1/applications/{applicationId}/status"
+    # Indeed Disposition Sync (app/tracking/boards.py, docs/boards.md): on when both _env are set
+    indeed_disposition_url: str = "https://apis.indeed.com/graphql"
+    indeed_token_url: str = "https://apis.indeed.com/oauth/v2/tokens"  # noqa: S105 (a URL)
+    indeed_client_id_env: str | None = None
+    indeed_client_secret_env: str | None = None
+    indeed_ats_name: str = "applyrelay"
+    indeed_status_map: dict[str, IndeedStatus] = {}  # ATS stage id / stage name / outcome -> Indeed status
+    # Outbound destinations (status callbacks, HelloWork, Indeed; app/tracking/health.py)
+    outbound_disable_after_s: PositiveNumber = 5 * 24 * 3600.0  # failing every attempt this long: disabled
 
 
 class ApplySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

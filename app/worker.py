@@ -29,7 +29,7 @@ from app.redis import client
 from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
 from app.settings import Settings
-from app.tracking import callbacks, poll
+from app.tracking import boards, callbacks, poll
 
 log = structlog.get_logger("applyrelay.worker")
 BUSY_RETRY_S = 5
@@ -152,6 +152,7 @@ CRON_JOBS: list[Callable[[Settings], CronJob]] = [
     connection_health.cron_job,
     poll.cron_job,
     callbacks.cron_job,
+    boards.cron_job,
     retention.cron_job,
     reaper.cron_job,  # every waiting delivery has a job or a lease (app/delivery/reaper.py)
 ]

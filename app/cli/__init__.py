@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
         p.set_defaults(fn=fn)
     sub.add_parser("worker", help="one delivery worker").set_defaults(fn=cmd_worker)
-    p = sub.add_parser("sandbox", help="an ATS emulator (factorial, flatchr, otys, laura)")
+    p = sub.add_parser(
+        "sandbox", help="an emulator: an ATS (factorial, flatchr, otys, laura) or a board (hellowork, indeed)"
+    )
     p.add_argument("name")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8091)

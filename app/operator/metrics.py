@@ -19,7 +19,7 @@ from app.delivery.reaper import REAPED_METRIC
 from app.delivery.record import STATUSES
 from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore
 from app.redis.client import awaited
-from app.redis.keys import connection_status_index, metric_key, status_index
+from app.redis.keys import DESTINATIONS, connection_status_index, destination_key, metric_key, status_index
 
 # Litestar appends "; charset=utf-8" to every text/* media type (litestar/response/base.py): naming
 # it here too said it twice, which strict scrapers refuse.
@@ -104,6 +104,7 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
     families.append(_latency_histogram(latency))
     families.append(_purged(_decode(await awaited(redis.hgetall(metric_key("purged"))))))
     families.append(_reaped(_decode(await awaited(redis.hgetall(REAPED_METRIC)))))
+    families.extend(await _destinations(store))
     return families
 
 
@@ -118,6 +119,26 @@ def _reaped(counts: dict[str, float]) -> Metric:
     for reason in ("no_job", "job_missing", "job_unqueued"):
         fam.add_metric([reason], counts.get(reason, 0.0))
     return fam
+
+
+async def _destinations(store: DeliveryStore) -> list[Metric]:
+    """Outbound destinations (app/tracking/health.py): operational events by type and destination
+    kind (``message.attempt.exhausted``, ``endpoint.disabled``, ...), and disabled destinations."""
+    redis = store.redis
+    events = CounterMetricFamily(
+        "applyrelay_operational_events",
+        "Operational events of the outbound destinations (status callbacks, HelloWork, Indeed)",
+        labels=["type", "destination_kind"],
+    )
+    for labels, value in sorted(_decode(await awaited(redis.hgetall(metric_key("events")))).items()):
+        events.add_metric(labels.split("\x1f"), value)
+    disabled = GaugeMetricFamily(
+        "applyrelay_destinations_disabled", "Outbound destinations disabled after failing", labels=["destination"]
+    )
+    for name in sorted(m.decode() for m in await awaited(redis.smembers(DESTINATIONS))):
+        is_disabled = await awaited(redis.hexists(destination_key(name), "disabled_at"))
+        disabled.add_metric([name], 1.0 if is_disabled else 0.0)
+    return [events, disabled]
 
 
 def _purged(counts: dict[str, float]) -> Metric:

@@ -30,6 +30,17 @@ Layout (prefix ``ar:``):
     ar:wake                   wake tokens for idle workers (delivery/queue.py)
     ar:sync / ar:sync:cursor  delivered applications whose ATS status is polled (tracking/poll.py)
     ar:cb:<id> / ar:cb:due / ar:cb:lock:<id>  status callbacks, their schedule and lease (tracking/callbacks.py)
+    ar:board:ctx:<id>         what a board gave to report back to it (HelloWork statusApiUrl, source; no PII)
+    ar:br:<id> / ar:br:due / ar:br:lock:<id>  board reports (HelloWork pushes, Indeed dispositions),
+                              their schedule and lease (tracking/boards.py)
+    ar:br:d:<delivery id>     the board reports of one delivery, in order (the board's view)
+    ar:br:cursor:failed       where the scan of dead letters for Indeed's DROPPED_* stopped
+    ar:br:dropped:<id>        a delivery's DROPPED_* disposition is queued (once per delivery)
+    ar:indeed:token:<conn>    the cached Indeed OAuth access token (until it expires)
+    ar:dest:<destination> / ar:dest:all  an outbound destination's health (hash), all destinations
+                              (tracking/health.py)
+    ar:events                 operational events (message.attempt.exhausted, endpoint.disabled, ...)
+    ar:recover:<id>           a "recover failed messages since T" run's progress (hash)
     ar:retention:cursor       where the retention sweep stopped (privacy/retention.py)
     ar:audit                  the audit stream of operator actions (privacy/audit.py)
     ar:rl:form:<digest>:<slot>  the career-form rate limit per client and minute
@@ -152,6 +163,45 @@ def callback_key(callback_id: str) -> str:
 
 def callback_lease_key(callback_id: str) -> str:
     return f"{PREFIX}cb:lock:{callback_id}"
+
+
+def board_context_key(delivery_id: str) -> str:
+    return f"{PREFIX}board:ctx:{delivery_id}"
+
+
+BOARD_REPORTS_DUE = PREFIX + "br:due"
+BOARD_FAILED_CURSOR = PREFIX + "br:cursor:failed"
+DESTINATIONS = PREFIX + "dest:all"
+EVENTS_STREAM = PREFIX + "events"
+
+
+def board_report_key(report_id: str) -> str:
+    return f"{PREFIX}br:{report_id}"
+
+
+def board_report_lease_key(report_id: str) -> str:
+    return f"{PREFIX}br:lock:{report_id}"
+
+
+def delivery_reports_key(delivery_id: str) -> str:
+    return f"{PREFIX}br:d:{delivery_id}"
+
+
+def dropped_marker_key(delivery_id: str) -> str:
+    """Set once the delivery's DROPPED_* disposition is queued (two scanners never queue two)."""
+    return f"{PREFIX}br:dropped:{delivery_id}"
+
+
+def indeed_token_key(connection_id: str) -> str:
+    return f"{PREFIX}indeed:token:{connection_id}"
+
+
+def destination_key(destination: str) -> str:
+    return f"{PREFIX}dest:{destination}"
+
+
+def recover_key(recover_id: str) -> str:
+    return f"{PREFIX}recover:{recover_id}"
 
 
 # -- privacy -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from app.delivery.retry_policy import next_retry
 from app.net import ssrf
 from app.redis.keys import CALLBACKS_DUE as DUE
 from app.redis.keys import callback_key, callback_lease_key
+from app.tracking import health
 from connectors.base import TransientError, parse_retry_after
 
 if TYPE_CHECKING:
@@ -160,11 +161,30 @@ async def _attempt(
 async def send(redis: Redis, callback: Callback, config: Config, http: httpx.AsyncClient, now: float) -> str:
     """Attempt one callback and record the outcome: sent, scheduled again, or failed for good."""
     connection = config.connections.get(callback.connection_id)
+    dest = health.destination("callback", callback.connection_id)
+    if await health.is_disabled(redis, dest):  # Svix's model: no attempts while disabled; recover later
+        callback.status, callback.next_attempt_at, callback.last_error = "failed", None, "destination disabled"
+        pipe = redis.pipeline(transaction=True)
+        pipe.set(key(callback.id), _encoder.encode(callback), ex=KEEP_DONE_S)
+        pipe.zrem(DUE, callback.id)
+        await pipe.execute()
+        await health.failed_without_attempt(redis, dest, callback.id, callback.created_at)
+        return "failed"
     if connection is None or not connection.status_callback_url:
         callback.status, callback.last_error = "failed", "the connection no longer has a status callback"
         outcome, status, retry_after = "permanent", None, None
     else:
         outcome, status, retry_after = await _attempt(callback, connection, http)
+        await health.record_attempt(
+            redis,
+            dest,
+            ok=outcome == "ok",
+            now=now,
+            message_id=callback.id,
+            http_status=status,
+            error=callback.last_error if outcome != "ok" else None,
+            disable_after_s=connection.inbound.outbound_disable_after_s,
+        )
     callback.attempts += 1
     pipe = redis.pipeline(transaction=True)
     if outcome == "ok":
@@ -216,7 +236,24 @@ async def send(redis: Redis, callback: Callback, config: Config, http: httpx.Asy
     pipe.set(key(callback.id), _encoder.encode(callback), ex=KEEP_DONE_S)
     pipe.zrem(DUE, callback.id)
     await pipe.execute()
+    if callback.status == "failed":
+        await health.exhausted(
+            redis, dest, callback.id, callback.delivery_id, callback.attempts, callback.created_at, now
+        )
     return callback.status
+
+
+async def requeue(redis: Redis, callback_id: str, now: float) -> bool:
+    """Recover: a failed callback is sent again (same webhook-id), with a fresh retry schedule."""
+    callback = await get(redis, callback_id)
+    if callback is None or callback.status != "failed":
+        return False
+    callback.status, callback.attempts, callback.next_attempt_at, callback.last_error = "pending", 0, now, None
+    pipe = redis.pipeline(transaction=True)
+    pipe.set(key(callback.id), _encoder.encode(callback))
+    pipe.zadd(DUE, {callback.id: now})
+    await pipe.execute()
+    return True
 
 
 async def dispatch_due(

@@ -10,7 +10,9 @@ relay created — and nothing else (no bulk sync of the ATS's data).
   `APPLYRELAY_STATUS_SYNC_DAYS` (default 60), when the ATS has no such call, or when the application
   is gone (404).
 * **Changes** are stored on the Delivery (`remote_status`, shown by ``GET /v1/deliveries/{id}``) and,
-  when the connection has a status callback, queued as a signed callback (app/tracking/callbacks.py).
+  when the connection has a status callback, queued as a signed callback (app/tracking/callbacks.py);
+  the first status seen and each change are also reported to the delivery's board when it wants
+  them (HelloWork, Indeed: app/tracking/boards.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from app.delivery.limits import ConnectionLimiter, Denied
 from app.delivery.record import Delivery
 from app.redis.keys import SYNC_CURSOR as CURSOR
 from app.redis.keys import SYNC_SET, status_index
-from app.tracking import callbacks
+from app.tracking import boards, callbacks
 from connectors.base import AuthError, ConnectorError, PermanentError
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ class SyncReport:
     dropped: int = 0
     skipped: int = 0
     callbacks: int = 0
+    board_reports: int = 0
 
 
 def _syncable(delivery: Delivery, now: float, window_s: float) -> bool:
@@ -133,6 +136,10 @@ async def check_one(
         if status is None:  # this ATS cannot be asked
             await redis.zrem(SYNC_SET, delivery_id)
             report.dropped += 1
+            if delivery.remote_status is None:  # the board still hears it reached the ATS (NEW)
+                report.board_reports += await boards.on_status_change(
+                    redis, connection, delivery, dict(boards.RECEIVED), None, now
+                )
             return
         if status.get("outcome") == "DELETED":
             await redis.zrem(SYNC_SET, delivery_id)
@@ -154,6 +161,9 @@ async def check_one(
         if connection.status_callback_url:
             await callbacks.enqueue(redis, delivery, dict(delivery.remote_status), previous, now=now)
             report.callbacks += 1
+        report.board_reports += await boards.on_status_change(
+            redis, connection, delivery, dict(delivery.remote_status), previous, now
+        )
     except AuthError as exc:
         await redis.zadd(SYNC_SET, later)
         log.warning("status_sync.auth_refused", delivery_id=delivery_id, http_status=exc.status)
@@ -192,6 +202,10 @@ async def sync_application_status(ctx: dict[str, Any]) -> dict[str, int]:
     report = await sync_once(runtime, budget_s=budget)
     if report.callbacks:  # the first attempt goes out now, not at the next dispatch tick
         await callbacks.dispatch_due(runtime.redis, runtime.config, runtime.http, budget_s=budget / 2)
+    if report.board_reports:
+        await boards.dispatch_due(
+            runtime.redis, runtime.config, runtime.http, budget_s=budget / 2, sealer=runtime.sealer
+        )
     return {"enrolled": report.enrolled, "checked": report.checked, "changed": len(report.changed)}
 
 

@@ -9,7 +9,18 @@ from litestar import Litestar, Router
 
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, catalog, connections, deliveries, files, inbound, indeed_questions, privacy
+from app.web.api import (
+    actions,
+    catalog,
+    connections,
+    deliveries,
+    destinations,
+    files,
+    hellowork,
+    inbound,
+    indeed_questions,
+    privacy,
+)
 from app.web.api.applications import api_router
 from app.web.apply import views as apply_pages
 from app.web.dashboard import views as dashboard
@@ -38,7 +49,9 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     files.router,
     inbound.router,
     indeed_questions.router,
+    hellowork.router,
     deliveries.router,
+    destinations.router,
     dashboard.router,
     privacy.router,
 ]

@@ -1,4 +1,5 @@
-"""Emulators of each ATS's API (ASGI apps) for tests, benchmarks and the demo."""
+"""Emulators of each ATS's API, and of the job boards' status APIs (ASGI apps), for tests,
+benchmarks and the demo."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ EMULATORS: dict[str, str] = {
     "flatchr": "connectors.sandbox.flatchr:create_app",
     "otys": "connectors.sandbox.otys:create_app",
     "laura": "connectors.sandbox.laura:create_app",
+    "hellowork": "connectors.sandbox.hellowork:create_app",  # job boards: what they receive back
+    "indeed": "connectors.sandbox.indeed:create_app",
 }
 
 

@@ -6,7 +6,8 @@ Tests take it by name::
 
     def test_x(emulator): otys = emulator("otys", session_max_calls=3)
 
-or through the shortcuts `factorial`, `flatchr`, `otys` and `laura` (the default options).
+or through the shortcuts `factorial`, `flatchr`, `otys` and `laura` (the default options), and
+`hellowork` and `indeed` for the job boards' own APIs.
 `ats_http` is the connectors' production HTTP client, for tests that drive a connector alone.
 Registered by tests/conftest.py (`pytest_plugins`).
 """
@@ -115,6 +116,18 @@ def otys(emulator: EmulatorFactory) -> Emulator:
 @pytest.fixture
 def laura(emulator: EmulatorFactory) -> Emulator:
     return emulator("laura")
+
+
+@pytest.fixture
+def hellowork(emulator: EmulatorFactory) -> Emulator:
+    """HelloWork's status API (connectors/sandbox/hellowork.py)."""
+    return emulator("hellowork")
+
+
+@pytest.fixture
+def indeed(emulator: EmulatorFactory) -> Emulator:
+    """Indeed's OAuth token and Disposition Sync GraphQL endpoints (connectors/sandbox/indeed.py)."""
+    return emulator("indeed")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from app.core.problems import Problem
 
 def configured_secrets(
     connection: Connection,
-    setting: Literal["indeed_secret_env", "webhook_secret_env", "form_token_env"],
+    setting: Literal["indeed_secret_env", "webhook_secret_env", "form_token_env", "hellowork_secret_env"],
     *,
     several: bool,
 ) -> list[str]:

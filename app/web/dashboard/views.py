@@ -34,6 +34,7 @@ from app.operator.query import build_filter, counts, find, known_names, series
 from app.privacy import audit
 from app.runtime import Runtime
 from app.tokens import find_token
+from app.tracking import boards, health
 from app.web import sessions
 from app.web.auth import current_token, require_scope
 from app.web.deps import runtime_of
@@ -354,6 +355,8 @@ async def dashboard(
         progress=progress,
         short=SHORT,
         now=time.time(),
+        disabled_destinations=await health.disabled_destinations(runtime.redis),
+        destinations=await health.all_destinations(runtime.redis),
         **_chrome(request),
     )
 
@@ -420,6 +423,8 @@ async def detail(request: Request[Any, Any, Any], delivery_id: str, done: str | 
         actions=_actions(delivery),
         terminal=delivery.status in TERMINAL,
         done=done,
+        board_reports=await boards.reports_of(store.redis, delivery.id),
+        disabled_destinations=await health.disabled_destinations(store.redis),
         **_chrome(request),
     )
 
@@ -461,6 +466,20 @@ async def _act(request: Request[Any, Any, Any], delivery_id: str, action: str) -
     except Problem as exc:
         return render("message.html", status_code=exc.status, title=exc.title, message=exc.detail, **_chrome(request))
     return Redirect(f"/dashboard/deliveries/{delivery_id}", query_params={"done": outcome}, status_code=303)
+
+
+@post("/dashboard/destinations/{destination:str}/enable", guards=[retry_guard])
+async def enable_destination_action(request: Request[Any, Any, Any], destination: str) -> Response[Any]:
+    """Re-enable an outbound destination disabled after failing (docs/boards.md)."""
+    form = await _form(request)
+    if (refused := _check_csrf(request, form)) is not None:
+        return refused
+    runtime = runtime_of(request)
+    token = current_token(request)
+    who = token.name if token else "?"
+    if await health.enable(runtime.redis, destination, time.time(), who):
+        await audit.record(runtime.redis, who, "destination_enable", destination, {"via": "dashboard"})
+    return Redirect("/dashboard", status_code=303)
 
 
 @post("/dashboard/deliveries/{delivery_id:str}/retry", guards=[retry_guard])
@@ -505,6 +524,7 @@ def router(_: Runtime) -> Router:
             retry_action,
             retry_attachments_action,
             purge_action,
+            enable_destination_action,
             static,
         ],
         middleware=[session_middleware],
