@@ -24,7 +24,7 @@ from app.delivery import queue
 from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
 from app.operator import connection_health
-from app.privacy import file_links, retention
+from app.privacy import blob_sweep, file_links, retention
 from app.redis import client
 from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
@@ -153,6 +153,7 @@ CRON_JOBS: list[Callable[[Settings], CronJob]] = [
     poll.cron_job,
     callbacks.cron_job,
     retention.cron_job,
+    blob_sweep.cron_job,
 ]
 
 

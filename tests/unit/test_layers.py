@@ -100,3 +100,9 @@ def test_no_test_module_imports_another() -> None:
     test_modules = {m for m in tests if m.rsplit(".", 1)[-1].startswith("test_")}
     bad = {m: sorted(t for t in ts if t in test_modules) for m, ts in tests.items()}
     assert {m: ts for m, ts in bad.items() if ts} == {}
+
+
+def test_the_blob_store_imports_nothing_of_the_relay() -> None:
+    """app/blobs sits beside app/redis: bytes in, bytes out, under the delivery store that seals them."""
+    blobs = {m: ts for m, ts in APP.items() if within(m, "app.blobs")}
+    assert violations(blobs, None, ("app", "connectors")) == {}
