@@ -93,6 +93,16 @@ for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) en
 return {1, ARGV[1], marked}
 """
 
+# A file moved to the blob store: its reference replaces the bytes only if they are still there
+# (not dropped or re-fetched meanwhile). KEYS: file key. ARGV: 1 old value, 2 reference.
+_SWAP_FILE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -222,6 +232,7 @@ class DeliveryStore:
         self.blobs = blobs
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)
+        self._swap_file = redis.register_script(_SWAP_FILE)
         self._batches = BatchRunner(redis)
 
     # -- intake -------------------------------------------------------------------------------
@@ -400,6 +411,23 @@ class DeliveryStore:
         for name in names:
             await self.blobs.delete(name)
         return len(names)
+
+    async def migrate_file(self, key: str) -> str:
+        """Move one file stored before the blob store (its sealed bytes in Redis) to the blob
+        store, as sealed as it was: "moved", "skipped" (a reference already, or gone), or
+        "changed" (dropped or rewritten meanwhile: the copy is deleted). Idempotent, so
+        `applyrelay blobs migrate` resumes by simply running again."""
+        old = await self.redis.get(key)
+        if not old or old.startswith(BLOB_REF):
+            return "skipped"
+        store = self._blob_store()
+        name = new_name()
+        entry = f"{name} {key}"
+        await self.redis.zadd(BLOBS_PENDING, {entry: time.time()})
+        await store.put(name, old)
+        swapped = await self._swap_file(keys=[key], args=[old, BLOB_REF + name.encode()])
+        await self._settle([entry], kept=bool(swapped))
+        return "moved" if swapped else "changed"
 
     async def sweep_orphans(self, older_than_s: float) -> int:
         """Delete blobs written but never referenced (a web process killed between the blob write

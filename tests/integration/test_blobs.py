@@ -18,7 +18,7 @@ from app.privacy import retention
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import DOCX_BYTES, PDF_BYTES, application, b64, connection_table
 from tests.support.emulators import EmulatorFactory
-from tests.support.harness import DATA_KEY, REPO, Relay, blob_env
+from tests.support.harness import DATA_KEY, REPO, Relay, blob_env, config_toml
 from tests.support.s3 import BlobTarget
 
 CV = PDF_BYTES + b"% the only copy of Zoe's CV\n" * 40
@@ -210,3 +210,72 @@ async def test_a_worker_killed_mid_upload_delivers_once(
     assert len(factorial.records()["applications"]) == 1
     assert [f["sha256"] for f in _files_received(factorial.records())] == [hashlib.sha256(CV).hexdigest()]
     assert delivery["files_purged"] is True and blob_target.raw() == {}
+
+
+async def _to_old_format(relay: Relay, delivery_id: str) -> int:
+    """Rewrite a delivery's files as the relay stored them before the blob store: the sealed
+    bytes in the file key itself, no blob."""
+    moved = 0
+    async for key in relay.redis.scan_iter(match=f"ar:f:{delivery_id}:*"):
+        ref = await relay.redis.get(key)
+        name = ref[len(BLOB_REF) :].decode()
+        sealed = await relay.blobs.get(name)
+        assert sealed is not None
+        await relay.redis.set(key, sealed)
+        await relay.blobs.delete(name)
+        moved += 1
+    return moved
+
+
+async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_erased_and_migrated(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget, tmp_path: Any
+) -> None:
+    factorial = emulator("factorial")
+    relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
+    people = [("Ada", "Old", "ada.old@example.org"), ("Bea", "Old", "bea.old@example.org"), *PEOPLE[:1]]
+    ids = []
+    for person in people:
+        response = await relay.post(
+            application(candidate=_candidate(*person), attachments=[_cv()], screening_question_answers=[])
+        )
+        ids.append(response.json()["id"])
+        assert await _to_old_format(relay, ids[-1]) == 1
+    assert blob_target.raw() == {}
+    retried, erased, migrated = ids
+
+    # erased: its bytes in Redis go
+    response = await relay.client.post("/v1/erasure", json={"email": people[1][2]}, headers=relay.admin)
+    assert response.json()["deliveries_erased"] == 1 and not await relay.redis.keys(f"ar:f:{erased}:*")
+
+    # migrated, by the command, twice (idempotent), while the others stay as they are
+    env = {**relay.env, "REDIS_URL": relay.redis_url, "APPLYRELAY_DATA_KEY": DATA_KEY, "PYTHONPATH": str(REPO)}
+    env |= {"APPLYRELAY_ADMIN_TOKEN": "x", "APPLYRELAY_CONFIG": str(tmp_path / "applyrelay.toml"), "PATH": "/usr/bin"}
+    (tmp_path / "applyrelay.toml").write_text(config_toml(relay.connections))
+    env |= blob_env(blob_target.settings)
+    factorial.faults(error_rate=1.0, error_status=422, path_regex=r"/ats/candidates$")
+    await relay.start_worker()
+    await relay.wait_for(retried, "failed")
+    await relay.wait_for(migrated, "failed")
+    outputs = []
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app.cli", "blobs", "migrate", env=env, cwd=REPO, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0
+        outputs.append(out.decode())
+    assert "moved 2 files" in outputs[0] and "moved 0 files" in outputs[1] and "2 already there" in outputs[1]
+    values = [await relay.redis.get(k) async for k in relay.redis.scan_iter(match="ar:f:*")]
+    assert len(values) == 2 and all(v.startswith(BLOB_REF) for v in values)
+    assert len(blob_target.raw()) == 2
+
+    # retried by an operator after the ATS accepts again: both arrive, the CV whole
+    factorial.faults()
+    await _to_old_format(relay, retried)  # one still in the old format when it is retried
+    for delivery_id in (retried, migrated):
+        response = await relay.client.post(f"/v1/deliveries/{delivery_id}/retry", headers=relay.admin)
+        assert response.status_code in (200, 202), response.text
+        await relay.wait_for(delivery_id, "delivered")
+    files = _files_received(factorial.records())
+    assert [f["sha256"] for f in files] == [hashlib.sha256(CV).hexdigest()] * 2
+    assert blob_target.raw() == {} and not await relay.redis.keys("ar:f:*")
