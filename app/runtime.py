@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
+from app.blobs.capacity import Capacity
 from app.blobs.store import BlobUnavailable, open_store
 from app.config import Config
 from app.core import files
@@ -55,7 +56,8 @@ class Runtime:
             raise ValueError("Settings.data_keys is empty: candidate data is only stored encrypted")
         self.sealer = AesGcmSealer(settings.data_keys)
         self.blobs = open_store(settings.blobs)  # attachment bytes (app/blobs): local files or S3
-        self.store = DeliveryStore(self.redis, sealer=self.sealer, blobs=self.blobs)
+        self.capacity = Capacity(self.redis, self.blobs)  # Redis headroom, the blob store: intake's 503s
+        self.store = DeliveryStore(self.redis, sealer=self.sealer, blobs=self.blobs, capacity=self.capacity)
         self.pseudonyms = Pseudonyms(self.redis, self.sealer)
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)

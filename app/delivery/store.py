@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
+from app.blobs.capacity import Capacity
 from app.blobs.store import BlobStore, BlobUnavailable, new_name
 from app.delivery import queue
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
@@ -223,6 +224,7 @@ class DeliveryStore:
         sealer: Sealer | None = None,
         retention_s: int = DEFAULT_RETENTION_S,
         blobs: BlobStore | None = None,
+        capacity: Capacity | None = None,
     ) -> None:
         """`blobs`: where file bytes go (app/blobs); without one (tests of the store alone) they
         are kept in Redis as before the blob store."""
@@ -230,6 +232,7 @@ class DeliveryStore:
         self.sealer: Sealer = sealer or NoSealer()
         self.retention_s = retention_s
         self.blobs = blobs
+        self.capacity = capacity  # intake's high-water check (app/blobs/capacity.py)
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)
         self._swap_file = redis.register_script(_SWAP_FILE)
@@ -251,6 +254,8 @@ class DeliveryStore:
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
         script runs, `state` is stored instead of `delivery` (intake's erasure tombstone, checked
         in the same atomic step as the write)."""
+        if self.capacity is not None:  # Redis near maxmemory, the blob store failing: 503 first
+            await self.capacity.check_intake()
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
@@ -307,8 +312,10 @@ class DeliveryStore:
             refs, pending = await self._write_blobs(delivery.id, [(i, f) for i, f in enumerate(files) if f])
             try:
                 created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, refs)
-            except ResponseError:  # refused (OOM, a script error): nothing was kept
+            except ResponseError as exc:  # refused (OOM, a script error): nothing was kept
                 await self._discard(pending)
+                if isinstance(exc, OutOfMemoryError) and self.capacity is not None:
+                    self.capacity.mark("redis", "full")
                 raise
             # a connection lost mid-transaction leaves the pending entries: the sweep checks them
             await self._settle(pending, kept=bool(created))
@@ -375,7 +382,9 @@ class DeliveryStore:
         try:
             for (_, data), name in zip(files, names.values(), strict=True):
                 await store.put(name, self.sealer.seal(data))  # one sealed copy at a time
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, BlobUnavailable) and self.capacity is not None:
+                self.capacity.mark("blobs", exc.reason)
             await self._discard(pending)
             raise
         return {key: BLOB_REF + name.encode() for key, name in names.items()}, pending

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Litestar, Router
 
+from app.blobs.capacity import refuse_evicting_policy
 from app.intake.accept import Intake
 from app.runtime import Runtime
 from app.web.api import actions, connections, deliveries, files, inbound, privacy
@@ -42,12 +43,16 @@ def feature_routers(runtime: Runtime) -> list[Any]:
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
     intake = Intake(runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms)
 
+    async def on_startup(_: Litestar) -> None:
+        await refuse_evicting_policy(runtime.redis)  # an evicted delivery is a lost application
+
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()
 
     app = Litestar(
         route_handlers=[api_router(), *feature_routers(runtime), *(extra_routers or [])],
         exception_handlers=EXCEPTION_HANDLERS,
+        on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         debug=False,
         logging_config=None,

@@ -8,8 +8,11 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.blobs.capacity import unavailable
+from app.blobs.store import BlobUnavailable
 from app.core.problems import Problem
 
 log = structlog.get_logger("applyrelay.web")
@@ -81,6 +84,19 @@ def redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     )
 
 
+def store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Redis refusing writes (maxmemory, a read-only replica) or the blob store failing: 503 +
+    Retry-After, nothing stored (app/blobs/capacity.py)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    store, reason = ("blobs", exc.reason) if isinstance(exc, BlobUnavailable) else ("redis", "full")
+    if isinstance(exc, ReadOnlyError):
+        reason = "read-only"
+    if runtime is not None:
+        runtime.capacity.mark(store, reason)
+    log.warning("intake.store_unavailable", path=request.url.path, store=store, reason=reason)
+    return render(unavailable(store, reason))
+
+
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("web.unhandled", path=request.url.path, error_type=type(exc).__name__)
     return problem(500, "Internal error", "an unexpected error occurred; nothing was stored")
@@ -92,6 +108,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     RedisConnectionError: redis_down,
     RedisTimeoutError: redis_down,
     ConnectionRefusedError: redis_down,
+    OutOfMemoryError: store_unavailable,
+    ReadOnlyError: store_unavailable,
+    BlobUnavailable: store_unavailable,
     Exception: unexpected,
 }
 MEDIA = MediaType.JSON
