@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +49,7 @@ log = structlog.get_logger("applyrelay.store")
 # without it is a file stored before the blob store, its sealed bytes (still read, and moved by
 # `applyrelay blobs migrate`). Sealed bytes start with b"\x01" (app/privacy/crypto.py).
 BLOB_REF = b"blob:"
+STREAM_ABOVE = 4 << 20  # files larger than this are sealed and written in 1 MB pieces (one copy less)
 
 # Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
 # files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
@@ -139,6 +140,11 @@ class NoSealer:
 
     def open(self, data: bytes) -> bytes:
         return self.seal(data)
+
+
+async def _async_iter(items: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
 
 
 # -- secondary indexes, metrics, bulk jobs and sessions (the dashboard's keys) ------------------
@@ -381,7 +387,11 @@ class DeliveryStore:
         await self.redis.zadd(BLOBS_PENDING, dict.fromkeys(pending, time.time()))
         try:
             for (_, data), name in zip(files, names.values(), strict=True):
-                await store.put(name, self.sealer.seal(data))  # one sealed copy at a time
+                pieces = getattr(self.sealer, "seal_chunks", None)
+                if pieces is not None and len(data) > STREAM_ABOVE:
+                    await store.put_stream(name, _async_iter(pieces(data)))
+                else:
+                    await store.put(name, self.sealer.seal(data))  # one sealed copy at a time
         except BaseException as exc:
             if isinstance(exc, BlobUnavailable) and self.capacity is not None:
                 self.capacity.mark("blobs", exc.reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import signal
 import sys
 import time
@@ -279,3 +280,26 @@ async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_era
     files = _files_received(factorial.records())
     assert [f["sha256"] for f in files] == [hashlib.sha256(CV).hexdigest()] * 2
     assert blob_target.raw() == {} and not await relay.redis.keys("ar:f:*")
+
+
+async def test_a_large_cv_is_sealed_and_written_in_pieces(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget
+) -> None:
+    """Past 4 MB a file is sealed and streamed to the store (S3: a multipart upload), same layout."""
+    factorial = emulator("factorial")
+    relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
+    large = PDF_BYTES + os.urandom(6 << 20)
+    response = await relay.post(
+        application(
+            attachments=[{"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(large)}],
+            screening_question_answers=[],
+        )
+    )
+    assert response.status_code == 202, response.text
+    [raw] = blob_target.raw().values()
+    assert raw[:1] == b"\x01" and len(raw) == len(large) + 1 + 4 + 12 + 16 and large[-64:] not in raw
+    assert await relay.store.load_file(response.json()["id"], 0) == large
+    await relay.start_worker()
+    await relay.wait_for(response.json()["id"], "delivered")
+    [received] = _files_received(factorial.records())
+    assert received["sha256"] == hashlib.sha256(large).hexdigest()
