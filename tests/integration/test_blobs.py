@@ -51,6 +51,23 @@ CONNECTORS: dict[str, Callable[[str], tuple[dict[str, Any], dict[str, Any]]]] = 
             ],
         },
     ),
+    # Laura takes no files: with drop_attachments the CV is stored, then dropped with a warning
+    "laura": lambda url: (
+        connection_table("laura", url, drop_attachments=True),
+        {
+            "application": {"job_id": "101"},
+            "attachments": [_cv()],
+            "screening_question_answers": [
+                {"question_id": "501", "answer": True},
+                {"question_id": "502", "answer": ["1", "2"]},
+                {"question_id": "503", "answer": "12"},
+                {"question_id": "504", "answer": "Family lives there"},
+                {"question_id": "505", "answer": 6},
+                {"question_id": "506", "answer": "2027-02-01"},
+                {"question_id": "507", "answer": "Happy to relocate."},
+            ],
+        },
+    ),
     "otys": lambda url: (
         connection_table("otys", url),
         {"application": {"job_id": "a1b2c3d4e5f60718293a4b5c6d7e8f90"}, "attachments": [_cv()]},
@@ -88,8 +105,11 @@ async def test_a_cv_reaches_each_ats_through_the_blob_store(
 
     await relay.start_worker()
     delivery = await relay.wait_for(delivery_id, "delivered")
-    [received] = _files_received(ats.records())
-    assert received["sha256"] == hashlib.sha256(CV).hexdigest()
+    if connector == "laura":
+        assert "attachment_dropped" in {w["code"] for w in delivery["warnings"]}
+    else:
+        [received] = _files_received(ats.records())
+        assert received["sha256"] == hashlib.sha256(CV).hexdigest()
     assert delivery["files_purged"] is True
     assert blob_target.raw() == {} or set(blob_target.raw()) <= {".tmp"}  # dropped once the ATS confirmed it
     assert not await relay.redis.keys("ar:f:*")
