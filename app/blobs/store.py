@@ -114,12 +114,20 @@ class BlobStore:
         self.settings = settings
         self.kind = settings.kind
         self.root: Path | None = None
+        self.startup_error: str | None = None
         if self.kind == "file":
             parts = urlsplit(settings.url)
             raw = (parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else parts.path
             self.root = Path(raw).resolve()
-            (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
-            self.op = opendal.AsyncOperator("fs", root=str(self.root), atomic_write_dir=str(self.root / TMP_DIR))
+            try:
+                (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # read-only, no such volume: /ready and intake say so (refused)
+                self.startup_error = f"{self.root}: {exc.strerror or type(exc).__name__}"
+            try:
+                self.op = opendal.AsyncOperator("fs", root=str(self.root), atomic_write_dir=str(self.root / TMP_DIR))
+            except _FAILURES as exc:
+                self.startup_error = self.startup_error or f"{self.root}: {type(exc).__name__}"
+                self.op = opendal.AsyncOperator("memory")  # never used: every call answers `startup_error`
         elif self.kind == "s3":
             parts = urlsplit(settings.url)
             if not parts.netloc:
@@ -147,6 +155,10 @@ class BlobStore:
             )
 
     async def _call(self, what: Awaitable[T]) -> T:
+        if self.startup_error is not None:
+            if asyncio.iscoroutine(what):
+                what.close()
+            raise BlobUnavailable("refused", self.startup_error)
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 return await what
@@ -194,6 +206,8 @@ class BlobStore:
 
     async def check(self) -> None:
         """Raise `BlobUnavailable` unless the store answers (and, for files, can be written)."""
+        if self.startup_error is not None:
+            raise BlobUnavailable("refused", self.startup_error)
         if self.root is not None and not os.access(self.root / TMP_DIR, os.W_OK):
             raise BlobUnavailable("refused", f"{self.root / TMP_DIR} is not writable")
         await self.exists(PROBE)

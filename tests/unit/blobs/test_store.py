@@ -101,3 +101,13 @@ def test_stale_temp_files_are_found(tmp_path: Path) -> None:
     os.utime(stale, (1, 1))
     (tmp_path / TMP_DIR / "cd.fresh").write_bytes(b"writing")
     assert store.stale_temp_files(3600) == [stale]
+
+
+async def test_a_directory_that_cannot_be_made_is_refused_not_a_crash_at_start(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"not a directory")
+    store = BlobStore(BlobSettings(url=f"file://{tmp_path / 'file' / 'blobs'}"))
+    with pytest.raises(BlobUnavailable) as caught:
+        await store.check()
+    assert caught.value.reason == "refused" and "blobs" in str(caught.value)
+    with pytest.raises(BlobUnavailable):
+        await store.put(new_name(), b"x")
