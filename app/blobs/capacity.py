@@ -86,12 +86,15 @@ class Capacity:
             return self.reasons["redis"]
         try:
             info: dict[str, Any] = await self.redis.info("memory")
+            role = (await self.redis.info("replication")).get("role")
         except (RedisError, OSError):
             # Away: not cached, the write itself fails and is answered 503 (app/web/problems.py),
             # and the first request after Redis is back goes through.
             return None
         used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
         reason = "full" if limit and used >= limit * self.high_water else None
+        if role == "slave":  # a replica (a failover not followed yet): it refuses every write
+            reason = "read-only"
         self.mark("redis", reason)
         return reason
 

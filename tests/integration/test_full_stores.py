@@ -46,6 +46,7 @@ async def redis_limits(redis_url: str) -> AsyncIterator[Redis]:
     yield client
     await client.config_set("maxmemory", 0)
     await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("min-replicas-to-write", 0)
     await client.aclose()
 
 
@@ -183,3 +184,17 @@ async def test_an_evicting_redis_is_refused_at_start(redis_limits: Redis) -> Non
         await refuse_evicting_policy(redis_limits)
     await redis_limits.config_set("maxmemory-policy", "noeviction")
     await refuse_evicting_policy(redis_limits)
+
+
+async def test_a_redis_short_of_replicas_gives_503_not_500(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, redis_limits: Redis
+) -> None:
+    """min-replicas-to-write (docs/operations.md, Sentinel failover) refuses writes: NOREPLICAS."""
+    relay = make_relay({"acme": connection_table("factorial", emulator("factorial").url)})
+    await redis_limits.config_set("min-replicas-to-write", 1)  # the session's Redis has none
+    response = await relay.post(_body(1))
+    _assert_honest_503(response)
+    assert "short of replicas" in response.json()["detail"]
+    await redis_limits.config_set("min-replicas-to-write", 0)
+    await asyncio.sleep(1.1)  # what a web process saw is kept for a second
+    assert (await relay.post(_body(1))).status_code == 202
