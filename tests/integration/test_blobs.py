@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from app.delivery.store import BLOB_REF
 from app.privacy import retention
+from app.redis.embedded import free_port
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import DOCX_BYTES, PDF_BYTES, application, b64, connection_table
 from tests.support.emulators import EmulatorFactory
@@ -323,3 +325,48 @@ async def test_a_large_cv_is_sealed_and_written_in_pieces(
     await relay.wait_for(response.json()["id"], "delivered")
     [received] = _files_received(factorial.records())
     assert received["sha256"] == hashlib.sha256(large).hexdigest()
+
+
+@pytest.mark.slow
+async def test_a_web_process_killed_between_the_blob_and_the_transaction_leaves_only_an_orphan(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget
+) -> None:
+    """A real `applyrelay web`, killed with SIGKILL while its CV is in the store and its Redis
+    transaction is held back (CLIENT PAUSE WRITE): no delivery without its file, the orphan swept."""
+    factorial = emulator("factorial")
+    relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
+    port = free_port()
+    web = relay.spawn_web(port)
+    large = PDF_BYTES + os.urandom(8 << 20)  # sealing and writing it takes long enough to step in
+    body = application(
+        attachments=[{"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(large)}],
+        screening_question_answers=[],
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=relay.admin, timeout=60) as client:
+        for _ in range(200):
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+        posting = asyncio.create_task(client.post("/v1/applications", json=body))
+        try:
+            for _ in range(20_000):  # the blob is being written once it is noted pending
+                if await relay.redis.zcard("ar:blobs:pending"):
+                    break
+                await asyncio.sleep(0.001)
+            await relay.redis.execute_command("CLIENT", "PAUSE", "20000", "WRITE")  # the transaction waits
+            for _ in range(2000):
+                if [k for k in blob_target.raw() if not k.startswith(".tmp")]:
+                    break  # fsynced and renamed into place
+                await asyncio.sleep(0.01)
+            web.send_signal(signal.SIGKILL)
+            web.wait(timeout=10)
+        finally:
+            await relay.redis.execute_command("CLIENT", "UNPAUSE")
+        with pytest.raises(httpx.TransportError):
+            await posting
+    assert not await relay.redis.keys("ar:d:*") and not await relay.redis.keys("ar:f:*")
+    assert len(blob_target.raw()) == 1  # the orphan
+    assert await relay.store.sweep_orphans(older_than_s=0) == 1
+    assert blob_target.raw() == {} and await relay.redis.zcard("ar:blobs:pending") == 0

@@ -157,8 +157,15 @@ class Relay:
 
     def spawn_worker(self) -> subprocess.Popen[bytes]:
         """A worker in its own process (to be killed with SIGKILL)."""
+        return self._spawn(["worker"], f"worker-{len(self._processes)}")
+
+    def spawn_web(self, port: int) -> subprocess.Popen[bytes]:
+        """A web process of this relay on 127.0.0.1:`port` (to be killed with SIGKILL)."""
+        return self._spawn(["web", "--port", str(port)], f"web-{len(self._processes)}")
+
+    def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen[bytes]:
         if self.tmp_path is None:
-            raise RuntimeError("spawn_worker needs tmp_path")
+            raise RuntimeError("spawning a relay process needs tmp_path")
         config = self.tmp_path / "applyrelay.toml"
         config.write_text(config_toml(self.connections))
         env = {
@@ -172,9 +179,9 @@ class Relay:
             "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s),
             **blob_env(self.settings.blobs),
         }
-        with open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb") as log:  # the child keeps its copy
+        with open(self.tmp_path / f"{log_name}.log", "wb") as log:  # the child keeps its copy
             process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "app.cli", *command], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
             )
         self._processes.append(process)
         return process
