@@ -43,7 +43,7 @@ def unavailable(store: str, reason: str) -> Problem:
     return Problem(
         503,
         "Temporarily unavailable",
-        f"{what} is {reason}; nothing was stored, retry after {RETRY_AFTER_S} s",
+        f"{what} is {reason}; retry after {RETRY_AFTER_S} s (an application refused so was not stored)",
         code=CODE,
         headers={"Retry-After": str(RETRY_AFTER_S)},
     )
