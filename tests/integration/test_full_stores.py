@@ -178,10 +178,19 @@ async def test_the_worker_rides_out_a_failing_blob_store(
     assert received["sha256"] == hashlib.sha256(BIG_CV).hexdigest()
 
 
-async def test_an_evicting_redis_is_refused_at_start(redis_limits: Redis) -> None:
+@pytest.mark.slow
+async def test_an_evicting_redis_is_refused_at_start(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, redis_limits: Redis
+) -> None:
+    relay = make_relay({"acme": connection_table("factorial", emulator("factorial").url)})
     await redis_limits.config_set("maxmemory-policy", "allkeys-lru")
     with pytest.raises(EvictingRedis, match=r"allkeys-lru.*lost application"):
         await refuse_evicting_policy(redis_limits)
+    worker = relay.spawn_worker()  # a real worker process: it stops, saying why
+    code = await asyncio.wait_for(asyncio.to_thread(worker.wait), 60)
+    assert code != 0
+    assert relay.tmp_path is not None
+    assert "maxmemory-policy is allkeys-lru" in (relay.tmp_path / "worker-0.log").read_text()
     await redis_limits.config_set("maxmemory-policy", "noeviction")
     await refuse_evicting_policy(redis_limits)
 
