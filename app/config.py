@@ -14,6 +14,8 @@
     status_callback_url = "https://board.example/applyrelay/status"   # optional: ATS status changes
     status_callback_secret_env = "ACME_STATUS_WEBHOOK_SECRET"          # its whsec_... signing secret
     retry_schedule = [15, 60, 300, 1800, 7200, 21600, 43200]
+    catalog_ttl_s = 60             # jobs, questions, stages, sources read from the ATS: cached this long
+    catalog_stale_s = 3600         # ... and kept this much longer, served (with its age) when the ATS fails
     indeed_secret_env = "ACME_INDEED_SECRET"   # inbound routes' keys: InboundSettings, docs/inbound.md
     api_version = "2026-07-01"     # the connector's settings: FactorialSettings, docs/connectors/
 
@@ -40,6 +42,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from app.core import files
 from connectors import CONNECTORS, connector_class
 from connectors.base import ConnectionSpec, ConnectorSettings
 
@@ -90,6 +93,23 @@ class InboundSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     inbound_job_check: bool = True  # ask the ATS whether the job exists and is open
 
 
+class ApplySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[connections.<id>.apply]``: the hosted apply pages (app/web/apply/, docs/apply-pages.md).
+    The pages need the connection's `form_token_env` (they post to the forms route)."""
+
+    enabled: bool = False  # opt in: the pages publish the connection's open jobs and their questions
+    privacy_text: str | None = None  # the employer's consent wording; a default sentence otherwise
+    privacy_url: str | None = None  # the employer's privacy notice, linked beside the consent
+    consent_required: bool = True
+    consent_days: Annotated[int, Meta(ge=0, le=3650)] = 0  # >0: the consent's expiry sent to the ATS
+    success_url: str | None = None  # the browser is sent here (303) once stored; else a thank-you page
+    frame_ancestors: tuple[str, ...] = ()  # origins allowed to frame the page (CSP); none: not framable
+    css_url: str | None = None  # a stylesheet replacing the minimal one (its origin joins style-src)
+    token_ttl_s: Annotated[int, Meta(ge=60, le=7 * 86400)] = 4 * 3600  # the page's form token lifetime
+    page_size: Annotated[int, Meta(ge=1, le=100)] = 20  # jobs per page of the career list
+    default_lang: Literal["en", "fr", "nl", "fi", "es", "de"] = "en"
+
+
 class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The relay's own keys of a ``[connections.<id>]`` table; every other key must be a setting
     of the connector it names."""
@@ -110,8 +130,21 @@ class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown
     max_application_bytes: PositiveInt | None = None
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_allow_http: bool = False
+    allowed_attachment_types: Annotated[
+        tuple[files.AttachmentContentType, ...],
+        Meta(min_length=1, description="the attachment types taken, as detected from their bytes"),
+    ] = files.DEFAULT_ALLOWED
     status_callback_url: str | None = None
     status_callback_secret_env: str | None = None
+    # The catalog's cache of ATS reads (app/catalog/, docs/catalog.md): fresh this long, then kept
+    # this much longer as the stale answer served when the ATS cannot be reached.
+    catalog_ttl_s: Annotated[
+        float, Meta(ge=0, le=86400, description="seconds an ATS read (jobs, questions) is served from the cache")
+    ] = 60.0
+    catalog_stale_s: Annotated[
+        float, Meta(ge=0, le=7 * 86400, description="seconds a stale read is kept for when the ATS fails")
+    ] = 3600.0
+    apply: ApplySettings = ApplySettings()
 
 
 CONNECTION_KEYS = frozenset(ConnectionTable.__struct_fields__)
@@ -156,7 +189,11 @@ class Connection:
     limits: Limits = Limits()
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_allow_http: bool = False
+    allowed_attachment_types: tuple[str, ...] = files.DEFAULT_ALLOWED  # app/core/files.py
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    catalog_ttl_s: float = 60.0  # docs/catalog.md
+    catalog_stale_s: float = 3600.0
+    apply: ApplySettings = field(default_factory=ApplySettings)  # docs/apply-pages.md
 
     def spec(self) -> ConnectionSpec[ConnectorSettings]:
         return ConnectionSpec(
@@ -311,8 +348,27 @@ def _connection(
         ),
         fetch_allow_hosts=keys.fetch_allow_hosts,
         fetch_allow_http=keys.fetch_allow_http,
+        allowed_attachment_types=keys.allowed_attachment_types,
         inbound=InboundSettings(**{name: getattr(keys, name) for name in InboundSettings.__struct_fields__}),
+        catalog_ttl_s=keys.catalog_ttl_s,
+        catalog_stale_s=keys.catalog_stale_s,
+        apply=_apply(keys.apply, where),
     )
+
+
+def _apply(apply: ApplySettings, where: str) -> ApplySettings:
+    """URLs of the apply page's settings are http(s) (they end up in a CSP and in links)."""
+    for name in ("privacy_url", "success_url", "css_url"):
+        value = getattr(apply, name)
+        if value is not None and not _http_url(value):
+            raise ConfigError(f"{where}.apply.{name}: must be an http(s) URL")
+    for origin in apply.frame_ancestors:
+        parts = urlsplit(origin)
+        if origin != "'self'" and not (
+            parts.scheme in ("http", "https") and parts.netloc and not parts.path.strip("/")
+        ):
+            raise ConfigError(f"{where}.apply.frame_ancestors: {origin!r} is not an origin (https://host[:port])")
+    return apply
 
 
 def _status_callback(keys: ConnectionTable, where: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:

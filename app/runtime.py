@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from app.blobs.capacity import Capacity
 from app.blobs.store import BlobUnavailable, open_store
+from app.catalog import Catalog
 from app.config import Config
 from app.core import files
 from app.core.model import AttachmentRef
@@ -62,6 +63,7 @@ class Runtime:
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
         self.connectors = ConnectorPool(self.config, self.ats_http)
+        self.catalog = Catalog(self.redis, self.config, self.connectors.get)  # ATS reads, cached (docs/catalog.md)
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
         """A file's bytes: stored at intake, or fetched (once) from its data_url behind the guard."""
@@ -83,7 +85,7 @@ class Runtime:
                 allow_http=connection.fetch_allow_http,
                 timeout_s=connection.timeout_s,
             )
-            files.sniff(data)
+            files.check_allowed(files.sniff(data), connection.allowed_attachment_types)
         except (ssrf.UnsafeURL, files.FileRejected) as exc:
             raise AttachmentRejected(f"attachment #{ref.index}: {exc}") from None
         except httpx.HTTPStatusError as exc:

@@ -40,6 +40,11 @@ class Settings:
     status_sync_window_s: float = 60 * 86400.0  # ... for this long after delivery (tracking/poll.py)
     blobs: BlobSettings = field(default_factory=lambda: BlobSettings(url=f"file://{VAR_DIR / 'blobs'}"))
     dev_generated: tuple[str, ...] = ()  # what development mode generated under var/ ("admin token", "data key")
+    # Slow clients (app/web/server.py): headers within, the longest pause in a body, connections per address.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 15.0
+    body_deadline_s: float = 300.0
+    max_connections_per_client: int = 64
 
     @property
     def run_budget_s(self) -> float:
@@ -105,6 +110,13 @@ def data_keys_for_tools(env: Mapping[str, str]) -> list[bytes]:
         return crypto.parse_keys(text)
     except crypto.KeyConfigError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def config_for_tools(env: Mapping[str, str]) -> Config:
+    """The connections for a command that reads the ATS but serves nothing (`applyrelay jobs`): the
+    file APPLYRELAY_CONFIG names, else the built-in sandbox connections; no token, no data key."""
+    path = env.get("APPLYRELAY_CONFIG")
+    return load_config(path) if path else demo_config(env)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -192,4 +204,8 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
         status_sync_window_s=_days(env, "APPLYRELAY_STATUS_SYNC_DAYS", 60),
         blobs=_blobs(env),
         dev_generated=tuple(generated),
+        header_timeout_s=_seconds(env, "APPLYRELAY_HEADER_TIMEOUT_S", 10) or 10.0,
+        body_timeout_s=_seconds(env, "APPLYRELAY_BODY_TIMEOUT_S", 15) or 15.0,
+        body_deadline_s=_seconds(env, "APPLYRELAY_BODY_DEADLINE_S", 300) or 300.0,
+        max_connections_per_client=int(_seconds(env, "APPLYRELAY_MAX_CONNECTIONS_PER_CLIENT", 64)),
     )

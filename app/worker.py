@@ -21,7 +21,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.blobs.capacity import refuse_evicting_policy
-from app.delivery import queue
+from app.delivery import queue, reaper
 from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
 from app.operator import connection_health
@@ -156,6 +156,7 @@ CRON_JOBS: list[Callable[[Settings], CronJob]] = [
     callbacks.cron_job,
     retention.cron_job,
     blob_sweep.cron_job,
+    reaper.cron_job,  # every waiting delivery has a job or a lease (app/delivery/reaper.py)
 ]
 
 

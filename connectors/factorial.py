@@ -13,14 +13,19 @@ Steps: company → source → candidate → application → answers → CV (atta
   ``message`` (default: a message from the candidate on the application's conversation, the one
   documented multipart route), ``legacy_cv_part`` (the v1 multipart ``cv`` part) or ``link`` (a
   signed, expiring relay link in the cover letter); the route is to be confirmed on a live tenant;
-* auth: ``x-api-key`` or OAuth bearer with one refresh on 401 (refresh-token grant).
+* auth: ``x-api-key`` or OAuth bearer with one refresh on 401 (refresh-token grant);
+* reads in Kombo's shapes: job postings page by page (the status filter server-side, one walk per
+  Factorial status), questions with option ids hashed from their text, phases per posting,
+  hiring stages, candidate sources (docs/connectors/factorial.md, "Read models").
 
 Settings (`FactorialSettings`), coverage, steps and assumptions: docs/connectors/factorial.md.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -28,8 +33,27 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
+import msgspec
 from msgspec import Meta
 
+from app.core.catalog import (
+    READ_JOB_STAGES,
+    READ_JOBS,
+    READ_SCREENING_QUESTIONS,
+    READ_SOURCES,
+    READ_STAGES,
+    EmploymentType,
+    Job,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    Option,
+    QuestionFormat,
+    ScreeningQuestion,
+    Source,
+    Stage,
+    Visibility,
+)
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -94,6 +118,120 @@ UNIFIED_KEY_CATEGORIES = {
 }
 
 
+# Job posting `status` -> Kombo's status and visibility (docs/connectors/factorial.md, "Read models").
+# `deleted` postings are still listed by the API: ARCHIVED.
+POSTING_STATUS: dict[str, tuple[JobStatus, Visibility | None]] = {
+    "published": ("OPEN", "PUBLIC"),
+    "unlisted": ("OPEN", "UNLISTED"),
+    "draft": ("DRAFT", None),
+    "archived": ("ARCHIVED", None),
+    "cancelled": ("CLOSED", None),
+    "deleted": ("ARCHIVED", None),
+}
+# The API's `status` filter takes one value: a Kombo status is one listing walk per value.
+STATUS_WALKS: dict[JobStatus, tuple[str, ...]] = {
+    "OPEN": ("published", "unlisted"),
+    "DRAFT": ("draft",),
+    "ARCHIVED": ("archived", "deleted"),
+    "CLOSED": ("cancelled",),
+}
+CONTRACT_EMPLOYMENT: dict[str, EmploymentType] = {
+    "intern": "INTERNSHIP",
+    "training": "INTERNSHIP",
+    "apprenticeship": "INTERNSHIP",
+    "alternant": "INTERNSHIP",
+    "apprentissage": "INTERNSHIP",
+    "apprendistato": "INTERNSHIP",
+    "estagio": "INTERNSHIP",
+    "werkstudent": "INTERNSHIP",
+    "jovem_aprendiz": "INTERNSHIP",
+    "freelance": "CONTRACT",
+    "vendor_contractor": "CONTRACT",
+    "temporary": "CONTRACT",
+    "interim": "CONTRACT",
+    "pj": "CONTRACT",
+    "recibos_verdes": "CONTRACT",
+}
+# Question `question_type` -> Kombo's format (type, display_type).
+QUESTION_FORMATS: dict[str, tuple[Any, Any]] = {
+    "text": ("TEXT", "SINGLE_LINE"),
+    "long_text": ("TEXT", "MULTI_LINE"),
+    "single_choice": ("SINGLE_SELECT", None),
+    "multiple_choice": ("MULTI_SELECT", None),
+    "file": ("FILE", None),
+}
+PAGE_MAX = 100  # Factorial clamps `limit` to 100
+
+
+def option_id(text: str) -> str:
+    """Factorial's options have no id: the option's id is a short hash of its text (stripped),
+    stable across calls while the text stays (docs/connectors/factorial.md, "Option ids")."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:12]
+
+
+def _when(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def job_from_posting(posting: dict[str, Any]) -> Job:
+    """One `ats_job_posting` in Kombo's Job shape (no stages or questions: `get_job` adds them)."""
+    status, visibility = POSTING_STATUS.get(str(posting.get("status")), ("CLOSED", None))
+    contract = str(posting.get("contract_type") or "")
+    schedule = posting.get("schedule_type")
+    employment: EmploymentType | None = CONTRACT_EMPLOYMENT.get(contract) or (
+        "FULL_TIME" if schedule == "full_time" else "PART_TIME" if schedule == "part_time" else None
+    )
+    created = _when(posting.get("created_at"))
+    published = _when(posting.get("published_at"))
+    return Job(
+        id=str(posting["id"]),
+        remote_id=str(posting["id"]),
+        name=str(posting.get("title") or ""),
+        status=status,
+        description=posting.get("description"),
+        visibility=visibility,
+        post_url=posting.get("url") or None,
+        employment_type=employment,
+        changed_at=max((d for d in (created, published) if d is not None), default=None),
+        remote_created_at=created,
+        remote_data=posting,
+    )
+
+
+def question_from_raw(question: dict[str, Any]) -> ScreeningQuestion:
+    """One `ats_question` in Kombo's shape; Factorial has no conditional questions."""
+    kind, display = QUESTION_FORMATS.get(str(question.get("question_type")), ("UNKNOWN", None))
+    options = None
+    if kind in ("SINGLE_SELECT", "MULTI_SELECT"):
+        texts = [str(o.get("text", "")) for o in question.get("options") or [] if isinstance(o, dict)]
+        options = [Option(id=option_id(t), remote_id=option_id(t), name=t) for t in texts]
+    return ScreeningQuestion(
+        id=str(question["id"]),
+        remote_id=str(question["id"]),
+        title=str(question.get("label") or ""),
+        format=QuestionFormat(type=kind, display_type=display, options=options),
+        required=bool(question.get("mandatory")),
+        index=question.get("position") if isinstance(question.get("position"), int) else None,
+    )
+
+
+def _job_matches(job: Job, query: JobQuery) -> bool:
+    """The filters Factorial cannot apply server-side, applied to each page read."""
+    if query.status is not None and job.status != query.status:
+        return False
+    if query.name_contains and query.name_contains.casefold() not in job.name.casefold():
+        return False
+    if query.updated_after is not None:
+        after = query.updated_after if query.updated_after.tzinfo else query.updated_after.replace(tzinfo=dt.UTC)
+        return job.changed_at is not None and job.changed_at > after
+    return True
+
+
 def _reason(response: httpx.Response) -> str:
     """Factorial's error text, for the dead letter. Its validation messages name fields, not
     values, so they carry no candidate data; cut short all the same."""
@@ -119,8 +257,9 @@ def _iso(epoch: float) -> str:
 
 
 def _encode_answer(question: dict[str, Any], answer: StoredAnswer, ctx: StepContext) -> str | None:
-    """Factorial answers are strings: options by their text, several comma-joined
-    (assumption: the separator is undocumented), booleans Yes/No, dates ISO."""
+    """Factorial answers are strings: options (named by `option_id` or by text) as their text,
+    several comma-joined (assumption: the separator is undocumented), booleans Yes/No, dates ISO,
+    numbers as written (docs/connectors/factorial.md, "Answer encoding")."""
     qtype, value = question["question_type"], answer.answer
     options = [o["text"] for o in question.get("options") or []]
     if qtype == "file" or isinstance(value, AttachmentRef):
@@ -145,9 +284,14 @@ def _encode_answer(question: dict[str, Any], answer: StoredAnswer, ctx: StepCont
 
 
 def _option_label(options: list[str], item: Any) -> str | None:
+    """The option an answer names: by its id (`option_id`, what the reads expose), its text
+    (the older spelling, still accepted), or its index."""
     if isinstance(item, bool):
         item = "Yes" if item else "No"
     text = str(item)
+    by_id = {option_id(o): o for o in options}
+    if text in by_id:
+        return by_id[text]
     if text in options:
         return text
     folded = {o.casefold(): o for o in options}
@@ -168,6 +312,7 @@ class FactorialConnector(Connector[FactorialSettings]):
     capabilities = Capabilities(
         attachment_types=frozenset({"CV"}),
         actions=frozenset({ACTION_ADD_ATTACHMENT_TO_APPLICATION, ACTION_MOVE_APPLICATION_TO_STAGE}),
+        reads=frozenset({READ_JOBS, READ_SCREENING_QUESTIONS, READ_STAGES, READ_JOB_STAGES, READ_SOURCES}),
     )
 
     def __init__(self, connection: ConnectionSpec[FactorialSettings], http: httpx.AsyncClient) -> None:
@@ -553,36 +698,119 @@ class FactorialConnector(Connector[FactorialSettings]):
             "all", lambda: self._list("ats/candidate_sources", [], what="list candidate sources")
         )
 
-    async def _raw_questions(self, job_id: str) -> list[dict[str, Any]]:
-        """The posting's questions (ids as strings), cached a minute per posting."""
+    async def _raw_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The posting's questions (ids as strings) by position, cached a minute per posting."""
 
         async def load() -> list[dict[str, Any]]:
             rows = await self._list("ats/questions", [("ats_job_posting_ids[]", job_id)], what="list questions")
+            rows.sort(key=lambda q: (q.get("position") if isinstance(q.get("position"), int) else 0, str(q["id"])))
             return [{**q, "id": str(q["id"])} for q in rows]
 
-        return await self._questions.get_or_load(job_id, load)
+        return await self._questions.get_or_load(job_id, load, fresh=fresh)
 
-    async def job_status(self, job_id: str) -> str | None:
+    async def _posting(self, job_id: str) -> dict[str, Any] | None:
         try:
-            posting = (
-                await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}", what="read job posting")
-            ).json()
+            response = await self._send("GET", f"ats/job_postings/{quote(job_id, safe='')}", what="read job posting")
         except PermanentError as exc:
             if exc.status == 404:
-                return "missing"
+                return None
             raise
-        return "open" if posting.get("status") in ("published", "unlisted") else "closed"
+        posting = response.json()
+        return posting if isinstance(posting, dict) else None
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """One page of ``ats/job_postings`` (cursor pagination on ``after_id``, at most 100 a
+        page). A Kombo status is sent as Factorial's ``status`` filter, one walk per value it
+        covers (OPEN: published then unlisted); name and update date are filtered per page. The
+        cursor is ``<walk>:<after_id>``."""
+        walks: tuple[str | None, ...] = STATUS_WALKS[query.status] if query.status else (None,)
+        walk, after = 0, ""
+        if query.cursor:
+            head, _, after = query.cursor.partition(":")
+            if not head.isdigit() or int(head) >= len(walks):
+                raise PermanentError("cursor is not one of this listing's", status=400)
+            walk = int(head)
+        params: list[tuple[str, str]] = [("limit", str(max(1, min(query.page_size, PAGE_MAX))))]
+        if walks[walk]:
+            params.append(("status", str(walks[walk])))
+        if after:
+            params.append(("after_id", after))
+        page = (await self._send("GET", "ats/job_postings", what="list job postings", params=params)).json()
+        jobs = [job_from_posting(p) for p in page.get("data") or [] if isinstance(p, dict)]
+        meta = page.get("meta") or {}
+        next_cursor: str | None = None
+        if meta.get("has_next_page") and meta.get("end_cursor"):
+            next_cursor = f"{walk}:{meta['end_cursor']}"
+        elif walk + 1 < len(walks):
+            next_cursor = f"{walk + 1}:"
+        return JobPage(jobs=[j for j in jobs if _job_matches(j, query)], next_cursor=next_cursor)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        posting = await self._posting(job_id)
+        if posting is None:
+            return None
+        job = job_from_posting(posting)
+        questions = [question_from_raw(q) for q in await self._raw_questions(job_id, fresh=True)]
+        stages = await self.list_stages(job_id)
+        return msgspec.structs.replace(job, screening_questions=questions, stages=stages)
+
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        """The posting's questions (``ats/questions?ats_job_posting_ids[]=``), by position.
+        Always read afresh: the relay's catalog caches (and the delivery's cache is refreshed
+        with them). The posting is looked up only when it has no question (one call otherwise)."""
+        rows = await self._raw_questions(job_id, fresh=True)
+        if not rows and await self._posting(job_id) is None:
+            raise PermanentError(f"job posting {job_id} not found", status=404)
+        return [question_from_raw(q) for q in rows]
+
+    async def list_stages(self, job_id: str | None = None) -> list[Stage]:
+        """With a job: its application phases (Factorial scopes phases by posting); without:
+        the company's hiring stages (the groups phases belong to)."""
+        if job_id is None:
+            rows = await self._list("ats/hiring_stages", [], what="list hiring stages")
+            name_key = "label"
+        else:
+            rows = list((await self._posting_phases(job_id, fresh=True)).values())
+            name_key = "name"
+        rows.sort(key=lambda r: (r.get("position") if isinstance(r.get("position"), int) else 0, str(r.get("id"))))
+        return [
+            Stage(
+                id=str(r["id"]),
+                remote_id=str(r["id"]),
+                name=str(r.get(name_key) or r.get("name") or ""),
+                index=r.get("position") if isinstance(r.get("position"), int) else None,
+            )
+            for r in rows
+        ]
+
+    async def list_sources(self) -> list[Source]:
+        """``ats/candidate_sources``: id, and the label Factorial shows (else its name)."""
+        rows = await self._list("ats/candidate_sources", [], what="list candidate sources")
+        return [
+            Source(id=str(r["id"]), remote_id=str(r["id"]), name=str(r.get("label") or r.get("name") or ""))
+            for r in rows
+        ]
+
+    async def job_status(self, job_id: str) -> str | None:
+        """ "open" for an OPEN posting (published or unlisted), "closed" otherwise, "missing"."""
+        posting = await self._posting(job_id)
+        if posting is None:
+            return "missing"
+        return "open" if job_from_posting(posting).status == "OPEN" else "closed"
 
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
+        """The older, connector-neutral shape, from the same mapping as `job_questions` (types
+        are Factorial's; option ids are the option texts, which the answer encoding also takes)."""
+        raw = {q["id"]: q for q in await self._raw_questions(job_id)}
         return [
             {
-                "id": q["id"],
-                "label": q["label"],
-                "type": q["question_type"],
-                "required": bool(q.get("mandatory")),
-                "options": [{"id": o["text"], "label": o["text"]} for o in q.get("options") or []],
+                "id": q.id,
+                "label": q.title,
+                "type": raw[q.id]["question_type"],
+                "required": q.required,
+                "options": [{"id": o.name, "label": o.name} for o in q.format.options or []],
             }
-            for q in await self._raw_questions(job_id)
+            for q in map(question_from_raw, raw.values())
         ]
 
     async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
@@ -603,7 +831,7 @@ class FactorialConnector(Connector[FactorialSettings]):
             "rejection_reason_id": str(rejection) if rejection not in (None, "") else None,
         }
 
-    async def _posting_phases(self, posting_id: str) -> dict[str, dict[str, Any]]:
+    async def _posting_phases(self, posting_id: str, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
         """The posting's application phases by id, cached a minute per posting."""
 
         async def load() -> dict[str, dict[str, Any]]:
@@ -612,7 +840,7 @@ class FactorialConnector(Connector[FactorialSettings]):
             )
             return {str(p["id"]): p for p in rows}
 
-        return await self._phases.get_or_load(posting_id, load)
+        return await self._phases.get_or_load(posting_id, load, fresh=fresh)
 
     async def passthrough(
         self, method: str, path: str, query: Mapping[str, str] | None, body: Any

@@ -32,6 +32,10 @@ Settings (`FlatchrSettings`: the connection's keys besides the relay's own, chec
     max_cv_bytes      default 5_000_000: a larger CV is refused at intake
     date_format       strftime format for DATE answers, default "%Y-%m-%d"
 
+Reads (Kombo's shapes): vacancies page by page from the one unpaginated list, streamed and
+decoded only for the page asked; questions with option ids hashed from their text; the company's
+columns as stages (docs/connectors/flatchr.md, "Read models").
+
 `remote_fields.flatchr` in a request may set the create fields the unified model lacks:
 comment, urls, legalNewsletterPartners, user_id, response_text (others are warned about).
 Coverage, hosts and the assumptions made where Flatchr's docs are silent: docs/connectors/flatchr.md.
@@ -42,10 +46,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import hashlib
 import math
 import mimetypes
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
@@ -53,6 +58,24 @@ import httpx
 import msgspec
 from msgspec import Meta
 
+from app.core.catalog import (
+    READ_JOBS,
+    READ_SCREENING_QUESTIONS,
+    READ_STAGES,
+    DisplayType,
+    EmploymentType,
+    Job,
+    JobLocation,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    Option,
+    QuestionFormat,
+    QuestionType,
+    ScreeningQuestion,
+    Stage,
+    Visibility,
+)
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from app.core.pii import scrub
 from connectors.base import (
@@ -113,6 +136,134 @@ CREATE_PATH = "/vacancy/candidate/json"
 
 # Create-body fields a client may set through `remote_fields.flatchr` (Flatchr's create docs).
 REMOTE_FIELDS = frozenset({"comment", "urls", "legalNewsletterPartners", "user_id", "response_text"})
+
+# Vacancy `status` (an undocumented integer; the docs' examples show 1 for an online vacancy).
+# assumption: 1 online, 0 offline (closed), 2 archived; anything else CLOSED. No DRAFT.
+VACANCY_STATUS: dict[int, JobStatus] = {1: "OPEN", 0: "CLOSED", 2: "ARCHIVED"}
+STATUS_FILTER: dict[JobStatus, int] = {v: k for k, v in VACANCY_STATUS.items()}
+# `contract_type` (the vacancy's contract label) -> Kombo's employment type; `partial` wins.
+CONTRACT_EMPLOYMENT: dict[str, EmploymentType] = {
+    "cdi": "FULL_TIME",
+    "cdd": "CONTRACT",
+    "freelance": "CONTRACT",
+    "intérim": "CONTRACT",
+    "interim": "CONTRACT",
+    "stage": "INTERNSHIP",
+    "alternance": "INTERNSHIP",
+    "apprentissage": "INTERNSHIP",
+    "saisonnier": "SEASONAL",
+}
+MAX_PAGE = 250
+
+
+def option_id(text: str) -> str:
+    """Flatchr's options are one ";"-separated string, without ids: an option's id is the first
+    12 hex digits of the SHA-256 of its text, stripped (docs/connectors/flatchr.md, "Option
+    ids"); stable while the text stays."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:12]
+
+
+def _when(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def job_from_vacancy(vacancy: Mapping[str, Any]) -> Job:
+    """A Flatchr vacancy in Kombo's Job shape (questions and stages: `get_job`)."""
+    raw_status = vacancy.get("status")
+    status = VACANCY_STATUS.get(raw_status, "CLOSED") if isinstance(raw_status, int) else "CLOSED"
+    published = vacancy.get("published")
+    visibility: Visibility | None = None
+    if status == "OPEN" and published is not None:
+        visibility = "PUBLIC" if published else "UNLISTED"
+    contract = str(vacancy.get("contract_type") or "").strip().lower()
+    employment = "PART_TIME" if vacancy.get("partial") is True else CONTRACT_EMPLOYMENT.get(contract)
+    address = vacancy.get("address")
+    location = None
+    if isinstance(address, dict):
+        country = address.get("country")
+        location = JobLocation(
+            city=address.get("locality") or None,
+            zip_code=address.get("postal_code") or None,
+            state=address.get("administrative_area_level_1") or None,
+            country=country.upper() if isinstance(country, str) and len(country) == 2 else None,
+            raw=address.get("formatted_address") or (country if isinstance(country, str) else None),
+        )
+    parts = [vacancy.get(k) for k in ("description", "mission", "profile")]
+    description = "\n".join(p for p in parts if isinstance(p, str) and p) or None
+    return Job(
+        id=str(vacancy["id"]),
+        remote_id=str(vacancy["id"]),
+        name=str(vacancy.get("title") or ""),
+        status=status,
+        description=description,
+        job_code=vacancy.get("reference") or None,
+        visibility=visibility,
+        post_url=vacancy.get("apply_url") or None,
+        location=location,
+        employment_type=employment,
+        changed_at=_when(vacancy.get("updated_at")),
+        remote_created_at=_when(vacancy.get("created_at")),
+        remote_data=dict(vacancy),
+    )
+
+
+def _job_matches(job: Job, query: JobQuery) -> bool:
+    """The filters Flatchr's listing lacks, applied to each page read."""
+    if query.name_contains and query.name_contains.casefold() not in job.name.casefold():
+        return False
+    if query.updated_after is not None:
+        after = query.updated_after if query.updated_after.tzinfo else query.updated_after.replace(tzinfo=dt.UTC)
+        return job.changed_at is not None and job.changed_at > after
+    return True
+
+
+async def json_array_items(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The raw bytes of each element of a top-level JSON array, as the body streams in: Flatchr
+    answers its vacancy list as one array without pagination, and this reads it element by
+    element so a page decodes only its own vacancies and stops reading after them."""
+    depth, in_string, escaped, started = 0, False, False, False
+    item = bytearray()
+    async for chunk in chunks:
+        for byte in chunk:
+            if in_string:
+                item.append(byte)
+                if escaped:
+                    escaped = False
+                elif byte == 0x5C:  # backslash
+                    escaped = True
+                elif byte == 0x22:
+                    in_string = False
+                continue
+            if not started:
+                if byte == 0x5B:  # [
+                    started, depth = True, 1
+                elif byte not in b" \t\r\n":
+                    raise ValueError("not a JSON array")
+                continue
+            if byte == 0x22:
+                in_string = True
+                item.append(byte)
+            elif byte in b"[{":
+                depth += 1
+                item.append(byte)
+            elif byte in b"]}":
+                if depth == 1:
+                    if item.strip():
+                        yield bytes(item)
+                    return
+                depth -= 1
+                item.append(byte)
+            elif byte == 0x2C and depth == 1:  # a comma between elements
+                yield bytes(item)
+                item.clear()
+            else:
+                item.append(byte)
+    raise ValueError("the JSON array ends early")
 
 
 def response_reason(response: httpx.Response, secrets_: list[str]) -> str:
@@ -221,6 +372,23 @@ QUESTION_TYPES: dict[str, str] = {
     "document": "FILE",
 }
 
+# Flatchr question `type` -> Kombo's display_type (TEXT, NUMBER, SINGLE_SELECT).
+DISPLAY_TYPES: dict[str, DisplayType] = {
+    "text": "SINGLE_LINE",
+    "string": "SINGLE_LINE",
+    "phone": "SINGLE_LINE",
+    "textarea": "MULTI_LINE",
+    "email": "EMAIL",
+    "url": "URL",
+    "radio": "RADIO",
+    "select": "DROPDOWN",
+    "list": "DROPDOWN",
+    "dropdown": "DROPDOWN",
+    "number": "FIELD",
+    "integer": "FIELD",
+    "numeric": "FIELD",
+}
+
 TRUE_WORDS = frozenset({"true", "yes", "oui", "1", "y"})
 FALSE_WORDS = frozenset({"false", "no", "non", "0", "n"})
 
@@ -255,7 +423,11 @@ def boolean_labels(question: Mapping[str, Any], language: str) -> tuple[str, str
 
 
 def _match_option(value: Any, options: list[str], qid: str) -> str:
+    """The option an answer names: by its id (`option_id`, what the reads expose) or its text."""
     text = str(value).strip()
+    by_id = {option_id(o): o for o in options}
+    if text in by_id:
+        return by_id[text]
     if text in options:
         return text
     folded = {o.casefold(): o for o in options}
@@ -292,12 +464,54 @@ def _as_date(value: Any, qid: str, date_format: str) -> str:
     return day.strftime(date_format)
 
 
+def question_from_raw(question: Mapping[str, Any], language: str, parents: Mapping[str, Any]) -> ScreeningQuestion:
+    """One Flatchr question in Kombo's shape: type by `unified_type`, display type by the raw
+    type, `size` as TEXT's max_length (assumption), options with `option_id`s, and the
+    condition (`parent_question` / `parent_answer_expected`, the expected answer's text) as
+    Kombo's precondition: option ids for a select parent, [True] / [False] for a yes/no one."""
+    raw_type = str(question.get("type") or "").lower()
+    kind: QuestionType = unified_type(question)  # type: ignore[assignment]
+    options = None
+    if kind in ("SINGLE_SELECT", "MULTI_SELECT"):
+        options = [Option(id=option_id(o), remote_id=option_id(o), name=o) for o in question_options(question)]
+    size = question.get("size")
+    max_length = size if kind == "TEXT" and isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+    display = DISPLAY_TYPES.get(raw_type) if kind in ("TEXT", "NUMBER", "SINGLE_SELECT") else None
+    if kind == "TEXT" and display is None:
+        display = "SINGLE_LINE"
+    parent_id = question.get("parent_question")
+    precondition: list[str | bool] | None = None
+    if parent_id:
+        expected = str(question.get("parent_answer_expected") or "")
+        parent = parents.get(str(parent_id))
+        parent_kind = unified_type(parent) if parent is not None else "TEXT"
+        if parent is not None and parent_kind == "BOOLEAN":
+            yes, _ = boolean_labels(parent, language)
+            precondition = [expected.strip().casefold() == yes.strip().casefold()]
+        elif parent_kind in ("SINGLE_SELECT", "MULTI_SELECT"):
+            precondition = [option_id(expected)]
+        else:
+            precondition = [expected]
+    position = question.get("position")
+    return ScreeningQuestion(
+        id=str(question.get("id")),
+        remote_id=str(question.get("id")),
+        title=str(question.get("text") or ""),
+        format=QuestionFormat(type=kind, display_type=display, max_length=max_length, options=options),
+        required=bool(question.get("required")),
+        index=position if isinstance(position, int) and not isinstance(position, bool) else None,
+        precondition_question_id=str(parent_id) if parent_id else None,
+        precondition_options=precondition,
+    )
+
+
 def encode_answer(question: Mapping[str, Any], answer: Any, *, language: str, date_format: str = "%Y-%m-%d") -> str:
     """One canonical answer -> Flatchr's `value` string, by the question's unified type.
 
     TEXT as given; BOOLEAN as the vacancy's yes/no label; SINGLE_SELECT as the option text (option
     ids are the option texts, see `FlatchrConnector.screening_questions`); MULTI_SELECT as option
-    texts joined with ";" (assumption: Flatchr stores multiple values ";"-separated, as it does
+    texts joined with ";" (options named by `option_id` or by text; assumption: Flatchr
+    stores multiple values ";"-separated, as it does
     for `options` and multi-value tags); NUMBER as a plain decimal; DATE with `date_format`
     (assumption: ISO, which is what an HTML date input on the career site posts)."""
     qid = str(question.get("id"))
@@ -342,6 +556,7 @@ class FlatchrConnector(Connector[FlatchrSettings]):
     capabilities: ClassVar[Capabilities] = Capabilities(
         attachment_types=frozenset({"CV"}),
         actions=frozenset(),  # no post-create action: Flatchr's current API has no file upload route
+        reads=frozenset({READ_JOBS, READ_SCREENING_QUESTIONS, READ_STAGES}),  # no sources list in its API
     )
 
     def __init__(self, connection: ConnectionSpec[FlatchrSettings], http: httpx.AsyncClient) -> None:
@@ -652,6 +867,124 @@ class FlatchrConnector(Connector[FlatchrSettings]):
 
         return await self._vacancies.get_or_load(job_id, load)
 
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """One page of ``GET /company/{companyId}/vacancies?fields=address[&status=]``. Flatchr
+        answers one JSON array, unpaginated: the cursor is an offset into it, the body is read
+        element by element (`json_array_items`), only the page's vacancies are decoded and the
+        connection is closed right after them. `status` is Flatchr's own filter; name and update
+        date are applied per page (docs/connectors/flatchr.md, "Pagination and filters")."""
+        if query.status is not None and query.status not in STATUS_FILTER:
+            return JobPage(jobs=[])  # no Flatchr status is a DRAFT
+        offset = 0
+        if query.cursor:
+            if not query.cursor.isdigit():
+                raise PermanentError("cursor is not one of this listing's", status=400)
+            offset = int(query.cursor)
+        size = max(1, min(query.page_size, MAX_PAGE))
+        params = {"fields": "address"}
+        if query.status is not None:
+            params["status"] = str(STATUS_FILTER[query.status])
+        url = f"{self.api_base}/company/{self.company_id}/vacancies"
+        jobs: list[Job] = []
+        more = False
+        try:
+            async with self.http.stream(
+                "GET", url, params=params, headers=self._headers(), timeout=self.connection.timeout_s
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    reason = response_reason(response, [self.connection.credentials])
+                    what = "flatchr list vacancies"
+                    raise error_for_response(response, f"{what} ({reason})" if reason else what)
+                index = 0
+                async for raw in json_array_items(response.aiter_bytes()):
+                    if index >= offset + size:
+                        more = True
+                        break
+                    if index >= offset:
+                        vacancy = msgspec.json.decode(raw)
+                        if isinstance(vacancy, dict) and vacancy.get("id"):
+                            jobs.append(job_from_vacancy(vacancy))
+                    index += 1
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, "flatchr list vacancies", sent=True) from None
+        except (ValueError, msgspec.DecodeError):
+            raise TransientError("flatchr list vacancies: unexpected answer shape") from None
+        return JobPage(
+            jobs=[j for j in jobs if _job_matches(j, query)], next_cursor=str(offset + size) if more else None
+        )
+
+    async def _fresh_vacancy(self, job_id: str) -> dict[str, Any] | None:
+        """The vacancy with its questions and address, read now (and kept for the delivery's
+        cache); None when Flatchr has no such vacancy."""
+        try:
+            response = await self._send(
+                "GET",
+                f"{self.api_base}/vacancy/{quote(self._safe_id(job_id, 'job_id'), safe='')}",
+                what="flatchr get vacancy",
+                params={"fields": "questions,address"},
+            )
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        vacancy = response.json()
+        if not isinstance(vacancy, dict):
+            raise TransientError("flatchr get vacancy: unexpected answer shape")
+        self._vacancies.put(job_id, vacancy)
+        return vacancy
+
+    @staticmethod
+    def _questions_of(vacancy: Mapping[str, Any]) -> list[ScreeningQuestion]:
+        rows = [q for q in vacancy.get("questions") or [] if isinstance(q, dict)]
+        parents = {str(q.get("id")): q for q in rows}
+        language = str(vacancy.get("language") or "fr_FR")
+        questions = [question_from_raw(q, language, parents) for q in rows]
+        return sorted(questions, key=lambda q: (q.index is None, q.index or 0))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        if not SAFE_ID.match(job_id):
+            return None
+        vacancy = await self._fresh_vacancy(job_id)
+        if vacancy is None:
+            return None
+        job = job_from_vacancy(vacancy)
+        return msgspec.structs.replace(
+            job, screening_questions=self._questions_of(vacancy), stages=await self.list_stages()
+        )
+
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        """The vacancy's questions (``GET /vacancy/{id}?fields=questions``), by position."""
+        vacancy = await self._fresh_vacancy(job_id) if SAFE_ID.match(job_id) else None
+        if vacancy is None:
+            raise PermanentError(f"vacancy {job_id} not found", status=404)
+        return self._questions_of(vacancy)
+
+    async def list_stages(self, job_id: str | None = None) -> list[Stage]:
+        """The company's pipeline columns (``GET /company/{companyId}/columns``): Flatchr's
+        stages are company-wide, so a job's stages are the same columns (hidden ones too)."""
+        columns = await self._company_columns()
+        ordered = sorted(columns, key=_position)
+        return [
+            Stage(
+                id=str(c.get("id")),
+                remote_id=str(c.get("id")),
+                name=str(c.get("title") or ""),
+                index=c.get("position") if isinstance(c.get("position"), int) else None,
+            )
+            for c in ordered
+            if c.get("id") is not None
+        ]
+
+    async def job_status(self, job_id: str) -> str | None:
+        """ "open" for an OPEN vacancy, "closed" for another, "missing" when Flatchr has none."""
+        if not SAFE_ID.match(job_id):
+            return "missing"
+        vacancy = await self._fresh_vacancy(job_id)
+        if vacancy is None:
+            return "missing"
+        return "open" if job_from_vacancy(vacancy).status == "OPEN" else "closed"
+
     async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
         """The vacancy's questions; option ids are the option texts (Flatchr has no option ids)."""
         vacancy = await self._vacancy(self._safe_id(job_id, "job_id"))
@@ -755,6 +1088,11 @@ class FlatchrConnector(Connector[FlatchrSettings]):
 
 
 # -- Helpers ---------------------------------------------------------------------------------------
+
+
+def _position(row: Mapping[str, Any]) -> int:
+    position = row.get("position")
+    return position if isinstance(position, int) else 0
 
 
 def extra_attachment_warnings(attachments: list[AttachmentRef]) -> list[StepWarning]:

@@ -10,6 +10,9 @@ Plan: ``candidate`` (look up by email, else create; 409 duplicate = success) →
 (look up by candidate + job, else validate the answers against the job's questions and create
 the application carrying them) → ``stage`` (only when the application names a stage).
 
+Reads (Kombo's shapes): jobs (``GET /jobs``, page numbers), the job's questions, the global stage
+list; no sources (docs/connectors/laura.md, "Read models").
+
 Settings (`LauraSettings`): ``drop_attachments`` and ``api_path``. Coverage, steps and every
 assumption: docs/connectors/laura.md.
 """
@@ -24,8 +27,24 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+import msgspec
 from msgspec import Meta
 
+from app.core.catalog import (
+    READ_JOBS,
+    READ_SCREENING_QUESTIONS,
+    READ_STAGES,
+    Job,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    Option,
+    QuestionFormat,
+    QuestionType,
+    ScreeningQuestion,
+    Stage,
+    Visibility,
+)
 from app.core.model import AttachmentRef, FileAnswer, StoredApplication
 from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
@@ -73,20 +92,12 @@ class LauraWire:
     Assumptions (no public reference exists): bearer-token auth; JSON bodies; every answer wrapped
     as ``{"data": ...}``, errors as ``{"error": {"code", "message", "existing_id"?}}``; integer ids;
     ``409`` with ``existing_id`` for a duplicate candidate email or candidate+job application;
-    question formats ``text|textarea|number|boolean|date|select|multiselect``; gender as
+    question formats ``text|textarea|number|boolean|date|select|multiselect`` (`KOMBO_FORMATS`);
+    gender as
     ``male|female|other``; location as ``address {city, zip_code, country_code}``.
     """
 
     GENDERS = {"MALE": "male", "FEMALE": "female", "OTHER": "other"}
-    FORMATS = {
-        "text": TEXT,
-        "textarea": TEXT,
-        "number": NUMBER,
-        "boolean": BOOLEAN,
-        "date": DATE,
-        "select": SINGLE_SELECT,
-        "multiselect": MULTI_SELECT,
-    }
 
     # requests
 
@@ -176,6 +187,117 @@ class LauraWire:
         outcome = cls.OUTCOMES.get(str(record.get("outcome") or "").lower(), "PENDING")
         return {"stage_id": stage_id, "stage_name": stage_names.get(stage_id or ""), "outcome": outcome}
 
+    # reads (Kombo's shapes, app/core/catalog.py; docs/connectors/laura.md "Read models")
+
+    JOBS_PATH = "/jobs"
+    PER_PAGE_MAX = 100  # assumption: Laura's page size limit
+    JOB_STATUSES: Mapping[str, JobStatus] = {
+        "open": "OPEN",
+        "closed": "CLOSED",
+        "draft": "DRAFT",
+        "archived": "ARCHIVED",
+    }
+    VISIBILITIES: Mapping[str, Visibility] = {"public": "PUBLIC", "internal": "INTERNAL"}
+    # Laura format.type -> (Kombo format type, display_type)
+    KOMBO_FORMATS: Mapping[str, tuple[QuestionType, Any]] = {
+        "text": ("TEXT", "SINGLE_LINE"),
+        "textarea": ("TEXT", "MULTI_LINE"),
+        "number": ("NUMBER", "FIELD"),
+        "boolean": ("BOOLEAN", None),
+        "date": ("DATE", None),
+        "select": ("SINGLE_SELECT", "DROPDOWN"),
+        "multiselect": ("MULTI_SELECT", None),
+    }
+
+    @classmethod
+    def jobs_params(cls, query: JobQuery) -> dict[str, str]:
+        """Page-number pagination (``page`` from 1, ``per_page``); `status` and `updated_after`
+        are filtered by Laura, `name_contains` is not (applied per page by the connector)."""
+        page = query.cursor or "1"
+        if not (page.isascii() and page.isdigit() and int(page) >= 1):
+            raise PermanentError("not a cursor of this Laura listing", status=400)
+        params = {"page": page, "per_page": str(max(1, min(query.page_size, cls.PER_PAGE_MAX)))}
+        if query.status:
+            params["status"] = query.status.lower()
+        if query.updated_after:
+            when = query.updated_after
+            params["updated_after"] = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).isoformat()
+        return params
+
+    @staticmethod
+    def next_page(payload: Any, params: Mapping[str, str], rows: int) -> str | None:
+        """The next page number while ``meta`` says there are more (without ``meta``: while pages
+        come back full)."""
+        page, per_page = int(params["page"]), int(params["per_page"])
+        meta = payload.get("meta") if isinstance(payload, Mapping) else None
+        total = meta.get("total") if isinstance(meta, Mapping) else None
+        if isinstance(total, int):
+            return str(page + 1) if page * per_page < total else None
+        return str(page + 1) if rows >= per_page else None
+
+    @classmethod
+    def job(cls, row: Mapping[str, Any]) -> Job:
+        jid = str(row.get("id"))
+        return Job(
+            id=jid,
+            remote_id=jid,
+            name=str(row.get("name") or ""),
+            status=cls.JOB_STATUSES.get(str(row.get("status") or "").lower(), "CLOSED"),
+            description=row.get("description"),
+            visibility=cls.VISIBILITIES.get(str(row.get("visibility") or "").lower()),
+            post_url=row.get("post_url"),
+            changed_at=_datetime(row.get("changed_at")),
+            remote_data=dict(row),
+        )
+
+    @classmethod
+    def kombo_question(cls, row: Mapping[str, Any], kinds: Mapping[str, str]) -> ScreeningQuestion:
+        """A job-specific question row (the question embedded) → Kombo's ScreeningQuestion.
+        `kinds` maps question ids of the job to their Laura format type, for preconditions: a
+        boolean parent's ``"true"`` becomes ``True`` (Kombo's ``[true]``), a select parent's option
+        ids stay strings."""
+        q = row.get("question") or {}
+        fmt = q.get("format") or {}
+        laura_type = str(fmt.get("type") or "")
+        kind, display = cls.KOMBO_FORMATS.get(laura_type, ("UNKNOWN", None))
+        options = None
+        if kind in ("SINGLE_SELECT", "MULTI_SELECT"):
+            options = [
+                Option(id=str(o["id"]), remote_id=str(o["id"]), name=str(o.get("label", "")))
+                for o in fmt.get("options") or []
+            ]
+        pre = row.get("precondition_question_id")
+        pre_options: list[str | bool] | None = None
+        if pre is not None:
+            raw = [str(o) for o in row.get("precondition_options") or []]
+            if kinds.get(str(pre)) == "boolean":
+                pre_options = [o.lower() == "true" for o in raw]
+            else:
+                pre_options = list(raw)
+        qid = str(row.get("question_id", q.get("id")))
+        return ScreeningQuestion(
+            id=qid,
+            remote_id=qid,
+            title=str(q.get("title") or ""),
+            format=QuestionFormat(
+                type=kind,
+                display_type=display,
+                max_length=fmt.get("max_length") if kind == "TEXT" else None,
+                min=fmt.get("min") if kind == "NUMBER" else None,
+                max=fmt.get("max") if kind == "NUMBER" else None,
+                options=options,
+            ),
+            required=bool(row.get("required")),
+            index=row.get("index"),
+            precondition_question_id=None if pre is None else str(pre),
+            precondition_options=pre_options,
+        )
+
+    @staticmethod
+    def stage(row: Mapping[str, Any]) -> Stage:
+        sid = str(row.get("id"))
+        return Stage(id=sid, remote_id=sid, name=str(row.get("name") or ""), index=row.get("global_index"))
+
     # responses
 
     @staticmethod
@@ -226,29 +348,27 @@ class LauraWire:
             return None
         return None if existing is None else str(existing)
 
-    @classmethod
-    def question(cls, row: Mapping[str, Any]) -> dict[str, Any]:
-        """A job-specific question row → the relay's neutral shape (Kombo's model names)."""
-        q = row.get("question") or {}
-        fmt = q.get("format") or {}
-        kind = fmt.get("type", "")
+    @staticmethod
+    def neutral(q: ScreeningQuestion) -> dict[str, Any]:
+        """Kombo's ScreeningQuestion → the relay's older neutral shape (`screening_questions`,
+        `validate_answers`): booleans in preconditions as ``"true"``/``"false"``."""
+        fmt = q.format
         out: dict[str, Any] = {
-            "id": str(row.get("question_id", q.get("id"))),
-            "job_question_id": str(row.get("id")),
-            "index": row.get("index", 0),
-            "label": q.get("title", ""),
-            "type": cls.FORMATS.get(kind, kind.upper() or "UNKNOWN"),
-            "required": bool(row.get("required")),
-            "options": [{"id": str(o["id"]), "label": o.get("label", "")} for o in fmt.get("options") or []],
-            "precondition_question_id": (
-                None if row.get("precondition_question_id") is None else str(row["precondition_question_id"])
-            ),
-            "precondition_options": [str(o) for o in row.get("precondition_options") or []],
+            "id": q.id,
+            "index": q.index if q.index is not None else 0,
+            "label": q.title,
+            "type": fmt.type,
+            "required": q.required,
+            "options": [{"id": o.id, "label": o.name} for o in fmt.options or []],
+            "precondition_question_id": q.precondition_question_id,
+            "precondition_options": [
+                str(o).lower() if isinstance(o, bool) else str(o) for o in q.precondition_options or []
+            ],
         }
         for key in ("max_length", "min", "max"):
-            if fmt.get(key) is not None:
-                out[key] = fmt[key]
-        if kind == "textarea":
+            if getattr(fmt, key) is not None:
+                out[key] = getattr(fmt, key)
+        if fmt.display_type == "MULTI_LINE":
             out["display_type"] = "MULTI_LINE"
         return out
 
@@ -444,11 +564,13 @@ class LauraConnector(Connector[LauraSettings]):
     capabilities = Capabilities(
         attachment_types=frozenset(),  # refused or dropped by check(), per the drop_attachments setting
         actions=frozenset({ACTION_MOVE_APPLICATION_TO_STAGE}),
+        # Laura's stages are one global list (global_index); it has no sources
+        reads=frozenset({READ_JOBS, READ_SCREENING_QUESTIONS, READ_STAGES}),
     )
 
     def __init__(self, connection: ConnectionSpec[LauraSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
-        self._questions: TtlCache[str, list[dict[str, Any]]] = TtlCache(
+        self._questions: TtlCache[str, list[ScreeningQuestion]] = TtlCache(
             QUESTIONS_CACHE_S, max_entries=QUESTIONS_CACHE_MAX
         )
         self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(QUESTIONS_CACHE_S)
@@ -618,16 +740,78 @@ class LauraConnector(Connector[LauraSettings]):
 
     # -- Reads -------------------------------------------------------------------------------------
 
-    async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
-        """The job's questions (neutral shape plus ``precondition_question_id`` and
-        ``precondition_options``), cached for a minute; `fresh` bypasses the cache."""
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """One page of ``GET /jobs`` (page-number pagination; the cursor is the next page number);
+        `status` and `updated_after` go to Laura, `name_contains` is applied to the page read."""
+        params = LauraWire.jobs_params(query)
+        response = await self._call("GET", LauraWire.JOBS_PATH, what="list jobs", expect=(200,), params=params)
+        rows = LauraWire.data(response)
+        if not isinstance(rows, list):
+            raise TransientError("Laura's job list has no rows")
+        jobs = [LauraWire.job(r) for r in rows if isinstance(r, Mapping) and "id" in r]
+        if query.name_contains:
+            needle = query.name_contains.casefold()
+            jobs = [j for j in jobs if needle in j.name.casefold()]
+        return JobPage(jobs=jobs, next_cursor=LauraWire.next_page(response.json(), params, len(rows)))
 
-        async def load() -> list[dict[str, Any]]:
+    async def _job_row(self, job_id: str) -> Mapping[str, Any] | None:
+        try:
+            response = await self._call("GET", f"/jobs/{LauraWire.segment(job_id)}", what="get job", expect=(200,))
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        row = LauraWire.data(response)
+        return row if isinstance(row, Mapping) else None
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._job_row(job_id)
+        if row is None:
+            return None
+        questions = await self.job_questions(job_id)
+        return msgspec.structs.replace(
+            LauraWire.job(row), screening_questions=questions, stages=await self.list_stages()
+        )
+
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        """``GET /jobs/{id}/questions`` in Kombo's shape, ordered by index; PermanentError(404)
+        for an unknown job. Always read from Laura: the catalog caches reads (in Redis, shared
+        by every process), a second cache here would only make them staler. The answer refreshes
+        the minute cache the older `screening_questions` path reads."""
+        return await self._job_questions(job_id, fresh=True)
+
+    async def _job_questions(self, job_id: str, *, fresh: bool = False) -> list[ScreeningQuestion]:
+
+        async def load() -> list[ScreeningQuestion]:
             path = LauraWire.job_questions_path(job_id)
             rows = LauraWire.data(await self._call("GET", path, what="job questions", expect=(200,)))
-            return [LauraWire.question(r) for r in rows] if isinstance(rows, list) else []
+            rows = [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+            kinds = {
+                str(r.get("question_id")): str(((r.get("question") or {}).get("format") or {}).get("type"))
+                for r in rows
+            }
+            questions = [LauraWire.kombo_question(r, kinds) for r in rows]
+            return sorted(questions, key=lambda q: (q.index if q.index is not None else 0, q.id))
 
         return await self._questions.get_or_load(job_id, load, fresh=fresh)
+
+    async def screening_questions(self, job_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The job's questions in the neutral shape (plus ``precondition_question_id`` and
+        ``precondition_options``), derived from `job_questions`, cached a minute (`fresh`
+        bypasses the cache)."""
+        return [LauraWire.neutral(q) for q in await self._job_questions(job_id, fresh=fresh)]
+
+    async def job_status(self, job_id: str) -> str | None:
+        row = await self._job_row(job_id)
+        if row is None:
+            return "missing"
+        return "open" if LauraWire.job(row).status == "OPEN" else "closed"
+
+    async def list_stages(self, job_id: str | None = None) -> list[Stage]:
+        """Laura's one global stage list (``global_index``); `job_id` does not scope it."""
+        rows = LauraWire.data(await self._call("GET", LauraWire.STAGES_PATH, what="list stages", expect=(200,)))
+        stages = [LauraWire.stage(r) for r in rows or [] if isinstance(r, Mapping) and "id" in r]
+        return sorted(stages, key=lambda s: (s.index if s.index is not None else 0, s.id))
 
     async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the application's stage (name from the cached stage list) and outcome."""
@@ -654,6 +838,16 @@ class LauraConnector(Connector[LauraSettings]):
 
 
 # -- Helpers ---------------------------------------------------------------------------------------
+
+
+def _datetime(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarning]:

@@ -7,12 +7,19 @@ choices where they are silent are marked "assumption:" here and listed, with the
 Plan of a delivery (checkpoint names are stable):
 
     source        referrer portal uid ("herkomst"), looked up by id / name / alias, created if missing
-    candidate     find by e-mail (ACTONOMY search) → updateEx, else CandidateService.add
+    candidate     check the screening answers against the vacancy's questionset, then find by
+                  e-mail (ACTONOMY search) → updateEx, else CandidateService.add (answers in
+                  the candidate's fields)
     gdpr          CandidateService.setGdprDueDatePartner (only with gdpr_consent)
     application   find the procedure (candidate × vacancy) → else ProcedureService.add with the stage
+                  (and the motivation answer as KillerQuestions)
     attachment:*  core=False, one per file: list the candidate's documents and skip a file OTYS
                   already holds (sha256 marker in the description, else name + size), else upload
-                  to fileService.php and link it with AttachedDocumentsService.add
+                  to fileService.php and link it with AttachedDocumentsService.add; FILE answers
+                  the same way, typed by their question's documentTypeId
+
+Reads (Kombo's shapes): vacancies, the questionset, status list 1 as stages, referrer portals as
+sources (docs/connectors/otys.md, "Read models").
 
 Files are never fused into the create call (OTYS has no such call), so a refused file only fails
 its own attachment step: the candidate and application are complete, and the engine's
@@ -31,13 +38,32 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import httpx
+import msgspec
 from msgspec import Meta
 
-from app.core.model import AttachmentRef, StoredApplication
+from app.core.catalog import (
+    READ_JOBS,
+    READ_SCREENING_QUESTIONS,
+    READ_SOURCES,
+    READ_STAGES,
+    DisplayType,
+    Job,
+    JobLocation,
+    JobPage,
+    JobQuery,
+    JobStatus,
+    Option,
+    QuestionFormat,
+    QuestionType,
+    ScreeningQuestion,
+    Source,
+    Stage,
+)
+from app.core.model import AttachmentRef, FileAnswer, StoredApplication
 from app.core.pii import scrub
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -50,6 +76,7 @@ from connectors.base import (
     Capabilities,
     ConnectionSpec,
     Connector,
+    ConnectorError,
     ConnectorSettings,
     PassthroughResult,
     PermanentError,
@@ -187,24 +214,234 @@ def stage_field(stage_id: str) -> tuple[str, str]:
 
 
 # -- Answer encoding -------------------------------------------------------------------------------
-# Screening answers are not in the OTYS coverage: intake warns and none are written. Only the
-# questions are read (QuestionSetService), with their types in the relay's neutral names.
+# OTYS keeps no answer records: each question of a questionset names a candidate field
+# (`fieldName`) and the answer is written into the candidate (``extraInfoN`` as a string, multi
+# values comma-separated; ``matchCriteria_N`` as an object keyed by option id), a motivation into
+# the procedure's ``KillerQuestions``, a file as a document of the question's ``documentTypeId``
+# (the official plugin's apply flow; docs/connectors/otys.md "Read models").
 
-
-QUESTION_TYPES = {
-    "textField": "TEXT",
-    "textarea": "TEXT",
-    "motivation": "TEXT",
-    "dateSelect": "DATE",
-    "file": "FILE",
-    "multiFile": "FILE",
-    "select": "SINGLE_SELECT",
-    "radio": "SINGLE_SELECT",
-    "multiSelect": "MULTI_SELECT",
-    "multiCheckbox": "MULTI_SELECT",
-    "criteria": "MULTI_SELECT",
-    "checkbox": "BOOLEAN",
+# OTYS question (sub)type, lower-cased as the plugin does → Kombo format type and display_type
+KOMBO_FORMATS: dict[str, tuple[QuestionType, DisplayType | None]] = {
+    "textfield": ("TEXT", "SINGLE_LINE"),
+    "textarea": ("TEXT", "MULTI_LINE"),
+    "motivation": ("TEXT", "MULTI_LINE"),
+    "dateselect": ("DATE", None),
+    "file": ("FILE", None),
+    "multifile": ("FILE", None),
+    "select": ("SINGLE_SELECT", "DROPDOWN"),
+    "criteria": ("SINGLE_SELECT", "DROPDOWN"),  # the plugin renders a criterion as a single select
+    "radio": ("SINGLE_SELECT", "RADIO"),
+    "multiselect": ("MULTI_SELECT", None),
+    "multicheckbox": ("MULTI_SELECT", None),
+    "checkbox": ("BOOLEAN", None),
+    "other": ("BOOLEAN", None),  # rendered as a checkbox by the plugin
 }
+# The plugin's list, "based on the default allowed document types in OTYS"
+DOCUMENT_MIME_TYPES = [
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/pdf",
+    "application/rtf",
+    "text/rtf",
+    "text/plain",
+    "application/encrypted",
+    "application/x-pkcs12",
+]
+# Questions the canonical application answers itself (candidate data, terms, GDPR consent):
+# not screening questions.
+CANDIDATE_FIELD_PREFIXES = ("Person.",)
+CANDIDATE_FIELDS = frozenset({"acceptTerms", "candidate_gdpr_accept"})
+
+
+def otys_kind(raw: Mapping[str, Any]) -> str:
+    """The plugin's rule: the subtype when set, else the type, lower-cased."""
+    return str(raw.get("subtype") or raw.get("type") or "").lower()
+
+
+def is_screening_question(raw: Mapping[str, Any]) -> bool:
+    field_name = str(raw.get("fieldName") or "")
+    return not (field_name.startswith(CANDIDATE_FIELD_PREFIXES) or field_name in CANDIDATE_FIELDS)
+
+
+def possible_answers(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    answers = raw.get("PossibleAnswersExt") or []
+    if isinstance(answers, Mapping):  # keyed by uid in some answers
+        return [{"uid": k, **(v if isinstance(v, Mapping) else {"answer": v})} for k, v in answers.items()]
+    return [a for a in answers if isinstance(a, Mapping)]
+
+
+def kombo_question(qid: str, raw: Mapping[str, Any], index: int) -> ScreeningQuestion:
+    """One questionset question → Kombo's ScreeningQuestion; option ids are the OTYS answer uids."""
+    kind, display = KOMBO_FORMATS.get(otys_kind(raw), ("UNKNOWN", None))
+    validation = raw.get("Validation") or {}
+    if kind == "TEXT" and display == "SINGLE_LINE" and validation.get("email"):
+        display = "EMAIL"
+    options = None
+    if kind in ("SINGLE_SELECT", "MULTI_SELECT"):
+        options = [
+            Option(id=str(a.get("uid")), remote_id=str(a.get("uid")), name=str(a.get("answer") or ""))
+            for a in possible_answers(raw)
+        ]
+    return ScreeningQuestion(
+        id=qid,
+        remote_id=qid,
+        title=str(raw.get("question") or ""),
+        description=raw.get("explanation") or None,
+        format=QuestionFormat(
+            type=kind,
+            display_type=display,
+            options=options,
+            accepted_mime_types=list(DOCUMENT_MIME_TYPES) if kind == "FILE" else None,
+        ),
+        required=bool(validation.get("mandatory")),
+        index=index,
+    )
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _coerce(q: ScreeningQuestion, value: Any) -> Any:
+    """A canonical answer checked against its question: str | bool | list[str] | date string |
+    AttachmentRef; raises _Invalid (the message never carries the value)."""
+    kind = q.format.type
+    ids = {o.id for o in q.format.options or []}
+    if kind == "FILE":
+        if not isinstance(value, AttachmentRef | FileAnswer):
+            raise _Invalid("must be a file")
+        return value
+    if isinstance(value, AttachmentRef | FileAnswer):
+        raise _Invalid("is not a file question")
+    if kind == "TEXT":
+        if not isinstance(value, str):
+            raise _Invalid("must be text")
+        return value
+    if kind == "BOOLEAN":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise _Invalid("must be true or false")
+        return value
+    if kind == "DATE":
+        try:
+            text = str(value).strip()
+            when = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
+        except ValueError:
+            raise _Invalid("must be an ISO 8601 date") from None
+        return otys_datetime(when)
+    if kind == "SINGLE_SELECT":
+        chosen = value[0] if isinstance(value, list) and len(value) == 1 else value
+        if not isinstance(chosen, str) or chosen not in ids:
+            raise _Invalid("must be one of the question's option ids")
+        return chosen
+    if kind == "MULTI_SELECT":
+        chosen = value if isinstance(value, list) else [value]
+        if not chosen or any(not isinstance(v, str) or v not in ids for v in chosen) or len(set(chosen)) != len(chosen):
+            raise _Invalid("must be a list of the question's option ids")
+        return list(chosen)
+    raise _Invalid(f"has type {kind}, which the relay cannot answer")
+
+
+def field_value(field_name: str, kind: QuestionType, value: Any) -> Any:
+    """A checked answer as the candidate field stores it (the plugin's buildCandidateData)."""
+    if field_name.startswith("matchCriteria_"):
+        if kind not in ("SINGLE_SELECT", "MULTI_SELECT"):
+            raise _Invalid(f"is a {kind} question on a match criterion, which takes option ids only")
+        return {v: 1 for v in (value if isinstance(value, list) else [value])}
+    if field_name.startswith("extraInfo"):  # free fields are strings; multi values comma-separated
+        if isinstance(value, bool):
+            return "true" if value else "false"  # assumption: how a checkbox reads in a free field
+        return ",".join(value) if isinstance(value, list) else str(value)
+    return value
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    """``"a.b"`` → ``{"a": {"b": value}}`` (OWS field paths, the plugin's owsFieldValuesToObject)."""
+    head, _, rest = path.partition(".")
+    return {head: _nested(rest, value) if rest else value}
+
+
+def _deep_merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = value
+
+
+class EncodedAnswers(msgspec.Struct):
+    """Where each answer goes: candidate fields, the procedure's KillerQuestions, documents."""
+
+    candidate: dict[str, Any] = {}
+    killer_questions: list[str] = []
+    files: list[tuple[str, AttachmentRef, int]] = []  # (question id, file, document type id)
+    errors: list[str] = []
+    unknown: list[str] = []
+
+
+def encode_answers(
+    questions: Sequence[tuple[ScreeningQuestion, Mapping[str, Any]]],
+    answers: list[Any],
+    attachments: Sequence[AttachmentRef] = (),
+    document_types: Mapping[str, int] | None = None,
+) -> EncodedAnswers:
+    """Check the canonical answers against the job's questions and place them as OTYS stores them.
+    Errors name the question (``"question <id>: <reason>"``), never the answer. A required FILE
+    question is also met by an attachment of its document type (a CV question by the CV)."""
+    out = EncodedAnswers(candidate={}, killer_questions=[], files=[], errors=[], unknown=[])
+    by_id = {q.id: (q, raw) for q, raw in questions}
+    given: dict[str, Any] = {}
+    for a in answers:
+        qid, value = (
+            (str(a.get("question_id")), a.get("answer")) if isinstance(a, Mapping) else (a.question_id, a.answer)
+        )
+        if qid not in by_id:
+            out.unknown.append(qid)
+        elif qid in given:
+            out.errors.append(f"question {qid}: answered more than once")
+        elif value is not None and value != "" and value != []:
+            given[qid] = value
+    held_types = {(document_types or DEFAULT_DOCUMENT_TYPES).get(ref.type, 201) for ref in attachments}
+    for q, raw in questions:
+        field_name = str(raw.get("fieldName") or "")
+        if q.id not in given:
+            doc_type = int(raw.get("documentTypeId") or 201)
+            if q.required and not (q.format.type == "FILE" and doc_type in held_types):
+                out.errors.append(f"question {q.id}: required")
+            continue
+        try:
+            value = _coerce(q, given[q.id])
+        except _Invalid as exc:
+            out.errors.append(f"question {q.id}: {exc}")
+            continue
+        if q.format.type == "FILE":
+            if isinstance(value, AttachmentRef):
+                out.files.append((q.id, value, int(raw.get("documentTypeId") or 201)))
+        elif otys_kind(raw) == "motivation" or field_name == "motivation":
+            out.killer_questions.append(str(value))
+        elif field_name:
+            try:
+                placed = field_value(field_name, q.format.type, value)
+            except _Invalid as exc:
+                out.errors.append(f"question {q.id}: {exc}")
+                continue
+            _deep_merge(out.candidate, _nested(field_name, placed))
+        else:
+            out.errors.append(f"question {q.id}: OTYS names no field to write it to")
+    return out
+
+
+def to_neutral(q: ScreeningQuestion, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The older neutral shape of `screening_questions` (docs/connectors/otys.md)."""
+    return {
+        "id": q.id,
+        "type": q.format.type,
+        "required": q.required,
+        "label": q.title,
+        "field_name": raw.get("fieldName"),
+        "options": [{"id": o.id, "label": o.name} for o in q.format.options or []],
+    }
 
 
 # -- Connector -------------------------------------------------------------------------------------
@@ -225,12 +462,17 @@ class OtysConnector(Connector[OtysSettings]):
                 ACTION_MOVE_APPLICATION_TO_STAGE,
             }
         ),
+        # stages: status list 1 for every vacancy; sources: the referrer portals
+        reads=frozenset({READ_JOBS, READ_SCREENING_QUESTIONS, READ_STAGES, READ_SOURCES}),
     )
 
     def __init__(self, connection: ConnectionSpec[OtysSettings], http: httpx.AsyncClient) -> None:
         super().__init__(connection, http)
         self._session: str | None = None
         self._stage_names: TtlCache[str, dict[str, str]] = TtlCache(STAGE_CACHE_S)
+        self._questions: TtlCache[str, list[tuple[ScreeningQuestion, dict[str, Any]]]] = TtlCache(
+            STAGE_CACHE_S, max_entries=1000
+        )
         self._login_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         base = (connection.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -371,18 +613,46 @@ class OtysConnector(Connector[OtysSettings]):
 
     def check(self, application: StoredApplication) -> tuple[list[str], list[StepWarning]]:
         warnings: list[StepWarning] = []
-        if application.screening_question_answers:
-            warnings.append(
-                StepWarning(
-                    "answers_not_written",
-                    "OTYS: screening answers are not part of the OTYS coverage; not written",
-                )
-            )
         known = self._document_types()
         for ref in application.attachments:
             if ref.type not in known:
                 warnings.append(StepWarning("attachment_type", f"OTYS: attachment type {ref.type} sent as other"))
         return [], warnings
+
+    async def check_answers(self, application: StoredApplication) -> list[str]:
+        """The answers against the vacancy's questionset (cached a minute); [] when OTYS cannot
+        be asked now (the candidate step checks again and dead-letters with the reason)."""
+        if not application.screening_question_answers:
+            return []
+        try:
+            questions = await self._questionset(application.application.job_id)
+        except PermanentError as exc:
+            return ["application.job_id: not a vacancy in this OTYS tenant"] if exc.status == 404 else []
+        except ConnectorError:
+            return []
+        return self._encode(application, questions).errors
+
+    def _encode(
+        self, application: StoredApplication, questions: list[tuple[ScreeningQuestion, dict[str, Any]]]
+    ) -> EncodedAnswers:
+        return encode_answers(
+            questions, application.screening_question_answers, application.attachments, self._document_types()
+        )
+
+    async def _answers(self, ctx: StepContext, application: StoredApplication, *, fresh: bool) -> EncodedAnswers:
+        """The answers placed as OTYS stores them, or PermanentError naming every fault. `fresh`
+        (the candidate step, which runs first) reads the questionset anew and warns once per
+        unknown question; the application step reuses the cached questionset."""
+        if not application.screening_question_answers:
+            return EncodedAnswers(candidate={}, killer_questions=[], files=[], errors=[], unknown=[])
+        encoded = self._encode(application, await self._questionset(application.application.job_id, fresh=fresh))
+        if encoded.errors:
+            raise PermanentError("screening answers rejected: " + "; ".join(encoded.errors), status=422)
+        for qid in encoded.unknown if fresh else []:
+            ctx.warn(
+                "answer_unknown_question", f"OTYS: question {qid} is not in the vacancy's questionset; not written"
+            )
+        return encoded
 
     # -- Plan --------------------------------------------------------------------------------------
 
@@ -396,7 +666,34 @@ class OtysConnector(Connector[OtysSettings]):
         steps.append(Step("application", lambda ctx: self._step_application(ctx, application)))
         for ref in application.attachments:
             steps.append(self._attachment_step(ref))
+        names = {s.name for s in steps}
+        for answer in application.screening_question_answers:
+            file = answer.answer
+            if isinstance(file, AttachmentRef) and attachment_step_name(file) not in names:
+                names.add(attachment_step_name(file))
+                steps.append(self._answer_file_step(application, answer.question_id, file))
         return steps
+
+    def _answer_file_step(self, application: StoredApplication, question_id: str, ref: AttachmentRef) -> Step:
+        """A FILE answer: a document of the question's documentTypeId on the candidate and procedure."""
+
+        async def run(ctx: StepContext) -> str:
+            questions = await self._questionset(application.application.job_id)
+            raw = next((r for q, r in questions if q.id == question_id), None)
+            if raw is None:  # not a question of the vacancy: warned by the candidate step, not written
+                return ""
+            data = await ctx.load_attachment(ref)
+            return await self._put_document(
+                ctx.remote_id("candidate"),
+                ctx.checkpoints.get("application"),
+                name=ref.name,
+                data=data,
+                sha256=hashlib.sha256(data).hexdigest(),
+                content_type=ref.content_type or "application/octet-stream",
+                type_id=int(raw.get("documentTypeId") or 201),
+            )
+
+        return Step(attachment_step_name(ref), run, attachment=ref, core=False)
 
     def _attachment_step(
         self, ref: AttachmentRef, *, candidate_uid: str | None = None, procedure_uid: str | None = None
@@ -593,8 +890,11 @@ class OtysConnector(Connector[OtysSettings]):
         return None
 
     async def _step_candidate(self, ctx: StepContext, application: StoredApplication) -> str:
+        """Answers are checked first (nothing is written for a doomed application) and written
+        into the candidate's fields."""
         email = application.candidate.email_address
         payload = self._candidate_payload(application, ctx.checkpoints.get("source") or None)
+        _deep_merge(payload, (await self._answers(ctx, application, fresh=True)).candidate)
         existing = await self.find_candidate(email)
         if existing:
             if self.settings.update_existing_candidates:
@@ -689,6 +989,9 @@ class OtysConnector(Connector[OtysSettings]):
             # assumption, off by default: only candidates are documented to take portalId
             body["portalId"] = portal
         body.update(self._source_tags(application))
+        killer = (await self._answers(ctx, application, fresh=False)).killer_questions
+        if killer:
+            body["KillerQuestions"] = killer  # the plugin writes the motivation here
         body.update(_remote_object(application, "procedure"))
         try:
             return _uid(await self.call(f"{SVC}ProcedureService.add", body, what="create application"), "application")
@@ -901,35 +1204,139 @@ class OtysConnector(Connector[OtysSettings]):
             for d in await self.candidate_documents(candidate_id)
         ]
 
-    async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
-        qs_uid = await self.call(
-            f"{SVC}QuestionSetService.getVacancyQsIdByVacancyOuid",
-            self._vacancy_uid(job_id),
-            what="read questionset id",
-        )
-        if not qs_uid:
-            return []
-        detail = await self.call(f"{SVC}QuestionSetService.getDetail", qs_uid, what="read questionset")
-        out: list[dict[str, Any]] = []
-        for page in (detail or {}).get("Pages", []):
-            questions = page.get("Questions") or {}
-            for qid, q in questions.items() if isinstance(questions, Mapping) else enumerate(questions):
-                answers = q.get("PossibleAnswersExt") or []
-                if isinstance(answers, Mapping):
-                    answers = [
-                        {"uid": k, **(v if isinstance(v, Mapping) else {"answer": v})} for k, v in answers.items()
-                    ]
-                out.append(
-                    {
-                        "id": str(q.get("id", qid)),
-                        "type": QUESTION_TYPES.get(str(q.get("subtype") or q.get("type")), "UNKNOWN"),
-                        "required": bool((q.get("Validation") or {}).get("mandatory")),
-                        "label": q.get("question"),
-                        "field_name": q.get("fieldName"),
-                        "options": [{"id": str(a.get("uid")), "label": a.get("answer")} for a in answers],
-                    }
+    # jobs (vacancies)
+
+    VACANCY_FIELDS: ClassVar[dict[str, Any]] = {
+        "uid": 1,
+        "internalId": 1,
+        "title": 1,
+        "status": 1,
+        "referenceNr": 1,
+        "locationCity": 1,
+        "locationPostcode": 1,
+        "locationCountryCode": 1,
+        "textField_description": 1,
+        "customApplyUrl": 1,
+        "entryDateTime": 1,
+        "lastModified": 1,
+    }
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """One page of ``VacancyService.getListEx`` (limit / offset: the cursor is the next
+        offset); status, title (LIKE) and lastModified (GE) are conditions OTYS applies."""
+        offset = _offset(query.cursor)
+        limit = max(1, min(query.page_size, MAX_LIST_LIMIT))
+        request: dict[str, Any] = {
+            "what": self.VACANCY_FIELDS,
+            "limit": limit,
+            "offset": offset,
+            "getTotalCount": 1,
+        }
+        condition = vacancy_condition(query)
+        if condition:
+            request["condition"] = condition
+        result = await self.call(f"{SVC}VacancyService.getListEx", request, what="list vacancies")
+        rows = [r for r in (result or {}).get("listOutput", []) if isinstance(r, Mapping) and r.get("uid")]
+        jobs = [vacancy_job(r) for r in rows]
+        if query.updated_after:  # OTYS has GE; "after" is strict
+            after = _aware(query.updated_after)
+            jobs = [j for j in jobs if j.changed_at is None or j.changed_at > after]
+        total = (result or {}).get("totalCount")
+        more = offset + limit < total if isinstance(total, int) else len(rows) >= limit
+        return JobPage(jobs=jobs, next_cursor=str(offset + limit) if more else None)
+
+    async def _vacancy(self, job_id: str) -> Mapping[str, Any] | None:
+        try:
+            detail = await self.call(
+                f"{SVC}VacancyService.getDetail", self._vacancy_uid(job_id), self.VACANCY_FIELDS, what="read vacancy"
+            )
+        except PermanentError as exc:
+            if "not found" in exc.detail.lower():
+                return None
+            raise
+        return detail if isinstance(detail, Mapping) and detail.get("uid") else None
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._vacancy(job_id)
+        if row is None:
+            return None
+        questions = await self.job_questions(job_id)
+        return msgspec.structs.replace(vacancy_job(row), screening_questions=questions, stages=await self.list_stages())
+
+    async def job_status(self, job_id: str) -> str | None:
+        row = await self._vacancy(job_id)
+        if row is None:
+            return "missing"
+        return "open" if vacancy_job(row).status == "OPEN" else "closed"
+
+    # questions (the vacancy's questionset)
+
+    async def _questionset(self, job_id: str, *, fresh: bool = False) -> list[tuple[ScreeningQuestion, dict[str, Any]]]:
+        """(Kombo question, raw OTYS question) in questionset order, cached a minute per vacancy;
+        PermanentError(404) for an unknown vacancy."""
+
+        async def load() -> list[tuple[ScreeningQuestion, dict[str, Any]]]:
+            try:
+                qs_uid = await self.call(
+                    f"{SVC}QuestionSetService.getVacancyQsIdByVacancyOuid",
+                    self._vacancy_uid(job_id),
+                    what="read questionset id",
                 )
-        return out
+            except PermanentError as exc:
+                if "not found" in exc.detail.lower():
+                    raise PermanentError(exc.detail, status=404) from None
+                raise
+            if not qs_uid:
+                return []
+            detail = await self.call(f"{SVC}QuestionSetService.getDetail", qs_uid, what="read questionset")
+            out: list[tuple[ScreeningQuestion, dict[str, Any]]] = []
+            for page in (detail or {}).get("Pages", []):
+                questions = page.get("Questions") or {}
+                pairs = questions.items() if isinstance(questions, Mapping) else enumerate(questions)
+                for key, raw in pairs:
+                    if isinstance(raw, Mapping) and raw.get("type") and is_screening_question(raw):
+                        out.append((kombo_question(str(raw.get("id", key)), raw, len(out)), dict(raw)))
+            return out
+
+        return await self._questions.get_or_load(job_id, load, fresh=fresh)
+
+    async def job_questions(self, job_id: str) -> list[ScreeningQuestion]:
+        """The questionset's screening questions in Kombo's shape (candidate-data questions left
+        out: the application's candidate answers them). Always read from OTYS (the catalog caches
+        reads in Redis); the answer refreshes the minute cache the steps and `check_answers` use."""
+        return [q for q, _ in await self._questionset(job_id, fresh=True)]
+
+    async def screening_questions(self, job_id: str) -> list[dict[str, Any]]:
+        return [to_neutral(q, raw) for q, raw in await self._questionset(job_id)]
+
+    # stages and sources
+
+    async def list_stages(self, job_id: str | None = None) -> list[Stage]:
+        """Status list 1 (the pipeline), the same for every vacancy; ids as `move_application_to_stage`
+        and `application.stage_id` take them (``"1_<uid>"``)."""
+        return [
+            Stage(id=r["id"], remote_id=r["id"], name=str(r["name"] or ""), index=i)
+            for i, r in enumerate(await self.stages())
+        ]
+
+    async def list_sources(self) -> list[Source]:
+        """The referrer portals ("herkomst"), paged by 200; an application names one by uid or name."""
+        sources: list[Source] = []
+        offset = 0
+        while True:
+            result = await self.call(
+                f"{SVC}ReferrerPortalService.getListEx",
+                {"what": {"uid": 1, "portal": 1}, "limit": MAX_LIST_LIMIT, "offset": offset, "getTotalCount": 1},
+                what="list referrer portals",
+            )
+            rows = list((result or {}).get("listOutput", []))
+            sources += [
+                Source(id=str(r["uid"]), remote_id=str(r["uid"]), name=str(r.get("portal") or "")) for r in rows
+            ]
+            total = (result or {}).get("totalCount")
+            offset += MAX_LIST_LIMIT
+            if not rows or (isinstance(total, int) and offset >= total) or len(rows) < MAX_LIST_LIMIT:
+                return sources
 
     async def application_status(self, application_id: str, job_id: str | None = None) -> dict[str, Any] | None:
         """For status sync: the procedure's pipeline stage (status list 1) and an outcome.
@@ -1003,6 +1410,76 @@ class OtysConnector(Connector[OtysSettings]):
 
 
 # -- Helpers ---------------------------------------------------------------------------------------
+
+MAX_LIST_LIMIT = 200  # "max 200 results per request for most services"
+# assumption: OTYS's vacancy status values (the emulator's); one small table to correct on a tenant
+VACANCY_STATUSES: dict[str, JobStatus] = {
+    "open": "OPEN",
+    "online": "OPEN",
+    "closed": "CLOSED",
+    "filled": "CLOSED",
+    "draft": "DRAFT",
+    "concept": "DRAFT",
+    "archived": "ARCHIVED",
+}
+
+
+def vacancy_condition(query: JobQuery) -> dict[str, Any] | None:
+    """The listing's filters as a getListEx condition tree (status EQ, title LIKE, lastModified GE)."""
+    items: list[dict[str, Any]] = []
+    if query.status:
+        values = [k for k, v in VACANCY_STATUSES.items() if v == query.status]
+        items.append(
+            {"type": "OR", "items": [{"type": "COND", "field": "status", "op": "EQ", "param": v} for v in values]}
+        )
+    if query.name_contains:
+        items.append({"type": "COND", "field": "title", "op": "LIKE", "param": f"%{query.name_contains}%"})
+    if query.updated_after:
+        since = _aware(query.updated_after).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        items.append({"type": "COND", "field": "lastModified", "op": "GE", "param": since})
+    return {"type": "AND", "items": items} if items else None
+
+
+def vacancy_job(row: Mapping[str, Any]) -> Job:
+    """An OTYS vacancy → Kombo's Job (OTYS dates are ``Y-m-d H:i:s``, taken as UTC)."""
+    uid = str(row["uid"])
+    location = JobLocation(
+        city=row.get("locationCity") or None,
+        zip_code=row.get("locationPostcode") or None,
+        country=row.get("locationCountryCode") or None,
+    )
+    return Job(
+        id=uid,
+        remote_id=uid,
+        name=str(row.get("title") or ""),
+        status=VACANCY_STATUSES.get(str(row.get("status") or "").lower(), "CLOSED"),
+        description=row.get("textField_description") or None,
+        job_code=row.get("referenceNr") or None,
+        post_url=row.get("customApplyUrl") or None,
+        location=location if location != JobLocation() else None,
+        changed_at=_otys_time(row.get("lastModified")),
+        remote_created_at=_otys_time(row.get("entryDateTime")),
+        remote_data=dict(row),
+    )
+
+
+def _otys_time(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _offset(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()):
+        raise PermanentError("not a cursor of this OTYS listing", status=400)
+    return int(cursor)
 
 
 def _remote_object(application: StoredApplication, name: str) -> dict[str, Any]:

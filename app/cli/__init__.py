@@ -31,21 +31,24 @@ def cmd_web(args: argparse.Namespace) -> None:
 
     from app.log import configure
     from app.runtime import Runtime
+    from app.web import server
     from app.web.app import create_app
 
     configure()
     settings = _settings()
-    # "auto" is uvloop and httptools, both dependencies (app/net/event_loop.py says why).
-    uvicorn.run(
+    # uvloop ("auto", app/net/event_loop.py says why) and httptools with the relay's client
+    # limits: header and body read timeouts, connections per client (app/web/server.py).
+    config = server.config(
         create_app(Runtime(settings)),
+        server.limits_of(settings),
         host=args.host,
         port=args.port,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=30,
         loop="auto",
-        http="auto",
     )
+    uvicorn.Server(config).run()
 
 
 def cmd_worker(_: argparse.Namespace) -> None:
@@ -158,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--api-key", default="sandbox")
     p.set_defaults(fn=cmd_sandbox)
-    from app.cli import blobs, deliveries, erase, keys  # each feature's commands: `register(subparsers)`
+    from app.cli import blobs, deliveries, erase, jobs, keys  # each feature's commands: `register(subparsers)`
 
-    for module in (deliveries, keys, erase, blobs):
+    for module in (deliveries, keys, erase, jobs, blobs):
         module.register(sub)
     return parser
 

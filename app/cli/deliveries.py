@@ -94,7 +94,7 @@ def _run(coro: Any) -> None:
     try:
         code = asyncio.run(coro)
     except Problem as exc:
-        if exc.status == 400 and exc.errors:  # a filter: name the option at fault
+        if exc.status in (400, 422) and exc.errors:  # a filter: name the option at fault
             error = exc.errors[0]
             sys.exit(f"applyrelay: --{error.field.replace('_', '-')}: {error.message}")
         sys.exit(f"applyrelay: {exc.title}: {exc.detail}")

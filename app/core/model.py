@@ -10,14 +10,16 @@ so a connector loads a file only when it uploads it.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Annotated, Any, Literal
 
+import email_validator
 import msgspec
 from msgspec import Meta, Struct
 
-# A pragmatic address check: one @, a dot in the domain, no spaces. Full RFC 5322 is not the goal;
-# catching typos and garbage at intake is.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A first, pragmatic address check while parsing: one @, a dot in the domain (internationalised
+# labels too), no spaces. email-validator checks it fully once decoded (app/core/text.py).
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
 EMAIL_PATTERN = rf"^[^@\s<>()\[\]\\,;:\"]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -63,7 +65,20 @@ class FileAnswer(Struct, forbid_unknown_fields=True, omit_defaults=True):
     data_url: str | None = None
 
 
-AnswerValue = str | bool | int | float | list[str] | FileAnswer
+# Hard caps on what one application may carry, checked as it is parsed (docs/operations.md,
+# "Bounded work"): the ATSs have tens of questions, so a few hundred answers is generous, and
+# every later pass over them (checks, mapping, warnings, the steps) stays short.
+MAX_ANSWERS = 300
+MAX_ANSWER_CHARS = 20_000  # one text answer
+MAX_ANSWER_ITEMS = 100  # options of one multiple-choice answer
+MAX_ANSWER_ITEM_CHARS = 1_000  # one option id
+MAX_REMOTE_FIELDS = 100  # top-level keys of remote_fields
+MAX_REMOTE_FIELDS_BYTES = 64_000  # remote_fields as JSON, nested values included (checked at intake)
+LIMIT_EXCEEDED = "PLATFORM.LIMIT_EXCEEDED"  # the Problem code of a refusal over one of these caps
+
+AnswerText = Annotated[str, Meta(max_length=MAX_ANSWER_CHARS)]
+AnswerItems = Annotated[list[Annotated[str, Meta(max_length=MAX_ANSWER_ITEM_CHARS)]], Meta(max_length=MAX_ANSWER_ITEMS)]
+AnswerValue = AnswerText | bool | int | float | AnswerItems | FileAnswer
 
 
 class ScreeningAnswer(Struct, forbid_unknown_fields=True):
@@ -100,11 +115,11 @@ class ApplicationIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
     connection_id: Id
     candidate: Candidate
     application: JobRef
-    screening_question_answers: list[ScreeningAnswer] = []
+    screening_question_answers: Annotated[list[ScreeningAnswer], Meta(max_length=MAX_ANSWERS)] = []
     attachments: Annotated[list[AttachmentIn], Meta(max_length=20)] = []
     source: Source | None = None
     gdpr_consent: GdprConsent | None = None
-    remote_fields: dict[str, Any] = {}
+    remote_fields: Annotated[dict[str, Any], Meta(max_length=MAX_REMOTE_FIELDS)] = {}
 
 
 class Origin(Struct, omit_defaults=True):
@@ -151,5 +166,14 @@ stored_decoder = msgspec.msgpack.Decoder(StoredApplication)
 
 def normalise_email(email: str) -> str:
     """The one canonical form of an address: the idempotency key and the erasure index both use
-    it, so they can never disagree on whether two addresses are the same candidate's."""
-    return email.strip().casefold()
+    it, so they can never disagree on whether two addresses are the same candidate's. The local
+    part NFC and case-folded, the domain IDNA-encoded (``Zoë@Bücher.de`` and
+    ``zoë@xn--bcher-kva.de`` are one key); for an ASCII address, ``strip().casefold()`` as before.
+    An address email-validator refuses is never stored (intake refuses it): its form only has to
+    be stable."""
+    address = unicodedata.normalize("NFC", email.strip())
+    try:
+        valid = email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return address.casefold()
+    return f"{valid.local_part.casefold()}@{valid.ascii_domain.lower()}"

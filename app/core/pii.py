@@ -20,7 +20,9 @@ def scrub(text: str, values: Iterable[str], *, numbers: bool = False, limit: int
     """`text` with each of `values` (case-insensitive) and every email address redacted;
     with `numbers`, long digit runs (phone-like) too."""
     text = EMAIL_RE.sub("<email>", text)  # first: values inside an address would break it up
-    for value in sorted({v for v in values if v and len(v) >= 3}, key=len, reverse=True):
+    # A value longer than the text cannot be in it: skipping those keeps a warning's scrub short
+    # whatever the application's size (each was once compiled as a regex, per warning).
+    for value in sorted({v for v in values if v and 3 <= len(v) <= len(text)}, key=len, reverse=True):
         text = re.sub(re.escape(value), "<redacted>", text, flags=re.IGNORECASE)
     if numbers:
         text = PHONE_RE.sub("<number>", text)

@@ -9,6 +9,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Kombo's error codes that apply to an ATS relay (https://docs.kombo.dev/guides/errors), the values
+# a problem's `code` may take: the OpenAPI document's enum on it (app/web/openapi.py) and the
+# README's list. Add to it; a code used in a `Problem` must be listed here.
+CODES: tuple[str, ...] = (
+    "PLATFORM.RATE_LIMIT_EXCEEDED",
+    "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED",
+    "PLATFORM.INTEGRATION_NOT_FOUND",
+    "PLATFORM.INPUT_INVALID",
+    "PLATFORM.UNKNOWN_ERROR",
+    "PLATFORM.AUTHENTICATION_INVALID",
+    "PLATFORM.TASK_TIMED_OUT",
+    "INTEGRATION.PERMISSION_MISSING",
+    "INTEGRATION.AUTHENTICATION_INVALID",
+    "INTEGRATION.SETUP_INCOMPLETE",
+    "INTEGRATION.INACTIVE",
+    "INTEGRATION.ACTION_NOT_AVAILABLE",
+    "REMOTE.SERVICE_UNAVAILABLE",
+    "REMOTE.RATE_LIMIT_EXCEEDED",
+    "REMOTE.INPUT_INVALID",
+    "REMOTE.UNKNOWN_HTTP_ERROR",
+    "ATS.JOB_CLOSED",
+    "ATS.APPLICATION_ALREADY_EXISTS",
+    # The relay's own, where none of Kombo's fits (README, "Error codes").
+    "ATS.JOB_NOT_FOUND",
+    "PLATFORM.NOT_FOUND",
+    "PLATFORM.FORBIDDEN",
+    "PLATFORM.METHOD_NOT_ALLOWED",
+    "PLATFORM.REQUEST_TIMEOUT",
+    "PLATFORM.CONFLICT",
+    "PLATFORM.PAYLOAD_TOO_LARGE",
+    "PLATFORM.UNSUPPORTED_MEDIA_TYPE",
+    "PLATFORM.NOT_SUPPORTED",
+    "PLATFORM.UNAVAILABLE",
+    "PLATFORM.LIMIT_EXCEEDED",
+    "PLATFORM.IDEMPOTENCY_KEY_REUSED",
+    "PLATFORM.FILTER_REQUIRED",
+    # An attachment refused for what it is (app/core/files.py; README, "Attachments").
+    "FILE.ARCHIVE",
+    "FILE.ARCHIVE_BOMB",
+    "FILE.ARCHIVE_PATH",
+    "FILE.BINARY_TEXT",
+    "FILE.DAMAGED",
+    "FILE.EMPTY",
+    "FILE.EXECUTABLE",
+    "FILE.MACROS",
+    "FILE.SCRIPT",
+    "FILE.TYPE_MISMATCH",
+    "FILE.TYPE_NOT_ALLOWED",
+    "FILE.TYPE_REFUSED",
+)
+
 
 @dataclass
 class FieldError:

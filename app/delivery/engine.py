@@ -275,8 +275,11 @@ class DeliveryEngine:
         except TimeoutError:
             outcome = "budget"
         finally:
-            for warning in ctx.warnings:
-                delivery.add_warning(warning.code, scrub(warning.message, run.personal))
+            for warning in ctx.warnings:  # linear: past the cap a warning is only counted, not scrubbed
+                if delivery.warnings_full:
+                    delivery.warnings_dropped += 1
+                else:
+                    delivery.add_warning(warning.code, scrub(warning.message, run.personal))
         return await self._finish(delivery, outcome, run, connection.retry)
 
     def _file_link(self, delivery: Delivery, ref: AttachmentRef, ttl_s: float) -> str | None:

@@ -29,8 +29,22 @@ HEALTH_CHECK_INTERVAL_S = 10
 JOB_EXPIRES_MS = 24 * 3600 * 1000
 
 
+def _encode_other(obj: Any) -> Any:
+    """arq also serializes the *result* of a job it gives up on, and that result is an exception
+    (`JobExecutionFailed("job expired")`, `... max retries exceeded`, a timeout): msgpack has no
+    type for it, so arq logged `TypeError: Encoding objects of type JobExecutionFailed is
+    unsupported` and stored no result. An exception is kept as its type and message (never a
+    traceback: it could quote candidate data), which is all arq's `JobResult` needs."""
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"[:500]
+    raise NotImplementedError(f"cannot encode {type(obj).__name__} in an arq job record")
+
+
+_job_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_other)
+
+
 def job_serializer(data: dict[str, Any]) -> bytes:
-    return msgspec.msgpack.encode(data)
+    return _job_encoder.encode(data)
 
 
 _job_decoder = msgspec.msgpack.Decoder(dict[str, Any])

@@ -102,13 +102,28 @@ class Delivery(Struct, omit_defaults=True):
     remote_status: dict[str, Any] | None = None  # the application's stage/outcome in the ATS (status sync)
     erased_at: float | None = None  # erased at the candidate's request (app/privacy/erasure.py)
     version: int = 0
+    warnings_dropped: int = 0  # warnings past MAX_WARNINGS: counted, not stored
+    # A keyed hash of the canonical request the idempotency key was claimed with: the same key
+    # with another body is refused (app/intake/accept.py, docs/architecture.md "Idempotency").
+    request_fingerprint: str | None = None
 
     def add_warning(self, code: str, message: str) -> None:
+        """Keep at most MAX_WARNINGS (the rest are counted in `warnings_dropped`): one warning per
+        unknown answer of a 20 000-answer application once made intake and every run quadratic
+        (docs/operations.md, "Bounded work")."""
+        if len(self.warnings) >= MAX_WARNINGS:
+            self.warnings_dropped += 1
+            return
         if not any(w.code == code and w.message == message for w in self.warnings):
             self.warnings.append(WarningInfo(code, message))
 
+    @property
+    def warnings_full(self) -> bool:
+        return len(self.warnings) >= MAX_WARNINGS
+
 
 MAX_ATTEMPT_LOG = 50
+MAX_WARNINGS = 50
 
 delivery_encoder = msgspec.msgpack.Encoder()
 delivery_decoder = msgspec.msgpack.Decoder(Delivery)

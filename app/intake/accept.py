@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,12 @@ from typing import Any
 import msgspec
 
 from app.config import Config, Connection
-from app.core import files
+from app.core import files, text
 from app.core.model import (
+    LIMIT_EXCEEDED,
+    MAX_ANSWER_CHARS,
+    MAX_ANSWERS,
+    MAX_REMOTE_FIELDS_BYTES,
     ApplicationIn,
     AttachmentIn,
     AttachmentRef,
@@ -33,6 +38,7 @@ from app.core.model import (
 from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery, Status
 from app.delivery.store import DeliveryStore, new_delivery_id
+from app.intake.decode import OFF_LOOP_BYTES
 from app.net import ssrf
 from app.privacy.crypto import Pseudonyms
 from app.redis.keys import email_index_key, tombstone_key
@@ -56,6 +62,31 @@ class Accepted:
 
 def idempotency_hash(connection_id: str, key: str) -> str:
     return hashlib.sha256(f"{connection_id}\0{key}".encode()).hexdigest()
+
+
+KEY_REUSED = "PLATFORM.IDEMPOTENCY_KEY_REUSED"
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+def request_fingerprint(secret: bytes, stored: StoredApplication) -> str:
+    """A keyed hash (HMAC-SHA256) of the request as intake understood it: the canonical
+    application with its files as their sha256 refs, and where it came from, but not when it
+    arrived. Kept on the delivery the key points to, so that the key's reuse with another body is
+    refused (the IETF Idempotency-Key draft, Stripe) and the hash says nothing of the candidate
+    to whoever reads Redis without the index key."""
+    canonical = msgspec.structs.replace(stored, origin=msgspec.structs.replace(stored.origin, received_at=0.0))
+    return hmac.new(secret, b"request\0" + _canonical.encode(canonical), hashlib.sha256).hexdigest()
+
+
+def key_reused() -> Problem:
+    return Problem(
+        422,
+        "Idempotency key reused",
+        "this idempotency key was first used with a different request; nothing was stored "
+        "(a new application needs a new key; the same request again answers the first delivery)",
+        [FieldError("Idempotency-Key", "already used with a different request")],
+        code=KEY_REUSED,
+    )
 
 
 def default_idempotency_key(app: ApplicationIn) -> str:
@@ -92,7 +123,9 @@ class _Files:
                 )
             except ssrf.UnsafeURL as exc:
                 raise Problem.invalid(f"{field_path}.data_url", str(exc)) from None
-            ref = AttachmentRef(index=index, name=name, type=kind, content_type=content_type, data_url=data_url)
+            ref = AttachmentRef(
+                index=index, name=files.safe_name(name, None), type=kind, content_type=content_type, data_url=data_url
+            )
             self.blobs.append(b"")
         else:
             assert data is not None
@@ -105,11 +138,14 @@ class _Files:
             try:
                 actual = files.sniff(raw)
                 files.check_declared(content_type, actual)
+                files.check_allowed(actual, self.connection.allowed_attachment_types)
             except files.FileRejected as exc:
-                raise Problem.invalid(field_path, str(exc)) from None
+                raise Problem(
+                    422, "Invalid application", f"{field_path}: {exc}", [FieldError(field_path, str(exc))], exc.code
+                ) from None
             ref = AttachmentRef(
                 index=index,
-                name=name,
+                name=files.safe_name(name, actual),
                 type=kind,
                 content_type=actual,
                 sha256=hashlib.sha256(raw).hexdigest(),
@@ -122,6 +158,7 @@ class _Files:
 
 def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> tuple[StoredApplication, list[bytes]]:
     """Move file bytes out of the payload; validate what the schema cannot."""
+    check_caps(app)
     collected = _Files(connection)
     attachments: list[AttachmentRef] = []
     for i, att in enumerate(app.attachments):
@@ -142,8 +179,8 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
                 value.data,
                 value.data_url,
             )
-        elif isinstance(value, str) and len(value) > 20_000:
-            raise Problem.invalid(f"screening_question_answers[{i}].answer", "longer than 20000 characters")
+        elif isinstance(value, str) and len(value) > MAX_ANSWER_CHARS:  # an adapter's answer, not parsed by msgspec
+            raise _over_limit(f"screening_question_answers[{i}].answer", f"longer than {MAX_ANSWER_CHARS} characters")
         answers.append(StoredAnswer(question_id=answer.question_id, answer=value))
     stored = StoredApplication(
         connection_id=app.connection_id,
@@ -157,6 +194,55 @@ def build_stored(app: ApplicationIn, connection: Connection, origin: Origin) -> 
         remote_fields=app.remote_fields,
     )
     return stored, collected.blobs
+
+
+def _file_bytes(app: ApplicationIn) -> int:
+    total = sum(len(a.data or b"") for a in app.attachments)
+    for answer in app.screening_question_answers:
+        if isinstance(answer.answer, FileAnswer):
+            total += len(answer.answer.data or b"")
+    return total
+
+
+def _text_chars(app: ApplicationIn) -> int:
+    """About how much text cleaning will walk: the answers' (the rest is a few short fields)."""
+    total = 0
+    for answer in app.screening_question_answers:
+        value = answer.answer
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, list):
+            total += sum(len(item) for item in value)
+    return total
+
+
+def _clean_and_build(
+    app: ApplicationIn, connection: Connection, origin: Origin
+) -> tuple[StoredApplication, list[bytes]]:
+    """Every channel's text cleaned once (app/core/text.py), then the stored form built."""
+    check_caps(app)  # bounded before walking it
+    return build_stored(text.clean_application(app), connection, origin)
+
+
+def _over_limit(field_path: str, message: str) -> Problem:
+    problem = Problem.invalid(field_path, message)
+    problem.code = LIMIT_EXCEEDED
+    return problem
+
+
+def check_caps(app: ApplicationIn) -> None:
+    """The caps of app/core/model.py that msgspec's constraints cannot express (an application
+    built by a board adapter with msgspec.convert is checked by them too): the number of
+    answers, and remote_fields' size with every nested value. Linear in the body."""
+    if len(app.screening_question_answers) > MAX_ANSWERS:
+        raise _over_limit("screening_question_answers", f"more than {MAX_ANSWERS} answers")
+    if app.remote_fields:
+        try:
+            size = len(msgspec.json.encode(app.remote_fields))
+        except (TypeError, OverflowError):
+            raise Problem.invalid("remote_fields", "must be JSON values") from None
+        if size > MAX_REMOTE_FIELDS_BYTES:
+            raise _over_limit("remote_fields", f"larger than {MAX_REMOTE_FIELDS_BYTES} bytes as JSON")
 
 
 def _add_attachment(collected: _Files, path: str, att: AttachmentIn) -> AttachmentRef:
@@ -217,7 +303,10 @@ class Intake:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
         recorded on the delivery like the connector's own."""
         connection = self.connection(app.connection_id)
-        stored, blobs = build_stored(app, connection, origin)
+        if _file_bytes(app) + _text_chars(app) < OFF_LOOP_BYTES:
+            stored, blobs = _clean_and_build(app, connection, origin)
+        else:  # cleaning, hashing and sniffing megabytes: in a thread, as their decoding was (decode.py)
+            stored, blobs = await asyncio.to_thread(_clean_and_build, app, connection, origin)
         checker = self.checker_for(connection.id)
         errors, warnings = checker.check(stored)
         if not errors:
@@ -234,6 +323,13 @@ class Intake:
             if origin.board_application_id
             else default_idempotency_key(app)
         )
+        # A key someone chose (a header, a webhook id, a board's application id) names one request;
+        # the derived one (job and email) names the candidate's application to the job, whatever its
+        # answers: a second post of it stays a duplicate.
+        fingerprint = None
+        if idempotency_key or origin.board_application_id:
+            secret = await self.pseudonyms.index_key() if self.pseudonyms is not None else b"applyrelay"
+            fingerprint = request_fingerprint(secret, stored)
         now = time.time()
         delivery = Delivery(
             id=new_delivery_id(),
@@ -248,6 +344,7 @@ class Intake:
             board_application_id=origin.board_application_id,
             job_id=app.application.job_id,
             next_attempt_at=now,
+            request_fingerprint=fingerprint,
         )
         for warning in [*(notes or []), *warnings]:
             delivery.add_warning(warning.code, warning.message)
@@ -258,6 +355,9 @@ class Intake:
             index_sets.append(email_index_key(email_hash))
             # Stored instead if the address has an erasure tombstone (checked inside the write).
             warned = msgspec.structs.replace(delivery, warnings=list(delivery.warnings))
+            if warned.warnings_full:  # this one matters more than any of the capped rest
+                warned.warnings.pop()
+                warned.warnings_dropped += 1
             warned.add_warning(*PREVIOUSLY_ERASED)
             marked_by = (tombstone_key(email_hash), warned)
         result = await self.store.create(
@@ -272,6 +372,13 @@ class Intake:
                     "this application was erased at the candidate's request; "
                     "it is not stored again (a new application needs a new idempotency key)",
                 )
+            if (
+                existing is not None
+                and fingerprint is not None
+                and existing.request_fingerprint is not None
+                and not hmac.compare_digest(existing.request_fingerprint, fingerprint)
+            ):
+                raise key_reused()
             return Accepted(result.delivery_id, False, existing.status if existing else "queued")
         if result.marked and marked_by is not None:
             delivery = marked_by[1]

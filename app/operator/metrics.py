@@ -15,12 +15,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from app.delivery import queue
+from app.delivery.reaper import REAPED_METRIC
 from app.delivery.record import STATUSES
 from app.delivery.store import LATENCY_BUCKETS_S, SEP, DeliveryStore
 from app.redis.client import awaited
 from app.redis.keys import connection_status_index, metric_key, status_index
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Litestar appends "; charset=utf-8" to every text/* media type (litestar/response/base.py): naming
+# it here too said it twice, which strict scrapers refuse.
+CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 class _Snapshot:
@@ -100,7 +103,21 @@ async def collect(store: DeliveryStore, connections: list[str], now: float | Non
     families.append(deliveries)
     families.append(_latency_histogram(latency))
     families.append(_purged(_decode(await awaited(redis.hgetall(metric_key("purged"))))))
+    families.append(_reaped(_decode(await awaited(redis.hgetall(REAPED_METRIC)))))
     return families
+
+
+def _reaped(counts: dict[str, float]) -> Metric:
+    """Deliveries found with neither a pending job nor a live lease, and re-enqueued by the
+    reaper (app/delivery/reaper.py): any non-zero rate is a bug or an outage worth a look."""
+    fam = CounterMetricFamily(
+        "applyrelay_deliveries_reaped",
+        "Waiting deliveries found without a job or a lease and re-enqueued, by what was missing",
+        labels=["reason"],
+    )
+    for reason in ("no_job", "job_missing", "job_unqueued"):
+        fam.add_metric([reason], counts.get(reason, 0.0))
+    return fam
 
 
 def _purged(counts: dict[str, float]) -> Metric:

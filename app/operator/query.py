@@ -40,7 +40,7 @@ MAX_LIMIT = 500
 
 def query_error(field: str, message: str) -> Problem:
     """A filter that cannot be applied: names the field at fault."""
-    return Problem.invalid(field, message, status=400, title="Invalid request")
+    return Problem.invalid(field, message, status=422, title="Invalid request")  # a value, not the syntax
 
 
 @dataclass(frozen=True)

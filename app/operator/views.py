@@ -24,6 +24,7 @@ def public_view(delivery: Delivery) -> dict[str, Any]:
             data[f.encode_name] = msgspec.to_builtins(default)
     data.pop("idempotency_key_hash", None)
     data.pop("version", None)
+    data.pop("request_fingerprint", None)  # a keyed hash of the request: of use to intake only
     data["steps"] = [{"name": k, "remote_id": v} for k, v in delivery.checkpoints.items()]
     return data
 

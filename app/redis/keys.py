@@ -36,6 +36,9 @@ Layout (prefix ``ar:``):
     ar:retention:cursor       where the retention sweep stopped (privacy/retention.py)
     ar:audit                  the audit stream of operator actions (privacy/audit.py)
     ar:rl:form:<digest>:<slot>  the career-form rate limit per client and minute
+    ar:cat:<conn>:<kind>:<key>  a cached ATS read (catalog/cache.py: msgpack, its fetched_at inside;
+                              kinds job, questions, jobs (a listing page), stages, sources)
+    ar:cat-lock:<conn>:<kind>:<key>  the single-flight lock of that read (SET NX PX, a token)
     ar:none                   never written: the intake script's "no marker" placeholder
 
 and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
@@ -185,3 +188,17 @@ def login_failures_key(client: str) -> str:
 
 def form_rate_key(digest: str, slot: int) -> str:
     return f"{PREFIX}rl:form:{digest}:{slot}"
+
+
+# -- catalog -------------------------------------------------------------------------------------
+
+CATALOG_PREFIX = PREFIX + "cat:"
+
+
+def catalog_key(connection_id: str, kind: str, key: str = "") -> str:
+    """One cached ATS read of a connection (app/catalog/cache.py); `key` is a job id or a digest."""
+    return f"{CATALOG_PREFIX}{connection_id}:{kind}:{key}"
+
+
+def catalog_lock_key(connection_id: str, kind: str, key: str = "") -> str:
+    return f"{PREFIX}cat-lock:{connection_id}:{kind}:{key}"

@@ -10,10 +10,16 @@ from litestar import Litestar, Router
 from app.blobs.capacity import refuse_evicting_policy
 from app.intake.accept import Intake
 from app.runtime import Runtime
-from app.web.api import actions, connections, deliveries, files, inbound, privacy
+from app.web.api import actions, catalog, connections, deliveries, files, inbound, indeed_questions, privacy
 from app.web.api.applications import api_router
+from app.web.apply import views as apply_pages
 from app.web.dashboard import views as dashboard
+from app.web.deps import answer_options
+from app.web.openapi import config as openapi_config
 from app.web.problems import EXCEPTION_HANDLERS
+
+# The API's version in the OpenAPI document (/schema): the /v1 routes' contract, not the package's.
+API_VERSION = "1.0"
 
 
 def _max_body(runtime: Runtime) -> int:
@@ -27,17 +33,28 @@ def _max_body(runtime: Runtime) -> int:
 # registration: the import contract in tests/unit/test_layers.py sees every route module).
 ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     actions.router,
+    apply_pages.router,
+    catalog.router,
     connections.router,
     files.router,
     inbound.router,
+    indeed_questions.router,
     deliveries.router,
     dashboard.router,
     privacy.router,
 ]
 
 
+# Pages for people, not the API: left out of the OpenAPI document (/schema).
+NOT_IN_SCHEMA: set[Callable[[Runtime], Router]] = {dashboard.router}
+
+
 def feature_routers(runtime: Runtime) -> list[Any]:
-    return [make(runtime) for make in ROUTER_FACTORIES]
+    return [_hidden(make(runtime)) if make in NOT_IN_SCHEMA else make(runtime) for make in ROUTER_FACTORIES]
+
+
+def _hidden(router: Router) -> Router:
+    return Router(path="/", route_handlers=[router], include_in_schema=False)
 
 
 def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> Litestar:
@@ -53,10 +70,11 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
         route_handlers=[api_router(), *feature_routers(runtime), *(extra_routers or [])],
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[on_startup],
+        before_request=answer_options,  # OPTIONS lists every method of a path
         on_shutdown=[on_shutdown],
         debug=False,
         logging_config=None,
-        openapi_config=None,
+        openapi_config=openapi_config(API_VERSION),
     )
     app.state.runtime = runtime
     app.state.intake = intake

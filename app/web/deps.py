@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.routes import HTTPRoute
 
 from app.core.problems import Problem
 from app.runtime import Runtime
@@ -55,3 +56,21 @@ def actor(request: Request[Any, Any, Any]) -> str:
     """Who acts, for the audit log: the token's name."""
     token = current_token(request)
     return token.name if token else "anonymous"
+
+
+def answer_options(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """The app's `before_request`: OPTIONS answers every method of the path (RFC 9110 §9.3.7).
+    Litestar's own OPTIONS handler closes over the route as it stood when its first handler was
+    registered, so `/v1/deliveries/{id}` said GET but not DELETE."""
+    if request.method != "OPTIONS":
+        return None
+    template = request.scope.get("path_template")
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, HTTPRoute) and route.path_format == template:
+            methods.update(route.methods)
+    if not methods:
+        return None
+    return Response(
+        None, status_code=204, media_type=MediaType.TEXT, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))}
+    )

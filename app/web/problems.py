@@ -18,6 +18,28 @@ from app.core.problems import Problem
 log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"
 
+#: The machine code of a refusal that names none of its own (`Problem.code`), by status: every
+#: problem+json the relay answers carries a `code` a client can switch on; Kombo's where one fits,
+#: else the relay's own (all listed in app.core.problems.CODES).
+DEFAULT_CODES: dict[int, str] = {
+    400: "PLATFORM.INPUT_INVALID",
+    401: "PLATFORM.AUTHENTICATION_INVALID",
+    403: "PLATFORM.FORBIDDEN",
+    404: "PLATFORM.NOT_FOUND",
+    405: "PLATFORM.METHOD_NOT_ALLOWED",
+    408: "PLATFORM.REQUEST_TIMEOUT",
+    409: "PLATFORM.CONFLICT",
+    413: "PLATFORM.PAYLOAD_TOO_LARGE",
+    415: "PLATFORM.UNSUPPORTED_MEDIA_TYPE",
+    422: "PLATFORM.INPUT_INVALID",
+    429: "PLATFORM.RATE_LIMIT_EXCEEDED",
+    500: "PLATFORM.UNKNOWN_ERROR",
+    501: "PLATFORM.NOT_SUPPORTED",
+    502: "REMOTE.UNKNOWN_HTTP_ERROR",
+    503: "PLATFORM.UNAVAILABLE",
+    504: "PLATFORM.TASK_TIMED_OUT",
+}
+
 
 def problem(
     status: int,
@@ -34,6 +56,8 @@ def problem(
     if errors:
         body["errors"] = errors
     body.update(extra)
+    if not body.get("code"):
+        body["code"] = DEFAULT_CODES.get(status, "PLATFORM.INPUT_INVALID" if status < 500 else "PLATFORM.UNKNOWN_ERROR")
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -61,8 +85,13 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         errors = [
             {"field": str(e.get("key", "")), "message": str(e.get("message", ""))} for e in extra if isinstance(e, dict)
         ]
-        return problem(400, "Invalid request", str(exc.detail), errors=errors)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthorizedException) else None
+        # A parameter of the wrong type or out of range (`limit=-5`, `limit=many`): well-formed,
+        # but not a value the route takes, as every refusal of a value is.
+        return problem(422, "Invalid request", str(exc.detail), errors=errors)
+    headers: dict[str, str] = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthorizedException) else {}
+    for name, value in (exc.headers or {}).items():  # Allow (405), Retry-After...: they are the answer's point
+        if name.lower() in ("allow", "retry-after", "www-authenticate"):
+            headers[name.title()] = value
     titles = {
         413: "Request body too large",
         404: "Not found",
@@ -71,7 +100,7 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         403: "Forbidden",
         429: "Too many requests",
     }
-    return problem(status, titles.get(status, "Request error"), str(exc.detail), headers=headers)
+    return problem(status, titles.get(status, "Request error"), str(exc.detail), headers=headers or None)
 
 
 def redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

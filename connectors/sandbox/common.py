@@ -4,7 +4,11 @@ An emulator is a Litestar app built by `sandbox_app(...)`: its own ATS routes pl
 
 * ``POST /_sandbox/faults``  set fault injection (JSON body, see `Faults`); ``DELETE`` clears it.
 * ``GET  /_sandbox/records`` everything the emulator holds, as JSON (seed data and what it got),
-  plus ``max_in_flight``: the most ATS requests it was handling at once since the last reset.
+  plus ``max_in_flight``: the most ATS requests it was handling at once since the last reset,
+  and ``calls``: the ATS requests received since the last reset, per ``"<METHOD> <path>"``
+  (query strings left out), so tests can count what a read cost the ATS. The same counts are
+  also under ``requests``; an emulator whose records have their own ``calls`` keeps them (OTYS:
+  per JSON-RPC method, as every call shares one path).
 * ``POST /_sandbox/reset``   back to the seed.
 
 Faults are applied by an ASGI middleware in front of the ATS routes (never the ``/_sandbox``
@@ -74,6 +78,7 @@ class FaultState:
     injected: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0  # ATS requests being handled now, and the most seen at once since reset
     max_in_flight: int = 0
+    calls: dict[str, int] = field(default_factory=dict)  # "<METHOD> <path>" -> requests since reset
 
     def set(self, faults: Faults) -> None:
         self.faults = faults
@@ -120,6 +125,8 @@ class FaultMiddleware:
         if scope["type"] != ScopeType.HTTP or scope["path"].startswith(SANDBOX_PREFIX):
             await self.app(scope, receive, send)
             return
+        key = f"{scope['method']} {scope['path']}"
+        self.state.calls[key] = self.state.calls.get(key, 0) + 1
         self.state.in_flight += 1
         self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
         try:
@@ -206,6 +213,8 @@ def sandbox_app(
         data = records()
         data["faults_injected"] = dict(faults.injected)
         data["max_in_flight"] = faults.max_in_flight
+        data.setdefault("calls", dict(faults.calls))
+        data["requests"] = dict(faults.calls)
         return data
 
     @post(f"{SANDBOX_PREFIX}/reset", status_code=200, sync_to_thread=False)
@@ -214,6 +223,7 @@ def sandbox_app(
         faults.set(Faults())
         faults.injected.clear()
         faults.max_in_flight = faults.in_flight
+        faults.calls.clear()
         return {"reset": name}
 
     def wrap(app: ASGIApp) -> ASGIApp:

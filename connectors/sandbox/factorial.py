@@ -12,6 +12,12 @@ Where Factorial's behaviour is not public, the emulator picks the plausible one 
   ``{"errors": ["..."]}``, auth failures 401 ``{"message": ...}`` (shapes seen by third parties);
 * a file above 10 MB is refused with 413 (assumption: no limit is documented);
 * an application to a posting that is not published or unlisted is refused with 422.
+Reads: 63 seeded postings of every status (a bad ``status`` filter is refused with 422), questions,
+phases, hiring stages and candidate sources, each list and record; ``POST
+/_sandbox/factorial/questions`` adds a question at runtime (docs/connectors/factorial.md).
+Write bodies are as strict as the document types them (`WRITE_BODIES`): a wrong type, a null or a
+value outside an enum is a 422 and nothing is stored; a filter the document lists on the lists of
+written resources is implemented or answered 400, never silently ignored.
 The legacy v1 ``PUT /api/v1/ats/applications/{id}`` with a multipart ``cv`` part is emulated for
 the connector's ``legacy_cv_part`` mode, and ``POST /oauth/token`` for the refresh-token grant.
 """
@@ -58,6 +64,162 @@ def _not_found(what: str) -> FactorialError:
     return FactorialError(404, {"errors": [f"{what} not found"]})
 
 
+HIRING_STAGES = [
+    ("new", "New"),
+    ("screening", "Screening"),
+    ("interview", "Interview"),
+    ("assessment", "Assessment"),
+    ("offer", "Offer"),
+    ("hired", "Hired"),
+]
+POSTING_STATUSES = ("draft", "published", "unlisted", "archived", "cancelled", "deleted")
+ROLES = ("Data Analyst", "Frontend Engineer", "Sales Representative", "Nurse", "Warehouse Operator", "Designer")
+CITIES = ("Barcelona", "Madrid", "Valencia", "Lisbon", "Paris", "Berlin")
+CONTRACTS = ("indefinite", "temporary", "intern", "freelance", "indefinite", "indefinite")
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _generated_postings() -> list[tuple[str, str, str]]:
+    """60 more postings (ids 2101-2160) so a listing pages: most published, some unlisted, draft,
+    archived, cancelled and deleted."""
+    statuses = ("published", "published", "published", "unlisted", "draft", "archived", "cancelled", "deleted")
+    return [
+        (
+            str(2101 + i),
+            f"{ROLES[i % len(ROLES)]} {CITIES[(i // len(ROLES)) % len(CITIES)]}",
+            statuses[i % len(statuses)],
+        )
+        for i in range(60)
+    ]
+
+
+def _posting_extra(number: int, status: str, created: dt.datetime) -> dict[str, Any]:
+    """The optional fields of a seeded posting, varied by its rank."""
+    extra: dict[str, Any] = {
+        "description": f"<p>Job posting #{number + 1}</p>",
+        "contract_type": CONTRACTS[number % len(CONTRACTS)],
+        "schedule_type": "part_time" if number % 5 == 4 else "full_time",
+        "location_id": str(10 + number % len(CITIES)),
+        "team_id": str(20 + number % 3),
+    }
+    if status in ("published", "unlisted"):
+        extra["published_at"] = _stamp(created + dt.timedelta(hours=2))
+    else:
+        extra["url"] = None  # only published postings have a public URL
+    return extra
+
+
+def _generated_questions() -> list[tuple[str, str, str, str, bool, list[dict[str, Any]]]]:
+    """A question on every fifth generated posting, types in turn."""
+    out: list[tuple[str, str, str, str, bool, list[dict[str, Any]]]] = []
+    for i in range(0, 60, 5):
+        qtype = QUESTION_TYPES[(i // 5) % len(QUESTION_TYPES)]
+        options = (
+            [{"text": "Yes", "disqualifies": False}, {"text": "No", "disqualifies": False}]
+            if qtype in ("single_choice", "multiple_choice")
+            else []
+        )
+        out.append((str(3101 + i), str(2101 + i), f"Question {i // 5 + 1}", qtype, i % 10 == 0, options))
+    return out
+
+
+# -- Write bodies, typed as Factorial's OpenAPI document types them ------------------------------
+# Every property of the request body of each write endpoint the connector uses, with its type or
+# its enum. A body with a wrong type (null included: nothing is nullable) or value is a 422 before
+# anything is stored, so a record never holds what its response schema cannot; properties the
+# document does not list are ignored, as Rails does. tests/emulators/test_factorial_emulator.py
+# derives malformed bodies from the document itself and checks each is refused here.
+AUTHOR_TYPES = ("company", "access", "user")
+SENT_BY_TYPES = ("candidate", "user")
+GENDERS = ("female", "male", "unanswered", "other")  # the response's enum: the request's string must be one
+WRITE_BODIES: dict[str, dict[str, type | tuple[str, ...]]] = {
+    "POST ats/candidates": {
+        "first_name": str,
+        "last_name": str,
+        "email": str,
+        "company_id": str,
+        "talent_pool": bool,
+        "consent_given_at": str,
+        "source": str,
+        "medium": str,
+        "phone_number": str,
+        "personal_url": str,
+        "gender": GENDERS,
+    },
+    "POST ats/applications": {
+        "author_id": str,
+        "author_type": AUTHOR_TYPES,
+        "phone": str,
+        "ats_candidate_id": str,
+        "ats_job_posting_id": str,
+        "ats_application_phase_id": str,
+        "consent_to_talent_pool": bool,
+        "cover_letter": str,
+        "source": str,
+        "medium": str,
+        "answers": list,
+    },
+    "PUT ats/applications/{id}": {
+        "author_id": str,
+        "author_type": AUTHOR_TYPES,
+        "id": str,
+        "qualified": bool,
+        "ats_application_phase_id": str,
+        "disqualified_reason": str,
+        "phone": str,
+        "ats_rejection_reason_id": str,
+        "source": str,
+        "source_id": str,
+    },
+    "POST ats/applications/move_to_phase": {"id": str, "ats_application_phase_id": str},
+    "POST ats/answers": {
+        "ats_question_id": str,
+        "ats_application_id": str,
+        "value": str,
+        "original_question_label": str,
+        "original_question_type": ANSWER_TYPES,
+    },
+}
+_TYPE_NAMES = {str: "a string", bool: "a boolean", list: "an array"}
+
+
+def check_body(operation: str, body: dict[str, Any]) -> None:
+    """422 naming every property of `body` whose type or value the document does not allow."""
+    errors = []
+    for name, expected in WRITE_BODIES[operation].items():
+        if name not in body:
+            continue
+        value = body[name]
+        if isinstance(expected, tuple):
+            if not isinstance(value, str) or value not in expected:
+                errors.append(f"{name} is not included in the list")
+        elif type(value) is not expected:  # bool is an int, never a string; an int is never a bool
+            errors.append(f"{name} must be {_TYPE_NAMES[expected]}")
+    if errors:
+        raise _validation(*errors)
+
+
+def _unsupported_filters(request: Request[Any, Any, Any], *names: str) -> None:
+    """A filter the document lists that the emulator does not implement is a 400, never ignored
+    (an ignored filter answers records the caller did not ask for)."""
+    present = [name for name in names if name in request.query_params]
+    if present:
+        raise FactorialError(400, {"errors": [f"the sandbox does not implement the filter {n}" for n in present]})
+
+
+def _bool_filter(request: Request[Any, Any, Any], items: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
+    """A boolean query filter (``qualified=true``); any other value is a 400."""
+    value = request.query_params.get(param)
+    if value is None:
+        return items
+    if value not in ("true", "false"):
+        raise FactorialError(400, {"errors": [f"{param} must be true or false"]})
+    return [r for r in items if bool(r.get(param)) is (value == "true")]
+
+
 @dataclass
 class FactorialState:
     api_key: str
@@ -65,6 +227,7 @@ class FactorialState:
     job_postings: dict[str, dict[str, Any]] = field(default_factory=dict)
     questions: dict[str, dict[str, Any]] = field(default_factory=dict)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hiring_stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     applications: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -85,6 +248,7 @@ class FactorialState:
             "job_postings",
             "questions",
             "phases",
+            "hiring_stages",
             "sources",
             "candidates",
             "applications",
@@ -98,8 +262,19 @@ class FactorialState:
             ("2001", "Backend Engineer", "published"),
             ("2002", "Account Executive", "published"),
             ("2003", "Office Manager", "archived"),
+            *_generated_postings(),
         ]
-        for pid, title, status in postings:
+        for hs_pos, (hs_name, hs_label) in enumerate(HIRING_STAGES):
+            self.hiring_stages[str(hs_pos + 1)] = {
+                "id": str(hs_pos + 1),
+                "name": hs_name,
+                "label": hs_label,
+                "company_id": COMPANY_ID,
+                "position": hs_pos,
+            }
+        for number, (pid, title, status) in enumerate(postings):
+            created = dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC) + dt.timedelta(days=number)
+            extra = _posting_extra(number, status, created)
             self.job_postings[pid] = {
                 "id": pid,
                 "company_id": COMPANY_ID,
@@ -113,10 +288,11 @@ class FactorialState:
                 "photo_requirement": "do_not_ask",
                 "personal_url_requirement": "do_not_ask",
                 "salary_period": "annual",
-                "created_at": now,
+                "created_at": _stamp(created),
                 "workplace_type": "hybrid",
                 "schedule_type": "full_time",
                 "url": f"https://example.factorialhr.com/job_posting/{pid}",
+                **extra,
             }
             for pos, (phase_name, phase_type) in enumerate(
                 [
@@ -164,6 +340,20 @@ class FactorialState:
             ),
             ("3005", "2001", "Portfolio file", "file", False, []),
             ("3006", "2002", "Years of sales experience", "text", True, []),
+            ("3007", "2002", "Cover note", "long_text", False, []),
+            (
+                "3008",
+                "2002",
+                "Preferred territory",
+                "single_choice",
+                False,
+                [
+                    {"text": "Iberia", "disqualifies": False},
+                    {"text": "France, Benelux", "disqualifies": False},
+                    {"text": "DACH", "disqualifies": False},
+                ],
+            ),
+            *_generated_questions(),
         ]
         for qid, pid, label, qtype, mandatory, options in seeded_questions:
             self.questions[qid] = {
@@ -199,6 +389,7 @@ class FactorialState:
             "job_postings": list(self.job_postings.values()),
             "questions": list(self.questions.values()),
             "phases": list(self.phases.values()),
+            "hiring_stages": list(self.hiring_stages.values()),
             "sources": list(self.sources.values()),
             "candidates": list(self.candidates.values()),
             "applications": list(self.applications.values()),
@@ -314,15 +505,19 @@ def create_app(
     @get(f"{prefix}/ats/job_postings", sync_to_thread=False)
     def list_postings(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
+        status = request.query_params.get("status")
+        if status is not None and status not in POSTING_STATUSES:
+            raise _validation("status is not included in the list")
         postings = list(state.job_postings.values())
-        return _page(request, _filter(request, postings, **{"ids[]": "id", "status": "status"}))
+        filters = {"ids[]": "id", "status": "status", "team_id": "team_id", "location_id": "location_id"}
+        return _page(request, _filter(request, postings, **filters))
 
     @get(f"{prefix}/ats/job_postings/{{posting_id:str}}", sync_to_thread=False)
     def get_posting(request: Request[Any, Any, Any], posting_id: str) -> dict[str, Any]:
         authorize(request)
         if posting_id not in state.job_postings:
             raise _not_found("Job posting")
-        return state.job_postings[posting_id]
+        return _clean(state.job_postings[posting_id])
 
     @get(f"{prefix}/ats/questions", sync_to_thread=False)
     def list_questions(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -335,6 +530,36 @@ def create_app(
                 **{"ids[]": "id", "ats_job_posting_ids[]": "ats_job_posting_id"},
             ),
         )
+
+    @get(f"{prefix}/ats/questions/{{question_id:str}}", sync_to_thread=False)
+    def get_question(request: Request[Any, Any, Any], question_id: str) -> dict[str, Any]:
+        authorize(request)
+        if question_id not in state.questions:
+            raise _not_found("Question")
+        return state.questions[question_id]
+
+    @get(f"{prefix}/ats/application_phases/{{phase_id:str}}", sync_to_thread=False)
+    def get_phase(request: Request[Any, Any, Any], phase_id: str) -> dict[str, Any]:
+        authorize(request)
+        if phase_id not in state.phases:
+            raise _not_found("Application phase")
+        return state.phases[phase_id]
+
+    @get(f"{prefix}/ats/hiring_stages", sync_to_thread=False)
+    def list_hiring_stages(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        authorize(request)
+        stages = list(state.hiring_stages.values())
+        if phase_id := request.query_params.get("ats_application_phase_id"):
+            phase = state.phases.get(phase_id)
+            stages = [s for s in stages if phase is not None and s["id"] == phase["ats_hiring_stage_id"]]
+        return _page(request, _filter(request, stages, **{"ids[]": "id"}))
+
+    @get(f"{prefix}/ats/hiring_stages/{{stage_id:str}}", sync_to_thread=False)
+    def get_hiring_stage(request: Request[Any, Any, Any], stage_id: str) -> dict[str, Any]:
+        authorize(request)
+        if stage_id not in state.hiring_stages:
+            raise _not_found("Hiring stage")
+        return state.hiring_stages[stage_id]
 
     @get(f"{prefix}/ats/application_phases", sync_to_thread=False)
     def list_phases(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -361,20 +586,35 @@ def create_app(
     @get(f"{prefix}/ats/candidates", sync_to_thread=False)
     def list_candidates(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
-        return _page(request, _filter(request, list(state.candidates.values()), **{"ids[]": "id", "emails[]": "email"}))
+        _unsupported_filters(
+            request,
+            "team_ids[]",
+            "location_ids[]",
+            "source[]",
+            "remote",
+            "minimum_average_rating",
+            "active",
+            "archived",
+        )
+        candidates = _bool_filter(request, list(state.candidates.values()), "talent_pool")
+        if postings := request.query_params.getall("job_posting_ids[]", []):
+            candidates = [c for c in candidates if set(c["ats_job_posting_ids"]) & set(postings)]
+        return _page(request, _filter(request, candidates, **{"ids[]": "id", "emails[]": "email"}))
 
     @get(f"{prefix}/ats/applications", sync_to_thread=False)
     def list_applications(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
+        _unsupported_filters(request, "ats_rejection_reason_ids[]", "search", "ats_tags_ids[]")
         return _page(
             request,
             _filter(
                 request,
-                list(state.applications.values()),
+                _bool_filter(request, list(state.applications.values()), "qualified"),
                 **{
                     "ids[]": "id",
                     "ats_candidate_ids[]": "ats_candidate_id",
                     "ats_job_posting_id": "ats_job_posting_id",
+                    "ats_application_phase_id": "ats_application_phase_id",
                 },
             ),
         )
@@ -407,6 +647,7 @@ def create_app(
                 request,
                 list(state.messages.values()),
                 **{
+                    "id": "id",
                     "ids[]": "id",
                     "ats_conversation_id": "ats_conversation_id",
                     "ats_conversation_ids[]": "ats_conversation_id",
@@ -420,6 +661,7 @@ def create_app(
     async def create_candidate(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/candidates", body)
         require(body, "first_name", "last_name", "company_id")
         if body["company_id"] != COMPANY_ID:
             raise _validation("company_id does not match the credentials' company")
@@ -427,8 +669,6 @@ def create_app(
         if email is not None and (not isinstance(email, str) or "@" not in email):
             raise _validation("email is invalid")
         gender = body.get("gender")
-        if gender is not None and gender not in ("female", "male", "unanswered", "other"):
-            raise _validation("gender is not included in the list")
         source_id = None
         if body.get("source"):
             source_id = next(
@@ -452,6 +692,7 @@ def create_app(
             "medium": body.get("medium"),
             "source_id": source_id,
             "gender": gender or "unanswered",
+            "personal_url": body.get("personal_url"),
             "source": body.get("source"),
         }
         return _clean({k: v for k, v in state.candidates[cid].items() if k != "source"})
@@ -468,6 +709,7 @@ def create_app(
     async def create_application(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/applications", body)
         require(body, "ats_job_posting_id")
         posting = _posting_for_apply(body["ats_job_posting_id"])
         candidate_id = body.get("ats_candidate_id")
@@ -511,6 +753,7 @@ def create_app(
     async def update_application(request: Request[Any, Any, Any], application_id: str) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("PUT ats/applications/{id}", body)
         require(body, "id")
         app = state.applications.get(application_id)
         if app is None or body["id"] != application_id:
@@ -524,7 +767,7 @@ def create_app(
             if phase is None or phase["ats_job_posting_id"] != app["ats_job_posting_id"]:
                 raise _validation("ats_application_phase_id does not belong to the job posting")
             app["ats_application_phase_id"] = phase["id"]
-        for name in ("phone", "qualified", "medium"):
+        for name in ("phone", "qualified", "ats_rejection_reason_id"):
             if name in body:
                 app[name] = body[name]
         return _clean(app)
@@ -533,6 +776,7 @@ def create_app(
     async def move_to_phase(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/applications/move_to_phase", body)
         require(body, "id", "ats_application_phase_id")
         app = state.applications.get(body["id"])
         if app is None:
@@ -547,6 +791,7 @@ def create_app(
     async def create_answer(request: Request[Any, Any, Any]) -> dict[str, Any]:
         authorize(request)
         body = await json_body(request)
+        check_body("POST ats/answers", body)
         require(
             body, "ats_question_id", "ats_application_id", "value", "original_question_label", "original_question_type"
         )
@@ -615,8 +860,10 @@ def create_app(
         app = state.applications.get(body["ats_application_id"])
         if app is None:
             raise _validation("ats_application_id is invalid")
-        if body["sent_by_type"] not in ("candidate", "user"):
+        if body["sent_by_type"] not in SENT_BY_TYPES:
             raise _validation("sent_by_type is not included in the list")
+        if body["send_as_corporate_email"] not in ("true", "false"):  # the document's boolean, as a form field
+            raise _validation("send_as_corporate_email must be a boolean")
         if body["sent_by_type"] == "candidate" and body["sent_by_id"] != app["ats_candidate_id"]:
             raise _validation("sent_by_id is not the application's candidate")
         uploads = [u for u in form.getall("attachments[]", []) if isinstance(u, UploadFile)]
@@ -708,6 +955,35 @@ def create_app(
             "created_at": int(dt.datetime.now(dt.UTC).timestamp()),
         }
 
+    @post("/_sandbox/factorial/questions", status_code=201)
+    async def add_question(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Sandbox only: add a question to a posting now (as a recruiter would in the UI), so a
+        test can watch a cached question list expire. Body: ``ats_job_posting_id``, ``label``,
+        ``question_type``, optional ``mandatory``, ``options``, ``position``."""
+        body = await json_body(request)
+        posting_id = str(body.get("ats_job_posting_id"))
+        if posting_id not in state.job_postings:
+            raise _validation("ats_job_posting_id is invalid")
+        if body.get("question_type") not in QUESTION_TYPES or not body.get("label"):
+            raise _validation("label and a question_type of the list are required")
+        options = [
+            {"text": str(o["text"]), "disqualifies": bool(o.get("disqualifies"))} for o in body.get("options") or []
+        ]
+        qid, now = state.new_id(), _now()
+        state.questions[qid] = {
+            "id": qid,
+            "ats_job_posting_id": posting_id,
+            "label": str(body["label"]),
+            "position": int(body.get("position", len(state.questions))),
+            "mandatory": bool(body.get("mandatory", False)),
+            "auto_disqualify": any(o["disqualifies"] for o in options),
+            "question_type": body["question_type"],
+            "created_at": now,
+            "updated_at": now,
+            "options": options,
+        }
+        return state.questions[qid]
+
     @post("/_sandbox/factorial/revoke-tokens", status_code=200, sync_to_thread=False)
     def revoke_tokens() -> dict[str, int]:
         """Expire every OAuth access token now (to exercise the connector's refresh)."""
@@ -728,7 +1004,11 @@ def create_app(
             list_postings,
             get_posting,
             list_questions,
+            get_question,
             list_phases,
+            get_phase,
+            list_hiring_stages,
+            get_hiring_stage,
             list_sources,
             get_source,
             list_candidates,
@@ -744,6 +1024,7 @@ def create_app(
             create_message,
             legacy_cv,
             oauth_token,
+            add_question,
             revoke_tokens,
         ],
         records=state.records,

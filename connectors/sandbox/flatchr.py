@@ -12,6 +12,10 @@ vacancy *slug* as the create key, one CV per application (``type`` = document | 
 applicant search by email/vacancy, encoded 16-character ids, ``files/expire`` limited to one
 request per second per company (429).
 
+Reads: the vacancy list (``status`` / ``offer_id`` filters, integers only), one vacancy with
+``fields``, the columns; option ``extra_vacancies`` seeds more vacancies for pages, and
+``POST /_sandbox/flatchr/vacancies/{id}/questions`` adds a question at runtime.
+
 Assumptions (the public docs are silent), each kept in one place below:
 - errors use the hapi/Boom envelope ``{"statusCode", "error", "message"}`` (Flatchr's success
   bodies carry ``statusCode`` the same way); payload validation answers 400, as hapi/Joi does;
@@ -139,6 +143,7 @@ def _question(
     options: str = "",
     parent: str | None = None,
     expected: str | None = None,
+    size: int | None = None,
 ) -> dict[str, Any]:
     return {
         "id": qid,
@@ -147,7 +152,7 @@ def _question(
         "required": required,
         "options": options,
         "position": position,
-        "size": None,
+        "size": size,
         "default_value": "",
         "parent_question": parent,
         "parent_answer_expected": expected,
@@ -158,7 +163,7 @@ def _seed_vacancies() -> dict[str, dict[str, Any]]:
     """Three vacancies: one French with a question of every type (and a conditional one), one
     English with a yes/no question without options, one closed (applications refused)."""
     python_questions = [
-        _question("q7Hd2LmQx9aB3cTe", "Pourquoi ce poste ?", "textarea", 1, required=True),
+        _question("q7Hd2LmQx9aB3cTe", "Pourquoi ce poste ?", "textarea", 1, required=True, size=2000),
         _question(
             "q2Kp8ZrW4nYv6JsU", "Avez-vous le permis de conduire ?", "yesno", 2, required=True, options="Oui;Non"
         ),
@@ -218,14 +223,77 @@ def _seed_vacancies() -> dict[str, dict[str, Any]]:
             "currency": "EUR",
             "remote": "parttime",
             "contract_type_id": 1,
+            "contract_type": "CDI",
+            "partial": False,
+            "mission": f"<p>{title}</p>",
+            "apply_url": f"https://{COMPANY_SLUG}.flatchr.io/vacancy/{slug}" if status == 1 else None,
             "created_at": "2026-01-05T09:00:00.000Z",
             "updated_at": "2026-01-05T09:00:00.000Z",
-            "address": {"locality": "Paris", "postal_code": "75002", "country": "France"},
+            "address": {
+                "locality": "Paris",
+                "postal_code": "75002",
+                "administrative_area_level_1": "Île-de-France",
+                "formatted_address": "75002 Paris, France",
+                "country": "France",
+            },
             "tags": [],
             "questions": questions,
         }
         for vid, num, slug, title, status, lang, questions in rows
     }
+
+
+GENERATED_TITLES = ("Commercial terrain", "Comptable", "Infirmier", "Chef de projet", "Magasinier", "Designer UX")
+GENERATED_CITIES = (("Lyon", "69002"), ("Nantes", "44000"), ("Lille", "59000"), ("Bordeaux", "33000"))
+GENERATED_CONTRACTS = ("CDI", "CDD", "Stage", "Alternance", "Freelance", "Intérim", "Saisonnier")
+# assumption (undocumented integer): 1 = online, 0 = offline / closed, 2 = archived.
+VACANCY_STATUSES = (0, 1, 2)
+
+
+def _generated_vacancies(count: int) -> dict[str, dict[str, Any]]:
+    """`count` more vacancies (option `extra_vacancies`), so a listing has pages: statuses
+    online / offline / archived in turn, some unpublished, dates a day apart, a text question
+    on every third."""
+    out = {}
+    for i in range(count):
+        vid = "Gn" + hashlib.sha256(f"vacancy-{i}".encode()).hexdigest()[:14]
+        status = (1, 1, 0, 1, 2)[i % 5]
+        title = f"{GENERATED_TITLES[i % len(GENERATED_TITLES)]} {i + 1} H/F"
+        slug = f"{vid.lower()}-{'-'.join(title.lower().split()[:2])}"
+        city, zip_code = GENERATED_CITIES[i % len(GENERATED_CITIES)]
+        when = dt.datetime(2026, 2, 1, 9, tzinfo=dt.UTC) + dt.timedelta(days=i)
+        contract = GENERATED_CONTRACTS[i % len(GENERATED_CONTRACTS)]
+        questions = [_question(f"qg{i:04d}Tx", "Votre motivation", "text", 1, size=200)] if i % 3 == 0 else []
+        out[vid] = {
+            "id": vid,
+            "vacancy_id": 2000 + i,
+            "slug": slug,
+            "title": title,
+            "reference": f"GEN-{i + 1:03d}",
+            "status": status,
+            "published": status == 1 and i % 4 != 3,
+            "language": "fr_FR",
+            "company_id": COMPANY_ID,
+            "mensuality": "m",
+            "currency": "EUR",
+            "remote": "notime",
+            "contract_type_id": GENERATED_CONTRACTS.index(contract) + 1,
+            "contract_type": contract,
+            "partial": i % 6 == 5,
+            "mission": f"<p>{title}</p>",
+            "apply_url": f"https://{COMPANY_SLUG}.flatchr.io/vacancy/{slug}" if status == 1 else None,
+            "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "updated_at": (when + dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "address": {
+                "locality": city,
+                "postal_code": zip_code,
+                "formatted_address": f"{zip_code} {city}, France",
+                "country": "France",
+            },
+            "tags": [],
+            "questions": questions,
+        }
+    return out
 
 
 def _encoded_id() -> str:
@@ -284,8 +352,10 @@ class FlatchrSandbox:
         resume_required: bool = True,
         email_required: bool = True,
         files_rate_per_s: float = 1.0,
+        extra_vacancies: int = 0,
     ) -> None:
         self.api_key = api_key
+        self.extra_vacancies = extra_vacancies
         self.max_file_bytes = max_file_bytes
         self.resume_required = resume_required
         self.email_required = email_required
@@ -293,7 +363,7 @@ class FlatchrSandbox:
         self.reset()
 
     def reset(self) -> None:
-        self.vacancies = _seed_vacancies()
+        self.vacancies = {**_seed_vacancies(), **_generated_vacancies(self.extra_vacancies)}
         self.candidates: dict[int, dict[str, Any]] = {}
         self.applicants: dict[str, dict[str, Any]] = {}
         self.medias: dict[str, dict[str, Any]] = {}
@@ -391,12 +461,12 @@ class FlatchrSandbox:
         if email is not None and (not isinstance(email, str) or not EMAIL.match(email)):
             raise _bad('"email" must be a valid email', "email")
         phone = body.get("phone")
-        if phone is not None and not isinstance(phone, str | int):
+        if phone is not None and (isinstance(phone, bool) or not isinstance(phone, str | int)):
             raise _bad('"phone" must be a string', "phone")
         resume = self._validate_resume(body)
         offerer_id = self._validate_offerer(body.get("offerer_id"))
         source_id = body.get("source_id")
-        if source_id is not None and source_id not in CUSTOM_SOURCES:
+        if source_id is not None and (not isinstance(source_id, str) or source_id not in CUSTOM_SOURCES):
             raise _bad('"source_id" is not a source of this company', "source_id")
         if offerer_id is not None and source_id is not None:
             raise _bad('"offerer_id" conflicts with forbidden peer "source_id"', "source_id")
@@ -434,7 +504,10 @@ class FlatchrSandbox:
             raise _bad('"resume.data" is not allowed to be empty', "resume.data")
         if len(raw) > self.max_file_bytes:
             raise FlatchrError(413, f"Resume exceeds the maximum size of {self.max_file_bytes} bytes")
-        content_type = resume.get("contentType") or "application/pdf"
+        declared = resume.get("contentType")
+        if declared is not None and not isinstance(declared, str):
+            raise _bad('"resume.contentType" must be a string', "resume.contentType")
+        content_type = declared or "application/pdf"
         if content_type not in CV_CONTENT_TYPES:
             raise FlatchrError(415, "Unsupported resume content type")
         name = resume.get("fileName")
@@ -507,6 +580,9 @@ class FlatchrSandbox:
         where = f"{key}.value"
         if qtype == "file":
             raise _bad(f'"{where}": file questions cannot be answered through this route', where)
+        size = question.get("size")
+        if qtype in ("text", "textarea") and isinstance(size, int) and size > 0 and len(value) > size:
+            raise _bad(f'"{where}" length must be less than or equal to {size} characters long', where)
         if qtype == "yesno":
             allowed = options or (["Oui", "Non"] if language.startswith("fr") else ["Yes", "No"])
             if value not in allowed:
@@ -632,7 +708,8 @@ async def _json_body(request: Request[Any, Any, Any]) -> Any:
 
 
 def create_app(api_key: str = "sandbox", **options: Any) -> Any:
-    """The emulator app. Options: max_file_bytes, resume_required, email_required, files_rate_per_s."""
+    """The emulator app. Options: max_file_bytes, resume_required, email_required, files_rate_per_s,
+    extra_vacancies (that many more generated vacancies, for listing pages)."""
     sb = FlatchrSandbox(api_key, **options)
 
     async def create_candidate(request: Request[Any, Any, Any], *, dry_run: bool) -> Response[Any]:
@@ -668,10 +745,42 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         sb.authorize(request, company_id)
         fields = set((request.query_params.get("fields") or "").split(","))
         status = request.query_params.get("status")
+        if status is not None and not status.strip().lstrip("-").isdigit():
+            raise FlatchrError(400, '"status" must be a number', keys=["status"])
+        offer = request.query_params.get("offer_id")
+        if offer is not None and not offer.strip().isdigit():
+            raise FlatchrError(400, '"offer_id" must be a number', keys=["offer_id"])
         rows = [
-            sb.vacancy_view(v, fields) for v in sb.vacancies.values() if status is None or str(v["status"]) == status
+            sb.vacancy_view(v, fields)
+            for v in sb.vacancies.values()
+            if (status is None or v["status"] == int(status))
+            and (offer is None or (int(offer) == 98 and v["published"]))
         ]
         return Response(content=rows)
+
+    @post("/_sandbox/flatchr/vacancies/{vacancy_id:str}/questions", status_code=201)
+    async def add_question(vacancy_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Sandbox only: add a question to a vacancy now (as a recruiter would in Flatchr), so a
+        test can watch a cached question list expire. Body: ``text``, ``type``, optional
+        ``required``, ``options`` (";"-separated), ``parent_question``, ``parent_answer_expected``."""
+        vacancy = sb.vacancies.get(vacancy_id)
+        body = await _json_body(request)
+        if vacancy is None:
+            raise FlatchrError(404, "Vacancy not found")
+        if not isinstance(body, dict) or not body.get("text") or not body.get("type"):
+            raise _bad('"text" and "type" are required', "text")
+        question = _question(
+            _encoded_id(),
+            str(body["text"]),
+            str(body["type"]),
+            len(vacancy["questions"]) + 1,
+            required=bool(body.get("required", False)),
+            options=str(body.get("options") or ""),
+            parent=body.get("parent_question"),
+            expected=body.get("parent_answer_expected"),
+        )
+        vacancy["questions"].append(question)
+        return Response(content=question, status_code=201)
 
     @get("/company/{feed:str}", sync_to_thread=False)
     def public_feed(feed: str) -> Response[Any]:
@@ -699,6 +808,9 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise FlatchrError(400, "Invalid request payload JSON format")
+        for key in ("email", "vacancy", "firstname", "lastname"):  # Joi: strings, or absent
+            if key in body and not isinstance(body[key], str):
+                raise _bad(f'"{key}" must be a string', key)
         return Response(content=sb.search(body))
 
     @get("/company/{company_id:str}/columns", sync_to_thread=False)
@@ -795,6 +907,7 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
             post_candidate_test,
             get_vacancy,
             list_vacancies,
+            add_question,
             public_feed,
             search_applicants,
             list_columns,

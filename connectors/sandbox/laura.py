@@ -7,6 +7,15 @@ ids, one candidate per email and one application per candidate + job (409 with
 ``existing_id``), server-side validation of answers against the job's questions (required,
 type, options, preconditions → 422), closed jobs refuse applications (422), unknown ids 404.
 No attachment endpoint: Laura takes no files.
+
+Job listing (assumed, like the rest): ``GET /jobs?page=&per_page=`` (page from 1, per_page ≤ 100,
+``meta {page, per_page, total}``), filters ``status`` (open|closed|draft|archived) and
+``updated_after`` (ISO 8601; jobs whose ``changed_at`` is later), both refused with 422 when
+malformed; no name search. Seed: jobs 101-103 plus 62 generated ones (201-262) to page through.
+
+Sandbox-only: ``POST /_sandbox/laura/jobs/{id}/questions`` adds a question to a job at runtime
+(``{"title", "format", "required"?, "index"?, "precondition_question_id"?,
+"precondition_options"?}``), so a test can see a cache expire.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from connectors.sandbox.common import sandbox_app
 API = "/api/v1.2"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GENDERS = {"male", "female", "other"}
+ADDRESS_FIELDS = ("street", "city", "zip_code", "country_code")
 
 
 def _now() -> str:
@@ -120,6 +130,7 @@ JOBS: list[dict[str, Any]] = [
         "opened_at": "2026-10-01",
         "closed_at": None,
         "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=101",
+        "changed_at": "2026-10-01T09:00:00+00:00",
     },
     {
         "id": 102,
@@ -130,6 +141,7 @@ JOBS: list[dict[str, Any]] = [
         "opened_at": "2026-10-15",
         "closed_at": None,
         "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=102",
+        "changed_at": "2026-10-15T09:00:00+00:00",
     },
     {
         "id": 103,
@@ -140,8 +152,40 @@ JOBS: list[dict[str, Any]] = [
         "opened_at": "2026-03-01",
         "closed_at": "2026-05-31",
         "post_url": "https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid=103",
+        "changed_at": "2026-05-31T17:00:00+00:00",
     },
 ]
+
+JOB_STATUSES = ("open", "closed", "draft", "archived")
+PER_PAGE_MAX = 100
+
+
+def _generated_jobs() -> list[dict[str, Any]]:
+    """62 more jobs to page through: statuses and visibilities mixed, changed one day apart."""
+    kinds = ["Sairaanhoitaja / Nurse", "Ohjelmistokehittäjä / Developer", "Opettaja / Teacher"]
+    cycle = ["open", "open", "closed", "draft", "archived"]
+    start = dt.datetime(2026, 9, 1, 8, 0, tzinfo=dt.UTC)
+    jobs = []
+    for n in range(62):
+        jid = 201 + n
+        status = cycle[n % len(cycle)]
+        jobs.append(
+            {
+                "id": jid,
+                "name": f"{kinds[n % len(kinds)]} {n + 1}",
+                "status": status,
+                "visibility": "internal" if n % 4 == 3 else "public",
+                "description": f"<p>Position {n + 1}.</p>",
+                "opened_at": (start + dt.timedelta(days=n)).date().isoformat(),
+                "closed_at": None
+                if status in ("open", "draft")
+                else (start + dt.timedelta(days=n + 30)).date().isoformat(),
+                "post_url": f"https://sandbox.rekrytointi.com/paikat/?o=A_RJ&jgid=1&jid={jid}",
+                "changed_at": (start + dt.timedelta(days=n)).isoformat(),
+            }
+        )
+    return jobs
+
 
 JOB_QUESTIONS = [
     # job 101: every format; 502 shown when 501 is "true"; 504 shown when 503 is Tampere (12)
@@ -155,6 +199,11 @@ JOB_QUESTIONS = [
     # job 102: optional questions only
     _jq(9011, 102, 505, 0, False),
     _jq(9012, 102, 507, 1, False),
+    # job 201: a chain: 503 shown when 501 is "true", 504 shown when 503 is Tampere (12)
+    _jq(9021, 201, 501, 0, True),
+    _jq(9022, 201, 503, 1, True, 501, ["true"]),
+    _jq(9023, 201, 504, 2, True, 503, ["12"]),
+    _jq(9024, 201, 505, 3, False),
 ]
 
 
@@ -172,7 +221,7 @@ class LauraState:
     def reset(self) -> None:
         self.stages = copy.deepcopy(STAGES)
         self.questions = {q["id"]: copy.deepcopy(q) for q in QUESTIONS}
-        self.jobs: dict[int, dict[str, Any]] = {j["id"]: copy.deepcopy(j) for j in JOBS}
+        self.jobs: dict[int, dict[str, Any]] = {j["id"]: copy.deepcopy(j) for j in JOBS + _generated_jobs()}
         self.job_questions = copy.deepcopy(JOB_QUESTIONS)
         self.candidates: dict[int, dict[str, Any]] = {}
         self.applications: dict[int, dict[str, Any]] = {}
@@ -213,13 +262,20 @@ def _candidate_errors(data: dict[str, Any]) -> list[str]:
     ]
     if isinstance(data.get("email"), str) and data["email"] and not EMAIL.match(data["email"]):
         errors.append("email is not a valid address")
-    if "gender" in data and data["gender"] not in GENDERS:
+    if "gender" in data and (not isinstance(data["gender"], str) or data["gender"] not in GENDERS):
         errors.append("gender must be one of male, female, other")
+    if "phone" in data and not isinstance(data["phone"], str):  # the types the connector's wire format assumes
+        errors.append("phone must be a string")
     address = data.get("address")
     if address is not None:
         if not isinstance(address, dict):
             errors.append("address must be an object")
         else:
+            errors += [
+                f"address.{k} must be a string"
+                for k in ADDRESS_FIELDS
+                if k in address and not isinstance(address[k], str)
+            ]
             cc = address.get("country_code")
             if cc is not None and not (isinstance(cc, str) and re.fullmatch(r"[A-Z]{2}", cc)):
                 errors.append("address.country_code must be ISO 3166-1 alpha-2")
@@ -314,10 +370,29 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
         return None
 
     @get("/jobs", sync_to_thread=False)
-    def list_jobs(page: int = 1, per_page: int = 50) -> Response[Any]:
-        jobs = list(state.jobs.values())
+    def list_jobs(
+        page: int = 1, per_page: int = 50, status: str | None = None, updated_after: str | None = None
+    ) -> Response[Any]:
+        if page < 1 or not 1 <= per_page <= PER_PAGE_MAX:
+            return _err(422, "VALIDATION_ERROR", f"page must be >= 1 and per_page 1..{PER_PAGE_MAX}")
+        if status is not None and status not in JOB_STATUSES:
+            return _err(422, "VALIDATION_ERROR", "status must be one of " + ", ".join(JOB_STATUSES))
+        after = None
+        if updated_after is not None:
+            try:
+                after = dt.datetime.fromisoformat(updated_after)
+            except ValueError:
+                return _err(422, "VALIDATION_ERROR", "updated_after must be an ISO 8601 date-time")
+            if after.tzinfo is None:
+                after = after.replace(tzinfo=dt.UTC)
+        jobs = [
+            j
+            for j in sorted(state.jobs.values(), key=lambda j: j["id"])
+            if (status is None or j["status"] == status)
+            and (after is None or dt.datetime.fromisoformat(j["changed_at"]) > after)
+        ]
         window = jobs[(page - 1) * per_page : page * per_page]
-        return _ok(window, page=page, per_page=per_page, total=len(jobs))
+        return _ok(copy.deepcopy(window), page=page, per_page=per_page, total=len(jobs))
 
     @get("/jobs/{job_id:int}", sync_to_thread=False)
     def get_job(job_id: int) -> Response[Any]:
@@ -432,6 +507,33 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
             application["changed_at"] = _now()
         return _ok(application)
 
+    @post("/_sandbox/laura/jobs/{job_id:int}/questions", sync_to_thread=False)
+    def add_question(job_id: int, data: dict[str, Any]) -> Response[Any]:
+        """Sandbox only: a recruiter adds a question to a job (the job's changed_at moves too)."""
+        job = state.jobs.get(job_id)
+        fmt = data.get("format")
+        if job is None:
+            return _err(404, "NOT_FOUND", "job not found")
+        if not isinstance(data.get("title"), str) or not isinstance(fmt, dict) or "type" not in fmt:
+            return _err(422, "VALIDATION_ERROR", "title and format {type} are required")
+        with state.lock:
+            qid = state.new_id()
+            state.questions[qid] = {"id": qid, "title": data["title"], "format": fmt}
+            existing = [r for r in state.job_questions if r["job_id"] == job_id]
+            row = _jq(
+                state.new_id(),
+                job_id,
+                qid,
+                int(data.get("index", len(existing))),
+                bool(data.get("required", False)),
+                data.get("precondition_question_id"),
+                data.get("precondition_options"),
+            )
+            row["changed_at"] = _now()
+            state.job_questions.append(row)
+            job["changed_at"] = _now()
+        return _ok(dict(row, question=state.questions[qid]), 201)
+
     api = Router(
         path=API,
         before_request=check_auth,
@@ -450,4 +552,4 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Litestar:
             move_stage,
         ],
     )
-    return sandbox_app(name="laura", routes=[api], records=state.records, reset=state.reset)
+    return sandbox_app(name="laura", routes=[api, add_question], records=state.records, reset=state.reset)

@@ -15,6 +15,8 @@ Sandbox-only controls, besides the common ``/_sandbox`` endpoints:
   "count": null}``); ``DELETE`` clears
 * ``POST /_sandbox/otys/rpc-faults``        the common `Faults` body, but ``path_regex`` is matched
   against the JSON-RPC *method* (all calls share one URL), e.g. ``AttachedDocumentsService\\.add``
+* ``POST /_sandbox/otys/vacancies/{uid}/questions`` adds a question to the vacancy's questionset
+  at runtime (``{"question", "type", "fieldName", "mandatory"?, "answers"?}``), to see a cache expire
 * option ``session_max_calls=N``: a session expires after N authenticated calls
 * option ``unique_email=False``: allow two candidates with one e-mail (refused by default;
   assumption: whether OTYS refuses is not public)
@@ -58,6 +60,7 @@ E_FILE_TOO_LARGE = 2011
 
 DOCUMENT_TYPES = {1: "CV", 2: "Motivation letter", 201: "Other"}  # assumption: 2 = cover letter
 GENDERS = {"m": "Male", "f": "Female", "o": "Other"}  # assumption: OTYS gender option codes
+PERSON_TEXT_FIELDS = ("firstName", "infix", "lastName", "emailPrimary", "gender", "languageCode")
 
 
 class RpcError(Exception):
@@ -93,16 +96,26 @@ def _uid() -> str:
     return uuid.uuid4().hex
 
 
+VACANCY_STATUSES = ("open", "closed", "draft", "archived")  # assumption: OTYS's status values
+
+
 def _seed_vacancies() -> dict[str, dict[str, Any]]:
-    return {
+    """Three hand-made vacancies (one with the questionset of every type) and 22 generated ones
+    to page through (statuses mixed, ``lastModified`` a day apart)."""
+    base = {
         "a1b2c3d4e5f60718293a4b5c6d7e8f90": {
             "uid": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
             "internalId": 1001,
             "title": "Backend developer",
             "status": "open",
             "locationCity": "Utrecht",
+            "locationPostcode": "3511 AA",
             "locationCountryCode": "NL",
             "referenceNr": "V-1001",
+            "textField_description": "<p>Python and PostgreSQL.</p>",
+            "customApplyUrl": "https://jobs.example.nl/vacatures/backend-developer",
+            "entryDateTime": "2026-09-01 09:00:00",
+            "lastModified": "2026-10-01 09:00:00",
             "qsId": "qs-1",
         },
         "b2c3d4e5f60718293a4b5c6d7e8f90a1": {
@@ -113,6 +126,8 @@ def _seed_vacancies() -> dict[str, dict[str, Any]]:
             "locationCity": "Amsterdam",
             "locationCountryCode": "NL",
             "referenceNr": "V-1002",
+            "entryDateTime": "2026-09-02 09:00:00",
+            "lastModified": "2026-10-02 09:00:00",
             "qsId": None,
         },
         "c3d4e5f60718293a4b5c6d7e8f90a1b2": {
@@ -123,9 +138,29 @@ def _seed_vacancies() -> dict[str, dict[str, Any]]:
             "locationCity": "Rotterdam",
             "locationCountryCode": "NL",
             "referenceNr": "V-1003",
+            "entryDateTime": "2026-03-01 09:00:00",
+            "lastModified": "2026-05-31 17:00:00",
             "qsId": None,
         },
     }
+    titles = ["Verpleegkundige / Nurse", "Developer", "Magazijnmedewerker / Warehouse"]
+    start = dt.datetime(2026, 9, 10, 8, 0)
+    for n in range(22):
+        uid = hashlib.md5(f"otys-vacancy-{n}".encode()).hexdigest()  # noqa: S324 - a stable seed id
+        when = start + dt.timedelta(days=n)
+        base[uid] = {
+            "uid": uid,
+            "internalId": 2001 + n,
+            "title": f"{titles[n % 3]} {n + 1}",
+            "status": VACANCY_STATUSES[n % 4],
+            "locationCity": ["Utrecht", "Amsterdam", "Eindhoven"][n % 3],
+            "locationCountryCode": "NL",
+            "referenceNr": f"V-{2001 + n}",
+            "entryDateTime": (when - dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S"),
+            "lastModified": when.strftime("%Y-%m-%d %H:%M:%S"),
+            "qsId": "qs-2" if n == 0 else None,
+        }
+    return base
 
 
 def _seed_statuses() -> dict[int, list[dict[str, Any]]]:
@@ -165,44 +200,72 @@ def _seed_portals() -> dict[str, dict[str, Any]]:
     }
 
 
+# The tenant's match criteria (matchCriteria_N): option uid -> label. Candidates store a criterion
+# as an object keyed by option uid (the plugin's ``{"<optionId>": 1}``).
+MATCH_CRITERIA: dict[int, dict[str, str]] = {
+    1: {"11": "North", "12": "South"},
+    2: {"21": "Dutch", "22": "English"},
+    3: {"41": "Junior", "42": "Medior", "43": "Senior"},
+}
+BOOLEAN_FIELDS = frozenset({"driversLicence", "willRelocate", "ownsCar", "handicapped"})
+
+
+def _question(
+    qid: str,
+    question: str,
+    ftype: str,
+    field_name: str,
+    mandatory: bool = False,
+    answers: list[tuple[str, str]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    validation = {"mandatory": mandatory, **extra.pop("validation", {})}
+    return {
+        "id": qid,
+        "question": question,
+        "type": ftype,
+        "subtype": ftype,
+        "fieldName": field_name,
+        "Validation": validation,
+        "PossibleAnswersExt": [{"uid": a, "answer": label} for a, label in (answers or [])],
+        **extra,
+    }
+
+
 def _seed_questionsets() -> dict[str, dict[str, Any]]:
-    """One questionset with a question of every type the plugin renders."""
-
-    def q(
-        qid: str,
-        question: str,
-        ftype: str,
-        field_name: str,
-        mandatory: bool = False,
-        answers: list[tuple[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "id": qid,
-            "question": question,
-            "type": ftype,
-            "subtype": ftype,
-            "fieldName": field_name,
-            "Validation": {"mandatory": mandatory},
-            "PossibleAnswersExt": [{"uid": a, "answer": label} for a, label in (answers or [])],
-        }
-
+    """qs-1: a question of every type the plugin renders (and a candidate-data question, which
+    the relay fills from the candidate itself); qs-2: a short one."""
+    q = _question
     questions = [
+        q("100", "First name", "textField", "Person.firstName", True),
         q("101", "Your motivation", "motivation", "motivation", True),
         q("102", "Years of experience", "textField", "extraInfo1"),
         q("103", "Describe a project", "textarea", "extraInfo2"),
-        q("104", "Start date", "dateSelect", "availableAt"),
-        q("105", "CV", "file", "cv", True),
+        q("104", "Start date", "dateSelect", "availableAt", validation={"date": True}),
+        q("105", "CV", "file", "cv", True, documentTypeId=1),
         q("106", "Preferred region", "select", "matchCriteria_1", answers=[("11", "North"), ("12", "South")]),
         q("107", "Languages", "multiSelect", "matchCriteria_2", answers=[("21", "Dutch"), ("22", "English")]),
         q("108", "Driving licence", "checkbox", "driversLicence"),
         q("109", "Work permit", "radio", "extraInfo3", True, answers=[("31", "Yes"), ("32", "No")]),
+        q(
+            "110",
+            "Seniority",
+            "criteria",
+            "matchCriteria_3",
+            answers=[("41", "Junior"), ("42", "Medior"), ("43", "Senior")],
+        ),
+        q("111", "Shifts", "multiCheckbox", "extraInfo4", answers=[("51", "Day"), ("52", "Night"), ("53", "Weekend")]),
+        q("112", "Reference e-mail", "textField", "extraInfo5", validation={"email": True}),
+        q("113", "Certificates", "multiFile", "documents", documentTypeId=201),
+        q("114", "Willing to relocate", "other", "willRelocate"),
+    ]
+    short = [
+        q("201", "Your motivation", "motivation", "motivation"),
+        q("202", "Driving licence", "checkbox", "driversLicence", True),
     ]
     return {
-        "qs-1": {
-            "uid": "qs-1",
-            "name": "Default",
-            "Pages": [{"Questions": {item["id"]: item for item in questions}}],
-        }
+        "qs-1": {"uid": "qs-1", "name": "Default", "Pages": [{"Questions": {item["id"]: item for item in questions}}]},
+        "qs-2": {"uid": "qs-2", "name": "Short", "Pages": [{"Questions": {item["id"]: item for item in short}}]},
     }
 
 
@@ -402,25 +465,59 @@ def _validate_candidate(state: OtysState, data: Any, *, creating: bool) -> None:
         for key in ("firstName", "lastName", "emailPrimary"):
             if not person.get(key):
                 raise RpcError(E_VALIDATION, f"Field Person.{key} is required")
+    # the documented fields' types: text fields are strings, groups are objects (a wrong type is
+    # OWS's validation error, never an internal one)
+    for key in PERSON_TEXT_FIELDS:
+        if key in person and not isinstance(person[key], str):
+            raise RpcError(E_VALIDATION, f"Invalid value for field Person.{key}")
     email = person.get("emailPrimary")
     if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email)):
         raise RpcError(E_VALIDATION, "Invalid value for field Person.emailPrimary")
     if "gender" in person and person["gender"] not in GENDERS:
         raise RpcError(E_VALIDATION, "Invalid value for field Person.gender")
     address = person.get("AddressPrimary") or {}
+    if not isinstance(address, dict) or any(not isinstance(v, str) for v in address.values()):
+        raise RpcError(E_VALIDATION, "Invalid value for field Person.AddressPrimary")
     code = address.get("countryCode")
     if code is not None and not re.fullmatch(r"[A-Z]{2}", str(code)):
         raise RpcError(E_VALIDATION, "Invalid value for field Person.AddressPrimary.countryCode")
-    for slot, phone in (person.get("PhoneNumbers") or {}).items():
+    phones = person.get("PhoneNumbers") or {}
+    if not isinstance(phones, dict):
+        raise RpcError(E_VALIDATION, "Invalid value for field Person.PhoneNumbers")
+    for slot, phone in phones.items():
         if slot == "DELETE":
             continue
-        if slot not in {"1", "2", "3", "4", "5"} or not isinstance(phone, dict) or not phone.get("phoneNumber"):
+        if (
+            slot not in {"1", "2", "3", "4", "5"}
+            or not isinstance(phone, dict)
+            or not isinstance(phone.get("phoneNumber"), str)
+            or not phone["phoneNumber"]
+        ):
             raise RpcError(E_VALIDATION, "Invalid value for field Person.PhoneNumbers")
     if "availableAt" in data:
         _check_date(data["availableAt"], "availableAt")
+    for key, value in data.items():
+        if key.startswith("extraInfo") and not isinstance(value, str):
+            raise RpcError(E_VALIDATION, f"Invalid value for field {key}; expected a string")
+        if key in BOOLEAN_FIELDS and not isinstance(value, bool):
+            raise RpcError(E_VALIDATION, f"Invalid value for field {key}; expected a boolean")
+        if key.startswith("matchCriteria_"):
+            _check_criterion(key, value)
     portal = data.get("portalId")
-    if portal is not None and portal not in state.portals:
+    if portal is not None and (not isinstance(portal, str) or portal not in state.portals):
         raise RpcError(E_VALIDATION, "Invalid value for field portalId")
+
+
+def _check_criterion(key: str, value: Any) -> None:
+    """``matchCriteria_N``: an object keyed by the criterion's option uids (plugin: ``{id: 1}``)."""
+    try:
+        options = MATCH_CRITERIA[int(key.removeprefix("matchCriteria_"))]
+    except (ValueError, KeyError):
+        raise RpcError(E_VALIDATION, f"Unknown field {key}") from None
+    if not isinstance(value, dict) or not value:
+        raise RpcError(E_VALIDATION, f"Invalid value for field {key}; expected an object of option ids")
+    if any(k not in options or isinstance(v, bool) or not isinstance(v, int) for k, v in value.items()):
+        raise RpcError(E_VALIDATION, f"Invalid option for field {key}")
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -577,6 +674,9 @@ def procedure_add(state: OtysState, args: list[Any]) -> Any:
             auto = next((s for s in state.statuses[n] if s["automaticallySelectEvent"] == 1), None)
             if auto:
                 record[key] = {"uid": f"{n}_{auto['uid']}"}
+    killer = data.get("KillerQuestions")
+    if killer is not None and (not isinstance(killer, list) or not all(isinstance(k, str) for k in killer)):
+        raise RpcError(E_VALIDATION, "Invalid value for field KillerQuestions; expected a list of strings")
     for key in ("UtmTags", "KillerQuestions", "portalId"):
         if key in data:
             record[key] = data[key]
@@ -940,6 +1040,37 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         with state.lock:
             return {"expired": state.expire_sessions()}
 
+    @post("/_sandbox/otys/vacancies/{vacancy_uid:str}/questions", status_code=201, sync_to_thread=False)
+    def add_question(vacancy_uid: str, data: dict[str, Any]) -> Response[Any]:
+        """Sandbox only: a recruiter adds a question to the vacancy's questionset (one is created
+        for a vacancy without). Body: ``{"question", "type", "fieldName", "subtype"?, "id"?,
+        "mandatory"?, "answers"?: [[uid, label]...]}``."""
+        with state.lock:
+            vacancy = state.vacancies.get(vacancy_uid)
+            if vacancy is None:
+                return Response({"error": "vacancy not found"}, status_code=404)
+            if not all(isinstance(data.get(k), str) for k in ("question", "type", "fieldName")):
+                return Response({"error": "question, type and fieldName are required"}, status_code=422)
+            qs_uid = vacancy.get("qsId")
+            if not qs_uid:
+                qs_uid = vacancy["qsId"] = f"qs-{vacancy['internalId']}"
+                state.questionsets[qs_uid] = {"uid": qs_uid, "name": "Added", "Pages": [{"Questions": {}}]}
+            pages = state.questionsets[qs_uid]["Pages"]
+            qid = str(data.get("id") or 900 + sum(len(p["Questions"]) for p in pages))
+            item = _question(
+                qid,
+                data["question"],
+                data["type"],
+                data["fieldName"],
+                bool(data.get("mandatory", False)),
+                [tuple(a) for a in data.get("answers", [])],
+            )
+            if data.get("subtype"):
+                item["subtype"] = data["subtype"]
+            pages[-1]["Questions"][qid] = item
+            vacancy["lastModified"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return Response(item, status_code=201)
+
     @post("/_sandbox/otys/upload-faults", status_code=200, sync_to_thread=False)
     def set_upload_faults(data: UploadFaults) -> dict[str, Any]:
         state.upload_faults = data
@@ -973,6 +1104,7 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
             jservice,
             file_service,
             expire_sessions,
+            add_question,
             set_upload_faults,
             clear_upload_faults,
             set_rpc_faults,

@@ -49,7 +49,7 @@ def test_seed_has_stages_and_questions_with_preconditions(api: httpx.Client) -> 
     stages = api.get("/stages").json()["data"]
     assert [s["global_index"] for s in stages] == list(range(len(stages)))
     jobs = api.get("/jobs").json()
-    assert {j["status"] for j in jobs["data"]} == {"open", "closed"}
+    assert {j["status"] for j in jobs["data"]} == {"open", "closed", "draft", "archived"}
     rows = api.get("/jobs/101/questions").json()["data"]
     kinds = {r["question"]["format"]["type"] for r in rows}
     assert kinds == {"boolean", "multiselect", "select", "text", "number", "date", "textarea"}
@@ -154,4 +154,34 @@ def test_reset_restores_the_seed_and_faults_apply(api: httpx.Client, laura: Emul
     assert records(laura)["faults_injected"] == {"rate_limit": 1}
     httpx.post(laura.url + "/_sandbox/reset")
     data = records(laura)
-    assert data["candidates"] == [] and len(data["jobs"]) == 3 and data["faults_injected"] == {}
+    assert data["candidates"] == [] and len(data["jobs"]) == 65 and data["faults_injected"] == {}
+
+
+def test_job_listing_pages_and_filters_strictly(api: httpx.Client, laura: Emulator) -> None:
+    first = api.get("/jobs", params={"page": 1, "per_page": 30}).json()
+    assert first["meta"] == {"page": 1, "per_page": 30, "total": 65} and len(first["data"]) == 30
+    last = api.get("/jobs", params={"page": 3, "per_page": 30}).json()
+    assert len(last["data"]) == 5
+    closed = api.get("/jobs", params={"status": "closed", "per_page": 100}).json()
+    assert closed["data"] and {j["status"] for j in closed["data"]} == {"closed"}
+    recent = api.get("/jobs", params={"updated_after": "2026-10-20T00:00:00+00:00", "per_page": 100}).json()
+    assert recent["data"] and all(j["changed_at"] > "2026-10-20" for j in recent["data"])
+    for bad in ({"status": "OPEN"}, {"per_page": 101}, {"page": 0}, {"updated_after": "yesterday"}):
+        r = api.get("/jobs", params=bad)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert records(laura)["requests"]["GET /api/v1.2/jobs"] == 8
+
+
+def test_sandbox_adds_a_question_to_a_job(api: httpx.Client, laura: Emulator) -> None:
+    before = api.get("/jobs/102/questions").json()["data"]
+    r = httpx.post(
+        laura.url + "/_sandbox/laura/jobs/102/questions",
+        json={
+            "title": "Kielitaito / Languages",
+            "format": {"type": "multiselect", "options": [{"id": 7, "label": "fi"}]},
+        },
+    )
+    assert r.status_code == 201
+    after = api.get("/jobs/102/questions").json()["data"]
+    assert len(after) == len(before) + 1 and after[-1]["question"]["title"] == "Kielitaito / Languages"
+    assert httpx.post(laura.url + "/_sandbox/laura/jobs/999/questions", json={}).status_code == 404

@@ -129,7 +129,7 @@ def test_procedures_stages_and_seed(client: httpx.Client) -> None:
     [proc] = rec["procedures"]
     assert proc["uid"] == uid and proc["ProcedureStatus1"] == {"uid": "1_3"}
     assert proc["ProcedureStatus2"] == {"uid": "2_1"}  # auto-selected "joined via website"
-    assert len(rec["vacancies"]) == 3 and rec["stages"]["1"][0]["code"] == "Applied"
+    assert len(rec["vacancies"]) == 25 and rec["stages"]["1"][0]["code"] == "Applied"
     assert {p["portal"] for p in rec["portals"]} >= {"Indeed", "LinkedIn"}
     qs = rec["questionsets"][0]["Pages"][0]["Questions"]
     assert {q["type"] for q in qs.values()} >= {
@@ -227,3 +227,64 @@ def test_rpc_faults_target_one_method(client: httpx.Client) -> None:
     rec = client.get("/_sandbox/records").json()
     assert len(rec["candidates"]) == 1  # processed before the drop
     assert rec["rpc_faults_injected"] == {"error": 1, "drop_after": 1}
+
+
+def test_vacancy_listing_pages_and_filters(client: httpx.Client) -> None:
+    session = login(client)
+    listing = "Otys.Services.VacancyService.getListEx"
+    page = rpc(
+        client, listing, session, {"what": {"uid": 1, "title": 1}, "limit": 10, "offset": 20, "getTotalCount": 1}
+    )
+    assert page["result"]["totalCount"] == 25 and len(page["result"]["listOutput"]) == 5
+    assert set(page["result"]["listOutput"][0]) == {"uid", "title"}  # `what` projects
+    drafts = {
+        "what": {"uid": 1, "status": 1},
+        "limit": 200,
+        "condition": {"type": "AND", "items": [{"type": "COND", "field": "status", "op": "EQ", "param": "draft"}]},
+    }
+    rows = rpc(client, listing, session, drafts)["result"]["listOutput"]
+    assert rows and {r["status"] for r in rows} == {"draft"}
+    since = {
+        "what": {"lastModified": 1},
+        "limit": 200,
+        "condition": {"type": "COND", "field": "lastModified", "op": "GE", "param": "2026-09-25 00:00:00"},
+    }
+    assert all(r["lastModified"] >= "2026-09-25" for r in rpc(client, listing, session, since)["result"]["listOutput"])
+    like = {"limit": 200, "condition": {"type": "COND", "field": "title", "op": "LIKE", "param": "%nurse%"}}
+    assert all("Nurse" in r["title"] for r in rpc(client, listing, session, like)["result"]["listOutput"])
+    assert rpc(client, listing, session, {"limit": 201})["error"]  # 200 per call
+
+
+def test_answer_fields_are_checked_as_otys_stores_them(client: httpx.Client) -> None:
+    session = login(client)
+    add = "Otys.Services.CandidateService.add"
+    for field, bad in (
+        ("matchCriteria_1", ["11"]),
+        ("matchCriteria_1", {"99": 1}),
+        ("matchCriteria_9", {"11": 1}),
+        ("extraInfo1", 3),
+        ("driversLicence", "true"),
+        ("availableAt", "2027-01-01"),
+    ):
+        error = rpc(client, add, session, {**person(), field: bad})["error"]
+        assert field in error["message"]
+    ok = {**person(), "matchCriteria_1": {"12": 1}, "extraInfo4": "51,52", "driversLicence": True}
+    uid = rpc(client, add, session, ok)["result"]
+    bad_killer = {"candidateUid": uid, "vacancyUid": JOB, "KillerQuestions": [1]}
+    assert (
+        "KillerQuestions" in rpc(client, "Otys.Services.ProcedureService.add", session, bad_killer)["error"]["message"]
+    )
+    [stored] = client.get("/_sandbox/records").json()["candidates"]
+    assert stored["matchCriteria_1"] == {"12": 1} and stored["driversLicence"] is True
+
+
+def test_sandbox_adds_a_question_to_a_vacancy(client: httpx.Client) -> None:
+    vacancy = "b2c3d4e5f60718293a4b5c6d7e8f90a1"
+    body = {"question": "Region", "type": "select", "fieldName": "matchCriteria_1", "answers": [["11", "North"]]}
+    assert client.post(f"/_sandbox/otys/vacancies/{vacancy}/questions", json=body).status_code == 201
+    session = login(client)
+    qs = rpc(client, "Otys.Services.QuestionSetService.getVacancyQsIdByVacancyOuid", session, vacancy)["result"]
+    detail = rpc(client, "Otys.Services.QuestionSetService.getDetail", session, qs)["result"]
+    [question] = detail["Pages"][0]["Questions"].values()
+    assert question["PossibleAnswersExt"] == [{"uid": "11", "answer": "North"}]
+    assert client.post("/_sandbox/otys/vacancies/nope/questions", json=body).status_code == 404

@@ -120,13 +120,17 @@ async def test_cursor_pagination_walks_everything_once_while_new_ones_arrive(rel
         ({"received_from": "yesterday"}, "received_from"),
         ({"received_from": "2030-01-01", "received_to": "2020-01-01"}, "received_from"),
         ({"limit": "many"}, "limit"),
+        ({"limit": "-5"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "100000"}, "limit"),
     ],
 )
-async def test_bad_filters_are_400_naming_the_field(relay: Relay, params: dict[str, str], field: str) -> None:
+async def test_bad_filters_are_422_naming_the_field(relay: Relay, params: dict[str, str], field: str) -> None:
+    """A value the route does not take is a 422 (as on every route), never clamped silently."""
     response = await relay.client.get("/v1/deliveries", params=params, headers=relay.admin)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert field in response.text
+    assert field in response.text and response.json()["code"] == "PLATFORM.INPUT_INVALID"
 
 
 async def test_list_rows_carry_no_candidate_data(relay: Relay) -> None:
@@ -244,16 +248,23 @@ async def test_bulk_retry_by_filter_in_the_background(relay: Relay, factorial: E
     [entry] = [e for e in await audit_entries(relay) if e.action == "bulk_retry"]
     assert entry.actor == "ops" and entry.target == progress["id"]
 
-    # no filter at all: the delivered one is left as it is; the failed one on beta is retried
-    response = await relay.client.post("/v1/deliveries/retry", json={}, headers=ops)
+    # no filter is refused, nothing is retried; "all" says it on purpose
+    for empty in (b"", b"{}"):
+        refused = await relay.client.post(
+            "/v1/deliveries/retry", content=empty, headers={**ops, "content-type": "application/json"}
+        )
+        assert refused.status_code == 422 and refused.json()["code"] == "PLATFORM.FILTER_REQUIRED", refused.text
+    assert (await relay.delivery(other))["status"] == "failed"
+    response = await relay.client.post("/v1/deliveries/retry", json={"all": True}, headers=ops)
     progress = await wait_bulk(relay.client, response.headers["location"], ops)
     assert progress["total"] == 6 and progress["retried"] == 1 and progress["unchanged"] == 5
     await relay.wait_for(other, "delivered")
 
-    bad = await relay.client.post("/v1/deliveries/retry", json={"status": "gone"}, headers=ops)
-    assert bad.status_code == 400 and "status" in bad.text
-    bad = await relay.client.post("/v1/deliveries/retry", json={"colour": "red"}, headers=ops)
-    assert bad.status_code == 400 and "colour" in bad.text
+    for body, field in (({"status": "gone"}, "status"), ({"colour": "red"}, "colour"), ({"all": "yes"}, "all")):
+        bad = await relay.client.post("/v1/deliveries/retry", json=body, headers=ops)
+        assert bad.status_code == 422 and field in bad.text and bad.json()["code"], bad.text
+    both = await relay.client.post("/v1/deliveries/retry", json={"all": True, "status": "failed"}, headers=ops)
+    assert both.status_code == 422
     assert (await relay.client.get("/v1/bulk-retries/blk_nope", headers=ops)).status_code == 404
 
 

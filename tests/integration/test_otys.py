@@ -14,12 +14,11 @@ import pytest
 
 from app.core.model import AttachmentRef
 from app.operator import actions
-from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.builders import DOCX_BYTES, PDF_BYTES, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
 
 JOB = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
-DOCX_BYTES = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml word/document.xml " + bytes(range(200)) * 4
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 6
 FILES = {"cv.pdf": PDF_BYTES, "motivation.docx": DOCX_BYTES, "portfolio.png": PNG_BYTES}
 SHA = {name: hashlib.sha256(data).hexdigest() for name, data in FILES.items()}

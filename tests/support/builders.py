@@ -6,10 +6,52 @@ Test modules never import each other; whatever two of them need lives here (or i
 from __future__ import annotations
 
 import base64
+import io
+import zipfile
 from typing import Any
 
 PDF_BYTES = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" + bytes(range(256)) * 8
-DOCX_BYTES = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml" + b"word/document.xml" + b"\x00" * 64
+DOCX_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+
+
+def zip_bytes(parts: dict[str, bytes | str], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip of `parts`, in order, byte for byte the same on every run (fixed dates)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in parts.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data, compression)
+    return buffer.getvalue()
+
+
+def docx_bytes(**extra: bytes | str) -> bytes:
+    """A minimal real Word document (app/core/files.py checks its parts), plus `extra` parts."""
+    return zip_bytes(
+        {
+            "[Content_Types].xml": DOCX_CONTENT_TYPES,
+            "_rels/.rels": "<Relationships/>",
+            "word/document.xml": "<w:document><w:body><w:p>Dear team</w:p></w:body></w:document>",
+            **extra,
+        }
+    )
+
+
+def odt_bytes() -> bytes:
+    """A minimal real OpenDocument text: `mimetype` first and stored, then its content."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        when = (2026, 1, 1, 0, 0, 0)
+        archive.writestr(zipfile.ZipInfo("mimetype", when), "application/vnd.oasis.opendocument.text")
+        archive.writestr(zipfile.ZipInfo("content.xml", when), "<office:document-content/>", zipfile.ZIP_DEFLATED)
+        archive.writestr(zipfile.ZipInfo("META-INF/manifest.xml", when), "<manifest:manifest/>", zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+DOCX_BYTES = docx_bytes()
+ODT_BYTES = odt_bytes()
 
 
 def b64(data: bytes) -> str:

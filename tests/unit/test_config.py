@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.config import ConfigError, load_config, parse_config
+from app.core import files
 from connectors.factorial import FactorialSettings
 
 
@@ -36,6 +37,8 @@ def conn(**table: Any) -> dict[str, Any]:
         (conn(concurrency=0), "connections.acme.concurrency"),
         (conn(retry_schedule=[]), "connections.acme.retry_schedule"),
         (conn(max_file_bytes=-1), "connections.acme.max_file_bytes"),
+        (conn(allowed_attachment_types=["image/svg+xml"]), "connections.acme.allowed_attachment_types[0]"),
+        (conn(allowed_attachment_types=[]), "connections.acme.allowed_attachment_types"),
         ({"connectionz": {}}, "connectionz"),
     ],
 )
@@ -43,6 +46,13 @@ def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(data, {"ACME_KEY": "k"})
     assert str(error.value).startswith(key)
+
+
+def test_allowed_attachment_types_default_to_the_safe_list() -> None:
+    default = parse_config(conn(), {"ACME_KEY": "k"}).connections["acme"]
+    assert default.allowed_attachment_types == files.DEFAULT_ALLOWED and files.GIF not in files.DEFAULT_ALLOWED
+    chosen = parse_config(conn(allowed_attachment_types=["application/pdf", "image/gif"]), {"ACME_KEY": "k"})
+    assert chosen.connections["acme"].allowed_attachment_types == ("application/pdf", "image/gif")
 
 
 def test_config_file_and_secrets_from_env(tmp_path: Path) -> None:

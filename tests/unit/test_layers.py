@@ -111,3 +111,13 @@ def test_the_blob_store_imports_nothing_of_the_relay() -> None:
         for m, ts in blobs.items()
     }
     assert {m: ts for m, ts in bad.items() if ts} == {}
+
+
+def test_the_catalog_sits_beside_intake_and_below_the_web() -> None:
+    """app/catalog/ reads the ATS for intake and the routes (docs/catalog.md): it may use the core,
+    Redis, the config and the connectors, never what sits above it."""
+    catalog = {m: ts for m, ts in APP.items() if within(m, "app.catalog")}
+    above = ("app.intake", "app.operator", "app.tracking", "app.web", "app.cli", "app.worker", "app.runtime")
+    assert catalog and violations(catalog, None, above) == {}
+    below = {m: ts for m, ts in APP.items() if within(m, "app.core", "app.redis", "app.delivery", "app.config")}
+    assert violations(below, None, ("app.catalog",)) == {}

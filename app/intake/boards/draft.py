@@ -98,7 +98,9 @@ def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
     try:
         actual = files.sniff(value.data)
     except files.FileRejected as exc:
-        raise Problem.invalid(field_path, str(exc)) from None
+        raise Problem(
+            422, "Invalid application", f"{field_path}: {exc}", [FieldError(field_path, str(exc))], exc.code
+        ) from None
     return default_stem + EXTENSIONS.get(actual, "")
 
 
@@ -141,7 +143,7 @@ class Draft:
         errors = [FieldError(_board_path(e.field, names), e.message) for e in exc.errors]
         head, sep, rest = exc.detail.partition(": ")
         detail = f"{_board_path(head, names)}{sep}{rest}" if sep else exc.detail
-        return Problem(exc.status, exc.title, detail, errors)
+        return Problem(exc.status, exc.title, detail, errors, code=exc.code, headers=exc.headers)
 
     def build(self) -> ApplicationIn:
         blobs: list[bytes] = []

@@ -25,8 +25,9 @@ import msgspec
 from msgspec import Struct
 
 from app.config import Connection
-from app.core.model import Origin
+from app.core.model import LIMIT_EXCEEDED, MAX_ANSWERS, Origin
 from app.core.problems import FieldError, Problem
+from app.core.text import html_to_text
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
@@ -176,6 +177,10 @@ def board_answers(apply: IndeedApply, connection: Connection) -> list[BoardAnswe
     for answer in _container("demographicQuestionsAndAnswers", apply.demographicQuestionsAndAnswers, connection):
         if answer.board_id in explicit:
             answers.append(answer)
+    if len(answers) > MAX_ANSWERS:  # before any mapping: each unmapped one was a warning (quadratic)
+        problem = Problem.invalid("screenerQuestionsAndAnswers", f"more than {MAX_ANSWERS} answers")
+        problem.code = LIMIT_EXCEEDED
+        raise problem
     return answers
 
 
@@ -190,6 +195,10 @@ def _container(path: str, container: Any, connection: Connection) -> list[BoardA
             return []
     if not isinstance(items, list):
         raise Problem.invalid(path, "must be a list of question and answer pairs")
+    if len(items) > MAX_ANSWERS:
+        problem = Problem.invalid(path, f"more than {MAX_ANSWERS} answers")
+        problem.code = LIMIT_EXCEEDED
+        raise problem
     out = []
     for i, item in enumerate(items):
         answer = _item(f"{path}[{i}]", item, connection)
@@ -325,7 +334,9 @@ async def to_application(
         if resume.text and resume.text.strip():
             draft.add_attachment("resume.txt", "CV", "text/plain", resume.text.encode(), "applicant.resume")
         elif resume.html and resume.html.strip():
-            draft.add_attachment("resume.html", "CV", "text/plain", resume.html.encode(), "applicant.resume")
+            # as text: HTML is refused as a file (app/core/files.py), and an ATS may render it
+            plain = html_to_text(resume.html).encode()
+            draft.add_attachment("resume.txt", "CV", "text/plain", plain, "applicant.resume")
     if (applicant.coverletter or "").strip():
         draft.add_attachment(
             "cover_letter.txt",

@@ -20,6 +20,7 @@ from app.privacy import audit
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope, retry_guard
 from app.web.deps import idempotency_key, read_body, runtime_of
+from app.web.openapi import IDEMPOTENCY_KEY, SECURED, Accepted, DataList, body, ok, secured
 from app.web.problems import problem
 from connectors.base import (
     ACTION_ADD_ATTACHMENT_TO_APPLICATION,
@@ -27,6 +28,7 @@ from connectors.base import (
     ACTION_ADD_RESULT_LINK_TO_APPLICATION,
     ACTION_ADD_RESULT_LINK_TO_CANDIDATE,
     ACTION_MOVE_APPLICATION_TO_STAGE,
+    Connector,
     ConnectorError,
     TransientError,
 )
@@ -155,7 +157,14 @@ def _link_params(link: AddResultLink) -> dict[str, Any]:
 # -- on a delivered application (by delivery id) -------------------------------------------------
 
 
-@post("/v1/deliveries/{delivery_id:str}/attachments", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/attachments",
+    guards=[retry_guard],
+    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     _supports(runtime_of(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
@@ -166,7 +175,14 @@ async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str)
     return await _queue(request, parent, parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION, params, files)
 
 
-@post("/v1/deliveries/{delivery_id:str}/stage", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/stage",
+    guards=[retry_guard],
+    opt=body(MoveToStage, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
@@ -174,7 +190,14 @@ async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> R
     return await _queue(request, parent, parent.connection_id, ACTION_MOVE_APPLICATION_TO_STAGE, params)
 
 
-@post("/v1/deliveries/{delivery_id:str}/result-links", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/result-links",
+    guards=[retry_guard],
+    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: AddResultLink = _decode(await read_body(request), AddResultLink)
@@ -187,7 +210,14 @@ async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str
 # -- on remote ids -------------------------------------------------------------------------------
 
 
-@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/stage", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/applications/{application_id:str}/stage",
+    guards=[retry_guard],
+    opt=body(MoveToStage, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def application_stage(request: Request[Any, Any, Any], connection_id: str, application_id: str) -> Response[Any]:
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
     return await _queue(
@@ -199,7 +229,14 @@ async def application_stage(request: Request[Any, Any, Any], connection_id: str,
     )
 
 
-@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments",
+    guards=[retry_guard],
+    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def application_attachment(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -210,7 +247,14 @@ async def application_attachment(
     )
 
 
-@post("/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links",
+    guards=[retry_guard],
+    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def application_result_link(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -224,7 +268,14 @@ async def application_result_link(
     )
 
 
-@post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
+    guards=[retry_guard],
+    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str, candidate_id: str) -> Response[Any]:
     _supports(runtime_of(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
     files = await _attachment_files(request, connection_id)
@@ -233,7 +284,14 @@ async def candidate_attachment(request: Request[Any, Any, Any], connection_id: s
     )
 
 
-@post("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links", guards=[retry_guard])
+@post(
+    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links",
+    guards=[retry_guard],
+    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
+    status_code=202,
+    security=SECURED,
+    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
+)
 async def candidate_result_link(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
@@ -247,7 +305,12 @@ async def candidate_result_link(
     )
 
 
-@get("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", guards=[require_scope("pii")])
+@get(
+    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
+    guards=[require_scope("pii")],
+    security=SECURED,
+    responses={200: ok(DataList, "The files' metadata, as the ATS lists them"), **secured(404, 422, 502, 503)},
+)
 async def list_candidate_attachments(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
@@ -255,15 +318,33 @@ async def list_candidate_attachments(
     runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
         return problem(404, "Unknown connection", f"connection {connection_id!r} is not configured")
+    connector = runtime.connectors.get(connection_id)
+    if type(connector).candidate_attachments is Connector.candidate_attachments:
+        # the ATS has no such read: 404 as for the catalog's reads, not a 502 blaming the ATS
+        return problem(
+            404,
+            "Not supported by the target ATS",
+            f"{connector.name} does not list a candidate's files",
+            code="INTEGRATION.ACTION_NOT_AVAILABLE",
+        )
     try:
-        files = await runtime.connectors.get(connection_id).candidate_attachments(candidate_id)
+        files = await connector.candidate_attachments(candidate_id)
     except TransientError as exc:
         return problem(
             503, "The ATS is unavailable", exc.detail, headers={"Retry-After": str(int(exc.retry_after or 30))}
         )
     except ConnectorError as exc:
-        status = exc.status if exc.status in (404, 422) else 502
-        return problem(status, "The ATS refused", exc.detail)
+        if exc.status is None:  # refused here, by the connector's own check: nothing reached the ATS
+            return problem(
+                422,
+                "Invalid request",
+                exc.detail,
+                errors=[{"field": "candidate_id", "message": exc.detail}],
+                code="PLATFORM.INPUT_INVALID",
+            )
+        if exc.status in (404, 422):
+            return problem(exc.status, "The ATS refused", exc.detail, code="REMOTE.INPUT_INVALID")
+        return problem(502, "The ATS refused", exc.detail, code="REMOTE.UNKNOWN_HTTP_ERROR")
     token = current_token(request)
     await audit.record(
         runtime.redis,

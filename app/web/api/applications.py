@@ -10,12 +10,13 @@ from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 
-from app.core.model import Origin
+from app.core.model import ApplicationIn, Origin
 from app.delivery import queue
 from app.intake.accept import Intake
-from app.intake.decode import decode_application
+from app.intake.decode import decode_application_off_loop
 from app.web.auth import current_token
 from app.web.deps import accepted_response, idempotency_key, read_body, runtime_of
+from app.web.openapi import IDEMPOTENCY_KEY, SECURED, Accepted, Status, body, ok, problems
 from app.web.problems import problem
 
 
@@ -37,23 +38,29 @@ def _intake(request: Request[Any, Any, Any]) -> Intake:
     return request.app.state.intake
 
 
-@post("/v1/applications")
+@post(
+    "/v1/applications",
+    status_code=202,
+    opt=body(ApplicationIn, headers=IDEMPOTENCY_KEY),
+    security=SECURED,
+    responses={202: ok(Accepted, "Stored and enqueued"), **problems(400, 401, 404, 409, 410, 413, 422, 503)},
+)
 async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
     """Accept a canonical application: 202 once stored and enqueued (or a repeat of a known key)."""
     require_intake_token(request)
     key = idempotency_key(request)
-    application = decode_application(await read_body(request))
+    application = await decode_application_off_loop(await read_body(request))
     accepted = await _intake(request).accept(application, Origin(channel="api", received_at=time.time()), key)
     return accepted_response(accepted.delivery_id, accepted.status, accepted.created, accepted.warnings)
 
 
-@get("/health", sync_to_thread=False)
+@get("/health", sync_to_thread=False, responses={200: ok(Status)})
 def health() -> dict[str, str]:
     """The process is up (liveness)."""
     return {"status": "ok"}
 
 
-@get("/ready")
+@get("/ready", responses={200: ok(Status), **problems(503)})
 async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     """Redis answers and takes writes, the blob store answers, and a worker has written its
     heartbeat lately (readiness)."""

@@ -24,6 +24,7 @@ from app.privacy import audit
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope
 from app.web.deps import read_body, runtime_of
+from app.web.openapi import SECURED, DataList, PassthroughResult, Resumed, body, ok, secured
 from app.web.problems import problem
 from connectors.base import AuthError, Connector, PermanentError, TransientError
 
@@ -60,14 +61,20 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-@get("/v1/connections", guards=[read_guard])
+@get("/v1/connections", guards=[read_guard], security=SECURED, responses={200: ok(DataList), **secured(503)})
 async def list_connections(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
     statuses = await connection_statuses(runtime.store, runtime.config, threshold_s=runtime.settings.degraded_after_s)
     return Response({"data": [s.view() for s in statuses]})
 
 
-@post("/v1/connections/{connection_id:str}/resume", guards=[admin_guard], status_code=200)
+@post(
+    "/v1/connections/{connection_id:str}/resume",
+    guards=[admin_guard],
+    status_code=200,
+    security=SECURED,
+    responses={200: ok(Resumed), **secured(404, 503)},
+)
 async def resume(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:
@@ -98,7 +105,17 @@ def _decode(body: bytes) -> PassthroughRequest | Response[Any]:
         return problem(400, "Malformed JSON", str(exc), errors=[{"field": "$", "message": "not valid JSON"}])
 
 
-@post("/v1/connections/{connection_id:str}/passthrough", guards=[admin_guard], status_code=200)
+@post(
+    "/v1/connections/{connection_id:str}/passthrough",
+    guards=[admin_guard],
+    status_code=200,
+    opt=body(PassthroughRequest),
+    security=SECURED,
+    responses={
+        200: ok(PassthroughResult, "The ATS's answer, whatever its status"),
+        **secured(400, 404, 413, 422, 501, 502, 503, 504),
+    },
+)
 async def passthrough(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     runtime = runtime_of(request)
     if connection_id not in runtime.config.connections:

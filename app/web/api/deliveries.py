@@ -14,7 +14,8 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from app.core.problems import Problem
+from app.core.problems import FieldError, Problem
+from app.intake.decode import invalid
 from app.operator import metrics, query, retries, views
 from app.operator.connection_health import metrics_text as connection_metrics_text
 from app.operator.query import build_filter, counts, find, known_names
@@ -22,18 +23,49 @@ from app.privacy import audit
 from app.runtime import Runtime
 from app.web.auth import current_token, require_scope
 from app.web.deps import actor, read_body, runtime_of
-from app.web.problems import problem
+from app.web.openapi import (
+    SECURED,
+    BulkProgress,
+    BulkStarted,
+    Counts,
+    DeliveryDetail,
+    DeliveryPage,
+    Purged,
+    RetryResult,
+    body,
+    ok,
+    query_params,
+    secured,
+)
+from app.web.problems import problem, render
 
 read_guard = require_scope("read")
 retry_guard = require_scope("retry")
 erase_guard = require_scope("erase")
 
 
-@get("/v1/deliveries", guards=[read_guard])
+@get(
+    "/v1/deliveries",
+    guards=[read_guard],
+    opt=query_params(
+        status="a delivery status",
+        connection="a connection id",
+        connector="a connector name",
+        channel="api, indeed, webhook or form",
+        board="the board's name",
+        received_from="epoch seconds or ISO 8601",
+        received_to="epoch seconds or ISO 8601",
+        q="a delivery id or a board application id",
+    ),
+    security=SECURED,
+    responses={200: ok(DeliveryPage), **secured(400, 503)},
+)
 async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, cursor: str | None = None) -> Response[Any]:
     """Filters: status, connection, connector, channel, board, received_from / received_to (epoch
     seconds or ISO 8601), q (a delivery id or a board application id); newest received first."""
     store = runtime_of(request).store
+    if not 1 <= limit <= query.MAX_LIMIT:  # said, not clamped: a client asking for -5 rows has a bug
+        raise Problem.invalid("limit", f"from 1 to {query.MAX_LIMIT}", title="Invalid request")
     f = build_filter({name: request.query_params.get(name) for name in query.FILTER_FIELDS})
     page = await find(store, f, limit=limit, cursor=cursor)
     return Response(
@@ -45,14 +77,19 @@ async def list_deliveries(request: Request[Any, Any, Any], limit: int = 50, curs
     )
 
 
-@get("/v1/deliveries/counts", guards=[read_guard])
+@get("/v1/deliveries/counts", guards=[read_guard], security=SECURED, responses={200: ok(Counts), **secured(503)})
 async def delivery_counts(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
     names = views.connection_names(runtime.config.connections, await known_names(runtime.store, "connection"))
     return Response(await counts(runtime.store, names))
 
 
-@get("/v1/deliveries/{delivery_id:str}", guards=[read_guard])
+@get(
+    "/v1/deliveries/{delivery_id:str}",
+    guards=[read_guard],
+    security=SECURED,
+    responses={200: ok(DeliveryDetail), **secured(400, 404, 503)},
+)
 async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, include: str | None = None) -> Response[Any]:
     """The delivery with every attempt and its timeline; `include=candidate` adds the candidate's
     name for a token with the `pii` scope (and records that it was seen)."""
@@ -77,13 +114,33 @@ async def get_delivery(request: Request[Any, Any, Any], delivery_id: str, includ
     return Response(body)
 
 
-@post("/v1/deliveries/{delivery_id:str}/retry", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/retry",
+    guards=[retry_guard],
+    status_code=202,
+    security=SECURED,
+    responses={
+        202: ok(RetryResult, "Queued again"),
+        200: ok(RetryResult, "Already queued or running: left alone"),
+        **secured(404, 409, 503),
+    },
+)
 async def retry_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     """Run it again from its last checkpoint; a delivery already queued or running is left alone."""
     return await _retry(request, delivery_id, attachments_only=False)
 
 
-@post("/v1/deliveries/{delivery_id:str}/retry-attachments", guards=[retry_guard])
+@post(
+    "/v1/deliveries/{delivery_id:str}/retry-attachments",
+    guards=[retry_guard],
+    status_code=202,
+    security=SECURED,
+    responses={
+        202: ok(RetryResult, "Queued again"),
+        200: ok(RetryResult, "Nothing to re-send, or already queued"),
+        **secured(404, 409, 503),
+    },
+)
 async def retry_attachments(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     """Re-send every attachment the ATS has not confirmed."""
     return await _retry(request, delivery_id, attachments_only=True)
@@ -95,7 +152,7 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
             runtime_of(request).store, delivery_id, actor(request), attachments_only=attachments_only
         )
     except Problem as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return render(exc)
     return Response(
         {"id": result.delivery_id, "status": result.status, "changed": result.changed},
         status_code=202 if result.changed else 200,
@@ -103,6 +160,7 @@ async def _retry(request: Request[Any, Any, Any], delivery_id: str, *, attachmen
 
 
 class BulkRetryIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    all: bool = False  # no filter at all: every retryable delivery, said on purpose
     status: str | None = None
     connection: str | None = None
     connector: str | None = None
@@ -113,7 +171,14 @@ class BulkRetryIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     q: str | None = None
 
 
-@post("/v1/deliveries/retry", guards=[retry_guard])
+@post(
+    "/v1/deliveries/retry",
+    guards=[retry_guard],
+    status_code=202,
+    opt=body(BulkRetryIn),
+    security=SECURED,
+    responses={202: ok(BulkStarted, "Started; poll the Location"), **secured(400, 413, 503)},
+)
 async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     """Retry every delivery matching the filters (JSON body, the list's filter names), in the
     background; poll the Location for progress."""
@@ -121,11 +186,22 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         data = msgspec.json.decode(body or b"{}", type=BulkRetryIn)
     except msgspec.ValidationError as exc:
-        return problem(400, "Invalid request", str(exc))
+        raise invalid(exc) from None
     except msgspec.DecodeError:
         return problem(400, "Malformed JSON", "the body is not valid JSON")
-    params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items()}
+    params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items() if k != "all"}
     f = build_filter(params)
+    if not f.as_params() and not data.all:
+        # An empty body once re-ran every delivery, the same permanent failures included.
+        raise Problem(
+            422,
+            "A filter is required",
+            'name at least one filter (status, connection, ...) or say {"all": true}',
+            [FieldError("$", "no filter")],
+            code="PLATFORM.FILTER_REQUIRED",
+        )
+    if f.as_params() and data.all:
+        raise Problem.invalid("all", "either filters or all, not both", title="Invalid request")
     bulk_id = await retries.start_bulk_retry(runtime_of(request).store, f, actor(request))
     return Response(
         {"id": bulk_id, "status": "running", "filter": f.as_params()},
@@ -134,7 +210,12 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-@get("/v1/bulk-retries/{bulk_id:str}", guards=[read_guard])
+@get(
+    "/v1/bulk-retries/{bulk_id:str}",
+    guards=[read_guard],
+    security=SECURED,
+    responses={200: ok(BulkProgress), **secured(404, 503)},
+)
 async def bulk_retry_progress(request: Request[Any, Any, Any], bulk_id: str) -> Response[Any]:
     progress = await retries.bulk_progress(runtime_of(request).store, bulk_id)
     if progress is None:
@@ -142,14 +223,20 @@ async def bulk_retry_progress(request: Request[Any, Any, Any], bulk_id: str) -> 
     return Response(progress.as_dict())
 
 
-@delete("/v1/deliveries/{delivery_id:str}", guards=[erase_guard], status_code=200)
+@delete(
+    "/v1/deliveries/{delivery_id:str}",
+    guards=[erase_guard],
+    status_code=200,
+    security=SECURED,
+    responses={200: ok(Purged), **secured(404, 409, 503)},
+)
 async def purge_delivery(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     """Purge a dead letter: its payload and files are deleted, its state stays as a tombstone."""
     runtime = runtime_of(request)
     try:
         delivery = await retries.purge(runtime.store, delivery_id)
     except Problem as exc:
-        return problem(exc.status, exc.title, exc.detail)
+        return render(exc)
     await audit.record(runtime.redis, actor(request), "purge", delivery_id)
     return Response({"id": delivery.id, "status": delivery.status, "payload_purged": True, "files_purged": True})
 
@@ -161,7 +248,12 @@ def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
     read_guard(connection, handler)
 
 
-@get("/metrics", guards=[metrics_guard])
+@get(
+    "/metrics",
+    guards=[metrics_guard],
+    security=[*SECURED, {}],  # {}: no token when APPLYRELAY_METRICS_PUBLIC=1
+    responses={200: ok(str, "Prometheus text format", metrics.CONTENT_TYPE), **secured(503)},
+)
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
     names = views.connection_names(runtime.config.connections, await known_names(runtime.store, "connection"))

@@ -11,10 +11,14 @@ from litestar import Request, Response, Router, get
 from app.core.model import stored_decoder
 from app.privacy import file_links
 from app.runtime import Runtime
+from app.web.openapi import ok, problems
 from app.web.problems import problem
 
 
-@get("/v1/files/{token:str}")
+@get(
+    "/v1/files/{token:str}",
+    responses={200: ok(bytes, "The file, as its content type", "*/*"), **problems(404, 410, 503)},
+)
 async def download(request: Request[Any, Any, Any], token: str) -> Response[Any]:
     runtime: Runtime = request.app.state.runtime
     secret = runtime.settings.link_secret

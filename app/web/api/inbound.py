@@ -11,18 +11,23 @@ from typing import Any
 
 import structlog
 from litestar import Request, Response, Router, post
+from litestar.openapi import ResponseSpec
 from litestar.response import Redirect
 
+from app.catalog.service import CatalogUnavailable
 from app.config import Connection
-from app.core.model import Origin
+from app.core.model import ApplicationIn, Origin
 from app.core.problems import Problem
 from app.intake.accept import Accepted, Intake, idempotency_hash
-from app.intake.boards import forms, indeed, webhooks
+from app.intake.boards import apply_form, forms, indeed, indeed_questions, webhooks
 from app.intake.boards.draft import Draft, check_job
 from app.intake.boards.secrets import configured_secrets, matches_any, not_configured
 from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
+from app.web.apply import views as apply_pages
 from app.web.deps import accepted_response, idempotency_key
+from app.web.openapi import IDEMPOTENCY_KEY, FormReceived, body, ok, problems
+from app.web.openapi import Accepted as AcceptedBody
 from app.web.problems import problem
 from connectors.base import StepWarning
 
@@ -54,7 +59,15 @@ async def read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
 # -- Indeed Apply ---------------------------------------------------------------------------------
 
 
-@post("/indeed/{connection_id:str}")
+@post(
+    "/indeed/{connection_id:str}",
+    status_code=202,
+    opt=body(indeed.IndeedApply, headers={"X-Indeed-Signature": "base64 HMAC-SHA1 of the body with the secret"}),
+    responses={
+        202: ok(AcceptedBody, "Stored and enqueued"),
+        **problems(400, 401, 404, 409, 410, 413, 422, 503),
+    },
+)
 async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """Indeed's postUrl: 202 once stored; 409 for an application Indeed already delivered."""
     intake = _intake(request)
@@ -74,6 +87,7 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
     connector = runtime.connectors.get(connection.id)
     await check_job(connector, connection, job_id, job_field)
     draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id)
+    await _type_indeed_answers(runtime, connection, job_id, draft)
     accepted = await _accept(intake, draft, origin, None, notes)
     if not accepted.created:
         return _duplicate(accepted.delivery_id)
@@ -89,6 +103,16 @@ async def _accept(
         return await intake.accept(application, origin, key, notes)
     except Problem as exc:
         raise draft.rename(exc) from None
+
+
+async def _type_indeed_answers(runtime: Runtime, connection: Connection, job_id: str, draft: Draft) -> None:
+    """Indeed's answers typed by the job's questions (docs/apply-pages.md), when the catalog has
+    them within 2 s; otherwise as Indeed sent them (intake and the worker check them)."""
+    try:
+        questions = (await runtime.catalog.job_questions(connection.id, job_id, budget_s=2)).value
+    except Problem:
+        return
+    indeed_questions.type_answers(draft, questions)
 
 
 def _idem_hash(connection_id: str, board_id: str) -> str:
@@ -109,7 +133,15 @@ def _duplicate(delivery_id: str) -> Response[Any]:
 # -- Standard Webhooks ------------------------------------------------------------------------------
 
 
-@post("/webhooks/{connection_id:str}")
+@post(
+    "/webhooks/{connection_id:str}",
+    status_code=202,
+    opt=body(ApplicationIn, headers={h: "Standard Webhooks signature header" for h in webhooks.HEADERS}),
+    responses={
+        202: ok(AcceptedBody, "Stored and enqueued (also a redelivery)"),
+        **problems(400, 401, 404, 409, 410, 413, 422, 503),
+    },
+)
 async def signed_webhook(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """The canonical JSON, Standard Webhooks–signed: 202 once stored (also for a redelivery)."""
     intake = _intake(request)
@@ -134,7 +166,22 @@ def wants_html(request: Request[Any, Any, Any]) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-@post("/forms/{connection_id:str}/{job_id:str}")
+@post(
+    "/forms/{connection_id:str}/{job_id:str}",
+    status_code=202,
+    opt=body(
+        None,
+        "multipart/form-data",
+        {forms.TOKEN_HEADER: "the form token (or a form_token field)", **IDEMPOTENCY_KEY},
+        html_errors=True,
+    ),
+    responses={
+        202: ok(FormReceived, "Stored and enqueued (JSON clients)"),
+        200: ok(str, "A thank-you page (a browser, Accept: text/html)", "text/html"),
+        303: ResponseSpec(None, description="To the connection's thank-you page (a browser)"),
+        **problems(400, 401, 404, 410, 413, 422, 429, 503),
+    },
+)
 async def career_form(request: Request[Any, Any, Any], connection_id: str, job_id: str) -> Response[Any]:
     """A career-site form post: a browser is redirected (303) to the thank-you page, an API
     client gets 202 JSON; errors as problem+json, or as a short HTML page for a browser."""
@@ -142,6 +189,8 @@ async def career_form(request: Request[Any, Any, Any], connection_id: str, job_i
     try:
         return await _career_form(request, connection_id, job_id, browser)
     except Problem as exc:
+        if browser and apply_pages.is_page_post(getattr(request.state, "apply_form", None)):
+            return await apply_pages.rerender(request, connection_id, job_id, exc)  # docs/apply-pages.md
         if browser:
             return _html_error(exc)
         if isinstance(exc, _TooMany):
@@ -163,20 +212,45 @@ async def _career_form(
     if header_token is not None and not matches_any(header_token, tokens):
         raise _bad_token()
     form = await _parse_form(request, connection)
-    if header_token is None and not matches_any(form.value(forms.TOKEN_FIELD) or "", tokens):
+    field_token = form.value(forms.TOKEN_FIELD) or ""
+    page = apply_form.verify(field_token, tokens, connection.id, job_id, time.time())  # the apply page's
+    if header_token is None and not (page or matches_any(field_token, tokens)):
         raise _bad_token()
     honeypot = connection.inbound.form_honeypot_field
     if (form.value(honeypot) or "").strip():
         log.info("inbound.form_honeypot", connection=connection.id)
+        if page and browser:
+            return apply_pages.success(request, connection)
         return _form_success(connection, browser, None)  # a bot learns nothing; nothing is stored
     if not 0 < len(job_id) <= 200:
         raise Problem.invalid("job_id", "1 to 200 characters")
     connector = runtime.connectors.get(connection.id)
     await check_job(connector, connection, job_id, "job_id")
     draft = forms.to_application(form, connection, job_id)
+    if page:
+        await _shape_page_answers(runtime, connection, job_id, draft)
     origin = Origin(channel="form", received_at=time.time(), board="career_site")
     accepted = await _accept(intake, draft, origin, idempotency_key(request))
+    if page and browser:
+        return apply_pages.success(request, connection)
     return _form_success(connection, browser, accepted)
+
+
+async def _shape_page_answers(runtime: Runtime, connection: Connection, job_id: str, draft: Draft) -> None:
+    """An apply page's post: answers typed by the job's questions, those whose precondition does
+    not hold dropped (docs/apply-pages.md); unchecked when the ATS cannot be read now (intake and
+    the worker check them again)."""
+    apply = connection.apply
+    apply_form.consent(draft, bool(draft.gdpr_consent), apply.consent_required, apply.consent_days, time.time())
+    try:
+        questions = (await runtime.catalog.job_questions(connection.id, job_id, budget_s=2)).value
+    except CatalogUnavailable:
+        return
+    except Problem as exc:
+        if exc.status == 404:  # no such job
+            raise
+        return  # the ATS refused the read: left to intake's and the worker's checks
+    apply_form.shape(draft, questions)
 
 
 def _bad_token() -> Problem:
@@ -188,6 +262,7 @@ async def _parse_form(request: Request[Any, Any, Any], connection: Connection) -
     if (request.content_length or 0) > limit:
         raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
     stream = forms.MultipartStream(request.headers.get("content-type", ""), connection)
+    request.state.apply_form = stream.form  # what an apply page re-renders if a limit stops the parse
     size = 0
     async for chunk in request.stream():
         size += len(chunk)

@@ -25,6 +25,7 @@ from app.redis.keys import email_index_key, file_key
 from app.runtime import Runtime
 from app.web.auth import require_scope
 from app.web.deps import actor, read_body, runtime_of
+from app.web.openapi import SECURED, AuditPage, ErasureReport, SubjectAccess, body, ok, secured
 from app.web.problems import problem
 
 MAX_AUDIT_PAGE = 500
@@ -48,7 +49,14 @@ def _subject(body: bytes) -> SubjectRequest | Response[Any]:
         )
 
 
-@post("/v1/erasure", guards=[require_scope("erase")], status_code=200)
+@post(
+    "/v1/erasure",
+    guards=[require_scope("erase")],
+    status_code=200,
+    opt=body(SubjectRequest),
+    security=SECURED,
+    responses={200: ok(ErasureReport), **secured(400, 413, 422, 503)},
+)
 async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     """Erase every stored payload and file of the candidate with this address."""
     subject = _subject(await read_body(request))
@@ -67,7 +75,14 @@ async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(report.to_json())
 
 
-@post("/v1/subject-access", guards=[require_scope("pii")], status_code=200)
+@post(
+    "/v1/subject-access",
+    guards=[require_scope("pii")],
+    status_code=200,
+    opt=body(SubjectRequest),
+    security=SECURED,
+    responses={200: ok(SubjectAccess), **secured(400, 413, 422, 503)},
+)
 async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     """Everything the relay still holds about the candidate (GDPR art. 15): each delivery's state
     and stored application; files are listed (name, type, size, sha256), not included."""
@@ -103,17 +118,28 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response({"subject": digest[:16], "deliveries": records})
 
 
-@get("/v1/audit", guards=[require_scope("admin")])
+@get(
+    "/v1/audit",
+    guards=[require_scope("admin")],
+    security=SECURED,
+    responses={200: ok(AuditPage), **secured(400, 503)},
+)
 async def audit_log(request: Request[Any, Any, Any], limit: int = 100, before: str | None = None) -> Response[Any]:
     """Newest first; pass `next` back as `before` for the next page."""
     if before is not None and not _is_stream_id(before):
         return problem(
-            400,
+            422,
             "Invalid request",
             "before: an entry id as returned in `next`",
             errors=[{"field": "before", "message": "not an audit entry id"}],
         )
-    limit = max(1, min(limit, MAX_AUDIT_PAGE))
+    if not 1 <= limit <= MAX_AUDIT_PAGE:  # refused, not clamped: bad paging is the caller's bug to see
+        return problem(
+            422,
+            "Invalid request",
+            f"limit: from 1 to {MAX_AUDIT_PAGE}",
+            errors=[{"field": "limit", "message": f"from 1 to {MAX_AUDIT_PAGE}"}],
+        )
     entries = await audit.read(runtime_of(request).redis, count=limit, before=before)
     return Response(
         {"data": [msgspec.to_builtins(e) for e in entries], "next": entries[-1].id if len(entries) == limit else None}

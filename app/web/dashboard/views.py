@@ -40,7 +40,7 @@ from app.web.deps import runtime_of
 from app.web.problems import problem
 
 HERE = Path(__file__).parent
-STATIC = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}  # Litestar adds the charset
 STATIC_BYTES = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "

@@ -179,7 +179,7 @@ async def test_resume_as_html_behind_a_blank_text(relay: Relay) -> None:
     response = await post_indeed(relay, payload)
     assert response.status_code == 202, response.text
     [cv] = (await stored(relay, response.json()["id"])).attachments
-    assert (cv.name, cv.type, cv.content_type) == ("resume.html", "CV", "text/plain")
+    assert (cv.name, cv.type, cv.content_type) == ("resume.txt", "CV", "text/plain")  # HTML as its text
 
 
 async def test_signature_is_required_and_checked(relay: Relay) -> None:

@@ -61,4 +61,7 @@ async def test_the_audit_log_is_paged_and_admin_only(relay: Relay) -> None:
     assert [e["target"] for e in rest["data"]] == ["dlv_2", "dlv_1", "dlv_0"] and rest["next"] is None
     assert {"at", "actor", "action", "target", "id"} <= set(rest["data"][0])
     bad = await relay.client.get("/v1/audit", params={"before": "x;DROP"}, headers=relay.admin)
-    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "before"
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "before"
+    for limit in ("-5", "0", "100000"):
+        bad = await relay.client.get("/v1/audit", params={"limit": limit}, headers=relay.admin)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "limit", bad.text

@@ -14,7 +14,7 @@ from app.privacy.retention import RetentionPolicy, sweep
 from app.redis.keys import PURGED_METRIC
 from app.runtime import Runtime
 from app.worker import CRON_JOBS, create_worker
-from tests.support.builders import PDF_BYTES, b64, connection_table
+from tests.support.builders import DOCX_BYTES, PDF_BYTES, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
 from tests.support.privacy import Person
@@ -129,7 +129,7 @@ async def test_the_cron_job_runs_in_the_worker_with_its_clock(relay: Relay) -> N
 async def test_each_confirmed_file_is_dropped_before_the_delivery_ends(make_relay: Any, otys: Emulator) -> None:
     otys.http.post("/_sandbox/otys/upload-faults", json={"extensions": [".docx"]}).raise_for_status()
     relay = make_relay({"acme-otys": connection_table("otys", otys.url)})
-    docx = b"PK\x03\x04" + b"\x00" * 26 + b"[Content_Types].xml word/document.xml " + bytes(range(200)) * 4
+    docx = DOCX_BYTES
     person = Person()
     body = {
         "connection_id": "acme-otys",
