@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
+from app.blobs.capacity import Capacity
+from app.blobs.store import BlobUnavailable, open_store
 from app.catalog import Catalog
 from app.config import Config
 from app.core import files
@@ -54,7 +56,9 @@ class Runtime:
         if not settings.data_keys:
             raise ValueError("Settings.data_keys is empty: candidate data is only stored encrypted")
         self.sealer = AesGcmSealer(settings.data_keys)
-        self.store = DeliveryStore(self.redis, sealer=self.sealer)
+        self.blobs = open_store(settings.blobs)  # attachment bytes (app/blobs): local files or S3
+        self.capacity = Capacity(self.redis, self.blobs)  # Redis headroom, the blob store: intake's 503s
+        self.store = DeliveryStore(self.redis, sealer=self.sealer, blobs=self.blobs, capacity=self.capacity)
         self.pseudonyms = Pseudonyms(self.redis, self.sealer)
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
@@ -63,7 +67,10 @@ class Runtime:
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
         """A file's bytes: stored at intake, or fetched (once) from its data_url behind the guard."""
-        data = await self.store.load_file(delivery.id, ref.index)
+        try:
+            data = await self.store.load_file(delivery.id, ref.index)
+        except BlobUnavailable as exc:  # our store, not the ATS: retried on the schedule, no crash
+            raise TransientError(f"attachment #{ref.index}: {exc}") from None
         if data:
             return data
         if not ref.data_url:
@@ -88,7 +95,10 @@ class Runtime:
             raise AttachmentRejected(f"attachment #{ref.index}: download HTTP {status}") from None
         except (httpx.HTTPError, OSError) as exc:
             raise TransientError(f"attachment #{ref.index}: download failed ({type(exc).__name__})") from None
-        await self.store.store_file(delivery.id, ref.index, data)
+        try:
+            await self.store.store_file(delivery.id, ref.index, data)
+        except BlobUnavailable as exc:
+            raise TransientError(f"attachment #{ref.index}: {exc}") from None
         return data
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.blobs.store import BlobSettings
 from app.config import Config, ConfigError, demo_config, load_config
 from app.privacy import crypto
 from app.tokens import SCOPES, ApiToken, TokenConfigError, parse_tokens
@@ -37,6 +38,7 @@ class Settings:
     degraded_after_s: float = 3600.0  # a connection failing this long is degraded (operator/connection_health.py)
     status_sync_interval_s: float = 900.0  # each delivered application's ATS status, polled this often
     status_sync_window_s: float = 60 * 86400.0  # ... for this long after delivery (tracking/poll.py)
+    blobs: BlobSettings = field(default_factory=lambda: BlobSettings(url=f"file://{VAR_DIR / 'blobs'}"))
     dev_generated: tuple[str, ...] = ()  # what development mode generated under var/ ("admin token", "data key")
     # Slow clients (app/web/server.py): headers within, the longest pause in a body, connections per address.
     header_timeout_s: float = 10.0
@@ -137,6 +139,30 @@ def _days(env: Mapping[str, str], name: str, default: float) -> float:
     return days * 86400.0
 
 
+def _blobs(env: Mapping[str, str]) -> BlobSettings:
+    """APPLYRELAY_BLOBS (file://<dir>, the default under var/, or s3://<bucket>/<prefix>) and, for
+    S3, the endpoint, region and credentials (the AWS SDKs' variable names): docs/operations.md."""
+    url = env.get("APPLYRELAY_BLOBS", "").strip() or f"file://{VAR_DIR / 'blobs'}"
+    if not url.startswith(("file://", "s3://")):
+        raise ConfigError(f"APPLYRELAY_BLOBS={url!r}: use file://<directory> (one host) or s3://<bucket>/<prefix>")
+    try:
+        timeout = float(env.get("APPLYRELAY_BLOBS_TIMEOUT_S", "30"))
+    except ValueError:
+        raise ConfigError("APPLYRELAY_BLOBS_TIMEOUT_S: must be a number of seconds") from None
+    settings = BlobSettings(
+        url=url,
+        endpoint=env.get("APPLYRELAY_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+        access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=env.get("AWS_SESSION_TOKEN"),
+        timeout_s=timeout,
+    )
+    if settings.kind == "s3" and not url[len("s3://") :].split("/", 1)[0]:
+        raise ConfigError(f"APPLYRELAY_BLOBS={url!r}: s3://<bucket>/<prefix>, the bucket is missing")
+    return settings
+
+
 def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> Settings:
     env = os.environ
     dev = (not env.get("APPLYRELAY_CONFIG")) if dev is None else dev
@@ -176,6 +202,7 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
         degraded_after_s=_seconds(env, "APPLYRELAY_DEGRADED_AFTER_S", 3600),
         status_sync_interval_s=_seconds(env, "APPLYRELAY_STATUS_SYNC_INTERVAL_S", 900),
         status_sync_window_s=_days(env, "APPLYRELAY_STATUS_SYNC_DAYS", 60),
+        blobs=_blobs(env),
         dev_generated=tuple(generated),
         header_timeout_s=_seconds(env, "APPLYRELAY_HEADER_TIMEOUT_S", 10) or 10.0,
         body_timeout_s=_seconds(env, "APPLYRELAY_BODY_TIMEOUT_S", 15) or 15.0,

@@ -17,14 +17,15 @@ from arq import Retry, Worker
 from arq.cron import CronJob
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, WatchError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.blobs.capacity import refuse_evicting_policy
 from app.delivery import queue, reaper
 from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
 from app.operator import connection_health
-from app.privacy import file_links, retention
+from app.privacy import blob_sweep, file_links, retention
 from app.redis import client
 from app.redis.keys import WAKE_KEY
 from app.runtime import Runtime
@@ -38,8 +39,9 @@ BUSY_POLL_S = 0.05
 REDIS_RETRY_S = 2
 CRASH_RETRY_S = 30  # after an unexpected exception in a run (a bug): soon, but not in a tight loop
 # Redis going away (restart, failover, network): the worker waits for it rather than exiting.
-# (ReadOnlyError: a Sentinel failover in progress.)
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, ConnectionError, OSError)
+# (ReadOnlyError: a Sentinel failover in progress; OutOfMemoryError: Redis at maxmemory, which
+# intake's high-water mark keeps rare, app/blobs/capacity.py.)
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, ConnectionError, OSError)
 # redis-py reports a connection lost during WATCH as a WatchError; arq's polling WATCHes.
 POLL_ERRORS = (*REDIS_ERRORS, WatchError)
 
@@ -154,6 +156,7 @@ CRON_JOBS: list[Callable[[Settings], CronJob]] = [
     callbacks.cron_job,
     boards.cron_job,
     retention.cron_job,
+    blob_sweep.cron_job,
     reaper.cron_job,  # every waiting delivery has a job or a lease (app/delivery/reaper.py)
 ]
 
@@ -167,6 +170,7 @@ def create_worker(
 ) -> WakeableWorker:
     async def startup(ctx: dict[str, Any]) -> None:
         rt = runtime or Runtime(settings)
+        await refuse_evicting_policy(rt.redis)  # an evicted delivery is a lost application
         ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
         ctx["run_deadline_s"] = settings.job_timeout_s
         log.info(

@@ -18,7 +18,7 @@ from app.log import configure  # noqa: E402
 from app.redis.embedded import EmbeddedRedis  # noqa: E402
 from tests.support.harness import Relay  # noqa: E402
 
-pytest_plugins = ["tests.support.emulators"]
+pytest_plugins = ["tests.support.emulators", "tests.support.s3"]
 
 configure("WARNING")
 

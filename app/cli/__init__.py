@@ -163,9 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--api-key", default="sandbox")
     p.set_defaults(fn=cmd_sandbox)
-    from app.cli import deliveries, erase, jobs, keys  # each feature's commands: `register(subparsers)`
+    from app.cli import blobs, deliveries, erase, jobs, keys  # each feature's commands: `register(subparsers)`
 
-    for module in (deliveries, keys, erase, jobs):
+    for module in (deliveries, keys, erase, jobs, blobs):
         module.register(sub)
     return parser
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from app.blobs.store import BlobStore, open_store
+from app.delivery.store import BLOB_REF
 from app.privacy import audit
 from app.privacy.crypto import AesGcmSealer, SealError, new_key
 from app.redis.keys import INDEX_KEY, SEALED_PATTERNS
@@ -40,14 +42,40 @@ class RotationReport:
     unreadable: int = 0
 
 
-async def rotate(redis: Redis, sealer: AesGcmSealer, *, batch: int = 500) -> RotationReport:
-    """Re-encrypt every sealed record not yet under the first key."""
+async def rotate(
+    redis: Redis, sealer: AesGcmSealer, *, batch: int = 500, blobs: BlobStore | None = None
+) -> RotationReport:
+    """Re-encrypt every sealed record not yet under the first key (and, with `blobs`, every file
+    in the blob store a reference names)."""
     report = RotationReport()
     swap = redis.register_script(_SWAP)
+
+    async def one_blob(key: bytes, ref: bytes) -> None:
+        name = ref[len(BLOB_REF) :].decode()
+        sealed = await blobs.get(name) if blobs is not None else None
+        if sealed is None:
+            return
+        try:
+            if sealer.is_current(sealed):
+                report.current += 1
+                return
+            fresh = sealer.seal(sealer.open(sealed))
+        except SealError:
+            report.unreadable += 1
+            return
+        await blobs.put(name, fresh)  # type: ignore[union-attr]  # same name: atomic replace
+        if await redis.get(key) != ref:  # dropped meanwhile: do not leave it re-created
+            await blobs.delete(name)  # type: ignore[union-attr]
+            report.changed_meanwhile += 1
+            return
+        report.resealed += 1
 
     async def one(key: bytes) -> None:
         blob = await redis.get(key)
         if blob is None:
+            return
+        if blob.startswith(BLOB_REF):  # a reference: the file is sealed in the blob store
+            await one_blob(key, blob)
             return
         try:
             if sealer.is_current(blob):
@@ -98,7 +126,7 @@ def cmd_rotate(_: argparse.Namespace) -> None:
     async def main() -> RotationReport:
         redis = redis_client(settings.redis_url)
         try:
-            report = await rotate(redis, sealer)
+            report = await rotate(redis, sealer, blobs=open_store(settings.blobs))
             await audit.record(redis, operator(), "rotate_keys", f"key:{sealer.current.hex()}", vars(report))
             return report
         finally:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError, ResponseError
 
+from app.blobs.capacity import Capacity
+from app.blobs.store import BlobStore, BlobUnavailable, new_name
 from app.delivery import queue
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
 from app.delivery.transitions import Move
 from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
+    BLOBS_PENDING,
     IX_ALL,
     NO_MARKER,
     WAKE_KEY,
@@ -38,6 +43,13 @@ from app.redis.keys import (
 )
 
 DEFAULT_RETENTION_S = 30 * 24 * 3600
+log = structlog.get_logger("applyrelay.store")
+
+# A file key holds BLOB_REF + the blob's name (the bytes, sealed, are in the blob store); a value
+# without it is a file stored before the blob store, its sealed bytes (still read, and moved by
+# `applyrelay blobs migrate`). Sealed bytes start with b"\x01" (app/privacy/crypto.py).
+BLOB_REF = b"blob:"
+STREAM_ABOVE = 4 << 20  # files larger than this are sealed and written in 1 MB pieces (one copy less)
 
 # Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
 # files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
@@ -83,6 +95,16 @@ for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) en
 return {1, ARGV[1], marked}
 """
 
+# A file moved to the blob store: its reference replaces the bytes only if they are still there
+# (not dropped or re-fetched meanwhile). KEYS: file key. ARGV: 1 old value, 2 reference.
+_SWAP_FILE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -118,6 +140,11 @@ class NoSealer:
 
     def open(self, data: bytes) -> bytes:
         return self.seal(data)
+
+
+async def _async_iter(items: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
 
 
 # -- secondary indexes, metrics, bulk jobs and sessions (the dashboard's keys) ------------------
@@ -197,12 +224,24 @@ class CreateResult:
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, sealer: Sealer | None = None, retention_s: int = DEFAULT_RETENTION_S) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        sealer: Sealer | None = None,
+        retention_s: int = DEFAULT_RETENTION_S,
+        blobs: BlobStore | None = None,
+        capacity: Capacity | None = None,
+    ) -> None:
+        """`blobs`: where file bytes go (app/blobs); without one (tests of the store alone) they
+        are kept in Redis as before the blob store."""
         self.redis = redis
         self.sealer: Sealer = sealer or NoSealer()
         self.retention_s = retention_s
+        self.blobs = blobs
+        self.capacity = capacity  # intake's high-water check (app/blobs/capacity.py)
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)
+        self._swap_file = redis.register_script(_SWAP_FILE)
         self._batches = BatchRunner(redis)
 
     # -- intake -------------------------------------------------------------------------------
@@ -221,6 +260,8 @@ class DeliveryStore:
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
         script runs, `state` is stored instead of `delivery` (intake's erasure tombstone, checked
         in the same atomic step as the write)."""
+        if self.capacity is not None:  # Redis near maxmemory, the blob store failing: 503 first
+            await self.capacity.check_intake()
         job_id = queue.job_id(delivery.id, 0)
         delivery.job = job_id
         now_ms = int(time.time() * 1000)
@@ -266,8 +307,24 @@ class DeliveryStore:
             delivery.board or "",
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
         ]
-        blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
-        created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
+        if self.blobs is None:
+            blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+            created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
+        else:
+            # Blob first (noted pending, written, fsynced, renamed), then the one transaction that
+            # makes the delivery visible with its references: a crash in between leaves an orphan
+            # blob the sweep removes, never a delivery without its file.
+            # (an empty file is a data_url's placeholder: fetched later, nothing to write now)
+            refs, pending = await self._write_blobs(delivery.id, [(i, f) for i, f in enumerate(files) if f])
+            try:
+                created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, refs)
+            except ResponseError as exc:  # refused (OOM, a script error): nothing was kept
+                await self._discard(pending)
+                if isinstance(exc, OutOfMemoryError) and self.capacity is not None:
+                    self.capacity.mark("redis", "full")
+                raise
+            # a connection lost mid-transaction leaves the pending entries: the sweep checks them
+            await self._settle(pending, kept=bool(created))
         return CreateResult(
             bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id, bool(marked)
         )
@@ -289,11 +346,132 @@ class DeliveryStore:
         return self.sealer.open(raw) if raw else None
 
     async def load_file(self, delivery_id: str, index: int) -> bytes | None:
+        """A file's bytes: from the blob store its reference names, or (stored before the blob
+        store) from Redis itself. None if they are gone."""
         raw = await self.redis.get(file_key(delivery_id, index))
-        return self.sealer.open(raw) if raw else None
+        if not raw:
+            return None
+        if raw.startswith(BLOB_REF):
+            sealed = await self._blob_store().get(raw[len(BLOB_REF) :].decode())
+            return self.sealer.open(sealed) if sealed is not None else None
+        return self.sealer.open(raw)
 
     async def store_file(self, delivery_id: str, index: int, data: bytes) -> None:
-        await self.redis.set(file_key(delivery_id, index), self.sealer.seal(data))
+        """A file fetched later (a data_url): to the blob store, then its reference."""
+        if self.blobs is None:
+            await self.redis.set(file_key(delivery_id, index), self.sealer.seal(data))
+            return
+        refs, pending = await self._write_blobs(delivery_id, [(index, data)])
+        old = await self.redis.set(file_key(delivery_id, index), refs[file_key(delivery_id, index)], get=True)
+        await self._settle(pending, kept=True)
+        if old and old.startswith(BLOB_REF):  # a re-fetch replaced an earlier blob
+            await self._blob_store().delete(old[len(BLOB_REF) :].decode())
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    def _blob_store(self) -> BlobStore:
+        if self.blobs is None:
+            raise RuntimeError("a file key names a blob but this DeliveryStore has no blob store (runtime.store has)")
+        return self.blobs
+
+    async def _write_blobs(
+        self, delivery_id: str, files: Sequence[tuple[int, bytes]]
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """Seal and write each file to the blob store, noted in `ar:blobs:pending` first (so an
+        orphan is always found): (file key → reference, the pending entries)."""
+        store = self._blob_store()
+        names = {file_key(delivery_id, index): new_name() for index, _ in files}
+        pending = [f"{name} {key}" for key, name in names.items()]
+        if not pending:
+            return {}, []
+        await self.redis.zadd(BLOBS_PENDING, dict.fromkeys(pending, time.time()))
+        try:
+            for (_, data), name in zip(files, names.values(), strict=True):
+                pieces = getattr(self.sealer, "seal_chunks", None)
+                if pieces is not None and len(data) > STREAM_ABOVE:
+                    await store.put_stream(name, _async_iter(pieces(data)))
+                else:
+                    await store.put(name, self.sealer.seal(data))  # one sealed copy at a time
+        except BaseException as exc:
+            if isinstance(exc, BlobUnavailable) and self.capacity is not None:
+                self.capacity.mark("blobs", exc.reason)
+            await self._discard(pending)
+            raise
+        return {key: BLOB_REF + name.encode() for key, name in names.items()}, pending
+
+    async def _discard(self, pending: Sequence[str]) -> None:
+        """Blobs written for nothing: deleted now, best effort (else the sweep does it)."""
+        if not pending:
+            return
+        try:
+            for entry in pending:
+                await self._blob_store().delete(entry.split(" ", 1)[0])
+            await self.redis.zrem(BLOBS_PENDING, *pending)
+        except Exception as exc:
+            log.warning("blobs.discard_deferred", error_type=type(exc).__name__, blobs=len(pending))
+
+    async def _settle(self, pending: Sequence[str], *, kept: bool) -> None:
+        if not pending:
+            return
+        if not kept:
+            await self._discard(pending)
+            return
+        try:
+            await self.redis.zrem(BLOBS_PENDING, *pending)
+        except Exception as exc:  # the sweep finds them referenced and only forgets them
+            log.warning("blobs.pending_not_cleared", error_type=type(exc).__name__, blobs=len(pending))
+
+    async def drop_blobs(self, keys: Sequence[str]) -> int:
+        """Delete the blobs these file keys name (before the keys themselves go): how many."""
+        if not keys or self.blobs is None:
+            return 0
+        values = await self.redis.mget(keys)
+        names = [v[len(BLOB_REF) :].decode() for v in values if v and v.startswith(BLOB_REF)]
+        for name in names:
+            await self.blobs.delete(name)
+        return len(names)
+
+    async def migrate_file(self, key: str) -> str:
+        """Move one file stored before the blob store (its sealed bytes in Redis) to the blob
+        store, as sealed as it was: "moved", "skipped" (a reference already, or gone), or
+        "changed" (dropped or rewritten meanwhile: the copy is deleted). Idempotent, so
+        `applyrelay blobs migrate` resumes by simply running again."""
+        old = await self.redis.get(key)
+        if not old or old.startswith(BLOB_REF):
+            return "skipped"
+        store = self._blob_store()
+        name = new_name()
+        entry = f"{name} {key}"
+        await self.redis.zadd(BLOBS_PENDING, {entry: time.time()})
+        await store.put(name, old)
+        swapped = await self._swap_file(keys=[key], args=[old, BLOB_REF + name.encode()])
+        await self._settle([entry], kept=bool(swapped))
+        return "moved" if swapped else "changed"
+
+    async def sweep_orphans(self, older_than_s: float) -> int:
+        """Delete blobs written but never referenced (a web process killed between the blob write
+        and the Redis transaction, a duplicate whose cleanup was cut short), and stale temp files.
+        `older_than_s` must exceed any intake's duration (default: the blob TTL, app/redis/batch.py)."""
+        if self.blobs is None:
+            return 0
+        cutoff = time.time() - older_than_s
+        swept = 0
+        while True:
+            entries = await self.redis.zrangebyscore(BLOBS_PENDING, "-inf", cutoff, start=0, num=500)
+            if not entries:
+                break
+            decoded = [e.decode() for e in entries]
+            refs = await self.redis.mget([e.split(" ", 1)[1] for e in decoded])
+            for entry, ref in zip(decoded, refs, strict=True):
+                name = entry.split(" ", 1)[0]
+                if ref != BLOB_REF + name.encode():
+                    await self.blobs.delete(name)
+                    swept += 1
+            await self.redis.zrem(BLOBS_PENDING, *entries)
+        for path in self.blobs.stale_temp_files(older_than_s):
+            path.unlink(missing_ok=True)
+            swept += 1
+        return swept
 
     async def list_ids(
         self, status: str | None = None, *, offset: int = 0, count: int = 50, newest_first: bool = True
@@ -355,18 +533,29 @@ class DeliveryStore:
             )
             _transition_metrics(batch, delivery, previous_status)
         if drop_files:
-            batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
+            # the ATS holds them: the blobs go first (a failed save leaves a delivered run that
+            # re-runs with every step checkpointed, needing no file)
+            files = [file_key(delivery.id, i) for i in range(drop_files)]
+            try:
+                await self.drop_blobs(files)
+                batch.delete(*files)
+            except BlobUnavailable as exc:  # kept (references and blobs) until retention purges them
+                log.warning("blobs.drop_deferred", delivery_id=delivery.id, reason=exc.reason)
         blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
         await self._batches.execute(batch, blobs)
 
-    async def purge(self, delivery: Delivery, file_count: int) -> None:
-        """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts)."""
-        keys = [payload_key(delivery.id), *(file_key(delivery.id, i) for i in range(file_count))]
+    async def purge(self, delivery: Delivery, file_count: int) -> int:
+        """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts).
+        Returns how many blobs were deleted from the blob store."""
+        files = [file_key(delivery.id, i) for i in range(file_count)]
+        blobs = await self.drop_blobs(files)
+        keys = [payload_key(delivery.id), *files]
         delivery.payload_purged = delivery.files_purged = True
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
         await pipe.execute()
+        return blobs
 
     async def unindex(self, delivery: Delivery) -> None:
         """Take a delivery out of every list index (a retention or erasure job deleting it)."""
@@ -377,6 +566,11 @@ class DeliveryStore:
 
     async def drop_file(self, delivery_id: str, index: int) -> None:
         """One file's bytes, once the ATS confirmed it (retention: nothing kept longer than needed)."""
+        try:
+            await self.drop_blobs([file_key(delivery_id, index)])
+        except BlobUnavailable as exc:  # dropped with the others at the end, or by retention
+            log.warning("blobs.drop_deferred", delivery_id=delivery_id, reason=exc.reason)
+            return
         await self.redis.delete(file_key(delivery_id, index))
 
     # -- leases -------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class ErasedDelivery:
     remote_ids: dict[str, str]
     stopped: bool  # was queued or retrying, now failed with an "erased" error: never delivered
     in_flight: bool = False  # a run held it past the wait: its ATS side must be checked
+    blobs_deleted: int = 0  # files deleted from the blob store (app/blobs)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class ErasureReport:
             "subject": self.subject,
             "erased_at": self.erased_at,
             "deliveries_erased": len(self.deliveries),
+            "blobs_deleted": sum(d.blobs_deleted for d in self.deliveries),
             "deliveries": [vars(d) for d in self.deliveries],
             "stopped": [d.delivery_id for d in self.deliveries if d.stopped],
             "in_flight": [d.delivery_id for d in self.deliveries if d.in_flight],
@@ -135,6 +137,7 @@ class Eraser:
             "candidate.erased",
             subject=report.subject,
             deliveries=len(report.deliveries),
+            blobs_deleted=sum(d.blobs_deleted for d in report.deliveries),
             stopped=sum(d.stopped for d in report.deliveries),
             in_flight=sum(d.in_flight for d in report.deliveries),
         )
@@ -189,7 +192,7 @@ class Eraser:
                 )
             delivery.erased_at = now
             await self.store.save(delivery, move)
-            await self.store.purge(delivery, count)
+            blobs = await self.store.purge(delivery, count)
             await self.redis.zrem(SYNC_SET, delivery.id)  # no more status polling of an erased application
             return ErasedDelivery(
                 delivery.id,
@@ -201,6 +204,7 @@ class Eraser:
                 dict(delivery.checkpoints),
                 stopped,
                 in_flight=token is None,
+                blobs_deleted=blobs,
             )
         finally:
             if token is not None:

@@ -59,6 +59,9 @@ class EmbeddedRedis:
             self.appendfsync,
             "--save",
             "",
+            # never evict: an evicted delivery is a lost application (app/blobs/capacity.py)
+            "--maxmemory-policy",
+            "noeviction",
             "--requirepass",
             self.password,
             "--protected-mode",

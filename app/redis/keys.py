@@ -5,7 +5,10 @@ Layout (prefix ``ar:``):
 
     ar:d:<id>                 Delivery state (msgpack, no PII)
     ar:p:<id>                 payload: StoredApplication or action payload (msgpack, sealed)
-    ar:f:<id>:<n>             attachment n's bytes (sealed)
+    ar:f:<id>:<n>             attachment n: b"blob:" + its blob's name (app/blobs), or, stored
+                              before the blob store, its bytes (sealed)
+    ar:blobs:pending          blobs being written, not yet referenced (zset "<name> <file key>" →
+                              time; the orphan sweep, privacy/blob_sweep.py)
     ar:idem:<hash>            idempotency key → delivery id
     ar:ix:all                 every delivery, scored by creation time
     ar:ix:st:<status>         deliveries per status, scored by last update
@@ -77,6 +80,9 @@ def payload_key(delivery_id: str) -> str:
 
 def file_key(delivery_id: str, index: int) -> str:
     return f"{PREFIX}f:{delivery_id}:{index}"
+
+
+BLOBS_PENDING = PREFIX + "blobs:pending"
 
 
 def idempotency_claim_key(idempotency_hash: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Litestar, Router
 
+from app.blobs.capacity import refuse_evicting_policy
 from app.intake.accept import Intake
 from app.runtime import Runtime
 from app.web.api import (
@@ -74,12 +75,16 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
         runtime.store, runtime.config, runtime.connectors.get, pseudonyms=runtime.pseudonyms, catalog=runtime.catalog
     )
 
+    async def on_startup(_: Litestar) -> None:
+        await refuse_evicting_policy(runtime.redis)  # an evicted delivery is a lost application
+
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()
 
     app = Litestar(
         route_handlers=[api_router(), *feature_routers(runtime), *(extra_routers or [])],
         exception_handlers=EXCEPTION_HANDLERS,
+        on_startup=[on_startup],
         before_request=answer_options,  # OPTIONS lists every method of a path
         on_shutdown=[on_shutdown],
         debug=False,

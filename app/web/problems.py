@@ -8,8 +8,11 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.blobs.capacity import unavailable
+from app.blobs.store import BlobUnavailable
 from app.core.problems import Problem
 
 log = structlog.get_logger("applyrelay.web")
@@ -110,6 +113,37 @@ def redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     )
 
 
+# Redis's refusals of a write that are no bug of ours (the first word of its error): full, a
+# replica, too few replicas (min-replicas-to-write), its disk failing (MISCONF: AOF/RDB errors).
+REDIS_REFUSALS = {
+    "OOM": "full",
+    "READONLY": "read-only",
+    "NOREPLICAS": "short of replicas",
+    "MISCONF": "failing to persist",
+}
+
+
+def store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Redis refusing writes (maxmemory, a read-only replica, ...) or the blob store failing:
+    503 + Retry-After, nothing stored (app/blobs/capacity.py). Any other Redis error is a bug."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if isinstance(exc, BlobUnavailable):
+        store, reason = "blobs", exc.reason
+    elif isinstance(exc, OutOfMemoryError):
+        store, reason = "redis", "full"
+    elif isinstance(exc, ReadOnlyError):
+        store, reason = "redis", "read-only"
+    else:
+        refusal = REDIS_REFUSALS.get(str(exc).split(" ", 1)[0]) if isinstance(exc, ResponseError) else None
+        if refusal is None:
+            return unexpected(request, exc)
+        store, reason = "redis", refusal
+    if runtime is not None:
+        runtime.capacity.mark(store, reason)
+    log.warning("intake.store_unavailable", path=request.url.path, store=store, reason=reason)
+    return render(unavailable(store, reason))
+
+
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("web.unhandled", path=request.url.path, error_type=type(exc).__name__)
     return problem(500, "Internal error", "an unexpected error occurred; nothing was stored")
@@ -121,6 +155,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     RedisConnectionError: redis_down,
     RedisTimeoutError: redis_down,
     ConnectionRefusedError: redis_down,
+    OutOfMemoryError: store_unavailable,
+    ReadOnlyError: store_unavailable,
+    BlobUnavailable: store_unavailable,
+    ResponseError: store_unavailable,
     Exception: unexpected,
 }
 MEDIA = MediaType.JSON

@@ -142,3 +142,20 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
             for source in line.split()[1:-1]:
                 assert source == "README.md" or (REPO / source).exists(), source
     assert Path(REPO / ".dockerignore").read_text()
+
+
+def test_compose_keeps_attachments_in_its_minio_and_kubernetes_in_s3() -> None:
+    """Several containers (hosts) share one blob store: S3-compatible, never local files."""
+    services = compose()["services"]
+    for name in ("web", "worker"):
+        env = services[name]["environment"]
+        assert env["APPLYRELAY_BLOBS"].startswith("s3://") and env["APPLYRELAY_S3_ENDPOINT"] == "http://minio:9000"
+        assert env["AWS_ACCESS_KEY_ID"] == services["minio"]["environment"]["MINIO_ROOT_USER"]
+        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    bucket = env["APPLYRELAY_BLOBS"].removeprefix("s3://").split("/")[0]
+    assert f"local/{bucket}" in services["minio-init"]["command"][0]
+    assert "minio-data" in compose()["volumes"]
+    config = find("ConfigMap", "applyrelay")["data"]
+    assert config["APPLYRELAY_BLOBS"].startswith("s3://") and config["AWS_REGION"]
+    secret = yaml.safe_load((DEPLOY / "kubernetes" / "secret.example.yaml").read_text())["stringData"]
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from app.blobs.store import BlobSettings, open_store
 from app.config import parse_config
 from app.delivery import queue
 from app.delivery.store import DeliveryStore
@@ -61,6 +62,12 @@ class Relay:
         config = parse_config({"connections": self.connections}, self.env, source="<test>")
         tokens = [ApiToken("admin", ADMIN_TOKEN, SCOPES), *extra_tokens]
         settings.setdefault("data_keys", parse_keys(DATA_KEY))
+        if tmp_path is not None:  # each test its own blob directory (else a temporary one)
+            settings.setdefault("blobs", BlobSettings(url=f"file://{tmp_path / 'blobs'}"))
+        else:
+            import tempfile
+
+            settings.setdefault("blobs", BlobSettings(url=f"file://{tempfile.mkdtemp(prefix='blobs-')}"))
         self.settings = Settings(
             redis_url=redis_url, config=config, tokens=tokens, job_timeout_s=job_timeout_s, **settings
         )
@@ -73,7 +80,8 @@ class Relay:
         self._workers: list[tuple[WakeableWorker, asyncio.Task[Any], Runtime]] = []
         self._processes: list[subprocess.Popen[bytes]] = []
         # the store on the test's loop (the web runtime's client is on the server's), sealing like it
-        self.store = DeliveryStore(self.redis, sealer=AesGcmSealer(self.settings.data_keys))
+        self.blobs = open_store(self.settings.blobs)
+        self.store = DeliveryStore(self.redis, sealer=AesGcmSealer(self.settings.data_keys), blobs=self.blobs)
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -149,8 +157,15 @@ class Relay:
 
     def spawn_worker(self) -> subprocess.Popen[bytes]:
         """A worker in its own process (to be killed with SIGKILL)."""
+        return self._spawn(["worker"], f"worker-{len(self._processes)}")
+
+    def spawn_web(self, port: int) -> subprocess.Popen[bytes]:
+        """A web process of this relay on 127.0.0.1:`port` (to be killed with SIGKILL)."""
+        return self._spawn(["web", "--port", str(port)], f"web-{len(self._processes)}")
+
+    def _spawn(self, command: list[str], log_name: str) -> subprocess.Popen[bytes]:
         if self.tmp_path is None:
-            raise RuntimeError("spawn_worker needs tmp_path")
+            raise RuntimeError("spawning a relay process needs tmp_path")
         config = self.tmp_path / "applyrelay.toml"
         config.write_text(config_toml(self.connections))
         env = {
@@ -162,10 +177,11 @@ class Relay:
             "PYTHONPATH": str(REPO),
             "APPLYRELAY_DATA_KEY": DATA_KEY,
             "APPLYRELAY_JOB_TIMEOUT_S": str(self.settings.job_timeout_s),
+            **blob_env(self.settings.blobs),
         }
-        with open(self.tmp_path / f"worker-{len(self._processes)}.log", "wb") as log:  # the child keeps its copy
+        with open(self.tmp_path / f"{log_name}.log", "wb") as log:  # the child keeps its copy
             process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "app.cli", *command], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
             )
         self._processes.append(process)
         return process
@@ -191,6 +207,20 @@ class Relay:
         await self.client.aclose()
         await self.redis.aclose()
         self.server.stop()
+
+
+def blob_env(blobs: BlobSettings) -> dict[str, str]:
+    """The environment naming this blob store (for a relay started as a process)."""
+    env = {"APPLYRELAY_BLOBS": blobs.url}
+    for name, value in (
+        ("APPLYRELAY_S3_ENDPOINT", blobs.endpoint),
+        ("AWS_REGION", blobs.region),
+        ("AWS_ACCESS_KEY_ID", blobs.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", blobs.secret_access_key),
+    ):
+        if value:
+            env[name] = value
+    return env
 
 
 def config_toml(connections: Mapping[str, Mapping[str, Any]]) -> str:

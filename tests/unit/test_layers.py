@@ -102,6 +102,17 @@ def test_no_test_module_imports_another() -> None:
     assert {m: ts for m, ts in bad.items() if ts} == {}
 
 
+def test_the_blob_store_imports_nothing_of_the_relay() -> None:
+    """app/blobs sits beside app/redis, under the delivery store that seals what it keeps: it may
+    use the core's Problem (the 503 it answers with), nothing else of the relay."""
+    blobs = {m: ts for m, ts in APP.items() if within(m, "app.blobs")}
+    bad = {
+        m: sorted(t for t in ts if within(t, "app", "connectors") and not within(t, "app.core", "app.blobs"))
+        for m, ts in blobs.items()
+    }
+    assert {m: ts for m, ts in bad.items() if ts} == {}
+
+
 def test_the_catalog_sits_beside_intake_and_below_the_web() -> None:
     """app/catalog/ reads the ATS for intake and the routes (docs/catalog.md): it may use the core,
     Redis, the config and the connectors, never what sits above it."""

@@ -75,3 +75,35 @@ def test_a_bad_number_stops_the_start_naming_the_variable(
         monkeypatch.setenv(key, val)
     with pytest.raises(ConfigError, match=name):
         load_settings(dev=False)
+
+
+def test_the_blob_store_is_local_files_by_default_and_s3_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, val in {**BASE_ENV, "APPLYRELAY_ADMIN_TOKEN": "admin-secret"}.items():
+        monkeypatch.setenv(key, val)
+    for name in ("APPLYRELAY_BLOBS", "APPLYRELAY_CONFIG", "APPLYRELAY_S3_ENDPOINT", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings(dev=False).blobs.url.endswith("var/blobs") and load_settings(dev=False).blobs.kind == "file"
+    for key, val in {
+        "APPLYRELAY_BLOBS": "s3://cvs/relay",
+        "APPLYRELAY_S3_ENDPOINT": "http://minio:9000",
+        "AWS_REGION": "eu-west-3",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }.items():
+        monkeypatch.setenv(key, val)
+    blobs = load_settings(dev=False).blobs
+    assert (blobs.kind, blobs.endpoint, blobs.region, blobs.access_key_id) == (
+        "s3",
+        "http://minio:9000",
+        "eu-west-3",
+        "id",
+    )
+    assert "secret" not in repr(blobs)
+
+
+@pytest.mark.parametrize("url", ["redis://x", "s3://", "/var/blobs"])
+def test_a_bad_blob_store_url_stops_the_start(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    for key, val in {**BASE_ENV, "APPLYRELAY_ADMIN_TOKEN": "admin-secret", "APPLYRELAY_BLOBS": url}.items():
+        monkeypatch.setenv(key, val)
+    with pytest.raises(ConfigError, match="APPLYRELAY_BLOBS"):
+        load_settings(dev=False)

@@ -62,13 +62,19 @@ def health() -> dict[str, str]:
 
 @get("/ready", responses={200: ok(Status), **problems(503)})
 async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Redis answers and a worker has written its heartbeat lately (readiness)."""
+    """Redis answers and takes writes, the blob store answers, and a worker has written its
+    heartbeat lately (readiness)."""
     try:
         redis = runtime_of(request).redis
         await redis.ping()
         heartbeat = await redis.exists(queue.HEALTH_CHECK_KEY)
     except Exception as exc:  # any failure to reach Redis means not ready
         return problem(503, "Not ready", f"redis: {type(exc).__name__}", headers={"Retry-After": "5"})
+    not_ready = await runtime_of(request).capacity.not_ready()  # Redis full, the blob store away
+    if not_ready:
+        return problem(
+            503, "Not ready", "; ".join(not_ready), headers={"Retry-After": "5"}, code="PLATFORM.UNAVAILABLE"
+        )
     if not heartbeat:
         return problem(
             503,

@@ -261,6 +261,7 @@ async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     body += (
         await connection_metrics_text(runtime.store, runtime.config, threshold_s=runtime.settings.degraded_after_s)
     ).encode()  # health per connection
+    body += runtime.capacity.gauge_text().encode()  # Redis full, the blob store away (app/blobs/capacity.py)
     return Response(body, media_type=metrics.CONTENT_TYPE)
 
 

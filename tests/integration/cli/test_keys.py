@@ -14,7 +14,7 @@ import pytest
 from app.privacy import audit, crypto
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
-from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Relay
+from tests.support.harness import ADMIN_TOKEN, DATA_KEY, REPO, Relay, blob_env
 from tests.support.privacy import Person
 
 
@@ -40,6 +40,7 @@ async def test_keys_rotate_command_reencrypts_and_is_audited(relay: Relay, tmp_p
         "APPLYRELAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "APPLYRELAY_DATA_KEY": f"{new},{DATA_KEY}",
         "X_KEY": "k",
+        **blob_env(relay.settings.blobs),  # the CVs are in the relay's blob store
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -1,0 +1,1 @@
+"""Attachment bytes out of Redis: the blob store (app/blobs/store.py)."""
