@@ -7,9 +7,12 @@ Never part of the test suite: numbers depend on the machine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -67,7 +70,7 @@ def _ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int = 16) -> dict[str, float]:
+def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int = 16) -> dict[str, Any]:
     lua = body_path.with_suffix(".lua")
     lua.write_text(LUA)
     env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_PREFIX": prefix, "BENCH_TOKEN": TOKEN}
@@ -95,7 +98,17 @@ def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int =
     }
 
 
+P1_TARGETS = {
+    "bare": "bare Litestar (validate, 202, no Redis)",
+    "durable": "durable limit (Litestar, raw body, one SET, AOF)",
+    "relay": "applyrelay web (durable + enqueued)",
+    "fastapi": "FastAPI + Pydantic + arq",
+}
+
+
 def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
+    """Every server once per round, the order rotated each round; each round's ratios, then their
+    median: the shared machine's speed moves between rounds, much less within one."""
     stack = Stack()
     try:
         subprocess.run(
@@ -103,19 +116,20 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
             capture_output=True,
             check=False,
         )
-        stack.emulator(LOAD_CORE)
         body = stack.dir / "body.json"
         body.write_bytes(msgspec.json.encode(canonical(0)))
-        results: dict[str, Any] = {"body_bytes": body.stat().st_size}
-        targets: list[tuple[str, Callable[[], tuple[Any, str]]]] = [
-            ("bare Litestar (validate, 202, no Redis)", lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE)),
-            ("applyrelay web (durable + enqueued)", lambda: stack.web(WEB_CORE)),
-            ("FastAPI + Pydantic + arq", lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE)),
-        ]
-        # Rounds, interleaved, best of each: other load on the machine hits every target alike.
+        starts: dict[str, Callable[[], tuple[Any, str]]] = {
+            "bare": lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE),
+            "durable": lambda: stack.uvicorn("bench.baseline_durable:app", WEB_CORE),
+            "relay": lambda: stack.web(WEB_CORE),
+            "fastapi": lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE),
+        }
+        per_round: list[dict[str, dict[str, float]]] = []
+        order = list(starts)
         for round_no in range(rounds):
-            for name, start in targets:
-                proc, url = start()
+            this: dict[str, dict[str, float]] = {}
+            for name in order[round_no % len(order) :] + order[: round_no % len(order)]:
+                proc, url = starts[name]()
                 wrk(url, body, f"warm-{proc.pid}-", 2)
                 stack.redis_client().flushall()
                 cpu_before = proc.cpu_s()
@@ -124,27 +138,42 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
                 # Redis's AOF rewrites) is what limits req/s in a run.
                 result["cpu_ms"] = (proc.cpu_s() - cpu_before) * 1000 / max(result["rps"] * seconds, 1)
                 log(
-                    f"P1 round {round_no + 1} {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, "
+                    f"P1 round {round_no + 1} {P1_TARGETS[name]}: {result['rps']:.0f} req/s, "
+                    f"p50 {result['p50']:.1f} ms, "
                     f"p99 {result['p99']:.1f} ms, non-2xx {result['non2xx']}, {result['cpu_ms']:.2f} ms CPU/req"
                 )
-                if name not in results or result["rps"] > results[name]["rps"]:
-                    results[name] = result
+                this[name] = result
                 proc.stop()
-        relay, bare = results["applyrelay web (durable + enqueued)"], results["bare Litestar (validate, 202, no Redis)"]
-        fastapi = results["FastAPI + Pydantic + arq"]
-        results["vs_bare"], results["vs_fastapi"] = relay["rps"] / bare["rps"], relay["rps"] / fastapi["rps"]
-        results["cpu_vs_bare"], results["cpu_vs_fastapi"] = (
-            bare["cpu_ms"] / relay["cpu_ms"],
-            fastapi["cpu_ms"] / relay["cpu_ms"],
-        )
+            ratios = {
+                f"{by}_vs_{other}": (this["relay"]["rps"] / this[other]["rps"])
+                if by == "rps"
+                else (this[other]["cpu_ms"] / this["relay"]["cpu_ms"])
+                for by in ("rps", "cpu")
+                for other in ("bare", "durable", "fastapi")
+            }
+            this["ratios"] = ratios
+            log(f"P1 round {round_no + 1} ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+            per_round.append(this)
+        results: dict[str, Any] = {"body_bytes": body.stat().st_size, "rounds": per_round, "seconds": seconds}
+        results["median"] = {
+            name: {k: median(r[name][k] for r in per_round) for k in ("rps", "p50", "p99", "cpu_ms", "non2xx")}
+            for name in starts
+        }
+        results["ratios"] = {k: median(r["ratios"][k] for r in per_round) for k in per_round[0]["ratios"]}
+        m = results["ratios"]
         log(
-            f"P1 ratio: {results['vs_bare']:.2f}x bare (target >= 0.6), {results['vs_fastapi']:.2f}x FastAPI "
-            f"(target >= 1.5); by server CPU per request: {results['cpu_vs_bare']:.2f}x bare, "
-            f"{results['cpu_vs_fastapi']:.2f}x FastAPI"
+            f"P1 median of per-round ratios: {m['rps_vs_fastapi']:.2f}x FastAPI (target >= 1.5), "
+            f"{m['rps_vs_durable']:.2f}x the durable limit (target >= 0.6), {m['rps_vs_bare']:.2f}x bare; "
+            f"by server CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
+            f"{m['cpu_vs_bare']:.2f}x"
         )
         return results
     finally:
         stack.close()
+
+
+def median(values: Any) -> float:
+    return float(statistics.median(list(values)))
 
 
 # -- helpers for the worker benchmarks --------------------------------------------------------------
@@ -190,65 +219,263 @@ def wait_count(stack: Stack, target: int, timeout: float, *, key: str = "ar:ix:s
 # -- P2 relay ---------------------------------------------------------------------------------------
 
 
-def p2(count: int = 2000, concurrency: int = 50, rounds: int = 3) -> dict[str, Any]:
-    """Best of `rounds` interleaved runs of each: the shared machine's speed drifts by up to 2x
-    within minutes, and interleaving gives both sides the same conditions."""
-    relay_rates, cpu_ms, arq_rates = [], [], []
-    for round_no in range(rounds):
-        rate, cpu = _p2_relay(count, concurrency)
-        relay_rates.append(rate)
-        cpu_ms.append(cpu)
-        stack = Stack()
-        try:
-            out = subprocess.run(
-                pinned([sys.executable, "-m", "bench.arq_noop", str(count * 5)], WEB_CORE),
-                env=stack.env,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
-        finally:
-            stack.close()
-        arq_rates.append(int(out[0]) / float(out[1]))
-        log(
-            f"P2 round {round_no + 1}: relay {rate:.0f} deliveries/s ({cpu:.2f} ms of worker CPU each), "
-            f"arq no-op {arq_rates[-1]:.0f} jobs/s"
-        )
-    relay_rate, arq_rate = max(relay_rates), max(arq_rates)
-    ratio = relay_rate / arq_rate
-    log(
-        f"P2 relay: {relay_rate:.0f} deliveries/s (one worker, ~6 emulator calls each); arq no-op: "
-        f"{arq_rate:.0f} jobs/s; ratio {ratio:.2f}x (target >= 0.6)"
-    )
-    return {
-        "relay": relay_rate,
-        "arq_noop": arq_rate,
-        "ratio": ratio,
-        "count": count,
-        "concurrency": concurrency,
-        "cpu_ms": min(cpu_ms),
-        "rounds": rounds,
-    }
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _p2_relay(count: int, concurrency: int) -> tuple[float, float]:
-    """(deliveries/s, worker CPU ms per delivery) for one worker draining `count` applications."""
-    # The connection's concurrency limit (default 10, a Redis semaphore across workers) would
-    # measure the limiter's deferrals, not the relay: allow as many as the worker runs (max_jobs).
-    stack = Stack(connection={"concurrency": concurrency})
+def _commands(client: Any) -> int:
+    return sum(int(v["calls"]) for v in client.info("commandstats").values())
+
+
+class _StandIn:
+    """The nginx stand-in (bench/standin.py) or, with `delay_s`, the sleeper, on its own port."""
+
+    def __init__(self, core: int | None, delay_s: float = 0.0) -> None:
+        from app.redis.embedded import free_port
+        from bench.procs import wait_port
+        from bench.standin import Nginx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.nginx: Nginx | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
+        if delay_s:
+            self.popen = subprocess.Popen(
+                pinned([sys.executable, "-m", "bench.standin", "sleeper", str(self.port), str(delay_s)], core), cwd=REPO
+            )
+            self.pid = self.popen.pid
+        else:
+            self.nginx = Nginx(self.port, pinned([], core) if core is not None else None)
+            self.pid = self.nginx.pid
+        wait_port(self.port)
+
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.pid)
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        if self.popen is not None:
+            self.popen.terminate()
+            self.popen.wait()
+
+
+def _drain(
+    count: int,
+    *,
+    workers: int = 1,
+    worker_cores: tuple[int | None, ...] = (WEB_CORE,),
+    side_core: int | None = LOAD_CORE,
+    delay_s: float = 0.0,
+    max_jobs: int | None = None,
+) -> dict[str, float]:
+    """`workers` relay worker processes draining `count` queued applications (no files) into the
+    stand-in. Rate and CPU are measured from the first delivered to the last (not the start-up)."""
+    # The connection's limit (a Redis semaphore across workers, default 10) would measure the
+    # limiter's deferrals, not the workers: allow what they run.
+    stand_in = _StandIn(side_core, delay_s)
+    stack = Stack(connection={"concurrency": 50 * workers * 4, "base_url": stand_in.url})
     try:
-        stack.emulator(LOAD_CORE)
-        web, url = stack.web(LOAD_CORE)
-        asyncio.run(post_many(url, [(f"p2-{i}", canonical(i, 0)) for i in range(count)]))
-        web.stop()
-        worker = stack.worker(WEB_CORE)
-        time.sleep(0.2)
-        first, last = wait_count(stack, count, 600)
-        cpu = worker.cpu_s()
-        return (count - 1) / (last - first), cpu * 1000 / count
+        if side_core is not None:
+            subprocess.run(
+                ["taskset", "-pc", str(side_core), str(stack.redis.process.pid)],  # type: ignore[union-attr]
+                capture_output=True,
+                check=False,
+            )
+        asyncio.run(_enqueue(stack, count, prefix="p2"))
+        client = stack.redis_client()
+        commands_before = _commands(client)
+        procs = [
+            stack.start(
+                f"worker{n}",
+                [sys.executable, "-m", "app.cli", "worker"]
+                if max_jobs is None
+                else [sys.executable, "-m", "bench.worker_at", str(max_jobs)],
+                worker_cores[n % len(worker_cores)],
+            )
+            for n in range(workers)
+        ]
+        redis_pid = stack.redis.process.pid  # type: ignore[union-attr]
+        polls, first, deadline = 0, None, time.monotonic() + 600
+        while True:
+            done = int(client.zcard("ar:ix:st:delivered"))
+            polls += 1
+            now = time.perf_counter()
+            if done and first is None:
+                first = (now, done, sum(p.cpu_s() for p in procs), stand_in.cpu_s(), _proc_cpu_s(redis_pid))
+            if done >= count:
+                last = (now, done, sum(p.cpu_s() for p in procs), stand_in.cpu_s(), _proc_cpu_s(redis_pid))
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{done} of {count} delivered after 600 s")
+            time.sleep(0.01)
+        commands = _commands(client) - commands_before - polls - 1  # less the bench's own ZCARDs and INFO
+        rss = max(p.peak_rss_mb() for p in procs)
+        client.close()
+        assert first is not None
+        n = last[1] - first[1]
+        return {
+            "rate": n / (last[0] - first[0]),
+            "cpu_ms": (last[2] - first[2]) * 1000 / n,
+            "standin_cpu_ms": (last[3] - first[3]) * 1000 / n,
+            "redis_cpu_ms": (last[4] - first[4]) * 1000 / n,
+            "redis_cmds": commands / count,
+            "worker_rss_mb": rss,
+        }
     finally:
         stack.close()
+        stand_in.stop()
+
+
+def _naive(count: int, transport: str = "httpx") -> dict[str, float]:
+    stand_in = _StandIn(LOAD_CORE)
+    stack = Stack()
+    try:
+        subprocess.run(
+            ["taskset", "-pc", str(LOAD_CORE), str(stack.redis.process.pid)],  # type: ignore[union-attr]
+            capture_output=True,
+            check=False,
+        )
+        proc = subprocess.Popen(
+            pinned([sys.executable, "-m", "bench.naive", str(count), stand_in.url, transport], WEB_CORE),
+            env=stack.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        cpu0 = None
+        while proc.poll() is None:  # the stand-in's CPU: sampled from the first seconds to the end
+            cpu0 = cpu0 if cpu0 is not None else (time.perf_counter(), stand_in.cpu_s())
+            time.sleep(0.05)
+        out = (proc.stdout.read() if proc.stdout else "").split()
+        jobs, rate, cpu = int(out[0]), float(out[1]), float(out[2])
+        if jobs != count:
+            raise RuntimeError(f"the naive baseline did {jobs} of {count}")
+        return {
+            "rate": rate,
+            "cpu_ms": cpu,
+            "standin_cpu_ms": (stand_in.cpu_s() - cpu0[1]) * 1000 / count if cpu0 else 0.0,
+        }
+    finally:
+        stack.close()
+        stand_in.stop()
+
+
+def _arq_noop(count: int) -> float:
+    stack = Stack()
+    try:
+        out = subprocess.run(
+            pinned([sys.executable, "-m", "bench.arq_noop", str(count)], WEB_CORE),
+            env=stack.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    finally:
+        stack.close()
+    return int(out[0]) / float(out[1])
+
+
+def p2(count: int = 2000, rounds: int = 3) -> dict[str, Any]:
+    """P2 fair: one relay worker and the naive baseline (bench/naive.py) each draining `count`
+    applications into the nginx stand-in, interleaved; arq's no-op rate as context."""
+    per_round = []
+    for round_no in range(rounds):
+        runs: dict[str, Callable[[], dict[str, float]]] = {
+            "relay": lambda: _drain(count),
+            "naive": lambda: _naive(count),
+            "naive_aiohttp": lambda: _naive(count, "aiohttp"),
+        }
+        order = list(runs)[round_no % 3 :] + list(runs)[: round_no % 3]  # who goes first rotates
+        this: dict[str, Any] = {name: runs[name]() for name in order}
+        this["noop"] = _arq_noop(count * 5)
+        relay = this["relay"]
+        for base in ("naive", "naive_aiohttp"):
+            this[f"rate_vs_{base}"] = relay["rate"] / this[base]["rate"]
+            this[f"cpu_vs_{base}"] = relay["cpu_ms"] / this[base]["cpu_ms"]
+        per_round.append(this)
+        naive, naive_a = this["naive"], this["naive_aiohttp"]
+        log(
+            f"P2 round {round_no + 1}: relay {relay['rate']:.0f}/s {relay['cpu_ms']:.2f} ms CPU/delivery "
+            f"(stand-in {relay['standin_cpu_ms']:.2f}, Redis {relay['redis_cpu_ms']:.2f} ms, "
+            f"{relay['redis_cmds']:.1f} cmds); naive httpx {naive['rate']:.0f}/s {naive['cpu_ms']:.2f} ms "
+            f"(stand-in {naive['standin_cpu_ms']:.2f}); naive on aiohttp {naive_a['rate']:.0f}/s "
+            f"{naive_a['cpu_ms']:.2f} ms; relay CPU {this['cpu_vs_naive']:.2f}x / {this['cpu_vs_naive_aiohttp']:.2f}x "
+            f"the naive's; arq no-op {this['noop']:.0f}/s"
+        )
+    result: dict[str, Any] = {"count": count, "rounds": per_round}
+    for key in ("rate_vs_naive", "cpu_vs_naive", "rate_vs_naive_aiohttp", "cpu_vs_naive_aiohttp", "noop"):
+        result[key] = median(r[key] for r in per_round)
+    for who in ("relay", "naive", "naive_aiohttp"):
+        for key in ("rate", "cpu_ms", "standin_cpu_ms"):
+            result[f"{who}_{key}"] = median(r[who][key] for r in per_round)
+    log(
+        f"P2 fair, medians: relay {result['relay_rate']:.0f}/s at {result['relay_cpu_ms']:.2f} ms CPU; naive "
+        f"{result['naive_rate']:.0f}/s at {result['naive_cpu_ms']:.2f} ms "
+        f"(on aiohttp: {result['naive_aiohttp_rate']:.0f}/s "
+        f"at {result['naive_aiohttp_cpu_ms']:.2f} ms); median per-round CPU ratio {result['cpu_vs_naive']:.2f}x "
+        f"({result['cpu_vs_naive_aiohttp']:.2f}x the aiohttp one; target <= 1.3); arq no-op {result['noop']:.0f}/s"
+    )
+    return result
+
+
+def p2lat(
+    count: int = 1000, rounds: int = 3, delay_s: float = 0.1, max_jobs: tuple[int, ...] = (50,)
+) -> dict[str, Any]:
+    """P2 latency-bound: every stand-in answer `delay_s` late; the bound is
+    max_jobs / (calls per delivery x delay)."""
+    from bench.standin import CALLS_PER_DELIVERY
+
+    per_round = []
+    for round_no in range(rounds):
+        this: dict[str, Any] = {}
+        for jobs in max_jobs:
+            r = _drain(count, delay_s=delay_s, max_jobs=None if jobs == 50 else jobs, side_core=None)
+            r["bound"] = jobs / (CALLS_PER_DELIVERY * delay_s)
+            r["vs_bound"] = r["rate"] / r["bound"]
+            this[str(jobs)] = r
+            log(
+                f"P2 latency round {round_no + 1}, max_jobs {jobs}: {r['rate']:.0f}/s of a bound {r['bound']:.0f}/s = "
+                f"{r['vs_bound']:.2f}x; {r['cpu_ms']:.2f} ms CPU/delivery, peak RSS {r['worker_rss_mb']:.0f} MB"
+            )
+        per_round.append(this)
+    result: dict[str, Any] = {"count": count, "delay_s": delay_s, "rounds": per_round}
+    for jobs in max_jobs:
+        result[str(jobs)] = {
+            k: median(r[str(jobs)][k] for r in per_round)
+            for k in ("rate", "bound", "vs_bound", "cpu_ms", "worker_rss_mb")
+        }
+    return result
+
+
+def p2scale(count: int = 2000, rounds: int = 3) -> dict[str, Any]:
+    """P2 scale-out: the same drain with one worker process and with two (cores 0 and 1); the
+    stand-in and Redis are not pinned, so they take their share of both cores alike."""
+    per_round: list[dict[str, Any]] = []
+    for round_no in range(rounds):
+        one = _drain(count, workers=1, worker_cores=(0,), side_core=None)
+        two = _drain(count, workers=2, worker_cores=(0, 1), side_core=None)
+        this: dict[str, Any] = {"one": one, "two": two, "ratio": two["rate"] / one["rate"]}
+        per_round.append(this)
+        log(
+            f"P2 scale round {round_no + 1}: 1 worker {one['rate']:.0f}/s ({one['redis_cmds']:.1f} Redis cmds, "
+            f"{one['cpu_ms']:.2f} ms CPU/delivery), 2 workers {two['rate']:.0f}/s ({two['redis_cmds']:.1f} cmds, "
+            f"{two['cpu_ms']:.2f} ms); ratio {this['ratio']:.2f}x"
+        )
+    result = {
+        "count": count,
+        "rounds": per_round,
+        "ratio": median(r["ratio"] for r in per_round),
+        "one": median(r["one"]["rate"] for r in per_round),
+        "two": median(r["two"]["rate"] for r in per_round),
+        "cmds_one": median(r["one"]["redis_cmds"] for r in per_round),
+        "cmds_two": median(r["two"]["redis_cmds"] for r in per_round),
+    }
+    log(f"P2 scale-out, median of per-round ratios: {result['ratio']:.2f}x (target >= 1.7)")
+    return result
 
 
 # -- P3 latency ------------------------------------------------------------------------------------
@@ -355,7 +582,7 @@ def p4() -> dict[str, Any]:
 # -- P5 backlog ------------------------------------------------------------------------------------
 
 
-async def _enqueue(stack: Stack, count: int) -> float:
+async def _enqueue(stack: Stack, count: int, prefix: str = "p5") -> float:
     from app.core.model import ApplicationIn, Origin
     from app.intake.accept import Intake
     from app.runtime import Runtime
@@ -370,7 +597,7 @@ async def _enqueue(stack: Stack, count: int) -> float:
         apps = [decoder.decode(msgspec.json.encode(canonical(i, 0))) for i in range(start, min(start + 500, count))]
         await asyncio.gather(
             *(
-                intake.accept(app, Origin(channel="api", received_at=time.time()), f"p5-{start + n}")
+                intake.accept(app, Origin(channel="api", received_at=time.time()), f"{prefix}-{start + n}")
                 for n, app in enumerate(apps)
             )
         )
@@ -494,15 +721,54 @@ def write_results(results: dict[str, Any]) -> None:
     RESULTS.write_text("\n".join(lines) + "\n<!-- notes -->" + extra)
 
 
-BENCHES = {"p1": p1, "p2": p2, "p3": p3, "p4": p4, "p5": p5}
+BENCHES: dict[str, str] = {
+    "p1": "intake: relay vs bare Litestar, the durable limit, FastAPI + Pydantic + arq (wrk)",
+    "p2": "P2 fair: relay worker vs the naive arq + httpx job, nginx stand-in; arq no-op as context",
+    "p2lat": "P2 latency-bound: stand-in answers 100 ms late; rate vs max_jobs / (calls x 0.1 s)",
+    "p2scale": "P2 scale-out: 1 vs 2 worker processes; Redis commands per delivery",
+    "p3": "accepted -> delivered latency at 10/s",
+    "p4": "peak RSS with large CVs",
+    "p5": "Redis bytes per queued application, drain flatness",
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="On-demand benchmarks; every figure beside a baseline measured in the same run "
+        "(interleaved rounds, each round's ratio and their median). Running all of them rewrites the "
+        "top of bench/RESULTS.md (everything below its notes marker is kept).",
+        epilog="benches: " + "; ".join(f"{k}: {v}" for k, v in BENCHES.items()),
+    )
+    parser.add_argument("benches", nargs="*", choices=[[], *BENCHES], metavar="BENCH", help="default: all")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--seconds", type=int, default=6, help="P1: seconds of wrk per server and round (default 6)")
+    parser.add_argument("--count", type=int, default=2000, help="P2: applications per drain (default 2000)")
+    parser.add_argument(
+        "--max-jobs", type=int, nargs="+", default=[50], help="p2lat: worker max_jobs to compare (default 50)"
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure, round by round, to this file")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
-    chosen = argv or list(BENCHES)
+    args = parse_args(argv)
+    chosen = args.benches or list(BENCHES)
+    runs: dict[str, Callable[[], Any]] = {
+        "p1": lambda: p1(args.seconds, args.rounds),
+        "p2": lambda: p2(args.count, args.rounds),
+        "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs)),
+        "p2scale": lambda: p2scale(args.count, args.rounds),
+        "p3": p3,
+        "p4": p4,
+        "p5": p5,
+    }
     results: dict[str, Any] = {}
     for name in chosen:
-        log(f"== {name}")
-        results[name] = BENCHES[name]()
+        log(f"== {name}: {BENCHES[name]}")
+        results[name] = runs[name]()
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1, default=str))
     if set(chosen) == set(BENCHES):
         write_results(results)
         log(f"results written to {RESULTS}")
