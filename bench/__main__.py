@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from bench.procs import REPO, TOKEN, Stack, canonical, pinned
+from bench.procs import REPO, TOKEN, Stack, canonical, pinned, relay_tree
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 WEB_CORE, LOAD_CORE = 0, 1
@@ -262,6 +263,20 @@ class _StandIn:
             self.popen.wait()
 
 
+# The relay's worker with another max_jobs (any tree: `python -m app.cli worker` takes no option).
+_WORKER_AT = """
+import sys
+from app.log import configure
+from app.net.event_loop import use_uvloop
+from app.settings import load_settings
+from app.worker import create_worker
+configure()
+settings = load_settings()
+use_uvloop()
+create_worker(settings, max_jobs=int(sys.argv[1])).run()
+"""
+
+
 def _drain(
     count: int,
     *,
@@ -270,13 +285,14 @@ def _drain(
     side_core: int | None = LOAD_CORE,
     delay_s: float = 0.0,
     max_jobs: int | None = None,
+    tree: Path = REPO,
 ) -> dict[str, float]:
     """`workers` relay worker processes draining `count` queued applications (no files) into the
     stand-in. Rate and CPU are measured from the first delivered to the last (not the start-up)."""
     # The connection's limit (a Redis semaphore across workers, default 10) would measure the
     # limiter's deferrals, not the workers: allow what they run.
     stand_in = _StandIn(side_core, delay_s)
-    stack = Stack(connection={"concurrency": 50 * workers * 4, "base_url": stand_in.url})
+    stack = Stack(connection={"concurrency": 50 * workers * 4, "base_url": stand_in.url}, tree=tree)
     try:
         if side_core is not None:
             subprocess.run(
@@ -292,7 +308,7 @@ def _drain(
                 f"worker{n}",
                 [sys.executable, "-m", "app.cli", "worker"]
                 if max_jobs is None
-                else [sys.executable, "-m", "bench.worker_at", str(max_jobs)],
+                else [sys.executable, "-c", _WORKER_AT, str(max_jobs)],
                 worker_cores[n % len(worker_cores)],
             )
             for n in range(workers)
@@ -379,102 +395,136 @@ def _arq_noop(count: int) -> float:
     return int(out[0]) / float(out[1])
 
 
-def p2(count: int = 2000, rounds: int = 3) -> dict[str, Any]:
+Trees = dict[str, Path]  # label (a git revision, "." for the working tree) -> the relay's code
+
+
+def p2(count: int = 2000, rounds: int = 3, trees: Trees | None = None) -> dict[str, Any]:
     """P2 fair: one relay worker and the naive baseline (bench/naive.py) each draining `count`
-    applications into the nginx stand-in, interleaved; arq's no-op rate as context."""
-    per_round = []
+    applications into the nginx stand-in, interleaved, who goes first rotating; arq's no-op rate as
+    context. With several `trees`, each version's relay runs in every round (before/after in one run)."""
+    trees = trees or {".": REPO}
+    per_round: list[dict[str, Any]] = []
     for round_no in range(rounds):
         runs: dict[str, Callable[[], dict[str, float]]] = {
-            "relay": lambda: _drain(count),
+            **{f"relay@{label}": functools.partial(_drain, count, tree=tree) for label, tree in trees.items()},
             "naive": lambda: _naive(count),
             "naive_aiohttp": lambda: _naive(count, "aiohttp"),
         }
-        order = list(runs)[round_no % 3 :] + list(runs)[: round_no % 3]  # who goes first rotates
+        names = list(runs)
+        order = names[round_no % len(names) :] + names[: round_no % len(names)]
         this: dict[str, Any] = {name: runs[name]() for name in order}
         this["noop"] = _arq_noop(count * 5)
-        relay = this["relay"]
-        for base in ("naive", "naive_aiohttp"):
-            this[f"rate_vs_{base}"] = relay["rate"] / this[base]["rate"]
-            this[f"cpu_vs_{base}"] = relay["cpu_ms"] / this[base]["cpu_ms"]
-        per_round.append(this)
+        line = [f"P2 round {round_no + 1}:"]
+        for label in trees:
+            relay = this[f"relay@{label}"]
+            for base in ("naive", "naive_aiohttp"):
+                this[f"rate_vs_{base}@{label}"] = relay["rate"] / this[base]["rate"]
+                this[f"cpu_vs_{base}@{label}"] = relay["cpu_ms"] / this[base]["cpu_ms"]
+            line.append(
+                f"relay@{label} {relay['rate']:.0f}/s {relay['cpu_ms']:.2f} ms CPU/delivery (stand-in "
+                f"{relay['standin_cpu_ms']:.2f}, Redis {relay['redis_cpu_ms']:.2f} ms, {relay['redis_cmds']:.1f} cmds; "
+                f"{this[f'cpu_vs_naive@{label}']:.2f}x / {this[f'cpu_vs_naive_aiohttp@{label}']:.2f}x the naive's CPU);"
+            )
         naive, naive_a = this["naive"], this["naive_aiohttp"]
-        log(
-            f"P2 round {round_no + 1}: relay {relay['rate']:.0f}/s {relay['cpu_ms']:.2f} ms CPU/delivery "
-            f"(stand-in {relay['standin_cpu_ms']:.2f}, Redis {relay['redis_cpu_ms']:.2f} ms, "
-            f"{relay['redis_cmds']:.1f} cmds); naive httpx {naive['rate']:.0f}/s {naive['cpu_ms']:.2f} ms "
-            f"(stand-in {naive['standin_cpu_ms']:.2f}); naive on aiohttp {naive_a['rate']:.0f}/s "
-            f"{naive_a['cpu_ms']:.2f} ms; relay CPU {this['cpu_vs_naive']:.2f}x / {this['cpu_vs_naive_aiohttp']:.2f}x "
-            f"the naive's; arq no-op {this['noop']:.0f}/s"
+        line.append(
+            f"naive httpx {naive['rate']:.0f}/s {naive['cpu_ms']:.2f} ms (stand-in {naive['standin_cpu_ms']:.2f}); "
+            f"naive on aiohttp {naive_a['rate']:.0f}/s {naive_a['cpu_ms']:.2f} ms; arq no-op {this['noop']:.0f}/s"
         )
-    result: dict[str, Any] = {"count": count, "rounds": per_round}
-    for key in ("rate_vs_naive", "cpu_vs_naive", "rate_vs_naive_aiohttp", "cpu_vs_naive_aiohttp", "noop"):
+        log(" ".join(line))
+        per_round.append(this)
+    result: dict[str, Any] = {"count": count, "rounds": per_round, "trees": list(trees)}
+    ratio_keys = [k for k in per_round[0] if k.startswith(("rate_vs_", "cpu_vs_"))]
+    for key in [*ratio_keys, "noop"]:
         result[key] = median(r[key] for r in per_round)
-    for who in ("relay", "naive", "naive_aiohttp"):
-        for key in ("rate", "cpu_ms", "standin_cpu_ms"):
-            result[f"{who}_{key}"] = median(r[who][key] for r in per_round)
+    for who in [*(f"relay@{label}" for label in trees), "naive", "naive_aiohttp"]:
+        for key in ("rate", "cpu_ms", "standin_cpu_ms", "redis_cmds", "redis_cpu_ms"):
+            if key in per_round[0][who]:
+                result[f"{who}_{key}"] = median(r[who][key] for r in per_round)
+    for label in trees:
+        log(
+            f"P2 fair, medians, relay@{label}: {result[f'relay@{label}_rate']:.0f}/s at "
+            f"{result[f'relay@{label}_cpu_ms']:.2f} ms CPU, {result[f'relay@{label}_redis_cmds']:.1f} Redis cmds; "
+            f"median per-round CPU ratio {result[f'cpu_vs_naive@{label}']:.2f}x the naive (target <= 1.3), "
+            f"{result[f'cpu_vs_naive_aiohttp@{label}']:.2f}x the naive on aiohttp"
+        )
     log(
-        f"P2 fair, medians: relay {result['relay_rate']:.0f}/s at {result['relay_cpu_ms']:.2f} ms CPU; naive "
-        f"{result['naive_rate']:.0f}/s at {result['naive_cpu_ms']:.2f} ms "
-        f"(on aiohttp: {result['naive_aiohttp_rate']:.0f}/s "
-        f"at {result['naive_aiohttp_cpu_ms']:.2f} ms); median per-round CPU ratio {result['cpu_vs_naive']:.2f}x "
-        f"({result['cpu_vs_naive_aiohttp']:.2f}x the aiohttp one; target <= 1.3); arq no-op {result['noop']:.0f}/s"
+        f"P2 fair, medians: naive {result['naive_rate']:.0f}/s at {result['naive_cpu_ms']:.2f} ms, on aiohttp "
+        f"{result['naive_aiohttp_rate']:.0f}/s at {result['naive_aiohttp_cpu_ms']:.2f} ms; "
+        f"arq no-op {result['noop']:.0f}/s"
     )
     return result
 
 
 def p2lat(
-    count: int = 1000, rounds: int = 3, delay_s: float = 0.1, max_jobs: tuple[int, ...] = (50,)
+    count: int = 1000,
+    rounds: int = 3,
+    delay_s: float = 0.1,
+    max_jobs: tuple[int, ...] = (50,),
+    trees: Trees | None = None,
 ) -> dict[str, Any]:
     """P2 latency-bound: every stand-in answer `delay_s` late; the bound is
     max_jobs / (calls per delivery x delay)."""
     from bench.standin import CALLS_PER_DELIVERY
 
-    per_round = []
+    trees = trees or {".": REPO}
+    per_round: list[dict[str, Any]] = []
+    variants = [(label, jobs) for label in trees for jobs in max_jobs]
     for round_no in range(rounds):
         this: dict[str, Any] = {}
-        for jobs in max_jobs:
-            r = _drain(count, delay_s=delay_s, max_jobs=None if jobs == 50 else jobs, side_core=None)
+        for label, jobs in variants[round_no % len(variants) :] + variants[: round_no % len(variants)]:
+            r = _drain(count, delay_s=delay_s, max_jobs=None if jobs == 50 else jobs, side_core=None, tree=trees[label])
             r["bound"] = jobs / (CALLS_PER_DELIVERY * delay_s)
             r["vs_bound"] = r["rate"] / r["bound"]
-            this[str(jobs)] = r
+            this[f"{jobs}@{label}"] = r
             log(
-                f"P2 latency round {round_no + 1}, max_jobs {jobs}: {r['rate']:.0f}/s of a bound {r['bound']:.0f}/s = "
-                f"{r['vs_bound']:.2f}x; {r['cpu_ms']:.2f} ms CPU/delivery, peak RSS {r['worker_rss_mb']:.0f} MB"
+                f"P2 latency round {round_no + 1}, relay@{label} max_jobs {jobs}: {r['rate']:.0f}/s of a bound "
+                f"{r['bound']:.0f}/s = {r['vs_bound']:.2f}x; {r['cpu_ms']:.2f} ms CPU/delivery, "
+                f"peak RSS {r['worker_rss_mb']:.0f} MB"
             )
         per_round.append(this)
     result: dict[str, Any] = {"count": count, "delay_s": delay_s, "rounds": per_round}
-    for jobs in max_jobs:
-        result[str(jobs)] = {
-            k: median(r[str(jobs)][k] for r in per_round)
-            for k in ("rate", "bound", "vs_bound", "cpu_ms", "worker_rss_mb")
+    for label, jobs in variants:
+        key = f"{jobs}@{label}"
+        result[key] = {
+            k: median(r[key][k] for r in per_round) for k in ("rate", "bound", "vs_bound", "cpu_ms", "worker_rss_mb")
         }
+        log(
+            f"P2 latency-bound, medians, relay@{label} max_jobs {jobs}: {result[key]['rate']:.0f}/s = "
+            f"{result[key]['vs_bound']:.2f}x the bound (target >= 0.8), peak RSS {result[key]['worker_rss_mb']:.0f} MB"
+        )
     return result
 
 
-def p2scale(count: int = 2000, rounds: int = 3) -> dict[str, Any]:
+def p2scale(count: int = 2000, rounds: int = 3, trees: Trees | None = None) -> dict[str, Any]:
     """P2 scale-out: the same drain with one worker process and with two (cores 0 and 1); the
     stand-in and Redis are not pinned, so they take their share of both cores alike."""
+    trees = trees or {".": REPO}
     per_round: list[dict[str, Any]] = []
     for round_no in range(rounds):
-        one = _drain(count, workers=1, worker_cores=(0,), side_core=None)
-        two = _drain(count, workers=2, worker_cores=(0, 1), side_core=None)
-        this: dict[str, Any] = {"one": one, "two": two, "ratio": two["rate"] / one["rate"]}
+        this: dict[str, Any] = {}
+        for label, tree in trees.items():
+            one = _drain(count, workers=1, worker_cores=(0,), side_core=None, tree=tree)
+            two = _drain(count, workers=2, worker_cores=(0, 1), side_core=None, tree=tree)
+            this[label] = {"one": one, "two": two, "ratio": two["rate"] / one["rate"]}
+            log(
+                f"P2 scale round {round_no + 1}, relay@{label}: 1 worker {one['rate']:.0f}/s ({one['redis_cmds']:.1f} "
+                f"Redis cmds, {one['cpu_ms']:.2f} ms CPU/delivery), 2 workers {two['rate']:.0f}/s "
+                f"({two['redis_cmds']:.1f} cmds, {two['cpu_ms']:.2f} ms); ratio {this[label]['ratio']:.2f}x"
+            )
         per_round.append(this)
+    result: dict[str, Any] = {"count": count, "rounds": per_round}
+    for label in trees:
+        result[label] = {
+            "ratio": median(r[label]["ratio"] for r in per_round),
+            "one": median(r[label]["one"]["rate"] for r in per_round),
+            "two": median(r[label]["two"]["rate"] for r in per_round),
+            "cmds_one": median(r[label]["one"]["redis_cmds"] for r in per_round),
+            "cmds_two": median(r[label]["two"]["redis_cmds"] for r in per_round),
+        }
         log(
-            f"P2 scale round {round_no + 1}: 1 worker {one['rate']:.0f}/s ({one['redis_cmds']:.1f} Redis cmds, "
-            f"{one['cpu_ms']:.2f} ms CPU/delivery), 2 workers {two['rate']:.0f}/s ({two['redis_cmds']:.1f} cmds, "
-            f"{two['cpu_ms']:.2f} ms); ratio {this['ratio']:.2f}x"
+            f"P2 scale-out, relay@{label}, median of per-round ratios: {result[label]['ratio']:.2f}x (target >= 1.7); "
+            f"{result[label]['cmds_one']:.1f} / {result[label]['cmds_two']:.1f} Redis cmds per delivery"
         )
-    result = {
-        "count": count,
-        "rounds": per_round,
-        "ratio": median(r["ratio"] for r in per_round),
-        "one": median(r["one"]["rate"] for r in per_round),
-        "two": median(r["two"]["rate"] for r in per_round),
-        "cmds_one": median(r["one"]["redis_cmds"] for r in per_round),
-        "cmds_two": median(r["two"]["redis_cmds"] for r in per_round),
-    }
-    log(f"P2 scale-out, median of per-round ratios: {result['ratio']:.2f}x (target >= 1.7)")
     return result
 
 
@@ -748,17 +798,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--max-jobs", type=int, nargs="+", default=[50], help="p2lat: worker max_jobs to compare (default 50)"
     )
     parser.add_argument("--json", type=Path, help="also write every figure, round by round, to this file")
+    parser.add_argument(
+        "--relay",
+        nargs="+",
+        default=["."],
+        metavar="REV",
+        help="p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     chosen = args.benches or list(BENCHES)
+    trees = {rev: relay_tree(rev) for rev in args.relay}
     runs: dict[str, Callable[[], Any]] = {
         "p1": lambda: p1(args.seconds, args.rounds),
-        "p2": lambda: p2(args.count, args.rounds),
-        "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs)),
-        "p2scale": lambda: p2scale(args.count, args.rounds),
+        "p2": lambda: p2(args.count, args.rounds, trees),
+        "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees),
+        "p2scale": lambda: p2scale(args.count, args.rounds, trees),
         "p3": p3,
         "p4": p4,
         "p5": p5,
