@@ -101,6 +101,10 @@ class _RunState:
     step: str | None = None
     personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
     files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
+    # A finished step's checkpoint held back to be written with the next one (see `_run_step`);
+    # `unsaved_write`: one of them may have created something in the ATS.
+    unsaved: bool = False
+    unsaved_write: bool = False
 
 
 def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None) -> ErrorInfo:
@@ -347,6 +351,11 @@ class DeliveryEngine:
 
     async def _run_step(self, delivery: Delivery, step: Step, ctx: StepContext, run: _RunState) -> BaseException | None:
         deps = self.deps
+        if run.unsaved_write:
+            # The last step may have created something: its checkpoint is durable before this
+            # step can write anything (DESIGN.md §4.3), together with any held-back read's.
+            await deps.store.save(delivery)
+            run.unsaved = run.unsaved_write = False
         run.step = step.name
         started = deps.clock()
         t0 = time.perf_counter()
@@ -378,10 +387,18 @@ class DeliveryEngine:
                 latency_ms=int((time.perf_counter() - t0) * 1000),
             ),
         )
-        await deps.store.save(delivery)  # a checkpoint: the status stays
-        links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
-        if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
-            await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
+        if step.attachment is None:
+            # Held back: written before the next step runs if this one may have written (above),
+            # else with a later checkpoint, and in any case by the run's outcome, which saves the
+            # whole state. Consecutive steps cost one round trip, not one each (bench P2).
+            run.unsaved = True
+            run.unsaved_write = run.unsaved_write or step.writes
+        else:
+            await deps.store.save(delivery)  # a checkpoint (the status stays), before the file goes
+            run.unsaved = run.unsaved_write = False
+            links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
+            if not deps.keep_files_after_delivery and not links_live:
+                await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
         self._log_step(delivery, step, None, t0)
         return None
 

@@ -244,6 +244,90 @@ async def test_a_delivery_checkpointed_elsewhere_runs_only_what_is_left(store: D
     assert (await r.get(delivery.id)).checkpoints == {"candidate": "existing-42", "application": "application#1"}
 
 
+class ReadsFirstConnector(ScriptedConnector):
+    """Two steps that only read (`writes=False`), then the two that write; each step notes the
+    checkpoints Redis holds (not the engine's memory) as it starts."""
+
+    def __init__(self, store: DeliveryStore, script: Mapping[str, Sequence[Outcome]] | None = None) -> None:
+        super().__init__(script)
+        self.store = store
+        self.delivery_id = ""  # the delivery whose stored state the steps look at
+        self.stored_at_start: dict[str, set[str]] = {}
+
+    def plan(self, application: StoredApplication) -> list[Step]:
+        names = [("company", False), ("source", False), ("candidate", True), ("application", True)]
+        return [Step(name, self._noting(name), writes=writes) for name, writes in names]
+
+    def _noting(self, name: str) -> Any:
+        inner = self._step(name)
+
+        async def run(ctx: StepContext) -> str:
+            stored = await self.store.get(self.delivery_id)
+            assert stored is not None
+            self.stored_at_start[name] = set(stored.checkpoints)
+            return str(await inner(ctx))
+
+        return run
+
+
+class CountingStore(DeliveryStore):
+    """Counts the state writes (`save`) a run makes."""
+
+    saves = 0
+
+    async def save(self, delivery: Delivery, move: Any = None, **kwargs: Any) -> None:
+        self.saves += 1
+        await super().save(delivery, move, **kwargs)
+
+
+async def test_a_writing_steps_checkpoint_is_stored_before_the_next_step_and_reads_ride_along(
+    redis: Redis,
+) -> None:
+    """DESIGN.md §4.3: the remote id a write got is durable before the next step can write; a
+    step that only reads has its checkpoint written with the next one (bench P2: 4 -> 1 round trips)."""
+    store = CountingStore(redis, sealer=PlainSealer())
+    connector = ReadsFirstConnector(store)
+    r = rig(store, connector)
+    delivery = await r.delivery()
+    connector.delivery_id = delivery.id
+    assert await r.run(delivery) == "delivered"
+    assert connector.stored_at_start == {
+        "company": set(),
+        "source": set(),  # company's held back: it only read
+        "candidate": set(),  # both reads still held back: nothing was written yet
+        "application": {"company", "source", "candidate"},  # the candidate's id first, reads with it
+    }
+    done = await r.get(delivery.id)
+    assert set(done.checkpoints) == {"company", "source", "candidate", "application"}  # the last with the outcome
+    assert store.saves == 3  # start_run, the one checkpoint write, delivered
+    assert [a.step for a in done.attempts if a.step] == ["company", "source", "candidate", "application"]
+
+
+async def test_held_back_checkpoints_are_stored_with_a_failed_runs_outcome(redis: Redis) -> None:
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    connector = ReadsFirstConnector(store, {"candidate": [TransientError("ATS busy: HTTP 503", status=503)]})
+    r = rig(store, connector)
+    delivery = await r.delivery()
+    connector.delivery_id = delivery.id
+    assert await r.run(delivery) == "retry_scheduled"
+    assert set((await r.get(delivery.id)).checkpoints) == {"company", "source"}
+    assert await r.run(delivery) == "delivered"
+    assert connector.calls == ["company", "source", "candidate", "candidate", "application"]
+
+
+async def test_a_worker_killed_after_a_write_resumes_after_it(redis: Redis) -> None:
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    connector = ReadsFirstConnector(store, {"application": [WorkerKilled()]})
+    r = rig(store, connector)
+    delivery = await r.delivery()
+    connector.delivery_id = delivery.id
+    with pytest.raises(WorkerKilled):
+        await r.run(delivery)
+    assert set((await r.get(delivery.id)).checkpoints) == {"company", "source", "candidate"}
+    assert await r.run(delivery) == "delivered"
+    assert connector.calls == ["company", "source", "candidate", "application", "application"]
+
+
 # -- outcomes ----------------------------------------------------------------------------------
 
 
