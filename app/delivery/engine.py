@@ -403,7 +403,9 @@ class DeliveryEngine:
         return None
 
     def _log_step(self, delivery: Delivery, step: Step, error: BaseException | None, t0: float) -> None:
-        log.info(
+        """A step that went through is a debug line (the delivery's outcome line, at info, sums up
+        its run: docs/architecture.md, "One run of the engine"); a failed one stays at info."""
+        (log.debug if error is None else log.info)(
             "delivery.step",
             delivery_id=delivery.id,
             connection=delivery.connection_id,
@@ -420,7 +422,7 @@ class DeliveryEngine:
     async def _finish(self, delivery: Delivery, outcome: RunOutcome, run: _RunState, policy: RetryPolicyConfig) -> str:
         deps, now = self.deps, self.deps.clock()
         if outcome == "ok":
-            return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK)
+            return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK, run)
         if outcome == "budget" and len(delivery.checkpoints) == run.done_before:
             # Not one step finished in a whole run: the ATS is too slow; a timeout, on the schedule.
             outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
@@ -449,7 +451,7 @@ class DeliveryEngine:
             return await self._retry_or_give_up(delivery, outcome, run, policy, delivery.failed_attempts)
         return await self._dead_letter(delivery, _error_info("permanent", outcome, now, run.step), run=run)
 
-    async def _delivered(self, delivery: Delivery, files: int) -> str:
+    async def _delivered(self, delivery: Delivery, files: int, run: _RunState) -> str:
         now = self.deps.clock()
         move = transitions.deliver(delivery, now)
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
@@ -460,12 +462,14 @@ class DeliveryEngine:
             drop = files
             delivery.files_purged = True
         await self.deps.store.save(delivery, move, drop_files=drop)
-        log.info(
+        log.info(  # the one line of a delivery that went through (its steps are debug lines)
             "delivery.delivered",
             delivery_id=delivery.id,
             connection=delivery.connection_id,
             connector=delivery.connector,
             attempt=delivery.runs,
+            steps=len(delivery.checkpoints) - run.done_before,
+            latency_ms=int((now - run.started) * 1000),
         )
         return "delivered"
 

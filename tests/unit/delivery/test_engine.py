@@ -8,6 +8,8 @@ time and its job in arq's queue, the paused connection, the files kept or droppe
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,6 +26,7 @@ from app.delivery.engine import MAX_CRASH_RERUNS, DeliveryEngine, EngineDeps
 from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore, PlainSealer, new_delivery_id
+from app.log import configure
 from connectors.base import (
     AttachmentRejected,
     AuthError,
@@ -326,6 +329,41 @@ async def test_a_worker_killed_after_a_write_resumes_after_it(redis: Redis) -> N
     assert set((await r.get(delivery.id)).checkpoints) == {"company", "source", "candidate"}
     assert await r.run(delivery) == "delivered"
     assert connector.calls == ["company", "source", "candidate", "application", "application"]
+
+
+async def test_a_delivery_logs_one_line_at_info_and_its_steps_at_debug(store: DeliveryStore) -> None:
+    """The per-step JSON lines were a tenth of the worker's CPU in bench P2: at info, a delivery
+    that went through is its outcome line only, which sums up the run."""
+    for level, expected in (("INFO", []), ("DEBUG", ["candidate", "application"])):
+        stream = io.StringIO()
+        configure(level, stream=stream)
+        try:
+            r = rig(store, ScriptedConnector())
+            delivery = await r.delivery()
+            assert await r.run(delivery) == "delivered"
+        finally:
+            configure("WARNING")
+        events = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [e["step"] for e in events if e["event"] == "delivery.step"] == expected
+        assert all(e["level"] == "debug" for e in events if e["event"] == "delivery.step")
+        (summary,) = [e for e in events if e["event"] == "delivery.delivered"]
+        assert summary["level"] == "info" and summary["steps"] == 2 and summary["delivery_id"] == delivery.id
+        assert {"connection", "connector", "attempt", "latency_ms"} <= summary.keys()
+
+
+async def test_a_failed_step_still_logs_its_line_at_info(store: DeliveryStore) -> None:
+    stream = io.StringIO()
+    configure("INFO", stream=stream)
+    try:
+        r = rig(store, ScriptedConnector({"application": [TransientError("ATS busy: HTTP 503", status=503)]}))
+        assert await r.run(await r.delivery()) == "retry_scheduled"
+    finally:
+        configure("WARNING")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["step"], e["status"]) for e in events if e["event"] == "delivery.step"] == [
+        ("application", "TransientError")
+    ]
+    assert [e["event"] for e in events if e["event"] != "delivery.step"] == ["delivery.retry_scheduled"]
 
 
 # -- outcomes ----------------------------------------------------------------------------------
