@@ -251,11 +251,11 @@ class DeliveryEngine:
 
     async def _run_limited(self, delivery: Delivery, connection: Connection) -> str:
         deps, now = self.deps, self.deps.clock()
-        await deps.store.save(delivery, transitions.start_run(delivery))
+        sealed = await deps.store.save_and_load_payload(delivery, transitions.start_run(delivery))  # one round trip
 
         connector = deps.connector_for(delivery.connection_id)
         try:
-            steps, application, files = await self._plan(delivery, connector)
+            steps, application, files = self._plan(delivery, connector, sealed)
         except (PermanentError, msgspec.DecodeError) as exc:
             return await self._dead_letter(delivery, _error_info("permanent", exc, now, "plan"))
         except TransientError as exc:
@@ -290,16 +290,17 @@ class DeliveryEngine:
         delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
-    async def _plan(
-        self, delivery: Delivery, connector: Connector[Any]
+    def _plan(
+        self, delivery: Delivery, connector: Connector[Any], sealed: bytes | None
     ) -> tuple[list[Step], StoredApplication | None, int]:
-        """(steps, the application or None for an action, how many file keys it may have)."""
+        """(steps, the application or None for an action, how many file keys it may have), from
+        the payload as stored (`sealed`, read with the run's first write)."""
+        if sealed is None:
+            raise PermanentError("the stored payload is gone (purged or erased)")
         try:
-            raw = await self.deps.store.load_payload(delivery.id)
+            raw = self.deps.store.open_payload(sealed)
         except SealError as exc:  # a data key missing from the environment: fixable, so not permanent
             raise TransientError(f"payload: {exc}") from None
-        if raw is None:
-            raise PermanentError("the stored payload is gone (purged or erased)")
         if delivery.kind == "action":
             payload = action_decoder.decode(raw)
             return (

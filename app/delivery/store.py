@@ -332,13 +332,42 @@ class DeliveryStore:
         if run_at is not None:
             jid = queue.job_id(delivery.id, f"{run_seq if run_seq is not None else delivery.runs}-{delivery.version}")
             delivery.job = jid
-        state = delivery_encoder.encode(delivery)
-        moved = previous_status != delivery.status
-        if not moved and jid is None and not extra_files and not drop_files:
+        batch = self._batch(delivery, previous_status, jid, run_at, drop_files)
+        if isinstance(batch, bytes):
             # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
             # write. Most saves of a delivery are these, one per ATS step.
-            await self.redis.set(state_key(delivery.id), state)
-            return
+            if not extra_files:
+                await self.redis.set(state_key(delivery.id), batch)
+                return
+            state, batch = batch, CommandBatch()
+            batch.set(state_key(delivery.id), state)
+        blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
+        await self._batches.execute(batch, blobs)
+
+    async def save_and_load_payload(self, delivery: Delivery, move: Move | None) -> bytes | None:
+        """`save(delivery, move)`, then the payload as stored (sealed: `open_payload`), in one round
+        trip: what a run does first (bench P2)."""
+        if move is not None and move.to != delivery.status:
+            raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
+        delivery.updated_at = time.time()
+        delivery.version += 1
+        batch = self._batch(delivery, move.previous if move is not None else delivery.status, None, None, 0)
+        if isinstance(batch, bytes):
+            state, batch = batch, CommandBatch()
+            batch.set(state_key(delivery.id), state)
+        return await self._batches.execute_then_get(batch, payload_key(delivery.id))
+
+    def open_payload(self, sealed: bytes) -> bytes:
+        return self.sealer.open(sealed)
+
+    def _batch(
+        self, delivery: Delivery, previous_status: str | None, jid: str | None, run_at: float | None, drop_files: int
+    ) -> CommandBatch | bytes:
+        """The commands of a save; only the encoded state when a plain SET of it is the whole write."""
+        state = delivery_encoder.encode(delivery)
+        moved = previous_status != delivery.status
+        if not moved and jid is None and not drop_files:
+            return state
         batch = CommandBatch()  # one atomic call (app/redis/batch.py): state and job first
         batch.set(state_key(delivery.id), state)
         if jid is not None and run_at is not None:
@@ -356,8 +385,7 @@ class DeliveryStore:
             _transition_metrics(batch, delivery, previous_status)
         if drop_files:
             batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
-        blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
-        await self._batches.execute(batch, blobs)
+        return batch
 
     async def purge(self, delivery: Delivery, file_count: int) -> None:
         """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts)."""

@@ -27,6 +27,7 @@ from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore, PlainSealer, new_delivery_id
 from app.log import configure
+from app.redis.keys import payload_key
 from connectors.base import (
     AttachmentRejected,
     AuthError,
@@ -282,6 +283,10 @@ class CountingStore(DeliveryStore):
         self.saves += 1
         await super().save(delivery, move, **kwargs)
 
+    async def save_and_load_payload(self, delivery: Delivery, move: Any) -> bytes | None:
+        self.saves += 1
+        return await super().save_and_load_payload(delivery, move)
+
 
 async def test_a_writing_steps_checkpoint_is_stored_before_the_next_step_and_reads_ride_along(
     redis: Redis,
@@ -302,7 +307,7 @@ async def test_a_writing_steps_checkpoint_is_stored_before_the_next_step_and_rea
     }
     done = await r.get(delivery.id)
     assert set(done.checkpoints) == {"company", "source", "candidate", "application"}  # the last with the outcome
-    assert store.saves == 3  # start_run, the one checkpoint write, delivered
+    assert store.saves == 3  # start_run (with the payload's read), the one checkpoint write, delivered
     assert [a.step for a in done.attempts if a.step] == ["company", "source", "candidate", "application"]
 
 
@@ -364,6 +369,19 @@ async def test_a_failed_step_still_logs_its_line_at_info(store: DeliveryStore) -
         ("application", "TransientError")
     ]
     assert [e["event"] for e in events if e["event"] != "delivery.step"] == ["delivery.retry_scheduled"]
+
+
+async def test_a_run_reads_its_payload_with_its_first_write_and_a_gone_one_is_a_dead_letter(
+    store: DeliveryStore, redis: Redis
+) -> None:
+    r = rig(store, ScriptedConnector())
+    delivery = await r.delivery()
+    await redis.delete(payload_key(delivery.id))
+    await redis.script_flush()  # as after a Redis restart: the batch's script is loaded again
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.message == "the stored payload is gone (purged or erased)"
+    assert r.connector.calls == []
 
 
 # -- outcomes ----------------------------------------------------------------------------------
