@@ -32,7 +32,7 @@ from app.config import Config, Connection, RetryPolicyConfig
 from app.core.model import AttachmentRef, StoredApplication, stored_decoder
 from app.core.pii import personal_values, scrub
 from app.delivery import transitions
-from app.delivery.limits import ConnectionLimiter, Denied
+from app.delivery.limits import ConnectionLimiter, Denied, Lease
 from app.delivery.record import (
     MAX_ATTEMPT_LOG,
     TERMINAL,
@@ -166,6 +166,7 @@ class DeliveryEngine:
         token, delivery = await store.acquire_lease_and_get(delivery_id, self.deps.lease_s)
         if token is None:
             return "busy"
+        held: list[Lease] = []  # the connection's slot, given back with the lease (one round trip)
         try:
             if delivery is None:
                 return "missing"
@@ -173,23 +174,25 @@ class DeliveryEngine:
                 return "stale"  # superseded by a newer run (operator retry, resume), or finished
             if delivery.status in TERMINAL:
                 return delivery.status
-            return await self._run(delivery, job_try)
+            return await self._run(delivery, job_try, held)
         finally:
-            await self._release(delivery_id, token)
+            await self._release(delivery_id, token, held)
 
-    async def _release(self, delivery_id: str, token: str) -> None:
-        """Give the lease back, briefly: this also runs when the run is cancelled (its deadline)
-        or Redis is away, and must not hold the job past arq's timeout; an unreleased lease
-        simply expires after `lease_s`."""
+    async def _release(self, delivery_id: str, token: str, held: list[Lease]) -> None:
+        """Give the lease back, and the connection's slot with it, briefly: this also runs when the
+        run is cancelled (its deadline) or Redis is away, and must not hold the job past arq's
+        timeout; an unreleased lease or slot simply expires after `lease_s`."""
+        limiter = self.deps.limiter
+        slot = limiter.slot(held[0]) if held and limiter is not None else None
         try:
             async with asyncio.timeout(1.0):
-                await self.deps.store.release_lease(delivery_id, token)
+                await self.deps.store.release_lease(delivery_id, token, also_zrem=slot)
         except (TimeoutError, OSError, RedisError) as exc:
             log.warning("delivery.lease_not_released", delivery_id=delivery_id, error_type=type(exc).__name__)
 
     # -- one run ------------------------------------------------------------------------------
 
-    async def _run(self, delivery: Delivery, job_try: int) -> str:
+    async def _run(self, delivery: Delivery, job_try: int, held: list[Lease]) -> str:
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
@@ -230,10 +233,8 @@ class DeliveryEngine:
         lease = await deps.limiter.acquire(connection)
         if isinstance(lease, Denied):
             return await self._defer(delivery, lease)
-        try:
-            return await self._run_limited(delivery, connection)
-        finally:
-            await deps.limiter.release(lease)
+        held.append(lease)  # released by `run`, with the delivery's lease
+        return await self._run_limited(delivery, connection)
 
     async def _defer(self, delivery: Delivery, denied: Denied) -> str:
         """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from app.delivery import queue
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
@@ -426,8 +427,22 @@ class DeliveryStore:
             return None, None
         return token, delivery_decoder.decode(raw) if raw else None
 
-    async def release_lease(self, delivery_id: str, token: str) -> None:
-        await self._unlock(keys=[lease_key(delivery_id)], args=[token])
+    async def release_lease(self, delivery_id: str, token: str, *, also_zrem: tuple[str, str] | None = None) -> None:
+        """Give the lease back if it is still ours; `also_zrem` = (key, member), removed in the same
+        round trip (the connection's slot: app/delivery/limits.py)."""
+        if also_zrem is None:
+            await self._unlock(keys=[lease_key(delivery_id)], args=[token])
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(*also_zrem)
+        pipe.evalsha(self._unlock.sha, 1, lease_key(delivery_id), token)
+        removed, unlocked = await pipe.execute(raise_on_error=False)
+        if isinstance(removed, Exception):
+            raise removed
+        if isinstance(unlocked, NoScriptError):  # Redis restarted: the script is loaded again
+            await self._unlock(keys=[lease_key(delivery_id)], args=[token])
+        elif isinstance(unlocked, Exception):
+            raise unlocked
 
     # -- connections --------------------------------------------------------------------------
 

@@ -23,11 +23,12 @@ from app.config import parse_config
 from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredApplication, stored_encoder
 from app.delivery import queue
 from app.delivery.engine import MAX_CRASH_RERUNS, DeliveryEngine, EngineDeps
+from app.delivery.limits import ConnectionLimiter
 from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore, PlainSealer, new_delivery_id
 from app.log import configure
-from app.redis.keys import payload_key
+from app.redis.keys import lease_key, payload_key
 from connectors.base import (
     AttachmentRejected,
     AuthError,
@@ -382,6 +383,20 @@ async def test_a_run_reads_its_payload_with_its_first_write_and_a_gone_one_is_a_
     state = await r.get(delivery.id)
     assert state.last_error is not None and state.last_error.message == "the stored payload is gone (purged or erased)"
     assert r.connector.calls == []
+
+
+async def test_the_connections_slot_goes_back_with_the_lease_in_one_round_trip(
+    store: DeliveryStore, redis: Redis
+) -> None:
+    r = rig(store, ScriptedConnector())
+    limiter = r.engine.deps.limiter = ConnectionLimiter(redis, 50.0)
+    for restarted in (False, True):
+        delivery = await r.delivery()
+        if restarted:
+            await redis.script_flush()  # the lease's script is loaded again
+        assert await r.run(delivery) == "delivered"
+        assert await limiter.in_flight("acme") == 0
+        assert not await redis.exists(lease_key(delivery.id))
 
 
 # -- outcomes ----------------------------------------------------------------------------------
