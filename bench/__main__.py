@@ -702,35 +702,72 @@ def write_results(results: dict[str, Any]) -> None:
         r = results["p1"]
         lines += [
             "## P1 intake",
-            "Best of 3 interleaved 6 s runs per server. "
-            f"wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB body (2 KB canonical "
-            "JSON + a 100 KB CV in base64), unique Idempotency-Key per request; server on core 0, wrk and "
-            "Redis (AOF, everysec) on core 1; all three servers on the same uvicorn (uvloop, httptools).\n",
+            f"{len(r['rounds'])} interleaved rounds (order rotated) of {r['seconds']} s per server; medians of the "
+            f"rounds, and the median of each round's ratio. wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB "
+            "body (2 KB canonical JSON + a 100 KB CV in base64), unique Idempotency-Key per request; server on "
+            "core 0, wrk and Redis (AOF, everysec) on core 1; all servers on the same uvicorn (uvloop, httptools).\n",
             "| server | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/request |",
             "|---|---|---|---|---|---|",
         ]
-        for name, v in r.items():
-            if isinstance(v, dict):
-                lines.append(
-                    f"| {name} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | {v['non2xx']} | {v['cpu_ms']:.2f} |"
-                )
+        for key, v in r["median"].items():
+            lines.append(
+                f"| {P1_TARGETS[key]} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | {v['non2xx']:.0f} "
+                f"| {v['cpu_ms']:.2f} |"
+            )
+        m = r["ratios"]
+        per_round = ", ".join(f"{x['ratios']['rps_vs_fastapi']:.2f}" for x in r["rounds"])
         lines.append(
-            f"\nRatio: **{r['vs_bare']:.2f}x** the bare endpoint (target >= 0.6), **{r['vs_fastapi']:.2f}x** "
-            f"FastAPI (target >= 1.5). By the server's CPU per request: {r['cpu_vs_bare']:.2f}x bare, "
-            f"{r['cpu_vs_fastapi']:.2f}x FastAPI.\n"
+            f"\nMedian per-round ratio: **{m['rps_vs_fastapi']:.2f}x** FastAPI (target >= 1.5; rounds: {per_round}), "
+            f"**{m['rps_vs_durable']:.2f}x** the durable limit (target >= 0.6), {m['rps_vs_bare']:.2f}x bare. By the "
+            f"server's CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
+            f"{m['cpu_vs_bare']:.2f}x.\n"
         )
     if "p2" in results:
         r = results["p2"]
         lines += [
-            "## P2 relay",
-            f"Best of {r['rounds']} interleaved rounds. One worker process (core 0) draining "
-            f"{r['count']} queued applications into the Factorial emulator (core 1, zero added latency), "
-            f"connection concurrency {r['concurrency']}.\n",
-            f"- applyrelay: **{r['relay']:.0f} deliveries/s** ({r['cpu_ms']:.1f} ms of worker CPU per "
-            "delivery, its start-up included)",
-            f"- arq no-op jobs: {r['arq_noop']:.0f} jobs/s",
-            f"- ratio **{r['ratio']:.2f}x** (target >= 0.6)\n",
+            "## P2 relay (fair)",
+            f"{len(r['rounds'])} interleaved rounds (order rotated), medians. One worker process (core 0) draining "
+            f"{r['count']} queued applications (no files) into the nginx stand-in (core 1, with Redis), beside the "
+            "naive arq + httpx job (bench/naive.py) on httpx's transport and on the relay's aiohttp one.\n",
+            "| | deliveries/s | worker CPU ms/delivery | stand-in CPU ms/delivery | relay CPU / naive's |",
+            "|---|---|---|---|---|",
         ]
+        for label in r["trees"]:
+            who = f"relay@{label}"
+            lines.append(
+                f"| applyrelay ({label}) | {r[who + '_rate']:.0f} | {r[who + '_cpu_ms']:.2f} | "
+                f"{r[who + '_standin_cpu_ms']:.2f} | **{r[f'cpu_vs_naive@{label}']:.2f}x** "
+                f"({r[f'cpu_vs_naive_aiohttp@{label}']:.2f}x on aiohttp) |"
+            )
+        for who, name in (("naive", "naive, httpx"), ("naive_aiohttp", "naive, httpx on aiohttp")):
+            lines.append(
+                f"| {name} | {r[who + '_rate']:.0f} | {r[who + '_cpu_ms']:.2f} | {r[who + '_standin_cpu_ms']:.2f} | |"
+            )
+        lines.append(f"\narq no-op jobs: {r['noop']:.0f}/s (context). Target: relay CPU <= 1.3x the naive's.\n")
+    if "p2lat" in results:
+        r = results["p2lat"]
+        lines += ["## P2 latency-bound", f"Every stand-in answer {r['delay_s'] * 1000:.0f} ms late; medians.\n"]
+        lines += ["| variant | deliveries/s | bound | vs bound | peak RSS MB |", "|---|---|---|---|---|"]
+        for key, v in r.items():
+            if isinstance(v, dict) and "bound" in v:
+                lines.append(
+                    f"| {key} | {v['rate']:.0f} | {v['bound']:.0f} | {v['vs_bound']:.2f}x | {v['worker_rss_mb']:.0f} |"
+                )
+        lines.append("")
+    if "p2scale" in results:
+        r = results["p2scale"]
+        lines += [
+            "## P2 scale-out",
+            "| relay | 1 worker /s | 2 workers /s | ratio | Redis cmds/delivery |",
+            "|---|---|---|---|---|",
+        ]
+        for key, v in r.items():
+            if isinstance(v, dict) and "ratio" in v:
+                lines.append(
+                    f"| {key} | {v['one']:.0f} | {v['two']:.0f} | {v['ratio']:.2f}x "
+                    f"| {v['cmds_one']:.1f} / {v['cmds_two']:.1f} |"
+                )
+        lines.append("")
     if "p3" in results:
         r = results["p3"]
         lines += [
