@@ -226,6 +226,13 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _runq_wait_s(pid: int) -> float:
+    """Seconds the process has waited runnable for a CPU (/proc/<pid>/schedstat): how much of a
+    drain's wall time the shared machine took from it."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        return int(stat.read().split()[1]) / 1e9
+
+
 def _commands(client: Any) -> int:
     return sum(int(v["calls"]) for v in client.info("commandstats").values())
 
@@ -321,8 +328,10 @@ def _drain(
             now = time.perf_counter()
             if done and first is None:
                 first = (now, done, sum(p.cpu_s() for p in procs), stand_in.cpu_s(), _proc_cpu_s(redis_pid))
+                waited0 = sum(_runq_wait_s(p.pid) for p in procs)
             if done >= count:
                 last = (now, done, sum(p.cpu_s() for p in procs), stand_in.cpu_s(), _proc_cpu_s(redis_pid))
+                waited1 = sum(_runq_wait_s(p.pid) for p in procs)
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{done} of {count} delivered after 600 s")
@@ -339,6 +348,8 @@ def _drain(
             "redis_cpu_ms": (last[4] - first[4]) * 1000 / n,
             "redis_cmds": commands / count,
             "worker_rss_mb": rss,
+            # the share of the drain the worker(s) waited for a CPU while runnable
+            "runq_share": (waited1 - waited0) / (workers * (last[0] - first[0])),
         }
     finally:
         stack.close()
@@ -479,7 +490,7 @@ def p2lat(
             log(
                 f"P2 latency round {round_no + 1}, relay@{label} max_jobs {jobs}: {r['rate']:.0f}/s of a bound "
                 f"{r['bound']:.0f}/s = {r['vs_bound']:.2f}x; {r['cpu_ms']:.2f} ms CPU/delivery, "
-                f"peak RSS {r['worker_rss_mb']:.0f} MB"
+                f"peak RSS {r['worker_rss_mb']:.0f} MB, waited for a CPU {r['runq_share']:.0%} of the drain"
             )
         per_round.append(this)
     result: dict[str, Any] = {"count": count, "delay_s": delay_s, "rounds": per_round}
@@ -509,7 +520,8 @@ def p2scale(count: int = 2000, rounds: int = 3, trees: Trees | None = None) -> d
             log(
                 f"P2 scale round {round_no + 1}, relay@{label}: 1 worker {one['rate']:.0f}/s ({one['redis_cmds']:.1f} "
                 f"Redis cmds, {one['cpu_ms']:.2f} ms CPU/delivery), 2 workers {two['rate']:.0f}/s "
-                f"({two['redis_cmds']:.1f} cmds, {two['cpu_ms']:.2f} ms); ratio {this[label]['ratio']:.2f}x"
+                f"({two['redis_cmds']:.1f} cmds, {two['cpu_ms']:.2f} ms); ratio {this[label]['ratio']:.2f}x; "
+                f"waited for a CPU {one['runq_share']:.0%} / {two['runq_share']:.0%} of the drain"
             )
         per_round.append(this)
     result: dict[str, Any] = {"count": count, "rounds": per_round}
