@@ -7,9 +7,13 @@ Never part of the test suite: numbers depend on the machine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
+import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +25,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from bench.procs import REPO, TOKEN, Stack, canonical, pinned
+from bench.procs import REPO, TOKEN, Stack, canonical, pinned, relay_tree
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 WEB_CORE, LOAD_CORE = 0, 1
@@ -67,7 +71,7 @@ def _ms(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int = 16) -> dict[str, float]:
+def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int = 16) -> dict[str, Any]:
     lua = body_path.with_suffix(".lua")
     lua.write_text(LUA)
     env = {**os.environ, "BENCH_BODY": str(body_path), "BENCH_PREFIX": prefix, "BENCH_TOKEN": TOKEN}
@@ -95,7 +99,17 @@ def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int =
     }
 
 
+P1_TARGETS = {
+    "bare": "bare Litestar (validate, 202, no Redis)",
+    "durable": "durable limit (Litestar, raw body, one SET, AOF)",
+    "relay": "applyrelay web (durable + enqueued)",
+    "fastapi": "FastAPI + Pydantic + arq",
+}
+
+
 def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
+    """Every server once per round, the order rotated each round; each round's ratios, then their
+    median: the shared machine's speed moves between rounds, much less within one."""
     stack = Stack()
     try:
         subprocess.run(
@@ -103,19 +117,20 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
             capture_output=True,
             check=False,
         )
-        stack.emulator(LOAD_CORE)
         body = stack.dir / "body.json"
         body.write_bytes(msgspec.json.encode(canonical(0)))
-        results: dict[str, Any] = {"body_bytes": body.stat().st_size}
-        targets: list[tuple[str, Callable[[], tuple[Any, str]]]] = [
-            ("bare Litestar (validate, 202, no Redis)", lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE)),
-            ("applyrelay web (durable + enqueued)", lambda: stack.web(WEB_CORE)),
-            ("FastAPI + Pydantic + arq", lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE)),
-        ]
-        # Rounds, interleaved, best of each: other load on the machine hits every target alike.
+        starts: dict[str, Callable[[], tuple[Any, str]]] = {
+            "bare": lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE),
+            "durable": lambda: stack.uvicorn("bench.baseline_durable:app", WEB_CORE),
+            "relay": lambda: stack.web(WEB_CORE),
+            "fastapi": lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE),
+        }
+        per_round: list[dict[str, dict[str, float]]] = []
+        order = list(starts)
         for round_no in range(rounds):
-            for name, start in targets:
-                proc, url = start()
+            this: dict[str, dict[str, float]] = {}
+            for name in order[round_no % len(order) :] + order[: round_no % len(order)]:
+                proc, url = starts[name]()
                 wrk(url, body, f"warm-{proc.pid}-", 2)
                 stack.redis_client().flushall()
                 cpu_before = proc.cpu_s()
@@ -124,27 +139,42 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
                 # Redis's AOF rewrites) is what limits req/s in a run.
                 result["cpu_ms"] = (proc.cpu_s() - cpu_before) * 1000 / max(result["rps"] * seconds, 1)
                 log(
-                    f"P1 round {round_no + 1} {name}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, "
+                    f"P1 round {round_no + 1} {P1_TARGETS[name]}: {result['rps']:.0f} req/s, "
+                    f"p50 {result['p50']:.1f} ms, "
                     f"p99 {result['p99']:.1f} ms, non-2xx {result['non2xx']}, {result['cpu_ms']:.2f} ms CPU/req"
                 )
-                if name not in results or result["rps"] > results[name]["rps"]:
-                    results[name] = result
+                this[name] = result
                 proc.stop()
-        relay, bare = results["applyrelay web (durable + enqueued)"], results["bare Litestar (validate, 202, no Redis)"]
-        fastapi = results["FastAPI + Pydantic + arq"]
-        results["vs_bare"], results["vs_fastapi"] = relay["rps"] / bare["rps"], relay["rps"] / fastapi["rps"]
-        results["cpu_vs_bare"], results["cpu_vs_fastapi"] = (
-            bare["cpu_ms"] / relay["cpu_ms"],
-            fastapi["cpu_ms"] / relay["cpu_ms"],
-        )
+            ratios = {
+                f"{by}_vs_{other}": (this["relay"]["rps"] / this[other]["rps"])
+                if by == "rps"
+                else (this[other]["cpu_ms"] / this["relay"]["cpu_ms"])
+                for by in ("rps", "cpu")
+                for other in ("bare", "durable", "fastapi")
+            }
+            this["ratios"] = ratios
+            log(f"P1 round {round_no + 1} ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+            per_round.append(this)
+        results: dict[str, Any] = {"body_bytes": body.stat().st_size, "rounds": per_round, "seconds": seconds}
+        results["median"] = {
+            name: {k: median(r[name][k] for r in per_round) for k in ("rps", "p50", "p99", "cpu_ms", "non2xx")}
+            for name in starts
+        }
+        results["ratios"] = {k: median(r["ratios"][k] for r in per_round) for k in per_round[0]["ratios"]}
+        m = results["ratios"]
         log(
-            f"P1 ratio: {results['vs_bare']:.2f}x bare (target >= 0.6), {results['vs_fastapi']:.2f}x FastAPI "
-            f"(target >= 1.5); by server CPU per request: {results['cpu_vs_bare']:.2f}x bare, "
-            f"{results['cpu_vs_fastapi']:.2f}x FastAPI"
+            f"P1 median of per-round ratios: {m['rps_vs_fastapi']:.2f}x FastAPI (target >= 1.5), "
+            f"{m['rps_vs_durable']:.2f}x the durable limit (target >= 0.6), {m['rps_vs_bare']:.2f}x bare; "
+            f"by server CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
+            f"{m['cpu_vs_bare']:.2f}x"
         )
         return results
     finally:
         stack.close()
+
+
+def median(values: Any) -> float:
+    return float(statistics.median(list(values)))
 
 
 # -- helpers for the worker benchmarks --------------------------------------------------------------
@@ -190,65 +220,324 @@ def wait_count(stack: Stack, target: int, timeout: float, *, key: str = "ar:ix:s
 # -- P2 relay ---------------------------------------------------------------------------------------
 
 
-def p2(count: int = 2000, concurrency: int = 50, rounds: int = 3) -> dict[str, Any]:
-    """Best of `rounds` interleaved runs of each: the shared machine's speed drifts by up to 2x
-    within minutes, and interleaving gives both sides the same conditions."""
-    relay_rates, cpu_ms, arq_rates = [], [], []
-    for round_no in range(rounds):
-        rate, cpu = _p2_relay(count, concurrency)
-        relay_rates.append(rate)
-        cpu_ms.append(cpu)
-        stack = Stack()
-        try:
-            out = subprocess.run(
-                pinned([sys.executable, "-m", "bench.arq_noop", str(count * 5)], WEB_CORE),
-                env=stack.env,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
-        finally:
-            stack.close()
-        arq_rates.append(int(out[0]) / float(out[1]))
-        log(
-            f"P2 round {round_no + 1}: relay {rate:.0f} deliveries/s ({cpu:.2f} ms of worker CPU each), "
-            f"arq no-op {arq_rates[-1]:.0f} jobs/s"
-        )
-    relay_rate, arq_rate = max(relay_rates), max(arq_rates)
-    ratio = relay_rate / arq_rate
-    log(
-        f"P2 relay: {relay_rate:.0f} deliveries/s (one worker, ~6 emulator calls each); arq no-op: "
-        f"{arq_rate:.0f} jobs/s; ratio {ratio:.2f}x (target >= 0.6)"
-    )
-    return {
-        "relay": relay_rate,
-        "arq_noop": arq_rate,
-        "ratio": ratio,
-        "count": count,
-        "concurrency": concurrency,
-        "cpu_ms": min(cpu_ms),
-        "rounds": rounds,
-    }
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _p2_relay(count: int, concurrency: int) -> tuple[float, float]:
-    """(deliveries/s, worker CPU ms per delivery) for one worker draining `count` applications."""
-    # The connection's concurrency limit (default 10, a Redis semaphore across workers) would
-    # measure the limiter's deferrals, not the relay: allow as many as the worker runs (max_jobs).
-    stack = Stack(connection={"concurrency": concurrency})
+def _runq_wait_s(pid: int) -> float:
+    """Seconds the process has waited runnable for a CPU (/proc/<pid>/schedstat): how much of a
+    drain's wall time the shared machine took from it."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        return int(stat.read().split()[1]) / 1e9
+
+
+def _commands(client: Any) -> int:
+    return sum(int(v["calls"]) for v in client.info("commandstats").values())
+
+
+class _StandIn:
+    """The nginx stand-in (bench/standin.py) or, with `delay_s`, the sleeper, on its own port."""
+
+    def __init__(self, core: int | None, delay_s: float = 0.0) -> None:
+        from app.redis.embedded import free_port
+        from bench.procs import wait_port
+        from bench.standin import Nginx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.nginx: Nginx | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
+        if delay_s:
+            self.popen = subprocess.Popen(
+                pinned([sys.executable, "-m", "bench.standin", "sleeper", str(self.port), str(delay_s)], core), cwd=REPO
+            )
+            self.pid = self.popen.pid
+        else:
+            self.nginx = Nginx(self.port, pinned([], core) if core is not None else None)
+            self.pid = self.nginx.pid
+        wait_port(self.port)
+
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.pid)
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        if self.popen is not None:
+            self.popen.terminate()
+            self.popen.wait()
+
+
+# The relay's worker with another max_jobs (any tree: `python -m app.cli worker` takes no option).
+_WORKER_AT = """
+import sys
+from app.log import configure
+from app.net.event_loop import use_uvloop
+from app.settings import load_settings
+from app.worker import create_worker
+configure()
+settings = load_settings()
+use_uvloop()
+create_worker(settings, max_jobs=int(sys.argv[1])).run()
+"""
+
+
+def _drain(
+    count: int,
+    *,
+    workers: int = 1,
+    worker_cores: tuple[int | None, ...] = (WEB_CORE,),
+    side_core: int | None = LOAD_CORE,
+    delay_s: float = 0.0,
+    max_jobs: int | None = None,
+    tree: Path = REPO,
+) -> dict[str, float]:
+    """`workers` relay worker processes draining `count` queued applications (no files) into the
+    stand-in. Rate and CPU are measured from the first delivered to the last (not the start-up)."""
+    # The connection's limit (a Redis semaphore across workers, default 10) would measure the
+    # limiter's deferrals, not the workers: allow what they run.
+    stand_in = _StandIn(side_core, delay_s)
+    stack = Stack(connection={"concurrency": 50 * workers * 4, "base_url": stand_in.url}, tree=tree)
     try:
-        stack.emulator(LOAD_CORE)
-        web, url = stack.web(LOAD_CORE)
-        asyncio.run(post_many(url, [(f"p2-{i}", canonical(i, 0)) for i in range(count)]))
-        web.stop()
-        worker = stack.worker(WEB_CORE)
-        time.sleep(0.2)
-        first, last = wait_count(stack, count, 600)
-        cpu = worker.cpu_s()
-        return (count - 1) / (last - first), cpu * 1000 / count
+        if side_core is not None:
+            subprocess.run(
+                ["taskset", "-pc", str(side_core), str(stack.redis.process.pid)],  # type: ignore[union-attr]
+                capture_output=True,
+                check=False,
+            )
+        asyncio.run(_enqueue(stack, count, prefix="p2"))
+        client = stack.redis_client()
+        commands_before = _commands(client)
+        procs = [
+            stack.start(
+                f"worker{n}",
+                [sys.executable, "-m", "app.cli", "worker"]
+                if max_jobs is None
+                else [sys.executable, "-c", _WORKER_AT, str(max_jobs)],
+                worker_cores[n % len(worker_cores)],
+            )
+            for n in range(workers)
+        ]
+        redis_pid = stack.redis.process.pid  # type: ignore[union-attr]
+        polls, first, deadline = 0, None, time.monotonic() + 600
+        while True:
+            done = int(client.zcard("ar:ix:st:delivered"))
+            polls += 1
+            now = time.perf_counter()
+            if done and first is None:
+                first = (now, done, sum(p.cpu_s() for p in procs), stand_in.cpu_s(), _proc_cpu_s(redis_pid))
+                waited0 = sum(_runq_wait_s(p.pid) for p in procs)
+            if done >= count:
+                last = (now, done, sum(p.cpu_s() for p in procs), stand_in.cpu_s(), _proc_cpu_s(redis_pid))
+                waited1 = sum(_runq_wait_s(p.pid) for p in procs)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{done} of {count} delivered after 600 s")
+            time.sleep(0.01)
+        commands = _commands(client) - commands_before - polls - 1  # less the bench's own ZCARDs and INFO
+        rss = max(p.peak_rss_mb() for p in procs)
+        client.close()
+        assert first is not None
+        n = last[1] - first[1]
+        return {
+            "rate": n / (last[0] - first[0]),
+            "cpu_ms": (last[2] - first[2]) * 1000 / n,
+            "standin_cpu_ms": (last[3] - first[3]) * 1000 / n,
+            "redis_cpu_ms": (last[4] - first[4]) * 1000 / n,
+            "redis_cmds": commands / count,
+            "worker_rss_mb": rss,
+            # the share of the drain the worker(s) waited for a CPU while runnable
+            "runq_share": (waited1 - waited0) / (workers * (last[0] - first[0])),
+        }
     finally:
         stack.close()
+        stand_in.stop()
+
+
+def _naive(count: int, transport: str = "httpx") -> dict[str, float]:
+    stand_in = _StandIn(LOAD_CORE)
+    stack = Stack()
+    try:
+        subprocess.run(
+            ["taskset", "-pc", str(LOAD_CORE), str(stack.redis.process.pid)],  # type: ignore[union-attr]
+            capture_output=True,
+            check=False,
+        )
+        proc = subprocess.Popen(
+            pinned([sys.executable, "-m", "bench.naive", str(count), stand_in.url, transport], WEB_CORE),
+            env=stack.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        cpu0 = None
+        while proc.poll() is None:  # the stand-in's CPU: sampled from the first seconds to the end
+            cpu0 = cpu0 if cpu0 is not None else (time.perf_counter(), stand_in.cpu_s())
+            time.sleep(0.05)
+        out = (proc.stdout.read() if proc.stdout else "").split()
+        jobs, rate, cpu = int(out[0]), float(out[1]), float(out[2])
+        if jobs != count:
+            raise RuntimeError(f"the naive baseline did {jobs} of {count}")
+        return {
+            "rate": rate,
+            "cpu_ms": cpu,
+            "standin_cpu_ms": (stand_in.cpu_s() - cpu0[1]) * 1000 / count if cpu0 else 0.0,
+        }
+    finally:
+        stack.close()
+        stand_in.stop()
+
+
+def _arq_noop(count: int) -> float:
+    stack = Stack()
+    try:
+        out = subprocess.run(
+            pinned([sys.executable, "-m", "bench.arq_noop", str(count)], WEB_CORE),
+            env=stack.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    finally:
+        stack.close()
+    return int(out[0]) / float(out[1])
+
+
+Trees = dict[str, Path]  # label (a git revision, "." for the working tree) -> the relay's code
+
+
+def p2(count: int = 2000, rounds: int = 3, trees: Trees | None = None) -> dict[str, Any]:
+    """P2 fair: one relay worker and the naive baseline (bench/naive.py) each draining `count`
+    applications into the nginx stand-in, interleaved, who goes first rotating; arq's no-op rate as
+    context. With several `trees`, each version's relay runs in every round (before/after in one run)."""
+    trees = trees or {".": REPO}
+    per_round: list[dict[str, Any]] = []
+    for round_no in range(rounds):
+        runs: dict[str, Callable[[], dict[str, float]]] = {
+            **{f"relay@{label}": functools.partial(_drain, count, tree=tree) for label, tree in trees.items()},
+            "naive": lambda: _naive(count),
+            "naive_aiohttp": lambda: _naive(count, "aiohttp"),
+        }
+        names = list(runs)
+        order = names[round_no % len(names) :] + names[: round_no % len(names)]
+        this: dict[str, Any] = {name: runs[name]() for name in order}
+        this["noop"] = _arq_noop(count * 5)
+        line = [f"P2 round {round_no + 1}:"]
+        for label in trees:
+            relay = this[f"relay@{label}"]
+            for base in ("naive", "naive_aiohttp"):
+                this[f"rate_vs_{base}@{label}"] = relay["rate"] / this[base]["rate"]
+                this[f"cpu_vs_{base}@{label}"] = relay["cpu_ms"] / this[base]["cpu_ms"]
+            line.append(
+                f"relay@{label} {relay['rate']:.0f}/s {relay['cpu_ms']:.2f} ms CPU/delivery (stand-in "
+                f"{relay['standin_cpu_ms']:.2f}, Redis {relay['redis_cpu_ms']:.2f} ms, {relay['redis_cmds']:.1f} cmds; "
+                f"{this[f'cpu_vs_naive@{label}']:.2f}x / {this[f'cpu_vs_naive_aiohttp@{label}']:.2f}x the naive's CPU);"
+            )
+        naive, naive_a = this["naive"], this["naive_aiohttp"]
+        line.append(
+            f"naive httpx {naive['rate']:.0f}/s {naive['cpu_ms']:.2f} ms (stand-in {naive['standin_cpu_ms']:.2f}); "
+            f"naive on aiohttp {naive_a['rate']:.0f}/s {naive_a['cpu_ms']:.2f} ms; arq no-op {this['noop']:.0f}/s"
+        )
+        log(" ".join(line))
+        per_round.append(this)
+    result: dict[str, Any] = {"count": count, "rounds": per_round, "trees": list(trees)}
+    ratio_keys = [k for k in per_round[0] if k.startswith(("rate_vs_", "cpu_vs_"))]
+    for key in [*ratio_keys, "noop"]:
+        result[key] = median(r[key] for r in per_round)
+    for who in [*(f"relay@{label}" for label in trees), "naive", "naive_aiohttp"]:
+        for key in ("rate", "cpu_ms", "standin_cpu_ms", "redis_cmds", "redis_cpu_ms"):
+            if key in per_round[0][who]:
+                result[f"{who}_{key}"] = median(r[who][key] for r in per_round)
+    for label in trees:
+        log(
+            f"P2 fair, medians, relay@{label}: {result[f'relay@{label}_rate']:.0f}/s at "
+            f"{result[f'relay@{label}_cpu_ms']:.2f} ms CPU, {result[f'relay@{label}_redis_cmds']:.1f} Redis cmds; "
+            f"median per-round CPU ratio {result[f'cpu_vs_naive@{label}']:.2f}x the naive (target <= 1.3), "
+            f"{result[f'cpu_vs_naive_aiohttp@{label}']:.2f}x the naive on aiohttp"
+        )
+    log(
+        f"P2 fair, medians: naive {result['naive_rate']:.0f}/s at {result['naive_cpu_ms']:.2f} ms, on aiohttp "
+        f"{result['naive_aiohttp_rate']:.0f}/s at {result['naive_aiohttp_cpu_ms']:.2f} ms; "
+        f"arq no-op {result['noop']:.0f}/s"
+    )
+    return result
+
+
+def p2lat(
+    count: int = 1000,
+    rounds: int = 3,
+    delay_s: float = 0.1,
+    max_jobs: tuple[int, ...] = (50,),
+    trees: Trees | None = None,
+) -> dict[str, Any]:
+    """P2 latency-bound: every stand-in answer `delay_s` late; the bound is
+    max_jobs / (calls per delivery x delay)."""
+    from bench.standin import CALLS_PER_DELIVERY
+
+    trees = trees or {".": REPO}
+    per_round: list[dict[str, Any]] = []
+    variants = [(label, jobs) for label in trees for jobs in max_jobs]
+    for round_no in range(rounds):
+        this: dict[str, Any] = {}
+        for label, jobs in variants[round_no % len(variants) :] + variants[: round_no % len(variants)]:
+            r = _drain(count, delay_s=delay_s, max_jobs=None if jobs == 50 else jobs, side_core=None, tree=trees[label])
+            r["bound"] = jobs / (CALLS_PER_DELIVERY * delay_s)
+            r["vs_bound"] = r["rate"] / r["bound"]
+            this[f"{jobs}@{label}"] = r
+            log(
+                f"P2 latency round {round_no + 1}, relay@{label} max_jobs {jobs}: {r['rate']:.0f}/s of a bound "
+                f"{r['bound']:.0f}/s = {r['vs_bound']:.2f}x; {r['cpu_ms']:.2f} ms CPU/delivery, "
+                f"peak RSS {r['worker_rss_mb']:.0f} MB, waited for a CPU {r['runq_share']:.0%} of the drain"
+            )
+        per_round.append(this)
+    result: dict[str, Any] = {"count": count, "delay_s": delay_s, "rounds": per_round}
+    for label, jobs in variants:
+        key = f"{jobs}@{label}"
+        result[key] = {
+            k: median(r[key][k] for r in per_round) for k in ("rate", "bound", "vs_bound", "cpu_ms", "worker_rss_mb")
+        }
+        log(
+            f"P2 latency-bound, medians, relay@{label} max_jobs {jobs}: {result[key]['rate']:.0f}/s = "
+            f"{result[key]['vs_bound']:.2f}x the bound (target >= 0.8), peak RSS {result[key]['worker_rss_mb']:.0f} MB"
+        )
+    return result
+
+
+def p2scale(count: int = 2000, rounds: int = 3, trees: Trees | None = None) -> dict[str, Any]:
+    """P2 scale-out: the same drain with one worker process and with two (cores 0 and 1); the
+    stand-in and Redis are not pinned, so they take their share of both cores alike."""
+    trees = trees or {".": REPO}
+    per_round: list[dict[str, Any]] = []
+    for round_no in range(rounds):
+        this: dict[str, Any] = {}
+        for label, tree in trees.items():
+            one = _drain(count, workers=1, worker_cores=(0,), side_core=None, tree=tree)
+            two = _drain(count, workers=2, worker_cores=(0, 1), side_core=None, tree=tree)
+            this[label] = {"one": one, "two": two, "ratio": two["rate"] / one["rate"]}
+            log(
+                f"P2 scale round {round_no + 1}, relay@{label}: 1 worker {one['rate']:.0f}/s ({one['redis_cmds']:.1f} "
+                f"Redis cmds, {one['cpu_ms']:.2f} ms CPU/delivery), 2 workers {two['rate']:.0f}/s "
+                f"({two['redis_cmds']:.1f} cmds, {two['cpu_ms']:.2f} ms); ratio {this[label]['ratio']:.2f}x; "
+                f"waited for a CPU {one['runq_share']:.0%} / {two['runq_share']:.0%} of the drain"
+            )
+        per_round.append(this)
+    result: dict[str, Any] = {"count": count, "rounds": per_round}
+    for label in trees:
+        result[label] = {
+            "ratio": median(r[label]["ratio"] for r in per_round),
+            "one": median(r[label]["one"]["rate"] for r in per_round),
+            "two": median(r[label]["two"]["rate"] for r in per_round),
+            "cmds_one": median(r[label]["one"]["redis_cmds"] for r in per_round),
+            "cmds_two": median(r[label]["two"]["redis_cmds"] for r in per_round),
+        }
+        log(
+            f"P2 scale-out, relay@{label}, median of per-round ratios: {result[label]['ratio']:.2f}x (target >= 1.7); "
+            f"{result[label]['cmds_one']:.1f} / {result[label]['cmds_two']:.1f} Redis cmds per delivery"
+        )
+    return result
 
 
 # -- P3 latency ------------------------------------------------------------------------------------
@@ -355,7 +644,7 @@ def p4() -> dict[str, Any]:
 # -- P5 backlog ------------------------------------------------------------------------------------
 
 
-async def _enqueue(stack: Stack, count: int) -> float:
+async def _enqueue(stack: Stack, count: int, prefix: str = "p5") -> float:
     from app.core.model import ApplicationIn, Origin
     from app.intake.accept import Intake
     from app.runtime import Runtime
@@ -370,7 +659,7 @@ async def _enqueue(stack: Stack, count: int) -> float:
         apps = [decoder.decode(msgspec.json.encode(canonical(i, 0))) for i in range(start, min(start + 500, count))]
         await asyncio.gather(
             *(
-                intake.accept(app, Origin(channel="api", received_at=time.time()), f"p5-{start + n}")
+                intake.accept(app, Origin(channel="api", received_at=time.time()), f"{prefix}-{start + n}")
                 for n, app in enumerate(apps)
             )
         )
@@ -425,35 +714,72 @@ def write_results(results: dict[str, Any]) -> None:
         r = results["p1"]
         lines += [
             "## P1 intake",
-            "Best of 3 interleaved 6 s runs per server. "
-            f"wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB body (2 KB canonical "
-            "JSON + a 100 KB CV in base64), unique Idempotency-Key per request; server on core 0, wrk and "
-            "Redis (AOF, everysec) on core 1; all three servers on the same uvicorn (uvloop, httptools).\n",
+            f"{len(r['rounds'])} interleaved rounds (order rotated) of {r['seconds']} s per server; medians of the "
+            f"rounds, and the median of each round's ratio. wrk -t1 -c16, POST of a {r['body_bytes'] / 1000:.0f} KB "
+            "body (2 KB canonical JSON + a 100 KB CV in base64), unique Idempotency-Key per request; server on "
+            "core 0, wrk and Redis (AOF, everysec) on core 1; all servers on the same uvicorn (uvloop, httptools).\n",
             "| server | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/request |",
             "|---|---|---|---|---|---|",
         ]
-        for name, v in r.items():
-            if isinstance(v, dict):
-                lines.append(
-                    f"| {name} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | {v['non2xx']} | {v['cpu_ms']:.2f} |"
-                )
+        for key, v in r["median"].items():
+            lines.append(
+                f"| {P1_TARGETS[key]} | {v['rps']:.0f} | {v['p50']:.1f} | {v['p99']:.1f} | {v['non2xx']:.0f} "
+                f"| {v['cpu_ms']:.2f} |"
+            )
+        m = r["ratios"]
+        per_round = ", ".join(f"{x['ratios']['rps_vs_fastapi']:.2f}" for x in r["rounds"])
         lines.append(
-            f"\nRatio: **{r['vs_bare']:.2f}x** the bare endpoint (target >= 0.6), **{r['vs_fastapi']:.2f}x** "
-            f"FastAPI (target >= 1.5). By the server's CPU per request: {r['cpu_vs_bare']:.2f}x bare, "
-            f"{r['cpu_vs_fastapi']:.2f}x FastAPI.\n"
+            f"\nMedian per-round ratio: **{m['rps_vs_fastapi']:.2f}x** FastAPI (target >= 1.5; rounds: {per_round}), "
+            f"**{m['rps_vs_durable']:.2f}x** the durable limit (target >= 0.6), {m['rps_vs_bare']:.2f}x bare. By the "
+            f"server's CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
+            f"{m['cpu_vs_bare']:.2f}x.\n"
         )
     if "p2" in results:
         r = results["p2"]
         lines += [
-            "## P2 relay",
-            f"Best of {r['rounds']} interleaved rounds. One worker process (core 0) draining "
-            f"{r['count']} queued applications into the Factorial emulator (core 1, zero added latency), "
-            f"connection concurrency {r['concurrency']}.\n",
-            f"- applyrelay: **{r['relay']:.0f} deliveries/s** ({r['cpu_ms']:.1f} ms of worker CPU per "
-            "delivery, its start-up included)",
-            f"- arq no-op jobs: {r['arq_noop']:.0f} jobs/s",
-            f"- ratio **{r['ratio']:.2f}x** (target >= 0.6)\n",
+            "## P2 relay (fair)",
+            f"{len(r['rounds'])} interleaved rounds (order rotated), medians. One worker process (core 0) draining "
+            f"{r['count']} queued applications (no files) into the nginx stand-in (core 1, with Redis), beside the "
+            "naive arq + httpx job (bench/naive.py) on httpx's transport and on the relay's aiohttp one.\n",
+            "| | deliveries/s | worker CPU ms/delivery | stand-in CPU ms/delivery | relay CPU / naive's |",
+            "|---|---|---|---|---|",
         ]
+        for label in r["trees"]:
+            who = f"relay@{label}"
+            lines.append(
+                f"| applyrelay ({label}) | {r[who + '_rate']:.0f} | {r[who + '_cpu_ms']:.2f} | "
+                f"{r[who + '_standin_cpu_ms']:.2f} | **{r[f'cpu_vs_naive@{label}']:.2f}x** "
+                f"({r[f'cpu_vs_naive_aiohttp@{label}']:.2f}x on aiohttp) |"
+            )
+        for who, name in (("naive", "naive, httpx"), ("naive_aiohttp", "naive, httpx on aiohttp")):
+            lines.append(
+                f"| {name} | {r[who + '_rate']:.0f} | {r[who + '_cpu_ms']:.2f} | {r[who + '_standin_cpu_ms']:.2f} | |"
+            )
+        lines.append(f"\narq no-op jobs: {r['noop']:.0f}/s (context). Target: relay CPU <= 1.3x the naive's.\n")
+    if "p2lat" in results:
+        r = results["p2lat"]
+        lines += ["## P2 latency-bound", f"Every stand-in answer {r['delay_s'] * 1000:.0f} ms late; medians.\n"]
+        lines += ["| variant | deliveries/s | bound | vs bound | peak RSS MB |", "|---|---|---|---|---|"]
+        for key, v in r.items():
+            if isinstance(v, dict) and "bound" in v:
+                lines.append(
+                    f"| {key} | {v['rate']:.0f} | {v['bound']:.0f} | {v['vs_bound']:.2f}x | {v['worker_rss_mb']:.0f} |"
+                )
+        lines.append("")
+    if "p2scale" in results:
+        r = results["p2scale"]
+        lines += [
+            "## P2 scale-out",
+            "| relay | 1 worker /s | 2 workers /s | ratio | Redis cmds/delivery |",
+            "|---|---|---|---|---|",
+        ]
+        for key, v in r.items():
+            if isinstance(v, dict) and "ratio" in v:
+                lines.append(
+                    f"| {key} | {v['one']:.0f} | {v['two']:.0f} | {v['ratio']:.2f}x "
+                    f"| {v['cmds_one']:.1f} / {v['cmds_two']:.1f} |"
+                )
+        lines.append("")
     if "p3" in results:
         r = results["p3"]
         lines += [
@@ -494,15 +820,62 @@ def write_results(results: dict[str, Any]) -> None:
     RESULTS.write_text("\n".join(lines) + "\n<!-- notes -->" + extra)
 
 
-BENCHES = {"p1": p1, "p2": p2, "p3": p3, "p4": p4, "p5": p5}
+BENCHES: dict[str, str] = {
+    "p1": "intake: relay vs bare Litestar, the durable limit, FastAPI + Pydantic + arq (wrk)",
+    "p2": "P2 fair: relay worker vs the naive arq + httpx job, nginx stand-in; arq no-op as context",
+    "p2lat": "P2 latency-bound: stand-in answers 100 ms late; rate vs max_jobs / (calls x 0.1 s)",
+    "p2scale": "P2 scale-out: 1 vs 2 worker processes; Redis commands per delivery",
+    "p3": "accepted -> delivered latency at 10/s",
+    "p4": "peak RSS with large CVs",
+    "p5": "Redis bytes per queued application, drain flatness",
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="On-demand benchmarks; every figure beside a baseline measured in the same run "
+        "(interleaved rounds, each round's ratio and their median). Running all of them rewrites the "
+        "top of bench/RESULTS.md (everything below its notes marker is kept).",
+        epilog="benches: " + "; ".join(f"{k}: {v}" for k, v in BENCHES.items()),
+    )
+    parser.add_argument("benches", nargs="*", choices=[[], *BENCHES], metavar="BENCH", help="default: all")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--seconds", type=int, default=6, help="P1: seconds of wrk per server and round (default 6)")
+    parser.add_argument("--count", type=int, default=2000, help="P2: applications per drain (default 2000)")
+    parser.add_argument(
+        "--max-jobs", type=int, nargs="+", default=[50], help="p2lat: worker max_jobs to compare (default 50)"
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure, round by round, to this file")
+    parser.add_argument(
+        "--relay",
+        nargs="+",
+        default=["."],
+        metavar="REV",
+        help="p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
+    )
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
-    chosen = argv or list(BENCHES)
+    args = parse_args(argv)
+    chosen = args.benches or list(BENCHES)
+    trees = {rev: relay_tree(rev) for rev in args.relay}
+    runs: dict[str, Callable[[], Any]] = {
+        "p1": lambda: p1(args.seconds, args.rounds),
+        "p2": lambda: p2(args.count, args.rounds, trees),
+        "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees),
+        "p2scale": lambda: p2scale(args.count, args.rounds, trees),
+        "p3": p3,
+        "p4": p4,
+        "p5": p5,
+    }
     results: dict[str, Any] = {}
     for name in chosen:
-        log(f"== {name}")
-        results[name] = BENCHES[name]()
+        log(f"== {name}: {BENCHES[name]}")
+        results[name] = runs[name]()
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1, default=str))
     if set(chosen) == set(BENCHES):
         write_results(results)
         log(f"results written to {RESULTS}")

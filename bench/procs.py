@@ -78,10 +78,12 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 class Proc:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path, core: int | None) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], log_dir: Path, core: int | None, cwd: Path = REPO
+    ) -> None:
         self.name = name
         self.log = open(log_dir / f"{name}.log", "wb")
-        self.popen = subprocess.Popen(pinned(cmd, core), env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(pinned(cmd, core), env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
 
     @property
     def pid(self) -> int:
@@ -115,7 +117,12 @@ class Proc:
 class Stack:
     """Redis + emulator + (on demand) relay web and workers, all separate processes."""
 
-    def __init__(self, *, connection: dict[str, Any] | None = None, job_timeout_s: float = 45.0) -> None:
+    def __init__(
+        self, *, connection: dict[str, Any] | None = None, job_timeout_s: float = 45.0, tree: Path = REPO
+    ) -> None:
+        """`tree`: the relay's code its processes run (another commit's, for before/after in one run:
+        `python -m bench --relay`)."""
+        self.tree = tree
         self.dir = Path(tempfile.mkdtemp(prefix="applyrelay-bench-"))
         self.redis = EmbeddedRedis(self.dir / "redis")
         self.redis.start()
@@ -138,13 +145,13 @@ class Stack:
             "APPLYRELAY_CONFIG": str(config),
             "APPLYRELAY_ADMIN_TOKEN": TOKEN,
             "BENCH_FACTORIAL_KEY": "sandbox",
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": str(tree),
             "APPLYRELAY_JOB_TIMEOUT_S": str(job_timeout_s),  # logs at INFO, one line a step, as deployed
             crypto.KEY_ENV: crypto.new_key(),
         }  # candidate data is sealed at rest, as in production
 
     def start(self, name: str, cmd: list[str], core: int | None = None, port: int | None = None) -> Proc:
-        proc = Proc(name, cmd, self.env, self.dir, core)
+        proc = Proc(name, cmd, self.env, self.dir, core, self.tree)
         self.procs.append(proc)
         if port:
             wait_port(port)
@@ -208,3 +215,14 @@ def post_json(url: str, body: Any, key: str) -> httpx.Response:
         timeout=60,
         headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json", "idempotency-key": key},
     )
+
+
+def relay_tree(rev: str) -> Path:
+    """The relay's code at git revision `rev` ("." = the working tree as it is), for the relay's
+    processes only: the bench, its baselines and the intake it enqueues with stay this tree's."""
+    if rev == ".":
+        return REPO
+    target = Path(tempfile.mkdtemp(prefix=f"applyrelay-bench-{rev.replace('/', '_')}-"))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target

@@ -233,6 +233,10 @@ class Step:
     run: StepFn
     attachment: AttachmentRef | None = None
     core: bool = True
+    # False: the step only reads (or answers from a cache), so a re-run may simply repeat it, and the
+    # engine writes its checkpoint with the next one instead of on its own (docs/architecture.md,
+    # "One run of the engine"). True, the default, for anything that may create or change a record.
+    writes: bool = True
 
 
 def attachment_step_name(ref: AttachmentRef) -> str:

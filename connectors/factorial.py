@@ -431,8 +431,8 @@ class FactorialConnector(Connector[FactorialSettings]):
 
     def plan(self, application: StoredApplication) -> list[Step]:
         steps = [
-            Step("company", self._company),
-            Step("source", self._source),
+            Step("company", self._company, writes=False),  # reads (once a process)
+            Step("source", self._source, writes=False),  # reads (a cached list)
             Step("candidate", self._candidate),
             Step("application", self._application),
         ]

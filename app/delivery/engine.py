@@ -34,7 +34,7 @@ from app.core.catalog import READ_JOBS, READ_SCREENING_QUESTIONS
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication, stored_decoder
 from app.core.pii import personal_values, scrub
 from app.delivery import transitions
-from app.delivery.limits import ConnectionLimiter, Denied
+from app.delivery.limits import ConnectionLimiter, Denied, Lease
 from app.delivery.record import (
     MAX_ATTEMPT_LOG,
     TERMINAL,
@@ -104,6 +104,10 @@ class _RunState:
     step: str | None = None
     personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
     files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
+    # A finished step's checkpoint held back to be written with the next one (see `_run_step`);
+    # `unsaved_write`: one of them may have created something in the ATS.
+    unsaved: bool = False
+    unsaved_write: bool = False
 
 
 class Refused(PermanentError):
@@ -197,6 +201,7 @@ class DeliveryEngine:
         token, delivery = await store.acquire_lease_and_get(delivery_id, self.deps.lease_s)
         if token is None:
             return "busy"
+        held: list[Lease] = []  # the connection's slot, given back with the lease (one round trip)
         try:
             if delivery is None:
                 return "missing"
@@ -204,23 +209,25 @@ class DeliveryEngine:
                 return "stale"  # superseded by a newer run (operator retry, resume), or finished
             if delivery.status in TERMINAL:
                 return delivery.status
-            return await self._run(delivery, job_try)
+            return await self._run(delivery, job_try, held)
         finally:
-            await self._release(delivery_id, token)
+            await self._release(delivery_id, token, held)
 
-    async def _release(self, delivery_id: str, token: str) -> None:
-        """Give the lease back, briefly: this also runs when the run is cancelled (its deadline)
-        or Redis is away, and must not hold the job past arq's timeout; an unreleased lease
-        simply expires after `lease_s`."""
+    async def _release(self, delivery_id: str, token: str, held: list[Lease]) -> None:
+        """Give the lease back, and the connection's slot with it, briefly: this also runs when the
+        run is cancelled (its deadline) or Redis is away, and must not hold the job past arq's
+        timeout; an unreleased lease or slot simply expires after `lease_s`."""
+        limiter = self.deps.limiter
+        slot = limiter.slot(held[0]) if held and limiter is not None else None
         try:
             async with asyncio.timeout(1.0):
-                await self.deps.store.release_lease(delivery_id, token)
+                await self.deps.store.release_lease(delivery_id, token, also_zrem=slot)
         except (TimeoutError, OSError, RedisError) as exc:
             log.warning("delivery.lease_not_released", delivery_id=delivery_id, error_type=type(exc).__name__)
 
     # -- one run ------------------------------------------------------------------------------
 
-    async def _run(self, delivery: Delivery, job_try: int) -> str:
+    async def _run(self, delivery: Delivery, job_try: int, held: list[Lease]) -> str:
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
@@ -270,10 +277,8 @@ class DeliveryEngine:
         lease = await deps.limiter.acquire(connection)
         if isinstance(lease, Denied):
             return await self._defer(delivery, lease)
-        try:
-            return await self._run_limited(delivery, connection)
-        finally:
-            await deps.limiter.release(lease)
+        held.append(lease)  # released by `run`, with the delivery's lease
+        return await self._run_limited(delivery, connection)
 
     async def _defer(self, delivery: Delivery, denied: Denied) -> str:
         """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""
@@ -291,11 +296,11 @@ class DeliveryEngine:
 
     async def _run_limited(self, delivery: Delivery, connection: Connection) -> str:
         deps, now = self.deps, self.deps.clock()
-        await deps.store.save(delivery, transitions.start_run(delivery))
+        sealed = await deps.store.save_and_load_payload(delivery, transitions.start_run(delivery))  # one round trip
 
         connector = deps.connector_for(delivery.connection_id)
         try:
-            steps, application, files = await self._plan(delivery, connector)
+            steps, application, files = self._plan(delivery, connector, sealed)
         except (PermanentError, msgspec.DecodeError) as exc:
             return await self._dead_letter(delivery, _error_info("permanent", exc, now, "plan"))
         except TransientError as exc:
@@ -394,16 +399,17 @@ class DeliveryEngine:
         delivery.keep_files_until = max(delivery.keep_files_until or 0.0, expires_at)
         return self.deps.file_links(delivery.id, ref.index, expires_at)
 
-    async def _plan(
-        self, delivery: Delivery, connector: Connector[Any]
+    def _plan(
+        self, delivery: Delivery, connector: Connector[Any], sealed: bytes | None
     ) -> tuple[list[Step], StoredApplication | None, int]:
-        """(steps, the application or None for an action, how many file keys it may have)."""
+        """(steps, the application or None for an action, how many file keys it may have), from
+        the payload as stored (`sealed`, read with the run's first write)."""
+        if sealed is None:
+            raise Refused("the stored payload is gone (purged or erased)", "PLATFORM.UNKNOWN_ERROR")
         try:
-            raw = await self.deps.store.load_payload(delivery.id)
+            raw = self.deps.store.open_payload(sealed)
         except SealError as exc:  # a data key missing from the environment: fixable, so not permanent
             raise TransientError(f"payload: {exc}") from None
-        if raw is None:
-            raise Refused("the stored payload is gone (purged or erased)", "PLATFORM.UNKNOWN_ERROR")
         if delivery.kind == "action":
             payload = action_decoder.decode(raw)
             return (
@@ -455,6 +461,11 @@ class DeliveryEngine:
 
     async def _run_step(self, delivery: Delivery, step: Step, ctx: StepContext, run: _RunState) -> BaseException | None:
         deps = self.deps
+        if run.unsaved_write:
+            # The last step may have created something: its checkpoint is durable before this
+            # step can write anything (DESIGN.md §4.3), together with any held-back read's.
+            await deps.store.save(delivery)
+            run.unsaved = run.unsaved_write = False
         run.step = step.name
         started = deps.clock()
         t0 = time.perf_counter()
@@ -486,15 +497,25 @@ class DeliveryEngine:
                 latency_ms=int((time.perf_counter() - t0) * 1000),
             ),
         )
-        await deps.store.save(delivery)  # a checkpoint: the status stays
-        links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
-        if step.attachment is not None and not deps.keep_files_after_delivery and not links_live:
-            await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
+        if step.attachment is None:
+            # Held back: written before the next step runs if this one may have written (above),
+            # else with a later checkpoint, and in any case by the run's outcome, which saves the
+            # whole state. Consecutive steps cost one round trip, not one each (bench P2).
+            run.unsaved = True
+            run.unsaved_write = run.unsaved_write or step.writes
+        else:
+            await deps.store.save(delivery)  # a checkpoint (the status stays), before the file goes
+            run.unsaved = run.unsaved_write = False
+            links_live = (delivery.keep_files_until or 0) > deps.clock()  # a signed link serves the bytes
+            if not deps.keep_files_after_delivery and not links_live:
+                await deps.store.drop_file(delivery.id, step.attachment.index)  # the ATS holds it now
         self._log_step(delivery, step, None, t0)
         return None
 
     def _log_step(self, delivery: Delivery, step: Step, error: BaseException | None, t0: float) -> None:
-        log.info(
+        """A step that went through is a debug line (the delivery's outcome line, at info, sums up
+        its run: docs/architecture.md, "One run of the engine"); a failed one stays at info."""
+        (log.debug if error is None else log.info)(
             "delivery.step",
             delivery_id=delivery.id,
             connection=delivery.connection_id,
@@ -511,7 +532,7 @@ class DeliveryEngine:
     async def _finish(self, delivery: Delivery, outcome: RunOutcome, run: _RunState, policy: RetryPolicyConfig) -> str:
         deps, now = self.deps, self.deps.clock()
         if outcome == "ok":
-            return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK)
+            return await self._delivered(delivery, run.files if run.files is not None else FILE_SLACK, run)
         if outcome == "budget" and len(delivery.checkpoints) == run.done_before:
             # Not one step finished in a whole run: the ATS is too slow; a timeout, on the schedule.
             outcome = TransientError(f"step {run.step} did not finish within the run budget", timeout=True)
@@ -540,7 +561,7 @@ class DeliveryEngine:
             return await self._retry_or_give_up(delivery, outcome, run, policy, delivery.failed_attempts)
         return await self._dead_letter(delivery, _error_info("permanent", outcome, now, run.step), run=run)
 
-    async def _delivered(self, delivery: Delivery, files: int) -> str:
+    async def _delivered(self, delivery: Delivery, files: int, run: _RunState) -> str:
         now = self.deps.clock()
         move = transitions.deliver(delivery, now)
         _record(delivery, Attempt(number=delivery.runs, started_at=now, finished_at=now, outcome="ok"))
@@ -551,12 +572,14 @@ class DeliveryEngine:
             drop = files
             delivery.files_purged = True
         await self.deps.store.save(delivery, move, drop_files=drop)
-        log.info(
+        log.info(  # the one line of a delivery that went through (its steps are debug lines)
             "delivery.delivered",
             delivery_id=delivery.id,
             connection=delivery.connection_id,
             connector=delivery.connector,
             attempt=delivery.runs,
+            steps=len(delivery.checkpoints) - run.done_before,
+            latency_ms=int((now - run.started) * 1000),
         )
         return "delivered"
 

@@ -83,7 +83,13 @@ class ConnectionLimiter:
         return Denied(None if int(wait_ms) < 0 else int(wait_ms) / 1000)
 
     async def release(self, lease: Lease) -> None:
-        await self.redis.zrem(semaphore_key(lease.connection_id), lease.token)
+        await self.redis.zrem(*self.slot(lease))
+
+    @staticmethod
+    def slot(lease: Lease) -> tuple[str, str]:
+        """(semaphore key, member): what `release` removes, for a caller that sends it along with
+        its own commands (the engine, with the delivery's lease: one round trip)."""
+        return semaphore_key(lease.connection_id), lease.token
 
     async def in_flight(self, connection_id: str) -> int:
         """Leases held now (expired ones included until the next acquire sweeps them)."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from app.blobs.capacity import Capacity
 from app.blobs.store import BlobStore, BlobUnavailable, new_name
@@ -510,13 +510,50 @@ class DeliveryStore:
         if run_at is not None:
             jid = queue.job_id(delivery.id, f"{run_seq if run_seq is not None else delivery.runs}-{delivery.version}")
             delivery.job = jid
-        state = delivery_encoder.encode(delivery)
-        moved = previous_status != delivery.status
-        if not moved and jid is None and not extra_files and not drop_files:
+        if drop_files:
+            # the ATS holds them: the blobs go first (a failed save leaves a delivered run that
+            # re-runs with every step checkpointed, needing no file)
+            try:
+                await self.drop_blobs([file_key(delivery.id, i) for i in range(drop_files)])
+            except BlobUnavailable as exc:  # kept (references and blobs) until retention purges them
+                log.warning("blobs.drop_deferred", delivery_id=delivery.id, reason=exc.reason)
+                drop_files = 0
+        batch = self._batch(delivery, previous_status, jid, run_at, drop_files)
+        if isinstance(batch, bytes):
             # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
             # write. Most saves of a delivery are these, one per ATS step.
-            await self.redis.set(state_key(delivery.id), state)
-            return
+            if not extra_files:
+                await self.redis.set(state_key(delivery.id), batch)
+                return
+            state, batch = batch, CommandBatch()
+            batch.set(state_key(delivery.id), state)
+        blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
+        await self._batches.execute(batch, blobs)
+
+    async def save_and_load_payload(self, delivery: Delivery, move: Move | None) -> bytes | None:
+        """`save(delivery, move)`, then the payload as stored (sealed: `open_payload`), in one round
+        trip: what a run does first (bench P2)."""
+        if move is not None and move.to != delivery.status:
+            raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
+        delivery.updated_at = time.time()
+        delivery.version += 1
+        batch = self._batch(delivery, move.previous if move is not None else delivery.status, None, None, 0)
+        if isinstance(batch, bytes):
+            state, batch = batch, CommandBatch()
+            batch.set(state_key(delivery.id), state)
+        return await self._batches.execute_then_get(batch, payload_key(delivery.id))
+
+    def open_payload(self, sealed: bytes) -> bytes:
+        return self.sealer.open(sealed)
+
+    def _batch(
+        self, delivery: Delivery, previous_status: str | None, jid: str | None, run_at: float | None, drop_files: int
+    ) -> CommandBatch | bytes:
+        """The commands of a save; only the encoded state when a plain SET of it is the whole write."""
+        state = delivery_encoder.encode(delivery)
+        moved = previous_status != delivery.status
+        if not moved and jid is None and not drop_files:
+            return state
         batch = CommandBatch()  # one atomic call (app/redis/batch.py): state and job first
         batch.set(state_key(delivery.id), state)
         if jid is not None and run_at is not None:
@@ -533,16 +570,8 @@ class DeliveryStore:
             )
             _transition_metrics(batch, delivery, previous_status)
         if drop_files:
-            # the ATS holds them: the blobs go first (a failed save leaves a delivered run that
-            # re-runs with every step checkpointed, needing no file)
-            files = [file_key(delivery.id, i) for i in range(drop_files)]
-            try:
-                await self.drop_blobs(files)
-                batch.delete(*files)
-            except BlobUnavailable as exc:  # kept (references and blobs) until retention purges them
-                log.warning("blobs.drop_deferred", delivery_id=delivery.id, reason=exc.reason)
-        blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
-        await self._batches.execute(batch, blobs)
+            batch.delete(*(file_key(delivery.id, i) for i in range(drop_files)))
+        return batch
 
     async def purge(self, delivery: Delivery, file_count: int) -> int:
         """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts).
@@ -592,8 +621,22 @@ class DeliveryStore:
             return None, None
         return token, delivery_decoder.decode(raw) if raw else None
 
-    async def release_lease(self, delivery_id: str, token: str) -> None:
-        await self._unlock(keys=[lease_key(delivery_id)], args=[token])
+    async def release_lease(self, delivery_id: str, token: str, *, also_zrem: tuple[str, str] | None = None) -> None:
+        """Give the lease back if it is still ours; `also_zrem` = (key, member), removed in the same
+        round trip (the connection's slot: app/delivery/limits.py)."""
+        if also_zrem is None:
+            await self._unlock(keys=[lease_key(delivery_id)], args=[token])
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(*also_zrem)
+        pipe.evalsha(self._unlock.sha, 1, lease_key(delivery_id), token)
+        removed, unlocked = await pipe.execute(raise_on_error=False)
+        if isinstance(removed, Exception):
+            raise removed
+        if isinstance(unlocked, NoScriptError):  # Redis restarted: the script is loaded again
+            await self._unlock(keys=[lease_key(delivery_id)], args=[token])
+        elif isinstance(unlocked, Exception):
+            raise unlocked
 
     # -- connections --------------------------------------------------------------------------
 

@@ -101,6 +101,36 @@ def _no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that stays empty without looking: httpx hands every response to its client's jar,
+    which builds urllib request and response objects (a parse of the URL) before any policy can
+    refuse; that was a sixth of a Factorial call's CPU in bench P2 (bench/RESULTS.md, 2026-12-01)."""
+
+    def __init__(self) -> None:
+        super().__init__(_no_cookies())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        return None  # nothing is ever kept: see `ats_client`
+
+
+class _ATSClient(httpx.AsyncClient):
+    """httpx's client whose cookies are `_NoCookies` whatever is assigned (httpx wraps what its
+    setter gets in a plain `Cookies`)."""
+
+    _jar = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        return None
+
+
 def ats_client(limits: httpx.Limits = POOL) -> httpx.AsyncClient:
     """One per process, shared by every connection's connector (aiohttp pools per host).
 
@@ -112,9 +142,9 @@ def ats_client(limits: httpx.Limits = POOL) -> httpx.AsyncClient:
     proxy_url = next((os.environ[name] for name in PROXY_ENV if os.environ.get(name)), None)
     direct = ATSTransport(limits=limits)
     if proxy_url is None:
-        return httpx.AsyncClient(transport=direct, cookies=_no_cookies())
+        return _ATSClient(transport=direct)
     proxied = ATSTransport(limits=limits, proxy=httpx.Proxy(proxy_url))
-    return httpx.AsyncClient(transport=_ProxyRouter(direct, proxied, _no_proxy()), cookies=_no_cookies())
+    return _ATSClient(transport=_ProxyRouter(direct, proxied, _no_proxy()))
 
 
 def _no_proxy() -> dict[str, str]:

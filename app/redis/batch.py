@@ -95,6 +95,23 @@ class BatchRunner:
         if args:
             await call_with_blobs(self.redis, self._script, [], args, blobs or {})
 
+    async def execute_then_get(self, batch: CommandBatch, key: str) -> bytes | None:
+        """The batch, then GET `key`, in one round trip (not one transaction: the GET reads what
+        the batch left). A run's start: its state change and its payload (bench P2)."""
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(self._script.sha, 0, *batch.args)
+            pipe.get(key)
+            done, value = await pipe.execute(raise_on_error=False)
+            if isinstance(done, NoScriptError):  # Redis restarted: the batch did not run, the GET did
+                await self.redis.script_load(self._script.script)
+                continue
+            for result in (done, value):
+                if isinstance(result, Exception):
+                    raise result
+            return value
+        raise NoScriptError("the script vanished again right after it was loaded")
+
 
 async def call_with_blobs(
     redis: Redis, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any], blobs: Mapping[str, bytes]

@@ -8,6 +8,8 @@ time and its job in arq's queue, the paused connection, the files kept or droppe
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,9 +24,12 @@ from app.core.catalog import READ_JOBS, READ_SCREENING_QUESTIONS, Job, Option, Q
 from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredAnswer, StoredApplication, stored_encoder
 from app.delivery import queue
 from app.delivery.engine import CHECK_STEP, MAX_CRASH_RERUNS, DeliveryEngine, EngineDeps, refusal_code
+from app.delivery.limits import ConnectionLimiter
 from app.delivery.record import Delivery
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore, PlainSealer, new_delivery_id
+from app.log import configure
+from app.redis.keys import lease_key, payload_key
 from connectors.base import (
     AttachmentRejected,
     AuthError,
@@ -255,6 +260,156 @@ async def test_a_delivery_checkpointed_elsewhere_runs_only_what_is_left(store: D
     assert await r.run(delivery) == "delivered"
     assert r.connector.calls == ["application"]
     assert (await r.get(delivery.id)).checkpoints == {"candidate": "existing-42", "application": "application#1"}
+
+
+class ReadsFirstConnector(ScriptedConnector):
+    """Two steps that only read (`writes=False`), then the two that write; each step notes the
+    checkpoints Redis holds (not the engine's memory) as it starts."""
+
+    def __init__(self, store: DeliveryStore, script: Mapping[str, Sequence[Outcome]] | None = None) -> None:
+        super().__init__(script)
+        self.store = store
+        self.delivery_id = ""  # the delivery whose stored state the steps look at
+        self.stored_at_start: dict[str, set[str]] = {}
+
+    def plan(self, application: StoredApplication) -> list[Step]:
+        names = [("company", False), ("source", False), ("candidate", True), ("application", True)]
+        return [Step(name, self._noting(name), writes=writes) for name, writes in names]
+
+    def _noting(self, name: str) -> Any:
+        inner = self._step(name)
+
+        async def run(ctx: StepContext) -> str:
+            stored = await self.store.get(self.delivery_id)
+            assert stored is not None
+            self.stored_at_start[name] = set(stored.checkpoints)
+            return str(await inner(ctx))
+
+        return run
+
+
+class CountingStore(DeliveryStore):
+    """Counts the state writes (`save`) a run makes."""
+
+    saves = 0
+
+    async def save(self, delivery: Delivery, move: Any = None, **kwargs: Any) -> None:
+        self.saves += 1
+        await super().save(delivery, move, **kwargs)
+
+    async def save_and_load_payload(self, delivery: Delivery, move: Any) -> bytes | None:
+        self.saves += 1
+        return await super().save_and_load_payload(delivery, move)
+
+
+async def test_a_writing_steps_checkpoint_is_stored_before_the_next_step_and_reads_ride_along(
+    redis: Redis,
+) -> None:
+    """DESIGN.md §4.3: the remote id a write got is durable before the next step can write; a
+    step that only reads has its checkpoint written with the next one (bench P2: 4 -> 1 round trips)."""
+    store = CountingStore(redis, sealer=PlainSealer())
+    connector = ReadsFirstConnector(store)
+    r = rig(store, connector)
+    delivery = await r.delivery()
+    connector.delivery_id = delivery.id
+    assert await r.run(delivery) == "delivered"
+    assert connector.stored_at_start == {
+        "company": set(),
+        "source": set(),  # company's held back: it only read
+        "candidate": set(),  # both reads still held back: nothing was written yet
+        "application": {"company", "source", "candidate"},  # the candidate's id first, reads with it
+    }
+    done = await r.get(delivery.id)
+    assert set(done.checkpoints) == {"company", "source", "candidate", "application"}  # the last with the outcome
+    assert store.saves == 3  # start_run (with the payload's read), the one checkpoint write, delivered
+    assert [a.step for a in done.attempts if a.step] == ["company", "source", "candidate", "application"]
+
+
+async def test_held_back_checkpoints_are_stored_with_a_failed_runs_outcome(redis: Redis) -> None:
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    connector = ReadsFirstConnector(store, {"candidate": [TransientError("ATS busy: HTTP 503", status=503)]})
+    r = rig(store, connector)
+    delivery = await r.delivery()
+    connector.delivery_id = delivery.id
+    assert await r.run(delivery) == "retry_scheduled"
+    assert set((await r.get(delivery.id)).checkpoints) == {"company", "source"}
+    assert await r.run(delivery) == "delivered"
+    assert connector.calls == ["company", "source", "candidate", "candidate", "application"]
+
+
+async def test_a_worker_killed_after_a_write_resumes_after_it(redis: Redis) -> None:
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    connector = ReadsFirstConnector(store, {"application": [WorkerKilled()]})
+    r = rig(store, connector)
+    delivery = await r.delivery()
+    connector.delivery_id = delivery.id
+    with pytest.raises(WorkerKilled):
+        await r.run(delivery)
+    assert set((await r.get(delivery.id)).checkpoints) == {"company", "source", "candidate"}
+    assert await r.run(delivery) == "delivered"
+    assert connector.calls == ["company", "source", "candidate", "application", "application"]
+
+
+async def test_a_delivery_logs_one_line_at_info_and_its_steps_at_debug(store: DeliveryStore) -> None:
+    """The per-step JSON lines were a tenth of the worker's CPU in bench P2: at info, a delivery
+    that went through is its outcome line only, which sums up the run."""
+    for level, expected in (("INFO", []), ("DEBUG", ["candidate", "application"])):
+        stream = io.StringIO()
+        configure(level, stream=stream)
+        try:
+            r = rig(store, ScriptedConnector())
+            delivery = await r.delivery()
+            assert await r.run(delivery) == "delivered"
+        finally:
+            configure("WARNING")
+        events = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [e["step"] for e in events if e["event"] == "delivery.step"] == expected
+        assert all(e["level"] == "debug" for e in events if e["event"] == "delivery.step")
+        (summary,) = [e for e in events if e["event"] == "delivery.delivered"]
+        assert summary["level"] == "info" and summary["steps"] == 2 and summary["delivery_id"] == delivery.id
+        assert {"connection", "connector", "attempt", "latency_ms"} <= summary.keys()
+
+
+async def test_a_failed_step_still_logs_its_line_at_info(store: DeliveryStore) -> None:
+    stream = io.StringIO()
+    configure("INFO", stream=stream)
+    try:
+        r = rig(store, ScriptedConnector({"application": [TransientError("ATS busy: HTTP 503", status=503)]}))
+        assert await r.run(await r.delivery()) == "retry_scheduled"
+    finally:
+        configure("WARNING")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["step"], e["status"]) for e in events if e["event"] == "delivery.step"] == [
+        ("application", "TransientError")
+    ]
+    assert [e["event"] for e in events if e["event"] != "delivery.step"] == ["delivery.retry_scheduled"]
+
+
+async def test_a_run_reads_its_payload_with_its_first_write_and_a_gone_one_is_a_dead_letter(
+    store: DeliveryStore, redis: Redis
+) -> None:
+    r = rig(store, ScriptedConnector())
+    delivery = await r.delivery()
+    await redis.delete(payload_key(delivery.id))
+    await redis.script_flush()  # as after a Redis restart: the batch's script is loaded again
+    assert await r.run(delivery) == "failed"
+    state = await r.get(delivery.id)
+    assert state.last_error is not None and state.last_error.message == "the stored payload is gone (purged or erased)"
+    assert r.connector.calls == []
+
+
+async def test_the_connections_slot_goes_back_with_the_lease_in_one_round_trip(
+    store: DeliveryStore, redis: Redis
+) -> None:
+    r = rig(store, ScriptedConnector())
+    limiter = r.engine.deps.limiter = ConnectionLimiter(redis, 50.0)
+    for restarted in (False, True):
+        delivery = await r.delivery()
+        if restarted:
+            await redis.script_flush()  # the lease's script is loaded again
+        assert await r.run(delivery) == "delivered"
+        assert await limiter.in_flight("acme") == 0
+        assert not await redis.exists(lease_key(delivery.id))
 
 
 # -- outcomes ----------------------------------------------------------------------------------
