@@ -59,7 +59,7 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
 
 
 # Pages for people, not the API: left out of the OpenAPI document (/schema).
-NOT_IN_SCHEMA: set[Callable[[Runtime], Router]] = {dashboard.router}
+NOT_IN_SCHEMA: set[Callable[[Runtime], Router]] = {dashboard.router, apply_pages.router}  # HTML pages
 
 
 def feature_routers(runtime: Runtime) -> list[Any]:

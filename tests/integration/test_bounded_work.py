@@ -159,6 +159,8 @@ async def test_the_worst_case_the_caps_allow_keeps_health_under_100_ms(relay: Re
     gc.unfreeze()
     assert probe.count > 3 and probe.worst < 0.1, f"/health took {probe.worst * 1000:.0f} ms"
     assert await lag < 0.1, f"the worker held its loop {await lag * 1000:.0f} ms"
-    assert len(record["warnings"]) == MAX_WARNINGS
-    assert record["warnings_dropped"] >= MAX_ANSWERS - MAX_WARNINGS  # counted, not stored
-    assert {w["code"] for w in record["warnings"]} == {"unknown_question"}
+    # intake's answer check lists the first unknown questions and counts the rest in one line
+    # (app/core/answers.py); the delivery keeps at most MAX_WARNINGS whatever adds them
+    assert 0 < len(record["warnings"]) <= MAX_WARNINGS
+    assert {w["code"] for w in record["warnings"]} <= {"answer_not_sent", "unknown_question"}
+    assert any("more warnings" in w["message"] for w in record["warnings"]), record["warnings"][-2:]

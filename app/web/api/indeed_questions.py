@@ -14,12 +14,14 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get
+from litestar.openapi import ResponseSpec
 
 from app.catalog import parse_job_id
 from app.core.problems import Problem
 from app.intake.boards import indeed_questions
 from app.intake.boards.secrets import configured_secrets, not_configured
 from app.runtime import Runtime
+from app.web.openapi import ok, problems
 
 
 def _not_modified(request: Request[Any, Any, Any], etag: str, fetched_at: int) -> bool:
@@ -36,7 +38,14 @@ def _not_modified(request: Request[Any, Any, Any], etag: str, fetched_at: int) -
     return False
 
 
-@get("/inbound/indeed/{connection_id:str}/questions/{job_id:str}")
+@get(
+    "/inbound/indeed/{connection_id:str}/questions/{job_id:str}",
+    responses={
+        200: ok(dict[str, Any], "Indeed Apply's screener-questions JSON (ETag, Last-Modified)"),
+        304: ResponseSpec(data_container=None, description="Not modified (If-None-Match / If-Modified-Since)"),
+        **problems(404, 503),
+    },
+)
 async def screener_questions(request: Request[Any, Any, Any], connection_id: str, job_id: str) -> Response[Any]:
     runtime: Runtime = request.app.state.runtime
     connection = runtime.catalog.connection(connection_id)
