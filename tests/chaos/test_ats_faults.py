@@ -64,6 +64,11 @@ async def test_thirty_percent_faults_deliver_exactly_once(make_relay: Any, facto
         },
         job_timeout_s=4.0,
     )
+    # The job and its questions read once before the faults start, as a running relay would have
+    # them cached: this test is about writes arriving once. (An ATS failing at intake is the
+    # catalog's and the worker's pre-write check's business: tests/integration/intake/.)
+    warm = await relay.client.get("/v1/connections/acme/jobs/2001", headers=relay.admin)
+    assert warm.status_code == 200, warm.text
     factorial.faults(
         error_rate=0.06,
         error_status=500,
