@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -53,6 +52,8 @@ from app.core.catalog import (
     Source,
     Stage,
     Visibility,
+    parse_timestamp,
+    text_option_id,
 )
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from connectors.base import (
@@ -163,19 +164,8 @@ QUESTION_FORMATS: dict[str, tuple[Any, Any]] = {
 PAGE_MAX = 100  # Factorial clamps `limit` to 100
 
 
-def option_id(text: str) -> str:
-    """Factorial's options have no id: the option's id is a short hash of its text (stripped),
-    stable across calls while the text stays (docs/connectors/factorial.md, "Option ids")."""
-    return hashlib.sha256(text.strip().encode()).hexdigest()[:12]
-
-
-def _when(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+option_id = text_option_id  # the reads' option ids (app/core/catalog.py)
+_when = parse_timestamp
 
 
 def job_from_posting(posting: dict[str, Any]) -> Job:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
-import hashlib
 import math
 import mimetypes
 import re
@@ -75,6 +74,8 @@ from app.core.catalog import (
     ScreeningQuestion,
     Stage,
     Visibility,
+    parse_timestamp,
+    text_option_id,
 )
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication
 from app.core.pii import scrub
@@ -156,20 +157,8 @@ CONTRACT_EMPLOYMENT: dict[str, EmploymentType] = {
 MAX_PAGE = 250
 
 
-def option_id(text: str) -> str:
-    """Flatchr's options are one ";"-separated string, without ids: an option's id is the first
-    12 hex digits of the SHA-256 of its text, stripped (docs/connectors/flatchr.md, "Option
-    ids"); stable while the text stays."""
-    return hashlib.sha256(text.strip().encode()).hexdigest()[:12]
-
-
-def _when(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+option_id = text_option_id  # the reads' option ids (app/core/catalog.py)
+_when = parse_timestamp
 
 
 def job_from_vacancy(vacancy: Mapping[str, Any]) -> Job:

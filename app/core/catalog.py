@@ -11,6 +11,7 @@ derives one and says how in docs/connectors/<ats>.md). Pure data: no I/O here.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any, Literal
 
 from msgspec import Struct
@@ -144,3 +145,20 @@ READ_SCREENING_QUESTIONS = "screening_questions"
 READ_STAGES = "stages"  # connection-wide stages
 READ_JOB_STAGES = "job_stages"  # stages scoped by job
 READ_SOURCES = "sources"
+
+
+def text_option_id(text: str) -> str:
+    """The id of an option an ATS gives without one (Factorial, Flatchr): the first 12 hex digits
+    of the SHA-256 of its text, stripped; stable while the text stays (docs/connectors/<ats>.md,
+    "Option ids")."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:12]
+
+
+def parse_timestamp(value: Any) -> dt.datetime | None:
+    """An ATS's ISO 8601 timestamp (``Z`` included), or None for anything else."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

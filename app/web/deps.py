@@ -74,3 +74,16 @@ def answer_options(request: Request[Any, Any, Any]) -> Response[Any] | None:
     return Response(
         None, status_code=204, media_type=MediaType.TEXT, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))}
     )
+
+
+async def read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The raw body (signatures are over these exact bytes), 413 past `limit`."""
+    if (request.content_length or 0) > limit:
+        raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

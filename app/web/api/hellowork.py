@@ -17,24 +17,12 @@ from app.intake.boards.draft import check_job
 from app.intake.boards.secrets import configured_secrets, not_configured
 from app.redis.keys import board_context_key
 from app.runtime import Runtime
-from app.web.deps import accepted_response
+from app.web.deps import accepted_response, read_limited
 from app.web.openapi import Accepted as AcceptedBody
 from app.web.openapi import body, ok, problems
 
 log = structlog.get_logger("applyrelay.inbound")
 CONTEXT_TTL_S = 90 * 24 * 3600  # beyond the status sync window (60 days by default)
-
-
-async def _read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
-    if (request.content_length or 0) > limit:
-        raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @post(
@@ -71,7 +59,7 @@ async def _receive(request: Request[Any, Any, Any], connection_id: str) -> Respo
     header = connection.inbound.hellowork_key_header
     hellowork.verify(request.headers.get(header), secrets[0], header)
     limit = connection.inbound.hellowork_max_body_bytes
-    body = await _read_limited(request, hellowork.DEFAULT_MAX_BODY if limit is None else limit)
+    body = await read_limited(request, hellowork.DEFAULT_MAX_BODY if limit is None else limit)
     application = hellowork.parse(body)
     job_id = str(application.job.jobId).strip() if application.job else ""
     connector = runtime.connectors.get(connection.id)

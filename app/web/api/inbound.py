@@ -25,7 +25,7 @@ from app.intake.boards.secrets import configured_secrets, matches_any, not_confi
 from app.redis.keys import form_rate_key, idempotency_claim_key
 from app.runtime import Runtime
 from app.web.apply import views as apply_pages
-from app.web.deps import accepted_response, idempotency_key
+from app.web.deps import accepted_response, idempotency_key, read_limited
 from app.web.openapi import IDEMPOTENCY_KEY, FormReceived, body, ok, problems
 from app.web.openapi import Accepted as AcceptedBody
 from app.web.problems import problem
@@ -41,19 +41,6 @@ def _runtime(request: Request[Any, Any, Any]) -> Runtime:
 
 def _intake(request: Request[Any, Any, Any]) -> Intake:
     return request.app.state.intake
-
-
-async def read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
-    """The raw body (signatures are over these exact bytes), 413 past `limit`."""
-    if (request.content_length or 0) > limit:
-        raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # -- Indeed Apply ---------------------------------------------------------------------------------
