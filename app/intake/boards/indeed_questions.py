@@ -7,16 +7,12 @@ by id (questions.py tries the id before the text); a BOOLEAN question is a selec
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from app.core.catalog import ScreeningQuestion
-from app.intake.boards.draft import Draft, FileValue
 
 SCHEMA_VERSION = "1.3"
-YES = ("true", "yes", "1")
-NO = ("false", "no", "0")
 
 
 def _condition(question: ScreeningQuestion) -> dict[str, str] | None:
@@ -75,36 +71,3 @@ def document(questions: Sequence[ScreeningQuestion]) -> dict[str, Any]:
     ordered = sorted(questions, key=lambda q: q.index if q.index is not None else 1 << 30)
     items = [q for q in (_question(q) for q in ordered if q.category is None) if q is not None]
     return {"schemaVersion": SCHEMA_VERSION, "screenerQuestions": {"questions": items}}
-
-
-def _number(text: str) -> int | float | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(value):
-        return None
-    return int(value) if value.is_integer() and "." not in text else value
-
-
-def type_answers(draft: Draft, questions: Sequence[ScreeningQuestion]) -> None:
-    """Indeed sends text, `{value, label}` and lists; the ATS wants a number for NUMBER, a boolean
-    for BOOLEAN, a list for MULTI_SELECT (docs/apply-pages.md). A value that does not convert is
-    left as it is: intake's check names it."""
-    by_id = {q.id: q for q in questions}
-    typed: list[tuple[str, Any]] = []
-    for qid, value in draft.answers:
-        question = by_id.get(qid)
-        kind = question.format.type if question else None
-        if isinstance(value, FileValue) or kind is None:
-            typed.append((qid, value))
-            continue
-        text = str(value).strip() if isinstance(value, str | int | float) and not isinstance(value, bool) else None
-        if kind == "BOOLEAN" and text is not None and text.lower() in YES + NO:
-            value = text.lower() in YES
-        elif kind == "NUMBER" and text is not None and (number := _number(text)) is not None:
-            value = number
-        elif kind == "MULTI_SELECT" and isinstance(value, str):
-            value = [value]
-        typed.append((qid, value))
-    draft.answers = typed

@@ -19,7 +19,7 @@ from app.config import Connection
 from app.core.model import ApplicationIn, Origin
 from app.core.problems import Problem
 from app.intake.accept import Accepted, Intake, idempotency_hash
-from app.intake.boards import apply_form, forms, indeed, indeed_questions, webhooks
+from app.intake.boards import apply_form, forms, indeed, webhooks
 from app.intake.boards.draft import Draft, check_job
 from app.intake.boards.secrets import configured_secrets, matches_any, not_configured
 from app.redis.keys import form_rate_key, idempotency_claim_key
@@ -74,7 +74,6 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
     connector = runtime.connectors.get(connection.id)
     await check_job(intake.catalog, connector, connection, job_id, job_field)
     draft, origin, notes = await indeed.to_application(apply, connection, connector, job_id, intake.catalog)
-    await _type_indeed_answers(runtime, connection, job_id, draft)
     accepted = await _accept(intake, draft, origin, None, notes)
     if not accepted.created:
         return _duplicate(accepted.delivery_id)
@@ -90,16 +89,6 @@ async def _accept(
         return await intake.accept(application, origin, key, notes)
     except Problem as exc:
         raise draft.rename(exc) from None
-
-
-async def _type_indeed_answers(runtime: Runtime, connection: Connection, job_id: str, draft: Draft) -> None:
-    """Indeed's answers typed by the job's questions (docs/apply-pages.md), when the catalog has
-    them within 2 s; otherwise as Indeed sent them (intake and the worker check them)."""
-    try:
-        questions = (await runtime.catalog.job_questions(connection.id, job_id, budget_s=2)).value
-    except Problem:
-        return
-    indeed_questions.type_answers(draft, questions)
 
 
 def _idem_hash(connection_id: str, board_id: str) -> str:
