@@ -159,8 +159,8 @@ class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown
     of the connector it names."""
 
     connector: str
-    base_url: Annotated[str, Meta(description="the ATS API's http(s) URL")]
-    credentials_env: Annotated[str, Meta(description="the name of the variable holding the secret")]
+    base_url: Annotated[str, Meta(description="the ATS API's http(s) URL")] = ""  # default: the connector's
+    credentials_env: Annotated[str, Meta(description="the name of the variable holding the secret")] = ""
     timeout_s: Annotated[
         float, Meta(gt=0, le=MAX_TIMEOUT_S, description="seconds per HTTP call, below the worker's job timeout")
     ] = 20.0
@@ -192,6 +192,10 @@ class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown
 
 
 CONNECTION_KEYS = frozenset(ConnectionTable.__struct_fields__)
+# A connection made through the API (app/connections/) holds its secrets sealed in Redis, not in
+# variables: these keys name variables, so its settings may not carry them (nor connector/base_url,
+# which are fields of the request).
+ENV_KEYS = frozenset(k for k in CONNECTION_KEYS if k.endswith("_env"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +220,30 @@ class RetryPolicyConfig:
         return len(self.schedule) + 1
 
 
+InboundKind = Literal["indeed", "webhook", "form", "hellowork", "status_callback"]
+INBOUND_SETTING: dict[str, InboundKind] = {  # the TOML key naming the variable -> the sealed kind
+    "indeed_secret_env": "indeed",
+    "webhook_secret_env": "webhook",
+    "form_token_env": "form",
+    "hellowork_secret_env": "hellowork",
+    "status_callback_secret_env": "status_callback",
+}
+
+
+@dataclass(frozen=True)
+class InboundSecret:
+    """One secret of an inbound route, kept sealed by the relay (a connection made through the API;
+    docs/connections.md). `expires_at`: the end of its grace period once a newer one replaced it."""
+
+    id: str
+    value: str = field(repr=False)
+    created_at: float
+    expires_at: float | None = None
+
+    def valid(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
 @dataclass(frozen=True)
 class Connection:
     id: str
@@ -238,6 +266,13 @@ class Connection:
     catalog_ttl_s: float = 60.0  # docs/catalog.md
     catalog_stale_s: float = 3600.0
     apply: ApplySettings = field(default_factory=ApplySettings)  # docs/apply-pages.md
+    # Where it comes from: the TOML file ("file"), or the connections API ("api", docs/connections.md),
+    # whose secrets are sealed in Redis: its inbound secrets per kind, and whether the relay keeps
+    # its OAuth tokens (then `credentials` is empty and the connector asks app/connections/oauth.py).
+    origin: Literal["file", "api"] = "file"
+    inbound_secrets: Mapping[str, tuple[InboundSecret, ...]] = field(default_factory=dict, repr=False)
+    oauth_tokens: bool = False
+    revision: int = 0  # bumped by every change made through the API (connectors are rebuilt)
 
     def spec(self) -> ConnectionSpec[ConnectorSettings]:
         return ConnectionSpec(
@@ -347,11 +382,27 @@ def _http_url(value: str | None) -> bool:
 
 
 def _connection(
-    conn_id: str, table: Any, env: Mapping[str, str], limits: Limits, secret_defaults: Mapping[str, str]
+    conn_id: str,
+    table: Any,
+    env: Mapping[str, str],
+    limits: Limits,
+    secret_defaults: Mapping[str, str],
+    *,
+    where: str | None = None,
+    sealed: SealedSecrets | None = None,
 ) -> Connection:
-    where = f"connections.{conn_id}"
+    """One connection from its table. `sealed`: a connection made through the API, whose secrets
+    the relay keeps (its table may name no variable); else one of the file, whose secrets are in
+    the environment variables its table names."""
+    where = where or f"connections.{conn_id}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
+    if sealed is not None:
+        for key in sorted(ENV_KEYS & set(table)):
+            raise ConfigError(
+                f"{where}.{key}: a connection made through the API keeps its secrets sealed in the relay, "
+                "not in environment variables: send them as credentials or inbound secrets (docs/connections.md)"
+            )
     connector = table.get("connector")
     if connector not in CONNECTORS:
         raise ConfigError(f"{where}.connector: must be one of {', '.join(sorted(CONNECTORS))}, got {connector!r}")
@@ -365,18 +416,25 @@ def _connection(
         settings = settings_type.from_mapping({k: v for k, v in table.items() if k in own})
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), settings_type, where)) from None
-    if not _http_url(keys.base_url):
+    base_url = keys.base_url or connector_class(connector).default_base_url or ""
+    if not base_url:
+        raise ConfigError(f"{where}.base_url: required ({connector} has no single API host: the tenant's URL)")
+    if not _http_url(base_url):
         raise ConfigError(f"{where}.base_url: must be an http(s) URL")
-    if not keys.credentials_env:
-        raise ConfigError(f"{where}.credentials_env: must name the environment variable holding the secret")
-    credentials = env.get(keys.credentials_env) or secret_defaults.get(keys.credentials_env)
-    if not credentials:
-        raise ConfigError(f"{where}.credentials_env: environment variable {keys.credentials_env} is not set")
-    callback_url, callback_secret = _status_callback(keys, where, env)
+    if sealed is not None:
+        credentials = sealed.credentials
+        callback_url, callback_secret = _sealed_status_callback(keys, where, sealed)
+    else:
+        if not keys.credentials_env:
+            raise ConfigError(f"{where}.credentials_env: must name the environment variable holding the secret")
+        credentials = env.get(keys.credentials_env) or secret_defaults.get(keys.credentials_env) or ""
+        if not credentials:
+            raise ConfigError(f"{where}.credentials_env: environment variable {keys.credentials_env} is not set")
+        callback_url, callback_secret = _status_callback(keys, where, env)
     return Connection(
         id=conn_id,
         connector=connector,
-        base_url=keys.base_url,
+        base_url=base_url,
         credentials=credentials,
         credentials_env=keys.credentials_env,
         settings=settings,
@@ -397,7 +455,56 @@ def _connection(
         catalog_ttl_s=keys.catalog_ttl_s,
         catalog_stale_s=keys.catalog_stale_s,
         apply=_apply(keys.apply, where),
+        origin="file" if sealed is None else "api",
+        inbound_secrets={} if sealed is None else sealed.inbound,
+        oauth_tokens=sealed is not None and sealed.oauth_tokens,
+        revision=0 if sealed is None else sealed.revision,
     )
+
+
+@dataclass(frozen=True)
+class SealedSecrets:
+    """What the relay keeps sealed for a connection made through the API (app/connections/store.py):
+    the connector's credential (the API key or token it sends), whether its OAuth tokens are kept
+    instead, and its inbound secrets per kind (INBOUND_SETTING)."""
+
+    credentials: str = field(repr=False)
+    oauth_tokens: bool = False
+    inbound: Mapping[str, tuple[InboundSecret, ...]] = field(default_factory=dict, repr=False)
+    revision: int = 0
+
+
+def api_connection(
+    conn_id: str,
+    connector: str,
+    base_url: str | None,
+    settings: Mapping[str, Any],
+    sealed: SealedSecrets,
+    limits: Limits = Limits(),
+) -> Connection:
+    """A connection made through the API (docs/connections.md): its `settings` are the keys of a
+    ``[connections.<id>]`` table (the relay's and the connector's, validated alike, errors naming
+    ``settings.<key>``), without connector, base_url and the keys that name variables."""
+    for key in ("connector", "base_url"):
+        if key in settings:
+            raise ConfigError(f"settings.{key}: not a setting: it is a field of the connection itself")
+    table = {**settings, "connector": connector, **({"base_url": base_url} if base_url else {})}
+    return _connection(conn_id, table, {}, limits, {}, where="settings", sealed=sealed)
+
+
+def _sealed_status_callback(keys: ConnectionTable, where: str, sealed: SealedSecrets) -> tuple[str | None, str | None]:
+    """A connection made through the API signs its status callbacks with its newest sealed
+    `status_callback` secret; the URL without one is refused."""
+    secrets = sealed.inbound.get("status_callback", ())
+    if keys.status_callback_url is None:
+        return None, None
+    if not _http_url(keys.status_callback_url):
+        raise ConfigError(f"{where}.status_callback_url: must be an http(s) URL")
+    if not secrets:
+        raise ConfigError(
+            f"{where}.status_callback_url: needs its signing secret, the connection's `status_callback` secret"
+        )
+    return keys.status_callback_url, secrets[0].value
 
 
 def _apply(apply: ApplySettings, where: str) -> ApplySettings:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Callable
+
 import httpx
 from redis.asyncio import Redis
 
 from app.blobs.capacity import Capacity
 from app.blobs.store import BlobUnavailable, open_store
 from app.catalog import Catalog
-from app.config import Config
+from app.config import Config, Connection
+from app.connections.registry import ConnectionRegistry
+from app.connections.service import ConnectionService
+from app.connections.store import ConnectionStore
 from app.core import files
 from app.core.model import AttachmentRef
 from app.delivery.record import Delivery
@@ -19,7 +27,7 @@ from app.privacy.crypto import AesGcmSealer, Pseudonyms
 from app.redis import client
 from app.settings import Settings
 from connectors import connector_class
-from connectors.base import AttachmentRejected, Connector, PermanentError, TransientError
+from connectors.base import AttachmentRejected, Connector, PermanentError, TokenSource, TransientError
 
 
 def redis_client(url: str) -> Redis:
@@ -27,35 +35,55 @@ def redis_client(url: str) -> Redis:
     return client.async_client(url)
 
 
-class ConnectorPool:
-    """One connector instance per connection, reused across deliveries (tokens, sessions)."""
+TokensFor = Callable[[Connection], TokenSource | None]
 
-    def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
+
+class ConnectorPool:
+    """One connector instance per connection, reused across deliveries (tokens, sessions), and
+    made anew when the connection changed (a connection made through the API was edited: the
+    registry then holds a new Connection object). `tokens_for`: the shared OAuth token source of
+    a connection whose tokens the relay keeps (app/connections/oauth.py)."""
+
+    def __init__(self, config: Config, http: httpx.AsyncClient, tokens_for: TokensFor | None = None) -> None:
         self.config = config
         self.http = http
-        self._connectors: dict[str, Connector] = {}
+        self.tokens_for = tokens_for
+        self._connectors: dict[str, tuple[Connection, Connector]] = {}
+        self._retired: list[Connector] = []
 
     def get(self, connection_id: str) -> Connector:
-        connector = self._connectors.get(connection_id)
-        if connector is None:
-            connection = self.config.connections[connection_id]
-            connector = connector_class(connection.connector)(connection.spec(), self.http)
-            self._connectors[connection_id] = connector
+        connection = self.config.connections[connection_id]
+        cached = self._connectors.get(connection_id)
+        if cached is not None and cached[0] is connection:
+            return cached[1]
+        spec = connection.spec()
+        if connection.oauth_tokens and self.tokens_for is not None:
+            spec = dataclasses.replace(spec, tokens=self.tokens_for(connection))
+        connector = connector_class(connection.connector)(spec, self.http)
+        self._connectors[connection_id] = (connection, connector)
+        if cached is not None:  # the old one's sessions end with it (closed when the pool closes)
+            self._retired.append(cached[1])
         return connector
 
     async def close(self) -> None:
-        for connector in self._connectors.values():
+        for _, connector in self._connectors.values():
+            await connector.close()
+        for connector in self._retired:
             await connector.close()
 
 
 class Runtime:
     def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
         self.settings = settings
-        self.config = settings.config
         self.redis = redis or redis_client(settings.redis_url)
         if not settings.data_keys:
             raise ValueError("Settings.data_keys is empty: candidate data is only stored encrypted")
         self.sealer = AesGcmSealer(settings.data_keys)
+        # the file's connections and those made through the API (app/connections/, docs/connections.md)
+        self.connection_store = ConnectionStore(self.redis, self.sealer)
+        self.registry = ConnectionRegistry(settings.config.connections, settings.config.limits, self.connection_store)
+        self.config = dataclasses.replace(settings.config, connections=self.registry)
+        self._watch: asyncio.Task[None] | None = None
         self.blobs = open_store(settings.blobs)  # attachment bytes (app/blobs): local files or S3
         self.capacity = Capacity(self.redis, self.blobs)  # Redis headroom, the blob store: intake's 503s
         self.store = DeliveryStore(self.redis, sealer=self.sealer, blobs=self.blobs, capacity=self.capacity)
@@ -63,6 +91,7 @@ class Runtime:
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
         self.connectors = ConnectorPool(self.config, self.ats_http)
+        self.connections = ConnectionService(self.connection_store, self.registry, self.ats_http)
         self.catalog = Catalog(self.redis, self.config, self.connectors.get)  # ATS reads, cached (docs/catalog.md)
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
@@ -101,7 +130,17 @@ class Runtime:
             raise TransientError(f"attachment #{ref.index}: {exc}") from None
         return data
 
+    async def start(self) -> None:
+        """Load the API's connections, then follow their changes (web and worker start-up)."""
+        await self.registry.refresh(force=True)
+        if self._watch is None:
+            self._watch = asyncio.create_task(self.registry.watch(), name="connections.watch")
+
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         await self.connectors.close()
         await self.http.aclose()
         await self.ats_http.aclose()

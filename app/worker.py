@@ -202,6 +202,7 @@ def create_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         rt = runtime or Runtime(settings)
         await refuse_evicting_policy(rt.redis)  # an evicted delivery is a lost application
+        await rt.start()  # the connections made through the API, followed (docs/connections.md)
         ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
         ctx["run_deadline_s"] = settings.job_timeout_s
         log.info(

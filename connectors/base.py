@@ -47,7 +47,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -267,9 +267,21 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 S = TypeVar("S", bound=ConnectorSettings)
 
 
+class TokenSource(Protocol):
+    """Where an OAuth connection's access token lives when it is shared by every process
+    (app/connections/oauth.py, docs/connections.md): the connector asks for the current token, and
+    for a fresh one when the ATS refused `stale`. The source refreshes at most once per stale token
+    across workers (a Redis lock), and raises AuthError when the ATS refuses the refresh for good."""
+
+    async def access_token(self) -> str: ...
+
+    async def refreshed(self, stale: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class ConnectionSpec(Generic[S]):
-    """The parts of a connection a connector may read (no queue, no Redis)."""
+    """The parts of a connection a connector may read (no queue, no Redis). `tokens`: set for
+    a connection whose OAuth tokens the relay keeps (then `credentials` is unused)."""
 
     id: str
     connector: str
@@ -277,6 +289,7 @@ class ConnectionSpec(Generic[S]):
     credentials: str
     settings: S
     timeout_s: float = 20.0
+    tokens: TokenSource | None = None
 
 
 # -- The connector ---------------------------------------------------------------------------------
@@ -289,6 +302,7 @@ class Connector(ABC, Generic[S]):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     settings_type: ClassVar[type[ConnectorSettings]]
+    default_base_url: ClassVar[str | None] = None  # the ATS's one API host, when it has one
 
     def __init__(self, connection: ConnectionSpec[S], http: httpx.AsyncClient) -> None:
         if not isinstance(connection.settings, self.settings_type):
@@ -299,6 +313,12 @@ class Connector(ABC, Generic[S]):
         self.connection = connection
         self.http = http
         self.settings: S = connection.settings
+
+    async def verify_credentials(self) -> None:
+        """One cheap authenticated read, made when a connection is created or its credentials
+        change (app/connections/service.py): AuthError with the ATS's reason when it refuses them,
+        TransientError when it cannot be asked. Connectors override it with their cheapest read."""
+        await self.list_jobs(JobQuery(page_size=1))
 
     # -- Writing -----------------------------------------------------------------------------------
 

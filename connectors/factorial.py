@@ -298,6 +298,7 @@ def _option_label(options: list[str], item: Any) -> str | None:
 class FactorialConnector(Connector[FactorialSettings]):
     name = "factorial"
     settings_type = FactorialSettings
+    default_base_url = "https://api.factorialhr.com"
 
     capabilities = Capabilities(
         attachment_types=frozenset({"CV"}),

@@ -541,6 +541,7 @@ class FlatchrConnector(Connector[FlatchrSettings]):
 
     name: ClassVar[str] = "flatchr"
     settings_type = FlatchrSettings
+    default_base_url = "https://api.flatchr.io"
 
     capabilities: ClassVar[Capabilities] = Capabilities(
         attachment_types=frozenset({"CV"}),

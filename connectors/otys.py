@@ -450,6 +450,7 @@ def to_neutral(q: ScreeningQuestion, raw: Mapping[str, Any]) -> dict[str, Any]:
 class OtysConnector(Connector[OtysSettings]):
     name = "otys"
     settings_type = OtysSettings
+    default_base_url = DEFAULT_BASE_URL
 
     capabilities = Capabilities(
         attachment_types=frozenset({"CV", "COVER_LETTER", "OTHER"}),

@@ -51,6 +51,15 @@ Layout (prefix ``ar:``):
                               kinds job, questions, jobs (a listing page), stages, sources)
     ar:cat-lock:<conn>:<kind>:<key>  the single-flight lock of that read (SET NX PX, a token)
     ar:none                   never written: the intake script's "no marker" placeholder
+    ar:conn:r:<id>            a connection made through the API (msgpack: connector, base_url, settings,
+                              times, credential kind; no secret; app/connections/store.py)
+    ar:conn:s:<id>            its secrets, sealed: credentials and inbound secrets
+    ar:conn:ids               the ids of the connections made through the API (set)
+    ar:conn:version           bumped by every change to one of them: each process reloads (registry.py)
+    ar:oauth:<id>             a connection's OAuth tokens, sealed (app/connections/oauth.py)
+    ar:oauth-lock:<id>        the lock its refresh holds (SET NX PX, a token)
+    ar:oauth-state:<hash>     an OAuth authorization under way: its `state` → the connect link
+    ar:connect:<hash>         a connect link, by the hash of its token (app/connections/links.py)
 
 and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
 the state change that needs a run (delivery/queue.py).
@@ -67,7 +76,8 @@ NO_MARKER = PREFIX + "none"
 INDEX_KINDS = ("connection", "connector", "channel", "board", "board_application_id")
 _INDEX_CODES = {"connection": "c", "connector": "k", "channel": "ch", "board": "b", "board_application_id": "bid"}
 STATE_PATTERN = PREFIX + "d:*"
-SEALED_PATTERNS = (PREFIX + "p:*", PREFIX + "f:*")  # what `applyrelay keys rotate` re-seals
+# what `applyrelay keys rotate` re-seals: payloads, files, connections' secrets and OAuth tokens
+SEALED_PATTERNS = (PREFIX + "p:*", PREFIX + "f:*", PREFIX + "conn:s:*", PREFIX + "oauth:*")
 
 
 def state_key(delivery_id: str) -> str:
@@ -252,3 +262,33 @@ def catalog_key(connection_id: str, kind: str, key: str = "") -> str:
 
 def catalog_lock_key(connection_id: str, kind: str, key: str = "") -> str:
     return f"{PREFIX}cat-lock:{connection_id}:{kind}:{key}"
+
+
+# -- connections made at runtime (app/connections/) ------------------------------------------------
+
+CONNECTION_IDS = PREFIX + "conn:ids"
+CONNECTIONS_VERSION = PREFIX + "conn:version"
+
+
+def connection_record_key(connection_id: str) -> str:
+    return f"{PREFIX}conn:r:{connection_id}"
+
+
+def connection_secrets_key(connection_id: str) -> str:
+    return f"{PREFIX}conn:s:{connection_id}"
+
+
+def oauth_tokens_key(connection_id: str) -> str:
+    return f"{PREFIX}oauth:{connection_id}"
+
+
+def oauth_lock_key(connection_id: str) -> str:
+    return f"{PREFIX}oauth-lock:{connection_id}"
+
+
+def oauth_state_key(state_hash: str) -> str:
+    return f"{PREFIX}oauth-state:{state_hash}"
+
+
+def connect_link_key(token_hash: str) -> str:
+    return f"{PREFIX}connect:{token_hash}"

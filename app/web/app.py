@@ -10,9 +10,11 @@ from litestar import Litestar, Router
 from app.blobs.capacity import refuse_evicting_policy
 from app.intake.accept import Intake
 from app.runtime import Runtime
+from app.web import connect
 from app.web.api import (
     actions,
     catalog,
+    connection_secrets,
     connections,
     deliveries,
     destinations,
@@ -47,6 +49,8 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     apply_pages.router,
     catalog.router,
     connections.router,
+    connection_secrets.router,
+    connect.router,
     files.router,
     inbound.router,
     indeed_questions.router,
@@ -59,7 +63,7 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
 
 
 # Pages for people, not the API: left out of the OpenAPI document (/schema).
-NOT_IN_SCHEMA: set[Callable[[Runtime], Router]] = {dashboard.router, apply_pages.router}  # HTML pages
+NOT_IN_SCHEMA: set[Callable[[Runtime], Router]] = {dashboard.router, apply_pages.router, connect.router}  # HTML
 
 
 def feature_routers(runtime: Runtime) -> list[Any]:
@@ -77,6 +81,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
 
     async def on_startup(_: Litestar) -> None:
         await refuse_evicting_policy(runtime.redis)  # an evicted delivery is a lost application
+        await runtime.start()  # the connections made through the API, followed (docs/connections.md)
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()

@@ -1,0 +1,99 @@
+"""Every connection a process knows: the TOML file's, and those made through the API.
+
+`Runtime.config.connections` is this registry, so every module that looks a connection up by id
+sees both kinds. The file's are fixed for the process's life; the API's are reloaded whenever the
+store's version counter moved (a GET a second, `watch`), and at once by `refresh` where a caller
+cannot wait (a connection just created in this process). docs/connections.md says why polling a
+counter beats pub/sub here: a missed message would leave a process stale for ever, a missed poll
+only for a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Mapping
+
+import structlog
+from redis.exceptions import RedisError
+
+from app.config import ConfigError, Connection, InboundSecret, Limits, SealedSecrets, api_connection
+from app.connections import credentials
+from app.connections.store import ConnectionRecord, ConnectionStore, StoredSecrets
+from app.privacy.crypto import SealError
+
+log = structlog.get_logger("applyrelay.connections")
+
+WATCH_INTERVAL_S = 1.0
+
+
+def build(record: ConnectionRecord, secrets: StoredSecrets, limits: Limits) -> Connection:
+    """A stored connection as the relay runs it (ConfigError if its settings no longer decode)."""
+    creds = credentials.decode_credentials(record.connector, secrets.credentials)
+    inbound = {
+        kind: tuple(InboundSecret(s.id, s.value, s.created_at, s.expires_at) for s in items)
+        for kind, items in secrets.inbound.items()
+    }
+    sealed = SealedSecrets(
+        credentials=credentials.primary(creds),
+        oauth_tokens=credentials.kind(creds) == "oauth",
+        inbound=inbound,
+        revision=record.revision,
+    )
+    return api_connection(record.id, record.connector, record.base_url, record.settings, sealed, limits)
+
+
+class ConnectionRegistry(Mapping[str, Connection]):
+    """The file's connections and the API's, looked up by id (the file's win a clash: the API
+    refuses to create one of their ids, so a clash means the file gained it later)."""
+
+    def __init__(self, file: Mapping[str, Connection], limits: Limits, store: ConnectionStore | None = None) -> None:
+        self.file = dict(file)
+        self.limits = limits
+        self.store = store
+        self._api: dict[str, Connection] = {}
+        self._version = -1
+        self.loaded_at = 0.0
+
+    def __getitem__(self, connection_id: str) -> Connection:
+        found = self.file.get(connection_id)
+        return found if found is not None else self._api[connection_id]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.file
+        yield from (cid for cid in self._api if cid not in self.file)
+
+    def __len__(self) -> int:
+        return len(self.file) + sum(1 for cid in self._api if cid not in self.file)
+
+    def from_file(self, connection_id: str) -> bool:
+        return connection_id in self.file
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Reload the API's connections if the store's version moved (or `force`); True if it did."""
+        if self.store is None:
+            return False
+        version = await self.store.version()
+        if version == self._version and not force:
+            return False
+        loaded: dict[str, Connection] = {}
+        for record, secrets in await self.store.load_all():
+            previous = self._api.get(record.id)
+            if previous is not None and previous.revision == record.revision:
+                loaded[record.id] = previous  # unchanged: the same object (its connector is kept)
+                continue
+            try:
+                loaded[record.id] = build(record, secrets, self.limits)
+            except (ConfigError, credentials.CredentialsError) as exc:  # written valid; a newer relay's keys?
+                log.error("connection.unloadable", connection=record.id, reason=str(exc))
+        self._api, self._version, self.loaded_at = loaded, version, time.time()
+        return True
+
+    async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        """Poll the version for ever (a task of web and worker); a Redis outage only delays it."""
+        while True:
+            try:
+                await self.refresh()
+            except (OSError, SealError, RedisError) as exc:  # kept alive: the next poll retries
+                log.warning("connection.reload_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval_s)
