@@ -66,6 +66,9 @@ REMOTE_ERROR = "REMOTE.UNKNOWN_HTTP_ERROR"
 MAX_PAGE_SIZE = 250
 DEFAULT_RETRY_AFTER_S = 5
 MAX_RETRY_AFTER_S = 3600
+DOWN_S = 10.0  # how long a failed read spares budgeted callers the wait (unless Retry-After says)
+MAX_DOWN_S = 30.0
+DOWN_BUDGET_S = 0.25  # ... and how long they wait then: enough for an ATS that is back
 
 _WHAT = {
     READ_JOBS: "jobs",
@@ -230,7 +233,9 @@ class Catalog:
         known = await self.cache.read(entry_key, type_)
         if known is not None and self.cache.fresh(known, policy):
             return self._answer(connection_id, known, job_id, stale=False)
-        paused = await self.redis.get(keys.paused_key(connection_id))
+        paused, down = await self.redis.mget(keys.paused_key(connection_id), keys.catalog_down_key(connection_id))
+        if down is not None and budget_s is not None:
+            budget_s = min(budget_s, DOWN_BUDGET_S)  # failing just now: a recovered ATS answers in this
         if paused is not None:
             if known is not None:
                 return self._answer(connection_id, known, job_id, stale=True)
@@ -250,6 +255,7 @@ class Catalog:
             else:
                 entry = await asyncio.wait_for(asyncio.shield(flight), max(budget_s, 0.0))
         except TimeoutError:
+            await self._mark_down(connection_id, down)
             if known is not None:
                 return self._answer(connection_id, known, job_id, stale=True)
             raise CatalogUnavailable.because(
@@ -264,6 +270,8 @@ class Catalog:
                 http_status=exc.status,
                 stale_kept=known is not None,
             )
+            if isinstance(exc, TransientError):
+                await self._mark_down(connection_id, down, exc.retry_after)
             if known is not None and isinstance(exc, TransientError | AuthError):
                 return self._answer(connection_id, known, job_id, stale=True)
             raise _problem(connection_id, exc) from None
@@ -277,7 +285,17 @@ class Catalog:
                 f"connection {connection_id!r}: the connector failed reading {kind} ({type(exc).__name__})",
                 code=REMOTE_ERROR,
             ) from None
+        if down is not None:
+            await self.redis.delete(keys.catalog_down_key(connection_id))
         return self._answer(connection_id, entry, job_id, stale=False)
+
+    async def _mark_down(self, connection_id: str, down: bytes | None, retry_after: float | None = None) -> None:
+        """Remember for a few seconds that the ATS failed, so that the next callers with a budget
+        (every intake while an ATS is down) answer at once instead of each waiting its budget
+        (docs/catalog.md, "Budget"). The read itself still runs, and its success ends it."""
+        if down is None:
+            seconds = min(max(retry_after or DOWN_S, 1.0), MAX_DOWN_S)
+            await self.redis.set(keys.catalog_down_key(connection_id), b"1", px=int(seconds * 1000))
 
     @staticmethod
     def _answer(connection_id: str, entry: Entry[Any], job_id: str | None, *, stale: bool) -> Cached[Any]:

@@ -50,6 +50,8 @@ Layout (prefix ``ar:``):
     ar:cat:<conn>:<kind>:<key>  a cached ATS read (catalog/cache.py: msgpack, its fetched_at inside;
                               kinds job, questions, jobs (a listing page), stages, sources)
     ar:cat-lock:<conn>:<kind>:<key>  the single-flight lock of that read (SET NX PX, a token)
+    ar:cat-down:<conn>        the connection's ATS failed a read just now (seconds-long TTL): callers
+                              with a budget (intake, pages) do not wait for it (catalog/service.py)
     ar:none                   never written: the intake script's "no marker" placeholder
     ar:conn:r:<id>            a connection made through the API (msgpack: connector, base_url, settings,
                               times, credential kind; no secret; app/connections/store.py)
@@ -262,6 +264,10 @@ def catalog_key(connection_id: str, kind: str, key: str = "") -> str:
 
 def catalog_lock_key(connection_id: str, kind: str, key: str = "") -> str:
     return f"{PREFIX}cat-lock:{connection_id}:{kind}:{key}"
+
+
+def catalog_down_key(connection_id: str) -> str:
+    return f"{PREFIX}cat-down:{connection_id}"
 
 
 # -- connections made at runtime (app/connections/) ------------------------------------------------
