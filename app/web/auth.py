@@ -37,5 +37,5 @@ def require_scope(scope: str) -> Guard:
     return guard
 
 
-admin_guard = require_scope("read")
+admin_guard = require_scope("admin")
 retry_guard = require_scope("retry")
