@@ -79,7 +79,7 @@ async def connection_rows(
     for status in statuses:
         connection = config.connections[status.id]
         record = records.get(status.id)
-        if connection.origin == "file" or record is None:  # (an API record deleted since the last reload)
+        if connection.origin == "file":
             rows.append(
                 ConnectionRow(
                     status.id,
@@ -89,6 +89,8 @@ async def connection_rows(
                     credentials_env=connection.credentials_env or None,
                 )
             )
+            continue
+        if record is None:  # deleted since this process's last reload (a second ago at most): gone
             continue
         rows.append(
             ConnectionRow(
@@ -149,14 +151,16 @@ async def reconnect_link(
         raise Problem(
             404, "Unknown connection", f"connection {connection_id!r} does not exist", code="PLATFORM.NOT_FOUND"
         )
-    record = await connection_store.get(connection_id) if connection.origin == "api" else None
-    if record is None:
+    if connection.origin != "api":
         raise Problem(
             409,
             "Connection from the file",
             f"connection {connection_id!r} is configured in the file; its credentials are changed there",
             code="PLATFORM.CONFLICT",
         )
+    record = await connection_store.get(connection_id)
+    if record is None:  # deleted since this process's last reload
+        raise Problem(404, "Unknown connection", f"connection {connection_id!r} was deleted", code="PLATFORM.NOT_FOUND")
     now = time.time()
     link = links.ConnectLink(
         connection_id=connection_id,

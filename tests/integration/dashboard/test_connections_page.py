@@ -21,6 +21,7 @@ import structlog
 
 from app.connections import links
 from app.connections.service import NewConnection
+from app.core.problems import Problem
 from app.operator import connections_view
 from app.runtime import Runtime
 from tests.support.axe import axe_bundle, axe_violations
@@ -251,3 +252,22 @@ async def test_making_a_link_logs_and_audits_everything_but_the_token(relay: Rel
     assert entry.actor == "ops" and token not in repr(entry) and links.token_hash(token) not in repr(entry)
     raw = b"".join([await relay.redis.dump(k) or b"" for k in await relay.redis.keys("*")])
     assert token.encode() not in raw
+
+
+async def test_a_connection_deleted_since_the_last_reload_has_no_row_and_no_link(relay: Relay, ats: Emulator) -> None:
+    await add_api_connection(relay, ats)
+    maker = Runtime(relay.settings)
+    try:
+        await maker.registry.refresh(force=True)  # loaded once, not watching: the reload has not come yet
+        assert await maker.connection_store.delete("globex") and "globex" in maker.config.connections
+        rows = await connections_view.connection_rows(
+            maker.store, maker.connection_store, maker.config, threshold_s=3600
+        )
+        with pytest.raises(Problem) as refused:
+            await connections_view.reconnect_link(maker.connection_store, maker.config, "globex", "ops", "dashboard")
+    finally:
+        await maker.close()
+    assert [r.id for r in rows] == ["acme"] and rows[0].origin == "file"
+    assert rows[0].credentials_env == "TEST_FACTORIAL_KEY" and rows[0].created_at is None
+    assert refused.value.status == 404 and refused.value.code == "PLATFORM.NOT_FOUND"
+    assert await relay.redis.keys("ar:connect:*") == []
