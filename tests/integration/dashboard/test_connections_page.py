@@ -102,6 +102,8 @@ async def test_an_operator_sees_a_paused_connection_makes_a_link_and_resumes_it(
             banner = page.locator("#auth-lost")
             await expect(banner).to_contain_text("Connection globex lost its ATS authorisation: reconnect it")
             await expect(banner).to_contain_text(REASON)
+            assert not (violations := await axe_violations(page, axe)), violations
+            await page.screenshot(path=str(ARTIFACTS / "dashboard-auth-banner.png"), full_page=True)
             await page.click("#auth-lost a:text-is('reconnect it')")
             await expect(page).to_have_url(re.compile(r"/dashboard/connections#conn-globex$"))
 
