@@ -4,6 +4,7 @@ intake (any origin), and making dead letters with the Factorial emulator's fault
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -102,3 +103,29 @@ async def wait_bulk(
         if time.monotonic() > deadline:
             raise AssertionError(f"bulk retry still running: {progress}")
         await asyncio.sleep(0.05)
+
+
+def set_cookies(response: httpx.Response) -> dict[str, str]:
+    """name → the cookie's value (httpx's jar would not send Secure cookies over http)."""
+    return {
+        line.split("=", 1)[0]: line.split("=", 1)[1].split(";", 1)[0]
+        for line in response.headers.get_list("set-cookie")
+    }
+
+
+async def login(relay: Relay, token: str) -> tuple[dict[str, str], str]:
+    """Log in to the dashboard as a browser would: returns (cookie header, the session's CSRF token)."""
+    page = await relay.client.get("/dashboard/login")
+    found = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    response = await relay.client.post(
+        "/dashboard/login",
+        data={"token": token, "login_csrf": found.group(1), "next": "/dashboard"},
+        headers={"cookie": f"applyrelay_login_csrf={set_cookies(page)['applyrelay_login_csrf']}"},
+    )
+    assert response.status_code == 303, response.text
+    headers = {"cookie": f"applyrelay_session={set_cookies(response)['applyrelay_session']}"}
+    board = await relay.client.get("/dashboard", headers=headers)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', board.text)
+    assert csrf, board.text
+    return headers, csrf.group(1)

@@ -29,7 +29,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from app.core.problems import Problem
 from app.delivery import transitions
 from app.delivery.record import STATUSES, TERMINAL, Delivery
-from app.operator import query, retries, views
+from app.operator import connections_view, query, retries, views
 from app.operator.query import build_filter, counts, find, known_names, series
 from app.privacy import audit
 from app.runtime import Runtime
@@ -63,6 +63,7 @@ RANGES = {"1h": (3600, 12), "24h": (86400, 24), "7d": (7 * 86400, 28)}
 read_guard = require_scope("read")
 retry_guard = require_scope("retry")
 erase_guard = require_scope("erase")
+admin_guard = require_scope("admin")  # connections: resume, connect links (as on the API)
 
 
 def _utc(ts: float | None) -> str:
@@ -71,12 +72,25 @@ def _utc(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _age(seconds: float) -> str:
+    """A duration as people read it: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.Undefined,
 )
 _env.filters["utc"] = _utc
+_env.filters["age"] = _age
 
 
 def render(template: str, status_code: int = 200, cookies: list[Cookie] | None = None, **context: Any) -> Response[Any]:
@@ -357,6 +371,7 @@ async def dashboard(
         now=time.time(),
         disabled_destinations=await health.disabled_destinations(runtime.redis),
         destinations=await health.all_destinations(runtime.redis),
+        lost_auth=await connections_view.lost_authorisations(runtime.redis, runtime.config.connections),
         **_chrome(request),
     )
 
@@ -497,6 +512,89 @@ async def purge_action(request: Request[Any, Any, Any], delivery_id: str) -> Res
     return await _act(request, delivery_id, "purge")
 
 
+# -- connections (docs/dashboard.md, "Connections page") -------------------------------------------
+
+
+async def _connections_page(
+    request: Request[Any, Any, Any],
+    *,
+    status_code: int = 200,
+    done: str | None = None,
+    error: str | None = None,
+    link: dict[str, Any] | None = None,
+) -> Response[Any]:
+    runtime = runtime_of(request)
+    rows = await connections_view.connection_rows(
+        runtime.store, runtime.connection_store, runtime.config, threshold_s=runtime.settings.degraded_after_s
+    )
+    token = current_token(request)
+    return render(
+        "connections.html",
+        status_code=status_code,
+        rows=rows,
+        pending_statuses=connections_view.PENDING_STATUSES,
+        short=SHORT,
+        can_admin=token is not None and "admin" in token.scopes,
+        degraded_after=runtime.settings.degraded_after_s,
+        lost_auth=[
+            connections_view.LostAuthorisation(r.id, r.status.paused_reason or "") for r in rows if r.status.paused
+        ],
+        done=done,
+        error=error,
+        link=link,
+        **_chrome(request),
+    )
+
+
+@get("/dashboard/connections", guards=[read_guard])
+async def connections_page(
+    request: Request[Any, Any, Any], resumed: str | None = None, requeued: int = 0
+) -> Response[Any]:
+    done = None
+    if resumed and resumed in runtime_of(request).config.connections:  # (only names it knows: no text injected)
+        done = f"{resumed} resumed: {requeued} paused deliver{'y' if requeued == 1 else 'ies'} queued again."
+    return await _connections_page(request, done=done)
+
+
+def _actor(request: Request[Any, Any, Any]) -> str:
+    token = current_token(request)
+    return token.name if token else "?"
+
+
+@post("/dashboard/connections/{connection_id:str}/resume", guards=[admin_guard])
+async def resume_connection_action(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
+    """Lift a pause (the employer fixed the credentials) and re-queue the paused deliveries."""
+    form = await _form(request)
+    if (refused := _check_csrf(request, form)) is not None:
+        return refused
+    runtime = runtime_of(request)
+    if connection_id not in runtime.config.connections:
+        return await _connections_page(request, status_code=404, error=f"No connection {connection_id}.")
+    requeued = await connections_view.resume(runtime.store, connection_id, _actor(request), "dashboard")
+    return Redirect(
+        "/dashboard/connections", query_params={"resumed": connection_id, "requeued": str(requeued)}, status_code=303
+    )
+
+
+@post("/dashboard/connections/{connection_id:str}/connect-link", guards=[admin_guard])
+async def connect_link_action(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
+    """A fresh single-use link for the employer to enter new credentials (an API connection only).
+    Answered with the page itself, not a redirect: the token must not sit in a URL or history."""
+    form = await _form(request)
+    if (refused := _check_csrf(request, form)) is not None:
+        return refused
+    runtime = runtime_of(request)
+    try:
+        token, link = await connections_view.reconnect_link(
+            runtime.connection_store, runtime.config, connection_id, _actor(request), "dashboard"
+        )
+    except Problem as exc:
+        return await _connections_page(request, status_code=exc.status, error=exc.detail)
+    base = (runtime.settings.public_url or str(request.base_url)).rstrip("/")
+    shown = {"connection_id": connection_id, "expires_at": link.expires_at, "url": f"{base}/connect/{token}"}
+    return await _connections_page(request, link=shown)
+
+
 @get("/dashboard/static/{name:str}")
 async def static(name: str) -> Response[Any]:
     if name not in STATIC:
@@ -525,6 +623,9 @@ def router(_: Runtime) -> Router:
             retry_attachments_action,
             purge_action,
             enable_destination_action,
+            connections_page,
+            resume_connection_action,
+            connect_link_action,
             static,
         ],
         middleware=[session_middleware],
