@@ -25,7 +25,6 @@ from redis.exceptions import LockError
 
 from app.config import ConfigError, InboundKind
 from app.connections.registry import ConnectionRegistry, build
-from app.connections.service import file_connection
 from app.connections.store import ConnectionRecord, ConnectionStore, StoredInboundSecret, StoredSecrets
 from app.core.problems import FieldError, Problem
 from app.redis.keys import connection_lock_key
@@ -73,13 +72,14 @@ def unknown_connection(connection_id: str) -> Problem:
 
 def from_the_file(connection_id: str) -> Problem:
     """A file connection's inbound secrets are the environment variables its table names."""
-    refused = file_connection(connection_id)
-    refused.detail = (
+    return Problem(
+        409,
+        "Connection from the file",
         f"connection {connection_id!r} is configured in the TOML file: its inbound secrets live in the "
         "environment variables its table names (indeed_secret_env, webhook_secret_env, form_token_env, "
-        "hellowork_secret_env, status_callback_secret_env); change them there (the API cannot)"
+        "hellowork_secret_env, status_callback_secret_env); change them there (the API cannot)",
+        code="PLATFORM.CONFLICT",
     )
-    return refused
 
 
 def check_kind(kind: str) -> InboundKind:
