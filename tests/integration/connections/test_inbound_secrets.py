@@ -9,6 +9,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,6 +22,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.connections.inbound_secrets import InboundSecrets
 from app.connections.service import NewConnection
+from app.core.problems import Problem
 from app.log import configure
 from app.runtime import Runtime
 from app.tracking import callbacks, poll
@@ -30,6 +32,7 @@ from tests.support.builders import PDF_BYTES, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
 from tests.support.inbound import indeed_payload, post_indeed, webhook_headers
+from tests.support.privacy import aof_bytes, dump
 
 
 def whsec() -> str:
@@ -246,9 +249,34 @@ async def test_the_api_lists_without_values_generates_validates_and_audits(
     for secret in (first, value, form_value):
         assert secret not in audit_text
 
-    raw = b"".join([await relay.redis.dump(k) or b"" for k in await relay.redis.keys("*")])
+    raw = await dump(relay.redis)
+    assert b"ar:conn:s:rt-api" in raw
     for secret in (first, value, form_value):
         assert secret.encode() not in raw  # sealed: a dump of Redis holds none of them
+    aof = await aof_bytes(relay.redis)
+    assert aof is not None or os.environ.get("REDIS_URL")  # the session's embedded Redis keeps an AOF
+    if aof is not None:
+        await asyncio.sleep(1.1)  # appendfsync everysec
+        aof = await aof_bytes(relay.redis)
+        assert aof is not None and b"ar:conn:s:rt-api" in aof  # the file is the right one
+        for secret in (first, value, form_value):
+            assert secret.encode() not in aof
+
+
+async def test_concurrent_rotations_lose_none(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({})
+    await create(relay, factorial, "rt-many", {"form": token()})
+    posts = [
+        relay.client.post("/v1/connections/rt-many/secrets/form", json={"grace_s": 600}, headers=relay.admin)
+        for _ in range(6)
+    ]
+    answers = await asyncio.gather(*posts)
+    assert [a.status_code for a in answers] == [201] * 6
+    listed = (await relay.client.get("/v1/connections/rt-many/secrets", headers=relay.admin)).json()
+    ids = {s["id"] for s in listed["kinds"]["form"]}
+    assert ids == {a.json()["id"] for a in answers} | {"form_1"}  # each write saw the one before
+    for answer in answers:  # and every one of them opens the form route
+        assert await send_form(relay, "rt-many", answer.json()["value"], 0) == 202
 
 
 async def test_grace_zero_replaces_at_once_and_the_last_signing_secret_cannot_go(
@@ -356,3 +384,24 @@ async def test_the_status_callback_is_signed_with_the_newest_secret(
         assert not signed_by(old, headers, sent)
     finally:
         await tracker.close()
+
+
+async def test_secrets_sent_at_creation_are_checked_alike(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({})
+    maker = Runtime(relay.settings)
+    try:
+        new = NewConnection(
+            id="rt-typo",
+            connector="factorial",
+            base_url=factorial.url,
+            credentials={"api_key": "sandbox"},
+            inbound_secrets={"webhook": "whsec_not*base64"},
+        )
+        with pytest.raises(Problem) as refused:
+            await maker.connections.create(new, "admin")
+    finally:
+        await maker.close()
+    assert refused.value.status == 422
+    assert [e.field for e in refused.value.errors] == ["inbound_secrets.webhook"]
+    assert "not*base64" not in str(refused.value)
+    assert await relay.redis.exists("ar:conn:r:rt-typo") == 0
