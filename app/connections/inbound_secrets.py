@@ -205,7 +205,16 @@ class InboundSecrets:
                 raise Problem(
                     404, "Unknown secret", message, [FieldError("secret_id", message)], code="PLATFORM.NOT_FOUND"
                 )
-            inbound[checked] = [s for s in items if s.id != secret_id]
+            inbound[checked] = left = [s for s in items if s.id != secret_id]
+            signing = checked == "status_callback" and record.settings.get("status_callback_url")
+            if signing and left and left[0].expires_at is not None:
+                raise Problem(  # the callbacks would be signed with a secret about to expire
+                    409,
+                    "Secret still needed",
+                    "the newest status_callback secret signs the status callbacks; the ones left are in "
+                    "their grace period: add a new one first, then revoke this one",
+                    code="PLATFORM.CONFLICT",
+                )
             await self._write(record, found, pruned(inbound, time.time()))
         log.info(
             "connection.inbound_secret_revoked",

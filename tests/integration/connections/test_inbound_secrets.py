@@ -303,6 +303,16 @@ async def test_grace_zero_replaces_at_once_and_the_last_signing_secret_cannot_go
     )
     assert last.status_code == 409 and last.json()["code"] == "PLATFORM.CONFLICT"
     assert "status_callback" in last.json()["detail"]
+    newer = await relay.client.post("/v1/connections/rt-cb/secrets/status_callback", headers=relay.admin)
+    assert newer.status_code == 201
+    newest = await relay.client.delete(
+        f"/v1/connections/rt-cb/secrets/status_callback/{newer.json()['id']}", headers=relay.admin
+    )
+    assert newest.status_code == 409  # the one left is in its grace: it would sign, then expire
+    old_one = await relay.client.delete(
+        "/v1/connections/rt-cb/secrets/status_callback/status_callback_1", headers=relay.admin
+    )
+    assert old_one.status_code == 204  # the newest keeps signing
 
 
 # -- the status callback ---------------------------------------------------------------------------
