@@ -169,7 +169,7 @@ class InboundSecrets:
             now = time.time()
             inbound = pruned(found.inbound, now)
             older = inbound.get(checked, [])
-            if value is not None and any(secrets.compare_digest(s.value, value) for s in older):
+            if value is not None and any([secrets.compare_digest(s.value.encode(), value.encode()) for s in older]):
                 reason = "is already one of this connection's secrets of that kind"
                 raise Problem(
                     409, "Secret exists", f"value: {reason}", [FieldError("value", reason)], "PLATFORM.CONFLICT"
