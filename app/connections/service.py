@@ -20,7 +20,7 @@ import structlog
 from msgspec import Meta
 
 from app.config import ConfigError, Connection, InboundKind
-from app.connections import credentials
+from app.connections import credentials, inbound_secrets
 from app.connections.credentials import Secret
 from app.connections.registry import ConnectionRegistry, build
 from app.connections.store import ConnectionRecord, ConnectionStore, StoredInboundSecret, StoredSecrets
@@ -108,6 +108,9 @@ class ConnectionService:
             credential_kind=credentials.kind(creds),
             credentials_set_at=now,
         )
+        for inbound_kind, value in new.inbound_secrets.items():  # as the secrets API checks them
+            if reason := inbound_secrets.invalid_value(inbound_kind, value):
+                raise invalid(f"inbound_secrets.{inbound_kind}", reason)
         secrets = new_secrets(creds, dict(new.inbound_secrets), now)
         try:
             connection = build(record, secrets, self.registry.limits)

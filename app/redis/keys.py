@@ -58,6 +58,8 @@ Layout (prefix ``ar:``):
     ar:conn:s:<id>            its secrets, sealed: credentials and inbound secrets
     ar:conn:ids               the ids of the connections made through the API (set)
     ar:conn:version           bumped by every change to one of them: each process reloads (registry.py)
+    ar:conn-lock:<id>         held while its inbound secrets are changed (redis-py's token lock;
+                              app/connections/inbound_secrets.py)
     ar:oauth:<id>             a connection's OAuth tokens, sealed (app/connections/oauth.py)
     ar:oauth-lock:<id>        the lock its refresh holds (SET NX PX, a token)
     ar:oauth-state:<hash>     an OAuth authorization under way: its `state` → the connect link
@@ -282,6 +284,10 @@ def connection_record_key(connection_id: str) -> str:
 
 def connection_secrets_key(connection_id: str) -> str:
     return f"{PREFIX}conn:s:{connection_id}"
+
+
+def connection_lock_key(connection_id: str) -> str:
+    return f"{PREFIX}conn-lock:{connection_id}"
 
 
 def oauth_tokens_key(connection_id: str) -> str:

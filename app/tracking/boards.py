@@ -98,7 +98,8 @@ def iso(at: float) -> str:
 
 
 def hellowork_enabled(connection: Connection) -> bool:
-    return bool(connection.inbound.hellowork_secret_env)
+    """A connection that takes HelloWork applications: its key named in the file, or sealed."""
+    return bool(connection.inbound.hellowork_secret_env or connection.inbound_secrets.get("hellowork"))
 
 
 def indeed_enabled(connection: Connection) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,11 +45,14 @@ QUESTION_TYPES = frozenset({"text", "textarea", "number", "select", "multiselect
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def verify(presented: str | None, secret: str, header: str) -> None:
-    """Constant-time; a missing or wrong key is a 401."""
+def verify(presented: str | None, secret: str | Sequence[str], header: str) -> None:
+    """Constant-time; a missing or wrong key is a 401. Several keys: a rotation's grace
+    (docs/connections.md, "Inbound secrets"), each one compared, no early exit."""
     if not presented:
         raise Problem(401, "Unauthorized", f"{header} header is missing", [FieldError(header, "missing")])
-    if not hmac.compare_digest(presented.strip().encode(), secret.encode()):
+    key = presented.strip().encode()
+    candidates = [secret] if isinstance(secret, str) else secret
+    if not any([hmac.compare_digest(key, s.encode()) for s in candidates]):
         raise Problem(401, "Unauthorized", f"{header} is not the API key", [FieldError(header, "does not match")])
 
 

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -46,13 +47,16 @@ def sign(body: bytes, secret: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha1).digest()).decode()
 
 
-def verify(body: bytes, presented: str | None, secret: str) -> None:
-    """Constant-time; a missing or wrong signature is a 401 (Indeed's contract)."""
+def verify(body: bytes, presented: str | None, secret: str | Sequence[str]) -> None:
+    """Constant-time; a missing or wrong signature is a 401 (Indeed's contract). Several secrets:
+    a rotation's grace (docs/connections.md, "Inbound secrets"), each one compared, no early exit."""
     if not presented:
         raise Problem(
             401, "Unauthorized", f"{SIGNATURE_HEADER} header is missing", [FieldError(SIGNATURE_HEADER, "missing")]
         )
-    if not hmac.compare_digest(presented.strip().encode(), sign(body, secret).encode()):
+    signature = presented.strip().encode()
+    candidates = [secret] if isinstance(secret, str) else secret
+    if not any([hmac.compare_digest(signature, sign(body, s).encode()) for s in candidates]):
         raise Problem(
             401,
             "Unauthorized",

@@ -1,15 +1,17 @@
-"""Per-connection secrets of the inbound routes: read from the environment variables the
-connection names, compared in constant time. A route with no secret configured answers 404,
-never accepts unsigned."""
+"""Per-connection secrets of the inbound routes, compared in constant time: a file connection's
+from the environment variables it names, a connection made through the API's from its sealed
+secrets, only those valid now (docs/connections.md, "Inbound secrets"). A route with no secret
+configured answers 404, never accepts unsigned."""
 
 from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Sequence
 from typing import Literal
 
-from app.config import Connection
+from app.config import INBOUND_SETTING, Connection
 from app.core.problems import Problem
 
 
@@ -18,10 +20,16 @@ def configured_secrets(
     setting: Literal["indeed_secret_env", "webhook_secret_env", "form_token_env", "hellowork_secret_env"],
     *,
     several: bool,
+    now: float | None = None,
 ) -> list[str]:
-    """The secret(s) for an inbound route: the environment variable named by `setting`.
-    Empty when the setting or the variable is missing: the route then answers 404, never
-    accepts unsigned. `several`: comma-separated values, for key rotation."""
+    """The secret(s) for an inbound route. A file connection's: the environment variable named by
+    `setting` (`several`: comma-separated values, for key rotation). A connection made through the
+    API's: its secrets of that kind still valid at `now`, newest first (several during a rotation's
+    grace, whatever `several`: the first one is the one to sign with). Empty when none: the route
+    then answers 404, never accepts unsigned."""
+    if connection.origin == "api":
+        at = time.time() if now is None else now
+        return [s.value for s in connection.inbound_secrets.get(INBOUND_SETTING[setting], ()) if s.valid(at)]
     name: str | None = getattr(connection.inbound, setting)
     if not name:
         return []

@@ -57,7 +57,7 @@ async def _receive(request: Request[Any, Any, Any], connection_id: str) -> Respo
     if not secrets:
         raise not_configured("HelloWork")
     header = connection.inbound.hellowork_key_header
-    hellowork.verify(request.headers.get(header), secrets[0], header)
+    hellowork.verify(request.headers.get(header), secrets, header)
     limit = connection.inbound.hellowork_max_body_bytes
     body = await read_limited(request, hellowork.DEFAULT_MAX_BODY if limit is None else limit)
     application = hellowork.parse(body)

@@ -64,7 +64,7 @@ async def indeed_apply(request: Request[Any, Any, Any], connection_id: str) -> R
         raise not_configured("Indeed Apply")
     limit = connection.inbound.indeed_max_body_bytes
     body = await read_limited(request, indeed.DEFAULT_MAX_BODY if limit is None else limit)
-    indeed.verify(body, request.headers.get(indeed.SIGNATURE_HEADER), secrets[0])
+    indeed.verify(body, request.headers.get(indeed.SIGNATURE_HEADER), secrets)
     apply = indeed.parse(body)
     runtime = _runtime(request)
     existing = await runtime.redis.get(idempotency_claim_key(_idem_hash(connection.id, apply.id or "")))
