@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.connections.oauth import TokenStore
+from app.privacy.crypto import AesGcmSealer
 from tests.support.emulators import EmulatorFactory
 from tests.support.factorial_oauth import (
     candidate_application,
@@ -24,17 +27,22 @@ from tests.support.factorial_oauth import (
 REFRESHES = 50
 
 
+def worker_logs(tmp_path: Path) -> str:
+    return "".join(path.read_text() for path in sorted(tmp_path.glob("worker-*.log")))
+
+
 def refreshes(rows: list[dict[str, Any]]) -> int:
     return sum(1 for row in rows if row["rotated"])
 
 
 async def test_two_workers_and_a_restart_share_one_token_chain_through_50_refreshes(
-    make_relay: Any, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+    make_relay: Any, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     factorial = emulator("factorial", access_token_ttl_s=2)
     oauth_env(monkeypatch)
     relay = make_relay({})
-    await create_oauth_connection(relay, factorial, "acme-oauth", grant(factorial))
+    first = grant(factorial)
+    await create_oauth_connection(relay, factorial, "acme-oauth", first)
     workers = [relay.spawn_worker(), relay.spawn_worker()]
     ids = [await post_when_known(relay, candidate_application(0, "acme-oauth"))]
     deadline, restarted, n = time.monotonic() + 300, False, 1
@@ -57,3 +65,9 @@ async def test_two_workers_and_a_restart_share_one_token_chain_through_50_refres
     assert [row["uses"] for row in rows if row["rotated"]] == [1] * refreshes(rows)  # each spent exactly once
     assert [row["uses"] for row in rows if not row["rotated"]] == [0]  # one live link: the stored one
     assert len(factorial.records()["candidates"]) == len(ids)
+    last = await TokenStore(relay.redis, AesGcmSealer(relay.settings.data_keys)).get("acme-oauth")
+    assert last is not None
+    logs = await asyncio.to_thread(worker_logs, tmp_path)
+    assert "delivery" in logs  # the workers did log
+    for secret in (first["access_token"], first["refresh_token"], last.access_token, last.refresh_token):
+        assert secret not in logs  # no token in the workers' logs
