@@ -93,7 +93,7 @@ class Runtime:
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
         # Factorial OAuth: one token chain per connection, shared by every process (app/connections/oauth.py)
-        self.oauth_app = oauth.OAuthApp.from_env()
+        self.oauth_app = oauth.OAuthApp.from_env(public_url=settings.public_url)
         self.oauth_tokens = oauth.TokenStore(self.redis, self.sealer)
         self.connectors = ConnectorPool(self.config, self.ats_http, tokens_for=self.token_chain)
         self.connections = ConnectionService(

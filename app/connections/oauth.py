@@ -53,12 +53,14 @@ class OAuthApp:
     scope: str = SCOPE
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> OAuthApp | None:
+    def from_env(cls, env: Mapping[str, str] | None = None, public_url: str | None = None) -> OAuthApp | None:
+        """The app from the environment; `public_url`: the relay's (Settings.public_url, which is
+        APPLYRELAY_PUBLIC_URL), else the variable itself."""
         env = os.environ if env is None else env
         client_id, client_secret = env.get(CLIENT_ID_ENV), env.get(CLIENT_SECRET_ENV)
         if not (client_id and client_secret):
             return None
-        return cls(client_id, client_secret, (env.get(PUBLIC_URL_ENV) or "").rstrip("/") or None)
+        return cls(client_id, client_secret, (public_url or env.get(PUBLIC_URL_ENV) or "").rstrip("/") or None)
 
     def redirect_uri(self, request_base: str) -> str:
         """The callback URL, as registered in Factorial: on the public URL, else the request's base."""

@@ -32,6 +32,7 @@ from app.connections.service import NewConnection
 from app.core.problems import Problem
 from app.operator import connection_health
 from app.privacy import audit
+from app.privacy.crypto import SealError
 from app.redis.keys import oauth_state_key
 from app.runtime import Runtime
 from connectors.base import AuthError, TransientError
@@ -111,7 +112,10 @@ def route_handlers(runtime: Runtime) -> list[Any]:
         raw = await redis.getdel(_state_key(state)) if state and len(state) <= 200 else None
         if raw is None:
             return page(400, "Unknown authorization", "This authorization is unknown, expired or was used already.")
-        pending = _decode.decode(sealer.open(raw))
+        try:
+            pending = _decode.decode(sealer.open(raw))
+        except (SealError, msgspec.DecodeError):  # sealed with a key since dropped: as good as expired
+            return page(400, "Unknown authorization", "This authorization is unknown, expired or was used already.")
         if error or not code:
             reason = "You declined the access." if error == "access_denied" else "Factorial gave no authorization."
             return page(400, "Factorial was not connected", f"{reason} You may start again from the same link.")
