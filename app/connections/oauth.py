@@ -293,7 +293,18 @@ class PendingTokens:
         return self.tokens.access_token
 
     async def persist(self) -> None:
-        await self.store.put(self.connection_id, self.tokens)
+        """Write them under the chain's lock (a process refreshing the previous chain of a
+        reconnected connection finishes first, and cannot overwrite these afterwards)."""
+        deadline = time.monotonic() + WAIT_S
+        lock = await self.store.lock(self.connection_id)
+        while lock is None and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
+            lock = await self.store.lock(self.connection_id)
+        try:
+            await self.store.put(self.connection_id, self.tokens)
+        finally:
+            if lock is not None:
+                await self.store.unlock(self.connection_id, lock)
 
 
 def fingerprint(access_token: str, refresh_token: str) -> str:
