@@ -14,6 +14,7 @@ from app.blobs.capacity import Capacity
 from app.blobs.store import BlobUnavailable, open_store
 from app.catalog import Catalog
 from app.config import Config, Connection
+from app.connections import credentials, oauth
 from app.connections.registry import ConnectionRegistry
 from app.connections.service import ConnectionService
 from app.connections.store import ConnectionStore
@@ -57,8 +58,9 @@ class ConnectorPool:
         if cached is not None and cached[0] is connection:
             return cached[1]
         spec = connection.spec()
-        if connection.oauth_tokens and self.tokens_for is not None:
-            spec = dataclasses.replace(spec, tokens=self.tokens_for(connection))
+        tokens = self.tokens_for(connection) if self.tokens_for is not None else None
+        if tokens is not None:
+            spec = dataclasses.replace(spec, tokens=tokens)
         connector = connector_class(connection.connector)(spec, self.http)
         self._connectors[connection_id] = (connection, connector)
         if cached is not None:  # the old one's sessions end with it (closed when the pool closes)
@@ -90,9 +92,37 @@ class Runtime:
         self.pseudonyms = Pseudonyms(self.redis, self.sealer)
         self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.ats_http = ats_client()  # the connectors' client (app/net/ats_http.py says why it differs)
-        self.connectors = ConnectorPool(self.config, self.ats_http)
-        self.connections = ConnectionService(self.connection_store, self.registry, self.ats_http)
+        # Factorial OAuth: one token chain per connection, shared by every process (app/connections/oauth.py)
+        self.oauth_app = oauth.OAuthApp.from_env(public_url=settings.public_url)
+        self.oauth_tokens = oauth.TokenStore(self.redis, self.sealer)
+        self.connectors = ConnectorPool(self.config, self.ats_http, tokens_for=self.token_chain)
+        self.connections = ConnectionService(
+            self.connection_store, self.registry, self.ats_http, tokens_for=self.pending_tokens
+        )
         self.catalog = Catalog(self.redis, self.config, self.connectors.get)  # ATS reads, cached (docs/catalog.md)
+
+    def _refresher(self, connection: Connection, app: oauth.OAuthApp | None) -> oauth.Refresher:
+        return oauth.Refresher(self.ats_http, connection.base_url, app, connection.timeout_s)
+
+    def token_chain(self, connection: Connection) -> TokenSource | None:
+        """The shared chain of a connection whose OAuth tokens the relay keeps, or of a file
+        connection with Factorial's env-based OAuth (seeded from its environment)."""
+        if connection.oauth_tokens:
+            return oauth.TokenChain(self.oauth_tokens, connection.id, self._refresher(connection, self.oauth_app))
+        found = oauth.file_chain_seed(connection)
+        if found is None:
+            return None
+        app, seed = found
+        return oauth.TokenChain(self.oauth_tokens, connection.id, self._refresher(connection, app), seed)
+
+    def pending_tokens(self, connection: Connection, creds: credentials.Credentials) -> TokenSource | None:
+        """The tokens a new (or reconnected) connection brings, checked before anything is stored."""
+        if not isinstance(creds, credentials.FactorialCredentials) or not (creds.access_token and creds.refresh_token):
+            return None
+        tokens = oauth.Tokens(access_token=creds.access_token, refresh_token=creds.refresh_token)
+        return oauth.PendingTokens(
+            self.oauth_tokens, connection.id, self._refresher(connection, self.oauth_app), tokens
+        )
 
     async def load_attachment(self, delivery: Delivery, ref: AttachmentRef) -> bytes:
         """A file's bytes: stored at intake, or fetched (once) from its data_url behind the guard."""

@@ -13,7 +13,9 @@ Steps: company → source → candidate → application → answers → CV (atta
   ``message`` (default: a message from the candidate on the application's conversation, the one
   documented multipart route), ``legacy_cv_part`` (the v1 multipart ``cv`` part) or ``link`` (a
   signed, expiring relay link in the cover letter); the route is to be confirmed on a live tenant;
-* auth: ``x-api-key`` or OAuth bearer with one refresh on 401 (refresh-token grant);
+* auth: ``x-api-key`` or OAuth bearer with one refresh on 401: through the connection's shared
+  token chain when the relay keeps its tokens (``ConnectionSpec.tokens``), else in-process
+  (refresh-token grant, the legacy env-based settings);
 * reads in Kombo's shapes: job postings page by page (the status filter server-side, one walk per
   Factorial status), questions with option ids hashed from their text, phases per posting,
   hiring stages, candidate sources (docs/connectors/factorial.md, "Read models").
@@ -312,6 +314,7 @@ class FactorialConnector(Connector[FactorialSettings]):
         self.cv_upload = self.settings.cv_upload
         self.cv_link_ttl_s = self.settings.cv_link_ttl_days * 86400
         self.oauth = self.settings.auth == "oauth"
+        self.tokens = connection.tokens  # the relay's shared token chain (app/connections/oauth.py)
         self._access_token = connection.credentials if self.oauth else None
         self._refresh_token = _env(self.settings.oauth_refresh_token_env)
         self._company_id: str | None = None
@@ -321,7 +324,9 @@ class FactorialConnector(Connector[FactorialSettings]):
 
     # -- Transport ---------------------------------------------------------------------------------
 
-    def _auth_headers(self) -> dict[str, str]:
+    async def _auth_headers(self) -> dict[str, str]:
+        if self.tokens is not None:
+            return {"authorization": f"Bearer {await self.tokens.access_token()}"}
         if self.oauth:
             return {"authorization": f"Bearer {self._access_token}"}
         return {"x-api-key": self.connection.credentials}
@@ -329,21 +334,29 @@ class FactorialConnector(Connector[FactorialSettings]):
     async def _send(
         self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200, 201), **kwargs: Any
     ) -> httpx.Response:
-        """One API call with auth; on 401 with OAuth, refresh the token once and repeat."""
+        """One API call with auth; on 401 with OAuth, refresh the token once and repeat (the shared
+        chain's `refreshed`, app/connections/oauth.py, or the legacy in-process refresh)."""
         url = path if path.startswith("http") else self.api + path
         for attempt in (1, 2):
+            headers = await self._auth_headers()
             try:
                 response = await self.http.request(
-                    method, url, headers=self._auth_headers(), timeout=self.connection.timeout_s, **kwargs
+                    method, url, headers=headers, timeout=self.connection.timeout_s, **kwargs
                 )
             except httpx.HTTPError as exc:
                 raise error_for_transport(exc, what, sent=True) from None
-            if response.status_code == 401 and self.oauth and attempt == 1 and await self._refresh():
+            if response.status_code == 401 and attempt == 1 and await self._refresh_after_401(headers):
                 continue
             if response.status_code not in expect:
                 raise error_for_response(response, f"{what}{_reason(response)}")
             return response
         raise AuthError(f"{what}: refused after token refresh", status=401)
+
+    async def _refresh_after_401(self, sent: dict[str, str]) -> bool:
+        if self.tokens is not None:
+            await self.tokens.refreshed(sent["authorization"].removeprefix("Bearer "))
+            return True
+        return self.oauth and await self._refresh()
 
     async def _send_file(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
         try:

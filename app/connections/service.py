@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import httpx
 import msgspec
@@ -118,9 +118,10 @@ class ConnectionService:
             raise config_problem(exc) from None
         return connection, record, secrets
 
-    async def verify(self, connection: Connection, creds: credentials.Credentials) -> None:
+    async def verify(self, connection: Connection, creds: credentials.Credentials) -> TokenSource | None:
         """One cheap authenticated read (Connector.verify_credentials): 422 with the ATS's reason
-        when it refuses the credentials, 503 when it cannot be asked."""
+        when it refuses the credentials, 503 when it cannot be asked. Returns the token source the
+        check used (OAuth), which the caller persists once the connection is stored."""
         spec = connection.spec()
         tokens = self.tokens_for(connection, creds) if self.tokens_for else None
         if tokens is not None:
@@ -144,13 +145,14 @@ class ConnectionService:
             raise invalid("base_url", f"the ATS refused the check: {exc}", AUTHENTICATION_INVALID) from None
         finally:
             await connector.close()
+        return tokens
 
     async def create(self, new: NewConnection, actor: str) -> Connection:
         if new.id in self.registry.file:
             raise file_connection(new.id)
         connection, record, secrets = self.prepare(new, actor)
         creds = credentials.decode_credentials(new.connector, new.credentials)
-        await self.verify(connection, creds)
+        tokens = await self.verify(connection, creds)
         if not await self.store.create(record, secrets):
             raise Problem(
                 409,
@@ -159,6 +161,7 @@ class ConnectionService:
                 errors=[FieldError("id", "taken")],
                 code="PLATFORM.CONFLICT",
             )
+        await persist(tokens)
         await self.registry.refresh()  # this process sees it at once; the others within a second
         log.info("connection.created", connection=new.id, connector=new.connector, actor=actor)
         return self.registry[new.id]
@@ -185,11 +188,26 @@ class ConnectionService:
             connection = build(record, secrets, self.registry.limits)
         except ConfigError as exc:
             raise config_problem(exc) from None
-        await self.verify(connection, creds)
+        tokens = await self.verify(connection, creds)
         await self.store.update(record, secrets)
+        await persist(tokens)
         await self.registry.refresh()
         log.info("connection.credentials_replaced", connection=connection_id, kind=record.credential_kind, actor=actor)
         return self.registry[connection_id]
+
+
+@runtime_checkable
+class Persistable(Protocol):
+    """A token source holding tokens not yet stored (app/connections/oauth.py PendingTokens)."""
+
+    async def persist(self) -> None: ...
+
+
+async def persist(tokens: TokenSource | None) -> None:
+    """Store the OAuth tokens a check used (maybe refreshed), once the connection is written: a
+    refused check leaves none behind."""
+    if isinstance(tokens, Persistable):
+        await tokens.persist()
 
 
 def file_connection(connection_id: str) -> Problem:

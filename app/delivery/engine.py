@@ -230,6 +230,10 @@ class DeliveryEngine:
     async def _run(self, delivery: Delivery, job_try: int, held: list[Lease]) -> str:
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
+        refresh = getattr(deps.config.connections, "refresh", None)  # app/connections/registry.py
+        if connection is None and refresh is not None:  # made a moment ago: this process polls each second
+            await refresh()
+            connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
             return await self._dead_letter(
                 delivery,

@@ -19,7 +19,8 @@ Write bodies are as strict as the document types them (`WRITE_BODIES`): a wrong 
 value outside an enum is a 422 and nothing is stored; a filter the document lists on the lists of
 written resources is implemented or answered 400, never silently ignored.
 The legacy v1 ``PUT /api/v1/ats/applications/{id}`` with a multipart ``cv`` part is emulated for
-the connector's ``legacy_cv_part`` mode, and ``POST /oauth/token`` for the refresh-token grant.
+the connector's ``legacy_cv_part`` mode. OAuth (authorize, token, rotation, expiry) is
+connectors/sandbox/factorial_oauth.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException
 
 from connectors.sandbox.common import sandbox_app
+from connectors.sandbox.factorial_oauth import OAuthApp, OAuthState
+from connectors.sandbox.factorial_oauth import routes as oauth_routes
 
 VERSION = "2026-07-01"
 MAX_FILE_BYTES = 10_000_000
@@ -234,9 +237,7 @@ class FactorialState:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    access_tokens: set[str] = field(default_factory=set)
-    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token → client id
-    oauth_clients: dict[str, str] = field(default_factory=dict)  # client id → secret
+    oauth: OAuthState = field(default_factory=OAuthState)  # the authorization server (factorial_oauth.py)
     requests: int = 0
 
     def new_id(self) -> str:
@@ -454,13 +455,24 @@ def create_app(
     oauth_client_id: str | None = None,
     oauth_client_secret: str | None = None,
     oauth_refresh_token: str | None = None,
+    oauth_redirect_uris: tuple[str, ...] = (),
+    access_token_ttl_s: float = 3600.0,
 ) -> Any:
+    """`oauth_*`: an OAuth app registered from the start (and a refresh token issued to it before
+    the emulator started, for the connector's env-based OAuth); more with POST
+    /_sandbox/factorial/oauth/apps. `access_token_ttl_s`: how long an access token lives."""
     state = FactorialState(api_key=api_key)
-    state.seed()
-    if oauth_client_id and oauth_client_secret:
-        state.oauth_clients[oauth_client_id] = oauth_client_secret
-        if oauth_refresh_token:
-            state.refresh_tokens[oauth_refresh_token] = oauth_client_id
+    state.oauth.access_token_ttl_s = access_token_ttl_s
+
+    def reset() -> None:
+        state.seed()
+        state.oauth.clear()
+        if oauth_client_id and oauth_client_secret:
+            state.oauth.apps[oauth_client_id] = OAuthApp(oauth_client_secret, tuple(oauth_redirect_uris))
+            if oauth_refresh_token:
+                state.oauth.seed_refresh_token(oauth_client_id, oauth_refresh_token)
+
+    reset()
     prefix = f"/api/{VERSION}/resources"
 
     def authorize(request: Request[Any, Any, Any]) -> None:
@@ -471,7 +483,7 @@ def create_app(
                 return
         else:
             auth = request.headers.get("authorization", "")
-            if auth.startswith("Bearer ") and auth[7:] in state.access_tokens:
+            if auth.startswith("Bearer ") and state.oauth.valid_access(auth[7:]):
                 return
         raise FactorialError(401, {"message": "Unauthorized"})
 
@@ -929,32 +941,6 @@ def create_app(
         }
         return _clean(app)
 
-    @post("/oauth/token", status_code=200)
-    async def oauth_token(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        form = await request.form()
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if form.get("grant_type") != "refresh_token":
-            raise FactorialError(400, {"error": "unsupported_grant_type"})
-        if not (
-            isinstance(client_id, str)
-            and isinstance(client_secret, str)
-            and secrets.compare_digest(state.oauth_clients.get(client_id, "\0"), client_secret)
-        ):
-            raise FactorialError(401, {"error": "invalid_client"})
-        refresh = form.get("refresh_token")
-        if state.refresh_tokens.get(str(refresh)) != client_id:
-            raise FactorialError(400, {"error": "invalid_grant"})
-        access, new_refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        state.access_tokens.add(access)
-        state.refresh_tokens[new_refresh] = client_id  # the old refresh token stays valid for a week
-        return {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": 7200,
-            "refresh_token": new_refresh,
-            "created_at": int(dt.datetime.now(dt.UTC).timestamp()),
-        }
-
     @post("/_sandbox/factorial/questions", status_code=201)
     async def add_question(request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Sandbox only: add a question to a posting now (as a recruiter would in the UI), so a
@@ -987,8 +973,8 @@ def create_app(
     @post("/_sandbox/factorial/revoke-tokens", status_code=200, sync_to_thread=False)
     def revoke_tokens() -> dict[str, int]:
         """Expire every OAuth access token now (to exercise the connector's refresh)."""
-        count = len(state.access_tokens)
-        state.access_tokens.clear()
+        count = len(state.oauth.access_tokens)
+        state.oauth.access_tokens.clear()
         return {"revoked": count}
 
     def handle_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -1023,11 +1009,11 @@ def create_app(
             create_answer,
             create_message,
             legacy_cv,
-            oauth_token,
             add_question,
             revoke_tokens,
+            *oauth_routes(state.oauth),
         ],
         records=state.records,
-        reset=state.seed,
+        reset=reset,
         exception_handlers={HTTPException: handle_error},
     )
