@@ -20,9 +20,10 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from app.blobs.capacity import Capacity
 from app.blobs.store import BlobStore, BlobUnavailable, new_name
 from app.delivery import queue
+from app.delivery.limits import ACQUIRE_FUNCTION
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
 from app.delivery.transitions import Move
-from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
+from app.redis.batch import RUN_FUNCTION, BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
     BLOBS_PENDING,
     IX_ALL,
@@ -104,6 +105,30 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# A run's start, in one round trip (bench P2): the connection's pause, then its limits, then the
+# run's first write, then its payload, in that order and atomically, stopping at the first no.
+# KEYS: 1 paused flag, 2 payload, 3-4 the limiter's semaphore and bucket (with a limit only).
+# ARGV: 1 "1" with a limit, 2-6 the limiter's (lease ttl ms, limit, token, rate, burst), then
+# the batch's commands (app/redis/batch.py). Returns {0, reason} (paused), {1, ms to wait or -1}
+# (denied, app/delivery/limits.py), or {2, the payload as stored (nil: gone)}.
+_BEGIN_RUN = (
+    ACQUIRE_FUNCTION
+    + RUN_FUNCTION
+    + """
+local reason = redis.call('GET', KEYS[1])
+if reason then return {0, reason} end
+local first = 2
+if ARGV[1] == '1' then
+  local got = acquire(KEYS[3], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
+    tonumber(ARGV[6]))
+  if got[1] == 0 then return {1, got[2]} end
+  first = 7
+end
+run_batch(first)
+return {2, redis.call('GET', KEYS[2])}
+"""
+)
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -243,6 +268,7 @@ class DeliveryStore:
         self._unlock = redis.register_script(_UNLOCK)
         self._swap_file = redis.register_script(_SWAP_FILE)
         self._batches = BatchRunner(redis)
+        self._begin_run = redis.register_script(_BEGIN_RUN)
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -497,10 +523,13 @@ class DeliveryStore:
         run_seq: int | None = None,
         extra_files: dict[int, bytes] | None = None,
         drop_files: int = 0,
+        release: tuple[str, tuple[str, str] | None] | None = None,
     ) -> None:
         """Write the state, move it between status indexes (`move`, from app/delivery/transitions.py;
         none for a save that changes no status), and (with `run_at`) enqueue its next run, in one
-        atomic call; also store `extra_files` and delete the first `drop_files` files."""
+        atomic call; also store `extra_files` and delete the first `drop_files` files. `release`:
+        (lease token, the connection's slot or None), given back in the same call (a run's last
+        write: see `release_lease`)."""
         if move is not None and move.to != delivery.status:
             raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
         previous_status = move.previous if move is not None else delivery.status
@@ -522,26 +551,46 @@ class DeliveryStore:
         if isinstance(batch, bytes):
             # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
             # write. Most saves of a delivery are these, one per ATS step.
-            if not extra_files:
+            if not extra_files and release is None:
                 await self.redis.set(state_key(delivery.id), batch)
                 return
             state, batch = batch, CommandBatch()
             batch.set(state_key(delivery.id), state)
+        if release is not None:
+            token, slot = release
+            batch.delete_if_equal(lease_key(delivery.id), token)
+            if slot is not None:
+                batch.zrem(*slot)
         blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
         await self._batches.execute(batch, blobs)
 
-    async def save_and_load_payload(self, delivery: Delivery, move: Move | None) -> bytes | None:
-        """`save(delivery, move)`, then the payload as stored (sealed: `open_payload`), in one round
-        trip: what a run does first (bench P2)."""
-        if move is not None and move.to != delivery.status:
+    async def begin_run(
+        self,
+        delivery: Delivery,
+        move: Move,
+        limit: tuple[Sequence[str], Sequence[Any]] | None,
+    ) -> tuple[int, Any]:
+        """A run's start in one round trip: the connection's pause flag, then its limits (`limit`:
+        the limiter's keys and arguments, app/delivery/limits.py `LimitRequest`), then
+        `save(delivery, move)` and the payload as stored. Stops at the first no, writing nothing:
+        (0, the pause reason), (1, the limiter's wait in ms or -1), or (2, the sealed payload or
+        None). `delivery` is changed in memory either way (version, updated_at): a caller that
+        gets a no re-reads the state it had (the engine keeps the bytes it read)."""
+        if move.to != delivery.status:
             raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
         delivery.updated_at = time.time()
         delivery.version += 1
-        batch = self._batch(delivery, move.previous if move is not None else delivery.status, None, None, 0)
+        batch = self._batch(delivery, move.previous, None, None, 0)
         if isinstance(batch, bytes):
             state, batch = batch, CommandBatch()
             batch.set(state_key(delivery.id), state)
-        return await self._batches.execute_then_get(batch, payload_key(delivery.id))
+        keys: list[str] = [paused_key(delivery.connection_id), payload_key(delivery.id)]
+        args: list[Any] = ["0"]
+        if limit is not None:
+            keys += limit[0]
+            args = ["1", *limit[1]]
+        kind, value = await self._begin_run(keys=keys, args=[*args, *batch.args])
+        return int(kind), value
 
     def open_payload(self, sealed: bytes) -> bytes:
         return self.sealer.open(sealed)
@@ -612,14 +661,21 @@ class DeliveryStore:
     async def acquire_lease_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
         """Take the lease and read the state in one round trip: (lease token or None, delivery).
         Without the lease the state is not decoded (someone else is running it)."""
+        token, delivery, _ = await self.acquire_lease_and_read(delivery_id, ttl_s)
+        return token, delivery
+
+    async def acquire_lease_and_read(
+        self, delivery_id: str, ttl_s: float
+    ) -> tuple[str | None, Delivery | None, bytes | None]:
+        """`acquire_lease_and_get`, with the state's bytes as read (to go back to, cheaply)."""
         token = uuid.uuid4().hex
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         pipe.get(state_key(delivery_id))
         ok, raw = await pipe.execute()
         if not ok:
-            return None, None
-        return token, delivery_decoder.decode(raw) if raw else None
+            return None, None, None
+        return token, delivery_decoder.decode(raw) if raw else None, raw
 
     async def release_lease(self, delivery_id: str, token: str, *, also_zrem: tuple[str, str] | None = None) -> None:
         """Give the lease back if it is still ours; `also_zrem` = (key, member), removed in the same
