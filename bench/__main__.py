@@ -107,10 +107,13 @@ P1_TARGETS = {
 }
 
 
-def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
+def p1(seconds: int = 6, rounds: int = 3, trees: Trees | None = None) -> dict[str, Any]:
     """Every server once per round, the order rotated each round; each round's ratios, then their
-    median: the shared machine's speed moves between rounds, much less within one."""
-    stack = Stack()
+    median: the shared machine's speed moves between rounds, much less within one. The relay's
+    connection points at the nginx stand-in: intake reads the job (catalog, cached in Redis), as
+    against a live ATS; with none, each intake tried the ATS and flagged its answers unchecked."""
+    stand_in = _StandIn(LOAD_CORE)
+    stack = Stack(connection={"base_url": stand_in.url})
     try:
         subprocess.run(
             ["taskset", "-pc", str(LOAD_CORE), str(stack.redis.process.pid)],  # type: ignore[union-attr]
@@ -119,10 +122,13 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
         )
         body = stack.dir / "body.json"
         body.write_bytes(msgspec.json.encode(canonical(0)))
+        # With `trees` (--relay), the relay at each revision runs in every round: "relay@<rev>",
+        # each with its own ratios; without, the working tree's, as "relay".
+        relays = {"relay": None} if not trees else {f"relay@{label}": tree for label, tree in trees.items()}
         starts: dict[str, Callable[[], tuple[Any, str]]] = {
             "bare": lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE),
             "durable": lambda: stack.uvicorn("bench.baseline_durable:app", WEB_CORE),
-            "relay": lambda: stack.web(WEB_CORE),
+            **{name: functools.partial(stack.web, WEB_CORE, tree) for name, tree in relays.items()},
             "fastapi": lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE),
         }
         per_round: list[dict[str, dict[str, float]]] = []
@@ -139,16 +145,19 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
                 # Redis's AOF rewrites) is what limits req/s in a run.
                 result["cpu_ms"] = (proc.cpu_s() - cpu_before) * 1000 / max(result["rps"] * seconds, 1)
                 log(
-                    f"P1 round {round_no + 1} {P1_TARGETS[name]}: {result['rps']:.0f} req/s, "
+                    f"P1 round {round_no + 1} {P1_TARGETS.get(name, name)}: {result['rps']:.0f} req/s, "
                     f"p50 {result['p50']:.1f} ms, "
                     f"p99 {result['p99']:.1f} ms, non-2xx {result['non2xx']}, {result['cpu_ms']:.2f} ms CPU/req"
                 )
                 this[name] = result
                 proc.stop()
             ratios = {
-                f"{by}_vs_{other}": (this["relay"]["rps"] / this[other]["rps"])
-                if by == "rps"
-                else (this[other]["cpu_ms"] / this["relay"]["cpu_ms"])
+                f"{by}_vs_{other}" + ("" if relay == "relay" else relay[5:]): (
+                    this[relay]["rps"] / this[other]["rps"]
+                    if by == "rps"
+                    else this[other]["cpu_ms"] / this[relay]["cpu_ms"]
+                )
+                for relay in relays
                 for by in ("rps", "cpu")
                 for other in ("bare", "durable", "fastapi")
             }
@@ -162,15 +171,18 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
         }
         results["ratios"] = {k: median(r["ratios"][k] for r in per_round) for k in per_round[0]["ratios"]}
         m = results["ratios"]
-        log(
-            f"P1 median of per-round ratios: {m['rps_vs_fastapi']:.2f}x FastAPI (target >= 1.5), "
-            f"{m['rps_vs_durable']:.2f}x the durable limit (target >= 0.6), {m['rps_vs_bare']:.2f}x bare; "
-            f"by server CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
-            f"{m['cpu_vs_bare']:.2f}x"
-        )
+        for relay in relays:
+            at = "" if relay == "relay" else relay[5:]
+            log(
+                f"P1 median of per-round ratios{' ' + relay if at else ''}: {m['rps_vs_fastapi' + at]:.2f}x FastAPI "
+                f"(target >= 1.5), {m['rps_vs_durable' + at]:.2f}x the durable limit (target >= 0.6), "
+                f"{m['rps_vs_bare' + at]:.2f}x bare; by server CPU per request: {m['cpu_vs_fastapi' + at]:.2f}x, "
+                f"{m['cpu_vs_durable' + at]:.2f}x, {m['cpu_vs_bare' + at]:.2f}x"
+            )
         return results
     finally:
         stack.close()
+        stand_in.stop()
 
 
 def median(values: Any) -> float:
@@ -852,7 +864,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         default=["."],
         metavar="REV",
-        help="p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
+        help="p1, p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
     )
     return parser.parse_args(argv)
 
@@ -862,7 +874,7 @@ def main(argv: list[str]) -> None:
     chosen = args.benches or list(BENCHES)
     trees = {rev: relay_tree(rev) for rev in args.relay}
     runs: dict[str, Callable[[], Any]] = {
-        "p1": lambda: p1(args.seconds, args.rounds),
+        "p1": lambda: p1(args.seconds, args.rounds, trees if args.relay != ["."] else None),
         "p2": lambda: p2(args.count, args.rounds, trees),
         "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees),
         "p2scale": lambda: p2scale(args.count, args.rounds, trees),
