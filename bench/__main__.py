@@ -305,6 +305,7 @@ def _drain(
     delay_s: float = 0.0,
     max_jobs: int | None = None,
     tree: Path = REPO,
+    cv_bytes: int = 0,
 ) -> dict[str, float]:
     """`workers` relay worker processes draining `count` queued applications (no files) into the
     stand-in. Rate and CPU are measured from the first delivered to the last (not the start-up)."""
@@ -319,7 +320,7 @@ def _drain(
                 capture_output=True,
                 check=False,
             )
-        asyncio.run(_enqueue(stack, count, prefix="p2"))
+        asyncio.run(_enqueue(stack, count, prefix="p2", cv_bytes=cv_bytes))
         client = stack.redis_client()
         commands_before = _commands(client)
         procs = [
@@ -484,10 +485,14 @@ def p2lat(
     delay_s: float = 0.1,
     max_jobs: tuple[int, ...] = (50,),
     trees: Trees | None = None,
+    cv_bytes: int = 0,
 ) -> dict[str, Any]:
     """P2 latency-bound: every stand-in answer `delay_s` late; the bound is
-    max_jobs / (calls per delivery x delay)."""
+    max_jobs / (calls per delivery x delay). With `cv_bytes`, each application carries a CV of
+    that size (one call more: its upload): what a slot costs in memory (the default max_jobs)."""
     from bench.standin import CALLS_PER_DELIVERY
+
+    calls = CALLS_PER_DELIVERY + (1 if cv_bytes else 0)
 
     trees = trees or {".": REPO}
     per_round: list[dict[str, Any]] = []
@@ -495,8 +500,15 @@ def p2lat(
     for round_no in range(rounds):
         this: dict[str, Any] = {}
         for label, jobs in variants[round_no % len(variants) :] + variants[: round_no % len(variants)]:
-            r = _drain(count, delay_s=delay_s, max_jobs=None if jobs == 50 else jobs, side_core=None, tree=trees[label])
-            r["bound"] = jobs / (CALLS_PER_DELIVERY * delay_s)
+            r = _drain(
+                count,
+                delay_s=delay_s,
+                max_jobs=None if jobs == 50 else jobs,
+                side_core=None,
+                tree=trees[label],
+                cv_bytes=cv_bytes,
+            )
+            r["bound"] = jobs / (calls * delay_s)
             r["vs_bound"] = r["rate"] / r["bound"]
             this[f"{jobs}@{label}"] = r
             log(
@@ -505,7 +517,7 @@ def p2lat(
                 f"peak RSS {r['worker_rss_mb']:.0f} MB, waited for a CPU {r['runq_share']:.0%} of the drain"
             )
         per_round.append(this)
-    result: dict[str, Any] = {"count": count, "delay_s": delay_s, "rounds": per_round}
+    result: dict[str, Any] = {"count": count, "delay_s": delay_s, "cv_bytes": cv_bytes, "rounds": per_round}
     for label, jobs in variants:
         key = f"{jobs}@{label}"
         result[key] = {
@@ -656,7 +668,7 @@ def p4() -> dict[str, Any]:
 # -- P5 backlog ------------------------------------------------------------------------------------
 
 
-async def _enqueue(stack: Stack, count: int, prefix: str = "p5") -> float:
+async def _enqueue(stack: Stack, count: int, prefix: str = "p5", cv_bytes: int = 0) -> float:
     from app.core.model import ApplicationIn, Origin
     from app.intake.accept import Intake
     from app.runtime import Runtime
@@ -668,7 +680,9 @@ async def _enqueue(stack: Stack, count: int, prefix: str = "p5") -> float:
     decoder = msgspec.json.Decoder(ApplicationIn)
     started = time.perf_counter()
     for start in range(0, count, 500):
-        apps = [decoder.decode(msgspec.json.encode(canonical(i, 0))) for i in range(start, min(start + 500, count))]
+        apps = [
+            decoder.decode(msgspec.json.encode(canonical(i, cv_bytes))) for i in range(start, min(start + 500, count))
+        ]
         await asyncio.gather(
             *(
                 intake.accept(app, Origin(channel="api", received_at=time.time()), f"{prefix}-{start + n}")
@@ -858,6 +872,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-jobs", type=int, nargs="+", default=[50], help="p2lat: worker max_jobs to compare (default 50)"
     )
+    parser.add_argument(
+        "--cv-bytes", type=int, default=0, help="p2lat: each application carries a CV of this size (default none)"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure, round by round, to this file")
     parser.add_argument(
         "--relay",
@@ -876,7 +893,9 @@ def main(argv: list[str]) -> None:
     runs: dict[str, Callable[[], Any]] = {
         "p1": lambda: p1(args.seconds, args.rounds, trees if args.relay != ["."] else None),
         "p2": lambda: p2(args.count, args.rounds, trees),
-        "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees),
+        "p2lat": lambda: p2lat(
+            max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees, cv_bytes=args.cv_bytes
+        ),
         "p2scale": lambda: p2scale(args.count, args.rounds, trees),
         "p3": p3,
         "p4": p4,

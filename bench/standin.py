@@ -39,6 +39,7 @@ COMPANY_ID = "1"
 SOURCE_ID = "4001"
 CANDIDATE_ID = "5001"
 APPLICATION_ID = "6001"
+MESSAGE_ID = "8001"
 JOB_ID = "2001"  # the bench's applications' (bench/procs.py)
 
 
@@ -97,6 +98,8 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route("PUT", "ats/applications/*", 200, _json({"id": APPLICATION_ID, "source_id": SOURCE_ID})),
+    # A CV, uploaded as a message on the application (bench p2lat --cv-bytes: a slot's memory).
+    Route("POST", "ats/messages", 201, _json({"id": MESSAGE_ID})),
     # What intake reads of the job before it accepts (app/intake/screening.py: an open job, its
     # questions and phases); the catalog caches it, so a drain's enqueue asks once.
     Route(
