@@ -58,17 +58,25 @@ STREAM_ABOVE = 4 << 20  # files larger than this are sealed and written in 1 MB 
 # whose script failed (NOSCRIPT, an error) leaves no file behind for good. A duplicate deletes
 # them; the same transaction sent again (redis-py retries it after a timed-out reply) finds its
 # own id under the key and answers "created" again, files kept.
+# The blobs' entries in `ar:blobs:pending` go with the files they are kept for (one round trip
+# less than clearing them after; a duplicate's stay, for whoever deletes its blobs).
 # KEYS: 1 idempotency, 2 state, 3 payload, 4 arq job, 5 arq queue, 6 ix:all, 7 status index,
 #       8 wake list, 9-11 names (connection, channel, board), 12 accepted metric, 13 marker key,
-#       then the files, the sorted-set indexes, the set indexes.
+#       then the files, the sorted-set indexes, the set indexes, and (with pending blobs) the
+#       pending blobs' sorted set.
 # ARGV: 1 id, 2 idempotency ttl, 3 state, 4 state if the marker key exists, 5 payload, 6 job body,
 #       7 job ttl ms, 8 now ms, 9 created_at, 10 job id, 11-13 counts (files, zset ix, set ix),
-#       14-16 names, 17 metric field.
+#       14-16 names, 17 metric field, 18 count of pending blob entries, then the entries.
 _CREATE = """
 local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local npending = tonumber(ARGV[18])
+local function settle()
+  if npending > 0 then redis.call('ZREM', KEYS[#KEYS], unpack(ARGV, 19, 18 + npending)) end
+end
 local existing = redis.call('GET', KEYS[1])
 if existing == ARGV[1] then
   for i = 1, nfiles do redis.call('PERSIST', KEYS[13 + i]) end
+  settle()
   return {1, ARGV[1], redis.call('GET', KEYS[2]) == ARGV[4] and 1 or 0}
 end
 if existing then
@@ -93,6 +101,7 @@ end
 redis.call('HINCRBY', KEYS[12], ARGV[17], 1)
 for i = 1, nzix do redis.call('ZADD', KEYS[13 + nfiles + i], ARGV[9], ARGV[1]) end
 for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) end
+settle()
 return {1, ARGV[1], marked}
 """
 
@@ -335,6 +344,7 @@ class DeliveryStore:
         ]
         if self.blobs is None:
             blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+            args.append(0)
             created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
         else:
             # Blob first (noted pending, written, fsynced, renamed), then the one transaction that
@@ -342,6 +352,9 @@ class DeliveryStore:
             # blob the sweep removes, never a delivery without its file.
             # (an empty file is a data_url's placeholder: fetched later, nothing to write now)
             refs, pending = await self._write_blobs(delivery.id, [(i, f) for i, f in enumerate(files) if f])
+            args += [len(pending), *pending]
+            if pending:
+                keys.append(BLOBS_PENDING)
             try:
                 created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, refs)
             except ResponseError as exc:  # refused (OOM, a script error): nothing was kept
@@ -349,8 +362,10 @@ class DeliveryStore:
                 if isinstance(exc, OutOfMemoryError) and self.capacity is not None:
                     self.capacity.mark("redis", "full")
                 raise
-            # a connection lost mid-transaction leaves the pending entries: the sweep checks them
-            await self._settle(pending, kept=bool(created))
+            # kept: the script cleared their pending entries; a connection lost mid-transaction
+            # leaves them, for the sweep to check
+            if not created:
+                await self._discard(pending)
         return CreateResult(
             bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id, bool(marked)
         )
