@@ -107,10 +107,13 @@ P1_TARGETS = {
 }
 
 
-def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
+def p1(seconds: int = 6, rounds: int = 3, trees: Trees | None = None) -> dict[str, Any]:
     """Every server once per round, the order rotated each round; each round's ratios, then their
-    median: the shared machine's speed moves between rounds, much less within one."""
-    stack = Stack()
+    median: the shared machine's speed moves between rounds, much less within one. The relay's
+    connection points at the nginx stand-in: intake reads the job (catalog, cached in Redis), as
+    against a live ATS; with none, each intake tried the ATS and flagged its answers unchecked."""
+    stand_in = _StandIn(LOAD_CORE)
+    stack = Stack(connection={"base_url": stand_in.url})
     try:
         subprocess.run(
             ["taskset", "-pc", str(LOAD_CORE), str(stack.redis.process.pid)],  # type: ignore[union-attr]
@@ -119,10 +122,13 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
         )
         body = stack.dir / "body.json"
         body.write_bytes(msgspec.json.encode(canonical(0)))
+        # With `trees` (--relay), the relay at each revision runs in every round: "relay@<rev>",
+        # each with its own ratios; without, the working tree's, as "relay".
+        relays = {"relay": None} if not trees else {f"relay@{label}": tree for label, tree in trees.items()}
         starts: dict[str, Callable[[], tuple[Any, str]]] = {
             "bare": lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE),
             "durable": lambda: stack.uvicorn("bench.baseline_durable:app", WEB_CORE),
-            "relay": lambda: stack.web(WEB_CORE),
+            **{name: functools.partial(stack.web, WEB_CORE, tree) for name, tree in relays.items()},
             "fastapi": lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE),
         }
         per_round: list[dict[str, dict[str, float]]] = []
@@ -139,16 +145,19 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
                 # Redis's AOF rewrites) is what limits req/s in a run.
                 result["cpu_ms"] = (proc.cpu_s() - cpu_before) * 1000 / max(result["rps"] * seconds, 1)
                 log(
-                    f"P1 round {round_no + 1} {P1_TARGETS[name]}: {result['rps']:.0f} req/s, "
+                    f"P1 round {round_no + 1} {P1_TARGETS.get(name, name)}: {result['rps']:.0f} req/s, "
                     f"p50 {result['p50']:.1f} ms, "
                     f"p99 {result['p99']:.1f} ms, non-2xx {result['non2xx']}, {result['cpu_ms']:.2f} ms CPU/req"
                 )
                 this[name] = result
                 proc.stop()
             ratios = {
-                f"{by}_vs_{other}": (this["relay"]["rps"] / this[other]["rps"])
-                if by == "rps"
-                else (this[other]["cpu_ms"] / this["relay"]["cpu_ms"])
+                f"{by}_vs_{other}" + ("" if relay == "relay" else relay[5:]): (
+                    this[relay]["rps"] / this[other]["rps"]
+                    if by == "rps"
+                    else this[other]["cpu_ms"] / this[relay]["cpu_ms"]
+                )
+                for relay in relays
                 for by in ("rps", "cpu")
                 for other in ("bare", "durable", "fastapi")
             }
@@ -162,15 +171,18 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
         }
         results["ratios"] = {k: median(r["ratios"][k] for r in per_round) for k in per_round[0]["ratios"]}
         m = results["ratios"]
-        log(
-            f"P1 median of per-round ratios: {m['rps_vs_fastapi']:.2f}x FastAPI (target >= 1.5), "
-            f"{m['rps_vs_durable']:.2f}x the durable limit (target >= 0.6), {m['rps_vs_bare']:.2f}x bare; "
-            f"by server CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
-            f"{m['cpu_vs_bare']:.2f}x"
-        )
+        for relay in relays:
+            at = "" if relay == "relay" else relay[5:]
+            log(
+                f"P1 median of per-round ratios{' ' + relay if at else ''}: {m['rps_vs_fastapi' + at]:.2f}x FastAPI "
+                f"(target >= 1.5), {m['rps_vs_durable' + at]:.2f}x the durable limit (target >= 0.6), "
+                f"{m['rps_vs_bare' + at]:.2f}x bare; by server CPU per request: {m['cpu_vs_fastapi' + at]:.2f}x, "
+                f"{m['cpu_vs_durable' + at]:.2f}x, {m['cpu_vs_bare' + at]:.2f}x"
+            )
         return results
     finally:
         stack.close()
+        stand_in.stop()
 
 
 def median(values: Any) -> float:
@@ -293,6 +305,7 @@ def _drain(
     delay_s: float = 0.0,
     max_jobs: int | None = None,
     tree: Path = REPO,
+    cv_bytes: int = 0,
 ) -> dict[str, float]:
     """`workers` relay worker processes draining `count` queued applications (no files) into the
     stand-in. Rate and CPU are measured from the first delivered to the last (not the start-up)."""
@@ -307,7 +320,7 @@ def _drain(
                 capture_output=True,
                 check=False,
             )
-        asyncio.run(_enqueue(stack, count, prefix="p2"))
+        asyncio.run(_enqueue(stack, count, prefix="p2", cv_bytes=cv_bytes))
         client = stack.redis_client()
         commands_before = _commands(client)
         procs = [
@@ -472,10 +485,14 @@ def p2lat(
     delay_s: float = 0.1,
     max_jobs: tuple[int, ...] = (50,),
     trees: Trees | None = None,
+    cv_bytes: int = 0,
 ) -> dict[str, Any]:
     """P2 latency-bound: every stand-in answer `delay_s` late; the bound is
-    max_jobs / (calls per delivery x delay)."""
+    max_jobs / (calls per delivery x delay). With `cv_bytes`, each application carries a CV of
+    that size (one call more: its upload): what a slot costs in memory (the default max_jobs)."""
     from bench.standin import CALLS_PER_DELIVERY
+
+    calls = CALLS_PER_DELIVERY + (1 if cv_bytes else 0)
 
     trees = trees or {".": REPO}
     per_round: list[dict[str, Any]] = []
@@ -483,8 +500,15 @@ def p2lat(
     for round_no in range(rounds):
         this: dict[str, Any] = {}
         for label, jobs in variants[round_no % len(variants) :] + variants[: round_no % len(variants)]:
-            r = _drain(count, delay_s=delay_s, max_jobs=None if jobs == 50 else jobs, side_core=None, tree=trees[label])
-            r["bound"] = jobs / (CALLS_PER_DELIVERY * delay_s)
+            r = _drain(
+                count,
+                delay_s=delay_s,
+                max_jobs=None if jobs == 50 else jobs,
+                side_core=None,
+                tree=trees[label],
+                cv_bytes=cv_bytes,
+            )
+            r["bound"] = jobs / (calls * delay_s)
             r["vs_bound"] = r["rate"] / r["bound"]
             this[f"{jobs}@{label}"] = r
             log(
@@ -493,7 +517,7 @@ def p2lat(
                 f"peak RSS {r['worker_rss_mb']:.0f} MB, waited for a CPU {r['runq_share']:.0%} of the drain"
             )
         per_round.append(this)
-    result: dict[str, Any] = {"count": count, "delay_s": delay_s, "rounds": per_round}
+    result: dict[str, Any] = {"count": count, "delay_s": delay_s, "cv_bytes": cv_bytes, "rounds": per_round}
     for label, jobs in variants:
         key = f"{jobs}@{label}"
         result[key] = {
@@ -644,7 +668,7 @@ def p4() -> dict[str, Any]:
 # -- P5 backlog ------------------------------------------------------------------------------------
 
 
-async def _enqueue(stack: Stack, count: int, prefix: str = "p5") -> float:
+async def _enqueue(stack: Stack, count: int, prefix: str = "p5", cv_bytes: int = 0) -> float:
     from app.core.model import ApplicationIn, Origin
     from app.intake.accept import Intake
     from app.runtime import Runtime
@@ -656,7 +680,9 @@ async def _enqueue(stack: Stack, count: int, prefix: str = "p5") -> float:
     decoder = msgspec.json.Decoder(ApplicationIn)
     started = time.perf_counter()
     for start in range(0, count, 500):
-        apps = [decoder.decode(msgspec.json.encode(canonical(i, 0))) for i in range(start, min(start + 500, count))]
+        apps = [
+            decoder.decode(msgspec.json.encode(canonical(i, cv_bytes))) for i in range(start, min(start + 500, count))
+        ]
         await asyncio.gather(
             *(
                 intake.accept(app, Origin(channel="api", received_at=time.time()), f"{prefix}-{start + n}")
@@ -846,13 +872,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-jobs", type=int, nargs="+", default=[50], help="p2lat: worker max_jobs to compare (default 50)"
     )
+    parser.add_argument(
+        "--cv-bytes", type=int, default=0, help="p2lat: each application carries a CV of this size (default none)"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure, round by round, to this file")
     parser.add_argument(
         "--relay",
         nargs="+",
         default=["."],
         metavar="REV",
-        help="p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
+        help="p1, p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
     )
     return parser.parse_args(argv)
 
@@ -862,9 +891,11 @@ def main(argv: list[str]) -> None:
     chosen = args.benches or list(BENCHES)
     trees = {rev: relay_tree(rev) for rev in args.relay}
     runs: dict[str, Callable[[], Any]] = {
-        "p1": lambda: p1(args.seconds, args.rounds),
+        "p1": lambda: p1(args.seconds, args.rounds, trees if args.relay != ["."] else None),
         "p2": lambda: p2(args.count, args.rounds, trees),
-        "p2lat": lambda: p2lat(max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees),
+        "p2lat": lambda: p2lat(
+            max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees, cv_bytes=args.cv_bytes
+        ),
         "p2scale": lambda: p2scale(args.count, args.rounds, trees),
         "p3": p3,
         "p4": p4,

@@ -67,7 +67,7 @@ def pinned(cmd: list[str], core: int | None) -> list[str]:
     return ["taskset", "-c", str(core), *cmd]
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
+def wait_port(port: int, timeout: float = 60.0) -> None:  # a web starts in ~3 s, 20+ on a loaded box
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -150,8 +150,12 @@ class Stack:
             crypto.KEY_ENV: crypto.new_key(),
         }  # candidate data is sealed at rest, as in production
 
-    def start(self, name: str, cmd: list[str], core: int | None = None, port: int | None = None) -> Proc:
-        proc = Proc(name, cmd, self.env, self.dir, core, self.tree)
+    def start(
+        self, name: str, cmd: list[str], core: int | None = None, port: int | None = None, tree: Path | None = None
+    ) -> Proc:
+        """`tree`: another tree's code than the stack's (the relay at several commits in one run)."""
+        env = self.env if tree is None else {**self.env, "PYTHONPATH": str(tree)}
+        proc = Proc(name, cmd, env, self.dir, core, tree or self.tree)
         self.procs.append(proc)
         if port:
             wait_port(port)
@@ -165,9 +169,10 @@ class Stack:
             self.emulator_port,
         )
 
-    def web(self, core: int | None = None) -> tuple[Proc, str]:
+    def web(self, core: int | None = None, tree: Path | None = None) -> tuple[Proc, str]:
         port = free_port()
-        proc = self.start(f"web-{port}", [sys.executable, "-m", "app.cli", "web", "--port", str(port)], core, port)
+        cmd = [sys.executable, "-m", "app.cli", "web", "--port", str(port)]
+        proc = self.start(f"web-{port}", cmd, core, port, tree)
         return proc, f"http://127.0.0.1:{port}"
 
     def worker(self, core: int | None = None, name: str = "worker") -> Proc:

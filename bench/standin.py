@@ -14,7 +14,8 @@ Two servers answer the same table (`ROUTES`):
 
 The answers: the credentials' company, one candidate source (LinkedIn), "no candidate with that
 email", a created candidate, a created application (without a source: the relay then PUTs it,
-as against the emulator), the PUT's answer. A fixed id for each: the stand-in keeps no state.
+as against the emulator), the PUT's answer; and for intake's check of the job, an open posting
+with no questions and no phases. A fixed id for each: the stand-in keeps no state.
 
     python -m bench.standin nginx|sleeper PORT [DELAY_S]    # serve until killed
 """
@@ -38,6 +39,8 @@ COMPANY_ID = "1"
 SOURCE_ID = "4001"
 CANDIDATE_ID = "5001"
 APPLICATION_ID = "6001"
+MESSAGE_ID = "8001"
+JOB_ID = "2001"  # the bench's applications' (bench/procs.py)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,18 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route("PUT", "ats/applications/*", 200, _json({"id": APPLICATION_ID, "source_id": SOURCE_ID})),
+    # A CV, uploaded as a message on the application (bench p2lat --cv-bytes: a slot's memory).
+    Route("POST", "ats/messages", 201, _json({"id": MESSAGE_ID})),
+    # What intake reads of the job before it accepts (app/intake/screening.py: an open job, its
+    # questions and phases); the catalog caches it, so a drain's enqueue asks once.
+    Route(
+        "GET",
+        f"ats/job_postings/{JOB_ID}",
+        200,
+        _json({"id": int(JOB_ID), "title": "Stand-in job", "status": "published", "company_id": int(COMPANY_ID)}),
+    ),
+    Route("GET", "ats/questions", 200, _json({"data": [], "meta": _PAGE_META | {"total": 0}})),
+    Route("GET", "ats/application_phases", 200, _json({"data": [], "meta": _PAGE_META | {"total": 0}})),
 )
 # The calls of one delivery once the company and the sources are cached (the first delivery of
 # a worker process also reads those two): lookup, candidate, application, its source.

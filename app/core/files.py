@@ -83,6 +83,33 @@ _BINARY: Final[dict[str, str]] = {
     GIF: GIF,
     TIFF: TIFF,
 }
+
+
+def _signatures_of_other_taken_types() -> tuple[tuple[int, bytes], ...]:
+    """(offset, bytes) of every puremagic signature (header, footer, multi-part) of a taken type
+    other than PDF: what could give a "%PDF-" file another type in `sniff`."""
+    tables = puremagic.main  # the tables `magic_string` matches against
+    rows = [
+        *tables.magic_header_array,
+        *tables.magic_footer_array,
+        *(row for options in tables.multi_part_dict.values() for row in options),
+    ]
+    return tuple((row.offset, row.byte_match) for row in rows if row.mime_type in _BINARY and row.mime_type != PDF)
+
+
+PDF_HEADER: Final = b"%PDF-"
+# A file that starts like a PDF and has no signature of another taken type: puremagic's best taken
+# guess for it is PDF, whatever else it guesses, so `sniff` answers PDF without asking it (its
+# Python loop over ~1,900 signatures is ~0.8 ms for a CV, 13 % of the web's CPU in bench P1).
+_PDF_RIVALS: Final = _signatures_of_other_taken_types()
+
+
+def _at(data: bytes, offset: int, length: int) -> bytes:
+    """`data`'s bytes at a signature's offset (negative: from the end), as puremagic slices them."""
+    end = offset + length
+    return data[offset:end] if end != 0 else data[offset:]
+
+
 _MARKUP_OR_SCRIPT: Final = re.compile(
     r"html|xml|svg|javascript|ecmascript|x-sh\b|x-shellscript|powershell|x-python|x-perl|x-php|x-msdos|x-bat"
 )
@@ -146,6 +173,8 @@ def sniff(data: bytes) -> str:
             raise FileRejected("executables and scripts are not accepted", "FILE.EXECUTABLE")
     if data.startswith(ZIP):
         return _check_package(data)
+    if data.startswith(PDF_HEADER) and not any(_at(data, o, len(b)) == b for o, b in _PDF_RIVALS):
+        return PDF  # what the guesses below would answer (see _PDF_RIVALS)
     guesses = _guesses(data)
     for mime in guesses:
         if mime in _BINARY:

@@ -43,6 +43,7 @@ from app.delivery.record import (
     Delivery,
     ErrorInfo,
     Status,
+    delivery_decoder,
 )
 from app.delivery.retry_policy import next_retry
 from app.delivery.store import DeliveryStore
@@ -104,10 +105,26 @@ class _RunState:
     step: str | None = None
     personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
     files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
+    hold: _Hold | None = None  # the lease and slot, given back with a delivered run's outcome
     # A finished step's checkpoint held back to be written with the next one (see `_run_step`);
     # `unsaved_write`: one of them may have created something in the ATS.
     unsaved: bool = False
     unsaved_write: bool = False
+
+
+@dataclass
+class _Hold:
+    """What a run holds, given back when it ends: the delivery's lease and the connection's slot
+    (`released`: already given back with the run's outcome, in the same round trip)."""
+
+    delivery_id: str
+    token: str
+    slot: tuple[str, str] | None = None
+    released: bool = False
+
+
+# What a run's start answers (`DeliveryStore.begin_run`): paused, denied by the limits, started.
+_PAUSED, _DENIED, _STARTED = 0, 1, 2
 
 
 class Refused(PermanentError):
@@ -198,36 +215,39 @@ class DeliveryEngine:
     async def run(self, delivery_id: str, job_id: str | None = None, job_try: int = 1) -> str:
         """Run one delivery; returns the resulting status (or why nothing ran)."""
         store = self.deps.store
-        token, delivery = await store.acquire_lease_and_get(delivery_id, self.deps.lease_s)
+        token, delivery, raw = await store.acquire_lease_and_read(delivery_id, self.deps.lease_s)
         if token is None:
             return "busy"
-        held: list[Lease] = []  # the connection's slot, given back with the lease (one round trip)
+        hold = _Hold(delivery_id, token)  # the slot, once taken, is given back with the lease
         try:
-            if delivery is None:
+            if delivery is None or raw is None:
                 return "missing"
             if job_id is not None and job_id != delivery.job:
                 return "stale"  # superseded by a newer run (operator retry, resume), or finished
             if delivery.status in TERMINAL:
                 return delivery.status
-            return await self._run(delivery, job_try, held)
+            return await self._run(delivery, raw, job_try, hold)
         finally:
-            await self._release(delivery_id, token, held)
+            if not hold.released:
+                await self._release(hold)
 
-    async def _release(self, delivery_id: str, token: str, held: list[Lease]) -> None:
+    async def _release(self, hold: _Hold) -> None:
         """Give the lease back, and the connection's slot with it, briefly: this also runs when the
         run is cancelled (its deadline) or Redis is away, and must not hold the job past arq's
         timeout; an unreleased lease or slot simply expires after `lease_s`."""
-        limiter = self.deps.limiter
-        slot = limiter.slot(held[0]) if held and limiter is not None else None
         try:
             async with asyncio.timeout(1.0):
-                await self.deps.store.release_lease(delivery_id, token, also_zrem=slot)
+                await self.deps.store.release_lease(hold.delivery_id, hold.token, also_zrem=hold.slot)
         except (TimeoutError, OSError, RedisError) as exc:
-            log.warning("delivery.lease_not_released", delivery_id=delivery_id, error_type=type(exc).__name__)
+            log.warning("delivery.lease_not_released", delivery_id=hold.delivery_id, error_type=type(exc).__name__)
 
     # -- one run ------------------------------------------------------------------------------
 
-    async def _run(self, delivery: Delivery, job_try: int, held: list[Lease]) -> str:
+    async def _run(self, delivery: Delivery, raw: bytes, job_try: int, hold: _Hold) -> str:
+        """Checks, in this order: the connection is configured, not paused, a run that died is
+        not re-run for ever, the connection's limits; then the run. The pause check, the limits
+        and the run's first write are one round trip (`DeliveryStore.begin_run`); a no there
+        leaves the state as it was read (`raw`)."""
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
         refresh = getattr(deps.config.connections, "refresh", None)  # app/connections/registry.py
@@ -244,45 +264,66 @@ class DeliveryEngine:
                     code="PLATFORM.INTEGRATION_NOT_FOUND",
                 ),
             )
-        paused = await deps.store.paused_reason(delivery.connection_id)
-        if paused:
-            info = ErrorInfo(
-                kind="auth", message=f"connection paused: {paused}", at=now, code="INTEGRATION.AUTHENTICATION_INVALID"
-            )
-            move = transitions.pause(delivery, info)
-            await deps.store.save(delivery, move)
-            return "paused"
-        if delivery.status == Status.DELIVERING:  # the last run died without recording its end
-            _record(
+        crashed = delivery.status == Status.DELIVERING  # the last run died without recording its end
+        if crashed and _trailing_crashes(delivery) + 1 >= MAX_CRASH_RERUNS:
+            # Rare: the checks one by one, so that a paused connection still comes first.
+            paused = await deps.store.paused_reason(delivery.connection_id)
+            if paused:
+                return await self._paused_at_start(delivery, paused, now)
+            crashes = self._note_crash(delivery, now)
+            return await self._dead_letter(
                 delivery,
-                Attempt(
-                    number=delivery.runs,
-                    started_at=delivery.updated_at,
-                    finished_at=now,
-                    outcome="crash",
-                    error="worker stopped during the run",
+                ErrorInfo(
+                    kind="crash",
+                    message=f"the worker died {crashes} times in a row running this delivery",
+                    at=now,
+                    code="PLATFORM.UNKNOWN_ERROR",
                 ),
             )
-            # Counted from the delivery's own log, not arq's job_try, which also counts re-queues
-            # that were no crash (lease busy, Redis briefly away).
-            crashes = _trailing_crashes(delivery)
-            if crashes >= MAX_CRASH_RERUNS:
-                return await self._dead_letter(
-                    delivery,
-                    ErrorInfo(
-                        kind="crash",
-                        message=f"the worker died {crashes} times in a row running this delivery",
-                        at=now,
-                        code="PLATFORM.UNKNOWN_ERROR",
-                    ),
-                )
-        if deps.limiter is None:
-            return await self._run_limited(delivery, connection)
-        lease = await deps.limiter.acquire(connection)
-        if isinstance(lease, Denied):
-            return await self._defer(delivery, lease)
-        held.append(lease)  # released by `run`, with the delivery's lease
-        return await self._run_limited(delivery, connection)
+        if crashed:
+            self._note_crash(delivery, now)
+        ask = deps.limiter.request(connection) if deps.limiter is not None else None
+        kind, value = await deps.store.begin_run(
+            delivery, transitions.start_run(delivery), None if ask is None else (ask.keys, ask.args)
+        )
+        if kind == _STARTED:
+            if ask is not None:
+                hold.slot = ConnectionLimiter.slot(Lease(ask.connection_id, ask.token))
+            return await self._run_limited(delivery, connection, value, hold)
+        delivery = delivery_decoder.decode(raw)  # nothing was written: back to the state as read
+        if kind == _PAUSED:
+            return await self._paused_at_start(delivery, value.decode(), now)
+        assert ask is not None and kind == _DENIED
+        if crashed:
+            self._note_crash(delivery, now)
+        denied = ask.answer(0, value)
+        assert isinstance(denied, Denied)
+        return await self._defer(delivery, denied)
+
+    @staticmethod
+    def _note_crash(delivery: Delivery, now: float) -> int:
+        """Record the run that died without recording its end; how many died in a row."""
+        _record(
+            delivery,
+            Attempt(
+                number=delivery.runs,
+                started_at=delivery.updated_at,
+                finished_at=now,
+                outcome="crash",
+                error="worker stopped during the run",
+            ),
+        )
+        # Counted from the delivery's own log, not arq's job_try, which also counts re-queues
+        # that were no crash (lease busy, Redis briefly away).
+        return _trailing_crashes(delivery)
+
+    async def _paused_at_start(self, delivery: Delivery, reason: str, now: float) -> str:
+        info = ErrorInfo(
+            kind="auth", message=f"connection paused: {reason}", at=now, code="INTEGRATION.AUTHENTICATION_INVALID"
+        )
+        move = transitions.pause(delivery, info)
+        await self.deps.store.save(delivery, move)
+        return "paused"
 
     async def _defer(self, delivery: Delivery, denied: Denied) -> str:
         """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""
@@ -298,9 +339,9 @@ class DeliveryEngine:
         )
         return "deferred"
 
-    async def _run_limited(self, delivery: Delivery, connection: Connection) -> str:
+    async def _run_limited(self, delivery: Delivery, connection: Connection, sealed: bytes | None, hold: _Hold) -> str:
+        """The run, once started (`sealed`: the payload as stored, read with the run's start)."""
         deps, now = self.deps, self.deps.clock()
-        sealed = await deps.store.save_and_load_payload(delivery, transitions.start_run(delivery))  # one round trip
 
         connector = deps.connector_for(delivery.connection_id)
         try:
@@ -343,7 +384,11 @@ class DeliveryEngine:
             file_link=lambda ref, ttl_s: self._file_link(delivery, ref, ttl_s),
         )
         run = _RunState(
-            started=now, done_before=len(delivery.checkpoints), personal=personal_values(application), files=files
+            started=now,
+            done_before=len(delivery.checkpoints),
+            personal=personal_values(application),
+            files=files,
+            hold=hold,
         )
         try:
             async with asyncio.timeout(deps.run_budget_s):
@@ -575,7 +620,12 @@ class DeliveryEngine:
             # The ATS holds the files now: deleted in the same transaction as the outcome.
             drop = files
             delivery.files_purged = True
-        await self.deps.store.save(delivery, move, drop_files=drop)
+        hold = run.hold
+        if hold is None:
+            await self.deps.store.save(delivery, move, drop_files=drop)
+        else:  # the lease and the slot go back with the outcome: one round trip, not two
+            await self.deps.store.save(delivery, move, drop_files=drop, release=(hold.token, hold.slot))
+            hold.released = True
         log.info(  # the one line of a delivery that went through (its steps are debug lines)
             "delivery.delivered",
             delivery_id=delivery.id,

@@ -26,29 +26,38 @@ from redis.asyncio import Redis
 from app.config import Connection
 from app.redis.keys import bucket_key, semaphore_key
 
-# KEYS: semaphore, bucket. ARGV: lease ttl ms, limit, token, rate per s (0 = none), burst.
-# Returns {1, 0} when a slot (and a token) was taken, else {0, ms to wait (or -1: no slot)}.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl, limit, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= limit then return {0, -1} end
-if rate > 0 then
-  local state = redis.call('HMGET', KEYS[2], 'tokens', 'at')
-  local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
-  tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-  if tokens < 1 then
-    redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'at', now)
-    return {0, math.ceil((1 - tokens) * 1000 / rate)}
+# A Lua function, also part of the engine's start-of-run script (app/delivery/store.py,
+# `begin_run`: pause check, limits and the run's first write in one round trip).
+# acquire(semaphore, bucket, lease ttl ms, limit, token, rate per s (0 = none), burst) returns
+# {1, 0} when a slot (and a token) was taken, else {0, ms to wait (or -1: no slot)}.
+ACQUIRE_FUNCTION = """
+local function acquire(sem, bucket, ttl, limit, token, rate, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', sem, '-inf', now)
+  if redis.call('ZCARD', sem) >= limit then return {0, -1} end
+  if rate > 0 then
+    local state = redis.call('HMGET', bucket, 'tokens', 'at')
+    local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
+    tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+    if tokens < 1 then
+      redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
+      return {0, math.ceil((1 - tokens) * 1000 / rate)}
+    end
+    redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'at', now)
+    redis.call('PEXPIRE', bucket, math.ceil(burst * 1000 / rate) + 60000)
   end
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', now)
-  redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 60000)
+  redis.call('ZADD', sem, now + ttl, token)
+  redis.call('PEXPIRE', sem, ttl + 60000)
+  return {1, 0}
 end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ttl + 60000)
-return {1, 0}
 """
+# KEYS: semaphore, bucket. ARGV: lease ttl ms, limit, token, rate per s (0 = none), burst.
+_ACQUIRE = (
+    ACQUIRE_FUNCTION
+    + "return acquire(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]),"
+    + " tonumber(ARGV[5]))"
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,28 @@ class Denied:
     wait_s: float | None
 
 
+@dataclass(frozen=True)
+class LimitRequest:
+    """One acquire, as the script's keys and arguments (see `ConnectionLimiter.request`)."""
+
+    connection_id: str
+    token: str
+    keys: tuple[str, str]  # semaphore, bucket
+    limits: tuple[int, int, float, int]  # lease ttl ms, limit, rate per s, burst
+
+    @property
+    def args(self) -> list[str | int | float]:
+        ttl, limit, rate, burst = self.limits
+        return [ttl, limit, self.token, rate, burst]
+
+    def answer(self, ok: object, wait_ms: object) -> Lease | Denied:
+        """The script's reply ({1, 0} or {0, ms to wait or -1}) as a lease or a refusal."""
+        if int(ok):  # type: ignore[call-overload]
+            return Lease(self.connection_id, self.token)
+        wait = int(wait_ms)  # type: ignore[call-overload]
+        return Denied(None if wait < 0 else wait / 1000)
+
+
 class ConnectionLimiter:
     def __init__(self, redis: Redis, lease_s: float) -> None:
         self.redis = redis
@@ -71,16 +102,20 @@ class ConnectionLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
 
     async def acquire(self, connection: Connection) -> Lease | Denied:
-        token = uuid.uuid4().hex
+        ask = self.request(connection)
+        ok, wait_ms = await self._acquire(keys=ask.keys, args=ask.args)
+        return ask.answer(ok, wait_ms)
+
+    def request(self, connection: Connection) -> LimitRequest:
+        """What `acquire` sends, for a caller that runs `ACQUIRE_FUNCTION` inside its own script
+        (the engine's `begin_run`: one round trip with the pause check and the run's start)."""
         rate = connection.rate_per_s or 0.0
-        burst = max(1, math.floor(rate)) if rate else 0
-        ok, wait_ms = await self._acquire(
-            keys=[semaphore_key(connection.id), bucket_key(connection.id)],
-            args=[self.lease_ms, connection.concurrency, token, rate, burst],
+        return LimitRequest(
+            connection.id,
+            uuid.uuid4().hex,
+            (semaphore_key(connection.id), bucket_key(connection.id)),
+            (self.lease_ms, connection.concurrency, rate, max(1, math.floor(rate)) if rate else 0),
         )
-        if ok:
-            return Lease(connection.id, token)
-        return Denied(None if int(wait_ms) < 0 else int(wait_ms) / 1000)
 
     async def release(self, lease: Lease) -> None:
         await self.redis.zrem(*self.slot(lease))

@@ -20,9 +20,10 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from app.blobs.capacity import Capacity
 from app.blobs.store import BlobStore, BlobUnavailable, new_name
 from app.delivery import queue
+from app.delivery.limits import ACQUIRE_FUNCTION
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
 from app.delivery.transitions import Move
-from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
+from app.redis.batch import RUN_FUNCTION, BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
     BLOBS_PENDING,
     IX_ALL,
@@ -57,17 +58,25 @@ STREAM_ABOVE = 4 << 20  # files larger than this are sealed and written in 1 MB 
 # whose script failed (NOSCRIPT, an error) leaves no file behind for good. A duplicate deletes
 # them; the same transaction sent again (redis-py retries it after a timed-out reply) finds its
 # own id under the key and answers "created" again, files kept.
+# The blobs' entries in `ar:blobs:pending` go with the files they are kept for (one round trip
+# less than clearing them after; a duplicate's stay, for whoever deletes its blobs).
 # KEYS: 1 idempotency, 2 state, 3 payload, 4 arq job, 5 arq queue, 6 ix:all, 7 status index,
 #       8 wake list, 9-11 names (connection, channel, board), 12 accepted metric, 13 marker key,
-#       then the files, the sorted-set indexes, the set indexes.
+#       then the files, the sorted-set indexes, the set indexes, and (with pending blobs) the
+#       pending blobs' sorted set.
 # ARGV: 1 id, 2 idempotency ttl, 3 state, 4 state if the marker key exists, 5 payload, 6 job body,
 #       7 job ttl ms, 8 now ms, 9 created_at, 10 job id, 11-13 counts (files, zset ix, set ix),
-#       14-16 names, 17 metric field.
+#       14-16 names, 17 metric field, 18 count of pending blob entries, then the entries.
 _CREATE = """
 local nfiles, nzix, nsets = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local npending = tonumber(ARGV[18])
+local function settle()
+  if npending > 0 then redis.call('ZREM', KEYS[#KEYS], unpack(ARGV, 19, 18 + npending)) end
+end
 local existing = redis.call('GET', KEYS[1])
 if existing == ARGV[1] then
   for i = 1, nfiles do redis.call('PERSIST', KEYS[13 + i]) end
+  settle()
   return {1, ARGV[1], redis.call('GET', KEYS[2]) == ARGV[4] and 1 or 0}
 end
 if existing then
@@ -92,6 +101,7 @@ end
 redis.call('HINCRBY', KEYS[12], ARGV[17], 1)
 for i = 1, nzix do redis.call('ZADD', KEYS[13 + nfiles + i], ARGV[9], ARGV[1]) end
 for i = 1, nsets do redis.call('SADD', KEYS[13 + nfiles + nzix + i], ARGV[1]) end
+settle()
 return {1, ARGV[1], marked}
 """
 
@@ -104,6 +114,30 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# A run's start, in one round trip (bench P2): the connection's pause, then its limits, then the
+# run's first write, then its payload, in that order and atomically, stopping at the first no.
+# KEYS: 1 paused flag, 2 payload, 3-4 the limiter's semaphore and bucket (with a limit only).
+# ARGV: 1 "1" with a limit, 2-6 the limiter's (lease ttl ms, limit, token, rate, burst), then
+# the batch's commands (app/redis/batch.py). Returns {0, reason} (paused), {1, ms to wait or -1}
+# (denied, app/delivery/limits.py), or {2, the payload as stored (nil: gone)}.
+_BEGIN_RUN = (
+    ACQUIRE_FUNCTION
+    + RUN_FUNCTION
+    + """
+local reason = redis.call('GET', KEYS[1])
+if reason then return {0, reason} end
+local first = 2
+if ARGV[1] == '1' then
+  local got = acquire(KEYS[3], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
+    tonumber(ARGV[6]))
+  if got[1] == 0 then return {1, got[2]} end
+  first = 7
+end
+run_batch(first)
+return {2, redis.call('GET', KEYS[2])}
+"""
+)
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -243,6 +277,7 @@ class DeliveryStore:
         self._unlock = redis.register_script(_UNLOCK)
         self._swap_file = redis.register_script(_SWAP_FILE)
         self._batches = BatchRunner(redis)
+        self._begin_run = redis.register_script(_BEGIN_RUN)
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -309,6 +344,7 @@ class DeliveryStore:
         ]
         if self.blobs is None:
             blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+            args.append(0)
             created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
         else:
             # Blob first (noted pending, written, fsynced, renamed), then the one transaction that
@@ -316,6 +352,9 @@ class DeliveryStore:
             # blob the sweep removes, never a delivery without its file.
             # (an empty file is a data_url's placeholder: fetched later, nothing to write now)
             refs, pending = await self._write_blobs(delivery.id, [(i, f) for i, f in enumerate(files) if f])
+            args += [len(pending), *pending]
+            if pending:
+                keys.append(BLOBS_PENDING)
             try:
                 created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, refs)
             except ResponseError as exc:  # refused (OOM, a script error): nothing was kept
@@ -323,8 +362,10 @@ class DeliveryStore:
                 if isinstance(exc, OutOfMemoryError) and self.capacity is not None:
                     self.capacity.mark("redis", "full")
                 raise
-            # a connection lost mid-transaction leaves the pending entries: the sweep checks them
-            await self._settle(pending, kept=bool(created))
+            # kept: the script cleared their pending entries; a connection lost mid-transaction
+            # leaves them, for the sweep to check
+            if not created:
+                await self._discard(pending)
         return CreateResult(
             bool(created), delivery_id.decode() if isinstance(delivery_id, bytes) else delivery_id, bool(marked)
         )
@@ -497,10 +538,13 @@ class DeliveryStore:
         run_seq: int | None = None,
         extra_files: dict[int, bytes] | None = None,
         drop_files: int = 0,
+        release: tuple[str, tuple[str, str] | None] | None = None,
     ) -> None:
         """Write the state, move it between status indexes (`move`, from app/delivery/transitions.py;
         none for a save that changes no status), and (with `run_at`) enqueue its next run, in one
-        atomic call; also store `extra_files` and delete the first `drop_files` files."""
+        atomic call; also store `extra_files` and delete the first `drop_files` files. `release`:
+        (lease token, the connection's slot or None), given back in the same call (a run's last
+        write: see `release_lease`)."""
         if move is not None and move.to != delivery.status:
             raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
         previous_status = move.previous if move is not None else delivery.status
@@ -522,26 +566,46 @@ class DeliveryStore:
         if isinstance(batch, bytes):
             # A checkpoint (the status stays): the indexes already hold it, one SET is the whole
             # write. Most saves of a delivery are these, one per ATS step.
-            if not extra_files:
+            if not extra_files and release is None:
                 await self.redis.set(state_key(delivery.id), batch)
                 return
             state, batch = batch, CommandBatch()
             batch.set(state_key(delivery.id), state)
+        if release is not None:
+            token, slot = release
+            batch.delete_if_equal(lease_key(delivery.id), token)
+            if slot is not None:
+                batch.zrem(*slot)
         blobs = {file_key(delivery.id, index): self.sealer.seal(data) for index, data in (extra_files or {}).items()}
         await self._batches.execute(batch, blobs)
 
-    async def save_and_load_payload(self, delivery: Delivery, move: Move | None) -> bytes | None:
-        """`save(delivery, move)`, then the payload as stored (sealed: `open_payload`), in one round
-        trip: what a run does first (bench P2)."""
-        if move is not None and move.to != delivery.status:
+    async def begin_run(
+        self,
+        delivery: Delivery,
+        move: Move,
+        limit: tuple[Sequence[str], Sequence[Any]] | None,
+    ) -> tuple[int, Any]:
+        """A run's start in one round trip: the connection's pause flag, then its limits (`limit`:
+        the limiter's keys and arguments, app/delivery/limits.py `LimitRequest`), then
+        `save(delivery, move)` and the payload as stored. Stops at the first no, writing nothing:
+        (0, the pause reason), (1, the limiter's wait in ms or -1), or (2, the sealed payload or
+        None). `delivery` is changed in memory either way (version, updated_at): a caller that
+        gets a no re-reads the state it had (the engine keeps the bytes it read)."""
+        if move.to != delivery.status:
             raise ValueError(f"delivery {delivery.id} is {delivery.status}, not {move.to} as moved")
         delivery.updated_at = time.time()
         delivery.version += 1
-        batch = self._batch(delivery, move.previous if move is not None else delivery.status, None, None, 0)
+        batch = self._batch(delivery, move.previous, None, None, 0)
         if isinstance(batch, bytes):
             state, batch = batch, CommandBatch()
             batch.set(state_key(delivery.id), state)
-        return await self._batches.execute_then_get(batch, payload_key(delivery.id))
+        keys: list[str] = [paused_key(delivery.connection_id), payload_key(delivery.id)]
+        args: list[Any] = ["0"]
+        if limit is not None:
+            keys += limit[0]
+            args = ["1", *limit[1]]
+        kind, value = await self._begin_run(keys=keys, args=[*args, *batch.args])
+        return int(kind), value
 
     def open_payload(self, sealed: bytes) -> bytes:
         return self.sealer.open(sealed)
@@ -612,14 +676,21 @@ class DeliveryStore:
     async def acquire_lease_and_get(self, delivery_id: str, ttl_s: float) -> tuple[str | None, Delivery | None]:
         """Take the lease and read the state in one round trip: (lease token or None, delivery).
         Without the lease the state is not decoded (someone else is running it)."""
+        token, delivery, _ = await self.acquire_lease_and_read(delivery_id, ttl_s)
+        return token, delivery
+
+    async def acquire_lease_and_read(
+        self, delivery_id: str, ttl_s: float
+    ) -> tuple[str | None, Delivery | None, bytes | None]:
+        """`acquire_lease_and_get`, with the state's bytes as read (to go back to, cheaply)."""
         token = uuid.uuid4().hex
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(lease_key(delivery_id), token, nx=True, px=int(ttl_s * 1000))
         pipe.get(state_key(delivery_id))
         ok, raw = await pipe.execute()
         if not ok:
-            return None, None
-        return token, delivery_decoder.decode(raw) if raw else None
+            return None, None, None
+        return token, delivery_decoder.decode(raw) if raw else None, raw
 
     async def release_lease(self, delivery_id: str, token: str, *, also_zrem: tuple[str, str] | None = None) -> None:
         """Give the lease back if it is still ours; `also_zrem` = (key, member), removed in the same

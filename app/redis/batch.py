@@ -20,17 +20,24 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-# ARGV: for each command, its number of words, then the words.
-BLOB_TTL_MS = 3_600_000  # a blob's TTL until the script that owns it has run (and PERSISTed it)
-_RUN = """
-local i = 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
+# A Lua function, also part of other scripts (app/delivery/store.py's start of a run): runs the
+# commands in ARGV from index `i` on: for each, its number of words, then the words. The one
+# pseudo-command, DELIFEQ key value, deletes the key if it holds the value (a lease given back).
+RUN_FUNCTION = """
+local function run_batch(i)
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    if ARGV[i + 1] == 'DELIFEQ' then
+      if redis.call('GET', ARGV[i + 2]) == ARGV[i + 3] then redis.call('DEL', ARGV[i + 2]) end
+    else
+      redis.call(unpack(ARGV, i + 1, i + n))
+    end
+    i = i + n + 1
+  end
 end
-return 1
 """
+BLOB_TTL_MS = 3_600_000  # a blob's TTL until the script that owns it has run (and PERSISTed it)
+_RUN = RUN_FUNCTION + "run_batch(1)\nreturn 1\n"
 
 
 class CommandBatch:
@@ -80,6 +87,10 @@ class CommandBatch:
     def ltrim(self, key: str, start: int, end: int) -> None:
         self._add("LTRIM", key, start, end)
 
+    def delete_if_equal(self, key: str, value: str) -> None:
+        """DEL `key` if it holds `value` (a lease given back by its holder only)."""
+        self._add("DELIFEQ", key, value)
+
 
 class BatchRunner:
     """Runs batches on one client (the script is loaded again after a Redis restart)."""
@@ -94,23 +105,6 @@ class BatchRunner:
         args = [*batch.args, *(word for key in blobs or {} for word in (2, "PERSIST", key))]
         if args:
             await call_with_blobs(self.redis, self._script, [], args, blobs or {})
-
-    async def execute_then_get(self, batch: CommandBatch, key: str) -> bytes | None:
-        """The batch, then GET `key`, in one round trip (not one transaction: the GET reads what
-        the batch left). A run's start: its state change and its payload (bench P2)."""
-        for _ in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.evalsha(self._script.sha, 0, *batch.args)
-            pipe.get(key)
-            done, value = await pipe.execute(raise_on_error=False)
-            if isinstance(done, NoScriptError):  # Redis restarted: the batch did not run, the GET did
-                await self.redis.script_load(self._script.script)
-                continue
-            for result in (done, value):
-                if isinstance(result, Exception):
-                    raise result
-            return value
-        raise NoScriptError("the script vanished again right after it was loaded")
 
 
 async def call_with_blobs(

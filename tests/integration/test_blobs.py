@@ -103,6 +103,7 @@ async def test_a_cv_reaches_each_ats_through_the_blob_store(
     [ref] = [v async for k in relay.redis.scan_iter(match="ar:f:*") if (v := await relay.redis.get(k))]
     assert ref.startswith(BLOB_REF) and len(ref) < 64  # Redis holds a reference, the bytes are elsewhere
     assert len(blob_target.raw()) == 1
+    assert await relay.redis.zcard("ar:blobs:pending") == 0  # cleared by the transaction that keeps the blob
     assert await relay.store.load_file(delivery_id, 0) == CV
 
     await relay.start_worker()

@@ -237,3 +237,34 @@ def test_safe_name_is_a_clean_idempotent_base_name(name: str, actual: str | None
     assert files.safe_name(safe, actual) == safe
     if actual is not None:
         assert safe.lower().endswith(files.EXTENSIONS[actual]) or actual in (files.JPEG, files.TIFF)
+
+
+def _planted(offset: int, signature: bytes) -> bytes:
+    data = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(range(256)) * 16 + b"%%EOF\n")
+    start = offset if offset >= 0 else len(data) + offset
+    data[start : start + len(signature)] = signature
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _planted(0, b"%PDF-"),
+        *(_planted(o, b) for o, b in files._PDF_RIVALS if o != 0),  # Word's signatures inside a PDF
+        b"%PDF-1.4\n" + b"x" * 10,
+        b"%PDF-",
+    ],
+)
+def test_the_pdf_shortcut_answers_what_puremagic_would(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sniff` types a "%PDF-" file without puremagic unless a signature of another taken type is in
+    it (bench P1: ~0.8 ms a CV); the answer is the same either way, refusals included."""
+
+    def outcome() -> str:
+        try:
+            return files.sniff(data)
+        except files.FileRejected as exc:
+            return f"refused: {exc}"
+
+    fast = outcome()
+    monkeypatch.setattr(files, "PDF_HEADER", b"\xff" * 64)  # no file starts so: always puremagic
+    assert fast == outcome()

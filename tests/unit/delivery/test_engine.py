@@ -297,9 +297,9 @@ class CountingStore(DeliveryStore):
         self.saves += 1
         await super().save(delivery, move, **kwargs)
 
-    async def save_and_load_payload(self, delivery: Delivery, move: Any) -> bytes | None:
+    async def begin_run(self, delivery: Delivery, move: Any, limit: Any) -> tuple[int, Any]:
         self.saves += 1
-        return await super().save_and_load_payload(delivery, move)
+        return await super().begin_run(delivery, move, limit)
 
 
 async def test_a_writing_steps_checkpoint_is_stored_before_the_next_step_and_reads_ride_along(
@@ -410,6 +410,96 @@ async def test_the_connections_slot_goes_back_with_the_lease_in_one_round_trip(
         assert await r.run(delivery) == "delivered"
         assert await limiter.in_flight("acme") == 0
         assert not await redis.exists(lease_key(delivery.id))
+
+
+class RoundTrips:
+    """Counts the requests a client sends to Redis (a pipeline or a script is one)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.count = 0
+        pool = redis.connection_pool
+        make = pool.make_connection
+
+        def counted() -> Any:
+            connection = make()
+            send = connection.send_packed_command
+
+            async def send_counted(command: Any, check_health: bool = True) -> None:
+                self.count += 1
+                await send(command, check_health)
+
+            connection.send_packed_command = send_counted  # type: ignore[method-assign]
+            return connection
+
+        pool.make_connection = counted  # type: ignore[method-assign]
+
+
+async def test_a_delivered_run_takes_four_round_trips_with_the_limits_checked(redis: Redis) -> None:
+    """bench P2: the lease with the state; the pause check, the limits, the run's start and the
+    payload; the one checkpoint write (the candidate, before the application); the outcome with
+    the lease and the slot given back. (Seven before the pause check and the limits rode along.)"""
+    await redis.connection_pool.disconnect()
+    trips = RoundTrips(redis)
+    store = DeliveryStore(redis, sealer=PlainSealer())
+    r = rig(store, ScriptedConnector())
+    limiter = r.engine.deps.limiter = ConnectionLimiter(redis, 50.0)
+    delivery = await r.delivery()
+    job = (await r.get(delivery.id)).job
+    before = trips.count
+    assert await r.engine.run(delivery.id, job_id=job) == "delivered"
+    assert trips.count - before == 4
+    assert await limiter.in_flight("acme") == 0
+    assert not await redis.exists(lease_key(delivery.id))
+
+
+async def test_a_connection_at_its_limit_defers_the_run_and_writes_nothing_else(
+    store: DeliveryStore, redis: Redis
+) -> None:
+    """The limits are checked inside the run's first write: a refused run leaves the state as it
+    was read, no run counted and no slot taken, and comes back later with no attempt spent."""
+    r = rig(store, ScriptedConnector())
+    limiter = r.engine.deps.limiter = ConnectionLimiter(redis, 50.0)
+    full = [await limiter.acquire(CONFIG.connections["acme"]) for _ in range(CONFIG.connections["acme"].concurrency)]
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "deferred"
+    state = await r.get(delivery.id)
+    assert (state.status, state.runs, state.failed_attempts, state.attempts) == ("queued", 0, 0, [])
+    assert state.job is not None and state.job != delivery.job and state.next_attempt_at is not None
+    assert await limiter.in_flight("acme") == len(full)
+    assert r.connector.calls == []
+    assert not await redis.exists(lease_key(delivery.id))
+    for lease in full:
+        await limiter.release(lease)  # type: ignore[arg-type]
+    assert await r.engine.run(delivery.id, job_id=state.job) == "delivered"
+
+
+async def test_a_paused_connection_is_checked_before_its_limits(store: DeliveryStore, redis: Redis) -> None:
+    r = rig(store, ScriptedConnector())
+    limiter = r.engine.deps.limiter = ConnectionLimiter(redis, 50.0)
+    await store.pause_connection("acme", "credentials refused: HTTP 401")
+    delivery = await r.delivery()
+    assert await r.run(delivery) == "paused"
+    state = await r.get(delivery.id)
+    assert (state.status, state.runs, state.attempts) == ("paused", 0, [])
+    assert (
+        state.last_error is not None and state.last_error.message == "connection paused: credentials refused: HTTP 401"
+    )
+    assert await limiter.in_flight("acme") == 0  # no slot taken (nor a rate token spent)
+    assert r.connector.calls == []
+
+
+async def test_a_crashed_run_on_a_paused_connection_is_paused_not_dead_lettered(store: DeliveryStore) -> None:
+    """The pause comes first, as before the checks rode along with the run's start: a delivery
+    whose runs died MAX_CRASH_RERUNS times waits paused (its crash not recorded) rather than fails."""
+    r = rig(store, ScriptedConnector({"candidate": [WorkerKilled()] * MAX_CRASH_RERUNS}))
+    delivery = await r.delivery()
+    for _ in range(MAX_CRASH_RERUNS):
+        with pytest.raises(WorkerKilled):
+            await r.run(delivery)
+    await store.pause_connection("acme", "credentials refused: HTTP 401")
+    assert await r.run(delivery) == "paused"
+    state = await r.get(delivery.id)
+    assert [a.outcome for a in state.attempts].count("crash") == MAX_CRASH_RERUNS - 1
 
 
 # -- outcomes ----------------------------------------------------------------------------------
