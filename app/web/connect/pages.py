@@ -180,9 +180,14 @@ async def connect_page(request: Request[Any, Any, Any], token: str) -> Response[
 
 
 def _same_origin(request: Request[Any, Any, Any], runtime: Runtime) -> bool:
-    """No Origin (an old browser, a script) passes to the token check; a foreign one does not."""
+    """The browser's own word that the form came from this site: Sec-Fetch-Site where it sends
+    it, else Origin. Under `Referrer-Policy: no-referrer` browsers send `Origin: null`, and
+    clients without either (old browsers, scripts) pass on to the token and cookie check."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     allowed = {request.headers.get("host", "")}
     if runtime.settings.public_url:
