@@ -334,3 +334,32 @@ async def test_connect_with_factorial_is_offered_only_with_the_oauth_app(
     assert 'id="oauth"' not in without.text and 'id="oauth"' not in only_id.text
     assert f'<a class="button" id="oauth" href="{path}/oauth/factorial">Connect with Factorial</a>' in with_app.text
     assert 'name="api_key" type="password"' in with_app.text and 'name="access_token"' not in with_app.text
+
+
+async def test_an_ats_that_does_not_answer_gives_the_link_back_uncounted(
+    make_relay: Callable[..., Relay], flatchr: Emulator
+) -> None:
+    relay = make_relay({})
+    path = await flatchr_link(relay, flatchr.url)
+    flatchr.faults(script=["error", "error", "error", "error"], methods=["GET"])  # the check's read fails: 5xx
+    async with browser(relay) as client:
+        csrf = csrf_of((await client.get(path)).text)
+        down = await submit(client, path, {"api_key": "sandbox"}, csrf=csrf)
+        assert down.status_code == 503 and "did not answer" in down.text and "sandbox" not in down.text
+        assert await relay.redis.get(f"ar:connect-fail:{links.token_hash(path.removeprefix('/connect/'))}") is None
+        flatchr.faults(script=[])
+        assert (await submit(client, path, {"api_key": "sandbox"}, csrf=csrf)).status_code == 200
+
+
+async def test_the_schema_documents_the_route_and_not_the_page(make_relay: Callable[..., Relay]) -> None:
+    relay = make_relay({})
+    document = (await relay.client.get("/schema/openapi.json")).json()
+    operation = document["paths"]["/v1/connect-links"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NewConnectLink"
+    }
+    body = document["components"]["schemas"]["NewConnectLink"]
+    assert set(body["required"]) == {"connection_id", "connector"} and body["additionalProperties"] is False
+    assert body["properties"]["ttl_s"]["maximum"] == links.MAX_TTL_S
+    assert {"201", "401", "403", "409", "422"} <= set(operation["responses"]) and operation["security"]
+    assert not [p for p in document["paths"] if p.startswith("/connect")]
