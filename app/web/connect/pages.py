@@ -12,6 +12,7 @@ the link back, up to links.MAX_REFUSALS, and no submitted secret is ever written
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from app.connections.credentials import CREDENTIAL_TYPES, FactorialCredentials
 from app.connections.links import ConnectLink
 from app.connections.service import NewConnection
 from app.core.problems import Problem
+from app.operator import connection_health
 from app.privacy import audit
 from app.runtime import Runtime
 from app.web.connect import csrf, guides
@@ -42,6 +44,7 @@ STATIC_BYTES = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
 MAX_FORM_BYTES = 64 * 1024
 CSRF_FIELD = "csrf"
 COOKIE = "ar_connect"
+NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 OAUTH_ENV = ("APPLYRELAY_FACTORIAL_CLIENT_ID", "APPLYRELAY_FACTORIAL_CLIENT_SECRET")
 NAMES = {"factorial": "Factorial", "flatchr": "Flatchr", "otys": "OTYS", "laura": "Laura"}
 LABELS = {"api_key": "API key", "token": "API token"}
@@ -175,7 +178,8 @@ async def connect_page(request: Request[Any, Any, Any], token: str) -> Response[
     link = await links.peek(runtime.redis, token)
     if link is None or link.connector not in CREDENTIAL_TYPES:
         return gone()
-    nonce = request.cookies.get(COOKIE) or csrf.new_nonce()
+    held = request.cookies.get(COOKIE, "")
+    nonce = held if NONCE.fullmatch(held) else csrf.new_nonce()  # a reload keeps the page's nonce
     return _form(runtime, token, link, nonce, 200, {}, [], _cookie(request, token, nonce, link))
 
 
@@ -242,6 +246,7 @@ async def connect_submit(request: Request[Any, Any, Any], token: str) -> Respons
         missing["base_url"] = "Required: your organisation's address at the ATS."
     if missing:
         return _form(runtime, token, link, nonce, 422, missing, [])
+    resumed: int | None = None
     spent = await links.consume(runtime.redis, token)
     if spent is None:  # another submission won the race
         return gone()
@@ -249,6 +254,7 @@ async def connect_submit(request: Request[Any, Any, Any], token: str) -> Respons
     try:
         if link.reconnect:
             await runtime.connections.replace_credentials(link.connection_id, creds, actor)
+            resumed = await _resume(runtime, link.connection_id)
         else:
             new = NewConnection(
                 id=link.connection_id,
@@ -269,7 +275,7 @@ async def connect_submit(request: Request[Any, Any, Any], token: str) -> Respons
         actor,
         "connect_link_used",
         link.connection_id,
-        {"connector": link.connector, "reconnect": link.reconnect},
+        {"connector": link.connector, "reconnect": link.reconnect, "resumed_deliveries": resumed},
     )
     log.info("connect.connected", connection=link.connection_id, connector=link.connector, reconnect=link.reconnect)
     name = NAMES.get(link.connector, link.connector)
@@ -279,6 +285,16 @@ async def connect_submit(request: Request[Any, Any, Any], token: str) -> Respons
         f"The credentials were accepted by {name}. Applications now reach your {name} account. "
         "You can close this page; this link will not work again.",
     )
+
+
+async def _resume(runtime: Runtime, connection_id: str) -> int | None:
+    """A reconnect lifts the pause the refused credentials caused and re-queues the deliveries it
+    held (None: the connection was not paused)."""
+    if await runtime.store.paused_reason(connection_id) is None:
+        return None
+    resumed = await connection_health.resume(runtime.store, connection_id)
+    log.info("connection.resumed", connection=connection_id, resumed_deliveries=resumed, by="connect-link")
+    return resumed
 
 
 async def _refused(

@@ -278,26 +278,39 @@ async def test_an_empty_field_is_asked_again_without_spending_the_link(
         assert await links.peek(relay.redis, path.removeprefix("/connect/")) is not None
 
 
-async def test_a_reconnect_link_replaces_the_credentials(make_relay: Callable[..., Relay], flatchr: Emulator) -> None:
+async def test_a_reconnect_link_replaces_the_credentials_and_resumes_the_paused_deliveries(
+    make_relay: Callable[..., Relay], flatchr: Emulator
+) -> None:
     relay = make_relay({})
+    await relay.start_worker()
     path = await flatchr_link(relay, flatchr.url)
     async with browser(relay) as client:
-        assert (
-            await submit(client, path, {"api_key": "sandbox"}, csrf=csrf_of((await client.get(path)).text))
-        ).status_code == 200
+        made = await submit(client, path, {"api_key": "sandbox"}, csrf=csrf_of((await client.get(path)).text))
+        assert made.status_code == 200
     before = await store(relay).get("acme-flatchr")
-    made = await make_link(relay, connection_id="acme-flatchr", connector="flatchr", reconnect=True)
-    again = urlsplit(made.json()["url"]).path
+    await seen_by_workers(relay, "acme-flatchr")
+    await relay.store.pause_connection("acme-flatchr", "INTEGRATION.AUTHENTICATION_INVALID: the key was revoked")
+    response = await relay.post(flatchr_application("acme-flatchr"))
+    assert response.status_code == 202, response.text
+    delivery_id = response.json()["id"]
+    await relay.wait_for(delivery_id, "paused")
+    link = await make_link(relay, connection_id="acme-flatchr", connector="flatchr", reconnect=True)
+    again = urlsplit(link.json()["url"]).path
     async with browser(relay) as client:
         page = await client.get(again)
-        assert page.status_code == 200 and "Reconnect Flatchr" in page.text
+        assert page.status_code == 200 and "Reconnect Flatchr" in page.text and 'name="base_url"' not in page.text
         refused = await submit(client, again, {"api_key": WRONG}, csrf=csrf_of(page.text))
         assert refused.status_code == 422 and WRONG not in refused.text
+        assert await relay.store.paused_reason("acme-flatchr") is not None  # a refused key lifts nothing
         done = await submit(client, again, {"api_key": "sandbox"}, csrf=csrf_of(page.text))
         assert done.status_code == 200, done.text
     after = await store(relay).get("acme-flatchr")
     assert before is not None and after is not None
     assert after.revision == before.revision + 1 and after.credentials_set_at > before.credentials_set_at
+    assert await relay.store.paused_reason("acme-flatchr") is None
+    await relay.wait_for(delivery_id, "delivered")
+    [entry] = [e for e in await audit.read(relay.redis) if e.action == "connect_link_used" and e.detail["reconnect"]]
+    assert entry.detail["resumed_deliveries"] == 1
 
 
 async def test_laura_asks_for_the_address_unless_the_link_gives_it(
