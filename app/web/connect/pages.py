@@ -29,6 +29,7 @@ from app.connections.credentials import CREDENTIAL_TYPES, FactorialCredentials
 from app.connections.links import ConnectLink
 from app.connections.service import NewConnection
 from app.core.problems import Problem
+from app.net import ssrf
 from app.operator import connection_health
 from app.privacy import audit
 from app.runtime import Runtime
@@ -199,6 +200,20 @@ def _same_origin(request: Request[Any, Any, Any], runtime: Runtime) -> bool:
     return urlsplit(origin).netloc in allowed
 
 
+async def _unsafe_address(url: str) -> str | None:
+    """Why the relay will not call an address the employer typed (None: it may): https, a public
+    host that resolves to public addresses only, so the page is no probe of the relay's own
+    network (app/net/ssrf.py). The operator's base URLs are the operator's to choose."""
+    reason = "must be your organisation's https address on the internet"
+    try:
+        ssrf.check_url(url)
+        parts = urlsplit(url)
+        await ssrf.resolve_public(parts.hostname or "", parts.port or 443)
+    except (ssrf.UnsafeURL, OSError, ValueError) as exc:
+        return f"{reason} ({exc})" if isinstance(exc, ssrf.UnsafeURL) else f"{reason} (it does not resolve)"
+    return None
+
+
 def _field_of(name: str, fields: list[str], base_url: bool) -> str | None:
     """A refusal's field as the page's input (None: it belongs above the form)."""
     if name.startswith("credentials."):
@@ -246,6 +261,10 @@ async def connect_submit(request: Request[Any, Any, Any], token: str) -> Respons
         missing["base_url"] = "Required: your organisation's address at the ATS."
     if missing:
         return _form(runtime, token, link, nonce, 422, missing, [])
+    if asked and base_url:
+        unsafe = await _unsafe_address(base_url)
+        if unsafe:
+            return _form(runtime, token, link, nonce, 422, {"base_url": unsafe}, [])
     resumed: int | None = None
     spent = await links.consume(runtime.redis, token)
     if spent is None:  # another submission won the race

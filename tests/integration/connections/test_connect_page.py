@@ -321,13 +321,23 @@ async def test_laura_asks_for_the_address_unless_the_link_gives_it(
     fixed = await make_link(relay, connection_id="town", connector="laura", base_url=laura.url)
     assert asked.status_code == fixed.status_code == 201, asked.text
     async with browser(relay) as client:
-        page = await client.get(urlsplit(asked.json()["url"]).path)
+        asked_path = urlsplit(asked.json()["url"]).path
+        page = await client.get(asked_path)
         assert 'name="base_url" type="url"' in page.text and 'name="token" type="password"' in page.text
         assert "Laura publishes no API documentation" in page.text
         missing = await submit(
             client, urlsplit(asked.json()["url"]).path, {"token": "sandbox"}, csrf=csrf_of(page.text)
         )
         assert missing.status_code == 422 and 'id="err-base_url"' in missing.text
+        for inside in (
+            "http://example.rekrytointi.com",
+            f"https://127.0.0.1:{urlsplit(laura.url).port}",
+            "https://localhost",
+        ):
+            probe = await submit(client, asked_path, {"token": "sandbox", "base_url": inside}, csrf=csrf_of(page.text))
+            assert probe.status_code == 422, inside
+            assert "must be your organisation&#39;s https address on the internet" in probe.text
+        assert await links.peek(relay.redis, asked_path.removeprefix("/connect/")) is not None
         other = await client.get(urlsplit(fixed.json()["url"]).path)
         assert 'name="base_url"' not in other.text
 
