@@ -2,7 +2,9 @@
 the ATS credentials and makes the connection (docs/connections.md).
 
 The token is 32 random bytes in the URL; Redis holds only its SHA-256, so a dump of Redis gives
-no working link. `consume` is one GETDEL: of two submissions racing with one link, one wins.
+no working link. `consume` is one GETDEL: of two submissions racing with one link, one wins. A refusal gives the
+link back (`restore`) and counts (`refused`): past MAX_REFUSALS the page stops giving it back, so
+a link is no oracle for guessing a key.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from app.redis.keys import connect_link_key
+from app.redis.keys import connect_failures_key, connect_link_key
 
 MAX_TTL_S = 30 * 86400
 DEFAULT_TTL_S = 7 * 86400
+MAX_REFUSALS = 10  # refused credentials per link, then it is spent
 
 
 class ConnectLink(msgspec.Struct, kw_only=True):
@@ -70,3 +73,14 @@ async def restore(redis: Redis, token: str, link: ConnectLink) -> None:
     ttl = int(link.expires_at - time.time())
     if ttl > 0:
         await redis.set(connect_link_key(token_hash(token)), _encode(link), ex=ttl, nx=True)
+
+
+async def refused(redis: Redis, token: str, link: ConnectLink) -> int:
+    """Count one refusal of the credentials a link brought; the count so far (it lives as long as
+    the link)."""
+    key = connect_failures_key(token_hash(token))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expireat(key, int(link.expires_at) + 1)
+        count, _ = await pipe.execute()
+    return int(count)

@@ -64,6 +64,7 @@ Layout (prefix ``ar:``):
     ar:oauth-lock:<id>        the lock its refresh holds (SET NX PX, a token)
     ar:oauth-state:<hash>     an OAuth authorization under way: its `state` → the connect link
     ar:connect:<hash>         a connect link, by the hash of its token (app/connections/links.py)
+    ar:connect-fail:<hash>    the credentials a connect link's page had refused (a counter, the link's life)
 
 and arq's own `arq:job:<job id>` / `arq:queue`, which the store writes in the same transaction as
 the state change that needs a run (delivery/queue.py).
@@ -304,3 +305,7 @@ def oauth_state_key(state_hash: str) -> str:
 
 def connect_link_key(token_hash: str) -> str:
     return f"{PREFIX}connect:{token_hash}"
+
+
+def connect_failures_key(token_hash: str) -> str:
+    return f"{PREFIX}connect-fail:{token_hash}"

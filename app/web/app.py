@@ -14,6 +14,7 @@ from app.web import connect
 from app.web.api import (
     actions,
     catalog,
+    connect_links,
     connection_secrets,
     connections,
     deliveries,
@@ -50,6 +51,7 @@ ROUTER_FACTORIES: list[Callable[[Runtime], Router]] = [
     catalog.router,
     connections.router,
     connection_secrets.router,
+    connect_links.router,
     connect.router,
     files.router,
     inbound.router,

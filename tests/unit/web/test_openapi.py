@@ -30,7 +30,7 @@ from app.web.openapi import body
 from tests.support.builders import connection_table
 from tests.support.harness import ADMIN_TOKEN, DATA_KEY, secrets_env
 
-NOT_DOCUMENTED = ("/apply", "/dashboard", "/schema")  # pages for people, and the document itself
+NOT_DOCUMENTED = ("/apply", "/connect", "/dashboard", "/schema")  # pages for people, and the document itself
 PUBLIC = {"/health", "/ready", "/v1/files/{token}"}  # and /inbound/*: each board's own secret
 METHODS = {"get", "post", "put", "patch", "delete"}
 
