@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
 import msgspec
 import structlog
 from msgspec import Meta
+from redis.asyncio import Redis
 
 from app.config import ConfigError, Connection, InboundKind
 from app.connections import credentials
@@ -25,6 +27,20 @@ from app.connections.credentials import Secret
 from app.connections.registry import ConnectionRegistry, build
 from app.connections.store import ConnectionRecord, ConnectionStore, StoredInboundSecret, StoredSecrets
 from app.core.problems import FieldError, Problem
+from app.delivery import transitions
+from app.delivery.record import TERMINAL, ErrorInfo
+from app.delivery.store import DeliveryStore
+from app.privacy.erasure import hold_lease
+from app.redis.keys import (
+    CATALOG_PREFIX,
+    DEGRADED_SET,
+    bucket_key,
+    catalog_lock_key,
+    connection_status_index,
+    indeed_token_key,
+    paused_key,
+    semaphore_key,
+)
 from connectors import CONNECTORS, connector_class
 from connectors.base import AuthError, ConnectorError, TokenSource, TransientError
 
@@ -196,3 +212,192 @@ def file_connection(connection_id: str) -> Problem:
         f"connection {connection_id!r} is configured in the TOML file; change it there (the API cannot)",
         code="PLATFORM.CONFLICT",
     )
+
+
+# -- changing and deleting (the connections API: docs/connections.md, "The connections API") ------
+
+
+class ConnectionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`PATCH /v1/connections/{id}`: `settings` is a JSON merge patch (RFC 7386: a null removes a
+    key), `credentials` replaces them whole (checked against the ATS first), `base_url` null
+    goes back to the connector's one API host."""
+
+    settings: dict[str, Any] | None = None
+    credentials: dict[str, Any] | None = None
+    base_url: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, a null removes the key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+#: A delivery of a connection in one of these is not finished: a DELETE is refused while any is.
+PENDING_STATUSES = ("queued", "retry_scheduled", "delivering", "paused")
+DELETED_CODE = "PLATFORM.INTEGRATION_NOT_FOUND"
+
+
+class ConnectionEditor:
+    """PATCH and DELETE of a connection made through the API, beside ConnectionService's create
+    (the same validation and check against the ATS); kept apart so the service stays the one
+    shared by the API, the connect page and OAuth."""
+
+    def __init__(self, service: ConnectionService) -> None:
+        self.service = service
+
+    async def _load(self, connection_id: str) -> tuple[ConnectionRecord, StoredSecrets]:
+        if connection_id in self.service.registry.file:
+            raise file_connection(connection_id)
+        record = await self.service.store.get(connection_id)
+        secrets = await self.service.store.secrets(connection_id)
+        if record is None or secrets is None:
+            raise unknown(connection_id)
+        return record, secrets
+
+    async def update(self, connection_id: str, patch: ConnectionPatch, actor: str) -> tuple[Connection, list[str]]:
+        """Apply `patch`, validated like a creation; new credentials or a new base URL are
+        checked against the ATS before anything is stored. Returns the connection and what changed."""
+        record, secrets = await self._load(connection_id)
+        changed: list[str] = []
+        if patch.settings is not None:
+            record.settings = merge_patch(record.settings, patch.settings)
+            changed.append("settings")
+        if not isinstance(patch.base_url, msgspec.UnsetType):
+            record.base_url = patch.base_url
+            changed.append("base_url")
+        try:
+            creds = credentials.decode_credentials(record.connector, patch.credentials or secrets.credentials)
+        except credentials.CredentialsError as exc:
+            raise invalid(exc.field, exc.message) from None
+        if patch.credentials is not None:
+            record.credential_kind, record.credentials_set_at = credentials.kind(creds), time.time()
+            secrets.credentials = credentials.to_builtins(creds)
+            changed.append("credentials")
+        try:
+            connection = build(record, secrets, self.service.registry.limits)
+        except ConfigError as exc:
+            raise config_problem(exc) from None
+        if "credentials" in changed or "base_url" in changed:
+            await self.service.verify(connection, creds)
+        if changed:
+            await self.service.store.update(record, secrets if "credentials" in changed else None)
+            await self.service.registry.refresh()
+        log.info("connection.updated", connection=connection_id, changed=changed, actor=actor)
+        return self.service.registry.get(connection_id, connection), changed
+
+    async def pending(self, deliveries: DeliveryStore, connection_id: str) -> dict[str, int]:
+        """Its deliveries not yet finished, by status (from the per-connection status indexes)."""
+        pipe = deliveries.redis.pipeline(transaction=False)
+        for status in PENDING_STATUSES:
+            pipe.zcard(connection_status_index(connection_id, status))
+        return dict(zip(PENDING_STATUSES, [int(n) for n in await pipe.execute()], strict=True))
+
+    async def delete(
+        self, deliveries: DeliveryStore, connection_id: str, actor: str, *, force: bool, lease_wait_s: float
+    ) -> DeletedConnection:
+        """Delete it: refused (409, with the counts) while deliveries are pending, unless `force`,
+        which dead-letters them first (each under its lease: a running one ends its run first),
+        then again after the delete for any accepted meanwhile. Delivered ones keep their history."""
+        await self._load(connection_id)
+        counts = await self.pending(deliveries, connection_id)
+        if sum(counts.values()) and not force:
+            raise PendingDeliveries(
+                409,
+                "Connection has pending deliveries",
+                f"connection {connection_id!r} has deliveries not yet delivered ("
+                + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                + "); let them finish, or DELETE with ?force=true to dead-letter them",
+                code="PLATFORM.CONFLICT",
+                pending=counts,
+            )
+        reason = f"connection {connection_id!r} was deleted through the API by {actor}; not delivered"
+        stopped, in_flight = await self._dead_letter_pending(deliveries, connection_id, reason, lease_wait_s)
+        await self.service.store.delete(connection_id)
+        await _forget(deliveries.redis, connection_id)
+        await self.service.registry.refresh()
+        late, late_in_flight = await self._dead_letter_pending(deliveries, connection_id, reason, lease_wait_s)
+        log.info(
+            "connection.deleted",
+            connection=connection_id,
+            dead_lettered=len(stopped) + len(late),
+            in_flight=len(in_flight) + len(late_in_flight),
+            actor=actor,
+        )
+        return DeletedConnection(connection_id, counts, [*stopped, *late], [*in_flight, *late_in_flight])
+
+    async def _dead_letter_pending(
+        self, deliveries: DeliveryStore, connection_id: str, reason: str, lease_wait_s: float
+    ) -> tuple[list[str], list[str]]:
+        stopped: list[str] = []
+        in_flight: list[str] = []
+        for status in PENDING_STATUSES:
+            while True:
+                ids = [
+                    i.decode()
+                    for i in await deliveries.redis.zrange(connection_status_index(connection_id, status), 0, 499)
+                ]
+                ids = [i for i in ids if i not in in_flight]
+                if not ids:
+                    break
+                for delivery_id in ids:
+                    if await _dead_letter_one(deliveries, delivery_id, reason, lease_wait_s):
+                        stopped.append(delivery_id)
+                    else:
+                        in_flight.append(delivery_id)
+        return stopped, in_flight
+
+
+@dataclass
+class PendingDeliveries(Problem):
+    """The 409 of a DELETE refused while deliveries are pending; its body carries the counts."""
+
+    pending: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DeletedConnection:
+    id: str
+    pending: dict[str, int]
+    dead_lettered: list[str]
+    in_flight: list[str]  # its run outlasted the wait: the worker finds the connection gone and dead-letters it
+
+
+async def _dead_letter_one(deliveries: DeliveryStore, delivery_id: str, reason: str, wait_s: float) -> bool:
+    """Dead-letter one pending delivery under its lease (False: a run still holds it)."""
+    token = await hold_lease(deliveries, delivery_id, wait_s)
+    if token is None:
+        return False
+    try:
+        delivery = await deliveries.get(delivery_id)
+        if delivery is None or delivery.status in TERMINAL:
+            return True
+        info = ErrorInfo(kind="permanent", message=reason, at=time.time(), code=DELETED_CODE)
+        await deliveries.save(delivery, transitions.dead_letter(delivery, info))
+        return True
+    finally:
+        await deliveries.release_lease(delivery_id, token)
+
+
+async def _forget(redis: Redis, connection_id: str) -> None:
+    """What the relay kept for a connection besides its deliveries: pause, limits, caches, the
+    degraded mark, the Indeed token (the history of its deliveries stays)."""
+    keys = [paused_key(connection_id), semaphore_key(connection_id), bucket_key(connection_id)]
+    keys.append(indeed_token_key(connection_id))
+    for pattern in (f"{CATALOG_PREFIX}{connection_id}:*", catalog_lock_key(connection_id, "*").rsplit(":", 1)[0]):
+        keys.extend([key async for key in redis.scan_iter(match=pattern, count=500)])
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(*keys)
+    pipe.srem(DEGRADED_SET, connection_id)
+    await pipe.execute()
+
+
+def unknown(connection_id: str) -> Problem:
+    return Problem(404, "Unknown connection", f"connection {connection_id!r} does not exist", code="PLATFORM.NOT_FOUND")

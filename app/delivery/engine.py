@@ -230,6 +230,12 @@ class DeliveryEngine:
     async def _run(self, delivery: Delivery, job_try: int, held: list[Lease]) -> str:
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
+        refresh = getattr(deps.config.connections, "refresh", None)
+        if connection is None and refresh is not None:
+            # made through the API a moment ago: this worker's registry may not have polled yet
+            # (app/connections/registry.py); asked once before the delivery is given up on
+            await refresh()
+            connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
             return await self._dead_letter(
                 delivery,
