@@ -33,6 +33,7 @@ from app.delivery.store import DeliveryStore
 from app.privacy.erasure import hold_lease
 from app.redis.keys import (
     CATALOG_PREFIX,
+    CONNECTION_IDS,
     DEGRADED_SET,
     bucket_key,
     catalog_lock_key,
@@ -288,6 +289,8 @@ class ConnectionEditor:
         if "credentials" in changed or "base_url" in changed:
             await self.service.verify(connection, creds)
         if changed:
+            if not await self.service.store.redis.sismember(CONNECTION_IDS, connection_id):  # type: ignore[misc]
+                raise unknown(connection_id)  # deleted while the ATS was asked: not written back
             await self.service.store.update(record, secrets if "credentials" in changed else None)
             await self.service.registry.refresh()
         log.info("connection.updated", connection=connection_id, changed=changed, actor=actor)

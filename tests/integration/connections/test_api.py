@@ -224,7 +224,7 @@ async def test_rotated_credentials_are_checked_first_and_the_next_delivery_uses_
 
     worker_registry = relay.worker_runtimes[0].registry
     deadline = time.monotonic() + 5
-    while worker_registry["fl"].credentials != FLATCHR_KEY:  # the worker reloads within a second
+    while getattr(worker_registry.get("fl"), "credentials", None) != FLATCHR_KEY:  # the worker reloads within a second
         assert time.monotonic() < deadline, "the worker never saw the new key"
         await asyncio.sleep(0.1)
     second = await post_until_accepted(relay, flatchr_application("fl", "two@example.fr"))
@@ -291,3 +291,29 @@ async def test_delete_without_pending_deliveries_needs_no_force(make_relay: Any,
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True
     assert await relay.redis.sismember("ar:conn:ids", "idle") == 0
     assert "idle" not in relay.web_runtime.config.connections
+
+
+async def test_a_new_base_url_is_checked_first_and_then_delivered_to(
+    make_relay: Any, emulator: EmulatorFactory
+) -> None:
+    first, moved = emulator("factorial"), emulator("factorial", api_key="sandbox")  # two tenants, one key
+    relay = make_relay({})
+    await relay.start_worker()
+    body = {"id": "mv", "connector": "factorial", "base_url": first.url, "credentials": {"api_key": "sandbox"}}
+    assert (await create(relay, body)).status_code == 201
+    path = "/v1/connections/mv"
+    dead = "http://127.0.0.1:9"  # nothing listens: the check cannot be made
+    unreachable = await relay.client.patch(path, json={"base_url": dead}, headers=relay.admin)
+    assert unreachable.status_code == 503 and unreachable.json()["code"] == "REMOTE.SERVICE_UNAVAILABLE"
+    assert (await relay.client.get(path, headers=relay.admin)).json()["base_url"] == first.url  # unchanged
+    changed = await relay.client.patch(path, json={"base_url": moved.url}, headers=relay.admin)
+    assert changed.status_code == 200 and changed.json()["base_url"] == moved.url
+    deadline = time.monotonic() + 5
+    while getattr(relay.worker_runtimes[0].registry.get("mv"), "base_url", None) != moved.url:
+        assert time.monotonic() < deadline, "the worker never saw the new base URL"
+        await asyncio.sleep(0.1)
+    delivery_id = await post_until_accepted(relay, application(connection_id="mv", attachments=[]))
+    await relay.wait_for(delivery_id, "delivered")
+    assert len(moved.records()["candidates"]) == 1 and first.records()["candidates"] == []
+    unknown_field = await relay.client.patch(path, json={"connector": "otys"}, headers=relay.admin)
+    assert unknown_field.status_code == 422 and unknown_field.json()["errors"][0]["field"] == "connector"
