@@ -164,6 +164,7 @@ def connection_view(
 
 
 async def _views(runtime: Runtime, only: str | None = None) -> list[dict[str, Any]]:
+    await runtime.registry.refresh()  # one GET of the version: made by another web process a moment ago
     statuses = await connection_statuses(runtime.store, runtime.config, threshold_s=runtime.settings.degraded_after_s)
     views = []
     for status in statuses:
@@ -173,6 +174,8 @@ async def _views(runtime: Runtime, only: str | None = None) -> list[dict[str, An
         if connection is None:  # deleted meanwhile
             continue
         record = await runtime.connection_store.get(status.id) if connection.origin == "api" else None
+        if connection.origin == "api" and record is None:  # deleted meanwhile
+            continue
         views.append(connection_view(connection, record, status))
     return views
 
@@ -198,6 +201,7 @@ async def list_connections(request: Request[Any, Any, Any]) -> Response[Any]:
 async def get_connection(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """One connection, as in the list."""
     runtime = runtime_of(request)
+    await runtime.registry.refresh()
     if connection_id not in runtime.config.connections:
         raise unknown(connection_id)
     views = await _views(runtime, connection_id)
@@ -273,6 +277,7 @@ async def update_connection(request: Request[Any, Any, Any], connection_id: str)
     a key), `credentials` replaced (checked against the ATS first), `base_url`. A file
     connection answers 409: change the file."""
     runtime = runtime_of(request)
+    await runtime.registry.refresh()
     if connection_id not in runtime.config.connections:
         raise unknown(connection_id)
     if runtime.registry.from_file(connection_id):
@@ -309,6 +314,7 @@ async def delete_connection(request: Request[Any, Any, Any], connection_id: str)
             "force: must be true or false",
             errors=[FieldError("force", "must be true or false")],
         )
+    await runtime.registry.refresh()
     if connection_id not in runtime.config.connections:
         raise unknown(connection_id)
     if runtime.registry.from_file(connection_id):

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from app.connections.service import NewConnection
 from app.privacy import audit
+from app.runtime import Runtime
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import PDF_BYTES, application, b64, connection_table
 from tests.support.connections import create, post_until_accepted
@@ -317,3 +319,24 @@ async def test_a_new_base_url_is_checked_first_and_then_delivered_to(
     assert len(moved.records()["candidates"]) == 1 and first.records()["candidates"] == []
     unknown_field = await relay.client.patch(path, json={"connector": "otys"}, headers=relay.admin)
     assert unknown_field.status_code == 422 and unknown_field.json()["errors"][0]["field"] == "connector"
+
+
+async def test_a_connection_made_by_another_process_a_moment_ago_is_found_at_once(
+    make_relay: Any, factorial: Emulator
+) -> None:
+    """The web's registry polls once a second; the API's routes look at the version first."""
+    relay = make_relay({})
+    maker = Runtime(relay.settings)  # another web process
+    try:
+        new = NewConnection(
+            id="elsewhere", connector="factorial", base_url=factorial.url, credentials={"api_key": "sandbox"}
+        )
+        await maker.connections.create(new, "admin")
+    finally:
+        await maker.close()
+    found = await relay.client.get("/v1/connections/elsewhere", headers=relay.admin)
+    assert found.status_code == 200 and found.json()["origin"] == "api"
+    changed = await relay.client.patch(
+        "/v1/connections/elsewhere", json={"settings": {"concurrency": 4}}, headers=relay.admin
+    )
+    assert changed.status_code == 200 and changed.json()["concurrency"] == 4
