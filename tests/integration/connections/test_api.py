@@ -340,3 +340,30 @@ async def test_a_connection_made_by_another_process_a_moment_ago_is_found_at_onc
         "/v1/connections/elsewhere", json={"settings": {"concurrency": 4}}, headers=relay.admin
     )
     assert changed.status_code == 200 and changed.json()["concurrency"] == 4
+
+
+@pytest.mark.parametrize(
+    ("connector", "read"),
+    [
+        ("factorial", "GET /api/2026-07-01/resources/api_public/credentials"),
+        ("flatchr", f"GET /company/{COMPANY_ID}/columns"),
+        ("otys", "POST /jservice.php"),
+        ("laura", "GET /api/v1.2/jobs"),
+    ],
+)
+async def test_the_check_is_one_cheap_authenticated_read(
+    make_relay: Any, emulator: EmulatorFactory, connector: str, read: str
+) -> None:
+    """Each connector's `verify_credentials`: the read its docs/connections.md row names, and only it."""
+    served = emulator(connector)
+    relay = make_relay({})
+    credentials = {"token": "sandbox"} if connector == "laura" else {"api_key": "sandbox"}
+    settings = {"company_id": COMPANY_ID} if connector == "flatchr" else {}
+    body = {"id": "cheap", "connector": connector, "base_url": served.url, "settings": settings}
+    made = await create(relay, {**body, "credentials": credentials})
+    assert made.status_code == 201, made.text
+    records = served.records()
+    if connector == "otys":  # one login, and the session given back when the check's connector closes
+        assert records["calls"] == {"loginByUid": 1, "logout": 1} and records["requests"] == {read: 2}
+    else:
+        assert records["requests"] == {read: 1}
