@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
@@ -339,23 +339,25 @@ class ConnectionEditor:
     async def _dead_letter_pending(
         self, deliveries: DeliveryStore, connection_id: str, reason: str, lease_wait_s: float
     ) -> tuple[list[str], list[str]]:
+        """Each pending delivery once (an id left in an index without its record is skipped, not
+        looped on), until a pass finds none it has not seen: (dead-lettered, still running)."""
         stopped: list[str] = []
         in_flight: list[str] = []
-        for status in PENDING_STATUSES:
-            while True:
-                ids = [
-                    i.decode()
-                    for i in await deliveries.redis.zrange(connection_status_index(connection_id, status), 0, 499)
-                ]
-                ids = [i for i in ids if i not in in_flight]
-                if not ids:
-                    break
-                for delivery_id in ids:
-                    if await _dead_letter_one(deliveries, delivery_id, reason, lease_wait_s):
-                        stopped.append(delivery_id)
-                    else:
-                        in_flight.append(delivery_id)
-        return stopped, in_flight
+        seen: set[str] = set()
+        while True:
+            fresh: list[str] = []
+            for status in PENDING_STATUSES:
+                members = await deliveries.redis.zrange(connection_status_index(connection_id, status), 0, -1)
+                fresh.extend(i.decode() for i in members if i.decode() not in seen)
+            if not fresh:
+                return stopped, in_flight
+            for delivery_id in dict.fromkeys(fresh):
+                seen.add(delivery_id)
+                outcome = await _dead_letter_one(deliveries, delivery_id, reason, lease_wait_s)
+                if outcome == "stopped":
+                    stopped.append(delivery_id)
+                elif outcome == "in_flight":
+                    in_flight.append(delivery_id)
 
 
 @dataclass
@@ -373,18 +375,21 @@ class DeletedConnection:
     in_flight: list[str]  # its run outlasted the wait: the worker finds the connection gone and dead-letters it
 
 
-async def _dead_letter_one(deliveries: DeliveryStore, delivery_id: str, reason: str, wait_s: float) -> bool:
-    """Dead-letter one pending delivery under its lease (False: a run still holds it)."""
+async def _dead_letter_one(
+    deliveries: DeliveryStore, delivery_id: str, reason: str, wait_s: float
+) -> Literal["stopped", "finished", "in_flight"]:
+    """Dead-letter one pending delivery under its lease ("in_flight": a run still holds it;
+    "finished": it ended, or has no record, meanwhile)."""
     token = await hold_lease(deliveries, delivery_id, wait_s)
     if token is None:
-        return False
+        return "in_flight"
     try:
         delivery = await deliveries.get(delivery_id)
         if delivery is None or delivery.status in TERMINAL:
-            return True
+            return "finished"
         info = ErrorInfo(kind="permanent", message=reason, at=time.time(), code=DELETED_CODE)
         await deliveries.save(delivery, transitions.dead_letter(delivery, info))
-        return True
+        return "stopped"
     finally:
         await deliveries.release_lease(delivery_id, token)
 
