@@ -368,3 +368,19 @@ async def test_the_check_is_one_cheap_authenticated_read(
         assert records["calls"] == {"loginByUid": 1, "logout": 1} and records["requests"] == {read: 2}
     else:
         assert records["requests"] == {read: 1}
+
+
+async def test_a_forced_delete_lets_a_running_delivery_finish_its_run(make_relay: Any, factorial: Emulator) -> None:
+    """The sweep takes each delivery's lease: one mid-run is not overwritten, it ends as its run does."""
+    relay = make_relay({})
+    await relay.start_worker()
+    body = {"id": "busy", "connector": "factorial", "base_url": factorial.url, "credentials": {"api_key": "sandbox"}}
+    assert (await create(relay, body)).status_code == 201
+    factorial.faults(latency_ms=2500, path_regex="ats/candidates$")
+    running = await post_until_accepted(relay, application(connection_id="busy", attachments=[]))
+    await relay.wait_for(running, "delivering")
+    forced = await relay.client.delete("/v1/connections/busy?force=true", headers=relay.admin)
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["pending"]["delivering"] == 1 and forced.json()["dead_lettered"] == []
+    assert (await relay.delivery(running))["status"] == "delivered"  # its run went through, untouched
+    assert len(factorial.records()["candidates"]) == 1
