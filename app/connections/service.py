@@ -267,6 +267,9 @@ class ConnectionEditor:
         """Apply `patch`, validated like a creation; new credentials or a new base URL are
         checked against the ATS before anything is stored. Returns the connection and what changed."""
         record, secrets = await self._load(connection_id)
+        if patch.credentials is not None and patch.settings is None and isinstance(patch.base_url, msgspec.UnsetType):
+            # a rotation alone: the service's own path, shared with the connect page's reconnect
+            return await self.service.replace_credentials(connection_id, patch.credentials, actor), ["credentials"]
         changed: list[str] = []
         if patch.settings is not None:
             record.settings = merge_patch(record.settings, patch.settings)
@@ -275,7 +278,8 @@ class ConnectionEditor:
             record.base_url = patch.base_url
             changed.append("base_url")
         try:
-            creds = credentials.decode_credentials(record.connector, patch.credentials or secrets.credentials)
+            raw = patch.credentials if patch.credentials is not None else secrets.credentials
+            creds = credentials.decode_credentials(record.connector, raw)
         except credentials.CredentialsError as exc:
             raise invalid(exc.field, exc.message) from None
         if patch.credentials is not None:

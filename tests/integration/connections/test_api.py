@@ -384,3 +384,14 @@ async def test_a_forced_delete_lets_a_running_delivery_finish_its_run(make_relay
     assert forced.json()["pending"]["delivering"] == 1 and forced.json()["dead_lettered"] == []
     assert (await relay.delivery(running))["status"] == "delivered"  # its run went through, untouched
     assert len(factorial.records()["candidates"]) == 1
+
+
+async def test_empty_credentials_in_a_patch_are_refused_not_ignored(make_relay: Any, factorial: Emulator) -> None:
+    relay = make_relay({})
+    body = {"id": "e", "connector": "factorial", "base_url": factorial.url, "credentials": {"api_key": "sandbox"}}
+    assert (await create(relay, body)).status_code == 201
+    for change in ({"credentials": {}}, {"credentials": {}, "settings": {"concurrency": 2}}):
+        refused = await relay.client.patch("/v1/connections/e", json=change, headers=relay.admin)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "credentials"
+    assert (await relay.client.get("/v1/connections/e", headers=relay.admin)).json()["concurrency"] != 2

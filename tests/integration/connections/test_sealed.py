@@ -55,7 +55,7 @@ async def test_no_dump_aof_or_log_line_holds_a_credential(tmp_path: Path, emulat
         finally:
             structlog.configure(**before)
         events = {e["event"] for e in logs}
-        assert {"connection.created", "connection.updated", "delivery.delivered"} <= events
+        assert {"connection.created", "connection.credentials_replaced", "delivery.delivered"} <= events
         assert KEY not in repr(logs)
 
         dumped = b"".join([await relay.redis.dump(k) or b"" async for k in relay.redis.scan_iter(count=1000)])
