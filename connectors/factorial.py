@@ -452,12 +452,20 @@ class FactorialConnector(Connector[FactorialSettings]):
     async def _company(self, ctx: StepContext) -> str:
         """The company of the credentials: constant for a connection, so read once per process."""
         if self._company_id is None:
-            data = (await self._send("GET", "api_public/credentials", what="read credentials")).json()
-            rows = data.get("data", data if isinstance(data, list) else [data])
-            if not rows or not rows[0].get("company_id"):
-                raise PermanentError("the credentials carry no company_id")
-            self._company_id = str(rows[0]["company_id"])
+            self._company_id = await self._read_company()
         return self._company_id
+
+    async def _read_company(self) -> str:
+        data = (await self._send("GET", "api_public/credentials", what="read credentials")).json()
+        rows = data.get("data", data if isinstance(data, list) else [data])
+        if not rows or not rows[0].get("company_id"):
+            raise PermanentError("the credentials carry no company_id")
+        return str(rows[0]["company_id"])
+
+    async def verify_credentials(self) -> None:
+        """`GET api_public/credentials`: the read every delivery starts with, one small row, and
+        a 401 with Factorial's message when the key or token is refused (docs/connections.md)."""
+        self._company_id = await self._read_company()
 
     async def _source(self, ctx: StepContext) -> str:
         """The candidate source to write: ``id:<source id>`` or ``name:<free text>``."""

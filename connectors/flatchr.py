@@ -603,6 +603,12 @@ class FlatchrConnector(Connector[FlatchrSettings]):
             raise error_for_response(response, f"{what} ({reason})" if reason else what)
         return response
 
+    async def verify_credentials(self) -> None:
+        """`GET /company/{companyId}/columns`: a few pipeline columns, read with the key for this
+        company, so a wrong key (401) and a key of another company (403) are both caught, with
+        Flatchr's message (docs/connections.md)."""
+        await self._send("GET", f"{self.api_base}/company/{self.company_id}/columns", what="flatchr check credentials")
+
     @staticmethod
     def _pii(app: StoredApplication) -> list[str]:
         c = app.candidate

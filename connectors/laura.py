@@ -46,6 +46,7 @@ from app.core.catalog import (
     Visibility,
 )
 from app.core.model import AttachmentRef, FileAnswer, StoredApplication
+from app.core.pii import scrub
 from connectors.base import (
     ACTION_MOVE_APPLICATION_TO_STAGE,
     Capabilities,
@@ -59,6 +60,8 @@ from connectors.base import (
     StepWarning,
     TransientError,
     UnknownOutcome,
+    error_for_response,
+    error_for_transport,
 )
 from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
@@ -461,6 +464,22 @@ class LauraConnector(Connector[LauraSettings]):
         headers = LauraWire.headers(self.connection.credentials)
         return await self.request(method, self.api_root + path, what=what, expect=expect, headers=headers, **kwargs)
 
+    async def verify_credentials(self) -> None:
+        """`GET /jobs?per_page=1`: the smallest authenticated read of Laura's API; a refusal keeps
+        Laura's own message (`{"error": {"message"}}`), scrubbed of the token (docs/connections.md)."""
+        headers = LauraWire.headers(self.connection.credentials)
+        url = self.api_root + LauraWire.JOBS_PATH
+        try:
+            response = await self.http.get(
+                url, params={"page": "1", "per_page": "1"}, headers=headers, timeout=self.connection.timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, "check credentials", sent=False) from None
+        if response.status_code != 200:
+            raise error_for_response(
+                response, f"check credentials{_error_message(response, self.connection.credentials)}"
+            )
+
     async def _find(
         self, path: str, params: Mapping[str, str], matches: Callable[[Mapping[str, Any]], bool], *, what: str
     ) -> str | None:
@@ -712,3 +731,13 @@ def dropped_attachment_warnings(application: StoredApplication) -> list[StepWarn
         StepWarning("attachment_dropped", f"attachment {i + 1} ({ref.type}) dropped: Laura takes no attachments")
         for i, ref in enumerate(application.attachments)
     ]
+
+
+def _error_message(response: httpx.Response, token: str) -> str:
+    """Laura's `{"error": {"message"}}` as " (message)", scrubbed of the token; "" without one."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    message = error.get("message") if isinstance(error, Mapping) else None
+    return f" ({scrub(str(message), [token], limit=200)})" if message else ""

@@ -512,6 +512,11 @@ class OtysConnector(Connector[OtysSettings]):
             self._session = session
             return session
 
+    async def verify_credentials(self) -> None:
+        """`loginByUid` with the key, fresh: the call every session starts with, and the one OTYS
+        refuses a wrong key on, with its message (docs/connections.md)."""
+        await self._login(self._session)
+
     async def _ensure_session(self) -> str:
         return self._session if self._session is not None else await self._login(None)
 

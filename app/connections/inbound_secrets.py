@@ -242,7 +242,13 @@ class InboundSecrets:
         await self.registry.refresh()  # this process at once; the others within a second
 
     def _locked(self, connection_id: str) -> _Lock:
-        return _Lock(self.store, connection_id)
+        return write_lock(self.store, connection_id)
+
+
+def write_lock(store: ConnectionStore, connection_id: str) -> _Lock:
+    """The lock every read-modify-write of a connection's record and secrets takes (these, and
+    the credentials' changes in service.py), so that none loses another's change."""
+    return _Lock(store, connection_id)
 
 
 class _Lock:
@@ -258,7 +264,7 @@ class _Lock:
             raise Problem(
                 503,
                 "Busy",
-                "another change to this connection's secrets is under way; try again",
+                "another change to this connection is under way; try again",
                 code="PLATFORM.UNAVAILABLE",
                 headers={"Retry-After": "1"},
             )

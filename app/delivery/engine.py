@@ -250,8 +250,10 @@ class DeliveryEngine:
         leaves the state as it was read (`raw`)."""
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
-        refresh = getattr(deps.config.connections, "refresh", None)  # app/connections/registry.py
-        if connection is None and refresh is not None:  # made a moment ago: this process polls each second
+        refresh = getattr(deps.config.connections, "refresh", None)
+        if connection is None and refresh is not None:
+            # made through the API a moment ago: this worker's registry may not have polled yet
+            # (app/connections/registry.py); asked once before the delivery is given up on
             await refresh()
             connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:

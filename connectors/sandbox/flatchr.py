@@ -14,7 +14,9 @@ request per second per company (429).
 
 Reads: the vacancy list (``status`` / ``offer_id`` filters, integers only), one vacancy with
 ``fields``, the columns; option ``extra_vacancies`` seeds more vacancies for pages, and
-``POST /_sandbox/flatchr/vacancies/{id}/questions`` adds a question at runtime.
+``POST /_sandbox/flatchr/vacancies/{id}/questions`` adds a question at runtime;
+``POST /_sandbox/flatchr/api-key`` ``{"api_key"}`` regenerates the key (Settings > Advanced > API:
+the old one is refused from then on, as after Flatchr's yearly expiry).
 
 Assumptions (the public docs are silent), each kept in one place below:
 - errors use the hapi/Boom envelope ``{"statusCode", "error", "message"}`` (Flatchr's success
@@ -354,7 +356,7 @@ class FlatchrSandbox:
         files_rate_per_s: float = 1.0,
         extra_vacancies: int = 0,
     ) -> None:
-        self.api_key = api_key
+        self.seed_api_key = self.api_key = api_key
         self.extra_vacancies = extra_vacancies
         self.max_file_bytes = max_file_bytes
         self.resume_required = resume_required
@@ -363,6 +365,7 @@ class FlatchrSandbox:
         self.reset()
 
     def reset(self) -> None:
+        self.api_key = self.seed_api_key
         self.vacancies = {**_seed_vacancies(), **_generated_vacancies(self.extra_vacancies)}
         self.candidates: dict[int, dict[str, Any]] = {}
         self.applicants: dict[str, dict[str, Any]] = {}
@@ -758,6 +761,15 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
         ]
         return Response(content=rows)
 
+    @post("/_sandbox/flatchr/api-key", status_code=200)
+    async def regenerate_key(request: Request[Any, Any, Any]) -> Response[Any]:
+        """Sandbox only: the company's API key is regenerated (the old one is refused at once)."""
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("api_key"), str) or not body["api_key"]:
+            raise _bad('"api_key" is required', "api_key")
+        sb.api_key = body["api_key"]
+        return Response(content={"api_key": "regenerated"})
+
     @post("/_sandbox/flatchr/vacancies/{vacancy_id:str}/questions", status_code=201)
     async def add_question(vacancy_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
         """Sandbox only: add a question to a vacancy now (as a recruiter would in Flatchr), so a
@@ -908,6 +920,7 @@ def create_app(api_key: str = "sandbox", **options: Any) -> Any:
             get_vacancy,
             list_vacancies,
             add_question,
+            regenerate_key,
             public_feed,
             search_applicants,
             list_columns,
