@@ -10,7 +10,8 @@ One kept library over both kinds, Apache OpenDAL (`opendal`, Rust-backed, async)
   endpoint, region and credentials from the environment (`Settings.blobs`).
 
 Blobs are stored as they are given: the caller (app/delivery/store.py) seals them with the data
-key first. Names are random (`new_name`): they say nothing about the candidate or the delivery.
+key first. Names say nothing about the candidate: a delivery's files are `file_blob_name(delivery
+id, index)` (no Redis key needed to find them), older ones random (`new_name`, named by a file key).
 Every failure but "not found" is a `BlobUnavailable` naming why (unreachable, full, refused), which
 intake answers with 503 + Retry-After and /ready reports.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import secrets
 import time
@@ -92,6 +94,15 @@ def new_name() -> str:
     """A blob's name: 128 random bits, hex, fanned out by its first two characters."""
     token = secrets.token_hex(16)
     return f"{token[:2]}/{token}"
+
+
+def file_blob_name(delivery_id: str, index: int) -> str:
+    """The blob of a delivery's file `index` (issue 20, P5): derived, so Redis keeps no per-file
+    key; erasure, retention and the worker compute it from the delivery id. A one-way hash of the
+    delivery id (128 random bits), shaped like `new_name`: it says nothing about the candidate,
+    and the bytes under it are sealed (docs/data-protection.md)."""
+    digest = hashlib.sha256(f"applyrelay file blob\0{delivery_id}\0{index}".encode()).hexdigest()
+    return f"{digest[:2]}/{digest[:32]}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,13 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from app.delivery.store import BLOB_REF
+from app.blobs.store import file_blob_name
+from app.core.model import stored_decoder
 from app.privacy import retention
 from app.redis.embedded import free_port
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import DOCX_BYTES, PDF_BYTES, application, b64, connection_table
 from tests.support.emulators import EmulatorFactory
 from tests.support.harness import DATA_KEY, REPO, Relay, blob_env, config_toml
+from tests.support.old_formats import to_old_format
 from tests.support.s3 import BlobTarget
 
 CV = PDF_BYTES + b"% the only copy of Zoe's CV\n" * 40
@@ -100,9 +102,11 @@ async def test_a_cv_reaches_each_ats_through_the_blob_store(
     assert response.status_code == 202, response.text
     delivery_id = response.json()["id"]
 
-    [ref] = [v async for k in relay.redis.scan_iter(match="ar:f:*") if (v := await relay.redis.get(k))]
-    assert ref.startswith(BLOB_REF) and len(ref) < 64  # Redis holds a reference, the bytes are elsewhere
-    assert len(blob_target.raw()) == 1
+    # Redis holds no file key: the sha256 in the (sealed) payload, the bytes in the delivery's blob
+    assert not await relay.redis.keys("ar:f:*")
+    assert blob_target.names() == {file_blob_name(delivery_id, 0)}
+    payload = stored_decoder.decode(await relay.store.load_payload(delivery_id))
+    assert payload.attachments[0].sha256 == hashlib.sha256(CV).hexdigest()
     assert await relay.store.load_file(delivery_id, 0) == CV
 
     await relay.start_worker()
@@ -206,8 +210,8 @@ async def test_an_orphan_of_a_killed_web_process_is_swept(
     assert not await relay.redis.keys("ar:d:*") and not await relay.redis.keys("ar:f:*")
     live = await relay.post(application(attachments=[_cv()], screening_question_answers=[]))
     # as if a web process died after the transaction but before clearing its pending entry
-    ref = await relay.redis.get(f"ar:f:{live.json()['id']}:0")
-    await relay.redis.zadd("ar:blobs:pending", {f"{ref[len(BLOB_REF) :].decode()} ar:f:{live.json()['id']}:0": 1})
+    live_id = live.json()["id"]
+    await relay.redis.zadd("ar:blobs:pending", {f"{file_blob_name(live_id, 0)} ar:f:{live_id}:0": 1})
     assert len(blob_target.raw()) == 2
 
     assert await relay.store.sweep_orphans(older_than_s=0) == 1
@@ -235,40 +239,36 @@ async def test_a_worker_killed_mid_upload_delivers_once(
     assert delivery["files_purged"] is True and blob_target.raw() == {}
 
 
-async def _to_old_format(relay: Relay, delivery_id: str) -> int:
-    """Rewrite a delivery's files as the relay stored them before the blob store: the sealed
-    bytes in the file key itself, no blob."""
-    moved = 0
-    async for key in relay.redis.scan_iter(match=f"ar:f:{delivery_id}:*"):
-        ref = await relay.redis.get(key)
-        name = ref[len(BLOB_REF) :].decode()
-        sealed = await relay.blobs.get(name)
-        assert sealed is not None
-        await relay.redis.set(key, sealed)
-        await relay.blobs.delete(name)
-        moved += 1
-    return moved
-
-
 async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_erased_and_migrated(
     make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget, tmp_path: Any
 ) -> None:
     factorial = emulator("factorial")
     relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
-    people = [("Ada", "Old", "ada.old@example.org"), ("Bea", "Old", "bea.old@example.org"), *PEOPLE[:1]]
+    people = [
+        ("Ada", "Old", "ada.old@example.org"),
+        ("Bea", "Old", "bea.old@example.org"),
+        *PEOPLE[:1],
+        ("Cai", "Ref", "cai.ref@example.org"),
+        ("Dee", "Ref", "dee.ref@example.org"),
+    ]
     ids = []
-    for person in people:
+    for n, person in enumerate(people):
         response = await relay.post(
             application(candidate=_candidate(*person), attachments=[_cv()], screening_question_answers=[])
         )
         ids.append(response.json()["id"])
-        assert await _to_old_format(relay, ids[-1]) == 1
-    assert blob_target.raw() == {}
-    retried, erased, migrated = ids
+        # the first three as before the blob store (bytes in Redis), the others as the first
+        # blob-store release stored them (a file key naming a random blob)
+        assert await to_old_format(relay, ids[-1], as_ref=n >= 3) == 1
+    assert len(blob_target.raw()) == 2 and not {file_blob_name(i, 0) for i in ids} & blob_target.names()
+    retried, erased, migrated, migrated_ref, erased_ref = ids
 
-    # erased: its bytes in Redis go
+    # erased: its bytes in Redis go, and the blob its file key names (counted)
     response = await relay.client.post("/v1/erasure", json={"email": people[1][2]}, headers=relay.admin)
     assert response.json()["deliveries_erased"] == 1 and not await relay.redis.keys(f"ar:f:{erased}:*")
+    response = await relay.client.post("/v1/erasure", json={"email": people[4][2]}, headers=relay.admin)
+    assert response.json()["blobs_deleted"] == 1 and not await relay.redis.keys(f"ar:f:{erased_ref}:*")
+    assert len(blob_target.raw()) == 1
 
     # migrated, by the command, twice (idempotent), while the others stay as they are
     env = {**relay.env, "REDIS_URL": relay.redis_url, "APPLYRELAY_DATA_KEY": DATA_KEY, "PYTHONPATH": str(REPO)}
@@ -277,8 +277,8 @@ async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_era
     env |= blob_env(blob_target.settings)
     factorial.faults(error_rate=1.0, error_status=422, path_regex=r"/ats/candidates$")
     await relay.start_worker()
-    await relay.wait_for(retried, "failed")
-    await relay.wait_for(migrated, "failed")
+    for delivery_id in (retried, migrated, migrated_ref):
+        await relay.wait_for(delivery_id, "failed")
     outputs = []
     for _ in range(2):
         process = await asyncio.create_subprocess_exec(
@@ -287,20 +287,19 @@ async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_era
         out, _ = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0
         outputs.append(out.decode())
-    assert "moved 2 files" in outputs[0] and "moved 0 files" in outputs[1] and "2 already there" in outputs[1]
-    values = [await relay.redis.get(k) async for k in relay.redis.scan_iter(match="ar:f:*")]
-    assert len(values) == 2 and all(v.startswith(BLOB_REF) for v in values)
-    assert len(blob_target.raw()) == 2
+    assert "moved 3 files" in outputs[0] and "moved 0 files" in outputs[1], outputs
+    assert not await relay.redis.keys("ar:f:*")  # no per-file key left (bench P5)
+    assert blob_target.names() == {file_blob_name(i, 0) for i in (retried, migrated, migrated_ref)}
 
-    # retried by an operator after the ATS accepts again: both arrive, the CV whole
+    # retried by an operator after the ATS accepts again: all arrive, the CV whole
     factorial.faults()
-    await _to_old_format(relay, retried)  # one still in the old format when it is retried
-    for delivery_id in (retried, migrated):
+    await to_old_format(relay, retried)  # one still in the old format when it is retried
+    for delivery_id in (retried, migrated, migrated_ref):
         response = await relay.client.post(f"/v1/deliveries/{delivery_id}/retry", headers=relay.admin)
         assert response.status_code in (200, 202), response.text
         await relay.wait_for(delivery_id, "delivered")
     files = _files_received(factorial.records())
-    assert [f["sha256"] for f in files] == [hashlib.sha256(CV).hexdigest()] * 2
+    assert [f["sha256"] for f in files] == [hashlib.sha256(CV).hexdigest()] * 3
     assert blob_target.raw() == {} and not await relay.redis.keys("ar:f:*")
 
 
