@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,6 +56,22 @@ log = structlog.get_logger("applyrelay.store")
 # the first form.
 BLOB_REF = b"blob:"
 STREAM_ABOVE = 4 << 20  # files larger than this are sealed and written in 1 MB pieces (one copy less)
+# A payload deflated before sealing starts with PACKED (a msgpack map never does): ~1 KB less Redis
+# per queued application on bench P5's payload; one without it is read as it is (stored before).
+PACKED = b"Z"
+
+
+def pack_payload(raw: bytes) -> bytes:
+    """The payload as stored (before sealing): deflated when that makes it smaller. Compressing
+    before encrypting lets the length say something of the content; a payload holds one
+    candidate's own application and nothing of anyone else's, so no third party's secret can be
+    guessed from it (docs/data-protection.md)."""
+    packed = PACKED + zlib.compress(raw, 6, wbits=-15)
+    return packed if len(packed) < len(raw) else raw
+
+
+def unpack_payload(raw: bytes) -> bytes:
+    return zlib.decompress(raw[1:], wbits=-15) if raw[:1] == PACKED else raw
 
 
 def parse_file_key(key: str) -> tuple[str, int]:
@@ -304,7 +321,7 @@ class DeliveryStore:
             self.retention_s,
             delivery_encoder.encode(delivery),
             delivery_encoder.encode(marked_state) if marked_state is not None else b"",
-            self.sealer.seal(payload),
+            self.sealer.seal(pack_payload(payload)),
             queue.serialize(delivery.id, now_ms),
             queue.JOB_EXPIRES_MS,
             now_ms,
@@ -354,7 +371,7 @@ class DeliveryStore:
 
     async def load_payload(self, delivery_id: str) -> bytes | None:
         raw = await self.redis.get(payload_key(delivery_id))
-        return self.sealer.open(raw) if raw else None
+        return unpack_payload(self.sealer.open(raw)) if raw else None
 
     async def load_file(self, delivery_id: str, index: int) -> bytes | None:
         """A file's bytes: from its blob, or (stored by an older release) from the blob its file
@@ -589,7 +606,7 @@ class DeliveryStore:
         return await self._batches.execute_then_get(batch, payload_key(delivery.id))
 
     def open_payload(self, sealed: bytes) -> bytes:
-        return self.sealer.open(sealed)
+        return unpack_payload(self.sealer.open(sealed))
 
     def _batch(
         self, delivery: Delivery, previous_status: str | None, jid: str | None, run_at: float | None, drop_files: int

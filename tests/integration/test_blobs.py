@@ -17,6 +17,7 @@ import pytest
 
 from app.blobs.store import file_blob_name
 from app.core.model import stored_decoder
+from app.delivery.store import unpack_payload
 from app.privacy import retention
 from app.redis.embedded import free_port
 from connectors.sandbox.flatchr import COMPANY_ID
@@ -262,6 +263,13 @@ async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_era
         assert await to_old_format(relay, ids[-1], as_ref=n >= 3) == 1
     assert len(blob_target.raw()) == 2 and not {file_blob_name(i, 0) for i in ids} & blob_target.names()
     retried, erased, migrated, migrated_ref, erased_ref = ids
+    # and one payload as it was sealed before payloads were deflated
+    sealer = relay.store.sealer
+    raw = await relay.store.load_payload(retried)
+    await relay.redis.set(f"ar:p:{retried}", sealer.seal(raw))
+    assert unpack_payload(sealer.open(await relay.redis.get(f"ar:p:{migrated}"))) != sealer.open(
+        await relay.redis.get(f"ar:p:{migrated}")
+    )  # the others are deflated
 
     # erased: its bytes in Redis go, and the blob its file key names (counted)
     response = await relay.client.post("/v1/erasure", json={"email": people[1][2]}, headers=relay.admin)
