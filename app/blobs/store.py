@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import opendal
 from opendal import exceptions as od
+from opendal.file import AsyncFile
 
 T = TypeVar("T")
 
@@ -196,6 +197,20 @@ class BlobStore:
         await self._call(writer.close())
         return size
 
+    async def writer(self, name: str) -> BlobWriter:
+        """A blob written piece by piece as the caller gets them (the form route's parser): the
+        same guarantees as `put_stream`, nothing under `name` until `close()`."""
+        return BlobWriter(self, await self._call(self.op.open(name, "wb")))
+
+    async def move(self, source: str, target: str) -> None:
+        """Give a whole blob another name (fs: one rename; S3, which has none: a server-side copy,
+        then the delete): the form route's file, written before its delivery had an id."""
+        if self.op.capability().rename:
+            await self._call(self.op.rename(source, target))
+            return
+        await self._call(self.op.copy(source, target))
+        await self.delete(source)
+
     async def get(self, name: str) -> bytes | None:
         try:
             return bytes(await self._call(self.op.read(name)))
@@ -236,6 +251,20 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return found
+
+
+class BlobWriter:
+    """An open blob (`BlobStore.writer`): `write` each piece, then `close` to commit it."""
+
+    def __init__(self, store: BlobStore, file: AsyncFile) -> None:
+        self.store = store
+        self.file = file
+
+    async def write(self, piece: bytes) -> None:
+        await self.store._call(self.file.write(piece))
+
+    async def close(self) -> None:
+        await self.store._call(self.file.close())
 
 
 def open_store(settings: BlobSettings) -> BlobStore:

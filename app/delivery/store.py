@@ -22,6 +22,7 @@ from app.blobs.capacity import Capacity
 from app.blobs.store import BlobStore, BlobUnavailable, file_blob_name
 from app.delivery import queue
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
+from app.delivery.staging import StagedFile
 from app.delivery.transitions import Move
 from app.redis.batch import BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
@@ -168,6 +169,12 @@ class NoSealer:
         return self.seal(data)
 
 
+def _in_memory(data: bytes | StagedFile) -> bytes:
+    if isinstance(data, StagedFile):  # only a store with a blob store is given one
+        raise TypeError("a staged file needs a DeliveryStore with a blob store")
+    return data
+
+
 async def _async_iter(items: Iterable[bytes]) -> AsyncIterator[bytes]:
     for item in items:
         yield item
@@ -276,7 +283,7 @@ class DeliveryStore:
         self,
         delivery: Delivery,
         payload: bytes,
-        files: Sequence[bytes],
+        files: Sequence[bytes | StagedFile],
         idempotency_hash: str,
         index_sets: Sequence[str] = (),
         marked_by: tuple[str, Delivery] | None = None,
@@ -285,7 +292,8 @@ class DeliveryStore:
         one transaction, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
         script runs, `state` is stored instead of `delivery` (intake's erasure tombstone, checked
-        in the same atomic step as the write)."""
+        in the same atomic step as the write). A file may be a `StagedFile`, in the blob store
+        already (the form route's): it is moved to this delivery's name before the transaction."""
         if self.capacity is not None:  # Redis near maxmemory, the blob store failing: 503 first
             await self.capacity.check_intake()
         job_id = queue.job_id(delivery.id, 0)
@@ -336,7 +344,7 @@ class DeliveryStore:
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
         ]
         if self.blobs is None:
-            blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+            blobs = {file_key(delivery.id, i): self.sealer.seal(_in_memory(f)) for i, f in enumerate(files)}
             created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
         else:
             # Blob first (noted pending, written, fsynced, renamed), then the one transaction that
@@ -415,9 +423,10 @@ class DeliveryStore:
             raise RuntimeError("a file key names a blob but this DeliveryStore has no blob store (runtime.store has)")
         return self.blobs
 
-    async def _write_blobs(self, delivery_id: str, files: Sequence[tuple[int, bytes]]) -> list[str]:
-        """Seal and write each file to its blob, noted in `ar:blobs:pending` first (so an orphan
-        is always found): the pending entries ("<blob name> <file key>")."""
+    async def _write_blobs(self, delivery_id: str, files: Sequence[tuple[int, bytes | StagedFile]]) -> list[str]:
+        """Seal and write each file to its blob (a staged one: moved there), noted in
+        `ar:blobs:pending` first (so an orphan is always found): the pending entries ("<blob
+        name> <file key>")."""
         store = self._blob_store()
         names = {file_key(delivery_id, index): file_blob_name(delivery_id, index) for index, _ in files}
         pending = [f"{name} {key}" for key, name in names.items()]
@@ -427,7 +436,10 @@ class DeliveryStore:
         try:
             for (_, data), name in zip(files, names.values(), strict=True):
                 pieces = getattr(self.sealer, "seal_chunks", None)
-                if pieces is not None and len(data) > STREAM_ABOVE:
+                if isinstance(data, StagedFile):
+                    await store.move(data.name, name)  # sealed and written as it arrived
+                    data.moved = True
+                elif pieces is not None and len(data) > STREAM_ABOVE:
                     await store.put_stream(name, _async_iter(pieces(data)))
                 else:
                     await store.put(name, self.sealer.seal(data))  # one sealed copy at a time
@@ -436,6 +448,9 @@ class DeliveryStore:
                 self.capacity.mark("blobs", exc.reason)
             await self._discard(pending)
             raise
+        staged = [data.entry for _, data in files if isinstance(data, StagedFile)]
+        if staged:  # their pending entries now are the delivery's (above)
+            await self.redis.zrem(BLOBS_PENDING, *staged)
         return pending
 
     async def _discard(self, pending: Sequence[str]) -> None:

@@ -17,6 +17,8 @@ import pytest
 
 from app.blobs.store import file_blob_name
 from app.core.model import stored_decoder
+from app.delivery.record import Delivery
+from app.delivery.staging import Stager
 from app.delivery.store import unpack_payload
 from app.privacy import retention
 from app.redis.embedded import free_port
@@ -377,3 +379,49 @@ async def test_a_web_process_killed_between_the_blob_and_the_transaction_leaves_
     assert len(blob_target.raw()) == 1  # the orphan
     assert await relay.store.sweep_orphans(older_than_s=0) == 1
     assert blob_target.raw() == {} and await relay.redis.zcard("ar:blobs:pending") == 0
+
+
+async def test_a_form_file_streamed_to_the_store_is_moved_to_its_delivery_or_swept(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget
+) -> None:
+    """The form route's files (app/delivery/staging.py): sealed and written under a staging name
+    while they arrive, moved to the delivery's own name by intake (S3: a server-side copy), and
+    swept like any orphan when the web process dies before its Redis transaction."""
+    factorial = emulator("factorial")
+    relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
+    stager = Stager(relay.redis, relay.blobs, relay.store.sealer)
+    large = PDF_BYTES + os.urandom(3 << 20)
+    sink = await stager.open()
+    for start in range(0, len(large), 65_536):
+        await sink.write(large[start : start + 65_536])
+    staged = await stager.close(sink)
+    assert staged.size == len(large) and staged.sha256 == hashlib.sha256(large).hexdigest()
+    assert not staged.whole and len(staged.head) + len(staged.tail) < 100_000  # a PDF: its ends only
+    [raw] = [r for n, r in blob_target.raw().items() if not n.startswith(".tmp")]
+    assert raw[:1] == b"\x01" and large[-64:] not in raw  # sealed on its way in
+
+    delivery = Delivery(
+        id="dlv_form",
+        connection_id="acme",
+        connector="factorial",
+        status="queued",
+        created_at=1.0,
+        updated_at=1.0,
+        idempotency_key_hash="form",
+        channel="form",
+    )
+    assert (await relay.store.create(delivery, b"payload", [staged], "form")).created
+    assert staged.moved and blob_target.names() == {file_blob_name("dlv_form", 0)}
+    assert await relay.store.load_file("dlv_form", 0) == large
+    assert await relay.redis.zcard("ar:blobs:pending") == 0
+    await stager.discard()  # what the route does after any post: a moved file stays
+    assert await relay.store.load_file("dlv_form", 0) == large
+
+    # a web process killed mid-post: its staged file is noted pending, and swept
+    crashed = Stager(relay.redis, relay.blobs, relay.store.sealer)
+    sink = await crashed.open()
+    await sink.write(PDF_BYTES)
+    await crashed.close(sink)
+    assert len(blob_target.names()) == 2
+    assert await relay.store.sweep_orphans(older_than_s=0) == 1
+    assert blob_target.names() == {file_blob_name("dlv_form", 0)}
