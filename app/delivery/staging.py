@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import structlog
 from redis.asyncio import Redis
 
 from app.blobs.capacity import Capacity
@@ -27,6 +28,7 @@ from app.core import files
 from app.privacy.crypto import SealStream
 from app.redis.keys import BLOBS_PENDING, file_key
 
+log = structlog.get_logger("applyrelay.blobs")
 WRITE_PIECE = 1 << 20  # ciphertext gathered before a write (S3's parts: OpenDAL buffers to 5 MB)
 
 
@@ -162,5 +164,5 @@ class Stager:
                     await self.blobs.delete(sink.name)
             if entries:
                 await self.redis.zrem(BLOBS_PENDING, *entries)
-        except Exception:
-            return
+        except Exception as exc:  # noted pending: the orphan sweep deletes them
+            log.warning("blobs.discard_deferred", error_type=type(exc).__name__, blobs=len(self.sinks))

@@ -81,8 +81,9 @@ def parse_file_key(key: str) -> tuple[str, int]:
     return head.split(":", 2)[2], int(index)
 
 
-# Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
-# files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
+# Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. With a
+# blob store the files are in it already and have no key here (nfiles = 0). Without one (tests of
+# the store alone) the files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
 # with a TTL that the script lifts once the delivery is stored: one round trip, and a transaction
 # whose script failed (NOSCRIPT, an error) leaves no file behind for good. A duplicate deletes
 # them; the same transaction sent again (redis-py retries it after a timed-out reply) finds its
