@@ -7,6 +7,9 @@
   worktree, `BENCH_BASELINE_REPO`, default /work/main), interleaved rounds in one run, best of each
   (target: within 10 %).
 - P4 (blobs): bench P4 (peak RSS, ten 10 MB CVs and one 20 MB CV) with the blob store.
+- P4 form: one 20 MB CV posted to the career-site form route (multipart), the web's peak RSS above
+  idle against the CV's size (target <= 3x), for this tree and, with `BENCH_FORM_BEFORE=<dir>`,
+  another's (an export of the commit before, say) in the same run.
 
 Prints its figures; bench/RESULTS.md gets them by hand (its generated part belongs to
 `python -m bench`).
@@ -153,6 +156,56 @@ def p1(seconds: int = 6, rounds: int = 3) -> dict[str, Any]:
         stack.close()
 
 
+FORM_TOKEN = "bench-form-token"
+
+
+def _form_peak(tree: Path, cv_bytes: int) -> dict[str, float]:
+    mb = 1_000_000
+    stack = Stack(
+        connection={"max_file_bytes": 21 * mb, "max_application_bytes": 30 * mb, "form_token_env": "BENCH_FORM_TOKEN"},
+        tree=tree,
+    )
+    stack.env["BENCH_FORM_TOKEN"] = FORM_TOKEN
+    _with_blobs(stack)
+    try:
+        stack.emulator(LOAD_CORE)
+        web, url = stack.web(WEB_CORE)
+        fields = {"first_name": "Ana", "last_name": "Lopez", "email": "ana@example.org"}
+        with httpx.Client(base_url=url, timeout=120) as client:  # warm: imports, the job's read
+            small = {"resume": ("cv.pdf", b"%PDF-1.4\n" + os.urandom(1000), "application/pdf")}
+            client.post("/inbound/forms/acme/2001", data=fields, files=small, headers={"x-form-token": FORM_TOKEN})
+            time.sleep(1.0)
+            idle = web.peak_rss_mb()
+            cv = b"%PDF-1.4\n" + os.urandom(cv_bytes - 9)
+            response = client.post(
+                "/inbound/forms/acme/2001",
+                data={**fields, "email": "ana2@example.org"},
+                files={"resume": ("cv.pdf", cv, "application/pdf")},
+                headers={"x-form-token": FORM_TOKEN},
+            )
+        peak = web.peak_rss_mb()
+        size_mb = cv_bytes / 2**20
+        return {"status": response.status_code, "idle": idle, "peak": peak, "ratio": (peak - idle) / size_mb}
+    finally:
+        stack.close()
+
+
+def p4form(cv_bytes: int = 20_000_000) -> dict[str, Any]:
+    trees = {"this tree": Path(__file__).resolve().parents[1]}
+    if os.environ.get("BENCH_FORM_BEFORE"):
+        trees = {"before": Path(os.environ["BENCH_FORM_BEFORE"]), **trees}
+    results = {}
+    for name, tree in trees.items():
+        result = _form_peak(tree, cv_bytes)
+        results[name] = result
+        log(
+            f"P4 form, one {cv_bytes // 1_000_000} MB CV, {name}: HTTP {result['status']}, web peak RSS "
+            f"{result['peak']:.0f} MB (idle {result['idle']:.0f}): +{result['peak'] - result['idle']:.0f} MB = "
+            f"{result['ratio']:.1f}x the CV (target <= 3x)"
+        )
+    return results
+
+
 def main(argv: list[str]) -> None:
     chosen = argv or ["p5", "p1", "p4"]
     for name in chosen:
@@ -165,7 +218,7 @@ def main(argv: list[str]) -> None:
                 if previous is None:
                     os.environ.pop("APPLYRELAY_BLOBS")
         else:
-            print({"p5": p5, "p1": p1}[name]())
+            print({"p5": p5, "p1": p1, "p4form": p4form}[name]())
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ One kept library over both kinds, Apache OpenDAL (`opendal`, Rust-backed, async)
   endpoint, region and credentials from the environment (`Settings.blobs`).
 
 Blobs are stored as they are given: the caller (app/delivery/store.py) seals them with the data
-key first. Names are random (`new_name`): they say nothing about the candidate or the delivery.
+key first. Names say nothing about the candidate: a delivery's files are `file_blob_name(delivery
+id, index)` (no Redis key needed to find them), older ones random (`new_name`, named by a file key).
 Every failure but "not found" is a `BlobUnavailable` naming why (unreachable, full, refused), which
 intake answers with 503 + Retry-After and /ready reports.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import secrets
 import time
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 
 import opendal
 from opendal import exceptions as od
+from opendal.file import AsyncFile
 
 T = TypeVar("T")
 
@@ -92,6 +95,15 @@ def new_name() -> str:
     """A blob's name: 128 random bits, hex, fanned out by its first two characters."""
     token = secrets.token_hex(16)
     return f"{token[:2]}/{token}"
+
+
+def file_blob_name(delivery_id: str, index: int) -> str:
+    """The blob of a delivery's file `index` (issue 20, P5): derived, so Redis keeps no per-file
+    key; erasure, retention and the worker compute it from the delivery id. A one-way hash of the
+    delivery id (128 random bits), shaped like `new_name`: it says nothing about the candidate,
+    and the bytes under it are sealed (docs/data-protection.md)."""
+    digest = hashlib.sha256(f"applyrelay file blob\0{delivery_id}\0{index}".encode()).hexdigest()
+    return f"{digest[:2]}/{digest[:32]}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -185,6 +197,20 @@ class BlobStore:
         await self._call(writer.close())
         return size
 
+    async def writer(self, name: str) -> BlobWriter:
+        """A blob written piece by piece as the caller gets them (the form route's parser): the
+        same guarantees as `put_stream`, nothing under `name` until `close()`."""
+        return BlobWriter(self, await self._call(self.op.open(name, "wb")))
+
+    async def move(self, source: str, target: str) -> None:
+        """Give a whole blob another name (fs: one rename; S3, which has none: a server-side copy,
+        then the delete): the form route's file, written before its delivery had an id."""
+        if self.op.capability().rename:
+            await self._call(self.op.rename(source, target))
+            return
+        await self._call(self.op.copy(source, target))
+        await self.delete(source)
+
     async def get(self, name: str) -> bytes | None:
         try:
             return bytes(await self._call(self.op.read(name)))
@@ -225,6 +251,20 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return found
+
+
+class BlobWriter:
+    """An open blob (`BlobStore.writer`): `write` each piece, then `close` to commit it."""
+
+    def __init__(self, store: BlobStore, file: AsyncFile) -> None:
+        self.store = store
+        self.file = file
+
+    async def write(self, piece: bytes) -> None:
+        await self.store._call(self.file.write(piece))
+
+    async def close(self) -> None:
+        await self.store._call(self.file.close())
 
 
 def open_store(settings: BlobSettings) -> BlobStore:

@@ -1,9 +1,10 @@
 """`applyrelay blobs migrate | sweep`: the blob store from a terminal (docs/operations.md,
 "Attachments: local files or S3").
 
-`migrate` moves files stored before the blob store (sealed bytes under ar:f:*) into it, each one
-swapped for its reference only if it is unchanged; it can be stopped and run again at any time
-(files already moved are skipped). `sweep` deletes orphan blobs now (what the worker cron does).
+`migrate` moves the files older releases stored under a file key ar:f:* (sealed bytes in Redis,
+or a reference to a random blob) to their derived blob, each key deleted only if it is unchanged,
+so a queued application keeps no per-file key (bench P5); it can be stopped and run again at any
+time (files already moved have no key left). `sweep` deletes orphan blobs now (what the worker cron does).
 """
 
 from __future__ import annotations

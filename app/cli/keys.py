@@ -13,15 +13,17 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from app.blobs.store import BlobStore, open_store
-from app.delivery.store import BLOB_REF
+from app.blobs.store import BlobStore, file_blob_name, open_store
+from app.delivery.engine import FILE_SLACK, file_count
+from app.delivery.store import BLOB_REF, DeliveryStore
 from app.privacy import audit
 from app.privacy.crypto import AesGcmSealer, SealError, new_key
-from app.redis.keys import INDEX_KEY, SEALED_PATTERNS
+from app.redis.keys import INDEX_KEY, SEALED_PATTERNS, STATE_PATTERN
 
 # Replace a record only if nobody changed or deleted it since we read it (a worker may be storing
 # a fetched file, or a purge dropping it): compare-and-set, keeping any TTL.
@@ -46,12 +48,11 @@ async def rotate(
     redis: Redis, sealer: AesGcmSealer, *, batch: int = 500, blobs: BlobStore | None = None
 ) -> RotationReport:
     """Re-encrypt every sealed record not yet under the first key (and, with `blobs`, every file
-    in the blob store a reference names)."""
+    in the blob store: those a file key names, and each delivery's derived ones)."""
     report = RotationReport()
     swap = redis.register_script(_SWAP)
 
-    async def one_blob(key: bytes, ref: bytes) -> None:
-        name = ref[len(BLOB_REF) :].decode()
+    async def reseal_blob(name: str, still_wanted: Callable[[], Awaitable[bool]]) -> None:
         sealed = await blobs.get(name) if blobs is not None else None
         if sealed is None:
             return
@@ -64,11 +65,38 @@ async def rotate(
             report.unreadable += 1
             return
         await blobs.put(name, fresh)  # type: ignore[union-attr]  # same name: atomic replace
-        if await redis.get(key) != ref:  # dropped meanwhile: do not leave it re-created
+        if not await still_wanted():  # dropped meanwhile: do not leave it re-created
             await blobs.delete(name)  # type: ignore[union-attr]
             report.changed_meanwhile += 1
             return
         report.resealed += 1
+
+    async def one_blob(key: bytes, ref: bytes) -> None:
+        async def named() -> bool:
+            return bool(await redis.get(key) == ref)
+
+        await reseal_blob(ref[len(BLOB_REF) :].decode(), named)
+
+    store = DeliveryStore(redis, sealer=sealer, blobs=blobs)
+
+    async def derived_blobs(key: bytes) -> None:
+        """A delivery's files under their derived names (no file key names them): wanted while the
+        delivery is there with its files; a purge deletes them again after saying so in the state
+        (app/delivery/store.py), so one written back here in between does not survive it."""
+        delivery = await store.get(key.decode().split(":", 2)[2])
+        if delivery is None or delivery.files_purged:
+            return
+
+        async def kept() -> bool:
+            fresh = await store.get(delivery.id)
+            return fresh is not None and not fresh.files_purged
+
+        try:
+            count = await file_count(store, delivery)
+        except SealError:  # its payload is unreadable (counted there): its files are tried all the same
+            count = FILE_SLACK
+        for index in range(count):
+            await reseal_blob(file_blob_name(delivery.id, index), kept)
 
     async def one(key: bytes) -> None:
         blob = await redis.get(key)
@@ -94,6 +122,9 @@ async def rotate(
     for pattern in SEALED_PATTERNS:
         async for key in redis.scan_iter(match=pattern, count=batch):
             await one(key)
+    if blobs is not None:
+        async for key in redis.scan_iter(match=STATE_PATTERN, count=batch):
+            await derived_blobs(key)
     return report
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,10 +19,11 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from app.blobs.capacity import Capacity
-from app.blobs.store import BlobStore, BlobUnavailable, new_name
+from app.blobs.store import BlobStore, BlobUnavailable, file_blob_name
 from app.delivery import queue
 from app.delivery.limits import ACQUIRE_FUNCTION
 from app.delivery.record import STATUSES, Delivery, delivery_decoder, delivery_encoder
+from app.delivery.staging import StagedFile
 from app.delivery.transitions import Move
 from app.redis.batch import RUN_FUNCTION, BatchRunner, CommandBatch, call_with_blobs
 from app.redis.keys import (
@@ -46,14 +48,43 @@ from app.redis.keys import (
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 log = structlog.get_logger("applyrelay.store")
 
-# A file key holds BLOB_REF + the blob's name (the bytes, sealed, are in the blob store); a value
-# without it is a file stored before the blob store, its sealed bytes (still read, and moved by
-# `applyrelay blobs migrate`). Sealed bytes start with b"\x01" (app/privacy/crypto.py).
+# Where a delivery's file n is (docs/operations.md, "Attachments: local files or S3"):
+# - now: the blob `file_blob_name(delivery id, n)` (app/blobs/store.py), no Redis key at all: a
+#   queued application costs Redis no per-file key (bench P5, issue 20);
+# - stored by the first blob-store release: the file key `ar:f:<id>:<n>` holds BLOB_REF + a random
+#   blob name;
+# - stored before the blob store: the file key holds the sealed bytes (b"\x01"..., app/privacy/crypto.py).
+# The older two are still read, dropped and erased, and `applyrelay blobs migrate` moves them to
+# the first form.
 BLOB_REF = b"blob:"
 STREAM_ABOVE = 4 << 20  # files larger than this are sealed and written in 1 MB pieces (one copy less)
+# A payload deflated before sealing starts with PACKED (a msgpack map never does): ~1 KB less Redis
+# per queued application on bench P5's payload; one without it is read as it is (stored before).
+PACKED = b"Z"
 
-# Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. The
-# files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
+
+def pack_payload(raw: bytes) -> bytes:
+    """The payload as stored (before sealing): deflated when that makes it smaller. Compressing
+    before encrypting lets the length say something of the content; a payload holds one
+    candidate's own application and nothing of anyone else's, so no third party's secret can be
+    guessed from it (docs/data-protection.md)."""
+    packed = PACKED + zlib.compress(raw, 6, wbits=-15)
+    return packed if len(packed) < len(raw) else raw
+
+
+def unpack_payload(raw: bytes) -> bytes:
+    return zlib.decompress(raw[1:], wbits=-15) if raw[:1] == PACKED else raw
+
+
+def parse_file_key(key: str) -> tuple[str, int]:
+    """(delivery id, file index) of `ar:f:<id>:<n>` (app/redis/keys.py)."""
+    head, _, index = key.rpartition(":")
+    return head.split(":", 2)[2], int(index)
+
+
+# Atomic intake: claim the idempotency key, store state and payload, index, enqueue, wake. With a
+# blob store the files are in it already and have no key here (nfiles = 0). Without one (tests of
+# the store alone) the files' bytes are SET beside the script in the same MULTI/EXEC (app/redis_batch.call_with_blobs),
 # with a TTL that the script lifts once the delivery is stored: one round trip, and a transaction
 # whose script failed (NOSCRIPT, an error) leaves no file behind for good. A duplicate deletes
 # them; the same transaction sent again (redis-py retries it after a timed-out reply) finds its
@@ -105,13 +136,10 @@ settle()
 return {1, ARGV[1], marked}
 """
 
-# A file moved to the blob store: its reference replaces the bytes only if they are still there
-# (not dropped or re-fetched meanwhile). KEYS: file key. ARGV: 1 old value, 2 reference.
-_SWAP_FILE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-  return 1
-end
+# A file moved to its derived blob: the old file key goes only if it still holds what was copied
+# (not dropped or re-fetched meanwhile). KEYS: file key. ARGV: 1 old value.
+_DEL_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -174,6 +202,12 @@ class NoSealer:
 
     def open(self, data: bytes) -> bytes:
         return self.seal(data)
+
+
+def _in_memory(data: bytes | StagedFile) -> bytes:
+    if isinstance(data, StagedFile):  # only a store with a blob store is given one
+        raise TypeError("a staged file needs a DeliveryStore with a blob store")
+    return data
 
 
 async def _async_iter(items: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -275,7 +309,7 @@ class DeliveryStore:
         self.capacity = capacity  # intake's high-water check (app/blobs/capacity.py)
         self._create = redis.register_script(_CREATE)
         self._unlock = redis.register_script(_UNLOCK)
-        self._swap_file = redis.register_script(_SWAP_FILE)
+        self._del_if = redis.register_script(_DEL_IF)
         self._batches = BatchRunner(redis)
         self._begin_run = redis.register_script(_BEGIN_RUN)
 
@@ -285,7 +319,7 @@ class DeliveryStore:
         self,
         delivery: Delivery,
         payload: bytes,
-        files: Sequence[bytes],
+        files: Sequence[bytes | StagedFile],
         idempotency_hash: str,
         index_sets: Sequence[str] = (),
         marked_by: tuple[str, Delivery] | None = None,
@@ -294,7 +328,8 @@ class DeliveryStore:
         one transaction, one round trip (bench P1). `index_sets` (e.g. the candidate's keyed-hash
         email index) get the new id. `marked_by` = (key, state): if that key exists when the
         script runs, `state` is stored instead of `delivery` (intake's erasure tombstone, checked
-        in the same atomic step as the write)."""
+        in the same atomic step as the write). A file may be a `StagedFile`, in the blob store
+        already (the form route's): it is moved to this delivery's name before the transaction."""
         if self.capacity is not None:  # Redis near maxmemory, the blob store failing: 503 first
             await self.capacity.check_intake()
         job_id = queue.job_id(delivery.id, 0)
@@ -305,6 +340,8 @@ class DeliveryStore:
         marker_key, marked_state = marked_by if marked_by else (NO_MARKER, None)
         if marked_state is not None:
             marked_state.job = job_id
+        # with a blob store, files have no key (their blobs' names are derived from the id)
+        file_keys = [file_key(delivery.id, i) for i in range(len(files))] if self.blobs is None else []
         keys = [
             idempotency_claim_key(idempotency_hash),
             state_key(delivery.id),
@@ -319,7 +356,7 @@ class DeliveryStore:
             names_key("board"),
             metric_key("accepted"),
             marker_key,
-            *(file_key(delivery.id, i) for i in range(len(files))),
+            *file_keys,
             *indexes,
             *index_sets,
         ]
@@ -328,13 +365,13 @@ class DeliveryStore:
             self.retention_s,
             delivery_encoder.encode(delivery),
             delivery_encoder.encode(marked_state) if marked_state is not None else b"",
-            self.sealer.seal(payload),
+            self.sealer.seal(pack_payload(payload)),
             queue.serialize(delivery.id, now_ms),
             queue.JOB_EXPIRES_MS,
             now_ms,
             delivery.created_at,
             job_id,
-            len(files),
+            len(file_keys),
             len(indexes),
             len(index_sets),
             delivery.connection_id,
@@ -343,20 +380,20 @@ class DeliveryStore:
             SEP.join((delivery.connection_id, delivery.connector, delivery.channel)),
         ]
         if self.blobs is None:
-            blobs = {file_key(delivery.id, i): self.sealer.seal(f) for i, f in enumerate(files)}
+            blobs = {file_key(delivery.id, i): self.sealer.seal(_in_memory(f)) for i, f in enumerate(files)}
             args.append(0)
             created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, blobs)
         else:
             # Blob first (noted pending, written, fsynced, renamed), then the one transaction that
-            # makes the delivery visible with its references: a crash in between leaves an orphan
-            # blob the sweep removes, never a delivery without its file.
+            # makes the delivery visible, and with it its files: a crash in between leaves an
+            # orphan blob the sweep removes (no delivery names it), never a delivery without its file.
             # (an empty file is a data_url's placeholder: fetched later, nothing to write now)
-            refs, pending = await self._write_blobs(delivery.id, [(i, f) for i, f in enumerate(files) if f])
+            pending = await self._write_blobs(delivery.id, [(i, f) for i, f in enumerate(files) if f])
             args += [len(pending), *pending]
             if pending:
                 keys.append(BLOBS_PENDING)
             try:
-                created, delivery_id, marked = await call_with_blobs(self.redis, self._create, keys, args, refs)
+                created, delivery_id, marked = await self._create(keys=keys, args=args)
             except ResponseError as exc:  # refused (OOM, a script error): nothing was kept
                 await self._discard(pending)
                 if isinstance(exc, OutOfMemoryError) and self.capacity is not None:
@@ -384,29 +421,42 @@ class DeliveryStore:
 
     async def load_payload(self, delivery_id: str) -> bytes | None:
         raw = await self.redis.get(payload_key(delivery_id))
-        return self.sealer.open(raw) if raw else None
+        return unpack_payload(self.sealer.open(raw)) if raw else None
 
     async def load_file(self, delivery_id: str, index: int) -> bytes | None:
-        """A file's bytes: from the blob store its reference names, or (stored before the blob
-        store) from Redis itself. None if they are gone."""
+        """A file's bytes: from its blob, or (stored by an older release) from the blob its file
+        key names or from Redis itself. None if they are gone."""
         raw = await self.redis.get(file_key(delivery_id, index))
-        if not raw:
-            return None
-        if raw.startswith(BLOB_REF):
+        if raw and raw.startswith(BLOB_REF):
             sealed = await self._blob_store().get(raw[len(BLOB_REF) :].decode())
             return self.sealer.open(sealed) if sealed is not None else None
-        return self.sealer.open(raw)
+        if raw:
+            return self.sealer.open(raw)
+        if self.blobs is None:
+            return None
+        sealed = await self.blobs.get(file_blob_name(delivery_id, index))
+        return self.sealer.open(sealed) if sealed is not None else None
 
     async def store_file(self, delivery_id: str, index: int, data: bytes) -> None:
-        """A file fetched later (a data_url): to the blob store, then its reference."""
+        """A file fetched later (a data_url): to its blob (replacing any earlier one whole)."""
         if self.blobs is None:
             await self.redis.set(file_key(delivery_id, index), self.sealer.seal(data))
             return
-        refs, pending = await self._write_blobs(delivery_id, [(index, data)])
-        old = await self.redis.set(file_key(delivery_id, index), refs[file_key(delivery_id, index)], get=True)
+        pending = await self._write_blobs(delivery_id, [(index, data)])
+        old = await self.redis.getdel(file_key(delivery_id, index))  # an older release's copy: replaced
         await self._settle(pending, kept=True)
-        if old and old.startswith(BLOB_REF):  # a re-fetch replaced an earlier blob
+        if old and old.startswith(BLOB_REF):
             await self._blob_store().delete(old[len(BLOB_REF) :].decode())
+
+    async def files_held(self, delivery_id: str, count: int) -> int:
+        """How many of a delivery's first `count` files are still stored (the subject access report)."""
+        keys = [file_key(delivery_id, i) for i in range(count)]
+        values = await self.redis.mget(keys) if keys else []
+        held = 0
+        for index, value in enumerate(values):
+            if value or (self.blobs is not None and await self.blobs.exists(file_blob_name(delivery_id, index))):
+                held += 1
+        return held
 
     # -- blobs --------------------------------------------------------------------------------
 
@@ -415,21 +465,23 @@ class DeliveryStore:
             raise RuntimeError("a file key names a blob but this DeliveryStore has no blob store (runtime.store has)")
         return self.blobs
 
-    async def _write_blobs(
-        self, delivery_id: str, files: Sequence[tuple[int, bytes]]
-    ) -> tuple[dict[str, bytes], list[str]]:
-        """Seal and write each file to the blob store, noted in `ar:blobs:pending` first (so an
-        orphan is always found): (file key → reference, the pending entries)."""
+    async def _write_blobs(self, delivery_id: str, files: Sequence[tuple[int, bytes | StagedFile]]) -> list[str]:
+        """Seal and write each file to its blob (a staged one: moved there), noted in
+        `ar:blobs:pending` first (so an orphan is always found): the pending entries ("<blob
+        name> <file key>")."""
         store = self._blob_store()
-        names = {file_key(delivery_id, index): new_name() for index, _ in files}
+        names = {file_key(delivery_id, index): file_blob_name(delivery_id, index) for index, _ in files}
         pending = [f"{name} {key}" for key, name in names.items()]
         if not pending:
-            return {}, []
+            return []
         await self.redis.zadd(BLOBS_PENDING, dict.fromkeys(pending, time.time()))
         try:
             for (_, data), name in zip(files, names.values(), strict=True):
                 pieces = getattr(self.sealer, "seal_chunks", None)
-                if pieces is not None and len(data) > STREAM_ABOVE:
+                if isinstance(data, StagedFile):
+                    await store.move(data.name, name)  # sealed and written as it arrived
+                    data.moved = True
+                elif pieces is not None and len(data) > STREAM_ABOVE:
                     await store.put_stream(name, _async_iter(pieces(data)))
                 else:
                     await store.put(name, self.sealer.seal(data))  # one sealed copy at a time
@@ -438,7 +490,10 @@ class DeliveryStore:
                 self.capacity.mark("blobs", exc.reason)
             await self._discard(pending)
             raise
-        return {key: BLOB_REF + name.encode() for key, name in names.items()}, pending
+        staged = [data.entry for _, data in files if isinstance(data, StagedFile)]
+        if staged:  # their pending entries now are the delivery's (above)
+            await self.redis.zrem(BLOBS_PENDING, *staged)
+        return pending
 
     async def _discard(self, pending: Sequence[str]) -> None:
         """Blobs written for nothing: deleted now, best effort (else the sweep does it)."""
@@ -462,32 +517,51 @@ class DeliveryStore:
         except Exception as exc:  # the sweep finds them referenced and only forgets them
             log.warning("blobs.pending_not_cleared", error_type=type(exc).__name__, blobs=len(pending))
 
-    async def drop_blobs(self, keys: Sequence[str]) -> int:
-        """Delete the blobs these file keys name (before the keys themselves go): how many."""
-        if not keys or self.blobs is None:
-            return 0
-        values = await self.redis.mget(keys)
+    async def drop_blobs(self, delivery_id: str, indexes: Iterable[int], *, probe: bool = True) -> list[str]:
+        """Delete the blobs of these files (before any file keys go): the names deleted. Each
+        file's derived blob, and the blob an older release's file key names. `probe`: ask the
+        store which derived blobs exist first, to count them (the erasure report); without it
+        they are deleted blind (deleting a missing blob is no error)."""
+        wanted = list(indexes)
+        if not wanted or self.blobs is None:
+            return []
+        values = await self.redis.mget([file_key(delivery_id, i) for i in wanted])
         names = [v[len(BLOB_REF) :].decode() for v in values if v and v.startswith(BLOB_REF)]
+        for index in wanted:
+            name = file_blob_name(delivery_id, index)
+            if not probe or await self.blobs.exists(name):
+                names.append(name)
         for name in names:
             await self.blobs.delete(name)
-        return len(names)
+        return names
 
     async def migrate_file(self, key: str) -> str:
-        """Move one file stored before the blob store (its sealed bytes in Redis) to the blob
-        store, as sealed as it was: "moved", "skipped" (a reference already, or gone), or
-        "changed" (dropped or rewritten meanwhile: the copy is deleted). Idempotent, so
-        `applyrelay blobs migrate` resumes by simply running again."""
+        """Move one file an older release stored under a file key (its sealed bytes in Redis, or
+        a reference to a random blob) to its derived blob, as sealed as it was, and drop the key:
+        "moved", "skipped" (gone, or its blob is), or "changed" (dropped or re-fetched meanwhile:
+        the copy goes if the delivery's files are purged). Idempotent, so `applyrelay blobs
+        migrate` resumes by simply running again."""
         old = await self.redis.get(key)
-        if not old or old.startswith(BLOB_REF):
+        if not old:
             return "skipped"
         store = self._blob_store()
-        name = new_name()
+        previous = old[len(BLOB_REF) :].decode() if old.startswith(BLOB_REF) else None
+        sealed = await store.get(previous) if previous is not None else old
+        if sealed is None:
+            return "skipped"
+        delivery_id, index = parse_file_key(key)
+        name = file_blob_name(delivery_id, index)
         entry = f"{name} {key}"
         await self.redis.zadd(BLOBS_PENDING, {entry: time.time()})
-        await store.put(name, old)
-        swapped = await self._swap_file(keys=[key], args=[old, BLOB_REF + name.encode()])
-        await self._settle([entry], kept=bool(swapped))
-        return "moved" if swapped else "changed"
+        await store.put(name, sealed)
+        if await self._del_if(keys=[key], args=[old]):
+            await self.redis.zrem(BLOBS_PENDING, entry)
+            if previous is not None:
+                await store.delete(previous)
+            return "moved"
+        state = await self.get(delivery_id)
+        await self._settle([entry], kept=state is not None and not state.files_purged)
+        return "changed"
 
     async def sweep_orphans(self, older_than_s: float) -> int:
         """Delete blobs written but never referenced (a web process killed between the blob write
@@ -501,13 +575,17 @@ class DeliveryStore:
             entries = await self.redis.zrangebyscore(BLOBS_PENDING, "-inf", cutoff, start=0, num=500)
             if not entries:
                 break
-            decoded = [e.decode() for e in entries]
-            refs = await self.redis.mget([e.split(" ", 1)[1] for e in decoded])
-            for entry, ref in zip(decoded, refs, strict=True):
-                name = entry.split(" ", 1)[0]
-                if ref != BLOB_REF + name.encode():
-                    await self.blobs.delete(name)
-                    swept += 1
+            decoded = [e.decode().split(" ", 1) for e in entries]
+            refs = await self.redis.mget([key for _, key in decoded])
+            states = await self.redis.mget([state_key(parse_file_key(key)[0]) for _, key in decoded])
+            for (name, key), ref, raw in zip(decoded, refs, states, strict=True):
+                if ref == BLOB_REF + name.encode():
+                    continue  # an older release's reference names it
+                if raw and name == file_blob_name(*parse_file_key(key)):
+                    if not delivery_decoder.decode(raw).files_purged:
+                        continue  # its delivery was stored: it is that delivery's file
+                await self.blobs.delete(name)
+                swept += 1
             await self.redis.zrem(BLOBS_PENDING, *entries)
         for path in self.blobs.stale_temp_files(older_than_s):
             path.unlink(missing_ok=True)
@@ -558,7 +636,7 @@ class DeliveryStore:
             # the ATS holds them: the blobs go first (a failed save leaves a delivered run that
             # re-runs with every step checkpointed, needing no file)
             try:
-                await self.drop_blobs([file_key(delivery.id, i) for i in range(drop_files)])
+                await self.drop_blobs(delivery.id, range(drop_files), probe=False)
             except BlobUnavailable as exc:  # kept (references and blobs) until retention purges them
                 log.warning("blobs.drop_deferred", delivery_id=delivery.id, reason=exc.reason)
                 drop_files = 0
@@ -608,7 +686,7 @@ class DeliveryStore:
         return int(kind), value
 
     def open_payload(self, sealed: bytes) -> bytes:
-        return self.sealer.open(sealed)
+        return unpack_payload(self.sealer.open(sealed))
 
     def _batch(
         self, delivery: Delivery, previous_status: str | None, jid: str | None, run_at: float | None, drop_files: int
@@ -641,14 +719,21 @@ class DeliveryStore:
         """Drop the payload and files, keep the state as a tombstone (ids, statuses, attempts).
         Returns how many blobs were deleted from the blob store."""
         files = [file_key(delivery.id, i) for i in range(file_count)]
-        blobs = await self.drop_blobs(files)
+        deleted = await self.drop_blobs(delivery.id, range(file_count))
         keys = [payload_key(delivery.id), *files]
         delivery.payload_purged = delivery.files_purged = True
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.set(state_key(delivery.id), delivery_encoder.encode(delivery))
         await pipe.execute()
-        return blobs
+        # Once more, now that the state says purged: a `keys rotate` that read one of them before
+        # the first delete may have written it back since (it checks that state after writing).
+        try:
+            for name in deleted:
+                await self._blob_store().delete(name)
+        except BlobUnavailable as exc:
+            log.warning("blobs.purge_recheck_failed", delivery_id=delivery.id, reason=exc.reason)
+        return len(deleted)
 
     async def unindex(self, delivery: Delivery) -> None:
         """Take a delivery out of every list index (a retention or erasure job deleting it)."""
@@ -660,7 +745,7 @@ class DeliveryStore:
     async def drop_file(self, delivery_id: str, index: int) -> None:
         """One file's bytes, once the ATS confirmed it (retention: nothing kept longer than needed)."""
         try:
-            await self.drop_blobs([file_key(delivery_id, index)])
+            await self.drop_blobs(delivery_id, [index], probe=False)
         except BlobUnavailable as exc:  # dropped with the others at the end, or by retention
             log.warning("blobs.drop_deferred", delivery_id=delivery_id, reason=exc.reason)
             return

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from app.core.model import (
 )
 from app.core.problems import FieldError, Problem
 from app.delivery.record import Delivery, Status
+from app.delivery.staging import StagedFile
 from app.delivery.store import DeliveryStore, new_delivery_id
 from app.intake import screening
 from app.intake.decode import OFF_LOOP_BYTES
@@ -111,15 +112,24 @@ class _Files:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.blobs: list[bytes] = []
+        self.blobs: list[bytes | StagedFile] = []
         self.refs: list[AttachmentRef] = []
         self.total = 0
 
     def add(
-        self, field_path: str, name: str, kind: str, content_type: str | None, data: bytes | None, data_url: str | None
+        self,
+        field_path: str,
+        name: str,
+        kind: str,
+        content_type: str | None,
+        data: bytes | None,
+        data_url: str | None,
+        staged: StagedFile | None = None,
     ) -> AttachmentRef:
         """`data`: the file's bytes, decoded from base64 while parsing (or a multipart part):
-        they are stored as they are, no second copy of a 20 MB CV."""
+        they are stored as they are, no second copy of a 20 MB CV. `staged`: the file is in the
+        blob store already (a form's part, app/delivery/staging.py; `data` is then empty), its
+        size, sha256 and what the type check reads of it known."""
         limits = self.connection.limits
         if (data is None) == (data_url is None):
             raise Problem.invalid(field_path, "give exactly one of data (base64) or data_url")
@@ -138,13 +148,14 @@ class _Files:
         else:
             assert data is not None
             raw = data
-            if len(raw) > limits.max_file_bytes:
+            size = staged.size if staged is not None else len(raw)
+            if size > limits.max_file_bytes:
                 raise Problem.invalid(f"{field_path}.data", f"file larger than {limits.max_file_bytes} bytes", 413)
-            self.total += len(raw)
+            self.total += size
             if self.total > limits.max_application_bytes:
                 raise Problem.invalid(field_path, f"attachments exceed {limits.max_application_bytes} bytes", 413)
             try:
-                actual = files.sniff(raw)
+                actual = staged.sniff() if staged is not None else files.sniff(raw)
                 files.check_declared(content_type, actual)
                 files.check_allowed(actual, self.connection.allowed_attachment_types)
             except files.FileRejected as exc:
@@ -156,24 +167,30 @@ class _Files:
                 name=files.safe_name(name, actual),
                 type=kind,
                 content_type=actual,
-                sha256=hashlib.sha256(raw).hexdigest(),
-                size=len(raw),
+                sha256=staged.sha256 if staged is not None else hashlib.sha256(raw).hexdigest(),
+                size=size,
             )
-            self.blobs.append(raw)
+            self.blobs.append(staged if staged is not None else raw)
         self.refs.append(ref)
         return ref
 
 
 def build_stored(
-    app: ApplicationIn, connection: Connection, origin: Origin, keep: list[int] | None = None
-) -> tuple[StoredApplication, list[bytes]]:
+    app: ApplicationIn,
+    connection: Connection,
+    origin: Origin,
+    keep: list[int] | None = None,
+    staged: Mapping[tuple[str, int], StagedFile] | None = None,
+) -> tuple[StoredApplication, list[bytes | StagedFile]]:
     """Move file bytes out of the payload; validate what the schema cannot. `keep`: the indexes of
     the answers to store (the answer check's `kept`), all when None; errors name the index as
-    posted."""
+    posted. `staged`: files already in the blob store, by ("attachment" | "answer", index as
+    posted) (Draft.staged)."""
+    staged = staged or {}
     collected = _Files(connection)
     attachments: list[AttachmentRef] = []
     for i, att in enumerate(app.attachments):
-        attachments.append(_add_attachment(collected, f"attachments[{i}]", att))
+        attachments.append(_add_attachment(collected, f"attachments[{i}]", att, staged.get(("attachment", i))))
     answers: list[StoredAnswer] = []
     posted = app.screening_question_answers
     for i in range(len(posted)) if keep is None else keep:
@@ -187,6 +204,7 @@ def build_stored(
                 value.content_type,
                 value.data,
                 value.data_url,
+                staged.get(("answer", i)),
             )
         elif isinstance(value, str) and len(value) > MAX_ANSWER_CHARS:  # an adapter's answer, not parsed by msgspec
             raise _over_limit(f"screening_question_answers[{i}].answer", f"longer than {MAX_ANSWER_CHARS} characters")
@@ -267,8 +285,8 @@ def _field_errors(errors: list[str], app: ApplicationIn) -> list[FieldError]:
     return out
 
 
-def _add_attachment(collected: _Files, path: str, att: AttachmentIn) -> AttachmentRef:
-    return collected.add(path, att.name, att.type, att.content_type, att.data, att.data_url)
+def _add_attachment(collected: _Files, path: str, att: AttachmentIn, staged: StagedFile | None = None) -> AttachmentRef:
+    return collected.add(path, att.name, att.type, att.content_type, att.data, att.data_url, staged)
 
 
 def build_attachments(
@@ -277,7 +295,7 @@ def build_attachments(
     """Validate attachments posted on their own (the add-attachment actions)."""
     collected = _Files(connection)
     refs = [_add_attachment(collected, path, att) for path, att in items]
-    return list(zip(refs, collected.blobs, strict=True))
+    return [(ref, blob) for ref, blob in zip(refs, collected.blobs, strict=True) if isinstance(blob, bytes)]
 
 
 class Intake:
@@ -352,18 +370,21 @@ class Intake:
         origin: Origin,
         idempotency_key: str | None = None,
         notes: list[StepWarning] | None = None,
+        staged: Mapping[tuple[str, int], StagedFile] | None = None,
     ) -> Accepted:
         """`notes`: warnings an inbound adapter found while mapping (an unmapped board question),
-        recorded on the delivery like the connector's own."""
+        recorded on the delivery like the connector's own. `staged`: files the route streamed to
+        the blob store (the form route, `Draft.staged`), kept in place of bytes."""
         connection = self.connection(app.connection_id)
-        large = _file_bytes(app) + _text_chars(app) >= OFF_LOOP_BYTES  # megabytes: off the event loop
+        held = _file_bytes(app) + sum(s.sample_bytes for s in (staged or {}).values())
+        large = held + _text_chars(app) >= OFF_LOOP_BYTES  # megabytes: off the event loop
         app = await asyncio.to_thread(_clean, app) if large else _clean(app)
         checker = self.checker_for(connection.id)
         app, checked, unchecked = await self.screen(app, connection, checker, origin)
         if large:  # hashing and sniffing the files, as their decoding was (app/intake/decode.py)
-            stored, blobs = await asyncio.to_thread(build_stored, app, connection, origin, checked.kept)
+            stored, blobs = await asyncio.to_thread(build_stored, app, connection, origin, checked.kept, staged)
         else:
-            stored, blobs = build_stored(app, connection, origin, checked.kept)
+            stored, blobs = build_stored(app, connection, origin, checked.kept, staged)
         errors, warnings = checker.check(stored)
         if not errors and checked.ok and not unchecked:
             errors = await self._connector_answers(checker, stored)

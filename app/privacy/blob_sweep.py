@@ -3,8 +3,9 @@
 Intake notes each blob in `ar:blobs:pending` before writing it, writes it (temp name, fsync,
 rename), then runs the transaction that makes the delivery visible with its references
 (app/delivery/store.py). A web process killed in between leaves a blob nothing references: this
-worker cron deletes every pending blob older than the blob TTL whose file key does not name it,
-and the fs store's stale temp files (a write cut short). Never a delivery without its file; at
+worker cron deletes every pending blob older than the blob TTL whose delivery was never stored
+(or whose files were purged since; an older release's random blob: whose file key does not name
+it), and the fs store's stale temp files (a write cut short). Never a delivery without its file; at
 worst an orphan for an hour.
 """
 

@@ -107,6 +107,11 @@ class AesGcmSealer:
             yield encryptor.update(view[start : start + chunk])
         yield encryptor.finalize() + encryptor.tag
 
+    def seal_stream(self) -> SealStream:
+        """`seal` for bytes that arrive in pieces (a form's file part, streamed to the blob store
+        as it is parsed: app/delivery/staging.py); the same layout byte for byte."""
+        return SealStream(VERSION + self.current, self._current_key)
+
     def blob_key_id(self, blob: bytes) -> bytes:
         if len(blob) < HEADER_LEN + 16 or blob[:1] != VERSION:
             raise SealError("the stored record is not sealed (written without encryption?)")
@@ -127,6 +132,25 @@ class AesGcmSealer:
 
     def is_current(self, blob: bytes) -> bool:
         return self.blob_key_id(blob) == self.current
+
+
+class SealStream:
+    """One sealed blob written piece by piece: `header()`, `update(piece)` per piece (as many bytes
+    out as in), then `finish()` (GCM's tag)."""
+
+    def __init__(self, prefix: bytes, key: bytes) -> None:
+        self._nonce = os.urandom(NONCE_LEN)
+        self._prefix = prefix
+        self._encryptor = Cipher(algorithms.AES(key), modes.GCM(self._nonce)).encryptor()
+
+    def header(self) -> bytes:
+        return self._prefix + self._nonce
+
+    def update(self, piece: bytes | memoryview) -> bytes:
+        return self._encryptor.update(piece)
+
+    def finish(self) -> bytes:
+        return self._encryptor.finalize() + self._encryptor.tag
 
 
 class Pseudonyms:

@@ -5,10 +5,12 @@ Layout (prefix ``ar:``):
 
     ar:d:<id>                 Delivery state (msgpack, no PII)
     ar:p:<id>                 payload: StoredApplication or action payload (msgpack, sealed)
-    ar:f:<id>:<n>             attachment n: b"blob:" + its blob's name (app/blobs), or, stored
-                              before the blob store, its bytes (sealed)
-    ar:blobs:pending          blobs being written, not yet referenced (zset "<name> <file key>" →
-                              time; the orphan sweep, privacy/blob_sweep.py)
+    ar:f:<id>:<n>             attachment n as older releases stored it: b"blob:" + a random blob's
+                              name, or (before the blob store) its bytes, sealed; now written by no
+                              one (a file's blob name is derived from <id> and <n>, app/blobs) and
+                              moved out by `applyrelay blobs migrate`
+    ar:blobs:pending          blobs being written, their delivery not yet stored (zset "<name>
+                              <file key>" → time; the orphan sweep, privacy/blob_sweep.py)
     ar:idem:<hash>            idempotency key → delivery id
     ar:ix:all                 every delivery, scored by creation time
     ar:ix:st:<status>         deliveries per status, scored by last update

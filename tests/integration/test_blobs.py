@@ -15,13 +15,18 @@ from typing import Any
 import httpx
 import pytest
 
-from app.delivery.store import BLOB_REF
+from app.blobs.store import file_blob_name
+from app.core.model import stored_decoder
+from app.delivery.record import Delivery
+from app.delivery.staging import Stager
+from app.delivery.store import unpack_payload
 from app.privacy import retention
 from app.redis.embedded import free_port
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import DOCX_BYTES, PDF_BYTES, application, b64, connection_table
 from tests.support.emulators import EmulatorFactory
 from tests.support.harness import DATA_KEY, REPO, Relay, blob_env, config_toml
+from tests.support.old_formats import to_old_format
 from tests.support.s3 import BlobTarget
 
 CV = PDF_BYTES + b"% the only copy of Zoe's CV\n" * 40
@@ -100,9 +105,11 @@ async def test_a_cv_reaches_each_ats_through_the_blob_store(
     assert response.status_code == 202, response.text
     delivery_id = response.json()["id"]
 
-    [ref] = [v async for k in relay.redis.scan_iter(match="ar:f:*") if (v := await relay.redis.get(k))]
-    assert ref.startswith(BLOB_REF) and len(ref) < 64  # Redis holds a reference, the bytes are elsewhere
-    assert len(blob_target.raw()) == 1
+    # Redis holds no file key: the sha256 in the (sealed) payload, the bytes in the delivery's blob
+    assert not await relay.redis.keys("ar:f:*")
+    assert blob_target.names() == {file_blob_name(delivery_id, 0)}
+    payload = stored_decoder.decode(await relay.store.load_payload(delivery_id))
+    assert payload.attachments[0].sha256 == hashlib.sha256(CV).hexdigest()
     assert await relay.redis.zcard("ar:blobs:pending") == 0  # cleared by the transaction that keeps the blob
     assert await relay.store.load_file(delivery_id, 0) == CV
 
@@ -207,8 +214,8 @@ async def test_an_orphan_of_a_killed_web_process_is_swept(
     assert not await relay.redis.keys("ar:d:*") and not await relay.redis.keys("ar:f:*")
     live = await relay.post(application(attachments=[_cv()], screening_question_answers=[]))
     # as if a web process died after the transaction but before clearing its pending entry
-    ref = await relay.redis.get(f"ar:f:{live.json()['id']}:0")
-    await relay.redis.zadd("ar:blobs:pending", {f"{ref[len(BLOB_REF) :].decode()} ar:f:{live.json()['id']}:0": 1})
+    live_id = live.json()["id"]
+    await relay.redis.zadd("ar:blobs:pending", {f"{file_blob_name(live_id, 0)} ar:f:{live_id}:0": 1})
     assert len(blob_target.raw()) == 2
 
     assert await relay.store.sweep_orphans(older_than_s=0) == 1
@@ -236,40 +243,43 @@ async def test_a_worker_killed_mid_upload_delivers_once(
     assert delivery["files_purged"] is True and blob_target.raw() == {}
 
 
-async def _to_old_format(relay: Relay, delivery_id: str) -> int:
-    """Rewrite a delivery's files as the relay stored them before the blob store: the sealed
-    bytes in the file key itself, no blob."""
-    moved = 0
-    async for key in relay.redis.scan_iter(match=f"ar:f:{delivery_id}:*"):
-        ref = await relay.redis.get(key)
-        name = ref[len(BLOB_REF) :].decode()
-        sealed = await relay.blobs.get(name)
-        assert sealed is not None
-        await relay.redis.set(key, sealed)
-        await relay.blobs.delete(name)
-        moved += 1
-    return moved
-
-
 async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_erased_and_migrated(
     make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget, tmp_path: Any
 ) -> None:
     factorial = emulator("factorial")
     relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
-    people = [("Ada", "Old", "ada.old@example.org"), ("Bea", "Old", "bea.old@example.org"), *PEOPLE[:1]]
+    people = [
+        ("Ada", "Old", "ada.old@example.org"),
+        ("Bea", "Old", "bea.old@example.org"),
+        *PEOPLE[:1],
+        ("Cai", "Ref", "cai.ref@example.org"),
+        ("Dee", "Ref", "dee.ref@example.org"),
+    ]
     ids = []
-    for person in people:
+    for n, person in enumerate(people):
         response = await relay.post(
             application(candidate=_candidate(*person), attachments=[_cv()], screening_question_answers=[])
         )
         ids.append(response.json()["id"])
-        assert await _to_old_format(relay, ids[-1]) == 1
-    assert blob_target.raw() == {}
-    retried, erased, migrated = ids
+        # the first three as before the blob store (bytes in Redis), the others as the first
+        # blob-store release stored them (a file key naming a random blob)
+        assert await to_old_format(relay, ids[-1], as_ref=n >= 3) == 1
+    assert len(blob_target.raw()) == 2 and not {file_blob_name(i, 0) for i in ids} & blob_target.names()
+    retried, erased, migrated, migrated_ref, erased_ref = ids
+    # and one payload as it was sealed before payloads were deflated
+    sealer = relay.store.sealer
+    raw = await relay.store.load_payload(retried)
+    await relay.redis.set(f"ar:p:{retried}", sealer.seal(raw))
+    assert unpack_payload(sealer.open(await relay.redis.get(f"ar:p:{migrated}"))) != sealer.open(
+        await relay.redis.get(f"ar:p:{migrated}")
+    )  # the others are deflated
 
-    # erased: its bytes in Redis go
+    # erased: its bytes in Redis go, and the blob its file key names (counted)
     response = await relay.client.post("/v1/erasure", json={"email": people[1][2]}, headers=relay.admin)
     assert response.json()["deliveries_erased"] == 1 and not await relay.redis.keys(f"ar:f:{erased}:*")
+    response = await relay.client.post("/v1/erasure", json={"email": people[4][2]}, headers=relay.admin)
+    assert response.json()["blobs_deleted"] == 1 and not await relay.redis.keys(f"ar:f:{erased_ref}:*")
+    assert len(blob_target.raw()) == 1
 
     # migrated, by the command, twice (idempotent), while the others stay as they are
     env = {**relay.env, "REDIS_URL": relay.redis_url, "APPLYRELAY_DATA_KEY": DATA_KEY, "PYTHONPATH": str(REPO)}
@@ -278,8 +288,8 @@ async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_era
     env |= blob_env(blob_target.settings)
     factorial.faults(error_rate=1.0, error_status=422, path_regex=r"/ats/candidates$")
     await relay.start_worker()
-    await relay.wait_for(retried, "failed")
-    await relay.wait_for(migrated, "failed")
+    for delivery_id in (retried, migrated, migrated_ref):
+        await relay.wait_for(delivery_id, "failed")
     outputs = []
     for _ in range(2):
         process = await asyncio.create_subprocess_exec(
@@ -288,20 +298,19 @@ async def test_deliveries_stored_before_the_blob_store_are_delivered_retried_era
         out, _ = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0
         outputs.append(out.decode())
-    assert "moved 2 files" in outputs[0] and "moved 0 files" in outputs[1] and "2 already there" in outputs[1]
-    values = [await relay.redis.get(k) async for k in relay.redis.scan_iter(match="ar:f:*")]
-    assert len(values) == 2 and all(v.startswith(BLOB_REF) for v in values)
-    assert len(blob_target.raw()) == 2
+    assert "moved 3 files" in outputs[0] and "moved 0 files" in outputs[1], outputs
+    assert not await relay.redis.keys("ar:f:*")  # no per-file key left (bench P5)
+    assert blob_target.names() == {file_blob_name(i, 0) for i in (retried, migrated, migrated_ref)}
 
-    # retried by an operator after the ATS accepts again: both arrive, the CV whole
+    # retried by an operator after the ATS accepts again: all arrive, the CV whole
     factorial.faults()
-    await _to_old_format(relay, retried)  # one still in the old format when it is retried
-    for delivery_id in (retried, migrated):
+    await to_old_format(relay, retried)  # one still in the old format when it is retried
+    for delivery_id in (retried, migrated, migrated_ref):
         response = await relay.client.post(f"/v1/deliveries/{delivery_id}/retry", headers=relay.admin)
         assert response.status_code in (200, 202), response.text
         await relay.wait_for(delivery_id, "delivered")
     files = _files_received(factorial.records())
-    assert [f["sha256"] for f in files] == [hashlib.sha256(CV).hexdigest()] * 2
+    assert [f["sha256"] for f in files] == [hashlib.sha256(CV).hexdigest()] * 3
     assert blob_target.raw() == {} and not await relay.redis.keys("ar:f:*")
 
 
@@ -371,3 +380,49 @@ async def test_a_web_process_killed_between_the_blob_and_the_transaction_leaves_
     assert len(blob_target.raw()) == 1  # the orphan
     assert await relay.store.sweep_orphans(older_than_s=0) == 1
     assert blob_target.raw() == {} and await relay.redis.zcard("ar:blobs:pending") == 0
+
+
+async def test_a_form_file_streamed_to_the_store_is_moved_to_its_delivery_or_swept(
+    make_relay: Callable[..., Relay], emulator: EmulatorFactory, blob_target: BlobTarget
+) -> None:
+    """The form route's files (app/delivery/staging.py): sealed and written under a staging name
+    while they arrive, moved to the delivery's own name by intake (S3: a server-side copy), and
+    swept like any orphan when the web process dies before its Redis transaction."""
+    factorial = emulator("factorial")
+    relay = _relay(make_relay, blob_target, connection_table("factorial", factorial.url))
+    stager = Stager(relay.redis, relay.blobs, relay.store.sealer)
+    large = PDF_BYTES + os.urandom(3 << 20)
+    sink = await stager.open()
+    for start in range(0, len(large), 65_536):
+        await sink.write(large[start : start + 65_536])
+    staged = await stager.close(sink)
+    assert staged.size == len(large) and staged.sha256 == hashlib.sha256(large).hexdigest()
+    assert not staged.whole and len(staged.head) + len(staged.tail) < 100_000  # a PDF: its ends only
+    [raw] = [r for n, r in blob_target.raw().items() if not n.startswith(".tmp")]
+    assert raw[:1] == b"\x01" and large[-64:] not in raw  # sealed on its way in
+
+    delivery = Delivery(
+        id="dlv_form",
+        connection_id="acme",
+        connector="factorial",
+        status="queued",
+        created_at=1.0,
+        updated_at=1.0,
+        idempotency_key_hash="form",
+        channel="form",
+    )
+    assert (await relay.store.create(delivery, b"payload", [staged], "form")).created
+    assert staged.moved and blob_target.names() == {file_blob_name("dlv_form", 0)}
+    assert await relay.store.load_file("dlv_form", 0) == large
+    assert await relay.redis.zcard("ar:blobs:pending") == 0
+    await stager.discard()  # what the route does after any post: a moved file stays
+    assert await relay.store.load_file("dlv_form", 0) == large
+
+    # a web process killed mid-post: its staged file is noted pending, and swept
+    crashed = Stager(relay.redis, relay.blobs, relay.store.sealer)
+    sink = await crashed.open()
+    await sink.write(PDF_BYTES)
+    await crashed.close(sink)
+    assert len(blob_target.names()) == 2
+    assert await relay.store.sweep_orphans(older_than_s=0) == 1
+    assert blob_target.names() == {file_blob_name("dlv_form", 0)}

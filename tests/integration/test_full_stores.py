@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 
 from app.blobs.capacity import EvictingRedis, refuse_evicting_policy
 from app.blobs.store import BlobSettings
-from app.delivery.store import BLOB_REF
 from app.redis.embedded import free_port
 from tests.support.builders import PDF_BYTES, b64, connection_table
 from tests.support.emulators import EmulatorFactory
 from tests.support.harness import Relay
+from tests.support.old_formats import to_old_format
 from tests.support.s3 import S3Server
 
 BIG_CV = PDF_BYTES + bytes(range(256)) * 1600  # ~400 KB
@@ -59,10 +59,7 @@ def _assert_honest_503(response: Any) -> None:
 
 async def _to_old_format(relay: Relay, delivery_id: str) -> None:
     """The CV back into Redis, as before the blob store (what fills a Redis in the wild)."""
-    async for key in relay.redis.scan_iter(match=f"ar:f:{delivery_id}:*"):
-        name = (await relay.redis.get(key))[len(BLOB_REF) :].decode()
-        await relay.redis.set(key, await relay.blobs.get(name))
-        await relay.blobs.delete(name)
+    assert await to_old_format(relay, delivery_id) == 1
 
 
 async def test_redis_at_maxmemory_gives_503_then_accepts_once_the_backlog_drains(

@@ -102,6 +102,15 @@ class Relay:
             )
         return await self.client.post("/v1/applications", json=payload, headers=hdrs)
 
+    async def blobs_held(self) -> list[str]:
+        """The name of every blob in the relay's store (its staging directory left out)."""
+        if self.blobs.root is not None:
+            root = self.blobs.root
+            return sorted(
+                str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.parts[len(root.parts)] != ".tmp"
+            )
+        return sorted([e.path async for e in await self.blobs.op.list("/", recursive=True) if e.path[-1:] != "/"])
+
     async def delivery(self, delivery_id: str) -> dict[str, Any]:
         response = await self.client.get(f"/v1/deliveries/{delivery_id}", headers=self.admin)
         response.raise_for_status()

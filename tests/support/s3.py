@@ -78,6 +78,11 @@ class BlobTarget:
     kind: str
     settings: BlobSettings
     raw: Any  # () -> dict[str, bytes]
+    prefix: str = ""  # what the raw keys carry before a blob's name (S3: the URL's prefix)
+
+    def names(self) -> set[str]:
+        """The blob names the store holds (as app/blobs names them), without the staging dir."""
+        return {k.removeprefix(self.prefix) for k in self.raw() if not k.startswith(".tmp")}
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -91,4 +96,4 @@ def blob_target(request: pytest.FixtureRequest, tmp_path: Path) -> BlobTarget:
         return BlobTarget("file", BlobSettings(url=f"file://{root}"), files)
     server: S3Server = request.getfixturevalue("s3_server")
     bucket = server.new_bucket()
-    return BlobTarget("s3", server.settings(bucket), lambda: server.objects(bucket))
+    return BlobTarget("s3", server.settings(bucket), lambda: server.objects(bucket), prefix="relay/")

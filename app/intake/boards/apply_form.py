@@ -20,6 +20,7 @@ from typing import Any
 from app.core import files
 from app.core.catalog import ScreeningQuestion
 from app.core.problems import FieldError, Problem
+from app.delivery.staging import StagedFile
 from app.intake.boards.draft import Draft, FileValue
 
 PREFIX = "ap1."
@@ -123,10 +124,12 @@ def _typed(question: ScreeningQuestion, raw: Any) -> Any:
     if kind == "FILE":
         if not isinstance(raw, FileValue):
             raise ValueError(REQUIRED)
-        if fmt.max_file_size_bytes is not None and len(raw.data) > fmt.max_file_size_bytes:
+        data = raw.data  # bytes, or the blob the form route streamed them to
+        size = data.size if isinstance(data, StagedFile) else len(data)
+        if fmt.max_file_size_bytes is not None and size > fmt.max_file_size_bytes:
             raise ValueError(f"file larger than {fmt.max_file_size_bytes} bytes")
         try:
-            actual = files.sniff(raw.data)
+            actual = data.sniff() if isinstance(data, StagedFile) else files.sniff(data)
         except files.FileRejected as exc:
             raise ValueError(str(exc)) from None
         if fmt.accepted_mime_types and actual not in fmt.accepted_mime_types:

@@ -24,6 +24,7 @@ from app.core import files
 from app.core.catalog import READ_JOBS
 from app.core.model import ApplicationIn
 from app.core.problems import FieldError, Problem
+from app.delivery.staging import StagedFile
 from app.intake import decode, screening
 from connectors.base import ConnectorError, StepWarning
 
@@ -85,11 +86,12 @@ def truthy(value: str | None) -> bool:
 
 @dataclass
 class FileValue:
-    """A file already decoded to bytes (name kept exactly as the sender wrote it)."""
+    """A file already decoded to bytes, or streamed to the blob store (name kept exactly as the
+    sender wrote it)."""
 
     name: str | None
     content_type: str | None
-    data: bytes
+    data: bytes | StagedFile
 
 
 def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
@@ -97,7 +99,7 @@ def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
     if value.name and value.name.strip():
         return value.name
     try:
-        actual = files.sniff(value.data)
+        actual = value.data.sniff() if isinstance(value.data, StagedFile) else files.sniff(value.data)
     except files.FileRejected as exc:
         raise Problem(
             422, "Invalid application", f"{field_path}: {exc}", [FieldError(field_path, str(exc))], exc.code
@@ -125,12 +127,18 @@ class Draft:
     candidate: dict[str, Any]
     field_names: Mapping[str, str]
     answers: list[tuple[str, Any]] = field(default_factory=list)
-    attachments: list[tuple[str, str, str | None, bytes]] = field(default_factory=list)  # name, type, ctype, data
+    # name, type, content type, data (or the blob it was streamed to)
+    attachments: list[tuple[str, str, str | None, bytes | StagedFile]] = field(default_factory=list)
     source: dict[str, Any] | None = None
     gdpr_consent: dict[str, Any] | None = None
     board_fields: dict[str, str] = field(default_factory=dict)  # canonical path → the board's field
+    # the files already in the blob store, by ("attachment" | "answer", index as posted): intake
+    # checks and keeps them in place of bytes (app/delivery/staging.py)
+    staged: dict[tuple[str, int], StagedFile] = field(default_factory=dict)
 
-    def add_attachment(self, name: str, kind: str, content_type: str | None, data: bytes, board_field: str) -> None:
+    def add_attachment(
+        self, name: str, kind: str, content_type: str | None, data: bytes | StagedFile, board_field: str
+    ) -> None:
         self.board_fields[f"attachments[{len(self.attachments)}]"] = board_field
         self.attachments.append((name, kind, content_type, data))
 
@@ -148,10 +156,13 @@ class Draft:
 
     def build(self) -> ApplicationIn:
         blobs: list[bytes] = []
-        answers = []
+        answers: list[dict[str, Any]] = []
+        self.staged = {}
         for question_id, value in self.answers:
             if isinstance(value, FileValue):
-                blobs.append(value.data)
+                if isinstance(value.data, StagedFile):
+                    self.staged[("answer", len(answers))] = value.data
+                blobs.append(b"" if isinstance(value.data, StagedFile) else value.data)
                 value = {"name": value.name or "file", "content_type": value.content_type, "data": ""}
             answers.append({"question_id": question_id, "answer": value})
         attachments = []
@@ -175,7 +186,10 @@ class Draft:
         for answer in app.screening_question_answers:
             if isinstance(answer.answer, msgspec.Struct):
                 answer.answer.data = next(files_iter)
-        for attachment, (_, _, _, data) in zip(app.attachments, self.attachments, strict=True):
+        for i, (attachment, (_, _, _, data)) in enumerate(zip(app.attachments, self.attachments, strict=True)):
+            if isinstance(data, StagedFile):
+                self.staged[("attachment", i)] = data
+                data = b""  # a placeholder: intake takes the staged file
             attachment.data = data
         return app
 

@@ -18,8 +18,11 @@ Connection settings:
     form_trusted_proxy_hops = 0             # proxies in front of the relay (X-Forwarded-For)
     form_source_name = "Career site"        # the source written when the form sends none
 
-Streaming: parts are parsed as the body arrives (python-multipart's push parser); each file is
-collected once, limits checked as bytes arrive, so a 20 MB CV costs about its own size.
+Streaming: parts are parsed as the body arrives (python-multipart's push parser), limits checked
+as bytes arrive. With a `Stager` (the relay's route, app/delivery/staging.py) each file part goes
+to the blob store as it arrives, sealed, and is never held whole (a PDF or an image: only its
+two ends are kept, for the type check); without one (tests of the parser) each file is collected
+once in memory.
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ from urllib.parse import unquote
 from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
+from app.blobs.store import BlobUnavailable
 from app.config import Connection
 from app.core.problems import Problem
+from app.delivery.staging import FileSink, StagedFile, Stager
 from app.intake.boards.draft import Draft, FileValue, check_file_size, split_name, truthy
 
 MAX_FIELD_BYTES = 100_000  # one text field (an answer may be 20,000 characters of any script)
 MAX_FIELDS_BYTES = 1_000_000  # all text fields together
 MAX_PARTS = 300
+# File parts in one post (20 attachments and some file answers): each is a blob written as it
+# arrives (app/delivery/staging.py), so a post of hundreds of tiny files is refused while parsing.
+MAX_FILE_PARTS = 40
 TOKEN_FIELD = "form_token"  # noqa: S105 - a field name, not a secret
 TOKEN_HEADER = "x-form-token"  # noqa: S105
 _PARAM = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
@@ -49,7 +57,14 @@ class Part:
     name: str
     filename: str | None
     content_type: str | None
-    data: bytearray = field(default_factory=bytearray)
+    data: bytearray = field(default_factory=bytearray)  # a staged file's: what is not written yet
+    size: int = 0
+    sink: FileSink | None = None  # a file part on its way to the blob store
+    staged: StagedFile | None = None  # ... and once it is all there
+
+    def file(self) -> bytes | StagedFile:
+        """A file part's bytes, or the blob they went to."""
+        return self.staged if self.staged is not None else bytes(self.data)
 
 
 @dataclass
@@ -84,7 +99,7 @@ def disposition(value: str) -> tuple[str | None, str | None]:
 class MultipartStream:
     """Feed body chunks; get the fields and files. Limits raise 413 as soon as they are passed."""
 
-    def __init__(self, content_type: str, connection: Connection) -> None:
+    def __init__(self, content_type: str, connection: Connection, stager: Stager | None = None) -> None:
         try:
             ctype, params = parse_options_header(content_type)
         except Exception:  # a header python-multipart cannot even split
@@ -100,11 +115,14 @@ class MultipartStream:
             raise Problem(400, "Malformed form", "Content-Type: the multipart boundary is missing")
         self.limits = connection.limits
         self.form = ParsedForm()
+        self.stager = stager
+        self._ended: list[Part] = []  # file parts ended since the last `drain`
         self._part: Part | None = None
         self._headers: dict[str, str] = {}
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._parts = 0
+        self._file_parts = 0
         self._fields_bytes = 0
         self._files_bytes = 0
         try:
@@ -130,6 +148,28 @@ class MultipartStream:
             self.parser.write(chunk)
         except (MultipartParseError, FormParserError):
             raise Problem(400, "Malformed form", "the multipart body is malformed") from None
+
+    async def drain(self) -> None:
+        """With a stager: write what the last `feed` gave file parts to the blob store (the
+        parser's callbacks cannot wait), and commit each file part that ended. At most one
+        body chunk of a file is in memory at a time."""
+        if self.stager is None:
+            return
+        try:
+            ended, self._ended = self._ended, []
+            current = self._part if self._part is not None and self._part.filename is not None else None
+            for part in [*ended, *([current] if current is not None else [])]:
+                if part.data:
+                    if part.sink is None:
+                        part.sink = await self.stager.open()
+                    await part.sink.write(bytes(part.data))
+                    part.data = bytearray()
+            for part in ended:
+                if part.sink is not None:
+                    part.staged = await self.stager.close(part.sink)
+        except BlobUnavailable as exc:
+            self.stager.mark(exc)
+            raise
 
     def finish(self) -> ParsedForm:
         if self.parser.state != MultipartState.END:
@@ -160,6 +200,10 @@ class MultipartStream:
         if not name:
             raise Problem(400, "Malformed form", "a form part has no name")
         content_type = self._headers.get("content-type")
+        if filename is not None:
+            self._file_parts += 1
+            if self._file_parts > MAX_FILE_PARTS:
+                raise Problem(413, "Form too large", f"more than {MAX_FILE_PARTS} files")
         self._part = Part(name=name[:256], filename=filename, content_type=content_type)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -168,7 +212,8 @@ class MultipartStream:
         size = end - start
         if part.filename is not None:
             self._files_bytes += size
-            if len(part.data) + size > self.limits.max_file_bytes:
+            part.size += size
+            if part.size > self.limits.max_file_bytes:
                 raise Problem.invalid(part.name, f"file larger than {self.limits.max_file_bytes} bytes", 413)
             if self._files_bytes > self.limits.max_application_bytes:
                 raise Problem.invalid(part.name, f"files exceed {self.limits.max_application_bytes} bytes", 413)
@@ -185,7 +230,9 @@ class MultipartStream:
         if part is None:
             return
         if part.filename is not None:
-            if part.filename or part.data:  # a file input left empty sends filename="" and no bytes
+            if self.stager is not None:
+                self._ended.append(part)
+            if part.filename or part.size:  # a file input left empty sends filename="" and no bytes
                 self.form.files.setdefault(part.name, []).append(part)
         else:
             try:
@@ -268,15 +315,15 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
         match = _QUESTION.match(name)
         if match and not match.group(2):
             part = parts[0]
-            check_file_size(len(part.data), connection, name)
-            answers[match.group(1)] = (name, FileValue(part.filename or "file", part.content_type, bytes(part.data)))
+            check_file_size(part.size, connection, name)
+            answers[match.group(1)] = (name, FileValue(part.filename or "file", part.content_type, part.file()))
             continue
         kind = FILE_TYPES.get(name)
         if kind is None:
             raise Problem.invalid(name, "unexpected file field (resume, cover_letter, attachments, question_<id>)")
         for part in parts:
             part_name = part.filename or {"CV": "resume", "COVER_LETTER": "cover_letter"}.get(kind, "attachment")
-            data = bytes(part.data)
+            data = part.file()
             part.data = bytearray()  # one copy of the file at a time
             draft.add_attachment(part_name, kind, part.content_type, data, name)
     for qid, (name, answer) in answers.items():

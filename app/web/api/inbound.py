@@ -18,6 +18,7 @@ from app.catalog.service import CatalogUnavailable
 from app.config import Connection
 from app.core.model import ApplicationIn, Origin
 from app.core.problems import Problem
+from app.delivery.staging import Stager
 from app.intake.accept import Accepted, Intake, idempotency_hash
 from app.intake.boards import apply_form, forms, indeed, webhooks
 from app.intake.boards.draft import Draft, check_job
@@ -86,7 +87,7 @@ async def _accept(
     """Validate and store; intake's refusals name the sender's own fields."""
     application = draft.build()
     try:
-        return await intake.accept(application, origin, key, notes)
+        return await intake.accept(application, origin, key, notes, staged=draft.staged)
     except Problem as exc:
         raise draft.rename(exc) from None
 
@@ -163,8 +164,9 @@ async def career_form(request: Request[Any, Any, Any], connection_id: str, job_i
     """A career-site form post: a browser is redirected (303) to the thank-you page, an API
     client gets 202 JSON; errors as problem+json, or as a short HTML page for a browser."""
     browser = wants_html(request)
+    stager = _stager(_runtime(request))
     try:
-        return await _career_form(request, connection_id, job_id, browser)
+        return await _career_form(request, connection_id, job_id, browser, stager)
     except Problem as exc:
         if browser and apply_pages.is_page_post(getattr(request.state, "apply_form", None)):
             return await apply_pages.rerender(request, connection_id, job_id, exc)  # docs/apply-pages.md
@@ -173,10 +175,22 @@ async def career_form(request: Request[Any, Any, Any], connection_id: str, job_i
         if isinstance(exc, _TooMany):
             return problem(429, exc.title, exc.detail, headers={"Retry-After": str(exc.retry_after)})
         raise
+    finally:
+        if stager is not None:  # a refused, duplicate or abandoned post's files
+            await stager.discard()
+
+
+def _stager(runtime: Runtime) -> Stager | None:
+    """Where the form's files go as they arrive: the blob store (app/delivery/staging.py), which
+    a relay always has."""
+    store = runtime.store
+    if store.blobs is None:
+        return None
+    return Stager(runtime.redis, store.blobs, runtime.sealer, store.capacity)
 
 
 async def _career_form(
-    request: Request[Any, Any, Any], connection_id: str, job_id: str, browser: bool
+    request: Request[Any, Any, Any], connection_id: str, job_id: str, browser: bool, stager: Stager | None
 ) -> Response[Any]:
     intake = _intake(request)
     runtime = _runtime(request)
@@ -188,7 +202,7 @@ async def _career_form(
     header_token = request.headers.get(forms.TOKEN_HEADER)
     if header_token is not None and not matches_any(header_token, tokens):
         raise _bad_token()
-    form = await _parse_form(request, connection)
+    form = await _parse_form(request, connection, stager)
     field_token = form.value(forms.TOKEN_FIELD) or ""
     page = apply_form.verify(field_token, tokens, connection.id, job_id, time.time())  # the apply page's
     if header_token is None and not (page or matches_any(field_token, tokens)):
@@ -234,11 +248,14 @@ def _bad_token() -> Problem:
     return Problem(401, "Unauthorized", "the form token is missing or wrong (X-Form-Token or form_token)")
 
 
-async def _parse_form(request: Request[Any, Any, Any], connection: Connection) -> forms.ParsedForm:
+async def _parse_form(
+    request: Request[Any, Any, Any], connection: Connection, stager: Stager | None
+) -> forms.ParsedForm:
+    """The form as it streams in; its file parts written to the blob store meanwhile (`stager`)."""
     limit = connection.limits.max_application_bytes + FORM_OVERHEAD_BYTES
     if (request.content_length or 0) > limit:
         raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
-    stream = forms.MultipartStream(request.headers.get("content-type", ""), connection)
+    stream = forms.MultipartStream(request.headers.get("content-type", ""), connection, stager)
     request.state.apply_form = stream.form  # what an apply page re-renders if a limit stops the parse
     size = 0
     async for chunk in request.stream():
@@ -246,6 +263,7 @@ async def _parse_form(request: Request[Any, Any, Any], connection: Connection) -
         if size > limit:
             raise Problem(413, "Request body too large", f"the body is larger than {limit} bytes")
         stream.feed(chunk)
+        await stream.drain()
     return stream.finish()
 
 

@@ -21,7 +21,7 @@ from app.delivery.engine import file_count
 from app.privacy import audit
 from app.privacy.erasure import Eraser
 from app.redis.client import awaited
-from app.redis.keys import email_index_key, file_key
+from app.redis.keys import email_index_key
 from app.runtime import Runtime
 from app.web.auth import require_scope
 from app.web.deps import actor, read_body, runtime_of
@@ -100,8 +100,7 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
         )
         files_held = 0
         if raw is not None and not delivery.files_purged:
-            for i in range(await file_count(runtime.store, delivery)):
-                files_held += int(bool(await runtime.redis.exists(file_key(delivery.id, i))))
+            files_held = await runtime.store.files_held(delivery.id, await file_count(runtime.store, delivery))
         records.append(
             {
                 "delivery_id": delivery.id,

@@ -23,6 +23,7 @@ from app.worker import create_worker
 from tests.support.builders import connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import DATA_KEY, Relay
+from tests.support.old_formats import to_old_format
 from tests.support.privacy import Person, aof_bytes, dump, leaks
 
 
@@ -97,7 +98,7 @@ async def test_redis_holds_no_plaintext_candidate_data(relay: Relay, factorial: 
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
     # stored and enqueued, nothing run yet: payload, files, idempotency, indexes, arq's job records
-    assert await relay.redis.keys("arq:job:*") and await relay.redis.keys("ar:f:*")
+    assert await relay.redis.keys("arq:job:*") and len(await relay.blobs_held()) == 2
     blob = await dump(relay.redis)
     for person in people:
         assert leaks(blob, person) == []
@@ -138,16 +139,22 @@ async def test_key_rotation_keeps_every_record_readable(relay: Relay, factorial:
     new = crypto.new_key()
     rotated = AesGcmSealer(parse_keys(f"{new},{DATA_KEY}"))
 
+    # one of the two CVs as the first blob-store release stored it (a file key naming a random blob)
+    assert await to_old_format(relay, ids[2], as_ref=True) == 1
     report = await rotate(relay.redis, rotated, blobs=relay.blobs)
     sealed = [k async for k in relay.redis.scan_iter(match="ar:[pf]:*")] + [b"ar:keys:index"]
-    assert report.resealed == len(sealed) == 4 + 2 + 1 and report.unreadable == 0
+    blobs = [name for name in await relay.blobs_held() if name != ".tmp"]
+    assert len(sealed) == 4 + 1 + 1 and len(blobs) == 2  # the payloads, one file key, the index key
+    assert report.resealed == len(sealed) - 1 + len(blobs) and report.unreadable == 0
     for key in sealed:
         blob = await relay.redis.get(key)
         if blob.startswith(b"blob:"):  # a file: the reference names its sealed blob
             blob = await relay.blobs.get(blob[5:].decode())
         assert blob[1:5] == rotated.current != old_kid
+    for name in blobs:  # the other CV: in its derived blob, re-sealed too
+        assert (await relay.blobs.get(name))[1:5] == rotated.current
     again = await rotate(relay.redis, rotated, blobs=relay.blobs)
-    assert again.resealed == 0 and again.current == len(sealed)
+    assert again.resealed == 0 and again.current == len(sealed) - 1 + len(blobs)
 
     # the old key can go: a relay holding only the new key reads and delivers everything
     only_new = dataclasses.replace(relay.settings, data_keys=parse_keys(new))

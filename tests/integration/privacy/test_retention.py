@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from app.blobs.store import file_blob_name
 from app.privacy import retention
 from app.privacy.retention import RetentionPolicy, sweep
-from app.redis.keys import PURGED_METRIC
+from app.redis.keys import PURGED_METRIC, file_key
 from app.runtime import Runtime
 from app.worker import CRON_JOBS, create_worker
 from tests.support.builders import DOCX_BYTES, PDF_BYTES, b64, connection_table
@@ -29,7 +30,12 @@ def relay(make_relay: Any, factorial: Emulator) -> Relay:
 
 
 async def held(relay: Relay, delivery_id: str) -> list[bytes]:
-    return sorted([k async for k in relay.redis.scan_iter(match=f"ar:[pf]:{delivery_id}*")])
+    """What is stored of a delivery's candidate data: its Redis keys, and each file in its blob
+    (named by the file key it would have had: app/delivery/store.py keeps none)."""
+    keys = {k async for k in relay.redis.scan_iter(match=f"ar:[pf]:{delivery_id}*")}
+    blobs = set(await relay.blobs_held())
+    keys |= {file_key(delivery_id, n).encode() for n in range(8) if file_blob_name(delivery_id, n) in blobs}
+    return sorted(keys)
 
 
 async def updated_at(relay: Relay, delivery_id: str) -> float:
