@@ -1,6 +1,6 @@
 """axe-core in the browser tests: its bundle, installed from npm into var/axe on first use (a clean
 clone in CI installs it there too; never committed), and its serious and critical violations of a
-page. (tests/integration/apply/conftest.py installs the same version into the same place.)"""
+page."""
 
 from __future__ import annotations
 

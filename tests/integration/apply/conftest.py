@@ -3,16 +3,15 @@ tests/support/apply.py), each on a relay with connection `acme` on that ATS's em
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.support.apply import CASES, Case, apply_connection
+from tests.support.axe import axe_bundle
 from tests.support.emulators import Emulator, EmulatorFactory
-from tests.support.harness import REPO, Relay
+from tests.support.harness import Relay
 from tests.support.inbound import inbound_env
 
 
@@ -39,24 +38,7 @@ def relay_for(
     return make
 
 
-AXE_VERSION = "4.14.1"
-AXE_DIR = REPO / "var" / "axe"  # gitignored; installed once per clone from npm
-
-
 @pytest.fixture(scope="session")
 def axe_source() -> str:
-    """axe-core's browser bundle, installed from npm into var/axe on first use (a clean clone in
-    CI installs it here too; never committed)."""
-    bundle = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
-    if not bundle.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: the accessibility check needs axe-core from npm")
-        AXE_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(AXE_DIR), "--no-audit", "--no-fund", f"axe-core@{AXE_VERSION}"],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return bundle.read_text()
+    """axe-core's browser bundle (tests/support/axe.py installs it from npm on first use)."""
+    return axe_bundle()
