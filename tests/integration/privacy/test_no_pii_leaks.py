@@ -66,7 +66,8 @@ async def test_an_ats_echoing_candidate_data_never_reaches_the_dead_letter(
     relay = make_relay({"acme": connection_table("factorial", factorial.url)})
     await relay.start_worker()
     runtime = relay.worker_runtimes[-1]
-    runtime.connectors._connectors["acme"] = Echoing(runtime.config.connections["acme"].spec(), runtime.http)
+    connection = runtime.config.connections["acme"]
+    runtime.connectors._connectors["acme"] = (connection, Echoing(connection.spec(), runtime.http))
     delivery_id = (await relay.post(application())).json()["id"]
     record = await relay.wait_for(delivery_id, "failed")
     text = json.dumps(record)
