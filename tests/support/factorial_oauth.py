@@ -4,9 +4,7 @@ and what the relay's OAuth tests share: the app in the environment, a connection
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -96,15 +94,3 @@ def candidate_application(n: int, cid: str) -> dict[str, Any]:
     body = application(connection_id=cid, attachments=[])
     body["candidate"] = {**body["candidate"], "email_address": f"candidate{n}@example.org"}
     return body
-
-
-async def post_when_known(relay: Relay, body: dict[str, Any], timeout: float = 5.0) -> str:
-    """POST the application once the web's registry knows its connection (it polls each second)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = await relay.post(body)
-        if response.status_code == 202 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])

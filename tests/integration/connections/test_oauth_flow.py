@@ -18,6 +18,7 @@ from app.connections import links
 from app.connections.links import ConnectLink
 from app.connections.oauth import CALLBACK_PATH, RECONNECT, TokenStore
 from app.privacy.crypto import AesGcmSealer
+from tests.support.connections import post_until_accepted
 from tests.support.emulators import Emulator, EmulatorFactory
 from tests.support.factorial_oauth import (
     candidate_application,
@@ -25,7 +26,6 @@ from tests.support.factorial_oauth import (
     create_oauth_connection,
     grant,
     oauth_env,
-    post_when_known,
     register_app,
 )
 from tests.support.harness import Relay
@@ -86,7 +86,7 @@ async def test_connect_with_factorial_makes_a_connection_that_delivers(factorial
     stored = relay.web_runtime.registry["acme-oauth"]
     assert isinstance(stored, Connection) and stored.oauth_tokens
     assert await links.peek(relay.redis, token) is None  # the link is spent
-    delivery_id = await post_when_known(relay, candidate_application(1, "acme-oauth"))
+    delivery_id = await post_until_accepted(relay, candidate_application(1, "acme-oauth"))
     assert (await relay.wait_for(delivery_id, "delivered"))["failed_attempts"] == 0
     again = await httpx.AsyncClient().get(f"{relay.server.url}/connect/{token}/oauth/factorial")
     assert again.status_code == 400  # a used link cannot start another authorization
@@ -146,11 +146,11 @@ async def test_a_revoked_refresh_token_pauses_and_a_reconnect_link_resumes_the_q
     revoked = grant(factorial, "https://relay.example/cb")
     await create_oauth_connection(relay, factorial, "acme-oauth", revoked)
     register_app(factorial, relay.server.url + CALLBACK_PATH, "https://relay.example/cb")
-    first = await post_when_known(relay, candidate_application(1, "acme-oauth"))
+    first = await post_until_accepted(relay, candidate_application(1, "acme-oauth"))
     await relay.wait_for(first, "delivered")
     factorial.http.post("/_sandbox/factorial/oauth/revoke").raise_for_status()  # the employer disconnected
     await asyncio.sleep(2.1)  # the access token expires: the next call must refresh, and is refused
-    queued = [await post_when_known(relay, candidate_application(n, "acme-oauth")) for n in (2, 3)]
+    queued = [await post_until_accepted(relay, candidate_application(n, "acme-oauth")) for n in (2, 3)]
     paused = [await relay.wait_for(i, "paused") for i in queued]
     assert {p["last_error"]["code"] for p in paused} == {"INTEGRATION.AUTHENTICATION_INVALID"}
     reason = await relay.store.paused_reason("acme-oauth")

@@ -15,13 +15,13 @@ import pytest
 
 from app.connections.oauth import TokenStore
 from app.privacy.crypto import AesGcmSealer
+from tests.support.connections import post_until_accepted
 from tests.support.emulators import Emulator, EmulatorFactory
 from tests.support.factorial_oauth import (
     candidate_application,
     create_oauth_connection,
     grant,
     oauth_env,
-    post_when_known,
     usage,
 )
 
@@ -63,7 +63,7 @@ async def test_two_workers_and_a_restart_share_one_token_chain_through_50_refres
     await create_oauth_connection(relay, factorial, "acme-oauth", first)
     store = TokenStore(relay.redis, AesGcmSealer(relay.settings.data_keys))
     workers = [relay.spawn_worker(), relay.spawn_worker()]
-    ids = [await post_when_known(relay, candidate_application(0, "acme-oauth"))]
+    ids = [await post_until_accepted(relay, candidate_application(0, "acme-oauth"))]
     deadline, restarted, n = time.monotonic() + 300, False, 1
     while (done := refreshes(await asyncio.to_thread(usage, factorial))) < REFRESHES:
         assert time.monotonic() < deadline, f"only {done} refreshes"
@@ -72,7 +72,7 @@ async def test_two_workers_and_a_restart_share_one_token_chain_through_50_refres
             relay.kill(workers[0])
             workers.append(relay.spawn_worker())
             restarted = True
-        ids.append(await post_when_known(relay, candidate_application(n, "acme-oauth")))
+        ids.append(await post_until_accepted(relay, candidate_application(n, "acme-oauth")))
         n += 1
         await asyncio.sleep(0.5)
     assert restarted
