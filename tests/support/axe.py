@@ -4,6 +4,7 @@ page."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 from typing import Any
@@ -17,18 +18,24 @@ AXE_DIR = REPO / "var" / "axe"
 
 
 def axe_bundle() -> str:
+    """Installed once per checkout; a lock file makes parallel test processes (pytest-xdist's
+    workers) wait for the one installing instead of racing npm into the same folder."""
     bundle = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
-    if not bundle.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: the accessibility check needs axe-core from npm")
-        AXE_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(AXE_DIR), "--no-audit", "--no-fund", f"axe-core@{AXE_VERSION}"],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    if bundle.exists():
+        return bundle.read_text()
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: the accessibility check needs axe-core from npm")
+    AXE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(AXE_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not bundle.exists():
+            subprocess.run(
+                [npm, "install", "--prefix", str(AXE_DIR), "--no-audit", "--no-fund", f"axe-core@{AXE_VERSION}"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
     return bundle.read_text()
 
 

@@ -11,10 +11,10 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.support.axe import axe_bundle, axe_violations
 from tests.support.connect import flatchr_application, flatchr_link, seen_by_workers
 from tests.support.emulators import Emulator
 from tests.support.harness import REPO, Relay
@@ -33,36 +33,7 @@ pytestmark = [
 
 @pytest.fixture(scope="session")
 def axe_source() -> str:
-    """axe-core's browser bundle, as the apply pages' tests install it (var/axe, from npm)."""
-    import subprocess
-
-    bundle = REPO / "var" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-    if not bundle.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: the accessibility check needs axe-core from npm")
-        target = REPO / "var" / "axe"
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(target), "--no-audit", "--no-fund", "axe-core@4.14.1"],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return bundle.read_text()
-
-
-async def axe_violations(page: Any, source: str) -> list[dict[str, Any]]:
-    await page.evaluate(source)
-    violations, passed = await page.evaluate(
-        "async () => { const r = await axe.run(document); return [r.violations, r.passes.length]; }"
-    )
-    assert passed > 10  # axe ran its rules on the page
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-        for v in violations
-        if v["impact"] in ("serious", "critical")
-    ]
+    return axe_bundle()
 
 
 async def test_an_employer_connects_flatchr_in_the_browser(
