@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -34,10 +35,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+def _own_database(url: str, worker: str) -> str:
+    """The Redis that REDIS_URL names, shared by pytest-xdist's processes (gw0, gw1, ...): each
+    takes its own database (the URL's, plus its number), since every test flushes its database.
+    An embedded server is each process's own already."""
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
+
+
 @pytest.fixture
-def redis_url(redis_server: EmbeddedRedis | None) -> str:
+def redis_url(redis_server: EmbeddedRedis | None, worker_id: str) -> str:
     """A clean database for each test."""
-    url = os.environ["REDIS_URL"] if redis_server is None else redis_server.url
+    url = _own_database(os.environ["REDIS_URL"], worker_id) if redis_server is None else redis_server.url
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
