@@ -119,6 +119,35 @@ def _reason(exc: BaseException) -> str:
     return "refused"
 
 
+def write_whole_file(root: Path, name: str, data: bytes) -> None:
+    """fs: what OpenDAL's fs service does for a write with `atomic_write_dir` (a temporary file
+    under `.tmp`, written, fsynced, renamed into place: whole or absent), as plain system calls
+    in the one thread that runs them. OpenDAL's own path costs 0.8-1.0 ms of CPU per 100 KB
+    blob here (four stats, two mkdirs, each a hop through its runtime's blocking pool) against
+    0.3 ms for these calls, on every intake with a file (docs/operations.md, "Attachments: local
+    files or S3"). Reads, deletes, streamed writes and S3 stay OpenDAL's. Owner-only mode: the
+    bytes are sealed anyway, nobody else on the host needs them."""
+    target = root / name
+    temp = root / TMP_DIR / secrets.token_hex(16)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temp, target)
+        except FileNotFoundError:  # the first blob of its fan-out directory
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # else the sweep finds it (stale_temp_files)
+        raise
+
+
 class BlobStore:
     """put / get / delete / exists (and a streamed put), on one OpenDAL operator."""
 
@@ -180,7 +209,10 @@ class BlobStore:
             raise BlobUnavailable(_reason(exc), type(exc).__name__) from None
 
     async def put(self, name: str, data: bytes) -> None:
-        """Write the whole blob (fs: temp name, fsync, rename; S3: one PUT)."""
+        """Write the whole blob (fs: temp name, fsync, rename, in one thread hop; S3: one PUT)."""
+        if self.root is not None and self.startup_error is None:
+            await self._call(asyncio.to_thread(write_whole_file, self.root, name, data))
+            return
         await self._call(self.op.write(name, data))
 
     async def put_stream(self, name: str, chunks: AsyncIterable[bytes]) -> int:

@@ -111,3 +111,21 @@ async def test_a_directory_that_cannot_be_made_is_refused_not_a_crash_at_start(t
     assert caught.value.reason == "refused" and "blobs" in str(caught.value)
     with pytest.raises(BlobUnavailable):
         await store.put(new_name(), b"x")
+
+
+async def test_a_whole_file_put_is_fsynced_in_place_readable_by_opendal_and_leaves_no_temp(tmp_path: Path) -> None:
+    """fs puts bypass OpenDAL's write (app/blobs/store.write_whole_file): the blob must land where
+    OpenDAL reads it, in a fan-out directory made on first use, owner-only, with nothing left in
+    the staging directory; a write that fails leaves no temporary file either."""
+    store = BlobStore(BlobSettings(url=f"file://{tmp_path}"))
+    name = new_name()
+    await store.put(name, b"sealed CV bytes" * 1000)
+    assert await store.get(name) == b"sealed CV bytes" * 1000
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
+    assert list((tmp_path / TMP_DIR).iterdir()) == []
+    await store.put(name, b"again")  # the same name again replaces it whole
+    assert await store.get(name) == b"again"
+    (tmp_path / "zz").write_bytes(b"a file where a fan-out directory should be")
+    with pytest.raises(BlobUnavailable):
+        await store.put("zz/" + "0" * 32, b"x")
+    assert list((tmp_path / TMP_DIR).iterdir()) == []
