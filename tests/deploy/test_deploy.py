@@ -142,6 +142,10 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
             for source in line.split()[1:-1]:
                 assert source == "README.md" or (REPO / source).exists(), source
     assert Path(REPO / ".dockerignore").read_text()
+    # the connect page's guides: docs/connectors copied where APPLYRELAY_GUIDES_DIR points
+    [copy] = [line.split() for line in instructions if line.startswith("COPY docs/connectors ")]
+    assert re.search(rf"APPLYRELAY_GUIDES_DIR={re.escape(copy[-1])}\b", text)
+    assert "!docs/connectors" in Path(REPO / ".dockerignore").read_text().splitlines()
 
 
 def test_compose_keeps_attachments_in_its_minio_and_kubernetes_in_s3() -> None:

@@ -4,10 +4,17 @@ and one nonce and survives a data-key rotation."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from app.connections.credentials import CREDENTIAL_TYPES
 from app.web.connect import csrf, guides
+from tests.support.harness import REPO
 
 
 @pytest.mark.parametrize("connector", sorted(CREDENTIAL_TYPES))
@@ -35,3 +42,24 @@ def test_a_csrf_token_is_bound_to_its_link_and_nonce_and_survives_rotation() -> 
     assert not csrf.check([old], "link-a", "nonce-2", token)
     assert not csrf.check([new], "link-a", "nonce-1", token)
     assert not csrf.check([old], "link-a", "", token) and not csrf.check([old], "link-a", "nonce-1", "")
+
+
+def test_an_installed_package_reads_the_guides_from_applyrelay_guides_dir(tmp_path: Path) -> None:
+    """The container image installs the package (no docs/ beside it) and copies docs/connectors
+    to APPLYRELAY_GUIDES_DIR (deploy/Dockerfile): the same layout here, in a fresh interpreter."""
+    site = tmp_path / "site-packages"
+    for package in ("app", "connectors"):
+        shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "docs" / "connectors", tmp_path / "guides")
+    probe = "from app.web.connect.guides import guide; print(guide('flatchr').connection_guide is not None)"
+    env = {k: v for k, v in os.environ.items() if k != guides.GUIDES_ENV} | {"PYTHONPATH": str(site)}
+
+    def shown(extra: dict[str, str]) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", probe], env=env | extra, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    assert shown({}) == "False"  # what the image showed before: "No guide is written"
+    assert shown({guides.GUIDES_ENV: str(tmp_path / "guides")}) == "True"
