@@ -106,6 +106,7 @@ class _RunState:
     personal: tuple[str, ...] = ()  # the application's values, scrubbed from every recorded message
     files: int | None = None  # file keys the payload may have (known from the plan: no re-read to drop them)
     hold: _Hold | None = None  # the lease and slot, given back with a delivered run's outcome
+    revision: int = 0  # the connection's, as this run used it (`_stale_credentials`)
     # A finished step's checkpoint held back to be written with the next one (see `_run_step`);
     # `unsaved_write`: one of them may have created something in the ATS.
     unsaved: bool = False
@@ -359,7 +360,9 @@ class DeliveryEngine:
             try:
                 checked = await self._check_answers(delivery, connector, application)
             except AuthError as exc:
-                return await self._pause(delivery, exc, _RunState(started=now, step=CHECK_STEP))
+                return await self._pause(
+                    delivery, exc, _RunState(started=now, step=CHECK_STEP, revision=connection.revision)
+                )
             except Refused as exc:  # the relay's own verdict: a closed or unknown job, a bad answer
                 return await self._dead_letter(delivery, _error_info("permanent", exc, now, CHECK_STEP))
             except (RedisConnectionError, RedisTimeoutError):
@@ -391,6 +394,7 @@ class DeliveryEngine:
             personal=personal_values(application),
             files=files,
             hold=hold,
+            revision=connection.revision,
         )
         try:
             async with asyncio.timeout(deps.run_budget_s):
@@ -707,10 +711,41 @@ class DeliveryEngine:
         run.step = step.name
         return await self._retry_or_give_up(delivery, error, run, policy, delivery.attachment_failures)
 
+    async def _stale_credentials(self, connection_id: str, run: _RunState) -> bool:
+        """Whether the credentials the ATS refused were replaced since this run took them (a PATCH,
+        a reconnect link: checked against the ATS when stored, docs/connections.md). This
+        worker's registry polls once a second, so a delivery resumed at once after a rotation
+        can start on the old key; its refusal is then no reason to pause again."""
+        refresh = getattr(self.deps.config.connections, "refresh", None)
+        if refresh is None:
+            return False
+        try:
+            await refresh()
+        except (OSError, RedisError):
+            return False
+        current = self.deps.config.connections.get(connection_id)
+        return current is not None and current.revision != run.revision
+
     async def _pause(self, delivery: Delivery, error: AuthError, run: _RunState) -> str:
         now = self.deps.clock()
-        await self.deps.store.pause_connection(delivery.connection_id, error.detail)
         info = _error_info("auth", error, now, run.step)
+        if await self._stale_credentials(delivery.connection_id, run):
+            _record(
+                delivery,
+                Attempt(
+                    number=delivery.runs,
+                    started_at=run.started,
+                    finished_at=now,
+                    outcome="transient",
+                    step=run.step,
+                    http_status=error.status,
+                    error=f"{info.message}; the credentials were replaced meanwhile, running again with the new ones",
+                ),
+            )
+            move = transitions.continue_later(delivery, now)
+            await self.deps.store.save(delivery, move, run_at=now, run_seq=delivery.runs)
+            return "queued"
+        await self.deps.store.pause_connection(delivery.connection_id, error.detail)
         _record(
             delivery,
             Attempt(

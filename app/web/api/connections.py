@@ -37,7 +37,7 @@ from app.connections.service import (
 )
 from app.connections.store import ConnectionRecord
 from app.core.problems import FieldError, Problem
-from app.operator import connection_health
+from app.operator import connection_health, connections_view
 from app.operator.connection_health import ConnectionStatus, connection_statuses
 from app.privacy import audit
 from app.runtime import Runtime
@@ -274,8 +274,9 @@ async def create_connection(request: Request[Any, Any, Any]) -> Response[Any]:
 )
 async def update_connection(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """Change a connection made through the API: `settings` as a JSON merge patch (a null removes
-    a key), `credentials` replaced (checked against the ATS first), `base_url`. A file
-    connection answers 409: change the file."""
+    a key), `credentials` replaced (checked against the ATS first), `base_url`. New credentials
+    the ATS accepted lift the connection's pause (every pause is a refusal of the old ones) and
+    re-queue what it held, as a reconnect link does. A file connection answers 409: change the file."""
     runtime = runtime_of(request)
     await runtime.registry.refresh()
     if connection_id not in runtime.config.connections:
@@ -286,6 +287,10 @@ async def update_connection(request: Request[Any, Any, Any], connection_id: str)
     actor = _actor(request)
     _, changed = await ConnectionEditor(runtime.connections).update(connection_id, change, actor)
     detail: dict[str, Any] = {"changed": changed}
+    if "credentials" in changed and await runtime.store.paused_reason(connection_id) is not None:
+        detail["resumed_deliveries"] = await connections_view.resume(
+            runtime.store, connection_id, actor, via="api-credentials"
+        )
     if change.settings is not None:
         detail["settings"] = sorted(change.settings)
     await audit.record(runtime.redis, actor, "update_connection", connection_id, detail)

@@ -241,6 +241,40 @@ async def test_rotated_credentials_are_checked_first_and_the_next_delivery_uses_
     assert actions[:2] == [("update_connection", ["settings", "credentials"]), ("create_connection", None)]
 
 
+async def test_credentials_the_ats_accepts_lift_the_pause_and_deliver_what_it_held(
+    make_relay: Any, flatchr: Emulator
+) -> None:
+    """The key is rotated at the ATS: the worker's next write is refused and pauses the connection.
+    A settings change leaves the pause; a PATCH of the new key (checked first) lifts it and the
+    held delivery goes out, as a reconnect link would have done."""
+    relay = make_relay({})
+    await relay.start_worker()
+    body = {
+        "id": "fp",
+        "connector": "flatchr",
+        "base_url": flatchr.url,
+        "credentials": {"api_key": "sandbox"},
+        "settings": {"company_id": COMPANY_ID},
+    }
+    assert (await create(relay, body)).status_code == 201
+    flatchr.http.post("/_sandbox/flatchr/api-key", json={"api_key": FLATCHR_KEY}).raise_for_status()
+    held = await post_until_accepted(relay, flatchr_application("fp", "held@example.fr"))
+    await relay.wait_for(held, "paused")
+    assert await relay.store.paused_reason("fp") is not None
+
+    path = "/v1/connections/fp"
+    tuned = await relay.client.patch(path, json={"settings": {"concurrency": 3}}, headers=relay.admin)
+    assert tuned.status_code == 200 and tuned.json()["paused"] is True  # not a fix for refused credentials
+    fixed = await relay.client.patch(path, json={"credentials": {"api_key": FLATCHR_KEY}}, headers=relay.admin)
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["paused"] is False
+    await relay.wait_for(held, "delivered")
+    assert [c["email"] for c in flatchr.records()["candidates"]] == ["held@example.fr"]
+    entries = await audit.read(relay.redis, count=3)
+    assert [e.action for e in entries] == ["update_connection", "resume_connection", "update_connection"]
+    assert entries[0].detail["resumed_deliveries"] == 1 and entries[1].detail["via"] == "api-credentials"
+
+
 async def test_delete_is_refused_while_deliveries_are_pending_then_forced_keeping_history(
     make_relay: Any, factorial: Emulator
 ) -> None:
