@@ -729,35 +729,26 @@ class DeliveryEngine:
     async def _pause(self, delivery: Delivery, error: AuthError, run: _RunState) -> str:
         now = self.deps.clock()
         info = _error_info("auth", error, now, run.step)
-        if await self._stale_credentials(delivery.connection_id, run):
-            _record(
-                delivery,
-                Attempt(
-                    number=delivery.runs,
-                    started_at=run.started,
-                    finished_at=now,
-                    outcome="transient",
-                    step=run.step,
-                    http_status=error.status,
-                    error=f"{info.message}; the credentials were replaced meanwhile, running again with the new ones",
-                ),
-            )
-            move = transitions.continue_later(delivery, now)
-            await self.deps.store.save(delivery, move, run_at=now, run_seq=delivery.runs)
-            return "queued"
-        await self.deps.store.pause_connection(delivery.connection_id, error.detail)
+        stale = await self._stale_credentials(delivery.connection_id, run)
         _record(
             delivery,
             Attempt(
                 number=delivery.runs,
                 started_at=run.started,
                 finished_at=now,
-                outcome="auth",
+                outcome="transient" if stale else "auth",
                 step=run.step,
                 http_status=error.status,
-                error=info.message,
+                error=f"{info.message}; the credentials were replaced meanwhile, running again with the new ones"
+                if stale
+                else info.message,
             ),
         )
+        if stale:
+            move = transitions.continue_later(delivery, now)
+            await self.deps.store.save(delivery, move, run_at=now, run_seq=delivery.runs)
+            return "queued"
+        await self.deps.store.pause_connection(delivery.connection_id, error.detail)
         await self.deps.store.save(delivery, transitions.pause(delivery, info))
         log.warning(
             "connection.paused",
