@@ -251,11 +251,9 @@ class DeliveryEngine:
         leaves the state as it was read (`raw`)."""
         deps, now = self.deps, self.deps.clock()
         connection = deps.config.connections.get(delivery.connection_id)
-        refresh = getattr(deps.config.connections, "refresh", None)
-        if connection is None and refresh is not None:
-            # made through the API a moment ago: this worker's registry may not have polled yet
-            # (app/connections/registry.py); asked once before the delivery is given up on
-            await refresh()
+        # made through the API a moment ago: this worker's registry may not have polled yet;
+        # asked once before the delivery is given up on
+        if connection is None and await self._reload_connections():
             connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
             return await self._dead_letter(
@@ -711,16 +709,23 @@ class DeliveryEngine:
         run.step = step.name
         return await self._retry_or_give_up(delivery, error, run, policy, delivery.attachment_failures)
 
+    async def _reload_connections(self) -> bool:
+        """Have this worker's registry poll now (app/connections/registry.py) rather than within
+        the second; False when the connections are fixed (a plain config, unit tests)."""
+        refresh = getattr(self.deps.config.connections, "refresh", None)
+        if refresh is None:
+            return False
+        await refresh()
+        return True
+
     async def _stale_credentials(self, connection_id: str, run: _RunState) -> bool:
         """Whether the credentials the ATS refused were replaced since this run took them (a PATCH,
         a reconnect link: checked against the ATS when stored, docs/connections.md). This
         worker's registry polls once a second, so a delivery resumed at once after a rotation
         can start on the old key; its refusal is then no reason to pause again."""
-        refresh = getattr(self.deps.config.connections, "refresh", None)
-        if refresh is None:
-            return False
         try:
-            await refresh()
+            if not await self._reload_connections():
+                return False
         except (OSError, RedisError):
             return False
         current = self.deps.config.connections.get(connection_id)

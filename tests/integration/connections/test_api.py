@@ -37,6 +37,17 @@ def flatchr_application(connection_id: str, email: str) -> dict[str, Any]:
     }
 
 
+def flatchr_connection(connection_id: str, flatchr: Emulator, **settings: Any) -> dict[str, Any]:
+    """A Flatchr connection's create body, on the emulator's sandbox key."""
+    return {
+        "id": connection_id,
+        "connector": "flatchr",
+        "base_url": flatchr.url,
+        "credentials": {"api_key": "sandbox"},
+        "settings": settings,
+    }
+
+
 async def test_made_over_http_and_delivered_by_a_worker_running_before_it_with_no_secret_shown(
     make_relay: Any, emulator: EmulatorFactory
 ) -> None:
@@ -128,13 +139,7 @@ async def test_a_wrong_key_is_refused_at_creation_with_the_ats_reason(
 
 async def test_flatchr_refuses_a_key_for_another_company_at_creation(make_relay: Any, flatchr: Emulator) -> None:
     relay = make_relay({})
-    body = {
-        "id": "fl",
-        "connector": "flatchr",
-        "base_url": flatchr.url,
-        "credentials": {"api_key": "sandbox"},
-        "settings": {"company_id": "AAAAAAAAAAAAAAAA"},
-    }
+    body = flatchr_connection("fl", flatchr, company_id="AAAAAAAAAAAAAAAA")
     refused = await create(relay, body)
     assert refused.status_code == 422 and refused.json()["code"] == "INTEGRATION.AUTHENTICATION_INVALID"
     assert "not allowed to access this company" in refused.json()["detail"]
@@ -197,13 +202,7 @@ async def test_rotated_credentials_are_checked_first_and_the_next_delivery_uses_
 ) -> None:
     relay = make_relay({})
     await relay.start_worker()
-    body = {
-        "id": "fl",
-        "connector": "flatchr",
-        "base_url": flatchr.url,
-        "credentials": {"api_key": "sandbox"},
-        "settings": {"company_id": COMPANY_ID, "require_cv": True},
-    }
+    body = flatchr_connection("fl", flatchr, company_id=COMPANY_ID, require_cv=True)
     made = await create(relay, body)
     assert made.status_code == 201, made.text
     first = await post_until_accepted(relay, flatchr_application("fl", "one@example.fr"))
@@ -249,13 +248,7 @@ async def test_credentials_the_ats_accepts_lift_the_pause_and_deliver_what_it_he
     held delivery goes out, as a reconnect link would have done."""
     relay = make_relay({})
     await relay.start_worker()
-    body = {
-        "id": "fp",
-        "connector": "flatchr",
-        "base_url": flatchr.url,
-        "credentials": {"api_key": "sandbox"},
-        "settings": {"company_id": COMPANY_ID},
-    }
+    body = flatchr_connection("fp", flatchr, company_id=COMPANY_ID)
     assert (await create(relay, body)).status_code == 201
     flatchr.http.post("/_sandbox/flatchr/api-key", json={"api_key": FLATCHR_KEY}).raise_for_status()
     held = await post_until_accepted(relay, flatchr_application("fp", "held@example.fr"))
