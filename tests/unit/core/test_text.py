@@ -178,3 +178,32 @@ def test_clean_application_cleans_every_text_or_refuses_the_name_with_a_422(
     strings += list(cleaned.remote_fields.values())
     assert cleaned.candidate.first_name and cleaned.candidate.last_name
     assert not any(unicodedata.category(c) in REMOVED and c != "\n" for value in strings for c in value)
+
+
+def _normalised_by_email_validator(email: str) -> str:
+    """The key as email-validator's reading defines it (normalise_email's slow path)."""
+    import email_validator
+
+    address = unicodedata.normalize("NFC", email.strip())
+    try:
+        valid = email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return address.casefold()
+    return f"{valid.local_part.casefold()}@{valid.ascii_domain.lower()}"
+
+
+_ASCII_ADDRESS_PARTS = st.text(alphabet="aZ09._+-!#'@ \t[]\"", min_size=0, max_size=12)
+
+
+@settings(max_examples=400)
+@given(local=_ASCII_ADDRESS_PARTS, domain=st.sampled_from(["Example.ORG", "sub.Domain.co.uk", "b", "x.org.", "-x.org"]))
+def test_the_ascii_fast_path_is_email_validators_key(local: str, domain: str) -> None:
+    """An ASCII address skips email-validator: its key must be the one email-validator gives,
+    valid or refused address alike."""
+    address = f"{local}@{domain}"
+    assert normalise_email(address) == _normalised_by_email_validator(address)
+
+
+@pytest.mark.parametrize("address", ["Ana@xn--bcher-kva.DE", "a@XN--bcher-jua.de", "Zoë@Bücher.de", "\u00a0ana@x.org"])
+def test_idna_and_unicode_addresses_take_email_validators_path(address: str) -> None:
+    assert normalise_email(address) == _normalised_by_email_validator(address)
