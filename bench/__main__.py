@@ -100,6 +100,11 @@ def wrk(url: str, body_path: Path, prefix: str, seconds: int, connections: int =
     }
 
 
+P1_APPS = {
+    "bare": "bench.baseline_litestar:app",
+    "durable": "bench.baseline_durable:app",
+    "fastapi": "bench.baseline_fastapi:app",
+}
 P1_TARGETS = {
     "bare": "bare Litestar (validate, 202, no Redis)",
     "durable": "durable limit (Litestar, raw body, one SET, AOF)",
@@ -127,10 +132,10 @@ def p1(seconds: int = 6, rounds: int = 3, trees: Trees | None = None) -> dict[st
         # each with its own ratios; without, the working tree's, as "relay".
         relays = {"relay": None} if not trees else {f"relay@{label}": tree for label, tree in trees.items()}
         starts: dict[str, Callable[[], tuple[Any, str]]] = {
-            "bare": lambda: stack.uvicorn("bench.baseline_litestar:app", WEB_CORE),
-            "durable": lambda: stack.uvicorn("bench.baseline_durable:app", WEB_CORE),
+            "bare": lambda: stack.uvicorn(P1_APPS["bare"], WEB_CORE),
+            "durable": lambda: stack.uvicorn(P1_APPS["durable"], WEB_CORE),
             **{name: functools.partial(stack.web, WEB_CORE, tree) for name, tree in relays.items()},
-            "fastapi": lambda: stack.uvicorn("bench.baseline_fastapi:app", WEB_CORE),
+            "fastapi": lambda: stack.uvicorn(P1_APPS["fastapi"], WEB_CORE),
         }
         per_round: list[dict[str, dict[str, float]]] = []
         order = list(starts)
@@ -184,6 +189,32 @@ def p1(seconds: int = 6, rounds: int = 3, trees: Trees | None = None) -> dict[st
     finally:
         stack.close()
         stand_in.stop()
+
+
+def p1instr(trees: Trees | None = None) -> dict[str, Any]:
+    """P1 counted in instructions a request under callgrind (bench/instructions.py): repeatable on
+    this noisy box, so it shows what a small change to intake does; one pass, the counts repeat."""
+    from bench import instructions
+
+    if not instructions.available():
+        raise SystemExit("p1instr needs valgrind (Debian: apt-get install -y valgrind)")
+    stand_in = _StandIn(LOAD_CORE)
+    try:
+        counts = instructions.p1_instructions(trees or {".": REPO}, P1_APPS, {"base_url": stand_in.url})
+    finally:
+        stand_in.stop()
+    for name, v in counts.items():
+        log(
+            f"P1 instructions {P1_TARGETS.get(name, name)}: {v['instructions'] / 1e6:.2f} M a request "
+            f"({v['sha256'] / 1e6:.2f} M of them SHA-256)"
+        )
+    fastapi = counts["fastapi"]["instructions"] - counts["fastapi"]["sha256"]
+    ratios = {
+        name: fastapi / (v["instructions"] - v["sha256"]) for name, v in counts.items() if name.startswith("relay")
+    }
+    for name, ratio in ratios.items():
+        log(f"P1 instructions, {name}: FastAPI's / the relay's, SHA-256 aside: {ratio:.2f}x")
+    return {"counts": counts, "vs_fastapi": ratios, "requests": 200}
 
 
 def median(values: Any) -> float:
@@ -767,6 +798,21 @@ def write_results(results: dict[str, Any]) -> None:
             f"server's CPU per request: {m['cpu_vs_fastapi']:.2f}x, {m['cpu_vs_durable']:.2f}x, "
             f"{m['cpu_vs_bare']:.2f}x.\n"
         )
+    if "p1instr" in results:
+        r = results["p1instr"]
+        lines += [
+            "## P1 intake in instructions",
+            f"The same POST, {r['requests']} times in a row to each server under valgrind's callgrind (after 30 "
+            "uncounted): instructions a request, which the box's load does not move. Valgrind runs SHA-256 in "
+            "OpenSSL's portable code (it has no SHA extensions), so that share is shown apart and left out of the "
+            "ratio. System time (socket reads, fsync, thread hand-offs) is not counted.\n",
+            "| server | M instructions a request | of which SHA-256 |",
+            "|---|---|---|",
+        ]
+        for key, v in r["counts"].items():
+            lines.append(f"| {P1_TARGETS.get(key, key)} | {v['instructions'] / 1e6:.2f} | {v['sha256'] / 1e6:.2f} |")
+        ratios = ", ".join(f"{k} {v:.2f}x" for k, v in r["vs_fastapi"].items())
+        lines.append(f"\nFastAPI's instructions / the relay's, SHA-256 aside: {ratios}.\n")
     if "p2" in results:
         r = results["p2"]
         lines += [
@@ -858,6 +904,7 @@ def write_results(results: dict[str, Any]) -> None:
 
 BENCHES: dict[str, str] = {
     "p1": "intake: relay vs bare Litestar, the durable limit, FastAPI + Pydantic + arq (wrk)",
+    "p1instr": "intake counted in instructions a request under callgrind (repeatable on a noisy box)",
     "p2": "P2 fair: relay worker vs the naive arq + httpx job, nginx stand-in; arq no-op as context",
     "p2lat": "P2 latency-bound: stand-in answers 100 ms late; rate vs max_jobs / (calls x 0.1 s)",
     "p2scale": "P2 scale-out: 1 vs 2 worker processes; Redis commands per delivery",
@@ -891,7 +938,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         default=["."],
         metavar="REV",
-        help="p1, p2, p2lat, p2scale: the relay at these git revisions, each in every round ('.': the working tree)",
+        help="p1, p1instr, p2, p2lat, p2scale: the relay at these git revisions, each in every round "
+        "('.': the working tree)",
     )
     return parser.parse_args(argv)
 
@@ -902,6 +950,7 @@ def main(argv: list[str]) -> None:
     trees = {rev: relay_tree(rev) for rev in args.relay}
     runs: dict[str, Callable[[], Any]] = {
         "p1": lambda: p1(args.seconds, args.rounds, trees if args.relay != ["."] else None),
+        "p1instr": lambda: p1instr(trees),
         "p2": lambda: p2(args.count, args.rounds, trees),
         "p2lat": lambda: p2lat(
             max(args.count // 2, 200), args.rounds, max_jobs=tuple(args.max_jobs), trees=trees, cv_bytes=args.cv_bytes
