@@ -32,6 +32,7 @@ from app.intake.boards.forms import TOKEN_FIELD, ParsedForm
 from app.intake.boards.secrets import configured_secrets
 from app.runtime import Runtime
 from app.web.apply import i18n
+from app.web.page_headers import page_headers
 
 log = structlog.get_logger("applyrelay.apply")
 HERE = Path(__file__).parent
@@ -65,13 +66,15 @@ def headers(connection: Connection | None) -> dict[str, str]:
     style = "'self'" + (f" {_origin(apply.css_url)}" if apply and apply.css_url else "")
     frames = " ".join(apply.frame_ancestors) if apply and apply.frame_ancestors else "'none'"
     form = "'self'" + (f" {_origin(apply.success_url)}" if apply and apply.success_url else "")
-    return {
-        "Content-Security-Policy": f"default-src 'none'; script-src 'self'; style-src {style}; img-src 'self'; "
-        f"form-action {form}; frame-ancestors {frames}; base-uri 'none'",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "same-origin",
-        "Cache-Control": "no-store",
-    }
+    return page_headers(
+        {
+            "script-src": "'self'",
+            "style-src": style,
+            "img-src": "'self'",
+            "form-action": form,
+            "frame-ancestors": frames,
+        }
+    )
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:

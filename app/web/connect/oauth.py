@@ -35,19 +35,15 @@ from app.privacy import audit
 from app.privacy.crypto import SealError
 from app.redis.keys import oauth_state_key
 from app.runtime import Runtime
+from app.web.page_headers import page_headers
 from connectors.base import AuthError, TransientError
 from connectors.factorial import FactorialConnector
 
 log = structlog.get_logger("applyrelay.connect")
 
 STATE_TTL_S = 600  # the employer has ten minutes on Factorial's consent page
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the callback's URL holds the code
-    "Cache-Control": "no-store",
-}
+# The callback's URL holds the code: no referrer.
+SECURITY_HEADERS = page_headers({"style-src": "'unsafe-inline'", "form-action": "'self'"}, referrer="no-referrer")
 
 
 class PendingAuthorization(msgspec.Struct, kw_only=True):

@@ -35,6 +35,7 @@ from app.privacy import audit
 from app.runtime import Runtime
 from app.web.connect import csrf, guides
 from app.web.deps import read_limited
+from app.web.page_headers import page_headers
 from connectors import connector_class
 
 log = structlog.get_logger("applyrelay.connect")
@@ -55,14 +56,9 @@ HINTS = {
     "otys": "The OWS API key OTYS issued for this integration.",
     "laura": "The API token Laura issued for your organisation.",
 }
-HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+HEADERS = page_headers(
+    {"style-src": "'self'", "img-src": "'self'", "form-action": "'self'"}, referrer="no-referrer", deny_framing=True
+)
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -38,18 +38,21 @@ from app.tracking import boards, health
 from app.web import sessions
 from app.web.auth import current_token, require_scope
 from app.web.deps import runtime_of
+from app.web.page_headers import page_headers
 from app.web.problems import problem
 
 HERE = Path(__file__).parent
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}  # Litestar adds the charset
 STATIC_BYTES = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+SECURITY_HEADERS = page_headers(
+    {
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "img-src": "'self'",
+        "connect-src": "'self'",
+        "form-action": "'self'",
+    }
+)
 SHORT = {
     "queued": "queued",
     "delivering": "running",
