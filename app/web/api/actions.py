@@ -4,10 +4,13 @@ application (by delivery id) or on remote ids given directly — and reading a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import AnyCallable
 from msgspec import Meta
 
 from app.core.model import AttachmentIn
@@ -154,17 +157,26 @@ def _link_params(link: AddResultLink) -> dict[str, Any]:
     return {"label": link.label, "url": link.url, "details": msgspec.to_builtins(link.details or ResultLinkDetails())}
 
 
+def _queued(path: str, model: type[msgspec.Struct]) -> Callable[[AnyCallable], HTTPRouteHandler]:
+    """The route of a queued action (`model`: its body, for the OpenAPI document): the retry
+    scope, an Idempotency-Key, 202 with the delivery to poll."""
+    return post(
+        path,
+        guards=[retry_guard],
+        opt=body(model, headers=IDEMPOTENCY_KEY),
+        status_code=202,
+        security=SECURED,
+        responses={
+            202: ok(Accepted, "Queued as a delivery; poll the Location"),
+            **secured(400, 404, 409, 413, 422, 503),
+        },
+    )
+
+
 # -- on a delivered application (by delivery id) -------------------------------------------------
 
 
-@post(
-    "/v1/deliveries/{delivery_id:str}/attachments",
-    guards=[retry_guard],
-    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/deliveries/{delivery_id:str}/attachments", AddAttachment)
 async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     _supports(runtime_of(request), parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION)
@@ -175,14 +187,7 @@ async def delivery_attachment(request: Request[Any, Any, Any], delivery_id: str)
     return await _queue(request, parent, parent.connection_id, ACTION_ADD_ATTACHMENT_TO_APPLICATION, params, files)
 
 
-@post(
-    "/v1/deliveries/{delivery_id:str}/stage",
-    guards=[retry_guard],
-    opt=body(MoveToStage, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/deliveries/{delivery_id:str}/stage", MoveToStage)
 async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
@@ -190,14 +195,7 @@ async def delivery_stage(request: Request[Any, Any, Any], delivery_id: str) -> R
     return await _queue(request, parent, parent.connection_id, ACTION_MOVE_APPLICATION_TO_STAGE, params)
 
 
-@post(
-    "/v1/deliveries/{delivery_id:str}/result-links",
-    guards=[retry_guard],
-    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/deliveries/{delivery_id:str}/result-links", AddResultLink)
 async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str) -> Response[Any]:
     parent = await _parent(request, delivery_id)
     body: AddResultLink = _decode(await read_body(request), AddResultLink)
@@ -210,14 +208,7 @@ async def delivery_result_link(request: Request[Any, Any, Any], delivery_id: str
 # -- on remote ids -------------------------------------------------------------------------------
 
 
-@post(
-    "/v1/connections/{connection_id:str}/applications/{application_id:str}/stage",
-    guards=[retry_guard],
-    opt=body(MoveToStage, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/connections/{connection_id:str}/applications/{application_id:str}/stage", MoveToStage)
 async def application_stage(request: Request[Any, Any, Any], connection_id: str, application_id: str) -> Response[Any]:
     body: MoveToStage = _decode(await read_body(request), MoveToStage)
     return await _queue(
@@ -229,14 +220,7 @@ async def application_stage(request: Request[Any, Any, Any], connection_id: str,
     )
 
 
-@post(
-    "/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments",
-    guards=[retry_guard],
-    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/connections/{connection_id:str}/applications/{application_id:str}/attachments", AddAttachment)
 async def application_attachment(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -247,14 +231,7 @@ async def application_attachment(
     )
 
 
-@post(
-    "/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links",
-    guards=[retry_guard],
-    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/connections/{connection_id:str}/applications/{application_id:str}/result-links", AddResultLink)
 async def application_result_link(
     request: Request[Any, Any, Any], connection_id: str, application_id: str
 ) -> Response[Any]:
@@ -268,14 +245,7 @@ async def application_result_link(
     )
 
 
-@post(
-    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments",
-    guards=[retry_guard],
-    opt=body(AddAttachment, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/attachments", AddAttachment)
 async def candidate_attachment(request: Request[Any, Any, Any], connection_id: str, candidate_id: str) -> Response[Any]:
     _supports(runtime_of(request), connection_id, ACTION_ADD_ATTACHMENT_TO_CANDIDATE)
     files = await _attachment_files(request, connection_id)
@@ -284,14 +254,7 @@ async def candidate_attachment(request: Request[Any, Any, Any], connection_id: s
     )
 
 
-@post(
-    "/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links",
-    guards=[retry_guard],
-    opt=body(AddResultLink, headers=IDEMPOTENCY_KEY),
-    status_code=202,
-    security=SECURED,
-    responses={202: ok(Accepted, "Queued as a delivery; poll the Location"), **secured(400, 404, 409, 413, 422, 503)},
-)
+@_queued("/v1/connections/{connection_id:str}/candidates/{candidate_id:str}/result-links", AddResultLink)
 async def candidate_result_link(
     request: Request[Any, Any, Any], connection_id: str, candidate_id: str
 ) -> Response[Any]:
