@@ -1,7 +1,9 @@
-"""`python -m bench [p1 p2 p3 p4 p5]` — run the benchmarks; all of them (the default) rewrite bench/RESULTS.md.
+"""`python -m bench [BENCH ...]` — run the benchmarks (`--help` lists them); all of them (the
+default) rewrite the top of bench/RESULTS.md.
 
 Every figure is printed with its ratio to a baseline measured in the same run on the same
-machine. Needs `wrk` (Debian: apt-get install -y wrk) and the `bench` extra (fastapi, pydantic).
+machine. Needs wrk, nginx (the ATS stand-in) and valgrind (p1instr) from Debian
+(apt-get install -y wrk nginx-light valgrind) and the `bench` extra (fastapi, pydantic).
 Never part of the test suite: numbers depend on the machine.
 """
 
