@@ -176,7 +176,7 @@ def normalise_email(email: str) -> str:
     email-validator keeps such a local part as it is and lower-cases such a domain, and a refused
     address is case-folded too. Intake asks for the key (the erasure index, a derived
     idempotency key) after validating the address itself: the fast path spares it a second
-    validation, 4 % of its CPU a request (bench/RESULTS.md)."""
+    validation: 3 % of its instructions a request (bench/RESULTS.md, fourth pass)."""
     stripped = email.strip()
     if stripped.isascii() and "xn--" not in stripped.lower():
         return stripped.casefold()

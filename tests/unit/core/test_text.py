@@ -205,5 +205,5 @@ def test_the_ascii_fast_path_is_email_validators_key(local: str, domain: str) ->
 
 
 @pytest.mark.parametrize("address", ["Ana@xn--bcher-kva.DE", "a@XN--bcher-jua.de", "Zoë@Bücher.de", "\u00a0ana@x.org"])
-def test_idna_and_unicode_addresses_take_email_validators_path(address: str) -> None:
+def test_idna_unicode_and_space_padded_addresses_get_email_validators_key(address: str) -> None:
     assert normalise_email(address) == _normalised_by_email_validator(address)
