@@ -30,7 +30,7 @@ import httpx
 import msgspec
 
 from app.redis.embedded import free_port
-from bench.procs import REPO, TOKEN, Proc, Stack, canonical, wait_port
+from bench.procs import REPO, TOKEN, Stack, canonical, wait_port
 
 WARM_REQUESTS = 30  # imports, caches, the catalog's job: what the first requests pay once
 COUNTED_REQUESTS = 200
@@ -63,20 +63,6 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def _wait_listening(proc: Proc, port: int, timeout: float) -> None:
-    """`wait_port`, but an error at once if valgrind (or the server under it) exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}) before listening: see {proc.log.name}")
-        try:
-            wait_port(port, timeout=1.0)
-            return
-        except RuntimeError:
-            continue
-    raise RuntimeError(f"{proc.name}: nothing listens on {port} after {timeout:.0f} s")
-
-
 def count(stack: Stack, name: str, app: str | None, tree: Path = REPO) -> dict[str, float]:
     """Instructions a request of the server (`app`: a uvicorn app path; None: the relay's web):
     COUNTED_REQUESTS sequential posts after WARM_REQUESTS uncounted ones, less what the server
@@ -101,7 +87,7 @@ def count(stack: Stack, name: str, app: str | None, tree: Path = REPO) -> dict[s
         ]
     proc = stack.start(f"callgrind-{name}", [*valgrind, *server], None, None, tree)
     try:
-        _wait_listening(proc, port, timeout=600)  # valgrind runs the imports ~50x slower
+        wait_port(port, timeout=600, popen=proc.popen)  # valgrind runs the imports ~50x slower
         body = msgspec.json.encode(canonical(0))
         headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:

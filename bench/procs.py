@@ -67,9 +67,13 @@ def pinned(cmd: list[str], core: int | None) -> list[str]:
     return ["taskset", "-c", str(core), *cmd]
 
 
-def wait_port(port: int, timeout: float = 60.0) -> None:  # a web starts in ~3 s, 20+ on a loaded box
+def wait_port(port: int, timeout: float = 60.0, popen: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `port` listens (a web starts in ~3 s, 20+ on a loaded box); `popen`: fail at once if
+    that process exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if popen is not None and popen.poll() is not None:
+            raise RuntimeError(f"the process for port {port} exited ({popen.returncode}) before listening")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return

@@ -180,7 +180,12 @@ def normalise_email(email: str) -> str:
     stripped = email.strip()
     if stripped.isascii() and "xn--" not in stripped.lower():
         return stripped.casefold()
-    address = unicodedata.normalize("NFC", stripped)
+    return email_validator_key(stripped)
+
+
+def email_validator_key(email: str) -> str:
+    """`normalise_email` as email-validator reads the address: what its ASCII fast path must equal."""
+    address = unicodedata.normalize("NFC", email.strip())
     try:
         valid = email_validator.validate_email(address, check_deliverability=False)
     except email_validator.EmailNotValidError:
