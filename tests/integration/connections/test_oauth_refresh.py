@@ -1,6 +1,6 @@
 """One Factorial OAuth token chain shared by every process (app/connections/oauth.py): two worker
-processes, one of them killed and replaced, and the web spend access tokens that expire every two
-seconds; Factorial (the emulator) rotates the refresh token on each refresh and refuses a spent one.
+processes, one of them killed and replaced, and the web spend access tokens that expire every
+second; Factorial (the emulator) rotates the refresh token on each refresh and refuses a spent one.
 A refresh token presented twice would be refused and pause the connection; it never is."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def worker_logs(tmp_path: Path) -> str:
 
 async def between_refreshes(store: TokenStore, factorial: Emulator) -> None:
     """Wait for a moment when no refresh is under way: the live refresh token is the stored one and
-    the access token has a second left. (A process killed between Factorial's rotation and the
+    the access token has half its second left, well before the next refresh (at 0.8 s). (A process killed between Factorial's rotation and the
     write-back loses the chain, which nothing can save: docs/connections.md, "Failures".)"""
     while True:
         stored = await store.get("acme-oauth")
@@ -42,7 +42,7 @@ async def between_refreshes(store: TokenStore, factorial: Emulator) -> None:
         if (
             stored is not None
             and stored.expires_at is not None
-            and stored.expires_at - time.time() > 1.0
+            and stored.expires_at - time.time() > 0.5
             and [hashlib.sha256(stored.refresh_token.encode()).hexdigest()[:16]] == [r["token_hash"] for r in live]
         ):
             return
@@ -56,7 +56,7 @@ def refreshes(rows: list[dict[str, Any]]) -> int:
 async def test_two_workers_and_a_restart_share_one_token_chain_through_50_refreshes(
     make_relay: Any, emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    factorial = emulator("factorial", access_token_ttl_s=2)
+    factorial = emulator("factorial", access_token_ttl_s=1)
     oauth_env(monkeypatch)
     relay = make_relay({})
     first = grant(factorial)
