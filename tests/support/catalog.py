@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.catalog import Job, JobQuery
+from connectors.base import Connector
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.emulators import Emulator
 
@@ -73,3 +75,20 @@ ATSS = {
         emulator_options={"extra_vacancies": 40},
     ),
 }
+
+
+async def every_job(connector: Connector[Any], page_size: int, **filters: Any) -> tuple[list[Job], int]:
+    """Every job a connector's `list_jobs` gives through its cursors, and how many pages it took;
+    each page holds at most `page_size` jobs and each cursor moves on (no page read twice)."""
+    jobs: list[Job] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await connector.list_jobs(JobQuery(page_size=page_size, cursor=cursor, **filters))
+        pages += 1
+        assert len(page.jobs) <= page_size
+        jobs.extend(page.jobs)
+        if page.next_cursor is None:
+            return jobs, pages
+        assert page.next_cursor != cursor
+        cursor = page.next_cursor

@@ -14,6 +14,7 @@ from app.core.catalog import JobQuery, ScreeningQuestion
 from app.core.model import Candidate, JobRef, Origin, StoredAnswer, StoredApplication
 from connectors.base import ConnectionSpec, PermanentError, StepContext
 from connectors.factorial import FactorialConnector, FactorialSettings, option_id
+from tests.support.catalog import every_job
 from tests.support.emulators import Emulator
 
 PREFIX = "/api/2026-07-01/resources/"
@@ -23,24 +24,10 @@ def make(factorial: Emulator, http: httpx.AsyncClient) -> FactorialConnector:
     return FactorialConnector(ConnectionSpec("acme", "factorial", factorial.url, "sandbox", FactorialSettings()), http)
 
 
-async def _all_pages(connector: FactorialConnector, **filters: Any) -> tuple[list[str], int]:
-    """Every job id through the connector's pages, and how many pages it took."""
-    ids: list[str] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await connector.list_jobs(JobQuery(page_size=25, cursor=cursor, **filters))
-        pages += 1
-        ids += [j.id for j in page.jobs]
-        assert len(page.jobs) <= 25
-        if page.next_cursor is None:
-            return ids, pages
-        cursor = page.next_cursor
-
-
 async def test_list_jobs_pages_through_factorial_pagination(factorial: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(factorial, ats_http)
-    ids, pages = await _all_pages(connector)
+    jobs, pages = await every_job(connector, 25)
+    ids = [j.id for j in jobs]
     postings = factorial.records()["job_postings"]
     assert len(postings) >= 60 and sorted(ids, key=int) == sorted((p["id"] for p in postings), key=int)
     assert pages == 3  # 63 postings, 25 a page
@@ -62,7 +49,8 @@ async def test_status_filter_is_factorials_own(factorial: Emulator, ats_http: ht
         "CLOSED": {"cancelled"},
     }
     for status, remote in expected.items():
-        ids, _ = await _all_pages(connector, status=status)
+        jobs, _ = await every_job(connector, 25, status=status)
+        ids = [j.id for j in jobs]
         assert set(ids) == {i for i, s in by_status.items() if s in remote}, status
     calls = factorial.records()["calls"][f"GET {PREFIX}ats/job_postings"]
     assert calls >= 6  # server-side: one walk per Factorial status
@@ -75,11 +63,13 @@ async def test_status_filter_is_factorials_own(factorial: Emulator, ats_http: ht
 
 async def test_name_and_updated_after_filters(factorial: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(factorial, ats_http)
-    ids, _ = await _all_pages(connector, name_contains="nurse")
+    jobs, _ = await every_job(connector, 25, name_contains="nurse")
+    ids = [j.id for j in jobs]
     titles = {p["id"]: p["title"] for p in factorial.records()["job_postings"]}
     assert ids and set(ids) == {i for i, t in titles.items() if "nurse" in t.lower()}
     since = dt.datetime(2026, 2, 15, tzinfo=dt.UTC)
-    ids, _ = await _all_pages(connector, updated_after=since)
+    jobs, _ = await every_job(connector, 25, updated_after=since)
+    ids = [j.id for j in jobs]
     later = {
         p["id"]
         for p in factorial.records()["job_postings"]

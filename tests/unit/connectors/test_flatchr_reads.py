@@ -19,6 +19,7 @@ from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredAnswe
 from connectors.base import ConnectionSpec, PermanentError, StepContext
 from connectors.flatchr import FlatchrConnector, FlatchrSettings, json_array_items, option_id
 from connectors.sandbox.flatchr import COMPANY_ID
+from tests.support.catalog import every_job
 from tests.support.emulators import Emulator, EmulatorFactory
 
 PY_JOB, EN_JOB, CLOSED_JOB = "Vq5r6pYxam9AmMvP", "Bx8KqL2mN4pR7sTz", "Zc3Vb6Nm9Qw2Er5T"
@@ -38,23 +39,10 @@ def make(flatchr: Emulator, http: httpx.AsyncClient) -> FlatchrConnector:
     return FlatchrConnector(ConnectionSpec("acme-flatchr", "flatchr", flatchr.url, "sandbox", settings), http)
 
 
-async def _all_pages(connector: FlatchrConnector, **filters: Any) -> tuple[list[str], int]:
-    ids: list[str] = []
-    cursor: str | None = None
-    pages = 0
-    while True:
-        page = await connector.list_jobs(JobQuery(page_size=10, cursor=cursor, **filters))
-        pages += 1
-        assert len(page.jobs) <= 10
-        ids += [j.id for j in page.jobs]
-        if page.next_cursor is None:
-            return ids, pages
-        cursor = page.next_cursor
-
-
 async def test_list_jobs_pages_with_an_offset_cursor(many: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(many, ats_http)
-    ids, pages = await _all_pages(connector)
+    jobs, pages = await every_job(connector, 10)
+    ids = [j.id for j in jobs]
     vacancies = many.records()["vacancies"]
     assert len(vacancies) == 43 and ids == [v["id"] for v in vacancies]
     assert pages == 5 and many.records()["calls"][LISTING] == 5  # one ATS call per page
@@ -74,7 +62,8 @@ async def test_status_is_flatchrs_filter_and_bad_values_are_refused(
     connector = make(many, ats_http)
     by_status = {v["id"]: v["status"] for v in many.records()["vacancies"]}
     for status, remote in (("OPEN", 1), ("CLOSED", 0), ("ARCHIVED", 2)):
-        ids, _ = await _all_pages(connector, status=status)
+        jobs, _ = await every_job(connector, 10, status=status)
+        ids = [j.id for j in jobs]
         assert ids and set(ids) == {i for i, s in by_status.items() if s == remote}, status
     assert (await connector.list_jobs(JobQuery(status="DRAFT"))).jobs == []
     refused = many.http.get(f"/company/{COMPANY_ID}/vacancies", params={"status": "open"}, headers=_auth())
@@ -86,11 +75,13 @@ async def test_status_is_flatchrs_filter_and_bad_values_are_refused(
 async def test_name_and_updated_after_are_applied_per_page(many: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(many, ats_http)
     vacancies = many.records()["vacancies"]
-    ids, pages = await _all_pages(connector, name_contains="comptable")
+    jobs, pages = await every_job(connector, 10, name_contains="comptable")
+    ids = [j.id for j in jobs]
     assert ids and set(ids) == {v["id"] for v in vacancies if "comptable" in v["title"].lower()}
     assert pages == 5  # the filter is ours: every page is still read
     since = dt.datetime(2026, 2, 20, tzinfo=dt.UTC)
-    ids, _ = await _all_pages(connector, updated_after=since)
+    jobs, _ = await every_job(connector, 10, updated_after=since)
+    ids = [j.id for j in jobs]
     assert ids and set(ids) == {v["id"] for v in vacancies if v["updated_at"] > "2026-02-20T00:00:00"}
 
 

@@ -23,6 +23,7 @@ from app.core.model import Candidate, JobRef, Origin, StoredAnswer, StoredApplic
 from connectors import connector_class
 from connectors.base import ConnectionSpec, PermanentError, StepContext
 from connectors.laura import LauraConnector, LauraSettings
+from tests.support.catalog import every_job
 from tests.support.emulators import Emulator
 
 JOBS_PATH = "GET /api/v1.2/jobs"
@@ -42,18 +43,6 @@ def make(laura: Emulator, ats_http: httpx.AsyncClient) -> LauraConnector:
     return connector
 
 
-async def all_pages(connector: LauraConnector, **filters: Any) -> tuple[list[Any], int]:
-    jobs, pages, cursor = [], 0, None
-    while True:
-        page = await connector.list_jobs(JobQuery(cursor=cursor, **filters))
-        pages += 1
-        jobs.extend(page.jobs)
-        if page.next_cursor is None:
-            return jobs, pages
-        assert page.next_cursor != cursor
-        cursor = page.next_cursor
-
-
 def test_capabilities_name_the_reads() -> None:
     reads = LauraConnector.capabilities.reads
     assert {READ_JOBS, READ_SCREENING_QUESTIONS, READ_STAGES} <= reads and READ_SOURCES not in reads
@@ -61,7 +50,7 @@ def test_capabilities_name_the_reads() -> None:
 
 async def test_list_jobs_pages_through_laura(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(laura, ats_http)
-    jobs, pages = await all_pages(connector, page_size=25)
+    jobs, pages = await every_job(connector, 25)
     assert len(jobs) == 65 and len({j.id for j in jobs}) == 65 and pages == 3
     assert laura.records()["requests"][JOBS_PATH] == 3  # one ATS call per page, never the whole list
     first = next(j for j in jobs if j.id == "101")
@@ -78,19 +67,19 @@ async def test_list_jobs_pages_through_laura(laura: Emulator, ats_http: httpx.As
 
 async def test_list_jobs_filters(laura: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(laura, ats_http)
-    everything, _ = await all_pages(connector, page_size=100)
+    everything, _ = await every_job(connector, 100)
     for status in ("OPEN", "CLOSED", "DRAFT", "ARCHIVED"):
-        jobs, _ = await all_pages(connector, page_size=10, status=status)
+        jobs, _ = await every_job(connector, 10, status=status)
         assert jobs and {j.status for j in jobs} == {status}
         assert {j.id for j in jobs} == {j.id for j in everything if j.status == status}
-    nurses, _ = await all_pages(connector, page_size=10, name_contains="NURSE")
+    nurses, _ = await every_job(connector, 10, name_contains="NURSE")
     assert nurses and all("nurse" in j.name.lower() for j in nurses)
     assert {j.id for j in nurses} == {j.id for j in everything if "nurse" in j.name.lower()}
     after = dt.datetime(2026, 10, 20, tzinfo=dt.UTC)
-    recent, _ = await all_pages(connector, page_size=10, updated_after=after)
+    recent, _ = await every_job(connector, 10, updated_after=after)
     assert recent and all(j.changed_at and j.changed_at > after for j in recent)
     assert {j.id for j in recent} == {j.id for j in everything if j.changed_at and j.changed_at > after}
-    both, _ = await all_pages(connector, page_size=10, status="OPEN", name_contains="developer")
+    both, _ = await every_job(connector, 10, status="OPEN", name_contains="developer")
     assert both and all(j.status == "OPEN" and "developer" in j.name.lower() for j in both)
     with pytest.raises(PermanentError):
         await connector.list_jobs(JobQuery(cursor="../2"))

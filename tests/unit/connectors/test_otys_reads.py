@@ -18,6 +18,7 @@ from app.core.model import AttachmentRef, Candidate, JobRef, Origin, StoredAnswe
 from connectors import connector_class
 from connectors.base import ConnectionSpec, PermanentError, StepContext
 from connectors.otys import OtysConnector, OtysSettings
+from tests.support.catalog import every_job
 from tests.support.emulators import Emulator
 
 JOB = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -38,25 +39,13 @@ def make(otys: Emulator, ats_http: httpx.AsyncClient) -> OtysConnector:
     return connector
 
 
-async def all_pages(connector: OtysConnector, **filters: Any) -> tuple[list[Any], int]:
-    jobs, pages, cursor = [], 0, None
-    while True:
-        page = await connector.list_jobs(JobQuery(cursor=cursor, **filters))
-        pages += 1
-        jobs.extend(page.jobs)
-        if page.next_cursor is None:
-            return jobs, pages
-        assert page.next_cursor != cursor
-        cursor = page.next_cursor
-
-
 def test_capabilities_name_the_reads() -> None:
     assert {READ_JOBS, READ_SCREENING_QUESTIONS, READ_STAGES, READ_SOURCES} <= OtysConnector.capabilities.reads
 
 
 async def test_list_jobs_pages_with_limit_and_offset(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(otys, ats_http)
-    jobs, pages = await all_pages(connector, page_size=10)
+    jobs, pages = await every_job(connector, 10)
     assert len(jobs) == 25 and len({j.id for j in jobs}) == 25 and pages == 3
     assert otys.records()["calls"][LIST] == 3  # one getListEx per page
     first = next(j for j in jobs if j.id == JOB)
@@ -77,18 +66,18 @@ async def test_list_jobs_pages_with_limit_and_offset(otys: Emulator, ats_http: h
 
 async def test_list_jobs_filters_are_otys_conditions(otys: Emulator, ats_http: httpx.AsyncClient) -> None:
     connector = make(otys, ats_http)
-    everything, _ = await all_pages(connector, page_size=200)
+    everything, _ = await every_job(connector, 200)
     for status in ("OPEN", "CLOSED", "DRAFT", "ARCHIVED"):
-        jobs, _ = await all_pages(connector, page_size=3, status=status)
+        jobs, _ = await every_job(connector, 3, status=status)
         assert jobs and {j.id for j in jobs} == {j.id for j in everything if j.status == status}
-    nurses, _ = await all_pages(connector, page_size=3, name_contains="NURSE")
+    nurses, _ = await every_job(connector, 3, name_contains="NURSE")
     assert nurses and {j.id for j in nurses} == {j.id for j in everything if "nurse" in j.name.lower()}
     after = dt.datetime(2026, 9, 25, 8, tzinfo=dt.UTC)
-    recent, _ = await all_pages(connector, page_size=3, updated_after=after)
+    recent, _ = await every_job(connector, 3, updated_after=after)
     assert recent and {j.id for j in recent} == {
         j.id for j in everything if j.changed_at is not None and j.changed_at > after
     }
-    both, pages = await all_pages(connector, page_size=2, status="OPEN", name_contains="developer")
+    both, pages = await every_job(connector, 2, status="OPEN", name_contains="developer")
     assert both and all(j.status == "OPEN" and "developer" in j.name.lower() for j in both)
     # server-side: each page is full until the last one
     assert pages == -(-len(both) // 2)
