@@ -24,6 +24,13 @@ pytest_plugins = ["tests.support.emulators", "tests.support.s3"]
 configure("WARNING")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow (they start and kill processes; the longest take a minute) run first,
+    so that pytest-xdist spreads them over its processes while the short ones fill the gaps,
+    instead of one of them starting last and ending the run alone (tests/README.md, "Running")."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis | None]:
     if os.environ.get("REDIS_URL"):

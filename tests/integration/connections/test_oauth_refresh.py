@@ -25,6 +25,8 @@ from tests.support.factorial_oauth import (
     usage,
 )
 
+pytestmark = pytest.mark.slow
+
 REFRESHES = 50
 
 
@@ -34,8 +36,9 @@ def worker_logs(tmp_path: Path) -> str:
 
 async def between_refreshes(store: TokenStore, factorial: Emulator) -> None:
     """Wait for a moment when no refresh is under way: the live refresh token is the stored one and
-    the access token has half its second left, well before the next refresh (at 0.8 s). (A process killed between Factorial's rotation and the
-    write-back loses the chain, which nothing can save: docs/connections.md, "Failures".)"""
+    the access token has half its second left, well before the next refresh (at 0.8 s). (A process
+    killed between Factorial's rotation and the write-back loses the chain, which nothing can save:
+    docs/connections.md, "Failures".)"""
     while True:
         stored = await store.get("acme-oauth")
         live = [row for row in await asyncio.to_thread(usage, factorial) if not row["rotated"]]
