@@ -59,9 +59,11 @@ class ConfigError(ValueError):
 # The tables as written in the file
 
 
-PositiveInt = Annotated[int, Meta(gt=0)]
+# Integers up to 2**63 - 1: what the stored connection record (msgpack) can hold, so a setting
+# past it is refused naming its key instead of failing as the record is written.
+PositiveInt = Annotated[int, Meta(gt=0, le=2**63 - 1)]
 PositiveNumber = Annotated[float, Meta(gt=0)]
-Count = Annotated[int, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
 class LimitsTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -74,11 +74,15 @@ MAX_ANSWER_ITEMS = 100  # options of one multiple-choice answer
 MAX_ANSWER_ITEM_CHARS = 1_000  # one option id
 MAX_REMOTE_FIELDS = 100  # top-level keys of remote_fields
 MAX_REMOTE_FIELDS_BYTES = 64_000  # remote_fields as JSON, nested values included (checked at intake)
+MAX_REMOTE_FIELDS_DEPTH = 32  # levels of arrays and objects inside remote_fields (checked at intake)
+# Integers a stored record can hold: msgpack's (and most ATSs' JSON parsers') 64 bits.
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 LIMIT_EXCEEDED = "PLATFORM.LIMIT_EXCEEDED"  # the Problem code of a refusal over one of these caps
 
 AnswerText = Annotated[str, Meta(max_length=MAX_ANSWER_CHARS)]
 AnswerItems = Annotated[list[Annotated[str, Meta(max_length=MAX_ANSWER_ITEM_CHARS)]], Meta(max_length=MAX_ANSWER_ITEMS)]
-AnswerValue = AnswerText | bool | int | float | AnswerItems | FileAnswer
+AnswerInt = Annotated[int, Meta(ge=INT64_MIN, le=2**63 - 1)]
+AnswerValue = AnswerText | bool | AnswerInt | float | AnswerItems | FileAnswer
 
 
 class ScreeningAnswer(Struct, forbid_unknown_fields=True):

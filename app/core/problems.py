@@ -83,3 +83,11 @@ class Problem(Exception):
     def invalid(cls, field_path: str, message: str, status: int = 422, title: str = "Invalid application") -> Problem:
         """One field at fault."""
         return cls(status, title, f"{field_path}: {message}", [FieldError(field_path, message)])
+
+    @classmethod
+    def malformed_json(cls, why: str = "") -> Problem:
+        """A body that is not JSON (or nests past the decoder's depth): the field at fault is the
+        whole body, `$`. `why`: the decoder's own words, which quote no value."""
+        detail = f"the body is not valid JSON ({why})" if why else "the body is not valid JSON"
+        errors = [FieldError("$", why or "not valid JSON")]
+        return cls(400, "Malformed JSON", detail, errors, code="PLATFORM.INPUT_INVALID")

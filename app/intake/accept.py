@@ -22,10 +22,13 @@ from app.catalog import INTEGRATION_NOT_FOUND, Catalog, parse_job_id
 from app.config import Config, Connection
 from app.core import answers, files, text
 from app.core.model import (
+    INT64_MIN,
     LIMIT_EXCEEDED,
     MAX_ANSWER_CHARS,
     MAX_ANSWERS,
     MAX_REMOTE_FIELDS_BYTES,
+    MAX_REMOTE_FIELDS_DEPTH,
+    UINT64_MAX,
     ApplicationIn,
     AttachmentIn,
     AttachmentRef,
@@ -262,12 +265,31 @@ def check_caps(app: ApplicationIn) -> None:
     if len(app.screening_question_answers) > MAX_ANSWERS:
         raise _over_limit("screening_question_answers", f"more than {MAX_ANSWERS} answers")
     if app.remote_fields:
+        fault = free_json_fault(app.remote_fields, MAX_REMOTE_FIELDS_DEPTH)
+        if fault is not None:
+            raise _over_limit("remote_fields", fault)
         try:
             size = len(msgspec.json.encode(app.remote_fields))
         except (TypeError, OverflowError):
             raise Problem.invalid("remote_fields", "must be JSON values") from None
         if size > MAX_REMOTE_FIELDS_BYTES:
             raise _over_limit("remote_fields", f"larger than {MAX_REMOTE_FIELDS_BYTES} bytes as JSON")
+
+
+def free_json_fault(value: Any, max_depth: int) -> str | None:
+    """What makes a free-form JSON value unstorable, if anything: arrays or objects nested past
+    `max_depth` (cleaning and every later pass walk it), or an integer past 64 bits (the stored
+    record is msgpack). Walked with a stack, not recursion, so no depth crashes the check."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                return f"nested deeper than {max_depth} levels"
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, int) and not isinstance(item, bool) and not INT64_MIN <= item <= UINT64_MAX:
+            return "holds an integer past 64 bits"
+    return None
 
 
 def _field_errors(errors: list[str], app: ApplicationIn) -> list[FieldError]:

@@ -81,7 +81,7 @@ def decode_application(body: bytes) -> ApplicationIn:
     except msgspec.ValidationError as exc:
         raise invalid(exc) from None
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem.malformed_json(str(exc)) from None
 
 
 # Past this size a body is parsed in a thread: msgspec decodes the base64 of 20 MB of files in

@@ -13,7 +13,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.blobs.capacity import unavailable
 from app.blobs.store import BlobUnavailable
-from app.core.problems import Problem
+from app.core.model import LIMIT_EXCEEDED
+from app.core.problems import FieldError, Problem
 
 log = structlog.get_logger("applyrelay.web")
 PROBLEM = "application/problem+json"
@@ -144,6 +145,31 @@ def store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return render(unavailable(store, reason))
 
 
+def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """JSON nested past what a decoder (msgspec stops at ~1,000 levels) or a walk over free-form
+    values (remote_fields, settings, a passthrough body) can follow: the request's fault, never a
+    500, whichever route it reached (docs/operations.md, "Bounded work")."""
+    log.warning("web.nested_too_deep", path=request.url.path)
+    return render(
+        Problem(
+            400,
+            "Nested too deeply",
+            "the body nests arrays or objects deeper than the relay follows",
+            [FieldError("$", "nested too deeply")],
+            code=LIMIT_EXCEEDED,
+        )
+    )
+
+
+def out_of_range(request: Request[Any, Any, Any], exc: OverflowError) -> Response[Any]:
+    """A number no store can hold: an integer past 64 bits that a free-form value carried to the
+    msgpack encoding of the stored record (docs/operations.md, "Bounded work")."""
+    log.warning("web.number_out_of_range", path=request.url.path)
+    return render(
+        Problem.invalid("$", "a number is out of range (integers must fit in 64 bits)", title="Number out of range")
+    )
+
+
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("web.unhandled", path=request.url.path, error_type=type(exc).__name__)
     return problem(500, "Internal error", "an unexpected error occurred; nothing was stored")
@@ -159,6 +185,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ReadOnlyError: store_unavailable,
     BlobUnavailable: store_unavailable,
     ResponseError: store_unavailable,
+    RecursionError: too_deep,
+    OverflowError: out_of_range,
     Exception: unexpected,
 }
 MEDIA = MediaType.JSON

@@ -100,7 +100,7 @@ def parse(body: bytes) -> HwApplication:
     except msgspec.ValidationError as exc:
         raise Problem(422, "Unprocessable application", str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem.malformed_json(str(exc)) from None
     app_id = application_id(application)
     if not app_id:
         raise _missing("applicationId")

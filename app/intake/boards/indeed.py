@@ -118,7 +118,7 @@ def parse(body: bytes) -> IndeedApply:
     except msgspec.ValidationError as exc:
         raise Problem(422, "Unprocessable application", str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem.malformed_json(str(exc)) from None
     if not apply.id or not apply.id.strip():
         raise _missing("id")
     if len(apply.id) > 200 or not apply.id.isprintable():

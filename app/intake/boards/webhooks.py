@@ -76,7 +76,7 @@ def to_application(body: bytes, connection_id: str, message_id: str) -> tuple[Ap
     try:
         document: Any = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", f"the body is not valid JSON ({exc})") from None
+        raise Problem.malformed_json(str(exc)) from None
     if isinstance(document, dict) and isinstance(document.get("data"), dict) and "type" in document:
         document = document["data"]
     if not isinstance(document, dict):

@@ -71,7 +71,7 @@ def _decode(body: bytes, kind: type[Any]) -> Any:
     except msgspec.ValidationError as exc:
         raise _refusal(exc) from None
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", str(exc)) from None
+        raise Problem.malformed_json(str(exc)) from None
 
 
 def _refusal(exc: msgspec.ValidationError) -> Problem:

@@ -64,7 +64,7 @@ def _decode(raw: bytes) -> NewConnectLink:
             field = text.split("`")[1]
         raise Problem(422, "Invalid connect link", text, errors=[FieldError(field, text.split(" - at ")[0])]) from None
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", str(exc), errors=[FieldError("$", "not valid JSON")]) from None
+        raise Problem.malformed_json(str(exc)) from None
 
 
 def _placeholder_credentials(connector: str) -> dict[str, str]:

@@ -71,8 +71,8 @@ def _decode(raw: bytes) -> NewSecret:
         field = unknown["field"] if unknown else (at["path"] if at and at["path"] else "$")
         message = _AT.sub("", text)
         raise Problem(422, "Invalid secret", f"{field}: {message}", [FieldError(field, message)]) from None
-    except msgspec.DecodeError:
-        raise Problem(400, "Malformed JSON", "the body is not JSON", [FieldError("$", "not valid JSON")]) from None
+    except msgspec.DecodeError as exc:
+        raise Problem.malformed_json(str(exc)) from None
 
 
 def _service(request: Request[Any, Any, Any]) -> InboundSecrets:

@@ -224,7 +224,7 @@ def _decode_as(body: bytes, kind: type[T]) -> T:
         message = text.split(" - at ")[0]
         raise Problem(422, "Invalid request", text, errors=[FieldError(field, message)]) from None
     except msgspec.DecodeError as exc:
-        raise Problem(400, "Malformed JSON", str(exc), errors=[FieldError("$", "not valid JSON")]) from None
+        raise Problem.malformed_json(str(exc)) from None
 
 
 async def _one_view(runtime: Runtime, connection_id: str) -> dict[str, Any]:
@@ -385,7 +385,7 @@ def _decode(body: bytes) -> PassthroughRequest | Response[Any]:
             field = text.split("`")[1]
         return problem(422, "Invalid request", text, errors=[{"field": field, "message": text}])
     except msgspec.DecodeError as exc:
-        return problem(400, "Malformed JSON", str(exc), errors=[{"field": "$", "message": "not valid JSON"}])
+        raise Problem.malformed_json(str(exc)) from None
 
 
 @post(

@@ -187,8 +187,8 @@ async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
         data = msgspec.json.decode(body or b"{}", type=BulkRetryIn)
     except msgspec.ValidationError as exc:
         raise invalid(exc) from None
-    except msgspec.DecodeError:
-        return problem(400, "Malformed JSON", "the body is not valid JSON")
+    except msgspec.DecodeError as exc:
+        raise Problem.malformed_json(str(exc)) from None
     params = {k: (None if v is None else str(v)) for k, v in msgspec.structs.asdict(data).items() if k != "all"}
     f = build_filter(params)
     if not f.as_params() and not data.all:

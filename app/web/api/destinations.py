@@ -36,10 +36,14 @@ def _destination(runtime: Runtime, destination: str) -> str:
     return destination
 
 
+MAX_SINCE_S = 253_402_300_799  # 9999-12-31T23:59:59Z: past it, no date-time is meant
+
+
 def _since(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        if -MAX_SINCE_S <= value <= MAX_SINCE_S:  # 400 digits of an int would not even fit a float
+            return float(value)
+    elif isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
@@ -102,8 +106,8 @@ async def recover_destination(request: Request[Any, Any, Any], destination: str)
     raw = await read_body(request)
     try:
         body = msgspec.json.decode(raw) if raw else {}
-    except msgspec.DecodeError:
-        raise Problem(400, "Malformed JSON", "the body is not JSON", code="PLATFORM.INPUT_INVALID") from None
+    except msgspec.DecodeError as exc:
+        raise Problem.malformed_json(str(exc)) from None
     if not isinstance(body, dict) or "since" not in body:
         raise Problem.invalid("since", "required: epoch seconds or an ISO 8601 date-time")
     since = _since(body["since"])

@@ -17,6 +17,7 @@ from litestar import Request, Response, Router, get, post
 from msgspec import Meta
 
 from app.core.model import EMAIL_PATTERN, stored_decoder
+from app.core.problems import Problem
 from app.delivery.engine import file_count
 from app.privacy import audit
 from app.privacy.erasure import Eraser
@@ -43,10 +44,8 @@ def _subject(body: bytes) -> SubjectRequest | Response[Any]:
         field = text.split("at `$.", 1)[1].rstrip("`") if "at `$." in text else "email"
         message = "not a valid email address" if "regex" in text or "length" in text else text.split(" - at ")[0]
         return problem(422, "Invalid request", f"{field}: {message}", errors=[{"field": field, "message": message}])
-    except msgspec.DecodeError:
-        return problem(
-            400, "Malformed JSON", "the body is not valid JSON", errors=[{"field": "$", "message": "not JSON"}]
-        )
+    except msgspec.DecodeError as exc:
+        raise Problem.malformed_json(str(exc)) from None
 
 
 @post(

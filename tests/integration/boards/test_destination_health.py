@@ -182,6 +182,11 @@ async def test_destination_api_refuses_unknown_names(relay: Relay) -> None:
         assert response.status_code == 404 and response.json()["code"] == "PLATFORM.NOT_FOUND"
     bad = await relay.client.post("/v1/destinations/hellowork:acme/recover", json={}, headers=relay.admin)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since"
+    for since in (int("9" * 400), 1e300, "not a date"):  # 400 digits overflowed float(): a 500
+        bad = await relay.client.post(
+            "/v1/destinations/hellowork:acme/recover", json={"since": since}, headers=relay.admin
+        )
+        assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "since", bad.text
     assert (await relay.client.get("/v1/destinations")).status_code == 401  # a token is needed
 
 
