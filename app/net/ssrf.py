@@ -4,6 +4,11 @@ Checked twice: at intake on the URL's text (https only, no literal internal addr
 localhost names), and in the worker on every address the name resolves to, right before
 connecting to that very address (pinned, with the original Host and SNI), so DNS rebinding
 cannot swap a public answer for an internal one in between.
+
+`split_url` is the one place that knows what a usable URL is at all (scheme, host, port, a host
+name DNS and IDNA accept, no control characters): intake's `data_url` and `statusApiUrl` checks,
+the connections' `base_url` (app/config.py) and the fetch itself all go through it, so a URL
+intake takes cannot crash the worker (nor be retried as if the network had failed) later.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+import unicodedata
+from collections.abc import Collection, Iterable
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
 BLOCKED_NAMES = {"localhost", "localhost.localdomain", "metadata.google.internal", "metadata"}
+MAX_LABEL = 63  # RFC 1035: the octets of one label of a name
+MAX_NAME = 253  # and of the whole name, in its dotted form (no trailing dot)
 
 
 class UnsafeURL(ValueError):
@@ -34,14 +42,78 @@ def _allowed(host: str, port: int | None, allow_hosts: Iterable[str]) -> bool:
     return host in allow or (port is not None and f"{host}:{port}" in allow)
 
 
-def check_url(url: str, *, allow_hosts: Iterable[str] = (), allow_http: bool = False) -> None:
-    """Static check, done at intake: scheme, host present, no literal internal address."""
-    parts = urlsplit(url)
+def _bad_char(url: str) -> bool:
+    """Whitespace or a control character anywhere: urlsplit quietly drops some (tab, newline),
+    httpx refuses others (NUL), so such a URL would mean one thing here and another there."""
+    return any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url)
+
+
+def _valid_name(host: str, ascii_host: str) -> bool:
+    """`host` (a name, not an IP) as DNS and both IDNA codecs take it: `ascii_host` is its
+    A-label form as httpx sends it (IDNA 2008); getaddrinfo encodes `host` with Python's codec
+    (IDNA 2003); every `xn--` label must decode (httpx decodes them, for one)."""
+    name = ascii_host.removesuffix(".")
+    if not name or len(name) > MAX_NAME or any(not 0 < len(label) <= MAX_LABEL for label in name.split(".")):
+        return False
+    try:
+        host.encode("idna")
+        for label in name.split("."):
+            if label.startswith("xn--"):
+                decoded = label[4:].encode("ascii").decode("punycode")
+                if not decoded or not decoded.isprintable():
+                    return False
+    except UnicodeError:
+        return False
+    return True
+
+
+def split_url(url: str, *, schemes: Collection[str] = ("https",)) -> SplitResult:
+    """`url` split, if a request can be sent to it: one of `schemes`, a host that is a domain name
+    (IDNA, labels of 1-63 characters, 253 in all) or an IP, a port of 1-65535, no whitespace or
+    control characters. Else UnsafeURL saying which (urlsplit and httpx raise plain ValueErrors,
+    UnicodeErrors or InvalidURL for these, which would be a 500 or a worker's crash)."""
+    if _bad_char(url):
+        raise UnsafeURL("the URL holds whitespace or a control character")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "[zz]" and the like: a bracketed host that is no IPv6 address
+        raise UnsafeURL("the URL is malformed (its host is neither a name nor an IP address)") from None
+    if parts.scheme not in schemes:
+        raise UnsafeURL(f"the scheme must be {' or '.join(schemes)}")
     host = (parts.hostname or "").lower()
-    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
-        raise UnsafeURL("only https URLs are fetched")
     if not host:
         raise UnsafeURL("the URL has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise UnsafeURL("the port must be a number from 1 to 65535")
+    bad_name = UnsafeURL(
+        f"the host is not a valid domain name (IDNA, labels of at most {MAX_LABEL} characters, "
+        f"at most {MAX_NAME} in all)"
+    )
+    try:  # the client's own parse (its A-label form of the host, IDNA 2008)
+        parsed = httpx.URL(url)
+        raw_host = parsed.raw_host.decode("ascii")
+        _ = parsed.host  # decodes a leading xn-- label, as the client does when it matches proxies
+    except httpx.InvalidURL:  # for a non-ASCII host, its IDNA form; else the URL's own
+        raise (bad_name if not host.isascii() else UnsafeURL("the URL is malformed")) from None
+    except UnicodeError:
+        raise bad_name from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _valid_name(host, raw_host):
+            raise bad_name from None
+    return parts
+
+
+def check_url(url: str, *, allow_hosts: Iterable[str] = (), allow_http: bool = False) -> None:
+    """Static check, done at intake: a usable URL (`split_url`), https, no credentials, no
+    literal internal address."""
+    parts = split_url(url, schemes=("https", "http") if allow_http else ("https",))
+    host = (parts.hostname or "").lower()
     if parts.username or parts.password:
         raise UnsafeURL("URLs with credentials are not fetched")
     if _allowed(host, parts.port, allow_hosts):
@@ -58,7 +130,10 @@ def check_url(url: str, *, allow_hosts: Iterable[str] = (), allow_http: bool = F
 
 async def resolve_public(host: str, port: int) -> str:
     """Resolve `host` and return an address to connect to, if every answer is public."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # a name the IDNA codec refuses: never resolvable, so no retry either
+        raise UnsafeURL("the host is not a valid domain name") from None
     if not infos:
         raise UnsafeURL("the host does not resolve")
     addresses: list[str] = []

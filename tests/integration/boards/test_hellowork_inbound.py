@@ -250,3 +250,25 @@ async def test_a_status_url_off_hellowork_is_not_kept(relay: Relay) -> None:
     context = await relay.redis.get(f"ar:board:ctx:{response.json()['id']}")
     assert context is not None and b"169.254" not in context
     assert b"https://ats-partner.hellowork.com/v1/applications/hw-ssrf/status" in context
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ats-partner.hellowork.com:99999/v1/applications/hw-bad/status",
+        "https://[zz]/v1/applications/hw-bad/status",
+        "https://" + "a" * 300 + ".com/status",
+        "https://xn--a.xn--/status",
+    ],
+    ids=["port out of range", "bracketed non-IP host", "label over 63", "bad punycode"],
+)
+async def test_a_status_url_no_request_can_be_sent_to_is_not_kept(relay: Relay, url: str) -> None:
+    """Those crashed the guard's check (a 500) or would have crashed the status push: refused like
+    any statusApiUrl the guard refuses (docs/boards.md), the rebuilt URL kept instead."""
+    response = await post_hellowork(relay, hellowork_payload("hw-bad", statusApiUrl=url))
+    assert response.status_code == 202, response.text
+    [warning] = [w for w in response.json()["warnings"] if w["code"] == "status_url_refused"]
+    assert "statusApiUrl not used" in warning["message"]
+    context = await relay.redis.get(f"ar:board:ctx:{response.json()['id']}")
+    assert context is not None and url.encode() not in context
+    assert b"https://ats-partner.hellowork.com/v1/applications/hw-bad/status" in context

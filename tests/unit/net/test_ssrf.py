@@ -33,3 +33,63 @@ async def test_ssrf_guard_checks_what_a_name_resolves_to() -> None:
     with pytest.raises(ssrf.UnsafeURL):
         await ssrf.resolve_public("localhost", 443)
     ssrf.check_url("https://files.example.org/cv.pdf")  # a public name passes the static check
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://example.com:99999/x", "port"),
+        ("https://example.com:0/x", "port"),
+        ("https://example.com:http/x", "port"),
+        ("https://[zz]/x", "malformed"),
+        ("https://" + "a" * 300 + ".com/x", "not a valid domain name"),
+        ("https://" + "a" * 64 + ".com/x", "not a valid domain name"),
+        ("https://" + "a." * 127 + "com/x", "not a valid domain name"),  # 257 characters
+        ("https://xn--a.xn--/x", "not a valid domain name"),
+        ("https://example.xn--/x", "not a valid domain name"),
+        ("https://\u2603.com/x", "not a valid domain name"),  # IDNA 2008 refuses it, as httpx does
+        ("https://example.com/\u0000", "control character"),
+        ("https://example.com/a b", "whitespace"),
+        ("https://exa\tmple.com/", "whitespace"),  # urlsplit would drop the tab
+        ("https://example.com/\u0085", "control character"),
+        ("ftp://example.com/x", "scheme"),
+        ("https:///x", "no host"),
+    ],
+)
+def test_split_url_refuses_what_no_request_can_be_sent_to(url: str, reason: str) -> None:
+    """Each a ValueError, UnicodeError or httpx.InvalidURL before: a 500 at intake, or a worker
+    crash filed as transient (docs/operations.md)."""
+    with pytest.raises(ssrf.UnsafeURL, match=reason):
+        ssrf.split_url(url)
+    with pytest.raises(ssrf.UnsafeURL, match=reason):
+        ssrf.check_url(url, allow_http=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/cv.pdf?x=1",
+        "https://EXAMPLE.com.:8443/x",
+        "https://faß.de/x",  # IDNA 2008's A-label, xn--fa-hia.de
+        "https://xn--bcher-kva.de/x",
+        "https://" + "a" * 63 + ".com/x",
+        "https://" + "a." * 125 + "com/x",  # 253 characters
+        "https://8.8.8.8/x",
+        "https://[2001:4860:4860::8888]:443/x",
+        "https://files_1.example.org/x",  # not a hostname by RFC 952, but resolvable and sent
+    ],
+)
+def test_split_url_keeps_usable_urls(url: str) -> None:
+    assert ssrf.split_url(url).scheme == "https"
+    ssrf.check_url(url)
+
+
+def test_split_url_takes_the_schemes_it_is_given() -> None:
+    assert ssrf.split_url("http://127.0.0.1:18091/api", schemes=("http", "https")).port == 18091
+    with pytest.raises(ssrf.UnsafeURL, match="scheme must be https"):
+        ssrf.split_url("http://example.com/")
+
+
+async def test_a_name_the_idna_codec_refuses_is_unsafe_when_resolved_not_a_crash() -> None:
+    with pytest.raises(ssrf.UnsafeURL, match="not a valid domain name"):
+        await ssrf.resolve_public("a" * 300 + ".com", 443)
