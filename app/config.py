@@ -43,6 +43,7 @@ import msgspec
 from msgspec import Meta
 
 from app.core import files
+from app.net import ssrf
 from connectors import CONNECTORS, connector_class
 from connectors.base import ConnectionSpec, ConnectorSettings
 
@@ -378,9 +379,15 @@ def _unknown_key(where: str, key: str, connector: str, settings_type: type[Conne
     )
 
 
-def _http_url(value: str | None) -> bool:
-    parts = urlsplit(value or "")
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+def _http_url(value: str | None) -> str | None:
+    """Why `value` is no http(s) URL a request can be sent to (app/net/ssrf.py's `split_url`,
+    the one check of that: a bad port or host would otherwise fail at the first request, or
+    crash it); None if it is one."""
+    try:
+        ssrf.split_url(value or "", schemes=("http", "https"))
+    except ssrf.UnsafeURL as exc:
+        return str(exc)
+    return None
 
 
 def _connection(
@@ -421,8 +428,8 @@ def _connection(
     base_url = keys.base_url or connector_class(connector).default_base_url or ""
     if not base_url:
         raise ConfigError(f"{where}.base_url: required ({connector} has no single API host: the tenant's URL)")
-    if not _http_url(base_url):
-        raise ConfigError(f"{where}.base_url: must be an http(s) URL")
+    if why := _http_url(base_url):
+        raise ConfigError(f"{where}.base_url: must be an http(s) URL ({why})")
     if sealed is not None:
         credentials = sealed.credentials
         callback_url, callback_secret = _sealed_status_callback(keys, where, sealed)
@@ -500,8 +507,8 @@ def _sealed_status_callback(keys: ConnectionTable, where: str, sealed: SealedSec
     secrets = sealed.inbound.get("status_callback", ())
     if keys.status_callback_url is None:
         return None, None
-    if not _http_url(keys.status_callback_url):
-        raise ConfigError(f"{where}.status_callback_url: must be an http(s) URL")
+    if why := _http_url(keys.status_callback_url):
+        raise ConfigError(f"{where}.status_callback_url: must be an http(s) URL ({why})")
     if not secrets:
         raise ConfigError(
             f"{where}.status_callback_url: needs its signing secret, the connection's `status_callback` secret"
@@ -513,8 +520,8 @@ def _apply(apply: ApplySettings, where: str) -> ApplySettings:
     """URLs of the apply page's settings are http(s) (they end up in a CSP and in links)."""
     for name in ("privacy_url", "success_url", "css_url"):
         value = getattr(apply, name)
-        if value is not None and not _http_url(value):
-            raise ConfigError(f"{where}.apply.{name}: must be an http(s) URL")
+        if value is not None and (why := _http_url(value)):
+            raise ConfigError(f"{where}.apply.{name}: must be an http(s) URL ({why})")
     for origin in apply.frame_ancestors:
         parts = urlsplit(origin)
         if origin != "'self'" and not (
@@ -529,8 +536,10 @@ def _status_callback(keys: ConnectionTable, where: str, env: Mapping[str, str]) 
     url, secret_env = keys.status_callback_url, keys.status_callback_secret_env
     if url is None and secret_env is None:
         return None, None
-    if not _http_url(url):
-        raise ConfigError(f"{where}.status_callback_url: must be an http(s) URL (with status_callback_secret_env)")
+    if why := _http_url(url):
+        raise ConfigError(
+            f"{where}.status_callback_url: must be an http(s) URL ({why}; with status_callback_secret_env)"
+        )
     if not secret_env:
         raise ConfigError(f"{where}.status_callback_secret_env: must name the variable holding the whsec_ secret")
     secret = env.get(secret_env)

@@ -16,7 +16,7 @@ from app.privacy import audit
 from app.runtime import Runtime
 from connectors.sandbox.flatchr import COMPANY_ID
 from tests.support.builders import PDF_BYTES, application, b64, connection_table
-from tests.support.connections import create, post_until_accepted
+from tests.support.connections import UNUSABLE_BASE_URLS, create, post_until_accepted
 from tests.support.emulators import Emulator, EmulatorFactory
 
 FACTORIAL_KEY = "fct-Kq81-live-secret"
@@ -422,3 +422,19 @@ async def test_empty_credentials_in_a_patch_are_refused_not_ignored(make_relay: 
         assert refused.status_code == 422, refused.text
         assert refused.json()["errors"][0]["field"] == "credentials"
     assert (await relay.client.get("/v1/connections/e", headers=relay.admin)).json()["concurrency"] != 2
+
+
+@pytest.mark.parametrize("base_url", list(UNUSABLE_BASE_URLS.values()), ids=list(UNUSABLE_BASE_URLS))
+async def test_a_base_url_no_request_can_be_sent_to_is_a_422_before_the_ats_is_asked(
+    make_relay: Any, factorial: Emulator, base_url: str
+) -> None:
+    relay = make_relay({})
+    body = {"id": "bad-url", "connector": "factorial", "credentials": {"api_key": "sandbox"}}
+    refused = await create(relay, {**body, "base_url": base_url.format(ats=factorial.url)})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in refused.json()["errors"]] == ["base_url"], refused.json()
+    assert refused.json()["code"] == "PLATFORM.INPUT_INVALID"
+    assert [k async for k in relay.redis.scan_iter("ar:conn:*") if k != b"ar:conn:version"] == []
+    assert (await relay.client.get("/v1/connections", headers=relay.admin)).json()["data"] == []
+    assert not factorial.records().get("requests")  # the credentials were not sent anywhere

@@ -27,6 +27,7 @@ from tests.support.connect import (
     seen_by_workers,
     submit,
 )
+from tests.support.connections import UNUSABLE_BASE_URLS
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
 
@@ -386,3 +387,23 @@ async def test_the_schema_documents_the_route_and_not_the_page(make_relay: Calla
     assert body["properties"]["ttl_s"]["maximum"] == links.MAX_TTL_S
     assert {"201", "401", "403", "409", "422"} <= set(operation["responses"]) and operation["security"]
     assert not [p for p in document["paths"] if p.startswith("/connect")]
+
+
+@pytest.mark.parametrize("base_url", list(UNUSABLE_BASE_URLS.values()), ids=list(UNUSABLE_BASE_URLS))
+async def test_a_link_with_a_base_url_no_request_can_be_sent_to_is_refused(
+    make_relay: Callable[..., Relay], flatchr: Emulator, base_url: str
+) -> None:
+    """Such a link was made (201) and its page answered 503 on submit, or it crashed (500)."""
+    relay = make_relay({})
+    response = await make_link(
+        relay,
+        connection_id="new-one",
+        connector="flatchr",
+        base_url=base_url.format(ats=flatchr.url),
+        settings={"company_id": "Wy3EOp2NP3p1KMq8"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] == "PLATFORM.INPUT_INVALID" and [e["field"] for e in problem["errors"]] == ["base_url"]
+    assert [k async for k in relay.redis.scan_iter("ar:connect:*")] == []
