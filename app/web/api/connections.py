@@ -71,9 +71,13 @@ def path_problem(path: str) -> str | None:
     """Why `path` may not be sent (None: it is a plain path under the API base). The connector
     checks again; this refuses anything that could leave the base before a connector is reached."""
     decoded = unquote(unquote(path))
-    parts = urlsplit(path)
+    relative = "must be relative to the ATS API base (e.g. ats/job_postings), not a URL or an absolute path"
+    try:
+        parts = urlsplit(path)
+    except ValueError:  # "http://[zz]/": a URL, if a malformed one (urlsplit checks bracketed hosts)
+        return relative
     if parts.scheme or parts.netloc or path.startswith("/") or "\\" in decoded:
-        return "must be relative to the ATS API base (e.g. ats/job_postings), not a URL or an absolute path"
+        return relative
     if not SAFE_PATH.match(path) or any(ord(c) < 32 for c in decoded):
         return "may only hold URL path characters (put the query in `query`)"
     if any(seg in (".", "..") for seg in decoded.split("/")) or "//" in decoded or decoded.startswith("/"):
