@@ -523,7 +523,10 @@ def _apply(apply: ApplySettings, where: str) -> ApplySettings:
         if value is not None and (why := _http_url(value)):
             raise ConfigError(f"{where}.apply.{name}: must be an http(s) URL ({why})")
     for origin in apply.frame_ancestors:
-        parts = urlsplit(origin)
+        try:  # not split_url: a CSP source may be a wildcard (https://*.example.com), never fetched
+            parts = urlsplit(origin)
+        except ValueError:  # a bracketed host that is no IPv6 address
+            parts = urlsplit("")
         if origin != "'self'" and not (
             parts.scheme in ("http", "https") and parts.netloc and not parts.path.strip("/")
         ):

@@ -164,6 +164,16 @@ async def test_flatchr_refuses_a_key_for_another_company_at_creation(make_relay:
             "settings.x_env",
             422,
         ),
+        (  # urlsplit raises on a bracketed host that is no IPv6 address: was a 500
+            {
+                "id": "x",
+                "connector": "factorial",
+                "credentials": {"api_key": "k"},
+                "settings": {"apply": {"frame_ancestors": ["https://[zz]"]}},
+            },
+            "settings.apply.frame_ancestors",
+            422,
+        ),
     ],
 )
 async def test_a_bad_body_is_a_422_naming_the_field(
