@@ -193,7 +193,10 @@ def _same_origin(request: Request[Any, Any, Any], runtime: Runtime) -> bool:
     allowed = {request.headers.get("host", "")}
     if runtime.settings.public_url:
         allowed.add(urlsplit(runtime.settings.public_url).netloc)
-    return urlsplit(origin).netloc in allowed
+    try:
+        return urlsplit(origin).netloc in allowed
+    except ValueError:  # "http://[zz]": no origin a browser sends, so not this site's
+        return False
 
 
 async def _unsafe_address(url: str) -> str | None:
