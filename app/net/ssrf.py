@@ -160,16 +160,7 @@ async def fetch(
 ) -> tuple[bytes, str | None]:
     """GET `url` behind the guard, at most `max_bytes`; returns (bytes, declared content type)."""
     check_url(url, allow_hosts=allow_hosts, allow_http=allow_http)
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    target, extensions, headers = url, {}, {}
-    if not _allowed(host.lower(), parts.port, allow_hosts):
-        address = await resolve_public(host, port)
-        literal = f"[{address}]" if ":" in address else address
-        target = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, ""))
-        headers["host"] = parts.netloc
-        extensions["sni_hostname"] = host
+    target, headers, extensions = await _pinned(url, allow_hosts)
     request = http.build_request("GET", target, headers=headers, extensions=extensions, timeout=timeout_s)
     response = await http.send(request, stream=True, follow_redirects=False)
     try:
@@ -187,16 +178,21 @@ async def fetch(
 
 
 async def _pinned(url: str, allow_hosts: Iterable[str]) -> tuple[str, dict[str, str], dict[str, str]]:
-    """(URL to connect to, extra headers, extensions): the resolved public address, pinned."""
+    """(URL to connect to, extra headers, extensions): the resolved public address, pinned. The
+    name resolved, sent as Host and as SNI is the A-label form httpx itself would send (IDNA
+    2008): getaddrinfo's own encoding of a Unicode name is IDNA 2003's, which maps some names to
+    another domain (faß.de to fass.de)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if _allowed(host.lower(), parts.port, allow_hosts):
         return url, {}, {}
-    address = await resolve_public(host, port)
+    sent = httpx.URL(url)
+    ascii_host = sent.raw_host.decode("ascii")
+    address = await resolve_public(ascii_host, port)
     literal = f"[{address}]" if ":" in address else address
     target = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, ""))
-    return target, {"host": parts.netloc}, {"sni_hostname": host}
+    return target, {"host": sent.netloc.decode("ascii")}, {"sni_hostname": ascii_host}
 
 
 async def post(

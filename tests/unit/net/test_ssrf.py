@@ -3,6 +3,10 @@ credentials or another scheme, are refused, and so is a name that resolves to on
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from typing import Any
+
 import pytest
 
 from app.net import ssrf
@@ -93,3 +97,20 @@ def test_split_url_takes_the_schemes_it_is_given() -> None:
 async def test_a_name_the_idna_codec_refuses_is_unsafe_when_resolved_not_a_crash() -> None:
     with pytest.raises(ssrf.UnsafeURL, match="not a valid domain name"):
         await ssrf.resolve_public("a" * 300 + ".com", 443)
+
+
+async def test_the_pinned_name_is_the_a_label_httpx_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo encodes a Unicode name with IDNA 2003, which makes faß.de another domain
+    (fass.de); the guard resolves, and sends as Host and SNI, the IDNA 2008 A-label httpx sends.
+    There is no DNS here: the loop's resolver is one that records the name it is asked."""
+    asked: list[str] = []
+
+    async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    target, headers, extensions = await ssrf._pinned("https://faß.de/cv.pdf?v=1", ())
+    assert asked == ["xn--fa-hia.de"]
+    assert target == "https://93.184.215.14:443/cv.pdf?v=1"
+    assert headers == {"host": "xn--fa-hia.de"} and extensions == {"sni_hostname": "xn--fa-hia.de"}
