@@ -50,6 +50,8 @@ TOKEN_FIELD = "form_token"  # noqa: S105 - a field name, not a secret
 TOKEN_HEADER = "x-form-token"  # noqa: S105
 _PARAM = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 _QUESTION = re.compile(r"^question_(.+?)(\[\])?$")
+_EXT_VALUE = re.compile(r"^([A-Za-z0-9!#$%&+^_`{}~-]*)'[A-Za-z0-9-]*'(.*)$", re.DOTALL)  # charset'lang'chars
+_EXT_CHARSETS = {"utf-8": "utf-8", "iso-8859-1": "latin-1"}
 
 
 @dataclass
@@ -79,7 +81,9 @@ class ParsedForm:
 
 def disposition(value: str) -> tuple[str | None, str | None]:
     """(name, filename) of a part. Browsers send UTF-8 names raw, with `"`, CR and LF
-    percent-encoded (HTML's multipart rules); `filename*` (RFC 5987) is honoured too."""
+    percent-encoded (HTML's multipart rules); `filename*` (RFC 8187: `charset'lang'%xx...`) is
+    honoured too, and refused (400 naming the part) when it cannot be read: a sender's file name
+    must not turn its file into a text field, nor its bytes into a 500."""
     params: dict[str, str] = {}
     for match in _PARAM.finditer(value):
         key, raw = match.group(1).lower(), match.group(2).strip()
@@ -87,13 +91,33 @@ def disposition(value: str) -> tuple[str | None, str | None]:
             raw = raw[1:-1].replace('\\"', '"')
         params[key] = raw
     name, filename = params.get("name"), params.get("filename")
-    if "filename*" in params and "''" in params["filename*"]:
-        filename = unquote(params["filename*"].split("''", 1)[1], errors="strict")
-    elif filename is not None:
-        filename = filename.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
     if name is not None:
         name = name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    if "filename*" in params and name:  # no name: refused as such by the caller
+        filename = _ext_value(params["filename*"], name[:256])
+    elif filename is not None:
+        filename = filename.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
     return name, filename
+
+
+def _ext_value(value: str, part: str) -> str:
+    """An RFC 8187 ext-value, decoded in the charset it names: UTF-8 or ISO-8859-1, the two a
+    recipient must support (an unknown one cannot be read right, so it is not guessed)."""
+    match = _EXT_VALUE.match(value)
+    if match is None:
+        raise _malformed(part, "filename* is not charset'language'value (RFC 8187)")
+    charset = _EXT_CHARSETS.get(match.group(1).lower())
+    if charset is None:
+        raise _malformed(part, "filename* charset must be UTF-8 or ISO-8859-1")
+    try:
+        return unquote(match.group(2), encoding=charset, errors="strict")
+    except UnicodeDecodeError:
+        raise _malformed(part, f"filename* is not valid {match.group(1)} once percent-decoded") from None
+
+
+def _malformed(part: str, message: str) -> Problem:
+    """A part's headers that cannot be read: a 400 like the route's other malformed bodies."""
+    return Problem.invalid(part, message, status=400, title="Malformed form")
 
 
 class MultipartStream:

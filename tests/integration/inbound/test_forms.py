@@ -279,6 +279,76 @@ async def test_unknown_or_closed_job_and_malformed_bodies(relay: Relay) -> None:
     await assert_nothing_stored(relay)
 
 
+def _raw_form(disposition: bytes) -> bytes:
+    """A form whose CV part carries this Content-Disposition as sent (httpx would encode it)."""
+
+    def field(name: str, value: str) -> bytes:
+        return f'--XyZ\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+
+    return (
+        field("first_name", "Ana")
+        + field("last_name", "López")
+        + field("email", "ana@example.org")
+        + b"--XyZ\r\nContent-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: application/pdf\r\n\r\n"
+        + PDF_BYTES
+        + b"\r\n--XyZ--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "filename_star",
+    [
+        b"UTF-8''%ff%fe%00.pdf",  # not UTF-8 once decoded: was a 500 (UnicodeDecodeError)
+        b"x-bogus''cv.pdf",  # a charset nobody can read it in
+        b"''cv.pdf",  # no charset at all
+        b"cv.pdf",  # not an RFC 8187 ext-value: the file was taken for a text field
+    ],
+    ids=["not utf-8", "unknown charset", "no charset", "not an ext-value"],
+)
+async def test_an_unreadable_filename_star_is_a_400_naming_the_part(relay: Relay, filename_star: bytes) -> None:
+    response = await relay.client.post(
+        "/inbound/forms/acme/2001",
+        content=_raw_form(b'form-data; name="resume"; filename*=' + filename_star),
+        headers={
+            "x-form-token": FORM_TOKEN,
+            "accept": "application/json",
+            "content-type": "multipart/form-data; boundary=XyZ",
+        },
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["title"] == "Malformed form" and problem["code"] == "PLATFORM.INPUT_INVALID"
+    assert [e["field"] for e in problem["errors"]] == ["resume"], problem
+    await assert_nothing_stored(relay)
+
+
+@pytest.mark.parametrize(
+    ("filename_star", "name"),
+    [
+        (b"UTF-8''%C3%A9t%C3%A9.pdf", "été.pdf"),
+        (b"utf-8'fr'%C3%A9t%C3%A9.pdf", "été.pdf"),  # a language tag, which RFC 8187 allows
+        (b"ISO-8859-1''%E9t%E9.pdf", "été.pdf"),  # the other charset a recipient must read
+        (b"UTF-8''%00cv.pdf", "cv.pdf"),  # a NUL is dropped from the name (app/core/files.py safe_name)
+    ],
+)
+async def test_a_readable_filename_star_names_the_file(relay: Relay, filename_star: bytes, name: str) -> None:
+    response = await relay.client.post(
+        "/inbound/forms/acme/2001",
+        content=_raw_form(b'form-data; name="resume"; filename="fallback.pdf"; filename*=' + filename_star),
+        headers={
+            "x-form-token": FORM_TOKEN,
+            "accept": "application/json",
+            "content-type": "multipart/form-data; boundary=XyZ",
+        },
+    )
+    assert response.status_code == 202, response.text
+    [cv] = (await stored(relay, response.json()["id"])).attachments
+    assert (cv.type, cv.name) == ("CV", name)
+
+
 async def _streamed_form(boundary: str, cv_size: int) -> AsyncIterator[bytes]:
     """A multipart body produced chunk by chunk, so the client holds no copy of the CV."""
     for chunk in _sync_form(boundary, cv_size):

@@ -8,6 +8,7 @@ import copy
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -208,7 +209,28 @@ form_inputs = st.one_of(
         st.binary(max_size=300).filter(lambda b: not b.startswith(b"%PDF-")),
         st.sampled_from(["resume", "cover_letter", "question_3005", "mystery"]),
     ),
+    # a file part's RFC 8187 name that cannot be read: bytes that are not UTF-8, or a charset the
+    # relay does not read (a name like that was a 500)
+    st.tuples(
+        st.just("bad filename*"),
+        st.one_of(
+            st.binary(min_size=1, max_size=40).filter(lambda b: not _is_utf8(b)).map(lambda b: ("UTF-8", b)),
+            st.tuples(
+                st.text(ASCII, max_size=12).filter(lambda c: c.lower() not in ("utf-8", "iso-8859-1") and "'" not in c),
+                st.binary(max_size=20),
+            ),
+        ),
+        st.sampled_from(["resume", "cover_letter", "attachments[]", "question_3005"]),
+    ),
 )
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @FUZZ
@@ -219,6 +241,20 @@ def test_bad_form_posts_get_a_4xx(fuzz: Fuzz, case: tuple[str, Any, Any]) -> Non
     headers = {"x-form-token": FORM_TOKEN, "accept": "application/json"}
     if kind == "random body":
         response = fuzz.http.post(url, content=payload, headers={**headers, "content-type": extra})
+    elif kind == "bad filename*":
+        charset, name = payload
+        disposition = f"form-data; name=\"{extra}\"; filename*={charset}''{quote(name, safe='')}"
+        form = (
+            b'--XyZ\r\nContent-Disposition: form-data; name="email"\r\n\r\nana@example.org\r\n'
+            + f"--XyZ\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+            + PDF_BYTES
+            + b"\r\n--XyZ--\r\n"
+        )
+        response = fuzz.http.post(
+            url, content=form, headers={**headers, "content-type": "multipart/form-data; boundary=XyZ"}
+        )
+        assert response.status_code == 400, (response.text, case)
+        assert [e["field"] for e in response.json()["errors"]] == [extra], (response.text, case)
     elif kind == "bad file":
         data = {"first_name": "Ana", "last_name": "López", "email": "ana@example.org"}
         response = fuzz.http.post(
