@@ -76,14 +76,20 @@ class DeliveryFilter:
 
 
 def parse_time(value: str | None, field: str) -> float | None:
-    """Epoch seconds or ISO 8601 (a date, or a date-time; naive means UTC)."""
+    """Epoch seconds or ISO 8601 (a date, or a date-time; naive means UTC). Finite only: Python
+    reads "nan", "inf" and "1e400" as floats, Redis refuses them as score bounds (a 500, or a bulk
+    retry failing after its 202)."""
     if value is None or value.strip() == "":
         return None
     text = value.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise query_error(field, "expected finite epoch seconds or an ISO 8601 date-time")
+        return seconds
     import datetime as dt
 
     try:
@@ -124,9 +130,12 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         score, _, delivery_id = raw.partition("|")
-        return float(score), delivery_id
+        seconds = float(score)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise query_error("cursor", "not a cursor this API returned") from None
+    if not math.isfinite(seconds):  # a forged one: Redis would refuse it as a bound (parse_time)
+        raise query_error("cursor", "not a cursor this API returned")
+    return seconds, delivery_id
 
 
 @dataclass

@@ -5,6 +5,7 @@ against a real Redis, a real worker and the Factorial emulator over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import time
 from typing import Any
@@ -119,6 +120,13 @@ async def test_cursor_pagination_walks_everything_once_while_new_ones_arrive(rel
         ({"cursor": "%%%not-a-cursor"}, "cursor"),
         ({"received_from": "yesterday"}, "received_from"),
         ({"received_from": "2030-01-01", "received_to": "2020-01-01"}, "received_from"),
+        # floats Python reads and Redis refuses as a score bound: they were a 500
+        ({"received_to": "nan"}, "received_to"),
+        ({"received_from": "NaN"}, "received_from"),
+        ({"received_from": "inf"}, "received_from"),
+        ({"received_to": "-Infinity"}, "received_to"),
+        ({"received_to": "1e400"}, "received_to"),
+        ({"cursor": base64.urlsafe_b64encode(b"nan|dlv_x").decode()}, "cursor"),  # a forged cursor
         ({"limit": "many"}, "limit"),
         ({"limit": "-5"}, "limit"),
         ({"limit": "0"}, "limit"),
@@ -131,6 +139,24 @@ async def test_bad_filters_are_422_naming_the_field(relay: Relay, params: dict[s
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in response.text and response.json()["code"] == "PLATFORM.INPUT_INVALID"
+    if field != "limit":  # Litestar's own parameter check words its errors differently
+        assert [e["field"] for e in response.json()["errors"]] == [field], response.json()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400"])
+async def test_a_bulk_retry_with_a_non_finite_time_is_refused_before_it_starts(relay: Relay, value: str) -> None:
+    """It was a 202, and the background job then failed on Redis's refusal of the bound."""
+    ops = add_token(relay, "ops", "read+retry", RETRY_SECRET)
+    await post(relay, 1)
+    for body in ({"received_from": value}, {"status": "failed", "received_to": value}):
+        response = await relay.client.post("/v1/deliveries/retry", json=body, headers=ops)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        field = next(iter(k for k in body if k.startswith("received")))
+        assert [e["field"] for e in response.json()["errors"]] == [field], response.json()
+        assert response.json()["code"] == "PLATFORM.INPUT_INVALID"
+    assert await relay.redis.keys("ar:bulk:*") == []  # nothing started
+    assert not [e for e in await audit_entries(relay) if e.action == "bulk_retry"]
 
 
 async def test_list_rows_carry_no_candidate_data(relay: Relay) -> None:

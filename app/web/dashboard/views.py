@@ -338,12 +338,12 @@ async def dashboard(
     runtime = runtime_of(request)
     store = runtime.store
     params = {name: request.query_params.get(name) for name in query.FILTER_FIELDS}
-    error = None
+    error, status = None, 200
     try:
         f = build_filter(params)
         page = await find(store, f, limit=limit, cursor=cursor)
-    except Problem as exc:
-        error, page, f = exc.detail, None, None
+    except Problem as exc:  # a filter or cursor refused: the page says which, with the API's status
+        error, status, page, f = exc.detail, exc.status, None, None
     span = range if range in RANGES else "24h"
     seen_connections = await known_names(store, "connection")
     names = views.connection_names(runtime.config.connections, seen_connections)
@@ -356,6 +356,7 @@ async def dashboard(
     progress = await retries.bulk_progress(store, bulk) if bulk else None
     return render(
         "dashboard.html",
+        status_code=status,
         statuses=STATUSES,
         counts=await counts(store, names),
         rows=[views.summary(d) for d in page.deliveries] if page else [],

@@ -79,3 +79,13 @@ async def test_list_show_retry_purge_from_a_terminal(relay: Relay, factorial: Em
     await relay.wait_for(third, "delivered")
     actions = [(e.action, e.actor.startswith("cli")) for e in await audit_entries(relay)]
     assert ("purge", True) in actions and ("bulk_retry", True) in actions and ("retry", True) in actions
+
+
+async def test_a_non_finite_time_filter_names_the_option(relay: Relay) -> None:
+    """`--received-from nan` was read as a float and failed in Redis with a traceback."""
+    await post(relay, 1)
+    for args in (("list", "--received-from", "nan"), ("retry", "--all", "--received-to", "inf")):
+        code, _, err = await cli(relay, *args)
+        assert code != 0 and err.startswith(f"applyrelay: {args[-2]}: expected finite epoch seconds"), err
+        assert "Traceback" not in err
+    assert await relay.redis.keys("ar:bulk:*") == []

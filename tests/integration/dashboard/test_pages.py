@@ -207,3 +207,21 @@ async def test_chart_ranges_keep_the_filters(relay: Relay) -> None:
         page = await relay.client.get("/dashboard", params={"range": span, "connection": "acme"}, headers=admin)
         assert page.status_code == 200 and "received 1" in page.text
         assert 'href="/dashboard?connection=acme&amp;range=7d"' in page.text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400"])
+async def test_a_non_finite_time_filter_is_refused_naming_it(relay: Relay, value: str) -> None:
+    """Read as a float, then refused by Redis as a score bound: the list was a 500 and a bulk
+    retry was started that failed in the background."""
+    await post(relay, 1)
+    admin, csrf = await login(relay)
+    for name in ("received_from", "received_to"):
+        page = await relay.client.get("/dashboard", params={name: value}, headers=admin)
+        assert page.status_code == 422, page.text
+        assert re.search(rf'role="alert">{name}: expected finite epoch seconds', page.text), page.text
+        started = await relay.client.post(
+            "/dashboard/bulk-retry", data={"csrf": csrf, "status": "failed", name: value}, headers=admin
+        )
+        assert started.status_code == 400 and f"{name}: " in started.text, started.text
+    assert await relay.redis.keys("ar:bulk:*") == []  # no bulk retry was started
+    assert not [e for e in await audit_entries(relay) if e.action == "bulk_retry"]
