@@ -11,11 +11,13 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.routes import HTTPRoute
 
-from app.core.problems import Problem
+from app.core.problems import FieldError, Problem
 from app.runtime import Runtime
 from app.web.auth import current_token
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# application/json, or a structured-syntax +json type (RFC 6839), e.g. application/merge-patch+json
+JSON_MEDIA_TYPE = re.compile(r"^application/(?:[a-z0-9!#$&^_.-]+\+)?json$")
 
 
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
@@ -26,9 +28,13 @@ def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
 
 
 async def read_body(request: Request[Any, Any, Any]) -> bytes:
-    """The body, refused with 413 past the app's limit. Enforced here rather than by Litestar's
-    `request_max_body_size`, whose resolution is cached on module-level handlers and so cannot
-    differ between two app instances (tests, or two configs in one process)."""
+    """A JSON route's body: 415 unless it is declared JSON (`declares_json`), 413 past the app's
+    limit. The limit is enforced here rather than by Litestar's `request_max_body_size`, whose
+    resolution is cached on module-level handlers and so cannot differ between two app instances
+    (tests, or two configs in one process)."""
+    declared = declares_json(request.headers.get("content-type"))
+    if not declared and (request.content_length or 0) > 0:
+        raise not_json("send the body as Content-Type: application/json")
     limit: int = request.app.state.max_body_bytes
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
@@ -38,7 +44,39 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
         if size > limit:
             raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    if body and not declared:  # chunked, without a Content-Length
+        raise not_json("send the body as Content-Type: application/json")
+    return body
+
+
+def declares_json(content_type: str | None) -> bool:
+    """Whether a JSON route may read a body of this Content-Type: True for `application/json` or a
+    `+json` type (`application/merge-patch+json`), with no charset or UTF-8 (RFC 8259: JSON is
+    UTF-8); False when there is none, which only a body-less request may send (RFC 9110 §8.3: a
+    body without one is octet-stream, not JSON). Any other type is refused with 415 before the body
+    is read: a client posting XML or text had a bug, and guessing that it meant JSON hides it."""
+    if content_type is None or not content_type.strip():
+        return False
+    media_type, *params = content_type.split(";")
+    if not JSON_MEDIA_TYPE.match(media_type.strip().lower()):
+        raise not_json(f"{media_type.strip()[:100]!r} is not JSON: send application/json")
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise not_json("JSON is read as UTF-8: send charset=utf-8, or no charset")
+    return True
+
+
+def not_json(message: str) -> Problem:
+    """415: the body's content type is not one a JSON route reads (README, "Error codes")."""
+    return Problem(
+        415,
+        "Unsupported media type",
+        f"Content-Type: {message}",
+        [FieldError("Content-Type", message)],
+        code="PLATFORM.UNSUPPORTED_MEDIA_TYPE",
+    )
 
 
 def accepted_response(delivery_id: str, status: str, created: bool, warnings: list[dict[str, str]]) -> Response[Any]:

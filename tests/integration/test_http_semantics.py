@@ -1,9 +1,10 @@
 """HTTP done right (issue 22, point 7): 405 with Allow, OPTIONS listing every method of a path,
 one charset per content type, local refusals as 4xx/501 with a `code` (never 502 "The ATS
-refused"), and a `code` on every problem+json."""
+refused"), a `code` on every problem+json, and 415 for a body a JSON route was not sent as JSON."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,9 +12,10 @@ import pytest
 from litestar.routes import HTTPRoute
 
 from connectors.sandbox.flatchr import COMPANY_ID
-from tests.support.builders import connection_table
+from tests.support.builders import application, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
+from tests.support.inbound import assert_nothing_stored
 
 
 @pytest.fixture
@@ -102,3 +104,109 @@ async def test_every_refusal_carries_a_code(
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert re.fullmatch(r"[A-Z]+\.[A-Z_]+", response.json()["code"]), response.json()
+
+
+# -- JSON bodies: Content-Type -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/xml",
+        "application/x-www-form-urlencoded",  # curl -d without -H
+        "text/json",
+        "application/json; charset=iso-8859-1",  # JSON is UTF-8 (RFC 8259)
+        None,  # a body with no Content-Type is octet-stream (RFC 9110 §8.3), not JSON
+    ],
+)
+async def test_an_application_not_sent_as_json_is_a_415_and_nothing_is_stored(
+    relay: Relay, content_type: str | None
+) -> None:
+    """A valid application body under another type was accepted (202); README: 415 with
+    PLATFORM.UNSUPPORTED_MEDIA_TYPE, "the body's content type is not one the route reads"."""
+    headers = {**relay.admin, "idempotency-key": "not-json-1"}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    response = await relay.client.post("/v1/applications", content=json.dumps(application()), headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] == "PLATFORM.UNSUPPORTED_MEDIA_TYPE"
+    assert [e["field"] for e in problem["errors"]] == ["Content-Type"], problem
+    await assert_nothing_stored(relay)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        'Application/JSON;charset="UTF-8"',
+        "application/vnd.applyrelay+json",  # a structured-syntax +json type (RFC 6839)
+    ],
+)
+async def test_every_way_of_saying_json_is_read(relay: Relay, content_type: str) -> None:
+    response = await relay.client.post(
+        "/v1/applications",
+        content=json.dumps(application()).encode(),
+        headers={**relay.admin, "content-type": content_type},
+    )
+    assert response.status_code == 202, response.text
+
+
+# Every route that reads a JSON body (app/web/deps.py read_body), where the body is the first
+# thing it looks at (others answer 404/409 for the path first: a delivery or a file connection).
+JSON_ROUTES = [
+    ("POST", "/v1/applications", "/v1/applications"),
+    ("POST", "/v1/deliveries/retry", "/v1/deliveries/retry"),
+    ("POST", "/v1/connections", "/v1/connections"),
+    ("POST", "/v1/connect-links", "/v1/connect-links"),
+    ("POST", "/v1/connections/acme/secrets/form", "/v1/connections/{connection_id}/secrets/{kind}"),
+    ("POST", "/v1/connections/acme/passthrough", "/v1/connections/{connection_id}/passthrough"),
+    (
+        "POST",
+        "/v1/connections/acme/applications/123/stage",
+        "/v1/connections/{connection_id}/applications/{application_id}/stage",
+    ),
+    (
+        "POST",
+        "/v1/connections/acme/applications/123/attachments",
+        "/v1/connections/{connection_id}/applications/{application_id}/attachments",
+    ),
+    (
+        "POST",
+        "/v1/connections/flat/candidates/123/result-links",
+        "/v1/connections/{connection_id}/candidates/{candidate_id}/result-links",
+    ),
+    ("POST", "/v1/destinations/hellowork:acme/recover", "/v1/destinations/{destination}/recover"),
+    ("POST", "/v1/erasure", "/v1/erasure"),
+    ("POST", "/v1/subject-access", "/v1/subject-access"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "template"), JSON_ROUTES, ids=[r[1] for r in JSON_ROUTES])
+async def test_every_json_route_refuses_a_body_that_is_not_json(
+    relay: Relay, method: str, path: str, template: str
+) -> None:
+    """The same rule on every JSON route, before the body is read or anything done: 415 for
+    another declared type or a body without one, documented in the OpenAPI document."""
+    before = sorted(await relay.redis.keys("*"))
+    for headers in ({"content-type": "text/plain"}, {"content-type": "application/xml"}, {}):
+        response = await relay.client.request(
+            method, path, content=b'{"email": "ana@example.org"}', headers={**relay.admin, **headers}
+        )
+        assert response.status_code == 415, (headers, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["code"] == "PLATFORM.UNSUPPORTED_MEDIA_TYPE"
+        assert [e["field"] for e in response.json()["errors"]] == ["Content-Type"]
+    assert sorted(await relay.redis.keys("*")) == before  # nothing stored, queued or audited
+    document = (await relay.client.get("/schema/openapi.json")).json()
+    assert "415" in document["paths"][template][method.lower()]["responses"]
+
+
+async def test_a_request_without_a_body_needs_no_content_type(relay: Relay) -> None:
+    """Nothing to describe: a body-less bulk retry is refused for what it says (no filter), not
+    for its headers."""
+    response = await relay.client.post("/v1/deliveries/retry", headers=relay.admin)
+    assert response.status_code == 422 and response.json()["code"] == "PLATFORM.FILTER_REQUIRED", response.text

@@ -168,7 +168,7 @@ def _queued(path: str, model: type[msgspec.Struct]) -> Callable[[AnyCallable], H
         security=SECURED,
         responses={
             202: ok(Accepted, "Queued as a delivery; poll the Location"),
-            **secured(400, 404, 409, 413, 422, 503),
+            **secured(400, 404, 409, 413, 415, 422, 503),
         },
     )
 

@@ -43,7 +43,7 @@ def _intake(request: Request[Any, Any, Any]) -> Intake:
     status_code=202,
     opt=body(ApplicationIn, headers=IDEMPOTENCY_KEY),
     security=SECURED,
-    responses={202: ok(Accepted, "Stored and enqueued"), **problems(400, 401, 404, 409, 410, 413, 422, 503)},
+    responses={202: ok(Accepted, "Stored and enqueued"), **problems(400, 401, 404, 409, 410, 413, 415, 422, 503)},
 )
 async def create_application(request: Request[Any, Any, Any]) -> Response[Any]:
     """Accept a canonical application: 202 once stored and enqueued (or a repeat of a known key)."""

@@ -123,7 +123,10 @@ def _link_url(request: Request[Any, Any, Any], runtime: Runtime, token: str) -> 
     status_code=201,
     opt=body(NewConnectLink),
     security=SECURED,
-    responses={201: ok(ConnectLinkOut, "The link (its URL is shown this once)"), **secured(400, 404, 409, 413, 422)},
+    responses={
+        201: ok(ConnectLinkOut, "The link (its URL is shown this once)"),
+        **secured(400, 404, 409, 413, 415, 422),
+    },
 )
 async def create_connect_link(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)

@@ -100,7 +100,7 @@ async def list_secrets(request: Request[Any, Any, Any], connection_id: str) -> R
     security=SECURED,
     responses={
         201: ok(SecretAdded, "Added: the older ones stay valid for the grace"),
-        **secured(400, 404, 409, 413, 422, 503),
+        **secured(400, 404, 409, 413, 415, 422, 503),
     },
 )
 async def add_secret(request: Request[Any, Any, Any], connection_id: str, kind: str) -> Response[Any]:

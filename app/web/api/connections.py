@@ -244,7 +244,7 @@ async def _one_view(runtime: Runtime, connection_id: str) -> dict[str, Any]:
     status_code=201,
     opt=body(NewConnection),
     security=SECURED,
-    responses={201: ok(ConnectionView, "Made; checked against the ATS"), **secured(400, 409, 413, 422, 503)},
+    responses={201: ok(ConnectionView, "Made; checked against the ATS"), **secured(400, 409, 413, 415, 422, 503)},
 )
 async def create_connection(request: Request[Any, Any, Any]) -> Response[Any]:
     """Make a connection: validated like a TOML table, its credentials checked with one cheap
@@ -274,7 +274,7 @@ async def create_connection(request: Request[Any, Any, Any]) -> Response[Any]:
     status_code=200,
     opt=body(ConnectionPatch),
     security=SECURED,
-    responses={200: ok(ConnectionView), **secured(400, 404, 409, 413, 422, 503)},
+    responses={200: ok(ConnectionView), **secured(400, 404, 409, 413, 415, 422, 503)},
 )
 async def update_connection(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:
     """Change a connection made through the API: `settings` as a JSON merge patch (a null removes
@@ -400,7 +400,7 @@ def _decode(body: bytes) -> PassthroughRequest | Response[Any]:
     security=SECURED,
     responses={
         200: ok(PassthroughResult, "The ATS's answer, whatever its status"),
-        **secured(400, 404, 413, 422, 501, 502, 503, 504),
+        **secured(400, 404, 413, 415, 422, 501, 502, 503, 504),
     },
 )
 async def passthrough(request: Request[Any, Any, Any], connection_id: str) -> Response[Any]:

@@ -177,7 +177,7 @@ class BulkRetryIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     status_code=202,
     opt=body(BulkRetryIn),
     security=SECURED,
-    responses={202: ok(BulkStarted, "Started; poll the Location"), **secured(400, 413, 503)},
+    responses={202: ok(BulkStarted, "Started; poll the Location"), **secured(400, 413, 415, 503)},
 )
 async def bulk_retry(request: Request[Any, Any, Any]) -> Response[Any]:
     """Retry every delivery matching the filters (JSON body, the list's filter names), in the

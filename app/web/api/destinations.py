@@ -97,7 +97,7 @@ async def enable_destination(request: Request[Any, Any, Any], destination: str) 
     guards=[retry_guard],
     status_code=202,
     security=SECURED,
-    responses={202: ok(dict[str, Any]), **secured(400, 404, 413, 422, 503)},
+    responses={202: ok(dict[str, Any]), **secured(400, 404, 413, 415, 422, 503)},
 )
 async def recover_destination(request: Request[Any, Any, Any], destination: str) -> Response[Any]:
     """Re-send, in the background, every message to this destination that failed since `since`."""

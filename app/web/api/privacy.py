@@ -54,7 +54,7 @@ def _subject(body: bytes) -> SubjectRequest | Response[Any]:
     status_code=200,
     opt=body(SubjectRequest),
     security=SECURED,
-    responses={200: ok(ErasureReport), **secured(400, 413, 422, 503)},
+    responses={200: ok(ErasureReport), **secured(400, 413, 415, 422, 503)},
 )
 async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     """Erase every stored payload and file of the candidate with this address."""
@@ -80,7 +80,7 @@ async def erase(request: Request[Any, Any, Any]) -> Response[Any]:
     status_code=200,
     opt=body(SubjectRequest),
     security=SECURED,
-    responses={200: ok(SubjectAccess), **secured(400, 413, 422, 503)},
+    responses={200: ok(SubjectAccess), **secured(400, 413, 415, 422, 503)},
 )
 async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     """Everything the relay still holds about the candidate (GDPR art. 15): each delivery's state

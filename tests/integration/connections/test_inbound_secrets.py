@@ -204,8 +204,8 @@ async def test_the_api_lists_without_values_generates_validates_and_audits(
     for secret in (first, value, form_value):
         assert secret not in listed.text
 
-    async def refused(method: str, path: str, **kw: Any) -> dict[str, Any]:
-        response = await relay.client.request(method, path, headers=relay.admin, **kw)
+    async def refused(method: str, path: str, headers: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
+        response = await relay.client.request(method, path, headers={**relay.admin, **(headers or {})}, **kw)
         assert response.headers["content-type"].startswith("application/problem+json"), response.text
         return {"status": response.status_code, **response.json()}
 
@@ -220,7 +220,7 @@ async def test_the_api_lists_without_values_generates_validates_and_audits(
     assert (grace["status"], grace["errors"][0]["field"]) == (422, "grace_s")
     extra = await refused("POST", f"{base}/form", json={"secret": "x"})
     assert (extra["status"], extra["errors"][0]["field"]) == (422, "secret")
-    garbled = await refused("POST", f"{base}/form", content=b"{")
+    garbled = await refused("POST", f"{base}/form", content=b"{", headers={"content-type": "application/json"})
     assert garbled["status"] == 400
     kind = await refused("POST", f"{base}/nope", json={})
     assert (kind["status"], kind["code"], kind["errors"][0]["field"]) == (404, "PLATFORM.NOT_FOUND", "kind")

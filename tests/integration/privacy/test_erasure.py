@@ -153,7 +153,9 @@ async def test_erasure_needs_the_erase_scope_and_a_valid_address(make_relay: Any
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "email"
     assert "not an address" not in bad.text
     assert (await relay.client.post("/v1/erasure", json={}, headers=dpo)).status_code == 422
-    assert (await relay.client.post("/v1/erasure", content=b"{", headers=dpo)).status_code == 400
+    garbled = await relay.client.post("/v1/erasure", content=b"{", headers={**dpo, "content-type": "application/json"})
+    assert garbled.status_code == 400
+    assert (await relay.client.post("/v1/erasure", content=b"{", headers=dpo)).status_code == 415  # not said JSON
     ok = await relay.client.post("/v1/erasure", json={"email": ana.email}, headers=dpo)
     assert ok.status_code == 200 and ok.json()["deliveries_erased"] == 1
     assert (await audit.read(relay.redis))[0].actor == "dpo"
