@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import unicodedata
 from collections.abc import Collection, Iterable
@@ -25,6 +26,10 @@ import httpx
 BLOCKED_NAMES = {"localhost", "localhost.localdomain", "metadata.google.internal", "metadata"}
 MAX_LABEL = 63  # RFC 1035: the octets of one label of a name
 MAX_NAME = 253  # and of the whole name, in its dotted form (no trailing dot)
+# What a label of a host name may hold once in its A-label form (RFC 952/1123 letters, digits and
+# hyphens; the underscore too, which DNS carries and some real hosts use). "%", "!", a space or a
+# comma is no host a resolver can be asked for, whatever urlsplit and httpx let through.
+NAME_CHARS = re.compile(r"[a-z0-9_-]+")
 
 
 class UnsafeURL(ValueError):
@@ -43,37 +48,42 @@ def _allowed(host: str, port: int | None, allow_hosts: Iterable[str]) -> bool:
 
 
 def _bad_char(url: str) -> bool:
-    """Whitespace or a control character anywhere: urlsplit quietly drops some (tab, newline),
-    httpx refuses others (NUL), so such a URL would mean one thing here and another there."""
-    return any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url)
+    """A control character anywhere: urlsplit quietly drops some (tab, newline), httpx refuses
+    others (NUL), so such a URL would mean one thing here and another there. A space is no
+    control character: httpx sends one in a path or query percent-encoded, as browsers do, and
+    one in the host fails the name's own check (`_valid_name`)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in url)
 
 
-def _valid_name(host: str, ascii_host: str) -> bool:
-    """`host` (a name, not an IP) as DNS and both IDNA codecs take it: `ascii_host` is its
-    A-label form as httpx sends it (IDNA 2008); getaddrinfo encodes `host` with Python's codec
-    (IDNA 2003); every `xn--` label must decode (httpx decodes them, for one)."""
-    name = ascii_host.removesuffix(".")
-    if not name or len(name) > MAX_NAME or any(not 0 < len(label) <= MAX_LABEL for label in name.split(".")):
+def _valid_name(ascii_host: str) -> bool:
+    """`ascii_host` (a name, not an IP, in the A-label form httpx sends and `_pinned` resolves:
+    IDNA 2008) is one DNS takes: labels of 1-63 letters, digits, hyphens or underscores, 253 in
+    all, every `xn--` label decodable to printable text (httpx decodes them, for one). Python's
+    own IDNA 2003 codec is never asked: nothing resolves the Unicode form, and that codec refuses
+    names IDNA 2008 takes (and maps some to another domain)."""
+    name = ascii_host.lower().removesuffix(".")
+    if not name or len(name) > MAX_NAME:
         return False
-    try:
-        host.encode("idna")
-        for label in name.split("."):
-            if label.startswith("xn--"):
+    for label in name.split("."):
+        if not 0 < len(label) <= MAX_LABEL or not NAME_CHARS.fullmatch(label):
+            return False
+        if label.startswith("xn--"):
+            try:
                 decoded = label[4:].encode("ascii").decode("punycode")
-                if not decoded or not decoded.isprintable():
-                    return False
-    except UnicodeError:
-        return False
+            except UnicodeError:
+                return False
+            if not decoded or not decoded.isprintable():
+                return False
     return True
 
 
 def split_url(url: str, *, schemes: Collection[str] = ("https",)) -> SplitResult:
     """`url` split, if a request can be sent to it: one of `schemes`, a host that is a domain name
     (IDNA, labels of 1-63 characters, 253 in all) or an IP, a port of 1-65535, no whitespace or
-    control characters. Else UnsafeURL saying which (urlsplit and httpx raise plain ValueErrors,
+    control characters in it. Else UnsafeURL saying which (urlsplit and httpx raise plain ValueErrors,
     UnicodeErrors or InvalidURL for these, which would be a 500 or a worker's crash)."""
     if _bad_char(url):
-        raise UnsafeURL("the URL holds whitespace or a control character")
+        raise UnsafeURL("the URL holds a control character")
     try:
         parts = urlsplit(url)
     except ValueError:  # "[zz]" and the like: a bracketed host that is no IPv6 address
@@ -90,8 +100,8 @@ def split_url(url: str, *, schemes: Collection[str] = ("https",)) -> SplitResult
     if port == 0:
         raise UnsafeURL("the port must be a number from 1 to 65535")
     bad_name = UnsafeURL(
-        f"the host is not a valid domain name (IDNA, labels of at most {MAX_LABEL} characters, "
-        f"at most {MAX_NAME} in all)"
+        f"the host is not a valid domain name (IDNA; letters, digits and hyphens in labels of at most "
+        f"{MAX_LABEL} characters, at most {MAX_NAME} in all)"
     )
     try:  # the client's own parse (its A-label form of the host, IDNA 2008)
         parsed = httpx.URL(url)
@@ -104,7 +114,7 @@ def split_url(url: str, *, schemes: Collection[str] = ("https",)) -> SplitResult
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if not _valid_name(host, raw_host):
+        if not _valid_name(raw_host):
             raise bad_name from None
     return parts
 
@@ -177,22 +187,27 @@ async def fetch(
         await response.aclose()
 
 
+def sent_host(url: str) -> str:
+    """The host of `url` (one `split_url` took) as httpx sends it and DNS must be asked for it:
+    its A-label form (IDNA 2008). getaddrinfo's own encoding of a Unicode name is IDNA 2003's,
+    which maps some names to another domain (faß.de to fass.de), so a resolver is never handed
+    the Unicode form."""
+    return httpx.URL(url).raw_host.decode("ascii")
+
+
 async def _pinned(url: str, allow_hosts: Iterable[str]) -> tuple[str, dict[str, str], dict[str, str]]:
     """(URL to connect to, extra headers, extensions): the resolved public address, pinned. The
-    name resolved, sent as Host and as SNI is the A-label form httpx itself would send (IDNA
-    2008): getaddrinfo's own encoding of a Unicode name is IDNA 2003's, which maps some names to
-    another domain (faß.de to fass.de)."""
+    name resolved, sent as Host and as SNI is the one httpx itself would send (`sent_host`)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if _allowed(host.lower(), parts.port, allow_hosts):
         return url, {}, {}
-    sent = httpx.URL(url)
-    ascii_host = sent.raw_host.decode("ascii")
+    ascii_host = sent_host(url)
     address = await resolve_public(ascii_host, port)
     literal = f"[{address}]" if ":" in address else address
     target = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, ""))
-    return target, {"host": sent.netloc.decode("ascii")}, {"sni_hostname": ascii_host}
+    return target, {"host": httpx.URL(url).netloc.decode("ascii")}, {"sni_hostname": ascii_host}
 
 
 async def post(

@@ -206,8 +206,7 @@ async def _unsafe_address(url: str) -> str | None:
     reason = "must be your organisation's https address on the internet"
     try:
         ssrf.check_url(url)
-        parts = urlsplit(url)
-        await ssrf.resolve_public(parts.hostname or "", parts.port or 443)
+        await ssrf.resolve_public(ssrf.sent_host(url), urlsplit(url).port or 443)
     except (ssrf.UnsafeURL, OSError, ValueError) as exc:
         return f"{reason} ({exc})" if isinstance(exc, ssrf.UnsafeURL) else f"{reason} (it does not resolve)"
     return None

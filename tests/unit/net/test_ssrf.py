@@ -53,8 +53,11 @@ async def test_ssrf_guard_checks_what_a_name_resolves_to() -> None:
         ("https://example.xn--/x", "not a valid domain name"),
         ("https://\u2603.com/x", "not a valid domain name"),  # IDNA 2008 refuses it, as httpx does
         ("https://example.com/\u0000", "control character"),
-        ("https://example.com/a b", "whitespace"),
-        ("https://exa\tmple.com/", "whitespace"),  # urlsplit would drop the tab
+        ("https://exa\tmple.com/", "control character"),  # urlsplit would drop the tab
+        ("https://exa mple.com/", "not a valid domain name"),
+        ("https://exam%ple.com/", "not a valid domain name"),
+        ("https://exam!ple.com/", "not a valid domain name"),
+        ("https://exa,mple.com/", "not a valid domain name"),
         ("https://example.com/\u0085", "control character"),
         ("ftp://example.com/x", "scheme"),
         ("https:///x", "no host"),
@@ -81,6 +84,8 @@ def test_split_url_refuses_what_no_request_can_be_sent_to(url: str, reason: str)
         "https://8.8.8.8/x",
         "https://[2001:4860:4860::8888]:443/x",
         "https://files_1.example.org/x",  # not a hostname by RFC 952, but resolvable and sent
+        "https://example.com/a b/cv.pdf",  # httpx sends the space percent-encoded, as browsers do
+        "https://שלום1.co.il/x",  # IDNA 2008 takes an RTL label ending in a digit; IDNA 2003 refused it
     ],
 )
 def test_split_url_keeps_usable_urls(url: str) -> None:
@@ -92,6 +97,19 @@ def test_split_url_takes_the_schemes_it_is_given() -> None:
     assert ssrf.split_url("http://127.0.0.1:18091/api", schemes=("http", "https")).port == 18091
     with pytest.raises(ssrf.UnsafeURL, match="scheme must be https"):
         ssrf.split_url("http://example.com/")
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://faß.de/x", "xn--fa-hia.de"),  # IDNA 2003 (getaddrinfo's codec) would say fass.de
+        ("https://EXAMPLE.com.:8443/x", "example.com."),
+        ("https://שלום1.co.il/x", "xn--1-9hcuf1d.co.il"),
+        ("https://[2001:db8::1]/x", "2001:db8::1"),
+    ],
+)
+def test_sent_host_is_the_name_httpx_sends(url: str, host: str) -> None:
+    assert ssrf.sent_host(url) == host
 
 
 async def test_a_name_the_idna_codec_refuses_is_unsafe_when_resolved_not_a_crash() -> None:
