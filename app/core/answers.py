@@ -327,6 +327,28 @@ def _mime_accepted(content_type: str, accepted: Iterable[str]) -> bool:
 # -- normalising -----------------------------------------------------------------------------------
 
 
+# A number as a person or a board writes one: digits, a decimal point or comma, an exponent. Not
+# what float() also takes ("nan", "inf", "1_000", "١٢"), which no ATS field holds.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_INT64 = 2**63
+
+
+def number_from_text(text: str) -> int | float | None:
+    """The number `text` writes (docs/answers.md, "Normalising"), or None if it writes none: a
+    decimal comma read as a point; an int when written as one and within 64 bits (what every
+    connector's JSON and our stored answers carry), else a finite float. The one reader of typed
+    numbers, for the canonical API's answers, HelloWork's and the apply pages' fields alike."""
+    written = text.strip().replace(",", ".")
+    if not _NUMBER_TEXT.fullmatch(written):
+        return None
+    # 19 digits at most before int(): it refuses (ValueError) text of over 4,300 digits
+    if _INT_TEXT.fullmatch(written) and len(written.lstrip("+-")) <= 19 and abs(int(written)) < _INT64:
+        return int(written)
+    number = float(written)
+    return number if math.isfinite(number) else None
+
+
 _TRUE = frozenset({"true", "yes", "y", "1", "on", "oui", "ja", "si", "sí", "kyllä"})
 _FALSE = frozenset({"false", "no", "n", "0", "off", "non", "nein", "ei"})
 
@@ -349,13 +371,8 @@ def normalise(question: ScreeningQuestion | None, value: Any) -> Any:
         word = value.strip().casefold()
         return True if word in _TRUE else False if word in _FALSE else value
     if kind == "NUMBER" and isinstance(value, str):
-        try:
-            number = float(value.strip().replace(",", "."))
-        except ValueError:
-            return value
-        if not math.isfinite(number):
-            return value
-        return int(number) if number.is_integer() else number
+        number = number_from_text(value)
+        return value if number is None else number
     if kind == "TEXT" and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return value

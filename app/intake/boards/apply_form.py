@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.core import files
+from app.core.answers import number_from_text
 from app.core.catalog import ScreeningQuestion
 from app.core.problems import FieldError, Problem
 from app.delivery.staging import StagedFile
@@ -109,13 +109,6 @@ def active(question: ScreeningQuestion, answers: Mapping[str, Any], by_id: Mappi
 # -- typing and checking the answers ----------------------------------------------------------------
 
 
-def _number(text: str) -> int | float:
-    value = float(text.strip().replace(",", "."))
-    if not math.isfinite(value):
-        raise ValueError(text)
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-
-
 def _typed(question: ScreeningQuestion, raw: Any) -> Any:
     """The form's text as the question's format wants it (docs/apply-pages.md, "Answers");
     raises ValueError with the refusal's message."""
@@ -153,10 +146,9 @@ def _typed(question: ScreeningQuestion, raw: Any) -> Any:
             raise ValueError(NOT_YES_NO)
         return text.lower() == "true"
     if kind == "NUMBER":
-        try:
-            number = _number(text)
-        except ValueError:
-            raise ValueError(NOT_A_NUMBER) from None
+        number = number_from_text(text)
+        if number is None:
+            raise ValueError(NOT_A_NUMBER)
         low, high = fmt.min, fmt.max
         if (low is not None and number < low) or (high is not None and number > high):
             raise ValueError(f"must be between {_show(low)} and {_show(high)}")

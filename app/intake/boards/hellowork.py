@@ -18,6 +18,7 @@ HelloWork gives 409 no meaning, so a 2xx is the answer that cannot make it resen
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from msgspec import Struct
 
 from app.catalog import Catalog
 from app.config import Connection
+from app.core.answers import number_from_text
 from app.core.catalog import ScreeningQuestion
 from app.core.model import Origin
 from app.core.problems import FieldError, Problem
@@ -236,17 +238,21 @@ def _boolean(where: str, value: Any) -> bool:
 
 
 def _number(where: str, value: Any) -> int | float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip().replace(",", ".")
-        try:
-            number = float(text)
-        except ValueError:
-            pass
-        else:
-            return int(number) if number.is_integer() and "." not in text else number
-    raise Problem.invalid(where, "a number answer is a number")
+    """A number answer, sent as a JSON number or as text (app/core/answers.py reads the text):
+    finite, and an int within 64 bits, as every ATS field and our stored answer hold it."""
+    if isinstance(value, bool):
+        number: int | float | None = None
+    elif isinstance(value, int):
+        number = value if -(2**63) <= value < 2**63 else None
+    elif isinstance(value, float):
+        number = value if math.isfinite(value) else None
+    elif isinstance(value, str):
+        number = number_from_text(value)
+    else:
+        number = None
+    if number is None:
+        raise Problem.invalid(where, "a number answer is a finite number (an integer within 64 bits)")
+    return number
 
 
 # -- the canonical application ---------------------------------------------------------------------

@@ -221,6 +221,11 @@ INVALID = "PLATFORM.INPUT_INVALID"
         ({"job": {"jobId": "2003"}}, 410, "ATS.JOB_CLOSED", "job.jobId"),
         ({"screenerQuestions": [{"id": "x", "type": "date", "answer": "01/02/2027"}]}, 422, INVALID, "[0].answer"),
         ({"screenerQuestions": [{"id": "x", "type": "colour", "answer": "red"}]}, 422, INVALID, "[0].type"),
+        # float() reads these; msgspec would then store NaN as null, or 2**70 not at all
+        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "nan"}]}, 422, INVALID, "[0].answer"),
+        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1e400"}]}, 422, INVALID, "[0].answer"),
+        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1_000"}]}, 422, INVALID, "[0].answer"),
+        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": 2**70}]}, 422, INVALID, "[0].answer"),
         ({"applicant": {"firstName": "A", "lastName": "B", "email": "not-an-email"}}, 422, INVALID, "applicant.email"),
     ],
 )

@@ -14,6 +14,7 @@ from app.core.answers import (
     AnswerCheck,
     check_answers,
     normalise,
+    number_from_text,
     repeated_answers,
 )
 from app.core.catalog import Option, QuestionFormat, ScreeningQuestion
@@ -234,6 +235,48 @@ def test_messages_never_carry_the_answer() -> None:
     result = check_answers(TYPED, answers)
     assert len(result.errors) == len(answers)
     assert not any("Virtanen" in e.message or "040" in e.message for e in result.errors)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("7", 7),
+        (" -12 ", -12),
+        ("+3", 3),
+        ("3,5", 3.5),
+        ("3.", 3.0),
+        (".5", 0.5),
+        ("1e3", 1000.0),  # written as a float, so a float
+        ("9223372036854775807", 2**63 - 1),
+        ("9223372036854775808", 9.223372036854775808e18),  # past 64 bits: the float it is near
+        ("12345678901234567", 12345678901234567),  # exact, where float() would round it
+        ("1" * 300, float("1" * 300)),  # past 64 bits: a float
+    ],
+)
+def test_numbers_are_read_as_they_are_written(text: str, number: float) -> None:
+    read = number_from_text(text)
+    assert read == number and type(read) is type(number)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nan",
+        "inf",
+        "-Infinity",
+        "1e400",
+        "9" * 5000,
+        "1" * 5000,  # int() raises past 4,300 digits
+        "1_000",
+        "0x10",
+        "١٢",
+        "",
+        "1,5,0",
+        "seven",
+    ],
+)
+def test_what_float_would_take_but_no_ats_field_holds_is_no_number(text: str) -> None:
+    assert number_from_text(text) is None
 
 
 def test_answers_are_normalised_where_the_meaning_is_unambiguous() -> None:
