@@ -126,7 +126,7 @@ class FlatchrSettings(ConnectorSettings, frozen=True):  # frozen: inherited, res
     source_id: str | None = None
     source_by_origin: dict[str, Literal["offerer_id", "source_id", "none"] | SourceRule] = {}
     require_cv: bool = True
-    max_cv_bytes: Annotated[int, Meta(gt=0)] = DEFAULT_MAX_CV_BYTES
+    max_cv_bytes: Annotated[int, Meta(gt=0, le=2**63 - 1)] = DEFAULT_MAX_CV_BYTES  # 64 bits, as every size
     date_format: str = "%Y-%m-%d"
 
 

@@ -101,7 +101,12 @@ DEFAULT_DOCUMENT_TYPES = {"CV": 1, "COVER_LETTER": 2, "OTHER": 201}
 
 # assumption: Person.gender option codes (read them with CandidateService.getOptionLists per tenant)
 DEFAULT_GENDERS = {"MALE": "m", "FEMALE": "f", "OTHER": "o"}
-Count = Annotated[int, Meta(ge=0)]
+# The settings' bounds: a due date must be a date (dt.date stops at year 9999, so 10**6 months
+# would be a ValueError in the worker on every GDPR step, never a refusal when the connection is
+# made), and OTYS's ids are its database's 32-bit integers.
+Months = Annotated[int, Meta(ge=0, le=1200, description="months, at most 1,200 (100 years)")]
+Days = Annotated[int, Meta(ge=0, le=36500, description="days, at most 36,500 (100 years)")]
+TypeId = Annotated[int, Meta(gt=0, le=2**31 - 1, description="an OTYS document type id")]
 
 
 class OtysSettings(ConnectorSettings, frozen=True):  # frozen: inherited, restated for mypy
@@ -112,10 +117,10 @@ class OtysSettings(ConnectorSettings, frozen=True):  # frozen: inherited, restat
     update_existing_candidates: bool = True  # updateEx a candidate found by e-mail
     company_field: str = "currentEmployer"  # the candidate field for candidate.company
     gender_map: dict[Literal["MALE", "FEMALE", "OTHER"], str] = {}  # over DEFAULT_GENDERS
-    document_types: dict[Literal["CV", "COVER_LETTER", "OTHER"], int] = {}  # over DEFAULT_DOCUMENT_TYPES
-    gdpr_retention_months: Count = 12  # due date when consent is given without expires_at
-    gdpr_decline_days: Count = 30  # due date when consent is declined
-    result_link_type_id: int = 201  # document type of result-link documents
+    document_types: dict[Literal["CV", "COVER_LETTER", "OTHER"], TypeId] = {}  # over DEFAULT_DOCUMENT_TYPES
+    gdpr_retention_months: Months = 12  # due date when consent is given without expires_at
+    gdpr_decline_days: Days = 30  # due date when consent is declined
+    result_link_type_id: TypeId = 201  # document type of result-link documents
     language_code: str | None = None  # Person.languageCode
     job_id_map: dict[str, str | int] = {}  # board job id -> OTYS vacancy uid
     procedure_portal: bool = False  # also write portalId on the procedure (undocumented there)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import time
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from app.core.model import (
@@ -579,3 +581,33 @@ async def test_application_status_for_status_sync(otys: Emulator, ats_http: http
         "stage_name": "Hired",
         "outcome": "HIRED",
     }
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"gdpr_retention_months": 10**6}, "$.gdpr_retention_months"),  # year 85,000: dt.date raises
+        ({"gdpr_decline_days": 10**7}, "$.gdpr_decline_days"),
+        ({"result_link_type_id": 0}, "$.result_link_type_id"),
+        ({"document_types": {"CV": 2**40}}, "$.document_types"),
+    ],
+)
+def test_settings_no_due_date_or_document_could_use_are_refused_naming_the_key(
+    settings: dict[str, Any], key: str
+) -> None:
+    """Refused when the connection is made, not a ValueError in the worker at every GDPR step."""
+    with pytest.raises(msgspec.ValidationError, match=re.escape(key)):
+        OtysSettings.from_mapping(settings)
+
+
+async def test_the_longest_retention_allowed_still_makes_a_due_date(
+    otys: Emulator, ats_http: httpx.AsyncClient
+) -> None:
+    connector = make(otys, ats_http, gdpr_retention_months=1200)
+    received = dt.datetime(2026, 3, 31, tzinfo=dt.UTC).timestamp()
+    app = application(
+        attachments=False, gdpr_consent=GdprConsent(given=True), origin=Origin(channel="api", received_at=received)
+    )
+    await run(connector.plan(app), app)
+    [gdpr] = (await records(ats_http, otys))["gdpr"]
+    assert gdpr["dueDate"] == "2126-03-28"
