@@ -148,11 +148,13 @@ def store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respon
 def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
     """JSON nested past what a decoder (msgspec stops at ~1,000 levels) or a walk over free-form
     values (remote_fields, settings, a passthrough body) can follow: the request's fault, never a
-    500, whichever route it reached (docs/operations.md, "Bounded work")."""
+    500, whichever route it reached (docs/operations.md, "Bounded work"). A 422 like every other
+    refusal over one of our caps (remote_fields past 32 levels): the JSON is well formed, just
+    deeper than the relay takes."""
     log.warning("web.nested_too_deep", path=request.url.path)
     return render(
         Problem(
-            400,
+            422,
             "Nested too deeply",
             "the body nests arrays or objects deeper than the relay follows",
             [FieldError("$", "nested too deeply")],

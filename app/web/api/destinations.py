@@ -50,7 +50,7 @@ def _since(value: Any) -> float:
             pass
         else:
             return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
-    raise Problem.invalid("since", "epoch seconds or an ISO 8601 date-time", 400) from None
+    raise Problem.invalid("since", "epoch seconds or an ISO 8601 date-time") from None
 
 
 async def _requeue(runtime: Runtime, message_id: str, now: float) -> bool:

@@ -186,7 +186,7 @@ async def test_destination_api_refuses_unknown_names(relay: Relay) -> None:
         bad = await relay.client.post(
             "/v1/destinations/hellowork:acme/recover", json={"since": since}, headers=relay.admin
         )
-        assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "since", bad.text
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "since", bad.text
     assert (await relay.client.get("/v1/destinations")).status_code == 401  # a token is needed
 
 
