@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.blobs.store import BlobSettings
 from app.config import Config, ConfigError, demo_config, load_config
+from app.net import ssrf
 from app.privacy import crypto
 from app.tokens import SCOPES, ApiToken, TokenConfigError, parse_tokens
 
@@ -163,6 +164,25 @@ def _blobs(env: Mapping[str, str]) -> BlobSettings:
     return settings
 
 
+def _public_url(env: Mapping[str, str]) -> str | None:
+    """APPLYRELAY_PUBLIC_URL, the base of every link the relay hands out (file links in the
+    ATS, the OAuth callback, connect links): an http(s) URL a request can reach (app/net/ssrf.py
+    `split_url`), with nothing a path appended to it would break (a query, a fragment) and no
+    credentials. A bad one would otherwise show only as dead links, long after the start."""
+    value = env.get("APPLYRELAY_PUBLIC_URL") or None
+    if value is None:
+        return None
+    try:
+        parts = ssrf.split_url(value, schemes=("http", "https"))
+    except ssrf.UnsafeURL as exc:
+        raise ConfigError(f"APPLYRELAY_PUBLIC_URL: {exc}") from None
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConfigError("APPLYRELAY_PUBLIC_URL: a base URL takes no query or fragment (links are built on its path)")
+    if parts.username or parts.password:
+        raise ConfigError("APPLYRELAY_PUBLIC_URL: must hold no credentials (it is shown in every link)")
+    return value
+
+
 def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> Settings:
     env = os.environ
     dev = (not env.get("APPLYRELAY_CONFIG")) if dev is None else dev
@@ -195,7 +215,7 @@ def load_settings(redis_url: str | None = None, *, dev: bool | None = None) -> S
         data_keys=_data_keys(env, dev),
         keep_delivered_s=_days(env, "APPLYRELAY_KEEP_DELIVERED_DAYS", 7),
         keep_dead_letters_s=_days(env, "APPLYRELAY_KEEP_DEAD_LETTERS_DAYS", 30),
-        public_url=env.get("APPLYRELAY_PUBLIC_URL"),
+        public_url=_public_url(env),
         link_secret=env.get("APPLYRELAY_LINK_SECRET"),
         intake_tokens=[t for t in env.get("APPLYRELAY_INTAKE_TOKENS", "").split(",") if t],
         metrics_public=env.get("APPLYRELAY_METRICS_PUBLIC") == "1",

@@ -77,6 +77,34 @@ def test_a_bad_number_stops_the_start_naming_the_variable(
         load_settings(dev=False)
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("relay.example.com", "scheme must be"),  # no scheme: every link would be relative
+        ("ftp://relay.example.com", "scheme must be"),
+        ("https://relay.example.com:99999", "port"),
+        ("https://relay.example.com/?x=1", "no query or fragment"),
+        ("https://relay.example.com/#top", "no query or fragment"),
+        ("https://ops:pw@relay.example.com", "no credentials"),
+        ("https://exam ple.com", "not a valid domain name"),
+    ],
+)
+def test_a_public_url_no_link_could_be_built_on_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, value: str, reason: str
+) -> None:
+    for key, val in {**BASE_ENV, "APPLYRELAY_ADMIN_TOKEN": "admin-secret", "APPLYRELAY_PUBLIC_URL": value}.items():
+        monkeypatch.setenv(key, val)
+    with pytest.raises(ConfigError, match=f"APPLYRELAY_PUBLIC_URL: .*{reason}"):
+        load_settings(dev=False)
+
+
+@pytest.mark.parametrize("value", ["https://relay.example.com", "http://127.0.0.1:8080/relay/"])
+def test_a_public_url_is_kept_as_given(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    for key, val in {**BASE_ENV, "APPLYRELAY_ADMIN_TOKEN": "admin-secret", "APPLYRELAY_PUBLIC_URL": value}.items():
+        monkeypatch.setenv(key, val)
+    assert load_settings(dev=False).public_url == value
+
+
 def test_the_blob_store_is_local_files_by_default_and_s3_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, val in {**BASE_ENV, "APPLYRELAY_ADMIN_TOKEN": "admin-secret"}.items():
         monkeypatch.setenv(key, val)
