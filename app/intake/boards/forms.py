@@ -82,8 +82,9 @@ class ParsedForm:
 def disposition(value: str) -> tuple[str | None, str | None]:
     """(name, filename) of a part. Browsers send UTF-8 names raw, with `"`, CR and LF
     percent-encoded (HTML's multipart rules); `filename*` (RFC 8187: `charset'lang'%xx...`) is
-    honoured too, and refused (400 naming the part) when it cannot be read: a sender's file name
-    must not turn its file into a text field, nor its bytes into a 500."""
+    honoured too; when it cannot be read the part's plain `filename` stands in (RFC 6266 4.3),
+    and without one it is refused (400 naming the part): a sender's file name must not turn its
+    file into a text field, nor its bytes into a 500."""
     params: dict[str, str] = {}
     for match in _PARAM.finditer(value):
         key, raw = match.group(1).lower(), match.group(2).strip()
@@ -93,10 +94,16 @@ def disposition(value: str) -> tuple[str | None, str | None]:
     name, filename = params.get("name"), params.get("filename")
     if name is not None:
         name = name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
-    if "filename*" in params and name:  # no name: refused as such by the caller
-        filename = _ext_value(params["filename*"], name[:256])
-    elif filename is not None:
+    if filename is not None:
         filename = filename.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    if "filename*" in params and name:  # no name: refused as such by the caller
+        try:
+            filename = _ext_value(params["filename*"], name[:256])
+        except Problem:
+            # RFC 6266 4.3 and appendix D: filename* wins when it can be read; a sender adds a
+            # plain filename as the fallback for a recipient that cannot read it, so use that one
+            if filename is None:
+                raise
     return name, filename
 
 

@@ -349,6 +349,23 @@ async def test_a_readable_filename_star_names_the_file(relay: Relay, filename_st
     assert (cv.type, cv.name) == ("CV", name)
 
 
+async def test_an_unreadable_filename_star_falls_back_to_the_plain_filename(relay: Relay) -> None:
+    """RFC 6266 4.3 and appendix D: a sender adds `filename` for a recipient that cannot read
+    `filename*`; the CV keeps its file and that name, where it was a 400 before."""
+    response = await relay.client.post(
+        "/inbound/forms/acme/2001",
+        content=_raw_form(b'form-data; name="resume"; filename="cv-ana.pdf"; filename*=x-bogus\'\'cv.pdf'),
+        headers={
+            "x-form-token": FORM_TOKEN,
+            "accept": "application/json",
+            "content-type": "multipart/form-data; boundary=XyZ",
+        },
+    )
+    assert response.status_code == 202, response.text
+    [cv] = (await stored(relay, response.json()["id"])).attachments
+    assert (cv.type, cv.name) == ("CV", "cv-ana.pdf")
+
+
 async def _streamed_form(boundary: str, cv_size: int) -> AsyncIterator[bytes]:
     """A multipart body produced chunk by chunk, so the client holds no copy of the CV."""
     for chunk in _sync_form(boundary, cv_size):
