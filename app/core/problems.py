@@ -86,8 +86,9 @@ class Problem(Exception):
 
     @classmethod
     def malformed_json(cls, why: str = "") -> Problem:
-        """A body that is not JSON (or nests past the decoder's depth): the field at fault is the
-        whole body, `$`. `why`: the decoder's own words, which quote no value."""
+        """A body that is not JSON: the field at fault is the whole body, `$` (one nested past the
+        decoder's depth is a 422 over our bound, app/web/problems.py). `why`: the decoder's own
+        words, which quote no value."""
         detail = f"the body is not valid JSON ({why})" if why else "the body is not valid JSON"
         errors = [FieldError("$", why or "not valid JSON")]
         return cls(400, "Malformed JSON", detail, errors, code="PLATFORM.INPUT_INVALID")
