@@ -297,6 +297,19 @@ def _raw_form(disposition: bytes) -> bytes:
     )
 
 
+async def _post_raw_form(relay: Relay, disposition: bytes) -> httpx.Response:
+    """The form of `_raw_form`, its CV part under `disposition`, posted as a client asking for JSON."""
+    return await relay.client.post(
+        "/inbound/forms/acme/2001",
+        content=_raw_form(disposition),
+        headers={
+            "x-form-token": FORM_TOKEN,
+            "accept": "application/json",
+            "content-type": "multipart/form-data; boundary=XyZ",
+        },
+    )
+
+
 @pytest.mark.parametrize(
     "filename_star",
     [
@@ -308,15 +321,7 @@ def _raw_form(disposition: bytes) -> bytes:
     ids=["not utf-8", "unknown charset", "no charset", "not an ext-value"],
 )
 async def test_an_unreadable_filename_star_is_a_400_naming_the_part(relay: Relay, filename_star: bytes) -> None:
-    response = await relay.client.post(
-        "/inbound/forms/acme/2001",
-        content=_raw_form(b'form-data; name="resume"; filename*=' + filename_star),
-        headers={
-            "x-form-token": FORM_TOKEN,
-            "accept": "application/json",
-            "content-type": "multipart/form-data; boundary=XyZ",
-        },
-    )
+    response = await _post_raw_form(relay, b'form-data; name="resume"; filename*=' + filename_star)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
@@ -335,14 +340,8 @@ async def test_an_unreadable_filename_star_is_a_400_naming_the_part(relay: Relay
     ],
 )
 async def test_a_readable_filename_star_names_the_file(relay: Relay, filename_star: bytes, name: str) -> None:
-    response = await relay.client.post(
-        "/inbound/forms/acme/2001",
-        content=_raw_form(b'form-data; name="resume"; filename="fallback.pdf"; filename*=' + filename_star),
-        headers={
-            "x-form-token": FORM_TOKEN,
-            "accept": "application/json",
-            "content-type": "multipart/form-data; boundary=XyZ",
-        },
+    response = await _post_raw_form(
+        relay, b'form-data; name="resume"; filename="fallback.pdf"; filename*=' + filename_star
     )
     assert response.status_code == 202, response.text
     [cv] = (await stored(relay, response.json()["id"])).attachments
@@ -352,14 +351,8 @@ async def test_a_readable_filename_star_names_the_file(relay: Relay, filename_st
 async def test_an_unreadable_filename_star_falls_back_to_the_plain_filename(relay: Relay) -> None:
     """RFC 6266 4.3 and appendix D: a sender adds `filename` for a recipient that cannot read
     `filename*`; the CV keeps its file and that name, where it was a 400 before."""
-    response = await relay.client.post(
-        "/inbound/forms/acme/2001",
-        content=_raw_form(b'form-data; name="resume"; filename="cv-ana.pdf"; filename*=x-bogus\'\'cv.pdf'),
-        headers={
-            "x-form-token": FORM_TOKEN,
-            "accept": "application/json",
-            "content-type": "multipart/form-data; boundary=XyZ",
-        },
+    response = await _post_raw_form(
+        relay, b'form-data; name="resume"; filename="cv-ana.pdf"; filename*=x-bogus\'\'cv.pdf'
     )
     assert response.status_code == 202, response.text
     [cv] = (await stored(relay, response.json()["id"])).attachments
