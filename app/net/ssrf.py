@@ -79,9 +79,9 @@ def _valid_name(ascii_host: str) -> bool:
 
 def split_url(url: str, *, schemes: Collection[str] = ("https",)) -> SplitResult:
     """`url` split, if a request can be sent to it: one of `schemes`, a host that is a domain name
-    (IDNA, labels of 1-63 characters, 253 in all) or an IP, a port of 1-65535, no whitespace or
-    control characters in it. Else UnsafeURL saying which (urlsplit and httpx raise plain ValueErrors,
-    UnicodeErrors or InvalidURL for these, which would be a 500 or a worker's crash)."""
+    (IDNA 2008; labels of 1-63 letters, digits, hyphens or underscores, 253 in all) or an IP, a
+    port of 1-65535, no control characters in it. Else UnsafeURL saying which (urlsplit and httpx
+    raise plain ValueErrors, UnicodeErrors or InvalidURL for these: a 500 or a worker's crash)."""
     if _bad_char(url):
         raise UnsafeURL("the URL holds a control character")
     try:
