@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -169,8 +168,8 @@ class Runtime:
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            # bounded: a shutdown must never hang on the poll (app/connections/registry.py watch)
+            await asyncio.wait({self._watch}, timeout=5)
         await self.connectors.close()
         await self.http.aclose()
         await self.ats_http.aclose()

@@ -90,10 +90,16 @@ class ConnectionRegistry(Mapping[str, Connection]):
         return True
 
     async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
-        """Poll the version for ever (a task of web and worker); a Redis outage only delays it."""
+        """Poll the version for ever (a task of web and worker); a Redis outage only delays it.
+        A cancel that lands inside a Redis call can be swallowed by the client (seen in CI: the
+        task stayed `cancelling` and polled on, so shutdown waited for it for ever); the task's
+        own count of cancel requests is checked after each poll, so a cancel always ends it."""
+        task = asyncio.current_task()
         while True:
             try:
                 await self.refresh()
             except (OSError, SealError, RedisError) as exc:  # kept alive: the next poll retries
                 log.warning("connection.reload_failed", error=type(exc).__name__)
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(interval_s)
