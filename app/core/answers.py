@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 from app.core import files
 from app.core.catalog import ScreeningQuestion
-from app.core.model import AttachmentRef, FileAnswer
+from app.core.model import INT64_MAX, INT64_MIN, AttachmentRef, FileAnswer
 from app.core.problems import FieldError
 
 FIELD = "screening_question_answers"
@@ -331,7 +331,6 @@ def _mime_accepted(content_type: str, accepted: Iterable[str]) -> bool:
 # what float() also takes ("nan", "inf", "1_000", "١٢"), which no ATS field holds.
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
-_INT64 = 2**63
 
 
 def number_from_text(text: str) -> int | float | None:
@@ -343,7 +342,7 @@ def number_from_text(text: str) -> int | float | None:
     if not _NUMBER_TEXT.fullmatch(written):
         return None
     # 19 digits at most before int(): it refuses (ValueError) text of over 4,300 digits
-    if _INT_TEXT.fullmatch(written) and len(written.lstrip("+-")) <= 19 and abs(int(written)) < _INT64:
+    if _INT_TEXT.fullmatch(written) and len(written.lstrip("+-")) <= 19 and INT64_MIN <= int(written) <= INT64_MAX:
         return int(written)
     number = float(written)
     return number if math.isfinite(number) else None

@@ -76,12 +76,12 @@ MAX_REMOTE_FIELDS = 100  # top-level keys of remote_fields
 MAX_REMOTE_FIELDS_BYTES = 64_000  # remote_fields as JSON, nested values included (checked at intake)
 MAX_REMOTE_FIELDS_DEPTH = 32  # levels of arrays and objects inside remote_fields (checked at intake)
 # Integers a stored record can hold: msgpack's (and most ATSs' JSON parsers') 64 bits.
-INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 LIMIT_EXCEEDED = "PLATFORM.LIMIT_EXCEEDED"  # the Problem code of a refusal over one of these caps
 
 AnswerText = Annotated[str, Meta(max_length=MAX_ANSWER_CHARS)]
 AnswerItems = Annotated[list[Annotated[str, Meta(max_length=MAX_ANSWER_ITEM_CHARS)]], Meta(max_length=MAX_ANSWER_ITEMS)]
-AnswerInt = Annotated[int, Meta(ge=INT64_MIN, le=2**63 - 1)]
+AnswerInt = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
 AnswerValue = AnswerText | bool | AnswerInt | float | AnswerItems | FileAnswer
 
 

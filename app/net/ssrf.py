@@ -100,8 +100,8 @@ def split_url(url: str, *, schemes: Collection[str] = ("https",)) -> SplitResult
     if port == 0:
         raise UnsafeURL("the port must be a number from 1 to 65535")
     bad_name = UnsafeURL(
-        f"the host is not a valid domain name (IDNA; letters, digits and hyphens in labels of at most "
-        f"{MAX_LABEL} characters, at most {MAX_NAME} in all)"
+        f"the host is not a valid domain name (IDNA; labels of letters, digits, - or _, at most "
+        f"{MAX_LABEL} characters each, {MAX_NAME} in all)"
     )
     try:  # the client's own parse (its A-label form of the host, IDNA 2008)
         parsed = httpx.URL(url)
@@ -187,7 +187,7 @@ async def fetch(
         await response.aclose()
 
 
-def sent_host(url: str) -> str:
+def sent_host(url: str | httpx.URL) -> str:
     """The host of `url` (one `split_url` took) as httpx sends it and DNS must be asked for it:
     its A-label form (IDNA 2008). getaddrinfo's own encoding of a Unicode name is IDNA 2003's,
     which maps some names to another domain (faß.de to fass.de), so a resolver is never handed
@@ -203,11 +203,12 @@ async def _pinned(url: str, allow_hosts: Iterable[str]) -> tuple[str, dict[str, 
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if _allowed(host.lower(), parts.port, allow_hosts):
         return url, {}, {}
-    ascii_host = sent_host(url)
+    sent = httpx.URL(url)
+    ascii_host = sent_host(sent)
     address = await resolve_public(ascii_host, port)
     literal = f"[{address}]" if ":" in address else address
     target = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, ""))
-    return target, {"host": httpx.URL(url).netloc.decode("ascii")}, {"sni_hostname": ascii_host}
+    return target, {"host": sent.netloc.decode("ascii")}, {"sni_hostname": ascii_host}
 
 
 async def post(

@@ -32,7 +32,7 @@ from app.catalog import Catalog
 from app.config import Connection
 from app.core.answers import number_from_text
 from app.core.catalog import ScreeningQuestion
-from app.core.model import Origin
+from app.core.model import INT64_MAX, INT64_MIN, Origin
 from app.core.problems import FieldError, Problem
 from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
@@ -243,7 +243,7 @@ def _number(where: str, value: Any) -> int | float:
     if isinstance(value, bool):
         number: int | float | None = None
     elif isinstance(value, int):
-        number = value if -(2**63) <= value < 2**63 else None
+        number = value if INT64_MIN <= value <= INT64_MAX else None
     elif isinstance(value, float):
         number = value if math.isfinite(value) else None
     elif isinstance(value, str):
