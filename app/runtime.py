@@ -161,7 +161,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Load the API's connections, then follow their changes (web and worker start-up)."""
-        await self.registry.refresh(force=True)
+        await self.registry.load()
         if self._watch is None:
             self._watch = asyncio.create_task(self.registry.watch(), name="connections.watch")
 

@@ -25,6 +25,7 @@ from app.privacy.crypto import SealError
 log = structlog.get_logger("applyrelay.connections")
 
 WATCH_INTERVAL_S = 1.0
+LOAD_RETRY_MAX_S = 2.0  # the longest wait between two tries of the first load, while Redis is away
 
 
 def build(record: ConnectionRecord, secrets: StoredSecrets, limits: Limits) -> Connection:
@@ -88,6 +89,21 @@ class ConnectionRegistry(Mapping[str, Connection]):
                 log.error("connection.unloadable", connection=record.id, reason=str(exc))
         self._api, self._version, self.loaded_at = loaded, version, time.time()
         return True
+
+    async def load(self) -> None:
+        """The first load, at start-up: waits for Redis rather than ending the process, as the
+        worker's poll does (a worker started during a Redis restart used to die here, its
+        deliveries left to the others; docs/operations.md). Without the API's connections a
+        worker would take their deliveries for unknown ones, so nothing starts before this."""
+        delay = 0.1
+        while True:
+            try:
+                await self.refresh(force=True)
+                return
+            except (OSError, RedisError) as exc:
+                log.warning("connection.load_waiting", error=type(exc).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LOAD_RETRY_MAX_S)
 
     async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
         """Poll the version for ever (a task of web and worker); a Redis outage only delays it.
