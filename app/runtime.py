@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 from redis.asyncio import Redis
 
-from app.blobs.capacity import Capacity
+from app.blobs.capacity import Capacity, refuse_evicting_policy
 from app.blobs.store import BlobUnavailable, open_store
 from app.catalog import Catalog
 from app.config import Config, Connection
@@ -160,8 +160,11 @@ class Runtime:
         return data
 
     async def start(self) -> None:
-        """Load the API's connections, then follow their changes (web and worker start-up)."""
+        """Load the API's connections, then follow their changes (web and worker start-up).
+        Redis's eviction policy is checked once the load found Redis: a process started while it
+        was away must not skip the check (an evicted delivery is a lost application)."""
         await self.registry.load()
+        await refuse_evicting_policy(self.redis)
         if self._watch is None:
             self._watch = asyncio.create_task(self.registry.watch(), name="connections.watch")
 

@@ -21,7 +21,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.blobs.capacity import refuse_evicting_policy
 from app.delivery import queue, reaper
 from app.delivery.engine import DeliveryEngine, EngineDeps
 from app.delivery.limits import ConnectionLimiter
@@ -201,8 +200,7 @@ def create_worker(
 ) -> WakeableWorker:
     async def startup(ctx: dict[str, Any]) -> None:
         rt = runtime or Runtime(settings)
-        await refuse_evicting_policy(rt.redis)  # an evicted delivery is a lost application
-        await rt.start()  # the connections made through the API, followed (docs/connections.md)
+        await rt.start()  # the API's connections (docs/connections.md); refuses an evicting Redis
         ctx["runtime"], ctx["engine"] = rt, build_engine(rt)
         ctx["run_deadline_s"] = settings.job_timeout_s
         log.info(

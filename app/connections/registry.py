@@ -11,11 +11,14 @@ only for a second.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import ConfigError, Connection, InboundSecret, Limits, SealedSecrets, api_connection
 from app.connections import credentials
@@ -26,6 +29,14 @@ log = structlog.get_logger("applyrelay.connections")
 
 WATCH_INTERVAL_S = 1.0
 LOAD_RETRY_MAX_S = 2.0  # the longest wait between two tries of the first load, while Redis is away
+
+
+def redis_away(exc: BaseException) -> bool:
+    """Whether `exc` says Redis is away for now (refused, reset, unresolved, timed out, still
+    loading its AOF), rather than refusing us (a wrong password or ACL, a bad TLS certificate)."""
+    if isinstance(exc, AuthenticationError | AuthorizationError | ssl.SSLError):
+        return False
+    return isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError)
 
 
 def build(record: ConnectionRecord, secrets: StoredSecrets, limits: Limits) -> Connection:
@@ -95,13 +106,17 @@ class ConnectionRegistry(Mapping[str, Connection]):
         worker's poll does (a worker started during a Redis restart used to die here, its
         deliveries left to the others; docs/operations.md). Without the API's connections a
         worker would take their deliveries for unknown ones, so nothing starts before this."""
-        delay = 0.1
+        task, delay = asyncio.current_task(), 0.1
         while True:
             try:
                 await self.refresh(force=True)
                 return
             except (OSError, RedisError) as exc:
+                if not redis_away(exc):
+                    raise  # a wrong password or certificate: no wait mends it, so the start fails
                 log.warning("connection.load_waiting", error=type(exc).__name__, retry_in_s=delay)
+            if task is not None and task.cancelling():  # as in `watch`: a cancel the client swallowed
+                raise asyncio.CancelledError
             await asyncio.sleep(delay)
             delay = min(delay * 2, LOAD_RETRY_MAX_S)
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from litestar import Litestar, Router
 
-from app.blobs.capacity import refuse_evicting_policy
 from app.intake.accept import Intake
 from app.runtime import Runtime
 from app.web import connect
@@ -82,8 +81,7 @@ def create_app(runtime: Runtime, *, extra_routers: list[Any] | None = None) -> L
     )
 
     async def on_startup(_: Litestar) -> None:
-        await refuse_evicting_policy(runtime.redis)  # an evicted delivery is a lost application
-        await runtime.start()  # the connections made through the API, followed (docs/connections.md)
+        await runtime.start()  # the API's connections (docs/connections.md); refuses an evicting Redis
 
     async def on_shutdown(_: Litestar) -> None:
         await runtime.close()
