@@ -36,9 +36,36 @@ class UnsafeURL(ValueError):
     """The URL may not be fetched; the message says why (it names no PII)."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits, which the network translates to
+# (RFC 6052's well-known NAT64 prefix): `64:ff9b::a00:1` reaches 10.0.0.1 on a NAT64 network.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Refused whatever they hold: the deprecated IPv4-compatible form (`::127.0.0.1`, RFC 4291 2.5.5.1),
+# the local-use NAT64 prefix (RFC 8215, translated as each network chooses) and IPv6's old
+# site-local range (RFC 3879), which Python counts as global.
+UNROUTED_V6 = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("fec0::/10"),
+)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to: mapped (`::ffff:a.b.c.d`), 6to4 (`2002::/16`) or
+    NAT64 (`64:ff9b::/96`); Teredo's prefix is not global, so it is refused as it stands."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in UNROUTED_V6):
+            return True
+        ip = _embedded_ipv4(ip) or ip
     return not ip.is_global or ip.is_multicast
 
 
@@ -128,7 +155,8 @@ def check_url(url: str, *, allow_hosts: Iterable[str] = (), allow_http: bool = F
         raise UnsafeURL("URLs with credentials are not fetched")
     if _allowed(host, parts.port, allow_hosts):
         return
-    if host in BLOCKED_NAMES or host.endswith(".localhost") or host.endswith(".internal"):
+    name = host.rstrip(".")  # `localhost.` is the same name, fully qualified
+    if name in BLOCKED_NAMES or name.endswith(".localhost") or name.endswith(".internal"):
         raise UnsafeURL("internal host names are not fetched")
     try:
         ip = ipaddress.ip_address(host)

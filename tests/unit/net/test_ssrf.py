@@ -26,11 +26,37 @@ from app.net import ssrf
         "https://user:pw@example.org/x",
         "https://100.64.0.1/x",
         "file:///etc/passwd",
+        "https://localhost./x",
+        "https://metadata.google.internal./x",
+        "https://[::127.0.0.1]/x",  # IPv4-compatible
+        "https://[64:ff9b::a00:1]/x",  # NAT64 to 10.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/x",  # NAT64 to the metadata address
+        "https://[64:ff9b:1::a00:1]/x",  # local-use NAT64
+        "https://[2002:7f00:1::]/x",  # 6to4 of 127.0.0.1
+        "https://[2002:a00:1::1]/x",  # 6to4 of 10.0.0.1
+        "https://[fec0::1]/x",  # site-local
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",  # Teredo
     ],
 )
 def test_ssrf_guard_refuses(url: str) -> None:
     with pytest.raises(ssrf.UnsafeURL):
         ssrf.check_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://[64:ff9b::808:808]/x", "https://[2002:808:808::1]/x", "https://[2606:4700::1111]/x"]
+)
+def test_ipv6_forms_of_public_addresses_pass(url: str) -> None:
+    ssrf.check_url(url)  # NAT64 and 6to4 of 8.8.8.8, and a plain global IPv6 address
+
+
+async def test_an_answer_in_a_translated_private_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def getaddrinfo(*_: Any, **__: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("64:ff9b::a00:1", 443, 0, 0))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    with pytest.raises(ssrf.UnsafeURL, match="private"):
+        await ssrf.resolve_public("rebinding.example.org", 443)
 
 
 async def test_ssrf_guard_checks_what_a_name_resolves_to() -> None:
