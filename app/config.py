@@ -43,6 +43,7 @@ import msgspec
 from msgspec import Meta
 
 from app.core import files
+from app.core.problems import Problem
 from app.net import ssrf
 from connectors import CONNECTORS, connector_class
 from connectors.base import ConnectionSpec, ConnectorSettings
@@ -293,6 +294,26 @@ class Config:
     connections: Mapping[str, Connection]
     limits: Limits = Limits()
     source: str = "<built-in>"
+
+
+def unloadable(connections: Mapping[str, Connection], connection_id: str) -> str | None:
+    """Why this process cannot build a stored connection (the registry's `unloadable`: a newer
+    relay's settings, a key it lacks; docs/connections.md), or None: unknown, loaded, or
+    `connections` is a plain mapping (the TOML file's, a test's)."""
+    reasons: Mapping[str, str] = getattr(connections, "unloadable", {})
+    return reasons.get(connection_id)
+
+
+def unavailable(connection_id: str) -> Problem:
+    """The answer to a request naming such a connection: a wait (503), not a refusal (404); the
+    reason stays in the log, a caller is told nothing of the settings."""
+    return Problem(
+        503,
+        "Connection unavailable",
+        f"connection {connection_id!r} cannot be used by this relay process now; try again later",
+        headers={"Retry-After": "60"},
+        code="PLATFORM.UNAVAILABLE",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from app.catalog.cache import CatalogCache, Entry, Policy
 from app.catalog.ids import INPUT_INVALID, unwrap_cursor, wrap_cursor
-from app.config import Config, Connection
+from app.config import Config, Connection, unavailable, unloadable
 from app.core.catalog import (
     READ_JOB_STAGES,
     READ_JOBS,
@@ -194,6 +194,8 @@ class Catalog:
 
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
+        if connection is None and unloadable(self.config.connections, connection_id) is not None:
+            raise unavailable(connection_id)  # stored, but this process cannot build it
         if connection is None:
             raise Problem(
                 404, "Unknown connection", f"connection {connection_id!r} is not configured", code=INTEGRATION_NOT_FOUND

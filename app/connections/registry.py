@@ -64,6 +64,10 @@ class ConnectionRegistry(Mapping[str, Connection]):
         self.limits = limits
         self.store = store
         self._api: dict[str, Connection] = {}
+        # Stored, but refused by this process's build (a newer relay's fields during a rolling
+        # upgrade, a key this process lacks): id -> why. Its applications wait rather than being
+        # refused as unknown (intake's 503, the engine's deferral; docs/connections.md).
+        self.unloadable: dict[str, str] = {}
         self._version = -1
         self.loaded_at = 0.0
 
@@ -89,6 +93,7 @@ class ConnectionRegistry(Mapping[str, Connection]):
         if version == self._version and not force:
             return False
         loaded: dict[str, Connection] = {}
+        unloadable: dict[str, str] = {}
         for record, secrets in await self.store.load_all():
             previous = self._api.get(record.id)
             if previous is not None and previous.revision == record.revision:
@@ -97,8 +102,9 @@ class ConnectionRegistry(Mapping[str, Connection]):
             try:
                 loaded[record.id] = build(record, secrets, self.limits)
             except (ConfigError, credentials.CredentialsError) as exc:  # written valid; a newer relay's keys?
+                unloadable[record.id] = str(exc)
                 log.error("connection.unloadable", connection=record.id, reason=str(exc))
-        self._api, self._version, self.loaded_at = loaded, version, time.time()
+        self._api, self.unloadable, self._version, self.loaded_at = loaded, unloadable, version, time.time()
         return True
 
     async def load(self) -> None:

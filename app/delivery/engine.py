@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.config import Config, Connection, RetryPolicyConfig
+from app.config import Config, Connection, RetryPolicyConfig, unloadable
 from app.core import answers
 from app.core.catalog import READ_JOBS, READ_SCREENING_QUESTIONS
 from app.core.model import AttachmentRef, StoredAnswer, StoredApplication, stored_decoder
@@ -166,6 +166,7 @@ def _error_info(kind: str, exc: BaseException | str, at: float, step: str | None
     return ErrorInfo(kind=kind, message=str(exc)[:500], step=step, at=at, code=code)
 
 
+UNLOADABLE_WAIT_S = 30.0  # between two looks at a stored connection this worker cannot build
 FILE_SLACK = 4  # files fetched later from a data_url may sit past the payload's count: be generous
 
 
@@ -256,6 +257,9 @@ class DeliveryEngine:
         if connection is None and await self._reload_connections():
             connection = deps.config.connections.get(delivery.connection_id)
         if connection is None:
+            why = unloadable(deps.config.connections, delivery.connection_id)  # stored, but not buildable here
+            if why is not None:
+                return await self._wait_for_connection(delivery, why, now)
             return await self._dead_letter(
                 delivery,
                 ErrorInfo(
@@ -325,6 +329,22 @@ class DeliveryEngine:
         move = transitions.pause(delivery, info)
         await self.deps.store.save(delivery, move)
         return "paused"
+
+    async def _wait_for_connection(self, delivery: Delivery, reason: str, now: float) -> str:
+        """The connection is stored but this worker cannot build it (a newer relay's during a
+        rolling upgrade, a settings value this version refuses; docs/connections.md): run again
+        later, no attempt spent, the reason on the delivery, until a worker that can takes it."""
+        delivery.last_error = ErrorInfo(
+            kind="transient",
+            message=f"connection {delivery.connection_id!r} is stored but cannot be loaded: {reason}"[:500],
+            at=now,
+            code="PLATFORM.UNAVAILABLE",
+        )
+        run_at = now + UNLOADABLE_WAIT_S + self.deps.rng.uniform(0, UNLOADABLE_WAIT_S / 2)
+        move = transitions.continue_later(delivery, run_at)
+        await self.deps.store.save(delivery, move, run_at=run_at, run_seq=delivery.runs)
+        log.warning("delivery.connection_unloadable", delivery_id=delivery.id, connection=delivery.connection_id)
+        return "deferred"
 
     async def _defer(self, delivery: Delivery, denied: Denied) -> str:
         """The connection is at its concurrency or rate limit: run again shortly, no attempt spent."""

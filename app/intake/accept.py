@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from app.catalog import INTEGRATION_NOT_FOUND, Catalog, parse_job_id
-from app.config import Config, Connection
+from app.config import Config, Connection, unavailable, unloadable
 from app.core import answers, files, text
 from app.core.model import (
     INT64_MIN,
@@ -339,6 +339,8 @@ class Intake:
 
     def connection(self, connection_id: str) -> Connection:
         connection = self.config.connections.get(connection_id)
+        if connection is None and unloadable(self.config.connections, connection_id) is not None:
+            raise unavailable(connection_id)  # stored, but this process cannot build it
         if connection is None:
             raise Problem(
                 404,
