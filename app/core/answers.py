@@ -246,6 +246,8 @@ def _type_fault(question: ScreeningQuestion, value: Any) -> str | None:
             return f"must be at most {fmt.max_length} characters"
         return None
     if kind == "NUMBER":
+        if isinstance(value, str) and ambiguous_number(value):
+            return AMBIGUOUS_NUMBER
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return "must be a number"
         if fmt.min is not None and value < fmt.min:
@@ -331,13 +333,26 @@ def _mime_accepted(content_type: str, accepted: Iterable[str]) -> bool:
 # what float() also takes ("nan", "inf", "1_000", "١٢"), which no ATS field holds.
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+# "1,500": a thousands separator in English, a decimal comma in French; read either way it is off
+# by a factor of 1,000 for half of those who write it, so it is no number until written plainly.
+_THOUSANDS_OR_DECIMAL = re.compile(r"[+-]?[0-9]{1,3},[0-9]{3}")
+AMBIGUOUS_NUMBER = "must be a number without a thousands separator (1,500 reads as 1500 or as 1.5)"
+
+
+def ambiguous_number(text: str) -> bool:
+    """Whether `text` is a number only a reader's locale can settle ("50,000")."""
+    return _THOUSANDS_OR_DECIMAL.fullmatch(text.strip()) is not None
 
 
 def number_from_text(text: str) -> int | float | None:
     """The number `text` writes (docs/answers.md, "Normalising"), or None if it writes none: a
     decimal comma read as a point; an int when written as one and within 64 bits (what every
     connector's JSON and our stored answers carry), else a finite float. The one reader of typed
-    numbers, for the canonical API's answers, HelloWork's and the apply pages' fields alike."""
+    numbers, for the canonical API's answers, HelloWork's and the apply pages' fields alike.
+    "1,500" is none (`ambiguous_number`): a comma before exactly three digits is a thousands
+    separator as often as a decimal comma."""
+    if ambiguous_number(text):
+        return None
     written = text.strip().replace(",", ".")
     if not _NUMBER_TEXT.fullmatch(written):
         return None

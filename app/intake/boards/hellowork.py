@@ -30,7 +30,7 @@ from msgspec import Struct
 
 from app.catalog import Catalog
 from app.config import Connection
-from app.core.answers import number_from_text
+from app.core.answers import AMBIGUOUS_NUMBER, ambiguous_number, number_from_text
 from app.core.catalog import ScreeningQuestion
 from app.core.model import INT64_MAX, INT64_MIN, Origin
 from app.core.problems import FieldError, Problem
@@ -250,6 +250,8 @@ def _number(where: str, value: Any) -> int | float:
         number = number_from_text(value)
     else:
         number = None
+    if number is None and isinstance(value, str) and ambiguous_number(value):
+        raise Problem.invalid(where, f"a number answer {AMBIGUOUS_NUMBER}")
     if number is None:
         raise Problem.invalid(where, "a number answer is a finite number (an integer within 64 bits)")
     return number

@@ -226,6 +226,8 @@ INVALID = "PLATFORM.INPUT_INVALID"
         ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1e400"}]}, 422, INVALID, "[0].answer"),
         ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1_000"}]}, 422, INVALID, "[0].answer"),
         ({"screenerQuestions": [{"id": "x", "type": "number", "answer": 2**70}]}, 422, INVALID, "[0].answer"),
+        # "1,500": 1500 to an English reader, 1.5 to a French one; neither is guessed
+        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1,500"}]}, 422, INVALID, "thousands"),
         ({"applicant": {"firstName": "A", "lastName": "B", "email": "not-an-email"}}, 422, INVALID, "applicant.email"),
     ],
 )

@@ -251,6 +251,9 @@ def test_messages_never_carry_the_answer() -> None:
         ("9223372036854775808", 9.223372036854775808e18),  # past 64 bits: the float it is near
         ("12345678901234567", 12345678901234567),  # exact, where float() would round it
         ("1" * 300, float("1" * 300)),  # past 64 bits: a float
+        ("12,75", 12.75),
+        ("1,5000", 1.5),  # four digits after the comma: no thousands separator
+        ("1234,567", 1234.567),  # four before it: none either
     ],
 )
 def test_numbers_are_read_as_they_are_written(text: str, number: float) -> None:
@@ -273,10 +276,20 @@ def test_numbers_are_read_as_they_are_written(text: str, number: float) -> None:
         "",
         "1,5,0",
         "seven",
+        "1,500",  # 1500 or 1.5: only the writer's locale knows
+        "-50,000",
+        " 999,999 ",
     ],
 )
 def test_what_float_would_take_but_no_ats_field_holds_is_no_number(text: str) -> None:
     assert number_from_text(text) is None
+
+
+def test_an_ambiguous_number_is_refused_with_the_reason() -> None:
+    by_id = {question.id: question for question in TYPED}
+    assert normalise(by_id["n"], "50,000") == "50,000"  # left as it came, for the check to name
+    [fault] = check_answers(TYPED, [a("n", "50,000")]).errors
+    assert "thousands separator" in fault.message
 
 
 def test_answers_are_normalised_where_the_meaning_is_unambiguous() -> None:
