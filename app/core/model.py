@@ -22,8 +22,14 @@ from msgspec import Meta, Struct
 _LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
 EMAIL_PATTERN = rf"^[^@\s<>()\[\]\\,;:\"]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
 
-NonEmpty = Annotated[str, Meta(min_length=1, max_length=200)]
-Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=254)]
+# Lengths in characters, as stored: app/core/text.py checks them again once text is cleaned (NFC
+# can lengthen a string: U+0958 is two characters once normalised, U+1D160 three).
+MAX_LINE_CHARS = 200  # a name, a company, a city, a source's name
+MAX_ZIP_CHARS = 20
+MAX_EMAIL_CHARS = 254  # RFC 5321's path limit, less the angle brackets
+
+NonEmpty = Annotated[str, Meta(min_length=1, max_length=MAX_LINE_CHARS)]
+Email = Annotated[str, Meta(pattern=EMAIL_PATTERN, max_length=MAX_EMAIL_CHARS)]
 Phone = Annotated[str, Meta(pattern=r"^[+0-9 ().\-/]{3,40}$")]
 CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -37,9 +43,9 @@ AttachmentType = Literal["CV", "COVER_LETTER", "OTHER"]
 
 
 class Location(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    city: Annotated[str, Meta(max_length=200)] | None = None
+    city: Annotated[str, Meta(max_length=MAX_LINE_CHARS)] | None = None
     country: CountryCode | None = None
-    zip_code: Annotated[str, Meta(max_length=20)] | None = None
+    zip_code: Annotated[str, Meta(max_length=MAX_ZIP_CHARS)] | None = None
 
 
 class Candidate(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -47,7 +53,7 @@ class Candidate(Struct, forbid_unknown_fields=True, omit_defaults=True):
     last_name: NonEmpty
     email_address: Email
     phone_number: Phone | None = None
-    company: Annotated[str, Meta(max_length=200)] | None = None
+    company: Annotated[str, Meta(max_length=MAX_LINE_CHARS)] | None = None
     location: Location | None = None
     gender: Gender | None = None
     availability_date: dt.date | None = None
@@ -103,7 +109,7 @@ class AttachmentIn(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class Source(Struct, forbid_unknown_fields=True, omit_defaults=True):
     id: Id | None = None
-    name: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=MAX_LINE_CHARS)] | None = None
     unified_key: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
 
 

@@ -24,7 +24,17 @@ from typing import Any, Final
 import email_validator
 import msgspec
 
-from app.core.model import ApplicationIn, FileAnswer, ScreeningAnswer
+from app.core.model import (
+    LIMIT_EXCEEDED,
+    MAX_ANSWER_CHARS,
+    MAX_ANSWER_ITEM_CHARS,
+    MAX_EMAIL_CHARS,
+    MAX_LINE_CHARS,
+    MAX_ZIP_CHARS,
+    ApplicationIn,
+    FileAnswer,
+    ScreeningAnswer,
+)
 from app.core.problems import FieldError, Problem
 
 # Removed from text: controls (Cc), format characters (Cf: bidi controls, zero-width, BOM, soft
@@ -214,19 +224,28 @@ def _clean_value(value: Any) -> Any:
     return value
 
 
-def _optional(value: str | None) -> str | None:
+def _optional(value: str | None, field: str, limit: int = MAX_LINE_CHARS) -> str | None:
     if value is None:
         return None
-    return clean_line(value) or None
+    return _within(field, clean_line(value), limit) or None
+
+
+def _within(field: str, cleaned: str, limit: int) -> str:
+    """`cleaned`, if still within the stored model's length: NFC lengthens some text, and a record
+    over its own limits could not be read back (the worker's plan, the API's reads)."""
+    if len(cleaned) > limit:
+        raise _invalid(field, f"is longer than {limit} characters once normalised (NFC)", LIMIT_EXCEEDED)
+    return cleaned
 
 
 def clean_application(app: ApplicationIn) -> ApplicationIn:
     """The application with every text cleaned; raises a 422 Problem naming the field of a name
-    that is empty once cleaned, or of a refused email address."""
+    that is empty once cleaned, of a refused email address, or of text over its limit once
+    normalised."""
     candidate = app.candidate
     names = {}
     for field in ("first_name", "last_name"):
-        names[field] = clean_line(getattr(candidate, field))
+        names[field] = _within(f"candidate.{field}", clean_line(getattr(candidate, field)), MAX_LINE_CHARS)
         if not names[field]:
             raise _invalid(
                 f"candidate.{field}",
@@ -234,26 +253,28 @@ def clean_application(app: ApplicationIn) -> ApplicationIn:
                 "PLATFORM.INPUT_INVALID",
             )
     try:
-        email = clean_email(candidate.email_address)
+        email = _within("candidate.email_address", clean_email(candidate.email_address), MAX_EMAIL_CHARS)
     except EmailRefused as exc:
         raise _invalid("candidate.email_address", str(exc), "PLATFORM.INPUT_INVALID") from None
     location = candidate.location
     if location is not None:
         location = msgspec.structs.replace(
-            location, city=_optional(location.city), zip_code=_optional(location.zip_code)
+            location,
+            city=_optional(location.city, "candidate.location.city"),
+            zip_code=_optional(location.zip_code, "candidate.location.zip_code", MAX_ZIP_CHARS),
         )
     candidate = msgspec.structs.replace(
         candidate,
         email_address=email,
-        phone_number=_optional(candidate.phone_number),
-        company=_optional(candidate.company),
+        phone_number=_optional(candidate.phone_number, "candidate.phone_number"),
+        company=_optional(candidate.company, "candidate.company"),
         location=location,
         **names,
     )
-    answers = [_clean_answer(answer) for answer in app.screening_question_answers]
+    answers = [_clean_answer(i, answer) for i, answer in enumerate(app.screening_question_answers)]
     source = app.source
     if source is not None and source.name is not None:
-        source = msgspec.structs.replace(source, name=clean_line(source.name) or None)
+        source = msgspec.structs.replace(source, name=_optional(source.name, "source.name"))
     return msgspec.structs.replace(
         app,
         candidate=candidate,
@@ -263,12 +284,13 @@ def clean_application(app: ApplicationIn) -> ApplicationIn:
     )
 
 
-def _clean_answer(answer: ScreeningAnswer) -> ScreeningAnswer:
-    value = answer.answer
+def _clean_answer(index: int, answer: ScreeningAnswer) -> ScreeningAnswer:
+    value, field = answer.answer, f"screening_question_answers[{index}].answer"
     if isinstance(value, str):
-        return ScreeningAnswer(answer.question_id, clean_text(value))
+        return ScreeningAnswer(answer.question_id, _within(field, clean_text(value), MAX_ANSWER_CHARS))
     if isinstance(value, list):
-        return ScreeningAnswer(answer.question_id, [clean_line(item) for item in value])
+        items = [_within(f"{field}[{i}]", clean_line(item), MAX_ANSWER_ITEM_CHARS) for i, item in enumerate(value)]
+        return ScreeningAnswer(answer.question_id, items)
     if isinstance(value, FileAnswer):
         return answer  # its name is made safe with the file (app/core/files.py safe_name)
     return answer

@@ -133,6 +133,21 @@ async def test_a_name_empty_once_cleaned_is_refused_naming_the_field(relay: Rela
     await assert_nothing_stored(relay)
 
 
+async def test_a_name_that_normalisation_lengthens_past_its_limit_is_refused(relay: Relay) -> None:
+    """200 characters the decoder takes, 400 once NFC: was a 202, then a dead letter at the
+    worker's plan and a 500 on every read of the delivery (a probe of the running service)."""
+    response = await relay.post(body(first_name="\u0958" * 200))
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "PLATFORM.LIMIT_EXCEEDED" and problem["errors"][0]["field"] == "candidate.first_name"
+    await assert_nothing_stored(relay)
+    response = await relay.post(body(first_name="\u0958" * 100))  # 200 once normalised: taken, and readable
+    assert response.status_code == 202, response.text
+    assert (await stored(relay, response.json()["id"])).candidate.first_name == "\u0915\u093c" * 100
+    read = await relay.client.get(f"/v1/deliveries/{response.json()['id']}?include=candidate", headers=relay.admin)
+    assert read.status_code == 200, read.text
+
+
 async def test_indeed_names_are_cleaned_and_an_empty_one_names_the_indeed_field(relay: Relay) -> None:
     payload = indeed_payload(id="clean-1")
     payload["applicant"]["fullName"] = "\u202eZoë\x00   Van\u200b der Berg"

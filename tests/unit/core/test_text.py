@@ -6,6 +6,7 @@ without control or format characters."""
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 import msgspec
 import pytest
@@ -98,6 +99,52 @@ def test_clean_application_refuses_an_empty_name_naming_it() -> None:
     assert [e.field for e in refused.value.errors] == ["candidate.last_name"]
 
 
+GROWS = "\u0958"  # one character that NFC makes two (U+0915 U+093C)
+
+
+def _grown(field: str, value: str) -> ApplicationIn:
+    """`_application` with `value` at `field` (a dotted path of the canonical body)."""
+    body: dict[str, Any] = {
+        "connection_id": "acme",
+        "candidate": {"first_name": "Ana", "last_name": "López", "email_address": "ana@example.org"},
+        "application": {"job_id": "1"},
+    }
+    if field.startswith("screening_question_answers"):
+        answer = [value] if field.endswith("answer[0]") else value
+        body["screening_question_answers"] = [{"question_id": "q", "answer": answer}]
+    else:
+        *parents, leaf = field.split(".")
+        node = body
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return msgspec.convert(body, ApplicationIn)
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("candidate.first_name", 200),
+        ("candidate.last_name", 200),
+        ("candidate.company", 200),
+        ("candidate.location.city", 200),
+        ("candidate.location.zip_code", 20),
+        ("source.name", 200),
+        ("screening_question_answers[0].answer", 20_000),
+        ("screening_question_answers[0].answer[0]", 1_000),
+    ],
+)
+def test_text_that_normalisation_lengthens_past_its_limit_is_refused_naming_the_field(field: str, limit: int) -> None:
+    """Accepted by the decoder's length check, over it once NFC: stored so, the record could not
+    be read back (the worker's plan failed, the API's reads answered 500)."""
+    with pytest.raises(Problem) as refused:
+        text.clean_application(_grown(field, GROWS * limit))
+    assert refused.value.status == 422 and refused.value.code == "PLATFORM.LIMIT_EXCEEDED"
+    assert [e.field for e in refused.value.errors] == [field]
+    cleaned = text.clean_application(_grown(field, GROWS * (limit // 2)))  # exactly the limit once normalised
+    msgspec.json.decode(msgspec.json.encode(cleaned), type=ApplicationIn)  # and it reads back
+
+
 # -- properties --------------------------------------------------------------------------------
 
 # every code point (surrogates too, which JSON's \\ud800 escapes can carry), and the pieces
@@ -172,6 +219,7 @@ def test_clean_application_cleans_every_text_or_refuses_the_name_with_a_422(
         assert exc.errors[0].field in ("candidate.first_name", "candidate.last_name")
         return
     assert text.clean_application(cleaned) == cleaned  # idempotent
+    msgspec.json.decode(msgspec.json.encode(cleaned), type=ApplicationIn)  # within the model's own limits
     answers = cleaned.screening_question_answers
     assert isinstance(answers[0].answer, str) and isinstance(answers[1].answer, list)
     strings = [cleaned.candidate.first_name, cleaned.candidate.last_name, answers[0].answer, *answers[1].answer]
