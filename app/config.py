@@ -543,16 +543,24 @@ def _apply(apply: ApplySettings, where: str) -> ApplySettings:
         value = getattr(apply, name)
         if value is not None and (why := _http_url(value)):
             raise ConfigError(f"{where}.apply.{name}: must be an http(s) URL ({why})")
+        if value is not None and "@" in urlsplit(value).netloc:  # its origin goes into the CSP
+            raise ConfigError(f"{where}.apply.{name}: must not carry a user name or password")
     for origin in apply.frame_ancestors:
-        try:  # not split_url: a CSP source may be a wildcard (https://*.example.com), never fetched
-            parts = urlsplit(origin)
-        except ValueError:  # a bracketed host that is no IPv6 address
-            parts = urlsplit("")
-        if origin != "'self'" and not (
-            parts.scheme in ("http", "https") and parts.netloc and not parts.path.strip("/")
-        ):
-            raise ConfigError(f"{where}.apply.frame_ancestors: {origin!r} is not an origin (https://host[:port])")
+        # not split_url: a CSP source may be a wildcard (https://*.example.com), never fetched;
+        # but whole, so that nothing (a ';', a space) can add a directive to the page's CSP
+        if origin != "'self'" and not _CSP_ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"{where}.apply.frame_ancestors: {origin!r} is not an origin "
+                "(https://host[:port], https://*.host, the host in its ASCII form, or 'self')"
+            )
     return apply
+
+
+# An origin as a CSP host-source writes it: scheme, host (a leading *. wildcard, A-labels) or an
+# IPv6 literal, an optional port (or *), an optional trailing slash; nothing else.
+_CSP_ORIGIN = re.compile(
+    r"https?://(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?:[0-9]{1,5}|\*))?/?"
+)
 
 
 def _status_callback(keys: ConnectionTable, where: str, env: Mapping[str, str]) -> tuple[str | None, str | None]:

@@ -55,8 +55,10 @@ _env = jinja2.Environment(
 
 
 def _origin(url: str) -> str:
+    """The origin of a checked URL (app/config.py `_apply`), from its host and port alone."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
 
 
 def headers(connection: Connection | None) -> dict[str, str]:

@@ -19,6 +19,13 @@ def config(**apply: Any) -> Any:
     return parse_config({"connections": {"acme": table}}, {"K": "k"})
 
 
+@pytest.mark.parametrize(
+    "origin", ["https://careers.acme.example", "https://*.acme.example", "http://localhost:8000/", "https://[::1]:8443"]
+)
+def test_frame_ancestors_take_csp_origins(origin: str) -> None:
+    assert config(frame_ancestors=[origin]).connections["acme"].apply.frame_ancestors == (origin,)
+
+
 def test_apply_settings_are_typed_and_off_by_default() -> None:
     assert config().connections["acme"].apply.enabled is False
     settings = config(enabled=True, frame_ancestors=["https://careers.acme.example"], consent_days=30).connections
@@ -33,6 +40,12 @@ def test_apply_settings_are_typed_and_off_by_default() -> None:
         ({"css_url": "//cdn.example/x.css"}, "connections.acme.apply.css_url"),
         ({"frame_ancestors": ["https://x.example/path"]}, "connections.acme.apply.frame_ancestors"),
         ({"frame_ancestors": ["*"]}, "connections.acme.apply.frame_ancestors"),
+        # a ';' or a space would add a directive to the page's CSP
+        ({"frame_ancestors": ["https://x.example; script-src *"]}, "connections.acme.apply.frame_ancestors"),
+        ({"frame_ancestors": ["https://x.example https://evil.example"]}, "connections.acme.apply.frame_ancestors"),
+        ({"frame_ancestors": ["https://user@x.example"]}, "connections.acme.apply.frame_ancestors"),
+        ({"css_url": "https://a;script-src%20*@cdn.example/x.css"}, "connections.acme.apply.css_url"),
+        ({"success_url": "https://u:p@acme.example/thanks"}, "connections.acme.apply.success_url"),
         ({"default_lang": "pt"}, "connections.acme.apply.default_lang"),
         ({"token_ttl_s": 5}, "connections.acme.apply.token_ttl_s"),
         ({"colour": "red"}, "connections.acme.apply"),
