@@ -158,12 +158,24 @@ def check_url(url: str, *, allow_hosts: Iterable[str] = (), allow_http: bool = F
     name = host.rstrip(".")  # `localhost.` is the same name, fully qualified
     if name in BLOCKED_NAMES or name.endswith(".localhost") or name.endswith(".internal"):
         raise UnsafeURL("internal host names are not fetched")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if _forbidden(ip):
+    ip = _literal_ip(host)
+    if ip is not None and _forbidden(ip):
         raise UnsafeURL("private, loopback, link-local and metadata addresses are not fetched")
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address `host` writes, in any form the resolver reads as one: besides the dotted quad,
+    inet_aton's `2130706433`, `0`, `127.1` and `0x7f.0.0.1` (getaddrinfo takes them for literals,
+    so the worker's check refuses them; the intake must too, or the candidate is written to the
+    ATS before the fetch fails). None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 async def resolve_public(host: str, port: int) -> str:

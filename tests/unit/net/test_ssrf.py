@@ -36,6 +36,11 @@ from app.net import ssrf
         "https://[2002:a00:1::1]/x",  # 6to4 of 10.0.0.1
         "https://[fec0::1]/x",  # site-local
         "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",  # Teredo
+        "https://2130706433/x",  # 127.0.0.1 as inet_aton (and so getaddrinfo) reads it
+        "https://0/x",
+        "https://127.1/x",
+        "https://0x7f.0.0.1/x",
+        "https://167772161/x",  # 10.0.0.1
     ],
 )
 def test_ssrf_guard_refuses(url: str) -> None:
@@ -48,6 +53,13 @@ def test_ssrf_guard_refuses(url: str) -> None:
 )
 def test_ipv6_forms_of_public_addresses_pass(url: str) -> None:
     ssrf.check_url(url)  # NAT64 and 6to4 of 8.8.8.8, and a plain global IPv6 address
+
+
+@pytest.mark.parametrize(
+    "url", ["https://134744072/x", "https://8.8.8.8/x", "https://1e100.net/x", "https://123.example/x"]
+)
+def test_public_numeric_hosts_and_names_with_digits_pass(url: str) -> None:
+    ssrf.check_url(url)  # 134744072 is 8.8.8.8
 
 
 async def test_an_answer_in_a_translated_private_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
