@@ -22,7 +22,7 @@ from app.catalog import JOB_NOT_FOUND, Catalog
 from app.config import Connection
 from app.core import files
 from app.core.catalog import READ_JOBS
-from app.core.model import ApplicationIn
+from app.core.model import LIMIT_EXCEEDED, MAX_ANSWERS, ApplicationIn
 from app.core.problems import FieldError, Problem
 from app.delivery.staging import StagedFile
 from app.intake import decode, screening
@@ -110,6 +110,15 @@ def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
 def check_file_size(length: int, connection: Connection, field_path: str) -> None:
     if length > connection.limits.max_file_bytes:
         raise Problem.invalid(field_path, f"file larger than {connection.limits.max_file_bytes} bytes", 413)
+
+
+def check_answer_count(count: int, field_path: str) -> None:
+    """A board's answers are capped like the canonical API's, before any mapping (each unmapped
+    one costs a warning, and a 20 MB list of them held the event loop for seconds)."""
+    if count > MAX_ANSWERS:
+        problem = Problem.invalid(field_path, f"more than {MAX_ANSWERS} answers")
+        problem.code = LIMIT_EXCEEDED
+        raise problem
 
 
 # -- building the canonical application ---------------------------------------------------------

@@ -34,7 +34,7 @@ from app.core.answers import AMBIGUOUS_NUMBER, ambiguous_number, number_from_tex
 from app.core.catalog import ScreeningQuestion
 from app.core.model import INT64_MAX, INT64_MIN, Origin
 from app.core.problems import FieldError, Problem
-from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name
+from app.intake.boards.draft import Draft, FileValue, check_answer_count, check_file_size, clean_phone, file_name
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
 from app.intake.screening import read_job
@@ -164,6 +164,7 @@ def board_answers(application: HwApplication) -> list[BoardAnswer]:
         return []
     if not isinstance(questions, list):
         raise Problem.invalid("screenerQuestions", "must be a list of questions")
+    check_answer_count(len(questions), "screenerQuestions")
     out = []
     for i, item in enumerate(questions):
         path = f"screenerQuestions[{i}]"

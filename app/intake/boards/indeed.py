@@ -28,10 +28,18 @@ from msgspec import Struct
 from app.catalog import Catalog
 from app.config import Connection
 from app.core.catalog import ScreeningQuestion
-from app.core.model import LIMIT_EXCEEDED, MAX_ANSWERS, Origin
+from app.core.model import Origin
 from app.core.problems import FieldError, Problem
 from app.core.text import html_to_text
-from app.intake.boards.draft import Draft, FileValue, check_file_size, clean_phone, file_name, split_name
+from app.intake.boards.draft import (
+    Draft,
+    FileValue,
+    check_answer_count,
+    check_file_size,
+    clean_phone,
+    file_name,
+    split_name,
+)
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
 from app.intake.screening import read_job
@@ -184,10 +192,7 @@ def board_answers(apply: IndeedApply, connection: Connection) -> list[BoardAnswe
     for answer in _container("demographicQuestionsAndAnswers", apply.demographicQuestionsAndAnswers, connection):
         if answer.board_id in explicit:
             answers.append(answer)
-    if len(answers) > MAX_ANSWERS:  # before any mapping: each unmapped one was a warning (quadratic)
-        problem = Problem.invalid("screenerQuestionsAndAnswers", f"more than {MAX_ANSWERS} answers")
-        problem.code = LIMIT_EXCEEDED
-        raise problem
+    check_answer_count(len(answers), "screenerQuestionsAndAnswers")
     return answers
 
 
@@ -202,10 +207,7 @@ def _container(path: str, container: Any, connection: Connection) -> list[BoardA
             return []
     if not isinstance(items, list):
         raise Problem.invalid(path, "must be a list of question and answer pairs")
-    if len(items) > MAX_ANSWERS:
-        problem = Problem.invalid(path, f"more than {MAX_ANSWERS} answers")
-        problem.code = LIMIT_EXCEEDED
-        raise problem
+    check_answer_count(len(items), path)
     out = []
     for i, item in enumerate(items):
         answer = _item(f"{path}[{i}]", item, connection)

@@ -242,6 +242,17 @@ async def test_refusals_name_hellowork_fields(
     assert await relay.redis.keys("ar:d:*") == []
 
 
+async def test_more_questions_than_the_canonical_cap_are_refused_before_mapping(relay: Relay) -> None:
+    """Each unmapped question cost a warning: 225,000 of them were a 202 after the event loop was
+    held for seconds (a probe of the running service). Capped as the canonical API's answers."""
+    questions = [{"id": f"q{n}", "type": "text", "answer": "x"} for n in range(301)]
+    response = await post_hellowork(relay, {**hellowork_payload(), "screenerQuestions": questions})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "PLATFORM.LIMIT_EXCEEDED" and problem["errors"][0]["field"] == "screenerQuestions"
+    assert await relay.redis.keys("ar:d:*") == []
+
+
 async def test_malformed_json_is_a_400(relay: Relay) -> None:
     response = await relay.client.post(
         "/inbound/hellowork/acme", content=b"{nope", headers={"X-Api-Key": HELLOWORK_KEY}
