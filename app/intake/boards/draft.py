@@ -107,6 +107,15 @@ def file_name(value: FileValue, default_stem: str, field_path: str) -> str:
     return default_stem + EXTENSIONS.get(actual, "")
 
 
+def empty_file(field_path: str) -> Problem:
+    """A board's file object that carries no bytes (and nothing in its place): refused as the
+    canonical API refuses an empty attachment, never dropped without a word."""
+    message = str(files.FileRejected("the file is empty", "FILE.EMPTY"))
+    return Problem(
+        422, "Invalid application", f"{field_path}: {message}", [FieldError(field_path, message)], "FILE.EMPTY"
+    )
+
+
 def check_file_size(length: int, connection: Connection, field_path: str) -> None:
     if length > connection.limits.max_file_bytes:
         raise Problem.invalid(field_path, f"file larger than {connection.limits.max_file_bytes} bytes", 413)

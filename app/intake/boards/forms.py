@@ -328,6 +328,9 @@ def to_application(form: ParsedForm, connection: Connection, job_id: str) -> Dra
     )
     if truthy(form.value("gdpr_consent")):
         draft.gdpr_consent = {"given": True}
+    for name in (kind for kind in FILE_TYPES if kind != "cover_letter"):  # text where a file belongs: lost
+        if any(value.strip() for value in form.fields.get(name, [])):
+            raise Problem.invalid(name, "must be sent as a file (a file input), not as text")
     letter = (form.value("cover_letter") or "").strip()
     if letter:
         draft.add_attachment("cover_letter.txt", "COVER_LETTER", "text/plain", letter.encode(), "cover_letter")

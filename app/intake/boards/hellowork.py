@@ -34,7 +34,15 @@ from app.core.answers import AMBIGUOUS_NUMBER, ambiguous_number, number_from_tex
 from app.core.catalog import ScreeningQuestion
 from app.core.model import INT64_MAX, INT64_MIN, Origin
 from app.core.problems import FieldError, Problem
-from app.intake.boards.draft import Draft, FileValue, check_answer_count, check_file_size, clean_phone, file_name
+from app.intake.boards.draft import (
+    Draft,
+    FileValue,
+    check_answer_count,
+    check_file_size,
+    clean_phone,
+    empty_file,
+    file_name,
+)
 from app.intake.boards.questions import BoardAnswer, QuestionMapper
 from app.intake.decode import decode_base64
 from app.intake.screening import read_job
@@ -298,6 +306,8 @@ async def to_application(
         check_file_size(len(data), connection, "resume.file.data")
         value = FileValue(name=resume.fileName, content_type=resume.contentType, data=data)
         draft.add_attachment(file_name(value, "cv", "resume.file"), "CV", value.content_type, value.data, "resume.file")
+    elif resume is not None:  # `resume.file` sent, without its bytes
+        raise empty_file("resume.file.data")
     mapper = QuestionMapper(
         connection.inbound.hellowork_questions,
         lambda: job_questions(catalog, connector, connection.id, job_id),

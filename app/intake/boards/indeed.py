@@ -37,6 +37,7 @@ from app.intake.boards.draft import (
     check_answer_count,
     check_file_size,
     clean_phone,
+    empty_file,
     file_name,
     split_name,
 )
@@ -346,6 +347,8 @@ async def to_application(
             # as text: HTML is refused as a file (app/core/files.py), and an ATS may render it
             plain = html_to_text(resume.html).encode()
             draft.add_attachment("resume.txt", "CV", "text/plain", plain, "applicant.resume")
+        elif resume.file is not None:  # a file without its bytes, and no text in its place
+            raise empty_file("applicant.resume.file.data")
     if (applicant.coverletter or "").strip():
         draft.add_attachment(
             "cover_letter.txt",

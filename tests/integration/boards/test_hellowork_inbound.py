@@ -253,6 +253,20 @@ async def test_more_questions_than_the_canonical_cap_are_refused_before_mapping(
     assert await relay.redis.keys("ar:d:*") == []
 
 
+async def test_a_resume_file_without_bytes_is_refused_and_no_file_is_no_cv(relay: Relay) -> None:
+    """An empty resume.file.data was a 202 with the CV silently gone (a probe)."""
+    payload = hellowork_payload("hw-empty")
+    payload["resume"]["file"]["data"] = ""
+    response = await post_hellowork(relay, payload)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "FILE.EMPTY" and problem["errors"][0]["field"] == "resume.file.data"
+    assert await relay.redis.keys("ar:d:*") == []
+    payload["resume"] = {"file": None}  # no file at all: an application without a CV
+    response = await post_hellowork(relay, payload)
+    assert response.status_code == 202, response.text
+
+
 async def test_malformed_json_is_a_400(relay: Relay) -> None:
     response = await relay.client.post(
         "/inbound/hellowork/acme", content=b"{nope", headers={"X-Api-Key": HELLOWORK_KEY}

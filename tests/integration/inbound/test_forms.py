@@ -237,6 +237,8 @@ async def test_browser_gets_a_303_and_errors_as_html(relay: Relay, site: CareerS
         ),
         (fields(), [("photo", ("me.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, "image/png"))], 422, "photo"),
         (fields(question_3001="x" * 100_001), None, 413, "question_3001"),
+        # text where the file belongs: was dropped
+        (fields(resume="my cv"), [("attachments[]", ("b.pdf", PDF_BYTES, "application/pdf"))], 422, "resume"),
     ],
     ids=[
         "no email",
@@ -249,6 +251,7 @@ async def test_browser_gets_a_303_and_errors_as_html(relay: Relay, site: CareerS
         "application too large",
         "unknown file field",
         "field too long",
+        "resume as text",
     ],
 )
 async def test_bad_form_is_refused_with_the_field(relay: Relay, data: Any, files: Any, status: int, field: str) -> None:

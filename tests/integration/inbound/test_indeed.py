@@ -194,6 +194,20 @@ async def test_resume_only_as_text_and_no_resume(relay: Relay) -> None:
     assert (await stored(relay, response.json()["id"])).attachments[0].name == "resume.pdf"
 
 
+async def test_a_resume_file_without_bytes_is_refused_not_dropped(relay: Relay) -> None:
+    """Was a 202 with no CV and no warning (a probe of the running service)."""
+    payload = indeed_payload(id="empty-file")
+    payload["applicant"]["resume"] = {"file": {"fileName": "cv.pdf", "contentType": "application/pdf", "data": ""}}
+    response = await post_indeed(relay, payload)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "FILE.EMPTY" and problem["errors"][0]["field"] == "applicant.resume.file.data"
+    await assert_nothing_stored(relay)
+    payload["applicant"]["resume"]["text"] = "Ten years of Python."  # the text stands in for the file
+    response = await post_indeed(relay, payload)
+    assert response.status_code == 202, response.text
+
+
 async def test_resume_as_html_behind_a_blank_text(relay: Relay) -> None:
     payload = indeed_payload(id="html-resume")
     payload["applicant"]["resume"] = {"text": "  ", "html": "<p>Ten years of Python.</p>"}
