@@ -34,6 +34,7 @@ from app.core.answers import AMBIGUOUS_NUMBER, ambiguous_number, number_from_tex
 from app.core.catalog import ScreeningQuestion
 from app.core.model import INT64_MAX, INT64_MIN, Origin
 from app.core.problems import FieldError, Problem
+from app.intake import decode
 from app.intake.boards.draft import (
     Draft,
     FileValue,
@@ -108,7 +109,7 @@ def parse(body: bytes) -> HwApplication:
     try:
         application = _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise Problem(422, "Unprocessable application", str(exc)) from None
+        raise decode.invalid(exc) from None  # the board's own field named, as msgspec found it
     except msgspec.DecodeError as exc:
         raise Problem.malformed_json(str(exc)) from None
     app_id = application_id(application)
@@ -158,7 +159,9 @@ def status_url(application: HwApplication, connection: Connection, notes: list[S
             reason = "its host is not in hellowork_status_hosts"
         except ssrf.UnsafeURL as exc:
             reason = str(exc)
-        notes.append(StepWarning("status_url_refused", f"statusApiUrl not used ({reason}); the default URL is"))
+        notes.append(
+            StepWarning("status_url_refused", f"statusApiUrl not used ({reason}); status goes to the default URL")
+        )
     template = connection.inbound.hellowork_status_url
     return template.replace("{applicationId}", application_id(application)) if template else None
 

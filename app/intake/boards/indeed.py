@@ -31,6 +31,7 @@ from app.core.catalog import ScreeningQuestion
 from app.core.model import Origin
 from app.core.problems import FieldError, Problem
 from app.core.text import html_to_text
+from app.intake import decode
 from app.intake.boards.draft import (
     Draft,
     FileValue,
@@ -125,7 +126,7 @@ def parse(body: bytes) -> IndeedApply:
     try:
         apply = _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise Problem(422, "Unprocessable application", str(exc)) from None
+        raise decode.invalid(exc) from None  # the board's own field named, as msgspec found it
     except msgspec.DecodeError as exc:
         raise Problem.malformed_json(str(exc)) from None
     if not apply.id or not apply.id.strip():

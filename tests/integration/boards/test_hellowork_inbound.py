@@ -227,8 +227,9 @@ INVALID = "PLATFORM.INPUT_INVALID"
         ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1_000"}]}, 422, INVALID, "[0].answer"),
         ({"screenerQuestions": [{"id": "x", "type": "number", "answer": 2**70}]}, 422, INVALID, "[0].answer"),
         # "1,500": 1500 to an English reader, 1.5 to a French one; neither is guessed
-        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1,500"}]}, 422, INVALID, "thousands"),
+        ({"screenerQuestions": [{"id": "x", "type": "number", "answer": "1,500"}]}, 422, INVALID, "[0].answer"),
         ({"applicant": {"firstName": "A", "lastName": "B", "email": "not-an-email"}}, 422, INVALID, "applicant.email"),
+        ({"applicant": {"firstName": "A", "lastName": "B", "email": 7}}, 422, INVALID, "applicant.email"),  # a type
     ],
 )
 async def test_refusals_name_hellowork_fields(
@@ -239,6 +240,7 @@ async def test_refusals_name_hellowork_fields(
     assert response.status_code == status, response.text
     problem = response.json()
     assert problem["code"] == code and field in response.text
+    assert any(field in error["field"] for error in problem["errors"]), problem  # named, not only in the detail
     assert await relay.redis.keys("ar:d:*") == []
 
 

@@ -322,7 +322,8 @@ async def test_indeed_status_codes(relay: Relay, payload: Any, status: int, fiel
 
 async def test_malformed_json_and_wrong_types(relay: Relay) -> None:
     assert (await post_indeed(relay, raw=b"{not json")).status_code == 400
-    assert (await post_indeed(relay, raw=b'{"id": 5, "applicant": {}}')).status_code == 422
+    wrong = await post_indeed(relay, raw=b'{"id": 5, "applicant": {}}')
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "id"  # named, not only in the detail
     await assert_nothing_stored(relay)
 
 
