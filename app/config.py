@@ -65,6 +65,13 @@ class ConfigError(ValueError):
 # past it is refused naming its key instead of failing as the record is written.
 PositiveInt = Annotated[int, Meta(gt=0, le=2**63 - 1)]
 PositiveNumber = Annotated[float, Meta(gt=0)]
+# A retry schedule: a delivery is given up on after its last entry, so a few dozen steps of at
+# most 30 days each cover any real schedule; beyond that is a typo (or 1e300 s, past arq's dates).
+MAX_RETRIES = 50
+RetryDelay = Annotated[float, Meta(gt=0, le=30 * 86_400)]
+# A host the SSRF guard lets through (`fetch_allow_hosts`), as the URL's host or host:port is
+# compared with it: a name or address, never a pattern ("*" would match nothing, silently).
+AllowedHost = Annotated[str, Meta(pattern=r"^(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
@@ -171,12 +178,12 @@ class ConnectionTable(InboundSettings, frozen=True, kw_only=True, forbid_unknown
     concurrency: PositiveInt = 10
     rate_per_s: PositiveNumber | None = None
     retry_schedule: Annotated[
-        tuple[PositiveNumber, ...], Meta(min_length=1, description="seconds before each retry")
+        tuple[RetryDelay, ...], Meta(min_length=1, max_length=MAX_RETRIES, description="seconds before each retry")
     ] = DEFAULT_SCHEDULE
     retry_jitter: Annotated[float, Meta(ge=0, lt=1)] = 0.2
     max_file_bytes: PositiveInt | None = None  # default: [limits]
     max_application_bytes: PositiveInt | None = None
-    fetch_allow_hosts: tuple[str, ...] = ()
+    fetch_allow_hosts: tuple[AllowedHost, ...] = ()
     fetch_allow_http: bool = False
     allowed_attachment_types: Annotated[
         tuple[files.AttachmentContentType, ...],

@@ -36,6 +36,10 @@ def conn(**table: Any) -> dict[str, Any]:
         (conn(timeout_s=120), "connections.acme.timeout_s"),
         (conn(concurrency=0), "connections.acme.concurrency"),
         (conn(retry_schedule=[]), "connections.acme.retry_schedule"),
+        (conn(retry_schedule=[60] * 51), "connections.acme.retry_schedule"),
+        (conn(retry_schedule=[1e300]), "connections.acme.retry_schedule[0]"),
+        (conn(fetch_allow_hosts=["*"]), "connections.acme.fetch_allow_hosts[0]"),
+        (conn(fetch_allow_hosts=["files.example.org/cv"]), "connections.acme.fetch_allow_hosts[0]"),
         (conn(max_file_bytes=-1), "connections.acme.max_file_bytes"),
         (conn(allowed_attachment_types=["image/svg+xml"]), "connections.acme.allowed_attachment_types[0]"),
         (conn(allowed_attachment_types=[]), "connections.acme.allowed_attachment_types"),
@@ -46,6 +50,12 @@ def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(data, {"ACME_KEY": "k"})
     assert str(error.value).startswith(key)
+
+
+def test_allowed_hosts_take_names_addresses_and_ports() -> None:
+    hosts = ["files.example.org", "cdn.example.org:8443", "10.0.0.5", "[fd00::1]:443"]
+    parsed = parse_config(conn(fetch_allow_hosts=hosts), {"ACME_KEY": "k"}).connections["acme"]
+    assert parsed.fetch_allow_hosts == tuple(hosts)
 
 
 def test_allowed_attachment_types_default_to_the_safe_list() -> None:
