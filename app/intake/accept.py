@@ -90,15 +90,27 @@ def request_fingerprint(secret: bytes, stored: StoredApplication) -> str:
     return hmac.new(secret, b"request\0" + _canonical.encode(canonical), hashlib.sha256).hexdigest()
 
 
-def key_reused() -> Problem:
+# Where a key came from, named as the sender knows it: a board's own id is renamed by the board's
+# field names (`origin.board_application_id` -> HelloWork's `applicationId`, Indeed's `id`).
+KEY_FIELD_HEADER, KEY_FIELD_WEBHOOK, KEY_FIELD_BOARD = "Idempotency-Key", "webhook-id", "origin.board_application_id"
+
+
+def key_reused(field: str = KEY_FIELD_HEADER) -> Problem:
     return Problem(
         422,
         "Idempotency key reused",
         "this idempotency key was first used with a different request; nothing was stored "
         "(a new application needs a new key; the same request again answers the first delivery)",
-        [FieldError("Idempotency-Key", "already used with a different request")],
+        [FieldError(field, "already used with a different request")],
         code=KEY_REUSED,
     )
+
+
+def key_field(idempotency_key: str | None) -> str:
+    """The field an application's key came from (`key_reused` names it)."""
+    if idempotency_key is None:
+        return KEY_FIELD_BOARD
+    return KEY_FIELD_WEBHOOK if idempotency_key.startswith("webhook:") else KEY_FIELD_HEADER
 
 
 def default_idempotency_key(app: ApplicationIn) -> str:
@@ -487,7 +499,7 @@ class Intake:
                 and existing.request_fingerprint is not None
                 and not hmac.compare_digest(existing.request_fingerprint, fingerprint)
             ):
-                raise key_reused()
+                raise key_reused(key_field(idempotency_key))
             return Accepted(result.delivery_id, False, existing.status if existing else "queued")
         if result.marked and marked_by is not None:
             delivery = marked_by[1]

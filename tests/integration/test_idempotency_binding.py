@@ -39,10 +39,11 @@ async def deliveries(relay: Relay) -> int:
     return len(await relay.redis.keys("ar:d:*"))
 
 
-def assert_reused(response: Any) -> None:
+def assert_reused(response: Any, field: str = "Idempotency-Key") -> None:
     assert response.status_code == 422, response.text
     problem = response.json()
     assert problem["code"] == KEY_REUSED and "different request" in problem["detail"], problem
+    assert [error["field"] for error in problem["errors"]] == [field]  # where the key came from
 
 
 async def test_a_key_reused_with_other_bodies_is_refused_and_the_same_body_answers_the_first(relay: Relay) -> None:
@@ -104,7 +105,9 @@ async def test_a_webhook_id_reused_with_another_body_is_refused(relay: Relay) ->
     assert first.status_code == 202, first.text
     redelivered = await relay.client.post(url, content=body, headers=webhook_headers(body, msg_id="msg_x"))
     assert redelivered.status_code == 202 and redelivered.json()["id"] == first.json()["id"]
-    assert_reused(await relay.client.post(url, content=other, headers=webhook_headers(other, msg_id="msg_x")))
+    assert_reused(
+        await relay.client.post(url, content=other, headers=webhook_headers(other, msg_id="msg_x")), "webhook-id"
+    )
     assert await deliveries(relay) == 1
 
 

@@ -273,6 +273,7 @@ def _number(where: str, value: Any) -> int | float:
 
 
 FIELD_NAMES = {
+    "origin.board_application_id": "applicationId",  # the idempotency key it makes (accept.key_field)
     "candidate.first_name": "applicant.firstName",
     "candidate.last_name": "applicant.lastName",
     "candidate.email_address": "applicant.email",

@@ -293,6 +293,7 @@ def _file(path: str, name: Any, content_type: Any, data: Any, connection: Connec
 
 
 FIELD_NAMES = {
+    "origin.board_application_id": "id",  # the idempotency key it makes (accept.key_field)
     "candidate.first_name": "applicant.firstName",
     "candidate.last_name": "applicant.lastName",
     "candidate.email_address": "applicant.email",

@@ -269,6 +269,18 @@ async def test_a_resume_file_without_bytes_is_refused_and_no_file_is_no_cv(relay
     assert response.status_code == 202, response.text
 
 
+async def test_an_application_id_reused_with_another_body_names_application_id(relay: Relay) -> None:
+    """HelloWork's id is the key: its reuse for another candidate names it, not a header never sent."""
+    assert (await post_hellowork(relay, hellowork_payload("hw-same"))).status_code == 202
+    other = hellowork_payload("hw-same")
+    other["applicant"] = {**other["applicant"], "email": "someone-else@example.org"}
+    response = await post_hellowork(relay, other)
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "PLATFORM.IDEMPOTENCY_KEY_REUSED"
+    assert [error["field"] for error in problem["errors"]] == ["applicationId"]
+
+
 async def test_malformed_json_is_a_400(relay: Relay) -> None:
     response = await relay.client.post(
         "/inbound/hellowork/acme", content=b"{nope", headers={"X-Api-Key": HELLOWORK_KEY}
