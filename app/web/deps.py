@@ -21,10 +21,18 @@ JSON_MEDIA_TYPE = re.compile(r"^application/(?:[a-z0-9!#$&^_.-]+\+)?json$")
 
 
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "Invalid Idempotency-Key", "Idempotency-Key: 1 to 255 printable ASCII characters", [])
-    return key
+    """The request's Idempotency-Key: one, of 1 to 255 printable ASCII characters (two headers
+    would leave it to chance which of them names the request)."""
+    keys = request.headers.getall("idempotency-key", [])
+    if not keys:
+        return None
+    why = "sent more than once" if len(keys) > 1 else None
+    if why is None and not IDEMPOTENCY_KEY.match(keys[0]):
+        why = "1 to 255 printable ASCII characters"
+    if why is not None:
+        errors = [FieldError("Idempotency-Key", why)]
+        raise Problem(400, "Invalid Idempotency-Key", f"Idempotency-Key: {why}", errors, code="PLATFORM.INPUT_INVALID")
+    return str(keys[0])
 
 
 async def read_body(request: Request[Any, Any, Any]) -> bytes:

@@ -193,6 +193,11 @@ async def test_no_token_no_intake_and_no_admin_api(relay: Relay) -> None:
 async def test_bad_idempotency_key_is_refused(relay: Relay) -> None:
     response = await relay.post(valid(), key="x" * 300)
     assert response.status_code == 400
+    assert response.json()["errors"] == [{"field": "Idempotency-Key", "message": "1 to 255 printable ASCII characters"}]
+    twice = [("authorization", relay.admin["authorization"]), ("idempotency-key", "a"), ("idempotency-key", "b")]
+    response = await relay.client.post("/v1/applications", json=valid(), headers=twice)
+    assert response.status_code == 400 and response.json()["code"] == "PLATFORM.INPUT_INVALID", response.text
+    assert response.json()["errors"][0]["message"] == "sent more than once"  # which one would name it?
     await assert_nothing_stored(relay)
 
 
