@@ -14,7 +14,8 @@ adds, per connection:
   that a byte every few seconds cannot hold it either; while the app itself stops reading (flow
   control), the client is not blamed;
 - a limit on concurrent connections per client address (`max_connections_per_client`): the
-  connection past it is answered 429 and closed at once, so one client cannot take every slot.
+  connection past it is answered 429 and closed at once, so one client cannot take every slot;
+- a cap on a request's line and headers (`max_header_bytes`, 64 KiB): past it, 431 and closed.
 
 It is the relay's own, rather than a front proxy's, because `applyrelay run` is also deployed
 alone (the embedded default); behind a proxy, set the proxy's equivalents too and raise
@@ -39,6 +40,9 @@ class ClientLimits:
     body_timeout_s: float = 15.0
     body_deadline_s: float = 300.0  # a whole body, however steadily it trickles in (25 MB at ~1 Mbit/s)
     max_connections_per_client: int = 64  # 0: no limit
+    # A request's line and headers together (nginx's default is 32 KB, h11's 16 KB): httptools
+    # keeps a header whole until it ends, so without a cap one request could hold any memory.
+    max_header_bytes: int = 65_536
 
 
 def _raw_problem(status: int, reason: str, code: str, detail: str) -> bytes:
@@ -54,6 +58,12 @@ def _raw_problem(status: int, reason: str, code: str, detail: str) -> bytes:
 
 TIMED_OUT = _raw_problem(
     408, "Request Timeout", "PLATFORM.REQUEST_TIMEOUT", "the request was not received in time; nothing was stored"
+)
+HEADERS_TOO_LARGE = _raw_problem(
+    431,
+    "Request Header Fields Too Large",
+    "PLATFORM.PAYLOAD_TOO_LARGE",
+    "the request line and headers are larger than the server takes; nothing was stored",
 )
 TOO_MANY = _raw_problem(
     429, "Too Many Requests", "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED", "too many connections from this client at once"
@@ -73,6 +83,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._address: str | None = None
         self._in_body = False
         self._body_due = 0.0  # loop time by which the body must be complete
+        self._header_bytes: int | None = 0  # read of the next request's head; None once it is complete
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -130,9 +141,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_body:
             self._arm_body()
+        elif self._header_bytes is not None:
+            self._header_bytes += len(data)  # a chunk may also hold the body's start: checked after parsing
         super().data_received(data)
+        if self._header_bytes is not None and self._header_bytes > self.limits.max_header_bytes:
+            if not self.transport.is_closing():
+                self.transport.write(HEADERS_TOO_LARGE)
+                self.transport.close()
 
     def on_headers_complete(self) -> None:
+        self._header_bytes = None
         self._disarm()
         self._in_body = True  # until the message is complete (at once for a request without a body)
         self._body_due = self.loop.time() + self.limits.body_deadline_s
@@ -141,6 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_body = False
+        self._header_bytes = 0  # what follows is the next request's head (pipelined, or keep-alive)
         self._disarm()
         super().on_message_complete()
 

@@ -100,6 +100,38 @@ def test_a_client_that_never_finishes_its_headers_is_closed_with_a_408(web: Guar
         sock.close()
 
 
+def test_headers_past_the_cap_are_a_431_and_a_large_body_is_not(web: GuardedServer) -> None:
+    """httptools keeps a header whole until it ends: a 10 MB one was taken (a probe)."""
+    sock = connect(web.port)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: relay\r\nX-Pad: ")
+    for _ in range(5):  # 70 KB of one header, unfinished, in pieces: refused once past 64 KiB
+        sock.sendall(b"a" * 14_000)
+        time.sleep(0.05)
+    data, _ = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 431 "), data
+    assert b'"code":"PLATFORM.PAYLOAD_TOO_LARGE"' in data
+    sock.close()
+    within = httpx.get(f"http://127.0.0.1:{web.port}/health", headers={"x-pad": "a" * 30_000}, timeout=5)
+    assert within.status_code == 200
+    body = b'{"pad": "' + b"b" * 200_000 + b'"}'  # in the same packets as the headers: a body, not a head
+    posted = httpx.post(
+        f"http://127.0.0.1:{web.port}/v1/applications",
+        content=body,
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"},
+        timeout=5,
+    )
+    assert posted.status_code == 422, posted.text
+    again = connect(web.port)  # keep-alive: the cap counts each request's head afresh
+    request = b"GET /health HTTP/1.1\r\nHost: relay\r\nX-Pad: " + b"c" * 40_000 + b"\r\n\r\n"
+    again.sendall(request + request)  # pipelined: 80 KB of heads, each within the cap
+    received = b""
+    while received.count(b"HTTP/1.1 200") < 2:
+        chunk = again.recv(65536)
+        assert chunk, received
+        received += chunk
+    again.close()
+
+
 def test_a_body_one_byte_short_is_closed_with_a_408(web: GuardedServer) -> None:
     sock = connect(web.port)
     body = b'{"connection_id": "acme"}'
