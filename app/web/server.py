@@ -65,6 +65,9 @@ HEADERS_TOO_LARGE = _raw_problem(
     "PLATFORM.PAYLOAD_TOO_LARGE",
     "the request line and headers are larger than the server takes; nothing was stored",
 )
+MALFORMED = _raw_problem(
+    400, "Bad Request", "PLATFORM.INPUT_INVALID", "the request is not valid HTTP/1.1; nothing was stored"
+)
 TOO_MANY = _raw_problem(
     429, "Too Many Requests", "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED", "too many connections from this client at once"
 )
@@ -148,6 +151,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if not self.transport.is_closing():
                 self.transport.write(HEADERS_TOO_LARGE)
                 self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools refused the bytes (a bad chunk size, a negative or doubled Content-Length,
+        a control character in a header): problem+json like every other refusal, not uvicorn's
+        text/plain, then closed as uvicorn does."""
+        if not self.transport.is_closing():
+            self.transport.write(MALFORMED)
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._header_bytes = None

@@ -5,6 +5,7 @@ as `applyrelay web` configures it (app/web/server.py), and once against that com
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -130,6 +131,28 @@ def test_headers_past_the_cap_are_a_431_and_a_large_body_is_not(web: GuardedServ
         assert chunk, received
         received += chunk
     again.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/applications HTTP/1.1\r\nHost: relay\r\nContent-Length: -5\r\n\r\n",
+        b"POST /v1/applications HTTP/1.1\r\nHost: relay\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST /v1/applications HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /health HTTP/1.1\r\nHost: re\x7flay\r\n\r\n",
+    ],
+    ids=["negative length", "two lengths", "bad chunk size", "DEL in a header"],
+)
+def test_broken_framing_is_a_problem_json_400(web: GuardedServer, request_bytes: bytes) -> None:
+    """uvicorn answered these with text/plain; every refusal of the relay is problem+json."""
+    sock = connect(web.port)
+    sock.sendall(request_bytes)
+    data, _ = read_until_closed(sock)
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), data
+    assert b"content-type: application/problem+json" in head
+    assert json.loads(body)["code"] == "PLATFORM.INPUT_INVALID"
 
 
 def test_a_body_one_byte_short_is_closed_with_a_408(web: GuardedServer) -> None:
