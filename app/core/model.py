@@ -174,6 +174,18 @@ stored_encoder = msgspec.msgpack.Encoder()
 stored_decoder = msgspec.msgpack.Decoder(StoredApplication)
 
 
+def stored_as_data(raw: bytes) -> dict[str, Any]:
+    """A stored application as plain data, for the reads that only show it (the operator's
+    views, a subject's export, a file link): checked against the model where it decodes, else as
+    it was stored. A record kept under other limits (an older release's, text NFC lengthened
+    before intake checked it) is still shown and exported, never a 500."""
+    try:
+        data: Any = msgspec.to_builtins(stored_decoder.decode(raw))
+    except msgspec.ValidationError:
+        data = msgspec.msgpack.decode(raw)
+    return data if isinstance(data, dict) else {}
+
+
 def normalise_email(email: str) -> str:
     """The one canonical form of an address: the idempotency key and the erasure index both use
     it, so they can never disagree on whether two addresses are the same candidate's. The local

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from app.core.model import stored_decoder
+from app.core.model import stored_as_data
 from app.delivery.record import Delivery
 from app.delivery.store import DeliveryStore
 from app.privacy import audit
@@ -100,12 +100,8 @@ async def candidate_name(store: DeliveryStore, delivery: Delivery) -> dict[str, 
     raw = await store.load_payload(delivery.id)
     if raw is None:
         return None
-    candidate = stored_decoder.decode(raw).candidate
-    return {
-        "first_name": candidate.first_name,
-        "last_name": candidate.last_name,
-        "email_address": candidate.email_address,
-    }
+    candidate = stored_as_data(raw).get("candidate") or {}
+    return {key: str(candidate.get(key, "")) for key in ("first_name", "last_name", "email_address")}
 
 
 async def show_candidate(store: DeliveryStore, delivery: Delivery, actor: str, via: str) -> dict[str, str] | None:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from litestar import Request, Response, Router, get
 
-from app.core.model import stored_decoder
+from app.core.model import stored_as_data
 from app.privacy import file_links
 from app.runtime import Runtime
 from app.web.openapi import ok, problems
@@ -31,14 +31,15 @@ async def download(request: Request[Any, Any, Any], token: str) -> Response[Any]
     raw, data = await runtime.store.load_payload(delivery_id), await runtime.store.load_file(delivery_id, index)
     if raw is None or not data:
         return problem(410, "Gone", "the file is no longer held by the relay")
-    ref = next((a for a in stored_decoder.decode(raw).attachments if a.index == index), None)
+    attachments = stored_as_data(raw).get("attachments") or []
+    ref = next((a for a in attachments if isinstance(a, dict) and a.get("index") == index), None)
     if ref is None:
         return problem(404, "Not found", "no such file")
     return Response(
         data,
-        media_type=ref.content_type or "application/octet-stream",
+        media_type=str(ref.get("content_type") or "application/octet-stream"),
         headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(ref.name)}",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(str(ref.get('name') or 'file'))}",
             "Cache-Control": "private, no-store",
             "X-Content-Type-Options": "nosniff",
         },

@@ -16,7 +16,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from msgspec import Meta
 
-from app.core.model import EMAIL_PATTERN, stored_decoder
+from app.core.model import EMAIL_PATTERN, stored_as_data
 from app.core.problems import Problem
 from app.delivery.engine import file_count
 from app.privacy import audit
@@ -94,9 +94,7 @@ async def subject_access(request: Request[Any, Any, Any]) -> Response[Any]:
     records = []
     for delivery in await runtime.store.get_many(ids):
         raw = await runtime.store.load_payload(delivery.id)
-        application = (
-            msgspec.to_builtins(stored_decoder.decode(raw)) if raw and delivery.kind == "application" else None
-        )
+        application = stored_as_data(raw) if raw and delivery.kind == "application" else None
         files_held = 0
         if raw is not None and not delivery.files_purged:
             files_held = await runtime.store.files_held(delivery.id, await file_count(runtime.store, delivery))
