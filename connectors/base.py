@@ -113,7 +113,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # delta-seconds are ASCII digits ("²".isdigit() too)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -133,6 +133,28 @@ def error_for_response(response: httpx.Response, detail: str) -> ConnectorError:
     if status in AUTH_STATUSES:
         return AuthError(text, status=status)
     return PermanentError(text, status=status)
+
+
+def answer_json(response: httpx.Response, what: str, *, wrote: bool) -> Any:
+    """A 2xx answer's JSON. A body that is none (an HTML page, cut short) is no answer: after a
+    write its outcome is unknown (the retry's lookup decides), and a read is safe to repeat."""
+    try:
+        return response.json()
+    except ValueError:
+        detail = f"{what}: the ATS answered HTTP {response.status_code} with a body that is not JSON"
+        raise (UnknownOutcome(detail) if wrote else TransientError(detail)) from None
+
+
+def record_id(value: Any, what: str) -> str:
+    """A record's id as an ATS answer gives it: a non-empty printable string or a positive
+    integer. Anything else (null, "", an object, true) is no id: saved, it would send the next
+    steps to a record that does not exist; after a create the outcome is unknown instead, and
+    the retry's lookup finds the record if it was made (docs/connectors/)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.strip() and len(value) <= 200 and value.isprintable():
+        return value.strip()
+    raise UnknownOutcome(f"{what}: the ATS answered without a usable id")
 
 
 def error_for_transport(exc: httpx.HTTPError, detail: str, *, sent: bool) -> TransientError:

@@ -73,9 +73,12 @@ from connectors.base import (
     StepContext,
     StepFn,
     StepWarning,
+    TransientError,
+    answer_json,
     attachment_step_name,
     error_for_response,
     error_for_transport,
+    record_id,
 )
 from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
@@ -397,8 +400,10 @@ class FactorialConnector(Connector[FactorialSettings]):
         after: str | None = None
         for _ in range(100):  # 10,000 records at most: far beyond what a lookup needs
             query = [*params, ("limit", "100")] + ([("after_id", after)] if after else [])
-            page = (await self._send("GET", path, what=what, params=query)).json()
-            items.extend(page.get("data", []))
+            page = answer_json(await self._send("GET", path, what=what, params=query), what, wrote=False)
+            if not isinstance(page, dict) or not isinstance(page.get("data", []), list):
+                raise TransientError(f"{what}: the ATS answered a list page of another shape")
+            items.extend(row for row in page.get("data", []) if isinstance(row, dict))
             meta = page.get("meta") or {}
             after = meta.get("end_cursor")
             if not meta.get("has_next_page") or not after:
@@ -522,7 +527,7 @@ class FactorialConnector(Connector[FactorialSettings]):
         found = await self._list("ats/candidates", [("emails[]", email)], what="find candidate by email")
         match = next((c for c in found if str(c.get("email", "")).casefold() == email.casefold()), None)
         if match:
-            return str(match["id"])
+            return record_id(match.get("id"), "find candidate by email")
         body: dict[str, Any] = {
             "first_name": app.candidate.first_name,
             "last_name": app.candidate.last_name,
@@ -536,9 +541,11 @@ class FactorialConnector(Connector[FactorialSettings]):
         if app.gdpr_consent is not None and app.gdpr_consent.given:
             body["consent_given_at"] = _iso(app.origin.received_at)
         body.update(self._source_fields(ctx))
-        created = (await self._send("POST", "ats/candidates", what="create candidate", json=body)).json()
+        response = await self._send("POST", "ats/candidates", what="create candidate", json=body)
+        created = answer_json(response, "create candidate", wrote=True)
+        candidate_id = record_id(created.get("id") if isinstance(created, dict) else None, "create candidate")
         ctx.created_here.add("candidate")
-        return str(created["id"])
+        return candidate_id
 
     async def _application(self, ctx: StepContext) -> str:
         app = _app(ctx)
@@ -563,17 +570,23 @@ class FactorialConnector(Connector[FactorialSettings]):
             if self.cv_upload == "link" and (letter := self._cv_link_letter(ctx, app)):
                 body["cover_letter"] = letter
             body.update(self._source_fields(ctx))
-            match = (await self._send("POST", "ats/applications", what="create application", json=body)).json()
+            response = await self._send("POST", "ats/applications", what="create application", json=body)
+            match = answer_json(response, "create application", wrote=True)
+            if not isinstance(match, dict):
+                match = {}
+            application_id = record_id(match.get("id"), "create application")
             ctx.created_here.add("application")
+        else:
+            application_id = record_id(match.get("id"), "find application")
         kind, _, source_id = ctx.checkpoints.get("source", "none:").partition(":")
         if kind == "id" and str(match.get("source_id") or "") != source_id:
             await self._send(
                 "PUT",
-                f"ats/applications/{match['id']}",
+                f"ats/applications/{application_id}",
                 what="set application source",
-                json={"id": str(match["id"]), "source_id": source_id},
+                json={"id": application_id, "source_id": source_id},
             )
-        return str(match["id"])
+        return application_id
 
     async def _answers(self, ctx: StepContext) -> str:
         app = _app(ctx)
@@ -657,7 +670,8 @@ class FactorialConnector(Connector[FactorialSettings]):
             "send_as_corporate_email": "false",
         }
         response = await self._send_file("POST", "ats/messages", what="upload CV as message", data=form, files=files)
-        return str(response.json()["id"])
+        message = answer_json(response, "upload CV as message", wrote=True)
+        return record_id(message.get("id") if isinstance(message, dict) else None, "upload CV as message")
 
     async def _find_cv_message(self, record: dict[str, Any], marker: str) -> str | None:
         """The CV message a previous try may have stored before its answer was lost."""

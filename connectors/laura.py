@@ -62,6 +62,7 @@ from connectors.base import (
     UnknownOutcome,
     error_for_response,
     error_for_transport,
+    record_id,
 )
 from connectors.http import ANY_STATUS, TtlCache, rest_passthrough
 
@@ -304,12 +305,14 @@ class LauraWire:
 
     @staticmethod
     def data(response: httpx.Response) -> Any:
+        """A 2xx answer's `data`. One that is no JSON envelope (a maintenance page served with
+        200) is no answer: a read is safe to repeat, so it is transient, not a refusal."""
         try:
             payload = response.json()
         except ValueError:
-            raise PermanentError(f"Laura answered HTTP {response.status_code} with a non-JSON body") from None
+            raise TransientError(f"Laura answered HTTP {response.status_code} with a non-JSON body") from None
         if not isinstance(payload, dict) or "data" not in payload:
-            raise PermanentError(f"Laura answered HTTP {response.status_code} without a data envelope")
+            raise TransientError(f"Laura answered HTTP {response.status_code} without a data envelope")
         return payload["data"]
 
     @classmethod
@@ -318,11 +321,9 @@ class LauraWire:
         record may exist, and the retry's lookup will find it."""
         try:
             record = cls.data(response)
-        except PermanentError as exc:
+        except TransientError as exc:
             raise UnknownOutcome(f"create answered without a readable body: {exc.detail}") from None
-        if not isinstance(record, dict) or record.get("id") is None:
-            raise UnknownOutcome("Laura's create answer has no id")
-        return str(record["id"])
+        return record_id(record.get("id") if isinstance(record, dict) else None, "Laura's create answer")
 
     @classmethod
     def first_id(cls, response: httpx.Response, matches: Callable[[Mapping[str, Any]], bool]) -> str | None:

@@ -86,6 +86,7 @@ from connectors.base import (
     TransientError,
     UnknownOutcome,
     attachment_step_name,
+    record_id,
 )
 from connectors.http import TtlCache
 
@@ -180,9 +181,7 @@ def is_duplicate(error: PermanentError) -> bool:
 def _uid(result: Any, what: str) -> str:
     """An OTYS uid from a create's result; null/false/empty is not an id (the write may or may
     not have happened: the retry's lookup decides)."""
-    if isinstance(result, bool) or not isinstance(result, str | int) or result in ("", 0):
-        raise UnknownOutcome(f"OTYS returned no {what} id")
-    return str(result)
+    return record_id(result, f"OTYS's {what}")
 
 
 def dedupe_marker(sha256: str) -> str:

@@ -26,3 +26,4 @@ def test_retry_policy_schedule_jitter_floor_and_cap() -> None:
     assert parse_retry_after("120") == 120
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412420.0) == pytest.approx(60)
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("²") is None and parse_retry_after("١٢") is None  # digits to str.isdigit, not to float

@@ -1,0 +1,104 @@
+"""An ATS that answers badly (tests/support/hostile_ats.py in front of the emulators): a create
+that succeeds but answers with no usable id, a 200 HTML page on a read. Each must end delivered,
+exactly once in the ATS: the id as answered was saved before ("None", "", "{'nested': 1}"), the
+next step sent it, and the delivery was dead-lettered on the wrong step with the records made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors.sandbox.common import BackgroundServer
+from tests.support.builders import application, connection_table
+from tests.support.emulators import Emulator
+from tests.support.harness import Relay
+from tests.support.hostile_ats import HostileATS, answer, with_id
+
+FACTORIAL = r"/api/[^/]+/resources/ats/"
+
+
+@pytest.fixture
+def hostile_factorial(factorial: Emulator) -> Iterator[tuple[HostileATS, str]]:
+    proxy = HostileATS(factorial.url)
+    server = BackgroundServer(proxy).start()
+    yield proxy, server.url
+    server.stop()
+
+
+@pytest.fixture
+def hostile_laura(laura: Emulator) -> Iterator[tuple[HostileATS, str]]:
+    proxy = HostileATS(laura.url)
+    server = BackgroundServer(proxy).start()
+    yield proxy, server.url
+    server.stop()
+
+
+async def settle(relay: Relay, delivery_id: str, runs: int = 4) -> tuple[dict[str, Any], list[str]]:
+    """Run the delivery until it ends (each scheduled retry made due at once): its last state
+    and the status after each run."""
+    statuses: list[str] = []
+    record: dict[str, Any] = {}
+    for run in range(1, runs + 1):
+        record = await relay.wait_for(
+            delivery_id, "delivered", "retry_scheduled", "failed", timeout=30, until=lambda r, n=run: r["runs"] >= n
+        )
+        statuses.append(record["status"])
+        if record["status"] != "retry_scheduled":
+            break
+        await relay.run_due_jobs()
+    return record, statuses
+
+
+def one_candidate(email: str) -> dict[str, Any]:
+    return application(
+        attachments=[],
+        screening_question_answers=[],
+        candidate={"first_name": "Ana", "last_name": "Ruiz", "email_address": email},
+    )
+
+
+@pytest.mark.parametrize("bad_id", [None, "", {"nested": 1}, True, 0])
+async def test_a_create_answered_without_a_usable_id_is_retried_and_made_once(
+    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str], bad_id: Any
+) -> None:
+    proxy, url = hostile_factorial
+    proxy.on("POST", FACTORIAL + "candidates$", with_id(bad_id))
+    proxy.on("POST", FACTORIAL + "applications$", with_id(bad_id))
+    relay: Relay = make_relay({"acme": connection_table("factorial", url)})
+    await relay.start_worker()
+    email = f"ana-{abs(hash(repr(bad_id)))}@example.org"
+    response = await relay.post({**one_candidate(email), "connection_id": "acme"})
+    assert response.status_code == 202, response.text
+    record, statuses = await settle(relay, response.json()["id"])
+    assert statuses == ["retry_scheduled", "retry_scheduled", "delivered"], record["last_error"]  # one retry each
+    seen = factorial.records()
+    assert [c["email"] for c in seen["candidates"]].count(email) == 1
+    [candidate] = [c for c in seen["candidates"] if c["email"] == email]
+    assert record["checkpoints"]["candidate"] == str(candidate["id"])
+    mine = [a for a in seen["applications"] if str(a["ats_candidate_id"]) == str(candidate["id"])]
+    assert len(mine) == 1 and record["checkpoints"]["application"] == str(mine[0]["id"])
+
+
+async def test_a_laura_create_without_an_id_and_a_read_served_as_html_are_retried(
+    make_relay: Any, laura: Emulator, hostile_laura: tuple[HostileATS, str]
+) -> None:
+    proxy, url = hostile_laura
+    proxy.on(
+        "GET",
+        r"/candidates$",
+        answer(200, b"<html><h1>Maintenance</h1></html>", [("content-type", "text/html")], write=False),
+    )
+    proxy.on("POST", r"/candidates$", with_id(""))
+    relay: Relay = make_relay({"laura": connection_table("laura", url)})
+    await relay.start_worker()
+    response = await relay.post(
+        {**one_candidate("ana-laura@example.org"), "connection_id": "laura", "application": {"job_id": "102"}}
+    )
+    assert response.status_code == 202, response.text
+    record, statuses = await settle(relay, response.json()["id"])
+    # the HTML read, then the id-less create: both transient, then delivered
+    assert statuses == ["retry_scheduled", "retry_scheduled", "delivered"], record["last_error"]
+    candidates = [c for c in laura.records()["candidates"] if c.get("email") == "ana-laura@example.org"]
+    assert len(candidates) == 1
