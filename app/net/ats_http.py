@@ -17,7 +17,9 @@ The SSRF-guarded fetches and the outbound status callbacks keep httpx's own tran
 
 from __future__ import annotations
 
+import asyncio
 import os
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -63,16 +65,61 @@ def _mapped() -> Iterator[None]:
         raise mapped from exc
 
 
-class _MappedStream(httpx.AsyncByteStream):
-    """The response body, with the same mapping for failures while it is read."""
+# The most an ATS answer may take once decompressed: more than any file the relay takes (25 MB an
+# application). A 1 MB gzip body inflating to 1 GiB took a worker to 3.3 GB and held its loop past
+# the job timeout (a probe); a plain 60 MB one was read whole too.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+DECODED = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
 
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+
+class AnswerTooLarge(httpx.ReadError):
+    """More than MAX_ANSWER_BYTES, declared or once inflated (the connectors name the class)."""
+
+
+class AnswerTooSlow(httpx.ReadTimeout):
+    """The whole answer did not arrive within the call's read timeout."""
+
+
+class AnswerUndecodable(httpx.DecodingError):
+    """A compressed answer that is damaged, or in an encoding that was not asked for."""
+
+
+class _MappedStream(httpx.AsyncByteStream):
+    """The response body, with the same mapping for failures while it is read, decompressed
+    here rather than by httpx so that it is bounded (`MAX_ANSWER_BYTES` once inflated) and read
+    within the call's read timeout as a whole: aiohttp bounds only each read, so an answer
+    trickling a byte every half second held a worker slot until the run budget cut it."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, encoding: str | None, deadline: float, seconds: float) -> None:
         self._inner = inner
+        self._inflate = zlib.decompressobj(wbits=DECODED[encoding]) if encoding else None
+        self._deadline, self._seconds = deadline, seconds
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        size, loop = 0, asyncio.get_running_loop()
         with _mapped():
             async for chunk in self._inner:
-                yield chunk
+                if loop.time() > self._deadline:
+                    raise AnswerTooSlow(f"the answer took longer than {self._seconds:g} s to arrive")
+                data = self._inflated(chunk, MAX_ANSWER_BYTES - size + 1)
+                size += len(data)
+                if size > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
+                if data:
+                    yield data
+            if self._inflate is not None and (rest := self._inflated(b"", MAX_ANSWER_BYTES - size + 1)):
+                if size + len(rest) > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
+                yield rest
+
+    def _inflated(self, chunk: bytes, room: int) -> bytes:
+        if self._inflate is None:
+            return chunk
+        try:
+            data = self._inflate.decompress(self._inflate.unconsumed_tail + chunk, room)
+        except zlib.error as exc:
+            raise AnswerUndecodable(f"the answer's compressed body is damaged ({exc})") from None
+        return data
 
     async def aclose(self) -> None:
         with _mapped():
@@ -93,7 +140,22 @@ class ATSTransport(AiohttpTransport):
         with _mapped():
             response = await super().handle_async_request(request)
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _MappedStream(response.stream)
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            await response.aclose()
+            raise AnswerTooLarge(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
+        encoding = response.headers.get("content-encoding", "").strip().lower() or None
+        if encoding == "identity":
+            encoding = None
+        if encoding is not None and encoding not in DECODED:  # asked for gzip and deflate only
+            await response.aclose()
+            raise AnswerUndecodable(f"the answer is encoded as {encoding[:40]!r}, which was not asked for")
+        if encoding is not None:  # decoded (and bounded) by the stream: httpx must not decode it again
+            del response.headers["content-encoding"]
+            response.headers.pop("content-length", None)
+        seconds = float((request.extensions.get("timeout") or {}).get("read") or 60.0)
+        deadline = asyncio.get_running_loop().time() + seconds
+        response.stream = _MappedStream(response.stream, encoding, deadline, seconds)
         return response
 
 

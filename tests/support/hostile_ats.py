@@ -4,8 +4,10 @@ gateway or in a bad release would send them. For the worker's side of "hostile i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,5 +90,46 @@ def answer(status: int, content: bytes, headers: list[tuple[str, str]] | None = 
         if write:
             await forward()
         await respond(send, status, headers or [], content)
+
+    return action
+
+
+def gzip_bomb(inflated_mib: int) -> Action:
+    """The write is made; the answer is `inflated_mib` MiB of zeros gzipped (a few KB a MiB)."""
+    packer, parts = zlib.compressobj(9, wbits=31), []
+    zeros = bytes(1024 * 1024)
+    for _ in range(inflated_mib):
+        parts.append(packer.compress(zeros))
+    parts.append(packer.flush())
+    bomb = b"".join(parts)
+
+    async def action(forward: Callable[[], Awaitable[Answer]], send: Send) -> None:
+        status, _, _ = await forward()
+        await respond(send, status, [("content-encoding", "gzip")], bomb)
+
+    return action
+
+
+def trickled(every_s: float) -> Action:
+    """The write is made; its answer is sent a byte at a time, `every_s` apart."""
+
+    async def action(forward: Callable[[], Awaitable[Answer]], send: Send) -> None:
+        status, _, content = await forward()
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        for i in range(len(content)):
+            await send({"type": "http.response.body", "body": content[i : i + 1], "more_body": i < len(content) - 1})
+            await asyncio.sleep(every_s)
+
+    return action
+
+
+def gzipped() -> Action:
+    """The write is made; its (well-formed) answer is sent gzip-encoded, as a server may."""
+
+    async def action(forward: Callable[[], Awaitable[Answer]], send: Send) -> None:
+        status, headers, content = await forward()
+        packer = zlib.compressobj(wbits=31)
+        await respond(send, status, [*headers, ("content-encoding", "gzip")], packer.compress(content) + packer.flush())
 
     return action

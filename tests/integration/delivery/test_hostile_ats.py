@@ -14,7 +14,7 @@ from connectors.sandbox.common import BackgroundServer
 from tests.support.builders import application, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
-from tests.support.hostile_ats import HostileATS, answer, with_id
+from tests.support.hostile_ats import HostileATS, answer, gzip_bomb, gzipped, trickled, with_id
 
 FACTORIAL = r"/api/[^/]+/resources/ats/"
 
@@ -102,3 +102,52 @@ async def test_a_laura_create_without_an_id_and_a_read_served_as_html_are_retrie
     assert statuses == ["retry_scheduled", "retry_scheduled", "delivered"], record["last_error"]
     candidates = [c for c in laura.records()["candidates"] if c.get("email") == "ana-laura@example.org"]
     assert len(candidates) == 1
+
+
+async def test_a_gzipped_answer_is_read_as_before(
+    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str]
+) -> None:
+    """The answers are inflated by the relay's stream now (bounded), not by httpx."""
+    proxy, url = hostile_factorial
+    proxy.on("POST", FACTORIAL + "candidates$", gzipped())
+    proxy.on("POST", FACTORIAL + "applications$", gzipped())
+    relay: Relay = make_relay({"acme": connection_table("factorial", url)})
+    await relay.start_worker()
+    response = await relay.post({**one_candidate("ana-gz@example.org"), "connection_id": "acme"})
+    record, statuses = await settle(relay, response.json()["id"])
+    assert statuses == ["delivered"], record["last_error"]
+
+
+async def test_a_gzip_bomb_is_cut_at_the_answer_cap_and_the_delivery_goes_on(
+    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str]
+) -> None:
+    """A create's answer of 64 KB inflating to 256 MiB: was inflated whole by httpx (a probe's
+    1 GiB one took a worker to 3.3 GB); now cut at MAX_ANSWER_BYTES, an unknown outcome."""
+    proxy, url = hostile_factorial
+    proxy.on("POST", FACTORIAL + "candidates$", gzip_bomb(256))
+    relay: Relay = make_relay({"acme": connection_table("factorial", url)})
+    await relay.start_worker()
+    email = "ana-bomb@example.org"
+    response = await relay.post({**one_candidate(email), "connection_id": "acme"})
+    record, statuses = await settle(relay, response.json()["id"])
+    assert statuses == ["retry_scheduled", "delivered"], record["last_error"]
+    [cut] = [a for a in record["attempts"] if a["outcome"] == "transient"]
+    assert cut["error"] == "create candidate: AnswerTooLarge", cut
+    assert [c["email"] for c in factorial.records()["candidates"]].count(email) == 1
+
+
+async def test_an_answer_trickling_in_is_cut_at_the_calls_timeout(
+    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str]
+) -> None:
+    """aiohttp bounds each read only: a byte every 0.2 s held the call until the run budget."""
+    proxy, url = hostile_factorial
+    proxy.on("POST", FACTORIAL + "candidates$", trickled(0.2))
+    relay: Relay = make_relay({"acme": connection_table("factorial", url, timeout_s=1)})
+    await relay.start_worker()
+    email = "ana-slow@example.org"
+    response = await relay.post({**one_candidate(email), "connection_id": "acme"})
+    record, statuses = await settle(relay, response.json()["id"])
+    assert statuses == ["retry_scheduled", "delivered"], record["last_error"]
+    [cut] = [a for a in record["attempts"] if a["outcome"] == "transient"]
+    assert cut["error"] == "create candidate: AnswerTooSlow", cut
+    assert [c["email"] for c in factorial.records()["candidates"]].count(email) == 1
