@@ -94,3 +94,24 @@ def test_personal_values_of_an_application() -> None:
 
 def test_an_action_has_no_personal_values() -> None:
     assert personal_values(None) == ()
+
+
+def test_an_ats_echoing_the_candidate_in_other_writings_is_scrubbed() -> None:
+    """A probe's hostile ATS echoed "Zoe" (for "Zoë"), "Van der Berg" (of "Van der Berg-Ñúñez")
+    and the phone as "0612 345 678" and "+34-612-345-678": each reached the stored error."""
+    app = StoredApplication(
+        connection_id="acme",
+        candidate=Candidate(
+            first_name="Zoë",
+            last_name="Van der Berg-Ñúñez",
+            email_address="zoe@example.org",
+            phone_number="+34 612 345 678",
+        ),
+        application=JobRef(job_id="2001"),
+        origin=Origin(channel="api", received_at=0.0),
+    )
+    values = personal_values(app)
+    for echoed in ("Zoe", "ZOE", "Van der Berg", "Nunez", "Ñúñez", "0612 345 678", "+34-612-345-678", "612345678"):
+        scrubbed = scrub(f"candidate {echoed} already exists (job 2001, since 2026-12-04)", values)
+        assert echoed.lower() not in scrubbed.lower(), scrubbed
+        assert "job 2001, since 2026-12-04" in scrubbed  # the ATS's own ids and dates stay readable
