@@ -74,6 +74,7 @@ from connectors.base import (
     StepFn,
     StepWarning,
     TransientError,
+    UnknownOutcome,
     answer_json,
     attachment_step_name,
     error_for_response,
@@ -541,7 +542,14 @@ class FactorialConnector(Connector[FactorialSettings]):
         if app.gdpr_consent is not None and app.gdpr_consent.given:
             body["consent_given_at"] = _iso(app.origin.received_at)
         body.update(self._source_fields(ctx))
-        response = await self._send("POST", "ats/candidates", what="create candidate", json=body)
+        try:
+            response = await self._send("POST", "ats/candidates", what="create candidate", json=body)
+        except PermanentError as exc:
+            if exc.status != 409:
+                raise
+            # Undocumented, but "already exists" where it is sent (a search index behind the
+            # write): the retry's lookup finds the candidate, rather than a dead letter now.
+            raise UnknownOutcome(f"{exc.detail} (the candidate may exist: looked up again on the retry)") from None
         created = answer_json(response, "create candidate", wrote=True)
         candidate_id = record_id(created.get("id") if isinstance(created, dict) else None, "create candidate")
         ctx.created_here.add("candidate")

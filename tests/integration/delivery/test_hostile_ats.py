@@ -151,3 +151,19 @@ async def test_an_answer_trickling_in_is_cut_at_the_calls_timeout(
     [cut] = [a for a in record["attempts"] if a["outcome"] == "transient"]
     assert cut["error"] == "create candidate: AnswerTooSlow", cut
     assert [c["email"] for c in factorial.records()["candidates"]].count(email) == 1
+
+
+async def test_a_409_on_the_candidate_create_is_looked_up_again_not_dead_lettered(
+    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str]
+) -> None:
+    """The write is made, the answer says it conflicts (an index behind the write): was a dead
+    letter at once, the candidate made; now the retry's lookup finds it."""
+    proxy, url = hostile_factorial
+    proxy.on("POST", FACTORIAL + "candidates$", answer(409, b'{"error": "already exists"}', write=True))
+    relay: Relay = make_relay({"acme": connection_table("factorial", url)})
+    await relay.start_worker()
+    email = "ana-409@example.org"
+    response = await relay.post({**one_candidate(email), "connection_id": "acme"})
+    record, statuses = await settle(relay, response.json()["id"])
+    assert statuses == ["retry_scheduled", "delivered"], record["last_error"]
+    assert [c["email"] for c in factorial.records()["candidates"]].count(email) == 1
