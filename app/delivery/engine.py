@@ -16,6 +16,7 @@ in-progress lease, and the checkpoints make the re-run resume instead of repeat.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -550,6 +551,9 @@ class DeliveryEngine:
             return exc
         except (RedisConnectionError, RedisTimeoutError):
             raise  # our own store is away, not the ATS: the worker re-runs the job, no attempt spent
+        except (json.JSONDecodeError, msgspec.DecodeError) as exc:  # the ATS's answer, not our code
+            log.warning("delivery.step_unreadable_answer", delivery_id=delivery.id, step=step.name)
+            return TransientError(f"step {step.name}: the ATS's answer could not be read ({type(exc).__name__})")
         except Exception as exc:  # a connector bug: keep it retryable, never let it kill the job
             log.exception(
                 "delivery.step_crashed", delivery_id=delivery.id, step=step.name, error_type=type(exc).__name__

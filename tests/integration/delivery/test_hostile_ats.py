@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from connectors.sandbox.common import BackgroundServer
-from tests.support.builders import application, connection_table
+from connectors.sandbox.flatchr import COMPANY_ID as FLATCHR_COMPANY
+from tests.support.builders import PDF_BYTES, application, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
 from tests.support.hostile_ats import HostileATS, answer, gzip_bomb, gzipped, trickled, with_id
@@ -167,3 +168,42 @@ async def test_a_409_on_the_candidate_create_is_looked_up_again_not_dead_lettere
     record, statuses = await settle(relay, response.json()["id"])
     assert statuses == ["retry_scheduled", "delivered"], record["last_error"]
     assert [c["email"] for c in factorial.records()["candidates"]].count(email) == 1
+
+
+@pytest.fixture
+def hostile_flatchr(flatchr: Emulator) -> Iterator[tuple[HostileATS, str]]:
+    proxy = HostileATS(flatchr.url)
+    server = BackgroundServer(proxy).start()
+    yield proxy, server.url
+    server.stop()
+
+
+async def test_an_unreadable_answer_is_named_as_the_atss_not_as_our_bug(
+    make_relay: Any, flatchr: Emulator, hostile_flatchr: tuple[HostileATS, str]
+) -> None:
+    """Flatchr's applicant search answered with an HTML page: was 'internal error in step
+    create: JSONDecodeError', logged with a traceback as if the connector had crashed."""
+    proxy, url = hostile_flatchr
+    proxy.on(
+        "POST",
+        r"/search/applicants$",
+        answer(200, b"<html>maintenance</html>", [("content-type", "text/html")], write=False),
+    )
+    relay: Relay = make_relay({"acme": connection_table("flatchr", url, company_id=FLATCHR_COMPANY)})
+    await relay.start_worker()
+    body = {
+        "connection_id": "acme",
+        "candidate": {"first_name": "Jeanne", "last_name": "Martin", "email_address": "jeanne-html@example.fr"},
+        "application": {"job_id": "Vq5r6pYxam9AmMvP"},  # the seeded Python job
+        "screening_question_answers": [
+            {"question_id": "q7Hd2LmQx9aB3cTe", "answer": "L'équipe"},
+            {"question_id": "q2Kp8ZrW4nYv6JsU", "answer": False},
+        ],
+        "attachments": [{"name": "cv.pdf", "type": "CV", "content_type": "application/pdf", "data": b64(PDF_BYTES)}],
+    }
+    response = await relay.post(body)
+    assert response.status_code == 202, response.text
+    record, statuses = await settle(relay, response.json()["id"])
+    assert statuses == ["retry_scheduled", "delivered"], record["last_error"]
+    [unread] = [a for a in record["attempts"] if a["outcome"] == "transient"]
+    assert "the ATS's answer could not be read (JSONDecodeError)" in unread["error"], unread
