@@ -70,6 +70,7 @@ def _mapped() -> Iterator[None]:
 # the job timeout (a probe); a plain 60 MB one was read whole too.
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 DECODED = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
+REFUSED_CODINGS = frozenset({"br", "zstd", "compress", "x-compress"})  # real codings never asked for
 
 
 class AnswerTooLarge(httpx.ReadError):
@@ -93,6 +94,8 @@ class _MappedStream(httpx.AsyncByteStream):
     def __init__(self, inner: httpx.AsyncByteStream, encoding: str | None, deadline: float, seconds: float) -> None:
         self._inner = inner
         self._inflate = zlib.decompressobj(wbits=DECODED[encoding]) if encoding else None
+        self._raw_deflate_ok = encoding == "deflate"  # a raw stream with no zlib header, as httpx allows
+        self._head = b""  # the first bytes, until they tell a zlib stream from a raw one
         self._deadline, self._seconds = deadline, seconds
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -115,10 +118,18 @@ class _MappedStream(httpx.AsyncByteStream):
     def _inflated(self, chunk: bytes, room: int) -> bytes:
         if self._inflate is None:
             return chunk
+        if self._raw_deflate_ok:
+            self._head += chunk
         try:
             data = self._inflate.decompress(self._inflate.unconsumed_tail + chunk, room)
         except zlib.error as exc:
-            raise AnswerUndecodable(f"the answer's compressed body is damaged ({exc})") from None
+            if not self._raw_deflate_ok:
+                raise AnswerUndecodable(f"the answer's compressed body is damaged ({exc})") from None
+            self._inflate = zlib.decompressobj(wbits=-zlib.MAX_WBITS)  # IIS-style "deflate": no header
+            self._raw_deflate_ok, head, self._head = False, self._head, b""
+            return self._inflated(head, room)
+        if self._raw_deflate_ok and (data or len(self._head) >= 2):  # the header is two bytes
+            self._raw_deflate_ok, self._head = False, b""
         return data
 
     async def aclose(self) -> None:
@@ -144,15 +155,18 @@ class ATSTransport(AiohttpTransport):
         if declared.isascii() and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
             await response.aclose()
             raise AnswerTooLarge(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
-        encoding = response.headers.get("content-encoding", "").strip().lower() or None
-        if encoding == "identity":
-            encoding = None
-        if encoding is not None and encoding not in DECODED:  # asked for gzip and deflate only
+        # As httpx reads it: comma-separated codings, `identity` and tokens no one defines
+        # ("utf-8", "binary": misconfigured servers send them over plain bodies) ignored.
+        codings = [c for c in (t.strip().lower() for t in response.headers.get("content-encoding", "").split(","))]
+        real = [c for c in codings if c in DECODED or c in REFUSED_CODINGS]
+        if any(c in REFUSED_CODINGS for c in real) or len(real) > 1:  # asked for gzip and deflate, once
             await response.aclose()
-            raise AnswerUndecodable(f"the answer is encoded as {encoding[:40]!r}, which was not asked for")
-        if encoding is not None:  # decoded (and bounded) by the stream: httpx must not decode it again
+            raise AnswerUndecodable(f"the answer is encoded as {', '.join(real)[:60]!r}, which was not asked for")
+        encoding = real[0] if real else None
+        if "content-encoding" in response.headers:  # decoded (and bounded) by the stream, not by httpx
             del response.headers["content-encoding"]
-            response.headers.pop("content-length", None)
+            if encoding is not None:
+                response.headers.pop("content-length", None)
         seconds = float((request.extensions.get("timeout") or {}).get("read") or 60.0)
         deadline = asyncio.get_running_loop().time() + seconds
         response.stream = _MappedStream(response.stream, encoding, deadline, seconds)

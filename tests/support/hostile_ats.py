@@ -124,12 +124,18 @@ def trickled(every_s: float) -> Action:
     return action
 
 
-def gzipped() -> Action:
-    """The write is made; its (well-formed) answer is sent gzip-encoded, as a server may."""
+WBITS = {"gzip": 31, "deflate": 15, "raw deflate": -15}  # how each writing of the codings is packed
+
+
+def encoded(coding: str, header: str) -> Action:
+    """The write is made; its (well-formed) answer is packed as `coding` ("gzip", "deflate" with
+    its zlib header, "raw deflate" without, or "none": sent as it is) under `Content-Encoding: header`."""
 
     async def action(forward: Callable[[], Awaitable[Answer]], send: Send) -> None:
         status, headers, content = await forward()
-        packer = zlib.compressobj(wbits=31)
-        await respond(send, status, [*headers, ("content-encoding", "gzip")], packer.compress(content) + packer.flush())
+        if coding != "none":
+            packer = zlib.compressobj(wbits=WBITS[coding])
+            content = packer.compress(content) + packer.flush()
+        await respond(send, status, [*headers, ("content-encoding", header)], content)
 
     return action

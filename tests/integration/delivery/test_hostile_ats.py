@@ -15,7 +15,7 @@ from connectors.sandbox.flatchr import COMPANY_ID as FLATCHR_COMPANY
 from tests.support.builders import PDF_BYTES, application, b64, connection_table
 from tests.support.emulators import Emulator
 from tests.support.harness import Relay
-from tests.support.hostile_ats import HostileATS, answer, gzip_bomb, gzipped, trickled, with_id
+from tests.support.hostile_ats import HostileATS, answer, encoded, gzip_bomb, trickled, with_id
 
 FACTORIAL = r"/api/[^/]+/resources/ats/"
 
@@ -105,16 +105,28 @@ async def test_a_laura_create_without_an_id_and_a_read_served_as_html_are_retrie
     assert len(candidates) == 1
 
 
-async def test_a_gzipped_answer_is_read_as_before(
-    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str]
+@pytest.mark.parametrize(
+    ("coding", "header"),
+    [
+        ("gzip", "gzip"),
+        ("deflate", "deflate"),
+        ("raw deflate", "deflate"),  # IIS-style, no zlib header: httpx took it, so must we
+        ("gzip", "gzip, identity"),
+        ("none", "utf-8"),  # a token no one defines, over a plain body: ignored, as httpx does
+    ],
+)
+async def test_an_encoded_answer_is_read_as_httpx_read_it(
+    make_relay: Any, factorial: Emulator, hostile_factorial: tuple[HostileATS, str], coding: str, header: str
 ) -> None:
     """The answers are inflated by the relay's stream now (bounded), not by httpx."""
     proxy, url = hostile_factorial
-    proxy.on("POST", FACTORIAL + "candidates$", gzipped())
-    proxy.on("POST", FACTORIAL + "applications$", gzipped())
+    proxy.on("POST", FACTORIAL + "candidates$", encoded(coding, header))
+    proxy.on("POST", FACTORIAL + "applications$", encoded(coding, header))
     relay: Relay = make_relay({"acme": connection_table("factorial", url)})
     await relay.start_worker()
-    response = await relay.post({**one_candidate("ana-gz@example.org"), "connection_id": "acme"})
+    response = await relay.post(
+        {**one_candidate(f"ana-{coding.replace(' ', '')}@example.org"), "connection_id": "acme"}
+    )
     record, statuses = await settle(relay, response.json()["id"])
     assert statuses == ["delivered"], record["last_error"]
 
