@@ -70,8 +70,9 @@ PositiveNumber = Annotated[float, Meta(gt=0)]
 MAX_RETRIES = 50
 RetryDelay = Annotated[float, Meta(gt=0, le=30 * 86_400)]
 # A host the SSRF guard lets through (`fetch_allow_hosts`), as the URL's host or host:port is
-# compared with it: a name or address, never a pattern ("*" would match nothing, silently).
-AllowedHost = Annotated[str, Meta(pattern=r"^(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")]
+# compared with it (`ssrf._allowed`: the host as urlsplit gives it, an IPv6 one unbracketed):
+# a name or address, never a pattern ("*" would match nothing, silently).
+AllowedHost = Annotated[str, Meta(pattern=r"^(?:[A-Za-z0-9_.-]{1,253}(?::[0-9]{1,5})?|[0-9A-Fa-f:.]{2,51})$")]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 

@@ -36,6 +36,8 @@ def redis_away(exc: BaseException) -> bool:
     loading its AOF), rather than refusing us (a wrong password or ACL, a bad TLS certificate)."""
     if isinstance(exc, AuthenticationError | AuthorizationError | ssl.SSLError):
         return False
+    if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):  # redis-py wraps it in its ConnectionError
+        return False
     return isinstance(exc, OSError | RedisConnectionError | RedisTimeoutError)
 
 

@@ -335,7 +335,7 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 # "1,500": a thousands separator in English, a decimal comma in French; read either way it is off
 # by a factor of 1,000 for half of those who write it, so it is no number until written plainly.
-_THOUSANDS_OR_DECIMAL = re.compile(r"[+-]?[0-9]{1,3},[0-9]{3}")
+_THOUSANDS_OR_DECIMAL = re.compile(r"[+-]?(?!0,)[0-9]{1,3},[0-9]{3}")  # "0,125" is a decimal only
 AMBIGUOUS_NUMBER = "must be a number without a thousands separator (1,500 reads as 1500 or as 1.5)"
 
 

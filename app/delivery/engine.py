@@ -551,7 +551,7 @@ class DeliveryEngine:
             return exc
         except (RedisConnectionError, RedisTimeoutError):
             raise  # our own store is away, not the ATS: the worker re-runs the job, no attempt spent
-        except (json.JSONDecodeError, msgspec.DecodeError) as exc:  # the ATS's answer, not our code
+        except (json.JSONDecodeError, UnicodeDecodeError, msgspec.DecodeError) as exc:  # the ATS's answer
             log.warning("delivery.step_unreadable_answer", delivery_id=delivery.id, step=step.name)
             return TransientError(f"step {step.name}: the ATS's answer could not be read ({type(exc).__name__})")
         except Exception as exc:  # a connector bug: keep it retryable, never let it kill the job

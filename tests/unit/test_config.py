@@ -40,6 +40,7 @@ def conn(**table: Any) -> dict[str, Any]:
         (conn(retry_schedule=[1e300]), "connections.acme.retry_schedule[0]"),
         (conn(fetch_allow_hosts=["*"]), "connections.acme.fetch_allow_hosts[0]"),
         (conn(fetch_allow_hosts=["files.example.org/cv"]), "connections.acme.fetch_allow_hosts[0]"),
+        (conn(fetch_allow_hosts=["[fd00::1]"]), "connections.acme.fetch_allow_hosts[0]"),  # never matches a host
         (conn(max_file_bytes=-1), "connections.acme.max_file_bytes"),
         (conn(allowed_attachment_types=["image/svg+xml"]), "connections.acme.allowed_attachment_types[0]"),
         (conn(allowed_attachment_types=[]), "connections.acme.allowed_attachment_types"),
@@ -53,7 +54,7 @@ def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
 
 
 def test_allowed_hosts_take_names_addresses_and_ports() -> None:
-    hosts = ["files.example.org", "cdn.example.org:8443", "10.0.0.5", "[fd00::1]:443"]
+    hosts = ["files.example.org", "cdn.example.org:8443", "10.0.0.5", "fd00::1", "fd00::1:8443"]  # as compared
     parsed = parse_config(conn(fetch_allow_hosts=hosts), {"ACME_KEY": "k"}).connections["acme"]
     assert parsed.fetch_allow_hosts == tuple(hosts)
 

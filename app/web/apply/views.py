@@ -30,6 +30,7 @@ from app.core.problems import Problem
 from app.intake.boards import apply_form
 from app.intake.boards.forms import TOKEN_FIELD, ParsedForm
 from app.intake.boards.secrets import configured_secrets
+from app.net import ssrf
 from app.runtime import Runtime
 from app.web.apply import i18n
 from app.web.page_headers import page_headers
@@ -55,9 +56,10 @@ _env = jinja2.Environment(
 
 
 def _origin(url: str) -> str:
-    """The origin of a checked URL (app/config.py `_apply`), from its host and port alone."""
+    """The origin of a checked URL (app/config.py `_apply`), from its host and port alone, the
+    host in its ASCII (IDNA) form: a header is Latin-1, and a Unicode host made every page a 500."""
     parts = urlsplit(url)
-    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else ssrf.sent_host(url)
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
 
 

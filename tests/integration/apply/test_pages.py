@@ -202,6 +202,14 @@ async def test_csp_frames_stylesheet_and_success_url(laura_relay: Any) -> None:
     assert (await default.client.get("/apply-assets/apply.js")).status_code == 200
 
 
+async def test_a_stylesheet_on_an_internationalised_host_goes_into_the_csp_as_its_a_label(laura_relay: Any) -> None:
+    """A header is Latin-1: the Unicode host made every page of the connection a 500."""
+    relay, _ = laura_relay(css_url="https://cdn.bücher.example/apply.css")
+    page = await relay.client.get("/apply/acme/201", headers=BROWSER)
+    assert page.status_code == 200, page.text
+    assert "style-src 'self' https://cdn.xn--bcher-kva.example;" in page.headers["content-security-policy"]
+
+
 async def test_a_cv_over_the_limit_is_refused_beside_the_cv_field(
     make_relay: Callable[..., Relay], emulator: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,16 +6,18 @@ the eviction policy once Redis answers; and fails at once on what no wait mends 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.blobs.capacity import EvictingRedis
 from app.config import Limits, parse_config
-from app.connections.registry import ConnectionRegistry
+from app.connections.registry import ConnectionRegistry, redis_away
 from app.connections.store import ConnectionStore
 from app.privacy.crypto import AesGcmSealer, parse_keys
 from app.redis.embedded import EmbeddedRedis, free_port, redis_server_binary
@@ -96,3 +98,14 @@ async def test_a_process_started_while_redis_was_away_still_refuses_an_evicting_
         start.cancel()
         await runtime.close()
         await asyncio.to_thread(redis.stop)
+
+
+def test_what_counts_as_redis_being_away() -> None:
+    """Waited for: refused, reset, timed out, loading. Not: a password or certificate refused,
+    also when redis-py wraps the TLS error in its own ConnectionError (as it does)."""
+    wrapped = RedisConnectionError("Error connecting")
+    wrapped.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
+    refused = [wrapped, AuthenticationError("WRONGPASS"), ssl.SSLError("bad handshake")]
+    assert [redis_away(exc) for exc in refused] == [False, False, False]
+    away = [ConnectionRefusedError(), RedisConnectionError("Connection reset"), BusyLoadingError("loading")]
+    assert all(redis_away(exc) for exc in away)

@@ -252,6 +252,7 @@ def test_messages_never_carry_the_answer() -> None:
         ("12345678901234567", 12345678901234567),  # exact, where float() would round it
         ("1" * 300, float("1" * 300)),  # past 64 bits: a float
         ("12,75", 12.75),
+        ("0,125", 0.125),  # no thousands separator after a lone 0
         ("1,5000", 1.5),  # four digits after the comma: no thousands separator
         ("1234,567", 1234.567),  # four before it: none either
     ],
