@@ -335,6 +335,8 @@ class DeliveryEngine:
         """The connection is stored but this worker cannot build it (a newer relay's during a
         rolling upgrade, a settings value this version refuses; docs/connections.md): run again
         later, no attempt spent, the reason on the delivery, until a worker that can takes it."""
+        if delivery.status == Status.DELIVERING:  # the last run died: recorded, as on any other path
+            self._note_crash(delivery, now)
         delivery.last_error = ErrorInfo(
             kind="transient",
             message=f"connection {delivery.connection_id!r} is stored but cannot be loaded: {reason}"[:500],

@@ -7,6 +7,7 @@ time and its job in arq's queue, the paused connection, the files kept or droppe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -500,6 +501,27 @@ async def test_a_crashed_run_on_a_paused_connection_is_paused_not_dead_lettered(
     assert await r.run(delivery) == "paused"
     state = await r.get(delivery.id)
     assert [a.outcome for a in state.attempts].count("crash") == MAX_CRASH_RERUNS - 1
+
+
+class UnloadableConnections(dict[str, Any]):
+    """A registry (app/connections/registry.py) that holds `acme` stored but cannot build it."""
+
+    unloadable = {"acme": "connections.acme.a_newer_setting: unknown key"}
+
+
+async def test_a_crashed_run_whose_connection_became_unloadable_records_the_crash_and_waits(
+    store: DeliveryStore,
+) -> None:
+    r = rig(store, ScriptedConnector({"candidate": [WorkerKilled()]}))
+    delivery = await r.delivery()
+    with pytest.raises(WorkerKilled):
+        await r.run(delivery)  # left delivering, as a killed worker leaves it
+    r.engine.deps.config = dataclasses.replace(CONFIG, connections=UnloadableConnections())
+    assert await r.run(delivery) == "deferred"
+    state = await r.get(delivery.id)
+    assert state.status == "queued" and state.failed_attempts == 0
+    assert [a.outcome for a in state.attempts] == ["crash"]  # the died run, on this path too
+    assert state.last_error is not None and state.last_error.code == "PLATFORM.UNAVAILABLE"
 
 
 # -- outcomes ----------------------------------------------------------------------------------
