@@ -195,6 +195,28 @@ def guarded_protocol(limits: ClientLimits) -> type[GuardedHttpToolsProtocol]:
     return type("GuardedHttpTools", (GuardedHttpToolsProtocol,), {"limits": limits, "per_client": {}})
 
 
+class HeadAsGet:
+    """HEAD served as GET without the body (RFC 9110 §9.3.2: a server SHOULD answer HEAD wherever
+    it answers GET; health checks and link checkers send it). Litestar routes HEAD only to
+    `@head` handlers, which may not return a body, so the app is asked for GET; uvicorn, whose
+    own scope still says HEAD, sends the headers (Content-Length included) and drops the body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 def config(app: Any, limits: ClientLimits, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration `applyrelay web` runs (and the tests of these limits)."""
-    return uvicorn.Config(app, http=guarded_protocol(limits), **options)
+    return uvicorn.Config(HeadAsGet(app), http=guarded_protocol(limits), **options)

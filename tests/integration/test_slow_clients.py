@@ -155,6 +155,28 @@ def test_broken_framing_is_a_problem_json_400(web: GuardedServer, request_bytes:
     assert json.loads(body)["code"] == "PLATFORM.INPUT_INVALID"
 
 
+def test_head_is_answered_wherever_get_is(web: GuardedServer) -> None:
+    """Litestar answered HEAD with a 405 on every GET route (a probe); health checks send it."""
+    base = f"http://127.0.0.1:{web.port}"
+    get, head = httpx.get(f"{base}/health", timeout=5), httpx.head(f"{base}/health", timeout=5)
+    assert head.status_code == get.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.headers["content-type"] == get.headers["content-type"]
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.head(f"{base}/v1/deliveries", headers=auth, timeout=5).status_code == 200
+    assert httpx.head(f"{base}/v1/deliveries", timeout=5).status_code == 401  # the same guards as GET
+    assert httpx.head(f"{base}/v1/applications", timeout=5).status_code == 405  # no GET there either
+    sock = connect(web.port)  # keep-alive after a HEAD: no body was sent for the next to trip on
+    sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: relay\r\n\r\nGET /health HTTP/1.1\r\nHost: relay\r\n\r\n")
+    received = b""
+    while b'{"status":"ok"}' not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    assert received.count(b"HTTP/1.1 200") == 2
+    sock.close()
+
+
 def test_a_body_one_byte_short_is_closed_with_a_408(web: GuardedServer) -> None:
     sock = connect(web.port)
     body = b'{"connection_id": "acme"}'
