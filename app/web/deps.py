@@ -14,6 +14,7 @@ from litestar.routes import HTTPRoute
 from app.core.problems import FieldError, Problem
 from app.runtime import Runtime
 from app.web.auth import current_token
+from app.web.problems import allow_header
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # application/json, or a structured-syntax +json type (RFC 6839), e.g. application/merge-patch+json
@@ -120,7 +121,7 @@ async def answer_options(request: Request[Any, Any, Any]) -> Response[Any] | Non
     if not methods:
         return None
     return Response(
-        None, status_code=204, media_type=MediaType.TEXT, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))}
+        None, status_code=204, media_type=MediaType.TEXT, headers={"Allow": allow_header(methods | {"OPTIONS"})}
     )
 
 

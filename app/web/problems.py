@@ -79,6 +79,12 @@ def refused(_: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
     return render(exc)
 
 
+def allow_header(methods: set[str]) -> str:
+    """`Allow` for a path's methods: HEAD with GET, which the server answers for every GET
+    route (app/web/server.py `HeadAsGet`) though no route lists it."""
+    return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+
+
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
@@ -91,6 +97,8 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         return problem(422, "Invalid request", str(exc.detail), errors=errors)
     headers: dict[str, str] = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthorizedException) else {}
     for name, value in (exc.headers or {}).items():  # Allow (405), Retry-After...: they are the answer's point
+        if name.lower() == "allow":
+            value = allow_header({m.strip() for m in value.split(",") if m.strip()})
         if name.lower() in ("allow", "retry-after", "www-authenticate"):
             headers[name.title()] = value
     titles = {
